@@ -1,0 +1,1 @@
+"""Alongside: shared runtime, CLI and demo. Services live in ``services/``."""

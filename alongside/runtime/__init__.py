@@ -1,0 +1,1 @@
+"""Plumbing every service shares: settings, logging, embedded server, broker, topology."""

@@ -1,0 +1,131 @@
+"""Broker factory, durable publishing and dead letters: the messaging every service shares."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import nats
+from faststream.nats import NatsBroker
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import NoStreamResponseError
+
+from alongside.runtime.logging import get_logger
+from alongside.runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
+from contracts import subjects
+from contracts.envelope import Envelope, new_id, now
+from contracts.replies import DeadLetter
+
+log = get_logger(__name__)
+
+PUBLISH_ATTEMPTS = 5
+
+
+def make_broker(url: str, service: str) -> NatsBroker:
+    """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput)."""
+
+    async def on_error(error: Exception) -> None:
+        # Permission violations surface only here, never at start().
+        log.error("nats_error", service=service, error=type(error).__name__, detail=str(error))
+
+    return NatsBroker(
+        url,
+        name=f"alongside-{service}",
+        error_cb=on_error,
+        log_level=logging.DEBUG,
+        max_reconnect_attempts=-1,
+    )
+
+
+async def connect(url: str, name: str) -> Client:
+    return await nats.connect(url, name=name, max_reconnect_attempts=-1)
+
+
+async def publish_durably(
+    js: JetStreamContext,
+    subject: str,
+    body: bytes,
+    msg_id: str,
+    stream: str,
+    headers: Mapping[str, str] | None = None,
+) -> PubAck:
+    """Publish to JetStream and wait for its ack, retrying with the same ``Nats-Msg-Id``.
+
+    Retrying with the same id is safe: within the duplicate window the stream
+    keeps one copy, so a timeout never turns into a duplicate.
+    """
+    all_headers = {**(headers or {}), "Nats-Msg-Id": msg_id}
+    delay = 0.05
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            return await js.publish(subject, body, stream=stream, headers=all_headers, timeout=2.0)
+        except (NatsTimeoutError, NoStreamResponseError):
+            if attempt == PUBLISH_ATTEMPTS:
+                raise
+            log.warning("publish_retry", subject=subject, attempt=attempt)
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+async def publish_event(js: JetStreamContext, envelope: Envelope[Any]) -> PubAck:
+    return await publish_durably(
+        js,
+        subjects.event(envelope.org, envelope.type),
+        envelope.model_dump_json().encode(),
+        msg_id=envelope.id,
+        stream=EVENTS_STREAM,
+    )
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(body).decode()
+
+
+async def dead_letter(
+    js: JetStreamContext,
+    *,
+    org: str,
+    service: str,
+    reason: str,
+    subject: str,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    deliveries: int = 1,
+    msg_id: str | None = None,
+) -> None:
+    """Keep a message the service could not use, with why, in the DEADLETTERS stream."""
+    letter = DeadLetter(
+        service=service,
+        reason=reason,
+        subject=subject,
+        deliveries=deliveries,
+        headers=dict(headers or {}),
+        original=_text(body),
+    )
+    envelope = Envelope[DeadLetter](
+        id=msg_id or new_id(),
+        type=DeadLetter.type_name,
+        source=f"alongside/{service}",
+        org=org,
+        time=now(),
+        schemaversion=DeadLetter.schema_version,
+        data=letter,
+    )
+    await publish_durably(
+        js,
+        subjects.dead_letter(org, service),
+        envelope.model_dump_json().encode(),
+        msg_id=envelope.id,
+        stream=DEADLETTER_STREAM,
+    )
+    log.warning("dead_lettered", org=org, service=service, reason=reason, subject=subject)

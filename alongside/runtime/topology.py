@@ -1,0 +1,111 @@
+"""The one place where streams and KV buckets are declared.
+
+``alongside up`` (or ``alongside provision`` in the clustered deployment)
+calls ``provision``; services only bind to what exists (FastStream subscribers
+use ``declare=False``), so starting a service never rewrites a stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from alongside.runtime.logging import get_logger
+from alongside.settings import Settings
+from contracts import subjects
+
+log = get_logger(__name__)
+
+EVENTS_STREAM = "EVENTS"
+DEADLETTER_STREAM = "DEADLETTERS"
+
+SUPPORTERS_BUCKET = "supporters"
+CASES_BUCKET = "cases"
+REPLIES_BUCKET = "command_replies"
+
+DAY_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Topology:
+    streams: tuple[StreamConfig, ...]
+    buckets: tuple[KeyValueConfig, ...]
+
+
+def topology(settings: Settings) -> Topology:
+    replicas = settings.replicas
+    return Topology(
+        streams=(
+            StreamConfig(
+                name=EVENTS_STREAM,
+                description="Domain events of every organisation: the system of record.",
+                subjects=[subjects.events("*")],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=replicas,
+                duplicate_window=settings.duplicate_window_s,
+                discard=DiscardPolicy.OLD,
+            ),
+            StreamConfig(
+                name=DEADLETTER_STREAM,
+                description="Messages a service could not process, with the reason.",
+                subjects=[subjects.dead_letters("*")],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=replicas,
+                max_age=90 * DAY_S,
+                duplicate_window=120.0,
+            ),
+        ),
+        buckets=(
+            KeyValueConfig(
+                bucket=SUPPORTERS_BUCKET,
+                description="Current supporter records, key <org>.<supporter_id>.",
+                history=5,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            ),
+            KeyValueConfig(
+                bucket=CASES_BUCKET,
+                description="Current case records, key <org>.<case_id>.",
+                history=5,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            ),
+            KeyValueConfig(
+                bucket=REPLIES_BUCKET,
+                description="Replies to accepted commands, key <org>.<command_id>.",
+                history=1,
+                ttl=settings.reply_ttl_s,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            ),
+        ),
+    )
+
+
+async def provision(js: JetStreamContext, settings: Settings) -> None:
+    """Create, or bring up to date, every stream and bucket. Safe to run again."""
+    topo = topology(settings)
+    for config in topo.streams:
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+            log.info("stream_updated", stream=config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("stream_created", stream=config.name)
+    for kv in topo.buckets:
+        # create_key_value also updates the bucket's stream when it exists.
+        await js.create_key_value(kv)
+        log.info("bucket_ready", bucket=kv.bucket)

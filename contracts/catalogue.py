@@ -1,0 +1,142 @@
+"""The event catalogue: every message by type, and its export as JSON Schema + AsyncAPI 3.
+
+Run ``alongside contracts export DIR`` to write ``DIR/schemas/<Type>.json``
+(one JSON Schema per message, envelope included) and ``DIR/asyncapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from contracts import intake, subjects
+from contracts.envelope import Command, Envelope, Event, Message
+from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
+
+VERSION = "1.0.0"
+
+COMMANDS: dict[str, type[Command]] = {c.type_name: c for c in intake.COMMANDS}
+EVENTS: dict[str, type[Event]] = {e.type_name: e for e in intake.EVENTS}
+REPLIES: dict[str, type[Message]] = {m.type_name: m for m in (CommandAccepted, CommandRejected)}
+OTHERS: dict[str, type[Message]] = {DeadLetter.type_name: DeadLetter}
+
+
+def all_messages() -> dict[str, type[Message]]:
+    return {**COMMANDS, **EVENTS, **REPLIES, **OTHERS}
+
+
+def envelope_schema(model: type[Message], ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    schema = Envelope[model].model_json_schema(ref_template=ref_template)  # type: ignore[valid-type]
+    schema["title"] = model.type_name
+    schema["description"] = (model.__doc__ or model.type_name).strip().splitlines()[0]
+    props = schema["properties"]
+    props["type"] = {"const": model.type_name, "type": "string"}
+    props["schemaversion"] = {"const": model.schema_version, "type": "string"}
+    return schema
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    return {name: envelope_schema(model) for name, model in all_messages().items()}
+
+
+_ORG_PARAMETER = {
+    "description": "Organisation token; the subject's org must equal the envelope's org.",
+    "examples": ["harbour-ombudsman"],
+}
+
+
+def _message_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/messages/{name}"}
+
+
+def asyncapi() -> dict[str, Any]:
+    """An AsyncAPI 3.0 document of every subject, with its org parameter and reply schemas."""
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for name, model in all_messages().items():
+        schema = envelope_schema(model, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[f"{name}Envelope"] = schema
+        messages[name] = {
+            "name": name,
+            "title": name,
+            "summary": schema["description"],
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}Envelope"},
+        }
+
+    channels: dict[str, Any] = {
+        "CommandReply": {
+            "address": None,
+            "description": "The requester's reply inbox.",
+            "messages": {name: _message_ref(name) for name in REPLIES},
+        }
+    }
+    operations: dict[str, Any] = {}
+    for name, command in COMMANDS.items():
+        channels[name] = {
+            "address": f"{subjects.PREFIX}.{{org}}.cmd.{command.service}.{name}",
+            "parameters": {"org": _ORG_PARAMETER},
+            "messages": {name: _message_ref(name)},
+        }
+        operations[name] = {
+            "action": "receive",
+            "summary": messages[name]["summary"],
+            "channel": {"$ref": f"#/channels/{name}"},
+            "reply": {
+                "channel": {"$ref": "#/channels/CommandReply"},
+                "messages": [
+                    {"$ref": f"#/channels/CommandReply/messages/{reply}"} for reply in REPLIES
+                ],
+            },
+        }
+    for name in EVENTS:
+        channels[name] = {
+            "address": f"{subjects.PREFIX}.{{org}}.evt.{name}",
+            "parameters": {"org": _ORG_PARAMETER},
+            "messages": {name: _message_ref(name)},
+        }
+        operations[f"publish{name}"] = {
+            "action": "send",
+            "summary": messages[name]["summary"],
+            "channel": {"$ref": f"#/channels/{name}"},
+        }
+    channels["DeadLetter"] = {
+        "address": f"{subjects.PREFIX}.{{org}}.dlq.{{service}}",
+        "parameters": {"org": _ORG_PARAMETER, "service": {"description": "Service that gave up"}},
+        "messages": {"DeadLetter": _message_ref("DeadLetter")},
+    }
+    operations["publishDeadLetter"] = {
+        "action": "send",
+        "summary": "A message a service could not process, with its reason.",
+        "channel": {"$ref": "#/channels/DeadLetter"},
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Alongside",
+            "version": VERSION,
+            "description": "Commands, replies and events of Alongside. See contracts/VERSIONING.md.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {"local": {"host": "127.0.0.1:4222", "protocol": "nats"}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def export(directory: Path) -> list[Path]:
+    """Write every JSON Schema and the AsyncAPI document; return the paths written."""
+    schema_dir = directory / "schemas"
+    schema_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in json_schemas().items():
+        path = schema_dir / f"{name}.json"
+        path.write_text(json.dumps(schema, indent=2, default=str) + "\n")
+        written.append(path)
+    path = directory / "asyncapi.json"
+    path.write_text(json.dumps(asyncapi(), indent=2, default=str) + "\n")
+    written.append(path)
+    return written

@@ -1,0 +1,102 @@
+"""The envelope every Alongside message travels in.
+
+Attribute names follow CloudEvents 1.0 (structured JSON mode): ``id``,
+``type``, ``source``, ``time``, ``specversion``, ``datacontenttype``, and the
+extension attributes ``org``, ``schemaversion``, ``correlationid`` and
+``causationid``. A command's ``id`` is its idempotency key; an event's ``id``
+is also its ``Nats-Msg-Id``, so JetStream drops a republished duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts.subjects import ID_PATTERN, ORG_PATTERN
+
+OrgId = Annotated[str, Field(pattern=ORG_PATTERN, description="Organisation token")]
+EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier (letters, digits, - and _)")]
+MessageId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class Part(BaseModel):
+    """Base of every nested part of a payload: unknown fields are errors, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Message(Part):
+    """Base of every payload. ``type_name`` and ``schema_version`` tie it to the catalogue."""
+
+    type_name: ClassVar[str]
+    # MAJOR.MINOR; see contracts/VERSIONING.md.
+    schema_version: ClassVar[str] = "1.0"
+
+
+class Command(Message):
+    """Imperative request answered by a CommandReply."""
+
+    service: ClassVar[str]
+
+
+class Event(Message):
+    """Something that happened, past tense. Consumers ignore fields they do not know."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+DataT = TypeVar("DataT")
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: MessageId
+    type: str = Field(min_length=1, max_length=64)
+    source: str = Field(min_length=1, max_length=128)
+    org: OrgId
+    time: AwareDatetime
+    schemaversion: str = Field(pattern=r"^\d+\.\d+$")
+    datacontenttype: Literal["application/json"] = "application/json"
+    correlationid: MessageId | None = None
+    causationid: MessageId | None = None
+    data: DataT
+
+
+RawEnvelope = Envelope[dict[str, Any]]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def wrap(
+    data: Message,
+    *,
+    org: str,
+    source: str,
+    id: str | None = None,
+    time: datetime | None = None,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+) -> Envelope[Any]:
+    """Put a payload in an envelope; the type and schema version come from its class."""
+    return Envelope[Any](
+        id=id or new_id(),
+        type=data.type_name,
+        source=source,
+        org=org,
+        time=time or now(),
+        schemaversion=data.schema_version,
+        correlationid=correlationid,
+        causationid=causationid,
+        data=data,
+    )

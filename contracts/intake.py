@@ -1,0 +1,421 @@
+"""Contracts of the intake service: supporters, vetting, client intake, consent.
+
+Commands carry the personal data the service must store. Events carry only what
+a subscriber needs to react (ids, stages, kinds, dates); the full record stays
+in the organisation's KV state, readable only by that organisation's services.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from contracts.envelope import Command, EntityId, Event, Part
+
+SERVICE = "intake"
+
+Tag = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="lower_snake_case tag")]
+LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}$", description="ISO 639 code, e.g. en, sm, mi")]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class Method(StrEnum):
+    """How a session happens, including where when it is in person."""
+
+    IN_PERSON = "in_person"  # a safe public or organisation venue
+    HOME_VISIT = "home_visit"  # at the client's home
+    PHONE = "phone"
+    TEXT = "text"
+    VIDEO = "video"
+
+
+class Stage(StrEnum):
+    """Stages of a dispute, from entry through to adjudication."""
+
+    ENTRY = "entry"
+    EARLY_RESOLUTION = "early_resolution"
+    INVESTIGATION = "investigation"
+    CONCILIATION = "conciliation"
+    ADJUDICATION = "adjudication"
+    CLOSED = "closed"
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+class Strength(StrEnum):
+    MUST = "must"
+    PREFER = "prefer"
+
+
+class Slot(Part):
+    """A weekly window of availability, in the organisation's time zone."""
+
+    day: Weekday
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Slot:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Affiliation(Part):
+    """An organisation or person a supporter is connected to (conflict-of-interest checks)."""
+
+    name: ShortText
+    relationship: ShortText
+
+
+class Contact(Part):
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)] | None = None
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{6,20}$")] | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Contact:
+        if self.email is None and self.phone is None:
+            raise ValueError("give an email or a phone number")
+        return self
+
+
+class SupporterProfile(Part):
+    display_name: ShortText
+    contact: Contact
+    lived_experience: list[Tag] = Field(min_length=1, max_length=20)
+    skills: list[Tag] = Field(default_factory=list, max_length=20)
+    languages: list[LanguageCode] = Field(min_length=1, max_length=10)
+    birth_year: int = Field(ge=1900, le=2010)
+    gender_identity: ShortText | None = None
+    cultural_background: list[Tag] = Field(default_factory=list, max_length=10)
+    methods: list[Method] = Field(min_length=1)
+    availability: list[Slot] = Field(min_length=1, max_length=28)
+    region: Tag
+    caseload_cap: int = Field(ge=1, le=30)
+    affiliations: list[Affiliation] = Field(default_factory=list, max_length=50)
+
+
+class RegisterSupporter(Command):
+    """Register a new peer supporter of the organisation."""
+
+    type_name: ClassVar[str] = "RegisterSupporter"
+    service: ClassVar[str] = SERVICE
+    supporter_id: EntityId
+    profile: SupporterProfile
+
+
+class SupporterChanges(Part):
+    """The profile fields to replace; fields left out stay as they are."""
+
+    display_name: ShortText | None = None
+    contact: Contact | None = None
+    lived_experience: list[Tag] | None = Field(default=None, min_length=1, max_length=20)
+    skills: list[Tag] | None = Field(default=None, max_length=20)
+    languages: list[LanguageCode] | None = Field(default=None, min_length=1, max_length=10)
+    gender_identity: ShortText | None = None
+    cultural_background: list[Tag] | None = Field(default=None, max_length=10)
+    methods: list[Method] | None = Field(default=None, min_length=1)
+    availability: list[Slot] | None = Field(default=None, min_length=1, max_length=28)
+    region: Tag | None = None
+    caseload_cap: int | None = Field(default=None, ge=1, le=30)
+    affiliations: list[Affiliation] | None = Field(default=None, max_length=50)
+    suspended: bool | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SupporterChanges:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        return self
+
+
+class UpdateSupporter(Command):
+    """Change a supporter's profile, affiliations or suspension."""
+
+    type_name: ClassVar[str] = "UpdateSupporter"
+    service: ClassVar[str] = SERVICE
+    supporter_id: EntityId
+    changes: SupporterChanges
+
+
+class RecordCheck(Part):
+    """Police / vulnerable-sector record check."""
+
+    kind: Literal["record_check"] = "record_check"
+    issued_on: date
+    expires_on: date
+    clear: bool
+    reference: ShortText
+
+    @model_validator(mode="after")
+    def _expires_after_issue(self) -> RecordCheck:
+        if self.expires_on <= self.issued_on:
+            raise ValueError("expires_on must be after issued_on")
+        return self
+
+
+class Interview(Part):
+    kind: Literal["interview"] = "interview"
+    held_on: date
+    passed: bool
+
+
+class Reference(Part):
+    kind: Literal["reference"] = "reference"
+    reference_type: Literal["professional", "personal"]
+    received_on: date
+    satisfactory: bool
+
+
+class Recovery(Part):
+    """Start of the supporter's recovery, for the minimum length of recovery."""
+
+    kind: Literal["recovery"] = "recovery"
+    since: date
+
+
+class Training(Part):
+    kind: Literal["training"] = "training"
+    course: Tag
+    completed_on: date
+
+
+class Supervision(Part):
+    """Attendance at regular supervision or a team debrief."""
+
+    kind: Literal["supervision"] = "supervision"
+    session: Literal["supervision", "team_debrief"]
+    attended_on: date
+
+
+VettingEvidence = Annotated[
+    RecordCheck | Interview | Reference | Recovery | Training | Supervision,
+    Field(discriminator="kind"),
+]
+
+
+class RecordVettingEvidence(Command):
+    """Record one piece of vetting evidence for a supporter."""
+
+    type_name: ClassVar[str] = "RecordVettingEvidence"
+    service: ClassVar[str] = SERVICE
+    supporter_id: EntityId
+    evidence: VettingEvidence
+
+
+class Preference(Part):
+    """A client preference: ``must`` is a hard filter, ``prefer`` a soft weight."""
+
+    values: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(min_length=1, max_length=10)
+    strength: Strength = Strength.PREFER
+
+
+class ClientProfile(Part):
+    display_name: ShortText
+    contact: Contact
+    birth_year: int = Field(ge=1900, le=2025)
+    languages: list[LanguageCode] = Field(min_length=1, max_length=10)
+    access_needs: list[Tag] = Field(default_factory=list, max_length=20)
+    gender_preference: Preference | None = None
+    cultural_preference: Preference | None = None
+    lived_experience_preference: Preference | None = None
+    age_preference: Literal["younger", "similar", "older", "any"] = "any"
+    other_factors: LongText | None = None
+    methods: list[Method] = Field(min_length=1)
+    availability: list[Slot] = Field(min_length=1, max_length=28)
+    region: Tag
+    # Safety information is sensitive: it never leaves the case record.
+    safety_concerns: list[Tag] = Field(default_factory=list, max_length=10)
+
+
+class OtherParty(Part):
+    """Another party to the dispute; each must consent to the support person."""
+
+    party_id: EntityId
+    kind: Literal["organisation", "person"]
+    name: ShortText
+    role: Literal["respondent", "co_complainant", "other"]
+
+
+class Dispute(Part):
+    scheme: Tag
+    summary: LongText
+    stage: Stage = Stage.ENTRY
+
+
+CLIENT_PARTY_ID = "client"
+
+
+class SubmitIntake(Command):
+    """Open a case from a client's intake interview."""
+
+    type_name: ClassVar[str] = "SubmitIntake"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    client: ClientProfile
+    dispute: Dispute
+    other_parties: list[OtherParty] = Field(min_length=1, max_length=20)
+    has_other_support: bool
+
+    @model_validator(mode="after")
+    def _party_ids_unique(self) -> SubmitIntake:
+        ids = [p.party_id for p in self.other_parties]
+        if CLIENT_PARTY_ID in ids:
+            raise ValueError(f"party_id {CLIENT_PARTY_ID!r} is reserved for the client")
+        if len(ids) != len(set(ids)):
+            raise ValueError("party_id values must be unique")
+        return self
+
+
+class ChangeCaseStage(Command):
+    """Move a case to another stage of the dispute."""
+
+    type_name: ClassVar[str] = "ChangeCaseStage"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    stage: Stage
+
+
+class PeerSupporter(Part):
+    kind: Literal["peer"] = "peer"
+    supporter_id: EntityId
+
+
+class FamilyOrFriend(Part):
+    kind: Literal["family", "friend"]
+    display_name: ShortText
+    contact: Contact
+
+
+SupportPerson = Annotated[PeerSupporter | FamilyOrFriend, Field(discriminator="kind")]
+
+
+class NameSupportPerson(Command):
+    """Name the client's support person: a peer supporter, or family or a friend."""
+
+    type_name: ClassVar[str] = "NameSupportPerson"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    support_person: SupportPerson
+
+
+class GiveConsent(Command):
+    """A party consents to the current support person's involvement, for some stages."""
+
+    type_name: ClassVar[str] = "GiveConsent"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    party_id: EntityId
+    stages: list[Stage] = Field(min_length=1)
+    given_on: date
+
+
+class WithdrawConsent(Command):
+    """A party withdraws consent; the involvement is suspended at once."""
+
+    type_name: ClassVar[str] = "WithdrawConsent"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    party_id: EntityId
+    withdrawn_on: date
+
+
+# Events ------------------------------------------------------------------
+
+
+class SupporterRegistered(Event):
+    type_name: ClassVar[str] = "SupporterRegistered"
+    supporter_id: str
+    region: str
+    caseload_cap: int
+
+
+class SupporterUpdated(Event):
+    type_name: ClassVar[str] = "SupporterUpdated"
+    supporter_id: str
+    changed_fields: list[str]
+    suspended: bool
+
+
+class VettingEvidenceRecorded(Event):
+    """Which kind of evidence arrived and until when it holds; never its content."""
+
+    type_name: ClassVar[str] = "VettingEvidenceRecorded"
+    supporter_id: str
+    kind: str
+    recorded_for: date
+    valid_until: date | None = None
+
+
+class IntakeReceived(Event):
+    type_name: ClassVar[str] = "IntakeReceived"
+    case_id: str
+    scheme: str
+    stage: Stage
+    party_ids: list[str]
+    has_other_support: bool
+
+
+class CaseStageChanged(Event):
+    type_name: ClassVar[str] = "CaseStageChanged"
+    case_id: str
+    from_stage: Stage
+    to_stage: Stage
+
+
+class SupportPersonNamed(Event):
+    """A family member or friend is named by kind only; a peer by supporter id."""
+
+    type_name: ClassVar[str] = "SupportPersonNamed"
+    case_id: str
+    kind: Literal["peer", "family", "friend"]
+    supporter_id: str | None = None
+
+
+class ConsentGiven(Event):
+    type_name: ClassVar[str] = "ConsentGiven"
+    case_id: str
+    party_id: str
+    stages: list[Stage]
+    given_on: date
+
+
+class ConsentWithdrawn(Event):
+    type_name: ClassVar[str] = "ConsentWithdrawn"
+    case_id: str
+    party_id: str
+    withdrawn_on: date
+
+
+COMMANDS: tuple[type[Command], ...] = (
+    RegisterSupporter,
+    UpdateSupporter,
+    RecordVettingEvidence,
+    SubmitIntake,
+    ChangeCaseStage,
+    NameSupportPerson,
+    GiveConsent,
+    WithdrawConsent,
+)
+
+EVENTS: tuple[type[Event], ...] = (
+    SupporterRegistered,
+    SupporterUpdated,
+    VettingEvidenceRecorded,
+    IntakeReceived,
+    CaseStageChanged,
+    SupportPersonNamed,
+    ConsentGiven,
+    ConsentWithdrawn,
+)

@@ -1,0 +1,70 @@
+"""Every NATS subject Alongside uses, built in one place.
+
+The organisation is always the second token (``alongside.<org>. ...``) so that
+NATS accounts can map and restrict subjects per organisation
+(``account_token_position: 2``) and every consumer can filter on it.
+
+    alongside.<org>.cmd.<service>.<command>   request/reply commands
+    alongside.<org>.evt.<event>               domain events (stream EVENTS)
+    alongside.<org>.dlq.<service>             dead letters (stream DEADLETTERS)
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "alongside"
+ORG_TOKEN_POSITION = 2  # 1-based, as NATS accounts count it
+
+# The org and id patterns keep every value a single, safe subject/KV token.
+ORG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,31}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_ORG_RE = re.compile(ORG_PATTERN)
+
+
+class SubjectError(ValueError):
+    """A subject that is not one of ours."""
+
+
+def _org(org: str) -> str:
+    if not _ORG_RE.match(org):
+        raise SubjectError(f"org {org!r} is not a valid organisation token")
+    return org
+
+
+def command(org: str, service: str, command_type: str) -> str:
+    return f"{PREFIX}.{_org(org)}.cmd.{service}.{command_type}"
+
+
+def commands_of(service: str, org: str = "*") -> str:
+    """Wildcard for every command a service answers (one org, or all)."""
+    return f"{PREFIX}.{org}.cmd.{service}.*"
+
+
+def event(org: str, event_type: str) -> str:
+    return f"{PREFIX}.{_org(org)}.evt.{event_type}"
+
+
+def events(org: str = "*") -> str:
+    """Wildcard for the events of one org, or of all orgs."""
+    return f"{PREFIX}.{org}.evt.*"
+
+
+def dead_letter(org: str, service: str) -> str:
+    return f"{PREFIX}.{_org(org)}.dlq.{service}"
+
+
+def dead_letters(org: str = "*") -> str:
+    return f"{PREFIX}.{org}.dlq.*"
+
+
+def org_of(subject: str) -> str:
+    """The organisation token of one of our subjects."""
+    tokens = subject.split(".")
+    if len(tokens) < 3 or tokens[0] != PREFIX or not _ORG_RE.match(tokens[1]):
+        raise SubjectError(f"{subject!r} is not an Alongside subject")
+    return tokens[1]
+
+
+def last_token(subject: str) -> str:
+    return subject.rsplit(".", 1)[-1]

@@ -1,0 +1,1 @@
+"""Intake: supporters and their vetting evidence, client intakes, stages, consent."""

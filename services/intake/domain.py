@@ -1,0 +1,332 @@
+"""Intake decisions: given a command and the current record, the new record and its events.
+
+Pure functions, no I/O. A command that cannot be carried out raises
+``Rejected`` with each failing field and the reason, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.envelope import Command, Event
+from contracts.intake import (
+    CLIENT_PARTY_ID,
+    CaseStageChanged,
+    ChangeCaseStage,
+    ConsentGiven,
+    ConsentWithdrawn,
+    GiveConsent,
+    IntakeReceived,
+    NameSupportPerson,
+    PeerSupporter,
+    RecordCheck,
+    RecordVettingEvidence,
+    RegisterSupporter,
+    Stage,
+    SubmitIntake,
+    SupporterProfile,
+    SupporterRegistered,
+    SupporterUpdated,
+    SupportPerson,
+    SupportPersonNamed,
+    UpdateSupporter,
+    VettingEvidence,
+    VettingEvidenceRecorded,
+    WithdrawConsent,
+)
+from contracts.replies import FieldError
+
+
+class Rejected(Exception):
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        self.errors = list(errors)
+
+
+def reject(field: str, reason: str) -> Rejected:
+    return Rejected([FieldError(field=f"data.{field}", reason=reason)])
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SupporterRecord(Record):
+    supporter_id: str
+    profile: SupporterProfile
+    suspended: bool = False
+    vetting: list[VettingEvidence] = []
+    registered_at: datetime
+    updated_at: datetime
+
+
+class ConsentRecord(Record):
+    party_id: str
+    status: Literal["given", "withdrawn"]
+    stages: list[Stage]
+    on: date
+    # Consent is to a particular support person: naming another one needs it again.
+    support_person_ref: str
+
+
+class CaseRecord(Record):
+    case_id: str
+    intake: SubmitIntake
+    stage: Stage
+    support_person: SupportPerson | None = None
+    consents: dict[str, ConsentRecord] = {}
+    opened_at: datetime
+    updated_at: datetime
+
+    @property
+    def party_ids(self) -> list[str]:
+        return [CLIENT_PARTY_ID, *(p.party_id for p in self.intake.other_parties)]
+
+
+@dataclass(frozen=True)
+class Decision:
+    record: Record
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a decision may know besides the command and its own record."""
+
+    now: datetime
+    # The supporter a command refers to, when it names one (a peer support person).
+    referenced_supporter: SupporterRecord | None = None
+
+
+# Supporters ----------------------------------------------------------------
+
+
+def register_supporter(
+    cmd: RegisterSupporter, current: SupporterRecord | None, ctx: Context
+) -> Decision:
+    if current is not None:
+        raise reject("supporter_id", f"supporter {cmd.supporter_id} is already registered")
+    record = SupporterRecord(
+        supporter_id=cmd.supporter_id,
+        profile=cmd.profile,
+        registered_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    event = SupporterRegistered(
+        supporter_id=cmd.supporter_id,
+        region=cmd.profile.region,
+        caseload_cap=cmd.profile.caseload_cap,
+    )
+    return Decision(record, [event])
+
+
+def _existing_supporter(supporter_id: str, current: SupporterRecord | None) -> SupporterRecord:
+    if current is None:
+        raise reject("supporter_id", f"no supporter {supporter_id} in this organisation")
+    return current
+
+
+def update_supporter(cmd: UpdateSupporter, current: SupporterRecord | None, ctx: Context) -> Decision:
+    record = _existing_supporter(cmd.supporter_id, current)
+    changes = cmd.changes.model_dump(exclude_unset=True)
+    suspended = changes.pop("suspended", record.suspended)
+    profile = record.profile.model_validate({**record.profile.model_dump(), **changes})
+    updated = record.model_copy(
+        update={"profile": profile, "suspended": suspended, "updated_at": ctx.now}
+    )
+    event = SupporterUpdated(
+        supporter_id=cmd.supporter_id,
+        changed_fields=sorted(cmd.changes.model_fields_set),
+        suspended=suspended,
+    )
+    return Decision(updated, [event])
+
+
+def record_vetting_evidence(
+    cmd: RecordVettingEvidence, current: SupporterRecord | None, ctx: Context
+) -> Decision:
+    record = _existing_supporter(cmd.supporter_id, current)
+    evidence = cmd.evidence
+    updated = record.model_copy(
+        update={"vetting": [*record.vetting, evidence], "updated_at": ctx.now}
+    )
+    event = VettingEvidenceRecorded(
+        supporter_id=cmd.supporter_id,
+        kind=evidence.kind,
+        recorded_for=_evidence_date(evidence),
+        valid_until=evidence.expires_on if isinstance(evidence, RecordCheck) else None,
+    )
+    return Decision(updated, [event])
+
+
+def _evidence_date(evidence: VettingEvidence) -> date:
+    match evidence.kind:
+        case "record_check":
+            return evidence.issued_on
+        case "interview":
+            return evidence.held_on
+        case "reference":
+            return evidence.received_on
+        case "recovery":
+            return evidence.since
+        case "training":
+            return evidence.completed_on
+        case "supervision":
+            return evidence.attended_on
+
+
+# Cases ---------------------------------------------------------------------
+
+
+def submit_intake(cmd: SubmitIntake, current: CaseRecord | None, ctx: Context) -> Decision:
+    if current is not None:
+        raise reject("case_id", f"case {cmd.case_id} already exists")
+    record = CaseRecord(
+        case_id=cmd.case_id, intake=cmd, stage=cmd.dispute.stage, opened_at=ctx.now, updated_at=ctx.now
+    )
+    event = IntakeReceived(
+        case_id=cmd.case_id,
+        scheme=cmd.dispute.scheme,
+        stage=cmd.dispute.stage,
+        party_ids=record.party_ids,
+        has_other_support=cmd.has_other_support,
+    )
+    return Decision(record, [event])
+
+
+def _existing_case(case_id: str, current: CaseRecord | None) -> CaseRecord:
+    if current is None:
+        raise reject("case_id", f"no case {case_id} in this organisation")
+    return current
+
+
+def change_case_stage(cmd: ChangeCaseStage, current: CaseRecord | None, ctx: Context) -> Decision:
+    case = _existing_case(cmd.case_id, current)
+    if case.stage == Stage.CLOSED:
+        raise reject("case_id", "the case is closed")
+    if cmd.stage == case.stage:
+        raise reject("stage", f"the case is already at stage {case.stage.value}")
+    event = CaseStageChanged(case_id=case.case_id, from_stage=case.stage, to_stage=cmd.stage)
+    return Decision(case.model_copy(update={"stage": cmd.stage, "updated_at": ctx.now}), [event])
+
+
+def support_person_ref(person: SupportPerson) -> str:
+    """A stable reference to a support person that names no one."""
+    if isinstance(person, PeerSupporter):
+        return f"peer:{person.supporter_id}"
+    return f"{person.kind}:{person.contact.email or person.contact.phone}"
+
+
+def name_support_person(
+    cmd: NameSupportPerson, current: CaseRecord | None, ctx: Context
+) -> Decision:
+    case = _existing_case(cmd.case_id, current)
+    person = cmd.support_person
+    if isinstance(person, PeerSupporter):
+        supporter = ctx.referenced_supporter
+        if supporter is None:
+            raise reject(
+                "support_person.supporter_id",
+                f"no supporter {person.supporter_id} in this organisation",
+            )
+        if supporter.suspended:
+            raise reject("support_person.supporter_id", "the supporter is suspended")
+    # Consents given to a previous support person do not carry over.
+    updated = case.model_copy(update={"support_person": person, "consents": {}, "updated_at": ctx.now})
+    event = SupportPersonNamed(
+        case_id=case.case_id,
+        kind=person.kind,
+        supporter_id=person.supporter_id if isinstance(person, PeerSupporter) else None,
+    )
+    return Decision(updated, [event])
+
+
+def _consenting_party(case: CaseRecord, party_id: str) -> SupportPerson:
+    if party_id not in case.party_ids:
+        raise reject(
+            "party_id",
+            f"{party_id} is not a party to case {case.case_id} (parties: {', '.join(case.party_ids)})",
+        )
+    if case.support_person is None:
+        raise reject("case_id", "no support person is named on this case yet")
+    return case.support_person
+
+
+def give_consent(cmd: GiveConsent, current: CaseRecord | None, ctx: Context) -> Decision:
+    case = _existing_case(cmd.case_id, current)
+    person = _consenting_party(case, cmd.party_id)
+    consent = ConsentRecord(
+        party_id=cmd.party_id,
+        status="given",
+        stages=sorted(set(cmd.stages), key=list(Stage).index),
+        on=cmd.given_on,
+        support_person_ref=support_person_ref(person),
+    )
+    updated = case.model_copy(
+        update={"consents": {**case.consents, cmd.party_id: consent}, "updated_at": ctx.now}
+    )
+    event = ConsentGiven(
+        case_id=case.case_id, party_id=cmd.party_id, stages=consent.stages, given_on=cmd.given_on
+    )
+    return Decision(updated, [event])
+
+
+def withdraw_consent(cmd: WithdrawConsent, current: CaseRecord | None, ctx: Context) -> Decision:
+    case = _existing_case(cmd.case_id, current)
+    _consenting_party(case, cmd.party_id)
+    given = case.consents.get(cmd.party_id)
+    if given is None or given.status != "given":
+        raise reject("party_id", f"{cmd.party_id} has no consent in force to withdraw")
+    withdrawn = given.model_copy(update={"status": "withdrawn", "on": cmd.withdrawn_on})
+    updated = case.model_copy(
+        update={"consents": {**case.consents, cmd.party_id: withdrawn}, "updated_at": ctx.now}
+    )
+    event = ConsentWithdrawn(
+        case_id=case.case_id, party_id=cmd.party_id, withdrawn_on=cmd.withdrawn_on
+    )
+    return Decision(updated, [event])
+
+
+# Routing: which record a command decides on, and how -------------------------
+
+Decide = Callable[[Any, Any, Context], Decision]
+
+
+@dataclass(frozen=True)
+class Route:
+    aggregate: Literal["supporter", "case"]
+    record_type: type[Record]
+    key: Callable[[Any], str]
+    decide: Decide
+    # The supporter a command names, loaded for the decision (or None).
+    references_supporter: Callable[[Any], str | None] = lambda _: None
+
+
+def _peer_id(cmd: NameSupportPerson) -> str | None:
+    person = cmd.support_person
+    return person.supporter_id if isinstance(person, PeerSupporter) else None
+
+
+def _supporter(decide: Decide) -> Route:
+    return Route("supporter", SupporterRecord, lambda c: c.supporter_id, decide)
+
+
+def _case(decide: Decide, references: Callable[[Any], str | None] = lambda _: None) -> Route:
+    return Route("case", CaseRecord, lambda c: c.case_id, decide, references)
+
+
+ROUTES: dict[type[Command], Route] = {
+    RegisterSupporter: _supporter(register_supporter),
+    UpdateSupporter: _supporter(update_supporter),
+    RecordVettingEvidence: _supporter(record_vetting_evidence),
+    SubmitIntake: _case(submit_intake),
+    ChangeCaseStage: _case(change_case_stage),
+    NameSupportPerson: _case(name_support_person, _peer_id),
+    GiveConsent: _case(give_consent),
+    WithdrawConsent: _case(withdraw_consent),
+}

@@ -1,0 +1,228 @@
+"""Intake's command handler: contract in, domain decision, events out.
+
+``handle_command`` takes the raw subject and bytes of a request and returns
+the reply. It validates against the contracts, refuses a subject/payload org
+mismatch, dead-letters what cannot be read as an envelope, and stores an
+accepted command exactly once in effect (see ``adapters.Outbox``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from alongside.runtime import bus
+from alongside.runtime.logging import get_logger
+from contracts import catalogue, subjects
+from contracts.envelope import Command, RawEnvelope, wrap
+from contracts.intake import SERVICE
+from contracts.replies import CommandAccepted, CommandRejected, FieldError
+from services.intake import domain
+from services.intake.adapters import (
+    Conflict,
+    EventPublisher,
+    Outbox,
+    RecordStore,
+    ReplyStore,
+    Stored,
+    StoredReply,
+    fingerprint,
+)
+
+log = get_logger(__name__)
+
+SOURCE = f"alongside/{SERVICE}"
+MAX_CONFLICT_RETRIES = 10
+_EVENT_NAMESPACE = uuid.UUID("6f1c2a52-4d0e-4f59-9b7e-3d0c2f6f7a10")
+
+Reply = CommandAccepted | CommandRejected
+
+
+@dataclass(frozen=True)
+class IntakeDeps:
+    js: JetStreamContext
+    supporters: RecordStore[domain.SupporterRecord]
+    cases: RecordStore[domain.CaseRecord]
+    replies: ReplyStore
+    events: EventPublisher
+    clock: Callable[[], datetime]
+
+
+def _rejected(command_type: str, command_id: str | None, field: str, reason: str) -> CommandRejected:
+    return CommandRejected(
+        command_id=command_id,
+        command_type=command_type,
+        errors=[FieldError(field=field, reason=reason)],
+    )
+
+
+def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
+    return [
+        FieldError(
+            field=".".join([p for p in [prefix] if p] + [str(part) for part in e["loc"]]) or prefix,
+            reason=e["msg"],
+        )
+        for e in error.errors()
+    ]
+
+
+def event_id(org: str, command_id: str, index: int) -> str:
+    """Deterministic, so a retried command republishes the same ids (and JetStream dedupes)."""
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{org}:{command_id}:{index}").hex
+
+
+async def handle_command(
+    subject: str, body: bytes, headers: Mapping[str, str], deps: IntakeDeps
+) -> Reply:
+    command_type = subjects.last_token(subject)
+    try:
+        org = subjects.org_of(subject)
+    except subjects.SubjectError as error:
+        return _rejected(command_type, None, "subject", str(error))
+
+    model = catalogue.COMMANDS.get(command_type)
+    if model is None or model.service != SERVICE:
+        return _rejected(command_type, None, "type", f"intake has no command {command_type!r}")
+
+    try:
+        envelope = RawEnvelope.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as error:
+        reason = (
+            "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error))
+            if isinstance(error, ValidationError)
+            else f"not JSON: {error}"
+        )
+        await bus.dead_letter(
+            deps.js, org=org, service=SERVICE, reason=f"malformed envelope: {reason}",
+            subject=subject, body=body, headers=headers,
+        )  # fmt: skip
+        errors = (
+            field_errors(error)
+            if isinstance(error, ValidationError)
+            else [FieldError(field="body", reason="not a JSON document")]
+        )
+        return CommandRejected(command_id=None, command_type=command_type, errors=errors)
+
+    if envelope.org != org:
+        log.warning("org_mismatch", subject_org=org, command_type=command_type)
+        return _rejected(
+            command_type, envelope.id, "org",
+            f"the subject is for organisation {org!r} but the message says {envelope.org!r}",
+        )  # fmt: skip
+    if envelope.type != command_type:
+        return _rejected(
+            command_type, envelope.id, "type",
+            f"the subject is for {command_type} but the message says {envelope.type}",
+        )  # fmt: skip
+
+    try:
+        command = model.model_validate(envelope.data)
+    except ValidationError as error:
+        return CommandRejected(
+            command_id=envelope.id, command_type=command_type, errors=field_errors(error, "data")
+        )
+
+    return await _decide_once(org, envelope, command, deps)
+
+
+async def _decide_once(
+    org: str, envelope: RawEnvelope, command: Command, deps: IntakeDeps
+) -> Reply:
+    print_ = fingerprint(command)
+    previous = await deps.replies.get(org, envelope.id)
+    if previous is not None:
+        return _same_command_reply(envelope, previous.fingerprint, previous.reply, print_)
+
+    route = domain.ROUTES[type(command)]
+    store: RecordStore[Any] = deps.supporters if route.aggregate == "supporter" else deps.cases
+    entity_id = route.key(command)
+    for _ in range(MAX_CONFLICT_RETRIES):
+        stored, revision = await store.load(org, entity_id)
+        if stored is not None and stored.outbox is not None:
+            await _flush(org, entity_id, store, stored, revision, deps)
+            if stored.outbox.command_id == envelope.id:
+                return _same_command_reply(
+                    envelope, stored.outbox.fingerprint, stored.outbox.reply, print_
+                )
+            stored, revision = await store.load(org, entity_id)
+
+        ctx = await _context(org, route, command, deps)
+        try:
+            decision = route.decide(command, stored.record if stored else None, ctx)
+        except domain.Rejected as rejected:
+            return CommandRejected(
+                command_id=envelope.id, command_type=envelope.type, errors=rejected.errors
+            )
+
+        events = [
+            wrap(
+                event, org=org, source=SOURCE, id=event_id(org, envelope.id, index), time=ctx.now,
+                correlationid=envelope.correlationid or envelope.id, causationid=envelope.id,
+            )
+            for index, event in enumerate(decision.events)
+        ]  # fmt: skip
+        reply = CommandAccepted(
+            command_id=envelope.id,
+            command_type=envelope.type,
+            event_ids=[e.id for e in events],
+        )
+        outbox = Outbox(
+            command_id=envelope.id,
+            fingerprint=print_,
+            reply=reply,
+            events=[e.model_dump_json() for e in events],
+        )
+        new = store.stored(decision.record, outbox)
+        try:
+            revision = await store.save(org, entity_id, new, revision)
+        except Conflict:
+            continue  # another replica changed it first: decide again on the new state
+        await _flush(org, entity_id, store, new, revision, deps)
+        log.info("command_accepted", org=org, command_type=envelope.type, command_id=envelope.id)
+        return reply
+    return _rejected(
+        envelope.type, envelope.id, "id", "too many concurrent changes to this record; retry"
+    )
+
+
+def _same_command_reply(
+    envelope: RawEnvelope, stored_fingerprint: str, reply: CommandAccepted, print_: str
+) -> Reply:
+    if stored_fingerprint != print_:
+        return _rejected(
+            envelope.type, envelope.id, "id", "this command id was already used for another command"
+        )
+    return reply
+
+
+async def _context(org: str, route: domain.Route, command: Command, deps: IntakeDeps) -> domain.Context:
+    supporter_id = route.references_supporter(command)
+    supporter = None
+    if supporter_id is not None:
+        stored, _ = await deps.supporters.load(org, supporter_id)
+        supporter = stored.record if stored else None
+    return domain.Context(now=deps.clock(), referenced_supporter=supporter)
+
+
+async def _flush(
+    org: str, entity_id: str, store: RecordStore[Any], stored: Stored[Any], revision: int,
+    deps: IntakeDeps,
+) -> None:  # fmt: skip
+    """Publish the outbox's events, keep its reply, then clear it. Safe to repeat."""
+    outbox = stored.outbox
+    assert outbox is not None
+    await deps.events.publish(outbox.events)
+    await deps.replies.put(
+        org, outbox.command_id, StoredReply(fingerprint=outbox.fingerprint, reply=outbox.reply)
+    )
+    try:
+        await store.save(org, entity_id, store.stored(stored.record), revision)
+    except Conflict:
+        pass  # someone else flushed it, or moved on after flushing it
