@@ -1,0 +1,71 @@
+"""A small client for Alongside's commands and events, for the CLI, the demo and tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.client import Client as Nats
+from nats.js.api import DeliverPolicy
+from pydantic import TypeAdapter
+
+from contracts import subjects
+from contracts.envelope import Command, RawEnvelope, wrap
+from contracts.replies import CommandAccepted, CommandRejected, CommandReply
+
+_REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
+
+
+def parse_reply(raw: bytes) -> CommandAccepted | CommandRejected:
+    return _REPLY.validate_json(raw)
+
+
+class AlongsideClient:
+    def __init__(self, nc: Nats, source: str = "alongside/cli") -> None:
+        self.nc = nc
+        self.source = source
+
+    async def send_raw(
+        self, org: str, service: str, command_type: str, body: bytes, timeout: float = 10.0
+    ) -> CommandAccepted | CommandRejected:
+        subject = subjects.command(org, service, command_type)
+        response = await self.nc.request(subject, body, timeout=timeout)
+        return parse_reply(response.data)
+
+    async def submit(
+        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0
+    ) -> CommandAccepted | CommandRejected:
+        envelope = wrap(command, org=org, source=self.source, id=command_id)
+        return await self.send_raw(
+            org, command.service, command.type_name, envelope.model_dump_json().encode(), timeout
+        )
+
+    async def events(
+        self, org: str, follow: bool = False, idle_s: float = 0.5
+    ) -> AsyncIterator[RawEnvelope]:
+        """The organisation's events from the start; with ``follow``, then wait for more."""
+        js = self.nc.jetstream()
+        sub = await js.subscribe(
+            subjects.events(org), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=idle_s if not follow else 3600)
+                except TimeoutError:
+                    if follow:
+                        continue
+                    return
+                yield RawEnvelope.model_validate_json(msg.data)
+        finally:
+            await sub.unsubscribe()
+
+
+def summarise(envelope: RawEnvelope) -> dict[str, Any]:
+    """An event as a printable line: what happened, when, and its (non-personal) data."""
+    return {
+        "time": envelope.time.isoformat(timespec="seconds"),
+        "type": envelope.type,
+        "id": envelope.id,
+        **envelope.data,
+    }
