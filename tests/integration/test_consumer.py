@@ -1,0 +1,74 @@
+"""The shared durable consumer: bounded redelivery, then a dead letter with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nats.aio.client import Client
+
+from alongside.runtime import bus, topology
+from alongside.runtime.consumer import subscribe
+from alongside.settings import Settings
+from contracts import subjects
+from contracts.envelope import RawEnvelope, wrap
+from contracts.intake import CaseStageChanged, Stage
+
+
+async def dead_letters(nc: Client, org: str, expected: int) -> list[RawEnvelope]:
+    sub = await nc.jetstream().subscribe(subjects.dead_letters(org), ordered_consumer=True)
+    letters = []
+    try:
+        while len(letters) < expected:
+            msg = await sub.next_msg(timeout=10)
+            letters.append(RawEnvelope.model_validate_json(msg.data))
+    finally:
+        await sub.unsubscribe()
+    return letters
+
+
+async def test_failing_message_is_redelivered_then_dead_lettered(
+    provisioned: str, nc: Client, org: str
+) -> None:
+    settings = Settings(max_deliver=3, ack_wait_s=1.0)
+    spec = topology.ConsumerSpec(
+        service="probe", durable=f"probe-{org}", stream=topology.EVENTS_STREAM,
+        filter_subject=subjects.events(org),
+    )  # fmt: skip
+    js = nc.jetstream()
+    await topology.provision_consumer(js, spec, settings)
+    calls: dict[str, int] = {}
+
+    async def handler(envelope: RawEnvelope) -> None:
+        case_id = envelope.data["case_id"]
+        calls[case_id] = calls.get(case_id, 0) + 1
+        if case_id == "poison":
+            raise RuntimeError("cannot handle this one")
+
+    broker = bus.make_broker(provisioned, "probe")
+    subscribe(broker, spec, settings, handler, batch_size=10)
+    await broker.start()
+    try:
+        for case_id in ("good", "poison", "after"):
+            event = CaseStageChanged(case_id=case_id, from_stage=Stage.ENTRY, to_stage=Stage.CLOSED)
+            envelope: Any = wrap(event, org=org, source="test")
+            await bus.publish_event(js, envelope)
+        await bus.publish_durably(
+            js, subjects.event(org, "CaseStageChanged"), b"not an envelope", "raw-1",
+            stream=topology.EVENTS_STREAM,
+        )  # fmt: skip
+        letters = await dead_letters(nc, org, expected=2)
+        for _ in range(100):  # the good ones may still be in flight
+            if {"good", "after"} <= calls.keys():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await broker.stop()
+
+    assert calls == {"good": 1, "poison": 3, "after": 1}
+    reasons = sorted(letter.data["reason"] for letter in letters)
+    assert reasons[0].startswith("failed 3 times; last: RuntimeError: cannot handle this one")
+    assert reasons[1].startswith("malformed envelope")
+    assert {letter.data["service"] for letter in letters} == {"probe"}
+    originals = {letter.data["original"] for letter in letters}
+    assert "not an envelope" in originals

@@ -1,0 +1,90 @@
+"""Nothing accepted is lost: restarts of the service and the server, and a crash mid-command."""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+
+from alongside import sample, services
+from alongside.client import AlongsideClient
+from alongside.runtime import bus, topology
+from alongside.runtime.embedded import EmbeddedNats
+from alongside.settings import Settings
+from contracts.envelope import wrap
+from contracts.replies import CommandAccepted
+from services.intake.adapters import Outbox, fingerprint
+from services.intake.bootstrap import bootstrap
+from services.intake.domain import Context, submit_intake
+from services.intake.handlers import event_id
+
+from .test_intake import events_of
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Path) -> None:
+    port = free_port()
+    org = "restart-org"
+    commands = [sample.intake(random.Random(n), f"c{n}") for n in range(20)]
+
+    with EmbeddedNats(tmp_path, port=port) as server:
+        nc = await bus.connect(server.url, "t")
+        await topology.provision(nc.jetstream(), Settings())
+        brokers = await services.start(server.url, ["intake"])
+        client = AlongsideClient(nc)
+        first = [await client.submit(org, c, command_id=f"cmd-{n}") for n, c in enumerate(commands)]
+        await services.stop(brokers)
+        with pytest.raises(NoRespondersError):  # while it is down nothing is accepted, and the caller knows
+            await client.submit(org, commands[0], command_id="while-down")
+        await nc.close()
+
+    assert all(isinstance(r, CommandAccepted) for r in first)
+
+    with EmbeddedNats(tmp_path, port=port) as server:
+        nc = await bus.connect(server.url, "t")
+        brokers = await services.start(server.url, ["intake"])
+        client = AlongsideClient(nc)
+        try:
+            again = [await client.submit(org, c, command_id=f"cmd-{n}") for n, c in enumerate(commands)]
+            events = await events_of(client, org)
+        finally:
+            await services.stop(brokers)
+            await nc.close()
+
+    assert again == first
+    assert sorted(e.data["case_id"] for e in events) == sorted(f"c{n}" for n in range(20))
+
+
+@pytest.mark.usefixtures("intake")
+async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
+    nc: Client, client: AlongsideClient, org: str
+) -> None:
+    """The record and its outbox were saved, then the process died: the retry finishes the job."""
+    deps = await bootstrap(nc)
+    command = sample.intake(random.Random(5), "c1")
+    envelope = wrap(command, org=org, source="t", id="cmd-crash")
+    decision = submit_intake(command, None, Context(now=deps.clock()))
+    events = [wrap(e, org=org, source="t", id=event_id(org, envelope.id, i)) for i, e in enumerate(decision.events)]
+    reply = CommandAccepted(command_id=envelope.id, command_type="SubmitIntake", event_ids=[e.id for e in events])
+
+    outbox = Outbox(
+        command_id=envelope.id, fingerprint=fingerprint(command), reply=reply,
+        events=[e.model_dump_json() for e in events],
+    )  # fmt: skip
+    await deps.cases.save(org, "c1", deps.cases.stored(decision.record, outbox), 0)
+    assert await events_of(client, org) == []  # the crash: committed, not yet published
+
+    retried = await client.submit(org, command, command_id="cmd-crash")
+    await client.submit(org, command, command_id="cmd-crash")
+
+    assert retried == reply
+    assert [e.id for e in await events_of(client, org)] == reply.event_ids

@@ -1,0 +1,160 @@
+"""Intake against a real nats-server: validation, idempotency, isolation, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import date
+
+import pytest
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
+
+from alongside import sample, services
+from alongside.client import AlongsideClient
+from alongside.runtime import topology
+from contracts import subjects
+from contracts.envelope import RawEnvelope, wrap
+from contracts.intake import GiveConsent, NameSupportPerson, PeerSupporter, Stage
+from contracts.replies import CommandAccepted, CommandRejected
+
+pytestmark = pytest.mark.usefixtures("intake")
+
+
+async def events_of(client: AlongsideClient, org: str) -> list[RawEnvelope]:
+    return [e async for e in client.events(org, idle_s=0.3)]
+
+
+async def case_exists(nc: Client, org: str, case_id: str) -> bool:
+    kv = await nc.jetstream().key_value(topology.CASES_BUCKET)
+    try:
+        await kv.get(f"{org}.{case_id}")
+    except KeyNotFoundError:
+        return False
+    return True
+
+
+async def test_accepted_intake_is_stored_and_published(client: AlongsideClient, nc: Client, org: str) -> None:
+    reply = await client.submit(org, sample.intake(random.Random(1), "c1"))
+
+    assert isinstance(reply, CommandAccepted)
+    assert await case_exists(nc, org, "c1")
+    events = await events_of(client, org)
+    assert [e.type for e in events] == ["IntakeReceived"]
+    assert events[0].id == reply.event_ids[0]
+    assert events[0].causationid == reply.command_id
+
+
+async def test_bad_command_gets_field_errors_and_nothing_is_stored(
+    client: AlongsideClient, nc: Client, org: str
+) -> None:
+    envelope = json.loads(wrap(sample.intake(random.Random(1), "c1"), org=org, source="t").model_dump_json())
+    envelope["data"]["client"]["languages"] = ["English"]
+    envelope["data"]["client"]["methods"] = ["carrier_pigeon"]
+    envelope["data"]["surprise"] = True
+
+    reply = await client.send_raw(org, "intake", "SubmitIntake", json.dumps(envelope).encode())
+
+    assert isinstance(reply, CommandRejected)
+    by_field = {e.field: e.reason for e in reply.errors}
+    assert "String should match pattern" in by_field["data.client.languages.0"]
+    assert "in_person" in by_field["data.client.methods.0"]
+    assert by_field["data.surprise"] == "Extra inputs are not permitted"
+    assert not await case_exists(nc, org, "c1")
+    assert await events_of(client, org) == []
+
+
+async def test_domain_rejection_names_the_field(client: AlongsideClient, org: str) -> None:
+    await client.submit(org, sample.intake(random.Random(1), "c1"))
+    reply = await client.submit(
+        org, GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=date.today())
+    )
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].field == "data.case_id"
+    assert "no support person" in reply.errors[0].reason
+
+    reply = await client.submit(
+        org, NameSupportPerson(case_id="c1", support_person=PeerSupporter(supporter_id="nobody"))
+    )
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].field == "data.support_person.supporter_id"
+
+
+async def test_same_command_twice_has_one_effect_and_the_same_reply(
+    client: AlongsideClient, org: str
+) -> None:
+    command = sample.intake(random.Random(1), "c1")
+    first = await client.submit(org, command, command_id="cmd-1")
+    second = await client.submit(org, command, command_id="cmd-1")
+
+    assert isinstance(first, CommandAccepted)
+    assert second == first
+    assert len(await events_of(client, org)) == 1
+
+
+async def test_same_command_concurrently_on_two_replicas_has_one_effect(
+    client: AlongsideClient, provisioned: str, org: str
+) -> None:
+    second_replica = await services.start(provisioned, ["intake"])
+    try:
+        command = sample.supporter(random.Random(1), "s1")
+        replies = await asyncio.gather(
+            *(client.submit(org, command, command_id="same") for _ in range(20))
+        )
+    finally:
+        await services.stop(second_replica)
+
+    assert all(r == replies[0] for r in replies)
+    assert isinstance(replies[0], CommandAccepted)
+    assert len(await events_of(client, org)) == 1
+
+
+async def test_reused_command_id_with_another_payload_is_refused(client: AlongsideClient, org: str) -> None:
+    await client.submit(org, sample.intake(random.Random(1), "c1"), command_id="cmd-1")
+    reply = await client.submit(org, sample.intake(random.Random(2), "c2"), command_id="cmd-1")
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].field == "id"
+
+
+async def test_org_mismatch_is_refused(client: AlongsideClient, nc: Client, org: str) -> None:
+    body = wrap(sample.intake(random.Random(1), "c1"), org="someone-else", source="t").model_dump_json()
+
+    reply = await client.send_raw(org, "intake", "SubmitIntake", body.encode())
+
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].field == "org"
+    assert not await case_exists(nc, org, "c1")
+    assert not await case_exists(nc, "someone-else", "c1")
+
+
+async def test_malformed_message_is_dead_lettered_and_service_keeps_serving(
+    client: AlongsideClient, nc: Client, org: str
+) -> None:
+    reply = await client.send_raw(org, "intake", "SubmitIntake", b'{"id": "x", "data": ')
+
+    assert isinstance(reply, CommandRejected)
+    letter = await nc.jetstream().get_last_msg(
+        topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake")
+    )
+    dead = RawEnvelope.model_validate_json(letter.data or b"")
+    assert dead.data["reason"].startswith("malformed envelope: not JSON")
+    assert dead.data["original"] == '{"id": "x", "data": '
+    assert dead.data["subject"] == subjects.command(org, "intake", "SubmitIntake")
+
+    assert isinstance(await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted)
+
+
+async def test_unknown_command_is_refused(client: AlongsideClient, org: str) -> None:
+    reply = await client.send_raw(org, "intake", "GrantEverything", b"{}")
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].field == "type"
+
+
+async def test_events_of_one_org_never_reach_another(client: AlongsideClient, org: str) -> None:
+    other = f"{org}-b"
+    await client.submit(org, sample.intake(random.Random(1), "c1"))
+    await client.submit(other, sample.intake(random.Random(2), "c1"))
+
+    assert {e.org for e in await events_of(client, org)} == {org}
+    assert {e.org for e in await events_of(client, other)} == {other}
