@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from faststream.nats import NatsBroker
+from nats.aio.client import Client
+
+from alongside import services
+from alongside.client import AlongsideClient
+
+
+@pytest.fixture
+async def intake(provisioned: str) -> AsyncIterator[list[NatsBroker]]:
+    brokers = await services.start(provisioned, ["intake"])
+    yield brokers
+    await services.stop(brokers)
+
+
+@pytest.fixture
+def client(nc: Client) -> AlongsideClient:
+    return AlongsideClient(nc, source="tests")

@@ -1,0 +1,69 @@
+"""The ``alongside`` command end to end: submit, events, contracts export, and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from alongside import sample
+from alongside.cli import app
+from alongside.demo import run_demo
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(provisioned: str, tmp_path: Path) -> dict[str, str]:
+    return {"ALONGSIDE_NATS_URL": provisioned, "ALONGSIDE_STATE_DIR": str(tmp_path), "ALONGSIDE_LOG_LEVEL": "ERROR"}
+
+
+@pytest.mark.usefixtures("intake")
+async def test_submit_prints_the_reply_and_events_lists_the_result(
+    env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    # The CLI runs its own event loop: give it a thread so the service keeps serving on ours.
+    def invoke(*args: str, stdin: str | None = None) -> Result:
+        return runner.invoke(app, list(args), input=stdin, env=env)
+
+    payload = tmp_path / "intake.json"
+    payload.write_text(sample.intake(random.Random(1), "c1").model_dump_json())
+
+    accepted = await asyncio.to_thread(invoke, "submit", "SubmitIntake", str(payload), "--org", org)
+    assert accepted.exit_code == 0, accepted.output
+    assert json.loads(accepted.output)["status"] == "accepted"
+
+    bad = json.loads(payload.read_text())
+    bad["case_id"] = "not a valid id!"
+    rejected = await asyncio.to_thread(invoke, "submit", "submitintake", "-", "--org", org, stdin=json.dumps(bad))
+    assert rejected.exit_code == 1
+    assert json.loads(rejected.output)["errors"][0]["field"] == "data.case_id"
+
+    listed = await asyncio.to_thread(invoke, "events", "--org", org)
+    assert listed.exit_code == 0, listed.output
+    lines = [json.loads(line) for line in listed.output.splitlines()]
+    assert [(line["type"], line["case_id"]) for line in lines] == [("IntakeReceived", "c1")]
+
+
+def test_without_any_nats_the_cli_says_how_to_get_one(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["events", "--org", "acme"], env={"ALONGSIDE_STATE_DIR": str(tmp_path), "ALONGSIDE_NATS_URL": ""}
+    )
+    assert result.exit_code != 0
+    assert "alongside up" in str(result.exception)
+
+
+def test_contracts_export(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["contracts", "export", str(tmp_path)])
+    assert result.exit_code == 0
+    assert (tmp_path / "asyncapi.json").exists()
+
+
+
+
+async def test_demo_runs_the_flow_and_exits_zero() -> None:
+    assert await run_demo(seed=7) == 0

@@ -1,0 +1,146 @@
+"""Intake decisions, without a broker."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime
+
+import pytest
+
+from alongside import sample
+from contracts.intake import (
+    ChangeCaseStage,
+    Contact,
+    FamilyOrFriend,
+    GiveConsent,
+    Interview,
+    NameSupportPerson,
+    PeerSupporter,
+    RecordCheck,
+    RecordVettingEvidence,
+    Stage,
+    SupporterChanges,
+    UpdateSupporter,
+    WithdrawConsent,
+)
+from services.intake import domain
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+CTX = domain.Context(now=NOW)
+TODAY = date(2026, 11, 23)
+
+
+def supporter() -> domain.SupporterRecord:
+    record = domain.register_supporter(sample.supporter(random.Random(1), "s1"), None, CTX).record
+    assert isinstance(record, domain.SupporterRecord)
+    return record
+
+
+def case(person: bool = True) -> domain.CaseRecord:
+    record = domain.submit_intake(sample.intake(random.Random(1), "c1"), None, CTX).record
+    assert isinstance(record, domain.CaseRecord)
+    if person:
+        named = NameSupportPerson(case_id="c1", support_person=PeerSupporter(supporter_id="s1"))
+        ctx = domain.Context(now=NOW, referenced_supporter=supporter())
+        record = domain.name_support_person(named, record, ctx).record  # type: ignore[assignment]
+    return record
+
+
+def consent(party: str) -> GiveConsent:
+    return GiveConsent(case_id="c1", party_id=party, stages=[Stage.INVESTIGATION, Stage.ENTRY], given_on=TODAY)
+
+
+
+def test_registering_twice_is_refused_on_the_id() -> None:
+    with pytest.raises(domain.Rejected) as info:
+        domain.register_supporter(sample.supporter(random.Random(1), "s1"), supporter(), CTX)
+    assert info.value.errors[0].field == "data.supporter_id"
+
+
+def test_update_changes_only_the_named_fields_and_reports_them() -> None:
+    before = supporter()
+    decision = domain.update_supporter(
+        UpdateSupporter(supporter_id="s1", changes=SupporterChanges(caseload_cap=9, suspended=True)), before, CTX
+    )
+    after = decision.record
+    assert isinstance(after, domain.SupporterRecord)
+    assert after.profile.caseload_cap == 9 and after.suspended
+    assert after.profile.languages == before.profile.languages
+    assert decision.events[0].model_dump()["changed_fields"] == ["caseload_cap", "suspended"]
+
+
+def test_vetting_event_says_until_when_a_record_check_holds_and_nothing_else() -> None:
+    check = RecordCheck(issued_on=date(2026, 1, 1), expires_on=date(2028, 1, 1), clear=True, reference="RC-1")
+    decision = domain.record_vetting_evidence(
+        RecordVettingEvidence(supporter_id="s1", evidence=check), supporter(), CTX
+    )
+    event = decision.events[0].model_dump()
+    assert event == {"supporter_id": "s1", "kind": "record_check", "recorded_for": date(2026, 1, 1), "valid_until": date(2028, 1, 1)}
+    interview = domain.record_vetting_evidence(
+        RecordVettingEvidence(supporter_id="s1", evidence=Interview(held_on=TODAY, passed=True)), supporter(), CTX
+    )
+    assert interview.events[0].model_dump()["valid_until"] is None
+
+
+def test_evidence_for_an_unknown_supporter_is_refused() -> None:
+    with pytest.raises(domain.Rejected, match="no supporter s9"):
+        domain.record_vetting_evidence(
+            RecordVettingEvidence(supporter_id="s9", evidence=Interview(held_on=TODAY, passed=True)), None, CTX
+        )
+
+
+def test_consent_needs_a_support_person_and_a_party() -> None:
+    with pytest.raises(domain.Rejected, match="no support person"):
+        domain.give_consent(consent("client"), case(person=False), CTX)
+    with pytest.raises(domain.Rejected) as info:
+        domain.give_consent(consent("landlord"), case(), CTX)
+    assert info.value.errors[0].field == "data.party_id"
+
+
+def test_consent_is_recorded_per_party_with_sorted_stages_and_can_be_withdrawn() -> None:
+    record = domain.give_consent(consent("respondent"), case(), CTX).record
+    assert isinstance(record, domain.CaseRecord)
+    given = record.consents["respondent"]
+    assert given.status == "given" and given.stages == [Stage.ENTRY, Stage.INVESTIGATION]
+    assert given.support_person_ref == "peer:s1"
+
+    withdrawn = domain.withdraw_consent(
+        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=TODAY), record, CTX
+    ).record
+    assert isinstance(withdrawn, domain.CaseRecord)
+    assert withdrawn.consents["respondent"].status == "withdrawn"
+    with pytest.raises(domain.Rejected, match="no consent in force"):
+        domain.withdraw_consent(WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=TODAY), withdrawn, CTX)
+
+
+def test_naming_another_support_person_needs_consent_again() -> None:
+    record = domain.give_consent(consent("client"), case(), CTX).record
+    family = FamilyOrFriend(kind="friend", display_name="Pat", contact=Contact(phone="+64 21 000000"))
+    decision = domain.name_support_person(NameSupportPerson(case_id="c1", support_person=family), record, CTX)
+    assert isinstance(decision.record, domain.CaseRecord)
+    assert decision.record.consents == {}
+    assert decision.events[0].model_dump() == {"case_id": "c1", "kind": "friend", "supporter_id": None}
+
+
+def test_a_suspended_or_unknown_peer_cannot_be_named() -> None:
+    named = NameSupportPerson(case_id="c1", support_person=PeerSupporter(supporter_id="s1"))
+    with pytest.raises(domain.Rejected, match="no supporter s1"):
+        domain.name_support_person(named, case(person=False), CTX)
+    suspended = supporter().model_copy(update={"suspended": True})
+    with pytest.raises(domain.Rejected, match="suspended"):
+        domain.name_support_person(named, case(person=False), domain.Context(now=NOW, referenced_supporter=suspended))
+
+
+def test_stage_changes_must_change_something_and_closed_cases_stay_closed() -> None:
+    with pytest.raises(domain.Rejected, match="already at stage entry"):
+        domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.ENTRY), case(), CTX)
+    closed = domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.CLOSED), case(), CTX).record
+    assert isinstance(closed, domain.CaseRecord)
+    with pytest.raises(domain.Rejected, match="closed"):
+        domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.ENTRY), closed, CTX)
+
+
+def test_every_intake_command_has_a_route() -> None:
+    from contracts import catalogue
+
+    assert {c.type_name for c in domain.ROUTES} == set(catalogue.COMMANDS)
