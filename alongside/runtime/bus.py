@@ -27,6 +27,11 @@ log = get_logger(__name__)
 PUBLISH_ATTEMPTS = 5
 
 
+def servers(url: str) -> list[str]:
+    """``ALONGSIDE_NATS_URL`` may list a cluster's servers separated by commas."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def make_broker(url: str, service: str) -> NatsBroker:
     """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput)."""
 
@@ -35,7 +40,7 @@ def make_broker(url: str, service: str) -> NatsBroker:
         log.error("nats_error", service=service, error=type(error).__name__, detail=str(error))
 
     return NatsBroker(
-        url,
+        servers(url),
         name=f"alongside-{service}",
         error_cb=on_error,
         log_level=logging.DEBUG,
@@ -44,7 +49,7 @@ def make_broker(url: str, service: str) -> NatsBroker:
 
 
 async def connect(url: str, name: str) -> Client:
-    return await nats.connect(url, name=name, max_reconnect_attempts=-1)
+    return await nats.connect(servers(url), name=name, max_reconnect_attempts=-1)
 
 
 async def publish_durably(

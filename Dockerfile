@@ -1,0 +1,10 @@
+FROM python:3.12-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY alongside alongside
+COPY contracts contracts
+COPY services services
+COPY rules rules
+RUN pip install --no-cache-dir .
+ENV ALONGSIDE_LOG_JSON=true
+ENTRYPOINT ["alongside"]
