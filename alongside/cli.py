@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -110,7 +111,9 @@ def _command_body(command_type: str, org: str, document: dict[str, Any]) -> byte
 @app.command()
 def submit(
     command: Annotated[str, typer.Argument(help="Command type, e.g. SubmitIntake.")],
-    file: Annotated[str, typer.Argument(help="JSON file with the payload or envelope; - for stdin.")],
+    file: Annotated[
+        str, typer.Argument(help="JSON file with the payload or envelope; - for stdin.")
+    ],
     org: Annotated[str, typer.Option(help="Organisation token.")],
 ) -> None:
     """Send one command and print its reply (exit 1 when it is rejected)."""
@@ -144,7 +147,9 @@ def submit(
 @app.command()
 def events(
     org: Annotated[str, typer.Option(help="Organisation token.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")
+    ] = False,
 ) -> None:
     """Print an organisation's events, one JSON line each."""
     settings = _settings()
@@ -157,10 +162,8 @@ def events(
         finally:
             await nc.close()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 @contracts_app.command("export")

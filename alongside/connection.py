@@ -22,6 +22,5 @@ def resolve_url(settings: Settings) -> str:
     if path.exists():
         return path.read_text().strip()
     raise NoNatsError(
-        "no NATS to talk to: start one with `alongside up` (embedded) "
-        "or set ALONGSIDE_NATS_URL"
+        "no NATS to talk to: start one with `alongside up` (embedded) or set ALONGSIDE_NATS_URL"
     )

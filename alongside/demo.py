@@ -118,17 +118,42 @@ async def _register_everyone(client: AlongsideClient, rng: random.Random, today:
 async def _support_and_consent(client: AlongsideClient, rng: random.Random, today: date) -> None:
     org = ORGS[0]
     console.print("\n[bold]2. Support persons and all-party consent[/] " + f"({org})")
-    await _accepted(client, org, NameSupportPerson(case_id="case-00", support_person=PeerSupporter(supporter_id="s003")))
+    await _accepted(
+        client,
+        org,
+        NameSupportPerson(case_id="case-00", support_person=PeerSupporter(supporter_id="s003")),
+    )
     console.print("  case-00: peer supporter s003 named as support person")
     for party in ("client", "respondent"):
-        await _accepted(client, org, GiveConsent(case_id="case-00", party_id=party, stages=[Stage.ENTRY, Stage.INVESTIGATION], given_on=today))
+        await _accepted(
+            client,
+            org,
+            GiveConsent(
+                case_id="case-00",
+                party_id=party,
+                stages=[Stage.ENTRY, Stage.INVESTIGATION],
+                given_on=today,
+            ),
+        )
         console.print(f"  case-00: {party} consents for entry and investigation")
-    family = FamilyOrFriend(kind="family", display_name="Aunt of the client", contact=Contact(phone="+64 21 555 0101"))
+    family = FamilyOrFriend(
+        kind="family", display_name="Aunt of the client", contact=Contact(phone="+64 21 555 0101")
+    )
     await _accepted(client, org, NameSupportPerson(case_id="case-01", support_person=family))
     console.print("  case-01: a family member named as support person")
-    await _accepted(client, org, GiveConsent(case_id="case-01", party_id="client", stages=[Stage.ENTRY], given_on=today))
-    await _accepted(client, org, GiveConsent(case_id="case-01", party_id="respondent", stages=[Stage.ENTRY], given_on=today))
-    await _accepted(client, org, WithdrawConsent(case_id="case-01", party_id="respondent", withdrawn_on=today))
+    await _accepted(
+        client,
+        org,
+        GiveConsent(case_id="case-01", party_id="client", stages=[Stage.ENTRY], given_on=today),
+    )
+    await _accepted(
+        client,
+        org,
+        GiveConsent(case_id="case-01", party_id="respondent", stages=[Stage.ENTRY], given_on=today),
+    )
+    await _accepted(
+        client, org, WithdrawConsent(case_id="case-01", party_id="respondent", withdrawn_on=today)
+    )
     console.print("  case-01: client and respondent consent; then the respondent withdraws")
     await _accepted(client, org, ChangeCaseStage(case_id="case-00", stage=Stage.INVESTIGATION))
     console.print("  case-00: moves from entry to investigation")
@@ -138,12 +163,16 @@ async def _refusals(client: AlongsideClient, nc: object) -> None:
     org = ORGS[0]
     console.print("\n[bold]3. What the service refuses, and how it answers[/]")
 
-    bad = GiveConsent(case_id="case-02", party_id="landlord", stages=[Stage.ENTRY], given_on=date.today())
+    bad = GiveConsent(
+        case_id="case-02", party_id="landlord", stages=[Stage.ENTRY], given_on=date.today()
+    )
     reply = await client.submit(org, bad)
     expect(isinstance(reply, CommandRejected), "a consent from a non-party was accepted")
     _print_rejection("consent from someone who is not a party", reply)
 
-    envelope = json.loads(wrap(sample.intake(random.Random(1), "case-bad"), org=org, source="demo").model_dump_json())
+    envelope = json.loads(
+        wrap(sample.intake(random.Random(1), "case-bad"), org=org, source="demo").model_dump_json()
+    )
     envelope["data"]["client"]["languages"] = ["English"]
     envelope["data"]["other_parties"] = []
     reply = await client.send_raw(org, "intake", "SubmitIntake", json.dumps(envelope).encode())
@@ -153,11 +182,16 @@ async def _refusals(client: AlongsideClient, nc: object) -> None:
     command = sample.intake(random.Random(2), "case-twice")
     first = await client.submit(org, command, command_id="demo-same-id")
     second = await client.submit(org, command, command_id="demo-same-id")
-    expect(first == second and isinstance(first, CommandAccepted), "a repeated command had a second effect")
+    expect(
+        first == second and isinstance(first, CommandAccepted),
+        "a repeated command had a second effect",
+    )
     console.print("  the same command sent twice: one case opened, the same reply both times")
 
     other = ORGS[1]
-    body = wrap(sample.intake(random.Random(3), "case-x"), org=other, source="demo").model_dump_json()
+    body = wrap(
+        sample.intake(random.Random(3), "case-x"), org=other, source="demo"
+    ).model_dump_json()
     reply = await client.send_raw(org, "intake", "SubmitIntake", body.encode())
     expect(isinstance(reply, CommandRejected), "a cross-organisation message was accepted")
     _print_rejection(f"a message for {other} sent on {org}'s subject", reply)
@@ -167,7 +201,10 @@ async def _refusals(client: AlongsideClient, nc: object) -> None:
     js = client.nc.jetstream()
     letter = await js.get_last_msg(topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake"))
     reason = RawEnvelope.model_validate_json(letter.data or b"").data["reason"]
-    console.print(f"  a malformed message: answered, and dead-lettered with the reason [italic]{escape(reason)}[/]")
+    console.print(
+        "  a malformed message: answered, and dead-lettered with the reason "
+        f"[italic]{escape(reason)}[/]"
+    )
 
 
 def _print_rejection(what: str, reply: CommandAccepted | CommandRejected) -> None:
@@ -188,5 +225,7 @@ async def _outside_subscriber(client: AlongsideClient) -> None:
         for event_type, count in sorted(counts.items()):
             table.add_row(org, event_type, str(count))
     console.print(table)
-    console.print("  each organisation's feed holds only its own events; none carries names or contacts")
+    console.print(
+        "  each organisation's feed holds only its own events; none carries names or contacts"
+    )
     console.rule("[bold green]demo complete")

@@ -32,7 +32,20 @@ from contracts.intake import (
     Weekday,
 )
 
-FIRST_NAMES = ["Ana", "Tui", "Mere", "Sam", "Lee", "Noor", "Ravi", "Jo", "Kim", "Alex", "Sione", "Mia"]
+FIRST_NAMES = [
+    "Ana",
+    "Tui",
+    "Mere",
+    "Sam",
+    "Lee",
+    "Noor",
+    "Ravi",
+    "Jo",
+    "Kim",
+    "Alex",
+    "Sione",
+    "Mia",
+]
 LIVED_EXPERIENCE = [
     "tenancy_dispute", "homelessness", "addiction", "mental_health", "prison",
     "domestic_violence", "employment_dispute", "benefits_dispute",
@@ -105,7 +118,9 @@ def intake(rng: random.Random, case_id: str) -> SubmitIntake:
             contact=Contact(phone=f"+64 21 {rng.randint(100000, 999999)}"),
             birth_year=rng.randint(1945, 2008),
             languages=sorted({rng.choice(LANGUAGES)}),
-            access_needs=rng.sample(["wheelchair_access", "large_print", "interpreter"], k=rng.randint(0, 1)),
+            access_needs=rng.sample(
+                ["wheelchair_access", "large_print", "interpreter"], k=rng.randint(0, 1)
+            ),
             gender_preference=(
                 Preference(values=["woman"], strength=Strength.MUST) if rng.random() < 0.3 else None
             ),
@@ -120,7 +135,12 @@ def intake(rng: random.Random, case_id: str) -> SubmitIntake:
             summary="Dispute over repairs and a withheld bond.",
         ),
         other_parties=[
-            OtherParty(party_id="respondent", kind="organisation", name=rng.choice(RESPONDENTS), role="respondent")
+            OtherParty(
+                party_id="respondent",
+                kind="organisation",
+                name=rng.choice(RESPONDENTS),
+                role="respondent",
+            )
         ],
         has_other_support=rng.random() < 0.3,
     )

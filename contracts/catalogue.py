@@ -117,7 +117,7 @@ def asyncapi() -> dict[str, Any]:
         "info": {
             "title": "Alongside",
             "version": VERSION,
-            "description": "Commands, replies and events of Alongside. See contracts/VERSIONING.md.",
+            "description": "Commands, replies and events of Alongside (contracts/VERSIONING.md).",
         },
         "defaultContentType": "application/json",
         "servers": {"local": {"host": "127.0.0.1:4222", "protocol": "nats"}},

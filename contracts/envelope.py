@@ -18,7 +18,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from contracts.subjects import ID_PATTERN, ORG_PATTERN
 
 OrgId = Annotated[str, Field(pattern=ORG_PATTERN, description="Organisation token")]
-EntityId = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier (letters, digits, - and _)")]
+EntityId = Annotated[
+    str, Field(pattern=ID_PATTERN, description="Identifier (letters, digits, - and _)")
+]
 MessageId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 

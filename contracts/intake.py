@@ -18,7 +18,9 @@ from contracts.envelope import Command, EntityId, Event, Part
 SERVICE = "intake"
 
 Tag = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="lower_snake_case tag")]
-LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}$", description="ISO 639 code, e.g. en, sm, mi")]
+LanguageCode = Annotated[
+    str, Field(pattern=r"^[a-z]{2,3}$", description="ISO 639 code, e.g. en, sm, mi")
+]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=2000)]
 
@@ -81,7 +83,9 @@ class Affiliation(Part):
 
 
 class Contact(Part):
-    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)] | None = None
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)] | None = (
+        None
+    )
     phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{6,20}$")] | None = None
 
     @model_validator(mode="after")
@@ -217,7 +221,9 @@ class RecordVettingEvidence(Command):
 class Preference(Part):
     """A client preference: ``must`` is a hard filter, ``prefer`` a soft weight."""
 
-    values: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(min_length=1, max_length=10)
+    values: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(
+        min_length=1, max_length=10
+    )
     strength: Strength = Strength.PREFER
 
 

@@ -30,7 +30,11 @@ Handler = Callable[[RawEnvelope], Awaitable[None]]
 
 
 def subscribe(
-    broker: NatsBroker, spec: ConsumerSpec, settings: Settings, handler: Handler, batch_size: int = 50
+    broker: NatsBroker,
+    spec: ConsumerSpec,
+    settings: Settings,
+    handler: Handler,
+    batch_size: int = 50,
 ) -> None:
     """Register ``handler`` on the durable consumer ``spec`` (which the topology created)."""
 
@@ -57,7 +61,9 @@ def subscribe(
         try:
             envelope = RawEnvelope.model_validate_json(raw.data)
         except ValidationError as error:
-            await give_up(f"malformed envelope: {error.errors()[0]['msg']} at {error.errors()[0]['loc']}")
+            await give_up(
+                f"malformed envelope: {error.errors()[0]['msg']} at {error.errors()[0]['loc']}"
+            )
             return
         if envelope.org != org:
             await give_up(f"org mismatch: subject {org!r}, envelope {envelope.org!r}")
@@ -68,5 +74,10 @@ def subscribe(
             if deliveries >= settings.max_deliver:
                 await give_up(f"failed {deliveries} times; last: {type(error).__name__}: {error}")
                 return
-            log.warning("redelivering", service=spec.service, deliveries=deliveries, error=type(error).__name__)
+            log.warning(
+                "redelivering",
+                service=spec.service,
+                deliveries=deliveries,
+                error=type(error).__name__,
+            )
             raise

@@ -63,7 +63,8 @@ class RecordStore(Generic[R]):
             entry = await self._kv.get(key(org, entity_id))
         except KeyNotFoundError:
             return None, 0
-        assert entry.value is not None and entry.revision is not None
+        assert entry.value is not None
+        assert entry.revision is not None
         return self._adapter.validate_json(entry.value), entry.revision
 
     async def save(self, org: str, entity_id: str, stored: Stored[R], revision: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -88,9 +88,12 @@ class CaseRecord(Record):
         return [CLIENT_PARTY_ID, *(p.party_id for p in self.intake.other_parties)]
 
 
+RecordT = TypeVar("RecordT", bound=Record)
+
+
 @dataclass(frozen=True)
-class Decision:
-    record: Record
+class Decision(Generic[RecordT]):
+    record: RecordT
     events: list[Event]
 
 
@@ -108,7 +111,7 @@ class Context:
 
 def register_supporter(
     cmd: RegisterSupporter, current: SupporterRecord | None, ctx: Context
-) -> Decision:
+) -> Decision[SupporterRecord]:
     if current is not None:
         raise reject("supporter_id", f"supporter {cmd.supporter_id} is already registered")
     record = SupporterRecord(
@@ -131,7 +134,9 @@ def _existing_supporter(supporter_id: str, current: SupporterRecord | None) -> S
     return current
 
 
-def update_supporter(cmd: UpdateSupporter, current: SupporterRecord | None, ctx: Context) -> Decision:
+def update_supporter(
+    cmd: UpdateSupporter, current: SupporterRecord | None, ctx: Context
+) -> Decision[SupporterRecord]:
     record = _existing_supporter(cmd.supporter_id, current)
     changes = cmd.changes.model_dump(exclude_unset=True)
     suspended = changes.pop("suspended", record.suspended)
@@ -149,7 +154,7 @@ def update_supporter(cmd: UpdateSupporter, current: SupporterRecord | None, ctx:
 
 def record_vetting_evidence(
     cmd: RecordVettingEvidence, current: SupporterRecord | None, ctx: Context
-) -> Decision:
+) -> Decision[SupporterRecord]:
     record = _existing_supporter(cmd.supporter_id, current)
     evidence = cmd.evidence
     updated = record.model_copy(
@@ -183,11 +188,17 @@ def _evidence_date(evidence: VettingEvidence) -> date:
 # Cases ---------------------------------------------------------------------
 
 
-def submit_intake(cmd: SubmitIntake, current: CaseRecord | None, ctx: Context) -> Decision:
+def submit_intake(
+    cmd: SubmitIntake, current: CaseRecord | None, ctx: Context
+) -> Decision[CaseRecord]:
     if current is not None:
         raise reject("case_id", f"case {cmd.case_id} already exists")
     record = CaseRecord(
-        case_id=cmd.case_id, intake=cmd, stage=cmd.dispute.stage, opened_at=ctx.now, updated_at=ctx.now
+        case_id=cmd.case_id,
+        intake=cmd,
+        stage=cmd.dispute.stage,
+        opened_at=ctx.now,
+        updated_at=ctx.now,
     )
     event = IntakeReceived(
         case_id=cmd.case_id,
@@ -205,7 +216,9 @@ def _existing_case(case_id: str, current: CaseRecord | None) -> CaseRecord:
     return current
 
 
-def change_case_stage(cmd: ChangeCaseStage, current: CaseRecord | None, ctx: Context) -> Decision:
+def change_case_stage(
+    cmd: ChangeCaseStage, current: CaseRecord | None, ctx: Context
+) -> Decision[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     if case.stage == Stage.CLOSED:
         raise reject("case_id", "the case is closed")
@@ -224,7 +237,7 @@ def support_person_ref(person: SupportPerson) -> str:
 
 def name_support_person(
     cmd: NameSupportPerson, current: CaseRecord | None, ctx: Context
-) -> Decision:
+) -> Decision[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     person = cmd.support_person
     if isinstance(person, PeerSupporter):
@@ -237,7 +250,9 @@ def name_support_person(
         if supporter.suspended:
             raise reject("support_person.supporter_id", "the supporter is suspended")
     # Consents given to a previous support person do not carry over.
-    updated = case.model_copy(update={"support_person": person, "consents": {}, "updated_at": ctx.now})
+    updated = case.model_copy(
+        update={"support_person": person, "consents": {}, "updated_at": ctx.now}
+    )
     event = SupportPersonNamed(
         case_id=case.case_id,
         kind=person.kind,
@@ -250,14 +265,17 @@ def _consenting_party(case: CaseRecord, party_id: str) -> SupportPerson:
     if party_id not in case.party_ids:
         raise reject(
             "party_id",
-            f"{party_id} is not a party to case {case.case_id} (parties: {', '.join(case.party_ids)})",
+            f"{party_id} is not a party to case {case.case_id}"
+            f" (parties: {', '.join(case.party_ids)})",
         )
     if case.support_person is None:
         raise reject("case_id", "no support person is named on this case yet")
     return case.support_person
 
 
-def give_consent(cmd: GiveConsent, current: CaseRecord | None, ctx: Context) -> Decision:
+def give_consent(
+    cmd: GiveConsent, current: CaseRecord | None, ctx: Context
+) -> Decision[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     person = _consenting_party(case, cmd.party_id)
     consent = ConsentRecord(
@@ -276,7 +294,9 @@ def give_consent(cmd: GiveConsent, current: CaseRecord | None, ctx: Context) -> 
     return Decision(updated, [event])
 
 
-def withdraw_consent(cmd: WithdrawConsent, current: CaseRecord | None, ctx: Context) -> Decision:
+def withdraw_consent(
+    cmd: WithdrawConsent, current: CaseRecord | None, ctx: Context
+) -> Decision[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     _consenting_party(case, cmd.party_id)
     given = case.consents.get(cmd.party_id)
@@ -294,7 +314,7 @@ def withdraw_consent(cmd: WithdrawConsent, current: CaseRecord | None, ctx: Cont
 
 # Routing: which record a command decides on, and how -------------------------
 
-Decide = Callable[[Any, Any, Context], Decision]
+Decide = Callable[[Any, Any, Context], Decision[Any]]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ accepted command exactly once in effect (see ``adapters.Outbox``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -55,7 +56,9 @@ class IntakeDeps:
     clock: Callable[[], datetime]
 
 
-def _rejected(command_type: str, command_id: str | None, field: str, reason: str) -> CommandRejected:
+def _rejected(
+    command_type: str, command_id: str | None, field: str, reason: str
+) -> CommandRejected:
     return CommandRejected(
         command_id=command_id,
         command_type=command_type,
@@ -202,7 +205,9 @@ def _same_command_reply(
     return reply
 
 
-async def _context(org: str, route: domain.Route, command: Command, deps: IntakeDeps) -> domain.Context:
+async def _context(
+    org: str, route: domain.Route, command: Command, deps: IntakeDeps
+) -> domain.Context:
     supporter_id = route.references_supporter(command)
     supporter = None
     if supporter_id is not None:
@@ -222,7 +227,6 @@ async def _flush(
     await deps.replies.put(
         org, outbox.command_id, StoredReply(fingerprint=outbox.fingerprint, reply=outbox.reply)
     )
-    try:
+    # A conflict means someone else flushed it, or moved on after flushing it.
+    with contextlib.suppress(Conflict):
         await store.save(org, entity_id, store.stored(stored.record), revision)
-    except Conflict:
-        pass  # someone else flushed it, or moved on after flushing it

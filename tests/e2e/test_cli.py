@@ -19,7 +19,11 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(provisioned: str, tmp_path: Path) -> dict[str, str]:
-    return {"ALONGSIDE_NATS_URL": provisioned, "ALONGSIDE_STATE_DIR": str(tmp_path), "ALONGSIDE_LOG_LEVEL": "ERROR"}
+    return {
+        "ALONGSIDE_NATS_URL": provisioned,
+        "ALONGSIDE_STATE_DIR": str(tmp_path),
+        "ALONGSIDE_LOG_LEVEL": "ERROR",
+    }
 
 
 @pytest.mark.usefixtures("intake")
@@ -39,7 +43,9 @@ async def test_submit_prints_the_reply_and_events_lists_the_result(
 
     bad = json.loads(payload.read_text())
     bad["case_id"] = "not a valid id!"
-    rejected = await asyncio.to_thread(invoke, "submit", "submitintake", "-", "--org", org, stdin=json.dumps(bad))
+    rejected = await asyncio.to_thread(
+        invoke, "submit", "submitintake", "-", "--org", org, stdin=json.dumps(bad)
+    )
     assert rejected.exit_code == 1
     assert json.loads(rejected.output)["errors"][0]["field"] == "data.case_id"
 
@@ -51,7 +57,9 @@ async def test_submit_prints_the_reply_and_events_lists_the_result(
 
 def test_without_any_nats_the_cli_says_how_to_get_one(tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["events", "--org", "acme"], env={"ALONGSIDE_STATE_DIR": str(tmp_path), "ALONGSIDE_NATS_URL": ""}
+        app,
+        ["events", "--org", "acme"],
+        env={"ALONGSIDE_STATE_DIR": str(tmp_path), "ALONGSIDE_NATS_URL": ""},
     )
     assert result.exit_code != 0
     assert "alongside up" in str(result.exception)
@@ -61,8 +69,6 @@ def test_contracts_export(tmp_path: Path) -> None:
     result = runner.invoke(app, ["contracts", "export", str(tmp_path)])
     assert result.exit_code == 0
     assert (tmp_path / "asyncapi.json").exists()
-
-
 
 
 async def test_demo_runs_the_flow_and_exits_zero() -> None:

@@ -17,7 +17,7 @@ from contracts.intake import CaseStageChanged, Stage
 
 async def dead_letters(nc: Client, org: str, expected: int) -> list[RawEnvelope]:
     sub = await nc.jetstream().subscribe(subjects.dead_letters(org), ordered_consumer=True)
-    letters = []
+    letters: list[RawEnvelope] = []
     try:
         while len(letters) < expected:
             msg = await sub.next_msg(timeout=10)

@@ -43,7 +43,9 @@ async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Pat
         client = AlongsideClient(nc)
         first = [await client.submit(org, c, command_id=f"cmd-{n}") for n, c in enumerate(commands)]
         await services.stop(brokers)
-        with pytest.raises(NoRespondersError):  # while it is down nothing is accepted, and the caller knows
+        with pytest.raises(
+            NoRespondersError
+        ):  # while it is down nothing is accepted, and the caller knows
             await client.submit(org, commands[0], command_id="while-down")
         await nc.close()
 
@@ -54,7 +56,9 @@ async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Pat
         brokers = await services.start(server.url, ["intake"])
         client = AlongsideClient(nc)
         try:
-            again = [await client.submit(org, c, command_id=f"cmd-{n}") for n, c in enumerate(commands)]
+            again = [
+                await client.submit(org, c, command_id=f"cmd-{n}") for n, c in enumerate(commands)
+            ]
             events = await events_of(client, org)
         finally:
             await services.stop(brokers)
@@ -73,8 +77,13 @@ async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
     command = sample.intake(random.Random(5), "c1")
     envelope = wrap(command, org=org, source="t", id="cmd-crash")
     decision = submit_intake(command, None, Context(now=deps.clock()))
-    events = [wrap(e, org=org, source="t", id=event_id(org, envelope.id, i)) for i, e in enumerate(decision.events)]
-    reply = CommandAccepted(command_id=envelope.id, command_type="SubmitIntake", event_ids=[e.id for e in events])
+    events = [
+        wrap(e, org=org, source="t", id=event_id(org, envelope.id, i))
+        for i, e in enumerate(decision.events)
+    ]
+    reply = CommandAccepted(
+        command_id=envelope.id, command_type="SubmitIntake", event_ids=[e.id for e in events]
+    )
 
     outbox = Outbox(
         command_id=envelope.id, fingerprint=fingerprint(command), reply=reply,

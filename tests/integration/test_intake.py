@@ -35,7 +35,9 @@ async def case_exists(nc: Client, org: str, case_id: str) -> bool:
     return True
 
 
-async def test_accepted_intake_is_stored_and_published(client: AlongsideClient, nc: Client, org: str) -> None:
+async def test_accepted_intake_is_stored_and_published(
+    client: AlongsideClient, nc: Client, org: str
+) -> None:
     reply = await client.submit(org, sample.intake(random.Random(1), "c1"))
 
     assert isinstance(reply, CommandAccepted)
@@ -49,7 +51,9 @@ async def test_accepted_intake_is_stored_and_published(client: AlongsideClient, 
 async def test_bad_command_gets_field_errors_and_nothing_is_stored(
     client: AlongsideClient, nc: Client, org: str
 ) -> None:
-    envelope = json.loads(wrap(sample.intake(random.Random(1), "c1"), org=org, source="t").model_dump_json())
+    envelope = json.loads(
+        wrap(sample.intake(random.Random(1), "c1"), org=org, source="t").model_dump_json()
+    )
     envelope["data"]["client"]["languages"] = ["English"]
     envelope["data"]["client"]["methods"] = ["carrier_pigeon"]
     envelope["data"]["surprise"] = True
@@ -68,7 +72,8 @@ async def test_bad_command_gets_field_errors_and_nothing_is_stored(
 async def test_domain_rejection_names_the_field(client: AlongsideClient, org: str) -> None:
     await client.submit(org, sample.intake(random.Random(1), "c1"))
     reply = await client.submit(
-        org, GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=date.today())
+        org,
+        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=date.today()),
     )
     assert isinstance(reply, CommandRejected)
     assert reply.errors[0].field == "data.case_id"
@@ -110,7 +115,9 @@ async def test_same_command_concurrently_on_two_replicas_has_one_effect(
     assert len(await events_of(client, org)) == 1
 
 
-async def test_reused_command_id_with_another_payload_is_refused(client: AlongsideClient, org: str) -> None:
+async def test_reused_command_id_with_another_payload_is_refused(
+    client: AlongsideClient, org: str
+) -> None:
     await client.submit(org, sample.intake(random.Random(1), "c1"), command_id="cmd-1")
     reply = await client.submit(org, sample.intake(random.Random(2), "c2"), command_id="cmd-1")
     assert isinstance(reply, CommandRejected)
@@ -118,7 +125,9 @@ async def test_reused_command_id_with_another_payload_is_refused(client: Alongsi
 
 
 async def test_org_mismatch_is_refused(client: AlongsideClient, nc: Client, org: str) -> None:
-    body = wrap(sample.intake(random.Random(1), "c1"), org="someone-else", source="t").model_dump_json()
+    body = wrap(
+        sample.intake(random.Random(1), "c1"), org="someone-else", source="t"
+    ).model_dump_json()
 
     reply = await client.send_raw(org, "intake", "SubmitIntake", body.encode())
 
@@ -142,7 +151,9 @@ async def test_malformed_message_is_dead_lettered_and_service_keeps_serving(
     assert dead.data["original"] == '{"id": "x", "data": '
     assert dead.data["subject"] == subjects.command(org, "intake", "SubmitIntake")
 
-    assert isinstance(await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted)
+    assert isinstance(
+        await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted
+    )
 
 
 async def test_unknown_command_is_refused(client: AlongsideClient, org: str) -> None:

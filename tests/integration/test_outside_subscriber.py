@@ -21,7 +21,10 @@ SCRIPT = Path(__file__).with_name("outside_subscriber.py")
 async def test_outside_subscriber_receives_events_knowing_only_contracts(
     client: AlongsideClient, provisioned: str, org: str
 ) -> None:
-    for command in (sample.supporter(random.Random(1), "s1"), sample.intake(random.Random(2), "c1")):
+    for command in (
+        sample.supporter(random.Random(1), "s1"),
+        sample.intake(random.Random(2), "c1"),
+    ):
         assert isinstance(await client.submit(org, command), CommandAccepted)
 
     process = await asyncio.create_subprocess_exec(

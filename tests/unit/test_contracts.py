@@ -43,8 +43,18 @@ def test_envelope_round_trips_with_cloudevents_names() -> None:
     envelope = wrap(command, org="acme", source="test", correlationid="corr-1")
     raw = json.loads(envelope.model_dump_json())
 
-    assert {"specversion", "id", "type", "source", "org", "time", "schemaversion", "data"} <= raw.keys()
-    assert raw["type"] == "SubmitIntake" and raw["correlationid"] == "corr-1"
+    assert {
+        "specversion",
+        "id",
+        "type",
+        "source",
+        "org",
+        "time",
+        "schemaversion",
+        "data",
+    } <= raw.keys()
+    assert raw["type"] == "SubmitIntake"
+    assert raw["correlationid"] == "corr-1"
     parsed = RawEnvelope.model_validate(raw)
     assert SubmitIntake.model_validate(parsed.data) == command
 
@@ -52,14 +62,20 @@ def test_envelope_round_trips_with_cloudevents_names() -> None:
 def test_commands_refuse_unknown_fields_and_name_them() -> None:
     with pytest.raises(ValidationError) as info:
         GiveConsent.model_validate(
-            {"case_id": "c1", "party_id": "client", "stages": ["entry"], "given_on": "2026-01-01", "x": 1}
+            {
+                "case_id": "c1",
+                "party_id": "client",
+                "stages": ["entry"],
+                "given_on": "2026-01-01",
+                "x": 1,
+            }
         )
     assert info.value.errors()[0]["loc"] == ("x",)
 
 
 def test_cross_field_rules_are_enforced() -> None:
     with pytest.raises(ValidationError, match="expires_on must be after issued_on"):
-        RecordCheck(issued_on="2026-01-02", expires_on="2026-01-01", clear=True, reference="r")  # type: ignore[arg-type]
+        RecordCheck(issued_on="2026-01-02", expires_on="2026-01-01", clear=True, reference="r")
     with pytest.raises(ValidationError, match="name at least one field"):
         SupporterChanges()
     intake = sample.intake(random.Random(1), "c1").model_dump()
@@ -96,7 +112,10 @@ def test_export_writes_a_schema_per_message_and_asyncapi(tmp_path: Path) -> None
     assert channel["address"] == "alongside.{org}.cmd.intake.SubmitIntake"
     assert "org" in channel["parameters"]
     reply = doc["operations"]["SubmitIntake"]["reply"]
-    assert {m["$ref"].rsplit("/", 1)[-1] for m in reply["messages"]} == {"CommandAccepted", "CommandRejected"}
+    assert {m["$ref"].rsplit("/", 1)[-1] for m in reply["messages"]} == {
+        "CommandAccepted",
+        "CommandRejected",
+    }
     for name in catalogue.EVENTS:
         assert doc["channels"][name]["address"] == f"alongside.{{org}}.evt.{name}"
     # every $ref resolves inside the document

@@ -42,13 +42,14 @@ def case(person: bool = True) -> domain.CaseRecord:
     if person:
         named = NameSupportPerson(case_id="c1", support_person=PeerSupporter(supporter_id="s1"))
         ctx = domain.Context(now=NOW, referenced_supporter=supporter())
-        record = domain.name_support_person(named, record, ctx).record  # type: ignore[assignment]
+        record = domain.name_support_person(named, record, ctx).record
     return record
 
 
 def consent(party: str) -> GiveConsent:
-    return GiveConsent(case_id="c1", party_id=party, stages=[Stage.INVESTIGATION, Stage.ENTRY], given_on=TODAY)
-
+    return GiveConsent(
+        case_id="c1", party_id=party, stages=[Stage.INVESTIGATION, Stage.ENTRY], given_on=TODAY
+    )
 
 
 def test_registering_twice_is_refused_on_the_id() -> None:
@@ -60,24 +61,38 @@ def test_registering_twice_is_refused_on_the_id() -> None:
 def test_update_changes_only_the_named_fields_and_reports_them() -> None:
     before = supporter()
     decision = domain.update_supporter(
-        UpdateSupporter(supporter_id="s1", changes=SupporterChanges(caseload_cap=9, suspended=True)), before, CTX
+        UpdateSupporter(
+            supporter_id="s1", changes=SupporterChanges(caseload_cap=9, suspended=True)
+        ),
+        before,
+        CTX,
     )
     after = decision.record
     assert isinstance(after, domain.SupporterRecord)
-    assert after.profile.caseload_cap == 9 and after.suspended
+    assert after.profile.caseload_cap == 9
+    assert after.suspended
     assert after.profile.languages == before.profile.languages
     assert decision.events[0].model_dump()["changed_fields"] == ["caseload_cap", "suspended"]
 
 
 def test_vetting_event_says_until_when_a_record_check_holds_and_nothing_else() -> None:
-    check = RecordCheck(issued_on=date(2026, 1, 1), expires_on=date(2028, 1, 1), clear=True, reference="RC-1")
+    check = RecordCheck(
+        issued_on=date(2026, 1, 1), expires_on=date(2028, 1, 1), clear=True, reference="RC-1"
+    )
     decision = domain.record_vetting_evidence(
         RecordVettingEvidence(supporter_id="s1", evidence=check), supporter(), CTX
     )
     event = decision.events[0].model_dump()
-    assert event == {"supporter_id": "s1", "kind": "record_check", "recorded_for": date(2026, 1, 1), "valid_until": date(2028, 1, 1)}
+    assert event == {
+        "supporter_id": "s1",
+        "kind": "record_check",
+        "recorded_for": date(2026, 1, 1),
+        "valid_until": date(2028, 1, 1),
+    }
     interview = domain.record_vetting_evidence(
-        RecordVettingEvidence(supporter_id="s1", evidence=Interview(held_on=TODAY, passed=True)), supporter(), CTX
+        RecordVettingEvidence(supporter_id="s1", evidence=Interview(held_on=TODAY, passed=True)),
+        supporter(),
+        CTX,
     )
     assert interview.events[0].model_dump()["valid_until"] is None
 
@@ -85,7 +100,11 @@ def test_vetting_event_says_until_when_a_record_check_holds_and_nothing_else() -
 def test_evidence_for_an_unknown_supporter_is_refused() -> None:
     with pytest.raises(domain.Rejected, match="no supporter s9"):
         domain.record_vetting_evidence(
-            RecordVettingEvidence(supporter_id="s9", evidence=Interview(held_on=TODAY, passed=True)), None, CTX
+            RecordVettingEvidence(
+                supporter_id="s9", evidence=Interview(held_on=TODAY, passed=True)
+            ),
+            None,
+            CTX,
         )
 
 
@@ -101,7 +120,8 @@ def test_consent_is_recorded_per_party_with_sorted_stages_and_can_be_withdrawn()
     record = domain.give_consent(consent("respondent"), case(), CTX).record
     assert isinstance(record, domain.CaseRecord)
     given = record.consents["respondent"]
-    assert given.status == "given" and given.stages == [Stage.ENTRY, Stage.INVESTIGATION]
+    assert given.status == "given"
+    assert given.stages == [Stage.ENTRY, Stage.INVESTIGATION]
     assert given.support_person_ref == "peer:s1"
 
     withdrawn = domain.withdraw_consent(
@@ -110,16 +130,26 @@ def test_consent_is_recorded_per_party_with_sorted_stages_and_can_be_withdrawn()
     assert isinstance(withdrawn, domain.CaseRecord)
     assert withdrawn.consents["respondent"].status == "withdrawn"
     with pytest.raises(domain.Rejected, match="no consent in force"):
-        domain.withdraw_consent(WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=TODAY), withdrawn, CTX)
+        domain.withdraw_consent(
+            WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=TODAY), withdrawn, CTX
+        )
 
 
 def test_naming_another_support_person_needs_consent_again() -> None:
     record = domain.give_consent(consent("client"), case(), CTX).record
-    family = FamilyOrFriend(kind="friend", display_name="Pat", contact=Contact(phone="+64 21 000000"))
-    decision = domain.name_support_person(NameSupportPerson(case_id="c1", support_person=family), record, CTX)
+    family = FamilyOrFriend(
+        kind="friend", display_name="Pat", contact=Contact(phone="+64 21 000000")
+    )
+    decision = domain.name_support_person(
+        NameSupportPerson(case_id="c1", support_person=family), record, CTX
+    )
     assert isinstance(decision.record, domain.CaseRecord)
     assert decision.record.consents == {}
-    assert decision.events[0].model_dump() == {"case_id": "c1", "kind": "friend", "supporter_id": None}
+    assert decision.events[0].model_dump() == {
+        "case_id": "c1",
+        "kind": "friend",
+        "supporter_id": None,
+    }
 
 
 def test_a_suspended_or_unknown_peer_cannot_be_named() -> None:
@@ -128,13 +158,17 @@ def test_a_suspended_or_unknown_peer_cannot_be_named() -> None:
         domain.name_support_person(named, case(person=False), CTX)
     suspended = supporter().model_copy(update={"suspended": True})
     with pytest.raises(domain.Rejected, match="suspended"):
-        domain.name_support_person(named, case(person=False), domain.Context(now=NOW, referenced_supporter=suspended))
+        domain.name_support_person(
+            named, case(person=False), domain.Context(now=NOW, referenced_supporter=suspended)
+        )
 
 
 def test_stage_changes_must_change_something_and_closed_cases_stay_closed() -> None:
     with pytest.raises(domain.Rejected, match="already at stage entry"):
         domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.ENTRY), case(), CTX)
-    closed = domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.CLOSED), case(), CTX).record
+    closed = domain.change_case_stage(
+        ChangeCaseStage(case_id="c1", stage=Stage.CLOSED), case(), CTX
+    ).record
     assert isinstance(closed, domain.CaseRecord)
     with pytest.raises(domain.Rejected, match="closed"):
         domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.ENTRY), closed, CTX)
