@@ -181,3 +181,7 @@ def main() -> None:
     except connection.NoNatsError as error:
         typer.echo(f"alongside: {error}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

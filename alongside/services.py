@@ -47,6 +47,8 @@ async def start(url: str, names: list[str]) -> list[NatsBroker]:
         await broker.connect()
         service.register(broker, await service.bootstrap(broker.connection))
         await broker.start()
+        # Make sure the server has our subscriptions before anyone is told we are up.
+        await broker.connection.flush()
         brokers.append(broker)
         log.info("service_started", service=name)
     return brokers

@@ -8,6 +8,7 @@ accepted command exactly once in effect (see ``adapters.Outbox``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -139,15 +140,16 @@ async def _decide_once(
     org: str, envelope: RawEnvelope, command: Command, deps: IntakeDeps
 ) -> Reply:
     print_ = fingerprint(command)
-    previous = await deps.replies.get(org, envelope.id)
-    if previous is not None:
-        return _same_command_reply(envelope, previous.fingerprint, previous.reply, print_)
-
     route = domain.ROUTES[type(command)]
     store: RecordStore[Any] = deps.supporters if route.aggregate == "supporter" else deps.cases
     entity_id = route.key(command)
     for _ in range(MAX_CONFLICT_RETRIES):
+        # Record first, reply second: a flush stores the reply before it clears
+        # the outbox, so a command already done shows up in one or the other.
         stored, revision = await store.load(org, entity_id)
+        previous = await deps.replies.get(org, envelope.id)
+        if previous is not None:
+            return _same_command_reply(envelope, previous.fingerprint, previous.reply, print_)
         if stored is not None and stored.outbox is not None:
             await _flush(org, entity_id, store, stored, revision, deps)
             if stored.outbox.command_id == envelope.id:
@@ -220,12 +222,15 @@ async def _flush(
     org: str, entity_id: str, store: RecordStore[Any], stored: Stored[Any], revision: int,
     deps: IntakeDeps,
 ) -> None:  # fmt: skip
-    """Publish the outbox's events, keep its reply, then clear it. Safe to repeat."""
+    """Publish the outbox's events and keep its reply (in parallel), then clear it.
+
+    Safe to repeat: events carry their ``Nats-Msg-Id``, the reply is the same.
+    """
     outbox = stored.outbox
     assert outbox is not None
-    await deps.events.publish(outbox.events)
-    await deps.replies.put(
-        org, outbox.command_id, StoredReply(fingerprint=outbox.fingerprint, reply=outbox.reply)
+    reply = StoredReply(fingerprint=outbox.fingerprint, reply=outbox.reply)
+    await asyncio.gather(
+        deps.events.publish(outbox.events), deps.replies.put(org, outbox.command_id, reply)
     )
     # A conflict means someone else flushed it, or moved on after flushing it.
     with contextlib.suppress(Conflict):

@@ -1,0 +1,189 @@
+"""Benchmark of the intake service over a real, embedded nats-server.
+
+Measures, in one run and on one server:
+  - raw nats-py request/reply against a trivial echo responder (the floor);
+  - raw JetStream publish, waiting for each ack (what every accepted command pays);
+  - intake: request/reply latency of SubmitIntake one at a time (p50/p99), and
+    accepted commands per second with 32 requests in flight;
+each with ``sync_interval: always`` (the shipped setting) and again with the
+NATS default, to show what the fsync costs. Responders run in their own
+processes. Fixed seed; the last line printed is one JSON object.
+
+    python -m bench.intake [--n 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from alongside import sample
+from alongside.client import AlongsideClient
+from alongside.runtime import bus, topology
+from alongside.runtime.embedded import EmbeddedNats
+from alongside.settings import Settings
+from contracts.envelope import wrap
+from contracts.replies import CommandAccepted
+
+SEED = 20261123
+ECHO = """
+import asyncio, sys, nats
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    async def echo(msg): await msg.respond(msg.data)
+    await nc.subscribe("bench.echo", cb=echo)
+    await nc.flush(); print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def timed(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
+    latencies = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await call()
+        latencies.append((time.perf_counter() - start) * 1000)
+    return latencies
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+
+
+async def wait_for_responder(nc: Any, subject: str, body: bytes) -> None:
+    for _ in range(200):
+        try:
+            await nc.request(subject, body, timeout=1)
+            return
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"no responder on {subject}")
+
+
+async def measure(url: str, n: int) -> dict[str, float]:
+    nc = await bus.connect(url, "bench")
+    js = nc.jetstream()
+    await topology.provision(js, Settings())
+    results: dict[str, float] = {}
+
+    echo = spawn([sys.executable, "-c", ECHO, url])
+    try:
+        await wait_for_responder(nc, "bench.echo", b"x")
+        body = b"x" * 600
+        await timed(lambda: nc.request("bench.echo", body, timeout=5), 200)  # warm up
+        raw = await timed(lambda: nc.request("bench.echo", body, timeout=5), n)
+        results["raw_request_reply_p50_ms"] = percentile(raw, 0.50)
+        results["raw_request_reply_p99_ms"] = percentile(raw, 0.99)
+    finally:
+        echo.terminate()
+
+    await js.add_stream(name="BENCH", subjects=["bench.js.>"])
+    payload = b"x" * 600
+    start = time.perf_counter()
+    for i in range(n):
+        await js.publish("bench.js.a", payload, headers={"Nats-Msg-Id": f"m{i}"})
+    results["raw_jetstream_publish_per_s"] = n / (time.perf_counter() - start)
+
+    service = spawn(
+        [sys.executable, "-m", "alongside.cli", "up", "intake"],
+        env={"ALONGSIDE_NATS_URL": url, "ALONGSIDE_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        client = AlongsideClient(nc, source="bench")
+        rng = random.Random(SEED)
+        commands = [sample.intake(rng, f"c{i}") for i in range(2 * n + 200)]
+        bodies = [wrap(c, org="bench", source="bench").model_dump_json().encode() for c in commands]
+        await wait_for_responder(nc, "alongside.bench.cmd.intake.SubmitIntake", bodies.pop())
+        it = iter(bodies)
+
+        async def one() -> None:
+            reply = await client.send_raw("bench", "intake", "SubmitIntake", next(it))
+            assert isinstance(reply, CommandAccepted), reply
+
+        await timed(one, 100)  # warm up
+        latencies = await timed(one, n)
+        results["intake_p50_ms"] = percentile(latencies, 0.50)
+        results["intake_p99_ms"] = percentile(latencies, 0.99)
+        results["intake_mean_ms"] = statistics.fmean(latencies)
+
+        queue = list(it)[:n]
+        in_flight = 32
+
+        async def worker(share: list[bytes]) -> None:
+            for body in share:
+                reply = await client.send_raw("bench", "intake", "SubmitIntake", body)
+                assert isinstance(reply, CommandAccepted), reply
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(queue[k::in_flight]) for k in range(in_flight)))
+        results["intake_accepted_per_s"] = len(queue) / (time.perf_counter() - start)
+    finally:
+        service.terminate()
+        service.wait()
+        await nc.close()
+    return results
+
+
+async def run(n: int) -> dict[str, Any]:
+    figures: dict[str, dict[str, float]] = {}
+    for label, sync_always in (("sync_always", True), ("nats_default", False)):
+        with (
+            tempfile.TemporaryDirectory() as state,
+            EmbeddedNats(Path(state), sync_always=sync_always) as server,
+        ):
+            figures[label] = await measure(server.url, n)
+    shipped, default = figures["sync_always"], figures["nats_default"]
+    return {
+        "n": n,
+        "seed": SEED,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        **{k: round(v, 3) for k, v in shipped.items()},
+        "default_sync": {k: round(v, 3) for k, v in default.items()},
+        "sync_always_cost_ratio": round(
+            default["intake_accepted_per_s"] / shipped["intake_accepted_per_s"], 2
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=2000)
+    args = parser.parse_args()
+    result = asyncio.run(run(args.n))
+    keys = (
+        "intake_accepted_per_s", "intake_p50_ms", "intake_p99_ms",
+        "raw_request_reply_p99_ms", "raw_jetstream_publish_per_s",
+    )  # fmt: skip
+    for label, figures in (
+        ("sync_interval: always", result),
+        ("NATS default", result["default_sync"]),
+    ):
+        print(f"{label:>22}: " + ", ".join(f"{k}={figures[k]}" for k in keys), file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
