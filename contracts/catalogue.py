@@ -10,15 +10,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts import intake, subjects
+from contracts import intake, rules, subjects
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 
 VERSION = "1.0.0"
 
-COMMANDS: dict[str, type[Command]] = {c.type_name: c for c in intake.COMMANDS}
-EVENTS: dict[str, type[Event]] = {e.type_name: e for e in intake.EVENTS}
-REPLIES: dict[str, type[Message]] = {m.type_name: m for m in (CommandAccepted, CommandRejected)}
+COMMANDS: dict[str, type[Command]] = {c.type_name: c for c in (*intake.COMMANDS, *rules.COMMANDS)}
+EVENTS: dict[str, type[Event]] = {e.type_name: e for e in (*intake.EVENTS, *rules.EVENTS)}
+REPLIES: dict[str, type[Message]] = {
+    m.type_name: m for m in (CommandAccepted, CommandRejected, rules.RulesEvaluated)
+}
+# Which replies answer a command: every command may be rejected.
+REPLIES_TO: dict[str, tuple[str, ...]] = {
+    **{c.type_name: ("CommandAccepted", "CommandRejected") for c in intake.COMMANDS},
+    **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
+}
 OTHERS: dict[str, type[Message]] = {DeadLetter.type_name: DeadLetter}
 
 
@@ -87,7 +94,8 @@ def asyncapi() -> dict[str, Any]:
             "reply": {
                 "channel": {"$ref": "#/channels/CommandReply"},
                 "messages": [
-                    {"$ref": f"#/channels/CommandReply/messages/{reply}"} for reply in REPLIES
+                    {"$ref": f"#/channels/CommandReply/messages/{reply}"}
+                    for reply in REPLIES_TO[name]
                 ],
             },
         }

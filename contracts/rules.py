@@ -1,0 +1,221 @@
+"""Contracts of the rules service: the facts each kind of ruleset judges, its decisions and events.
+
+A fact is one case at a time (a supporter, an intake, a consent snapshot, a
+session request), flat apart from lists, so that an ops person can write
+conditions on it. The rules service builds facts from stored records; other
+services send them with ``EvaluateRules``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from contracts.envelope import Command, Event, Message, Part
+
+SERVICE = "rules"
+
+
+class Kind(StrEnum):
+    ELIGIBILITY = "eligibility"
+    MATCHING_POLICY = "matching_policy"
+    CONSENT = "consent"
+    BOUNDARIES = "boundaries"
+
+
+class EligibilityFacts(Part):
+    """One supporter's vetting, as of one day."""
+
+    supporter_id: str
+    record_check_present: bool
+    record_check_clear: bool
+    record_check_days_left: int = Field(
+        description="Days until the record check expires; < 0 once expired"
+    )
+    interview_passed: bool
+    professional_references: int = Field(description="Satisfactory professional references")
+    personal_references: int = Field(description="Satisfactory personal references")
+    recovery_days: int = Field(description="Days since recovery began; -1 when not recorded")
+    training_courses: list[str]
+    days_since_supervision: int = Field(
+        description="Days since supervision or a debrief; 99999 if never"
+    )
+    caseload_room: int = Field(description="Caseload cap minus active cases")
+    suspended: bool
+
+
+class PartyConsent(Part):
+    party_id: str
+    status: Literal["given", "withdrawn", "missing"]
+    covers_stage: bool = Field(description="The consent covers the case's current stage")
+
+
+class ConsentFacts(Part):
+    """Every party's consent to the current support person, at the case's current stage."""
+
+    case_id: str
+    stage: str
+    support_person_named: bool
+    parties: list[PartyConsent]
+    missing_parties: list[str]
+    withdrawn_parties: list[str]
+
+
+class MatchingFacts(Part):
+    """What the client asked for at intake, as far as matching needs it."""
+
+    case_id: str
+    age: int
+    languages: list[str]
+    gender_preference_strength: Literal["must", "prefer", "none"]
+    gender_preference_values: list[str]
+    cultural_preference_strength: Literal["must", "prefer", "none"]
+    cultural_preference_values: list[str]
+    lived_experience_preference_strength: Literal["must", "prefer", "none"]
+    lived_experience_preference_values: list[str]
+    age_preference: Literal["younger", "similar", "older", "any"]
+    methods: list[str]
+    safety_concerns: list[str]
+    access_needs: list[str]
+    region: str
+
+
+class SessionFacts(Part):
+    """A requested session between a client and their support person."""
+
+    case_id: str
+    sessions_per_week: float
+    both_agreed_more_often: bool
+    duration_minutes: int
+    method: str
+    method_agreed: bool
+    safety_concerns: list[str]
+    days_past_service_end: int = Field(description="< 0 while within the funded service period")
+    consent_active: bool
+    purposes: list[str]
+
+
+FACTS: dict[Kind, type[Part]] = {
+    Kind.ELIGIBILITY: EligibilityFacts,
+    Kind.MATCHING_POLICY: MatchingFacts,
+    Kind.CONSENT: ConsentFacts,
+    Kind.BOUNDARIES: SessionFacts,
+}
+
+
+class FilterEffect(Part):
+    """Keep supporters whose ``filter`` field shares any (or all) of ``values_from``,
+    or equals ``equals``."""
+
+    filter: str
+    match: Literal["any", "all"] = "any"
+    values_from: str | None = None
+    equals: bool | str | None = None
+
+
+class WeightEffect(Part):
+    """Add ``points`` for each of ``values_from`` the supporter's ``weight`` field shares."""
+
+    weight: str
+    points: float
+    values_from: str
+
+
+class ExcludeMethodEffect(Part):
+    exclude_method: str
+
+
+EFFECTS: tuple[type[Part], ...] = (FilterEffect, WeightEffect, ExcludeMethodEffect)
+
+
+class FiredRule(Part):
+    rule: str
+    outcome: str
+    reason: str
+    effect: dict[str, Any] | None = None
+
+
+class RulesetRef(Part):
+    """Exactly which ruleset decided: organisation, kind, version and content hash."""
+
+    org: str
+    kind: Kind
+    version: str
+    content_hash: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.org}.{self.kind.value}@{self.version}"
+
+
+class RulesDecision(Part):
+    kind: Kind
+    subject_id: str
+    outcome: str
+    fired: list[FiredRule]
+    ruleset: RulesetRef
+    decided_at: datetime
+    # Eligibility only: the first day it would lapse with no new input.
+    lapses_on: date | None = None
+
+
+class EvaluateRules(Command):
+    """Evaluate one fact against the organisation's live ruleset of that kind. Stores nothing."""
+
+    type_name: ClassVar[str] = "EvaluateRules"
+    service: ClassVar[str] = SERVICE
+    kind: Kind
+    facts: dict[str, Any]
+
+
+class RulesEvaluated(Message):
+    type_name: ClassVar[str] = "RulesEvaluated"
+    status: Literal["evaluated"] = "evaluated"
+    command_id: str
+    decision: RulesDecision
+
+
+class SupporterEligibilityDecided(Event):
+    """Eligibility changed or was confirmed; the reasons stay in the decision record."""
+
+    type_name: ClassVar[str] = "SupporterEligibilityDecided"
+    supporter_id: str
+    eligible: bool
+    lapses_on: date | None
+    ruleset: RulesetRef
+
+
+class ConsentDecided(Event):
+    type_name: ClassVar[str] = "ConsentDecided"
+    case_id: str
+    stage: str
+    status: Literal["active", "pending", "suspended"]
+    missing_party_ids: list[str]
+    ruleset: RulesetRef
+
+
+class MatchingPolicyDecided(Event):
+    """A client's matching policy is ready; its filters and weights are in the decision record."""
+
+    type_name: ClassVar[str] = "MatchingPolicyDecided"
+    case_id: str
+    ruleset: RulesetRef
+
+
+class RulesetPublished(Event):
+    type_name: ClassVar[str] = "RulesetPublished"
+    ruleset: RulesetRef
+    revision: int
+    rolled_back_to: str | None = None
+
+
+COMMANDS: tuple[type[Command], ...] = (EvaluateRules,)
+EVENTS: tuple[type[Event], ...] = (
+    SupporterEligibilityDecided,
+    ConsentDecided,
+    MatchingPolicyDecided,
+    RulesetPublished,
+)

@@ -1,0 +1,227 @@
+"""Rules folders: defaults plus organisation overrides, resolved, hashed, compiled and tested.
+
+    rules/default/<kind>/ruleset.yaml   the default ruleset of a kind
+    rules/default/<kind>/cases.yaml     its test cases
+    rules/orgs/<org>/<kind>/override.yaml   what one organisation changes
+    rules/orgs/<org>/<kind>/cases.yaml      its cases (same name replaces a default case)
+
+A ``Source`` is the text of a default and its override: what is published and
+what every replica compiles. A ``Loaded`` ruleset is registered in the engine
+under a unique name and evaluates facts into outcome and fired rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from contracts.rules import FACTS, FiredRule, Kind, RulesetRef
+from services.rules import compiler, language, reference
+from services.rules.engine import Engine
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "rules"
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: Kind
+    org: str  # "default" for the defaults themselves
+    default_text: str
+    override_text: str | None = None
+    default_label: str = "ruleset.yaml"
+    override_label: str = "override.yaml"
+
+    def resolve(self) -> language.Ruleset:
+        base = language.read_ruleset_text(self.default_label, self.default_text)
+        override = (
+            language.read_override_text(self.override_label, self.override_text)
+            if self.override_text is not None
+            else None
+        )
+        if base.kind != self.kind:
+            raise language.RulesFileError(
+                self.default_label, 1, f"expected a {self.kind.value} ruleset"
+            )
+        return language.build(base, override)
+
+
+def read_source(root: Path, kind: Kind, org: str | None = None) -> Source:
+    default = root / "default" / kind.value / "ruleset.yaml"
+    if not default.exists():
+        raise language.RulesFileError(default, None, f"no default {kind.value} ruleset")
+    override = root / "orgs" / org / kind.value / "override.yaml" if org else None
+    return Source(
+        kind=kind,
+        org=org or "default",
+        default_text=default.read_text(),
+        override_text=override.read_text() if override and override.exists() else None,
+        default_label=str(default),
+        override_label=str(override) if override else "override.yaml",
+    )
+
+
+def content_hash(ruleset: language.Ruleset) -> str:
+    """SHA-256 of what decides: outcomes, default, params and every rule, conditions compiled."""
+    body = {
+        "kind": ruleset.kind.value,
+        "outcomes": ruleset.outcomes,
+        "default": ruleset.default,
+        "params": ruleset.params,
+        "rules": [
+            {**asdict(rule), "when": compiler.compile_condition(rule.when)}
+            for rule in ruleset.rules
+        ],
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+class Loaded:
+    """One version of one organisation's ruleset, live in an engine."""
+
+    def __init__(self, engine: Engine, ruleset: language.Ruleset, org: str) -> None:
+        self.engine = engine
+        self.ruleset = ruleset
+        self.ref = RulesetRef(
+            org=org, kind=ruleset.kind, version=ruleset.version, content_hash=content_hash(ruleset)
+        )
+        self.rules = {rule.id: rule for rule in ruleset.rules}
+        self.flags = set().union(*(compiler.derived_flags(r.when) for r in ruleset.rules))
+        self.name = f"{org}.{ruleset.kind.value}@{ruleset.version}#{next(_names)}"
+        engine.register(
+            self.name, {r.id: compiler.compile_condition(r.when) for r in ruleset.rules}
+        )
+
+    def fired_ids(self, facts: dict[str, Any]) -> list[str]:
+        return self.engine.evaluate(self.name, compiler.with_flags(facts, self.flags))
+
+    def decide(self, facts: dict[str, Any]) -> tuple[str, list[FiredRule]]:
+        """The outcome (the first of the ruleset's outcomes any fired rule gave, else its
+        default) and the fired rules, in the order the file lists them, reasons filled in."""
+        fired_ids = set(self.fired_ids(facts))
+        as_text = {name: _text(value) for name, value in facts.items()}
+        fired = [
+            FiredRule(
+                rule=rule.id,
+                outcome=rule.outcome,
+                reason=rule.reason.format_map(as_text),
+                effect=rule.effect,
+            )
+            for rule in self.ruleset.rules
+            if rule.id in fired_ids
+        ]
+        given = {f.outcome for f in fired}
+        outcome = next((o for o in self.ruleset.outcomes if o in given), self.ruleset.default)
+        return outcome, fired
+
+    def unload(self) -> None:
+        self.engine.retire(self.name)
+
+
+# The ops loop: check and test a whole folder ---------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One ruleset to check and test: a default, or an organisation's override of it."""
+
+    kind: Kind
+    org: str | None
+    source: Source
+    cases: list[language.Case]
+
+
+def _expect_files(folder: Path, allowed: set[str]) -> None:
+    for path in sorted(folder.iterdir()):
+        if path.name not in allowed:
+            raise language.RulesFileError(
+                path,
+                None,
+                f"unexpected file; a {folder.name} folder holds {', '.join(sorted(allowed))}",
+            )
+
+
+def targets(root: Path) -> list[Target]:
+    """Every ruleset under ``root``, each with its cases; strict about what lies where."""
+    found: list[Target] = []
+    default_cases: dict[Kind, list[language.Case]] = {}
+    for kind in Kind:
+        folder = root / "default" / kind.value
+        if not folder.is_dir():
+            continue
+        _expect_files(folder, {"ruleset.yaml", "cases.yaml"})
+        cases_path = folder / "cases.yaml"
+        default_cases[kind] = language.read_cases(cases_path, kind) if cases_path.exists() else []
+        found.append(Target(kind, None, read_source(root, kind), default_cases[kind]))
+    orgs = root / "orgs"
+    for org_folder in sorted(orgs.iterdir()) if orgs.is_dir() else []:
+        for folder in sorted(org_folder.iterdir()):
+            try:
+                kind = Kind(folder.name)
+            except ValueError:
+                raise language.RulesFileError(
+                    folder, None, f"not a kind of ruleset: {', '.join(k.value for k in Kind)}"
+                ) from None
+            _expect_files(folder, {"override.yaml", "cases.yaml"})
+            own = (
+                language.read_cases(folder / "cases.yaml", kind)
+                if (folder / "cases.yaml").exists()
+                else []
+            )
+            names = {c.name for c in own}
+            cases = [c for c in default_cases.get(kind, []) if c.name not in names] + own
+            found.append(
+                Target(kind, org_folder.name, read_source(root, kind, org_folder.name), cases)
+            )
+    return found
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    target: str
+    case: str
+    ok: bool
+    detail: str
+
+
+def run_cases(engine: Engine, target: Target) -> list[CaseResult]:
+    """Run every case through durable_rules and the reference evaluator; both must agree."""
+    label = f"{target.org or 'default'}/{target.kind.value}"
+    if not target.cases:
+        return [CaseResult(label, "(none)", False, "a ruleset without cases fails: add cases.yaml")]
+    ruleset = target.source.resolve()
+    loaded = Loaded(engine, ruleset, target.org or "default")
+    results = []
+    try:
+        for case in target.cases:
+            outcome, fired = loaded.decide(case.facts)
+            fired_ids = tuple(sorted(f.rule for f in fired))
+            oracle = tuple(sorted(reference.fired(ruleset, case.facts)))
+            problems = []
+            if outcome != case.outcome:
+                problems.append(f"outcome {outcome}, expected {case.outcome}")
+            if case.fired is not None and fired_ids != case.fired:
+                problems.append(f"fired {list(fired_ids)}, expected {list(case.fired)}")
+            if oracle != fired_ids:
+                problems.append(
+                    f"engine fired {list(fired_ids)} but the reference evaluator {list(oracle)}"
+                )
+            results.append(
+                CaseResult(label, case.name, not problems, "; ".join(problems) or outcome)
+            )
+    finally:
+        loaded.unload()
+    return results
+
+
+def facts_model(kind: Kind) -> type[Any]:
+    return FACTS[kind]

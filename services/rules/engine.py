@@ -1,0 +1,121 @@
+"""durable_rules, wrapped. The only module that imports ``durable``.
+
+Guards against each trap measured in the field notes:
+- the Host's background threads (wrong empty results, segfaults after
+  out-of-order deletes) are never started: ``_run`` does nothing, and so
+  no engine timers are used (ages come in the fact);
+- facts are asserted, not posted, so every matching rule fires;
+- each rule gets its own action that records its id into the session state
+  (the action context does not say which rule fired); actions take one
+  parameter (two would make them async and never complete);
+- every condition is ANDed with a discriminator, so the session state that
+  the engine re-asserts after each action never matches a rule;
+- an exception inside an action (swallowed into the state) is raised;
+- one session per evaluation, with a unique sid and ``delete_state`` in a
+  ``finally``: at most one live session per evaluation in flight, far below
+  the 1024-session limit as long as evaluations are not unbounded in number;
+- definitions are deep-copied before registration (it deletes ``run`` keys);
+- a ruleset name is registered once: versions get unique names, and an old
+  version is deleted through the engine once no evaluation is using it.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import durable_rules_engine  # type: ignore[import-not-found]
+from durable.engine import Host, MessageNotHandledException
+
+from services.rules.compiler import DISCRIMINATOR
+
+FIRED = "fired"
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+class _QuietHost(Host):  # type: ignore[misc]
+    def _run(self) -> None:  # no dispatch or timer threads
+        return None
+
+
+def _recorder(rule_id: str) -> Callable[[Any], None]:
+    def record(c: Any) -> None:
+        c.s[FIRED] = [*(c.s[FIRED] or []), rule_id]
+
+    return record
+
+
+class Engine:
+    """Rulesets registered by name; evaluate one fact at a time."""
+
+    def __init__(self) -> None:
+        self._host = _QuietHost()
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self._retired: set[str] = set()
+        self._sids = itertools.count()
+
+    def register(self, name: str, conditions: Mapping[str, dict[str, Any]]) -> None:
+        """``conditions``: rule id -> durable condition (from ``compiler``)."""
+        definition = {
+            f"r{index}": {
+                "all": [{"m": {"$and": [{DISCRIMINATOR: 1}, condition]}}],
+                "run": _recorder(rule_id),
+            }
+            for index, (rule_id, condition) in enumerate(conditions.items())
+        }
+        with self._lock:
+            if name in self._in_flight:
+                raise EngineError(f"ruleset {name} is already registered")
+            self._host.register_rulesets({name: copy.deepcopy(definition)})
+            self._in_flight[name] = 0
+
+    def evaluate(self, name: str, fact: Mapping[str, Any]) -> list[str]:
+        """The ids of the rules that fire on ``fact``, in the order they fired."""
+        with self._lock:
+            if name not in self._in_flight or name in self._retired:
+                raise EngineError(f"ruleset {name} is not live")
+            self._in_flight[name] += 1
+            sid = str(next(self._sids))
+        try:
+            try:
+                self._host.assert_fact(name, {**fact, "sid": sid, DISCRIMINATOR: 1})
+            except MessageNotHandledException:
+                return []
+            state = self._host.get_state(name, sid)
+            if state.get("exception"):
+                raise EngineError(f"rule action failed: {state['exception']}")
+            return list(state.get(FIRED) or [])
+        finally:
+            try:
+                self._host.delete_state(name, sid)
+            finally:
+                self._release(name)
+
+    def retire(self, name: str) -> None:
+        """Stop new evaluations of ``name``; delete it once those in flight finish."""
+        with self._lock:
+            self._retired.add(name)
+        self._release(name, started=False)
+
+    def _release(self, name: str, started: bool = True) -> None:
+        with self._lock:
+            if started:
+                self._in_flight[name] -= 1
+            if name in self._retired and self._in_flight.get(name) == 0:
+                ruleset = self._host._ruleset_directory.pop(name)
+                self._host._ruleset_list.remove(ruleset)
+                durable_rules_engine.delete_ruleset(ruleset._handle)
+                del self._in_flight[name]
+                self._retired.discard(name)
+
+    @property
+    def registered(self) -> list[str]:
+        with self._lock:
+            return sorted(self._in_flight)
