@@ -16,8 +16,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from alongside.runtime import bus
 from contracts.envelope import RawEnvelope
+from contracts.records import Record
 from contracts.replies import CommandAccepted
-from services.intake.domain import Record
 
 R = TypeVar("R", bound=Record)
 

@@ -6,8 +6,8 @@ from nats.aio.client import Client
 
 from alongside.runtime import topology
 from contracts.envelope import now
+from contracts.records import CaseRecord, SupporterRecord
 from services.intake.adapters import EventPublisher, RecordStore, ReplyStore
-from services.intake.domain import CaseRecord, SupporterRecord
 from services.intake.handlers import IntakeDeps
 
 

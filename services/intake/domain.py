@@ -11,11 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from contracts.envelope import Command, Event
 from contracts.intake import (
-    CLIENT_PARTY_ID,
     CaseStageChanged,
     ChangeCaseStage,
     ConsentGiven,
@@ -29,7 +26,6 @@ from contracts.intake import (
     RegisterSupporter,
     Stage,
     SubmitIntake,
-    SupporterProfile,
     SupporterRegistered,
     SupporterUpdated,
     SupportPerson,
@@ -39,6 +35,7 @@ from contracts.intake import (
     VettingEvidenceRecorded,
     WithdrawConsent,
 )
+from contracts.records import CaseRecord, ConsentRecord, Record, SupporterRecord
 from contracts.replies import FieldError
 
 
@@ -50,42 +47,6 @@ class Rejected(Exception):
 
 def reject(field: str, reason: str) -> Rejected:
     return Rejected([FieldError(field=f"data.{field}", reason=reason)])
-
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SupporterRecord(Record):
-    supporter_id: str
-    profile: SupporterProfile
-    suspended: bool = False
-    vetting: list[VettingEvidence] = []
-    registered_at: datetime
-    updated_at: datetime
-
-
-class ConsentRecord(Record):
-    party_id: str
-    status: Literal["given", "withdrawn"]
-    stages: list[Stage]
-    on: date
-    # Consent is to a particular support person: naming another one needs it again.
-    support_person_ref: str
-
-
-class CaseRecord(Record):
-    case_id: str
-    intake: SubmitIntake
-    stage: Stage
-    support_person: SupportPerson | None = None
-    consents: dict[str, ConsentRecord] = {}
-    opened_at: datetime
-    updated_at: datetime
-
-    @property
-    def party_ids(self) -> list[str]:
-        return [CLIENT_PARTY_ID, *(p.party_id for p in self.intake.other_parties)]
 
 
 RecordT = TypeVar("RecordT", bound=Record)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,14 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
-from pydantic import ValidationError
 
-from alongside.runtime import bus
+from alongside.runtime import commands
 from alongside.runtime.logging import get_logger
-from contracts import catalogue, subjects
 from contracts.envelope import Command, RawEnvelope, wrap
 from contracts.intake import SERVICE
-from contracts.replies import CommandAccepted, CommandRejected, FieldError
+from contracts.records import CaseRecord, SupporterRecord
+from contracts.replies import CommandAccepted, CommandRejected
 from services.intake import domain
 from services.intake.adapters import (
     Conflict,
@@ -50,31 +48,11 @@ Reply = CommandAccepted | CommandRejected
 @dataclass(frozen=True)
 class IntakeDeps:
     js: JetStreamContext
-    supporters: RecordStore[domain.SupporterRecord]
-    cases: RecordStore[domain.CaseRecord]
+    supporters: RecordStore[SupporterRecord]
+    cases: RecordStore[CaseRecord]
     replies: ReplyStore
     events: EventPublisher
     clock: Callable[[], datetime]
-
-
-def _rejected(
-    command_type: str, command_id: str | None, field: str, reason: str
-) -> CommandRejected:
-    return CommandRejected(
-        command_id=command_id,
-        command_type=command_type,
-        errors=[FieldError(field=field, reason=reason)],
-    )
-
-
-def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
-    return [
-        FieldError(
-            field=".".join([p for p in [prefix] if p] + [str(part) for part in e["loc"]]) or prefix,
-            reason=e["msg"],
-        )
-        for e in error.errors()
-    ]
 
 
 def event_id(org: str, command_id: str, index: int) -> str:
@@ -85,55 +63,10 @@ def event_id(org: str, command_id: str, index: int) -> str:
 async def handle_command(
     subject: str, body: bytes, headers: Mapping[str, str], deps: IntakeDeps
 ) -> Reply:
-    command_type = subjects.last_token(subject)
-    try:
-        org = subjects.org_of(subject)
-    except subjects.SubjectError as error:
-        return _rejected(command_type, None, "subject", str(error))
-
-    model = catalogue.COMMANDS.get(command_type)
-    if model is None or model.service != SERVICE:
-        return _rejected(command_type, None, "type", f"intake has no command {command_type!r}")
-
-    try:
-        envelope = RawEnvelope.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as error:
-        reason = (
-            "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error))
-            if isinstance(error, ValidationError)
-            else f"not JSON: {error}"
-        )
-        await bus.dead_letter(
-            deps.js, org=org, service=SERVICE, reason=f"malformed envelope: {reason}",
-            subject=subject, body=body, headers=headers,
-        )  # fmt: skip
-        errors = (
-            field_errors(error)
-            if isinstance(error, ValidationError)
-            else [FieldError(field="body", reason="not a JSON document")]
-        )
-        return CommandRejected(command_id=None, command_type=command_type, errors=errors)
-
-    if envelope.org != org:
-        log.warning("org_mismatch", subject_org=org, command_type=command_type)
-        return _rejected(
-            command_type, envelope.id, "org",
-            f"the subject is for organisation {org!r} but the message says {envelope.org!r}",
-        )  # fmt: skip
-    if envelope.type != command_type:
-        return _rejected(
-            command_type, envelope.id, "type",
-            f"the subject is for {command_type} but the message says {envelope.type}",
-        )  # fmt: skip
-
-    try:
-        command = model.model_validate(envelope.data)
-    except ValidationError as error:
-        return CommandRejected(
-            command_id=envelope.id, command_type=command_type, errors=field_errors(error, "data")
-        )
-
-    return await _decide_once(org, envelope, command, deps)
+    received = await commands.receive(deps.js, SERVICE, subject, body, headers)
+    if isinstance(received, CommandRejected):
+        return received
+    return await _decide_once(received.org, received.envelope, received.command, deps)
 
 
 async def _decide_once(
@@ -192,7 +125,7 @@ async def _decide_once(
         await _flush(org, entity_id, store, new, revision, deps)
         log.info("command_accepted", org=org, command_type=envelope.type, command_id=envelope.id)
         return reply
-    return _rejected(
+    return commands.rejected(
         envelope.type, envelope.id, "id", "too many concurrent changes to this record; retry"
     )
 
@@ -201,7 +134,7 @@ def _same_command_reply(
     envelope: RawEnvelope, stored_fingerprint: str, reply: CommandAccepted, print_: str
 ) -> Reply:
     if stored_fingerprint != print_:
-        return _rejected(
+        return commands.rejected(
             envelope.type, envelope.id, "id", "this command id was already used for another command"
         )
     return reply

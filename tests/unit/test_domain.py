@@ -23,6 +23,7 @@ from contracts.intake import (
     UpdateSupporter,
     WithdrawConsent,
 )
+from contracts.records import CaseRecord, SupporterRecord
 from services.intake import domain
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -30,15 +31,15 @@ CTX = domain.Context(now=NOW)
 TODAY = date(2026, 11, 23)
 
 
-def supporter() -> domain.SupporterRecord:
+def supporter() -> SupporterRecord:
     record = domain.register_supporter(sample.supporter(random.Random(1), "s1"), None, CTX).record
-    assert isinstance(record, domain.SupporterRecord)
+    assert isinstance(record, SupporterRecord)
     return record
 
 
-def case(person: bool = True) -> domain.CaseRecord:
+def case(person: bool = True) -> CaseRecord:
     record = domain.submit_intake(sample.intake(random.Random(1), "c1"), None, CTX).record
-    assert isinstance(record, domain.CaseRecord)
+    assert isinstance(record, CaseRecord)
     if person:
         named = NameSupportPerson(case_id="c1", support_person=PeerSupporter(supporter_id="s1"))
         ctx = domain.Context(now=NOW, referenced_supporter=supporter())
@@ -68,7 +69,7 @@ def test_update_changes_only_the_named_fields_and_reports_them() -> None:
         CTX,
     )
     after = decision.record
-    assert isinstance(after, domain.SupporterRecord)
+    assert isinstance(after, SupporterRecord)
     assert after.profile.caseload_cap == 9
     assert after.suspended
     assert after.profile.languages == before.profile.languages
@@ -118,7 +119,7 @@ def test_consent_needs_a_support_person_and_a_party() -> None:
 
 def test_consent_is_recorded_per_party_with_sorted_stages_and_can_be_withdrawn() -> None:
     record = domain.give_consent(consent("respondent"), case(), CTX).record
-    assert isinstance(record, domain.CaseRecord)
+    assert isinstance(record, CaseRecord)
     given = record.consents["respondent"]
     assert given.status == "given"
     assert given.stages == [Stage.ENTRY, Stage.INVESTIGATION]
@@ -127,7 +128,7 @@ def test_consent_is_recorded_per_party_with_sorted_stages_and_can_be_withdrawn()
     withdrawn = domain.withdraw_consent(
         WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=TODAY), record, CTX
     ).record
-    assert isinstance(withdrawn, domain.CaseRecord)
+    assert isinstance(withdrawn, CaseRecord)
     assert withdrawn.consents["respondent"].status == "withdrawn"
     with pytest.raises(domain.Rejected, match="no consent in force"):
         domain.withdraw_consent(
@@ -143,7 +144,7 @@ def test_naming_another_support_person_needs_consent_again() -> None:
     decision = domain.name_support_person(
         NameSupportPerson(case_id="c1", support_person=family), record, CTX
     )
-    assert isinstance(decision.record, domain.CaseRecord)
+    assert isinstance(decision.record, CaseRecord)
     assert decision.record.consents == {}
     assert decision.events[0].model_dump() == {
         "case_id": "c1",
@@ -169,7 +170,7 @@ def test_stage_changes_must_change_something_and_closed_cases_stay_closed() -> N
     closed = domain.change_case_stage(
         ChangeCaseStage(case_id="c1", stage=Stage.CLOSED), case(), CTX
     ).record
-    assert isinstance(closed, domain.CaseRecord)
+    assert isinstance(closed, CaseRecord)
     with pytest.raises(domain.Rejected, match="closed"):
         domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.ENTRY), closed, CTX)
 
