@@ -8,8 +8,9 @@ the same code runs as one process or as separately scaled replicas.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from faststream.nats import NatsBroker
@@ -17,8 +18,11 @@ from nats.aio.client import Client
 
 from alongside.runtime.bus import make_broker
 from alongside.runtime.logging import get_logger
+from alongside.settings import Settings
 from services.intake import app as intake_app
 from services.intake import bootstrap as intake_bootstrap
+from services.rules import app as rules_app
+from services.rules import bootstrap as rules_bootstrap
 
 log = get_logger(__name__)
 
@@ -26,34 +30,57 @@ log = get_logger(__name__)
 @dataclass(frozen=True)
 class Service:
     name: str
-    bootstrap: Callable[[Client], Awaitable[Any]]
+    bootstrap: Callable[[Client, Settings], Awaitable[Any]]
     register: Callable[[NatsBroker, Any], None]
+    # Long-running background work (watching, sweeping), if the service has any.
+    run: Callable[[Any], Coroutine[Any, Any, None]] | None = None
 
 
 SERVICES: dict[str, Service] = {
     "intake": Service("intake", intake_bootstrap.bootstrap, intake_app.register),
+    "rules": Service("rules", rules_bootstrap.bootstrap, rules_app.register, rules_app.run),
 }
 
 
-async def start(url: str, names: list[str]) -> list[NatsBroker]:
+@dataclass
+class Running:
+    """Services started in this process; ``stop`` them together."""
+
+    brokers: list[NatsBroker] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    deps: dict[str, Any] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for broker in self.brokers:
+            await broker.stop()
+
+
+async def start(url: str, names: list[str], settings: Settings | None = None) -> Running:
     """Start the named services; each gets its own broker (connection)."""
+    settings = settings or Settings()
     unknown = sorted(set(names) - set(SERVICES))
     if unknown:
         raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
-    brokers = []
+    running = Running()
     for name in names:
         service = SERVICES[name]
         broker = make_broker(url, name)
         await broker.connect()
-        service.register(broker, await service.bootstrap(broker.connection))
+        deps = await service.bootstrap(broker.connection, settings)
+        service.register(broker, deps)
         await broker.start()
         # Make sure the server has our subscriptions before anyone is told we are up.
         await broker.connection.flush()
-        brokers.append(broker)
+        running.brokers.append(broker)
+        running.deps[name] = deps
+        if service.run is not None:
+            running.tasks.append(asyncio.create_task(service.run(deps), name=f"{name}-background"))
         log.info("service_started", service=name)
-    return brokers
+    return running
 
 
-async def stop(brokers: list[NatsBroker]) -> None:
-    for broker in brokers:
-        await broker.stop()
+async def stop(running: Running) -> None:
+    await running.stop()

@@ -23,5 +23,9 @@ class Settings(BaseSettings):
     duplicate_window_s: float = Field(default=3600.0, gt=0)
     # How long command replies are kept for idempotent retries.
     reply_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # How often the rules service looks for eligibility that lapsed with time.
+    sweep_interval_s: float = Field(default=3600.0, gt=0)
+    # How often each rules replica re-reads every published ruleset, besides watching.
+    rules_refresh_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True

@@ -162,6 +162,21 @@ class RulesDecision(Part):
     lapses_on: date | None = None
 
 
+class PublishedRuleset(Part):
+    """What ``alongside rules publish`` puts in the ``rules`` KV bucket, key ``<org>.<kind>``:
+    the texts every replica compiles, and the hash they must compile to."""
+
+    org: str
+    kind: Kind
+    version: str
+    content_hash: str
+    default_text: str
+    override_text: str | None
+    published_at: datetime
+    revision: int = 0  # the KV revision, filled in when read back
+    rolled_back_to: str | None = None
+
+
 class EvaluateRules(Command):
     """Evaluate one fact against the organisation's live ruleset of that kind. Stores nothing."""
 

@@ -34,6 +34,8 @@ DEADLETTER_STREAM = "DEADLETTERS"
 SUPPORTERS_BUCKET = "supporters"
 CASES_BUCKET = "cases"
 REPLIES_BUCKET = "command_replies"
+RULES_BUCKET = "rules"
+DECISIONS_BUCKET = "decisions"
 
 DAY_S = 24 * 3600.0
 
@@ -62,8 +64,12 @@ class ConsumerSpec:
 class Topology:
     streams: tuple[StreamConfig, ...]
     buckets: tuple[KeyValueConfig, ...]
-    # Durable consumers of the services that consume streams (none yet).
     consumers: tuple[ConsumerSpec, ...] = ()
+
+
+RULES_CONSUMER = ConsumerSpec(
+    service="rules", durable="rules", stream=EVENTS_STREAM, filter_subject=subjects.events("*")
+)
 
 
 def topology(settings: Settings) -> Topology:
@@ -107,6 +113,20 @@ def topology(settings: Settings) -> Topology:
                 replicas=replicas,
             ),
             KeyValueConfig(
+                bucket=RULES_BUCKET,
+                description="Published rulesets, key <org>.<kind>; history is the rollback list.",
+                history=64,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            ),
+            KeyValueConfig(
+                bucket=DECISIONS_BUCKET,
+                description="Latest rules decision, key <org>.<kind>.<subject_id>.",
+                history=10,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            ),
+            KeyValueConfig(
                 bucket=REPLIES_BUCKET,
                 description="Replies to accepted commands, key <org>.<command_id>.",
                 history=1,
@@ -115,6 +135,7 @@ def topology(settings: Settings) -> Topology:
                 replicas=replicas,
             ),
         ),
+        consumers=(RULES_CONSUMER,),
     )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from alongside.runtime import topology
+from alongside.settings import Settings
 from contracts.envelope import now
 from contracts.records import CaseRecord, SupporterRecord
 from services.intake.adapters import EventPublisher, RecordStore, ReplyStore
 from services.intake.handlers import IntakeDeps
 
 
-async def bootstrap(nc: Client) -> IntakeDeps:
+async def bootstrap(nc: Client, settings: Settings) -> IntakeDeps:
     js = nc.jetstream()
     # Bind to buckets the topology provisioned; never declare them here.
     supporters = await js.key_value(topology.SUPPORTERS_BUCKET)

@@ -3,7 +3,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from faststream.nats import NatsBroker
 from nats.aio.client import Client
 
 from alongside import services
@@ -11,7 +10,7 @@ from alongside.client import AlongsideClient
 
 
 @pytest.fixture
-async def intake(provisioned: str) -> AsyncIterator[list[NatsBroker]]:
+async def intake(provisioned: str) -> AsyncIterator[services.Running]:
     brokers = await services.start(provisioned, ["intake"])
     yield brokers
     await services.stop(brokers)

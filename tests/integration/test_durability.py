@@ -73,7 +73,7 @@ async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
     nc: Client, client: AlongsideClient, org: str
 ) -> None:
     """The record and its outbox were saved, then the process died: the retry finishes the job."""
-    deps = await bootstrap(nc)
+    deps = await bootstrap(nc, Settings())
     command = sample.intake(random.Random(5), "c1")
     envelope = wrap(command, org=org, source="t", id="cmd-crash")
     decision = submit_intake(command, None, Context(now=deps.clock()))

@@ -1,0 +1,83 @@
+"""The rules service's subscribers and background work. Thin: handlers hold the logic."""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+
+from alongside.runtime import consumer, topology
+from alongside.runtime.logging import get_logger
+from contracts import subjects
+from contracts.envelope import RawEnvelope
+from contracts.rules import SERVICE
+from services.rules import handlers
+from services.rules.handlers import RulesDeps
+
+log = get_logger(__name__)
+
+COMMAND_WORKERS = 8
+
+
+def register(broker: NatsBroker, deps: RulesDeps) -> None:
+    @broker.subscriber(
+        subjects.commands_of(SERVICE),
+        queue=SERVICE,
+        max_workers=COMMAND_WORKERS,
+        title="rules commands",
+    )
+    async def on_rules_command(message: NatsMessage) -> bytes:
+        raw = message.raw_message
+        reply = await handlers.handle_evaluate(raw.subject, raw.data, raw.headers or {}, deps)
+        return reply.model_dump_json().encode()
+
+    async def on_intake_event(envelope: RawEnvelope) -> None:
+        await handlers.on_event(envelope, deps)
+
+    # Replicas share this durable consumer: each event is handled by one of them.
+    consumer.subscribe(broker, topology.RULES_CONSUMER, deps.settings, on_intake_event)
+
+
+async def run(deps: RulesDeps) -> None:
+    """Keep rulesets live (watch, plus a periodic re-read) and sweep lapsed eligibility."""
+    await asyncio.gather(
+        _watch_rulesets(deps), _refresh_periodically(deps), _sweep_periodically(deps)
+    )
+
+
+async def _apply_and_redecide(deps: RulesDeps) -> None:
+    for org, kind in await handlers.refresh_rulesets(deps):
+        await handlers.redecide_org(org, kind, deps)
+
+
+async def _watch_rulesets(deps: RulesDeps) -> None:
+    watcher = await deps.published.kv.watchall(include_history=False)
+    async for entry in watcher:
+        if entry is None:  # end of the initial values
+            continue
+        try:
+            await _apply_and_redecide(deps)
+        except Exception as error:
+            log.error("ruleset_watch_failed", error=str(error))
+
+
+async def _refresh_periodically(deps: RulesDeps) -> None:
+    # A KV watch can stall after a server restart; re-reading closes that gap.
+    while True:
+        await asyncio.sleep(deps.settings.rules_refresh_s)
+        try:
+            await _apply_and_redecide(deps)
+        except Exception as error:
+            log.error("ruleset_refresh_failed", error=str(error))
+
+
+async def _sweep_periodically(deps: RulesDeps) -> None:
+    while True:
+        try:
+            changed = await handlers.sweep(deps)
+            if changed:
+                log.info("eligibility_lapsed", count=changed)
+        except Exception as error:
+            log.error("sweep_failed", error=str(error))
+        await asyncio.sleep(deps.settings.sweep_interval_s)

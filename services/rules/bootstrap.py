@@ -1,0 +1,32 @@
+"""Wiring: the rules service's dependencies, with every published ruleset live before it serves."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+
+from alongside.runtime import topology
+from alongside.settings import Settings
+from contracts.envelope import now
+from services.rules import handlers
+from services.rules.adapters import DecisionStore, RecordReader, RulesStore
+from services.rules.engine import Engine
+from services.rules.handlers import RulesDeps
+from services.rules.live import LiveRulesets
+
+
+async def bootstrap(nc: Client, settings: Settings) -> RulesDeps:
+    js = nc.jetstream()
+    deps = RulesDeps(
+        js=js,
+        live=LiveRulesets(Engine()),
+        decisions=DecisionStore(await js.key_value(topology.DECISIONS_BUCKET)),
+        records=RecordReader(
+            await js.key_value(topology.SUPPORTERS_BUCKET),
+            await js.key_value(topology.CASES_BUCKET),
+        ),
+        published=RulesStore(await js.key_value(topology.RULES_BUCKET)),
+        settings=settings,
+        clock=now,
+    )
+    await handlers.refresh_rulesets(deps)
+    return deps

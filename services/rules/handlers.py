@@ -1,0 +1,234 @@
+"""The rules service's handlers: evaluation requests, reactions to events, and the sweep.
+
+Each stored decision names the ruleset version and content hash that decided
+it and every fired rule with its reason. A decision event is published only
+when a decision changes, with an id derived from its content, so replicas
+that reach the same decision at once publish it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from alongside.runtime import bus, commands
+from alongside.runtime.logging import get_logger
+from alongside.settings import Settings
+from contracts.envelope import Event, RawEnvelope, wrap
+from contracts.intake import (
+    CaseStageChanged,
+    ConsentGiven,
+    ConsentWithdrawn,
+    IntakeReceived,
+    SupporterRegistered,
+    SupporterUpdated,
+    SupportPersonNamed,
+    VettingEvidenceRecorded,
+)
+from contracts.replies import CommandRejected
+from contracts.rules import (
+    FACTS,
+    SERVICE,
+    ConsentDecided,
+    EvaluateRules,
+    Kind,
+    MatchingPolicyDecided,
+    RulesDecision,
+    RulesEvaluated,
+    SupporterEligibilityDecided,
+)
+from services.rules import domain, facts
+from services.rules.adapters import Conflict, DecisionStore, RecordReader, RulesStore
+from services.rules.live import LiveRulesets
+
+log = get_logger(__name__)
+
+SOURCE = f"alongside/{SERVICE}"
+_NAMESPACE = uuid.UUID("0b7f1f0e-8a1d-4a43-9a43-6f5d7c1f2e21")
+
+SUPPORTER_EVENTS = {
+    e.type_name for e in (SupporterRegistered, SupporterUpdated, VettingEvidenceRecorded)
+}
+CASE_EVENTS = {
+    e.type_name
+    for e in (IntakeReceived, SupportPersonNamed, ConsentGiven, ConsentWithdrawn, CaseStageChanged)
+}
+
+
+@dataclass(frozen=True)
+class RulesDeps:
+    js: JetStreamContext
+    live: LiveRulesets
+    decisions: DecisionStore
+    records: RecordReader
+    published: RulesStore
+    settings: Settings
+    clock: Callable[[], datetime]
+
+
+def subject_of(kind: Kind, fact: Mapping[str, Any]) -> str:
+    return str(fact["supporter_id"] if kind == Kind.ELIGIBILITY else fact["case_id"])
+
+
+async def handle_evaluate(
+    subject: str, body: bytes, headers: Mapping[str, str], deps: RulesDeps
+) -> RulesEvaluated | CommandRejected:
+    received = await commands.receive(deps.js, SERVICE, subject, body, headers)
+    if isinstance(received, CommandRejected):
+        return received
+    command = received.command
+    assert isinstance(command, EvaluateRules)
+    try:
+        fact = FACTS[command.kind].model_validate(command.facts).model_dump(mode="json")
+    except ValidationError as error:
+        return CommandRejected(
+            command_id=received.envelope.id,
+            command_type=EvaluateRules.type_name,
+            errors=commands.field_errors(error, "data.facts"),
+        )
+    loaded = deps.live.current(received.org, command.kind)
+    decision = domain.decide(loaded, subject_of(command.kind, fact), fact, deps.clock())
+    return RulesEvaluated(command_id=received.envelope.id, decision=decision)
+
+
+async def on_event(envelope: RawEnvelope, deps: RulesDeps) -> None:
+    """Re-decide what an intake event may have changed."""
+    if envelope.type in SUPPORTER_EVENTS:
+        await decide_eligibility(envelope.org, envelope.data["supporter_id"], deps)
+    elif envelope.type in CASE_EVENTS:
+        case_id = envelope.data["case_id"]
+        if envelope.type == IntakeReceived.type_name:
+            await decide_matching_policy(envelope.org, case_id, deps)
+        await decide_consent(envelope.org, case_id, deps)
+
+
+async def decide_eligibility(
+    org: str, supporter_id: str, deps: RulesDeps, today: date | None = None
+) -> RulesDecision | None:
+    record = await deps.records.supporter(org, supporter_id)
+    if record is None:
+        return None
+    now = deps.clock()
+    today = today or now.date()
+    loaded = deps.live.current(org, Kind.ELIGIBILITY)
+
+    def facts_on(day: date) -> dict[str, Any]:
+        return facts.eligibility(record, day).model_dump(mode="json")
+
+    decision = domain.decide(
+        loaded,
+        supporter_id,
+        facts_on(today),
+        now,
+        lapses_on=domain.lapse_date(loaded, facts_on, today),
+    )
+    event = SupporterEligibilityDecided(
+        supporter_id=supporter_id,
+        eligible=decision.outcome == domain.ELIGIBLE,
+        lapses_on=decision.lapses_on,
+        ruleset=decision.ruleset,
+    )
+    await _record(org, decision, event, deps)
+    return decision
+
+
+async def decide_consent(org: str, case_id: str, deps: RulesDeps) -> RulesDecision | None:
+    case = await deps.records.case(org, case_id)
+    if case is None:
+        return None
+    fact = facts.consent(case)
+    decision = domain.decide(
+        deps.live.current(org, Kind.CONSENT), case_id, fact.model_dump(mode="json"), deps.clock()
+    )
+    event = ConsentDecided(
+        case_id=case_id,
+        stage=fact.stage,
+        status=decision.outcome,
+        missing_party_ids=fact.missing_parties,
+        ruleset=decision.ruleset,
+    )
+    await _record(org, decision, event, deps)
+    return decision
+
+
+async def decide_matching_policy(org: str, case_id: str, deps: RulesDeps) -> RulesDecision | None:
+    case = await deps.records.case(org, case_id)
+    if case is None:
+        return None
+    now = deps.clock()
+    fact = facts.matching(case, now.date()).model_dump(mode="json")
+    decision = domain.decide(deps.live.current(org, Kind.MATCHING_POLICY), case_id, fact, now)
+    await _record(
+        org, decision, MatchingPolicyDecided(case_id=case_id, ruleset=decision.ruleset), deps
+    )
+    return decision
+
+
+async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDeps) -> bool:
+    """Keep a decision that says something new, and announce it. Event first: if the process
+    dies before the decision is stored, the redelivered trigger publishes the same event id
+    again (dropped by JetStream) and then stores it."""
+    previous, revision = await deps.decisions.get(org, decision.kind, decision.subject_id)
+    if domain.same_decision(previous, decision):
+        return False
+    digest = hashlib.sha256(decision.model_dump_json(exclude={"decided_at"}).encode()).hexdigest()
+    event_id = uuid.uuid5(
+        _NAMESPACE, f"{org}:{decision.kind.value}:{decision.subject_id}:{digest}"
+    ).hex
+    await bus.publish_event(
+        deps.js, wrap(event, org=org, source=SOURCE, id=event_id, time=decision.decided_at)
+    )
+    try:
+        await deps.decisions.put(org, decision, revision)
+    except Conflict:
+        return False  # another replica stored a decision meanwhile; it published its own
+    log.info("decided", org=org, kind=decision.kind.value, outcome=decision.outcome,
+             ruleset=decision.ruleset.id)  # fmt: skip
+    return True
+
+
+async def sweep(deps: RulesDeps, today: date | None = None) -> int:
+    """Re-decide every eligibility whose lapse day has come: a record check that expired
+    overnight makes its supporter ineligible with no new input. Returns how many changed."""
+    today = today or deps.clock().date()
+    changed = 0
+    for org, supporter_id in await deps.decisions.subjects(Kind.ELIGIBILITY):
+        decision, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
+        if decision and decision.lapses_on and decision.lapses_on <= today:
+            new = await decide_eligibility(org, supporter_id, deps, today)
+            changed += new is not None and new.outcome != decision.outcome
+    return changed
+
+
+async def redecide_org(org: str, kind: Kind, deps: RulesDeps) -> None:
+    """After a new ruleset goes live, every subject it judges is decided again."""
+    if kind == Kind.ELIGIBILITY:
+        for supporter_id in await deps.records.supporter_ids(org):
+            await decide_eligibility(org, supporter_id, deps)
+    elif kind == Kind.CONSENT:
+        for case_id in await deps.records.case_ids(org):
+            await decide_consent(org, case_id, deps)
+    elif kind == Kind.MATCHING_POLICY:
+        for case_id in await deps.records.case_ids(org):
+            await decide_matching_policy(org, case_id, deps)
+    # Boundaries judge session requests as they come; nothing stored to re-decide.
+
+
+async def refresh_rulesets(deps: RulesDeps) -> list[tuple[str, Kind]]:
+    """Make every published ruleset live here; return the (org, kind) that changed."""
+    changed = []
+    for document in await deps.published.all():
+        try:
+            if deps.live.apply(document):
+                changed.append((document.org, document.kind))
+        except Exception as error:  # a bad publication never replaces a working version
+            log.error("ruleset_refused", org=document.org, kind=document.kind.value,
+                      version=document.version, error=str(error))  # fmt: skip
+    return changed

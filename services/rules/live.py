@@ -1,0 +1,73 @@
+"""The rulesets live in this replica: shipped defaults, and each organisation's published ones.
+
+Publishing swaps a pointer: the new version is compiled and registered under
+a unique name first, then becomes current, and the old one is deleted from
+the engine once no evaluation is using it. A published version that fails to
+compile is refused and the current one stays.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from alongside.runtime.logging import get_logger
+from contracts.rules import Kind, PublishedRuleset
+from services.rules import bundle
+from services.rules.engine import Engine
+
+log = get_logger(__name__)
+
+
+class LiveRulesets:
+    def __init__(self, engine: Engine, root: Path = bundle.DEFAULT_ROOT) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._defaults = {
+            kind: bundle.Loaded(engine, bundle.read_source(root, kind).resolve(), "default")
+            for kind in Kind
+        }
+        self._published: dict[tuple[str, Kind], tuple[PublishedRuleset, bundle.Loaded]] = {}
+
+    def current(self, org: str, kind: Kind) -> bundle.Loaded:
+        with self._lock:
+            published = self._published.get((org, kind))
+        return published[1] if published else self._defaults[kind]
+
+    def published(self, org: str, kind: Kind) -> PublishedRuleset | None:
+        with self._lock:
+            entry = self._published.get((org, kind))
+        return entry[0] if entry else None
+
+    def apply(self, document: PublishedRuleset) -> bool:
+        """Make ``document`` current for its org and kind; False when it was already."""
+        key = (document.org, document.kind)
+        current = self.published(*key)
+        if (
+            current is not None
+            and current.content_hash == document.content_hash
+            and current.version == document.version
+        ):
+            return False
+        label = f"published:{document.org}.{document.kind.value}@{document.version}"
+        source = bundle.Source(
+            kind=document.kind,
+            org=document.org,
+            default_text=document.default_text,
+            override_text=document.override_text,
+            default_label=label,
+            override_label=label,
+        )
+        loaded = bundle.Loaded(self.engine, source.resolve(), document.org)
+        if loaded.ref.content_hash != document.content_hash:
+            loaded.unload()
+            raise ValueError(f"{label}: content hash does not match")
+        with self._lock:
+            previous = self._published.get(key)
+            self._published[key] = (document, loaded)
+        if previous is not None:
+            previous[1].unload()
+        log.info(
+            "ruleset_live", org=document.org, kind=document.kind.value, version=document.version
+        )
+        return True
