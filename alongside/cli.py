@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from alongside import connection, services
+from alongside import connection, rules_cli, services
 from alongside.client import AlongsideClient, summarise
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
@@ -24,6 +24,7 @@ from contracts.envelope import new_id, now
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contracts_app = typer.Typer(no_args_is_help=True, help="The event catalogue.")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(rules_cli.app, name="rules")
 
 log = get_logger("alongside.cli")
 

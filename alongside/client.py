@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from nats.aio.client import Client as Nats
 from nats.js.api import DeliverPolicy
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from contracts import subjects
-from contracts.envelope import Command, RawEnvelope, wrap
+from contracts.envelope import Command, Message, RawEnvelope, wrap
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply
+from contracts.rules import RulesEvaluated
 
 _REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
+_ANY_REPLY: TypeAdapter[CommandAccepted | CommandRejected | RulesEvaluated] = TypeAdapter(
+    Annotated[CommandAccepted | CommandRejected | RulesEvaluated, Field(discriminator="status")]
+)
 
 
 def parse_reply(raw: bytes) -> CommandAccepted | CommandRejected:
@@ -39,6 +43,17 @@ class AlongsideClient:
         return await self.send_raw(
             org, command.service, command.type_name, envelope.model_dump_json().encode(), timeout
         )
+
+    async def request(
+        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0
+    ) -> Message:
+        """Send any command and parse whichever reply its service gives."""
+        envelope = wrap(command, org=org, source=self.source, id=command_id)
+        subject = subjects.command(org, command.service, command.type_name)
+        response = await self.nc.request(
+            subject, envelope.model_dump_json().encode(), timeout=timeout
+        )
+        return _ANY_REPLY.validate_json(response.data)
 
     async def events(
         self, org: str, follow: bool = False, idle_s: float = 0.5

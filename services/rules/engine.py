@@ -11,6 +11,10 @@ Guards against each trap measured in the field notes:
 - every condition is ANDed with a discriminator, so the session state that
   the engine re-asserts after each action never matches a rule;
 - an exception inside an action (swallowed into the state) is raised;
+- a fact no rule matches is refused by the engine and leaves no session;
+  deleting that sid then crashed the process (seen here). So every ruleset
+  has one more rule that matches every fact: every evaluation is handled,
+  has a session, and that session is deleted;
 - one session per evaluation, with a unique sid and ``delete_state`` in a
   ``finally``: at most one live session per evaluation in flight, far below
   the 1024-session limit as long as evaluations are not unbounded in number;
@@ -33,6 +37,7 @@ from durable.engine import Host, MessageNotHandledException
 from services.rules.compiler import DISCRIMINATOR
 
 FIRED = "fired"
+SEEN = "seen"
 
 
 class EngineError(RuntimeError):
@@ -42,6 +47,10 @@ class EngineError(RuntimeError):
 class _QuietHost(Host):  # type: ignore[misc]
     def _run(self) -> None:  # no dispatch or timer threads
         return None
+
+
+def _seen(c: Any) -> None:
+    c.s[SEEN] = True
 
 
 def _recorder(rule_id: str) -> Callable[[Any], None]:
@@ -70,6 +79,7 @@ class Engine:
             }
             for index, (rule_id, condition) in enumerate(conditions.items())
         }
+        definition["every-fact"] = {"all": [{"m": {DISCRIMINATOR: 1}}], "run": _seen}
         with self._lock:
             if name in self._in_flight:
                 raise EngineError(f"ruleset {name} is already registered")
@@ -86,9 +96,11 @@ class Engine:
         try:
             try:
                 self._host.assert_fact(name, {**fact, "sid": sid, DISCRIMINATOR: 1})
-            except MessageNotHandledException:
-                return []
+            except MessageNotHandledException as error:  # cannot happen: "every-fact" matches
+                raise EngineError(f"fact not handled by {name}") from error
             state = self._host.get_state(name, sid)
+            if not state.get(SEEN):
+                raise EngineError(f"evaluation on {name} did not complete")
             if state.get("exception"):
                 raise EngineError(f"rule action failed: {state['exception']}")
             return list(state.get(FIRED) or [])

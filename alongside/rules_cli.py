@@ -1,0 +1,181 @@
+"""``alongside rules``: the ops loop for rules files.
+
+check, test, publish, explain, history, rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alongside import connection
+from alongside.client import AlongsideClient
+from alongside.runtime import bus, topology
+from alongside.settings import Settings
+from contracts.rules import EvaluateRules, Kind, RulesEvaluated
+from services.rules import bundle, publishing
+from services.rules.adapters import RulesStore
+from services.rules.engine import Engine
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+PathArg = Annotated[Path, typer.Argument(help="The rules folder.")]
+OrgOpt = Annotated[str, typer.Option(help="Organisation token.")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def check(path: PathArg = bundle.DEFAULT_ROOT) -> None:
+    """Check every ruleset, override and cases file strictly (errors name file and line)."""
+    try:
+        found = bundle.targets(path)
+        for target in found:
+            target.source.resolve()
+    except ValueError as error:
+        _fail(f"error: {error}")
+    cases = sum(len(t.cases) for t in found)
+    typer.echo(f"ok: {len(found)} rulesets, {cases} cases")
+
+
+@app.command("test")
+def run_cases(path: PathArg = bundle.DEFAULT_ROOT) -> None:
+    """Run every ruleset's cases on durable_rules and the reference evaluator."""
+    try:
+        found = bundle.targets(path)
+    except ValueError as error:
+        _fail(f"error: {error}")
+    engine = Engine()
+    failed = 0
+    for target in found:
+        try:
+            results = bundle.run_cases(engine, target)
+        except ValueError as error:
+            _fail(f"error: {error}")
+        for result in results:
+            failed += not result.ok
+            mark = "ok  " if result.ok else "FAIL"
+            typer.echo(f"{mark} {result.target}: {result.case} ({result.detail})")
+    if failed:
+        _fail(f"{failed} case(s) failed")
+    typer.echo("all cases pass")
+
+
+@app.command()
+def publish(
+    org: OrgOpt,
+    kind: Annotated[
+        list[Kind] | None, typer.Option(help="Kinds to publish (default: all).")
+    ] = None,
+    path: Annotated[Path, typer.Option(help="The rules folder.")] = bundle.DEFAULT_ROOT,
+) -> None:
+    """Check and test, then publish the organisation's rulesets; running replicas swap live."""
+    settings = Settings()
+
+    async def run() -> None:
+        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
+        try:
+            store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+            engine = Engine()
+            for each in kind or list(Kind):
+                document = publishing.prepare(path, org, each, engine)
+                live = await publishing.publish(nc.jetstream(), store, document)
+                typer.echo(
+                    f"{org}.{each.value}@{live.version} live (revision {live.revision}, "
+                    f"sha256 {live.content_hash[:12]})"
+                )
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(run())
+    except publishing.PublishRefused as refused:
+        _fail("refused; the live version stays:\n  " + "\n  ".join(refused.problems))
+
+
+@app.command()
+def explain(
+    org: OrgOpt,
+    kind: Annotated[Kind, typer.Argument(help="Which ruleset.")],
+    file: Annotated[str, typer.Argument(help="JSON facts; - for standard input.")],
+) -> None:
+    """Evaluate one fact on the live ruleset and say which rules fired and why."""
+    settings = Settings()
+    facts = json.loads(sys.stdin.read() if file == "-" else Path(file).read_text())
+
+    async def run() -> None:
+        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
+        try:
+            reply = await AlongsideClient(nc).request(org, EvaluateRules(kind=kind, facts=facts))
+        finally:
+            await nc.close()
+        if not isinstance(reply, RulesEvaluated):
+            typer.echo(reply.model_dump_json(indent=2))
+            raise typer.Exit(1)
+        decision = reply.decision
+        ref = decision.ruleset
+        typer.echo(f"{decision.outcome}  (ruleset {ref.id}, sha256 {ref.content_hash[:12]})")
+        for fired in decision.fired:
+            typer.echo(f"  {fired.rule}: {fired.reason}")
+        if not decision.fired:
+            typer.echo("  no rule fired: the ruleset's default outcome applies")
+
+    asyncio.run(run())
+
+
+@app.command()
+def history(org: OrgOpt, kind: Annotated[Kind, typer.Argument(help="Which ruleset.")]) -> None:
+    """Every published version of one organisation's ruleset, oldest first."""
+    settings = Settings()
+
+    async def run() -> None:
+        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
+        try:
+            store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+            documents = await store.history(org, kind)
+        finally:
+            await nc.close()
+        if not documents:
+            typer.echo(f"{org}.{kind.value}: never published (the defaults apply)")
+        for d in documents:
+            note = f"  rollback to {d.rolled_back_to}" if d.rolled_back_to else ""
+            typer.echo(
+                f"revision {d.revision}  {d.version}  sha256 {d.content_hash[:12]}  "
+                f"{d.published_at.isoformat(timespec='seconds')}{note}"
+            )
+
+    asyncio.run(run())
+
+
+@app.command()
+def rollback(
+    org: OrgOpt,
+    kind: Annotated[Kind, typer.Argument(help="Which ruleset.")],
+    to: Annotated[
+        str | None, typer.Option(help="Version to go back to (default: the previous).")
+    ] = None,
+) -> None:
+    """Make an earlier published version live again (as a new revision)."""
+    settings = Settings()
+
+    async def run() -> None:
+        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
+        try:
+            store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+            live = await publishing.rollback(nc.jetstream(), store, org, kind, to)
+        finally:
+            await nc.close()
+        typer.echo(f"{org}.{kind.value}@{live.version} live again (revision {live.revision})")
+
+    try:
+        asyncio.run(run())
+    except publishing.PublishRefused as refused:
+        _fail("refused: " + "; ".join(refused.problems))

@@ -1,0 +1,104 @@
+"""Publishing a ruleset for an organisation: check, test, then make it live everywhere.
+
+A version that fails its checks or cases is refused, and the version already
+live stays live. Every replica watches the ``rules`` bucket and swaps within
+seconds; the bucket's history is what ``rollback`` goes back to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nats.js import JetStreamContext
+
+from alongside.runtime import bus
+from contracts.envelope import now, wrap
+from contracts.rules import Kind, PublishedRuleset, RulesetPublished, RulesetRef
+from services.rules import bundle
+from services.rules.adapters import RulesStore
+from services.rules.engine import Engine
+
+SOURCE = "alongside/rules-cli"
+
+
+class PublishRefused(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def prepare(root: Path, org: str, kind: Kind, engine: Engine | None = None) -> PublishedRuleset:
+    """Check the whole rules folder strictly and run the cases of this org's ruleset."""
+    try:
+        found = bundle.targets(root)
+    except ValueError as error:
+        raise PublishRefused([str(error)]) from error
+    default = next((t for t in found if t.kind == kind and t.org is None), None)
+    if default is None:
+        raise PublishRefused([f"no default {kind.value} ruleset under {root}"])
+    target = next((t for t in found if t.kind == kind and t.org == org), None)
+    if target is None:  # no override: the organisation uses the defaults, pinned at this version
+        target = bundle.Target(kind, org, bundle.read_source(root, kind), default.cases)
+    failures = [
+        f"{r.target}: {r.case}: {r.detail}"
+        for r in bundle.run_cases(engine or Engine(), target)
+        if not r.ok
+    ]
+    if failures:
+        raise PublishRefused(failures)
+    source = target.source
+    ruleset = source.resolve()
+    return PublishedRuleset(
+        org=org,
+        kind=kind,
+        version=ruleset.version,
+        content_hash=bundle.content_hash(ruleset),
+        default_text=source.default_text,
+        override_text=source.override_text,
+        published_at=now(),
+    )
+
+
+async def publish(
+    js: JetStreamContext,
+    store: RulesStore,
+    document: PublishedRuleset,
+    rolled_back_to: str | None = None,
+) -> PublishedRuleset:
+    current = await store.current(document.org, document.kind)
+    if current is not None and rolled_back_to is None:
+        if current.version == document.version and current.content_hash == document.content_hash:
+            return current
+        if current.version == document.version:
+            raise PublishRefused(
+                [f"version {document.version} is live with other content: raise the version"]
+            )
+    document = document.model_copy(update={"rolled_back_to": rolled_back_to, "published_at": now()})
+    revision = await store.put(document)
+    document = document.model_copy(update={"revision": revision})
+    event = RulesetPublished(
+        ruleset=RulesetRef(
+            org=document.org, kind=document.kind, version=document.version,
+            content_hash=document.content_hash,
+        ),
+        revision=revision,
+        rolled_back_to=rolled_back_to,
+    )  # fmt: skip
+    await bus.publish_event(js, wrap(event, org=document.org, source=SOURCE))
+    return document
+
+
+async def rollback(
+    js: JetStreamContext, store: RulesStore, org: str, kind: Kind, to_version: str | None = None
+) -> PublishedRuleset:
+    history = await store.history(org, kind)
+    if len(history) < 2 and to_version is None:
+        raise PublishRefused([f"{org}.{kind.value} has no earlier version to roll back to"])
+    current = history[-1]
+    candidates = [d for d in history[:-1] if to_version in (None, d.version)]
+    if not candidates:
+        raise PublishRefused([f"{org}.{kind.value} was never published at version {to_version}"])
+    target = candidates[-1]
+    if target.content_hash == current.content_hash and target.version == current.version:
+        raise PublishRefused([f"version {target.version} is already live"])
+    return await publish(js, store, target, rolled_back_to=target.version)
