@@ -29,7 +29,15 @@ def compile_condition(condition: Condition, prefix: str = "") -> dict[str, Any]:
             return {"$and": [compile_condition(c, prefix) for c in items]}
         case AnyOf(items):
             return {"$or": [compile_condition(c, prefix) for c in items]}
+        case Quantified(field, "some", AnyOf(options)):
+            # durable_rules ignores all but one branch of an $or inside $iany (seen here):
+            # "some item matches a or b" is compiled as "some matches a, or some matches b".
+            return {
+                "$or": [compile_condition(Quantified(field, "some", o), prefix) for o in options]
+            }
         case Quantified(field, quantifier, inner):
+            if has_any_of(inner):
+                raise ValueError("'any' inside every/some is not supported by the engine")
             operator = "$iall" if quantifier == "every" else "$iany"
             return {operator: {prefix + field: compile_condition(inner, "$i.")}}
         case Compare(field, op, value):
@@ -49,6 +57,17 @@ def compile_condition(condition: Condition, prefix: str = "") -> dict[str, Any]:
                     raise ValueError("lacks is not supported inside every/some")
                 return {flag_name(field, value): False}
     raise ValueError(f"cannot compile {condition!r}")
+
+
+def has_any_of(condition: Condition) -> bool:
+    match condition:
+        case AnyOf():
+            return True
+        case AllOf(items):
+            return any(has_any_of(c) for c in items)
+        case Quantified(_, _, inner):
+            return has_any_of(inner)
+    return False
 
 
 def flag_name(field: str, value: str) -> str:

@@ -86,12 +86,20 @@ class Engine:
             self._host.register_rulesets({name: copy.deepcopy(definition)})
             self._in_flight[name] = 0
 
+    def acquire(self, name: str) -> None:
+        """Hold ``name`` live (even if retired meanwhile) until ``release``."""
+        with self._lock:
+            if name not in self._in_flight:
+                raise EngineError(f"ruleset {name} is not registered")
+            self._in_flight[name] += 1
+
+    def release(self, name: str) -> None:
+        self._release(name)
+
     def evaluate(self, name: str, fact: Mapping[str, Any]) -> list[str]:
         """The ids of the rules that fire on ``fact``, in the order they fired."""
+        self.acquire(name)
         with self._lock:
-            if name not in self._in_flight or name in self._retired:
-                raise EngineError(f"ruleset {name} is not live")
-            self._in_flight[name] += 1
             sid = str(next(self._sids))
         try:
             try:
@@ -103,7 +111,9 @@ class Engine:
                 raise EngineError(f"evaluation on {name} did not complete")
             if state.get("exception"):
                 raise EngineError(f"rule action failed: {state['exception']}")
-            return list(state.get(FIRED) or [])
+            # A rule whose condition matches along two branches of an "any" is activated
+            # twice; it fired once.
+            return list(dict.fromkeys(state.get(FIRED) or []))
         finally:
             try:
                 self._host.delete_state(name, sid)

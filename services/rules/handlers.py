@@ -93,8 +93,8 @@ async def handle_evaluate(
             command_type=EvaluateRules.type_name,
             errors=commands.field_errors(error, "data.facts"),
         )
-    loaded = deps.live.current(received.org, command.kind)
-    decision = domain.decide(loaded, subject_of(command.kind, fact), fact, deps.clock())
+    with deps.live.lease(received.org, command.kind) as loaded:
+        decision = domain.decide(loaded, subject_of(command.kind, fact), fact, deps.clock())
     return RulesEvaluated(command_id=received.envelope.id, decision=decision)
 
 
@@ -117,18 +117,13 @@ async def decide_eligibility(
         return None
     now = deps.clock()
     today = today or now.date()
-    loaded = deps.live.current(org, Kind.ELIGIBILITY)
 
     def facts_on(day: date) -> dict[str, Any]:
         return facts.eligibility(record, day).model_dump(mode="json")
 
-    decision = domain.decide(
-        loaded,
-        supporter_id,
-        facts_on(today),
-        now,
-        lapses_on=domain.lapse_date(loaded, facts_on, today),
-    )
+    with deps.live.lease(org, Kind.ELIGIBILITY) as loaded:
+        lapses_on = domain.lapse_date(loaded, facts_on, today)
+        decision = domain.decide(loaded, supporter_id, facts_on(today), now, lapses_on=lapses_on)
     event = SupporterEligibilityDecided(
         supporter_id=supporter_id,
         eligible=decision.outcome == domain.ELIGIBLE,
@@ -144,9 +139,8 @@ async def decide_consent(org: str, case_id: str, deps: RulesDeps) -> RulesDecisi
     if case is None:
         return None
     fact = facts.consent(case)
-    decision = domain.decide(
-        deps.live.current(org, Kind.CONSENT), case_id, fact.model_dump(mode="json"), deps.clock()
-    )
+    with deps.live.lease(org, Kind.CONSENT) as loaded:
+        decision = domain.decide(loaded, case_id, fact.model_dump(mode="json"), deps.clock())
     event = ConsentDecided(
         case_id=case_id,
         stage=fact.stage,
@@ -164,7 +158,8 @@ async def decide_matching_policy(org: str, case_id: str, deps: RulesDeps) -> Rul
         return None
     now = deps.clock()
     fact = facts.matching(case, now.date()).model_dump(mode="json")
-    decision = domain.decide(deps.live.current(org, Kind.MATCHING_POLICY), case_id, fact, now)
+    with deps.live.lease(org, Kind.MATCHING_POLICY) as loaded:
+        decision = domain.decide(loaded, case_id, fact, now)
     await _record(
         org, decision, MatchingPolicyDecided(case_id=case_id, ruleset=decision.ruleset), deps
     )

@@ -302,6 +302,12 @@ def _parse_field(
         if op in ("every", "some"):
             assert spec.item_fields is not None
             inner = parse_condition(doc, value, op_at, spec.item_fields, params)
+            if _any_inside(inner, top_level_ok=op == "some"):
+                raise doc.error(
+                    op_at,
+                    f"{op}: 'any' inside {op} is not supported (the engine mis-evaluates it); "
+                    "use 'some' with 'any' as its only condition, or split the rule",
+                )
             parts.append(Quantified(name, op, inner))
             continue
         value = _param(doc, value, op_at, params)
@@ -318,6 +324,16 @@ def _parse_field(
             checked = _check_scalar(doc, spec, value, op_at, name)
         parts.append(Compare(name, op, checked))
     return parts
+
+
+def _any_inside(condition: Condition, top_level_ok: bool) -> bool:
+    if isinstance(condition, AnyOf):
+        return not top_level_ok or any(_any_inside(c, False) for c in condition.items)
+    if isinstance(condition, AllOf):
+        return any(_any_inside(c, False) for c in condition.items)
+    if isinstance(condition, Quantified):
+        return _any_inside(condition.condition, False)
+    return False
 
 
 def _param(doc: Located, value: Any, where: tuple[Any, ...], params: dict[str, Any]) -> Any:

@@ -9,6 +9,8 @@ compile is refused and the current one stays.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alongside.runtime.logging import get_logger
@@ -33,6 +35,18 @@ class LiveRulesets:
         with self._lock:
             published = self._published.get((org, kind))
         return published[1] if published else self._defaults[kind]
+
+    @contextmanager
+    def lease(self, org: str, kind: Kind) -> Iterator[bundle.Loaded]:
+        """The current version, held live while in use even if a newer one replaces it."""
+        with self._lock:
+            published = self._published.get((org, kind))
+            loaded = published[1] if published else self._defaults[kind]
+            self.engine.acquire(loaded.name)
+        try:
+            yield loaded
+        finally:
+            self.engine.release(loaded.name)
 
     def published(self, org: str, kind: Kind) -> PublishedRuleset | None:
         with self._lock:
@@ -65,8 +79,8 @@ class LiveRulesets:
         with self._lock:
             previous = self._published.get(key)
             self._published[key] = (document, loaded)
-        if previous is not None:
-            previous[1].unload()
+            if previous is not None:  # deleted once the last lease on it ends
+                previous[1].unload()
         log.info(
             "ruleset_live", org=document.org, kind=document.kind.value, version=document.version
         )

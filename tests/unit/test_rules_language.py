@@ -1,0 +1,141 @@
+"""The rules language: strict checks that name file and line, overrides, and the shipped rules."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from contracts.rules import Kind
+from services.rules import bundle, language
+from services.rules.engine import Engine
+
+ROOT = bundle.DEFAULT_ROOT
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the shipped rules folder to break."""
+    shutil.copytree(ROOT, tmp_path / "rules")
+    return tmp_path / "rules"
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def check(root: Path) -> None:
+    for target in bundle.targets(root):
+        target.source.resolve()
+
+
+def line_of(path: Path, needle: str) -> int:
+    """The last line holding ``needle``."""
+    return max(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_every_shipped_ruleset_passes_its_cases_on_both_evaluators() -> None:
+    engine = Engine()
+    results = [r for target in bundle.targets(ROOT) for r in bundle.run_cases(engine, target)]
+    assert len(results) >= 30
+    assert [r for r in results if not r.ok] == []
+    assert engine.registered == []  # every test version was deleted after use
+
+
+# (what to change, into what, the error's words, text on the line the error must name)
+BROKEN = [
+    ("    outcome: ineligible\n    reason: No police", "    outcome: ineligible\n    reson: x\n    reason: No police", "unknown key 'reson'", "reson: x"),
+    ("{record_check_present: {eq: false}}", "{record_check_present: {equals: false}}", "unknown operator 'equals'", "equals: false"),
+    ("{interview_passed: {eq: false}}", "{interview_passed: {lt: false}}", "operator not valid for bool", "{lt: false}"),
+    ("{caseload_room: {lte: 0}}", '{caseload_room: {lte: "0"}}', "caseload_room is a number; '0' is not", 'lte: "0"'),
+    ("{suspended: {eq: true}}", "{suspnded: {eq: true}}", "unknown field 'suspnded'", "suspnded"),
+    ("{param: min_recovery_days}", "{param: min_recovery}", "unknown param 'min_recovery'", "min_recovery}"),
+    ("    outcome: ineligible\n    reason: The supporter is suspended.", "    outcome: maybe\n    reason: The supporter is suspended.", "outcome must be one of", "outcome: maybe"),
+    ("  - id: suspended\n", "  - id: caseload-full\n", "rule id 'caseload-full' is used twice", "- id: caseload-full"),
+    ('version: "1.0.0"', "version: 1.0", "version is MAJOR.MINOR.PATCH", "version: 1.0"),
+    ("reason: The supporter is suspended.", "reason: The supporter is {suspension}.", "placeholders", "{suspension}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "new", "message", "on_line"), BROKEN)
+def test_strict_check_names_file_line_and_reason(
+    tree: Path, old: str, new: str, message: str, on_line: str
+) -> None:
+    path = tree / "default" / "eligibility" / "ruleset.yaml"
+    replace(path, old, new)
+    with pytest.raises(language.RulesFileError) as info:
+        check(tree)
+    assert message in info.value.message
+    assert info.value.path == str(path)
+    assert info.value.line == line_of(path, on_line)
+
+
+def test_a_wrong_value_in_a_case_is_an_error_with_its_line(tree: Path) -> None:
+    path = tree / "default" / "consent" / "cases.yaml"
+    replace(path, "status: withdrawn", "status: withdrew")
+    with pytest.raises(language.RulesFileError) as info:
+        check(tree)
+    assert "facts do not fit consent" in info.value.message
+    assert info.value.path == str(path)
+
+
+def test_a_stray_file_is_an_error(tree: Path) -> None:
+    (tree / "default" / "eligibility" / "rulset.yaml").write_text("ruleset: eligibility\n")
+    with pytest.raises(language.RulesFileError, match="unexpected file"):
+        check(tree)
+
+
+def test_a_ruleset_without_cases_fails_its_tests(tree: Path) -> None:
+    (tree / "default" / "boundaries" / "cases.yaml").unlink()
+    target = next(t for t in bundle.targets(tree) if t.kind.value == "boundaries" and t.org is None)
+    [result] = bundle.run_cases(Engine(), target)
+    assert not result.ok
+    assert "without cases fails" in result.detail
+
+
+def test_a_case_that_no_longer_holds_fails_with_both_answers(tree: Path) -> None:
+    replace(
+        tree / "default" / "boundaries" / "ruleset.yaml",
+        "min_duration_minutes: 60",
+        "min_duration_minutes: 90",
+    )
+    target = next(t for t in bundle.targets(tree) if t.kind.value == "boundaries" and t.org is None)
+    failed = [r for r in bundle.run_cases(Engine(), target) if not r.ok]
+    assert failed
+    assert "outcome refused, expected allowed" in failed[0].detail
+
+
+def test_override_changes_params_disables_changes_and_adds_rules(tree: Path) -> None:
+    override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
+    override.write_text(
+        'ruleset: eligibility\nversion: "2.0.0-h"\n'
+        "params: {min_recovery_days: 730}\n"
+        "disable: [caseload-full]\n"
+        "rules:\n"
+        "  - id: suspended\n    reason: Suspended by the scheme.\n"
+        "  - id: needs-two-references\n    description: Two professional references.\n"
+        "    when: {professional_references: {lt: 2}}\n    outcome: ineligible\n    reason: Two are needed.\n"
+    )
+    ruleset = bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve()
+    rules = {r.id: r for r in ruleset.rules}
+    assert ruleset.version == "2.0.0-h"
+    assert ruleset.params["min_recovery_days"] == 730
+    assert "caseload-full" not in rules
+    assert rules["suspended"].reason == "Suspended by the scheme."
+    assert (
+        rules["suspended"].description == "The supporter is not suspended."
+    )  # kept from the default
+    assert rules["needs-two-references"].outcome == "ineligible"
+
+
+def test_override_errors_name_the_override(tree: Path) -> None:
+    override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
+    replace(override, "disable: [caseload-full]", "disable: [caseload-ful]")
+    with pytest.raises(language.RulesFileError) as info:
+        check(tree)
+    assert info.value.path == str(override)
+    assert "no rule 'caseload-ful' to disable" in info.value.message
+    assert info.value.line == line_of(override, "disable:")
