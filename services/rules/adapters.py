@@ -22,10 +22,18 @@ class Conflict(Exception):
 
 
 async def _keys(kv: KeyValue, pattern: str) -> list[str]:
+    """Keys matching a subject-style ``pattern`` (``org.*``). nats-py's ``keys(filters=)``
+    matches substrings and reads every key, so watch just the pattern instead."""
+    watcher = await kv.watch(pattern, meta_only=True, ignore_deletes=True)
+    keys = []
     try:
-        return await kv.keys(filters=[pattern])
-    except NoKeysError:
-        return []
+        async for entry in watcher:
+            if entry is None:  # the end of the current values
+                break
+            keys.append(entry.key)
+    finally:
+        await watcher.stop()
+    return keys
 
 
 class DecisionStore:
@@ -117,7 +125,7 @@ class RulesStore:
     async def history(self, org: str, kind: Kind) -> list[PublishedRuleset]:
         try:
             entries = await self.kv.history(self.key(org, kind))
-        except (KeyNotFoundError, NoKeysError):
+        except (KeyNotFoundError, NoKeysError):  # history of a missing key
             return []
         return [self.parse(entry) for entry in entries if entry.value]
 

@@ -30,9 +30,13 @@ class PublishRefused(Exception):
 def prepare(root: Path, org: str, kind: Kind, engine: Engine | None = None) -> PublishedRuleset:
     """Check the whole rules folder strictly and run the cases of this org's ruleset."""
     try:
-        found = bundle.targets(root)
-    except ValueError as error:
+        return _prepare(root, org, kind, engine or Engine())
+    except ValueError as error:  # a rules file error names its file and line
         raise PublishRefused([str(error)]) from error
+
+
+def _prepare(root: Path, org: str, kind: Kind, engine: Engine) -> PublishedRuleset:
+    found = bundle.targets(root)
     default = next((t for t in found if t.kind == kind and t.org is None), None)
     if default is None:
         raise PublishRefused([f"no default {kind.value} ruleset under {root}"])
@@ -40,9 +44,7 @@ def prepare(root: Path, org: str, kind: Kind, engine: Engine | None = None) -> P
     if target is None:  # no override: the organisation uses the defaults, pinned at this version
         target = bundle.Target(kind, org, bundle.read_source(root, kind), default.cases)
     failures = [
-        f"{r.target}: {r.case}: {r.detail}"
-        for r in bundle.run_cases(engine or Engine(), target)
-        if not r.ok
+        f"{r.target}: {r.case}: {r.detail}" for r in bundle.run_cases(engine, target) if not r.ok
     ]
     if failures:
         raise PublishRefused(failures)

@@ -1,0 +1,283 @@
+"""The rules service over a real nats-server: decisions from events, lapsing, consent, live publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from alongside import sample, services
+from alongside.client import AlongsideClient
+from alongside.runtime import topology
+from contracts.envelope import RawEnvelope
+from contracts.intake import (
+    GiveConsent,
+    NameSupportPerson,
+    PeerSupporter,
+    RecordCheck,
+    RecordVettingEvidence,
+    Stage,
+    WithdrawConsent,
+)
+from contracts.replies import CommandAccepted, CommandRejected
+from contracts.rules import EvaluateRules, Kind, RulesEvaluated
+from services.rules import bundle, handlers, publishing
+from services.rules.adapters import RulesStore
+from services.rules.handlers import RulesDeps
+
+TODAY = date.today()
+
+
+@pytest.fixture
+async def rules(provisioned: str) -> Any:
+    running = await services.start(provisioned, ["intake", "rules"])
+    yield running
+    await running.stop()
+
+
+def deps_of(running: services.Running) -> RulesDeps:
+    deps = running.deps["rules"]
+    assert isinstance(deps, RulesDeps)
+    return deps
+
+
+async def accepted(client: AlongsideClient, org: str, command: Any) -> None:
+    reply = await client.submit(org, command)
+    assert isinstance(reply, CommandAccepted), reply
+
+
+async def wait_for(
+    client: AlongsideClient, org: str, event_type: str, count: int = 1, timeout: float = 15
+) -> list[RawEnvelope]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = [e async for e in client.events(org, idle_s=0.2) if e.type == event_type]
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+async def register_vetted(
+    client: AlongsideClient, org: str, supporter_id: str, expires_on: date
+) -> None:
+    rng = random.Random(supporter_id)
+    await accepted(client, org, sample.supporter(rng, supporter_id))
+    for evidence in sample.vetting(rng, supporter_id, TODAY):
+        if isinstance(evidence.evidence, RecordCheck):
+            check = evidence.evidence.model_copy(
+                update={"issued_on": TODAY - timedelta(days=300), "expires_on": expires_on}
+            )
+            evidence = RecordVettingEvidence(supporter_id=supporter_id, evidence=check)
+        await accepted(client, org, evidence)
+
+
+async def test_eligibility_is_decided_from_vetting_events_and_lapses_with_time(
+    rules: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    expires = TODAY + timedelta(days=10)
+    await register_vetted(client, org, "s1", expires)
+
+    decided = await wait_for(client, org, "SupporterEligibilityDecided")
+    last = decided[-1].data
+    assert last["eligible"] is True
+    assert last["ruleset"]["version"] == "1.0.0"
+    deps = deps_of(rules)
+    decision, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, "s1")
+    assert decision is not None
+    assert decision.outcome == "eligible"
+    # The sample's supervision falls overdue (42 days) or the check expires, whichever is first.
+    assert decision.lapses_on is not None
+    assert decision.lapses_on <= expires + timedelta(days=1)
+    assert len(decision.ruleset.content_hash) == 64
+
+    # No new input: the day it lapses, the sweep finds it ineligible, with the reason.
+    changed = await handlers.sweep(deps, today=decision.lapses_on)
+    assert changed == 1
+    lapsed, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, "s1")
+    assert lapsed is not None
+    assert lapsed.outcome == "ineligible"
+    assert {f.rule for f in lapsed.fired} & {"record-check-expired", "supervision-overdue"}
+    events = await wait_for(client, org, "SupporterEligibilityDecided", count=len(decided) + 1)
+    assert events[-1].data["eligible"] is False
+    assert "reason" not in str(events[-1].data)  # reasons stay in the decision record
+
+
+async def test_consent_activates_only_when_every_party_consented_and_suspends_on_withdrawal(
+    rules: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await register_vetted(client, org, "s1", TODAY + timedelta(days=300))
+    await accepted(client, org, sample.intake(random.Random(1), "c1"))
+    await accepted(
+        client,
+        org,
+        NameSupportPerson(case_id="c1", support_person=PeerSupporter(supporter_id="s1")),
+    )
+    await accepted(
+        client,
+        org,
+        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=TODAY),
+    )
+
+    async def status_after(n: int) -> dict[str, Any]:
+        found = await wait_for(client, org, "ConsentDecided", count=n)
+        return found[-1].data
+
+    pending = await status_after(
+        2
+    )  # pending (no support person), then pending (respondent missing)
+    assert pending["status"] == "pending"
+    assert pending["missing_party_ids"] == ["respondent"]
+
+    await accepted(
+        client,
+        org,
+        GiveConsent(case_id="c1", party_id="respondent", stages=[Stage.ENTRY], given_on=TODAY),
+    )
+    active = await status_after(3)
+    assert active["status"] == "active"
+
+    await accepted(
+        client, org, WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=TODAY)
+    )
+    suspended = await status_after(4)
+    assert suspended["status"] == "suspended"
+    decision, _ = await deps_of(rules).decisions.get(org, Kind.CONSENT, "c1")
+    assert decision is not None
+    assert decision.fired[0].reason == "Suspended: consent was withdrawn by respondent."
+
+
+async def test_evaluate_request_explains_and_refuses_bad_facts(
+    rules: services.Running, client: AlongsideClient, org: str
+) -> None:
+    facts = {
+        "case_id": "c1",
+        "sessions_per_week": 2.0,
+        "both_agreed_more_often": False,
+        "duration_minutes": 30,
+        "method": "home_visit",
+        "method_agreed": True,
+        "safety_concerns": ["no_home_visits"],
+        "days_past_service_end": -5,
+        "consent_active": True,
+        "purposes": ["legal_advice"],
+    }
+    reply = await client.request(org, EvaluateRules(kind=Kind.BOUNDARIES, facts=facts))
+    assert isinstance(reply, RulesEvaluated)
+    assert reply.decision.outcome == "refused"
+    assert [f.rule for f in reply.decision.fired] == [
+        "more-than-weekly-without-agreement",
+        "too-short",
+        "home-visit-not-safe",
+        "outside-peer-role",
+    ]
+    assert "legal_advice" in reply.decision.fired[-1].reason
+
+    bad = await client.request(
+        org, EvaluateRules(kind=Kind.BOUNDARIES, facts={**facts, "duration_minutes": "long"})
+    )
+    assert isinstance(bad, CommandRejected)
+    assert bad.errors[0].field == "data.facts.duration_minutes"
+
+
+async def test_published_version_reaches_every_replica_and_a_broken_one_is_refused(
+    provisioned: str, client: AlongsideClient, nc: Client, org: str, tmp_path: Path
+) -> None:
+    first = await services.start(provisioned, ["intake", "rules"])
+    second = await services.start(provisioned, ["rules"])
+    try:
+        await register_vetted(client, org, "s1", TODAY + timedelta(days=300))
+        tree = tmp_path / "rules"
+        shutil.copytree(bundle.DEFAULT_ROOT, tree)
+        shutil.copytree(tree / "orgs" / "harbour-ombudsman", tree / "orgs" / org)
+        store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+
+        document = publishing.prepare(tree, org, Kind.ELIGIBILITY)
+        live = await publishing.publish(nc.jetstream(), store, document)
+        assert live.version == "1.0.0-harbour.1"
+
+        async def versions() -> set[str]:
+            return {
+                deps_of(r).live.current(org, Kind.ELIGIBILITY).ref.version for r in (first, second)
+            }
+
+        for _ in range(100):
+            if await versions() == {"1.0.0-harbour.1"}:
+                break
+            await asyncio.sleep(0.05)
+        assert await versions() == {"1.0.0-harbour.1"}
+
+        # The supporter is decided again under the new version (supervision every 30 days).
+        for _ in range(100):
+            decision, _ = await deps_of(first).decisions.get(org, Kind.ELIGIBILITY, "s1")
+            if decision and decision.ruleset.version == "1.0.0-harbour.1":
+                break
+            await asyncio.sleep(0.05)
+        assert decision is not None
+        assert decision.ruleset.version == "1.0.0-harbour.1"
+
+        # A broken file is refused at publish and the live version stays.
+        override = tree / "orgs" / org / "eligibility" / "override.yaml"
+        override.write_text(
+            override.read_text()
+            .replace('version: "1.0.0-harbour.1"', 'version: "1.0.1"')
+            .replace("disable: [caseload-full]", "disable: [no-such-rule]")
+        )
+        with pytest.raises(publishing.PublishRefused, match="no rule 'no-such-rule'"):
+            publishing.prepare(tree, org, Kind.ELIGIBILITY)
+        assert (await store.current(org, Kind.ELIGIBILITY)).version == "1.0.0-harbour.1"  # type: ignore[union-attr]
+
+        # A second version, then a rollback to the first.
+        override.write_text(
+            override.read_text()
+            .replace("disable: [no-such-rule]", "disable: [caseload-full]")
+            .replace("supervision_interval_days: 30", "supervision_interval_days: 28")
+        )
+        await publishing.publish(
+            nc.jetstream(), store, publishing.prepare(tree, org, Kind.ELIGIBILITY)
+        )
+        back = await publishing.rollback(nc.jetstream(), store, org, Kind.ELIGIBILITY)
+        assert back.version == "1.0.0-harbour.1"
+        assert back.rolled_back_to == "1.0.0-harbour.1"
+        assert [d.version for d in await store.history(org, Kind.ELIGIBILITY)] == [
+            "1.0.0-harbour.1",
+            "1.0.1",
+            "1.0.0-harbour.1",
+        ]
+        for _ in range(100):
+            if await versions() == {"1.0.0-harbour.1"}:
+                break
+            await asyncio.sleep(0.05)
+        assert await versions() == {"1.0.0-harbour.1"}
+
+        reply = await client.request(
+            org,
+            EvaluateRules(
+                kind=Kind.ELIGIBILITY,
+                facts={
+                    "supporter_id": "x",
+                    "record_check_present": True,
+                    "record_check_clear": True,
+                    "record_check_days_left": 100,
+                    "interview_passed": True,
+                    "professional_references": 1,
+                    "personal_references": 1,
+                    "recovery_days": 800,
+                    "training_courses": ["peer_support_foundations"],
+                    "days_since_supervision": 35,
+                    "caseload_room": 0,
+                    "suspended": False,
+                },
+            ),
+        )
+        assert isinstance(reply, RulesEvaluated)
+        assert reply.decision.ruleset.version == "1.0.0-harbour.1"
+        assert [f.rule for f in reply.decision.fired] == ["supervision-overdue"]
+    finally:
+        await second.stop()
+        await first.stop()
