@@ -104,7 +104,7 @@ def vetting(rng: random.Random, supporter_id: str, today: date) -> list[RecordVe
         Reference(reference_type="personal", received_on=issued, satisfactory=True),
         Recovery(since=issued - timedelta(days=rng.randint(200, 3000))),
         Training(course="peer_support_foundations", completed_on=issued + timedelta(days=14)),
-        Supervision(session="supervision", attended_on=today - timedelta(days=rng.randint(1, 60))),
+        Supervision(session="supervision", attended_on=today - timedelta(days=rng.randint(1, 40))),
     ]  # fmt: skip
     return [RecordVettingEvidence(supporter_id=supporter_id, evidence=e) for e in evidence]
 

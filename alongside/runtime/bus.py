@@ -39,10 +39,14 @@ def make_broker(url: str, service: str) -> NatsBroker:
         # Permission violations surface only here, never at start().
         log.error("nats_error", service=service, error=type(error).__name__, detail=str(error))
 
+    # FastStream's own lifecycle chatter (INFO) is not ours to print; its warnings are.
+    framework_log = logging.getLogger(f"alongside.faststream.{service}")
+    framework_log.setLevel(logging.WARNING)
     return NatsBroker(
         servers(url),
         name=f"alongside-{service}",
         error_cb=on_error,
+        logger=framework_log,
         log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
     )

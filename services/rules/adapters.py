@@ -32,7 +32,7 @@ async def _keys(kv: KeyValue, pattern: str) -> list[str]:
                 break
             keys.append(entry.key)
     finally:
-        await watcher.stop()
+        await watcher.stop()  # type: ignore[no-untyped-call]
     return keys
 
 

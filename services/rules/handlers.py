@@ -166,20 +166,32 @@ async def decide_matching_policy(org: str, case_id: str, deps: RulesDeps) -> Rul
     return decision
 
 
+def _announced(decision: RulesDecision) -> tuple[object, ...]:
+    """What a decision event says. Eligibility events leave out the reasons (vetting details
+    are sensitive), so a change of reasons alone is stored but not announced."""
+    said: tuple[object, ...] = (decision.outcome, decision.lapses_on, decision.ruleset)
+    if decision.kind != Kind.ELIGIBILITY:
+        said += (tuple(f.model_dump_json() for f in decision.fired),)
+    return said
+
+
 async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDeps) -> bool:
-    """Keep a decision that says something new, and announce it. Event first: if the process
-    dies before the decision is stored, the redelivered trigger publishes the same event id
-    again (dropped by JetStream) and then stores it."""
+    """Keep a decision that says something new, and announce it if its event would. Event
+    first: if the process dies before the decision is stored, the redelivered trigger
+    publishes the same event id again (dropped by JetStream) and then stores it."""
     previous, revision = await deps.decisions.get(org, decision.kind, decision.subject_id)
     if domain.same_decision(previous, decision):
         return False
-    digest = hashlib.sha256(decision.model_dump_json(exclude={"decided_at"}).encode()).hexdigest()
-    event_id = uuid.uuid5(
-        _NAMESPACE, f"{org}:{decision.kind.value}:{decision.subject_id}:{digest}"
-    ).hex
-    await bus.publish_event(
-        deps.js, wrap(event, org=org, source=SOURCE, id=event_id, time=decision.decided_at)
-    )
+    if previous is None or _announced(previous) != _announced(decision):
+        # The id names the transition (from which stored revision, to what), so replicas
+        # making the same change share it and JetStream keeps one, while a later return
+        # to an earlier state is a new event.
+        digest = hashlib.sha256(repr(_announced(decision)).encode()).hexdigest()
+        key = f"{org}:{decision.kind.value}:{decision.subject_id}:{revision}:{digest}"
+        event_id = uuid.uuid5(_NAMESPACE, key).hex
+        await bus.publish_event(
+            deps.js, wrap(event, org=org, source=SOURCE, id=event_id, time=decision.decided_at)
+        )
     try:
         await deps.decisions.put(org, decision, revision)
     except Conflict:
