@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from services.rules.engine import Engine
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "rules"
 _names = itertools.count()
+# Filled-in reasons kept per version (values like "35 days" repeat across supporters).
+RECENT_REASONS = 4096
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,19 @@ class Loaded:
             org=org, kind=ruleset.kind, version=ruleset.version, content_hash=content_hash(ruleset)
         )
         self.rules = {rule.id: rule for rule in ruleset.rules}
+        # The fact fields each reason mentions, so only those are turned into text.
+        self._reason_fields = {
+            rule.id: [name for _, name, _, _ in string.Formatter().parse(rule.reason) if name]
+            for rule in ruleset.rules
+        }
+        self._recent: dict[tuple[str, tuple[str, ...]], FiredRule] = {}
+        self._static = {
+            rule.id: FiredRule(
+                rule=rule.id, outcome=rule.outcome, reason=rule.reason, effect=rule.effect
+            )
+            for rule in ruleset.rules
+            if not self._reason_fields[rule.id]
+        }
         self.flags = set().union(*(compiler.derived_flags(r.when) for r in ruleset.rules))
         self.name = f"{org}.{ruleset.kind.value}@{ruleset.version}#{next(_names)}"
         engine.register(
@@ -102,26 +118,36 @@ class Loaded:
         )
 
     def fired_ids(self, facts: dict[str, Any]) -> list[str]:
-        return self.engine.evaluate(self.name, compiler.with_flags(facts, self.flags))
+        return self.engine.evaluate(self.name, facts, compiler.flags_of(facts, self.flags))
 
     def decide(self, facts: dict[str, Any]) -> tuple[str, list[FiredRule]]:
         """The outcome (the first of the ruleset's outcomes any fired rule gave, else its
         default) and the fired rules, in the order the file lists them, reasons filled in."""
         fired_ids = set(self.fired_ids(facts))
-        as_text = {name: _text(value) for name, value in facts.items()}
-        fired = [
-            FiredRule(
-                rule=rule.id,
-                outcome=rule.outcome,
-                reason=rule.reason.format_map(as_text),
-                effect=rule.effect,
-            )
-            for rule in self.ruleset.rules
-            if rule.id in fired_ids
-        ]
+        fired = [self._fired(rule, facts) for rule in self.ruleset.rules if rule.id in fired_ids]
         given = {f.outcome for f in fired}
         outcome = next((o for o in self.ruleset.outcomes if o in given), self.ruleset.default)
         return outcome, fired
+
+    def _fired(self, rule: language.Rule, facts: dict[str, Any]) -> FiredRule:
+        fields = self._reason_fields[rule.id]
+        if not fields:  # the same every time, and immutable: built once
+            return self._static[rule.id]
+        texts = tuple(_text(facts[name]) for name in fields)
+        key = (rule.id, texts)
+        fired = self._recent.get(key)
+        if fired is None:
+            if len(self._recent) >= RECENT_REASONS:
+                self._recent.clear()
+            # Built from checked parts: no need to validate them again on this hot path.
+            fired = FiredRule.model_construct(
+                rule=rule.id,
+                outcome=rule.outcome,
+                reason=rule.reason.format_map(dict(zip(fields, texts, strict=True))),
+                effect=rule.effect,
+            )
+            self._recent[key] = fired
+        return fired
 
     def unload(self) -> None:
         self.engine.retire(self.name)

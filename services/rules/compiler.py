@@ -2,8 +2,8 @@
 
 durable_rules has no negation (``$not`` is refused; ``$neq`` against a list
 item crashed the process here), so ``lacks`` is lowered to a flag added to
-the fact before it is asserted: ``derived_flags`` lists them, ``with_flags``
-adds them.
+the fact before it is asserted: ``derived_flags`` lists them, ``flags_of``
+computes them for a fact.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def derived_flags(condition: Condition) -> set[tuple[str, str]]:
     return set()
 
 
-def with_flags(fact: Mapping[str, Any], flags: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    return {**fact, **{flag_name(f, v): v in fact[f] for f, v in flags}}
+def flags_of(fact: Mapping[str, Any], flags: Iterable[tuple[str, str]]) -> dict[str, bool]:
+    return {flag_name(f, v): v in fact[f] for f, v in flags}
 
 
 def _one_of(options: list[dict[str, Any]]) -> dict[str, Any]:

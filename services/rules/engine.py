@@ -96,14 +96,19 @@ class Engine:
     def release(self, name: str) -> None:
         self._release(name)
 
-    def evaluate(self, name: str, fact: Mapping[str, Any]) -> list[str]:
-        """The ids of the rules that fire on ``fact``, in the order they fired."""
-        self.acquire(name)
+    def evaluate(
+        self, name: str, fact: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """The ids of the rules that fire on ``fact`` (plus ``extra`` fields), in firing order."""
         with self._lock:
+            if name not in self._in_flight:
+                raise EngineError(f"ruleset {name} is not registered")
+            self._in_flight[name] += 1
             sid = str(next(self._sids))
         try:
+            payload = {**fact, **(extra or {}), "sid": sid, DISCRIMINATOR: 1}
             try:
-                self._host.assert_fact(name, {**fact, "sid": sid, DISCRIMINATOR: 1})
+                self._host.assert_fact(name, payload)
             except MessageNotHandledException as error:  # cannot happen: "every-fact" matches
                 raise EngineError(f"fact not handled by {name}") from error
             state = self._host.get_state(name, sid)
