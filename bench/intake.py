@@ -35,6 +35,7 @@ from alongside import sample
 from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
+from alongside.runtime.logging import configure
 from alongside.settings import Settings
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
@@ -169,6 +170,7 @@ async def run(n: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    configure("WARNING")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()

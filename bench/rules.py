@@ -34,6 +34,7 @@ import nats
 from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
+from alongside.runtime.logging import configure
 from alongside.settings import Settings
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
 from services.rules import bundle, compiler
@@ -147,6 +148,7 @@ async def request_reply(sample: list[dict[str, Any]], in_flight: int = 32) -> fl
 
 
 def main() -> None:
+    configure("WARNING")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--rr", type=int, default=5_000, help="evaluations over request/reply")

@@ -104,6 +104,7 @@ class Loaded:
             for rule in ruleset.rules
         }
         self._recent: dict[tuple[str, tuple[str, ...]], FiredRule] = {}
+        self._rank = {outcome: rank for rank, outcome in enumerate(ruleset.outcomes)}
         self._static = {
             rule.id: FiredRule(
                 rule=rule.id, outcome=rule.outcome, reason=rule.reason, effect=rule.effect
@@ -125,9 +126,9 @@ class Loaded:
         default) and the fired rules, in the order the file lists them, reasons filled in."""
         fired_ids = set(self.fired_ids(facts))
         fired = [self._fired(rule, facts) for rule in self.ruleset.rules if rule.id in fired_ids]
-        given = {f.outcome for f in fired}
-        outcome = next((o for o in self.ruleset.outcomes if o in given), self.ruleset.default)
-        return outcome, fired
+        if not fired:
+            return self.ruleset.default, fired
+        return min((f.outcome for f in fired), key=self._rank.__getitem__), fired
 
     def _fired(self, rule: language.Rule, facts: dict[str, Any]) -> FiredRule:
         fields = self._reason_fields[rule.id]

@@ -9,8 +9,6 @@ compile is refused and the current one stays.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from alongside.runtime.logging import get_logger
@@ -19,6 +17,21 @@ from services.rules import bundle
 from services.rules.engine import Engine
 
 log = get_logger(__name__)
+
+
+class Lease:
+    """Releases its version when the ``with`` block ends (a class: this is a hot path)."""
+
+    __slots__ = ("loaded",)
+
+    def __init__(self, loaded: bundle.Loaded) -> None:
+        self.loaded = loaded
+
+    def __enter__(self) -> bundle.Loaded:
+        return self.loaded
+
+    def __exit__(self, *_: object) -> None:
+        self.loaded.engine.release(self.loaded.name)
 
 
 class LiveRulesets:
@@ -36,17 +49,14 @@ class LiveRulesets:
             published = self._published.get((org, kind))
         return published[1] if published else self._defaults[kind]
 
-    @contextmanager
-    def lease(self, org: str, kind: Kind) -> Iterator[bundle.Loaded]:
-        """The current version, held live while in use even if a newer one replaces it."""
+    def lease(self, org: str, kind: Kind) -> Lease:
+        """``with live.lease(org, kind) as loaded``: the current version, held live while in
+        use even if a newer one replaces it meanwhile."""
         with self._lock:
             published = self._published.get((org, kind))
             loaded = published[1] if published else self._defaults[kind]
             self.engine.acquire(loaded.name)
-        try:
-            yield loaded
-        finally:
-            self.engine.release(loaded.name)
+        return Lease(loaded)
 
     def published(self, org: str, kind: Kind) -> PublishedRuleset | None:
         with self._lock:
