@@ -16,6 +16,7 @@ import typer
 from alongside import connection
 from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
+from alongside.runtime.logging import configure
 from alongside.settings import Settings
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
 from services.rules import bundle, publishing
@@ -26,6 +27,12 @@ app = typer.Typer(no_args_is_help=True, help=__doc__)
 
 PathArg = Annotated[Path, typer.Argument(help="The rules folder.")]
 OrgOpt = Annotated[str, typer.Option(help="Organisation token.")]
+
+
+@app.callback()
+def _configure_logging() -> None:
+    settings = Settings()
+    configure(settings.log_level, settings.log_json)
 
 
 def _fail(message: str) -> None:
