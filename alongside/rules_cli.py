@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from nats.aio.client import Client as Nats
 
 from alongside import connection
 from alongside.client import AlongsideClient
@@ -76,6 +79,16 @@ def run_cases(path: PathArg = bundle.DEFAULT_ROOT) -> None:
     typer.echo("all cases pass")
 
 
+@asynccontextmanager
+async def _published(settings: Settings) -> AsyncIterator[tuple[Nats, RulesStore]]:
+    """A connection and the published rulesets, closed when done."""
+    nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
+    try:
+        yield nc, RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+    finally:
+        await nc.close()
+
+
 @app.command()
 def publish(
     org: OrgOpt,
@@ -88,9 +101,7 @@ def publish(
     settings = Settings()
 
     async def run() -> None:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
-        try:
-            store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+        async with _published(settings) as (nc, store):
             engine = Engine()
             for each in kind or list(Kind):
                 document = publishing.prepare(path, org, each, engine)
@@ -99,8 +110,6 @@ def publish(
                     f"{org}.{each.value}@{live.version} live (revision {live.revision}, "
                     f"sha256 {live.content_hash[:12]})"
                 )
-        finally:
-            await nc.close()
 
     try:
         asyncio.run(run())
@@ -144,12 +153,8 @@ def history(org: OrgOpt, kind: Annotated[Kind, typer.Argument(help="Which rulese
     settings = Settings()
 
     async def run() -> None:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
-        try:
-            store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+        async with _published(settings) as (_, store):
             documents = await store.history(org, kind)
-        finally:
-            await nc.close()
         if not documents:
             typer.echo(f"{org}.{kind.value}: never published (the defaults apply)")
         for d in documents:
@@ -174,12 +179,8 @@ def rollback(
     settings = Settings()
 
     async def run() -> None:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
-        try:
-            store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
+        async with _published(settings) as (nc, store):
             live = await publishing.rollback(nc.jetstream(), store, org, kind, to)
-        finally:
-            await nc.close()
         typer.echo(f"{org}.{kind.value}@{live.version} live again (revision {live.revision})")
 
     try:

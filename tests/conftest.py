@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from alongside import services
+from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
 from alongside.settings import Settings
@@ -49,3 +51,15 @@ def org() -> str:
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
+
+
+@pytest.fixture
+async def intake(provisioned: str) -> AsyncIterator[services.Running]:
+    running = await services.start(provisioned, ["intake"])
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+def client(nc: Client) -> AlongsideClient:
+    return AlongsideClient(nc, source="tests")

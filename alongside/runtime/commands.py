@@ -8,16 +8,18 @@ with the reason, so a malformed request is both answered and kept.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from alongside.runtime import bus
 from alongside.runtime.logging import get_logger
 from contracts import catalogue, subjects
-from contracts.envelope import Command, RawEnvelope
+from contracts.envelope import Command, Message, RawEnvelope
 from contracts.replies import CommandRejected, FieldError
 
 log = get_logger(__name__)
@@ -95,3 +97,22 @@ async def receive(
             command_id=envelope.id, command_type=command_type, errors=field_errors(error, "data")
         )
     return Received(org, envelope, command)
+
+
+Handler = Callable[[str, bytes, Mapping[str, str]], Awaitable[Message]]
+
+
+def serve(broker: NatsBroker, service: str, workers: int, handle: Handler) -> None:
+    """Answer every command of ``service``, in a queue group so that replicas share them,
+    ``workers`` at a time (KV revisions keep commands on one record serial in effect)."""
+
+    @broker.subscriber(
+        subjects.commands_of(service),
+        queue=service,
+        max_workers=workers,
+        title=f"{service} commands",
+    )
+    async def on_command(message: NatsMessage) -> bytes:
+        raw = message.raw_message
+        reply = await handle(raw.subject, raw.data, raw.headers or {})
+        return reply.model_dump_json().encode()

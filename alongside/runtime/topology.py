@@ -74,6 +74,15 @@ RULES_CONSUMER = ConsumerSpec(
 
 def topology(settings: Settings) -> Topology:
     replicas = settings.replicas
+
+    def bucket(
+        name: str, description: str, history: int, ttl: float | None = None
+    ) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=name, description=description, history=history, ttl=ttl,
+            storage=StorageType.FILE, replicas=replicas,
+        )  # fmt: skip
+
     return Topology(
         streams=(
             StreamConfig(
@@ -98,41 +107,15 @@ def topology(settings: Settings) -> Topology:
             ),
         ),
         buckets=(
-            KeyValueConfig(
-                bucket=SUPPORTERS_BUCKET,
-                description="Current supporter records, key <org>.<supporter_id>.",
-                history=5,
-                storage=StorageType.FILE,
-                replicas=replicas,
-            ),
-            KeyValueConfig(
-                bucket=CASES_BUCKET,
-                description="Current case records, key <org>.<case_id>.",
-                history=5,
-                storage=StorageType.FILE,
-                replicas=replicas,
-            ),
-            KeyValueConfig(
-                bucket=RULES_BUCKET,
-                description="Published rulesets, key <org>.<kind>; history is the rollback list.",
-                history=64,
-                storage=StorageType.FILE,
-                replicas=replicas,
-            ),
-            KeyValueConfig(
-                bucket=DECISIONS_BUCKET,
-                description="Latest rules decision, key <org>.<kind>.<subject_id>.",
-                history=10,
-                storage=StorageType.FILE,
-                replicas=replicas,
-            ),
-            KeyValueConfig(
-                bucket=REPLIES_BUCKET,
-                description="Replies to accepted commands, key <org>.<command_id>.",
-                history=1,
+            bucket(SUPPORTERS_BUCKET, "Current supporter records, key <org>.<supporter_id>.", 5),
+            bucket(CASES_BUCKET, "Current case records, key <org>.<case_id>.", 5),
+            bucket(RULES_BUCKET, "Published rulesets, key <org>.<kind>; history: rollbacks.", 64),
+            bucket(DECISIONS_BUCKET, "Latest rules decision, key <org>.<kind>.<subject_id>.", 10),
+            bucket(
+                REPLIES_BUCKET,
+                "Replies to accepted commands, key <org>.<command_id>.",
+                1,
                 ttl=settings.reply_ttl_s,
-                storage=StorageType.FILE,
-                replicas=replicas,
             ),
         ),
         consumers=(RULES_CONSUMER,),

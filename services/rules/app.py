@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
 
-from alongside.runtime import consumer, topology
+from alongside.runtime import commands, consumer, topology
 from alongside.runtime.logging import get_logger
-from contracts import subjects
-from contracts.envelope import RawEnvelope
+from contracts.envelope import Message, RawEnvelope
 from contracts.rules import SERVICE
 from services.rules import handlers
 from services.rules.handlers import RulesDeps
@@ -21,16 +20,10 @@ COMMAND_WORKERS = 8
 
 
 def register(broker: NatsBroker, deps: RulesDeps) -> None:
-    @broker.subscriber(
-        subjects.commands_of(SERVICE),
-        queue=SERVICE,
-        max_workers=COMMAND_WORKERS,
-        title="rules commands",
-    )
-    async def on_rules_command(message: NatsMessage) -> bytes:
-        raw = message.raw_message
-        reply = await handlers.handle_evaluate(raw.subject, raw.data, raw.headers or {}, deps)
-        return reply.model_dump_json().encode()
+    async def on_rules_command(subject: str, body: bytes, headers: Mapping[str, str]) -> Message:
+        return await handlers.handle_evaluate(subject, body, headers, deps)
+
+    commands.serve(broker, SERVICE, COMMAND_WORKERS, on_rules_command)
 
     async def on_intake_event(envelope: RawEnvelope) -> None:
         await handlers.on_event(envelope, deps)
