@@ -7,4 +7,5 @@ COPY services services
 COPY rules rules
 RUN pip install --no-cache-dir .
 ENV ALONGSIDE_LOG_JSON=true
+ENV ALONGSIDE_RULES_DIR=/app/rules
 ENTRYPOINT ["alongside"]

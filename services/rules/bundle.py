@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,17 @@ from contracts.rules import FACTS, FiredRule, Kind, RulesetRef
 from services.rules import compiler, language, reference
 from services.rules.engine import Engine
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "rules"
+
+def _default_root() -> Path:
+    """The rules folder: ALONGSIDE_RULES_DIR, else the checkout's, else ./rules (an image)."""
+    configured = os.environ.get("ALONGSIDE_RULES_DIR")
+    if configured:
+        return Path(configured)
+    beside = Path(__file__).resolve().parents[2] / "rules"
+    return beside if (beside / "default").is_dir() else Path.cwd() / "rules"
+
+
+DEFAULT_ROOT = _default_root()
 _names = itertools.count()
 # Filled-in reasons kept per version (values like "35 days" repeat across supporters).
 RECENT_REASONS = 4096
