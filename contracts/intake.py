@@ -109,12 +109,15 @@ class SupporterProfile(Part):
     region: Tag
     caseload_cap: int = Field(ge=1, le=30)
     affiliations: list[Affiliation] = Field(default_factory=list, max_length=50)
+    # Cleared by the organisation to support clients under 18.
+    youth_cleared: bool = False
 
 
 class RegisterSupporter(Command):
     """Register a new peer supporter of the organisation."""
 
     type_name: ClassVar[str] = "RegisterSupporter"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: profile.youth_cleared
     service: ClassVar[str] = SERVICE
     supporter_id: EntityId
     profile: SupporterProfile
@@ -134,6 +137,7 @@ class SupporterChanges(Part):
     availability: list[Slot] | None = Field(default=None, min_length=1, max_length=28)
     region: Tag | None = None
     caseload_cap: int | None = Field(default=None, ge=1, le=30)
+    youth_cleared: bool | None = None
     affiliations: list[Affiliation] | None = Field(default=None, max_length=50)
     suspended: bool | None = None
 
@@ -148,6 +152,7 @@ class UpdateSupporter(Command):
     """Change a supporter's profile, affiliations or suspension."""
 
     type_name: ClassVar[str] = "UpdateSupporter"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: changes.youth_cleared
     service: ClassVar[str] = SERVICE
     supporter_id: EntityId
     changes: SupporterChanges

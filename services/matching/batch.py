@@ -1,0 +1,92 @@
+"""Batch assignment for imports and waitlist sweeps: every client a first proposal at once.
+
+Each client's best candidates (by the same filters and scores as one intake)
+become arcs of a min-cost flow (OR-Tools): client -> supporter with capacity 1,
+supporter -> sink with capacity = free slots. Covering a client is worth far
+more than any score, and covering a client with few candidates (scarce needs)
+is worth more still, so the flow first serves as many clients as possible,
+the scarce first, then the best matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from ortools.graph.python import min_cost_flow
+
+from services.matching.domain import Policy, SupporterIndex, candidates, scores
+
+COVER = 1_000_000  # value of serving a client at all
+SCARCE = 100_000  # extra for a client with at most SCARCE_AT candidates
+SCARCE_AT = 5
+SCALE = 100  # scores to integer costs
+
+
+@dataclass(frozen=True)
+class Request:
+    client_id: str
+    policy: Policy
+    party_names: tuple[str, ...] = ()
+    excluded: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    chosen: dict[str, str]  # client -> supporter
+    scores: dict[str, float]  # client -> score of the chosen supporter
+    candidate_counts: dict[str, int]  # client -> how many supporters could serve them at all
+
+
+def assign(index: SupporterIndex, requests: Sequence[Request], per_client: int = 50) -> Assignment:
+    heads: list[npt.NDArray[np.intp]] = []  # supporter positions, per client
+    values: list[npt.NDArray[np.float32]] = []
+    counts: dict[str, int] = {}
+    for request in requests:
+        pool = np.flatnonzero(
+            candidates(index, request.policy, request.party_names, request.excluded)
+        )
+        counts[request.client_id] = int(pool.size)
+        score = scores(index, request.policy, pool)
+        if pool.size > per_client:
+            top = np.argpartition(-score, per_client - 1)[:per_client]
+            pool, score = pool[top], score[top]
+        heads.append(pool)
+        values.append(score)
+    sizes = np.array([h.size for h in heads], dtype=np.intp)
+    if not sizes.sum():
+        return Assignment({}, {}, counts)
+
+    clients = np.repeat(np.arange(len(requests)), sizes)
+    positions = np.concatenate(heads)
+    pair_scores = np.concatenate(values)
+    used, supporter_rank = np.unique(positions, return_inverse=True)
+    source, sink = 0, len(requests) + 1 + used.size
+    scarce = np.array([counts[r.client_id] <= SCARCE_AT for r in requests])
+    bonus = COVER + SCARCE * scarce[clients]
+
+    flow = min_cost_flow.SimpleMinCostFlow()
+    n = len(requests)
+    one, none = np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    flow.add_arcs_with_capacity_and_unit_cost(none, np.arange(1, n + 1), one, none)
+    pair_arcs = flow.add_arcs_with_capacity_and_unit_cost(
+        clients + 1, len(requests) + 1 + supporter_rank, np.ones(clients.size, dtype=np.int64),
+        -(bonus + np.round(pair_scores * SCALE)).astype(np.int64),
+    )  # fmt: skip
+    supporter_nodes = len(requests) + 1 + np.arange(used.size)
+    room = index.free[used].astype(np.int64)
+    flow.add_arcs_with_capacity_and_unit_cost(
+        supporter_nodes, np.full(used.size, sink), room, np.zeros(used.size, dtype=np.int64)
+    )
+    # Offer one unit per client; the solver sends as many as capacity allows, at least cost.
+    flow.set_node_supply(source, len(requests))
+    flow.set_node_supply(sink, -len(requests))
+    status = flow.solve_max_flow_with_min_cost()
+    if status != flow.OPTIMAL:
+        raise RuntimeError(f"min-cost flow failed with status {status}")
+    chosen_pairs = np.flatnonzero(flow.flows(pair_arcs) > 0)
+    chosen = {requests[clients[p]].client_id: index.ids[positions[p]] for p in chosen_pairs}
+    chosen_scores = {requests[clients[p]].client_id: float(pair_scores[p]) for p in chosen_pairs}
+    return Assignment(chosen, chosen_scores, counts)

@@ -1,0 +1,300 @@
+"""Matching decisions at array speed: a client's policy applied to every supporter at once.
+
+The rules service decides a client's matching policy (filters, weights, excluded
+methods); this module applies it to an organisation's supporters held as numpy
+arrays, never pair by pair. No I/O.
+
+- Only supporters who are eligible and have a free slot are considered; a
+  proposal holds one slot, so no one is proposed beyond their room.
+- Anyone connected to another party of the dispute, and anyone the client
+  declined or changed from, is excluded.
+- A client nobody can serve is waitlisted with the constraint that left no one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from contracts.rules import FiredRule
+
+# Supporter attributes a policy may filter or weigh on, and whether each holds several values.
+MEMO_SIZE = 4096
+SET_FIELDS = ("languages", "lived_experience", "cultural_background", "methods")
+ONE_FIELDS = ("gender_identity", "region")
+BOOL_FIELDS = ("youth_cleared",)
+
+Bools = npt.NDArray[np.bool_]
+
+
+def normalise(name: str) -> str:
+    """Names of organisations and people, compared for conflicts of interest."""
+    return " ".join(name.casefold().split())
+
+
+@dataclass(frozen=True)
+class SupporterRow:
+    supporter_id: str
+    eligible: bool
+    free_slots: int
+    languages: frozenset[str]
+    lived_experience: frozenset[str]
+    cultural_background: frozenset[str]
+    methods: frozenset[str]
+    gender_identity: str | None
+    region: str
+    youth_cleared: bool
+    affiliations: frozenset[str] = frozenset()  # normalised names
+
+
+class SupporterIndex:
+    """One organisation's supporters as arrays: a boolean row per attribute value, over all
+    supporters (value-major, so the few values a client names are contiguous reads)."""
+
+    def __init__(self, rows: Sequence[SupporterRow]) -> None:
+        self.ids = [row.supporter_id for row in rows]
+        self.position = {supporter_id: i for i, supporter_id in enumerate(self.ids)}
+        self.eligible = np.array([row.eligible for row in rows], dtype=bool)
+        self.free = np.array([row.free_slots for row in rows], dtype=np.int32)
+        self.vocab: dict[str, dict[str, int]] = {}
+        self.columns: dict[str, Bools] = {}
+        for name in SET_FIELDS + ONE_FIELDS:
+            values = [_values(getattr(row, name)) for row in rows]
+            vocab = {v: j for j, v in enumerate(sorted(set().union(*values)))} if values else {}
+            matrix = np.zeros((max(len(vocab), 1), len(rows)), dtype=bool)
+            for i, row_values in enumerate(values):
+                matrix[[vocab[v] for v in row_values], i] = True
+            self.vocab[name], self.columns[name] = vocab, matrix
+        for name in BOOL_FIELDS:
+            self.columns[name] = np.array([getattr(row, name) for row in rows], dtype=bool)[None, :]
+        # Many clients name the same values: their masks and counts are computed once.
+        self._memo: dict[tuple[str, str, tuple[str, ...]], npt.NDArray[Any]] = {}
+        self.affiliated: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            for affiliation in row.affiliations:
+                self.affiliated.setdefault(affiliation, []).append(i)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _memoised(self, kind: str, name: str, values: Iterable[object]) -> npt.NDArray[Any]:
+        key = (kind, name, tuple(sorted(map(str, values))))
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[key] = getattr(self, f"_{kind}")(name, values)
+            found.flags.writeable = False  # shared: callers must copy before changing it
+        return found
+
+    def has_any(self, name: str, values: Iterable[object]) -> Bools:
+        """Supporters whose ``name`` holds at least one of ``values``."""
+        return self._memoised("has_any", name, values)
+
+    def has_all(self, name: str, values: Iterable[object]) -> Bools:
+        return self._memoised("has_all", name, values)
+
+    def overlap(
+        self, name: str, values: Iterable[object], rows: npt.NDArray[np.intp] | None = None
+    ) -> npt.NDArray[np.int32]:
+        """How many of ``values`` each supporter (of ``rows``, or all) shares."""
+        counts = self._memoised("overlap", name, values)
+        return counts if rows is None else counts[rows]
+
+    def _has_any(self, name: str, values: Iterable[object]) -> Bools:
+        if name in BOOL_FIELDS:
+            wanted = {bool(v) for v in values}
+            column: Bools = self.columns[name][0]
+            if wanted == {True}:
+                return column.copy()
+            return np.logical_not(column) if wanted == {False} else np.ones(len(self), dtype=bool)
+        cols = [self.vocab[name][v] for v in map(str, values) if v in self.vocab[name]]
+        if not cols:
+            return np.zeros(len(self), dtype=bool)
+        return np.asarray(self.columns[name][cols].any(axis=0), dtype=bool)
+
+    def _has_all(self, name: str, values: Iterable[object]) -> Bools:
+        wanted = [str(v) for v in values]
+        if any(v not in self.vocab[name] for v in wanted):
+            return np.zeros(len(self), dtype=bool)
+        rows = [self.vocab[name][v] for v in wanted]
+        return np.asarray(self.columns[name][rows].all(axis=0), dtype=bool)
+
+    def _overlap(self, name: str, values: Iterable[object]) -> npt.NDArray[np.int32]:
+        cols = [self.vocab[name][v] for v in map(str, values) if v in self.vocab.get(name, {})]
+        if not cols:
+            return np.zeros(len(self), dtype=np.int32)
+        return np.asarray(self.columns[name][cols].sum(axis=0, dtype=np.int32), dtype=np.int32)
+
+    def connected_to(self, party_names: Iterable[str]) -> list[int]:
+        return [i for name in party_names for i in self.affiliated.get(normalise(name), [])]
+
+
+def _values(value: object) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, frozenset | set | list | tuple):
+        return frozenset(map(str, value))
+    return frozenset({str(value)})
+
+
+@dataclass(frozen=True)
+class Filter:
+    rule: str
+    reason: str
+    field: str
+    values: tuple[object, ...]
+    match: str = "any"
+
+
+@dataclass(frozen=True)
+class Weight:
+    rule: str
+    field: str
+    points: float
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    filters: tuple[Filter, ...] = ()
+    weights: tuple[Weight, ...] = ()
+    excluded_methods: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_fired(cls, fired: Sequence[FiredRule]) -> Policy:
+        """The policy a MatchingPolicyDecided decision carries (effects with values filled in)."""
+        excluded = frozenset(
+            str(f.effect["exclude_method"])
+            for f in fired
+            if f.effect and "exclude_method" in f.effect
+        )
+        filters, weights = [], []
+        for f in fired:
+            effect = f.effect or {}
+            if "filter" in effect:
+                values: tuple[object, ...] = (
+                    (effect["equals"],) if "equals" in effect else tuple(effect.get("values", ()))
+                )
+                if effect["filter"] == "methods":
+                    values = tuple(v for v in values if v not in excluded)
+                filters.append(
+                    Filter(f.rule, f.reason, effect["filter"], values, effect.get("match", "any"))
+                )
+            elif "weight" in effect:
+                weights.append(
+                    Weight(
+                        f.rule,
+                        effect["weight"],
+                        float(effect["points"]),
+                        tuple(map(str, effect.get("values", ()))),
+                    )
+                )
+        return cls(tuple(filters), tuple(weights), excluded)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    supporter_id: str
+    score: float
+    matched: tuple[str, ...]
+    unmatched: tuple[str, ...]
+
+    @property
+    def explanation(self) -> str:
+        said = "; ".join(self.matched) or "meets every requirement"
+        return f"{said}; not matched: {', '.join(self.unmatched)}" if self.unmatched else said
+
+
+@dataclass(frozen=True)
+class Waitlisted:
+    reason: str
+    # How many supporters were left after each constraint, in order.
+    funnel: tuple[tuple[str, int], ...] = field(default=())
+
+
+def _words(values: Iterable[object]) -> str:
+    return ", ".join(str(v).replace("_", " ") for v in values)
+
+
+def candidates(
+    index: SupporterIndex, policy: Policy, party_names: Iterable[str] = (),
+    excluded: Iterable[str] = (), funnel: list[tuple[str, int]] | None = None,
+) -> Bools:  # fmt: skip
+    """Who may be proposed at all; ``funnel``, if given, gets how many each constraint left."""
+
+    def step(what: str) -> None:
+        if funnel is not None:
+            funnel.append((what, int(mask.sum())))
+
+    mask = index.eligible & (index.free > 0)
+    step("eligible with a free slot")
+    for f in policy.filters:
+        mask &= (
+            index.has_all(f.field, f.values)
+            if f.match == "all"
+            else index.has_any(f.field, f.values)
+        )
+        step(f.reason)
+    conflicted = index.connected_to(party_names)
+    if conflicted:
+        mask[conflicted] = False
+        step("no connection to another party of the dispute")
+    gone = [index.position[s] for s in excluded if s in index.position]
+    if gone:
+        mask[gone] = False
+        step("not a supporter the client declined or changed from")
+    return mask
+
+
+def scores(
+    index: SupporterIndex, policy: Policy, rows: npt.NDArray[np.intp] | None = None
+) -> npt.NDArray[np.float32]:
+    """The soft-preference score of each supporter (of ``rows``, or all)."""
+    total = np.zeros(len(index) if rows is None else rows.size, dtype=np.float32)
+    for w in policy.weights:
+        total += np.float32(w.points) * index.overlap(w.field, w.values, rows)
+    return total
+
+
+def propose(
+    index: SupporterIndex, policy: Policy, k: int, party_names: Iterable[str] = (),
+    excluded: Iterable[str] = (),
+) -> list[Proposal] | Waitlisted:  # fmt: skip
+    """Up to ``k`` proposals, best first, each explained; or the reason nobody fits."""
+    funnel: list[tuple[str, int]] = []
+    pool = np.flatnonzero(candidates(index, policy, party_names, excluded, funnel))
+    if pool.size == 0:
+        emptied = next(step for step, left in funnel if left == 0)
+        return Waitlisted(f"no supporter left after: {emptied}", tuple(funnel))
+    score = scores(index, policy, pool)
+    if pool.size > k:
+        top = np.argpartition(-score, k - 1)[:k]
+        pool, score = pool[top], score[top]
+    order = sorted(range(pool.size), key=lambda j: (-score[j], index.ids[pool[j]]))
+    return [_explain(index, policy, int(pool[j]), float(score[j])) for j in order]
+
+
+def _explain(index: SupporterIndex, policy: Policy, i: int, score: float) -> Proposal:
+    matched, unmatched = [], []
+    for f in policy.filters:
+        if f.field in index.vocab:
+            vocab = index.vocab[f.field]
+            shared = [
+                v for v in f.values if str(v) in vocab and index.columns[f.field][vocab[str(v)], i]
+            ]
+            matched.append(f"{f.field.replace('_', ' ')}: {_words(shared)}")
+        else:
+            matched.append(f.reason)
+    for w in policy.weights:
+        vocab = index.vocab.get(w.field, {})
+        shared = [v for v in w.values if v in vocab and index.columns[w.field][vocab[v], i]]
+        if shared:
+            matched.append(f"{w.field.replace('_', ' ')}: {_words(shared)}")
+        else:
+            unmatched.append(f"{w.field.replace('_', ' ')} ({_words(w.values)})")
+    return Proposal(index.ids[i], score, tuple(matched), tuple(unmatched))
