@@ -127,7 +127,7 @@ async def test_publish_history_rollback_and_explain(
             }
         )
     )
-    for _ in range(100):  # the service picks up the rollback within moments
+    for _ in range(400):  # the service picks up the rollback within moments
         explained = await run("explain", "--org", org, "eligibility", str(facts))
         if "1.0.0-harbour.1" in explained.output:
             break

@@ -84,7 +84,7 @@ async def test_eligibility_is_decided_from_vetting_events_and_lapses_with_time(
     await register_vetted(client, org, "s1", expires)
 
     deps = deps_of(rules)
-    for _ in range(200):  # every vetting event is decided on, the last one makes s1 eligible
+    for _ in range(400):  # every vetting event is decided on, the last one makes s1 eligible
         decision, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, "s1")
         if decision is not None and decision.outcome == "eligible":
             break
@@ -103,7 +103,7 @@ async def test_eligibility_is_decided_from_vetting_events_and_lapses_with_time(
     assert lapsed is not None
     assert lapsed.outcome == "ineligible"
     assert {f.rule for f in lapsed.fired} & {"record-check-expired", "supervision-overdue"}
-    for _ in range(100):
+    for _ in range(400):
         events = await wait_for(client, org, "SupporterEligibilityDecided")
         if events[-1].data["eligible"] is False:
             break
@@ -211,14 +211,14 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
                 deps_of(r).live.current(org, Kind.ELIGIBILITY).ref.version for r in (first, second)
             }
 
-        for _ in range(100):
+        for _ in range(400):
             if await versions() == {"1.0.0-harbour.1"}:
                 break
             await asyncio.sleep(0.05)
         assert await versions() == {"1.0.0-harbour.1"}
 
         # The supporter is decided again under the new version (supervision every 30 days).
-        for _ in range(100):
+        for _ in range(400):
             decision, _ = await deps_of(first).decisions.get(org, Kind.ELIGIBILITY, "s1")
             if decision and decision.ruleset.version == "1.0.0-harbour.1":
                 break
@@ -254,7 +254,7 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
             "1.0.1",
             "1.0.0-harbour.1",
         ]
-        for _ in range(100):
+        for _ in range(400):
             if await versions() == {"1.0.0-harbour.1"}:
                 break
             await asyncio.sleep(0.05)
