@@ -61,5 +61,12 @@ async def intake(provisioned: str) -> AsyncIterator[services.Running]:
 
 
 @pytest.fixture
+async def rules_service(provisioned: str) -> AsyncIterator[services.Running]:
+    running = await services.start(provisioned, ["rules"])
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
 def client(nc: Client) -> AlongsideClient:
     return AlongsideClient(nc, source="tests")

@@ -5,24 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from alongside import services
 from alongside.cli import app
 from services.rules import bundle
 
 runner = CliRunner()
-
-
-@pytest.fixture
-async def rules_service(provisioned: str) -> AsyncIterator[services.Running]:
-    running = await services.start(provisioned, ["rules"])
-    yield running
-    await running.stop()
 
 
 @pytest.fixture
