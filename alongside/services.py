@@ -15,10 +15,13 @@ from typing import Any
 
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from alongside.runtime.bus import make_broker
 from alongside.runtime.logging import get_logger
 from alongside.settings import Settings
+from contracts import catalogue, subjects
 from services.intake import app as intake_app
 from services.intake import bootstrap as intake_bootstrap
 from services.rules import app as rules_app
@@ -72,14 +75,36 @@ async def start(url: str, names: list[str], settings: Settings | None = None) ->
         deps = await service.bootstrap(broker.connection, settings)
         service.register(broker, deps)
         await broker.start()
-        # Make sure the server has our subscriptions before anyone is told we are up.
-        await broker.connection.flush()
+        await _answering(broker, name)
         running.brokers.append(broker)
         running.deps[name] = deps
         if service.run is not None:
             running.tasks.append(asyncio.create_task(service.run(deps), name=f"{name}-background"))
         log.info("service_started", service=name)
     return running
+
+
+READY_TIMEOUT_S = 10.0
+
+
+async def _answering(broker: NatsBroker, name: str) -> None:
+    """A service is up when it answers: ask it for a command it does not have (no effect,
+    nothing stored) until the reply comes back through the queue group."""
+    if not any(command.service == name for command in catalogue.COMMANDS.values()):
+        await broker.connection.flush()
+        return
+    probe = subjects.command("readiness-probe", name, "Ping")
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
+    while True:
+        try:
+            await broker.connection.request(probe, b"", timeout=1.0)
+            return
+        except (NoRespondersError, NatsTimeoutError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(
+                    f"{name} did not start answering within {READY_TIMEOUT_S} s"
+                ) from None
+            await asyncio.sleep(0.02)
 
 
 async def stop(running: Running) -> None:

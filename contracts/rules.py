@@ -106,6 +106,15 @@ FACTS: dict[Kind, type[Part]] = {
 }
 
 
+# The outcomes each kind may give: services act on these words.
+OUTCOMES: dict[Kind, frozenset[str]] = {
+    Kind.ELIGIBILITY: frozenset({"eligible", "ineligible"}),
+    Kind.MATCHING_POLICY: frozenset({"policy"}),
+    Kind.CONSENT: frozenset({"active", "pending", "suspended"}),
+    Kind.BOUNDARIES: frozenset({"allowed", "refused"}),
+}
+
+
 class FilterEffect(Part):
     """Keep supporters whose ``filter`` field shares any (or all) of ``values_from``,
     or equals ``equals``."""

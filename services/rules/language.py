@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from contracts.rules import EFFECTS, FACTS, Kind
+from contracts.rules import EFFECTS, FACTS, OUTCOMES, Kind
 
 # Condition AST ---------------------------------------------------------------
 
@@ -407,6 +407,11 @@ def _ruleset(doc: Located) -> RawRuleset:
         or not all(isinstance(o, str) for o in outcomes)
     ):
         raise doc.error(("outcomes",), "outcomes is a list of words, most important first")
+    if set(outcomes) != OUTCOMES[kind] or len(outcomes) != len(set(outcomes)):
+        raise doc.error(
+            ("outcomes",),
+            f"{kind.value} outcomes are {', '.join(sorted(OUTCOMES[kind]))}, each once",
+        )
     if raw["default"] not in outcomes:
         raise doc.error(("default",), f"default must be one of the outcomes {outcomes}")
     params = raw.get("params") or {}

@@ -56,6 +56,7 @@ BROKEN = [
     ("    outcome: ineligible\n    reason: The supporter is suspended.", "    outcome: maybe\n    reason: The supporter is suspended.", "outcome must be one of", "outcome: maybe"),
     ("  - id: suspended\n", "  - id: caseload-full\n", "rule id 'caseload-full' is used twice", "- id: caseload-full"),
     ('version: "1.0.0"', "version: 1.0", "version is MAJOR.MINOR.PATCH", "version: 1.0"),
+    ("outcomes: [ineligible, eligible]", "outcomes: [ineligible, eligible, maybe]", "eligibility outcomes are eligible, ineligible", "outcomes:"),
     ("reason: The supporter is suspended.", "reason: The supporter is {suspension}.", "placeholders", "{suspension}"),
 ]  # fmt: skip
 
