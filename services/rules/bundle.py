@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.rules import FACTS, FiredRule, Kind, RulesetRef
+from contracts.rules import FiredRule, Kind, RulesetRef
 from services.rules import compiler, language, reference
 from services.rules.engine import Engine
 
@@ -259,7 +259,3 @@ def run_cases(engine: Engine, target: Target) -> list[CaseResult]:
     finally:
         loaded.unload()
     return results
-
-
-def facts_model(kind: Kind) -> type[Any]:
-    return FACTS[kind]
