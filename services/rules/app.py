@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from faststream.nats import NatsBroker
 
@@ -34,8 +34,12 @@ def register(broker: NatsBroker, deps: RulesDeps) -> None:
 
 async def run(deps: RulesDeps) -> None:
     """Keep rulesets live (watch, plus a periodic re-read) and sweep lapsed eligibility."""
+    settings = deps.settings
     await asyncio.gather(
-        _watch_rulesets(deps), _refresh_periodically(deps), _sweep_periodically(deps)
+        _watch_rulesets(deps),
+        # A KV watch can stall after a server restart; re-reading closes that gap.
+        _every(settings.rules_refresh_s, lambda: _apply_and_redecide(deps), "ruleset_refresh"),
+        _every(settings.sweep_interval_s, lambda: _sweep(deps), "sweep"),
     )
 
 
@@ -55,22 +59,17 @@ async def _watch_rulesets(deps: RulesDeps) -> None:
             log.error("ruleset_watch_failed", error=str(error))
 
 
-async def _refresh_periodically(deps: RulesDeps) -> None:
-    # A KV watch can stall after a server restart; re-reading closes that gap.
-    while True:
-        await asyncio.sleep(deps.settings.rules_refresh_s)
-        try:
-            await _apply_and_redecide(deps)
-        except Exception as error:
-            log.error("ruleset_refresh_failed", error=str(error))
+async def _sweep(deps: RulesDeps) -> None:
+    changed = await handlers.sweep(deps)
+    if changed:
+        log.info("eligibility_lapsed", count=changed)
 
 
-async def _sweep_periodically(deps: RulesDeps) -> None:
+async def _every(seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``work`` now and then every ``seconds``; a failure is logged, never fatal."""
     while True:
         try:
-            changed = await handlers.sweep(deps)
-            if changed:
-                log.info("eligibility_lapsed", count=changed)
+            await work()
         except Exception as error:
-            log.error("sweep_failed", error=str(error))
-        await asyncio.sleep(deps.settings.sweep_interval_s)
+            log.error(f"{what}_failed", error=str(error))
+        await asyncio.sleep(seconds)
