@@ -27,6 +27,7 @@ from alongside import sample, services
 from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
+from alongside.runtime.state import DecisionStore
 from alongside.settings import Settings
 from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
@@ -43,7 +44,7 @@ from contracts.intake import (
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, RulesDecision
 from services.rules import bundle, publishing
-from services.rules.adapters import DecisionStore, RulesStore
+from services.rules.adapters import RulesStore
 
 ORGS = ("harbour-ombudsman", "fair-work-scheme")
 SUPPORTERS_PER_ORG = 25

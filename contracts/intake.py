@@ -272,12 +272,15 @@ class SubmitIntake(Command):
     """Open a case from a client's intake interview."""
 
     type_name: ClassVar[str] = "SubmitIntake"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: import_batch
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     client: ClientProfile
     dispute: Dispute
     other_parties: list[OtherParty] = Field(min_length=1, max_length=20)
     has_other_support: bool
+    # Set by ``alongside import``: the case is matched with the rest of its batch, at once.
+    import_batch: EntityId | None = None
 
     @model_validator(mode="after")
     def _party_ids_unique(self) -> SubmitIntake:

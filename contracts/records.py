@@ -55,3 +55,66 @@ class CaseRecord(Record):
     @property
     def party_ids(self) -> list[str]:
         return [CLIENT_PARTY_ID, *(p.party_id for p in self.intake.other_parties)]
+
+
+MatchStatus = Literal[
+    "awaiting_batch",  # part of an import: proposed together with the rest of its batch
+    "proposed",  # proposals out, their slots held until they expire
+    "waitlisted",  # nobody can serve the client now
+    "expired",  # the client did not choose in time; the holds are released
+    "accepted",  # the client chose; waiting for every party's consent
+    "active",  # consented: scheduling takes over
+    "refused",  # the client refused the service
+]
+
+
+class Offer(Record):
+    """A supporter proposed to a client, with the explanation the coordinator reads out."""
+
+    supporter_id: str
+    score: float
+    matched: list[str]  # "languages: sm", "lived experience: tenancy"
+    unmatched: list[str]  # "cultural background (maori)"
+    matched_on: list[str]  # field names only: what events say
+    held_until: datetime
+
+    @property
+    def explanation(self) -> str:
+        said = "; ".join(self.matched) or "meets every requirement"
+        return f"{said}; not matched: {', '.join(self.unmatched)}" if self.unmatched else said
+
+
+class CaseMatch(Record):
+    """Matching's state of one case, key ``<org>.<case_id>`` in the ``matches`` bucket."""
+
+    case_id: str
+    status: MatchStatus
+    round: int = 0  # proposal rounds so far
+    changes: int = 0  # every change counts: event ids derive from it
+    proposals: list[Offer] = []
+    supporter_id: str | None = None  # the chosen supporter, once accepted
+    excluded: list[str] = []  # declined or changed from: never proposed again
+    waitlist_reason: str | None = None
+    import_batch: str | None = None
+    # Holds the last change gave up; the change's flush removes them from the caseloads.
+    released: list[str] = []
+    since: datetime  # when the current status began (the waitlist is served oldest first)
+    updated_at: datetime
+
+
+class Caseload(Record):
+    """Who holds a supporter's slots, key ``<org>.<supporter_id>`` in the ``caseloads`` bucket.
+
+    Each case holds at most one slot: until a time while proposed, or without end
+    (``None``) once the client accepted.
+    """
+
+    supporter_id: str
+    holds: dict[str, datetime | None] = {}
+
+    def taken(self, at: datetime) -> int:
+        return sum(until is None or until > at for until in self.holds.values())
+
+    @property
+    def active_cases(self) -> int:
+        return sum(until is None for until in self.holds.values())

@@ -137,7 +137,14 @@ class ExcludeMethodEffect(Part):
     exclude_method: str
 
 
-EFFECTS: tuple[type[Part], ...] = (FilterEffect, WeightEffect, ExcludeMethodEffect)
+class OfferEffect(Part):
+    """How many supporters a client is offered at once, and how long each is held for them."""
+
+    proposals: int = Field(ge=1, le=10)
+    hold_days: int = Field(ge=1, le=30)
+
+
+EFFECTS: tuple[type[Part], ...] = (FilterEffect, WeightEffect, ExcludeMethodEffect, OfferEffect)
 
 
 class FiredRule(Part):

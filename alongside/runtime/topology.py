@@ -36,6 +36,8 @@ CASES_BUCKET = "cases"
 REPLIES_BUCKET = "command_replies"
 RULES_BUCKET = "rules"
 DECISIONS_BUCKET = "decisions"
+MATCHES_BUCKET = "matches"
+CASELOADS_BUCKET = "caseloads"
 
 DAY_S = 24 * 3600.0
 
@@ -69,6 +71,12 @@ class Topology:
 
 RULES_CONSUMER = ConsumerSpec(
     service="rules", durable="rules", stream=EVENTS_STREAM, filter_subject=subjects.events("*")
+)
+MATCHING_CONSUMER = ConsumerSpec(
+    service="matching",
+    durable="matching",
+    stream=EVENTS_STREAM,
+    filter_subject=subjects.events("*"),
 )
 
 
@@ -111,6 +119,8 @@ def topology(settings: Settings) -> Topology:
             bucket(CASES_BUCKET, "Current case records, key <org>.<case_id>.", 5),
             bucket(RULES_BUCKET, "Published rulesets, key <org>.<kind>; history: rollbacks.", 64),
             bucket(DECISIONS_BUCKET, "Latest rules decision, key <org>.<kind>.<subject_id>.", 10),
+            bucket(MATCHES_BUCKET, "Matching state of each case, key <org>.<case_id>.", 5),
+            bucket(CASELOADS_BUCKET, "Who holds each supporter's slots, <org>.<supporter_id>.", 5),
             bucket(
                 REPLIES_BUCKET,
                 "Replies to accepted commands, key <org>.<command_id>.",
@@ -118,7 +128,7 @@ def topology(settings: Settings) -> Topology:
                 ttl=settings.reply_ttl_s,
             ),
         ),
-        consumers=(RULES_CONSUMER,),
+        consumers=(RULES_CONSUMER, MATCHING_CONSUMER),
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from alongside.runtime import topology
+from alongside.runtime.store import EventPublisher, RecordStore, ReplyStore
 from alongside.settings import Settings
 from contracts.envelope import now
 from contracts.records import CaseRecord, SupporterRecord
-from services.intake.adapters import EventPublisher, RecordStore, ReplyStore
 from services.intake.handlers import IntakeDeps
 
 

@@ -8,8 +8,6 @@ accepted command exactly once in effect (see ``adapters.Outbox``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,21 +18,22 @@ from nats.js import JetStreamContext
 
 from alongside.runtime import commands
 from alongside.runtime.logging import get_logger
-from contracts.envelope import Command, RawEnvelope, wrap
-from contracts.intake import SERVICE
-from contracts.records import CaseRecord, SupporterRecord
-from contracts.replies import CommandAccepted, CommandRejected
-from services.intake import domain
-from services.intake.adapters import (
+from alongside.runtime.store import (
     Conflict,
     EventPublisher,
     Outbox,
     RecordStore,
     ReplyStore,
     Stored,
-    StoredReply,
     fingerprint,
+    flush,
+    repeated,
 )
+from contracts.envelope import Command, RawEnvelope, wrap
+from contracts.intake import SERVICE
+from contracts.records import CaseRecord, SupporterRecord
+from contracts.replies import CommandAccepted, CommandRejected
+from services.intake import domain
 
 log = get_logger(__name__)
 
@@ -82,13 +81,16 @@ async def _decide_once(
         stored, revision = await store.load(org, entity_id)
         previous = await deps.replies.get(org, envelope.id)
         if previous is not None:
-            return _same_command_reply(envelope, previous.fingerprint, previous.reply, print_)
+            return repeated(
+                envelope.type, envelope.id, previous.fingerprint, previous.reply, print_
+            )
         if stored is not None and stored.outbox is not None:
             await _flush(org, entity_id, store, stored, revision, deps)
-            if stored.outbox.command_id == envelope.id:
-                return _same_command_reply(
-                    envelope, stored.outbox.fingerprint, stored.outbox.reply, print_
-                )
+            if stored.outbox.command_id == envelope.id and stored.outbox.reply is not None:
+                return repeated(
+                    envelope.type, envelope.id, stored.outbox.fingerprint, stored.outbox.reply,
+                    print_,
+                )  # fmt: skip
             stored, revision = await store.load(org, entity_id)
 
         ctx = await _context(org, route, command, deps)
@@ -130,16 +132,6 @@ async def _decide_once(
     )
 
 
-def _same_command_reply(
-    envelope: RawEnvelope, stored_fingerprint: str, reply: CommandAccepted, print_: str
-) -> Reply:
-    if stored_fingerprint != print_:
-        return commands.rejected(
-            envelope.type, envelope.id, "id", "this command id was already used for another command"
-        )
-    return reply
-
-
 async def _context(
     org: str, route: domain.Route, command: Command, deps: IntakeDeps
 ) -> domain.Context:
@@ -155,16 +147,4 @@ async def _flush(
     org: str, entity_id: str, store: RecordStore[Any], stored: Stored[Any], revision: int,
     deps: IntakeDeps,
 ) -> None:  # fmt: skip
-    """Publish the outbox's events and keep its reply (in parallel), then clear it.
-
-    Safe to repeat: events carry their ``Nats-Msg-Id``, the reply is the same.
-    """
-    outbox = stored.outbox
-    assert outbox is not None
-    reply = StoredReply(fingerprint=outbox.fingerprint, reply=outbox.reply)
-    await asyncio.gather(
-        deps.events.publish(outbox.events), deps.replies.put(org, outbox.command_id, reply)
-    )
-    # A conflict means someone else flushed it, or moved on after flushing it.
-    with contextlib.suppress(Conflict):
-        await store.save(org, entity_id, store.stored(stored.record), revision)
+    await flush(org, entity_id, store, stored, revision, deps.events, deps.replies)

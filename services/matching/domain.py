@@ -13,6 +13,7 @@ arrays, never pair by pair. No I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,6 +165,8 @@ class Policy:
     filters: tuple[Filter, ...] = ()
     weights: tuple[Weight, ...] = ()
     excluded_methods: frozenset[str] = frozenset()
+    proposals: int = 3  # how many supporters are offered at once
+    hold_days: int = 3  # how long each proposal holds its supporter's slot
 
     @classmethod
     def from_fired(cls, fired: Sequence[FiredRule]) -> Policy:
@@ -174,9 +177,13 @@ class Policy:
             if f.effect and "exclude_method" in f.effect
         )
         filters, weights = [], []
+        offer: dict[str, Any] = {}
         for f in fired:
             effect = f.effect or {}
-            if "filter" in effect:
+            if "proposals" in effect:
+                offer = {"proposals": int(effect["proposals"]),
+                         "hold_days": int(effect["hold_days"])}  # fmt: skip
+            elif "filter" in effect:
                 values: tuple[object, ...] = (
                     (effect["equals"],) if "equals" in effect else tuple(effect.get("values", ()))
                 )
@@ -194,7 +201,7 @@ class Policy:
                         tuple(map(str, effect.get("values", ()))),
                     )
                 )
-        return cls(tuple(filters), tuple(weights), excluded)
+        return cls(tuple(filters), tuple(weights), excluded, **offer)
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,7 @@ class Proposal:
     score: float
     matched: tuple[str, ...]
     unmatched: tuple[str, ...]
+    matched_on: tuple[str, ...] = ()  # field names only
 
     @property
     def explanation(self) -> str:
@@ -281,6 +289,7 @@ def propose(
 
 def _explain(index: SupporterIndex, policy: Policy, i: int, score: float) -> Proposal:
     matched, unmatched = [], []
+    matched_on = [f.field for f in policy.filters]
     for f in policy.filters:
         if f.field in index.vocab:
             vocab = index.vocab[f.field]
@@ -295,6 +304,47 @@ def _explain(index: SupporterIndex, policy: Policy, i: int, score: float) -> Pro
         shared = [v for v in w.values if v in vocab and index.columns[w.field][vocab[v], i]]
         if shared:
             matched.append(f"{w.field.replace('_', ' ')}: {_words(shared)}")
+            matched_on.append(w.field)
         else:
             unmatched.append(f"{w.field.replace('_', ' ')} ({_words(w.values)})")
-    return Proposal(index.ids[i], score, tuple(matched), tuple(unmatched))
+    return Proposal(
+        index.ids[i], score, tuple(matched), tuple(unmatched), tuple(dict.fromkeys(matched_on))
+    )
+
+
+class LiveIndex:
+    """An organisation's supporters kept current one supporter at a time.
+
+    Eligibility and free slots change often (every proposal takes a slot) and are
+    changed in place; any other change (a new supporter, a new profile) rebuilds
+    the arrays on the next read, which is rare.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, SupporterRow] = {}
+        self._index: SupporterIndex | None = None
+
+    def put(self, row: SupporterRow) -> None:
+        old = self.rows.get(row.supporter_id)
+        self.rows[row.supporter_id] = row
+        index = self._index
+        if index is None:
+            return
+        same_profile = old is not None and old == dataclasses.replace(
+            row, eligible=old.eligible, free_slots=old.free_slots
+        )
+        if same_profile:
+            i = index.position[row.supporter_id]
+            index.eligible[i], index.free[i] = row.eligible, row.free_slots
+        else:
+            self._index = None
+
+    def remove(self, supporter_id: str) -> None:
+        if self.rows.pop(supporter_id, None) is not None:
+            self._index = None
+
+    @property
+    def index(self) -> SupporterIndex:
+        if self._index is None:
+            self._index = SupporterIndex(list(self.rows.values()))
+        return self._index

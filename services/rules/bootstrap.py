@@ -5,10 +5,11 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from alongside.runtime import topology
+from alongside.runtime.state import DecisionStore, RecordReader
 from alongside.settings import Settings
 from contracts.envelope import now
 from services.rules import handlers
-from services.rules.adapters import DecisionStore, RecordReader, RulesStore
+from services.rules.adapters import RulesStore
 from services.rules.engine import Engine
 from services.rules.handlers import RulesDeps
 from services.rules.live import LiveRulesets

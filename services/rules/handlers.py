@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from alongside.runtime import bus, commands
 from alongside.runtime.logging import get_logger
+from alongside.runtime.state import DecisionStore, RecordReader
+from alongside.runtime.store import Conflict
 from alongside.settings import Settings
 from contracts.envelope import Event, RawEnvelope, wrap
 from contracts.intake import (
@@ -45,7 +47,7 @@ from contracts.rules import (
     SupporterEligibilityDecided,
 )
 from services.rules import domain, facts
-from services.rules.adapters import Conflict, DecisionStore, RecordReader, RulesStore
+from services.rules.adapters import RulesStore
 from services.rules.live import LiveRulesets
 
 log = get_logger(__name__)

@@ -550,13 +550,15 @@ def _effect(
         return None
     if not isinstance(effect, dict):
         raise doc.error(
-            where, "a matching_policy rule needs an effect: filter, weight or exclude_method"
+            where,
+            "a matching_policy rule needs an effect: filter, weight, exclude_method or proposals",
         )
     for model in EFFECTS:
         if set(effect) <= set(model.model_fields) and set(effect) & {
             "filter",
             "weight",
             "exclude_method",
+            "proposals",
         } & set(model.model_fields):
             try:
                 model.model_validate(effect)
@@ -571,7 +573,8 @@ def _effect(
     raise doc.error(
         where,
         "effect must be one of: filter (match, values_from, equals), "
-        f"weight (points, values_from), exclude_method; got {sorted(effect)}",
+        f"weight (points, values_from), exclude_method, proposals (hold_days); "
+        f"got {sorted(effect)}",
     )
 
 

@@ -14,10 +14,10 @@ from alongside import sample, services
 from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
+from alongside.runtime.store import Outbox, fingerprint
 from alongside.settings import Settings
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
-from services.intake.adapters import Outbox, fingerprint
 from services.intake.bootstrap import bootstrap
 from services.intake.domain import Context, submit_intake
 from services.intake.handlers import event_id

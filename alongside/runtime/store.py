@@ -1,10 +1,18 @@
-"""Where intake keeps things: records (with their outbox) and replies in KV, events in JetStream.
+"""Records kept in KV with an outbox, replies to commands, and publishing what an outbox holds.
+
+A service that changes a record saves the record together with what must follow
+(events to publish, the reply to keep) in one KV write guarded by revision:
+that write is the commit point. ``flush`` then carries out the outbox, and is
+safe to repeat (events carry their ``Nats-Msg-Id``; the reply is the same), so
+a process that died in between is completed by whoever next touches the record.
 
 Every key starts with the organisation token: ``<org>.<id>``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from typing import Generic, TypeVar
@@ -17,22 +25,19 @@ from pydantic import BaseModel, TypeAdapter
 from alongside.runtime import bus
 from contracts.envelope import RawEnvelope
 from contracts.records import Record
-from contracts.replies import CommandAccepted
+from contracts.replies import CommandAccepted, CommandRejected, FieldError
 
 R = TypeVar("R", bound=Record)
 
 
 class Outbox(BaseModel):
-    """Events and reply of the last command, saved atomically with the record.
+    """Events (and, for a command, its reply) of the last change, saved with the record."""
 
-    Saving the record is the commit point; publishing and replying happen
-    after, and are repeated (idempotently) if the process died in between.
-    """
-
-    command_id: str
-    fingerprint: str
-    reply: CommandAccepted
     events: list[str]
+    # Set when a command made the change; an event or the clock makes changes too.
+    command_id: str | None = None
+    fingerprint: str = ""
+    reply: CommandAccepted | None = None
 
 
 class Stored(BaseModel, Generic[R]):
@@ -100,6 +105,20 @@ class ReplyStore:
         await self._kv.put(key(org, command_id), stored.model_dump_json().encode())
 
 
+def repeated(
+    command_type: str, command_id: str, stored_fingerprint: str, reply: CommandAccepted,
+    fingerprint_now: str,
+) -> CommandAccepted | CommandRejected:  # fmt: skip
+    """The answer to a command id seen before: the same reply, unless the payload differs."""
+    if stored_fingerprint != fingerprint_now:
+        return CommandRejected(
+            command_id=command_id, command_type=command_type,
+            errors=[FieldError(field="id",
+                               reason="this command id was already used for another command")],
+        )  # fmt: skip
+    return reply
+
+
 class EventPublisher:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
@@ -112,3 +131,22 @@ class EventPublisher:
 def fingerprint(data: BaseModel) -> str:
     canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def flush(
+    org: str, entity_id: str, store: RecordStore[R], stored: Stored[R], revision: int,
+    events: EventPublisher, replies: ReplyStore,
+) -> None:  # fmt: skip
+    """Publish the outbox's events and keep its reply (in parallel), then clear it."""
+    outbox = stored.outbox
+    assert outbox is not None
+    keep_reply = (
+        replies.put(org, outbox.command_id, StoredReply(fingerprint=outbox.fingerprint,
+                                                        reply=outbox.reply))
+        if outbox.command_id is not None and outbox.reply is not None
+        else asyncio.sleep(0)
+    )  # fmt: skip
+    await asyncio.gather(events.publish(outbox.events), keep_reply)
+    # A conflict means someone else flushed it, or moved on after flushing it.
+    with contextlib.suppress(Conflict):
+        await store.save(org, entity_id, store.stored(stored.record), revision)

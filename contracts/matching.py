@@ -1,0 +1,180 @@
+"""Matching: proposals of supporters to a client, and the client's choice.
+
+Events carry ids, scores and which requirements a supporter met (field names),
+never the values: what a client asked for and a supporter's lived experience
+stay in the ``matches`` record (``alongside proposals`` shows them to the
+coordinator).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from contracts.envelope import Command, EntityId, Event, Message, Part
+
+SERVICE = "matching"
+
+
+# Commands ----------------------------------------------------------------
+
+
+class AcceptProposal(Command):
+    """The client chooses one of the supporters proposed to them."""
+
+    type_name: ClassVar[str] = "AcceptProposal"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    supporter_id: EntityId
+
+
+class DeclineProposals(Command):
+    """The client wants none of the supporters proposed; they are never proposed again."""
+
+    type_name: ClassVar[str] = "DeclineProposals"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+
+
+class ChangeSupporter(Command):
+    """The client asks for a different supporter: the match ends and new proposals follow."""
+
+    type_name: ClassVar[str] = "ChangeSupporter"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+
+
+class RefuseService(Command):
+    """The client wants no peer support: the case is closed for matching and holds released."""
+
+    type_name: ClassVar[str] = "RefuseService"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+
+
+class AssignBatch(Command):
+    """Give every case of an import batch a first proposal at once (global assignment).
+
+    Refused, naming ``expected``, while fewer than ``expected`` cases of the batch are ready
+    (their matching policies still being decided): the importer retries.
+    """
+
+    type_name: ClassVar[str] = "AssignBatch"
+    service: ClassVar[str] = SERVICE
+    import_batch: EntityId
+    expected: int = Field(ge=1, le=100_000)
+
+
+class BatchAssigned(Message):
+    """Reply to AssignBatch."""
+
+    type_name: ClassVar[str] = "BatchAssigned"
+    status: Literal["assigned"] = "assigned"
+    command_id: str
+    import_batch: str
+    clients: int
+    proposed: int
+    waitlisted: int
+
+
+# Events ------------------------------------------------------------------
+
+
+class ProposedSupporter(Part):
+    supporter_id: str
+    score: float
+    # Which of the client's requirements and preferences this supporter meets, by field name.
+    matched_on: list[str]
+    held_until: datetime
+
+
+class MatchProposed(Event):
+    """Supporters offered to a client, best first; each holds one of its supporter's slots."""
+
+    type_name: ClassVar[str] = "MatchProposed"
+    case_id: str
+    round: int
+    proposals: list[ProposedSupporter]
+
+
+class ClientWaitlisted(Event):
+    """Nobody can serve the client now; ``reason`` names the constraint that left no one."""
+
+    type_name: ClassVar[str] = "ClientWaitlisted"
+    case_id: str
+    reason: str
+
+
+class ProposalAccepted(Event):
+    """The client chose a supporter; the match waits for every party's consent."""
+
+    type_name: ClassVar[str] = "ProposalAccepted"
+    case_id: str
+    supporter_id: str
+    released_supporter_ids: list[str]
+
+
+class ProposalsDeclined(Event):
+    type_name: ClassVar[str] = "ProposalsDeclined"
+    case_id: str
+    supporter_ids: list[str]
+
+
+class ProposalsExpired(Event):
+    """The client did not choose in time: the holds are released."""
+
+    type_name: ClassVar[str] = "ProposalsExpired"
+    case_id: str
+    supporter_ids: list[str]
+
+
+class MatchActivated(Event):
+    """Every party has consented: the match is active and scheduling arranges a first meeting."""
+
+    type_name: ClassVar[str] = "MatchActivated"
+    case_id: str
+    supporter_id: str
+
+
+class MatchEnded(Event):
+    type_name: ClassVar[str] = "MatchEnded"
+    case_id: str
+    supporter_id: str
+    reason: Literal["change_of_supporter", "service_refused"]
+
+
+class ServiceRefused(Event):
+    """The client refused peer support; matching for the case is closed."""
+
+    type_name: ClassVar[str] = "ServiceRefused"
+    case_id: str
+    released_supporter_ids: list[str]
+
+
+COMMANDS: tuple[type[Command], ...] = (
+    AcceptProposal,
+    DeclineProposals,
+    ChangeSupporter,
+    RefuseService,
+    AssignBatch,
+)
+EVENTS: tuple[type[Event], ...] = (
+    MatchProposed,
+    ClientWaitlisted,
+    ProposalAccepted,
+    ProposalsDeclined,
+    ProposalsExpired,
+    MatchActivated,
+    MatchEnded,
+    ServiceRefused,
+)
+# Events after which a supporter's slots or standing changed: the waitlist is tried again.
+RELEASING: tuple[type[Event], ...] = (
+    ProposalAccepted,
+    ProposalsDeclined,
+    ProposalsExpired,
+    MatchEnded,
+    ServiceRefused,
+)
