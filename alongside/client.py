@@ -11,12 +11,14 @@ from pydantic import Field, TypeAdapter
 
 from contracts import subjects
 from contracts.envelope import Command, Message, RawEnvelope, wrap
+from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply
 from contracts.rules import RulesEvaluated
 
 _REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
-_ANY_REPLY: TypeAdapter[CommandAccepted | CommandRejected | RulesEvaluated] = TypeAdapter(
-    Annotated[CommandAccepted | CommandRejected | RulesEvaluated, Field(discriminator="status")]
+AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned
+_ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(
+    Annotated[AnyReply, Field(discriminator="status")]
 )
 
 

@@ -24,6 +24,8 @@ from alongside.settings import Settings
 from contracts import catalogue, subjects
 from services.intake import app as intake_app
 from services.intake import bootstrap as intake_bootstrap
+from services.matching import app as matching_app
+from services.matching import bootstrap as matching_bootstrap
 from services.rules import app as rules_app
 from services.rules import bootstrap as rules_bootstrap
 
@@ -42,6 +44,9 @@ class Service:
 SERVICES: dict[str, Service] = {
     "intake": Service("intake", intake_bootstrap.bootstrap, intake_app.register),
     "rules": Service("rules", rules_bootstrap.bootstrap, rules_app.register, rules_app.run),
+    "matching": Service(
+        "matching", matching_bootstrap.bootstrap, matching_app.register, matching_app.run
+    ),
 }
 
 

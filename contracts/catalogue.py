@@ -10,21 +10,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts import intake, rules, subjects
+from contracts import intake, matching, rules, subjects
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 
 VERSION = "1.0.0"
 
-COMMANDS: dict[str, type[Command]] = {c.type_name: c for c in (*intake.COMMANDS, *rules.COMMANDS)}
-EVENTS: dict[str, type[Event]] = {e.type_name: e for e in (*intake.EVENTS, *rules.EVENTS)}
+COMMANDS: dict[str, type[Command]] = {
+    c.type_name: c for c in (*intake.COMMANDS, *rules.COMMANDS, *matching.COMMANDS)
+}
+EVENTS: dict[str, type[Event]] = {
+    e.type_name: e for e in (*intake.EVENTS, *rules.EVENTS, *matching.EVENTS)
+}
 REPLIES: dict[str, type[Message]] = {
-    m.type_name: m for m in (CommandAccepted, CommandRejected, rules.RulesEvaluated)
+    m.type_name: m
+    for m in (CommandAccepted, CommandRejected, rules.RulesEvaluated, matching.BatchAssigned)
 }
 # Which replies answer a command: every command may be rejected.
 REPLIES_TO: dict[str, tuple[str, ...]] = {
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in intake.COMMANDS},
     **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
+    **{c.type_name: ("CommandAccepted", "CommandRejected") for c in matching.COMMANDS},
+    matching.AssignBatch.type_name: ("BatchAssigned", "CommandRejected"),
 }
 OTHERS: dict[str, type[Message]] = {DeadLetter.type_name: DeadLetter}
 

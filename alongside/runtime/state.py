@@ -2,11 +2,15 @@
 
 - ``supporters`` and ``cases``: intake's records (``<org>.<id>``), read only here;
 - ``decisions``: the rules service's latest decision per subject,
-  ``<org>.<kind>.<subject_id>``, which it writes and others read.
+  ``<org>.<kind>.<subject_id>``, which it writes and others read;
+- ``caseloads``: who holds each supporter's slots (``<org>.<supporter_id>``), which
+  matching writes and eligibility reads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -14,7 +18,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from alongside.runtime.store import Conflict
-from contracts.records import CaseRecord, SupporterRecord
+from contracts.records import Caseload, CaseRecord, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 
 
@@ -65,17 +69,21 @@ class DecisionStore:
 
 class RecordReader:
     def __init__(self, supporters: KeyValue, cases: KeyValue) -> None:
-        self._supporters = supporters
+        self.supporters = supporters
         self._cases = cases
 
+    @staticmethod
+    def parse_supporter(value: bytes) -> SupporterRecord:
+        return _parse(value, SupporterRecord)
+
     async def supporter(self, org: str, supporter_id: str) -> SupporterRecord | None:
-        return await _record(self._supporters, f"{org}.{supporter_id}", SupporterRecord)
+        return await _record(self.supporters, f"{org}.{supporter_id}", SupporterRecord)
 
     async def case(self, org: str, case_id: str) -> CaseRecord | None:
         return await _record(self._cases, f"{org}.{case_id}", CaseRecord)
 
     async def supporter_ids(self, org: str) -> list[str]:
-        return [key.split(".", 1)[1] for key in await keys(self._supporters, f"{org}.*")]
+        return [key.split(".", 1)[1] for key in await keys(self.supporters, f"{org}.*")]
 
     async def case_ids(self, org: str) -> list[str]:
         return [key.split(".", 1)[1] for key in await keys(self._cases, f"{org}.*")]
@@ -94,5 +102,75 @@ async def _record(kv: KeyValue, key: str, model: type[T]) -> T | None:
     except KeyNotFoundError:
         return None
     assert entry.value is not None
+    return _parse(entry.value, model)
+
+
+def _parse(value: bytes, model: type[T]) -> T:
     # Intake stores {"record": ..., "outbox": ...}; only the record matters here.
-    return model.model_validate(_Stored.model_validate_json(entry.value).record)
+    return model.model_validate(_Stored.model_validate_json(value).record)
+
+
+MAX_CONFLICT_RETRIES = 20
+
+
+class CaseloadStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    async def load(self, org: str, supporter_id: str) -> tuple[Caseload, int]:
+        try:
+            entry = await self.kv.get(f"{org}.{supporter_id}")
+        except KeyNotFoundError:
+            return Caseload(supporter_id=supporter_id), 0
+        assert entry.value is not None
+        assert entry.revision is not None
+        return Caseload.model_validate_json(entry.value), entry.revision
+
+    async def _change(
+        self, org: str, supporter_id: str, change: Callable[[Caseload], Caseload | None]
+    ) -> bool:
+        """Apply ``change`` by compare-and-set; ``None`` from it means: refused, leave as is."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            caseload, revision = await self.load(org, supporter_id)
+            new = change(caseload)
+            if new is None:
+                return False
+            if new == caseload:
+                return True
+            value = new.model_dump_json().encode()
+            try:
+                if revision == 0:
+                    await self.kv.create(f"{org}.{supporter_id}", value)
+                else:
+                    await self.kv.update(f"{org}.{supporter_id}", value, last=revision)
+                return True
+            except KeyWrongLastSequenceError:
+                continue
+        raise RuntimeError(f"caseload {org}.{supporter_id} kept changing; try again")
+
+    async def hold(
+        self, org: str, supporter_id: str, case_id: str, until: datetime | None, cap: int,
+        now: datetime,
+    ) -> bool:  # fmt: skip
+        """Hold one of the supporter's slots for the case (``until`` None: for good). False when
+        every slot is taken by other cases; a case already holding one just changes its term."""
+
+        def change(caseload: Caseload) -> Caseload | None:
+            if case_id not in caseload.holds and caseload.taken(now) >= cap:
+                return None
+            # Expired holds are dropped on the way: they no longer take a slot.
+            holds = {c: u for c, u in caseload.holds.items() if u is None or u > now}
+            return caseload.model_copy(update={"holds": {**holds, case_id: until}})
+
+        return await self._change(org, supporter_id, change)
+
+    async def release(self, org: str, supporter_id: str, case_id: str) -> None:
+        def change(caseload: Caseload) -> Caseload:
+            holds = {c: u for c, u in caseload.holds.items() if c != case_id}
+            return caseload.model_copy(update={"holds": holds})
+
+        await self._change(org, supporter_id, change)
+
+    async def active_cases(self, org: str, supporter_id: str) -> int:
+        caseload, _ = await self.load(org, supporter_id)
+        return caseload.active_cases

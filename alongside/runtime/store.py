@@ -55,7 +55,7 @@ def key(org: str, entity_id: str) -> str:
 
 class RecordStore(Generic[R]):
     def __init__(self, kv: KeyValue, record_type: type[R]) -> None:
-        self._kv = kv
+        self.kv = kv
         self._stored_type: type[Stored[R]] = Stored[record_type]  # type: ignore[valid-type]
         self._adapter: TypeAdapter[Stored[R]] = TypeAdapter(self._stored_type)
 
@@ -65,7 +65,7 @@ class RecordStore(Generic[R]):
     async def load(self, org: str, entity_id: str) -> tuple[Stored[R] | None, int]:
         """The stored record and its revision (0 when there is none)."""
         try:
-            entry = await self._kv.get(key(org, entity_id))
+            entry = await self.kv.get(key(org, entity_id))
         except KeyNotFoundError:
             return None, 0
         assert entry.value is not None
@@ -76,8 +76,8 @@ class RecordStore(Generic[R]):
         value = self._adapter.dump_json(stored)
         try:
             if revision == 0:
-                return await self._kv.create(key(org, entity_id), value)
-            return await self._kv.update(key(org, entity_id), value, last=revision)
+                return await self.kv.create(key(org, entity_id), value)
+            return await self.kv.update(key(org, entity_id), value, last=revision)
         except KeyWrongLastSequenceError as error:
             raise Conflict(key(org, entity_id)) from error
 

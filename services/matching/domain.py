@@ -284,10 +284,10 @@ def propose(
         top = np.argpartition(-score, k - 1)[:k]
         pool, score = pool[top], score[top]
     order = sorted(range(pool.size), key=lambda j: (-score[j], index.ids[pool[j]]))
-    return [_explain(index, policy, int(pool[j]), float(score[j])) for j in order]
+    return [explain(index, policy, int(pool[j]), float(score[j])) for j in order]
 
 
-def _explain(index: SupporterIndex, policy: Policy, i: int, score: float) -> Proposal:
+def explain(index: SupporterIndex, policy: Policy, i: int, score: float) -> Proposal:
     matched, unmatched = [], []
     matched_on = [f.field for f in policy.filters]
     for f in policy.filters:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from faststream.nats import NatsBroker
 
 from alongside.runtime import commands, consumer, topology
 from alongside.runtime.logging import get_logger
+from alongside.runtime.periodic import every
 from contracts.envelope import Message, RawEnvelope
 from contracts.rules import SERVICE
 from services.rules import handlers
@@ -38,8 +39,8 @@ async def run(deps: RulesDeps) -> None:
     await asyncio.gather(
         _watch_rulesets(deps),
         # A KV watch can stall after a server restart; re-reading closes that gap.
-        _every(settings.rules_refresh_s, lambda: _apply_and_redecide(deps), "ruleset_refresh"),
-        _every(settings.sweep_interval_s, lambda: _sweep(deps), "sweep"),
+        every(settings.rules_refresh_s, lambda: _apply_and_redecide(deps), "ruleset_refresh"),
+        every(settings.sweep_interval_s, lambda: _sweep(deps), "sweep"),
     )
 
 
@@ -63,13 +64,3 @@ async def _sweep(deps: RulesDeps) -> None:
     changed = await handlers.sweep(deps)
     if changed:
         log.info("eligibility_lapsed", count=changed)
-
-
-async def _every(seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run ``work`` now and then every ``seconds``; a failure is logged, never fatal."""
-    while True:
-        try:
-            await work()
-        except Exception as error:
-            log.error(f"{what}_failed", error=str(error))
-        await asyncio.sleep(seconds)

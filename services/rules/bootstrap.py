@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from alongside.runtime import topology
-from alongside.runtime.state import DecisionStore, RecordReader
+from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
 from alongside.settings import Settings
 from contracts.envelope import now
 from services.rules import handlers
@@ -25,6 +25,7 @@ async def bootstrap(nc: Client, settings: Settings) -> RulesDeps:
             await js.key_value(topology.SUPPORTERS_BUCKET),
             await js.key_value(topology.CASES_BUCKET),
         ),
+        caseloads=CaseloadStore(await js.key_value(topology.CASELOADS_BUCKET)),
         published=RulesStore(await js.key_value(topology.RULES_BUCKET)),
         settings=settings,
         clock=now,

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from alongside.runtime import bus, commands
 from alongside.runtime.logging import get_logger
-from alongside.runtime.state import DecisionStore, RecordReader
+from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
 from alongside.runtime.store import Conflict
 from alongside.settings import Settings
 from contracts.envelope import Event, RawEnvelope, wrap
@@ -34,6 +34,7 @@ from contracts.intake import (
     SupportPersonNamed,
     VettingEvidenceRecorded,
 )
+from contracts.matching import MatchEnded, ProposalAccepted, ServiceRefused
 from contracts.replies import CommandRejected
 from contracts.rules import (
     FACTS,
@@ -58,6 +59,8 @@ _NAMESPACE = uuid.UUID("0b7f1f0e-8a1d-4a43-9a43-6f5d7c1f2e21")
 SUPPORTER_EVENTS = {
     e.type_name for e in (SupporterRegistered, SupporterUpdated, VettingEvidenceRecorded)
 }
+# A supporter's caseload changed: eligibility looks at the room left.
+CASELOAD_EVENTS = {e.type_name for e in (ProposalAccepted, MatchEnded, ServiceRefused)}
 CASE_EVENTS = {
     e.type_name
     for e in (IntakeReceived, SupportPersonNamed, ConsentGiven, ConsentWithdrawn, CaseStageChanged)
@@ -70,6 +73,7 @@ class RulesDeps:
     live: LiveRulesets
     decisions: DecisionStore
     records: RecordReader
+    caseloads: CaseloadStore
     published: RulesStore
     settings: Settings
     clock: Callable[[], datetime]
@@ -104,6 +108,11 @@ async def on_event(envelope: RawEnvelope, deps: RulesDeps) -> None:
     """Re-decide what an intake event may have changed."""
     if envelope.type in SUPPORTER_EVENTS:
         await decide_eligibility(envelope.org, envelope.data["supporter_id"], deps)
+    elif envelope.type in CASELOAD_EVENTS:
+        data = envelope.data
+        named = {data.get("supporter_id"), *data.get("released_supporter_ids", [])}
+        for supporter_id in sorted(s for s in named if s):
+            await decide_eligibility(envelope.org, supporter_id, deps)
     elif envelope.type in CASE_EVENTS:
         case_id = envelope.data["case_id"]
         if envelope.type == IntakeReceived.type_name:
@@ -119,9 +128,10 @@ async def decide_eligibility(
         return None
     now = deps.clock()
     today = today or now.date()
+    active_cases = await deps.caseloads.active_cases(org, supporter_id)
 
     def facts_on(day: date) -> dict[str, Any]:
-        return facts.eligibility(record, day).model_dump(mode="json")
+        return facts.eligibility(record, day, active_cases).model_dump(mode="json")
 
     with deps.live.lease(org, Kind.ELIGIBILITY) as loaded:
         lapses_on = domain.lapse_date(loaded, facts_on, today)

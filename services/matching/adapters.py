@@ -1,0 +1,161 @@
+"""Where matching keeps and reads things.
+
+- ``matches``: each case's matching state with its outbox (``alongside.runtime.store``);
+- ``caseloads`` (``alongside.runtime.state.CaseloadStore``): who holds each supporter's
+  slots, changed only by compare-and-set, so two replicas never overfill a supporter;
+- ``Supporters``: each organisation's supporters as a ``LiveIndex``, built from the
+  ``supporters``, ``decisions`` and ``caseloads`` buckets by watching them: the watch
+  first delivers every stored value (the rebuild at start), then every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from alongside.runtime.logging import get_logger
+from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader, keys
+from alongside.runtime.store import Stored
+from contracts.records import Caseload, CaseMatch, SupporterRecord
+from contracts.rules import Kind, RulesDecision
+from services.matching.domain import LiveIndex, SupporterRow, normalise
+
+log = get_logger(__name__)
+
+Apply = Callable[[str, str, bytes | None], None]
+
+@dataclass
+class _Parts:
+    """What the index needs of one supporter, from three buckets that change separately."""
+
+    record: SupporterRecord | None = None
+    eligible: bool = False
+    caseload: Caseload | None = None
+
+
+@dataclass
+class Supporters:
+    """Every organisation's ``LiveIndex``, and the parts each row is made of."""
+
+    records: RecordReader
+    decisions: DecisionStore
+    caseloads: CaseloadStore
+    clock: Callable[[], datetime]
+    parts: dict[str, dict[str, _Parts]] = field(default_factory=lambda: defaultdict(dict))
+    indexes: dict[str, LiveIndex] = field(default_factory=lambda: defaultdict(LiveIndex))
+    _watchers: list[tuple[KeyValue.KeyWatcher, Apply]] = field(default_factory=list)
+
+    def index(self, org: str) -> LiveIndex:
+        return self.indexes[org]
+
+    def cap(self, org: str, supporter_id: str) -> int:
+        record = self.parts[org].get(supporter_id, _Parts()).record
+        return record.profile.caseload_cap if record else 0
+
+    def _update(self, org: str, supporter_id: str, **changes: object) -> None:
+        parts = self.parts[org].setdefault(supporter_id, _Parts())
+        for name, value in changes.items():
+            setattr(parts, name, value)
+        if parts.record is None:
+            return  # a caseload or decision seen before its supporter: wait for the record
+        self.indexes[org].put(_row(parts.record, parts.eligible, parts.caseload, self.clock()))
+
+    async def refresh(self, org: str, supporter_id: str) -> None:
+        """Read one supporter's parts now (an event may arrive before its watch update)."""
+        record = await self.records.supporter(org, supporter_id)
+        decision, _ = await self.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
+        caseload, _ = await self.caseloads.load(org, supporter_id)
+        self._update(org, supporter_id, record=record, eligible=_eligible(decision),
+                     caseload=caseload)  # fmt: skip
+
+    async def load(self, supporters: KeyValue, decisions: KeyValue) -> None:
+        """Start watching the three buckets and take in every stored value (the rebuild)."""
+        sources = (
+            (supporters, ">", self._on_record),
+            (decisions, f"*.{Kind.ELIGIBILITY.value}.*", self._on_decision),
+            (self.caseloads.kv, ">", self._on_caseload),
+        )
+        self._watchers = [(await kv.watch(pattern), apply) for kv, pattern, apply in sources]
+        for watcher, apply in self._watchers:
+            while (entry := await watcher.updates(timeout=60)) is not None:  # type: ignore[no-untyped-call]
+                self._apply(entry, apply)
+
+    async def follow(self) -> None:
+        """Keep taking in every change, for as long as the service runs."""
+
+        async def one(watcher: KeyValue.KeyWatcher, apply: Apply) -> None:
+            async for entry in watcher:
+                if entry is not None:
+                    self._apply(entry, apply)
+
+        await asyncio.gather(*(one(watcher, apply) for watcher, apply in self._watchers))
+
+    @staticmethod
+    def _apply(entry: KeyValue.Entry, apply: Apply) -> None:
+        org, _, rest = entry.key.partition(".")
+        try:
+            apply(org, rest.rsplit(".", 1)[-1], entry.value or None)
+        except Exception as error:  # one bad value never stops the index
+            log.error("index_update_failed", key=entry.key, error=str(error))
+
+    def _on_record(self, org: str, supporter_id: str, value: bytes | None) -> None:
+        record = RecordReader.parse_supporter(value) if value else None
+        if record is None:
+            self.indexes[org].remove(supporter_id)
+            self.parts[org].pop(supporter_id, None)
+        else:
+            self._update(org, supporter_id, record=record)
+
+    def _on_decision(self, org: str, supporter_id: str, value: bytes | None) -> None:
+        decision = RulesDecision.model_validate_json(value) if value else None
+        self._update(org, supporter_id, eligible=_eligible(decision))
+
+    def _on_caseload(self, org: str, supporter_id: str, value: bytes | None) -> None:
+        caseload = Caseload.model_validate_json(value) if value else None
+        self._update(org, supporter_id, caseload=caseload)
+
+
+
+def _eligible(decision: RulesDecision | None) -> bool:
+    return decision is not None and decision.outcome == "eligible"
+
+
+def _row(
+    record: SupporterRecord, eligible: bool, caseload: Caseload | None, now: datetime
+) -> SupporterRow:
+    profile = record.profile
+    taken = caseload.taken(now) if caseload else 0
+    return SupporterRow(
+        supporter_id=record.supporter_id,
+        eligible=eligible and not record.suspended,
+        free_slots=max(profile.caseload_cap - taken, 0),
+        languages=frozenset(profile.languages),
+        lived_experience=frozenset(profile.lived_experience),
+        cultural_background=frozenset(profile.cultural_background),
+        methods=frozenset(m.value for m in profile.methods),
+        gender_identity=profile.gender_identity,
+        region=profile.region,
+        youth_cleared=profile.youth_cleared,
+        affiliations=frozenset(normalise(a.name) for a in profile.affiliations),
+    )
+
+
+async def match_records(kv: KeyValue, org: str = "*") -> list[tuple[str, Stored[CaseMatch], int]]:
+    """Every case's matching state in one organisation (or all), with its org and revision."""
+    found = []
+    for key in await keys(kv, f"{org}.*"):
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            continue
+        assert entry.value is not None
+        assert entry.revision is not None
+        stored = Stored[CaseMatch].model_validate_json(entry.value)
+        found.append((key.split(".", 1)[0], stored, entry.revision))
+    return found

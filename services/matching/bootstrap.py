@@ -1,0 +1,38 @@
+"""Wiring: matching's dependencies, every organisation's supporters indexed before it serves."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+
+from alongside.runtime import topology
+from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
+from alongside.runtime.store import EventPublisher, RecordStore, ReplyStore
+from alongside.settings import Settings
+from contracts.envelope import now
+from contracts.records import CaseMatch
+from services.matching.adapters import Supporters
+from services.matching.handlers import MatchingDeps
+
+
+async def bootstrap(nc: Client, settings: Settings) -> MatchingDeps:
+    js = nc.jetstream()
+    supporters_kv = await js.key_value(topology.SUPPORTERS_BUCKET)
+    decisions_kv = await js.key_value(topology.DECISIONS_BUCKET)
+    records = RecordReader(supporters_kv, await js.key_value(topology.CASES_BUCKET))
+    decisions = DecisionStore(decisions_kv)
+    caseloads = CaseloadStore(await js.key_value(topology.CASELOADS_BUCKET))
+    supporters = Supporters(records, decisions, caseloads, now)
+    await supporters.load(supporters_kv, decisions_kv)
+    return MatchingDeps(
+        nc=nc,
+        js=js,
+        matches=RecordStore(await js.key_value(topology.MATCHES_BUCKET), CaseMatch),
+        caseloads=caseloads,
+        supporters=supporters,
+        records=records,
+        decisions=decisions,
+        replies=ReplyStore(await js.key_value(topology.REPLIES_BUCKET)),
+        events=EventPublisher(js),
+        settings=settings,
+        clock=now,
+    )

@@ -1,0 +1,660 @@
+"""Matching's handlers: a client's policy in, explained proposals out; the client's choices.
+
+Every change to a case's matching state is one compare-and-set write of its
+``CaseMatch`` together with an outbox (its events, and a command's reply): the
+commit point. New proposals first hold their supporters' slots (compare-and-set
+on each caseload, refused when every slot is taken), so no replica ever proposes
+a supporter beyond their free slots; holds a change gives up are released when
+its outbox is flushed, and a hold taken for a change that lost the race is given
+back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+
+from alongside.runtime import commands
+from alongside.runtime.logging import get_logger
+from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
+from alongside.runtime.store import (
+    Conflict,
+    EventPublisher,
+    Outbox,
+    RecordStore,
+    ReplyStore,
+    Stored,
+    fingerprint,
+    flush,
+    repeated,
+)
+from alongside.settings import Settings
+from contracts import subjects
+from contracts.envelope import Event, RawEnvelope, wrap
+from contracts.intake import SERVICE as INTAKE
+from contracts.intake import (
+    NameSupportPerson,
+    PeerSupporter,
+    SupporterRegistered,
+    SupporterUpdated,
+)
+from contracts.matching import (
+    RELEASING,
+    SERVICE,
+    AcceptProposal,
+    AssignBatch,
+    BatchAssigned,
+    ChangeSupporter,
+    ClientWaitlisted,
+    DeclineProposals,
+    MatchActivated,
+    MatchEnded,
+    MatchProposed,
+    ProposalAccepted,
+    ProposalsDeclined,
+    ProposalsExpired,
+    ProposedSupporter,
+    RefuseService,
+    ServiceRefused,
+)
+from contracts.records import CaseMatch, CaseRecord, Offer
+from contracts.replies import CommandAccepted, CommandRejected
+from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided, SupporterEligibilityDecided
+from services.matching import batch, domain
+from services.matching.adapters import Supporters, match_records
+from services.matching.domain import Policy, Proposal
+
+log = get_logger(__name__)
+
+SOURCE = f"alongside/{SERVICE}"
+_NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
+MAX_CONFLICT_RETRIES = 10
+# Candidates beyond K, in case another replica fills one of them first.
+SPARE = 3
+TAKEN_MEANWHILE = "every suitable supporter's free slots were taken meanwhile"
+
+Reply = CommandAccepted | CommandRejected
+SUPPORTER_EVENTS = {
+    e.type_name for e in (SupporterRegistered, SupporterUpdated, SupporterEligibilityDecided)
+}
+RELEASING_EVENTS = {e.type_name for e in RELEASING}
+
+
+@dataclass(frozen=True)
+class MatchingDeps:
+    nc: Nats
+    js: JetStreamContext
+    matches: RecordStore[CaseMatch]
+    caseloads: CaseloadStore
+    supporters: Supporters
+    records: RecordReader
+    decisions: DecisionStore
+    replies: ReplyStore
+    events: EventPublisher
+    settings: Settings
+    clock: Callable[[], datetime]
+
+
+class Refused(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass(frozen=True)
+class Change:
+    """A case's new matching state and what it announces."""
+
+    record: CaseMatch
+    events: list[Event]
+    held: list[str] = field(default_factory=list)  # slots newly held for it (undone if it loses)
+    released: list[str] = field(default_factory=list)  # holds it gives up
+
+
+@dataclass(frozen=True)
+class Client:
+    case: CaseRecord
+    policy: Policy
+
+    @property
+    def party_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.case.intake.other_parties)
+
+
+async def _client(org: str, case_id: str, deps: MatchingDeps) -> Client | None:
+    """The case and its matching policy; None until the rules service has decided the policy."""
+    case = await deps.records.case(org, case_id)
+    decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
+    if case is None or decision is None:
+        return None
+    return Client(case, Policy.from_fired(decision.fired))
+
+
+# Reacting to events -------------------------------------------------------
+
+
+async def on_event(envelope: RawEnvelope, deps: MatchingDeps) -> None:
+    org, data = envelope.org, envelope.data
+    if envelope.type == MatchingPolicyDecided.type_name:
+        await _change_case(org, data["case_id"], deps, lambda m: _on_policy(org, m, data, deps))
+    elif envelope.type == ConsentDecided.type_name and data["status"] == "active":
+        await _change_case(org, data["case_id"], deps, lambda m: _activate(org, m, deps))
+    elif envelope.type in SUPPORTER_EVENTS:
+        await deps.supporters.refresh(org, data["supporter_id"])
+        await retry_waitlist(org, deps)
+    elif envelope.type in RELEASING_EVENTS:
+        freed = data.get("supporter_ids") or data.get("released_supporter_ids") or []
+        if envelope.type == MatchEnded.type_name:
+            freed = [data["supporter_id"]]
+        for supporter_id in freed:
+            await deps.supporters.refresh(org, supporter_id)
+        if envelope.type == ProposalAccepted.type_name:
+            await _name_support_person(envelope, deps)
+        await retry_waitlist(org, deps)
+
+
+async def _on_policy(
+    org: str, match: CaseMatch | None, data: Mapping[str, object], deps: MatchingDeps
+) -> Change | None:
+    """A client's first proposals; a waitlisted client whose policy changed tries again."""
+    if match is not None and match.status != "waitlisted":
+        return None
+    client = await _client(org, str(data["case_id"]), deps)
+    if client is None:
+        return None
+    now = deps.clock()
+    if match is None:
+        batch_id = client.case.intake.import_batch
+        match = CaseMatch(
+            case_id=client.case.case_id, status="awaiting_batch" if batch_id else "proposed",
+            import_batch=batch_id, since=now, updated_at=now,
+        )  # fmt: skip
+        if batch_id:
+            return Change(match, [])
+    return await _offer(org, match, client, deps, now)
+
+
+async def _activate(org: str, match: CaseMatch | None, deps: MatchingDeps) -> Change | None:
+    if match is None or match.status != "accepted" or not await _consented(org, match, deps):
+        return None
+    assert match.supporter_id is not None
+    event = MatchActivated(case_id=match.case_id, supporter_id=match.supporter_id)
+    return Change(match.model_copy(update={"status": "active", "since": deps.clock()}), [event])
+
+
+async def _consented(org: str, match: CaseMatch, deps: MatchingDeps) -> bool:
+    """Every party consented to this supporter (consent is to a named support person)."""
+    decision, _ = await deps.decisions.get(org, Kind.CONSENT, match.case_id)
+    case = await deps.records.case(org, match.case_id)
+    person = case.support_person if case else None
+    return (
+        decision is not None
+        and decision.outcome == "active"
+        and isinstance(person, PeerSupporter)
+        and person.supporter_id == match.supporter_id
+    )
+
+
+async def _name_support_person(envelope: RawEnvelope, deps: MatchingDeps) -> None:
+    """The chosen supporter becomes the case's support person, so consent can be asked for
+    them. The command id derives from the event's, so a redelivery is the same command."""
+    command = NameSupportPerson(
+        case_id=envelope.data["case_id"],
+        support_person=PeerSupporter(supporter_id=envelope.data["supporter_id"]),
+    )
+    request = wrap(
+        command, org=envelope.org, source=SOURCE, id=uuid.uuid5(_NAMESPACE, envelope.id).hex,
+        correlationid=envelope.correlationid, causationid=envelope.id,
+    )  # fmt: skip
+    subject = subjects.command(envelope.org, INTAKE, NameSupportPerson.type_name)
+    response = await deps.nc.request(subject, request.model_dump_json().encode(), timeout=10)
+    if b'"rejected"' in response.data:
+        log.warning("support_person_not_named", org=envelope.org, case_id=command.case_id)
+
+
+# Proposals ------------------------------------------------------------------
+
+
+def _offer_of(proposal: Proposal, until: datetime) -> Offer:
+    return Offer(
+        supporter_id=proposal.supporter_id, score=round(proposal.score, 3),
+        matched=list(proposal.matched), unmatched=list(proposal.unmatched),
+        matched_on=list(proposal.matched_on), held_until=until,
+    )  # fmt: skip
+
+
+def _proposed(match: CaseMatch, offers: list[Offer], held: list[str], now: datetime) -> Change:
+    record = match.model_copy(
+        update={"status": "proposed", "round": match.round + 1, "proposals": offers,
+                "waitlist_reason": None, "since": now}
+    )  # fmt: skip
+    event = MatchProposed(
+        case_id=match.case_id,
+        round=record.round,
+        proposals=[
+            ProposedSupporter(supporter_id=o.supporter_id, score=o.score,
+                              matched_on=o.matched_on, held_until=o.held_until)
+            for o in offers
+        ],
+    )  # fmt: skip
+    return Change(record, [event], held=held)
+
+
+def _waitlisted(match: CaseMatch, reason: str, now: datetime) -> Change | None:
+    if match.status == "waitlisted" and match.waitlist_reason == reason:
+        return None  # still waiting for the same reason: nothing new to say
+    since = match.since if match.status == "waitlisted" else now
+    record = match.model_copy(
+        update={"status": "waitlisted", "proposals": [], "waitlist_reason": reason, "since": since}
+    )
+    return Change(record, [ClientWaitlisted(case_id=match.case_id, reason=reason)])
+
+
+async def _offer(
+    org: str, match: CaseMatch, client: Client, deps: MatchingDeps, now: datetime
+) -> Change | None:
+    """Up to K proposals, each holding a slot; or the waitlist with the reason."""
+    policy = client.policy
+    live = deps.supporters.index(org)
+    result = domain.propose(
+        live.index, policy, policy.proposals + SPARE, client.party_names, match.excluded
+    )
+    if isinstance(result, domain.Waitlisted):
+        return _waitlisted(match, result.reason, now)
+    until = now + timedelta(days=policy.hold_days)
+    offers: list[Offer] = []
+    for proposal in result:
+        if len(offers) == policy.proposals:
+            break
+        if await _hold(org, proposal.supporter_id, match.case_id, until, deps, now):
+            offers.append(_offer_of(proposal, until))
+    if not offers:
+        return _waitlisted(match, TAKEN_MEANWHILE, now)
+    return _proposed(match, offers, [o.supporter_id for o in offers], now)
+
+
+async def _hold(
+    org: str, supporter_id: str, case_id: str, until: datetime | None, deps: MatchingDeps,
+    now: datetime,
+) -> bool:  # fmt: skip
+    cap = deps.supporters.cap(org, supporter_id)
+    held = await deps.caseloads.hold(org, supporter_id, case_id, until, cap, now)
+    index = deps.supporters.index(org).index
+    i = index.position.get(supporter_id)
+    if i is not None:  # the watch will say so too; later decisions here need it now
+        index.free[i] = max(index.free[i] - 1, 0) if held else 0
+    return held
+
+
+# Committing a change ----------------------------------------------------------
+
+Decide = Callable[[CaseMatch | None], Awaitable[Change | None]]
+
+
+async def _change_case(
+    org: str, case_id: str, deps: MatchingDeps, decide: Decide,
+    command: commands.Received | None = None,
+) -> Reply | None:  # fmt: skip
+    """Decide on the current state and commit, again if another replica changed it first."""
+    print_ = fingerprint(command.command) if command else ""
+    for _ in range(MAX_CONFLICT_RETRIES):
+        stored, revision = await deps.matches.load(org, case_id)
+        if command is not None:
+            previous = await deps.replies.get(org, command.envelope.id)
+            if previous is not None:
+                return repeated(command.envelope.type, command.envelope.id,
+                                previous.fingerprint, previous.reply, print_)  # fmt: skip
+        if stored is not None and stored.outbox is not None:
+            await _flush(org, case_id, stored, revision, deps)
+            outbox = stored.outbox
+            if command is not None and outbox.command_id == command.envelope.id and outbox.reply:
+                return repeated(command.envelope.type, command.envelope.id,
+                                outbox.fingerprint, outbox.reply, print_)  # fmt: skip
+            stored, revision = await deps.matches.load(org, case_id)
+        try:
+            change = await decide(stored.record if stored else None)
+        except Refused as refused:
+            assert command is not None
+            return commands.rejected(
+                command.envelope.type, command.envelope.id, refused.field, refused.reason
+            )
+        if change is None:
+            return None
+        try:
+            return await _commit(org, case_id, revision, change, deps, command, print_)
+        except Conflict:
+            continue
+    if command is None:
+        raise RuntimeError(f"matching state of {org}.{case_id} kept changing")
+    return commands.rejected(
+        command.envelope.type, command.envelope.id, "id",
+        "too many concurrent changes to this case; retry",
+    )  # fmt: skip
+
+
+async def _commit(
+    org: str, case_id: str, revision: int, change: Change, deps: MatchingDeps,
+    command: commands.Received | None = None, print_: str = "",
+) -> CommandAccepted | None:  # fmt: skip
+    now = deps.clock()
+    record = change.record.model_copy(
+        update={"changes": change.record.changes + 1, "released": change.released,
+                "updated_at": now}
+    )  # fmt: skip
+    cause = command.envelope if command else None
+    events = [
+        wrap(
+            event, org=org, source=SOURCE, time=now,
+            # The change number names the change: a retried flush republishes the same ids.
+            id=uuid.uuid5(_NAMESPACE, f"{org}:{case_id}:{record.changes}:{i}").hex,
+            correlationid=(cause.correlationid or cause.id) if cause else None,
+            causationid=cause.id if cause else None,
+        )
+        for i, event in enumerate(change.events)
+    ]  # fmt: skip
+    reply = (
+        CommandAccepted(command_id=command.envelope.id, command_type=command.envelope.type,
+                        event_ids=[e.id for e in events])
+        if command else None
+    )  # fmt: skip
+    outbox = Outbox(
+        events=[e.model_dump_json() for e in events],
+        command_id=command.envelope.id if command else None,
+        fingerprint=print_,
+        reply=reply,
+    )
+    new = deps.matches.stored(record, outbox)
+    try:
+        revision = await deps.matches.save(org, case_id, new, revision)
+    except Conflict:
+        await _give_back(org, case_id, change.held, deps)
+        raise
+    await _flush(org, case_id, new, revision, deps)
+    log.info("matching_changed", org=org, case_id=case_id, status=record.status,
+             command_type=command.envelope.type if command else None)  # fmt: skip
+    return reply
+
+
+async def _give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingDeps) -> None:
+    """Holds taken for a change that lost the race, unless the winner keeps them."""
+    stored, _ = await deps.matches.load(org, case_id)
+    kept: set[str | None] = set()
+    if stored is not None:
+        kept = {stored.record.supporter_id, *(o.supporter_id for o in stored.record.proposals)}
+    for supporter_id in held:
+        if supporter_id not in kept:
+            await deps.caseloads.release(org, supporter_id, case_id)
+
+
+async def _flush(
+    org: str, case_id: str, stored: Stored[CaseMatch], revision: int, deps: MatchingDeps
+) -> None:
+    for supporter_id in stored.record.released:
+        await deps.caseloads.release(org, supporter_id, case_id)
+    await flush(org, case_id, deps.matches, stored, revision, deps.events, deps.replies)
+
+
+# Commands ---------------------------------------------------------------------
+
+
+async def handle_command(
+    subject: str, body: bytes, headers: Mapping[str, str], deps: MatchingDeps
+) -> Reply | BatchAssigned:
+    received = await commands.receive(deps.js, SERVICE, subject, body, headers)
+    if isinstance(received, CommandRejected):
+        return received
+    org, command = received.org, received.command
+    if isinstance(command, AssignBatch):
+        return await assign_batch(received, command, deps)
+    assert isinstance(command, AcceptProposal | DeclineProposals | ChangeSupporter | RefuseService)
+    decide = _DECIDE[type(command)]
+    reply = await _change_case(
+        org, command.case_id, deps, lambda m: decide(org, command, m, deps), received
+    )
+    assert reply is not None
+    return reply
+
+
+def _must_be(match: CaseMatch | None, *statuses: str) -> CaseMatch:
+    if match is None:
+        raise Refused("case_id", "nothing has been proposed for this case yet")
+    if match.status not in statuses:
+        wanted = " or ".join(statuses)
+        raise Refused("case_id", f"the case's matching is {match.status}, not {wanted}")
+    return match
+
+
+async def _accept(
+    org: str, command: AcceptProposal, match: CaseMatch | None, deps: MatchingDeps
+) -> Change:
+    match = _must_be(match, "proposed", "expired")
+    offer = next((o for o in match.proposals if o.supporter_id == command.supporter_id), None)
+    if offer is None:
+        raise Refused("supporter_id", "this supporter was not proposed to this client")
+    now = deps.clock()
+    if not await _hold(org, offer.supporter_id, match.case_id, None, deps, now):
+        raise Refused("supporter_id", "the proposal expired and the supporter has no free slot now")
+    others = [o.supporter_id for o in match.proposals if o is not offer]
+    record = match.model_copy(
+        update={"status": "accepted", "supporter_id": offer.supporter_id, "proposals": [offer],
+                "since": now}
+    )  # fmt: skip
+    events: list[Event] = [
+        ProposalAccepted(case_id=match.case_id, supporter_id=offer.supporter_id,
+                         released_supporter_ids=others)
+    ]  # fmt: skip
+    if await _consented(org, record, deps):
+        record = record.model_copy(update={"status": "active"})
+        events.append(MatchActivated(case_id=match.case_id, supporter_id=offer.supporter_id))
+    return Change(record, events, held=[offer.supporter_id], released=others)
+
+
+async def _decline(
+    org: str, command: DeclineProposals, match: CaseMatch | None, deps: MatchingDeps
+) -> Change:
+    match = _must_be(match, "proposed", "expired")
+    declined = [o.supporter_id for o in match.proposals]
+    event = ProposalsDeclined(case_id=match.case_id, supporter_ids=declined)
+    return await _again(org, match, declined, event, deps)
+
+
+async def _change_supporter(
+    org: str, command: ChangeSupporter, match: CaseMatch | None, deps: MatchingDeps
+) -> Change:
+    match = _must_be(match, "accepted", "active")
+    assert match.supporter_id is not None
+    event = MatchEnded(
+        case_id=match.case_id, supporter_id=match.supporter_id, reason="change_of_supporter"
+    )
+    return await _again(org, match, [match.supporter_id], event, deps)
+
+
+async def _again(
+    org: str, match: CaseMatch, leaving: list[str], event: Event, deps: MatchingDeps
+) -> Change:
+    """New proposals, never again naming the supporters the client is leaving."""
+    client = await _client(org, match.case_id, deps)
+    if client is None:
+        raise Refused("case_id", "the case or its matching policy is no longer available")
+    now = deps.clock()
+    moved_on = match.model_copy(
+        update={"excluded": [*match.excluded, *leaving], "supporter_id": None, "proposals": [],
+                "status": "expired"}
+    )  # fmt: skip
+    change = await _offer(org, moved_on, client, deps, now)
+    assert change is not None  # from "expired", even the waitlist is news
+    return Change(change.record, [event, *change.events], change.held, released=leaving)
+
+
+async def _refuse(
+    org: str, command: RefuseService, match: CaseMatch | None, deps: MatchingDeps
+) -> Change:
+    now = deps.clock()
+    if match is None:
+        if await deps.records.case(org, command.case_id) is None:
+            raise Refused("case_id", "there is no such case in this organisation")
+        match = CaseMatch(case_id=command.case_id, status="refused", since=now, updated_at=now)
+    elif match.status == "refused":
+        raise Refused("case_id", "the client already refused the service")
+    released = [o.supporter_id for o in match.proposals]
+    if match.supporter_id and match.supporter_id not in released:
+        released.append(match.supporter_id)
+    events: list[Event] = []
+    if match.supporter_id:
+        events.append(MatchEnded(case_id=match.case_id, supporter_id=match.supporter_id,
+                                 reason="service_refused"))  # fmt: skip
+    events.append(ServiceRefused(case_id=match.case_id, released_supporter_ids=released))
+    record = match.model_copy(
+        update={"status": "refused", "proposals": [], "supporter_id": None, "since": now}
+    )
+    return Change(record, events, released=released)
+
+
+_DECIDE: dict[type, Callable[..., Awaitable[Change]]] = {
+    AcceptProposal: _accept,
+    DeclineProposals: _decline,
+    ChangeSupporter: _change_supporter,
+    RefuseService: _refuse,
+}
+
+
+# Many clients at once: imports and the waitlist ----------------------------------
+
+
+async def assign_batch(
+    received: commands.Received, command: AssignBatch, deps: MatchingDeps
+) -> BatchAssigned | CommandRejected:
+    org = received.org
+    cases = [
+        (stored, revision)
+        for _, stored, revision in await match_records(deps.matches.kv, org)
+        if stored.record.import_batch == command.import_batch
+    ]
+    if len(cases) < command.expected:
+        return commands.rejected(
+            received.envelope.type, received.envelope.id, "expected",
+            f"{len(cases)} of {command.expected} cases of batch {command.import_batch} are "
+            "ready (policies still being decided); retry shortly",
+        )  # fmt: skip
+    waiting = [(s, r) for s, r in cases if s.record.status == "awaiting_batch"]
+    await offer_together(org, waiting, deps)
+    statuses = [
+        stored.record.status
+        for _, stored, _ in await match_records(deps.matches.kv, org)
+        if stored.record.import_batch == command.import_batch
+    ]
+    return BatchAssigned(
+        command_id=received.envelope.id, import_batch=command.import_batch, clients=len(statuses),
+        proposed=sum(s != "waitlisted" and s != "awaiting_batch" for s in statuses),
+        waitlisted=statuses.count("waitlisted"),
+    )  # fmt: skip
+
+
+async def offer_together(
+    org: str, cases: Sequence[tuple[Stored[CaseMatch], int]], deps: MatchingDeps
+) -> None:
+    """Every client a first proposal before anyone gets a second: one global assignment
+    (``batch.assign``) per round, scarce needs first; the rest are offered one by one."""
+    now = deps.clock()
+    clients = {s.record.case_id: await _client(org, s.record.case_id, deps) for s, _ in cases}
+    matches = {s.record.case_id: s.record for s, _ in cases}
+    index = deps.supporters.index(org).index
+    chosen: dict[str, list[Offer]] = defaultdict(list)
+    for round_ in range(max((c.policy.proposals for c in clients.values() if c), default=0)):
+        requests = [
+            batch.Request(case_id, client.policy, client.party_names,
+                          frozenset(matches[case_id].excluded)
+                          | {o.supporter_id for o in chosen[case_id]})
+            for case_id, client in clients.items()
+            if client and len(chosen[case_id]) == round_ < client.policy.proposals
+        ]  # fmt: skip
+        if not requests:
+            break
+        assignment = batch.assign(index, requests)
+        for case_id, supporter_id in assignment.chosen.items():
+            client = clients[case_id]
+            assert client is not None
+            until = now + timedelta(days=client.policy.hold_days)
+            if await _hold(org, supporter_id, case_id, until, deps, now):
+                i = index.position[supporter_id]
+                proposal = domain.explain(index, client.policy, i, assignment.scores[case_id])
+                chosen[case_id].append(_offer_of(proposal, until))
+    for stored, revision in cases:
+        case_id = stored.record.case_id
+        client = clients[case_id]
+        offers = chosen.get(case_id)
+        if offers:
+            change: Change | None = _proposed(
+                stored.record, offers, [o.supporter_id for o in offers], now
+            )
+        elif client is not None:
+            change = await _offer(org, stored.record, client, deps, now)
+        else:
+            continue
+        if change is None:
+            continue
+        try:
+            await _commit(org, case_id, revision, change, deps)
+        except Conflict:
+            log.info("batch_case_changed_meanwhile", org=org, case_id=case_id)
+
+
+async def retry_waitlist(org: str, deps: MatchingDeps) -> None:
+    """Offer waitlisted clients whoever became eligible or free, longest waiting first."""
+    waiting = sorted(
+        (
+            (stored, revision)
+            for _, stored, revision in await match_records(deps.matches.kv, org)
+            if stored.record.status == "waitlisted"
+        ),
+        key=lambda item: item[0].record.since,
+    )
+    if len(waiting) > 1:
+        await offer_together(org, waiting, deps)
+    elif waiting:
+        case_id = waiting[0][0].record.case_id
+        await _change_case(org, case_id, deps, lambda m: _retry(org, m, deps))
+
+
+async def _retry(org: str, match: CaseMatch | None, deps: MatchingDeps) -> Change | None:
+    if match is None or match.status != "waitlisted":
+        return None
+    client = await _client(org, match.case_id, deps)
+    return await _offer(org, match, client, deps, deps.clock()) if client else None
+
+
+async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
+    """Proposals the client did not answer in time give their slots back. Returns how many."""
+    now = now or deps.clock()
+    expired = 0
+    for org, stored, _ in await match_records(deps.matches.kv):
+        match = stored.record
+        if match.status == "proposed" and all(o.held_until <= now for o in match.proposals):
+            await _change_case(org, match.case_id, deps, lambda m: _expire(m, now))
+            expired += 1
+    return expired
+
+
+async def _expire(match: CaseMatch | None, now: datetime) -> Change | None:
+    if match is None or match.status != "proposed":
+        return None
+    if any(o.held_until > now for o in match.proposals):
+        return None
+    gone = [o.supporter_id for o in match.proposals]
+    record = match.model_copy(update={"status": "expired", "since": now})
+    return Change(record, [ProposalsExpired(case_id=match.case_id, supporter_ids=gone)],
+                  released=gone)  # fmt: skip
+
+
+async def waitlisted_orgs(deps: MatchingDeps) -> set[str]:
+    return {
+        org
+        for org, stored, _ in await match_records(deps.matches.kv)
+        if stored.record.status == "waitlisted"
+    }
