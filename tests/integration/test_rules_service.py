@@ -15,7 +15,6 @@ from nats.aio.client import Client
 from alongside import sample, services
 from alongside.client import AlongsideClient
 from alongside.runtime import topology
-from contracts.envelope import RawEnvelope
 from contracts.intake import (
     GiveConsent,
     NameSupportPerson,
@@ -25,11 +24,12 @@ from contracts.intake import (
     Stage,
     WithdrawConsent,
 )
-from contracts.replies import CommandAccepted, CommandRejected
+from contracts.replies import CommandRejected
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
 from services.rules import bundle, handlers, publishing
 from services.rules.adapters import RulesStore
 from services.rules.handlers import RulesDeps
+from tests.support import accepted, wait_for
 
 TODAY = date.today()
 
@@ -45,22 +45,6 @@ def deps_of(running: services.Running) -> RulesDeps:
     deps = running.deps["rules"]
     assert isinstance(deps, RulesDeps)
     return deps
-
-
-async def accepted(client: AlongsideClient, org: str, command: Any) -> None:
-    reply = await client.submit(org, command)
-    assert isinstance(reply, CommandAccepted), reply
-
-
-async def wait_for(
-    client: AlongsideClient, org: str, event_type: str, count: int = 1, timeout: float = 15
-) -> list[RawEnvelope]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = [e async for e in client.events(org, idle_s=0.2) if e.type == event_type]
-        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
-            return found
-        await asyncio.sleep(0.1)
 
 
 async def register_vetted(

@@ -1,0 +1,284 @@
+"""Matching over a real nats-server: proposals, the client's choices, holds, the waitlist."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from alongside import sample, services
+from alongside.client import AlongsideClient
+from alongside.runtime import topology
+from alongside.runtime.state import CaseloadStore
+from alongside.runtime.store import RecordStore
+from contracts.envelope import RawEnvelope
+from contracts.intake import (
+    CLIENT_PARTY_ID,
+    Affiliation,
+    GiveConsent,
+    Method,
+    Preference,
+    Stage,
+    SubmitIntake,
+)
+from contracts.matching import (
+    AcceptProposal,
+    ChangeSupporter,
+    DeclineProposals,
+    RefuseService,
+)
+from contracts.records import CaseMatch
+from contracts.replies import CommandRejected
+from services.matching import handlers
+from services.matching.handlers import MatchingDeps
+from tests.support import accepted, wait_for
+
+TODAY = date.today()
+RESPONDENT = "Harbour Housing Ltd"
+
+
+@pytest.fixture
+async def running(provisioned: str) -> AsyncIterator[services.Running]:
+    started = await services.start(provisioned, ["intake", "rules", "matching"])
+    yield started
+    await started.stop()
+
+
+def deps_of(running: services.Running) -> MatchingDeps:
+    deps = running.deps["matching"]
+    assert isinstance(deps, MatchingDeps)
+    return deps
+
+
+async def supporter(
+    client: AlongsideClient, org: str, supporter_id: str, languages: list[str], cap: int = 2,
+    lived: list[str] | None = None, affiliated_with: str | None = None,
+) -> None:  # fmt: skip
+    """A vetted supporter: eligible once the rules service has decided."""
+    rng = random.Random(supporter_id)
+    command = sample.supporter(rng, supporter_id)
+    profile = command.profile.model_copy(
+        update={
+            "languages": languages, "caseload_cap": cap, "methods": [Method.PHONE, Method.VIDEO],
+            "lived_experience": lived or ["employment_dispute"],
+            "affiliations": [Affiliation(name=affiliated_with, relationship="former employee")]
+            if affiliated_with else [],
+        }
+    )  # fmt: skip
+    await accepted(client, org, command.model_copy(update={"profile": profile}))
+    for evidence in sample.vetting(rng, supporter_id, TODAY):
+        await accepted(client, org, evidence)
+
+
+def intake(case_id: str, languages: list[str]) -> SubmitIntake:
+    command = sample.intake(random.Random(case_id), case_id)
+    client = command.client.model_copy(
+        update={
+            "languages": languages, "methods": [Method.PHONE], "gender_preference": None,
+            "lived_experience_preference": Preference(values=["tenancy_dispute"]),
+            "safety_concerns": [], "birth_year": 1980,
+        }
+    )  # fmt: skip
+    parties = [p.model_copy(update={"name": RESPONDENT}) for p in command.other_parties]
+    return command.model_copy(update={"client": client, "other_parties": parties})
+
+
+async def eligible(client: AlongsideClient, org: str, count: int) -> None:
+    decided = await wait_for(client, org, "SupporterEligibilityDecided", count)
+    assert sum(e.data["eligible"] for e in decided) >= count
+
+
+def of_case(events: list[RawEnvelope], case_id: str) -> list[RawEnvelope]:
+    return [e for e in events if e.data["case_id"] == case_id]
+
+
+async def match_of(nc: Client, org: str, case_id: str) -> CaseMatch:
+    store = RecordStore(await nc.jetstream().key_value(topology.MATCHES_BUCKET), CaseMatch)
+    stored, _ = await store.load(org, case_id)
+    assert stored is not None
+    return stored.record
+
+
+async def holds(nc: Client, org: str, supporter_id: str) -> dict[str, Any]:
+    caseloads = CaseloadStore(await nc.jetstream().key_value(topology.CASELOADS_BUCKET))
+    caseload, _ = await caseloads.load(org, supporter_id)
+    return caseload.holds
+
+
+async def test_an_intake_gets_explained_proposals_that_hold_slots(
+    running: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    await supporter(client, org, "s-lived", ["en", "sm"], lived=["tenancy_dispute"])
+    await supporter(client, org, "s-plain", ["sm"])
+    await supporter(client, org, "s-other", ["sm"])
+    await supporter(client, org, "s-conflicted", ["sm"], affiliated_with="harbour housing  LTD")
+    await supporter(client, org, "s-english", ["en"])
+    await eligible(client, org, 5)
+
+    await accepted(client, org, intake("c1", ["sm"]))
+    [proposed] = await wait_for(client, org, "MatchProposed")
+
+    offered = [p["supporter_id"] for p in proposed.data["proposals"]]
+    assert offered[0] == "s-lived"  # the shared lived experience scores highest
+    assert sorted(offered) == ["s-lived", "s-other", "s-plain"]  # never conflicted or non-sm
+    assert "languages" in proposed.data["proposals"][0]["matched_on"]
+    assert "tenancy_dispute" not in proposed.model_dump_json()  # values stay out of events
+    record = await match_of(nc, org, "c1")
+    assert record.status == "proposed"
+    assert record.proposals[0].explanation.startswith(
+        "languages: sm; methods: phone; lived experience: tenancy dispute"
+    )
+    assert "not matched: lived experience (tenancy dispute)" in record.proposals[1].explanation
+    for supporter_id in offered:
+        assert set(await holds(nc, org, supporter_id)) == {"c1"}
+
+
+async def test_decline_change_and_refuse_never_offer_a_supporter_again(
+    running: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    for i in range(5):
+        await supporter(client, org, f"s{i}", ["sm"], cap=1)
+    await eligible(client, org, 5)
+    await accepted(client, org, intake("c1", ["sm"]))
+    [first] = await wait_for(client, org, "MatchProposed")
+    first_ids = {p["supporter_id"] for p in first.data["proposals"]}
+    assert len(first_ids) == 3
+
+    await accepted(client, org, DeclineProposals(case_id="c1"))
+    proposed = await wait_for(client, org, "MatchProposed", 2)
+    second_ids = {p["supporter_id"] for p in proposed[-1].data["proposals"]}
+    assert second_ids and not second_ids & first_ids  # only the two never declined
+    assert len(second_ids) == 2
+    for supporter_id in first_ids:
+        assert await holds(nc, org, supporter_id) == {}  # declined holds released
+
+    chosen = sorted(second_ids)[0]
+    await accepted(client, org, AcceptProposal(case_id="c1", supporter_id=chosen))
+    # Matching names the chosen supporter as the support person, so consent can be given.
+    await wait_for(client, org, "SupportPersonNamed")
+    for party in (CLIENT_PARTY_ID, "respondent"):
+        await accepted(
+            client, org,
+            GiveConsent(case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=TODAY),
+        )  # fmt: skip
+    [active] = await wait_for(client, org, "MatchActivated")
+    assert active.data == {"case_id": "c1", "supporter_id": chosen}
+    assert await holds(nc, org, chosen) == {"c1": None}  # held for good
+    assert (await match_of(nc, org, "c1")).status == "active"
+    # Their one slot is taken: eligibility says the caseload is full.
+    decided = await wait_for(client, org, "SupporterEligibilityDecided", 6)
+    assert [e.data["eligible"] for e in decided if e.data["supporter_id"] == chosen][-1] is False
+
+    await accepted(client, org, ChangeSupporter(case_id="c1"))
+    [ended] = await wait_for(client, org, "MatchEnded")
+    assert ended.data["supporter_id"] == chosen
+    assert ended.data["reason"] == "change_of_supporter"
+    assert await holds(nc, org, chosen) == {}
+    # The one supporter never declined nor changed from is offered; nobody else.
+    proposed = await wait_for(client, org, "MatchProposed", 3)
+    [last] = [p["supporter_id"] for p in proposed[-1].data["proposals"]]
+    assert last == (second_ids - {chosen}).pop()
+
+    await accepted(client, org, RefuseService(case_id="c1"))
+    await wait_for(client, org, "ServiceRefused")
+    assert (await match_of(nc, org, "c1")).status == "refused"
+    again = await client.submit(org, RefuseService(case_id="c1"))
+    assert isinstance(again, CommandRejected)
+    assert again.errors[0].field == "case_id"
+
+
+async def test_commands_that_cannot_apply_are_refused_naming_the_field(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await supporter(client, org, "s1", ["sm"])
+    await eligible(client, org, 1)
+    await accepted(client, org, intake("c1", ["sm"]))
+    await wait_for(client, org, "MatchProposed")
+
+    cases = [
+        (AcceptProposal(case_id="c1", supporter_id="nobody"), "supporter_id", "not proposed"),
+        (AcceptProposal(case_id="c-none", supporter_id="s1"), "case_id", "nothing has been"),
+        (ChangeSupporter(case_id="c1"), "case_id", "not accepted or active"),
+        (RefuseService(case_id="c-none"), "case_id", "no such case"),
+    ]
+    for command, field, reason in cases:
+        reply = await client.submit(org, command)
+        assert isinstance(reply, CommandRejected), command
+        assert reply.errors[0].field == field
+        assert reason in reply.errors[0].reason
+
+
+async def test_a_waitlisted_client_is_offered_a_supporter_once_one_is_eligible(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await supporter(client, org, "s-en", ["en"])
+    await eligible(client, org, 1)
+    await accepted(client, org, intake("c-niue", ["niu"]))
+    [waiting] = await wait_for(client, org, "ClientWaitlisted")
+    assert waiting.data["reason"].startswith("no supporter left after: ")
+    assert "languages" in waiting.data["reason"]
+
+    await supporter(client, org, "s-niu", ["niu", "en"])
+    [proposed] = await wait_for(client, org, "MatchProposed")
+    assert proposed.data["case_id"] == "c-niue"
+    assert [p["supporter_id"] for p in proposed.data["proposals"]] == ["s-niu"]
+
+
+async def test_expired_holds_are_released_and_the_waitlist_served(
+    running: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    await supporter(client, org, "s-only", ["sm"], cap=1)
+    await eligible(client, org, 1)
+    await accepted(client, org, intake("c-first", ["sm"]))
+    await wait_for(client, org, "MatchProposed")
+    await accepted(client, org, intake("c-second", ["sm"]))
+    [waiting] = await wait_for(client, org, "ClientWaitlisted")
+    assert waiting.data["case_id"] == "c-second"  # the one slot is held for c-first
+    assert "free slot" in waiting.data["reason"]
+
+    deps = deps_of(running)
+    assert await handlers.expire_holds(deps, deps.clock() + timedelta(days=1)) == 0
+    # Count only this test's organisation: other tests share the server.
+    expired_at = deps.clock() + timedelta(days=3, minutes=1)
+    await handlers.expire_holds(deps, expired_at)
+    [expired] = await wait_for(client, org, "ProposalsExpired")
+    assert expired.data == {"case_id": "c-first", "supporter_ids": ["s-only"]}
+    proposed = await wait_for(client, org, "MatchProposed", 2)
+    assert of_case(proposed, "c-second"), "the waitlisted client gets the released slot"
+    assert set(await holds(nc, org, "s-only")) == {"c-second"}
+    # The first client may still accept, but the supporter is full now.
+    reply = await client.submit(org, AcceptProposal(case_id="c-first", supporter_id="s-only"))
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].field == "supporter_id"
+
+
+async def test_replicas_share_the_work_and_never_overfill_a_supporter(
+    provisioned: str, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    running = await services.start(provisioned, ["intake", "rules", "matching"])
+    second = await services.start(provisioned, ["matching"])
+    try:
+        for i in range(4):
+            await supporter(client, org, f"s{i}", ["sm"], cap=1)
+        await eligible(client, org, 4)
+        await asyncio.gather(*(accepted(client, org, intake(f"c{i}", ["sm"])) for i in range(8)))
+        deadline = asyncio.get_running_loop().time() + 20
+        while asyncio.get_running_loop().time() < deadline:
+            proposed = await wait_for(client, org, "MatchProposed", timeout=0)
+            waitlisted = await wait_for(client, org, "ClientWaitlisted", timeout=0)
+            if len({e.data["case_id"] for e in proposed + waitlisted}) == 8:
+                break
+        # Each supporter has one slot: four holds in all, however the replicas raced.
+        offered = [p["supporter_id"] for e in proposed for p in e.data["proposals"]]
+        assert sorted(offered) == ["s0", "s1", "s2", "s3"]
+        assert len({e.data["case_id"] for e in proposed + waitlisted}) == 8
+        for i in range(4):
+            assert len(await holds(nc, org, f"s{i}")) == 1
+    finally:
+        await second.stop()
+        await running.stop()
