@@ -81,8 +81,8 @@ async def test_eligibility_is_decided_from_vetting_events_and_lapses_with_time(
     assert len(decision.ruleset.content_hash) == 64
 
     # No new input: the day it lapses, the sweep finds it ineligible, with the reason.
-    changed = await handlers.sweep(deps, today=decision.lapses_on)
-    assert changed == 1
+    # (Other tests' supporters on the shared server may lapse that day too.)
+    assert await handlers.sweep(deps, today=decision.lapses_on) >= 1
     lapsed, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, "s1")
     assert lapsed is not None
     assert lapsed.outcome == "ineligible"
