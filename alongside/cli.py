@@ -167,6 +167,80 @@ def events(
         asyncio.run(run())
 
 
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="JSON lines, one SubmitIntake payload each.")],
+    org: Annotated[str, typer.Option(help="Organisation token.")],
+) -> None:
+    """Import many intakes and match them together (exit 1 if any line was refused)."""
+    from rich.progress import Progress
+
+    from alongside.importer import import_intakes
+
+    settings = _settings()
+    text = file.read_text()
+    lines = sum(1 for line in text.splitlines() if line.strip())
+
+    async def run() -> Any:
+        nc = await bus.connect(connection.resolve_url(settings), "alongside-import")
+        try:
+            with Progress(transient=True) as progress:
+                sending = progress.add_task("intakes submitted", total=lines)
+                matching = progress.add_task("waiting for matching policies", total=None)
+                return await import_intakes(
+                    AlongsideClient(nc, source="alongside/import"), org, text,
+                    submitted=lambda: progress.advance(sending),
+                    ready=lambda said: progress.update(matching, description=said[:60]),
+                )  # fmt: skip
+        finally:
+            await nc.close()
+
+    result = asyncio.run(run())
+    for number, errors in result.refused:
+        for error in errors:
+            typer.echo(f"{file}:{number}: {error.field}: {error.reason}", err=True)
+    assigned = result.assigned
+    typer.echo(
+        f"{result.submitted} intakes imported as {result.batch_id}; "
+        + (f"{assigned.proposed} given proposals, {assigned.waitlisted} waitlisted; "
+           if assigned else "")
+        + f"{len(result.refused)} lines refused"
+    )  # fmt: skip
+    if result.refused:
+        raise typer.Exit(1)
+
+
+@app.command()
+def proposals(
+    case_id: Annotated[str, typer.Argument(help="The case.")],
+    org: Annotated[str, typer.Option(help="Organisation token.")],
+) -> None:
+    """Show a case's matching state: each proposal with its explanation, or why it waits."""
+    from alongside.runtime.store import RecordStore
+    from contracts.records import CaseMatch
+
+    settings = _settings()
+
+    async def run() -> Any:
+        nc = await bus.connect(connection.resolve_url(settings), "alongside-proposals")
+        try:
+            kv = await nc.jetstream().key_value(topology.MATCHES_BUCKET)
+            stored, _ = await RecordStore(kv, CaseMatch).load(org, case_id)
+            return stored.record if stored else None
+        finally:
+            await nc.close()
+
+    match = asyncio.run(run())
+    if match is None:
+        typer.echo(f"no matching state for case {case_id} in {org}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{case_id}: {match.status}" + (f" ({match.waitlist_reason})"
+                                               if match.waitlist_reason else ""))  # fmt: skip
+    for offer in match.proposals:
+        typer.echo(f"  {offer.supporter_id}  score {offer.score:g}  held until "
+                   f"{offer.held_until:%Y-%m-%d %H:%M}  {offer.explanation}")  # fmt: skip
+
+
 @contracts_app.command("export")
 def contracts_export(
     directory: Annotated[Path, typer.Argument(help="Where to write schemas/ and asyncapi.json.")],
