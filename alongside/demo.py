@@ -1,9 +1,13 @@
 """``alongside demo``: the flow as far as it is built, on a fresh embedded server.
 
-Two organisations register supporters with their vetting evidence, take client
-intakes, name support persons and record each party's consent, while an outside
-subscriber that knows only ``contracts/`` follows their events. Then the
-service is shown refusing what it must refuse. Exits 0 when everything behaved.
+Two organisations register supporters with their vetting evidence and take
+client intakes; the rules service decides eligibility; matching offers each
+client explained proposals, and clients decline, choose (then every party
+consents and the match becomes active), change supporter or refuse the service,
+while a client nobody can serve is waitlisted with the reason. An ops person
+publishes a stricter ruleset live, the services refuse what they must, and an
+outside subscriber that knows only ``contracts/`` follows the events. Exits 0
+when everything behaved.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
 from alongside.runtime.state import DecisionStore
+from alongside.runtime.store import RecordStore
 from alongside.settings import Settings
 from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
@@ -36,11 +41,13 @@ from contracts.intake import (
     Contact,
     FamilyOrFriend,
     GiveConsent,
+    Method,
     NameSupportPerson,
-    PeerSupporter,
     Stage,
     WithdrawConsent,
 )
+from contracts.matching import AcceptProposal, ChangeSupporter, DeclineProposals, RefuseService
+from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, RulesDecision
 from services.rules import bundle, publishing
@@ -95,7 +102,7 @@ async def _demo(state: Path, seed: int) -> None:
         try:
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
-            await _support_and_consent(client, decisions, today)
+            await _matching(client, nc, decisions, today)
             await _publish_live(nc, decisions, eligible)
             await _refusals(client, nc)
             await _outside_subscriber(client)
@@ -164,42 +171,90 @@ async def _eligibility(decisions: DecisionStore) -> set[str]:
     return eligible
 
 
-async def _support_and_consent(
-    client: AlongsideClient, decisions: DecisionStore, today: date
+async def _matching(
+    client: AlongsideClient, nc: Nats, decisions: DecisionStore, today: date
 ) -> None:
     org = ORGS[0]
-    console.print(f"\n[bold]3. Support persons and all-party consent[/] ({org})")
-    peer = NameSupportPerson(case_id="case-00", support_person=PeerSupporter(supporter_id="s003"))
-    await _accepted(client, org, peer)
-    console.print("  case-00: peer supporter s003 named as support person")
-    stages = [Stage.ENTRY, Stage.INVESTIGATION]
-    await _accepted(
-        client,
-        org,
-        GiveConsent(case_id="case-00", party_id="client", stages=stages, given_on=today),
+    console.print(f"\n[bold]3. Matching: explained proposals and the client's choices[/] ({org})")
+    kv = await nc.jetstream().key_value(topology.MATCHES_BUCKET)
+    matches = RecordStore(kv, CaseMatch)
+
+    async def state(case_id: str, until: Callable[[CaseMatch], bool]) -> CaseMatch:
+        for _ in range(300):
+            stored, _ = await matches.load(org, case_id)
+            if stored is not None and stored.outbox is None and until(stored.record):
+                return stored.record
+            await asyncio.sleep(0.05)
+        raise DemoFailed(f"matching of {case_id} did not get there")
+
+    settled = {"proposed", "waitlisted"}
+    cases = [
+        await state(f"case-{n:02d}", lambda m: m.status in settled) for n in range(CLIENTS_PER_ORG)
+    ]
+    console.print(f"  {CLIENTS_PER_ORG} intakes -> "
+                  f"{sum(m.status == 'proposed' for m in cases)} offered supporters at once")
+    # Two English-speaking clients open to any method: enough supporters to show the choices.
+    for case_id in ("case-a", "case-b"):
+        story = sample.intake(random.Random(case_id), case_id)
+        await _accepted(client, org, story.model_copy(update={"client": story.client.model_copy(
+            update={"languages": ["en"], "methods": list(Method), "gender_preference": None}
+        )}))  # fmt: skip
+    first, second = [await state(c, lambda m: m.status in settled) for c in ("case-a", "case-b")]
+    proposed = [m for m in cases if m.status == "proposed" and m.case_id != "case-01"]
+    expect(bool(proposed) and first.status == second.status == "proposed", "no proposals")
+    third = proposed[0]
+    _show(first, "proposals, best first, each holding one of the supporter's slots")
+
+    await _accepted(client, org, DeclineProposals(case_id=first.case_id))
+    again = await state(first.case_id, lambda m: m.round == 2 or m.status == "waitlisted")
+    declined = [o.supporter_id for o in first.proposals]
+    expect(not {o.supporter_id for o in again.proposals} & set(declined), "a declined supporter")
+    _show(again, f"declined {', '.join(declined)}: new proposals, never those again")
+
+    chosen = again.proposals[0].supporter_id
+    await _accepted(client, org, AcceptProposal(case_id=first.case_id, supporter_id=chosen))
+    console.print(f"  {first.case_id}: the client chooses {chosen}; matching names them as the "
+                  "support person and waits for every party's consent")  # fmt: skip
+    await _wait_for_named(client, org, first.case_id)
+    awaited: dict[str, Callable[[RulesDecision], bool]] = {
+        "client": lambda d: d.fired[0].reason.endswith("from respondent."),
+        "respondent": lambda d: d.outcome == "active",
+    }
+    for party, until in awaited.items():
+        await _accepted(client, org, GiveConsent(
+            case_id=first.case_id, party_id=party, stages=[Stage.ENTRY, Stage.INVESTIGATION],
+            given_on=today,
+        ))  # fmt: skip
+        decision = await _wait_for_decision(decisions, org, Kind.CONSENT, first.case_id, until)
+        colour = "green" if decision.outcome == "active" else "yellow"
+        console.print(f"  {first.case_id}: {party} consents -> [{colour}]{decision.outcome}[/]: "
+                      f"{escape(decision.fired[0].reason)}")  # fmt: skip
+    await state(first.case_id, lambda m: m.status == "active")
+    console.print(f"  {first.case_id}: match with {chosen} [green]active[/]; scheduling is asked "
+                  "for a first meeting (MatchActivated)")  # fmt: skip
+    await _accepted(client, org, ChangeCaseStage(case_id=first.case_id, stage=Stage.INVESTIGATION))
+    console.print(f"  {first.case_id}: moves from entry to investigation (consent covers it)")
+
+    leaving = second.proposals[0].supporter_id
+    await _accepted(client, org, AcceptProposal(case_id=second.case_id, supporter_id=leaving))
+    await _accepted(client, org, ChangeSupporter(case_id=second.case_id))
+    changed = await state(second.case_id, lambda m: m.round == 2 or m.status == "waitlisted")
+    expect(leaving not in {o.supporter_id for o in changed.proposals}, "the previous supporter")
+    _show(changed, f"accepted {leaving}, then asked for someone else: the match ended")
+
+    await _accepted(client, org, RefuseService(case_id=third.case_id))
+    refused = await state(third.case_id, lambda m: m.status == "refused")
+    console.print(f"  {refused.case_id}: the client refuses the service -> case closed, "
+                  f"{len(third.proposals)} holds released")  # fmt: skip
+
+    niue = sample.intake(random.Random(4), "case-niue")
+    niue = niue.model_copy(
+        update={"client": niue.client.model_copy(update={"languages": ["niu"]})}
     )
-    pending = await _wait_for_decision(
-        decisions,
-        org,
-        Kind.CONSENT,
-        "case-00",
-        lambda d: d.fired[0].reason.endswith("from respondent."),
-    )
-    console.print(
-        f"  case-00: the client consents -> [yellow]{pending.outcome}[/]: {pending.fired[0].reason}"
-    )
-    await _accepted(
-        client,
-        org,
-        GiveConsent(case_id="case-00", party_id="respondent", stages=stages, given_on=today),
-    )
-    active = await _wait_for_decision(
-        decisions, org, Kind.CONSENT, "case-00", lambda d: d.outcome == "active"
-    )
-    console.print(
-        "  case-00: the respondent consents -> "
-        f"[green]{active.outcome}[/]: {active.fired[0].reason}"
-    )
+    await _accepted(client, org, niue)
+    waiting = await state("case-niue", lambda m: m.status == "waitlisted")
+    console.print(f"  case-niue: speaks only Niuean -> [yellow]waitlisted[/]: "
+                  f"{escape(waiting.waitlist_reason or '')}")  # fmt: skip
 
     family = FamilyOrFriend(
         kind="family", display_name="Aunt of the client", contact=Contact(phone="+64 21 555 0101")
@@ -221,8 +276,25 @@ async def _support_and_consent(
         "  case-01: a family member named; both parties consent, then the respondent withdraws "
         f"-> [red]{suspended.outcome}[/]: {suspended.fired[0].reason}"
     )
-    await _accepted(client, org, ChangeCaseStage(case_id="case-00", stage=Stage.INVESTIGATION))
-    console.print("  case-00: moves from entry to investigation (consent covers it)")
+
+
+async def _wait_for_named(client: AlongsideClient, org: str, case_id: str) -> None:
+    for _ in range(200):
+        async for event in client.events(org, idle_s=0.1):
+            if event.type == "SupportPersonNamed" and event.data["case_id"] == case_id:
+                return
+        await asyncio.sleep(0.05)
+    raise DemoFailed(f"no support person named for {case_id}")
+
+
+def _show(match: CaseMatch, what: str) -> None:
+    console.print(f"  {match.case_id}: {what}")
+    table = Table("supporter", "score", "why", box=None, padding=(0, 2))
+    for offer in match.proposals:
+        table.add_row(offer.supporter_id, f"{offer.score:g}", escape(offer.explanation))
+    if not match.proposals:
+        table.add_row("-", "-", escape(f"waitlisted: {match.waitlist_reason}"))
+    console.print(table)
 
 
 async def _publish_live(nc: Nats, decisions: DecisionStore, eligible_before: set[str]) -> None:

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 
 from alongside import sample, services
 from alongside.client import AlongsideClient
+from alongside.importer import import_intakes
 from alongside.runtime import topology
 from alongside.runtime.state import CaseloadStore
 from alongside.runtime.store import RecordStore
@@ -282,3 +283,31 @@ async def test_replicas_share_the_work_and_never_overfill_a_supporter(
     finally:
         await second.stop()
         await running.stop()
+
+
+async def test_an_import_gives_every_client_a_first_proposal_before_anyone_a_second(
+    running: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    for i in range(3):
+        await supporter(client, org, f"s{i}", ["sm"], cap=2)
+    await eligible(client, org, 3)
+    lines = [intake(f"c{i}", ["sm"]).model_dump_json() for i in range(5)]
+    lines.insert(2, '{"case_id": "c-bad"}')
+    text = "\n".join(lines) + "\n"
+
+    result = await import_intakes(client, org, text)
+
+    assert result.submitted == 5
+    [(line, errors)] = result.refused
+    assert line == 3
+    assert {e.field for e in errors} >= {"client", "dispute", "other_parties"}
+    assert result.assigned is not None
+    assert (result.assigned.clients, result.assigned.proposed) == (5, 5)
+    # Six slots, five clients: everyone has one before the one spare slot makes a second.
+    counts = sorted([len((await match_of(nc, org, f"c{i}")).proposals) for i in range(5)])
+    assert counts == [1, 1, 1, 1, 2]
+    assert sum([len(await holds(nc, org, f"s{i}")) for i in range(3)]) == 6
+    again = await import_intakes(client, org, text)  # the same file again changes nothing
+    assert again.assigned is not None
+    assert again.assigned.proposed == 5
+    assert sum([len(await holds(nc, org, f"s{i}")) for i in range(3)]) == 6
