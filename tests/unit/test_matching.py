@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
+from contracts.records import Caseload
 from contracts.rules import FiredRule
 from services.matching import batch, population
 from services.matching.domain import (
     Filter,
+    LiveIndex,
     Policy,
     SupporterIndex,
     SupporterRow,
@@ -160,3 +164,48 @@ def test_batch_respects_capacity_and_filters_and_reaches_the_feasible_coverage()
     rows_, cols_ = linear_sum_assignment(feasible, maximize=True)
     best = int(feasible[rows_, cols_].sum())
     assert len(result.chosen) == best
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), changes=st.integers(1, 40))
+def test_a_live_index_kept_current_in_place_proposes_as_a_fresh_one_would(
+    seed: int, changes: int
+) -> None:
+    rng = random.Random(seed)
+    rows = {r.supporter_id: r for r in population.supporters(rng, 40)}
+    live = LiveIndex()
+    for row in rows.values():
+        live.put(row)
+    live.index  # built once; later changes of eligibility and slots land in place  # noqa: B018
+    for _ in range(changes):
+        row = rows[rng.choice(sorted(rows))]
+        if rng.random() < 0.2:  # a profile change: rebuilt on the next read
+            row = dataclasses.replace(row, languages=frozenset({rng.choice(population.LANGS)}))
+        else:
+            row = dataclasses.replace(row, eligible=rng.random() < 0.8,
+                                      free_slots=rng.randint(0, 2))  # fmt: skip
+        rows[row.supporter_id] = row
+        live.put(row)
+        policy = population.client(rng)
+        fresh = SupporterIndex(list(rows.values()))
+        assert propose(live.index, policy, 3) == propose(fresh, policy, 3)
+
+
+def test_the_offer_effect_sets_how_many_are_proposed_and_for_how_long() -> None:
+    fired = [
+        FiredRule(rule="offer", outcome="policy", reason="r",
+                  effect={"proposals": 2, "hold_days": 5}),
+    ]  # fmt: skip
+    policy = Policy.from_fired(fired)
+    assert (policy.proposals, policy.hold_days) == (2, 5)
+    assert (Policy.from_fired([]).proposals, Policy.from_fired([]).hold_days) == (3, 3)
+
+
+def test_a_caseload_counts_unexpired_holds_and_accepted_matches() -> None:
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    caseload = Caseload(
+        supporter_id="s1",
+        holds={"c1": None, "c2": now + timedelta(hours=1), "c3": now - timedelta(seconds=1)},
+    )
+    assert caseload.taken(now) == 2  # c3's hold has run out
+    assert caseload.active_cases == 1
