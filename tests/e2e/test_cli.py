@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import date
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from alongside import sample
+from alongside import sample, services
 from alongside.cli import app
+from alongside.client import AlongsideClient
 from alongside.demo import run_demo
+from contracts.intake import Method
+from tests.support import accepted
 
 runner = CliRunner()
 
@@ -73,3 +77,39 @@ def test_contracts_export(tmp_path: Path) -> None:
 
 async def test_demo_runs_the_flow_and_exits_zero() -> None:
     assert await run_demo(seed=7) == 0
+
+
+async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
+    env: dict[str, str], org: str, tmp_path: Path, provisioned: str
+) -> None:
+    running = await services.start(provisioned, ["intake", "rules", "matching"])
+    try:
+        client = AlongsideClient(running.brokers[0].connection, source="tests")
+        rng = random.Random(5)
+        for n in range(4):
+            await accepted(client, org, sample.supporter(rng, f"s{n}"))
+            for evidence in sample.vetting(rng, f"s{n}", date.today()):
+                await accepted(client, org, evidence)
+        intakes = [sample.intake(rng, f"c{n}") for n in range(3)]
+        english = [i.model_copy(update={"client": i.client.model_copy(
+            update={"languages": ["en"], "methods": list(Method), "gender_preference": None})})
+            for i in intakes]  # fmt: skip
+        lines = [i.model_dump_json() for i in english] + ['{"case_id": 5}']
+        file = tmp_path / "intakes.jsonl"
+        file.write_text("\n".join(lines) + "\n")
+
+        def invoke(*args: str) -> Result:
+            return runner.invoke(app, list(args), env=env)
+
+        imported = await asyncio.to_thread(invoke, "import", str(file), "--org", org)
+        assert imported.exit_code == 1  # one line refused
+        assert "intakes.jsonl:4: case_id: Input should be a valid string" in imported.output
+        assert "3 intakes imported" in imported.output
+        assert "3 given proposals, 0 waitlisted" in imported.output
+
+        shown = await asyncio.to_thread(invoke, "proposals", "c0", "--org", org)
+        assert shown.exit_code == 0, shown.output
+        assert shown.output.startswith("c0: proposed")
+        assert "languages: en" in shown.output
+    finally:
+        await running.stop()
