@@ -128,22 +128,21 @@ class CaseloadStore:
 
     async def _change(
         self, org: str, supporter_id: str, change: Callable[[Caseload], Caseload | None]
-    ) -> bool:
-        """Apply ``change`` by compare-and-set; ``None`` from it means: refused, leave as is."""
+    ) -> Caseload | None:
+        """Apply ``change`` by compare-and-set and return the result; ``None`` from ``change``
+        means: refused, leave as is."""
         for _ in range(MAX_CONFLICT_RETRIES):
             caseload, revision = await self.load(org, supporter_id)
             new = change(caseload)
-            if new is None:
-                return False
-            if new == caseload:
-                return True
+            if new is None or new == caseload:
+                return new
             value = new.model_dump_json().encode()
             try:
                 if revision == 0:
                     await self.kv.create(f"{org}.{supporter_id}", value)
                 else:
                     await self.kv.update(f"{org}.{supporter_id}", value, last=revision)
-                return True
+                return new
             except KeyWrongLastSequenceError:
                 continue
         raise RuntimeError(f"caseload {org}.{supporter_id} kept changing; try again")
@@ -151,9 +150,10 @@ class CaseloadStore:
     async def hold(
         self, org: str, supporter_id: str, case_id: str, until: datetime | None, cap: int,
         now: datetime,
-    ) -> bool:  # fmt: skip
-        """Hold one of the supporter's slots for the case (``until`` None: for good). False when
-        every slot is taken by other cases; a case already holding one just changes its term."""
+    ) -> Caseload | None:  # fmt: skip
+        """Hold one of the supporter's slots for the case (``until`` None: for good) and return
+        the caseload as it now stands; None when every slot is taken by other cases. A case
+        already holding one just changes its term."""
 
         def change(caseload: Caseload) -> Caseload | None:
             if case_id not in caseload.holds and caseload.taken(now) >= cap:

@@ -68,7 +68,7 @@ from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided, SupporterEligibilityDecided
 from services.matching import batch, domain
 from services.matching.adapters import Supporters, match_records
-from services.matching.domain import Policy, Proposal
+from services.matching.domain import Policy, Proposal, SupporterIndex
 
 log = get_logger(__name__)
 
@@ -77,6 +77,7 @@ _NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
 MAX_CONFLICT_RETRIES = 10
 # Candidates beyond K, in case another replica fills one of them first.
 SPARE = 3
+ROUND_ATTEMPTS = 5
 TAKEN_MEANWHILE = "every suitable supporter's free slots were taken meanwhile"
 
 Reply = CommandAccepted | CommandRejected
@@ -261,9 +262,9 @@ async def _offer(
 ) -> Change | None:
     """Up to K proposals, each holding a slot; or the waitlist with the reason."""
     policy = client.policy
-    live = deps.supporters.index(org)
+    index = deps.supporters.index(org).index
     result = domain.propose(
-        live.index, policy, policy.proposals + SPARE, client.party_names, match.excluded
+        index, policy, policy.proposals + SPARE, client.party_names, match.excluded
     )
     if isinstance(result, domain.Waitlisted):
         return _waitlisted(match, result.reason, now)
@@ -272,7 +273,7 @@ async def _offer(
     for proposal in result:
         if len(offers) == policy.proposals:
             break
-        if await _hold(org, proposal.supporter_id, match.case_id, until, deps, now):
+        if await _hold(org, proposal.supporter_id, match.case_id, until, deps, now, index):
             offers.append(_offer_of(proposal, until))
     if not offers:
         return _waitlisted(match, TAKEN_MEANWHILE, now)
@@ -281,15 +282,16 @@ async def _offer(
 
 async def _hold(
     org: str, supporter_id: str, case_id: str, until: datetime | None, deps: MatchingDeps,
-    now: datetime,
+    now: datetime, index: SupporterIndex | None = None,
 ) -> bool:  # fmt: skip
+    """Hold a slot; the index deciding who comes next learns of it at once."""
     cap = deps.supporters.cap(org, supporter_id)
-    held = await deps.caseloads.hold(org, supporter_id, case_id, until, cap, now)
-    index = deps.supporters.index(org).index
+    caseload = await deps.caseloads.hold(org, supporter_id, case_id, until, cap, now)
+    index = index or deps.supporters.index(org).index
     i = index.position.get(supporter_id)
     if i is not None:  # the watch will say so too; later decisions here need it now
-        index.free[i] = max(index.free[i] - 1, 0) if held else 0
-    return held
+        index.free[i] = max(cap - caseload.taken(now), 0) if caseload else 0
+    return caseload is not None
 
 
 # Committing a change ----------------------------------------------------------
@@ -574,17 +576,24 @@ async def offer_together(
             for case_id, client in clients.items()
             if client and len(chosen[case_id]) == round_ < client.policy.proposals
         ]  # fmt: skip
-        if not requests:
-            break
-        assignment = batch.assign(index, requests)
-        for case_id, supporter_id in assignment.chosen.items():
-            client = clients[case_id]
-            assert client is not None
-            until = now + timedelta(days=client.policy.hold_days)
-            if await _hold(org, supporter_id, case_id, until, deps, now):
-                i = index.position[supporter_id]
-                proposal = domain.explain(index, client.policy, i, assignment.scores[case_id])
-                chosen[case_id].append(_offer_of(proposal, until))
+        # The index may lag the caseloads (its watch): a refused hold marks that supporter
+        # full and the clients it left out are assigned again.
+        for _ in range(ROUND_ATTEMPTS):
+            if not requests:
+                break
+            assignment = batch.assign(index, requests)
+            refused = set()
+            for case_id, supporter_id in assignment.chosen.items():
+                client = clients[case_id]
+                assert client is not None
+                until = now + timedelta(days=client.policy.hold_days)
+                if await _hold(org, supporter_id, case_id, until, deps, now, index):
+                    i = index.position[supporter_id]
+                    proposal = domain.explain(index, client.policy, i, assignment.scores[case_id])
+                    chosen[case_id].append(_offer_of(proposal, until))
+                else:
+                    refused.add(case_id)
+            requests = [r for r in requests if r.client_id in refused]
     for stored, revision in cases:
         case_id = stored.record.case_id
         client = clients[case_id]
