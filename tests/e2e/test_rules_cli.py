@@ -27,7 +27,7 @@ def tree(tmp_path: Path, org: str) -> Path:
 def test_check_and_test_pass_on_the_shipped_rules() -> None:
     checked = runner.invoke(app, ["rules", "check"])
     assert checked.exit_code == 0, checked.output
-    assert checked.output.startswith("ok: 5 rulesets")
+    assert checked.output.startswith("ok: 6 rulesets")
     tested = runner.invoke(app, ["rules", "test"])
     assert tested.exit_code == 0, tested.output
     assert "FAIL" not in tested.output
