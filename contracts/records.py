@@ -6,6 +6,7 @@ These hold personal data; they never travel in events.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Literal
 
@@ -73,15 +74,20 @@ class Offer(Record):
 
     supporter_id: str
     score: float
-    matched: list[str]  # "languages: sm", "lived experience: tenancy"
-    unmatched: list[str]  # "cultural background (maori)"
+    matched: list[str]  # "speaks sm", "has been through tenancy dispute"
+    unmatched: list[str]  # "a maori cultural background": hoped for, not met
     matched_on: list[str]  # field names only: what events say
     held_until: datetime
 
     @property
     def explanation(self) -> str:
-        said = "; ".join(self.matched) or "meets every requirement"
-        return f"{said}; not matched: {', '.join(self.unmatched)}" if self.unmatched else said
+        return explanation(self.matched, self.unmatched)
+
+
+def explanation(matched: Sequence[str], unmatched: Sequence[str]) -> str:
+    """One line a coordinator can read out to the client."""
+    said = "; ".join(matched) or "meets every requirement"
+    return f"{said}; you hoped for: {', '.join(unmatched)}" if unmatched else said
 
 
 class CaseMatch(Record):

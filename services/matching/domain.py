@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contracts.records import explanation
 from contracts.rules import FiredRule
 
 # Supporter attributes a policy may filter or weigh on, and whether each holds several values.
@@ -214,8 +215,7 @@ class Proposal:
 
     @property
     def explanation(self) -> str:
-        said = "; ".join(self.matched) or "meets every requirement"
-        return f"{said}; not matched: {', '.join(self.unmatched)}" if self.unmatched else said
+        return explanation(self.matched, self.unmatched)
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,26 @@ def propose(
     return [explain(index, policy, int(pool[j]), float(score[j])) for j in order]
 
 
+# How a coordinator reads what a supporter has, and what the client hoped for.
+HAS = {
+    "languages": "speaks {}",
+    "methods": "offers {}",
+    "lived_experience": "has been through {}",
+    "cultural_background": "{} cultural background",
+    "gender_identity": "is {}",
+    "region": "in the {} region",
+}
+HOPED = {
+    "lived_experience": "lived experience of {}",
+    "cultural_background": "a {} cultural background",
+    "gender_identity": "a supporter who is {}",
+    "region": "someone in the {} region",
+}
+
+
 def explain(index: SupporterIndex, policy: Policy, i: int, score: float) -> Proposal:
+    """What the supporter meets ("speaks sm; has been through tenancy dispute") and which of
+    the client's preferences they do not ("you hoped for: someone in the north region")."""
     matched, unmatched = [], []
     matched_on = [f.field for f in policy.filters]
     for f in policy.filters:
@@ -296,17 +315,17 @@ def explain(index: SupporterIndex, policy: Policy, i: int, score: float) -> Prop
             shared = [
                 v for v in f.values if str(v) in vocab and index.columns[f.field][vocab[str(v)], i]
             ]
-            matched.append(f"{f.field.replace('_', ' ')}: {_words(shared)}")
+            matched.append(HAS.get(f.field, f"{f.field}: {{}}").format(_words(shared)))
         else:
             matched.append(f.reason)
     for w in policy.weights:
         vocab = index.vocab.get(w.field, {})
         shared = [v for v in w.values if v in vocab and index.columns[w.field][vocab[v], i]]
         if shared:
-            matched.append(f"{w.field.replace('_', ' ')}: {_words(shared)}")
+            matched.append(HAS.get(w.field, f"{w.field}: {{}}").format(_words(shared)))
             matched_on.append(w.field)
         else:
-            unmatched.append(f"{w.field.replace('_', ' ')} ({_words(w.values)})")
+            unmatched.append(HOPED.get(w.field, f"{w.field} {{}}").format(_words(w.values)))
     return Proposal(
         index.ids[i], score, tuple(matched), tuple(unmatched), tuple(dict.fromkeys(matched_on))
     )

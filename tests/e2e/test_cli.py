@@ -110,6 +110,6 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
         shown = await asyncio.to_thread(invoke, "proposals", "c0", "--org", org)
         assert shown.exit_code == 0, shown.output
         assert shown.output.startswith("c0: proposed")
-        assert "languages: en" in shown.output
+        assert "speaks en" in shown.output
     finally:
         await running.stop()

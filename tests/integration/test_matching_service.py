@@ -132,9 +132,9 @@ async def test_an_intake_gets_explained_proposals_that_hold_slots(
     record = await match_of(nc, org, "c1")
     assert record.status == "proposed"
     assert record.proposals[0].explanation.startswith(
-        "languages: sm; methods: phone; lived experience: tenancy dispute"
+        "speaks sm; offers phone; has been through tenancy dispute"
     )
-    assert "not matched: lived experience (tenancy dispute)" in record.proposals[1].explanation
+    assert "you hoped for: lived experience of tenancy dispute" in record.proposals[1].explanation
     for supporter_id in offered:
         assert set(await holds(nc, org, supporter_id)) == {"c1"}
 

@@ -100,7 +100,7 @@ def test_proposals_explain_what_matched_and_what_did_not() -> None:
     assert proposal.score == 5
     assert (
         proposal.explanation
-        == "languages: sm; lived experience: tenancy; not matched: cultural background (maori)"
+        == "speaks sm; has been through tenancy; you hoped for: a maori cultural background"
     )
 
 
