@@ -96,7 +96,6 @@ class CaseMatch(Record):
     case_id: str
     status: MatchStatus
     round: int = 0  # proposal rounds so far
-    changes: int = 0  # every change counts: event ids derive from it
     proposals: list[Offer] = []
     supporter_id: str | None = None  # the chosen supporter, once accepted
     excluded: list[str] = []  # declined or changed from: never proposed again

@@ -15,6 +15,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from nats.js import JetStreamContext
@@ -23,7 +27,8 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, TypeAdapter
 
 from alongside.runtime import bus
-from contracts.envelope import RawEnvelope
+from alongside.runtime.commands import Received
+from contracts.envelope import Event, RawEnvelope, wrap
 from contracts.records import Record
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
 
@@ -150,3 +155,120 @@ async def flush(
     # A conflict means someone else flushed it, or moved on after flushing it.
     with contextlib.suppress(Conflict):
         await store.save(org, entity_id, store.stored(stored.record), revision)
+
+
+class Refused(Exception):
+    """A command that cannot apply to the record as it stands; answered naming the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+@dataclass(frozen=True)
+class Change(Generic[R]):
+    """A record's new state and the events it announces."""
+
+    record: R
+    events: Sequence[Event]
+
+
+Decide = Callable[[R | None], Awaitable[Change[R] | None]]
+MAX_CONFLICT_RETRIES = 10
+_EVENT_NAMESPACE = uuid.UUID("9d3a6f41-0c7e-4b8a-a2f5-5e1b7c0d4e93")
+
+
+@dataclass(frozen=True)
+class Changer(Generic[R]):
+    """Changes one kind of record exactly once in effect, whether a command, an event or the
+    clock caused it: decide on the current state, commit record + outbox by revision (again
+    on a conflict), then flush. Event ids derive from the revision the change was decided
+    on, so a repeated flush republishes the same ids.
+
+    ``before_publish`` carries out a committed change's other effects (idempotent, run on
+    every flush); ``on_conflict`` undoes what a losing decision did outside the record.
+    """
+
+    store: RecordStore[R]
+    replies: ReplyStore
+    events: EventPublisher
+    source: str
+    clock: Callable[[], datetime]
+    before_publish: Callable[[str, str, R], Awaitable[None]] | None = None
+
+    async def change(
+        self, org: str, entity_id: str, decide: Decide[R], command: Received | None = None,
+        on_conflict: Callable[[], Awaitable[None]] | None = None,
+    ) -> CommandAccepted | CommandRejected | None:  # fmt: skip
+        print_ = fingerprint(command.command) if command else ""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            stored, revision = await self.store.load(org, entity_id)
+            if command is not None:
+                previous = await self.replies.get(org, command.envelope.id)
+                if previous is not None:
+                    return repeated(command.envelope.type, command.envelope.id,
+                                    previous.fingerprint, previous.reply, print_)  # fmt: skip
+            if stored is not None and stored.outbox is not None:
+                await self.flush(org, entity_id, stored, revision)
+                outbox = stored.outbox
+                if command and outbox.command_id == command.envelope.id and outbox.reply:
+                    return repeated(command.envelope.type, command.envelope.id,
+                                    outbox.fingerprint, outbox.reply, print_)  # fmt: skip
+                stored, revision = await self.store.load(org, entity_id)
+            try:
+                change = await decide(stored.record if stored else None)
+            except Refused as refused:
+                assert command is not None, "only a command can be refused"
+                return CommandRejected(
+                    command_id=command.envelope.id, command_type=command.envelope.type,
+                    errors=[FieldError(field=refused.field, reason=refused.reason)],
+                )  # fmt: skip
+            if change is None:
+                return None
+            try:
+                return await self._commit(org, entity_id, revision, change, command, print_)
+            except Conflict:
+                if on_conflict is not None:
+                    await on_conflict()
+        if command is None:
+            raise RuntimeError(f"{org}.{entity_id} kept changing")
+        return CommandRejected(
+            command_id=command.envelope.id, command_type=command.envelope.type,
+            errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
+        )  # fmt: skip
+
+    async def _commit(
+        self, org: str, entity_id: str, revision: int, change: Change[R],
+        command: Received | None, print_: str,
+    ) -> CommandAccepted | None:  # fmt: skip
+        now = self.clock()
+        cause = command.envelope if command else None
+        events = [
+            wrap(
+                event, org=org, source=self.source, time=now,
+                id=uuid.uuid5(_EVENT_NAMESPACE, f"{org}:{entity_id}:{revision}:{i}").hex,
+                correlationid=(cause.correlationid or cause.id) if cause else None,
+                causationid=cause.id if cause else None,
+            )
+            for i, event in enumerate(change.events)
+        ]  # fmt: skip
+        reply = (
+            CommandAccepted(command_id=command.envelope.id, command_type=command.envelope.type,
+                            event_ids=[e.id for e in events])
+            if command else None
+        )  # fmt: skip
+        outbox = Outbox(
+            events=[e.model_dump_json() for e in events],
+            command_id=command.envelope.id if command else None,
+            fingerprint=print_,
+            reply=reply,
+        )
+        new = self.store.stored(change.record, outbox)
+        revision = await self.store.save(org, entity_id, new, revision)
+        await self.flush(org, entity_id, new, revision)
+        return reply
+
+    async def flush(self, org: str, entity_id: str, stored: Stored[R], revision: int) -> None:
+        if self.before_publish is not None:
+            await self.before_publish(org, entity_id, stored.record)
+        await flush(org, entity_id, self.store, stored, revision, self.events, self.replies)

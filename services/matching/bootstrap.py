@@ -6,12 +6,12 @@ from nats.aio.client import Client
 
 from alongside.runtime import topology
 from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
-from alongside.runtime.store import EventPublisher, RecordStore, ReplyStore
+from alongside.runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
 from alongside.settings import Settings
 from contracts.envelope import now
 from contracts.records import CaseMatch
 from services.matching.adapters import Supporters
-from services.matching.handlers import MatchingDeps
+from services.matching.handlers import SOURCE, MatchingDeps, holds_releaser
 
 
 async def bootstrap(nc: Client, settings: Settings) -> MatchingDeps:
@@ -23,16 +23,20 @@ async def bootstrap(nc: Client, settings: Settings) -> MatchingDeps:
     caseloads = CaseloadStore(await js.key_value(topology.CASELOADS_BUCKET))
     supporters = Supporters(records, decisions, caseloads, now)
     await supporters.load(supporters_kv, decisions_kv)
+    matches = RecordStore(await js.key_value(topology.MATCHES_BUCKET), CaseMatch)
+    replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
+    events = EventPublisher(js)
     return MatchingDeps(
         nc=nc,
         js=js,
-        matches=RecordStore(await js.key_value(topology.MATCHES_BUCKET), CaseMatch),
+        matches=matches,
         caseloads=caseloads,
         supporters=supporters,
         records=records,
         decisions=decisions,
-        replies=ReplyStore(await js.key_value(topology.REPLIES_BUCKET)),
-        events=EventPublisher(js),
+        replies=replies,
+        events=events,
+        changer=Changer(matches, replies, events, SOURCE, now, holds_releaser(caseloads)),
         settings=settings,
         clock=now,
     )

@@ -20,19 +20,14 @@ from datetime import datetime, timedelta
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
-from alongside.runtime import commands
+from alongside.runtime import commands, store
 from alongside.runtime.logging import get_logger
 from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
 from alongside.runtime.store import (
-    Conflict,
     EventPublisher,
-    Outbox,
     RecordStore,
     ReplyStore,
     Stored,
-    fingerprint,
-    flush,
-    repeated,
 )
 from alongside.settings import Settings
 from contracts import subjects
@@ -74,7 +69,6 @@ log = get_logger(__name__)
 
 SOURCE = f"alongside/{SERVICE}"
 _NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
-MAX_CONFLICT_RETRIES = 10
 # Candidates beyond K, in case another replica fills one of them first.
 SPARE = 3
 ROUND_ATTEMPTS = 5
@@ -98,14 +92,9 @@ class MatchingDeps:
     decisions: DecisionStore
     replies: ReplyStore
     events: EventPublisher
+    changer: store.Changer[CaseMatch]
     settings: Settings
     clock: Callable[[], datetime]
-
-
-class Refused(Exception):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
 
 
 @dataclass(frozen=True)
@@ -303,84 +292,25 @@ async def _change_case(
     org: str, case_id: str, deps: MatchingDeps, decide: Decide,
     command: commands.Received | None = None,
 ) -> Reply | None:  # fmt: skip
-    """Decide on the current state and commit, again if another replica changed it first."""
-    print_ = fingerprint(command.command) if command else ""
-    for _ in range(MAX_CONFLICT_RETRIES):
-        stored, revision = await deps.matches.load(org, case_id)
-        if command is not None:
-            previous = await deps.replies.get(org, command.envelope.id)
-            if previous is not None:
-                return repeated(command.envelope.type, command.envelope.id,
-                                previous.fingerprint, previous.reply, print_)  # fmt: skip
-        if stored is not None and stored.outbox is not None:
-            await _flush(org, case_id, stored, revision, deps)
-            outbox = stored.outbox
-            if command is not None and outbox.command_id == command.envelope.id and outbox.reply:
-                return repeated(command.envelope.type, command.envelope.id,
-                                outbox.fingerprint, outbox.reply, print_)  # fmt: skip
-            stored, revision = await deps.matches.load(org, case_id)
-        try:
-            change = await decide(stored.record if stored else None)
-        except Refused as refused:
-            assert command is not None
-            return commands.rejected(
-                command.envelope.type, command.envelope.id, refused.field, refused.reason
-            )
+    """Decide on the current state and commit (``Changer``), giving back the holds of a
+    decision that lost the race to another replica."""
+    held: list[str] = []
+
+    async def decide_and_note(match: CaseMatch | None) -> store.Change[CaseMatch] | None:
+        change = await decide(match)
         if change is None:
             return None
-        try:
-            return await _commit(org, case_id, revision, change, deps, command, print_)
-        except Conflict:
-            continue
-    if command is None:
-        raise RuntimeError(f"matching state of {org}.{case_id} kept changing")
-    return commands.rejected(
-        command.envelope.type, command.envelope.id, "id",
-        "too many concurrent changes to this case; retry",
-    )  # fmt: skip
-
-
-async def _commit(
-    org: str, case_id: str, revision: int, change: Change, deps: MatchingDeps,
-    command: commands.Received | None = None, print_: str = "",
-) -> CommandAccepted | None:  # fmt: skip
-    now = deps.clock()
-    record = change.record.model_copy(
-        update={"changes": change.record.changes + 1, "released": change.released,
-                "updated_at": now}
-    )  # fmt: skip
-    cause = command.envelope if command else None
-    events = [
-        wrap(
-            event, org=org, source=SOURCE, time=now,
-            # The change number names the change: a retried flush republishes the same ids.
-            id=uuid.uuid5(_NAMESPACE, f"{org}:{case_id}:{record.changes}:{i}").hex,
-            correlationid=(cause.correlationid or cause.id) if cause else None,
-            causationid=cause.id if cause else None,
+        held[:] = change.held
+        record = change.record.model_copy(
+            update={"released": change.released, "updated_at": deps.clock()}
         )
-        for i, event in enumerate(change.events)
-    ]  # fmt: skip
-    reply = (
-        CommandAccepted(command_id=command.envelope.id, command_type=command.envelope.type,
-                        event_ids=[e.id for e in events])
-        if command else None
-    )  # fmt: skip
-    outbox = Outbox(
-        events=[e.model_dump_json() for e in events],
-        command_id=command.envelope.id if command else None,
-        fingerprint=print_,
-        reply=reply,
-    )
-    new = deps.matches.stored(record, outbox)
-    try:
-        revision = await deps.matches.save(org, case_id, new, revision)
-    except Conflict:
-        await _give_back(org, case_id, change.held, deps)
-        raise
-    await _flush(org, case_id, new, revision, deps)
-    log.info("matching_changed", org=org, case_id=case_id, status=record.status,
-             command_type=command.envelope.type if command else None)  # fmt: skip
-    return reply
+        log.info("matching_changed", org=org, case_id=case_id, status=record.status)
+        return store.Change(record, change.events)
+
+    async def give_back() -> None:
+        await _give_back(org, case_id, held, deps)
+
+    return await deps.changer.change(org, case_id, decide_and_note, command, give_back)
 
 
 async def _give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingDeps) -> None:
@@ -394,12 +324,17 @@ async def _give_back(org: str, case_id: str, held: Sequence[str], deps: Matching
             await deps.caseloads.release(org, supporter_id, case_id)
 
 
-async def _flush(
-    org: str, case_id: str, stored: Stored[CaseMatch], revision: int, deps: MatchingDeps
-) -> None:
-    for supporter_id in stored.record.released:
-        await deps.caseloads.release(org, supporter_id, case_id)
-    await flush(org, case_id, deps.matches, stored, revision, deps.events, deps.replies)
+def holds_releaser(
+    caseloads: CaseloadStore,
+) -> Callable[[str, str, CaseMatch], Awaitable[None]]:
+    """What a committed change does besides its events: give up the holds it released (run on
+    every flush of its outbox, so a crash in between is completed)."""
+
+    async def release_holds(org: str, case_id: str, match: CaseMatch) -> None:
+        for supporter_id in match.released:
+            await caseloads.release(org, supporter_id, case_id)
+
+    return release_holds
 
 
 # Commands ---------------------------------------------------------------------
@@ -425,10 +360,10 @@ async def handle_command(
 
 def _must_be(match: CaseMatch | None, *statuses: str) -> CaseMatch:
     if match is None:
-        raise Refused("case_id", "nothing has been proposed for this case yet")
+        raise store.Refused("case_id", "nothing has been proposed for this case yet")
     if match.status not in statuses:
         wanted = " or ".join(statuses)
-        raise Refused("case_id", f"the case's matching is {match.status}, not {wanted}")
+        raise store.Refused("case_id", f"the case's matching is {match.status}, not {wanted}")
     return match
 
 
@@ -438,10 +373,12 @@ async def _accept(
     match = _must_be(match, "proposed", "expired")
     offer = next((o for o in match.proposals if o.supporter_id == command.supporter_id), None)
     if offer is None:
-        raise Refused("supporter_id", "this supporter was not proposed to this client")
+        raise store.Refused("supporter_id", "this supporter was not proposed to this client")
     now = deps.clock()
     if not await _hold(org, offer.supporter_id, match.case_id, None, deps, now):
-        raise Refused("supporter_id", "the proposal expired and the supporter has no free slot now")
+        raise store.Refused(
+            "supporter_id", "the proposal expired and the supporter has no free slot now"
+        )
     others = [o.supporter_id for o in match.proposals if o is not offer]
     record = match.model_copy(
         update={"status": "accepted", "supporter_id": offer.supporter_id, "proposals": [offer],
@@ -483,7 +420,7 @@ async def _again(
     """New proposals, never again naming the supporters the client is leaving."""
     client = await _client(org, match.case_id, deps)
     if client is None:
-        raise Refused("case_id", "the case or its matching policy is no longer available")
+        raise store.Refused("case_id", "the case or its matching policy is no longer available")
     now = deps.clock()
     moved_on = match.model_copy(
         update={"excluded": [*match.excluded, *leaving], "supporter_id": None, "proposals": [],
@@ -500,10 +437,10 @@ async def _refuse(
     now = deps.clock()
     if match is None:
         if await deps.records.case(org, command.case_id) is None:
-            raise Refused("case_id", "there is no such case in this organisation")
+            raise store.Refused("case_id", "there is no such case in this organisation")
         match = CaseMatch(case_id=command.case_id, status="refused", since=now, updated_at=now)
     elif match.status == "refused":
-        raise Refused("case_id", "the client already refused the service")
+        raise store.Refused("case_id", "the client already refused the service")
     released = [o.supporter_id for o in match.proposals]
     if match.supporter_id and match.supporter_id not in released:
         released.append(match.supporter_id)
@@ -594,7 +531,7 @@ async def offer_together(
                 else:
                     refused.add(case_id)
             requests = [r for r in requests if r.client_id in refused]
-    for stored, revision in cases:
+    for stored, _ in cases:
         case_id = stored.record.case_id
         client = clients[case_id]
         offers = chosen.get(case_id)
@@ -606,12 +543,24 @@ async def offer_together(
             change = await _offer(org, stored.record, client, deps, now)
         else:
             continue
-        if change is None:
-            continue
-        try:
-            await _commit(org, case_id, revision, change, deps)
-        except Conflict:
-            log.info("batch_case_changed_meanwhile", org=org, case_id=case_id)
+        if change is not None:
+            await _settle(org, stored.record, change, deps)
+
+
+async def _settle(org: str, computed_from: CaseMatch, change: Change, deps: MatchingDeps) -> None:
+    """Commit a change decided on ``computed_from``, unless the case moved on meanwhile
+    (then its holds go back)."""
+    applied = False
+
+    async def if_unchanged(match: CaseMatch | None) -> Change | None:
+        nonlocal applied
+        applied = match == computed_from
+        return change if applied else None
+
+    await _change_case(org, computed_from.case_id, deps, if_unchanged)
+    if not applied:
+        log.info("batch_case_changed_meanwhile", org=org, case_id=computed_from.case_id)
+        await _give_back(org, computed_from.case_id, change.held, deps)
 
 
 async def retry_waitlist(org: str, deps: MatchingDeps) -> None:
