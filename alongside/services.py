@@ -28,6 +28,8 @@ from services.matching import app as matching_app
 from services.matching import bootstrap as matching_bootstrap
 from services.rules import app as rules_app
 from services.rules import bootstrap as rules_bootstrap
+from services.scheduling import app as scheduling_app
+from services.scheduling import bootstrap as scheduling_bootstrap
 
 log = get_logger(__name__)
 
@@ -46,6 +48,9 @@ SERVICES: dict[str, Service] = {
     "rules": Service("rules", rules_bootstrap.bootstrap, rules_app.register, rules_app.run),
     "matching": Service(
         "matching", matching_bootstrap.bootstrap, matching_app.register, matching_app.run
+    ),
+    "scheduling": Service(
+        "scheduling", scheduling_bootstrap.bootstrap, scheduling_app.register, scheduling_app.run
     ),
 }
 

@@ -10,17 +10,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts import intake, matching, rules, subjects
+from contracts import intake, matching, rules, scheduling, subjects
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 
 VERSION = "1.0.0"
 
 COMMANDS: dict[str, type[Command]] = {
-    c.type_name: c for c in (*intake.COMMANDS, *rules.COMMANDS, *matching.COMMANDS)
+    c.type_name: c
+    for c in (*intake.COMMANDS, *rules.COMMANDS, *matching.COMMANDS, *scheduling.COMMANDS)
 }
 EVENTS: dict[str, type[Event]] = {
-    e.type_name: e for e in (*intake.EVENTS, *rules.EVENTS, *matching.EVENTS)
+    e.type_name: e
+    for e in (*intake.EVENTS, *rules.EVENTS, *matching.EVENTS, *scheduling.EVENTS)
 }
 REPLIES: dict[str, type[Message]] = {
     m.type_name: m
@@ -32,6 +34,7 @@ REPLIES_TO: dict[str, tuple[str, ...]] = {
     **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in matching.COMMANDS},
     matching.AssignBatch.type_name: ("BatchAssigned", "CommandRejected"),
+    **{c.type_name: ("CommandAccepted", "CommandRejected") for c in scheduling.COMMANDS},
 }
 OTHERS: dict[str, type[Message]] = {DeadLetter.type_name: DeadLetter}
 

@@ -14,12 +14,14 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts.intake import (
     CLIENT_PARTY_ID,
+    Method,
     Stage,
     SubmitIntake,
     SupporterProfile,
     SupportPerson,
     VettingEvidence,
 )
+from contracts.scheduling import SchedulingPolicy
 
 
 class Record(BaseModel):
@@ -123,3 +125,72 @@ class Caseload(Record):
     @property
     def active_cases(self) -> int:
         return sum(until is None for until in self.holds.values())
+
+
+SessionStatus = Literal[
+    "proposed", "booked", "completed", "client_no_show", "supporter_no_show", "cancelled"
+]
+
+
+class Session(Record):
+    session_id: str
+    kind: Literal["initial_meeting", "regular", "extra"]
+    start: datetime
+    end: datetime
+    method: Method
+    status: SessionStatus
+    confirmed_by: list[str] = []  # the initial meeting: who has confirmed its time
+    cancel_reason: str | None = None
+
+
+class CaseSchedule(Record):
+    """Scheduling's state of one case, key ``<org>.<case_id>`` in the ``schedules`` bucket."""
+
+    case_id: str
+    supporter_id: str
+    status: Literal["arranging", "going_ahead", "suspended", "ended"]
+    sessions: list[Session] = []
+    method: Method | None = None  # agreed for regular sessions
+    sessions_per_week_agreed: int = 1  # more than 1 only with both sides' recorded agreement
+    service_ends_on: date | None = None
+    # Sessions whose reminders the last change set or cleared (done when its outbox flushes).
+    touched: list[str] = []
+    updated_at: datetime
+
+    def session(self, session_id: str) -> Session | None:
+        return next((s for s in self.sessions if s.session_id == session_id), None)
+
+
+class SupervisionSession(Record):
+    session_id: str
+    kind: Literal["supervision", "team_debrief"]
+    start: datetime
+    attended: bool = False
+
+
+class SupporterSupervision(Record):
+    """A supporter's supervision and team debriefs, key ``<org>.<supporter_id>``."""
+
+    supporter_id: str
+    sessions: list[SupervisionSession] = []
+    updated_at: datetime
+
+
+class GroupSession(Record):
+    """A group peer-support session, key ``<org>.<group_id>`` in the ``groups`` bucket."""
+
+    group_id: str
+    facilitator_id: str
+    start: datetime
+    end: datetime
+    method: Method
+    capacity: int
+    participants: list[str] = []  # case ids
+    updated_at: datetime
+
+
+class SchedulingSettings(Record):
+    """An organisation's scheduling policy, key ``<org>.scheduling`` in ``organisations``."""
+
+    policy: SchedulingPolicy
+    updated_at: datetime

@@ -7,6 +7,9 @@ NATS accounts can map and restrict subjects per organisation
     alongside.<org>.cmd.<service>.<command>   request/reply commands
     alongside.<org>.evt.<event>               domain events (stream EVENTS)
     alongside.<org>.dlq.<service>             dead letters (stream DEADLETTERS)
+    alongside.<org>.sched.<name>.<id>         message schedules (stream EVENTS): the
+                                              server publishes each to an event subject
+                                              when its time comes
 """
 
 from __future__ import annotations
@@ -48,6 +51,15 @@ def event(org: str, event_type: str) -> str:
 def events(org: str = "*") -> str:
     """Wildcard for the events of one org, or of all orgs."""
     return f"{PREFIX}.{org}.evt.*"
+
+
+def schedule(org: str, name: str, entity_id: str) -> str:
+    """A message schedule's own subject: one schedule per subject, replaced by republishing."""
+    return f"{PREFIX}.{_org(org)}.sched.{name}.{entity_id}"
+
+
+def schedules(org: str = "*") -> str:
+    return f"{PREFIX}.{org}.sched.>"
 
 
 def dead_letter(org: str, service: str) -> str:

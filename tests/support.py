@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from datetime import date, time
 from typing import Any
 
+from alongside import sample
 from alongside.client import AlongsideClient
 from contracts.envelope import RawEnvelope
+from contracts.intake import Affiliation, Method, Preference, Slot, SubmitIntake, Weekday
 from contracts.replies import CommandAccepted
+
+RESPONDENT = "Harbour Housing Ltd"
 
 
 async def accepted(client: AlongsideClient, org: str, command: Any) -> CommandAccepted:
@@ -26,3 +32,44 @@ async def wait_for(
         if len(found) >= count or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.1)
+
+
+async def supporter(
+    client: AlongsideClient, org: str, supporter_id: str, languages: list[str], cap: int = 2,
+    lived: list[str] | None = None, affiliated_with: str | None = None,
+) -> None:  # fmt: skip
+    """A vetted supporter: eligible once the rules service has decided."""
+    rng = random.Random(supporter_id)
+    command = sample.supporter(rng, supporter_id)
+    profile = command.profile.model_copy(
+        update={
+            "languages": languages, "caseload_cap": cap, "methods": [Method.PHONE, Method.VIDEO],
+            "availability": [Slot(day=d, start=time(17), end=time(21)) for d in Weekday],
+            "lived_experience": lived or ["employment_dispute"],
+            "affiliations": [Affiliation(name=affiliated_with, relationship="former employee")]
+            if affiliated_with else [],
+        }
+    )  # fmt: skip
+    await accepted(client, org, command.model_copy(update={"profile": profile}))
+    for evidence in sample.vetting(rng, supporter_id, date.today()):
+        await accepted(client, org, evidence)
+
+
+def intake(case_id: str, languages: list[str]) -> SubmitIntake:
+    command = sample.intake(random.Random(case_id), case_id)
+    client = command.client.model_copy(
+        update={
+            "languages": languages, "methods": [Method.PHONE], "gender_preference": None,
+            "lived_experience_preference": Preference(values=["tenancy_dispute"]),
+            "safety_concerns": [], "birth_year": 1980,
+            "availability": [Slot(day=d, start=time(18), end=time(20))
+                             for d in (Weekday.TUE, Weekday.THU)],
+        }
+    )  # fmt: skip
+    parties = [p.model_copy(update={"name": RESPONDENT}) for p in command.other_parties]
+    return command.model_copy(update={"client": client, "other_parties": parties})
+
+
+async def eligible(client: AlongsideClient, org: str, count: int) -> None:
+    decided = await wait_for(client, org, "SupporterEligibilityDecided", count)
+    assert sum(e.data["eligible"] for e in decided) >= count

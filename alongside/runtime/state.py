@@ -4,22 +4,26 @@
 - ``decisions``: the rules service's latest decision per subject,
   ``<org>.<kind>.<subject_id>``, which it writes and others read;
 - ``caseloads``: who holds each supporter's slots (``<org>.<supporter_id>``), which
-  matching writes and eligibility reads.
+  matching writes and eligibility reads;
+- ``organisations``: each organisation's scheduling policy (``<org>.scheduling``), its
+  time zone included, which scheduling writes and every service's "today" depends on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from alongside.runtime.store import Conflict
-from contracts.records import Caseload, CaseRecord, SupporterRecord
+from alongside.runtime.store import Conflict, RecordStore
+from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, RulesDecision
+from contracts.scheduling import SchedulingPolicy
 
 
 async def keys(kv: KeyValue, pattern: str) -> list[str]:
@@ -174,3 +178,21 @@ class CaseloadStore:
     async def active_cases(self, org: str, supporter_id: str) -> int:
         caseload, _ = await self.load(org, supporter_id)
         return caseload.active_cases
+
+
+SETTINGS_KEY = "scheduling"
+
+
+class Policies:
+    def __init__(self, store: RecordStore[SchedulingSettings]) -> None:
+        self.store = store
+
+    async def get(self, org: str) -> SchedulingPolicy:
+        """The organisation's policy, or the defaults until it configured one."""
+        stored, _ = await self.store.load(org, SETTINGS_KEY)
+        return stored.record.policy if stored else SchedulingPolicy()
+
+    async def today(self, org: str, now: datetime) -> date:
+        """The date it is now where the organisation works."""
+        policy = await self.get(org)
+        return now.astimezone(ZoneInfo(policy.time_zone)).date()

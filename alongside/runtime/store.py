@@ -61,6 +61,7 @@ def key(org: str, entity_id: str) -> str:
 class RecordStore(Generic[R]):
     def __init__(self, kv: KeyValue, record_type: type[R]) -> None:
         self.kv = kv
+        self.kind = record_type.__name__
         self._stored_type: type[Stored[R]] = Stored[record_type]  # type: ignore[valid-type]
         self._adapter: TypeAdapter[Stored[R]] = TypeAdapter(self._stored_type)
 
@@ -158,11 +159,15 @@ async def flush(
 
 
 class Refused(Exception):
-    """A command that cannot apply to the record as it stands; answered naming the field."""
+    """A command that cannot apply to the record as it stands; answered naming each field."""
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
+    def __init__(self, field: str, reason: str, *more: FieldError) -> None:
+        self.errors = [FieldError(field=field, reason=reason), *more]
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in self.errors))
+
+    @classmethod
+    def each(cls, errors: Sequence[FieldError]) -> Refused:
+        return cls(errors[0].field, errors[0].reason, *errors[1:])
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ class Changer(Generic[R]):
                 assert command is not None, "only a command can be refused"
                 return CommandRejected(
                     command_id=command.envelope.id, command_type=command.envelope.type,
-                    errors=[FieldError(field=refused.field, reason=refused.reason)],
+                    errors=refused.errors,
                 )  # fmt: skip
             if change is None:
                 return None
@@ -246,7 +251,10 @@ class Changer(Generic[R]):
         events = [
             wrap(
                 event, org=org, source=self.source, time=now,
-                id=uuid.uuid5(_EVENT_NAMESPACE, f"{org}:{entity_id}:{revision}:{i}").hex,
+                # Which record, which change of it (the revision it was decided on), which event.
+                id=uuid.uuid5(
+                    _EVENT_NAMESPACE, f"{self.store.kind}:{org}:{entity_id}:{revision}:{i}"
+                ).hex,
                 correlationid=(cause.correlationid or cause.id) if cause else None,
                 causationid=cause.id if cause else None,
             )

@@ -38,6 +38,10 @@ RULES_BUCKET = "rules"
 DECISIONS_BUCKET = "decisions"
 MATCHES_BUCKET = "matches"
 CASELOADS_BUCKET = "caseloads"
+SCHEDULES_BUCKET = "schedules"
+SUPERVISION_BUCKET = "supervision"
+GROUPS_BUCKET = "groups"
+ORGANISATIONS_BUCKET = "organisations"
 
 DAY_S = 24 * 3600.0
 
@@ -72,6 +76,12 @@ class Topology:
 RULES_CONSUMER = ConsumerSpec(
     service="rules", durable="rules", stream=EVENTS_STREAM, filter_subject=subjects.events("*")
 )
+SCHEDULING_CONSUMER = ConsumerSpec(
+    service="scheduling",
+    durable="scheduling",
+    stream=EVENTS_STREAM,
+    filter_subject=subjects.events("*"),
+)
 MATCHING_CONSUMER = ConsumerSpec(
     service="matching",
     durable="matching",
@@ -95,8 +105,10 @@ def topology(settings: Settings) -> Topology:
         streams=(
             StreamConfig(
                 name=EVENTS_STREAM,
-                description="Domain events of every organisation: the system of record.",
-                subjects=[subjects.events("*")],
+                description="Domain events of every organisation: the system of record. "
+                "Also holds message schedules (reminders), which the server turns into events.",
+                subjects=[subjects.events("*"), subjects.schedules("*")],
+                allow_msg_schedules=True,
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 num_replicas=replicas,
@@ -121,6 +133,10 @@ def topology(settings: Settings) -> Topology:
             bucket(DECISIONS_BUCKET, "Latest rules decision, key <org>.<kind>.<subject_id>.", 10),
             bucket(MATCHES_BUCKET, "Matching state of each case, key <org>.<case_id>.", 5),
             bucket(CASELOADS_BUCKET, "Who holds each supporter's slots, <org>.<supporter_id>.", 5),
+            bucket(SCHEDULES_BUCKET, "Each case's meetings and sessions, <org>.<case_id>.", 5),
+            bucket(SUPERVISION_BUCKET, "Supervision per supporter, <org>.<supporter_id>.", 5),
+            bucket(GROUPS_BUCKET, "Group sessions, <org>.<group_id>.", 5),
+            bucket(ORGANISATIONS_BUCKET, "Each organisation's scheduling settings, <org>.", 10),
             bucket(
                 REPLIES_BUCKET,
                 "Replies to accepted commands, key <org>.<command_id>.",
@@ -128,7 +144,7 @@ def topology(settings: Settings) -> Topology:
                 ttl=settings.reply_ttl_s,
             ),
         ),
-        consumers=(RULES_CONSUMER, MATCHING_CONSUMER),
+        consumers=(RULES_CONSUMER, MATCHING_CONSUMER, SCHEDULING_CONSUMER),
     )
 
 

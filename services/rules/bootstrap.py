@@ -5,9 +5,11 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from alongside.runtime import topology
-from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
+from alongside.runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
+from alongside.runtime.store import RecordStore
 from alongside.settings import Settings
 from contracts.envelope import now
+from contracts.records import SchedulingSettings
 from services.rules import handlers
 from services.rules.adapters import RulesStore
 from services.rules.engine import Engine
@@ -26,6 +28,9 @@ async def bootstrap(nc: Client, settings: Settings) -> RulesDeps:
             await js.key_value(topology.CASES_BUCKET),
         ),
         caseloads=CaseloadStore(await js.key_value(topology.CASELOADS_BUCKET)),
+        policies=Policies(
+            RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
+        ),
         published=RulesStore(await js.key_value(topology.RULES_BUCKET)),
         settings=settings,
         clock=now,

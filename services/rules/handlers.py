@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from alongside.runtime import bus, commands
 from alongside.runtime.logging import get_logger
-from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
+from alongside.runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
 from alongside.runtime.store import Conflict
 from alongside.settings import Settings
 from contracts.envelope import Event, RawEnvelope, wrap
@@ -74,6 +74,7 @@ class RulesDeps:
     decisions: DecisionStore
     records: RecordReader
     caseloads: CaseloadStore
+    policies: Policies
     published: RulesStore
     settings: Settings
     clock: Callable[[], datetime]
@@ -127,7 +128,7 @@ async def decide_eligibility(
     if record is None:
         return None
     now = deps.clock()
-    today = today or now.date()
+    today = today or await deps.policies.today(org, now)
     active_cases = await deps.caseloads.active_cases(org, supporter_id)
 
     def facts_on(day: date) -> dict[str, Any]:
@@ -214,14 +215,15 @@ async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDe
 
 
 async def sweep(deps: RulesDeps, today: date | None = None) -> int:
-    """Re-decide every eligibility whose lapse day has come: a record check that expired
-    overnight makes its supporter ineligible with no new input. Returns how many changed."""
-    today = today or deps.clock().date()
+    """Re-decide every eligibility whose lapse day has come (in the organisation's time zone):
+    a record check that expired overnight makes its supporter ineligible with no new input.
+    Returns how many changed."""
     changed = 0
     for org, supporter_id in await deps.decisions.subjects(Kind.ELIGIBILITY):
+        day = today or await deps.policies.today(org, deps.clock())
         decision, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
-        if decision and decision.lapses_on and decision.lapses_on <= today:
-            new = await decide_eligibility(org, supporter_id, deps, today)
+        if decision and decision.lapses_on and decision.lapses_on <= day:
+            new = await decide_eligibility(org, supporter_id, deps, day)
             changed += new is not None and new.outcome != decision.outcome
     return changed
 

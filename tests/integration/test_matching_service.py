@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from alongside import sample, services
+from alongside import services
 from alongside.client import AlongsideClient
 from alongside.importer import import_intakes
 from alongside.runtime import topology
@@ -20,12 +19,8 @@ from alongside.runtime.store import RecordStore
 from contracts.envelope import RawEnvelope
 from contracts.intake import (
     CLIENT_PARTY_ID,
-    Affiliation,
     GiveConsent,
-    Method,
-    Preference,
     Stage,
-    SubmitIntake,
 )
 from contracts.matching import (
     AcceptProposal,
@@ -37,10 +32,10 @@ from contracts.records import CaseMatch
 from contracts.replies import CommandRejected
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
-from tests.support import accepted, wait_for
+from tests.support import accepted, eligible, intake, supporter, wait_for
 
 TODAY = date.today()
-RESPONDENT = "Harbour Housing Ltd"
+
 
 
 @pytest.fixture
@@ -54,44 +49,6 @@ def deps_of(running: services.Running) -> MatchingDeps:
     deps = running.deps["matching"]
     assert isinstance(deps, MatchingDeps)
     return deps
-
-
-async def supporter(
-    client: AlongsideClient, org: str, supporter_id: str, languages: list[str], cap: int = 2,
-    lived: list[str] | None = None, affiliated_with: str | None = None,
-) -> None:  # fmt: skip
-    """A vetted supporter: eligible once the rules service has decided."""
-    rng = random.Random(supporter_id)
-    command = sample.supporter(rng, supporter_id)
-    profile = command.profile.model_copy(
-        update={
-            "languages": languages, "caseload_cap": cap, "methods": [Method.PHONE, Method.VIDEO],
-            "lived_experience": lived or ["employment_dispute"],
-            "affiliations": [Affiliation(name=affiliated_with, relationship="former employee")]
-            if affiliated_with else [],
-        }
-    )  # fmt: skip
-    await accepted(client, org, command.model_copy(update={"profile": profile}))
-    for evidence in sample.vetting(rng, supporter_id, TODAY):
-        await accepted(client, org, evidence)
-
-
-def intake(case_id: str, languages: list[str]) -> SubmitIntake:
-    command = sample.intake(random.Random(case_id), case_id)
-    client = command.client.model_copy(
-        update={
-            "languages": languages, "methods": [Method.PHONE], "gender_preference": None,
-            "lived_experience_preference": Preference(values=["tenancy_dispute"]),
-            "safety_concerns": [], "birth_year": 1980,
-        }
-    )  # fmt: skip
-    parties = [p.model_copy(update={"name": RESPONDENT}) for p in command.other_parties]
-    return command.model_copy(update={"client": client, "other_parties": parties})
-
-
-async def eligible(client: AlongsideClient, org: str, count: int) -> None:
-    decided = await wait_for(client, org, "SupporterEligibilityDecided", count)
-    assert sum(e.data["eligible"] for e in decided) >= count
 
 
 def of_case(events: list[RawEnvelope], case_id: str) -> list[RawEnvelope]:

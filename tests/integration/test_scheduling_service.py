@@ -1,0 +1,262 @@
+"""Scheduling over a real nats-server: from an active match to sessions within the boundaries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from alongside import services
+from alongside.client import AlongsideClient
+from contracts.intake import (
+    CLIENT_PARTY_ID,
+    Contact,
+    FamilyOrFriend,
+    GiveConsent,
+    Method,
+    NameSupportPerson,
+    Stage,
+    WithdrawConsent,
+)
+from contracts.matching import AcceptProposal, ChangeSupporter
+from contracts.replies import CommandRejected
+from contracts.scheduling import (
+    BookSession,
+    CancelSession,
+    ConfigureScheduling,
+    ConfirmMeeting,
+    CreateGroupSession,
+    GoAhead,
+    JoinGroupSession,
+    ProposeMeetingTime,
+    RecordAttendance,
+    RecordFrequencyAgreement,
+    RecordSupervisionAttendance,
+    SchedulingPolicy,
+)
+from tests.support import accepted, eligible, intake, supporter, wait_for
+
+ALL = ["intake", "rules", "matching", "scheduling"]
+AUCKLAND = ZoneInfo("Pacific/Auckland")  # the default organisation time zone
+
+
+@pytest.fixture
+async def running(provisioned: str) -> AsyncIterator[services.Running]:
+    started = await services.start(provisioned, ALL)
+    yield started
+    await started.stop()
+
+
+def soon(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def active_match(client: AlongsideClient, org: str, case_id: str = "c1") -> str:
+    """A client matched with a supporter, every party consented: the match is active."""
+    await supporter(client, org, f"s-{case_id}", ["sm"], cap=2)
+    await eligible(client, org, 1)
+    await accepted(client, org, intake(case_id, ["sm"]))
+    [proposed] = await wait_for(client, org, "MatchProposed")
+    chosen = proposed.data["proposals"][0]["supporter_id"]
+    await accepted(client, org, AcceptProposal(case_id=case_id, supporter_id=chosen))
+    await wait_for(client, org, "SupportPersonNamed")
+    for party in (CLIENT_PARTY_ID, "respondent"):
+        await accepted(client, org, GiveConsent(
+            case_id=case_id, party_id=party, stages=[Stage.ENTRY], given_on=date.today(),
+        ))  # fmt: skip
+    await wait_for(client, org, "MatchActivated")
+    return str(chosen)
+
+
+async def after_meeting(client: AlongsideClient, org: str, case_id: str = "c1") -> list[Any]:
+    """The initial meeting, moved to a moment from now, confirmed by both and held."""
+    [offered] = await wait_for(client, org, "InitialMeetingProposed")
+    assert offered.data["proposed_by"] == "scheduling"
+    start = soon(2)
+    await accepted(client, org, ProposeMeetingTime(case_id=case_id, by="client", start=start))
+    await accepted(client, org, ConfirmMeeting(case_id=case_id, by="supporter"))
+    [booked] = await wait_for(client, org, "SessionBooked")
+    await asyncio.sleep(max((start - datetime.now(UTC)).total_seconds(), 0) + 0.2)
+    meeting = booked.data["session_id"]
+    await accepted(client, org, RecordAttendance(case_id=case_id, session_id=meeting,
+                                                 outcome="completed"))  # fmt: skip
+    await accepted(client, org, GoAhead(case_id=case_id))
+    [scheduled] = await wait_for(client, org, "SessionsScheduled")
+    return [offered, booked, scheduled]
+
+
+async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_the_funded_end(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=8)))
+    chosen = await active_match(client, org)
+    offered, booked, scheduled = await after_meeting(client, org)
+
+    # Offered at a time both are free, at least the lead time ahead, by a method both accept.
+    first_offer = datetime.fromisoformat(offered.data["start"])
+    assert first_offer >= datetime.now(UTC) + timedelta(hours=47)
+    assert offered.data["supporter_id"] == chosen
+    assert offered.data["method"] == Method.PHONE
+    assert booked.data["kind"] == "initial_meeting"
+    sessions = scheduled.data["session_ids"]
+    assert len(sessions) == 8  # one a week to the end of the funded period
+    meeting_day = datetime.fromisoformat(booked.data["start"]).date()
+    assert scheduled.data["service_ends_on"] == str(meeting_day + timedelta(weeks=8))
+    assert scheduled.data["time_zone"] == "Pacific/Auckland"
+
+
+async def test_every_boundary_refusal_names_the_rule_and_its_reason(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await active_match(client, org)
+    await after_meeting(client, org)
+    tomorrow = soon(24 * 3600)
+
+    def book(**changes: Any) -> BookSession:
+        fields = {"case_id": "c1", "start": tomorrow, "minutes": 60, "method": Method.PHONE}
+        return BookSession(**{**fields, **changes})
+
+    cases = [
+        (book(minutes=30), "too-short"),
+        (book(method=Method.HOME_VISIT), "method-not-agreed"),
+        (book(purposes=["legal_advice"]), "outside-peer-role"),
+        (book(start=soon(200 * 24 * 3600)), "outside-funded-period"),
+    ]
+    for command, rule in cases:
+        reply = await client.submit(org, command)
+        assert isinstance(reply, CommandRejected), command
+        assert f"rules.boundaries.{rule}" in [e.field for e in reply.errors]
+        assert all(e.reason for e in reply.errors)
+
+    # A second session in one week: refused until both sides' agreement is on record.
+    await accepted(client, org, book())
+    twice = await client.submit(org, book(start=tomorrow + timedelta(hours=3)))
+    assert isinstance(twice, CommandRejected)
+    assert twice.errors[0].field == "rules.boundaries.more-than-weekly-without-agreement"
+    await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
+    await accepted(client, org, book(start=tomorrow + timedelta(hours=3)))
+
+
+async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_sessions_at_once(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await active_match(client, org)
+    *_, scheduled = await after_meeting(client, org)
+    future = set(scheduled.data["session_ids"])
+
+    await accepted(client, org, WithdrawConsent(case_id="c1", party_id="respondent",
+                                                withdrawn_on=date.today()))  # fmt: skip
+    cancelled = await wait_for(client, org, "SessionCancelled", len(future))
+    assert {e.data["session_id"] for e in cancelled} == future
+    assert {e.data["reason"] for e in cancelled} == {"consent_not_active"}
+    # And nothing new can be booked while consent is not active.
+    reply = await client.submit(org, BookSession(case_id="c1", start=soon(86400), minutes=60,
+                                                 method=Method.PHONE))  # fmt: skip
+    assert isinstance(reply, CommandRejected)
+    assert "rules.boundaries.consent-not-active" in [e.field for e in reply.errors]
+
+
+async def test_a_change_of_supporter_cancels_the_sessions_with_the_reason(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await active_match(client, org)
+    *_, scheduled = await after_meeting(client, org)
+    await accepted(client, org, ChangeSupporter(case_id="c1"))
+    cancelled = await wait_for(client, org, "SessionCancelled", len(scheduled.data["session_ids"]))
+    assert {e.data["reason"] for e in cancelled} == {"supporter_changed"}
+    assert len(cancelled) == len(scheduled.data["session_ids"])
+
+
+async def test_a_reminder_is_delivered_even_while_the_service_is_down(
+    provisioned: str, client: AlongsideClient, org: str
+) -> None:
+    running = await services.start(provisioned, ALL)
+    try:
+        await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(reminder_hours=1)))
+        await active_match(client, org)
+        await after_meeting(client, org)
+        start = soon(3600 + 3)  # its reminder is due in three seconds
+        await accepted(client, org, BookSession(case_id="c1", start=start, minutes=60,
+                                                method=Method.PHONE))  # fmt: skip
+        [*_, booked] = await wait_for(client, org, "SessionBooked", 2)
+    finally:
+        await running.stop()
+    # No service is running now: the server publishes the reminder from its stored schedule.
+    [reminder] = await wait_for(client, org, "SessionReminderDue", timeout=8)
+    assert reminder.data["session_id"] == booked.data["session_id"]
+    assert datetime.fromisoformat(reminder.data["start"]) == start.replace(microsecond=0) or (
+        abs(datetime.fromisoformat(reminder.data["start"]) - start) < timedelta(seconds=1)
+    )
+
+
+async def test_a_cancelled_session_sends_no_reminder(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(reminder_hours=1)))
+    await active_match(client, org)
+    await after_meeting(client, org)
+    await accepted(client, org, BookSession(case_id="c1", start=soon(3600 + 2), minutes=60,
+                                            method=Method.PHONE))  # fmt: skip
+    [*_, booked] = await wait_for(client, org, "SessionBooked", 2)
+    await accepted(client, org, CancelSession(case_id="c1", session_id=booked.data["session_id"],
+                                              by="client"))  # fmt: skip
+    await asyncio.sleep(3)
+    assert await wait_for(client, org, "SessionReminderDue", timeout=0) == []
+
+
+async def test_supervision_attended_keeps_a_supporter_eligible_and_lapsed_makes_them_not(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    await supporter(client, org, "s1", ["sm"])
+    await eligible(client, org, 1)
+    planned = await wait_for(client, org, "SupervisionScheduled", 2)
+    assert {e.data["kind"] for e in planned} == {"supervision", "team_debrief"}
+    supervision = next(e for e in planned if e.data["kind"] == "supervision")
+    await accepted(client, org, RecordSupervisionAttendance(
+        supporter_id="s1", session_id=supervision.data["session_id"],
+    ))  # fmt: skip
+    [attended] = await wait_for(client, org, "SupervisionAttended")
+    assert attended.data["attended_on"] == str(datetime.now(AUCKLAND).date())  # the org's today
+    # Intake has the evidence: eligibility was decided again with it.
+    recorded = await wait_for(client, org, "VettingEvidenceRecorded", 8)
+    assert recorded[-1].data["kind"] == "supervision"
+
+
+async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    chosen = await active_match(client, org, "c1")
+    await accepted(client, org, intake("c2", ["sm"]))
+    await accepted(client, org, intake("c3", ["sm"]))  # no consent given for c3
+    aunt = FamilyOrFriend(kind="family", display_name="Aunt", contact=Contact(phone="+64 21 555"))
+    await accepted(client, org, NameSupportPerson(case_id="c2", support_person=aunt))
+    for party in (CLIENT_PARTY_ID, "respondent"):
+        await accepted(client, org, GiveConsent(
+            case_id="c2", party_id=party, stages=[Stage.ENTRY], given_on=date.today(),
+        ))  # fmt: skip
+    await wait_for(client, org, "ConsentDecided", 4)
+    await accepted(client, org, CreateGroupSession(
+        group_id="g1", facilitator_id=chosen, start=soon(86400), minutes=90,
+        method=Method.PHONE, capacity=2,
+    ))  # fmt: skip
+
+    refused = await client.submit(org, JoinGroupSession(group_id="g1", case_id="c3"))
+    assert isinstance(refused, CommandRejected)
+    assert "rules.boundaries.consent-not-active" in [e.field for e in refused.errors]
+    await accepted(client, org, JoinGroupSession(group_id="g1", case_id="c1"))
+    for _ in range(50):  # c2's consent decision may still be on its way
+        reply = await client.submit(org, JoinGroupSession(group_id="g1", case_id="c2"))
+        if not isinstance(reply, CommandRejected):
+            break
+        await asyncio.sleep(0.1)
+    full = await client.submit(org, JoinGroupSession(group_id="g1", case_id="c3"))
+    assert isinstance(full, CommandRejected)
+    assert (full.errors[0].field, full.errors[0].reason) == (
+        "group_id", "the group session is full (2 places)"
+    )
+    joined = await wait_for(client, org, "GroupParticipantJoined", 2)
+    assert [(e.data["case_id"], e.data["places_left"]) for e in joined] == [("c1", 1), ("c2", 0)]
