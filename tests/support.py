@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import date, time
+from datetime import date, time, timedelta
 from typing import Any
 
 from alongside import sample
 from alongside.client import AlongsideClient
 from contracts.envelope import RawEnvelope
-from contracts.intake import Affiliation, Method, Preference, Slot, SubmitIntake, Weekday
+from contracts.intake import (
+    Affiliation,
+    Method,
+    Preference,
+    Slot,
+    SubmitIntake,
+    Supervision,
+    Weekday,
+)
 from contracts.replies import CommandAccepted
 
 RESPONDENT = "Harbour Housing Ltd"
@@ -37,6 +45,7 @@ async def wait_for(
 async def supporter(
     client: AlongsideClient, org: str, supporter_id: str, languages: list[str], cap: int = 2,
     lived: list[str] | None = None, affiliated_with: str | None = None,
+    supervised_days_ago: int | None = None,
 ) -> None:  # fmt: skip
     """A vetted supporter: eligible once the rules service has decided."""
     rng = random.Random(supporter_id)
@@ -52,6 +61,11 @@ async def supporter(
     )  # fmt: skip
     await accepted(client, org, command.model_copy(update={"profile": profile}))
     for evidence in sample.vetting(rng, supporter_id, date.today()):
+        if supervised_days_ago is not None and isinstance(evidence.evidence, Supervision):
+            attended = date.today() - timedelta(days=supervised_days_ago)
+            evidence = evidence.model_copy(
+                update={"evidence": evidence.evidence.model_copy(update={"attended_on": attended})}
+            )
         await accepted(client, org, evidence)
 
 

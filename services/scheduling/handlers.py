@@ -155,14 +155,23 @@ async def on_event(envelope: RawEnvelope, deps: SchedulingDeps) -> None:
         await _stop_sessions(org, data["case_id"], reason, "ended", deps)
     elif kind == ServiceRefused.type_name:
         await _stop_sessions(org, data["case_id"], "service_refused", "ended", deps)
-    elif kind == SupporterEligibilityDecided.type_name and data["eligible"]:
-        await plan_supervision(org, data["supporter_id"], deps)
     elif kind == SupporterEligibilityDecided.type_name:
-        for stored_key in await keys(deps.schedules.store.kv, f"{org}.*"):
-            case_id = stored_key.split(".", 1)[1]
-            stored, _ = await deps.schedules.store.load(org, case_id)
-            if stored and stored.record.supporter_id == data["supporter_id"]:
-                await _stop_sessions(org, case_id, "supporter_ineligible", "suspended", deps)
+        await _supporter_decided(org, data["supporter_id"], data["eligible"], deps)
+
+
+async def _supporter_decided(
+    org: str, supporter_id: str, eligible: bool, deps: SchedulingDeps
+) -> None:
+    # Supervision is booked whatever the eligibility: attending it is how a supporter whose
+    # supervision lapsed becomes eligible again.
+    await plan_supervision(org, supporter_id, deps)
+    if eligible:
+        return
+    for stored_key in await keys(deps.schedules.store.kv, f"{org}.*"):
+        case_id = stored_key.split(".", 1)[1]
+        stored, _ = await deps.schedules.store.load(org, case_id)
+        if stored and stored.record.supporter_id == supporter_id:
+            await _stop_sessions(org, case_id, "supporter_ineligible", "suspended", deps)
 
 
 async def _arrange(
@@ -568,14 +577,12 @@ async def _within_boundaries(org: str, facts: SessionFacts, deps: SchedulingDeps
 
 async def plan_all_supervision(deps: SchedulingDeps) -> None:
     for org, supporter_id in await deps.decisions.subjects(Kind.ELIGIBILITY):
-        decision, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
-        if decision is not None and decision.outcome == "eligible":
-            await plan_supervision(org, supporter_id, deps)
+        await plan_supervision(org, supporter_id, deps)
 
 
 async def plan_supervision(org: str, supporter_id: str, deps: SchedulingDeps) -> None:
-    """An eligible supporter always has their next supervision and team debrief booked, at the
-    organisation's cadence from the last one they attended (or from today)."""
+    """A supporter always has their next supervision and team debrief booked, at the
+    organisation's cadence from the last one they attended (or from tomorrow)."""
 
     async def plan(record: SupporterSupervision | None) -> Change[SupporterSupervision] | None:
         ctx = await _context(org, deps)

@@ -208,11 +208,17 @@ async def test_a_cancelled_session_sends_no_reminder(
     assert await wait_for(client, org, "SessionReminderDue", timeout=0) == []
 
 
-async def test_supervision_attended_keeps_a_supporter_eligible_and_lapsed_makes_them_not(
+async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_attended(
     running: services.Running, client: AlongsideClient, org: str
 ) -> None:
-    await supporter(client, org, "s1", ["sm"])
-    await eligible(client, org, 1)
+    await supporter(client, org, "s1", ["sm"], supervised_days_ago=60)
+    decided = await wait_for(client, org, "SupporterEligibilityDecided", 2)
+    assert decided[-1].data["eligible"] is False  # supervision is overdue
+    await accepted(client, org, intake("c1", ["sm"]))
+    [waiting] = await wait_for(client, org, "ClientWaitlisted")
+    assert "eligible" in waiting.data["reason"]
+
+    # Supervision is booked all the same; attending it restores eligibility.
     planned = await wait_for(client, org, "SupervisionScheduled", 2)
     assert {e.data["kind"] for e in planned} == {"supervision", "team_debrief"}
     supervision = next(e for e in planned if e.data["kind"] == "supervision")
@@ -221,9 +227,9 @@ async def test_supervision_attended_keeps_a_supporter_eligible_and_lapsed_makes_
     ))  # fmt: skip
     [attended] = await wait_for(client, org, "SupervisionAttended")
     assert attended.data["attended_on"] == str(datetime.now(AUCKLAND).date())  # the org's today
-    # Intake has the evidence: eligibility was decided again with it.
-    recorded = await wait_for(client, org, "VettingEvidenceRecorded", 8)
-    assert recorded[-1].data["kind"] == "supervision"
+    [proposed] = await wait_for(client, org, "MatchProposed")
+    assert proposed.data["case_id"] == "c1"
+    assert [p["supporter_id"] for p in proposed.data["proposals"]] == ["s1"]
 
 
 async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
