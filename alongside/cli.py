@@ -241,6 +241,38 @@ def proposals(
                    f"{offer.held_until:%Y-%m-%d %H:%M}  {offer.explanation}")  # fmt: skip
 
 
+@app.command()
+def calendar(
+    org: Annotated[str, typer.Option(help="Organisation token.")],
+    case: Annotated[str | None, typer.Option(help="A client's case: their sessions.")] = None,
+    supporter: Annotated[
+        str | None, typer.Option(help="A supporter: their sessions, supervision and groups.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")]
+    = None,
+) -> None:
+    """Write an iCalendar (.ics) file of one client's or one supporter's sessions."""
+    if (case is None) == (supporter is None):
+        raise typer.BadParameter("give exactly one of --case or --supporter")
+    from alongside.calendars import calendar_for
+
+    settings = _settings()
+
+    async def run() -> bytes:
+        nc = await bus.connect(connection.resolve_url(settings), "alongside-calendar")
+        try:
+            return await calendar_for(nc.jetstream(), org, case=case, supporter=supporter)
+        finally:
+            await nc.close()
+
+    ics = asyncio.run(run())
+    if output is None:
+        sys.stdout.write(ics.decode())
+    else:
+        output.write_bytes(ics)
+        typer.echo(f"wrote {output}", err=True)
+
+
 @contracts_app.command("export")
 def contracts_export(
     directory: Annotated[Path, typer.Argument(help="Where to write schemas/ and asyncapi.json.")],

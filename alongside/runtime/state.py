@@ -20,25 +20,10 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from alongside.runtime.store import Conflict, RecordStore
+from alongside.runtime.store import Conflict, RecordStore, keys
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from contracts.scheduling import SchedulingPolicy
-
-
-async def keys(kv: KeyValue, pattern: str) -> list[str]:
-    """Keys matching a subject-style ``pattern`` (``org.*``). nats-py's ``keys(filters=)``
-    matches substrings and reads every key, so watch just the pattern instead."""
-    watcher = await kv.watch(pattern, meta_only=True, ignore_deletes=True)
-    keys = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of the current values
-                break
-            keys.append(entry.key)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return keys
 
 
 class DecisionStore:

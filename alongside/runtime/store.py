@@ -78,6 +78,16 @@ class RecordStore(Generic[R]):
         assert entry.revision is not None
         return self._adapter.validate_json(entry.value), entry.revision
 
+    async def each(self, org: str = "*") -> list[tuple[str, str, Stored[R], int]]:
+        """Every record of one organisation (or all): (org, id, stored, revision)."""
+        found = []
+        for name in await keys(self.kv, f"{org}.*"):
+            record_org, entity_id = name.split(".", 1)
+            stored, revision = await self.load(record_org, entity_id)
+            if stored is not None:
+                found.append((record_org, entity_id, stored, revision))
+        return found
+
     async def save(self, org: str, entity_id: str, stored: Stored[R], revision: int) -> int:
         value = self._adapter.dump_json(stored)
         try:
@@ -86,6 +96,21 @@ class RecordStore(Generic[R]):
             return await self.kv.update(key(org, entity_id), value, last=revision)
         except KeyWrongLastSequenceError as error:
             raise Conflict(key(org, entity_id)) from error
+
+
+async def keys(kv: KeyValue, pattern: str) -> list[str]:
+    """Keys matching a subject-style ``pattern`` (``org.*``). nats-py's ``keys(filters=)``
+    matches substrings and reads every key, so watch just the pattern instead."""
+    watcher = await kv.watch(pattern, meta_only=True, ignore_deletes=True)
+    keys = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the end of the current values
+                break
+            keys.append(entry.key)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return keys
 
 
 class StoredReply(BaseModel):

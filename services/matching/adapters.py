@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from alongside.runtime.logging import get_logger
-from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader, keys
-from alongside.runtime.store import Stored
+from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
+from alongside.runtime.store import RecordStore, Stored
 from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from services.matching.domain import LiveIndex, SupporterRow, normalise
@@ -146,16 +145,9 @@ def _row(
     )
 
 
-async def match_records(kv: KeyValue, org: str = "*") -> list[tuple[str, Stored[CaseMatch], int]]:
+async def match_records(
+    matches: RecordStore[CaseMatch], org: str = "*"
+) -> list[tuple[str, Stored[CaseMatch], int]]:
     """Every case's matching state in one organisation (or all), with its org and revision."""
-    found = []
-    for key in await keys(kv, f"{org}.*"):
-        try:
-            entry = await kv.get(key)
-        except KeyNotFoundError:
-            continue
-        assert entry.value is not None
-        assert entry.revision is not None
-        stored = Stored[CaseMatch].model_validate_json(entry.value)
-        found.append((key.split(".", 1)[0], stored, entry.revision))
-    return found
+    return [(record_org, stored, revision)
+            for record_org, _, stored, revision in await matches.each(org)]  # fmt: skip

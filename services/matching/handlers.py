@@ -472,7 +472,7 @@ async def assign_batch(
     org = received.org
     cases = [
         (stored, revision)
-        for _, stored, revision in await match_records(deps.matches.kv, org)
+        for _, stored, revision in await match_records(deps.matches, org)
         if stored.record.import_batch == command.import_batch
     ]
     if len(cases) < command.expected:
@@ -485,7 +485,7 @@ async def assign_batch(
     await offer_together(org, waiting, deps)
     statuses = [
         stored.record.status
-        for _, stored, _ in await match_records(deps.matches.kv, org)
+        for _, stored, _ in await match_records(deps.matches, org)
         if stored.record.import_batch == command.import_batch
     ]
     return BatchAssigned(
@@ -568,7 +568,7 @@ async def retry_waitlist(org: str, deps: MatchingDeps) -> None:
     waiting = sorted(
         (
             (stored, revision)
-            for _, stored, revision in await match_records(deps.matches.kv, org)
+            for _, stored, revision in await match_records(deps.matches, org)
             if stored.record.status == "waitlisted"
         ),
         key=lambda item: item[0].record.since,
@@ -591,7 +591,7 @@ async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
     """Proposals the client did not answer in time give their slots back. Returns how many."""
     now = now or deps.clock()
     expired = 0
-    for org, stored, _ in await match_records(deps.matches.kv):
+    for org, stored, _ in await match_records(deps.matches):
         match = stored.record
         if match.status == "proposed" and all(o.held_until <= now for o in match.proposals):
             await _change_case(org, match.case_id, deps, lambda m: _expire(m, now))
@@ -613,6 +613,6 @@ async def _expire(match: CaseMatch | None, now: datetime) -> Change | None:
 async def waitlisted_orgs(deps: MatchingDeps) -> set[str]:
     return {
         org
-        for org, stored, _ in await match_records(deps.matches.kv)
+        for org, stored, _ in await match_records(deps.matches)
         if stored.record.status == "waitlisted"
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from alongside.runtime import state
+from alongside.runtime import store
 from contracts.rules import Kind, PublishedRuleset
 
 
@@ -42,7 +42,7 @@ class RulesStore:
 
     async def all(self) -> list[PublishedRuleset]:
         documents = []
-        for key in await state.keys(self.kv, ">"):
+        for key in await store.keys(self.kv, ">"):
             try:
                 documents.append(self.parse(await self.kv.get(key)))
             except KeyNotFoundError:

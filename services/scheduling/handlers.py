@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 
 from alongside.runtime import commands
 from alongside.runtime.logging import get_logger
-from alongside.runtime.state import SETTINGS_KEY, DecisionStore, Policies, RecordReader, keys
+from alongside.runtime.state import SETTINGS_KEY, DecisionStore, Policies, RecordReader
 from alongside.runtime.store import Change, Changer, Refused
 from alongside.settings import Settings
 from contracts.envelope import RawEnvelope
@@ -167,10 +167,8 @@ async def _supporter_decided(
     await plan_supervision(org, supporter_id, deps)
     if eligible:
         return
-    for stored_key in await keys(deps.schedules.store.kv, f"{org}.*"):
-        case_id = stored_key.split(".", 1)[1]
-        stored, _ = await deps.schedules.store.load(org, case_id)
-        if stored and stored.record.supporter_id == supporter_id:
+    for _, case_id, stored, _ in await deps.schedules.store.each(org):
+        if stored.record.supporter_id == supporter_id:
             await _stop_sessions(org, case_id, "supporter_ineligible", "suspended", deps)
 
 

@@ -9,8 +9,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from icalendar import Calendar
 
 from alongside import services
+from alongside.calendars import calendar_for
 from alongside.client import AlongsideClient
 from contracts.intake import (
     CLIENT_PARTY_ID,
@@ -107,6 +109,15 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
     meeting_day = datetime.fromisoformat(booked.data["start"]).date()
     assert scheduled.data["service_ends_on"] == str(meeting_day + timedelta(weeks=8))
     assert scheduled.data["time_zone"] == "Pacific/Auckland"
+
+    # The client's calendar: the meeting and every session, in the organisation's zone, no names.
+    ics = await calendar_for(client.nc.jetstream(), org, case="c1")
+    events = Calendar.from_ical(ics).walk("VEVENT")
+    assert len(events) == 1 + 8
+    assert {e.decoded("dtstart").tzinfo.key for e in events} == {"Pacific/Auckland"}
+    assert b"client c1" not in ics  # the sample client's display name
+    supporter_ics = await calendar_for(client.nc.jetstream(), org, supporter=chosen)
+    assert len(Calendar.from_ical(supporter_ics).walk("VEVENT")) == 1 + 8 + 2  # + supervision
 
 
 async def test_every_boundary_refusal_names_the_rule_and_its_reason(

@@ -1,0 +1,53 @@
+"""The records behind ``alongside calendar``: one client's or one supporter's sessions."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from nats.js import JetStreamContext
+
+from alongside.runtime import topology
+from alongside.runtime.state import Policies
+from alongside.runtime.store import RecordStore
+from contracts.records import (
+    CaseSchedule,
+    GroupSession,
+    Record,
+    SchedulingSettings,
+    SupporterSupervision,
+)
+from services.scheduling.calendar import feed
+
+
+async def calendar_for(
+    js: JetStreamContext, org: str, *, case: str | None = None, supporter: str | None = None
+) -> bytes:
+    policy = await Policies(
+        RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
+    ).get(org)
+    schedules = await _records(js, topology.SCHEDULES_BUCKET, CaseSchedule, org)
+    groups = await _records(js, topology.GROUPS_BUCKET, GroupSession, org)
+    zone = ZoneInfo(policy.time_zone)
+    if case is not None:
+        return feed(
+            f"Peer support ({case})", zone, [s for s in schedules if s.case_id == case],
+            groups=[g for g in groups if case in g.participants],
+        )  # fmt: skip
+    assert supporter is not None
+    stored, _ = await RecordStore(
+        await js.key_value(topology.SUPERVISION_BUCKET), SupporterSupervision
+    ).load(org, supporter)
+    return feed(
+        f"Peer support ({supporter})", zone, [s for s in schedules if s.supporter_id == supporter],
+        supervision=stored.record if stored else None,
+        groups=[g for g in groups if g.facilitator_id == supporter],
+    )  # fmt: skip
+
+
+R = TypeVar("R", bound=Record)
+
+
+async def _records(js: JetStreamContext, bucket: str, record: type[R], org: str) -> list[R]:
+    store = RecordStore(await js.key_value(bucket), record)
+    return [stored.record for _, _, stored, _ in await store.each(org)]
