@@ -17,9 +17,10 @@ import json
 import random
 import tempfile
 from collections import Counter
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from nats.aio.client import Client as Nats
 from rich.console import Console
@@ -28,6 +29,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from alongside import sample, services
+from alongside.calendars import calendar_for
 from alongside.client import AlongsideClient
 from alongside.runtime import bus, topology
 from alongside.runtime.embedded import EmbeddedNats
@@ -47,9 +49,17 @@ from contracts.intake import (
     WithdrawConsent,
 )
 from contracts.matching import AcceptProposal, ChangeSupporter, DeclineProposals, RefuseService
-from contracts.records import CaseMatch
+from contracts.records import CaseMatch, CaseSchedule
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, RulesDecision
+from contracts.scheduling import (
+    BookSession,
+    ConfirmMeeting,
+    GoAhead,
+    ProposeMeetingTime,
+    RecordAttendance,
+    SchedulingPolicy,
+)
 from services.rules import bundle, publishing
 from services.rules.adapters import RulesStore
 
@@ -103,6 +113,7 @@ async def _demo(state: Path, seed: int) -> None:
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
             await _matching(client, nc, decisions, today)
+            await _scheduling(client, nc)
             await _publish_live(nc, decisions, eligible)
             await _refusals(client, nc)
             await _outside_subscriber(client)
@@ -297,9 +308,110 @@ def _show(match: CaseMatch, what: str) -> None:
     console.print(table)
 
 
+async def _scheduling(client: AlongsideClient, nc: Nats) -> None:
+    org, case_id = ORGS[0], "case-a"
+    console.print(f"\n[bold]4. Scheduling: first meeting, sessions, boundaries[/] ({org})")
+    schedules = RecordStore(await nc.jetstream().key_value(topology.SCHEDULES_BUCKET),
+                            CaseSchedule)  # fmt: skip
+    schedule = await _until(lambda: _load(schedules, org, case_id), "no schedule for case-a")
+    zone = ZoneInfo(SchedulingPolicy().time_zone)
+    offered = next((s for s in schedule.sessions if s.kind == "initial_meeting"), None)
+    if offered is not None:
+        console.print(f"  {case_id}: first meeting offered at a time both are free: "
+                      f"{_when(offered.start, zone)} by {offered.method.value}")  # fmt: skip
+    else:
+        console.print(f"  {case_id}: their weekly availability does not overlap")
+    start = datetime.now(zone) + timedelta(seconds=2)
+    await _accepted(client, org, ProposeMeetingTime(case_id=case_id, by="supporter", start=start))
+    await _accepted(client, org, ConfirmMeeting(case_id=case_id, by="client"))
+    console.print(f"  the supporter proposes {_when(start, zone)} instead (moments from now, "
+                  "for the demo); the client confirms -> booked")  # fmt: skip
+    booked = await _until(lambda: _load(schedules, org, case_id, lambda s: any(
+        x.kind == "initial_meeting" and x.status == "booked" for x in s.sessions
+    )), "the meeting was not booked")  # fmt: skip
+    meeting = next(s for s in booked.sessions if s.kind == "initial_meeting")
+    await asyncio.sleep(max((meeting.start - datetime.now(zone)).total_seconds(), 0) + 0.2)
+    await _accepted(client, org, RecordAttendance(case_id=case_id, session_id=meeting.session_id,
+                                                  outcome="completed"))  # fmt: skip
+    next_week = (datetime.now(zone) + timedelta(days=7)).replace(hour=18, minute=0, second=0,
+                                                                 microsecond=0)  # fmt: skip
+    await _accepted(client, org, GoAhead(case_id=case_id, first_session=next_week))
+    going = await _until(
+        lambda: _load(schedules, org, case_id, lambda s: s.status == "going_ahead"), "no sessions"
+    )
+    regular = [s for s in going.sessions if s.kind == "regular"]
+    console.print(
+        f"  the meeting is held; the client goes ahead -> {len(regular)} weekly sessions, "
+        f"{_when(regular[0].start, zone, day=True)}, until the funded end {going.service_ends_on}"
+    )
+
+    # Reminders go out a day ahead: this one is due in three seconds.
+    soon = datetime.now(zone) + timedelta(days=1, seconds=3)
+    method = going.method or Method.PHONE
+
+    def book(start: datetime, minutes: int = 60, purposes: tuple[str, ...] = ()) -> BookSession:
+        extra = {"purposes": list(purposes)} if purposes else {}
+        return BookSession(case_id=case_id, start=start, minutes=minutes, method=method, **extra)
+
+    for what, command in (
+        ("help with a legal letter", book(soon, purposes=("legal_advice",))),
+        ("a 20-minute session", book(soon, minutes=20)),
+    ):
+        reply = await client.submit(org, command)
+        expect(isinstance(reply, CommandRejected), f"{what} was booked")
+        _print_rejection(f"a session request ({what})", reply)
+    await _accepted(client, org, book(soon))
+    twice = await client.submit(org, book(soon + timedelta(hours=2)))
+    expect(isinstance(twice, CommandRejected), "a second session in a week was booked")
+    console.print("  an extra session tomorrow: booked; a second one that week: refused until "
+                  "both agree to meet more often (RecordFrequencyAgreement)")  # fmt: skip
+    reminder = await _next_event(client, org, "SessionReminderDue")
+    console.print(f"  a day before it, the server publishes SessionReminderDue for "
+                  f"{reminder.data['session_id']} (a NATS message schedule: it fires even if "
+                  "no service is running)")  # fmt: skip
+
+    ics = await calendar_for(nc.jetstream(), org, case=case_id)
+    sessions = ics.count(b"BEGIN:VEVENT")
+    console.print(f"  `alongside calendar --case {case_id}`: an iCalendar file of {sessions} "
+                  f"sessions, times in {zone.key}, no names")  # fmt: skip
+
+
+async def _next_event(client: AlongsideClient, org: str, event_type: str) -> RawEnvelope:
+    for _ in range(100):
+        async for event in client.events(org, idle_s=0.1):
+            if event.type == event_type:
+                return event
+        await asyncio.sleep(0.1)
+    raise DemoFailed(f"no {event_type}")
+
+
+async def _load(
+    store: RecordStore[CaseSchedule], org: str, case_id: str,
+    until: Callable[[CaseSchedule], bool] = lambda _: True,
+) -> CaseSchedule | None:  # fmt: skip
+    stored, _ = await store.load(org, case_id)
+    return stored.record if stored and stored.outbox is None and until(stored.record) else None
+
+
+async def _until(
+    probe: Callable[[], Awaitable[CaseSchedule | None]], failure: str
+) -> CaseSchedule:
+    for _ in range(200):
+        found = await probe()
+        if found is not None:
+            return found
+        await asyncio.sleep(0.05)
+    raise DemoFailed(failure)
+
+
+def _when(moment: datetime, zone: ZoneInfo, day: bool = False) -> str:
+    local = moment.astimezone(zone)
+    return f"{local:%A}s at {local:%H:%M}" if day else f"{local:%a %d %b %H:%M:%S}"
+
+
 async def _publish_live(nc: Nats, decisions: DecisionStore, eligible_before: set[str]) -> None:
     org = ORGS[0]
-    console.print(f"\n[bold]4. An ops person publishes {org}'s eligibility override, live[/]")
+    console.print(f"\n[bold]5. An ops person publishes {org}'s eligibility override, live[/]")
     console.print(
         "  rules/orgs/harbour-ombudsman/eligibility/override.yaml: "
         "two years of recovery, monthly supervision"
@@ -334,7 +446,7 @@ async def _publish_live(nc: Nats, decisions: DecisionStore, eligible_before: set
 
 async def _refusals(client: AlongsideClient, nc: Nats) -> None:
     org = ORGS[0]
-    console.print("\n[bold]5. What the service refuses, and how it answers[/]")
+    console.print("\n[bold]6. What the service refuses, and how it answers[/]")
 
     bad = GiveConsent(
         case_id="case-02", party_id="landlord", stages=[Stage.ENTRY], given_on=date.today()
@@ -388,7 +500,7 @@ def _print_rejection(what: str, reply: CommandAccepted | CommandRejected) -> Non
 
 
 async def _outside_subscriber(client: AlongsideClient) -> None:
-    console.print("\n[bold]6. An outside subscriber that knows only contracts/[/]")
+    console.print("\n[bold]7. An outside subscriber that knows only contracts/[/]")
     table = Table("organisation", "event", "count")
     for org in ORGS:
         counts: Counter[str] = Counter()

@@ -176,6 +176,9 @@ class RulesDecision(Part):
     decided_at: datetime
     # Eligibility only: the first day it would lapse with no new input.
     lapses_on: date | None = None
+    # Eligibility only: ineligible only because the caseload is full (no new matches; the
+    # current ones carry on).
+    caseload_full_only: bool = False
 
 
 class PublishedRuleset(Part):
@@ -213,8 +216,11 @@ class SupporterEligibilityDecided(Event):
     """Eligibility changed or was confirmed; the reasons stay in the decision record."""
 
     type_name: ClassVar[str] = "SupporterEligibilityDecided"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: caseload_full_only
     supporter_id: str
     eligible: bool
+    # Not eligible for new matches only because the caseload is full: current matches go on.
+    caseload_full_only: bool = False
     lapses_on: date | None
     ruleset: RulesetRef
 

@@ -84,6 +84,9 @@ class GoAhead(Command):
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     method: Method | None = None  # default: the initial meeting's
+    # The first weekly session, whose weekday and local time the rest keep (default: a week
+    # after the initial meeting, at its time).
+    first_session: AwareDatetime | None = None
 
 
 class RecordFrequencyAgreement(Command):

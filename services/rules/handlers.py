@@ -137,9 +137,16 @@ async def decide_eligibility(
     with deps.live.lease(org, Kind.ELIGIBILITY) as loaded:
         lapses_on = domain.lapse_date(loaded, facts_on, today)
         decision = domain.decide(loaded, supporter_id, facts_on(today), now, lapses_on=lapses_on)
+        if decision.outcome != domain.ELIGIBLE and active_cases > 0:
+            # Would they be eligible with room for one more? Then only the caseload is full,
+            # and their current matches carry on.
+            roomy = facts.eligibility(record, today, active_cases=0).model_dump(mode="json")
+            full_only = domain.decide(loaded, supporter_id, roomy, now).outcome == domain.ELIGIBLE
+            decision = decision.model_copy(update={"caseload_full_only": full_only})
     event = SupporterEligibilityDecided(
         supporter_id=supporter_id,
         eligible=decision.outcome == domain.ELIGIBLE,
+        caseload_full_only=decision.caseload_full_only,
         lapses_on=decision.lapses_on,
         ruleset=decision.ruleset,
     )
@@ -182,7 +189,9 @@ async def decide_matching_policy(org: str, case_id: str, deps: RulesDeps) -> Rul
 def _announced(decision: RulesDecision) -> tuple[object, ...]:
     """What a decision event says. Eligibility events leave out the reasons (vetting details
     are sensitive), so a change of reasons alone is stored but not announced."""
-    said: tuple[object, ...] = (decision.outcome, decision.lapses_on, decision.ruleset)
+    said: tuple[object, ...] = (
+        decision.outcome, decision.lapses_on, decision.ruleset, decision.caseload_full_only
+    )
     if decision.kind != Kind.ELIGIBILITY:
         said += (tuple(f.model_dump_json() for f in decision.fired),)
     return said

@@ -156,16 +156,18 @@ async def on_event(envelope: RawEnvelope, deps: SchedulingDeps) -> None:
     elif kind == ServiceRefused.type_name:
         await _stop_sessions(org, data["case_id"], "service_refused", "ended", deps)
     elif kind == SupporterEligibilityDecided.type_name:
-        await _supporter_decided(org, data["supporter_id"], data["eligible"], deps)
+        # A full caseload stops new matches, not the sessions of current ones.
+        fit = data["eligible"] or data.get("caseload_full_only", False)
+        await _supporter_decided(org, data["supporter_id"], fit, deps)
 
 
 async def _supporter_decided(
-    org: str, supporter_id: str, eligible: bool, deps: SchedulingDeps
+    org: str, supporter_id: str, fit: bool, deps: SchedulingDeps
 ) -> None:
     # Supervision is booked whatever the eligibility: attending it is how a supporter whose
     # supervision lapsed becomes eligible again.
     await plan_supervision(org, supporter_id, deps)
-    if eligible:
+    if fit:
         return
     for _, case_id, stored, _ in await deps.schedules.store.each(org):
         if stored.record.supporter_id == supporter_id:
@@ -400,8 +402,10 @@ async def _go_ahead(
     ctx = await _context(org, deps)
     method = command.method or meeting.method
     ends_on = meeting.start.astimezone(ctx.zone).date() + timedelta(weeks=ctx.policy.funded_weeks)
-    starts = domain.weekly(meeting.start + timedelta(weeks=1), ends_on, ctx.zone)
-    starts = [s for s in starts if s > ctx.now]
+    first = command.first_session or meeting.start + timedelta(weeks=1)
+    if first <= ctx.now:
+        raise Refused("first_session", "the first session must be in the future")
+    starts = domain.weekly(first, ends_on, ctx.zone)
     if not starts:
         raise Refused("case_id", "the funded service period has already ended")
     await _judge(org, schedule, ctx, deps, start=starts[0], minutes=ctx.policy.session_minutes,
@@ -411,7 +415,7 @@ async def _go_ahead(
         schedule, ctx, [s.session_id for s in sessions], status="going_ahead", method=method,
         sessions=[*schedule.sessions, *sessions], service_ends_on=ends_on,
     )  # fmt: skip
-    local = meeting.start.astimezone(ctx.zone)
+    local = starts[0].astimezone(ctx.zone)
     event = SessionsScheduled(
         case_id=schedule.case_id, supporter_id=schedule.supporter_id,
         session_ids=[s.session_id for s in sessions], weekday=f"{local:%A}",
