@@ -130,7 +130,9 @@ async def test_decline_change_and_refuse_never_offer_a_supporter_again(
     assert (await match_of(nc, org, "c1")).status == "active"
     # Their one slot is taken: eligibility says the caseload is full.
     decided = await wait_for(client, org, "SupporterEligibilityDecided", 6)
-    assert [e.data["eligible"] for e in decided if e.data["supporter_id"] == chosen][-1] is False
+    last = [e.data for e in decided if e.data["supporter_id"] == chosen][-1]
+    assert last["eligible"] is False
+    assert last["caseload_full_only"] is True  # so scheduling keeps their sessions going
 
     await accepted(client, org, ChangeSupporter(case_id="c1"))
     [ended] = await wait_for(client, org, "MatchEnded")
