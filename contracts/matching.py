@@ -142,7 +142,7 @@ class MatchEnded(Event):
     type_name: ClassVar[str] = "MatchEnded"
     case_id: str
     supporter_id: str
-    reason: Literal["change_of_supporter", "service_refused"]
+    reason: Literal["change_of_supporter", "service_refused", "service_completed"]
 
 
 class ServiceRefused(Event):

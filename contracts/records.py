@@ -67,6 +67,7 @@ MatchStatus = Literal[
     "expired",  # the client did not choose in time; the holds are released
     "accepted",  # the client chose; waiting for every party's consent
     "active",  # consented: scheduling takes over
+    "completed",  # the funded service came to its end
     "refused",  # the client refused the service
 ]
 

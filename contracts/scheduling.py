@@ -233,6 +233,15 @@ class SessionCancelled(Event):
     ]  # fmt: skip
 
 
+class ServiceEnded(Event):
+    """The funded period is over: the match ends and the supporter's slot is free again."""
+
+    type_name: ClassVar[str] = "ServiceEnded"
+    case_id: str
+    supporter_id: str
+    ended_on: date
+
+
 class SessionAttended(Event):
     type_name: ClassVar[str] = "SessionAttended"
     case_id: str
@@ -323,6 +332,7 @@ EVENTS: tuple[type[Event], ...] = (
     SessionCancelled,
     SessionAttended,
     ServiceExtended,
+    ServiceEnded,
     FrequencyAgreed,
     SessionReminderDue,
     SupervisionScheduled,

@@ -7,8 +7,13 @@ import random
 from datetime import date, time, timedelta
 from typing import Any
 
+from nats.aio.client import Client
+
 from alongside import sample
 from alongside.client import AlongsideClient
+from alongside.runtime import topology
+from alongside.runtime.state import CaseloadStore
+from alongside.runtime.store import RecordStore
 from contracts.envelope import RawEnvelope
 from contracts.intake import (
     Affiliation,
@@ -19,6 +24,7 @@ from contracts.intake import (
     Supervision,
     Weekday,
 )
+from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted
 
 RESPONDENT = "Harbour Housing Ltd"
@@ -87,3 +93,16 @@ def intake(case_id: str, languages: list[str]) -> SubmitIntake:
 async def eligible(client: AlongsideClient, org: str, count: int) -> None:
     decided = await wait_for(client, org, "SupporterEligibilityDecided", count)
     assert sum(e.data["eligible"] for e in decided) >= count
+
+
+async def match_of(nc: Client, org: str, case_id: str) -> CaseMatch:
+    store = RecordStore(await nc.jetstream().key_value(topology.MATCHES_BUCKET), CaseMatch)
+    stored, _ = await store.load(org, case_id)
+    assert stored is not None
+    return stored.record
+
+
+async def holds(nc: Client, org: str, supporter_id: str) -> dict[str, Any]:
+    caseloads = CaseloadStore(await nc.jetstream().key_value(topology.CASELOADS_BUCKET))
+    caseload, _ = await caseloads.load(org, supporter_id)
+    return caseload.holds

@@ -61,6 +61,7 @@ from contracts.matching import (
 from contracts.records import CaseMatch, CaseRecord, Offer
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided, SupporterEligibilityDecided
+from contracts.scheduling import ServiceEnded
 from services.matching import batch, domain
 from services.matching.adapters import Supporters, match_records
 from services.matching.domain import Policy, Proposal, SupporterIndex
@@ -135,6 +136,8 @@ async def on_event(envelope: RawEnvelope, deps: MatchingDeps) -> None:
         await _change_case(org, data["case_id"], deps, lambda m: _on_policy(org, m, data, deps))
     elif envelope.type == ConsentDecided.type_name and data["status"] == "active":
         await _change_case(org, data["case_id"], deps, lambda m: _activate(org, m, deps))
+    elif envelope.type == ServiceEnded.type_name:
+        await _change_case(org, data["case_id"], deps, lambda m: _complete(m, data["supporter_id"]))
     elif envelope.type in SUPPORTER_EVENTS:
         await deps.supporters.refresh(org, data["supporter_id"])
         await retry_waitlist(org, deps)
@@ -176,6 +179,15 @@ async def _activate(org: str, match: CaseMatch | None, deps: MatchingDeps) -> Ch
     assert match.supporter_id is not None
     event = MatchActivated(case_id=match.case_id, supporter_id=match.supporter_id)
     return Change(match.model_copy(update={"status": "active", "since": deps.clock()}), [event])
+
+
+async def _complete(match: CaseMatch | None, supporter_id: str) -> Change | None:
+    """The funded service ended: the supporter's slot is free for someone else."""
+    if match is None or match.status != "active" or match.supporter_id != supporter_id:
+        return None
+    event = MatchEnded(case_id=match.case_id, supporter_id=supporter_id, reason="service_completed")
+    return Change(match.model_copy(update={"status": "completed"}), [event],
+                  released=[supporter_id])  # fmt: skip
 
 
 async def _consented(org: str, match: CaseMatch, deps: MatchingDeps) -> bool:
@@ -441,6 +453,8 @@ async def _refuse(
         match = CaseMatch(case_id=command.case_id, status="refused", since=now, updated_at=now)
     elif match.status == "refused":
         raise store.Refused("case_id", "the client already refused the service")
+    elif match.status == "completed":
+        raise store.Refused("case_id", "the service has already come to its end")
     released = [o.supporter_id for o in match.proposals]
     if match.supporter_id and match.supporter_id not in released:
         released.append(match.supporter_id)

@@ -32,6 +32,11 @@ def register(broker: NatsBroker, deps: SchedulingDeps) -> None:
 
 
 async def run(deps: SchedulingDeps) -> None:
-    """Now and then, make sure every eligible supporter has supervision and a debrief booked."""
-    await every(deps.settings.sweep_interval_s, lambda: handlers.plan_all_supervision(deps),
-                "supervision_planning")  # fmt: skip
+    """Now and then: end services whose funded period is over, and make sure every supporter
+    has supervision and a debrief booked."""
+
+    async def sweep() -> None:
+        await handlers.end_services(deps)
+        await handlers.plan_all_supervision(deps)
+
+    await every(deps.settings.sweep_interval_s, sweep, "scheduling_sweep")

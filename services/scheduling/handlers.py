@@ -57,6 +57,7 @@ from contracts.scheduling import (
     RescheduleSession,
     SchedulingConfigured,
     SchedulingPolicy,
+    ServiceEnded,
     ServiceExtended,
     SessionAttended,
     SessionBooked,
@@ -149,7 +150,7 @@ async def on_event(envelope: RawEnvelope, deps: SchedulingDeps) -> None:
         )
     elif kind == ConsentDecided.type_name and data["status"] != "active":
         await _stop_sessions(org, data["case_id"], "consent_not_active", "suspended", deps)
-    elif kind == MatchEnded.type_name:
+    elif kind == MatchEnded.type_name and data["reason"] != "service_completed":
         changed = data["reason"] == "change_of_supporter"
         reason = "supporter_changed" if changed else "service_refused"
         await _stop_sessions(org, data["case_id"], reason, "ended", deps)
@@ -575,6 +576,40 @@ async def _within_boundaries(org: str, facts: SessionFacts, deps: SchedulingDeps
 
 
 # Supervision ------------------------------------------------------------------------
+
+
+async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int:
+    """Cases whose funded period is over (and not extended) end: ``ServiceEnded``. Returns how
+    many ended."""
+    ended = 0
+    for org, case_id, stored, _ in await deps.schedules.store.each():
+        if stored.record.status != "going_ahead":
+            continue
+        done = False
+
+        async def end(schedule: CaseSchedule | None, org: str = org) -> Change[CaseSchedule] | None:
+            nonlocal done
+            change = await _end_service(org, schedule, deps, now)
+            done = change is not None
+            return change
+
+        await deps.schedules.change(org, case_id, end)
+        ended += done
+    return ended
+
+
+async def _end_service(
+    org: str, schedule: CaseSchedule | None, deps: SchedulingDeps, now: datetime | None
+) -> Change[CaseSchedule] | None:
+    if schedule is None or schedule.status != "going_ahead" or schedule.service_ends_on is None:
+        return None
+    ctx = await _context(org, deps)
+    today = (now or ctx.now).astimezone(ctx.zone).date()
+    if today <= schedule.service_ends_on:
+        return None
+    event = ServiceEnded(case_id=schedule.case_id, supporter_id=schedule.supporter_id,
+                         ended_on=schedule.service_ends_on)  # fmt: skip
+    return Change(_changed(schedule, ctx, [], status="ended"), [event])
 
 
 async def plan_all_supervision(deps: SchedulingDeps) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -13,9 +12,6 @@ from nats.aio.client import Client
 from alongside import services
 from alongside.client import AlongsideClient
 from alongside.importer import import_intakes
-from alongside.runtime import topology
-from alongside.runtime.state import CaseloadStore
-from alongside.runtime.store import RecordStore
 from contracts.envelope import RawEnvelope
 from contracts.intake import (
     CLIENT_PARTY_ID,
@@ -28,11 +24,10 @@ from contracts.matching import (
     DeclineProposals,
     RefuseService,
 )
-from contracts.records import CaseMatch
 from contracts.replies import CommandRejected
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
-from tests.support import accepted, eligible, intake, supporter, wait_for
+from tests.support import accepted, eligible, holds, intake, match_of, supporter, wait_for
 
 TODAY = date.today()
 
@@ -53,19 +48,6 @@ def deps_of(running: services.Running) -> MatchingDeps:
 
 def of_case(events: list[RawEnvelope], case_id: str) -> list[RawEnvelope]:
     return [e for e in events if e.data["case_id"] == case_id]
-
-
-async def match_of(nc: Client, org: str, case_id: str) -> CaseMatch:
-    store = RecordStore(await nc.jetstream().key_value(topology.MATCHES_BUCKET), CaseMatch)
-    stored, _ = await store.load(org, case_id)
-    assert stored is not None
-    return stored.record
-
-
-async def holds(nc: Client, org: str, supporter_id: str) -> dict[str, Any]:
-    caseloads = CaseloadStore(await nc.jetstream().key_value(topology.CASELOADS_BUCKET))
-    caseload, _ = await caseloads.load(org, supporter_id)
-    return caseload.holds
 
 
 async def test_an_intake_gets_explained_proposals_that_hold_slots(

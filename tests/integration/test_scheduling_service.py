@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
+from nats.aio.client import Client
 
 from alongside import services
 from alongside.calendars import calendar_for
@@ -32,15 +33,19 @@ from contracts.scheduling import (
     ConfigureScheduling,
     ConfirmMeeting,
     CreateGroupSession,
+    ExtendService,
     GoAhead,
     JoinGroupSession,
     ProposeMeetingTime,
     RecordAttendance,
     RecordFrequencyAgreement,
     RecordSupervisionAttendance,
+    RescheduleSession,
     SchedulingPolicy,
 )
-from tests.support import accepted, eligible, intake, supporter, wait_for
+from services.scheduling import handlers
+from services.scheduling.handlers import SchedulingDeps
+from tests.support import accepted, eligible, holds, intake, supporter, wait_for
 
 ALL = ["intake", "rules", "matching", "scheduling"]
 AUCKLAND = ZoneInfo("Pacific/Auckland")  # the default organisation time zone
@@ -74,8 +79,11 @@ async def active_match(client: AlongsideClient, org: str, case_id: str = "c1") -
     return str(chosen)
 
 
-async def after_meeting(client: AlongsideClient, org: str, case_id: str = "c1") -> list[Any]:
-    """The initial meeting, moved to a moment from now, confirmed by both and held."""
+async def after_meeting(
+    client: AlongsideClient, org: str, case_id: str = "c1", first_in_weeks: int = 1
+) -> list[Any]:
+    """The initial meeting, moved to a moment from now, confirmed by both and held; then the
+    client goes ahead, weekly sessions starting ``first_in_weeks`` after the meeting."""
     [offered] = await wait_for(client, org, "InitialMeetingProposed")
     assert offered.data["proposed_by"] == "scheduling"
     start = soon(2)
@@ -86,7 +94,8 @@ async def after_meeting(client: AlongsideClient, org: str, case_id: str = "c1") 
     meeting = booked.data["session_id"]
     await accepted(client, org, RecordAttendance(case_id=case_id, session_id=meeting,
                                                  outcome="completed"))  # fmt: skip
-    await accepted(client, org, GoAhead(case_id=case_id))
+    first = datetime.fromisoformat(booked.data["start"]) + timedelta(weeks=first_in_weeks)
+    await accepted(client, org, GoAhead(case_id=case_id, first_session=first))
     [scheduled] = await wait_for(client, org, "SessionsScheduled")
     return [offered, booked, scheduled]
 
@@ -120,12 +129,44 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
     assert len(Calendar.from_ical(supporter_ics).walk("VEVENT")) == 1 + 8 + 2  # + supervision
 
 
+async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_slot(
+    running: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=4)))
+    chosen = await active_match(client, org)
+    *_, scheduled = await after_meeting(client, org)
+    ends_on = date.fromisoformat(scheduled.data["service_ends_on"])
+
+    await accepted(client, org, ExtendService(case_id="c1", until=ends_on + timedelta(weeks=2)))
+    [extended] = await wait_for(client, org, "ServiceExtended")
+    assert len(extended.data["session_ids"]) == 2
+    assert extended.data["service_ends_on"] == str(ends_on + timedelta(weeks=2))
+    shorter = await client.submit(org, ExtendService(case_id="c1", until=ends_on))
+    assert isinstance(shorter, CommandRejected)
+    assert shorter.errors[0].field == "until"
+
+    deps = running.deps["scheduling"]
+    assert isinstance(deps, SchedulingDeps)
+    assert await handlers.end_services(deps, datetime.now(UTC)) == 0  # not over yet
+    later = datetime.now(UTC) + timedelta(weeks=8)
+    assert await handlers.end_services(deps, later) >= 1
+    [ended] = await wait_for(client, org, "ServiceEnded")
+    assert ended.data["ended_on"] == str(ends_on + timedelta(weeks=2))
+    # Matching ends the match and the supporter's slot is free again.
+    [match_ended] = await wait_for(client, org, "MatchEnded")
+    assert match_ended.data == {"case_id": "c1", "supporter_id": chosen,
+                                "reason": "service_completed"}  # fmt: skip
+    assert await holds(nc, org, chosen) == {}
+
+
 async def test_every_boundary_refusal_names_the_rule_and_its_reason(
     running: services.Running, client: AlongsideClient, org: str
 ) -> None:
     await active_match(client, org)
-    await after_meeting(client, org)
-    tomorrow = soon(24 * 3600)
+    # Weekly sessions from three weeks on: tomorrow's week has none of them.
+    *_, scheduled = await after_meeting(client, org, first_in_weeks=3)
+    tomorrow = (datetime.now(AUCKLAND) + timedelta(days=1)).replace(hour=10, minute=0, second=0,
+                                                                    microsecond=0)  # fmt: skip
 
     def book(**changes: Any) -> BookSession:
         fields = {"case_id": "c1", "start": tomorrow, "minutes": 60, "method": Method.PHONE}
@@ -150,6 +191,20 @@ async def test_every_boundary_refusal_names_the_rule_and_its_reason(
     assert twice.errors[0].field == "rules.boundaries.more-than-weekly-without-agreement"
     await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
     await accepted(client, org, book(start=tomorrow + timedelta(hours=3)))
+
+    # Moving a session is judged too: a third that week is more than the two agreed.
+    [*_, extra] = await wait_for(client, org, "SessionBooked", 3)
+    moved = await client.submit(org, RescheduleSession(
+        case_id="c1", session_id=scheduled.data["session_ids"][0],
+        start=tomorrow + timedelta(hours=6),
+    ))  # fmt: skip
+    assert isinstance(moved, CommandRejected)
+    assert moved.errors[0].field == "rules.boundaries.more-than-weekly-without-agreement"
+    await accepted(client, org, RescheduleSession(
+        case_id="c1", session_id=extra.data["session_id"], start=tomorrow + timedelta(hours=6),
+    ))  # fmt: skip
+    [rescheduled] = await wait_for(client, org, "SessionRescheduled")
+    assert datetime.fromisoformat(rescheduled.data["start"]) == tomorrow + timedelta(hours=6)
 
 
 async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_sessions_at_once(
