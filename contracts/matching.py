@@ -100,11 +100,13 @@ class MatchProposed(Event):
 
 
 class ClientWaitlisted(Event):
-    """Nobody can serve the client now; ``reason`` names the constraint that left no one."""
+    """Nobody can serve the client now. ``constraint`` names what left no one: a matching-policy
+    rule id, or eligible-with-free-slot / no-conflict / not-declined / taken-meanwhile; the
+    wording, which may say what the client asked for, stays in the matching record."""
 
     type_name: ClassVar[str] = "ClientWaitlisted"
     case_id: str
-    reason: str
+    constraint: str
 
 
 class ProposalAccepted(Event):

@@ -39,7 +39,7 @@ class SchedulingPolicy(Part):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
             raise ValueError(f"{value!r} is not an IANA time zone") from None
         return value
 

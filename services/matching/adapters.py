@@ -101,7 +101,8 @@ class Supporters:
         try:
             apply(org, rest.rsplit(".", 1)[-1], entry.value or None)
         except Exception as error:  # one bad value never stops the index
-            log.error("index_update_failed", key=entry.key, error=str(error))
+            # The type only: a validation error's text would quote the record's contents.
+            log.error("index_update_failed", key=entry.key, error=type(error).__name__)
 
     def _on_record(self, org: str, supporter_id: str, value: bytes | None) -> None:
         record = RecordReader.parse_supporter(value) if value else None

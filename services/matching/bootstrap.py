@@ -36,7 +36,9 @@ async def bootstrap(nc: Client, settings: Settings) -> MatchingDeps:
         decisions=decisions,
         replies=replies,
         events=events,
-        changer=Changer(matches, replies, events, SOURCE, now, holds_releaser(caseloads)),
+        changer=Changer(
+            matches, replies, events, SOURCE, now, holds_releaser(caseloads, matches)
+        ),
         settings=settings,
         clock=now,
     )

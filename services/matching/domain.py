@@ -220,9 +220,19 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Waitlisted:
-    reason: str
-    # How many supporters were left after each constraint, in order.
+    reason: str  # for the coordinator: may name what the client asked for
+    constraint: str  # a rule id or a fixed name: no personal values, fit for events
+    # (constraint, supporters left after it), in order.
     funnel: tuple[tuple[str, int], ...] = field(default=())
+
+
+# Constraints that are not rules of the matching policy, and how they read.
+AVAILABLE, UNCONNECTED, NOT_LEFT = "eligible-with-free-slot", "no-conflict", "not-declined"
+SAID = {
+    AVAILABLE: "eligible with a free slot",
+    UNCONNECTED: "no connection to another party of the dispute",
+    NOT_LEFT: "not a supporter the client declined or changed from",
+}
 
 
 def _words(values: Iterable[object]) -> str:
@@ -235,27 +245,27 @@ def candidates(
 ) -> Bools:  # fmt: skip
     """Who may be proposed at all; ``funnel``, if given, gets how many each constraint left."""
 
-    def step(what: str) -> None:
+    def step(constraint: str) -> None:
         if funnel is not None:
-            funnel.append((what, int(mask.sum())))
+            funnel.append((constraint, int(mask.sum())))
 
     mask = index.eligible & (index.free > 0)
-    step("eligible with a free slot")
+    step(AVAILABLE)
     for f in policy.filters:
         mask &= (
             index.has_all(f.field, f.values)
             if f.match == "all"
             else index.has_any(f.field, f.values)
         )
-        step(f.reason)
+        step(f.rule)
     conflicted = index.connected_to(party_names)
     if conflicted:
         mask[conflicted] = False
-        step("no connection to another party of the dispute")
+        step(UNCONNECTED)
     gone = [index.position[s] for s in excluded if s in index.position]
     if gone:
         mask[gone] = False
-        step("not a supporter the client declined or changed from")
+        step(NOT_LEFT)
     return mask
 
 
@@ -278,7 +288,8 @@ def propose(
     pool = np.flatnonzero(candidates(index, policy, party_names, excluded, funnel))
     if pool.size == 0:
         emptied = next(step for step, left in funnel if left == 0)
-        return Waitlisted(f"no supporter left after: {emptied}", tuple(funnel))
+        said = SAID.get(emptied) or next(f.reason for f in policy.filters if f.rule == emptied)
+        return Waitlisted(f"no supporter left after: {said}", emptied, tuple(funnel))
     score = scores(index, policy, pool)
     if pool.size > k:
         top = np.argpartition(-score, k - 1)[:k]

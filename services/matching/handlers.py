@@ -73,7 +73,9 @@ _NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
 # Candidates beyond K, in case another replica fills one of them first.
 SPARE = 3
 ROUND_ATTEMPTS = 5
-TAKEN_MEANWHILE = "every suitable supporter's free slots were taken meanwhile"
+TAKEN_MEANWHILE = domain.Waitlisted(
+    "every suitable supporter's free slots were taken meanwhile", "taken-meanwhile"
+)
 
 Reply = CommandAccepted | CommandRejected
 SUPPORTER_EVENTS = {
@@ -248,14 +250,15 @@ def _proposed(match: CaseMatch, offers: list[Offer], held: list[str], now: datet
     return Change(record, [event], held=held)
 
 
-def _waitlisted(match: CaseMatch, reason: str, now: datetime) -> Change | None:
-    if match.status == "waitlisted" and match.waitlist_reason == reason:
+def _waitlisted(match: CaseMatch, why: domain.Waitlisted, now: datetime) -> Change | None:
+    if match.status == "waitlisted" and match.waitlist_reason == why.reason:
         return None  # still waiting for the same reason: nothing new to say
     since = match.since if match.status == "waitlisted" else now
     record = match.model_copy(
-        update={"status": "waitlisted", "proposals": [], "waitlist_reason": reason, "since": since}
-    )
-    return Change(record, [ClientWaitlisted(case_id=match.case_id, reason=reason)])
+        update={"status": "waitlisted", "proposals": [], "waitlist_reason": why.reason,
+                "since": since}
+    )  # fmt: skip
+    return Change(record, [ClientWaitlisted(case_id=match.case_id, constraint=why.constraint)])
 
 
 async def _offer(
@@ -268,7 +271,7 @@ async def _offer(
         index, policy, policy.proposals + SPARE, client.party_names, match.excluded
     )
     if isinstance(result, domain.Waitlisted):
-        return _waitlisted(match, result.reason, now)
+        return _waitlisted(match, result, now)
     until = now + timedelta(days=policy.hold_days)
     offers: list[Offer] = []
     for proposal in result:
@@ -328,25 +331,36 @@ async def _change_case(
 async def _give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingDeps) -> None:
     """Holds taken for a change that lost the race, unless the winner keeps them."""
     stored, _ = await deps.matches.load(org, case_id)
-    kept: set[str | None] = set()
-    if stored is not None:
-        kept = {stored.record.supporter_id, *(o.supporter_id for o in stored.record.proposals)}
+    kept = _holding(stored.record) if stored else set()
     for supporter_id in held:
         if supporter_id not in kept:
             await deps.caseloads.release(org, supporter_id, case_id)
 
 
 def holds_releaser(
-    caseloads: CaseloadStore,
+    caseloads: CaseloadStore, matches: RecordStore[CaseMatch]
 ) -> Callable[[str, str, CaseMatch], Awaitable[None]]:
     """What a committed change does besides its events: give up the holds it released (run on
-    every flush of its outbox, so a crash in between is completed)."""
+    every flush of its outbox, so a crash in between is completed). A hold the case has taken
+    again since (an expired proposal accepted after all) is kept."""
 
     async def release_holds(org: str, case_id: str, match: CaseMatch) -> None:
+        if not match.released:
+            return
+        latest, _ = await matches.load(org, case_id)
+        held_now = _holding(latest.record) if latest else set()
         for supporter_id in match.released:
-            await caseloads.release(org, supporter_id, case_id)
+            if supporter_id not in held_now:
+                await caseloads.release(org, supporter_id, case_id)
 
     return release_holds
+
+
+def _holding(match: CaseMatch) -> set[str]:
+    """The supporters whose slots the case holds in its current state."""
+    if match.status in ("accepted", "active"):
+        return {match.supporter_id} if match.supporter_id else set()
+    return {o.supporter_id for o in match.proposals} if match.status == "proposed" else set()
 
 
 # Commands ---------------------------------------------------------------------
@@ -604,6 +618,7 @@ async def _retry(org: str, match: CaseMatch | None, deps: MatchingDeps) -> Chang
 async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
     """Proposals the client did not answer in time give their slots back. Returns how many."""
     now = now or deps.clock()
+    await deps.changer.flush_pending()  # a change a crash left unpublished, first
     expired = 0
     for org, stored, _ in await match_records(deps.matches):
         match = stored.record

@@ -38,12 +38,12 @@ async def bootstrap(nc: Client, settings: Settings) -> SchedulingDeps:
         store = RecordStore(await js.key_value(bucket), record)
         return Changer(store, replies, events, SOURCE, now, before)
 
+    schedules = RecordStore(await js.key_value(topology.SCHEDULES_BUCKET), CaseSchedule)
+    keep_reminders = reminders_keeper(reminders, policies, schedules, now)
     return SchedulingDeps(
         js=js,
         settings_store=Changer(policies.store, replies, events, SOURCE, now),
-        schedules=await changer(
-            topology.SCHEDULES_BUCKET, CaseSchedule, reminders_keeper(reminders, policies)
-        ),
+        schedules=Changer(schedules, replies, events, SOURCE, now, keep_reminders),
         supervision=await changer(topology.SUPERVISION_BUCKET, SupporterSupervision),
         groups=await changer(topology.GROUPS_BUCKET, GroupSession),
         policies=policies,

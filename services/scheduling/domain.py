@@ -73,14 +73,22 @@ def meeting_method(
 
 
 def weekly(first: datetime, until: date, zone: ZoneInfo) -> list[datetime]:
-    """Every week from ``first`` up to ``until``, at the same local wall-clock time."""
+    """Every week from ``first`` until (not on) ``until``, the day the service ends, at the
+    same local wall-clock time."""
     local = first.astimezone(zone)
     starts = []
     day = local.date()
-    while day <= until:
-        starts.append(at(day, local.timetz().replace(tzinfo=None), zone))
+    while day < until:
+        starts.append(at(day, local.time(), zone))
         day += timedelta(weeks=1)
     return starts
+
+
+def next_week(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The same local wall-clock time a week later (adding 7 days to an instant would move it
+    by an hour across a daylight-saving change)."""
+    local = moment.astimezone(zone)
+    return at(local.date() + timedelta(weeks=1), local.time(), zone)
 
 
 def sessions_that_week(sessions: Iterable[Session], start: datetime, zone: ZoneInfo) -> int:

@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 
 from nats.js import JetStreamContext
 
+from alongside.client import parse_reply
 from alongside.runtime import commands
 from alongside.runtime.logging import get_logger
 from alongside.runtime.state import SETTINGS_KEY, DecisionStore, Policies, RecordReader
-from alongside.runtime.store import Change, Changer, Refused
+from alongside.runtime.store import Change, Changer, RecordStore, Refused
 from alongside.settings import Settings
 from contracts.envelope import RawEnvelope
 from contracts.intake import Method, RecordVettingEvidence, Supervision
@@ -93,16 +94,20 @@ class SchedulingDeps:
 
 
 def reminders_keeper(
-    reminders: Reminders, policies: Policies
-) -> Callable[[str, str, CaseSchedule], Awaitable[None]]:
+    reminders: Reminders, policies: Policies, schedules: RecordStore[CaseSchedule],
+    clock: Callable[[], datetime],
+) -> Callable[[str, str, CaseSchedule], Awaitable[None]]:  # fmt: skip
     """What a committed schedule change does besides its events: set or clear the reminders of
-    the sessions it touched (run on every flush, so a crash in between is completed)."""
+    the sessions it touched (run on every flush, so a crash in between is completed). It acts
+    on the sessions as they stand now, so a late flush cannot revive a cancelled reminder."""
 
     async def keep_reminders(org: str, case_id: str, schedule: CaseSchedule) -> None:
         policy = await policies.get(org)
-        now = datetime.now(ZoneInfo(policy.time_zone))
+        now = clock()
+        latest, _ = await schedules.load(org, case_id)
+        current = latest.record if latest else schedule
         for session_id in schedule.touched:
-            session = schedule.session(session_id)
+            session = current.session(session_id)
             if session is not None and session.status == "booked":
                 due = session.start - timedelta(hours=policy.reminder_hours)
                 await reminders.set(org, case_id, session, due, now)
@@ -134,8 +139,9 @@ def _changed(
     return schedule.model_copy(update={**update, "touched": touched, "updated_at": ctx.now})
 
 
-def _session_id(case_id: str, start: datetime) -> str:
-    return f"{case_id}-{start.astimezone(ZoneInfo('UTC')):%Y%m%dT%H%M}"
+def _session_id(schedule: CaseSchedule, added: int = 0) -> str:
+    """Sessions are numbered in the order they were added; none is ever removed."""
+    return f"{schedule.case_id}-{len(schedule.sessions) + added:03d}"
 
 
 # Reacting to events -------------------------------------------------------------
@@ -153,7 +159,7 @@ async def on_event(envelope: RawEnvelope, deps: SchedulingDeps) -> None:
     elif kind == MatchEnded.type_name and data["reason"] != "service_completed":
         changed = data["reason"] == "change_of_supporter"
         reason = "supporter_changed" if changed else "service_refused"
-        await _stop_sessions(org, data["case_id"], reason, "ended", deps)
+        await _stop_sessions(org, data["case_id"], reason, "ended", deps, data["supporter_id"])
     elif kind == ServiceRefused.type_name:
         await _stop_sessions(org, data["case_id"], "service_refused", "ended", deps)
     elif kind == SupporterEligibilityDecided.type_name:
@@ -172,7 +178,9 @@ async def _supporter_decided(
         return
     for _, case_id, stored, _ in await deps.schedules.store.each(org):
         if stored.record.supporter_id == supporter_id:
-            await _stop_sessions(org, case_id, "supporter_ineligible", "suspended", deps)
+            await _stop_sessions(
+                org, case_id, "supporter_ineligible", "suspended", deps, supporter_id
+            )
 
 
 async def _arrange(
@@ -189,7 +197,7 @@ async def _arrange(
     ctx = await _context(org, deps)
     fresh = CaseSchedule(case_id=case_id, supporter_id=supporter_id, status="arranging",
                          updated_at=ctx.now)  # fmt: skip
-    meeting = _meeting_offer(case, supporter, ctx)
+    meeting = _meeting_offer(fresh, case, supporter, ctx)
     if meeting is None:
         log.warning("no_common_time", org=org, case_id=case_id)
         return Change(fresh, [])
@@ -197,7 +205,9 @@ async def _arrange(
     return Change(record, [_meeting_proposed(record, meeting, "scheduling")])
 
 
-def _meeting_offer(case: CaseRecord, supporter: SupporterRecord, ctx: Context) -> Session | None:
+def _meeting_offer(
+    schedule: CaseSchedule, case: CaseRecord, supporter: SupporterRecord, ctx: Context
+) -> Session | None:
     client = case.intake.client
     method = domain.meeting_method(
         client.methods, supporter.profile.methods, client.safety_concerns
@@ -209,7 +219,7 @@ def _meeting_offer(case: CaseRecord, supporter: SupporterRecord, ctx: Context) -
     if method is None or start is None:
         return None
     return Session(
-        session_id=_session_id(case.case_id, start), kind="initial_meeting", start=start,
+        session_id=_session_id(schedule), kind="initial_meeting", start=start,
         end=start + timedelta(minutes=ctx.policy.session_minutes), method=method,
         status="proposed",
     )  # fmt: skip
@@ -224,12 +234,16 @@ def _meeting_proposed(schedule: CaseSchedule, meeting: Session, by: str) -> Init
 
 
 async def _stop_sessions(
-    org: str, case_id: str, reason: str, status: str, deps: SchedulingDeps
-) -> None:
-    """Cancel every future session of the case at once, with the reason."""
+    org: str, case_id: str, reason: str, status: str, deps: SchedulingDeps,
+    supporter_id: str | None = None,
+) -> None:  # fmt: skip
+    """Cancel every future session of the case at once, with the reason (only those with
+    ``supporter_id``, if given: a late event about an earlier supporter changes nothing)."""
 
     async def stop(schedule: CaseSchedule | None) -> Change[CaseSchedule] | None:
-        if schedule is None:
+        if schedule is None or schedule.status == "ended":
+            return None
+        if supporter_id is not None and schedule.supporter_id != supporter_id:
             return None
         ctx = await _context(org, deps)
         upcoming = {s.session_id for s in domain.future(schedule.sessions, ctx.now)}
@@ -303,10 +317,16 @@ def _must_have(schedule: CaseSchedule | None, *statuses: str) -> CaseSchedule:
 
 
 def _meeting(schedule: CaseSchedule) -> Session:
-    meeting = next((s for s in schedule.sessions if s.kind == "initial_meeting"), None)
+    meeting = _current_meeting(schedule)
     if meeting is None:
         raise Refused("case_id", "no initial meeting has been proposed yet")
     return meeting
+
+
+def _current_meeting(schedule: CaseSchedule) -> Session | None:
+    """The initial meeting (earlier proposals of it are kept, cancelled)."""
+    meetings = [s for s in schedule.sessions if s.kind == "initial_meeting"]
+    return next((s for s in meetings if s.status != "cancelled"), None)
 
 
 def _replace(schedule: CaseSchedule, session: Session) -> list[Session]:
@@ -351,7 +371,9 @@ async def _propose_time(
     ctx = await _context(org, deps)
     if command.start <= ctx.now:
         raise Refused("start", "the meeting must be in the future")
-    old = next((s for s in schedule.sessions if s.kind == "initial_meeting"), None)
+    old = _current_meeting(schedule)
+    if old is not None and old.status not in domain.LIVE:
+        raise Refused("case_id", f"the initial meeting is already {old.status}")
     minutes = _minutes(old) if old else ctx.policy.session_minutes
     case = await deps.records.case(org, schedule.case_id)
     supporter = await deps.records.supporter(org, schedule.supporter_id)
@@ -364,12 +386,16 @@ async def _propose_time(
         raise Refused("case_id", "the client and supporter share no safe method to meet by")
     start = command.start.astimezone(ctx.zone)
     meeting = Session(
-        session_id=_session_id(schedule.case_id, start), kind="initial_meeting", start=start,
+        session_id=_session_id(schedule), kind="initial_meeting", start=start,
         end=start + timedelta(minutes=minutes), method=method, status="proposed",
         confirmed_by=[command.by],
     )  # fmt: skip
-    sessions = [s for s in schedule.sessions if s.kind != "initial_meeting"] + [meeting]
-    touched = [old.session_id] if old else []
+    sessions = [*schedule.sessions, meeting]
+    touched = []
+    if old is not None:
+        moved = old.model_copy(update={"status": "cancelled", "cancel_reason": "another_time"})
+        sessions = [*_replace(schedule, moved), meeting]
+        touched = [old.session_id]
     record = _changed(schedule, ctx, touched, sessions=sessions)
     return Change(record, [_meeting_proposed(record, meeting, command.by)])
 
@@ -403,7 +429,7 @@ async def _go_ahead(
     ctx = await _context(org, deps)
     method = command.method or meeting.method
     ends_on = meeting.start.astimezone(ctx.zone).date() + timedelta(weeks=ctx.policy.funded_weeks)
-    first = command.first_session or meeting.start + timedelta(weeks=1)
+    first = command.first_session or domain.next_week(meeting.start, ctx.zone)
     if first <= ctx.now:
         raise Refused("first_session", "the first session must be in the future")
     starts = domain.weekly(first, ends_on, ctx.zone)
@@ -429,9 +455,9 @@ def _regular(
     schedule: CaseSchedule, starts: list[datetime], minutes: int, method: Method
 ) -> list[Session]:
     return [
-        Session(session_id=_session_id(schedule.case_id, start), kind="regular", start=start,
+        Session(session_id=_session_id(schedule, k), kind="regular", start=start,
                 end=start + timedelta(minutes=minutes), method=method, status="booked")
-        for start in starts
+        for k, start in enumerate(starts)
     ]  # fmt: skip
 
 
@@ -456,12 +482,12 @@ async def _book(
         raise Refused("start", "a session must be booked in the future")
     await _judge(org, schedule, ctx, deps, start=start, minutes=command.minutes,
                  method=command.method, purposes=command.purposes)  # fmt: skip
+    if any(s.start == start for s in domain.future(schedule.sessions, ctx.now)):
+        raise Refused("start", "a session already starts at that time")
     session = Session(
-        session_id=_session_id(schedule.case_id, start), kind="extra", start=start,
+        session_id=_session_id(schedule), kind="extra", start=start,
         end=start + timedelta(minutes=command.minutes), method=command.method, status="booked",
     )  # fmt: skip
-    if schedule.session(session.session_id) is not None:
-        raise Refused("start", "a session already starts at that time")
     record = _changed(schedule, ctx, [session.session_id],
                       sessions=[*schedule.sessions, session])  # fmt: skip
     return Change(record, [_booked(schedule, session)])
@@ -515,7 +541,7 @@ async def _extend(
         raise Refused("until", f"the service already runs to {schedule.service_ends_on}")
     ctx = await _context(org, deps)
     last = max(s.start for s in schedule.sessions if s.kind == "regular")
-    starts = domain.weekly(last + timedelta(weeks=1), command.until, ctx.zone)
+    starts = domain.weekly(domain.next_week(last, ctx.zone), command.until, ctx.zone)
     sessions = _regular(schedule, starts, ctx.policy.session_minutes, schedule.method)
     record = _changed(schedule, ctx, [s.session_id for s in sessions],
                       sessions=[*schedule.sessions, *sessions],
@@ -552,6 +578,9 @@ async def _judge(
     supporter = await deps.records.supporter(org, schedule.supporter_id)
     if case is None or supporter is None:
         raise Refused("case_id", "the case or its supporter is no longer on record")
+    fitness, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, schedule.supporter_id)
+    if fitness is None or not (fitness.outcome == "eligible" or fitness.caseload_full_only):
+        raise Refused("case_id", "the supporter is not eligible to support anyone at present")
     consent, _ = await deps.decisions.get(org, Kind.CONSENT, schedule.case_id)
     others = [s for s in schedule.sessions if s.session_id != moving]
     facts = domain.boundaries_facts(
@@ -582,8 +611,9 @@ async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int
     """Cases whose funded period is over (and not extended) end: ``ServiceEnded``. Returns how
     many ended."""
     ended = 0
+    await deps.schedules.flush_pending()  # a change a crash left unpublished, first
     for org, case_id, stored, _ in await deps.schedules.store.each():
-        if stored.record.status != "going_ahead":
+        if stored.record.status not in ("going_ahead", "suspended"):
             continue
         done = False
 
@@ -601,11 +631,12 @@ async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int
 async def _end_service(
     org: str, schedule: CaseSchedule | None, deps: SchedulingDeps, now: datetime | None
 ) -> Change[CaseSchedule] | None:
-    if schedule is None or schedule.status != "going_ahead" or schedule.service_ends_on is None:
+    live = ("going_ahead", "suspended")
+    if schedule is None or schedule.status not in live or schedule.service_ends_on is None:
         return None
     ctx = await _context(org, deps)
     today = (now or ctx.now).astimezone(ctx.zone).date()
-    if today <= schedule.service_ends_on:
+    if today < schedule.service_ends_on:
         return None
     event = ServiceEnded(case_id=schedule.case_id, supporter_id=schedule.supporter_id,
                          ended_on=schedule.service_ends_on)  # fmt: skip
@@ -667,7 +698,12 @@ async def _supervised(
         supporter_id=command.supporter_id,
         evidence=Supervision(session=session.kind, attended_on=attended_on),
     )
-    await deps.asking.send(org, evidence, f"{org}:{session.session_id}:attended")
+    reply = parse_reply(
+        await deps.asking.send(org, evidence, f"{org}:{session.session_id}:attended")
+    )
+    if isinstance(reply, CommandRejected):
+        said = "; ".join(f"{e.field}: {e.reason}" for e in reply.errors)
+        raise Refused("session_id", f"intake did not record the attendance ({said})")
     sessions = [s.model_copy(update={"attended": True}) if s is session else s
                 for s in record.sessions]  # fmt: skip
     new = record.model_copy(update={"sessions": sessions, "updated_at": ctx.now})

@@ -156,18 +156,21 @@ async def test_commands_that_cannot_apply_are_refused_naming_the_field(
 
 
 async def test_a_waitlisted_client_is_offered_a_supporter_once_one_is_eligible(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, nc: Client, org: str
 ) -> None:
     await supporter(client, org, "s-en", ["en"])
     await eligible(client, org, 1)
-    await accepted(client, org, intake("c-niue", ["niu"]))
+    await accepted(client, org, intake("c-rare", ["niu"]))
     [waiting] = await wait_for(client, org, "ClientWaitlisted")
-    assert waiting.data["reason"].startswith("no supporter left after: ")
-    assert "languages" in waiting.data["reason"]
+    assert waiting.data["constraint"] == "shared-language"
+    assert "niu" not in waiting.model_dump_json()  # what the client asked for stays out
+    reason = (await match_of(nc, org, "c-rare")).waitlist_reason
+    assert reason == ("no supporter left after: "
+                      "The supporter must speak one of the client's languages (niu).")  # fmt: skip
 
     await supporter(client, org, "s-niu", ["niu", "en"])
     [proposed] = await wait_for(client, org, "MatchProposed")
-    assert proposed.data["case_id"] == "c-niue"
+    assert proposed.data["case_id"] == "c-rare"
     assert [p["supporter_id"] for p in proposed.data["proposals"]] == ["s-niu"]
 
 
@@ -181,7 +184,7 @@ async def test_expired_holds_are_released_and_the_waitlist_served(
     await accepted(client, org, intake("c-second", ["sm"]))
     [waiting] = await wait_for(client, org, "ClientWaitlisted")
     assert waiting.data["case_id"] == "c-second"  # the one slot is held for c-first
-    assert "free slot" in waiting.data["reason"]
+    assert waiting.data["constraint"] == "eligible-with-free-slot"
 
     deps = deps_of(running)
     assert await handlers.expire_holds(deps, deps.clock() + timedelta(days=1)) == 0

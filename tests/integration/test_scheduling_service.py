@@ -114,7 +114,7 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
     assert offered.data["method"] == Method.PHONE
     assert booked.data["kind"] == "initial_meeting"
     sessions = scheduled.data["session_ids"]
-    assert len(sessions) == 8  # one a week to the end of the funded period
+    assert len(sessions) == 7  # one a week until the funded period ends, 8 weeks on
     meeting_day = datetime.fromisoformat(booked.data["start"]).date()
     assert scheduled.data["service_ends_on"] == str(meeting_day + timedelta(weeks=8))
     assert scheduled.data["time_zone"] == "Pacific/Auckland"
@@ -122,11 +122,12 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
     # The client's calendar: the meeting and every session, in the organisation's zone, no names.
     ics = await calendar_for(client.nc.jetstream(), org, case="c1")
     events = Calendar.from_ical(ics).walk("VEVENT")
-    assert len(events) == 1 + 8
+    # The meeting at the time first offered stays in the file, marked cancelled.
+    assert sorted(str(e["status"]) for e in events) == ["CANCELLED"] + ["CONFIRMED"] * (1 + 7)
     assert {e.decoded("dtstart").tzinfo.key for e in events} == {"Pacific/Auckland"}
     assert b"client c1" not in ics  # the sample client's display name
     supporter_ics = await calendar_for(client.nc.jetstream(), org, supporter=chosen)
-    assert len(Calendar.from_ical(supporter_ics).walk("VEVENT")) == 1 + 8 + 2  # + supervision
+    assert len(Calendar.from_ical(supporter_ics).walk("VEVENT")) == 1 + 1 + 7 + 2  # supervision
 
 
 async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_slot(
@@ -265,13 +266,20 @@ async def test_a_cancelled_session_sends_no_reminder(
     await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(reminder_hours=1)))
     await active_match(client, org)
     await after_meeting(client, org)
-    await accepted(client, org, BookSession(case_id="c1", start=soon(3600 + 2), minutes=60,
+    start = soon(3600 + 2)
+    await accepted(client, org, BookSession(case_id="c1", start=start, minutes=60,
                                             method=Method.PHONE))  # fmt: skip
     [*_, booked] = await wait_for(client, org, "SessionBooked", 2)
     await accepted(client, org, CancelSession(case_id="c1", session_id=booked.data["session_id"],
                                               by="client"))  # fmt: skip
     await asyncio.sleep(3)
     assert await wait_for(client, org, "SessionReminderDue", timeout=0) == []
+    # The time is free again: booking it anew gives a new session.
+    again = await accepted(client, org, BookSession(case_id="c1", start=start, minutes=60,
+                                                    method=Method.PHONE))  # fmt: skip
+    [*_, rebooked] = await wait_for(client, org, "SessionBooked", 3)
+    assert rebooked.id in again.event_ids
+    assert rebooked.data["session_id"] != booked.data["session_id"]
 
 
 async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_attended(
@@ -282,7 +290,7 @@ async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_atte
     assert not any(e.data["eligible"] for e in decided)  # supervision is overdue
     await accepted(client, org, intake("c1", ["sm"]))
     [waiting] = await wait_for(client, org, "ClientWaitlisted")
-    assert "eligible" in waiting.data["reason"]
+    assert waiting.data["constraint"] == "eligible-with-free-slot"
 
     # Supervision is booked all the same; attending it restores eligibility.
     planned = await wait_for(client, org, "SupervisionScheduled", 2)

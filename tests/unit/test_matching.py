@@ -137,7 +137,9 @@ def test_waitlist_names_the_constraint_that_left_no_one() -> None:
     result = propose(index, nobody, k=3)
     assert isinstance(result, Waitlisted)
     assert result.reason == "no supporter left after: the gender asked for"
-    assert result.funnel[0][0] == "eligible with a free slot"
+    assert result.constraint == "must-gender"  # what events may say
+    assert result.funnel[0][0] == "eligible-with-free-slot"
+    assert result.funnel[-1] == ("must-gender", 0)
 
 
 def test_batch_respects_capacity_and_filters_and_reaches_the_feasible_coverage() -> None:

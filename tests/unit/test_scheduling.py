@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -48,14 +48,22 @@ def test_a_meeting_method_is_the_clients_first_that_the_supporter_offers_and_is_
 def test_a_weekly_session_keeps_its_local_time_across_the_daylight_saving_change() -> None:
     # New Zealand daylight time ends on Sunday 2027-04-04 (UTC+13 -> UTC+12).
     first = datetime(2027, 3, 23, 18, tzinfo=AUCKLAND)  # a Tuesday, 18:00
-    starts = domain.weekly(first, date(2027, 4, 20), AUCKLAND)
-    assert [s.date() for s in starts] == [date(2027, 3, 23) + timedelta(weeks=k) for k in range(5)]
+    starts = domain.weekly(first, date(2027, 4, 20), AUCKLAND)  # the service ends on the 20th
+    assert [s.date() for s in starts] == [date(2027, 3, 23) + timedelta(weeks=k) for k in range(4)]
     assert {s.astimezone(AUCKLAND).time() for s in starts} == {time(18)}
     offsets = [s.utcoffset() for s in starts]
     assert offsets[:2] == [timedelta(hours=13)] * 2
-    assert offsets[2:] == [timedelta(hours=12)] * 3
+    assert offsets[2:] == [timedelta(hours=12)] * 2
     # In UTC the session moves by an hour: 05:00 becomes 06:00.
-    assert [s.astimezone(UTC).hour for s in starts] == [5, 5, 6, 6, 6]
+    assert [s.astimezone(UTC).hour for s in starts] == [5, 5, 6, 6]
+
+
+def test_next_week_keeps_the_wall_clock_time_of_a_stored_fixed_offset_time() -> None:
+    # Read back from a record, a time carries a fixed offset (+13:00), not the zone.
+    stored = datetime(2027, 4, 1, 18, tzinfo=timezone(timedelta(hours=13)))
+    after = domain.next_week(stored, AUCKLAND)
+    assert after.astimezone(AUCKLAND).time() == time(18)
+    assert after.utcoffset() == timedelta(hours=12)
 
 
 @given(
@@ -69,7 +77,7 @@ def test_every_weekly_session_is_seven_days_apart_at_the_same_wall_clock_time(
 ) -> None:
     tz = ZoneInfo(zone)
     starts = domain.weekly(domain.at(day, time(hour), tz), day + timedelta(weeks=weeks), tz)
-    assert len(starts) == weeks + 1
+    assert len(starts) == weeks
     for earlier, later in itertools.pairwise(starts):
         assert later.date() - earlier.date() == timedelta(days=7)
         assert later.astimezone(tz).time() == time(hour)
