@@ -2,7 +2,7 @@
 
   - one intake against 20,000 supporters: filters, scores, top 3 with explanations;
   - a batch of 5,000 clients against 20,000 supporters (min-cost flow over each
-    client's best 50 candidates);
+    client's best 20 candidates);
   - the batch objective against the exact optimum (scipy linear_sum_assignment
     over slot copies) on a sample small enough for it, and coverage against the
     most clients any assignment could serve there;
