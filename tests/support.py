@@ -51,14 +51,15 @@ async def wait_for(
 async def supporter(
     client: AlongsideClient, org: str, supporter_id: str, languages: list[str], cap: int = 2,
     lived: list[str] | None = None, affiliated_with: str | None = None,
-    supervised_days_ago: int | None = None,
+    supervised_days_ago: int | None = None, methods: list[Method] | None = None,
 ) -> None:  # fmt: skip
     """A vetted supporter: eligible once the rules service has decided."""
     rng = random.Random(supporter_id)
     command = sample.supporter(rng, supporter_id)
     profile = command.profile.model_copy(
         update={
-            "languages": languages, "caseload_cap": cap, "methods": [Method.PHONE, Method.VIDEO],
+            "languages": languages, "caseload_cap": cap,
+            "methods": methods or [Method.PHONE, Method.VIDEO],
             "availability": [Slot(day=d, start=time(17), end=time(21)) for d in Weekday],
             "lived_experience": lived or ["employment_dispute"],
             "affiliations": [Affiliation(name=affiliated_with, relationship="former employee")]

@@ -324,9 +324,9 @@ def _meeting(schedule: CaseSchedule) -> Session:
 
 
 def _current_meeting(schedule: CaseSchedule) -> Session | None:
-    """The initial meeting (earlier proposals of it are kept, cancelled)."""
+    """The latest initial meeting (earlier times are kept: cancelled, or missed)."""
     meetings = [s for s in schedule.sessions if s.kind == "initial_meeting"]
-    return next((s for s in meetings if s.status != "cancelled"), None)
+    return next((s for s in reversed(meetings) if s.status != "cancelled"), None)
 
 
 def _replace(schedule: CaseSchedule, session: Session) -> list[Session]:
@@ -372,8 +372,8 @@ async def _propose_time(
     if command.start <= ctx.now:
         raise Refused("start", "the meeting must be in the future")
     old = _current_meeting(schedule)
-    if old is not None and old.status not in domain.LIVE:
-        raise Refused("case_id", f"the initial meeting is already {old.status}")
+    if old is not None and old.status == "completed":
+        raise Refused("case_id", "the initial meeting has already taken place")
     minutes = _minutes(old) if old else ctx.policy.session_minutes
     case = await deps.records.case(org, schedule.case_id)
     supporter = await deps.records.supporter(org, schedule.supporter_id)
@@ -392,7 +392,7 @@ async def _propose_time(
     )  # fmt: skip
     sessions = [*schedule.sessions, meeting]
     touched = []
-    if old is not None:
+    if old is not None and old.status in domain.LIVE:  # a missed meeting stays on record
         moved = old.model_copy(update={"status": "cancelled", "cancel_reason": "another_time"})
         sessions = [*_replace(schedule, moved), meeting]
         touched = [old.session_id]

@@ -208,6 +208,51 @@ async def test_every_boundary_refusal_names_the_rule_and_its_reason(
     assert datetime.fromisoformat(rescheduled.data["start"]) == tomorrow + timedelta(hours=6)
 
 
+async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_unsafe(
+    running: services.Running, client: AlongsideClient, org: str
+) -> None:
+    both = [Method.HOME_VISIT, Method.PHONE]
+    await supporter(client, org, "s1", ["sm"], methods=both)
+    await eligible(client, org, 1)
+    unsafe_at_home = intake("c1", ["sm"])
+    await accepted(client, org, unsafe_at_home.model_copy(update={"client": (
+        unsafe_at_home.client.model_copy(
+            update={"methods": both, "safety_concerns": ["no_home_visits"]})
+    )}))  # fmt: skip
+    [proposed] = await wait_for(client, org, "MatchProposed")
+    assert [p["supporter_id"] for p in proposed.data["proposals"]] == ["s1"]
+    await accepted(client, org, AcceptProposal(case_id="c1", supporter_id="s1"))
+    await wait_for(client, org, "SupportPersonNamed")
+    for party in (CLIENT_PARTY_ID, "respondent"):
+        await accepted(client, org, GiveConsent(
+            case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=date.today(),
+        ))  # fmt: skip
+    [offered] = await wait_for(client, org, "InitialMeetingProposed")
+    assert offered.data["method"] == Method.PHONE  # the client's first method is not safe
+
+    # The client does not come: the meeting is arranged again, then held.
+    for outcome in ("client_no_show", "completed"):
+        start = soon(2)
+        await accepted(client, org, ProposeMeetingTime(case_id="c1", by="client", start=start))
+        await accepted(client, org, ConfirmMeeting(case_id="c1", by="supporter"))
+        booked = await wait_for(client, org, "SessionBooked", 2 if outcome == "completed" else 1)
+        await asyncio.sleep(max((start - datetime.now(UTC)).total_seconds(), 0) + 0.2)
+        await accepted(client, org, RecordAttendance(
+            case_id="c1", session_id=booked[-1].data["session_id"], outcome=outcome,
+        ))  # fmt: skip
+        if outcome == "client_no_show":
+            refused = await client.submit(org, GoAhead(case_id="c1"))
+            assert isinstance(refused, CommandRejected)  # not until a meeting took place
+    await accepted(client, org, GoAhead(case_id="c1"))
+    attended = await wait_for(client, org, "SessionAttended", 2)
+    assert [e.data["outcome"] for e in attended] == ["client_no_show", "completed"]
+
+    home = await client.submit(org, BookSession(case_id="c1", start=soon(86400), minutes=60,
+                                                method=Method.HOME_VISIT))  # fmt: skip
+    assert isinstance(home, CommandRejected)
+    assert [e.field for e in home.errors] == ["rules.boundaries.home-visit-not-safe"]
+
+
 async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_sessions_at_once(
     running: services.Running, client: AlongsideClient, org: str
 ) -> None:
