@@ -113,3 +113,22 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
         assert "speaks en" in shown.output
     finally:
         await running.stop()
+
+
+async def test_calendar_writes_an_icalendar_file_and_needs_one_person(
+    env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "c1.ics"
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), env=env)
+
+    written = await asyncio.to_thread(invoke, "calendar", "--org", org, "--case", "c1", "-o",
+                                      str(out))  # fmt: skip
+    assert written.exit_code == 0, written.output
+    text = out.read_text()
+    assert text.startswith("BEGIN:VCALENDAR")
+    assert "X-WR-TIMEZONE:Pacific/Auckland" in text
+    both = await asyncio.to_thread(invoke, "calendar", "--org", org)
+    assert both.exit_code != 0
+    assert "exactly one of --case or --supporter" in both.output
