@@ -100,9 +100,10 @@ class MatchProposed(Event):
 
 
 class ClientWaitlisted(Event):
-    """Nobody can serve the client now. ``constraint`` names what left no one: a matching-policy
-    rule id, or eligible-with-free-slot / no-conflict / not-declined / taken-meanwhile; the
-    wording, which may say what the client asked for, stays in the matching record."""
+    """Nobody can serve the client now. ``constraint`` names what left no one: matching-policy
+    (one of the client's requirements), eligible-with-free-slot, no-conflict, not-declined or
+    taken-meanwhile; which requirement, in words that may say what the client asked for,
+    stays in the matching record."""
 
     type_name: ClassVar[str] = "ClientWaitlisted"
     case_id: str

@@ -16,5 +16,6 @@ async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) 
         try:
             await work()
         except Exception as error:
-            log.error(f"{what}_failed", error=str(error))
+            # The type only: an error's text may quote a record's contents.
+            log.error(f"{what}_failed", error=type(error).__name__)
         await asyncio.sleep(seconds)

@@ -238,13 +238,16 @@ class Changer(Generic[R]):
                 if previous is not None:
                     return repeated(command.envelope.type, command.envelope.id,
                                     previous.fingerprint, previous.reply, print_)  # fmt: skip
-            if stored is not None and stored.outbox is not None:
+            # Decide only on a record with nothing left to carry out.
+            for _ in range(MAX_CONFLICT_RETRIES):
+                if stored is None or stored.outbox is None:
+                    break
                 await self.flush(org, entity_id, stored, revision)
                 outbox = stored.outbox
                 if command and outbox.command_id == command.envelope.id and outbox.reply:
                     return repeated(command.envelope.type, command.envelope.id,
                                     outbox.fingerprint, outbox.reply, print_)  # fmt: skip
-                continue  # decide only on a record with nothing left to carry out
+                stored, revision = await self.store.load(org, entity_id)
             try:
                 change = await decide(stored.record if stored else None)
             except Refused as refused:

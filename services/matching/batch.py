@@ -43,11 +43,34 @@ class Assignment:
 # Each client's best 20 candidates: on the benchmark population 50 served the same clients with
 # the same total score (and matched the exact optimum) at 1.3x the solve time.
 PER_CLIENT = 20
+WIDE = 500  # for the clients the first solve left out
 
 
 def assign(
     index: SupporterIndex, requests: Sequence[Request], per_client: int = PER_CLIENT
 ) -> Assignment:
+    first = _solve(index, requests, per_client, index.free.astype(np.int64))
+    # Clients alike share their best candidates: some may be left out though others who fit
+    # them still have room. They are offered the remaining room from their whole pool.
+    left = [
+        r for r in requests
+        if r.client_id not in first.chosen and first.candidate_counts[r.client_id] > 0
+    ]  # fmt: skip
+    if not left:
+        return first
+    room = index.free.astype(np.int64)
+    for supporter_id in first.chosen.values():
+        room[index.position[supporter_id]] -= 1
+    more = _solve(index, left, WIDE, room)
+    return Assignment(
+        {**first.chosen, **more.chosen}, {**first.scores, **more.scores}, first.candidate_counts
+    )
+
+
+def _solve(
+    index: SupporterIndex, requests: Sequence[Request], per_client: int,
+    room: npt.NDArray[np.int64],
+) -> Assignment:  # fmt: skip
     heads: list[npt.NDArray[np.intp]] = []  # supporter positions, per client
     values: list[npt.NDArray[np.float32]] = []
     counts: dict[str, int] = {}
@@ -56,6 +79,7 @@ def assign(
             candidates(index, request.policy, request.party_names, request.excluded)
         )
         counts[request.client_id] = int(pool.size)
+        pool = pool[room[pool] > 0]
         score = scores(index, request.policy, pool)
         if pool.size > per_client:
             top = np.argpartition(-score, per_client - 1)[:per_client]
@@ -83,9 +107,8 @@ def assign(
         -(bonus + np.round(pair_scores * SCALE)).astype(np.int64),
     )  # fmt: skip
     supporter_nodes = len(requests) + 1 + np.arange(used.size)
-    room = index.free[used].astype(np.int64)
     flow.add_arcs_with_capacity_and_unit_cost(
-        supporter_nodes, np.full(used.size, sink), room, np.zeros(used.size, dtype=np.int64)
+        supporter_nodes, np.full(used.size, sink), room[used], np.zeros(used.size, dtype=np.int64)
     )
     # Offer one unit per client; the solver sends as many as capacity allows, at least cost.
     flow.set_node_supply(source, len(requests))

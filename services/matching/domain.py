@@ -228,6 +228,7 @@ class Waitlisted:
 
 # Constraints that are not rules of the matching policy, and how they read.
 AVAILABLE, UNCONNECTED, NOT_LEFT = "eligible-with-free-slot", "no-conflict", "not-declined"
+POLICY = "matching-policy"  # any of the policy's filters
 SAID = {
     AVAILABLE: "eligible with a free slot",
     UNCONNECTED: "no connection to another party of the dispute",
@@ -289,7 +290,10 @@ def propose(
     if pool.size == 0:
         emptied = next(step for step, left in funnel if left == 0)
         said = SAID.get(emptied) or next(f.reason for f in policy.filters if f.rule == emptied)
-        return Waitlisted(f"no supporter left after: {said}", emptied, tuple(funnel))
+        # A policy rule's id can say something about the client (a minor, a must-have): events
+        # only learn that it was the client's matching policy.
+        constraint = emptied if emptied in SAID else POLICY
+        return Waitlisted(f"no supporter left after: {said}", constraint, tuple(funnel))
     score = scores(index, policy, pool)
     if pool.size > k:
         top = np.argpartition(-score, k - 1)[:k]

@@ -162,7 +162,7 @@ async def test_a_waitlisted_client_is_offered_a_supporter_once_one_is_eligible(
     await eligible(client, org, 1)
     await accepted(client, org, intake("c-rare", ["niu"]))
     [waiting] = await wait_for(client, org, "ClientWaitlisted")
-    assert waiting.data["constraint"] == "shared-language"
+    assert waiting.data["constraint"] == "matching-policy"  # not which requirement
     assert "niu" not in waiting.model_dump_json()  # what the client asked for stays out
     reason = (await match_of(nc, org, "c-rare")).waitlist_reason
     assert reason == ("no supporter left after: "

@@ -137,7 +137,7 @@ def test_waitlist_names_the_constraint_that_left_no_one() -> None:
     result = propose(index, nobody, k=3)
     assert isinstance(result, Waitlisted)
     assert result.reason == "no supporter left after: the gender asked for"
-    assert result.constraint == "must-gender"  # what events may say
+    assert result.constraint == "matching-policy"  # what events may say: not which rule
     assert result.funnel[0][0] == "eligible-with-free-slot"
     assert result.funnel[-1] == ("must-gender", 0)
 
@@ -211,3 +211,21 @@ def test_a_caseload_counts_unexpired_holds_and_accepted_matches() -> None:
     )
     assert caseload.taken(now) == 2  # c3's hold has run out
     assert caseload.active_cases == 1
+
+
+def test_clients_alike_are_all_served_while_any_supporter_who_fits_has_room() -> None:
+    """A hundred clients with one policy share the same best candidates; 120 one-slot
+    supporters fit them all, so all hundred get one, not just the first twenty."""
+    rng = random.Random(11)
+    rows = [
+        dataclasses.replace(row, eligible=True, free_slots=1)
+        for row in population.supporters(rng, 400)
+    ]
+    policy = Policy((Filter("shared-language", "r", "languages", ("en",)),))
+    fitting = sum("en" in row.languages for row in rows)
+    assert fitting >= 120
+    index = SupporterIndex(rows)
+    requests = [batch.Request(f"c{i}", policy) for i in range(100)]
+    result = batch.assign(index, requests)
+    assert len(result.chosen) == 100
+    assert len(set(result.chosen.values())) == 100  # one slot each
