@@ -153,7 +153,10 @@ class CaseSchedule(Record):
     sessions: list[Session] = []
     method: Method | None = None  # agreed for regular sessions
     sessions_per_week_agreed: int = 1  # more than 1 only with both sides' recorded agreement
-    service_ends_on: date | None = None
+    service_ends_on: date | None = None  # the day after the last funded session
+    # Why the schedule is suspended: when that passes, its cancelled sessions come back.
+    suspended_because: str | None = None
+    earlier_sessions: int = 0  # sessions with earlier supporters: ids keep counting
     # Sessions whose reminders the last change set or cleared (done when its outbox flushes).
     touched: list[str] = []
     updated_at: datetime

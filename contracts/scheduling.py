@@ -233,6 +233,15 @@ class SessionCancelled(Event):
     ]  # fmt: skip
 
 
+class SessionsResumed(Event):
+    """What suspended the schedule has passed (consent active again, the supporter fit again):
+    its future sessions are booked again."""
+
+    type_name: ClassVar[str] = "SessionsResumed"
+    case_id: str
+    session_ids: list[str]
+
+
 class ServiceEnded(Event):
     """The funded period is over: the match ends and the supporter's slot is free again."""
 
@@ -333,6 +342,7 @@ EVENTS: tuple[type[Event], ...] = (
     SessionAttended,
     ServiceExtended,
     ServiceEnded,
+    SessionsResumed,
     FrequencyAgreed,
     SessionReminderDue,
     SupervisionScheduled,

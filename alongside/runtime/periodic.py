@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from alongside.runtime.logging import get_logger
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 
 async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
@@ -19,3 +22,17 @@ async def every(seconds: float, work: Callable[[], Awaitable[None]], what: str) 
             # The type only: an error's text may quote a record's contents.
             log.error(f"{what}_failed", error=type(error).__name__)
         await asyncio.sleep(seconds)
+
+
+async def each(items: Iterable[T], work: Callable[[T], Awaitable[object]], what: str) -> None:
+    """``work`` on every item; one that fails is logged and skipped, never stopping the rest."""
+    for item in items:
+        try:
+            await work(item)
+        except Exception as error:
+            log.error(f"{what}_failed", error=type(error).__name__)
+
+
+async def attempt(work: Callable[[], Awaitable[object]], what: str) -> None:
+    """``work`` once; a failure is logged, never raised."""
+    await each([work], lambda job: job(), what)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from faststream.nats import NatsBroker
 
-from alongside.runtime import commands, consumer, topology
+from alongside.runtime import commands, consumer, periodic, topology
 from alongside.runtime.logging import get_logger
 from alongside.runtime.periodic import every
 from contracts.envelope import Message, RawEnvelope
@@ -41,10 +41,10 @@ async def run(deps: MatchingDeps) -> None:
 
     async def sweep() -> None:
         expired = await handlers.expire_holds(deps)
-        for org in await handlers.waitlisted_orgs(deps):
-            await handlers.retry_waitlist(org, deps)
         if expired:
             log.info("holds_expired", count=expired)
+        orgs = await handlers.waitlisted_orgs(deps)
+        await periodic.each(orgs, lambda org: handlers.retry_waitlist(org, deps), "waitlist_retry")
 
     await asyncio.gather(
         deps.supporters.follow(), every(deps.settings.sweep_interval_s, sweep, "matching_sweep")

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
-from alongside.runtime import commands, store
+from alongside.runtime import commands, periodic, store
 from alongside.runtime.logging import get_logger
 from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
 from alongside.runtime.store import (
@@ -617,15 +617,20 @@ async def _retry(org: str, match: CaseMatch | None, deps: MatchingDeps) -> Chang
 
 async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
     """Proposals the client did not answer in time give their slots back. Returns how many."""
-    now = now or deps.clock()
-    await deps.changer.flush_pending()  # a change a crash left unpublished, first
-    expired = 0
-    for org, stored, _ in await match_records(deps.matches):
-        match = stored.record
-        if match.status == "proposed" and all(o.held_until <= now for o in match.proposals):
-            await _change_case(org, match.case_id, deps, lambda m: _expire(m, now))
-            expired += 1
-    return expired
+    moment = now or deps.clock()
+    await periodic.attempt(deps.changer.flush_pending, "outbox_flush")
+    due = [
+        (org, stored.record.case_id)
+        for org, stored, _ in await match_records(deps.matches)
+        if stored.record.status == "proposed"
+        and all(o.held_until <= moment for o in stored.record.proposals)
+    ]
+
+    async def expire(item: tuple[str, str]) -> None:
+        await _change_case(item[0], item[1], deps, lambda m: _expire(m, moment))
+
+    await periodic.each(due, expire, "hold_expiry")
+    return len(due)
 
 
 async def _expire(match: CaseMatch | None, now: datetime) -> Change | None:

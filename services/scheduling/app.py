@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from faststream.nats import NatsBroker
 
-from alongside.runtime import commands, consumer, topology
+from alongside.runtime import commands, consumer, periodic, topology
 from alongside.runtime.periodic import every
 from contracts.envelope import Message, RawEnvelope
 from contracts.scheduling import SERVICE
@@ -36,7 +36,7 @@ async def run(deps: SchedulingDeps) -> None:
     has supervision and a debrief booked."""
 
     async def sweep() -> None:
-        await handlers.end_services(deps)
-        await handlers.plan_all_supervision(deps)
+        await periodic.attempt(lambda: handlers.end_services(deps), "service_end")
+        await periodic.attempt(lambda: handlers.plan_all_supervision(deps), "supervision_planning")
 
     await every(deps.settings.sweep_interval_s, sweep, "scheduling_sweep")

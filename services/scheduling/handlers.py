@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 from nats.js import JetStreamContext
 
 from alongside.client import parse_reply
-from alongside.runtime import commands
+from alongside.runtime import commands, periodic
 from alongside.runtime.logging import get_logger
 from alongside.runtime.state import SETTINGS_KEY, DecisionStore, Policies, RecordReader
-from alongside.runtime.store import Change, Changer, RecordStore, Refused
+from alongside.runtime.store import Change, Changer, RecordStore, Refused, Stored
 from alongside.settings import Settings
 from contracts.envelope import RawEnvelope
 from contracts.intake import Method, RecordVettingEvidence, Supervision
@@ -64,6 +64,7 @@ from contracts.scheduling import (
     SessionBooked,
     SessionCancelled,
     SessionRescheduled,
+    SessionsResumed,
     SessionsScheduled,
     SupervisionAttended,
     SupervisionScheduled,
@@ -140,8 +141,9 @@ def _changed(
 
 
 def _session_id(schedule: CaseSchedule, added: int = 0) -> str:
-    """Sessions are numbered in the order they were added; none is ever removed."""
-    return f"{schedule.case_id}-{len(schedule.sessions) + added:03d}"
+    """Sessions are numbered in the order they were added, across supporters; none is ever
+    removed."""
+    return f"{schedule.case_id}-{schedule.earlier_sessions + len(schedule.sessions) + added:03d}"
 
 
 # Reacting to events -------------------------------------------------------------
@@ -156,6 +158,8 @@ async def on_event(envelope: RawEnvelope, deps: SchedulingDeps) -> None:
         )
     elif kind == ConsentDecided.type_name and data["status"] != "active":
         await _stop_sessions(org, data["case_id"], "consent_not_active", "suspended", deps)
+    elif kind == ConsentDecided.type_name:
+        await _resume(org, data["case_id"], "consent_not_active", deps)
     elif kind == MatchEnded.type_name and data["reason"] != "service_completed":
         changed = data["reason"] == "change_of_supporter"
         reason = "supporter_changed" if changed else "service_refused"
@@ -168,16 +172,40 @@ async def on_event(envelope: RawEnvelope, deps: SchedulingDeps) -> None:
         await _supporter_decided(org, data["supporter_id"], fit, deps)
 
 
+async def _resume(org: str, case_id: str, because: str, deps: SchedulingDeps) -> None:
+    """What suspended the schedule has passed: its future sessions are booked again (each is
+    still judged by the boundaries when it is moved or a new one is booked)."""
+
+    async def resume(schedule: CaseSchedule | None) -> Change[CaseSchedule] | None:
+        if schedule is None or schedule.suspended_because != because:
+            return None
+        ctx = await _context(org, deps)
+        back = [s.model_copy(update={"status": "booked", "cancel_reason": None})
+                for s in schedule.sessions
+                if s.status == "cancelled" and s.cancel_reason == because and s.start > ctx.now]
+        ids = {s.session_id for s in back}
+        sessions = [next((b for b in back if b.session_id == s.session_id), s)
+                    for s in schedule.sessions]  # fmt: skip
+        status = "going_ahead" if schedule.service_ends_on else "arranging"
+        record = _changed(schedule, ctx, sorted(ids), sessions=sessions, status=status,
+                          suspended_because=None)  # fmt: skip
+        return Change(record, [SessionsResumed(case_id=case_id, session_ids=sorted(ids))])
+
+    await deps.schedules.change(org, case_id, resume)
+
+
 async def _supporter_decided(
     org: str, supporter_id: str, fit: bool, deps: SchedulingDeps
 ) -> None:
     # Supervision is booked whatever the eligibility: attending it is how a supporter whose
     # supervision lapsed becomes eligible again.
     await plan_supervision(org, supporter_id, deps)
-    if fit:
-        return
     for _, case_id, stored, _ in await deps.schedules.store.each(org):
-        if stored.record.supporter_id == supporter_id:
+        if stored.record.supporter_id != supporter_id:
+            continue
+        if fit:
+            await _resume(org, case_id, "supporter_ineligible", deps)
+        else:
             await _stop_sessions(
                 org, case_id, "supporter_ineligible", "suspended", deps, supporter_id
             )
@@ -187,16 +215,20 @@ async def _arrange(
     org: str, case_id: str, supporter_id: str, schedule: CaseSchedule | None, deps: SchedulingDeps
 ) -> Change[CaseSchedule] | None:
     """An active match: offer an initial meeting at the first time both are free."""
-    same = schedule is not None and schedule.supporter_id == supporter_id
-    if same and schedule is not None and schedule.status != "ended":
-        return None  # already arranged with this supporter
+    # Only a first match, or a new supporter after the last one ended: a late or repeated
+    # event about a supporter this case already had changes nothing.
+    if schedule is not None and (
+        schedule.status != "ended" or schedule.supporter_id == supporter_id
+    ):
+        return None
     case = await deps.records.case(org, case_id)
     supporter = await deps.records.supporter(org, supporter_id)
     if case is None or supporter is None:
         return None
     ctx = await _context(org, deps)
+    earlier = schedule.earlier_sessions + len(schedule.sessions) if schedule else 0
     fresh = CaseSchedule(case_id=case_id, supporter_id=supporter_id, status="arranging",
-                         updated_at=ctx.now)  # fmt: skip
+                         earlier_sessions=earlier, updated_at=ctx.now)  # fmt: skip
     meeting = _meeting_offer(fresh, case, supporter, ctx)
     if meeting is None:
         log.warning("no_common_time", org=org, case_id=case_id)
@@ -258,8 +290,10 @@ async def _stop_sessions(
             SessionCancelled(case_id=case_id, session_id=s, reason=reason)
             for s in sorted(upcoming)
         ]
-        return Change(_changed(schedule, ctx, sorted(upcoming), sessions=sessions, status=status),
-                      events)  # fmt: skip
+        because = reason if status == "suspended" else None
+        record = _changed(schedule, ctx, sorted(upcoming), sessions=sessions, status=status,
+                          suspended_because=because)  # fmt: skip
+        return Change(record, events)
 
     await deps.schedules.change(org, case_id, stop)
 
@@ -428,7 +462,10 @@ async def _go_ahead(
         raise Refused("case_id", "the client decides after the initial meeting has taken place")
     ctx = await _context(org, deps)
     method = command.method or meeting.method
-    ends_on = meeting.start.astimezone(ctx.zone).date() + timedelta(weeks=ctx.policy.funded_weeks)
+    # The day after the last funded week's session: sessions run up to, not on, this day.
+    ends_on = meeting.start.astimezone(ctx.zone).date() + timedelta(
+        weeks=ctx.policy.funded_weeks, days=1
+    )
     first = command.first_session or domain.next_week(meeting.start, ctx.zone)
     if first <= ctx.now:
         raise Refused("first_session", "the first session must be in the future")
@@ -610,22 +647,24 @@ async def _within_boundaries(org: str, facts: SessionFacts, deps: SchedulingDeps
 async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int:
     """Cases whose funded period is over (and not extended) end: ``ServiceEnded``. Returns how
     many ended."""
-    ended = 0
-    await deps.schedules.flush_pending()  # a change a crash left unpublished, first
-    for org, case_id, stored, _ in await deps.schedules.store.each():
-        if stored.record.status not in ("going_ahead", "suspended"):
-            continue
-        done = False
+    ended: list[str] = []
 
-        async def end(schedule: CaseSchedule | None, org: str = org) -> Change[CaseSchedule] | None:
-            nonlocal done
+    async def end_one(item: tuple[str, str, Stored[CaseSchedule], int]) -> None:
+        org, case_id, _, _ = item
+
+        async def end(schedule: CaseSchedule | None) -> Change[CaseSchedule] | None:
             change = await _end_service(org, schedule, deps, now)
-            done = change is not None
+            if change is not None:
+                ended.append(case_id)
             return change
 
         await deps.schedules.change(org, case_id, end)
-        ended += done
-    return ended
+
+    await periodic.attempt(deps.schedules.flush_pending, "outbox_flush")
+    live = [item for item in await deps.schedules.store.each()
+            if item[2].record.status in ("going_ahead", "suspended")]  # fmt: skip
+    await periodic.each(live, end_one, "service_end")
+    return len(set(ended))
 
 
 async def _end_service(
@@ -644,8 +683,9 @@ async def _end_service(
 
 
 async def plan_all_supervision(deps: SchedulingDeps) -> None:
-    for org, supporter_id in await deps.decisions.subjects(Kind.ELIGIBILITY):
-        await plan_supervision(org, supporter_id, deps)
+    supporters = await deps.decisions.subjects(Kind.ELIGIBILITY)
+    await periodic.each(supporters, lambda item: plan_supervision(*item, deps),
+                        "supervision_planning")  # fmt: skip
 
 
 async def plan_supervision(org: str, supporter_id: str, deps: SchedulingDeps) -> None:

@@ -114,20 +114,21 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
     assert offered.data["method"] == Method.PHONE
     assert booked.data["kind"] == "initial_meeting"
     sessions = scheduled.data["session_ids"]
-    assert len(sessions) == 7  # one a week until the funded period ends, 8 weeks on
+    assert len(sessions) == 8  # one a week for the 8 funded weeks
     meeting_day = datetime.fromisoformat(booked.data["start"]).date()
-    assert scheduled.data["service_ends_on"] == str(meeting_day + timedelta(weeks=8))
+    # The service ends the day after the last funded session.
+    assert scheduled.data["service_ends_on"] == str(meeting_day + timedelta(weeks=8, days=1))
     assert scheduled.data["time_zone"] == "Pacific/Auckland"
 
     # The client's calendar: the meeting and every session, in the organisation's zone, no names.
     ics = await calendar_for(client.nc.jetstream(), org, case="c1")
     events = Calendar.from_ical(ics).walk("VEVENT")
     # The meeting at the time first offered stays in the file, marked cancelled.
-    assert sorted(str(e["status"]) for e in events) == ["CANCELLED"] + ["CONFIRMED"] * (1 + 7)
+    assert sorted(str(e["status"]) for e in events) == ["CANCELLED"] + ["CONFIRMED"] * (1 + 8)
     assert {e.decoded("dtstart").tzinfo.key for e in events} == {"Pacific/Auckland"}
     assert b"client c1" not in ics  # the sample client's display name
     supporter_ics = await calendar_for(client.nc.jetstream(), org, supporter=chosen)
-    assert len(Calendar.from_ical(supporter_ics).walk("VEVENT")) == 1 + 1 + 7 + 2  # supervision
+    assert len(Calendar.from_ical(supporter_ics).walk("VEVENT")) == 1 + 1 + 8 + 2  # supervision
 
 
 async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_slot(
@@ -270,6 +271,12 @@ async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_session
                                                  method=Method.PHONE))  # fmt: skip
     assert isinstance(reply, CommandRejected)
     assert "rules.boundaries.consent-not-active" in [e.field for e in reply.errors]
+
+    # The respondent consents again: the same sessions are booked again.
+    await accepted(client, org, GiveConsent(case_id="c1", party_id="respondent",
+                                            stages=[Stage.ENTRY], given_on=date.today()))  # fmt: skip
+    [resumed] = await wait_for(client, org, "SessionsResumed")
+    assert set(resumed.data["session_ids"]) == future
 
 
 async def test_a_change_of_supporter_cancels_the_sessions_with_the_reason(
