@@ -43,7 +43,11 @@ def subscribe(
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
         config=spec.config(settings),
-        pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
+        # A fetch returns as soon as messages arrive; the timeout only bounds an idle wait.
+        # Kept long: nats-py 2.16 raises a plain asyncio.TimeoutError when a slow no-wait
+        # probe uses up a short one, which FastStream 0.7.8 does not expect (it logs an error
+        # and restarts the fetch task; nothing is lost).
+        pull_sub=PullSub(batch_size=batch_size, timeout=5.0),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{spec.service}:{spec.durable}",
     )
