@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from functools import partial
 
 from faststream.nats import NatsBroker
 
 from alongside.runtime import commands, consumer, periodic, topology
 from alongside.runtime.logging import get_logger
-from alongside.runtime.periodic import every
-from contracts.envelope import Message, RawEnvelope
 from contracts.matching import SERVICE
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
@@ -21,18 +19,11 @@ COMMAND_WORKERS = 16
 
 
 def register(broker: NatsBroker, deps: MatchingDeps) -> None:
-    async def on_matching_command(
-        subject: str, body: bytes, headers: Mapping[str, str]
-    ) -> Message:
-        return await handlers.handle_command(subject, body, headers, deps)
-
-    commands.serve(broker, SERVICE, COMMAND_WORKERS, on_matching_command)
-
-    async def on_event(envelope: RawEnvelope) -> None:
-        await handlers.on_event(envelope, deps)
-
+    commands.serve(broker, SERVICE, COMMAND_WORKERS, partial(handlers.handle_command, deps=deps))
     # Replicas share this durable consumer: each event is handled by one of them.
-    consumer.subscribe(broker, topology.MATCHING_CONSUMER, deps.settings, on_event)
+    consumer.subscribe(
+        broker, topology.MATCHING_CONSUMER, deps.settings, partial(handlers.on_event, deps=deps)
+    )
 
 
 async def run(deps: MatchingDeps) -> None:
@@ -47,5 +38,6 @@ async def run(deps: MatchingDeps) -> None:
         await periodic.each(orgs, lambda org: handlers.retry_waitlist(org, deps), "waitlist_retry")
 
     await asyncio.gather(
-        deps.supporters.follow(), every(deps.settings.sweep_interval_s, sweep, "matching_sweep")
+        deps.supporters.follow(),
+        periodic.every(deps.settings.sweep_interval_s, sweep, "matching_sweep"),
     )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from functools import partial
 
 from faststream.nats import NatsBroker
 
 from alongside.runtime import commands, consumer, topology
 from alongside.runtime.logging import get_logger
 from alongside.runtime.periodic import every
-from contracts.envelope import Message, RawEnvelope
 from contracts.rules import SERVICE
 from services.rules import handlers
 from services.rules.handlers import RulesDeps
@@ -21,16 +20,11 @@ COMMAND_WORKERS = 8
 
 
 def register(broker: NatsBroker, deps: RulesDeps) -> None:
-    async def on_rules_command(subject: str, body: bytes, headers: Mapping[str, str]) -> Message:
-        return await handlers.handle_evaluate(subject, body, headers, deps)
-
-    commands.serve(broker, SERVICE, COMMAND_WORKERS, on_rules_command)
-
-    async def on_intake_event(envelope: RawEnvelope) -> None:
-        await handlers.on_event(envelope, deps)
-
+    commands.serve(broker, SERVICE, COMMAND_WORKERS, partial(handlers.handle_evaluate, deps=deps))
     # Replicas share this durable consumer: each event is handled by one of them.
-    consumer.subscribe(broker, topology.RULES_CONSUMER, deps.settings, on_intake_event)
+    consumer.subscribe(
+        broker, topology.RULES_CONSUMER, deps.settings, partial(handlers.on_event, deps=deps)
+    )
 
 
 async def run(deps: RulesDeps) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from functools import partial
 
 from faststream.nats import NatsBroker
 
 from alongside.runtime import commands, consumer, periodic, topology
-from alongside.runtime.periodic import every
-from contracts.envelope import Message, RawEnvelope
 from contracts.scheduling import SERVICE
 from services.scheduling import handlers
 from services.scheduling.handlers import SchedulingDeps
@@ -17,18 +15,11 @@ COMMAND_WORKERS = 16
 
 
 def register(broker: NatsBroker, deps: SchedulingDeps) -> None:
-    async def on_scheduling_command(
-        subject: str, body: bytes, headers: Mapping[str, str]
-    ) -> Message:
-        return await handlers.handle_command(subject, body, headers, deps)
-
-    commands.serve(broker, SERVICE, COMMAND_WORKERS, on_scheduling_command)
-
-    async def on_event(envelope: RawEnvelope) -> None:
-        await handlers.on_event(envelope, deps)
-
+    commands.serve(broker, SERVICE, COMMAND_WORKERS, partial(handlers.handle_command, deps=deps))
     # Replicas share this durable consumer: each event is handled by one of them.
-    consumer.subscribe(broker, topology.SCHEDULING_CONSUMER, deps.settings, on_event)
+    consumer.subscribe(
+        broker, topology.SCHEDULING_CONSUMER, deps.settings, partial(handlers.on_event, deps=deps)
+    )
 
 
 async def run(deps: SchedulingDeps) -> None:
@@ -39,4 +30,4 @@ async def run(deps: SchedulingDeps) -> None:
         await periodic.attempt(lambda: handlers.end_services(deps), "service_end")
         await periodic.attempt(lambda: handlers.plan_all_supervision(deps), "supervision_planning")
 
-    await every(deps.settings.sweep_interval_s, sweep, "scheduling_sweep")
+    await periodic.every(deps.settings.sweep_interval_s, sweep, "scheduling_sweep")

@@ -53,7 +53,6 @@ async def bootstrap(nc: Client, settings: Settings) -> SchedulingDeps:
         ),
         decisions=DecisionStore(await js.key_value(topology.DECISIONS_BUCKET)),
         asking=Asking(nc),
-        reminders=reminders,
         settings=settings,
         clock=now,
     )

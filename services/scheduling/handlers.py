@@ -89,7 +89,6 @@ class SchedulingDeps:
     records: RecordReader
     decisions: DecisionStore
     asking: Asking
-    reminders: Reminders
     settings: Settings
     clock: Callable[[], datetime]
 
