@@ -3,6 +3,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY alongside alongside
 COPY contracts contracts
+COPY runtime runtime
 COPY services services
 COPY rules rules
 RUN pip install --no-cache-dir .

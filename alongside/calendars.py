@@ -7,9 +7,6 @@ from zoneinfo import ZoneInfo
 
 from nats.js import JetStreamContext
 
-from alongside.runtime import topology
-from alongside.runtime.state import Policies
-from alongside.runtime.store import RecordStore
 from contracts.records import (
     CaseSchedule,
     GroupSession,
@@ -17,12 +14,17 @@ from contracts.records import (
     SchedulingSettings,
     SupporterSupervision,
 )
+from runtime import topology
+from runtime.clock import SYSTEM, Clock
+from runtime.state import Policies
+from runtime.store import RecordStore
 from services.scheduling.calendar import feed
 
 
 async def calendar_for(
-    js: JetStreamContext, org: str, *, case: str | None = None, supporter: str | None = None
-) -> bytes:
+    js: JetStreamContext, org: str, *, case: str | None = None, supporter: str | None = None,
+    clock: Clock = SYSTEM,
+) -> bytes:  # fmt: skip
     policy = await Policies(
         RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
     ).get(org)
@@ -31,7 +33,7 @@ async def calendar_for(
     zone = ZoneInfo(policy.time_zone)
     if case is not None:
         return feed(
-            f"Peer support ({case})", zone, [s for s in schedules if s.case_id == case],
+            f"Peer support ({case})", zone, clock(), [s for s in schedules if s.case_id == case],
             groups=[g for g in groups if case in g.participants],
         )  # fmt: skip
     assert supporter is not None
@@ -39,7 +41,8 @@ async def calendar_for(
         await js.key_value(topology.SUPERVISION_BUCKET), SupporterSupervision
     ).load(org, supporter)
     return feed(
-        f"Peer support ({supporter})", zone, [s for s in schedules if s.supporter_id == supporter],
+        f"Peer support ({supporter})", zone, clock(),
+        [s for s in schedules if s.supporter_id == supporter],
         supervision=stored.record if stored else None,
         groups=[g for g in groups if g.facilitator_id == supporter],
     )  # fmt: skip

@@ -14,12 +14,13 @@ import typer
 
 from alongside import connection, rules_cli, services
 from alongside.client import AlongsideClient, summarise
-from alongside.runtime import bus, topology
-from alongside.runtime.embedded import EmbeddedNats
-from alongside.runtime.logging import configure, get_logger
-from alongside.settings import Settings
 from contracts import catalogue
-from contracts.envelope import new_id, now
+from contracts.envelope import new_id
+from runtime import bus, topology
+from runtime.clock import SYSTEM
+from runtime.embedded import EmbeddedNats
+from runtime.logging import configure, get_logger
+from runtime.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contracts_app = typer.Typer(no_args_is_help=True, help="The event catalogue.")
@@ -103,7 +104,7 @@ def _command_body(command_type: str, org: str, document: dict[str, Any]) -> byte
     model = catalogue.COMMANDS[command_type]
     envelope = {
         "specversion": "1.0", "id": new_id(), "type": command_type, "source": "alongside/cli",
-        "org": org, "time": now().isoformat(), "schemaversion": model.schema_version,
+        "org": org, "time": SYSTEM().isoformat(), "schemaversion": model.schema_version,
         "data": document,
     }  # fmt: skip
     return json.dumps(envelope).encode()
@@ -216,8 +217,8 @@ def proposals(
     org: Annotated[str, typer.Option(help="Organisation token.")],
 ) -> None:
     """Show a case's matching state: each proposal with its explanation, or why it waits."""
-    from alongside.runtime.store import RecordStore
     from contracts.records import CaseMatch
+    from runtime.store import RecordStore
 
     settings = _settings()
 

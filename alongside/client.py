@@ -12,24 +12,22 @@ from pydantic import Field, TypeAdapter
 from contracts import subjects
 from contracts.envelope import Command, Message, RawEnvelope, wrap
 from contracts.matching import BatchAssigned
-from contracts.replies import CommandAccepted, CommandRejected, CommandReply
+from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import RulesEvaluated
+from runtime.asking import parse_reply
+from runtime.clock import SYSTEM, Clock
 
-_REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
 AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(
     Annotated[AnyReply, Field(discriminator="status")]
 )
 
 
-def parse_reply(raw: bytes) -> CommandAccepted | CommandRejected:
-    return _REPLY.validate_json(raw)
-
-
 class AlongsideClient:
-    def __init__(self, nc: Nats, source: str = "alongside/cli") -> None:
+    def __init__(self, nc: Nats, source: str = "alongside/cli", clock: Clock = SYSTEM) -> None:
         self.nc = nc
         self.source = source
+        self.clock = clock
 
     async def send_raw(
         self, org: str, service: str, command_type: str, body: bytes, timeout: float = 10.0
@@ -41,7 +39,7 @@ class AlongsideClient:
     async def submit(
         self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0
     ) -> CommandAccepted | CommandRejected:
-        envelope = wrap(command, org=org, source=self.source, id=command_id)
+        envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         return await self.send_raw(
             org, command.service, command.type_name, envelope.model_dump_json().encode(), timeout
         )
@@ -50,7 +48,7 @@ class AlongsideClient:
         self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0
     ) -> Message:
         """Send any command and parse whichever reply its service gives."""
-        envelope = wrap(command, org=org, source=self.source, id=command_id)
+        envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         subject = subjects.command(org, command.service, command.type_name)
         response = await self.nc.request(
             subject, envelope.model_dump_json().encode(), timeout=timeout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alongside.settings import Settings
+from runtime.settings import Settings
 
 
 class NoNatsError(RuntimeError):

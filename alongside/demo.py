@@ -18,6 +18,7 @@ import random
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,11 +32,6 @@ from rich.table import Table
 from alongside import sample, services
 from alongside.calendars import calendar_for
 from alongside.client import AlongsideClient
-from alongside.runtime import bus, topology
-from alongside.runtime.embedded import EmbeddedNats
-from alongside.runtime.state import DecisionStore
-from alongside.runtime.store import RecordStore
-from alongside.settings import Settings
 from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
 from contracts.intake import (
@@ -49,7 +45,7 @@ from contracts.intake import (
     WithdrawConsent,
 )
 from contracts.matching import AcceptProposal, ChangeSupporter, DeclineProposals, RefuseService
-from contracts.records import CaseMatch, CaseSchedule
+from contracts.records import CaseMatch, CaseSchedule, Session
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, RulesDecision
 from contracts.scheduling import (
@@ -58,8 +54,15 @@ from contracts.scheduling import (
     GoAhead,
     ProposeMeetingTime,
     RecordAttendance,
+    RecordFrequencyAgreement,
     SchedulingPolicy,
 )
+from runtime import bus, topology
+from runtime.clock import SYSTEM, Clock
+from runtime.embedded import EmbeddedNats
+from runtime.settings import Settings
+from runtime.state import DecisionStore
+from runtime.store import RecordStore
 from services.rules import bundle, publishing
 from services.rules.adapters import RulesStore
 
@@ -82,40 +85,42 @@ def expect(condition: bool, what: str) -> None:
 async def _accepted(client: AlongsideClient, org: str, command: Command) -> CommandAccepted:
     reply = await client.submit(org, command)
     if not isinstance(reply, CommandAccepted):
-        raise DemoFailed(f"{command.type_name} was rejected: {reply.errors}")
+        said = "; ".join(f"{e.field}: {e.reason}" for e in reply.errors)
+        raise DemoFailed(f"{command.type_name} was refused: {said}")
     return reply
 
 
-async def run_demo(seed: int) -> int:
+async def run_demo(seed: int, clock: Clock = SYSTEM) -> int:
     with tempfile.TemporaryDirectory(prefix="alongside-demo-") as state:
         try:
-            await _demo(Path(state), seed)
+            await _demo(Path(state), seed, clock)
         except DemoFailed as failure:
             console.print(f"[bold red]demo failed:[/] {failure}")
             return 1
     return 0
 
 
-async def _demo(state: Path, seed: int) -> None:
+async def _demo(state: Path, seed: int, clock: Clock) -> None:
     rng = random.Random(seed)
-    today = date.today()
+    # The organisations work in their scheduling time zone: "today" is their date.
+    today = clock().astimezone(ZoneInfo(SchedulingPolicy().time_zone)).date()
     console.rule("[bold]Alongside demo")
     with EmbeddedNats(state) as server:
         console.print(f"Embedded nats-server at {server.url} (JetStream, sync_interval: always)")
         settings = Settings()
         nc = await bus.connect(server.url, "alongside-demo")
         await topology.provision(nc.jetstream(), settings)
-        running = await services.start(server.url, list(services.SERVICES), settings)
+        running = await services.start(server.url, list(services.SERVICES), settings, clock)
         console.print(f"Services running: {', '.join(services.SERVICES)}\n")
-        client = AlongsideClient(nc, source="alongside/demo")
+        client = AlongsideClient(nc, source="alongside/demo", clock=clock)
         decisions = DecisionStore(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
         try:
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
             await _matching(client, nc, decisions, today)
-            await _scheduling(client, nc)
-            await _publish_live(nc, decisions, eligible)
-            await _refusals(client, nc)
+            await _scheduling(client, nc, clock)
+            await _publish_live(nc, decisions, eligible, clock)
+            await _refusals(client, nc, clock)
             await _outside_subscriber(client)
         finally:
             await running.stop()
@@ -308,72 +313,108 @@ def _show(match: CaseMatch, what: str) -> None:
     console.print(table)
 
 
-async def _scheduling(client: AlongsideClient, nc: Nats) -> None:
+async def _scheduling(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     org, case_id = ORGS[0], "case-a"
     console.print(f"\n[bold]4. Scheduling: first meeting, sessions, boundaries[/] ({org})")
+    journey = await scheduling_journey(client, nc, org, case_id, clock, say=console.print)
+    zone = journey.zone
+    reminder = await _next_event(client, org, "SessionReminderDue")
+    expect(reminder.data["session_id"] == journey.extra.session_id, "another session's reminder")
+    console.print(f"  a day before it, the server publishes SessionReminderDue for "
+                  f"{reminder.data['session_id']} (a NATS message schedule: it fires even if "
+                  "no service is running)")  # fmt: skip
+    ics = await calendar_for(nc.jetstream(), org, case=case_id, clock=clock)
+    sessions = ics.count(b"BEGIN:VEVENT")
+    console.print(f"  `alongside calendar --case {case_id}`: an iCalendar file of {sessions} "
+                  f"sessions, times in {zone.key}, no names")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Journey:
+    """Where the scheduling journey ended: the schedule, the extra session booked "tomorrow"
+    (whose reminder is due in three seconds) and each refused request's refusing rules."""
+
+    schedule: CaseSchedule
+    extra: Session
+    refused: dict[str, list[str]]
+    zone: ZoneInfo
+
+
+async def scheduling_journey(
+    client: AlongsideClient, nc: Nats, org: str, case_id: str, clock: Clock,
+    say: Callable[[str], None] = lambda _: None,
+) -> Journey:  # fmt: skip
+    """From an active match: the first meeting (moved to moments from now, confirmed, held),
+    the go-ahead with weekly sessions to the funded end, then session requests judged by the
+    boundaries rules. Runs the same at any moment ``clock`` says it is: the tests run it on
+    every day of a week, at 23:59 local time, and across both daylight-saving changes."""
     schedules = RecordStore(await nc.jetstream().key_value(topology.SCHEDULES_BUCKET),
                             CaseSchedule)  # fmt: skip
-    schedule = await _until(lambda: _load(schedules, org, case_id), "no schedule for case-a")
+    schedule = await _until(lambda: _load(schedules, org, case_id), f"no schedule for {case_id}")
     zone = ZoneInfo(SchedulingPolicy().time_zone)
     offered = next((s for s in schedule.sessions if s.kind == "initial_meeting"), None)
     if offered is not None:
-        console.print(f"  {case_id}: first meeting offered at a time both are free: "
-                      f"{_when(offered.start, zone)} by {offered.method.value}")  # fmt: skip
+        say(f"  {case_id}: first meeting offered at a time both are free: "
+            f"{_when(offered.start, zone)} by {offered.method.value}")  # fmt: skip
     else:
-        console.print(f"  {case_id}: their weekly availability does not overlap")
-    start = datetime.now(zone) + timedelta(seconds=2)
+        say(f"  {case_id}: their weekly availability does not overlap")
+    start = clock() + timedelta(seconds=2)
     await _accepted(client, org, ProposeMeetingTime(case_id=case_id, by="supporter", start=start))
     await _accepted(client, org, ConfirmMeeting(case_id=case_id, by="client"))
-    console.print(f"  the supporter proposes {_when(start, zone)} instead (moments from now, "
-                  "for the demo); the client confirms -> booked")  # fmt: skip
+    say(f"  the supporter proposes {_when(start, zone)} instead (moments from now, for the "
+        "demo); the client confirms -> booked")  # fmt: skip
     booked = await _until(lambda: _load(schedules, org, case_id, lambda s: any(
         x.kind == "initial_meeting" and x.status == "booked" for x in s.sessions
     )), "the meeting was not booked")  # fmt: skip
-    meeting = next(s for s in booked.sessions if s.kind == "initial_meeting")
-    await asyncio.sleep(max((meeting.start - datetime.now(zone)).total_seconds(), 0) + 0.2)
+    meeting = next(
+        s for s in booked.sessions if s.kind == "initial_meeting" and s.status == "booked"
+    )
+    await clock.sleep_until(meeting.start + timedelta(seconds=0.2))
     await _accepted(client, org, RecordAttendance(case_id=case_id, session_id=meeting.session_id,
                                                   outcome="completed"))  # fmt: skip
-    next_week = (datetime.now(zone) + timedelta(days=7)).replace(hour=18, minute=0, second=0,
-                                                                 microsecond=0)  # fmt: skip
+    next_week = (clock().astimezone(zone) + timedelta(days=7)).replace(
+        hour=18, minute=0, second=0, microsecond=0
+    )
     await _accepted(client, org, GoAhead(case_id=case_id, first_session=next_week))
     going = await _until(
         lambda: _load(schedules, org, case_id, lambda s: s.status == "going_ahead"), "no sessions"
     )
     regular = [s for s in going.sessions if s.kind == "regular"]
-    console.print(
-        f"  the meeting is held; the client goes ahead -> {len(regular)} weekly sessions, "
-        f"{_when(regular[0].start, zone, day=True)}, until the funded end {going.service_ends_on}"
-    )
+    say(f"  the meeting is held; the client goes ahead -> {len(regular)} weekly sessions, "
+        f"{_when(regular[0].start, zone, day=True)}, until the funded end {going.service_ends_on}")
 
     # Reminders go out a day ahead: this one is due in three seconds.
-    soon = datetime.now(zone) + timedelta(days=1, seconds=3)
+    soon = clock() + timedelta(days=1, seconds=3)
     method = going.method or Method.PHONE
 
     def book(start: datetime, minutes: int = 60, purposes: tuple[str, ...] = ()) -> BookSession:
         extra = {"purposes": list(purposes)} if purposes else {}
         return BookSession(case_id=case_id, start=start, minutes=minutes, method=method, **extra)
 
-    for what, command in (
-        ("help with a legal letter", book(soon, purposes=("legal_advice",))),
-        ("a 20-minute session", book(soon, minutes=20)),
-    ):
+    refused: dict[str, list[str]] = {}
+
+    async def refusal(what: str, command: BookSession) -> None:
         reply = await client.submit(org, command)
         expect(isinstance(reply, CommandRejected), f"{what} was booked")
-        _print_rejection(f"a session request ({what})", reply)
-    await _accepted(client, org, book(soon))
-    twice = await client.submit(org, book(soon + timedelta(hours=2)))
-    expect(isinstance(twice, CommandRejected), "a second session in a week was booked")
-    console.print("  an extra session tomorrow: booked; a second one that week: refused until "
-                  "both agree to meet more often (RecordFrequencyAgreement)")  # fmt: skip
-    reminder = await _next_event(client, org, "SessionReminderDue")
-    console.print(f"  a day before it, the server publishes SessionReminderDue for "
-                  f"{reminder.data['session_id']} (a NATS message schedule: it fires even if "
-                  "no service is running)")  # fmt: skip
+        assert isinstance(reply, CommandRejected)
+        refused[what] = [e.field for e in reply.errors]
+        say(_rejection(f"a session request ({what})", reply))
 
-    ics = await calendar_for(nc.jetstream(), org, case=case_id)
-    sessions = ics.count(b"BEGIN:VEVENT")
-    console.print(f"  `alongside calendar --case {case_id}`: an iCalendar file of {sessions} "
-                  f"sessions, times in {zone.key}, no names")  # fmt: skip
+    # A week is any seven days in a row: tomorrow is within a week of the meeting just held
+    # and of the first weekly session, whatever weekday today is.
+    await refusal("an extra session tomorrow", book(soon))
+    await _accepted(client, org, RecordFrequencyAgreement(case_id=case_id, sessions_per_week=2))
+    say("  both agree to meet up to twice a week (RecordFrequencyAgreement)")
+    await refusal("help with a legal letter", book(soon, purposes=("legal_advice",)))
+    await refusal("a 20-minute session", book(soon, minutes=20))
+    await _accepted(client, org, book(soon))
+    say("  the extra session tomorrow: booked")
+    await refusal("a third session within a week", book(soon + timedelta(hours=2)))
+    final = await _until(lambda: _load(schedules, org, case_id, lambda s: any(
+        x.kind == "extra" and x.status == "booked" for x in s.sessions
+    )), "the extra session was not booked")  # fmt: skip
+    extra = next(s for s in final.sessions if s.kind == "extra" and s.status == "booked")
+    return Journey(final, extra, refused, zone)
 
 
 async def _next_event(client: AlongsideClient, org: str, event_type: str) -> RawEnvelope:
@@ -409,7 +450,9 @@ def _when(moment: datetime, zone: ZoneInfo, day: bool = False) -> str:
     return f"{local:%A}s at {local:%H:%M}" if day else f"{local:%a %d %b %H:%M:%S}"
 
 
-async def _publish_live(nc: Nats, decisions: DecisionStore, eligible_before: set[str]) -> None:
+async def _publish_live(
+    nc: Nats, decisions: DecisionStore, eligible_before: set[str], clock: Clock
+) -> None:
     org = ORGS[0]
     console.print(f"\n[bold]5. An ops person publishes {org}'s eligibility override, live[/]")
     console.print(
@@ -417,8 +460,8 @@ async def _publish_live(nc: Nats, decisions: DecisionStore, eligible_before: set
         "two years of recovery, monthly supervision"
     )
     store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
-    document = publishing.prepare(bundle.DEFAULT_ROOT, org, Kind.ELIGIBILITY)
-    live = await publishing.publish(nc.jetstream(), store, document)
+    document = publishing.prepare(bundle.DEFAULT_ROOT, org, Kind.ELIGIBILITY, clock=clock)
+    live = await publishing.publish(nc.jetstream(), store, document, clock=clock)
     console.print(
         f"  checked, its cases passed, published: {org}.eligibility@{live.version} "
         f"(revision {live.revision})"
@@ -444,19 +487,21 @@ async def _publish_live(nc: Nats, decisions: DecisionStore, eligible_before: set
         console.print(f"    {supporter_id}: {escape('; '.join(f.reason for f in decision.fired))}")
 
 
-async def _refusals(client: AlongsideClient, nc: Nats) -> None:
+async def _refusals(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     org = ORGS[0]
     console.print("\n[bold]6. What the service refuses, and how it answers[/]")
 
     bad = GiveConsent(
-        case_id="case-02", party_id="landlord", stages=[Stage.ENTRY], given_on=date.today()
+        case_id="case-02", party_id="landlord", stages=[Stage.ENTRY],
+        given_on=clock().astimezone(ZoneInfo(SchedulingPolicy().time_zone)).date(),
     )
     reply = await client.submit(org, bad)
     expect(isinstance(reply, CommandRejected), "a consent from a non-party was accepted")
     _print_rejection("consent from someone who is not a party", reply)
 
     envelope = json.loads(
-        wrap(sample.intake(random.Random(1), "case-bad"), org=org, source="demo").model_dump_json()
+        wrap(sample.intake(random.Random(1), "case-bad"), org=org, source="demo",
+             time=clock()).model_dump_json()
     )
     envelope["data"]["client"]["languages"] = ["English"]
     envelope["data"]["other_parties"] = []
@@ -475,7 +520,7 @@ async def _refusals(client: AlongsideClient, nc: Nats) -> None:
 
     other = ORGS[1]
     body = wrap(
-        sample.intake(random.Random(3), "case-x"), org=other, source="demo"
+        sample.intake(random.Random(3), "case-x"), org=other, source="demo", time=clock()
     ).model_dump_json()
     reply = await client.send_raw(org, "intake", "SubmitIntake", body.encode())
     expect(isinstance(reply, CommandRejected), "a cross-organisation message was accepted")
@@ -492,11 +537,16 @@ async def _refusals(client: AlongsideClient, nc: Nats) -> None:
     )
 
 
+def _rejection(what: str, reply: CommandRejected) -> str:
+    """A refusal as people read it: each refusing field or rule, with its reason."""
+    lines = [f"  refused {what}:"]
+    lines += [f"    [yellow]{escape(e.field)}[/]: {escape(e.reason)}" for e in reply.errors]
+    return "\n".join(lines)
+
+
 def _print_rejection(what: str, reply: CommandAccepted | CommandRejected) -> None:
     assert isinstance(reply, CommandRejected)
-    console.print(f"  refused {what}:")
-    for error in reply.errors:
-        console.print(f"    [yellow]{escape(error.field)}[/]: {escape(error.reason)}")
+    console.print(_rejection(what, reply))
 
 
 async def _outside_subscriber(client: AlongsideClient) -> None:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from alongside.client import AlongsideClient
-from alongside.runtime.commands import field_errors
 from contracts.intake import SubmitIntake
 from contracts.matching import AssignBatch, BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
+from runtime.commands import field_errors
 
 IN_FLIGHT = 16
 READY_TIMEOUT_S = 120.0

@@ -18,10 +18,11 @@ from nats.aio.client import Client as Nats
 
 from alongside import connection
 from alongside.client import AlongsideClient
-from alongside.runtime import bus, topology
-from alongside.runtime.logging import configure
-from alongside.settings import Settings
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
+from runtime import bus, topology
+from runtime.clock import SYSTEM
+from runtime.logging import configure
+from runtime.settings import Settings
 from services.rules import bundle, publishing
 from services.rules.adapters import RulesStore
 from services.rules.engine import Engine
@@ -104,8 +105,8 @@ def publish(
         async with _published(settings) as (nc, store):
             engine = Engine()
             for each in kind or list(Kind):
-                document = publishing.prepare(path, org, each, engine)
-                live = await publishing.publish(nc.jetstream(), store, document)
+                document = publishing.prepare(path, org, each, engine, clock=SYSTEM)
+                live = await publishing.publish(nc.jetstream(), store, document, clock=SYSTEM)
                 typer.echo(
                     f"{org}.{each.value}@{live.version} live (revision {live.revision}, "
                     f"sha256 {live.content_hash[:12]})"
@@ -180,7 +181,7 @@ def rollback(
 
     async def run() -> None:
         async with _published(settings) as (nc, store):
-            live = await publishing.rollback(nc.jetstream(), store, org, kind, to)
+            live = await publishing.rollback(nc.jetstream(), store, org, kind, to, clock=SYSTEM)
         typer.echo(f"{org}.{kind.value}@{live.version} live again (revision {live.revision})")
 
     try:

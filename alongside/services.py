@@ -18,10 +18,11 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from alongside.runtime.bus import make_broker
-from alongside.runtime.logging import get_logger
-from alongside.settings import Settings
 from contracts import catalogue, subjects
+from runtime.bus import make_broker
+from runtime.clock import SYSTEM, Clock
+from runtime.logging import get_logger
+from runtime.settings import Settings
 from services.intake import app as intake_app
 from services.intake import bootstrap as intake_bootstrap
 from services.matching import app as matching_app
@@ -37,7 +38,7 @@ log = get_logger(__name__)
 @dataclass(frozen=True)
 class Service:
     name: str
-    bootstrap: Callable[[Client, Settings], Awaitable[Any]]
+    bootstrap: Callable[[Client, Settings, Clock], Awaitable[Any]]
     register: Callable[[NatsBroker, Any], None]
     # Long-running background work (watching, sweeping), if the service has any.
     run: Callable[[Any], Coroutine[Any, Any, None]] | None = None
@@ -71,8 +72,11 @@ class Running:
             await broker.stop()
 
 
-async def start(url: str, names: list[str], settings: Settings | None = None) -> Running:
-    """Start the named services; each gets its own broker (connection)."""
+async def start(
+    url: str, names: list[str], settings: Settings | None = None, clock: Clock = SYSTEM
+) -> Running:
+    """Start the named services; each gets its own broker (connection). Every service, its
+    sweeps included, reads the time from ``clock``."""
     settings = settings or Settings()
     unknown = sorted(set(names) - set(SERVICES))
     if unknown:
@@ -82,7 +86,7 @@ async def start(url: str, names: list[str], settings: Settings | None = None) ->
         service = SERVICES[name]
         broker = make_broker(url, name)
         await broker.connect()
-        deps = await service.bootstrap(broker.connection, settings)
+        deps = await service.bootstrap(broker.connection, settings, clock)
         service.register(broker, deps)
         await broker.start()
         await _answering(broker, name)

@@ -33,12 +33,13 @@ import nats
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from alongside.runtime import bus, topology
-from alongside.runtime.embedded import EmbeddedNats
-from alongside.runtime.logging import configure
-from alongside.settings import Settings
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
+from runtime import bus, topology
+from runtime.clock import SYSTEM
+from runtime.embedded import EmbeddedNats
+from runtime.logging import configure
+from runtime.settings import Settings
 
 SEED = 20261123
 ECHO = """
@@ -115,7 +116,10 @@ async def measure(url: str, n: int) -> dict[str, float]:
         client = AlongsideClient(nc, source="bench")
         rng = random.Random(SEED)
         commands = [sample.intake(rng, f"c{i}") for i in range(2 * n + 200)]
-        bodies = [wrap(c, org="bench", source="bench").model_dump_json().encode() for c in commands]
+        bodies = [
+            wrap(c, org="bench", source="bench", time=SYSTEM()).model_dump_json().encode()
+            for c in commands
+        ]
         await wait_for_responder(nc, "alongside.bench.cmd.intake.SubmitIntake", bodies.pop())
         it = iter(bodies)
 

@@ -30,7 +30,6 @@ import random
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,14 @@ from scipy.optimize import linear_sum_assignment
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from alongside.runtime import bus, topology
-from alongside.runtime.embedded import EmbeddedNats
-from alongside.runtime.logging import configure
-from alongside.settings import Settings
 from bench.intake import spawn
 from contracts import subjects
 from contracts.replies import CommandAccepted
+from runtime import bus, topology
+from runtime.clock import SYSTEM
+from runtime.embedded import EmbeddedNats
+from runtime.logging import configure
+from runtime.settings import Settings
 from services.matching import batch, population
 from services.matching.domain import SupporterIndex, candidates, propose, scores
 
@@ -113,7 +113,7 @@ async def end_to_end(intakes: int, supporters: int = 300) -> dict[str, float]:
         try:
             client = AlongsideClient(nc, source="bench")
             rng = random.Random(SEED)
-            today = datetime.now(UTC).date()
+            today = SYSTEM().date()
             await _until_answering(client)
             for n in range(supporters):
                 supporter_id = f"s{n:04d}"

@@ -32,11 +32,11 @@ from typing import Any
 import nats
 
 from alongside.client import AlongsideClient
-from alongside.runtime import bus, topology
-from alongside.runtime.embedded import EmbeddedNats
-from alongside.runtime.logging import configure
-from alongside.settings import Settings
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
+from runtime import bus, topology
+from runtime.embedded import EmbeddedNats
+from runtime.logging import configure
+from runtime.settings import Settings
 from services.rules import bundle, compiler
 from services.rules.engine import Engine, _QuietHost, _recorder, _seen
 from services.rules.live import LiveRulesets

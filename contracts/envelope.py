@@ -10,7 +10,7 @@ is also its ``Nats-Msg-Id``, so JetStream drops a republished duplicate.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -76,17 +76,13 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def wrap(
     data: Message,
     *,
     org: str,
     source: str,
+    time: datetime,
     id: str | None = None,
-    time: datetime | None = None,
     correlationid: str | None = None,
     causationid: str | None = None,
 ) -> Envelope[Any]:
@@ -96,7 +92,7 @@ def wrap(
         type=data.type_name,
         source=source,
         org=org,
-        time=time or now(),
+        time=time,
         schemaversion=data.schema_version,
         correlationid=correlationid,
         causationid=causationid,

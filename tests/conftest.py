@@ -11,9 +11,9 @@ from nats.aio.client import Client
 
 from alongside import services
 from alongside.client import AlongsideClient
-from alongside.runtime import bus, topology
-from alongside.runtime.embedded import EmbeddedNats
-from alongside.settings import Settings
+from runtime import bus, topology
+from runtime.embedded import EmbeddedNats
+from runtime.settings import Settings
 
 _orgs = itertools.count()
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from datetime import date, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nats.aio.client import Client
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from alongside.runtime import topology
-from alongside.runtime.state import CaseloadStore
-from alongside.runtime.store import RecordStore
 from contracts.envelope import RawEnvelope
 from contracts.intake import (
     Affiliation,
@@ -26,8 +25,19 @@ from contracts.intake import (
 )
 from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted
+from contracts.scheduling import SchedulingPolicy
+from runtime import topology
+from runtime.clock import SYSTEM, Clock
+from runtime.state import CaseloadStore
+from runtime.store import RecordStore
 
 RESPONDENT = "Harbour Housing Ltd"
+# The default organisation time zone: what "today" means for eligibility and scheduling.
+AUCKLAND = ZoneInfo(SchedulingPolicy().time_zone)
+
+
+def org_today(clock: Clock) -> date:
+    return clock().astimezone(AUCKLAND).date()
 
 
 async def accepted(client: AlongsideClient, org: str, command: Any) -> CommandAccepted:
@@ -36,15 +46,28 @@ async def accepted(client: AlongsideClient, org: str, command: Any) -> CommandAc
     return reply
 
 
+async def seen(client: AlongsideClient, org: str, event_type: str) -> list[RawEnvelope]:
+    """The organisation's events of one type so far."""
+    return [e async for e in client.events(org, idle_s=0.2) if e.type == event_type]
+
+
 async def wait_for(
     client: AlongsideClient, org: str, event_type: str, count: int = 1, timeout: float = 15
 ) -> list[RawEnvelope]:
-    """The organisation's events of one type, once there are ``count`` (or at the timeout)."""
+    """The organisation's events of one type, once there are ``count``; at the timeout it
+    fails, naming what the organisation's feed held instead."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        found = [e async for e in client.events(org, idle_s=0.2) if e.type == event_type]
-        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+        every = [e async for e in client.events(org, idle_s=0.2)]
+        found = [e for e in every if e.type == event_type]
+        if len(found) >= count:
             return found
+        if asyncio.get_running_loop().time() > deadline:
+            held = Counter(e.type for e in every)
+            raise AssertionError(
+                f"waited {timeout:g} s for {count} {event_type} in {org}, saw {len(found)}; "
+                f"the feed held {dict(sorted(held.items())) or 'nothing'}"
+            )
         await asyncio.sleep(0.1)
 
 
@@ -52,8 +75,11 @@ async def supporter(
     client: AlongsideClient, org: str, supporter_id: str, languages: list[str], cap: int = 2,
     lived: list[str] | None = None, affiliated_with: str | None = None,
     supervised_days_ago: int | None = None, methods: list[Method] | None = None,
+    today: date | None = None,
 ) -> None:  # fmt: skip
-    """A vetted supporter: eligible once the rules service has decided."""
+    """A vetted supporter, vetted as of ``today`` (by default the organisation's date now):
+    eligible once the rules service has decided."""
+    today = today or org_today(SYSTEM)
     rng = random.Random(supporter_id)
     command = sample.supporter(rng, supporter_id)
     profile = command.profile.model_copy(
@@ -67,9 +93,9 @@ async def supporter(
         }
     )  # fmt: skip
     await accepted(client, org, command.model_copy(update={"profile": profile}))
-    for evidence in sample.vetting(rng, supporter_id, date.today()):
+    for evidence in sample.vetting(rng, supporter_id, today):
         if supervised_days_ago is not None and isinstance(evidence.evidence, Supervision):
-            attended = date.today() - timedelta(days=supervised_days_ago)
+            attended = today - timedelta(days=supervised_days_ago)
             evidence = evidence.model_copy(
                 update={"evidence": evidence.evidence.model_copy(update={"attended_on": attended})}
             )

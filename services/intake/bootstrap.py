@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from nats.aio.client import Client
 
-from alongside.runtime import topology
-from alongside.runtime.store import EventPublisher, RecordStore, ReplyStore
-from alongside.settings import Settings
-from contracts.envelope import now
 from contracts.records import CaseRecord, SupporterRecord
-from services.intake.handlers import IntakeDeps
+from runtime import topology
+from runtime.clock import Clock
+from runtime.settings import Settings
+from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from services.intake.handlers import SOURCE, IntakeDeps, event_id_of
 
 
-async def bootstrap(nc: Client, settings: Settings) -> IntakeDeps:
+async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
     js = nc.jetstream()
     # Bind to buckets the topology provisioned; never declare them here.
-    supporters = await js.key_value(topology.SUPPORTERS_BUCKET)
-    cases = await js.key_value(topology.CASES_BUCKET)
-    replies = await js.key_value(topology.REPLIES_BUCKET)
+    supporters = RecordStore(await js.key_value(topology.SUPPORTERS_BUCKET), SupporterRecord)
+    cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord)
+    replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
+    events = EventPublisher(js)
     return IntakeDeps(
-        js=js,
-        supporters=RecordStore(supporters, SupporterRecord),
-        cases=RecordStore(cases, CaseRecord),
-        replies=ReplyStore(replies),
-        events=EventPublisher(js),
-        clock=now,
+        supporters=Changer(supporters, replies, events, SOURCE, clock, event_id=event_id_of),
+        cases=Changer(cases, replies, events, SOURCE, clock, event_id=event_id_of),
+        clock=clock,
     )

@@ -1,17 +1,17 @@
 """Intake decisions: given a command and the current record, the new record and its events.
 
 Pure functions, no I/O. A command that cannot be carried out raises
-``Rejected`` with each failing field and the reason, and changes nothing.
+``Refused`` with each failing field and the reason, and changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
-from contracts.envelope import Command, Event
+from contracts.envelope import Command
 from contracts.intake import (
     CaseStageChanged,
     ChangeCaseStage,
@@ -36,26 +36,11 @@ from contracts.intake import (
     WithdrawConsent,
 )
 from contracts.records import CaseRecord, ConsentRecord, Record, SupporterRecord
-from contracts.replies import FieldError
+from runtime.changes import Change, Refused
 
 
-class Rejected(Exception):
-    def __init__(self, errors: Sequence[FieldError]) -> None:
-        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
-        self.errors = list(errors)
-
-
-def reject(field: str, reason: str) -> Rejected:
-    return Rejected([FieldError(field=f"data.{field}", reason=reason)])
-
-
-RecordT = TypeVar("RecordT", bound=Record)
-
-
-@dataclass(frozen=True)
-class Decision(Generic[RecordT]):
-    record: RecordT
-    events: list[Event]
+def reject(field: str, reason: str) -> Refused:
+    return Refused(f"data.{field}", reason)
 
 
 @dataclass(frozen=True)
@@ -72,7 +57,7 @@ class Context:
 
 def register_supporter(
     cmd: RegisterSupporter, current: SupporterRecord | None, ctx: Context
-) -> Decision[SupporterRecord]:
+) -> Change[SupporterRecord]:
     if current is not None:
         raise reject("supporter_id", f"supporter {cmd.supporter_id} is already registered")
     record = SupporterRecord(
@@ -86,7 +71,7 @@ def register_supporter(
         region=cmd.profile.region,
         caseload_cap=cmd.profile.caseload_cap,
     )
-    return Decision(record, [event])
+    return Change(record, [event])
 
 
 def _existing_supporter(supporter_id: str, current: SupporterRecord | None) -> SupporterRecord:
@@ -97,7 +82,7 @@ def _existing_supporter(supporter_id: str, current: SupporterRecord | None) -> S
 
 def update_supporter(
     cmd: UpdateSupporter, current: SupporterRecord | None, ctx: Context
-) -> Decision[SupporterRecord]:
+) -> Change[SupporterRecord]:
     record = _existing_supporter(cmd.supporter_id, current)
     changes = cmd.changes.model_dump(exclude_unset=True)
     suspended = changes.pop("suspended", record.suspended)
@@ -110,12 +95,12 @@ def update_supporter(
         changed_fields=sorted(cmd.changes.model_fields_set),
         suspended=suspended,
     )
-    return Decision(updated, [event])
+    return Change(updated, [event])
 
 
 def record_vetting_evidence(
     cmd: RecordVettingEvidence, current: SupporterRecord | None, ctx: Context
-) -> Decision[SupporterRecord]:
+) -> Change[SupporterRecord]:
     record = _existing_supporter(cmd.supporter_id, current)
     evidence = cmd.evidence
     updated = record.model_copy(
@@ -127,7 +112,7 @@ def record_vetting_evidence(
         recorded_for=_evidence_date(evidence),
         valid_until=evidence.expires_on if isinstance(evidence, RecordCheck) else None,
     )
-    return Decision(updated, [event])
+    return Change(updated, [event])
 
 
 def _evidence_date(evidence: VettingEvidence) -> date:
@@ -151,7 +136,7 @@ def _evidence_date(evidence: VettingEvidence) -> date:
 
 def submit_intake(
     cmd: SubmitIntake, current: CaseRecord | None, ctx: Context
-) -> Decision[CaseRecord]:
+) -> Change[CaseRecord]:
     if current is not None:
         raise reject("case_id", f"case {cmd.case_id} already exists")
     record = CaseRecord(
@@ -168,7 +153,7 @@ def submit_intake(
         party_ids=record.party_ids,
         has_other_support=cmd.has_other_support,
     )
-    return Decision(record, [event])
+    return Change(record, [event])
 
 
 def _existing_case(case_id: str, current: CaseRecord | None) -> CaseRecord:
@@ -179,14 +164,14 @@ def _existing_case(case_id: str, current: CaseRecord | None) -> CaseRecord:
 
 def change_case_stage(
     cmd: ChangeCaseStage, current: CaseRecord | None, ctx: Context
-) -> Decision[CaseRecord]:
+) -> Change[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     if case.stage == Stage.CLOSED:
         raise reject("case_id", "the case is closed")
     if cmd.stage == case.stage:
         raise reject("stage", f"the case is already at stage {case.stage.value}")
     event = CaseStageChanged(case_id=case.case_id, from_stage=case.stage, to_stage=cmd.stage)
-    return Decision(case.model_copy(update={"stage": cmd.stage, "updated_at": ctx.now}), [event])
+    return Change(case.model_copy(update={"stage": cmd.stage, "updated_at": ctx.now}), [event])
 
 
 def support_person_ref(person: SupportPerson) -> str:
@@ -198,7 +183,7 @@ def support_person_ref(person: SupportPerson) -> str:
 
 def name_support_person(
     cmd: NameSupportPerson, current: CaseRecord | None, ctx: Context
-) -> Decision[CaseRecord]:
+) -> Change[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     person = cmd.support_person
     if isinstance(person, PeerSupporter):
@@ -219,7 +204,7 @@ def name_support_person(
         kind=person.kind,
         supporter_id=person.supporter_id if isinstance(person, PeerSupporter) else None,
     )
-    return Decision(updated, [event])
+    return Change(updated, [event])
 
 
 def _consenting_party(case: CaseRecord, party_id: str) -> SupportPerson:
@@ -236,7 +221,7 @@ def _consenting_party(case: CaseRecord, party_id: str) -> SupportPerson:
 
 def give_consent(
     cmd: GiveConsent, current: CaseRecord | None, ctx: Context
-) -> Decision[CaseRecord]:
+) -> Change[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     person = _consenting_party(case, cmd.party_id)
     consent = ConsentRecord(
@@ -252,12 +237,12 @@ def give_consent(
     event = ConsentGiven(
         case_id=case.case_id, party_id=cmd.party_id, stages=consent.stages, given_on=cmd.given_on
     )
-    return Decision(updated, [event])
+    return Change(updated, [event])
 
 
 def withdraw_consent(
     cmd: WithdrawConsent, current: CaseRecord | None, ctx: Context
-) -> Decision[CaseRecord]:
+) -> Change[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     _consenting_party(case, cmd.party_id)
     given = case.consents.get(cmd.party_id)
@@ -270,12 +255,12 @@ def withdraw_consent(
     event = ConsentWithdrawn(
         case_id=case.case_id, party_id=cmd.party_id, withdrawn_on=cmd.withdrawn_on
     )
-    return Decision(updated, [event])
+    return Change(updated, [event])
 
 
 # Routing: which record a command decides on, and how -------------------------
 
-Decide = Callable[[Any, Any, Context], Decision[Any]]
+Decide = Callable[[Any, Any, Context], Change[Any]]
 
 
 @dataclass(frozen=True)

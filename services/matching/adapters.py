@@ -1,7 +1,7 @@
 """Where matching keeps and reads things.
 
-- ``matches``: each case's matching state with its outbox (``alongside.runtime.store``);
-- ``caseloads`` (``alongside.runtime.state.CaseloadStore``): who holds each supporter's
+- ``matches``: each case's matching state with its outbox (``runtime.store``);
+- ``caseloads`` (``runtime.state.CaseloadStore``): who holds each supporter's
   slots, changed only by compare-and-set, so two replicas never overfill a supporter;
 - ``Supporters``: each organisation's supporters as a ``LiveIndex``, built from the
   ``supporters``, ``decisions`` and ``caseloads`` buckets by watching them: the watch
@@ -18,11 +18,11 @@ from datetime import datetime
 
 from nats.js.kv import KeyValue
 
-from alongside.runtime.logging import get_logger
-from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
-from alongside.runtime.store import RecordStore, Stored
 from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
+from runtime.logging import get_logger
+from runtime.state import CaseloadStore, DecisionStore, RecordReader
+from runtime.store import RecordStore, Stored
 from services.matching.domain import LiveIndex, SupporterRow, normalise
 
 log = get_logger(__name__)

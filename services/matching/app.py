@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 
 from faststream.nats import NatsBroker
 
-from alongside.runtime import commands, consumer, periodic, topology
-from alongside.runtime.logging import get_logger
-from contracts.matching import SERVICE
+from runtime import commands, consumer, periodic, topology
+from runtime.logging import get_logger
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
 
@@ -19,10 +17,10 @@ COMMAND_WORKERS = 16
 
 
 def register(broker: NatsBroker, deps: MatchingDeps) -> None:
-    commands.serve(broker, SERVICE, COMMAND_WORKERS, partial(handlers.handle_command, deps=deps))
+    commands.serve(broker, handlers.handlers, deps, COMMAND_WORKERS, deps.clock)
     # Replicas share this durable consumer: each event is handled by one of them.
     consumer.subscribe(
-        broker, topology.MATCHING_CONSUMER, deps.settings, partial(handlers.on_event, deps=deps)
+        broker, topology.MATCHING_CONSUMER, deps.settings, handlers.handlers, deps, deps.clock
     )
 
 

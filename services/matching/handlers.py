@@ -13,26 +13,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from nats.aio.client import Client as Nats
-from nats.js import JetStreamContext
-
-from alongside.runtime import commands, periodic, store
-from alongside.runtime.logging import get_logger
-from alongside.runtime.state import CaseloadStore, DecisionStore, RecordReader
-from alongside.runtime.store import (
-    EventPublisher,
-    RecordStore,
-    ReplyStore,
-    Stored,
-)
-from alongside.settings import Settings
-from contracts import subjects
-from contracts.envelope import Event, RawEnvelope, wrap
-from contracts.intake import SERVICE as INTAKE
+from contracts.envelope import Event
 from contracts.intake import (
     NameSupportPerson,
     PeerSupporter,
@@ -40,7 +25,6 @@ from contracts.intake import (
     SupporterUpdated,
 )
 from contracts.matching import (
-    RELEASING,
     SERVICE,
     AcceptProposal,
     AssignBatch,
@@ -62,6 +46,16 @@ from contracts.records import CaseMatch, CaseRecord, Offer
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided, SupporterEligibilityDecided
 from contracts.scheduling import ServiceEnded
+from runtime import changes, periodic, store
+from runtime.asking import Asking
+from runtime.changes import Refused
+from runtime.clock import Clock
+from runtime.commands import rejected
+from runtime.dispatch import Handlers, Meta, Received
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.state import CaseloadStore, DecisionStore, RecordReader
+from runtime.store import EventPublisher, RecordStore, ReplyStore, Stored
 from services.matching import batch, domain
 from services.matching.adapters import Supporters, match_records
 from services.matching.domain import Policy, Proposal, SupporterIndex
@@ -78,16 +72,10 @@ TAKEN_MEANWHILE = domain.Waitlisted(
 )
 
 Reply = CommandAccepted | CommandRejected
-SUPPORTER_EVENTS = {
-    e.type_name for e in (SupporterRegistered, SupporterUpdated, SupporterEligibilityDecided)
-}
-RELEASING_EVENTS = {e.type_name for e in RELEASING}
 
 
 @dataclass(frozen=True)
 class MatchingDeps:
-    nc: Nats
-    js: JetStreamContext
     matches: RecordStore[CaseMatch]
     caseloads: CaseloadStore
     supporters: Supporters
@@ -96,8 +84,9 @@ class MatchingDeps:
     replies: ReplyStore
     events: EventPublisher
     changer: store.Changer[CaseMatch]
+    asking: Asking
     settings: Settings
-    clock: Callable[[], datetime]
+    clock: Clock
 
 
 @dataclass(frozen=True)
@@ -131,36 +120,88 @@ async def _client(org: str, case_id: str, deps: MatchingDeps) -> Client | None:
 
 # Reacting to events -------------------------------------------------------
 
+handlers: Handlers[MatchingDeps] = Handlers(SERVICE)
 
-async def on_event(envelope: RawEnvelope, deps: MatchingDeps) -> None:
-    org, data = envelope.org, envelope.data
-    if envelope.type == MatchingPolicyDecided.type_name:
-        await _change_case(org, data["case_id"], deps, lambda m: _on_policy(org, m, data, deps))
-    elif envelope.type == ConsentDecided.type_name and data["status"] == "active":
-        await _change_case(org, data["case_id"], deps, lambda m: _activate(org, m, deps))
-    elif envelope.type == ServiceEnded.type_name:
-        await _change_case(org, data["case_id"], deps, lambda m: _complete(m, data["supporter_id"]))
-    elif envelope.type in SUPPORTER_EVENTS:
-        await deps.supporters.refresh(org, data["supporter_id"])
-        await retry_waitlist(org, deps)
-    elif envelope.type in RELEASING_EVENTS:
-        freed = data.get("supporter_ids") or data.get("released_supporter_ids") or []
-        if envelope.type == MatchEnded.type_name:
-            freed = [data["supporter_id"]]
-        for supporter_id in freed:
-            await deps.supporters.refresh(org, supporter_id)
-        if envelope.type == ProposalAccepted.type_name:
-            await _name_support_person(envelope, deps)
-        await retry_waitlist(org, deps)
+
+@handlers.on(MatchingPolicyDecided)
+async def on_matching_policy_decided(
+    event: MatchingPolicyDecided, meta: Meta, deps: MatchingDeps
+) -> None:
+    org = meta.org
+    await _change_case(org, event.case_id, deps, lambda m: _on_policy(org, m, event.case_id, deps))
+
+
+@handlers.on(ConsentDecided)
+async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: MatchingDeps) -> None:
+    if event.status == "active":
+        await _change_case(meta.org, event.case_id, deps, lambda m: _activate(meta.org, m, deps))
+
+
+@handlers.on(ServiceEnded)
+async def on_service_ended(event: ServiceEnded, meta: Meta, deps: MatchingDeps) -> None:
+    await _change_case(meta.org, event.case_id, deps, lambda m: _complete(m, event.supporter_id))
+
+
+@handlers.on(SupporterRegistered)
+async def on_supporter_registered(
+    event: SupporterRegistered, meta: Meta, deps: MatchingDeps
+) -> None:
+    await _supporters_changed(meta.org, [event.supporter_id], deps)
+
+
+@handlers.on(SupporterUpdated)
+async def on_supporter_updated(event: SupporterUpdated, meta: Meta, deps: MatchingDeps) -> None:
+    await _supporters_changed(meta.org, [event.supporter_id], deps)
+
+
+@handlers.on(SupporterEligibilityDecided)
+async def on_supporter_eligibility_decided(
+    event: SupporterEligibilityDecided, meta: Meta, deps: MatchingDeps
+) -> None:
+    await _supporters_changed(meta.org, [event.supporter_id], deps)
+
+
+@handlers.on(ProposalAccepted)
+async def on_proposal_accepted(event: ProposalAccepted, meta: Meta, deps: MatchingDeps) -> None:
+    await _name_support_person(event, meta, deps)
+    await _supporters_changed(meta.org, event.released_supporter_ids, deps)
+
+
+@handlers.on(ProposalsDeclined)
+async def on_proposals_declined(event: ProposalsDeclined, meta: Meta, deps: MatchingDeps) -> None:
+    await _supporters_changed(meta.org, event.supporter_ids, deps)
+
+
+@handlers.on(ProposalsExpired)
+async def on_proposals_expired(event: ProposalsExpired, meta: Meta, deps: MatchingDeps) -> None:
+    await _supporters_changed(meta.org, event.supporter_ids, deps)
+
+
+@handlers.on(MatchEnded)
+async def on_match_ended(event: MatchEnded, meta: Meta, deps: MatchingDeps) -> None:
+    await _supporters_changed(meta.org, [event.supporter_id], deps)
+
+
+@handlers.on(ServiceRefused)
+async def on_service_refused(event: ServiceRefused, meta: Meta, deps: MatchingDeps) -> None:
+    await _supporters_changed(meta.org, event.released_supporter_ids, deps)
+
+
+async def _supporters_changed(org: str, supporter_ids: Sequence[str], deps: MatchingDeps) -> None:
+    """Supporters became eligible, changed, or had slots freed: the index reads them again
+    (its watch may lag), and waitlisted clients try again."""
+    for supporter_id in supporter_ids:
+        await deps.supporters.refresh(org, supporter_id)
+    await retry_waitlist(org, deps)
 
 
 async def _on_policy(
-    org: str, match: CaseMatch | None, data: Mapping[str, object], deps: MatchingDeps
+    org: str, match: CaseMatch | None, case_id: str, deps: MatchingDeps
 ) -> Change | None:
     """A client's first proposals; a waitlisted client whose policy changed tries again."""
     if match is not None and match.status != "waitlisted":
         return None
-    client = await _client(org, str(data["case_id"]), deps)
+    client = await _client(org, case_id, deps)
     if client is None:
         return None
     now = deps.clock()
@@ -205,21 +246,17 @@ async def _consented(org: str, match: CaseMatch, deps: MatchingDeps) -> bool:
     )
 
 
-async def _name_support_person(envelope: RawEnvelope, deps: MatchingDeps) -> None:
+async def _name_support_person(event: ProposalAccepted, meta: Meta, deps: MatchingDeps) -> None:
     """The chosen supporter becomes the case's support person, so consent can be asked for
     them. The command id derives from the event's, so a redelivery is the same command."""
     command = NameSupportPerson(
-        case_id=envelope.data["case_id"],
-        support_person=PeerSupporter(supporter_id=envelope.data["supporter_id"]),
+        case_id=event.case_id, support_person=PeerSupporter(supporter_id=event.supporter_id)
     )
-    request = wrap(
-        command, org=envelope.org, source=SOURCE, id=uuid.uuid5(_NAMESPACE, envelope.id).hex,
-        correlationid=envelope.correlationid, causationid=envelope.id,
-    )  # fmt: skip
-    subject = subjects.command(envelope.org, INTAKE, NameSupportPerson.type_name)
-    response = await deps.nc.request(subject, request.model_dump_json().encode(), timeout=10)
-    if b'"rejected"' in response.data:
-        log.warning("support_person_not_named", org=envelope.org, case_id=command.case_id)
+    command_id = uuid.uuid5(_NAMESPACE, meta.envelope.id).hex
+    reply = await deps.asking.command(meta.org, command, command_id, cause=meta.envelope)
+    if isinstance(reply, CommandRejected):
+        log.warning("support_person_not_named", org=meta.org, case_id=command.case_id,
+                    fields=[e.field for e in reply.errors])  # fmt: skip
 
 
 # Proposals ------------------------------------------------------------------
@@ -305,13 +342,13 @@ Decide = Callable[[CaseMatch | None], Awaitable[Change | None]]
 
 async def _change_case(
     org: str, case_id: str, deps: MatchingDeps, decide: Decide,
-    command: commands.Received | None = None,
+    command: Received | None = None,
 ) -> Reply | None:  # fmt: skip
     """Decide on the current state and commit (``Changer``), giving back the holds of a
     decision that lost the race to another replica."""
     held: list[str] = []
 
-    async def decide_and_note(match: CaseMatch | None) -> store.Change[CaseMatch] | None:
+    async def decide_and_note(match: CaseMatch | None) -> changes.Change[CaseMatch] | None:
         change = await decide(match)
         if change is None:
             return None
@@ -320,7 +357,7 @@ async def _change_case(
             update={"released": change.released, "updated_at": deps.clock()}
         )
         log.info("matching_changed", org=org, case_id=case_id, status=record.status)
-        return store.Change(record, change.events)
+        return changes.Change(record, change.events)
 
     async def give_back() -> None:
         await _give_back(org, case_id, held, deps)
@@ -366,30 +403,46 @@ def _holding(match: CaseMatch) -> set[str]:
 # Commands ---------------------------------------------------------------------
 
 
-async def handle_command(
-    subject: str, body: bytes, headers: Mapping[str, str], deps: MatchingDeps
-) -> Reply | BatchAssigned:
-    received = await commands.receive(deps.js, SERVICE, subject, body, headers)
-    if isinstance(received, CommandRejected):
-        return received
-    org, command = received.org, received.command
-    if isinstance(command, AssignBatch):
-        return await assign_batch(received, command, deps)
-    assert isinstance(command, AcceptProposal | DeclineProposals | ChangeSupporter | RefuseService)
-    decide = _DECIDE[type(command)]
-    reply = await _change_case(
-        org, command.case_id, deps, lambda m: decide(org, command, m, deps), received
-    )
-    assert reply is not None
+@handlers.on(AcceptProposal)
+async def accept_proposal(command: AcceptProposal, received: Received, deps: MatchingDeps) -> Reply:
+    org = received.org
+    return await _answer(received, command.case_id, lambda m: _accept(org, command, m, deps), deps)
+
+
+@handlers.on(DeclineProposals)
+async def decline_proposals(
+    command: DeclineProposals, received: Received, deps: MatchingDeps
+) -> Reply:
+    org = received.org
+    return await _answer(received, command.case_id, lambda m: _decline(org, m, deps), deps)
+
+
+@handlers.on(ChangeSupporter)
+async def change_supporter(
+    command: ChangeSupporter, received: Received, deps: MatchingDeps
+) -> Reply:
+    org = received.org
+    return await _answer(received, command.case_id, lambda m: _change_supporter(org, m, deps), deps)
+
+
+@handlers.on(RefuseService)
+async def refuse_service(command: RefuseService, received: Received, deps: MatchingDeps) -> Reply:
+    org = received.org
+    return await _answer(received, command.case_id, lambda m: _refuse(org, command, m, deps), deps)
+
+
+async def _answer(received: Received, case_id: str, decide: Decide, deps: MatchingDeps) -> Reply:
+    reply = await _change_case(received.org, case_id, deps, decide, received)
+    assert reply is not None  # a command is always answered
     return reply
 
 
 def _must_be(match: CaseMatch | None, *statuses: str) -> CaseMatch:
     if match is None:
-        raise store.Refused("case_id", "nothing has been proposed for this case yet")
+        raise Refused("case_id", "nothing has been proposed for this case yet")
     if match.status not in statuses:
         wanted = " or ".join(statuses)
-        raise store.Refused("case_id", f"the case's matching is {match.status}, not {wanted}")
+        raise Refused("case_id", f"the case's matching is {match.status}, not {wanted}")
     return match
 
 
@@ -399,10 +452,10 @@ async def _accept(
     match = _must_be(match, "proposed", "expired")
     offer = next((o for o in match.proposals if o.supporter_id == command.supporter_id), None)
     if offer is None:
-        raise store.Refused("supporter_id", "this supporter was not proposed to this client")
+        raise Refused("supporter_id", "this supporter was not proposed to this client")
     now = deps.clock()
     if not await _hold(org, offer.supporter_id, match.case_id, None, deps, now):
-        raise store.Refused(
+        raise Refused(
             "supporter_id", "the proposal expired and the supporter has no free slot now"
         )
     others = [o.supporter_id for o in match.proposals if o is not offer]
@@ -420,18 +473,14 @@ async def _accept(
     return Change(record, events, held=[offer.supporter_id], released=others)
 
 
-async def _decline(
-    org: str, command: DeclineProposals, match: CaseMatch | None, deps: MatchingDeps
-) -> Change:
+async def _decline(org: str, match: CaseMatch | None, deps: MatchingDeps) -> Change:
     match = _must_be(match, "proposed", "expired")
     declined = [o.supporter_id for o in match.proposals]
     event = ProposalsDeclined(case_id=match.case_id, supporter_ids=declined)
     return await _again(org, match, declined, event, deps)
 
 
-async def _change_supporter(
-    org: str, command: ChangeSupporter, match: CaseMatch | None, deps: MatchingDeps
-) -> Change:
+async def _change_supporter(org: str, match: CaseMatch | None, deps: MatchingDeps) -> Change:
     match = _must_be(match, "accepted", "active")
     assert match.supporter_id is not None
     event = MatchEnded(
@@ -446,7 +495,7 @@ async def _again(
     """New proposals, never again naming the supporters the client is leaving."""
     client = await _client(org, match.case_id, deps)
     if client is None:
-        raise store.Refused("case_id", "the case or its matching policy is no longer available")
+        raise Refused("case_id", "the case or its matching policy is no longer available")
     now = deps.clock()
     moved_on = match.model_copy(
         update={"excluded": [*match.excluded, *leaving], "supporter_id": None, "proposals": [],
@@ -463,12 +512,12 @@ async def _refuse(
     now = deps.clock()
     if match is None:
         if await deps.records.case(org, command.case_id) is None:
-            raise store.Refused("case_id", "there is no such case in this organisation")
+            raise Refused("case_id", "there is no such case in this organisation")
         match = CaseMatch(case_id=command.case_id, status="refused", since=now, updated_at=now)
     elif match.status == "refused":
-        raise store.Refused("case_id", "the client already refused the service")
+        raise Refused("case_id", "the client already refused the service")
     elif match.status == "completed":
-        raise store.Refused("case_id", "the service has already come to its end")
+        raise Refused("case_id", "the service has already come to its end")
     released = [o.supporter_id for o in match.proposals]
     if match.supporter_id and match.supporter_id not in released:
         released.append(match.supporter_id)
@@ -483,19 +532,12 @@ async def _refuse(
     return Change(record, events, released=released)
 
 
-_DECIDE: dict[type, Callable[..., Awaitable[Change]]] = {
-    AcceptProposal: _accept,
-    DeclineProposals: _decline,
-    ChangeSupporter: _change_supporter,
-    RefuseService: _refuse,
-}
-
-
 # Many clients at once: imports and the waitlist ----------------------------------
 
 
+@handlers.on(AssignBatch)
 async def assign_batch(
-    received: commands.Received, command: AssignBatch, deps: MatchingDeps
+    command: AssignBatch, received: Received, deps: MatchingDeps
 ) -> BatchAssigned | CommandRejected:
     org = received.org
     cases = [
@@ -504,7 +546,7 @@ async def assign_batch(
         if stored.record.import_batch == command.import_batch
     ]
     if len(cases) < command.expected:
-        return commands.rejected(
+        return rejected(
             received.envelope.type, received.envelope.id, "expected",
             f"{len(cases)} of {command.expected} cases of batch {command.import_batch} are "
             "ready (policies still being decided); retry shortly",

@@ -1,6 +1,6 @@
 """Published rulesets in KV, key ``<org>.<kind>``, with history for rollback.
 
-Decisions and intake's records are read and written through ``alongside.runtime.state``.
+Decisions and intake's records are read and written through ``runtime.state``.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from alongside.runtime import store
 from contracts.rules import Kind, PublishedRuleset
+from runtime import store
 
 
 class RulesStore:

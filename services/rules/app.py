@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 
 from faststream.nats import NatsBroker
 
-from alongside.runtime import commands, consumer, topology
-from alongside.runtime.logging import get_logger
-from alongside.runtime.periodic import every
-from contracts.rules import SERVICE
+from runtime import commands, consumer, topology
+from runtime.logging import get_logger
+from runtime.periodic import every
 from services.rules import handlers
 from services.rules.handlers import RulesDeps
 
@@ -20,10 +18,10 @@ COMMAND_WORKERS = 8
 
 
 def register(broker: NatsBroker, deps: RulesDeps) -> None:
-    commands.serve(broker, SERVICE, COMMAND_WORKERS, partial(handlers.handle_evaluate, deps=deps))
+    commands.serve(broker, handlers.handlers, deps, COMMAND_WORKERS, deps.clock)
     # Replicas share this durable consumer: each event is handled by one of them.
     consumer.subscribe(
-        broker, topology.RULES_CONSUMER, deps.settings, partial(handlers.on_event, deps=deps)
+        broker, topology.RULES_CONSUMER, deps.settings, handlers.handlers, deps, deps.clock
     )
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from nats.aio.client import Client
 
-from alongside.runtime import topology
-from alongside.runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
-from alongside.runtime.store import RecordStore
-from alongside.settings import Settings
-from contracts.envelope import now
 from contracts.records import SchedulingSettings
+from runtime import topology
+from runtime.clock import Clock
+from runtime.settings import Settings
+from runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
+from runtime.store import RecordStore
 from services.rules import handlers
 from services.rules.adapters import RulesStore
 from services.rules.engine import Engine
@@ -17,7 +17,7 @@ from services.rules.handlers import RulesDeps
 from services.rules.live import LiveRulesets
 
 
-async def bootstrap(nc: Client, settings: Settings) -> RulesDeps:
+async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
     js = nc.jetstream()
     deps = RulesDeps(
         js=js,
@@ -33,7 +33,7 @@ async def bootstrap(nc: Client, settings: Settings) -> RulesDeps:
         ),
         published=RulesStore(await js.key_value(topology.RULES_BUCKET)),
         settings=settings,
-        clock=now,
+        clock=clock,
     )
     await handlers.refresh_rulesets(deps)
     return deps

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from alongside.runtime import bus, commands
-from alongside.runtime.logging import get_logger
-from alongside.runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
-from alongside.runtime.store import Conflict
-from alongside.settings import Settings
-from contracts.envelope import Event, RawEnvelope, wrap
+from contracts.envelope import Event, wrap
 from contracts.intake import (
     CaseStageChanged,
     ConsentGiven,
@@ -47,6 +42,14 @@ from contracts.rules import (
     RulesEvaluated,
     SupporterEligibilityDecided,
 )
+from runtime import bus
+from runtime.clock import Clock
+from runtime.commands import field_errors
+from runtime.dispatch import Handlers, Meta, Received
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
+from runtime.store import Conflict
 from services.rules import domain, facts
 from services.rules.adapters import RulesStore
 from services.rules.live import LiveRulesets
@@ -55,17 +58,6 @@ log = get_logger(__name__)
 
 SOURCE = f"alongside/{SERVICE}"
 _NAMESPACE = uuid.UUID("0b7f1f0e-8a1d-4a43-9a43-6f5d7c1f2e21")
-
-SUPPORTER_EVENTS = {
-    e.type_name for e in (SupporterRegistered, SupporterUpdated, VettingEvidenceRecorded)
-}
-# A supporter's caseload changed: eligibility looks at the room left.
-CASELOAD_EVENTS = {e.type_name for e in (ProposalAccepted, MatchEnded, ServiceRefused)}
-CASE_EVENTS = {
-    e.type_name
-    for e in (IntakeReceived, SupportPersonNamed, ConsentGiven, ConsentWithdrawn, CaseStageChanged)
-}
-
 
 @dataclass(frozen=True)
 class RulesDeps:
@@ -77,48 +69,100 @@ class RulesDeps:
     policies: Policies
     published: RulesStore
     settings: Settings
-    clock: Callable[[], datetime]
+    clock: Clock
 
 
 def subject_of(kind: Kind, fact: Mapping[str, Any]) -> str:
     return str(fact["supporter_id"] if kind == Kind.ELIGIBILITY else fact["case_id"])
 
 
-async def handle_evaluate(
-    subject: str, body: bytes, headers: Mapping[str, str], deps: RulesDeps
+handlers: Handlers[RulesDeps] = Handlers(SERVICE)
+
+
+@handlers.on(EvaluateRules)
+async def evaluate_rules(
+    command: EvaluateRules, received: Received, deps: RulesDeps
 ) -> RulesEvaluated | CommandRejected:
-    received = await commands.receive(deps.js, SERVICE, subject, body, headers)
-    if isinstance(received, CommandRejected):
-        return received
-    command = received.command
-    assert isinstance(command, EvaluateRules)
     try:
         fact = FACTS[command.kind].model_validate(command.facts).model_dump(mode="json")
     except ValidationError as error:
         return CommandRejected(
             command_id=received.envelope.id,
             command_type=EvaluateRules.type_name,
-            errors=commands.field_errors(error, "data.facts"),
+            errors=field_errors(error, "data.facts"),
         )
     with deps.live.lease(received.org, command.kind) as loaded:
         decision = domain.decide(loaded, subject_of(command.kind, fact), fact, deps.clock())
     return RulesEvaluated(command_id=received.envelope.id, decision=decision)
 
 
-async def on_event(envelope: RawEnvelope, deps: RulesDeps) -> None:
-    """Re-decide what an intake event may have changed."""
-    if envelope.type in SUPPORTER_EVENTS:
-        await decide_eligibility(envelope.org, envelope.data["supporter_id"], deps)
-    elif envelope.type in CASELOAD_EVENTS:
-        data = envelope.data
-        named = {data.get("supporter_id"), *data.get("released_supporter_ids", [])}
-        for supporter_id in sorted(s for s in named if s):
-            await decide_eligibility(envelope.org, supporter_id, deps)
-    elif envelope.type in CASE_EVENTS:
-        case_id = envelope.data["case_id"]
-        if envelope.type == IntakeReceived.type_name:
-            await decide_matching_policy(envelope.org, case_id, deps)
-        await decide_consent(envelope.org, case_id, deps)
+# Intake's records changed: decide again what they may have changed.
+
+
+@handlers.on(SupporterRegistered)
+async def on_supporter_registered(event: SupporterRegistered, meta: Meta, deps: RulesDeps) -> None:
+    await decide_eligibility(meta.org, event.supporter_id, deps)
+
+
+@handlers.on(SupporterUpdated)
+async def on_supporter_updated(event: SupporterUpdated, meta: Meta, deps: RulesDeps) -> None:
+    await decide_eligibility(meta.org, event.supporter_id, deps)
+
+
+@handlers.on(VettingEvidenceRecorded)
+async def on_vetting_evidence_recorded(
+    event: VettingEvidenceRecorded, meta: Meta, deps: RulesDeps
+) -> None:
+    await decide_eligibility(meta.org, event.supporter_id, deps)
+
+
+@handlers.on(IntakeReceived)
+async def on_intake_received(event: IntakeReceived, meta: Meta, deps: RulesDeps) -> None:
+    await decide_matching_policy(meta.org, event.case_id, deps)
+    await decide_consent(meta.org, event.case_id, deps)
+
+
+@handlers.on(SupportPersonNamed)
+async def on_support_person_named(event: SupportPersonNamed, meta: Meta, deps: RulesDeps) -> None:
+    await decide_consent(meta.org, event.case_id, deps)
+
+
+@handlers.on(ConsentGiven)
+async def on_consent_given(event: ConsentGiven, meta: Meta, deps: RulesDeps) -> None:
+    await decide_consent(meta.org, event.case_id, deps)
+
+
+@handlers.on(ConsentWithdrawn)
+async def on_consent_withdrawn(event: ConsentWithdrawn, meta: Meta, deps: RulesDeps) -> None:
+    await decide_consent(meta.org, event.case_id, deps)
+
+
+@handlers.on(CaseStageChanged)
+async def on_case_stage_changed(event: CaseStageChanged, meta: Meta, deps: RulesDeps) -> None:
+    await decide_consent(meta.org, event.case_id, deps)
+
+
+# A supporter's caseload changed: eligibility looks at the room left.
+
+
+@handlers.on(ProposalAccepted)
+async def on_proposal_accepted(event: ProposalAccepted, meta: Meta, deps: RulesDeps) -> None:
+    await _caseloads_changed(meta.org, [event.supporter_id, *event.released_supporter_ids], deps)
+
+
+@handlers.on(MatchEnded)
+async def on_match_ended(event: MatchEnded, meta: Meta, deps: RulesDeps) -> None:
+    await _caseloads_changed(meta.org, [event.supporter_id], deps)
+
+
+@handlers.on(ServiceRefused)
+async def on_service_refused(event: ServiceRefused, meta: Meta, deps: RulesDeps) -> None:
+    await _caseloads_changed(meta.org, event.released_supporter_ids, deps)
+
+
+async def _caseloads_changed(org: str, supporter_ids: list[str], deps: RulesDeps) -> None:
+    for supporter_id in sorted(set(supporter_ids)):
+        await decide_eligibility(org, supporter_id, deps)
 
 
 async def decide_eligibility(
@@ -177,7 +221,8 @@ async def decide_matching_policy(org: str, case_id: str, deps: RulesDeps) -> Rul
     if case is None:
         return None
     now = deps.clock()
-    fact = facts.matching(case, now.date()).model_dump(mode="json")
+    # Ages are counted on the organisation's date, as eligibility's are.
+    fact = facts.matching(case, await deps.policies.today(org, now)).model_dump(mode="json")
     with deps.live.lease(org, Kind.MATCHING_POLICY) as loaded:
         decision = domain.decide(loaded, case_id, fact, now)
     await _record(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from alongside.runtime.logging import get_logger
 from contracts.rules import Kind, PublishedRuleset
+from runtime.logging import get_logger
 from services.rules import bundle
 from services.rules.engine import Engine
 

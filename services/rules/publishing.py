@@ -11,9 +11,10 @@ from pathlib import Path
 
 from nats.js import JetStreamContext
 
-from alongside.runtime import bus
-from contracts.envelope import now, wrap
+from contracts.envelope import wrap
 from contracts.rules import Kind, PublishedRuleset, RulesetPublished, RulesetRef
+from runtime import bus
+from runtime.clock import Clock
 from services.rules import bundle
 from services.rules.adapters import RulesStore
 from services.rules.engine import Engine
@@ -27,15 +28,17 @@ class PublishRefused(Exception):
         self.problems = problems
 
 
-def prepare(root: Path, org: str, kind: Kind, engine: Engine | None = None) -> PublishedRuleset:
+def prepare(
+    root: Path, org: str, kind: Kind, engine: Engine | None = None, *, clock: Clock
+) -> PublishedRuleset:
     """Check the whole rules folder strictly and run the cases of this org's ruleset."""
     try:
-        return _prepare(root, org, kind, engine or Engine())
+        return _prepare(root, org, kind, engine or Engine(), clock)
     except ValueError as error:  # a rules file error names its file and line
         raise PublishRefused([str(error)]) from error
 
 
-def _prepare(root: Path, org: str, kind: Kind, engine: Engine) -> PublishedRuleset:
+def _prepare(root: Path, org: str, kind: Kind, engine: Engine, clock: Clock) -> PublishedRuleset:
     found = bundle.targets(root)
     default = next((t for t in found if t.kind == kind and t.org is None), None)
     if default is None:
@@ -57,7 +60,7 @@ def _prepare(root: Path, org: str, kind: Kind, engine: Engine) -> PublishedRules
         content_hash=bundle.content_hash(ruleset),
         default_text=source.default_text,
         override_text=source.override_text,
-        published_at=now(),
+        published_at=clock(),
     )
 
 
@@ -66,6 +69,8 @@ async def publish(
     store: RulesStore,
     document: PublishedRuleset,
     rolled_back_to: str | None = None,
+    *,
+    clock: Clock,
 ) -> PublishedRuleset:
     current = await store.current(document.org, document.kind)
     if current is not None and rolled_back_to is None:
@@ -75,7 +80,8 @@ async def publish(
             raise PublishRefused(
                 [f"version {document.version} is live with other content: raise the version"]
             )
-    document = document.model_copy(update={"rolled_back_to": rolled_back_to, "published_at": now()})
+    now = clock()
+    document = document.model_copy(update={"rolled_back_to": rolled_back_to, "published_at": now})
     revision = await store.put(document)
     document = document.model_copy(update={"revision": revision})
     event = RulesetPublished(
@@ -86,13 +92,14 @@ async def publish(
         revision=revision,
         rolled_back_to=rolled_back_to,
     )  # fmt: skip
-    await bus.publish_event(js, wrap(event, org=document.org, source=SOURCE))
+    await bus.publish_event(js, wrap(event, org=document.org, source=SOURCE, time=now))
     return document
 
 
 async def rollback(
-    js: JetStreamContext, store: RulesStore, org: str, kind: Kind, to_version: str | None = None
-) -> PublishedRuleset:
+    js: JetStreamContext, store: RulesStore, org: str, kind: Kind, to_version: str | None = None,
+    *, clock: Clock,
+) -> PublishedRuleset:  # fmt: skip
     history = await store.history(org, kind)
     if len(history) < 2 and to_version is None:
         raise PublishRefused([f"{org}.{kind.value} has no earlier version to roll back to"])
@@ -103,4 +110,4 @@ async def rollback(
     target = candidates[-1]
     if target.content_hash == current.content_hash and target.version == current.version:
         raise PublishRefused([f"version {target.version} is already live"])
-    return await publish(js, store, target, rolled_back_to=target.version)
+    return await publish(js, store, target, rolled_back_to=target.version, clock=clock)

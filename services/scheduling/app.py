@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from faststream.nats import NatsBroker
 
-from alongside.runtime import commands, consumer, periodic, topology
-from contracts.scheduling import SERVICE
+from runtime import commands, consumer, periodic, topology
 from services.scheduling import handlers
 from services.scheduling.handlers import SchedulingDeps
 
@@ -15,10 +12,10 @@ COMMAND_WORKERS = 16
 
 
 def register(broker: NatsBroker, deps: SchedulingDeps) -> None:
-    commands.serve(broker, SERVICE, COMMAND_WORKERS, partial(handlers.handle_command, deps=deps))
+    commands.serve(broker, handlers.handlers, deps, COMMAND_WORKERS, deps.clock)
     # Replicas share this durable consumer: each event is handled by one of them.
     consumer.subscribe(
-        broker, topology.SCHEDULING_CONSUMER, deps.settings, partial(handlers.on_event, deps=deps)
+        broker, topology.SCHEDULING_CONSUMER, deps.settings, handlers.handlers, deps, deps.clock
     )
 
 

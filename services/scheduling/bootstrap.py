@@ -7,11 +7,6 @@ from typing import TypeVar
 
 from nats.aio.client import Client
 
-from alongside.runtime import topology
-from alongside.runtime.state import DecisionStore, Policies, RecordReader
-from alongside.runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
-from alongside.settings import Settings
-from contracts.envelope import now
 from contracts.records import (
     CaseSchedule,
     GroupSession,
@@ -19,14 +14,20 @@ from contracts.records import (
     SchedulingSettings,
     SupporterSupervision,
 )
-from services.scheduling.adapters import SOURCE, Asking, Reminders
+from runtime import topology
+from runtime.asking import Asking
+from runtime.clock import Clock
+from runtime.settings import Settings
+from runtime.state import DecisionStore, Policies, RecordReader
+from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from services.scheduling.adapters import SOURCE, Reminders
 from services.scheduling.handlers import SchedulingDeps, reminders_keeper
 
 R = TypeVar("R", bound=Record)
 Before = Callable[[str, str, R], Awaitable[None]]
 
 
-async def bootstrap(nc: Client, settings: Settings) -> SchedulingDeps:
+async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> SchedulingDeps:
     js = nc.jetstream()
     replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
     events = EventPublisher(js)
@@ -36,14 +37,14 @@ async def bootstrap(nc: Client, settings: Settings) -> SchedulingDeps:
 
     async def changer(bucket: str, record: type[R], before: Before[R] | None = None) -> Changer[R]:
         store = RecordStore(await js.key_value(bucket), record)
-        return Changer(store, replies, events, SOURCE, now, before)
+        return Changer(store, replies, events, SOURCE, clock, before)
 
     schedules = RecordStore(await js.key_value(topology.SCHEDULES_BUCKET), CaseSchedule)
-    keep_reminders = reminders_keeper(reminders, policies, schedules, now)
+    keep_reminders = reminders_keeper(reminders, policies, schedules, clock)
     return SchedulingDeps(
         js=js,
-        settings_store=Changer(policies.store, replies, events, SOURCE, now),
-        schedules=Changer(schedules, replies, events, SOURCE, now, keep_reminders),
+        settings_store=Changer(policies.store, replies, events, SOURCE, clock),
+        schedules=Changer(schedules, replies, events, SOURCE, clock, keep_reminders),
         supervision=await changer(topology.SUPERVISION_BUCKET, SupporterSupervision),
         groups=await changer(topology.GROUPS_BUCKET, GroupSession),
         policies=policies,
@@ -52,7 +53,7 @@ async def bootstrap(nc: Client, settings: Settings) -> SchedulingDeps:
             await js.key_value(topology.CASES_BUCKET),
         ),
         decisions=DecisionStore(await js.key_value(topology.DECISIONS_BUCKET)),
-        asking=Asking(nc),
+        asking=Asking(nc, SOURCE, clock),
         settings=settings,
-        clock=now,
+        clock=clock,
     )

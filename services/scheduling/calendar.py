@@ -27,16 +27,14 @@ STATUS = {"proposed": "TENTATIVE", "cancelled": "CANCELLED"}
 
 
 def feed(
-    name: str, zone: ZoneInfo, schedules: Iterable[CaseSchedule] = (),
+    name: str, zone: ZoneInfo, stamp: datetime, schedules: Iterable[CaseSchedule] = (),
     supervision: SupporterSupervision | None = None, groups: Iterable[GroupSession] = (),
-    stamp: datetime | None = None,
 ) -> bytes:  # fmt: skip
     calendar = Calendar()
     calendar.add("prodid", "-//Alongside//peer support//EN")
     calendar.add("version", "2.0")
     calendar.add("x-wr-calname", name)
     calendar.add("x-wr-timezone", zone.key)
-    stamp = stamp or datetime.now(zone)
     for schedule in schedules:
         for session in schedule.sessions:
             calendar.add_component(_event(

@@ -20,6 +20,8 @@ WEEKDAYS = list(Weekday)  # Monday first, as date.weekday() counts
 # An initial meeting is a conversation: not by text.
 MEETING_METHODS = (Method.VIDEO, Method.PHONE, Method.IN_PERSON, Method.HOME_VISIT)
 LIVE = ("proposed", "booked")
+# Sessions that happen, or happened: they count towards how often the two meet.
+MEETING = ("proposed", "booked", "completed")
 
 
 def at(day: date, local: time, zone: ZoneInfo) -> datetime:
@@ -91,12 +93,16 @@ def next_week(moment: datetime, zone: ZoneInfo) -> datetime:
     return at(local.date() + timedelta(weeks=1), local.time(), zone)
 
 
-def sessions_that_week(sessions: Iterable[Session], start: datetime, zone: ZoneInfo) -> int:
-    """Live sessions in the same local (ISO) week as ``start``."""
-    week = start.astimezone(zone).isocalendar()[:2]
-    return sum(
-        s.status in LIVE and s.start.astimezone(zone).isocalendar()[:2] == week for s in sessions
-    )
+def sessions_within_a_week(sessions: Iterable[Session], start: datetime, zone: ZoneInfo) -> int:
+    """How often the two would meet: the most sessions (this one included) in any seven
+    consecutive local days that include ``start``'s day. A rolling week, not a calendar one:
+    a weekly rhythm is measured between sessions, whichever weekday a week begins on, so
+    Sunday then Monday is more than weekly and the verdict never depends on today's weekday.
+    Counted in local dates, so a daylight-saving change never makes a week 6 days 23 hours."""
+    day = start.astimezone(zone).date()
+    days = [s.start.astimezone(zone).date() for s in sessions if s.status in MEETING]
+    windows = (day - timedelta(days=back) for back in range(7))
+    return 1 + max(sum(first <= d < first + timedelta(days=7) for d in days) for first in windows)
 
 
 def boundaries_facts(

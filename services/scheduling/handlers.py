@@ -9,26 +9,22 @@ and cleared as message schedules when a change's outbox is flushed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from nats.js import JetStreamContext
 
-from alongside.client import parse_reply
-from alongside.runtime import commands, periodic
-from alongside.runtime.logging import get_logger
-from alongside.runtime.state import SETTINGS_KEY, DecisionStore, Policies, RecordReader
-from alongside.runtime.store import Change, Changer, RecordStore, Refused, Stored
-from alongside.settings import Settings
-from contracts.envelope import RawEnvelope
 from contracts.intake import Method, RecordVettingEvidence, Supervision
 from contracts.matching import MatchActivated, MatchEnded, ServiceRefused
 from contracts.records import (
     CaseRecord,
     CaseSchedule,
     GroupSession,
+    Record,
     SchedulingSettings,
     Session,
     SupervisionSession,
@@ -36,7 +32,13 @@ from contracts.records import (
     SupporterSupervision,
 )
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
-from contracts.rules import ConsentDecided, Kind, SessionFacts, SupporterEligibilityDecided
+from contracts.rules import (
+    ConsentDecided,
+    EvaluateRules,
+    Kind,
+    SessionFacts,
+    SupporterEligibilityDecided,
+)
 from contracts.scheduling import (
     SERVICE,
     BookSession,
@@ -69,10 +71,27 @@ from contracts.scheduling import (
     SupervisionAttended,
     SupervisionScheduled,
 )
+from runtime import periodic
+from runtime.asking import Asking
+from runtime.changes import Change, Refused
+from runtime.clock import Clock
+from runtime.dispatch import Handlers, Meta, Received
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.state import SETTINGS_KEY, DecisionStore, Policies, RecordReader
+from runtime.store import Changer, RecordStore, Stored
 from services.scheduling import domain
-from services.scheduling.adapters import Asking, Reminders
+from services.scheduling.adapters import NAMESPACE, Reminders
 
 log = get_logger(__name__)
+
+R = TypeVar("R", bound=Record)
+# Commands about one case's schedule.
+CaseCommand = (
+    ConfirmMeeting | ProposeMeetingTime | RecordAttendance | GoAhead | RecordFrequencyAgreement
+    | BookSession | RescheduleSession | CancelSession | ExtendService
+)  # fmt: skip
+C = TypeVar("C", bound=CaseCommand)
 
 Reply = CommandAccepted | CommandRejected
 SUPERVISION_HOUR = 10  # local time of scheduled supervision and debriefs
@@ -90,12 +109,12 @@ class SchedulingDeps:
     decisions: DecisionStore
     asking: Asking
     settings: Settings
-    clock: Callable[[], datetime]
+    clock: Clock
 
 
 def reminders_keeper(
     reminders: Reminders, policies: Policies, schedules: RecordStore[CaseSchedule],
-    clock: Callable[[], datetime],
+    clock: Clock,
 ) -> Callable[[str, str, CaseSchedule], Awaitable[None]]:  # fmt: skip
     """What a committed schedule change does besides its events: set or clear the reminders of
     the sessions it touched (run on every flush, so a crash in between is completed). It acts
@@ -148,27 +167,46 @@ def _session_id(schedule: CaseSchedule, added: int = 0) -> str:
 # Reacting to events -------------------------------------------------------------
 
 
-async def on_event(envelope: RawEnvelope, deps: SchedulingDeps) -> None:
-    org, data, kind = envelope.org, envelope.data, envelope.type
-    if kind == MatchActivated.type_name:
-        case_id, supporter_id = data["case_id"], data["supporter_id"]
-        await deps.schedules.change(
-            org, case_id, lambda s: _arrange(org, case_id, supporter_id, s, deps)
-        )
-    elif kind == ConsentDecided.type_name and data["status"] != "active":
-        await _stop_sessions(org, data["case_id"], "consent_not_active", "suspended", deps)
-    elif kind == ConsentDecided.type_name:
-        await _resume(org, data["case_id"], "consent_not_active", deps)
-    elif kind == MatchEnded.type_name and data["reason"] != "service_completed":
-        changed = data["reason"] == "change_of_supporter"
-        reason = "supporter_changed" if changed else "service_refused"
-        await _stop_sessions(org, data["case_id"], reason, "ended", deps, data["supporter_id"])
-    elif kind == ServiceRefused.type_name:
-        await _stop_sessions(org, data["case_id"], "service_refused", "ended", deps)
-    elif kind == SupporterEligibilityDecided.type_name:
-        # A full caseload stops new matches, not the sessions of current ones.
-        fit = data["eligible"] or data.get("caseload_full_only", False)
-        await _supporter_decided(org, data["supporter_id"], fit, deps)
+handlers: Handlers[SchedulingDeps] = Handlers(SERVICE)
+
+
+@handlers.on(MatchActivated)
+async def on_match_activated(event: MatchActivated, meta: Meta, deps: SchedulingDeps) -> None:
+    org, case_id, supporter_id = meta.org, event.case_id, event.supporter_id
+    await deps.schedules.change(
+        org, case_id, lambda s: _arrange(org, case_id, supporter_id, s, deps)
+    )
+
+
+@handlers.on(ConsentDecided)
+async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: SchedulingDeps) -> None:
+    if event.status == "active":
+        await _resume(meta.org, event.case_id, "consent_not_active", deps)
+    else:
+        await _stop_sessions(meta.org, event.case_id, "consent_not_active", "suspended", deps)
+
+
+@handlers.on(MatchEnded)
+async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) -> None:
+    if event.reason == "service_completed":
+        return  # scheduling ended it itself
+    changed = event.reason == "change_of_supporter"
+    reason = "supporter_changed" if changed else "service_refused"
+    await _stop_sessions(meta.org, event.case_id, reason, "ended", deps, event.supporter_id)
+
+
+@handlers.on(ServiceRefused)
+async def on_service_refused(event: ServiceRefused, meta: Meta, deps: SchedulingDeps) -> None:
+    await _stop_sessions(meta.org, event.case_id, "service_refused", "ended", deps)
+
+
+@handlers.on(SupporterEligibilityDecided)
+async def on_supporter_eligibility_decided(
+    event: SupporterEligibilityDecided, meta: Meta, deps: SchedulingDeps
+) -> None:
+    # A full caseload stops new matches, not the sessions of current ones.
+    fit = event.eligible or event.caseload_full_only
+    await _supporter_decided(meta.org, event.supporter_id, fit, deps)
 
 
 async def _resume(org: str, case_id: str, because: str, deps: SchedulingDeps) -> None:
@@ -300,36 +338,47 @@ async def _stop_sessions(
 # Commands ---------------------------------------------------------------------------
 
 
-async def handle_command(
-    subject: str, body: bytes, headers: Mapping[str, str], deps: SchedulingDeps
+@handlers.on(ConfigureScheduling)
+async def configure_scheduling(
+    command: ConfigureScheduling, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    received = await commands.receive(deps.js, SERVICE, subject, body, headers)
-    if isinstance(received, CommandRejected):
-        return received
-    org, command = received.org, received.command
-    if isinstance(command, ConfigureScheduling):
-        reply = await deps.settings_store.change(
-            org, SETTINGS_KEY, lambda _: _configure(command, deps), received
-        )
-    elif isinstance(command, RecordSupervisionAttendance):
-        reply = await deps.supervision.change(
-            org, command.supporter_id, lambda s: _supervised(org, command, s, deps), received
-        )
-    elif isinstance(command, CreateGroupSession):
-        reply = await deps.groups.change(
-            org, command.group_id, lambda g: _create_group(org, command, g, deps), received
-        )
-    elif isinstance(command, JoinGroupSession):
-        reply = await deps.groups.change(
-            org, command.group_id, lambda g: _join_group(org, command, g, deps), received
-        )
-    else:
-        assert isinstance(command, CaseCommand)
-        decide = _DECIDE[type(command)]
-        reply = await deps.schedules.change(
-            org, command.case_id, lambda s: decide(org, command, s, deps), received
-        )
-    assert reply is not None
+    return await _answer(deps.settings_store, SETTINGS_KEY, lambda _: _configure(command, deps),
+                         received)  # fmt: skip
+
+
+@handlers.on(RecordSupervisionAttendance)
+async def record_supervision_attendance(
+    command: RecordSupervisionAttendance, received: Received, deps: SchedulingDeps
+) -> Reply:
+    org = received.org
+    return await _answer(deps.supervision, command.supporter_id,
+                         lambda s: _supervised(org, command, s, deps), received)  # fmt: skip
+
+
+@handlers.on(CreateGroupSession)
+async def create_group_session(
+    command: CreateGroupSession, received: Received, deps: SchedulingDeps
+) -> Reply:
+    org = received.org
+    return await _answer(deps.groups, command.group_id,
+                         lambda g: _create_group(org, command, g, deps), received)  # fmt: skip
+
+
+@handlers.on(JoinGroupSession)
+async def join_group_session(
+    command: JoinGroupSession, received: Received, deps: SchedulingDeps
+) -> Reply:
+    org = received.org
+    return await _answer(deps.groups, command.group_id,
+                         lambda g: _join_group(org, command, g, deps), received)  # fmt: skip
+
+
+async def _answer(
+    changer: Changer[R], entity_id: str, decide: Callable[[R | None], Awaitable[Change[R]]],
+    received: Received,
+) -> Reply:  # fmt: skip
+    reply = await changer.change(received.org, entity_id, decide, received)
+    assert reply is not None  # a command is always answered
     return reply
 
 
@@ -587,21 +636,30 @@ async def _extend(
     return Change(record, [event])
 
 
-CaseCommand = (
-    ConfirmMeeting | ProposeMeetingTime | RecordAttendance | GoAhead | RecordFrequencyAgreement
-    | BookSession | RescheduleSession | CancelSession | ExtendService
-)  # fmt: skip
-_DECIDE: dict[type, Callable[..., Awaitable[Change[CaseSchedule]]]] = {
-    ConfirmMeeting: _confirm,
-    ProposeMeetingTime: _propose_time,
-    RecordAttendance: _attendance,
-    GoAhead: _go_ahead,
-    RecordFrequencyAgreement: _agree_frequency,
-    BookSession: _book,
-    RescheduleSession: _reschedule,
-    CancelSession: _cancel,
-    ExtendService: _extend,
-}
+def _case_command(
+    command_type: type[C], decide: Callable[[str, C, CaseSchedule | None, SchedulingDeps],
+                                            Awaitable[Change[CaseSchedule]]],
+) -> None:  # fmt: skip
+    """A command on one case's schedule: decided on the schedule, committed with its outbox."""
+
+    async def handle(command: C, received: Received, deps: SchedulingDeps) -> Reply:
+        org = received.org
+        return await _answer(deps.schedules, command.case_id,
+                             lambda s: decide(org, command, s, deps), received)  # fmt: skip
+
+    handle.__name__ = f"on_{command_type.type_name}"
+    handlers.on(command_type)(handle)
+
+
+_case_command(ConfirmMeeting, _confirm)
+_case_command(ProposeMeetingTime, _propose_time)
+_case_command(RecordAttendance, _attendance)
+_case_command(GoAhead, _go_ahead)
+_case_command(RecordFrequencyAgreement, _agree_frequency)
+_case_command(BookSession, _book)
+_case_command(RescheduleSession, _reschedule)
+_case_command(CancelSession, _cancel)
+_case_command(ExtendService, _extend)
 
 
 async def _judge(
@@ -622,7 +680,7 @@ async def _judge(
     facts = domain.boundaries_facts(
         case, start=start, minutes=minutes, method=method,
         agreed_methods=set(case.intake.client.methods) & set(supporter.profile.methods),
-        per_week=domain.sessions_that_week(others, start, ctx.zone) + 1,
+        per_week=domain.sessions_within_a_week(others, start, ctx.zone),
         agreed_per_week=schedule.sessions_per_week_agreed,
         service_ends_on=service_ends_on or schedule.service_ends_on,
         consent_active=consent is not None and consent.outcome == "active", zone=ctx.zone,
@@ -632,7 +690,12 @@ async def _judge(
 
 
 async def _within_boundaries(org: str, facts: SessionFacts, deps: SchedulingDeps) -> None:
-    decision = await deps.asking.boundaries(org, facts)
+    reply = await deps.asking.evaluate(
+        org, EvaluateRules(kind=Kind.BOUNDARIES, facts=facts.model_dump(mode="json"))
+    )
+    if isinstance(reply, CommandRejected):
+        raise Refused.each(reply.errors)
+    decision = reply.decision
     if decision.outcome == "refused":
         raise Refused.each([
             FieldError(field=f"rules.boundaries.{f.rule}", reason=f.reason)
@@ -737,9 +800,8 @@ async def _supervised(
         supporter_id=command.supporter_id,
         evidence=Supervision(session=session.kind, attended_on=attended_on),
     )
-    reply = parse_reply(
-        await deps.asking.send(org, evidence, f"{org}:{session.session_id}:attended")
-    )
+    command_id = uuid.uuid5(NAMESPACE, f"{org}:{session.session_id}:attended").hex
+    reply = await deps.asking.command(org, evidence, command_id)
     if isinstance(reply, CommandRejected):
         said = "; ".join(f"{e.field}: {e.reason}" for e in reply.errors)
         raise Refused("session_id", f"intake did not record the attendance ({said})")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ from alongside.cli import app
 from alongside.client import AlongsideClient
 from alongside.demo import run_demo
 from contracts.intake import Method
-from tests.support import accepted
+from runtime.clock import SYSTEM
+from tests.support import accepted, org_today
 
 runner = CliRunner()
 
@@ -88,7 +88,7 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
         rng = random.Random(5)
         for n in range(4):
             await accepted(client, org, sample.supporter(rng, f"s{n}"))
-            for evidence in sample.vetting(rng, f"s{n}", date.today()):
+            for evidence in sample.vetting(rng, f"s{n}", org_today(SYSTEM)):
                 await accepted(client, org, evidence)
         intakes = [sample.intake(rng, f"c{n}") for n in range(3)]
         english = [i.model_copy(update={"client": i.client.model_copy(

@@ -1,18 +1,22 @@
-"""The shared durable consumer: bounded redelivery, then a dead letter with the reason."""
+"""The shared durable consumer: typed handlers, bounded redelivery, then a dead letter with
+the reason; an invalid payload is dead-lettered at once, an event nobody handles is acked."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from nats.aio.client import Client
 
-from alongside.runtime import bus, topology
-from alongside.runtime.consumer import subscribe
-from alongside.settings import Settings
 from contracts import subjects
 from contracts.envelope import RawEnvelope, wrap
-from contracts.intake import CaseStageChanged, Stage
+from contracts.intake import CaseStageChanged, IntakeReceived, Stage
+from runtime import bus, topology
+from runtime.clock import SYSTEM
+from runtime.consumer import subscribe
+from runtime.dispatch import Handlers, Meta
+from runtime.settings import Settings
 
 
 async def dead_letters(nc: Client, org: str, expected: int) -> list[RawEnvelope]:
@@ -38,26 +42,39 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
     js = nc.jetstream()
     await topology.provision_consumer(js, spec, settings)
     calls: dict[str, int] = {}
+    handlers: Handlers[None] = Handlers("probe")
 
-    async def handler(envelope: RawEnvelope) -> None:
-        case_id = envelope.data["case_id"]
-        calls[case_id] = calls.get(case_id, 0) + 1
-        if case_id == "poison":
+    @handlers.on(CaseStageChanged)
+    async def on_case_stage_changed(event: CaseStageChanged, meta: Meta, deps: None) -> None:
+        assert meta.org == org
+        calls[event.case_id] = calls.get(event.case_id, 0) + 1
+        if event.case_id == "poison":
             raise RuntimeError("cannot handle this one")
 
     broker = bus.make_broker(provisioned, "probe")
-    subscribe(broker, spec, settings, handler, batch_size=10)
+    subscribe(broker, spec, settings, handlers, None, SYSTEM, batch_size=10)
     await broker.start()
     try:
         for case_id in ("good", "poison", "after"):
             event = CaseStageChanged(case_id=case_id, from_stage=Stage.ENTRY, to_stage=Stage.CLOSED)
-            envelope: Any = wrap(event, org=org, source="test")
+            envelope: Any = wrap(event, org=org, source="test", time=SYSTEM())
             await bus.publish_event(js, envelope)
+        # Nobody here handles this type: acknowledged, neither handled nor dead-lettered.
+        unwanted = IntakeReceived(case_id="other", scheme="s", stage=Stage.ENTRY, party_ids=[],
+                              has_other_support=False)
+        await bus.publish_event(js, wrap(unwanted, org=org, source="test", time=SYSTEM()))
+        # A CaseStageChanged without its case: the contract refuses it before any handler.
+        invalid = wrap(event, org=org, source="test", time=SYSTEM()).model_dump(mode="json")
+        del invalid["data"]["case_id"]
+        await bus.publish_durably(
+            js, subjects.event(org, "CaseStageChanged"), json.dumps(invalid).encode(), "raw-0",
+            stream=topology.EVENTS_STREAM,
+        )  # fmt: skip
         await bus.publish_durably(
             js, subjects.event(org, "CaseStageChanged"), b"not an envelope", "raw-1",
             stream=topology.EVENTS_STREAM,
         )  # fmt: skip
-        letters = await dead_letters(nc, org, expected=2)
+        letters = await dead_letters(nc, org, expected=3)
         for _ in range(100):  # the good ones may still be in flight
             if {"good", "after"} <= calls.keys():
                 break
@@ -68,7 +85,8 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
     assert calls == {"good": 1, "poison": 3, "after": 1}
     reasons = sorted(letter.data["reason"] for letter in letters)
     assert reasons[0].startswith("failed 3 times; last: RuntimeError: cannot handle this one")
-    assert reasons[1].startswith("malformed envelope")
+    assert reasons[1] == "invalid CaseStageChanged: data.case_id: Field required"
+    assert reasons[2].startswith("malformed envelope")
     assert {letter.data["service"] for letter in letters} == {"probe"}
     originals = {letter.data["original"] for letter in letters}
     assert "not an envelope" in originals

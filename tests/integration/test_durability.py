@@ -12,12 +12,13 @@ from nats.errors import NoRespondersError
 
 from alongside import sample, services
 from alongside.client import AlongsideClient
-from alongside.runtime import bus, topology
-from alongside.runtime.embedded import EmbeddedNats
-from alongside.runtime.store import Outbox, fingerprint
-from alongside.settings import Settings
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
+from runtime import bus, topology
+from runtime.clock import SYSTEM
+from runtime.embedded import EmbeddedNats
+from runtime.settings import Settings
+from runtime.store import Outbox, fingerprint
 from services.intake.bootstrap import bootstrap
 from services.intake.domain import Context, submit_intake
 from services.intake.handlers import event_id
@@ -73,12 +74,12 @@ async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
     nc: Client, client: AlongsideClient, org: str
 ) -> None:
     """The record and its outbox were saved, then the process died: the retry finishes the job."""
-    deps = await bootstrap(nc, Settings())
+    deps = await bootstrap(nc, Settings(), SYSTEM)
     command = sample.intake(random.Random(5), "c1")
-    envelope = wrap(command, org=org, source="t", id="cmd-crash")
+    envelope = wrap(command, org=org, source="t", id="cmd-crash", time=deps.clock())
     decision = submit_intake(command, None, Context(now=deps.clock()))
     events = [
-        wrap(e, org=org, source="t", id=event_id(org, envelope.id, i))
+        wrap(e, org=org, source="t", id=event_id(org, envelope.id, i), time=deps.clock())
         for i, e in enumerate(decision.events)
     ]
     reply = CommandAccepted(
@@ -89,7 +90,8 @@ async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
         command_id=envelope.id, fingerprint=fingerprint(command), reply=reply,
         events=[e.model_dump_json() for e in events],
     )  # fmt: skip
-    await deps.cases.save(org, "c1", deps.cases.stored(decision.record, outbox), 0)
+    cases = deps.cases.store
+    await cases.save(org, "c1", cases.stored(decision.record, outbox), 0)
     assert await events_of(client, org) == []  # the crash: committed, not yet published
 
     retried = await client.submit(org, command, command_id="cmd-crash")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from datetime import date
 
 import pytest
 from nats.aio.client import Client
@@ -13,11 +12,13 @@ from nats.js.errors import KeyNotFoundError
 
 from alongside import sample, services
 from alongside.client import AlongsideClient
-from alongside.runtime import topology
 from contracts import subjects
 from contracts.envelope import RawEnvelope, wrap
 from contracts.intake import GiveConsent, NameSupportPerson, PeerSupporter, Stage
 from contracts.replies import CommandAccepted, CommandRejected
+from runtime import topology
+from runtime.clock import SYSTEM
+from tests.support import org_today
 
 pytestmark = pytest.mark.usefixtures("intake")
 
@@ -52,7 +53,7 @@ async def test_bad_command_gets_field_errors_and_nothing_is_stored(
     client: AlongsideClient, nc: Client, org: str
 ) -> None:
     envelope = json.loads(
-        wrap(sample.intake(random.Random(1), "c1"), org=org, source="t").model_dump_json()
+        wrap(sample.intake(random.Random(1), "c1"), org=org, source="t", time=SYSTEM()).model_dump_json()
     )
     envelope["data"]["client"]["languages"] = ["English"]
     envelope["data"]["client"]["methods"] = ["carrier_pigeon"]
@@ -73,7 +74,7 @@ async def test_domain_rejection_names_the_field(client: AlongsideClient, org: st
     await client.submit(org, sample.intake(random.Random(1), "c1"))
     reply = await client.submit(
         org,
-        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=date.today()),
+        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=org_today(SYSTEM)),
     )
     assert isinstance(reply, CommandRejected)
     assert reply.errors[0].field == "data.case_id"
@@ -126,7 +127,7 @@ async def test_reused_command_id_with_another_payload_is_refused(
 
 async def test_org_mismatch_is_refused(client: AlongsideClient, nc: Client, org: str) -> None:
     body = wrap(
-        sample.intake(random.Random(1), "c1"), org="someone-else", source="t"
+        sample.intake(random.Random(1), "c1"), org="someone-else", source="t", time=SYSTEM()
     ).model_dump_json()
 
     reply = await client.send_raw(org, "intake", "SubmitIntake", body.encode())

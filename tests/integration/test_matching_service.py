@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from nats.aio.client import Client
@@ -25,11 +25,22 @@ from contracts.matching import (
     RefuseService,
 )
 from contracts.replies import CommandRejected
+from runtime.clock import SYSTEM
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
-from tests.support import accepted, eligible, holds, intake, match_of, supporter, wait_for
+from tests.support import (
+    accepted,
+    eligible,
+    holds,
+    intake,
+    match_of,
+    org_today,
+    seen,
+    supporter,
+    wait_for,
+)
 
-TODAY = date.today()
+TODAY = org_today(SYSTEM)
 
 
 
@@ -214,8 +225,8 @@ async def test_replicas_share_the_work_and_never_overfill_a_supporter(
         await asyncio.gather(*(accepted(client, org, intake(f"c{i}", ["sm"])) for i in range(8)))
         deadline = asyncio.get_running_loop().time() + 20
         while asyncio.get_running_loop().time() < deadline:
-            proposed = await wait_for(client, org, "MatchProposed", timeout=0)
-            waitlisted = await wait_for(client, org, "ClientWaitlisted", timeout=0)
+            proposed = await seen(client, org, "MatchProposed")
+            waitlisted = await seen(client, org, "ClientWaitlisted")
             if len({e.data["case_id"] for e in proposed + waitlisted}) == 8:
                 break
         # Each supporter has one slot: four holds in all, however the replicas raced.

@@ -14,7 +14,6 @@ from nats.aio.client import Client
 
 from alongside import sample, services
 from alongside.client import AlongsideClient
-from alongside.runtime import topology
 from contracts.intake import (
     GiveConsent,
     NameSupportPerson,
@@ -26,12 +25,14 @@ from contracts.intake import (
 )
 from contracts.replies import CommandRejected
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
+from runtime import topology
+from runtime.clock import SYSTEM
 from services.rules import bundle, handlers, publishing
 from services.rules.adapters import RulesStore
 from services.rules.handlers import RulesDeps
-from tests.support import accepted, wait_for
+from tests.support import accepted, org_today, wait_for
 
-TODAY = date.today()
+TODAY = org_today(SYSTEM)
 
 
 @pytest.fixture
@@ -186,8 +187,8 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
         shutil.copytree(tree / "orgs" / "harbour-ombudsman", tree / "orgs" / org)
         store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
 
-        document = publishing.prepare(tree, org, Kind.ELIGIBILITY)
-        live = await publishing.publish(nc.jetstream(), store, document)
+        document = publishing.prepare(tree, org, Kind.ELIGIBILITY, clock=SYSTEM)
+        live = await publishing.publish(nc.jetstream(), store, document, clock=SYSTEM)
         assert live.version == "1.0.0-harbour.1"
 
         async def versions() -> set[str]:
@@ -218,7 +219,7 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
             .replace("disable: [caseload-full]", "disable: [no-such-rule]")
         )
         with pytest.raises(publishing.PublishRefused, match="no rule 'no-such-rule'"):
-            publishing.prepare(tree, org, Kind.ELIGIBILITY)
+            publishing.prepare(tree, org, Kind.ELIGIBILITY, clock=SYSTEM)
         assert (await store.current(org, Kind.ELIGIBILITY)).version == "1.0.0-harbour.1"  # type: ignore[union-attr]
 
         # A second version, then a rollback to the first.
@@ -228,9 +229,10 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
             .replace("supervision_interval_days: 30", "supervision_interval_days: 28")
         )
         await publishing.publish(
-            nc.jetstream(), store, publishing.prepare(tree, org, Kind.ELIGIBILITY)
+            nc.jetstream(), store, publishing.prepare(tree, org, Kind.ELIGIBILITY, clock=SYSTEM),
+            clock=SYSTEM,
         )
-        back = await publishing.rollback(nc.jetstream(), store, org, Kind.ELIGIBILITY)
+        back = await publishing.rollback(nc.jetstream(), store, org, Kind.ELIGIBILITY, clock=SYSTEM)
         assert back.version == "1.0.0-harbour.1"
         assert back.rolled_back_to == "1.0.0-harbour.1"
         assert [d.version for d in await store.history(org, Kind.ELIGIBILITY)] == [

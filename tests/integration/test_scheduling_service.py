@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
@@ -43,28 +42,47 @@ from contracts.scheduling import (
     RescheduleSession,
     SchedulingPolicy,
 )
+from runtime.clock import SYSTEM, Clock, ManualClock
 from services.scheduling import handlers
 from services.scheduling.handlers import SchedulingDeps
-from tests.support import accepted, eligible, holds, intake, supporter, wait_for
+from tests.support import (
+    AUCKLAND,
+    accepted,
+    eligible,
+    holds,
+    intake,
+    org_today,
+    seen,
+    supporter,
+    wait_for,
+)
 
 ALL = ["intake", "rules", "matching", "scheduling"]
-AUCKLAND = ZoneInfo("Pacific/Auckland")  # the default organisation time zone
 
 
 @pytest.fixture
-async def running(provisioned: str) -> AsyncIterator[services.Running]:
-    started = await services.start(provisioned, ALL)
+def clock() -> ManualClock:
+    """The services' time, which the tests move: a meeting two seconds ahead is held at once.
+    Only the reminder tests run on the wall clock: the server fires message schedules."""
+    return ManualClock(SYSTEM())
+
+
+@pytest.fixture
+async def running(provisioned: str, clock: ManualClock) -> AsyncIterator[services.Running]:
+    started = await services.start(provisioned, ALL, clock=clock)
     yield started
     await started.stop()
 
 
-def soon(seconds: float) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+def soon(clock: Clock, seconds: float) -> datetime:
+    return clock() + timedelta(seconds=seconds)
 
 
-async def active_match(client: AlongsideClient, org: str, case_id: str = "c1") -> str:
+async def active_match(
+    client: AlongsideClient, org: str, clock: Clock, case_id: str = "c1"
+) -> str:
     """A client matched with a supporter, every party consented: the match is active."""
-    await supporter(client, org, f"s-{case_id}", ["sm"], cap=2)
+    await supporter(client, org, f"s-{case_id}", ["sm"], cap=2, today=org_today(clock))
     await eligible(client, org, 1)
     await accepted(client, org, intake(case_id, ["sm"]))
     [proposed] = await wait_for(client, org, "MatchProposed")
@@ -73,24 +91,24 @@ async def active_match(client: AlongsideClient, org: str, case_id: str = "c1") -
     await wait_for(client, org, "SupportPersonNamed")
     for party in (CLIENT_PARTY_ID, "respondent"):
         await accepted(client, org, GiveConsent(
-            case_id=case_id, party_id=party, stages=[Stage.ENTRY], given_on=date.today(),
+            case_id=case_id, party_id=party, stages=[Stage.ENTRY], given_on=org_today(clock),
         ))  # fmt: skip
     await wait_for(client, org, "MatchActivated")
     return str(chosen)
 
 
 async def after_meeting(
-    client: AlongsideClient, org: str, case_id: str = "c1", first_in_weeks: int = 1
+    client: AlongsideClient, org: str, clock: Clock, case_id: str = "c1", first_in_weeks: int = 1
 ) -> list[Any]:
     """The initial meeting, moved to a moment from now, confirmed by both and held; then the
     client goes ahead, weekly sessions starting ``first_in_weeks`` after the meeting."""
     [offered] = await wait_for(client, org, "InitialMeetingProposed")
     assert offered.data["proposed_by"] == "scheduling"
-    start = soon(2)
+    start = soon(clock, 2)
     await accepted(client, org, ProposeMeetingTime(case_id=case_id, by="client", start=start))
     await accepted(client, org, ConfirmMeeting(case_id=case_id, by="supporter"))
     [booked] = await wait_for(client, org, "SessionBooked")
-    await asyncio.sleep(max((start - datetime.now(UTC)).total_seconds(), 0) + 0.2)
+    await clock.sleep_until(start + timedelta(seconds=0.2))
     meeting = booked.data["session_id"]
     await accepted(client, org, RecordAttendance(case_id=case_id, session_id=meeting,
                                                  outcome="completed"))  # fmt: skip
@@ -101,15 +119,16 @@ async def after_meeting(
 
 
 async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_the_funded_end(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, org: str,
+    clock: ManualClock,
 ) -> None:
     await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=8)))
-    chosen = await active_match(client, org)
-    offered, booked, scheduled = await after_meeting(client, org)
+    chosen = await active_match(client, org, clock)
+    offered, booked, scheduled = await after_meeting(client, org, clock)
 
     # Offered at a time both are free, at least the lead time ahead, by a method both accept.
     first_offer = datetime.fromisoformat(offered.data["start"])
-    assert first_offer >= datetime.now(UTC) + timedelta(hours=47)
+    assert first_offer >= clock() + timedelta(hours=47)
     assert offered.data["supporter_id"] == chosen
     assert offered.data["method"] == Method.PHONE
     assert booked.data["kind"] == "initial_meeting"
@@ -132,11 +151,12 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
 
 
 async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_slot(
-    running: services.Running, client: AlongsideClient, nc: Client, org: str
+    running: services.Running, client: AlongsideClient, nc: Client, org: str,
+    clock: ManualClock,
 ) -> None:
     await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=4)))
-    chosen = await active_match(client, org)
-    *_, scheduled = await after_meeting(client, org)
+    chosen = await active_match(client, org, clock)
+    *_, scheduled = await after_meeting(client, org, clock)
     ends_on = date.fromisoformat(scheduled.data["service_ends_on"])
 
     await accepted(client, org, ExtendService(case_id="c1", until=ends_on + timedelta(weeks=2)))
@@ -149,8 +169,8 @@ async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_s
 
     deps = running.deps["scheduling"]
     assert isinstance(deps, SchedulingDeps)
-    assert await handlers.end_services(deps, datetime.now(UTC)) == 0  # not over yet
-    later = datetime.now(UTC) + timedelta(weeks=8)
+    assert await handlers.end_services(deps, clock()) == 0  # not over yet
+    later = clock() + timedelta(weeks=8)
     assert await handlers.end_services(deps, later) >= 1
     [ended] = await wait_for(client, org, "ServiceEnded")
     assert ended.data["ended_on"] == str(ends_on + timedelta(weeks=2))
@@ -162,13 +182,15 @@ async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_s
 
 
 async def test_every_boundary_refusal_names_the_rule_and_its_reason(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, org: str,
+    clock: ManualClock,
 ) -> None:
-    await active_match(client, org)
-    # Weekly sessions from three weeks on: tomorrow's week has none of them.
-    *_, scheduled = await after_meeting(client, org, first_in_weeks=3)
-    tomorrow = (datetime.now(AUCKLAND) + timedelta(days=1)).replace(hour=10, minute=0, second=0,
-                                                                    microsecond=0)  # fmt: skip
+    await active_match(client, org, clock)
+    # Weekly sessions from three weeks on: in eight days' time, no session is within a week.
+    *_, scheduled = await after_meeting(client, org, clock, first_in_weeks=3)
+    tomorrow = (clock().astimezone(AUCKLAND) + timedelta(days=8)).replace(
+        hour=10, minute=0, second=0, microsecond=0
+    )
 
     def book(**changes: Any) -> BookSession:
         fields = {"case_id": "c1", "start": tomorrow, "minutes": 60, "method": Method.PHONE}
@@ -178,7 +200,7 @@ async def test_every_boundary_refusal_names_the_rule_and_its_reason(
         (book(minutes=30), "too-short"),
         (book(method=Method.HOME_VISIT), "method-not-agreed"),
         (book(purposes=["legal_advice"]), "outside-peer-role"),
-        (book(start=soon(200 * 24 * 3600)), "outside-funded-period"),
+        (book(start=soon(clock, 200 * 24 * 3600)), "outside-funded-period"),
     ]
     for command, rule in cases:
         reply = await client.submit(org, command)
@@ -186,7 +208,7 @@ async def test_every_boundary_refusal_names_the_rule_and_its_reason(
         assert f"rules.boundaries.{rule}" in [e.field for e in reply.errors]
         assert all(e.reason for e in reply.errors)
 
-    # A second session in one week: refused until both sides' agreement is on record.
+    # A second session within a week: refused until both sides' agreement is on record.
     await accepted(client, org, book())
     twice = await client.submit(org, book(start=tomorrow + timedelta(hours=3)))
     assert isinstance(twice, CommandRejected)
@@ -210,10 +232,11 @@ async def test_every_boundary_refusal_names_the_rule_and_its_reason(
 
 
 async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_unsafe(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, org: str,
+    clock: ManualClock,
 ) -> None:
     both = [Method.HOME_VISIT, Method.PHONE]
-    await supporter(client, org, "s1", ["sm"], methods=both)
+    await supporter(client, org, "s1", ["sm"], methods=both, today=org_today(clock))
     await eligible(client, org, 1)
     unsafe_at_home = intake("c1", ["sm"])
     await accepted(client, org, unsafe_at_home.model_copy(update={"client": (
@@ -226,18 +249,18 @@ async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_uns
     await wait_for(client, org, "SupportPersonNamed")
     for party in (CLIENT_PARTY_ID, "respondent"):
         await accepted(client, org, GiveConsent(
-            case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=date.today(),
+            case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=org_today(clock),
         ))  # fmt: skip
     [offered] = await wait_for(client, org, "InitialMeetingProposed")
     assert offered.data["method"] == Method.PHONE  # the client's first method is not safe
 
     # The client does not come: the meeting is arranged again, then held.
     for outcome in ("client_no_show", "completed"):
-        start = soon(2)
+        start = soon(clock, 2)
         await accepted(client, org, ProposeMeetingTime(case_id="c1", by="client", start=start))
         await accepted(client, org, ConfirmMeeting(case_id="c1", by="supporter"))
         booked = await wait_for(client, org, "SessionBooked", 2 if outcome == "completed" else 1)
-        await asyncio.sleep(max((start - datetime.now(UTC)).total_seconds(), 0) + 0.2)
+        await clock.sleep_until(start + timedelta(seconds=0.2))
         await accepted(client, org, RecordAttendance(
             case_id="c1", session_id=booked[-1].data["session_id"], outcome=outcome,
         ))  # fmt: skip
@@ -248,42 +271,46 @@ async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_uns
     attended = await wait_for(client, org, "SessionAttended", 2)
     assert [e.data["outcome"] for e in attended] == ["client_no_show", "completed"]
 
-    home = await client.submit(org, BookSession(case_id="c1", start=soon(86400), minutes=60,
-                                                method=Method.HOME_VISIT))  # fmt: skip
+    # Both agree to meet more often, so that only the safety rule is left to refuse it.
+    await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
+    home = await client.submit(org, BookSession(case_id="c1", start=soon(clock, 86400),
+                                                minutes=60, method=Method.HOME_VISIT))  # fmt: skip
     assert isinstance(home, CommandRejected)
     assert [e.field for e in home.errors] == ["rules.boundaries.home-visit-not-safe"]
 
 
 async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_sessions_at_once(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, org: str,
+    clock: ManualClock,
 ) -> None:
-    await active_match(client, org)
-    *_, scheduled = await after_meeting(client, org)
+    await active_match(client, org, clock)
+    *_, scheduled = await after_meeting(client, org, clock)
     future = set(scheduled.data["session_ids"])
 
     await accepted(client, org, WithdrawConsent(case_id="c1", party_id="respondent",
-                                                withdrawn_on=date.today()))  # fmt: skip
+                                                withdrawn_on=org_today(clock)))  # fmt: skip
     cancelled = await wait_for(client, org, "SessionCancelled", len(future))
     assert {e.data["session_id"] for e in cancelled} == future
     assert {e.data["reason"] for e in cancelled} == {"consent_not_active"}
     # And nothing new can be booked while consent is not active.
-    reply = await client.submit(org, BookSession(case_id="c1", start=soon(86400), minutes=60,
+    reply = await client.submit(org, BookSession(case_id="c1", start=soon(clock, 86400), minutes=60,
                                                  method=Method.PHONE))  # fmt: skip
     assert isinstance(reply, CommandRejected)
     assert "rules.boundaries.consent-not-active" in [e.field for e in reply.errors]
 
     # The respondent consents again: the same sessions are booked again.
     await accepted(client, org, GiveConsent(case_id="c1", party_id="respondent",
-                                            stages=[Stage.ENTRY], given_on=date.today()))  # fmt: skip
+                                            stages=[Stage.ENTRY], given_on=org_today(clock)))  # fmt: skip
     [resumed] = await wait_for(client, org, "SessionsResumed")
     assert set(resumed.data["session_ids"]) == future
 
 
 async def test_a_change_of_supporter_cancels_the_sessions_with_the_reason(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, org: str,
+    clock: ManualClock,
 ) -> None:
-    await active_match(client, org)
-    *_, scheduled = await after_meeting(client, org)
+    await active_match(client, org, clock)
+    *_, scheduled = await after_meeting(client, org, clock)
     await accepted(client, org, ChangeSupporter(case_id="c1"))
     cancelled = await wait_for(client, org, "SessionCancelled", len(scheduled.data["session_ids"]))
     assert {e.data["reason"] for e in cancelled} == {"supporter_changed"}
@@ -293,12 +320,15 @@ async def test_a_change_of_supporter_cancels_the_sessions_with_the_reason(
 async def test_a_reminder_is_delivered_even_while_the_service_is_down(
     provisioned: str, client: AlongsideClient, org: str
 ) -> None:
-    running = await services.start(provisioned, ALL)
+    clock = SYSTEM  # the server's clock fires the reminder
+    running = await services.start(provisioned, ALL, clock=clock)
     try:
         await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(reminder_hours=1)))
-        await active_match(client, org)
-        await after_meeting(client, org)
-        start = soon(3600 + 3)  # its reminder is due in three seconds
+        await active_match(client, org, clock)
+        await after_meeting(client, org, clock)
+        start = soon(clock, 3600 + 3)  # its reminder is due in three seconds
+        # An hour after the first meeting: more than weekly, so both agree to it first.
+        await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
         await accepted(client, org, BookSession(case_id="c1", start=start, minutes=60,
                                                 method=Method.PHONE))  # fmt: skip
         [*_, booked] = await wait_for(client, org, "SessionBooked", 2)
@@ -313,19 +343,31 @@ async def test_a_reminder_is_delivered_even_while_the_service_is_down(
 
 
 async def test_a_cancelled_session_sends_no_reminder(
-    running: services.Running, client: AlongsideClient, org: str
+    provisioned: str, client: AlongsideClient, org: str
+) -> None:
+    clock = SYSTEM  # the server's clock would fire the reminder
+    running = await services.start(provisioned, ALL, clock=clock)
+    try:
+        await _cancelled_session_sends_no_reminder(client, org, clock)
+    finally:
+        await running.stop()
+
+
+async def _cancelled_session_sends_no_reminder(
+    client: AlongsideClient, org: str, clock: Clock
 ) -> None:
     await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(reminder_hours=1)))
-    await active_match(client, org)
-    await after_meeting(client, org)
-    start = soon(3600 + 2)
+    await active_match(client, org, clock)
+    await after_meeting(client, org, clock)
+    start = soon(clock, 3600 + 2)
+    await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
     await accepted(client, org, BookSession(case_id="c1", start=start, minutes=60,
                                             method=Method.PHONE))  # fmt: skip
     [*_, booked] = await wait_for(client, org, "SessionBooked", 2)
     await accepted(client, org, CancelSession(case_id="c1", session_id=booked.data["session_id"],
                                               by="client"))  # fmt: skip
     await asyncio.sleep(3)
-    assert await wait_for(client, org, "SessionReminderDue", timeout=0) == []
+    assert await seen(client, org, "SessionReminderDue") == []
     # The time is free again: booking it anew gives a new session.
     again = await accepted(client, org, BookSession(case_id="c1", start=start, minutes=60,
                                                     method=Method.PHONE))  # fmt: skip
@@ -335,9 +377,10 @@ async def test_a_cancelled_session_sends_no_reminder(
 
 
 async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_attended(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, org: str,
+    clock: ManualClock,
 ) -> None:
-    await supporter(client, org, "s1", ["sm"], supervised_days_ago=60)
+    await supporter(client, org, "s1", ["sm"], supervised_days_ago=60, today=org_today(clock))
     decided = await wait_for(client, org, "SupporterEligibilityDecided")
     assert not any(e.data["eligible"] for e in decided)  # supervision is overdue
     await accepted(client, org, intake("c1", ["sm"]))
@@ -352,27 +395,28 @@ async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_atte
         supporter_id="s1", session_id=supervision.data["session_id"],
     ))  # fmt: skip
     [attended] = await wait_for(client, org, "SupervisionAttended")
-    assert attended.data["attended_on"] == str(datetime.now(AUCKLAND).date())  # the org's today
+    assert attended.data["attended_on"] == str(org_today(clock))  # the organisation's today
     [proposed] = await wait_for(client, org, "MatchProposed")
     assert proposed.data["case_id"] == "c1"
     assert [p["supporter_id"] for p in proposed.data["proposals"]] == ["s1"]
 
 
 async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
-    running: services.Running, client: AlongsideClient, org: str
+    running: services.Running, client: AlongsideClient, org: str,
+    clock: ManualClock,
 ) -> None:
-    chosen = await active_match(client, org, "c1")
+    chosen = await active_match(client, org, clock, "c1")
     await accepted(client, org, intake("c2", ["sm"]))
     await accepted(client, org, intake("c3", ["sm"]))  # no consent given for c3
     aunt = FamilyOrFriend(kind="family", display_name="Aunt", contact=Contact(phone="+64 21 555"))
     await accepted(client, org, NameSupportPerson(case_id="c2", support_person=aunt))
     for party in (CLIENT_PARTY_ID, "respondent"):
         await accepted(client, org, GiveConsent(
-            case_id="c2", party_id=party, stages=[Stage.ENTRY], given_on=date.today(),
+            case_id="c2", party_id=party, stages=[Stage.ENTRY], given_on=org_today(clock),
         ))  # fmt: skip
     await wait_for(client, org, "ConsentDecided", 4)
     await accepted(client, org, CreateGroupSession(
-        group_id="g1", facilitator_id=chosen, start=soon(86400), minutes=90,
+        group_id="g1", facilitator_id=chosen, start=soon(clock, 86400), minutes=90,
         method=Method.PHONE, capacity=2,
     ))  # fmt: skip
 

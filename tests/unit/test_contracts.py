@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def test_an_org_that_is_not_a_single_safe_token_is_refused(org: str) -> None:
 
 def test_envelope_round_trips_with_cloudevents_names() -> None:
     command = sample.intake(random.Random(1), "c1")
-    envelope = wrap(command, org="acme", source="test", correlationid="corr-1")
+    envelope = wrap(command, org="acme", source="test", correlationid="corr-1",
+                    time=datetime(2026, 11, 28, 22, 11, tzinfo=UTC))
     raw = json.loads(envelope.model_dump_json())
 
     assert {

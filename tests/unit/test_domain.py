@@ -24,6 +24,7 @@ from contracts.intake import (
     WithdrawConsent,
 )
 from contracts.records import CaseRecord, SupporterRecord
+from runtime.changes import Refused
 from services.intake import domain
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -54,7 +55,7 @@ def consent(party: str) -> GiveConsent:
 
 
 def test_registering_twice_is_refused_on_the_id() -> None:
-    with pytest.raises(domain.Rejected) as info:
+    with pytest.raises(Refused) as info:
         domain.register_supporter(sample.supporter(random.Random(1), "s1"), supporter(), CTX)
     assert info.value.errors[0].field == "data.supporter_id"
 
@@ -99,7 +100,7 @@ def test_vetting_event_says_until_when_a_record_check_holds_and_nothing_else() -
 
 
 def test_evidence_for_an_unknown_supporter_is_refused() -> None:
-    with pytest.raises(domain.Rejected, match="no supporter s9"):
+    with pytest.raises(Refused, match="no supporter s9"):
         domain.record_vetting_evidence(
             RecordVettingEvidence(
                 supporter_id="s9", evidence=Interview(held_on=TODAY, passed=True)
@@ -110,9 +111,9 @@ def test_evidence_for_an_unknown_supporter_is_refused() -> None:
 
 
 def test_consent_needs_a_support_person_and_a_party() -> None:
-    with pytest.raises(domain.Rejected, match="no support person"):
+    with pytest.raises(Refused, match="no support person"):
         domain.give_consent(consent("client"), case(person=False), CTX)
-    with pytest.raises(domain.Rejected) as info:
+    with pytest.raises(Refused) as info:
         domain.give_consent(consent("landlord"), case(), CTX)
     assert info.value.errors[0].field == "data.party_id"
 
@@ -130,7 +131,7 @@ def test_consent_is_recorded_per_party_with_sorted_stages_and_can_be_withdrawn()
     ).record
     assert isinstance(withdrawn, CaseRecord)
     assert withdrawn.consents["respondent"].status == "withdrawn"
-    with pytest.raises(domain.Rejected, match="no consent in force"):
+    with pytest.raises(Refused, match="no consent in force"):
         domain.withdraw_consent(
             WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=TODAY), withdrawn, CTX
         )
@@ -155,23 +156,23 @@ def test_naming_another_support_person_needs_consent_again() -> None:
 
 def test_a_suspended_or_unknown_peer_cannot_be_named() -> None:
     named = NameSupportPerson(case_id="c1", support_person=PeerSupporter(supporter_id="s1"))
-    with pytest.raises(domain.Rejected, match="no supporter s1"):
+    with pytest.raises(Refused, match="no supporter s1"):
         domain.name_support_person(named, case(person=False), CTX)
     suspended = supporter().model_copy(update={"suspended": True})
-    with pytest.raises(domain.Rejected, match="suspended"):
+    with pytest.raises(Refused, match="suspended"):
         domain.name_support_person(
             named, case(person=False), domain.Context(now=NOW, referenced_supporter=suspended)
         )
 
 
 def test_stage_changes_must_change_something_and_closed_cases_stay_closed() -> None:
-    with pytest.raises(domain.Rejected, match="already at stage entry"):
+    with pytest.raises(Refused, match="already at stage entry"):
         domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.ENTRY), case(), CTX)
     closed = domain.change_case_stage(
         ChangeCaseStage(case_id="c1", stage=Stage.CLOSED), case(), CTX
     ).record
     assert isinstance(closed, CaseRecord)
-    with pytest.raises(domain.Rejected, match="closed"):
+    with pytest.raises(Refused, match="closed"):
         domain.change_case_stage(ChangeCaseStage(case_id="c1", stage=Stage.ENTRY), closed, CTX)
 
 

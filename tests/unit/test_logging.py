@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from alongside.runtime.logging import configure, get_logger
+from runtime.logging import configure, get_logger
 
 
 def test_personal_keys_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:

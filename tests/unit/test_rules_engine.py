@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,6 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
     threads = [threading.Thread(target=evaluate, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
-    from contracts.envelope import now
     from contracts.rules import PublishedRuleset
 
     for swap in range(200):
@@ -165,7 +165,7 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
         ruleset = bundle.Source(Kind.BOUNDARIES, "acme", text).resolve()
         live.apply(PublishedRuleset(
             org="acme", kind=Kind.BOUNDARIES, version=ruleset.version, content_hash=bundle.content_hash(ruleset),
-            default_text=text, override_text=None, published_at=now(),
+            default_text=text, override_text=None, published_at=datetime(2026, 11, 28, tzinfo=UTC),
         ))  # fmt: skip
     stop.set()
     for thread in threads:

@@ -83,20 +83,39 @@ def test_every_weekly_session_is_seven_days_apart_at_the_same_wall_clock_time(
         assert later.astimezone(tz).time() == time(hour)
 
 
-def test_sessions_that_week_count_live_sessions_of_the_same_local_week() -> None:
-    def session(start: datetime, status: str = "booked") -> Session:
-        return Session(session_id=f"s{start:%d%H}", kind="regular", start=start,
-                       end=start + timedelta(hours=1), method=Method.PHONE,
-                       status=status)  # fmt: skip
+def _session(start: datetime, status: str = "booked") -> Session:
+    return Session(session_id=f"s{start:%d%H}", kind="regular", start=start,
+                   end=start + timedelta(hours=1), method=Method.PHONE,
+                   status=status)  # fmt: skip
 
+
+def test_a_week_is_any_seven_consecutive_local_days_not_a_calendar_week() -> None:
+    sunday = datetime(2026, 11, 29, 18, tzinfo=AUCKLAND)
+    weekly = [_session(sunday), _session(sunday + timedelta(days=7))]
+    # Monday after a Sunday session: a new ISO week, yet two sessions in two days.
+    assert domain.sessions_within_a_week(weekly, sunday + timedelta(days=1), AUCKLAND) == 2
+    # The weekly rhythm itself is never "more than weekly", whichever weekday it falls on.
+    assert domain.sessions_within_a_week(weekly, sunday + timedelta(days=14), AUCKLAND) == 1
+    assert domain.sessions_within_a_week(weekly[:1], sunday - timedelta(days=7), AUCKLAND) == 1
+
+
+def test_held_sessions_count_and_cancelled_or_missed_ones_do_not() -> None:
     monday = datetime(2026, 11, 23, 10, tzinfo=AUCKLAND)
-    sessions = [session(monday), session(monday + timedelta(days=2), "cancelled"),
-                session(monday + timedelta(days=7))]  # fmt: skip
-    assert domain.sessions_that_week(sessions, monday + timedelta(days=4), AUCKLAND) == 1
-    # Sunday 23:30 in Auckland is still the same local week, though Monday in UTC+0 terms.
-    assert domain.sessions_that_week(
-        sessions, datetime(2026, 11, 29, 23, 30, tzinfo=AUCKLAND), AUCKLAND
-    ) == 1
+    sessions = [_session(monday, "completed"), _session(monday + timedelta(days=1), "cancelled"),
+                _session(monday + timedelta(days=2), "client_no_show")]  # fmt: skip
+    assert domain.sessions_within_a_week(sessions, monday + timedelta(days=3), AUCKLAND) == 2
+    assert domain.sessions_within_a_week(sessions, monday + timedelta(days=7), AUCKLAND) == 1
+
+
+def test_a_week_across_a_daylight_saving_change_is_seven_local_days() -> None:
+    # Auckland moves its clocks forward on 27 September 2026: that week is 167 hours long.
+    before = datetime(2026, 9, 24, 18, tzinfo=AUCKLAND)
+    after = datetime(2026, 10, 1, 18, tzinfo=AUCKLAND)
+    assert after.astimezone(UTC) - before.astimezone(UTC) == timedelta(days=7, hours=-1)
+    assert domain.sessions_within_a_week([_session(before)], after, AUCKLAND) == 1
+    # Sunday 23:30 in Auckland is Sunday morning in UTC: its local date is what counts.
+    late = datetime(2026, 11, 29, 23, 30, tzinfo=AUCKLAND)
+    assert domain.sessions_within_a_week([_session(late)], late + timedelta(days=7), AUCKLAND) == 1
 
 
 @pytest.mark.parametrize(("per_week", "agreed", "expected"), [(1, 1, False), (2, 1, False),
@@ -108,10 +127,11 @@ def test_more_than_weekly_is_agreed_only_as_often_as_both_sides_agreed(
 
     case_intake = sample.intake(random.Random(1), "c1")
 
+    moment = datetime(2026, 11, 28, 22, 11, tzinfo=UTC)
     case = CaseRecord(case_id="c1", intake=case_intake, stage=Stage.ENTRY,
-                      opened_at=datetime.now(UTC), updated_at=datetime.now(UTC))  # fmt: skip
+                      opened_at=moment, updated_at=moment)  # fmt: skip
     facts = domain.boundaries_facts(
-        case, start=datetime.now(UTC), minutes=60, method=Method.PHONE,
+        case, start=moment, minutes=60, method=Method.PHONE,
         agreed_methods=[Method.PHONE], per_week=per_week, agreed_per_week=agreed,
         service_ends_on=None, consent_active=True, zone=AUCKLAND,
     )  # fmt: skip

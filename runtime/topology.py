@@ -22,9 +22,9 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from alongside.runtime.logging import get_logger
-from alongside.settings import Settings
 from contracts import subjects
+from runtime.logging import get_logger
+from runtime.settings import Settings
 
 log = get_logger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from alongside.runtime.logging import get_logger
+from runtime.logging import get_logger
 
 log = get_logger(__name__)
 

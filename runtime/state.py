@@ -20,10 +20,10 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from alongside.runtime.store import Conflict, RecordStore, keys
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from contracts.scheduling import SchedulingPolicy
+from runtime.store import Conflict, RecordStore, keys
 
 
 class DecisionStore:

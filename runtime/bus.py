@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import nats
@@ -16,11 +17,11 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError
 
-from alongside.runtime.logging import get_logger
-from alongside.runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
 from contracts import subjects
-from contracts.envelope import Envelope, new_id, now
+from contracts.envelope import Envelope, new_id
 from contracts.replies import DeadLetter
+from runtime.logging import get_logger
+from runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
 
 log = get_logger(__name__)
 
@@ -111,6 +112,7 @@ async def dead_letter(
     headers: Mapping[str, str] | None = None,
     deliveries: int = 1,
     msg_id: str | None = None,
+    time: datetime,
 ) -> None:
     """Keep a message the service could not use, with why, in the DEADLETTERS stream."""
     letter = DeadLetter(
@@ -126,7 +128,7 @@ async def dead_letter(
         type=DeadLetter.type_name,
         source=f"alongside/{service}",
         org=org,
-        time=now(),
+        time=time,
         schemaversion=DeadLetter.schema_version,
         data=letter,
     )

@@ -16,9 +16,8 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Generic, TypeVar
 
 from nats.js import JetStreamContext
@@ -26,11 +25,13 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, TypeAdapter
 
-from alongside.runtime import bus
-from alongside.runtime.commands import Received
-from contracts.envelope import Event, RawEnvelope, wrap
+from contracts.envelope import RawEnvelope, wrap
 from contracts.records import Record
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
+from runtime import bus
+from runtime.changes import Change, Refused
+from runtime.clock import Clock
+from runtime.dispatch import Received
 
 R = TypeVar("R", bound=Record)
 
@@ -183,27 +184,20 @@ async def flush(
         await store.save(org, entity_id, store.stored(stored.record), revision)
 
 
-class Refused(Exception):
-    """A command that cannot apply to the record as it stands; answered naming each field."""
-
-    def __init__(self, field: str, reason: str, *more: FieldError) -> None:
-        self.errors = [FieldError(field=field, reason=reason), *more]
-        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in self.errors))
-
-    @classmethod
-    def each(cls, errors: Sequence[FieldError]) -> Refused:
-        return cls(errors[0].field, errors[0].reason, *errors[1:])
+Decide = Callable[[R | None], Awaitable[Change[R] | None]]
 
 
 @dataclass(frozen=True)
-class Change(Generic[R]):
-    """A record's new state and the events it announces."""
+class EventKey:
+    """What an event's id derives from: the record, the revision the change was decided on,
+    the command that caused it (if any) and the event's place in the change."""
 
-    record: R
-    events: Sequence[Event]
+    org: str
+    entity_id: str
+    revision: int
+    command_id: str | None
+    index: int
 
-
-Decide = Callable[[R | None], Awaitable[Change[R] | None]]
 MAX_CONFLICT_RETRIES = 10
 _EVENT_NAMESPACE = uuid.UUID("9d3a6f41-0c7e-4b8a-a2f5-5e1b7c0d4e93")
 
@@ -223,8 +217,11 @@ class Changer(Generic[R]):
     replies: ReplyStore
     events: EventPublisher
     source: str
-    clock: Callable[[], datetime]
+    clock: Clock
     before_publish: Callable[[str, str, R], Awaitable[None]] | None = None
+    # How event ids derive; intake's derive from the command, as they always have (its ids
+    # in existing streams stay valid).
+    event_id: Callable[[EventKey], str] | None = None
 
     async def change(
         self, org: str, entity_id: str, decide: Decide[R], command: Received | None = None,
@@ -279,10 +276,9 @@ class Changer(Generic[R]):
         events = [
             wrap(
                 event, org=org, source=self.source, time=now,
-                # Which record, which change of it (the revision it was decided on), which event.
-                id=uuid.uuid5(
-                    _EVENT_NAMESPACE, f"{self.store.kind}:{org}:{entity_id}:{revision}:{i}"
-                ).hex,
+                id=(self.event_id or self._by_revision)(
+                    EventKey(org, entity_id, revision, cause.id if cause else None, i)
+                ),
                 correlationid=(cause.correlationid or cause.id) if cause else None,
                 causationid=cause.id if cause else None,
             )
@@ -303,6 +299,13 @@ class Changer(Generic[R]):
         revision = await self.store.save(org, entity_id, new, revision)
         await self.flush(org, entity_id, new, revision)
         return reply
+
+    def _by_revision(self, key: EventKey) -> str:
+        # Which record, which change of it (the revision it was decided on), which event.
+        return uuid.uuid5(
+            _EVENT_NAMESPACE,
+            f"{self.store.kind}:{key.org}:{key.entity_id}:{key.revision}:{key.index}",
+        ).hex
 
     async def flush(self, org: str, entity_id: str, stored: Stored[R], revision: int) -> None:
         if self.before_publish is not None:

@@ -1,35 +1,33 @@
-"""Reading a command request: the checks every request/reply service makes first.
+"""Receiving command requests: the checks every request/reply service makes first.
 
-A request becomes a ``Received`` command, or a ``CommandRejected`` naming each
-failing field. What cannot be read as an envelope at all is also dead-lettered
-with the reason, so a malformed request is both answered and kept.
+A request becomes a ``Received`` command for the service's handler of its type, or a
+``CommandRejected`` naming each failing field. What cannot be read as an envelope at
+all is also dead-lettered with the reason, so a malformed request is both answered and
+kept.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from alongside.runtime import bus
-from alongside.runtime.logging import get_logger
-from contracts import catalogue, subjects
-from contracts.envelope import Command, Message, RawEnvelope
+from contracts import subjects
+from contracts.envelope import Command, RawEnvelope
 from contracts.replies import CommandRejected, FieldError
+from runtime import bus
+from runtime.clock import Clock
+from runtime.dispatch import Handlers, Received
+from runtime.logging import get_logger
 
 log = get_logger(__name__)
 
-
-@dataclass(frozen=True)
-class Received:
-    org: str
-    envelope: RawEnvelope
-    command: Command
+D = TypeVar("D")
 
 
 def rejected(command_type: str, command_id: str | None, field: str, reason: str) -> CommandRejected:
@@ -51,16 +49,18 @@ def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
 
 
 async def receive(
-    js: JetStreamContext, service: str, subject: str, body: bytes, headers: Mapping[str, str]
-) -> Received | CommandRejected:
+    js: JetStreamContext, handlers: Handlers[Any], subject: str, body: bytes,
+    headers: Mapping[str, str], clock: Clock,
+) -> Received | CommandRejected:  # fmt: skip
     command_type = subjects.last_token(subject)
+    service = handlers.service
     try:
         org = subjects.org_of(subject)
     except subjects.SubjectError as error:
         return rejected(command_type, None, "subject", str(error))
 
-    model = catalogue.COMMANDS.get(command_type)
-    if model is None or model.service != service:
+    route = handlers.commands.get(command_type)
+    if route is None:
         return rejected(command_type, None, "type", f"{service} has no command {command_type!r}")
 
     try:
@@ -74,7 +74,7 @@ async def receive(
             reason = f"not JSON: {error}"
         await bus.dead_letter(
             js, org=org, service=service, reason=f"malformed envelope: {reason}",
-            subject=subject, body=body, headers=headers,
+            subject=subject, body=body, headers=headers, time=clock(),
         )  # fmt: skip
         return CommandRejected(command_id=None, command_type=command_type, errors=errors)
 
@@ -91,28 +91,36 @@ async def receive(
         )  # fmt: skip
 
     try:
-        command = model.model_validate(envelope.data)
+        command = route.model.model_validate(envelope.data)
     except ValidationError as error:
         return CommandRejected(
             command_id=envelope.id, command_type=command_type, errors=field_errors(error, "data")
         )
+    assert isinstance(command, Command)
     return Received(org, envelope, command)
 
 
-Handler = Callable[[str, bytes, Mapping[str, str]], Awaitable[Message]]
-
-
-def serve(broker: NatsBroker, service: str, workers: int, handle: Handler) -> None:
-    """Answer every command of ``service``, in a queue group so that replicas share them,
-    ``workers`` at a time (KV revisions keep commands on one record serial in effect)."""
+def serve(
+    broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock
+) -> None:
+    """Answer every command of the service with its handler, in a queue group so that
+    replicas share them, ``workers`` at a time (KV revisions keep commands on one record
+    serial in effect)."""
 
     @broker.subscriber(
-        subjects.commands_of(service),
-        queue=service,
+        subjects.commands_of(handlers.service),
+        queue=handlers.service,
         max_workers=workers,
-        title=f"{service} commands",
+        title=f"{handlers.service} commands",
     )
     async def on_command(message: NatsMessage) -> bytes:
         raw = message.raw_message
-        reply = await handle(raw.subject, raw.data, raw.headers or {})
-        return reply.model_dump_json().encode()
+        received = await receive(
+            broker.connection.jetstream(), handlers, raw.subject, raw.data, raw.headers or {},
+            clock,
+        )  # fmt: skip
+        if isinstance(received, CommandRejected):
+            return received.model_dump_json().encode()
+        route = handlers.commands[received.envelope.type]
+        reply = await route.handler(received.command, received, deps)
+        return bytes(reply.model_dump_json().encode())

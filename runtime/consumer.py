@@ -1,4 +1,8 @@
-"""Durable JetStream consumption with bounded redelivery and dead letters.
+"""Durable JetStream consumption: typed event handlers, bounded redelivery, dead letters.
+
+Each event goes to the service's handler of its type (``dispatch.Handlers``), its payload
+validated against the catalogue's class first; an event type no handler wants is
+acknowledged, a payload that fails validation is dead-lettered at once with its reason.
 
 FastStream's default (REJECT_ON_ERROR) terminates a message on any exception:
 no retry, no trace. Here a failing handler's message is NACKed and redelivered
@@ -10,33 +14,39 @@ acknowledged so it never blocks the consumer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
-from alongside.runtime import bus
-from alongside.runtime.logging import get_logger
-from alongside.runtime.topology import ConsumerSpec
-from alongside.settings import Settings
 from contracts import subjects
 from contracts.envelope import RawEnvelope
+from runtime import bus
+from runtime.clock import Clock
+from runtime.commands import field_errors
+from runtime.dispatch import Handlers, Meta
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.topology import ConsumerSpec
 
 log = get_logger(__name__)
 
-Handler = Callable[[RawEnvelope], Awaitable[None]]
+D = TypeVar("D")
 
 
 def subscribe(
     broker: NatsBroker,
     spec: ConsumerSpec,
     settings: Settings,
-    handler: Handler,
+    handlers: Handlers[D],
+    deps: D,
+    clock: Clock,
     batch_size: int = 50,
 ) -> None:
-    """Register ``handler`` on the durable consumer ``spec`` (which the topology created)."""
+    """Hand each event on the durable consumer ``spec`` (which the topology created) to the
+    handler of its type."""
 
     @broker.subscriber(
         spec.filter_subject,
@@ -60,6 +70,7 @@ def subscribe(
             await bus.dead_letter(
                 broker.connection.jetstream(), org=org, service=spec.service, reason=reason,
                 subject=raw.subject, body=raw.data, headers=raw.headers, deliveries=deliveries,
+                time=clock(),
             )  # fmt: skip
 
         try:
@@ -72,8 +83,17 @@ def subscribe(
         if envelope.org != org:
             await give_up(f"org mismatch: subject {org!r}, envelope {envelope.org!r}")
             return
+        route = handlers.events.get(envelope.type)
+        if route is None:
+            return  # not an event this service reacts to
         try:
-            await handler(envelope)
+            event = route.model.model_validate(envelope.data)
+        except ValidationError as error:
+            said = "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error, "data"))
+            await give_up(f"invalid {envelope.type}: {said}")
+            return
+        try:
+            await route.handler(event, Meta(org, envelope), deps)
         except Exception as error:
             if deliveries >= settings.max_deliver:
                 await give_up(f"failed {deliveries} times; last: {type(error).__name__}: {error}")

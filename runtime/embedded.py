@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from alongside.runtime.logging import get_logger
+from runtime.logging import get_logger
 
 log = get_logger(__name__)
 

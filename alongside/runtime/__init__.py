@@ -1,1 +1,0 @@
-"""Plumbing every service shares: settings, logging, embedded server, broker, topology."""

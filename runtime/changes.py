@@ -1,0 +1,37 @@
+"""What a decision returns: a record's new state and the events it announces, or a refusal.
+
+Pure values, no I/O: every service's domain decides with these, and ``store.Changer``
+commits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from contracts.envelope import Event
+from contracts.records import Record
+from contracts.replies import FieldError
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True)
+class Change(Generic[R]):
+    """A record's new state and the events it announces."""
+
+    record: R
+    events: Sequence[Event]
+
+
+class Refused(Exception):
+    """A command that cannot apply to the record as it stands; answered naming each field."""
+
+    def __init__(self, field: str, reason: str, *more: FieldError) -> None:
+        self.errors = [FieldError(field=field, reason=reason), *more]
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in self.errors))
+
+    @classmethod
+    def each(cls, errors: Sequence[FieldError]) -> Refused:
+        return cls(errors[0].field, errors[0].reason, *errors[1:])

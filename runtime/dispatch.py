@@ -1,0 +1,84 @@
+"""One way to receive a message: a service's typed handlers, one per command or event.
+
+A service declares ``handlers: Handlers[MyDeps] = Handlers(SERVICE)`` and registers
+
+    @handlers.on(MatchingPolicyDecided)
+    async def on_matching_policy_decided(event: MatchingPolicyDecided, meta: Meta,
+                                         deps: MatchingDeps) -> None: ...
+
+    @handlers.on(AcceptProposal)
+    async def accept_proposal(command: AcceptProposal, meta: Received,
+                              deps: MatchingDeps) -> Message: ...
+
+Commands arrive on the service's command subscription (``commands.serve``), events on
+its durable consumer (``consumer.subscribe``). Both read the envelope, check its
+organisation against the subject's and validate the payload against the class the
+catalogue names before any handler sees it: a handler gets a typed message, never a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
+
+from contracts.envelope import Command, Event, Message, RawEnvelope
+
+D = TypeVar("D")
+E = TypeVar("E", bound=Event)
+C = TypeVar("C", bound=Command)
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Where a message came from: its organisation (the subject's, which the envelope must
+    name too) and its envelope (id, correlation, causation, time)."""
+
+    org: str
+    envelope: RawEnvelope
+
+
+@dataclass(frozen=True)
+class Received(Meta):
+    """A command request that passed every check; ``command`` is its validated payload."""
+
+    command: Command
+
+
+EventHandler = Callable[[E, Meta, D], Awaitable[None]]
+CommandHandler = Callable[[C, Received, D], Awaitable[Message]]
+
+
+@dataclass(frozen=True)
+class Route(Generic[D]):
+    model: type[Message]
+    handler: Callable[[Any, Any, D], Awaitable[Any]]
+
+
+class Handlers(Generic[D]):
+    """A service's handlers by message type."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.events: dict[str, Route[D]] = {}
+        self.commands: dict[str, Route[D]] = {}
+
+    @overload
+    def on(
+        self, message_type: type[C]
+    ) -> Callable[[CommandHandler[C, D]], CommandHandler[C, D]]: ...
+
+    @overload
+    def on(self, message_type: type[E]) -> Callable[[EventHandler[E, D]], EventHandler[E, D]]: ...
+
+    def on(self, message_type: type[Message]) -> Callable[[Any], Any]:
+        def register(handler: Any) -> Any:
+            table = self.commands if issubclass(message_type, Command) else self.events
+            if message_type.type_name in table:
+                raise ValueError(f"{self.service} handles {message_type.type_name} twice")
+            if issubclass(message_type, Command) and message_type.service != self.service:
+                raise ValueError(f"{message_type.type_name} is {message_type.service}'s command")
+            table[message_type.type_name] = Route(message_type, handler)
+            return handler
+
+        return register
