@@ -18,6 +18,14 @@ from runtime.settings import Settings
 _orgs = itertools.count()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts or reaches the real nats-server is marked ``nats``: the tiers split
+    by what a test needs, so ``pytest -m "not nats"`` runs the logic alone, in seconds."""
+    for item in items:
+        if "nats_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.nats)
+
+
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     """One real nats-server (JetStream, sync_interval: always) on a free loopback port."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from nats.aio.client import Client
+from nats.js.kv import KeyValue
 
 from contracts.records import CaseMatch
 from runtime import topology
@@ -14,23 +17,38 @@ from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
 from services.matching.adapters import Supporters
 from services.matching.handlers import SOURCE, MatchingDeps, holds_releaser
 
+BUCKETS = (
+    topology.SUPPORTERS_BUCKET, topology.DECISIONS_BUCKET, topology.CASES_BUCKET,
+    topology.CASELOADS_BUCKET, topology.MATCHES_BUCKET, topology.REPLIES_BUCKET,
+)  # fmt: skip
+
 
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDeps:
+    """Bind to the buckets the topology provisioned, wire, then build the supporter index
+    from what the buckets hold (the watch that keeps it current starts here too)."""
     js = nc.jetstream()
-    supporters_kv = await js.key_value(topology.SUPPORTERS_BUCKET)
-    decisions_kv = await js.key_value(topology.DECISIONS_BUCKET)
-    records = RecordReader(supporters_kv, await js.key_value(topology.CASES_BUCKET))
-    decisions = DecisionStore(decisions_kv)
-    caseloads = CaseloadStore(await js.key_value(topology.CASELOADS_BUCKET))
-    supporters = Supporters(records, decisions, caseloads, clock)
-    await supporters.load(supporters_kv, decisions_kv)
-    matches = RecordStore(await js.key_value(topology.MATCHES_BUCKET), CaseMatch)
-    replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
-    events = EventPublisher(js)
+    buckets = {name: await js.key_value(name) for name in BUCKETS}
+    deps = wire(buckets, EventPublisher(js), Asking(nc, SOURCE, clock), settings, clock)
+    await deps.supporters.load(
+        buckets[topology.SUPPORTERS_BUCKET], buckets[topology.DECISIONS_BUCKET]
+    )
+    return deps
+
+
+def wire(
+    buckets: Mapping[str, KeyValue], events: EventPublisher, asking: Asking, settings: Settings,
+    clock: Clock,
+) -> MatchingDeps:  # fmt: skip
+    """Matching's dependencies from its adapters: NATS in production, fakes in the tests."""
+    records = RecordReader(buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET])
+    decisions = DecisionStore(buckets[topology.DECISIONS_BUCKET])
+    caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET])
+    matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch)
+    replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
     return MatchingDeps(
         matches=matches,
         caseloads=caseloads,
-        supporters=supporters,
+        supporters=Supporters(records, decisions, caseloads, clock),
         records=records,
         decisions=decisions,
         replies=replies,
@@ -38,7 +56,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDep
         changer=Changer(
             matches, replies, events, SOURCE, clock, holds_releaser(caseloads, matches)
         ),
-        asking=Asking(nc, SOURCE, clock),
+        asking=asking,
         settings=settings,
         clock=clock,
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from nats.aio.client import Client
+from nats.js.kv import KeyValue
 
 from contracts.records import (
     CaseSchedule,
@@ -26,34 +27,46 @@ from services.scheduling.handlers import SchedulingDeps, reminders_keeper
 R = TypeVar("R", bound=Record)
 Before = Callable[[str, str, R], Awaitable[None]]
 
+BUCKETS = (
+    topology.REPLIES_BUCKET, topology.ORGANISATIONS_BUCKET, topology.SCHEDULES_BUCKET,
+    topology.SUPERVISION_BUCKET, topology.GROUPS_BUCKET, topology.SUPPORTERS_BUCKET,
+    topology.CASES_BUCKET, topology.DECISIONS_BUCKET,
+)  # fmt: skip
+
 
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> SchedulingDeps:
+    """Bind to the buckets the topology provisioned (never declare them here) and wire."""
     js = nc.jetstream()
-    replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
-    events = EventPublisher(js)
-    organisations = await js.key_value(topology.ORGANISATIONS_BUCKET)
-    policies = Policies(RecordStore(organisations, SchedulingSettings))
-    reminders = Reminders(js)
+    buckets = {name: await js.key_value(name) for name in BUCKETS}
+    return wire(
+        buckets, EventPublisher(js), Asking(nc, SOURCE, clock), Reminders(js), settings, clock
+    )
 
-    async def changer(bucket: str, record: type[R], before: Before[R] | None = None) -> Changer[R]:
-        store = RecordStore(await js.key_value(bucket), record)
-        return Changer(store, replies, events, SOURCE, clock, before)
 
-    schedules = RecordStore(await js.key_value(topology.SCHEDULES_BUCKET), CaseSchedule)
+def wire(
+    buckets: Mapping[str, KeyValue], events: EventPublisher, asking: Asking,
+    reminders: Reminders, settings: Settings, clock: Clock,
+) -> SchedulingDeps:  # fmt: skip
+    """Scheduling's dependencies from its adapters: NATS in production, fakes in the tests."""
+    replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
+    policies = Policies(RecordStore(buckets[topology.ORGANISATIONS_BUCKET], SchedulingSettings))
+
+    def changer(bucket: str, record: type[R], before: Before[R] | None = None) -> Changer[R]:
+        return Changer(RecordStore(buckets[bucket], record), replies, events, SOURCE, clock, before)
+
+    schedules = RecordStore(buckets[topology.SCHEDULES_BUCKET], CaseSchedule)
     keep_reminders = reminders_keeper(reminders, policies, schedules, clock)
     return SchedulingDeps(
-        js=js,
         settings_store=Changer(policies.store, replies, events, SOURCE, clock),
         schedules=Changer(schedules, replies, events, SOURCE, clock, keep_reminders),
-        supervision=await changer(topology.SUPERVISION_BUCKET, SupporterSupervision),
-        groups=await changer(topology.GROUPS_BUCKET, GroupSession),
+        supervision=changer(topology.SUPERVISION_BUCKET, SupporterSupervision),
+        groups=changer(topology.GROUPS_BUCKET, GroupSession),
         policies=policies,
         records=RecordReader(
-            await js.key_value(topology.SUPPORTERS_BUCKET),
-            await js.key_value(topology.CASES_BUCKET),
+            buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET]
         ),
-        decisions=DecisionStore(await js.key_value(topology.DECISIONS_BUCKET)),
-        asking=Asking(nc, SOURCE, clock),
+        decisions=DecisionStore(buckets[topology.DECISIONS_BUCKET]),
+        asking=asking,
         settings=settings,
         clock=clock,
     )

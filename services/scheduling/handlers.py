@@ -16,8 +16,6 @@ from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from nats.js import JetStreamContext
-
 from contracts.intake import Method, RecordVettingEvidence, Supervision
 from contracts.matching import MatchActivated, MatchEnded, ServiceRefused
 from contracts.records import (
@@ -99,7 +97,6 @@ SUPERVISION_HOUR = 10  # local time of scheduled supervision and debriefs
 
 @dataclass(frozen=True)
 class SchedulingDeps:
-    js: JetStreamContext
     settings_store: Changer[SchedulingSettings]
     schedules: Changer[CaseSchedule]
     supervision: Changer[SupporterSupervision]

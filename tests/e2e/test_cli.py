@@ -75,6 +75,7 @@ def test_contracts_export(tmp_path: Path) -> None:
     assert (tmp_path / "asyncapi.json").exists()
 
 
+@pytest.mark.nats  # the demo starts its own embedded nats-server
 async def test_demo_runs_the_flow_and_exits_zero() -> None:
     assert await run_demo(seed=7) == 0
 

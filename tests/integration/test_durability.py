@@ -32,6 +32,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.nats  # its own server, restarted mid-run
 async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Path) -> None:
     port = free_port()
     org = "restart-org"

@@ -1,0 +1,154 @@
+"""Matching's handlers with no broker: fake stores, a fake clock, the real rules in process.
+
+Supporters and intakes are made as intake makes them, eligibility and matching policies
+as the rules service decides them (shipped rulesets); matching's own events are handed
+back to it as its durable consumer would. What is about delivery and concurrent replicas
+is in ``tests/integration/test_matching_service.py`` against a real nats-server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from contracts.intake import SupporterRegistered
+from contracts.matching import AcceptProposal, DeclineProposals
+from contracts.records import Caseload, CaseMatch
+from contracts.replies import CommandAccepted, CommandRejected
+from contracts.rules import Kind, MatchingPolicyDecided
+from runtime import topology
+from runtime.clock import ManualClock
+from runtime.settings import Settings
+from services.matching.bootstrap import BUCKETS, wire
+from services.matching.handlers import MatchingDeps, handlers
+from services.rules import facts
+from tests import records
+from tests.fakes import ORG, FakeAsking, FakePublisher, ServiceWorld, as_buckets, fake_buckets
+from tests.support import AUCKLAND
+
+START = datetime(2027, 3, 3, 9, 0, tzinfo=AUCKLAND)
+World = ServiceWorld[MatchingDeps]
+
+
+@pytest.fixture
+def world() -> World:
+    clock = ManualClock(START)
+    kv = fake_buckets(BUCKETS)
+    events, asking = FakePublisher(), FakeAsking(clock)
+    deps = wire(as_buckets(kv), events, asking, Settings(), clock)
+    return World(clock, kv, events, asking, handlers, deps)
+
+
+async def add_supporter(world: World, supporter_id: str, **profile: Any) -> None:
+    now = world.clock()
+    today = now.astimezone(AUCKLAND).date()
+    record = records.supporter(supporter_id, today, now, **profile)
+    await world.keep(topology.SUPPORTERS_BUCKET, supporter_id, record)
+    decision = await world.decide(Kind.ELIGIBILITY, supporter_id, facts.eligibility(record, today))
+    assert decision.outcome == "eligible"
+    await world.on(SupporterRegistered(supporter_id=supporter_id, region=record.profile.region,
+                                       caseload_cap=record.profile.caseload_cap))  # fmt: skip
+
+
+async def add_client(world: World, case_id: str, **client: Any) -> None:
+    now = world.clock()
+    case = records.case(case_id, now, **client)
+    await world.keep(topology.CASES_BUCKET, case_id, case)
+    today = now.astimezone(AUCKLAND).date()
+    decision = await world.decide(Kind.MATCHING_POLICY, case_id, facts.matching(case, today))
+    await world.on(MatchingPolicyDecided(case_id=case_id, ruleset=decision.ruleset))
+    await world.settle()
+
+
+async def match_of(world: World, case_id: str) -> CaseMatch:
+    stored, _ = await world.deps.matches.load(ORG, case_id)
+    assert stored is not None
+    assert stored.outbox is None  # every change carried out
+    return stored.record
+
+
+async def holds(world: World, supporter_id: str) -> dict[str, datetime | None]:
+    caseload: Caseload
+    caseload, _ = await world.deps.caseloads.load(ORG, supporter_id)
+    return caseload.holds
+
+
+async def test_a_decided_policy_gets_explained_proposals_each_holding_a_slot(
+    world: World,
+) -> None:
+    for n in range(4):
+        await add_supporter(world, f"s{n}")
+    await add_supporter(world, "s-es", languages=["es"])
+
+    await add_client(world, "c1")
+
+    match = await match_of(world, "c1")
+    assert match.status == "proposed"
+    assert len(match.proposals) == 3  # the shipped policy offers three at once
+    offered = {o.supporter_id for o in match.proposals}
+    assert "s-es" not in offered  # must speak one of the client's languages
+    until = START + timedelta(days=3)
+    for offer in match.proposals:
+        assert "languages" in offer.matched_on
+        assert offer.held_until == until
+        assert await holds(world, offer.supporter_id) == {"c1": until}
+    [proposed] = world.events.of("MatchProposed")
+    assert {p["supporter_id"] for p in proposed.data["proposals"]} == offered
+
+
+async def test_no_supporter_is_proposed_beyond_their_free_slots(world: World) -> None:
+    await add_supporter(world, "s1", caseload_cap=1)
+    await add_supporter(world, "s2", caseload_cap=1)
+
+    await add_client(world, "c1")
+    await add_client(world, "c2")
+
+    assert {o.supporter_id for o in (await match_of(world, "c1")).proposals} == {"s1", "s2"}
+    waiting = await match_of(world, "c2")
+    assert waiting.status == "waitlisted"
+    for supporter_id in ("s1", "s2"):
+        assert list(await holds(world, supporter_id)) == ["c1"]
+
+
+async def test_a_choice_names_the_support_person_and_frees_the_other_slots_for_the_waitlist(
+    world: World,
+) -> None:
+    await add_supporter(world, "s1", caseload_cap=1)
+    await add_supporter(world, "s2", caseload_cap=1)
+    await add_client(world, "c1")
+    await add_client(world, "c2")  # waitlisted: both slots are held for c1
+
+    reply = await world.send(AcceptProposal(case_id="c1", supporter_id="s1"))
+    assert isinstance(reply, CommandAccepted)
+    await world.settle()
+
+    assert (await match_of(world, "c1")).status == "accepted"
+    assert await holds(world, "s1") == {"c1": None}  # held for good
+    [named] = world.asking.sent
+    assert named.type_name == "NameSupportPerson"
+    assert named.model_dump(mode="json")["support_person"]["supporter_id"] == "s1"
+    # s2's slot went back, and the waitlisted client was offered it at once.
+    retried = await match_of(world, "c2")
+    assert retried.status == "proposed"
+    assert [o.supporter_id for o in retried.proposals] == ["s2"]
+
+
+async def test_declined_supporters_are_never_proposed_to_that_client_again(world: World) -> None:
+    for n in range(4):
+        await add_supporter(world, f"s{n}")
+    await add_client(world, "c1")
+    first = {o.supporter_id for o in (await match_of(world, "c1")).proposals}
+
+    assert isinstance(await world.send(DeclineProposals(case_id="c1")), CommandAccepted)
+    await world.settle()
+
+    again = await match_of(world, "c1")
+    assert again.round == 2
+    assert not first & {o.supporter_id for o in again.proposals}
+    assert set(again.excluded) == first
+    # Nothing to choose from any more: a choice of a declined supporter is refused.
+    refused = await world.send(AcceptProposal(case_id="c1", supporter_id=sorted(first)[0]))
+    assert isinstance(refused, CommandRejected)
+    assert refused.errors[0].field == "supporter_id"

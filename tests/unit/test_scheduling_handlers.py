@@ -1,0 +1,197 @@
+"""Scheduling's handlers with no broker: fake stores, a fake clock, the real rules in process.
+
+The records they read are made the way intake makes them (its pure domain), and the
+decisions the way the rules service makes them (its facts and the shipped rulesets), so
+these tests exercise the real decisions in milliseconds; what is about delivery is in
+``tests/integration/test_scheduling_service.py`` against a real nats-server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+
+from contracts.intake import (
+    Method,
+    Stage,
+    WithdrawConsent,
+)
+from contracts.matching import MatchActivated
+from contracts.records import CaseSchedule
+from contracts.replies import CommandAccepted, CommandRejected
+from contracts.rules import ConsentDecided, Kind
+from contracts.scheduling import (
+    BookSession,
+    ConfirmMeeting,
+    GoAhead,
+    ProposeMeetingTime,
+    RecordAttendance,
+    RecordFrequencyAgreement,
+)
+from runtime import topology
+from runtime.clock import ManualClock
+from runtime.settings import Settings
+from services.intake import domain as intake
+from services.rules import facts
+from services.scheduling.bootstrap import BUCKETS, wire
+from services.scheduling.handlers import SchedulingDeps, handlers
+from tests import records
+from tests.fakes import (
+    ORG,
+    FakeAsking,
+    FakePublisher,
+    FakeReminders,
+    ServiceWorld,
+    as_buckets,
+    fake_buckets,
+)
+from tests.support import AUCKLAND
+
+# A Wednesday morning in Auckland; nothing below depends on which day it is.
+START = datetime(2027, 3, 3, 9, 0, tzinfo=AUCKLAND)
+
+
+@dataclass
+class World(ServiceWorld[SchedulingDeps]):
+    reminders: FakeReminders = field(default_factory=FakeReminders)  # the message schedules
+
+
+async def schedule_of(world: World) -> CaseSchedule:
+    stored, _ = await world.deps.schedules.store.load(ORG, "c1")
+    assert stored is not None
+    assert stored.outbox is None  # every change carried out
+    return stored.record
+
+
+@pytest.fixture
+async def world() -> World:
+    clock = ManualClock(START)
+    kv = fake_buckets(BUCKETS)
+    events, asking, reminders = FakePublisher(), FakeAsking(clock), FakeReminders()
+    deps = wire(as_buckets(kv), events, asking, reminders, Settings(), clock)
+    world = World(clock, kv, events, asking, handlers, deps, reminders=reminders)
+    # Case c1 and supporter s1, as intake records them; s1 eligible and every party's
+    # consent given, as the rules service decides them.
+    now, today = clock(), clock().astimezone(AUCKLAND).date()
+    s1 = records.supporter("s1", today, now)
+    await world.keep(topology.SUPPORTERS_BUCKET, "s1", s1)
+    assert (await world.decide(Kind.ELIGIBILITY, "s1", facts.eligibility(s1, today))).outcome == (
+        "eligible"
+    )
+    c1 = records.consented(records.case("c1", now), s1, today, now)
+    await world.keep(topology.CASES_BUCKET, "c1", c1)
+    assert (await world.decide(Kind.CONSENT, "c1", facts.consent(c1))).outcome == "active"
+    return world
+
+
+async def _held_meeting_and_weekly_sessions(world: World) -> CaseSchedule:
+    await world.on(MatchActivated(case_id="c1", supporter_id="s1"))
+    start = world.clock() + timedelta(hours=2)
+    assert isinstance(await world.send(ProposeMeetingTime(case_id="c1", by="client",
+                                                          start=start)), CommandAccepted)  # fmt: skip
+    assert isinstance(await world.send(ConfirmMeeting(case_id="c1", by="supporter")),
+                      CommandAccepted)  # fmt: skip
+    meeting = next(s for s in (await schedule_of(world)).sessions if s.status == "booked")
+    early = await world.send(RecordAttendance(case_id="c1", session_id=meeting.session_id,
+                                              outcome="completed"))  # fmt: skip
+    assert isinstance(early, CommandRejected)  # not before it has started
+    await world.clock.sleep_until(start + timedelta(minutes=5))
+    await world.send(RecordAttendance(case_id="c1", session_id=meeting.session_id,
+                                      outcome="completed"))  # fmt: skip
+    assert isinstance(await world.send(GoAhead(case_id="c1")), CommandAccepted)
+    return await schedule_of(world)
+
+
+async def test_an_active_match_is_offered_a_first_meeting_when_both_are_free_once(
+    world: World,
+) -> None:
+    await world.on(MatchActivated(case_id="c1", supporter_id="s1"))
+    await world.on(MatchActivated(case_id="c1", supporter_id="s1"))  # redelivered
+
+    [offered] = world.events.of("InitialMeetingProposed")
+    start = datetime.fromisoformat(offered.data["start"]).astimezone(AUCKLAND)
+    # The client is free on Tuesdays 18-20, the supporter every evening; 48 hours' lead.
+    assert (start.strftime("%A"), start.time()) == ("Tuesday", time(18))
+    assert start >= START + timedelta(hours=48)
+    assert offered.data["method"] == Method.PHONE
+
+
+async def test_after_the_meeting_weekly_sessions_each_get_a_reminder(world: World) -> None:
+    schedule = await _held_meeting_and_weekly_sessions(world)
+
+    regular = [s for s in schedule.sessions if s.kind == "regular"]
+    assert len(regular) == 12  # the default funded weeks
+    assert {s.start.astimezone(AUCKLAND).time() for s in regular} == {time(11)}
+    assert set(world.reminders.due) == {s.session_id for s in regular}
+    [scheduled] = world.events.of("SessionsScheduled")
+    assert scheduled.data["session_ids"] == [s.session_id for s in regular]
+
+
+async def test_a_booking_the_boundaries_refuse_names_each_rule_and_changes_nothing(
+    world: World,
+) -> None:
+    before = await _held_meeting_and_weekly_sessions(world)
+    soon = world.clock() + timedelta(days=2)  # its reminder is due a day ahead
+
+    reply = await world.send(BookSession(case_id="c1", start=soon, minutes=20,
+                                         method=Method.PHONE, purposes=["legal_advice"]))  # fmt: skip
+
+    assert isinstance(reply, CommandRejected)
+    assert sorted(e.field for e in reply.errors) == [
+        "rules.boundaries.more-than-weekly-without-agreement",
+        "rules.boundaries.outside-peer-role",
+        "rules.boundaries.too-short",
+    ]
+    assert await schedule_of(world) == before
+    # Once both agree to meet twice a week, a proper extra session is booked.
+    await world.send(RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
+    booked = await world.send(BookSession(case_id="c1", start=soon, minutes=60,
+                                          method=Method.PHONE))  # fmt: skip
+    assert isinstance(booked, CommandAccepted)
+    assert len(world.reminders.due) == 12 + 1
+
+
+async def test_withdrawn_consent_suspends_future_sessions_then_consent_resumes_them(
+    world: World,
+) -> None:
+    schedule = await _held_meeting_and_weekly_sessions(world)
+    future = {s.session_id for s in schedule.sessions if s.kind == "regular"}
+    stored = await world.deps.records.case(ORG, "c1")
+    assert stored is not None
+    today: date = world.clock().astimezone(AUCKLAND).date()
+    withdrawn = intake.withdraw_consent(
+        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=today), stored,
+        intake.Context(now=world.clock()),
+    ).record  # fmt: skip
+    await world.keep(topology.CASES_BUCKET, "c1", withdrawn)
+    assert (await world.decide(Kind.CONSENT, "c1", facts.consent(withdrawn))).outcome == (
+        "suspended"
+    )
+
+    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="suspended",
+                                  missing_party_ids=["respondent"],
+                                  ruleset=_ruleset_ref(world)))  # fmt: skip
+
+    suspended = await schedule_of(world)
+    assert suspended.status == "suspended"
+    assert {e.data["session_id"] for e in world.events.of("SessionCancelled")} == future
+    assert {e.data["reason"] for e in world.events.of("SessionCancelled")} == {
+        "consent_not_active"
+    }
+    assert world.reminders.due == {}
+
+    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="active",
+                                  missing_party_ids=[], ruleset=_ruleset_ref(world)))  # fmt: skip
+    assert (await schedule_of(world)).status == "going_ahead"
+    [resumed] = world.events.of("SessionsResumed")
+    assert set(resumed.data["session_ids"]) == future
+    assert set(world.reminders.due) == future
+
+
+def _ruleset_ref(world: World) -> Any:
+    with world.asking.rules.lease(ORG, Kind.CONSENT) as loaded:
+        return loaded.ref
+
