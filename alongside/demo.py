@@ -61,7 +61,7 @@ from runtime import bus, topology
 from runtime.clock import SYSTEM, Clock
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
-from runtime.state import DecisionStore
+from runtime.state import DecisionReader
 from runtime.store import RecordStore
 from services.rules import bundle, publishing
 from services.rules.adapters import RulesStore
@@ -113,7 +113,7 @@ async def _demo(state: Path, seed: int, clock: Clock) -> None:
         running = await services.start(server.url, list(services.SERVICES), settings, clock)
         console.print(f"Services running: {', '.join(services.SERVICES)}\n")
         client = AlongsideClient(nc, source="alongside/demo", clock=clock)
-        decisions = DecisionStore(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
+        decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
         try:
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
@@ -154,7 +154,7 @@ async def _register_everyone(client: AlongsideClient, rng: random.Random, today:
 
 
 async def _wait_for_decision(
-    decisions: DecisionStore, org: str, kind: Kind, subject_id: str,
+    decisions: DecisionReader, org: str, kind: Kind, subject_id: str,
     until: Callable[[RulesDecision], bool] = lambda _: True,
 ) -> RulesDecision:  # fmt: skip
     for _ in range(200):
@@ -165,7 +165,7 @@ async def _wait_for_decision(
     raise DemoFailed(f"no {kind.value} decision for {org}/{subject_id}")
 
 
-async def _eligibility(decisions: DecisionStore) -> set[str]:
+async def _eligibility(decisions: DecisionReader) -> set[str]:
     org = ORGS[0]
     console.print(f"\n[bold]2. Eligibility, decided by the rules service[/] ({org})")
     table = Table("supporter", "decision", "why", "lapses on", "ruleset version")
@@ -188,7 +188,7 @@ async def _eligibility(decisions: DecisionStore) -> set[str]:
 
 
 async def _matching(
-    client: AlongsideClient, nc: Nats, decisions: DecisionStore, today: date
+    client: AlongsideClient, nc: Nats, decisions: DecisionReader, today: date
 ) -> None:
     org = ORGS[0]
     console.print(f"\n[bold]3. Matching: explained proposals and the client's choices[/] ({org})")
@@ -451,7 +451,7 @@ def _when(moment: datetime, zone: ZoneInfo, day: bool = False) -> str:
 
 
 async def _publish_live(
-    nc: Nats, decisions: DecisionStore, eligible_before: set[str], clock: Clock
+    nc: Nats, decisions: DecisionReader, eligible_before: set[str], clock: Clock
 ) -> None:
     org = ORGS[0]
     console.print(f"\n[bold]5. An ops person publishes {org}'s eligibility override, live[/]")

@@ -35,3 +35,8 @@ class Refused(Exception):
     @classmethod
     def each(cls, errors: Sequence[FieldError]) -> Refused:
         return cls(errors[0].field, errors[0].reason, *errors[1:])
+
+
+class Regather(Exception):
+    """A decision found that what was gathered for it no longer fits the record as it now
+    stands (another supporter, a judgement of other facts): gather again, then decide."""

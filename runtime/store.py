@@ -29,7 +29,7 @@ from contracts.envelope import RawEnvelope, wrap
 from contracts.records import Record
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
 from runtime import bus
-from runtime.changes import Change, Refused
+from runtime.changes import Change, Refused, Regather
 from runtime.clock import Clock
 from runtime.dispatch import Received
 
@@ -199,6 +199,8 @@ class EventKey:
     index: int
 
 MAX_CONFLICT_RETRIES = 10
+MAX_GATHERS = 5
+In = TypeVar("In")
 _EVENT_NAMESPACE = uuid.UUID("9d3a6f41-0c7e-4b8a-a2f5-5e1b7c0d4e93")
 
 
@@ -299,6 +301,33 @@ class Changer(Generic[R]):
         revision = await self.store.save(org, entity_id, new, revision)
         await self.flush(org, entity_id, new, revision)
         return reply
+
+    async def gather_and_change(
+        self, org: str, entity_id: str, gather: Callable[[R | None], Awaitable[In]],
+        decide: Callable[[R | None, In], Change[R] | None], command: Received | None = None,
+        on_conflict: Callable[[], Awaitable[None]] | None = None,
+    ) -> CommandAccepted | CommandRejected | None:  # fmt: skip
+        """Gather what a decision needs besides its record (other records, another service's
+        judgement), then decide purely and commit (``change``). A conflict decides again on
+        the new record with the same inputs, with no I/O in between; a decision that finds its
+        inputs no longer fit the record raises ``Regather``, and they are gathered again."""
+        for _ in range(MAX_GATHERS):
+            stored, _ = await self.store.load(org, entity_id)
+            inputs = await gather(stored.record if stored else None)
+
+            async def pure(record: R | None, inputs: In = inputs) -> Change[R] | None:
+                return decide(record, inputs)
+
+            try:
+                return await self.change(org, entity_id, pure, command, on_conflict)
+            except Regather:
+                continue
+        if command is None:
+            raise RuntimeError(f"{org}.{entity_id}: its inputs kept changing")
+        return CommandRejected(
+            command_id=command.envelope.id, command_type=command.envelope.type,
+            errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
+        )  # fmt: skip
 
     def _by_revision(self, key: EventKey) -> str:
         # Which record, which change of it (the revision it was decided on), which event.

@@ -29,9 +29,9 @@ from runtime import topology
 from runtime.asking import Asking
 from runtime.clock import Clock, ManualClock
 from runtime.dispatch import Handlers, Meta, Received
-from runtime.state import DecisionStore
 from runtime.store import EventPublisher
 from services.rules import domain as rules_domain
+from services.rules.adapters import DecisionStore
 from services.rules.engine import Engine
 from services.rules.handlers import subject_of
 from services.rules.live import LiveRulesets

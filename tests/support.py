@@ -28,7 +28,7 @@ from contracts.replies import CommandAccepted
 from contracts.scheduling import SchedulingPolicy
 from runtime import topology
 from runtime.clock import SYSTEM, Clock
-from runtime.state import CaseloadStore
+from runtime.state import CaseloadReader
 from runtime.store import RecordStore
 
 RESPONDENT = "Harbour Housing Ltd"
@@ -130,6 +130,6 @@ async def match_of(nc: Client, org: str, case_id: str) -> CaseMatch:
 
 
 async def holds(nc: Client, org: str, supporter_id: str) -> dict[str, Any]:
-    caseloads = CaseloadStore(await nc.jetstream().key_value(topology.CASELOADS_BUCKET))
+    caseloads = CaseloadReader(await nc.jetstream().key_value(topology.CASELOADS_BUCKET))
     caseload, _ = await caseloads.load(org, supporter_id)
     return caseload.holds

@@ -1,8 +1,9 @@
 """Where matching keeps and reads things.
 
 - ``matches``: each case's matching state with its outbox (``runtime.store``);
-- ``caseloads`` (``runtime.state.CaseloadStore``): who holds each supporter's
-  slots, changed only by compare-and-set, so two replicas never overfill a supporter;
+- ``caseloads`` (``CaseloadStore``): who holds each supporter's slots, changed only by
+  compare-and-set, so two replicas never overfill a supporter (eligibility reads them
+  through ``runtime.state.CaseloadReader``);
 - ``Supporters``: each organisation's supporters as a ``LiveIndex``, built from the
   ``supporters``, ``decisions`` and ``caseloads`` buckets by watching them: the watch
   first delivers every stored value (the rebuild at start), then every change.
@@ -16,18 +17,67 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from runtime.logging import get_logger
-from runtime.state import CaseloadStore, DecisionStore, RecordReader
+from runtime.state import CaseloadReader, DecisionReader, RecordReader
 from runtime.store import RecordStore, Stored
 from services.matching.domain import LiveIndex, SupporterRow, normalise
 
 log = get_logger(__name__)
 
 Apply = Callable[[str, str, bytes | None], None]
+MAX_CONFLICT_RETRIES = 20
+
+
+class CaseloadStore(CaseloadReader):
+    async def _change(
+        self, org: str, supporter_id: str, change: Callable[[Caseload], Caseload | None]
+    ) -> Caseload | None:
+        """Apply ``change`` by compare-and-set and return the result; ``None`` from ``change``
+        means: refused, leave as is."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            caseload, revision = await self.load(org, supporter_id)
+            new = change(caseload)
+            if new is None or new == caseload:
+                return new
+            value = new.model_dump_json().encode()
+            try:
+                if revision == 0:
+                    await self.kv.create(f"{org}.{supporter_id}", value)
+                else:
+                    await self.kv.update(f"{org}.{supporter_id}", value, last=revision)
+                return new
+            except KeyWrongLastSequenceError:
+                continue
+        raise RuntimeError(f"caseload {org}.{supporter_id} kept changing; try again")
+
+    async def hold(
+        self, org: str, supporter_id: str, case_id: str, until: datetime | None, cap: int,
+        now: datetime,
+    ) -> Caseload | None:  # fmt: skip
+        """Hold one of the supporter's slots for the case (``until`` None: for good) and return
+        the caseload as it now stands; None when every slot is taken by other cases. A case
+        already holding one just changes its term."""
+
+        def change(caseload: Caseload) -> Caseload | None:
+            if case_id not in caseload.holds and caseload.taken(now) >= cap:
+                return None
+            # Expired holds are dropped on the way: they no longer take a slot.
+            holds = {c: u for c, u in caseload.holds.items() if u is None or u > now}
+            return caseload.model_copy(update={"holds": {**holds, case_id: until}})
+
+        return await self._change(org, supporter_id, change)
+
+    async def release(self, org: str, supporter_id: str, case_id: str) -> None:
+        def change(caseload: Caseload) -> Caseload:
+            holds = {c: u for c, u in caseload.holds.items() if c != case_id}
+            return caseload.model_copy(update={"holds": holds})
+
+        await self._change(org, supporter_id, change)
 
 @dataclass
 class _Parts:
@@ -43,7 +93,7 @@ class Supporters:
     """Every organisation's ``LiveIndex``, and the parts each row is made of."""
 
     records: RecordReader
-    decisions: DecisionStore
+    decisions: DecisionReader
     caseloads: CaseloadStore
     clock: Callable[[], datetime]
     parts: dict[str, dict[str, _Parts]] = field(default_factory=lambda: defaultdict(dict))

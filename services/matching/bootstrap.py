@@ -12,9 +12,9 @@ from runtime import topology
 from runtime.asking import Asking
 from runtime.clock import Clock
 from runtime.settings import Settings
-from runtime.state import CaseloadStore, DecisionStore, RecordReader
+from runtime.state import DecisionReader, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
-from services.matching.adapters import Supporters
+from services.matching.adapters import CaseloadStore, Supporters
 from services.matching.handlers import SOURCE, MatchingDeps, holds_releaser
 
 BUCKETS = (
@@ -41,7 +41,7 @@ def wire(
 ) -> MatchingDeps:  # fmt: skip
     """Matching's dependencies from its adapters: NATS in production, fakes in the tests."""
     records = RecordReader(buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET])
-    decisions = DecisionStore(buckets[topology.DECISIONS_BUCKET])
+    decisions = DecisionReader(buckets[topology.DECISIONS_BUCKET])
     caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET])
     matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch)
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])

@@ -54,10 +54,10 @@ from runtime.commands import rejected
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from runtime.state import CaseloadStore, DecisionStore, RecordReader
+from runtime.state import DecisionReader, RecordReader
 from runtime.store import EventPublisher, RecordStore, ReplyStore, Stored
 from services.matching import batch, domain
-from services.matching.adapters import Supporters, match_records
+from services.matching.adapters import CaseloadStore, Supporters, match_records
 from services.matching.domain import Policy, Proposal, SupporterIndex
 
 log = get_logger(__name__)
@@ -80,7 +80,7 @@ class MatchingDeps:
     caseloads: CaseloadStore
     supporters: Supporters
     records: RecordReader
-    decisions: DecisionStore
+    decisions: DecisionReader
     replies: ReplyStore
     events: EventPublisher
     changer: store.Changer[CaseMatch]

@@ -1,15 +1,32 @@
-"""Published rulesets in KV, key ``<org>.<kind>``, with history for rollback.
+"""Where the rules service keeps things.
 
-Decisions and intake's records are read and written through ``runtime.state``.
+- ``rules``: published rulesets, key ``<org>.<kind>``, with history for rollback;
+- ``decisions``: its latest decision per subject (``DecisionStore``; other services read
+  them through ``runtime.state.DecisionReader``).
 """
 
 from __future__ import annotations
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from contracts.rules import Kind, PublishedRuleset
+from contracts.rules import Kind, PublishedRuleset, RulesDecision
 from runtime import store
+from runtime.state import DecisionReader
+
+
+class DecisionStore(DecisionReader):
+    async def put(self, org: str, decision: RulesDecision, revision: int) -> None:
+        """Store a decision by compare-and-set on the revision it was decided after."""
+        key = f"{org}.{decision.kind.value}.{decision.subject_id}"
+        value = decision.model_dump_json().encode()
+        try:
+            if revision == 0:
+                await self._kv.create(key, value)
+            else:
+                await self._kv.update(key, value, last=revision)
+        except KeyWrongLastSequenceError as error:
+            raise store.Conflict(key) from error
 
 
 class RulesStore:

@@ -8,10 +8,10 @@ from contracts.records import SchedulingSettings
 from runtime import topology
 from runtime.clock import Clock
 from runtime.settings import Settings
-from runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
+from runtime.state import CaseloadReader, Policies, RecordReader
 from runtime.store import RecordStore
 from services.rules import handlers
-from services.rules.adapters import RulesStore
+from services.rules.adapters import DecisionStore, RulesStore
 from services.rules.engine import Engine
 from services.rules.handlers import RulesDeps
 from services.rules.live import LiveRulesets
@@ -27,7 +27,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
             await js.key_value(topology.SUPPORTERS_BUCKET),
             await js.key_value(topology.CASES_BUCKET),
         ),
-        caseloads=CaseloadStore(await js.key_value(topology.CASELOADS_BUCKET)),
+        caseloads=CaseloadReader(await js.key_value(topology.CASELOADS_BUCKET)),
         policies=Policies(
             RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
         ),

@@ -48,10 +48,10 @@ from runtime.commands import field_errors
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from runtime.state import CaseloadStore, DecisionStore, Policies, RecordReader
+from runtime.state import CaseloadReader, Policies, RecordReader
 from runtime.store import Conflict
 from services.rules import domain, facts
-from services.rules.adapters import RulesStore
+from services.rules.adapters import DecisionStore, RulesStore
 from services.rules.live import LiveRulesets
 
 log = get_logger(__name__)
@@ -65,7 +65,7 @@ class RulesDeps:
     live: LiveRulesets
     decisions: DecisionStore
     records: RecordReader
-    caseloads: CaseloadStore
+    caseloads: CaseloadReader
     policies: Policies
     published: RulesStore
     settings: Settings

@@ -19,7 +19,7 @@ from runtime import topology
 from runtime.asking import Asking
 from runtime.clock import Clock
 from runtime.settings import Settings
-from runtime.state import DecisionStore, Policies, RecordReader
+from runtime.state import DecisionReader, Policies, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
 from services.scheduling.adapters import SOURCE, Reminders
 from services.scheduling.handlers import SchedulingDeps, reminders_keeper
@@ -65,7 +65,7 @@ def wire(
         records=RecordReader(
             buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET]
         ),
-        decisions=DecisionStore(buckets[topology.DECISIONS_BUCKET]),
+        decisions=DecisionReader(buckets[topology.DECISIONS_BUCKET]),
         asking=asking,
         settings=settings,
         clock=clock,

@@ -9,12 +9,32 @@ this module only builds the facts it judges.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from contracts.intake import Method, Slot, Weekday
 from contracts.records import CaseRecord, Session
 from contracts.rules import SessionFacts
+from contracts.scheduling import SchedulingPolicy
+
+
+@dataclass(frozen=True)
+class Context:
+    """The organisation's scheduling policy and the time now, in its zone."""
+
+    org: str
+    now: datetime
+    policy: SchedulingPolicy
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.policy.time_zone)
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(self.zone).date()
+
 
 WEEKDAYS = list(Weekday)  # Monday first, as date.weekday() counts
 # An initial meeting is a conversation: not by text.

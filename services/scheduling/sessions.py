@@ -1,0 +1,480 @@
+"""A case's first meeting and sessions: decisions on its schedule. Pure: no I/O.
+
+Each function takes the schedule as it stands, the command or event, the context (policy
+and time) and what the handler gathered (``Parties``, the boundaries' ``Verdicts``), and
+returns the new schedule with its events (``Change``), nothing (``None``: no change), or
+raises ``Refused`` naming each field and reason. A booking or a move is judged by the
+boundaries ruleset: a refusal names each rule that refused (``rules.boundaries.<rule>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from contracts.intake import Method
+from contracts.records import CaseRecord, CaseSchedule, Session, SupporterRecord
+from contracts.replies import FieldError
+from contracts.rules import RulesDecision, SessionFacts
+from contracts.scheduling import (
+    BookSession,
+    CancelSession,
+    ConfirmMeeting,
+    ExtendService,
+    FrequencyAgreed,
+    GoAhead,
+    InitialMeetingProposed,
+    ProposeMeetingTime,
+    RecordAttendance,
+    RecordFrequencyAgreement,
+    RescheduleSession,
+    ServiceEnded,
+    ServiceExtended,
+    SessionAttended,
+    SessionBooked,
+    SessionCancelled,
+    SessionRescheduled,
+    SessionsResumed,
+    SessionsScheduled,
+)
+from runtime.changes import Change, Refused, Regather
+from services.scheduling import domain
+from services.scheduling.domain import Context
+
+Decision = Change[CaseSchedule]
+
+
+@dataclass(frozen=True)
+class Parties:
+    """What a schedule is judged on besides itself, read for one supporter: the case, the
+    supporter, whether the supporter may support anyone now, whether consent is active."""
+
+    supporter_id: str
+    case: CaseRecord | None
+    supporter: SupporterRecord | None
+    supporter_fit: bool
+    consent_active: bool
+
+
+@dataclass
+class Verdicts:
+    """The boundaries ruleset's verdicts the handler has gathered, by the facts they judged.
+    A decision needing a verdict not yet gathered notes its facts and asks to regather."""
+
+    known: dict[str, RulesDecision] = field(default_factory=dict)
+    missing: list[SessionFacts] = field(default_factory=list)
+
+    def on(self, facts: SessionFacts) -> RulesDecision:
+        decision = self.known.get(facts.model_dump_json())
+        if decision is None:
+            self.missing.append(facts)
+            raise Regather
+        return decision
+
+    def add(self, facts: SessionFacts, decision: RulesDecision) -> None:
+        self.known[facts.model_dump_json()] = decision
+
+
+def refuse_unless_allowed(decision: RulesDecision) -> None:
+    if decision.outcome == "refused":
+        raise Refused.each([
+            FieldError(field=f"rules.boundaries.{f.rule}", reason=f.reason)
+            for f in decision.fired if f.outcome == "refused"
+        ])  # fmt: skip
+
+
+def judge(
+    schedule: CaseSchedule, ctx: Context, parties: Parties, verdicts: Verdicts, *,
+    start: datetime, minutes: int, method: Method, purposes: list[str] | None = None,
+    moving: str | None = None, service_ends_on: date | None = None,
+) -> None:  # fmt: skip
+    """Refuse a booking the boundaries ruleset refuses (or that has no fit supporter)."""
+    if parties.supporter_id != schedule.supporter_id:
+        raise Regather  # the case changed supporter since they were read
+    if parties.case is None or parties.supporter is None:
+        raise Refused("case_id", "the case or its supporter is no longer on record")
+    if not parties.supporter_fit:
+        raise Refused("case_id", "the supporter is not eligible to support anyone at present")
+    case, supporter = parties.case, parties.supporter
+    others = [s for s in schedule.sessions if s.session_id != moving]
+    facts = domain.boundaries_facts(
+        case, start=start, minutes=minutes, method=method,
+        agreed_methods=set(case.intake.client.methods) & set(supporter.profile.methods),
+        per_week=domain.sessions_within_a_week(others, start, ctx.zone),
+        agreed_per_week=schedule.sessions_per_week_agreed,
+        service_ends_on=service_ends_on or schedule.service_ends_on,
+        consent_active=parties.consent_active, zone=ctx.zone,
+        purposes=purposes or ["peer_support"],
+    )  # fmt: skip
+    refuse_unless_allowed(verdicts.on(facts))
+
+
+# Records ------------------------------------------------------------------------------
+
+
+def changed(schedule: CaseSchedule, ctx: Context, touched: list[str], **update: object
+            ) -> CaseSchedule:  # fmt: skip
+    """The schedule with ``update``; ``touched`` names the sessions whose reminders change."""
+    return schedule.model_copy(update={**update, "touched": touched, "updated_at": ctx.now})
+
+
+def session_id(schedule: CaseSchedule, added: int = 0) -> str:
+    """Sessions are numbered in the order they were added, across supporters; none is ever
+    removed."""
+    return f"{schedule.case_id}-{schedule.earlier_sessions + len(schedule.sessions) + added:03d}"
+
+
+def must_have(schedule: CaseSchedule | None, *statuses: str) -> CaseSchedule:
+    if schedule is None:
+        raise Refused("case_id", "this case has no active match to schedule for")
+    if schedule.status not in statuses:
+        wanted = " or ".join(statuses)
+        raise Refused("case_id", f"the case's schedule is {schedule.status}, not {wanted}")
+    return schedule
+
+
+def current_meeting(schedule: CaseSchedule) -> Session | None:
+    """The latest initial meeting (earlier times are kept: cancelled, or missed)."""
+    meetings = [s for s in schedule.sessions if s.kind == "initial_meeting"]
+    return next((s for s in reversed(meetings) if s.status != "cancelled"), None)
+
+
+def _meeting(schedule: CaseSchedule) -> Session:
+    meeting = current_meeting(schedule)
+    if meeting is None:
+        raise Refused("case_id", "no initial meeting has been proposed yet")
+    return meeting
+
+
+def _replace(schedule: CaseSchedule, session: Session) -> list[Session]:
+    return [session if s.session_id == session.session_id else s for s in schedule.sessions]
+
+
+def minutes_of(session: Session) -> int:
+    return int((session.end - session.start).total_seconds() // 60)
+
+
+def _booked(schedule: CaseSchedule, session: Session) -> SessionBooked:
+    return SessionBooked(
+        case_id=schedule.case_id, supporter_id=schedule.supporter_id,
+        session_id=session.session_id, kind=session.kind, start=session.start,
+        end=session.end, method=session.method,
+    )  # fmt: skip
+
+
+def _meeting_proposed(schedule: CaseSchedule, meeting: Session, by: str) -> InitialMeetingProposed:
+    return InitialMeetingProposed(
+        case_id=schedule.case_id, supporter_id=schedule.supporter_id,
+        session_id=meeting.session_id, start=meeting.start, end=meeting.end,
+        method=meeting.method, proposed_by=by,
+    )  # fmt: skip
+
+
+def _regular(
+    schedule: CaseSchedule, starts: list[datetime], minutes: int, method: Method
+) -> list[Session]:
+    return [
+        Session(session_id=session_id(schedule, k), kind="regular", start=start,
+                end=start + timedelta(minutes=minutes), method=method, status="booked")
+        for k, start in enumerate(starts)
+    ]  # fmt: skip
+
+
+# An active match ----------------------------------------------------------------------
+
+
+def arrange(
+    schedule: CaseSchedule | None, case_id: str, parties: Parties, ctx: Context
+) -> Decision | None:
+    """An active match: offer an initial meeting at the first time both are free."""
+    # Only a first match, or a new supporter after the last one ended: a late or repeated
+    # event about a supporter this case already had changes nothing.
+    if schedule is not None and (
+        schedule.status != "ended" or schedule.supporter_id == parties.supporter_id
+    ):
+        return None
+    if parties.case is None or parties.supporter is None:
+        return None
+    earlier = schedule.earlier_sessions + len(schedule.sessions) if schedule else 0
+    fresh = CaseSchedule(case_id=case_id, supporter_id=parties.supporter_id,
+                         status="arranging", earlier_sessions=earlier,
+                         updated_at=ctx.now)  # fmt: skip
+    meeting = _meeting_offer(fresh, parties.case, parties.supporter, ctx)
+    if meeting is None:
+        return Change(fresh, [])  # no common time: either side proposes one
+    record = fresh.model_copy(update={"sessions": [meeting]})
+    return Change(record, [_meeting_proposed(record, meeting, "scheduling")])
+
+
+def _meeting_offer(
+    schedule: CaseSchedule, case: CaseRecord, supporter: SupporterRecord, ctx: Context
+) -> Session | None:
+    client = case.intake.client
+    method = domain.meeting_method(
+        client.methods, supporter.profile.methods, client.safety_concerns
+    )
+    start = domain.first_common_time(
+        client.availability, supporter.profile.availability, ctx.policy.session_minutes,
+        ctx.now + timedelta(hours=ctx.policy.lead_hours), ctx.zone,
+    )  # fmt: skip
+    if method is None or start is None:
+        return None
+    return Session(
+        session_id=session_id(schedule), kind="initial_meeting", start=start,
+        end=start + timedelta(minutes=ctx.policy.session_minutes), method=method,
+        status="proposed",
+    )  # fmt: skip
+
+
+def stop(
+    schedule: CaseSchedule | None, reason: str, status: str, ctx: Context,
+    supporter_id: str | None = None,
+) -> Decision | None:  # fmt: skip
+    """Cancel every future session at once, with the reason (only with ``supporter_id``, if
+    given: a late event about an earlier supporter changes nothing)."""
+    if schedule is None or schedule.status == "ended":
+        return None
+    if supporter_id is not None and schedule.supporter_id != supporter_id:
+        return None
+    upcoming = {s.session_id for s in domain.future(schedule.sessions, ctx.now)}
+    if not upcoming and schedule.status == status:
+        return None
+    sessions = [
+        s.model_copy(update={"status": "cancelled", "cancel_reason": reason})
+        if s.session_id in upcoming else s
+        for s in schedule.sessions
+    ]  # fmt: skip
+    events = [
+        SessionCancelled(case_id=schedule.case_id, session_id=s, reason=reason)
+        for s in sorted(upcoming)
+    ]
+    because = reason if status == "suspended" else None
+    record = changed(schedule, ctx, sorted(upcoming), sessions=sessions, status=status,
+                     suspended_because=because)  # fmt: skip
+    return Change(record, events)
+
+
+def resume(schedule: CaseSchedule | None, because: str, ctx: Context) -> Decision | None:
+    """What suspended the schedule has passed: its future sessions are booked again (each is
+    still judged by the boundaries when it is moved or a new one is booked)."""
+    if schedule is None or schedule.suspended_because != because:
+        return None
+    back = [s.model_copy(update={"status": "booked", "cancel_reason": None})
+            for s in schedule.sessions
+            if s.status == "cancelled" and s.cancel_reason == because and s.start > ctx.now]
+    ids = {s.session_id for s in back}
+    sessions = [next((b for b in back if b.session_id == s.session_id), s)
+                for s in schedule.sessions]  # fmt: skip
+    status = "going_ahead" if schedule.service_ends_on else "arranging"
+    record = changed(schedule, ctx, sorted(ids), sessions=sessions, status=status,
+                     suspended_because=None)  # fmt: skip
+    return Change(record, [SessionsResumed(case_id=schedule.case_id, session_ids=sorted(ids))])
+
+
+def end_service(schedule: CaseSchedule | None, ctx: Context) -> Decision | None:
+    """The funded period is over (and was not extended): the service ends."""
+    live = ("going_ahead", "suspended")
+    if schedule is None or schedule.status not in live or schedule.service_ends_on is None:
+        return None
+    if ctx.today < schedule.service_ends_on:
+        return None
+    event = ServiceEnded(case_id=schedule.case_id, supporter_id=schedule.supporter_id,
+                         ended_on=schedule.service_ends_on)  # fmt: skip
+    return Change(changed(schedule, ctx, [], status="ended"), [event])
+
+
+# The first meeting ----------------------------------------------------------------------
+
+
+def confirm(
+    schedule: CaseSchedule | None, command: ConfirmMeeting, ctx: Context, parties: Parties,
+    verdicts: Verdicts,
+) -> Decision:  # fmt: skip
+    schedule = must_have(schedule, "arranging")
+    meeting = _meeting(schedule)
+    if meeting.status != "proposed":
+        raise Refused("case_id", f"the initial meeting is already {meeting.status}")
+    confirmed = sorted({*meeting.confirmed_by, command.by})
+    if len(confirmed) < 2:
+        meeting = meeting.model_copy(update={"confirmed_by": confirmed})
+        return Change(changed(schedule, ctx, [], sessions=_replace(schedule, meeting)), [])
+    judge(schedule, ctx, parties, verdicts, start=meeting.start, minutes=minutes_of(meeting),
+          method=meeting.method, moving=meeting.session_id)  # fmt: skip
+    meeting = meeting.model_copy(update={"confirmed_by": confirmed, "status": "booked"})
+    record = changed(schedule, ctx, [meeting.session_id], sessions=_replace(schedule, meeting))
+    return Change(record, [_booked(schedule, meeting)])
+
+
+def propose_time(
+    schedule: CaseSchedule | None, command: ProposeMeetingTime, ctx: Context, parties: Parties
+) -> Decision:
+    schedule = must_have(schedule, "arranging")
+    if command.start <= ctx.now:
+        raise Refused("start", "the meeting must be in the future")
+    old = current_meeting(schedule)
+    if old is not None and old.status == "completed":
+        raise Refused("case_id", "the initial meeting has already taken place")
+    if parties.supporter_id != schedule.supporter_id:
+        raise Regather
+    if parties.case is None or parties.supporter is None:
+        raise Refused("case_id", "the case or its supporter is no longer on record")
+    minutes = minutes_of(old) if old else ctx.policy.session_minutes
+    client = parties.case.intake.client
+    method = old.method if old else domain.meeting_method(
+        client.methods, parties.supporter.profile.methods, client.safety_concerns
+    )  # fmt: skip
+    if method is None:
+        raise Refused("case_id", "the client and supporter share no safe method to meet by")
+    start = command.start.astimezone(ctx.zone)
+    meeting = Session(
+        session_id=session_id(schedule), kind="initial_meeting", start=start,
+        end=start + timedelta(minutes=minutes), method=method, status="proposed",
+        confirmed_by=[command.by],
+    )  # fmt: skip
+    sessions = [*schedule.sessions, meeting]
+    touched = []
+    if old is not None and old.status in domain.LIVE:  # a missed meeting stays on record
+        moved = old.model_copy(update={"status": "cancelled", "cancel_reason": "another_time"})
+        sessions = [*_replace(schedule, moved), meeting]
+        touched = [old.session_id]
+    record = changed(schedule, ctx, touched, sessions=sessions)
+    return Change(record, [_meeting_proposed(record, meeting, command.by)])
+
+
+def attendance(
+    schedule: CaseSchedule | None, command: RecordAttendance, ctx: Context
+) -> Decision:
+    schedule = must_have(schedule, "arranging", "going_ahead", "suspended", "ended")
+    session = schedule.session(command.session_id)
+    if session is None:
+        raise Refused("session_id", "no such session in this case")
+    if session.status != "booked":
+        raise Refused("session_id", f"the session is {session.status}, not booked")
+    if session.start > ctx.now:
+        raise Refused("session_id", "the session has not started yet")
+    done = session.model_copy(update={"status": command.outcome})
+    record = changed(schedule, ctx, [done.session_id], sessions=_replace(schedule, done))
+    event = SessionAttended(case_id=schedule.case_id, session_id=done.session_id,
+                            outcome=command.outcome)  # fmt: skip
+    return Change(record, [event])
+
+
+# Sessions ------------------------------------------------------------------------------
+
+
+def go_ahead(
+    schedule: CaseSchedule | None, command: GoAhead, ctx: Context, parties: Parties,
+    verdicts: Verdicts,
+) -> Decision:  # fmt: skip
+    schedule = must_have(schedule, "arranging")
+    meeting = _meeting(schedule)
+    if meeting.status != "completed":
+        raise Refused("case_id", "the client decides after the initial meeting has taken place")
+    method = command.method or meeting.method
+    # The day after the last funded week's session: sessions run up to, not on, this day.
+    ends_on = meeting.start.astimezone(ctx.zone).date() + timedelta(
+        weeks=ctx.policy.funded_weeks, days=1
+    )
+    first = command.first_session or domain.next_week(meeting.start, ctx.zone)
+    if first <= ctx.now:
+        raise Refused("first_session", "the first session must be in the future")
+    starts = domain.weekly(first, ends_on, ctx.zone)
+    if not starts:
+        raise Refused("case_id", "the funded service period has already ended")
+    judge(schedule, ctx, parties, verdicts, start=starts[0],
+          minutes=ctx.policy.session_minutes, method=method,
+          service_ends_on=ends_on)  # fmt: skip
+    sessions = _regular(schedule, starts, ctx.policy.session_minutes, method)
+    record = changed(
+        schedule, ctx, [s.session_id for s in sessions], status="going_ahead", method=method,
+        sessions=[*schedule.sessions, *sessions], service_ends_on=ends_on,
+    )  # fmt: skip
+    local = starts[0].astimezone(ctx.zone)
+    event = SessionsScheduled(
+        case_id=schedule.case_id, supporter_id=schedule.supporter_id,
+        session_ids=[s.session_id for s in sessions], weekday=f"{local:%A}",
+        local_time=f"{local:%H:%M}", time_zone=ctx.policy.time_zone, service_ends_on=ends_on,
+    )  # fmt: skip
+    return Change(record, [event])
+
+
+def agree_frequency(
+    schedule: CaseSchedule | None, command: RecordFrequencyAgreement, ctx: Context
+) -> Decision:
+    schedule = must_have(schedule, "arranging", "going_ahead")
+    record = changed(schedule, ctx, [], sessions_per_week_agreed=command.sessions_per_week)
+    event = FrequencyAgreed(case_id=schedule.case_id, sessions_per_week=command.sessions_per_week)
+    return Change(record, [event])
+
+
+def book(
+    schedule: CaseSchedule | None, command: BookSession, ctx: Context, parties: Parties,
+    verdicts: Verdicts,
+) -> Decision:  # fmt: skip
+    schedule = must_have(schedule, "going_ahead", "suspended")
+    start = command.start.astimezone(ctx.zone)
+    if start <= ctx.now:
+        raise Refused("start", "a session must be booked in the future")
+    judge(schedule, ctx, parties, verdicts, start=start, minutes=command.minutes,
+          method=command.method, purposes=command.purposes)  # fmt: skip
+    if any(s.start == start for s in domain.future(schedule.sessions, ctx.now)):
+        raise Refused("start", "a session already starts at that time")
+    session = Session(
+        session_id=session_id(schedule), kind="extra", start=start,
+        end=start + timedelta(minutes=command.minutes), method=command.method, status="booked",
+    )  # fmt: skip
+    record = changed(schedule, ctx, [session.session_id],
+                     sessions=[*schedule.sessions, session])  # fmt: skip
+    return Change(record, [_booked(schedule, session)])
+
+
+def reschedule(
+    schedule: CaseSchedule | None, command: RescheduleSession, ctx: Context, parties: Parties,
+    verdicts: Verdicts,
+) -> Decision:  # fmt: skip
+    schedule = must_have(schedule, "arranging", "going_ahead")
+    session = schedule.session(command.session_id)
+    if session is None or session.status != "booked":
+        raise Refused("session_id", "no booked session with this id in this case")
+    start = command.start.astimezone(ctx.zone)
+    if start <= ctx.now:
+        raise Refused("start", "a session can only move to a future time")
+    judge(schedule, ctx, parties, verdicts, start=start, minutes=minutes_of(session),
+          method=session.method, moving=session.session_id)  # fmt: skip
+    moved = session.model_copy(
+        update={"start": start, "end": start + (session.end - session.start)}
+    )
+    record = changed(schedule, ctx, [moved.session_id], sessions=_replace(schedule, moved))
+    event = SessionRescheduled(case_id=schedule.case_id, session_id=moved.session_id,
+                               start=moved.start, end=moved.end)  # fmt: skip
+    return Change(record, [event])
+
+
+def cancel(schedule: CaseSchedule | None, command: CancelSession, ctx: Context) -> Decision:
+    schedule = must_have(schedule, "arranging", "going_ahead", "suspended")
+    session = schedule.session(command.session_id)
+    if session is None or session.status not in domain.LIVE:
+        raise Refused("session_id", "no upcoming session with this id in this case")
+    reason = f"cancelled_by_{command.by}"
+    gone = session.model_copy(update={"status": "cancelled", "cancel_reason": reason})
+    record = changed(schedule, ctx, [gone.session_id], sessions=_replace(schedule, gone))
+    event = SessionCancelled(case_id=schedule.case_id, session_id=gone.session_id,
+                             reason=reason)  # fmt: skip
+    return Change(record, [event])
+
+
+def extend(schedule: CaseSchedule | None, command: ExtendService, ctx: Context) -> Decision:
+    schedule = must_have(schedule, "going_ahead")
+    assert schedule.service_ends_on is not None
+    assert schedule.method is not None
+    if command.until <= schedule.service_ends_on:
+        raise Refused("until", f"the service already runs to {schedule.service_ends_on}")
+    last = max(s.start for s in schedule.sessions if s.kind == "regular")
+    starts = domain.weekly(domain.next_week(last, ctx.zone), command.until, ctx.zone)
+    sessions = _regular(schedule, starts, ctx.policy.session_minutes, schedule.method)
+    record = changed(schedule, ctx, [s.session_id for s in sessions],
+                     sessions=[*schedule.sessions, *sessions],
+                     service_ends_on=command.until)  # fmt: skip
+    event = ServiceExtended(case_id=schedule.case_id, service_ends_on=command.until,
+                            session_ids=[s.session_id for s in sessions])  # fmt: skip
+    return Change(record, [event])
