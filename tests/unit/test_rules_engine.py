@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts.rules import FACTS, Kind
+from contracts.rules import FACTS, Kind, PublishedRuleset
 from services.rules import bundle, language, reference
 from services.rules.engine import Engine
 from services.rules.live import LiveRulesets
@@ -155,21 +155,22 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
                     wrong.append(f"{loaded.ref.version}: {outcome}")
             counts[worker] += 1
 
-    threads = [threading.Thread(target=evaluate, args=(i,)) for i in range(4)]
+    # Daemon threads, stopped whatever happens: a failing swap must not leave them spinning.
+    threads = [threading.Thread(target=evaluate, args=(i,), daemon=True) for i in range(4)]
     for thread in threads:
         thread.start()
-    from contracts.rules import PublishedRuleset
-
-    for swap in range(200):
-        text = lenient if swap % 2 == 0 else strict
-        ruleset = bundle.Source(Kind.BOUNDARIES, "acme", text).resolve()
-        live.apply(PublishedRuleset(
-            org="acme", kind=Kind.BOUNDARIES, version=ruleset.version, content_hash=bundle.content_hash(ruleset),
-            default_text=text, override_text=None, published_at=datetime(2026, 11, 28, tzinfo=UTC),
-        ))  # fmt: skip
-    stop.set()
-    for thread in threads:
-        thread.join()
+    try:
+        for swap in range(200):
+            text = lenient if swap % 2 == 0 else strict
+            ruleset = bundle.Source(Kind.BOUNDARIES, "acme", text).resolve()
+            live.apply(PublishedRuleset(
+                org="acme", kind=Kind.BOUNDARIES, version=ruleset.version, content_hash=bundle.content_hash(ruleset),
+                default_text=text, override_text=None, published_at=datetime(2026, 11, 28, tzinfo=UTC),
+            ))  # fmt: skip
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
 
     assert wrong == []
     assert min(counts) > 0
