@@ -19,10 +19,11 @@ from contracts.records import Caseload, CaseMatch
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, MatchingPolicyDecided
 from runtime import topology
+from runtime.changes import Change
 from runtime.clock import ManualClock
 from runtime.settings import Settings
 from services.matching.bootstrap import BUCKETS, wire
-from services.matching.handlers import MatchingDeps, handlers
+from services.matching.handlers import MatchingDeps, handlers, on_case
 from services.rules import facts
 from tests import records
 from tests.fakes import ORG, FakeAsking, FakePublisher, ServiceWorld, as_buckets, fake_buckets
@@ -152,3 +153,39 @@ async def test_declined_supporters_are_never_proposed_to_that_client_again(world
     refused = await world.send(AcceptProposal(case_id="c1", supporter_id=sorted(first)[0]))
     assert isinstance(refused, CommandRejected)
     assert refused.errors[0].field == "supporter_id"
+
+
+async def test_what_was_reserved_for_a_state_that_moved_on_goes_back_and_is_gathered_again(
+    world: World,
+) -> None:
+    await add_supporter(world, "s1")
+    await add_client(world, "c1")
+    before = await match_of(world, "c1")
+    gathered: list[CaseMatch | None] = []
+
+    async def gather(seen: CaseMatch | None) -> tuple[bool, list[str]]:
+        gathered.append(seen)
+        if len(gathered) > 1:
+            return False, []
+        # A hold taken for this state; then another replica changes the case first.
+        assert await world.deps.caseloads.hold(ORG, "s9", "c1", None, 1, world.clock())
+        await world.deps.changer.change(ORG, "c1", _declined_elsewhere)
+        return True, ["s9"]
+
+    def decide(match: CaseMatch | None, go: bool) -> Change[CaseMatch] | None:
+        assert match is not None
+        return Change(match.model_copy(update={"round": 99}), []) if go else None
+
+    await on_case(ORG, "c1", world.deps, gather, decide)
+
+    assert len(gathered) == 2
+    assert gathered[0] == before
+    assert gathered[1] is not None
+    assert gathered[1].round == 7
+    assert await holds(world, "s9") == {}  # the reservation went back
+    assert (await match_of(world, "c1")).round == 7  # the other change stands, alone
+
+
+async def _declined_elsewhere(match: CaseMatch | None) -> Change[CaseMatch] | None:
+    assert match is not None
+    return Change(match.model_copy(update={"round": 7}), [])
