@@ -90,13 +90,21 @@ class RecordStore(Generic[R]):
         return found
 
     async def save(self, org: str, entity_id: str, stored: Stored[R], revision: int) -> int:
-        value = self._adapter.dump_json(stored)
-        try:
-            if revision == 0:
-                return await self.kv.create(key(org, entity_id), value)
-            return await self.kv.update(key(org, entity_id), value, last=revision)
-        except KeyWrongLastSequenceError as error:
-            raise Conflict(key(org, entity_id)) from error
+        return await compare_and_set(
+            self.kv, key(org, entity_id), self._adapter.dump_json(stored), revision
+        )
+
+
+async def compare_and_set(kv: KeyValue, name: str, value: bytes, revision: int) -> int:
+    """The one compare-and-set write every store uses: create when ``revision`` is 0, else
+    update from that revision; ``Conflict`` when someone else wrote first. Returns the new
+    revision."""
+    try:
+        if revision == 0:
+            return await kv.create(name, value)
+        return await kv.update(name, value, last=revision)
+    except KeyWrongLastSequenceError as error:
+        raise Conflict(name) from error
 
 
 async def keys(kv: KeyValue, pattern: str) -> list[str]:

@@ -17,14 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from runtime.logging import get_logger
 from runtime.state import CaseloadReader, DecisionReader, RecordReader
-from runtime.store import RecordStore, Stored
+from runtime.store import Conflict, RecordStore, Stored, compare_and_set
 from services.matching.domain import LiveIndex, SupporterRow, normalise
 
 log = get_logger(__name__)
@@ -46,12 +45,9 @@ class CaseloadStore(CaseloadReader):
                 return new
             value = new.model_dump_json().encode()
             try:
-                if revision == 0:
-                    await self.kv.create(f"{org}.{supporter_id}", value)
-                else:
-                    await self.kv.update(f"{org}.{supporter_id}", value, last=revision)
+                await compare_and_set(self.kv, f"{org}.{supporter_id}", value, revision)
                 return new
-            except KeyWrongLastSequenceError:
+            except Conflict:
                 continue
         raise RuntimeError(f"caseload {org}.{supporter_id} kept changing; try again")
 

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from contracts.rules import Kind, PublishedRuleset, RulesDecision
@@ -19,14 +19,7 @@ class DecisionStore(DecisionReader):
     async def put(self, org: str, decision: RulesDecision, revision: int) -> None:
         """Store a decision by compare-and-set on the revision it was decided after."""
         key = f"{org}.{decision.kind.value}.{decision.subject_id}"
-        value = decision.model_dump_json().encode()
-        try:
-            if revision == 0:
-                await self._kv.create(key, value)
-            else:
-                await self._kv.update(key, value, last=revision)
-        except KeyWrongLastSequenceError as error:
-            raise store.Conflict(key) from error
+        await store.compare_and_set(self._kv, key, decision.model_dump_json().encode(), revision)
 
 
 class RulesStore:
