@@ -65,10 +65,13 @@ class Running:
     deps: dict[str, Any] = field(default_factory=dict)
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        """Stop every service started here; stopping again does nothing."""
+        tasks, brokers = self.tasks, self.brokers
+        self.tasks, self.brokers = [], []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for broker in self.brokers:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for broker in brokers:
             await broker.stop()
 
 

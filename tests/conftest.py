@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from alongside import services
 from alongside.client import AlongsideClient
 from runtime import bus, topology
+from runtime.clock import SYSTEM, Clock, ManualClock
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
 
@@ -62,17 +63,49 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def intake(provisioned: str) -> AsyncIterator[services.Running]:
-    running = await services.start(provisioned, ["intake"])
-    yield running
-    await running.stop()
+def clock() -> ManualClock:
+    """The services' time, which a test moves: a meeting two seconds ahead is held at once.
+    It starts at the wall clock's now, so the server's own clock (message schedules) agrees
+    until a test moves it."""
+    return ManualClock(SYSTEM())
+
+
+Start = Callable[..., Awaitable[services.Running]]
 
 
 @pytest.fixture
-async def rules_service(provisioned: str) -> AsyncIterator[services.Running]:
-    running = await services.start(provisioned, ["rules"])
-    yield running
-    await running.stop()
+async def start(provisioned: str, clock: ManualClock) -> AsyncIterator[Start]:
+    """The one way tests run services: ``await start("intake", "rules")`` (every service when
+    none is named), in this process, on the test's clock (or ``clock=``); all are stopped
+    when the test ends."""
+    started: list[services.Running] = []
+
+    async def start_(*names: str, clock: Clock = clock) -> services.Running:
+        running = await services.start(
+            provisioned, list(names or services.SERVICES), clock=clock
+        )
+        started.append(running)
+        return running
+
+    yield start_
+    for running in reversed(started):
+        await running.stop()
+
+
+@pytest.fixture
+async def running(start: Start) -> services.Running:
+    """Every service."""
+    return await start()
+
+
+@pytest.fixture
+async def intake(start: Start) -> services.Running:
+    return await start("intake")
+
+
+@pytest.fixture
+async def rules_service(start: Start) -> services.Running:
+    return await start("rules")
 
 
 @pytest.fixture

@@ -3,27 +3,25 @@
 The services run on a clock the test sets: every day of one week at 23:59 local time
 (the last minute before "tomorrow"), and the Saturday night before each of Auckland's
 daylight-saving changes (the extra session "tomorrow" falls on the day of the change and
-the weekly series runs across it). Each moment gets a fresh organisation, so one clock
-moving forward serves them all.
+the weekly series runs across it). Each moment gets fresh services and a fresh
+organisation, on a clock set to that moment.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
 
 import pytest
 
-from alongside import services
 from alongside.client import AlongsideClient
 from alongside.demo import scheduling_journey
 from contracts.intake import CLIENT_PARTY_ID, GiveConsent, Stage
 from contracts.matching import AcceptProposal
 from runtime.clock import ManualClock
+from tests.conftest import Start
 from tests.support import AUCKLAND, accepted, eligible, intake, supporter, wait_for
 
-ALL = ["intake", "rules", "matching", "scheduling"]
 WEEK = [date(2027, 3, 1) + timedelta(days=n) for n in range(7)]  # Monday to Sunday
 # Auckland leaves daylight saving on Sunday 4 April 2027 and enters it on Sunday 26 September.
 DAYLIGHT_SAVING = [date(2027, 4, 3), date(2027, 9, 25)]
@@ -31,24 +29,12 @@ MOMENTS = [datetime.combine(day, time(23, 59), tzinfo=AUCKLAND) for day in WEEK 
 MORE_THAN_WEEKLY = "rules.boundaries.more-than-weekly-without-agreement"
 
 
-@pytest.fixture(scope="module")
-def clock() -> ManualClock:
-    return ManualClock(MOMENTS[0])
-
-
-@pytest.fixture(scope="module")
-async def running(provisioned: str, clock: ManualClock) -> AsyncIterator[services.Running]:
-    started = await services.start(provisioned, ALL, clock=clock)
-    yield started
-    await started.stop()
-
-
 @pytest.mark.parametrize("moment", MOMENTS, ids=[f"{m:%a-%Y-%m-%d-%H%M}" for m in MOMENTS])
 async def test_the_scheduling_journey_runs_the_same_at_any_moment(
-    moment: datetime, running: services.Running, clock: ManualClock, client: AlongsideClient,
-    org: str,
-) -> None:  # fmt: skip
+    moment: datetime, start: Start, clock: ManualClock, client: AlongsideClient, org: str
+) -> None:
     clock.set(moment)
+    await start()  # every service, on this clock
     today = moment.date()
     await supporter(client, org, "s1", ["sm"], today=today)
     await eligible(client, org, 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -28,6 +27,7 @@ from contracts.replies import CommandRejected
 from runtime.clock import SYSTEM
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
+from tests.conftest import Start
 from tests.support import (
     accepted,
     eligible,
@@ -45,10 +45,9 @@ TODAY = org_today(SYSTEM)
 
 
 @pytest.fixture
-async def running(provisioned: str) -> AsyncIterator[services.Running]:
-    started = await services.start(provisioned, ["intake", "rules", "matching"])
-    yield started
-    await started.stop()
+async def running(start: Start) -> services.Running:
+    """The services matching needs and works with; scheduling's events would only add noise."""
+    return await start("intake", "rules", "matching")
 
 
 def deps_of(running: services.Running) -> MatchingDeps:

@@ -30,16 +30,15 @@ from runtime.clock import SYSTEM
 from services.rules import bundle, handlers, publishing
 from services.rules.adapters import RulesStore
 from services.rules.handlers import RulesDeps
+from tests.conftest import Start
 from tests.support import accepted, org_today, wait_for
 
 TODAY = org_today(SYSTEM)
 
 
 @pytest.fixture
-async def rules(provisioned: str) -> Any:
-    running = await services.start(provisioned, ["intake", "rules"])
-    yield running
-    await running.stop()
+async def rules(start: Start) -> services.Running:
+    return await start("intake", "rules")
 
 
 def deps_of(running: services.Running) -> RulesDeps:
