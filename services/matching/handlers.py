@@ -224,7 +224,7 @@ async def nothing(_: CaseMatch | None) -> tuple[None, list[str]]:
     return None, []
 
 
-async def answer(reply: Reply | None) -> Reply:
+def answer(reply: Reply | None) -> Reply:
     assert reply is not None  # a command is always answered
     return reply
 
@@ -360,7 +360,7 @@ async def accept_proposal(command: AcceptProposal, received: Received, deps: Mat
         agreed = await consented(org, case_id, command.supporter_id, deps)
         return (held, agreed), [command.supporter_id] if held else []
 
-    return await answer(await on_case(org, case_id, deps, gather, lambda m, got: (
+    return answer(await on_case(org, case_id, deps, gather, lambda m, got: (
         decisions.accept(m, command, got[0], got[1], now)
     ), received))  # fmt: skip
 
@@ -386,7 +386,7 @@ async def _new_proposals(
         offered = await offer(org, moved, client, deps, now)
         return (client, offered), offered.held
 
-    return await answer(await on_case(org, case_id, deps, gather, lambda m, got: (
+    return answer(await on_case(org, case_id, deps, gather, lambda m, got: (
         decide(m, got[0], got[1], now)
     ), received))  # fmt: skip
 
@@ -414,7 +414,7 @@ async def refuse_service(command: RefuseService, received: Received, deps: Match
     async def gather(seen: CaseMatch | None) -> tuple[bool, list[str]]:
         return seen is not None or await deps.records.case(org, command.case_id) is not None, []
 
-    return await answer(await on_case(org, command.case_id, deps, gather, lambda m, exists: (
+    return answer(await on_case(org, command.case_id, deps, gather, lambda m, exists: (
         decisions.refuse(m, command.case_id, exists, now)
     ), received))  # fmt: skip
 

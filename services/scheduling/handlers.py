@@ -165,7 +165,7 @@ async def on_schedule(
     return await deps.schedules.gather_and_change(org, case_id, gather, decide, received)
 
 
-async def answer(reply: Reply | None) -> Reply:
+def answer(reply: Reply | None) -> Reply:
     assert reply is not None  # a command is always answered
     return reply
 
@@ -240,7 +240,7 @@ async def on_supporter_eligibility_decided(
 @handlers.on(ConfirmMeeting)
 async def confirm_meeting(command: ConfirmMeeting, received: Received, deps: SchedulingDeps
                           ) -> Reply:  # fmt: skip
-    return await answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
         sessions.confirm(s, command, got.ctx, got.parties, got.verdicts)
     ), received, judged=True))  # fmt: skip
 
@@ -249,7 +249,7 @@ async def confirm_meeting(command: ConfirmMeeting, received: Received, deps: Sch
 async def propose_meeting_time(
     command: ProposeMeetingTime, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return await answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
         sessions.propose_time(s, command, got.ctx, got.parties)
     ), received, judged=True))  # fmt: skip
 
@@ -257,7 +257,7 @@ async def propose_meeting_time(
 @handlers.on(RecordAttendance)
 async def record_attendance(command: RecordAttendance, received: Received, deps: SchedulingDeps
                             ) -> Reply:  # fmt: skip
-    return await answer(await on_schedule(
+    return answer(await on_schedule(
         received.org, command.case_id, deps,
         lambda s, got: sessions.attendance(s, command, got.ctx), received,
     ))  # fmt: skip
@@ -265,7 +265,7 @@ async def record_attendance(command: RecordAttendance, received: Received, deps:
 
 @handlers.on(GoAhead)
 async def go_ahead(command: GoAhead, received: Received, deps: SchedulingDeps) -> Reply:
-    return await answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
         sessions.go_ahead(s, command, got.ctx, got.parties, got.verdicts)
     ), received, judged=True))  # fmt: skip
 
@@ -274,7 +274,7 @@ async def go_ahead(command: GoAhead, received: Received, deps: SchedulingDeps) -
 async def record_frequency_agreement(
     command: RecordFrequencyAgreement, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return await answer(await on_schedule(
+    return answer(await on_schedule(
         received.org, command.case_id, deps,
         lambda s, got: sessions.agree_frequency(s, command, got.ctx), received,
     ))  # fmt: skip
@@ -282,7 +282,7 @@ async def record_frequency_agreement(
 
 @handlers.on(BookSession)
 async def book_session(command: BookSession, received: Received, deps: SchedulingDeps) -> Reply:
-    return await answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
         sessions.book(s, command, got.ctx, got.parties, got.verdicts)
     ), received, judged=True))  # fmt: skip
 
@@ -291,7 +291,7 @@ async def book_session(command: BookSession, received: Received, deps: Schedulin
 async def reschedule_session(
     command: RescheduleSession, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return await answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
         sessions.reschedule(s, command, got.ctx, got.parties, got.verdicts)
     ), received, judged=True))  # fmt: skip
 
@@ -299,7 +299,7 @@ async def reschedule_session(
 @handlers.on(CancelSession)
 async def cancel_session(command: CancelSession, received: Received, deps: SchedulingDeps
                          ) -> Reply:  # fmt: skip
-    return await answer(await on_schedule(
+    return answer(await on_schedule(
         received.org, command.case_id, deps,
         lambda s, got: sessions.cancel(s, command, got.ctx), received,
     ))  # fmt: skip
@@ -308,7 +308,7 @@ async def cancel_session(command: CancelSession, received: Received, deps: Sched
 @handlers.on(ExtendService)
 async def extend_service(command: ExtendService, received: Received, deps: SchedulingDeps
                          ) -> Reply:  # fmt: skip
-    return await answer(await on_schedule(
+    return answer(await on_schedule(
         received.org, command.case_id, deps,
         lambda s, got: sessions.extend(s, command, got.ctx), received,
     ))  # fmt: skip
@@ -327,7 +327,7 @@ async def configure_scheduling(
         record = SchedulingSettings(policy=command.policy, updated_at=now)
         return Change(record, [SchedulingConfigured(policy=command.policy)])
 
-    return await answer(
+    return answer(
         await deps.settings_store.change(received.org, SETTINGS_KEY, configure, received)
     )
 
@@ -353,7 +353,7 @@ async def record_supervision_attendance(
         command_id = uuid.uuid5(NAMESPACE, f"{org}:{command.session_id}:attended").hex
         return ctx, await deps.asking.command(org, evidence, command_id, received.envelope)
 
-    return await answer(await deps.supervision.gather_and_change(
+    return answer(await deps.supervision.gather_and_change(
         org, command.supporter_id, gather,
         lambda record, got: supervision.attended(record, command, got[0], got[1]), received,
     ))  # fmt: skip
@@ -390,7 +390,7 @@ async def create_group_session(
         fitness, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, command.facilitator_id)
         return await context(org, deps), fitness is not None and fitness.outcome == "eligible"
 
-    return await answer(await deps.groups.gather_and_change(
+    return answer(await deps.groups.gather_and_change(
         org, command.group_id, gather,
         lambda group, got: groups.create(group, command, got[0], got[1]), received,
     ))  # fmt: skip
@@ -411,7 +411,7 @@ async def join_group_session(
                           consent_active=consent is not None and consent.outcome == "active")
         return Inputs(await context(org, deps), joining, verdicts)
 
-    return await answer(await deps.groups.gather_and_change(
+    return answer(await deps.groups.gather_and_change(
         org, command.group_id, gather, lambda group, got: groups.join(
             group, command, got.ctx, got.parties.case, got.parties.consent_active, got.verdicts
         ), received,
