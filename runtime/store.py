@@ -108,18 +108,24 @@ async def compare_and_set(kv: KeyValue, name: str, value: bytes, revision: int) 
 
 
 async def keys(kv: KeyValue, pattern: str) -> list[str]:
-    """Keys matching a subject-style ``pattern`` (``org.*``). nats-py's ``keys(filters=)``
-    matches substrings and reads every key, so watch just the pattern instead."""
-    watcher = await kv.watch(pattern, meta_only=True, ignore_deletes=True)
-    keys = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of the current values
-                break
-            keys.append(entry.key)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return keys
+    """Keys matching a subject-style ``pattern`` (``org.*``), read from the bucket stream's
+    subject index: no consumer is made. (A watch per listing left a server-side consumer
+    alive for minutes, and nats-server refuses the 1,001st consumer on a stream.) Paged as
+    the server pages it. A deleted key may be listed until the bucket compacts: readers load
+    each key and skip what is gone."""
+    # nats-py 2.16 (pinned) has no public call for a KV bucket's subjects with paging; its
+    # KeyValue keeps its JetStream context, stream and key prefix in these attributes.
+    js, stream, prefix = kv._js, kv._stream, kv._pre
+    found: list[str] = []
+    while True:
+        request = {"subjects_filter": f"{prefix}{pattern}", "offset": len(found)}
+        info = await js._api_request(
+            f"{js._prefix}.STREAM.INFO.{stream}", json.dumps(request).encode(), timeout=5.0
+        )
+        page = list((info.get("state") or {}).get("subjects") or {})
+        found.extend(subject[len(prefix):] for subject in page)
+        if not page or len(found) >= int(info.get("total") or 0):
+            return sorted(found)
 
 
 class StoredReply(BaseModel):

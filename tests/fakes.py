@@ -11,8 +11,9 @@ dedupe, redelivery and restarts is tested against the real nats-server instead.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
@@ -56,24 +57,6 @@ def _matches(pattern: str, key: str) -> bool:
     return len(tokens) == len(wanted)
 
 
-class _KeyWatcher:
-    """What ``runtime.store.keys`` reads: every current entry, then ``None``."""
-
-    def __init__(self, entries: list[Entry]) -> None:
-        self._entries = entries
-
-    def __aiter__(self) -> AsyncIterator[Entry | None]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Entry | None]:
-        for entry in self._entries:
-            yield entry
-        yield None
-
-    async def stop(self) -> None:
-        return None
-
-
 @dataclass
 class FakeKeyValue:
     """A KV bucket in memory: one revision sequence per bucket, as JetStream numbers them."""
@@ -106,8 +89,22 @@ class FakeKeyValue:
     async def put(self, key: str, value: bytes) -> int:
         return self._write(key, value)
 
-    async def watch(self, pattern: str, **_: Any) -> _KeyWatcher:
-        return _KeyWatcher([e for k, e in sorted(self.entries.items()) if _matches(pattern, k)])
+    # What ``runtime.store.keys`` reads: the bucket stream's subject index (JetStream's
+    # STREAM.INFO with a subjects filter), one page of every matching key.
+    _pre = "$KV.fake."
+    _stream = "KV_fake"
+    _prefix = "$JS.API"
+
+    @property
+    def _js(self) -> FakeKeyValue:
+        return self
+
+    async def _api_request(self, subject: str, request: bytes, timeout: float) -> dict[str, Any]:
+        wanted = json.loads(request)
+        pattern = wanted["subjects_filter"].removeprefix(self._pre)
+        subjects = {self._pre + k: 1 for k in sorted(self.entries) if _matches(pattern, k)}
+        page = dict(list(subjects.items())[wanted.get("offset", 0):])
+        return {"state": {"subjects": page}, "total": len(subjects)}
 
     def as_kv(self) -> KeyValue:
         """Typed as the real bucket for the stores; it answers every call they make."""
