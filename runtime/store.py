@@ -316,6 +316,18 @@ class Changer(Generic[R]):
         await self.flush(org, entity_id, new, revision)
         return reply
 
+    async def settled(self, org: str, entity_id: str) -> R | None:
+        """The record with nothing left to carry out: a pending outbox (a crash, or another
+        replica mid-flush) is flushed first, so what is gathered for it is not undone by that
+        flush afterwards (a release of holds, a reminder cleared)."""
+        stored, revision = await self.store.load(org, entity_id)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            if stored is None or stored.outbox is None:
+                break
+            await self.flush(org, entity_id, stored, revision)
+            stored, revision = await self.store.load(org, entity_id)
+        return stored.record if stored else None
+
     async def gather_and_change(
         self, org: str, entity_id: str, gather: Callable[[R | None], Awaitable[In]],
         decide: Callable[[R | None, In], Change[R] | None], command: Received | None = None,
@@ -326,8 +338,15 @@ class Changer(Generic[R]):
         the new record with the same inputs, with no I/O in between; a decision that finds its
         inputs no longer fit the record raises ``Regather``, and they are gathered again."""
         for _ in range(MAX_GATHERS):
-            stored, _ = await self.store.load(org, entity_id)
-            inputs = await gather(stored.record if stored else None)
+            try:
+                inputs = await gather(await self.settled(org, entity_id))
+            except Refused as refused:  # e.g. another service refused what was asked of it
+                if command is None:
+                    raise
+                return CommandRejected(
+                    command_id=command.envelope.id, command_type=command.envelope.type,
+                    errors=refused.errors,
+                )  # fmt: skip
 
             async def pure(record: R | None, inputs: In = inputs) -> Change[R] | None:
                 return decide(record, inputs)

@@ -122,11 +122,15 @@ async def offer(
         return Offered([], result)
     until = now + timedelta(days=policy.hold_days)
     offers: list[Offer] = []
-    for proposal in result:
-        if len(offers) == policy.proposals:
-            break
-        if await hold(org, proposal.supporter_id, match.case_id, until, deps, now, index):
-            offers.append(decisions.offer_of(proposal, until))
+    try:
+        for proposal in result:
+            if len(offers) == policy.proposals:
+                break
+            if await hold(org, proposal.supporter_id, match.case_id, until, deps, now, index):
+                offers.append(decisions.offer_of(proposal, until))
+    except BaseException:
+        await give_back(org, match.case_id, [o.supporter_id for o in offers], deps)
+        raise
     return Offered(offers, None if offers else decisions.TAKEN_MEANWHILE)
 
 
@@ -188,12 +192,13 @@ async def on_case(
     that very state, else what was reserved goes back and it is gathered again. ``gather``
     returns its inputs and the holds it took."""
     for _ in range(MAX_GATHERS):
-        stored, _ = await deps.matches.load(org, case_id)
-        seen = stored.record if stored else None
-        inputs, held = await gather(seen)
+        # Gather for a state with nothing left to carry out: a pending flush would otherwise
+        # release, afterwards, a hold taken here for a supporter that state gave up.
+        seen = await deps.changer.settled(org, case_id)
+        held: list[str] = []
         applied = False
 
-        async def pure(current: CaseMatch | None, inputs: In = inputs,
+        async def pure(current: CaseMatch | None, inputs: In,
                        seen: CaseMatch | None = seen) -> Change[CaseMatch] | None:  # fmt: skip
             nonlocal applied
             if current != seen:
@@ -207,10 +212,21 @@ async def on_case(
             return Change(record, change.events)
 
         try:
-            reply = await deps.changer.change(org, case_id, pure, received)
+            inputs, held = await gather(seen)
+
+            async def decided(current: CaseMatch | None, inputs: In = inputs
+                              ) -> Change[CaseMatch] | None:  # fmt: skip
+                return await pure(current, inputs)
+
+            reply = await deps.changer.change(org, case_id, decided, received)
         except Regather:
             await give_back(org, case_id, held, deps)
             continue
+        except BaseException:
+            # Whatever failed, nothing holds a slot for a decision that was not committed
+            # (give_back keeps what the case's current state holds).
+            await give_back(org, case_id, held, deps)
+            raise
         if not applied or isinstance(reply, CommandRejected):
             await give_back(org, case_id, held, deps)
         return reply
@@ -356,8 +372,9 @@ async def accept_proposal(command: AcceptProposal, received: Received, deps: Mat
         )
         if not proposed:
             return (False, False), []  # the decision refuses it, naming why
-        held = await hold(org, command.supporter_id, case_id, None, deps, now)
+        # Read first, hold last: nothing can fail between the hold and handing it over.
         agreed = await consented(org, case_id, command.supporter_id, deps)
+        held = await hold(org, command.supporter_id, case_id, None, deps, now)
         return (held, agreed), [command.supporter_id] if held else []
 
     return answer(await on_case(org, case_id, deps, gather, lambda m, got: (

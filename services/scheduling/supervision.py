@@ -35,8 +35,9 @@ def plan(
         mine = [s for s in record.sessions if s.kind == kind]
         if any(not s.attended and s.start > ctx.now for s in mine):
             continue
-        last = max((s.start.date() for s in mine if s.attended), default=ctx.now.date())
-        day = max(last + timedelta(days=every), ctx.now.date() + timedelta(days=1))
+        attended = (s.start.astimezone(ctx.zone).date() for s in mine if s.attended)
+        last = max(attended, default=ctx.today)
+        day = max(last + timedelta(days=every), ctx.today + timedelta(days=1))
         start = domain.at(day, time(SUPERVISION_HOUR), ctx.zone)
         session = SupervisionSession(
             session_id=f"{kind.replace('_', '-')}-{supporter_id}-{day:%Y%m%d}", kind=kind,

@@ -22,6 +22,7 @@ from runtime import topology
 from runtime.changes import Change
 from runtime.clock import ManualClock
 from runtime.settings import Settings
+from runtime.store import Outbox
 from services.matching.bootstrap import BUCKETS, wire
 from services.matching.handlers import MatchingDeps, handlers, on_case
 from services.rules import facts
@@ -189,3 +190,23 @@ async def test_what_was_reserved_for_a_state_that_moved_on_goes_back_and_is_gath
 async def _declined_elsewhere(match: CaseMatch | None) -> Change[CaseMatch] | None:
     assert match is not None
     return Change(match.model_copy(update={"round": 7}), [])
+
+
+async def test_a_choice_made_while_an_expiry_is_still_being_carried_out_keeps_its_slot(
+    world: World,
+) -> None:
+    await add_supporter(world, "s1", caseload_cap=1)
+    await add_client(world, "c1")
+    # The expiry was committed, but its outbox (which releases s1) not yet carried out:
+    # a crash, or another replica mid-flush.
+    stored, revision = await world.deps.matches.load(ORG, "c1")
+    assert stored is not None
+    expired = stored.record.model_copy(update={"status": "expired", "released": ["s1"]})
+    await world.deps.matches.save(ORG, "c1", world.deps.matches.stored(expired, Outbox(events=[])),
+                                  revision)  # fmt: skip
+
+    reply = await world.send(AcceptProposal(case_id="c1", supporter_id="s1"))
+
+    assert isinstance(reply, CommandAccepted)
+    assert (await match_of(world, "c1")).supporter_id == "s1"
+    assert await holds(world, "s1") == {"c1": None}  # the expiry's release did not undo it
