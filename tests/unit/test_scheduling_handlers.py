@@ -21,8 +21,8 @@ from contracts.intake import (
 )
 from contracts.matching import MatchActivated
 from contracts.records import CaseSchedule
-from contracts.replies import CommandAccepted, CommandRejected
-from contracts.rules import ConsentDecided, Kind
+from contracts.replies import CommandAccepted, CommandRejected, FieldError
+from contracts.rules import ConsentDecided, EvaluateRules, Kind
 from contracts.scheduling import (
     BookSession,
     ConfirmMeeting,
@@ -195,3 +195,20 @@ def _ruleset_ref(world: World) -> Any:
     with world.asking.rules.lease(ORG, Kind.CONSENT) as loaded:
         return loaded.ref
 
+
+
+async def test_a_judgement_the_rules_service_refuses_is_answered_not_dropped(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _held_meeting_and_weekly_sessions(world)
+
+    async def refuse(org: str, command: EvaluateRules) -> CommandRejected:
+        return CommandRejected(command_id=None, command_type="EvaluateRules",
+                               errors=[FieldError(field="data.facts", reason="unreadable")])  # fmt: skip
+
+    monkeypatch.setattr(world.asking, "evaluate", refuse)
+    reply = await world.send(BookSession(case_id="c1", start=world.clock() + timedelta(days=2),
+                                         minutes=60, method=Method.PHONE))  # fmt: skip
+
+    assert isinstance(reply, CommandRejected)
+    assert [(e.field, e.reason) for e in reply.errors] == [("data.facts", "unreadable")]
