@@ -40,3 +40,9 @@ class Refused(Exception):
 class Regather(Exception):
     """A decision found that what was gathered for it no longer fits the record as it now
     stands (another supporter, a judgement of other facts): gather again, then decide."""
+
+
+class NotYet(Exception):
+    """What an event announces is not readable here yet (a replica behind, a write still on
+    its way): the consumer redelivers the event after a while instead of acknowledging it,
+    and dead-letters it with the reason if it never becomes readable."""

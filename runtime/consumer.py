@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from contracts import subjects
 from contracts.envelope import RawEnvelope
 from runtime import bus
+from runtime.changes import NotYet
 from runtime.clock import Clock
 from runtime.commands import field_errors
 from runtime.dispatch import Handlers, Meta
@@ -94,6 +95,15 @@ def subscribe(
             return
         try:
             await route.handler(event, Meta(org, envelope), deps)
+        except NotYet as later:
+            if deliveries >= settings.max_deliver:
+                await give_up(f"still not readable after {deliveries} deliveries: {later}")
+                return
+            # Not a failure: never act on state older than the event; look again later.
+            delay = min(settings.not_yet_delay_s * 2 ** (deliveries - 1), settings.ack_wait_s)
+            log.info("not_yet", service=spec.service, deliveries=deliveries, delay_s=delay)
+            await message.nack(delay=delay)
+            return
         except Exception as error:
             if deliveries >= settings.max_deliver:
                 await give_up(f"failed {deliveries} times; last: {type(error).__name__}: {error}")

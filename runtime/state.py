@@ -20,12 +20,33 @@ from zoneinfo import ZoneInfo
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from contracts.scheduling import SchedulingPolicy
 from runtime.store import RecordStore, keys
+
+
+class StoredDecision(BaseModel):
+    """A decision as the rules service keeps it: with the announcement of it (a serialized
+    event envelope) while that is still to be published. Stored first, announced second,
+    so a consumer woken by the event always reads the decision it announces."""
+
+    decision: RulesDecision
+    announce: str | None = None
+
+
+def parse_decision(value: bytes) -> StoredDecision:
+    """A stored decision; values written before announcements were kept with them are the
+    bare decision."""
+    stored = _DECISION_SHAPES.validate_json(value)
+    return stored if isinstance(stored, StoredDecision) else StoredDecision(decision=stored)
+
+
+_DECISION_SHAPES: TypeAdapter[StoredDecision | RulesDecision] = TypeAdapter(
+    StoredDecision | RulesDecision
+)
 
 
 class DecisionReader:
@@ -34,14 +55,20 @@ class DecisionReader:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
 
-    async def get(self, org: str, kind: Kind, subject_id: str) -> tuple[RulesDecision | None, int]:
+    async def load(
+        self, org: str, kind: Kind, subject_id: str
+    ) -> tuple[StoredDecision | None, int]:
         try:
             entry = await self._kv.get(f"{org}.{kind.value}.{subject_id}")
         except KeyNotFoundError:
             return None, 0
         assert entry.value is not None
         assert entry.revision is not None
-        return RulesDecision.model_validate_json(entry.value), entry.revision
+        return parse_decision(entry.value), entry.revision
+
+    async def get(self, org: str, kind: Kind, subject_id: str) -> tuple[RulesDecision | None, int]:
+        stored, revision = await self.load(org, kind, subject_id)
+        return (stored.decision if stored else None), revision
 
     async def subjects(self, kind: Kind) -> list[tuple[str, str]]:
         """(org, subject_id) of every stored decision of one kind, across organisations."""

@@ -30,6 +30,7 @@ from runtime import topology
 from runtime.asking import Asking
 from runtime.clock import Clock, ManualClock
 from runtime.dispatch import Handlers, Meta, Received
+from runtime.state import StoredDecision
 from runtime.store import EventPublisher
 from services.rules import domain as rules_domain
 from services.rules.adapters import DecisionStore
@@ -214,7 +215,7 @@ class ServiceWorld(Generic[D]):
             )
         store = DecisionStore(self.kv[topology.DECISIONS_BUCKET].as_kv())
         _, revision = await store.get(ORG, kind, subject_id)
-        await store.put(ORG, decision, revision)
+        await store.put(ORG, StoredDecision(decision=decision), revision)
         return decision
 
     async def on(self, event: Event) -> None:

@@ -22,7 +22,7 @@ from nats.js.kv import KeyValue
 from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from runtime.logging import get_logger
-from runtime.state import CaseloadReader, DecisionReader, RecordReader
+from runtime.state import CaseloadReader, DecisionReader, RecordReader, parse_decision
 from runtime.store import Conflict, RecordStore, Stored, compare_and_set
 from services.matching.domain import LiveIndex, SupporterRow, normalise
 
@@ -159,7 +159,7 @@ class Supporters:
             self._update(org, supporter_id, record=record)
 
     def _on_decision(self, org: str, supporter_id: str, value: bytes | None) -> None:
-        decision = RulesDecision.model_validate_json(value) if value else None
+        decision = parse_decision(value).decision if value else None
         self._update(org, supporter_id, eligible=_eligible(decision))
 
     def _on_caseload(self, org: str, supporter_id: str, value: bytes | None) -> None:

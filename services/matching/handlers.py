@@ -39,7 +39,7 @@ from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided, Support
 from contracts.scheduling import ServiceEnded
 from runtime import periodic, store
 from runtime.asking import Asking
-from runtime.changes import Change, Refused, Regather
+from runtime.changes import Change, NotYet, Refused, Regather
 from runtime.clock import Clock
 from runtime.commands import rejected
 from runtime.dispatch import Handlers, Meta, Received
@@ -258,6 +258,10 @@ async def on_matching_policy_decided(
                                                       list[str]]:  # fmt: skip
         if not decisions.wants_offers(seen):
             return (None, None), []
+        decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
+        if decision is None or decision.decided_at < meta.envelope.time:
+            # Never act on a policy older than the event that announced it.
+            raise NotYet(f"the matching policy of {case_id} announced at {meta.envelope.time}")
         client = await client_of(org, case_id, deps)
         if client is None:
             return (None, None), []

@@ -10,16 +10,20 @@ from __future__ import annotations
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from contracts.rules import Kind, PublishedRuleset, RulesDecision
+from contracts.rules import Kind, PublishedRuleset
 from runtime import store
-from runtime.state import DecisionReader
+from runtime.state import DecisionReader, StoredDecision
 
 
 class DecisionStore(DecisionReader):
-    async def put(self, org: str, decision: RulesDecision, revision: int) -> None:
-        """Store a decision by compare-and-set on the revision it was decided after."""
+    async def put(self, org: str, stored: StoredDecision, revision: int) -> int:
+        """Store a decision (and its announcement, while unpublished) by compare-and-set on
+        the revision it was decided after; returns the new revision."""
+        decision = stored.decision
         key = f"{org}.{decision.kind.value}.{decision.subject_id}"
-        await store.compare_and_set(self._kv, key, decision.model_dump_json().encode(), revision)
+        return await store.compare_and_set(
+            self._kv, key, stored.model_dump_json(exclude_none=True).encode(), revision
+        )
 
 
 class RulesStore:

@@ -8,6 +8,7 @@ that reach the same decision at once publish it once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from contracts.envelope import Event, wrap
+from contracts.envelope import Event, RawEnvelope, wrap
 from contracts.intake import (
     CaseStageChanged,
     ConsentGiven,
@@ -48,7 +49,7 @@ from runtime.commands import field_errors
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from runtime.state import CaseloadReader, Policies, RecordReader
+from runtime.state import CaseloadReader, Policies, RecordReader, StoredDecision
 from runtime.store import Conflict
 from services.rules import domain, facts
 from services.rules.adapters import DecisionStore, RulesStore
@@ -243,29 +244,69 @@ def _announced(decision: RulesDecision) -> tuple[object, ...]:
 
 
 async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDeps) -> bool:
-    """Keep a decision that says something new, and announce it if its event would. Event
-    first: if the process dies before the decision is stored, the redelivered trigger
-    publishes the same event id again (dropped by JetStream) and then stores it."""
-    previous, revision = await deps.decisions.get(org, decision.kind, decision.subject_id)
+    """Keep a decision that says something new, then announce it if its event would.
+
+    Stored first, with its announcement, in one write; published second; then the
+    announcement is cleared. A consumer woken by the event therefore always reads the
+    decision it announces (publishing first let matching read no decision, acknowledge,
+    and drop the client). If the process dies in between, whoever next decides this
+    subject, or the sweep, publishes the kept announcement under the same id."""
+    stored, revision = await _settled(org, decision.kind, decision.subject_id, deps)
+    previous = stored.decision if stored else None
     if domain.same_decision(previous, decision):
         return False
+    announce = None
     if previous is None or _announced(previous) != _announced(decision):
         # The id names the transition (from which stored revision, to what), so replicas
         # making the same change share it and JetStream keeps one, while a later return
         # to an earlier state is a new event.
         digest = hashlib.sha256(repr(_announced(decision)).encode()).hexdigest()
         key = f"{org}:{decision.kind.value}:{decision.subject_id}:{revision}:{digest}"
-        event_id = uuid.uuid5(_NAMESPACE, key).hex
-        await bus.publish_event(
-            deps.js, wrap(event, org=org, source=SOURCE, id=event_id, time=decision.decided_at)
-        )
+        envelope = wrap(event, org=org, source=SOURCE, id=uuid.uuid5(_NAMESPACE, key).hex,
+                        time=decision.decided_at)  # fmt: skip
+        announce = envelope.model_dump_json()
+    new = StoredDecision(decision=decision, announce=announce)
     try:
-        await deps.decisions.put(org, decision, revision)
+        revision = await deps.decisions.put(org, new, revision)
     except Conflict:
-        return False  # another replica stored a decision meanwhile; it published its own
+        return False  # another replica stored a decision meanwhile; it announces its own
     log.info("decided", org=org, kind=decision.kind.value, outcome=decision.outcome,
              ruleset=decision.ruleset.id)  # fmt: skip
+    await _announce(org, new, revision, deps)
     return True
+
+
+async def _settled(
+    org: str, kind: Kind, subject_id: str, deps: RulesDeps
+) -> tuple[StoredDecision | None, int]:
+    """The stored decision with its announcement, if a crash left one, published first."""
+    stored, revision = await deps.decisions.load(org, kind, subject_id)
+    if stored is not None and stored.announce is not None:
+        await _announce(org, stored, revision, deps)
+        stored, revision = await deps.decisions.load(org, kind, subject_id)
+    return stored, revision
+
+
+async def _announce(org: str, stored: StoredDecision, revision: int, deps: RulesDeps) -> None:
+    """Publish a kept announcement (idempotent: its id is fixed), then clear it."""
+    if stored.announce is None:
+        return
+    await bus.publish_event(deps.js, RawEnvelope.model_validate_json(stored.announce))
+    with contextlib.suppress(Conflict):  # someone else cleared it, or moved on after it
+        await deps.decisions.put(org, StoredDecision(decision=stored.decision), revision)
+
+
+async def announce_pending(deps: RulesDeps) -> int:
+    """Publish every announcement a crash left stored but unpublished (the sweep calls
+    this). Returns how many."""
+    published = 0
+    for kind in Kind:
+        for org, subject_id in await deps.decisions.subjects(kind):
+            stored, revision = await deps.decisions.load(org, kind, subject_id)
+            if stored is not None and stored.announce is not None:
+                await _announce(org, stored, revision, deps)
+                published += 1
+    return published
 
 
 async def sweep(deps: RulesDeps, today: date | None = None) -> int:

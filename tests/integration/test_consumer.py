@@ -13,6 +13,7 @@ from contracts import subjects
 from contracts.envelope import RawEnvelope, wrap
 from contracts.intake import CaseStageChanged, IntakeReceived, Stage
 from runtime import bus, topology
+from runtime.changes import NotYet
 from runtime.clock import SYSTEM
 from runtime.consumer import subscribe
 from runtime.dispatch import Handlers, Meta
@@ -90,3 +91,43 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
     assert {letter.data["service"] for letter in letters} == {"probe"}
     originals = {letter.data["original"] for letter in letters}
     assert "not an envelope" in originals
+
+
+async def test_an_event_whose_state_is_not_readable_yet_is_looked_at_again_later(
+    provisioned: str, nc: Client, org: str
+) -> None:
+    settings = Settings(max_deliver=4, ack_wait_s=5.0, not_yet_delay_s=0.05)
+    spec = topology.ConsumerSpec(
+        service="probe", durable=f"probe-later-{org}", stream=topology.EVENTS_STREAM,
+        filter_subject=subjects.events(org),
+    )  # fmt: skip
+    js = nc.jetstream()
+    await topology.provision_consumer(js, spec, settings)
+    seen: dict[str, int] = {}
+    handlers: Handlers[None] = Handlers("probe")
+
+    @handlers.on(CaseStageChanged)
+    async def on_case_stage_changed(event: CaseStageChanged, meta: Meta, deps: None) -> None:
+        seen[event.case_id] = seen.get(event.case_id, 0) + 1
+        if event.case_id == "never" or seen[event.case_id] < 3:
+            raise NotYet(f"{event.case_id} is not readable here yet")
+
+    broker = bus.make_broker(provisioned, "probe")
+    subscribe(broker, spec, settings, handlers, None, SYSTEM, batch_size=10)
+    await broker.start()
+    try:
+        for case_id in ("soon", "never"):
+            event = CaseStageChanged(case_id=case_id, from_stage=Stage.ENTRY, to_stage=Stage.CLOSED)
+            await bus.publish_event(js, wrap(event, org=org, source="test", time=SYSTEM()))
+        [letter] = await dead_letters(nc, org, expected=1)
+        for _ in range(100):
+            if seen.get("soon") == 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await broker.stop()
+
+    assert seen == {"soon": 3, "never": 4}  # handled once readable; the other, up to the bound
+    assert letter.data["reason"] == (
+        "still not readable after 4 deliveries: never is not readable here yet"
+    )

@@ -14,6 +14,8 @@ from nats.aio.client import Client
 
 from alongside import sample, services
 from alongside.client import AlongsideClient
+from contracts import subjects
+from contracts.envelope import RawEnvelope, wrap
 from contracts.intake import (
     GiveConsent,
     NameSupportPerson,
@@ -24,9 +26,10 @@ from contracts.intake import (
     WithdrawConsent,
 )
 from contracts.replies import CommandRejected
-from contracts.rules import EvaluateRules, Kind, RulesEvaluated
+from contracts.rules import EvaluateRules, Kind, MatchingPolicyDecided, RulesEvaluated
 from runtime import topology
 from runtime.clock import SYSTEM
+from runtime.state import DecisionReader, StoredDecision
 from services.rules import bundle, handlers, publishing
 from services.rules.adapters import RulesStore
 from services.rules.handlers import RulesDeps
@@ -271,3 +274,56 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_decision_is_readable_before_its_event_reaches_anyone(
+    rules: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    """Publishing the event first let matching read no policy, acknowledge and drop the
+    client (issue 10): a subscriber reading the decision the moment its event arrives must
+    find it, every time."""
+    reader = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
+    found: list[bool] = []
+
+    async def on_decided(msg: Any) -> None:
+        case_id = RawEnvelope.model_validate_json(msg.data).data["case_id"]
+        decision, _ = await reader.get(org, Kind.MATCHING_POLICY, case_id)
+        found.append(decision is not None)
+
+    sub = await nc.subscribe(subjects.event(org, "MatchingPolicyDecided"), cb=on_decided)
+    try:
+        for n in range(20):
+            await accepted(client, org, sample.intake(random.Random(n), f"c{n}"))
+        for _ in range(200):
+            if len(found) == 20:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await sub.unsubscribe()
+    assert found == [True] * 20
+
+
+async def test_an_announcement_a_crash_left_unpublished_is_published_once(
+    rules: services.Running, client: AlongsideClient, org: str
+) -> None:
+    deps = deps_of(rules)
+    await accepted(client, org, sample.intake(random.Random(1), "c1"))
+    [announced] = await wait_for(client, org, "MatchingPolicyDecided")
+    stored, revision = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
+    assert stored is not None
+    assert stored.announce is None  # published, then cleared
+    # As if the process died after storing a decision and before announcing it.
+    again = stored.decision.model_copy(update={"decided_at": SYSTEM()})
+    event = MatchingPolicyDecided(case_id="c1", ruleset=again.ruleset)
+    kept = wrap(event, org=org, source="alongside/rules", id="crash-left-this", time=SYSTEM())
+    await deps.decisions.put(org, StoredDecision(decision=again, announce=kept.model_dump_json()),
+                             revision)  # fmt: skip
+
+    assert await handlers.announce_pending(deps) == 1
+    assert await handlers.announce_pending(deps) == 0  # cleared: nothing twice
+
+    published = await wait_for(client, org, "MatchingPolicyDecided", 2)
+    assert [e.id for e in published] == [announced.id, "crash-left-this"]
+    cleared, _ = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
+    assert cleared is not None
+    assert cleared.announce is None

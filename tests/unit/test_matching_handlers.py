@@ -17,9 +17,9 @@ from contracts.intake import SupporterRegistered
 from contracts.matching import AcceptProposal, DeclineProposals
 from contracts.records import Caseload, CaseMatch
 from contracts.replies import CommandAccepted, CommandRejected
-from contracts.rules import Kind, MatchingPolicyDecided
+from contracts.rules import Kind, MatchingPolicyDecided, RulesetRef
 from runtime import topology
-from runtime.changes import Change
+from runtime.changes import Change, NotYet
 from runtime.clock import ManualClock
 from runtime.settings import Settings
 from runtime.store import Outbox
@@ -210,3 +210,21 @@ async def test_a_choice_made_while_an_expiry_is_still_being_carried_out_keeps_it
     assert isinstance(reply, CommandAccepted)
     assert (await match_of(world, "c1")).supporter_id == "s1"
     assert await holds(world, "s1") == {"c1": None}  # the expiry's release did not undo it
+
+
+async def test_an_announced_policy_not_yet_readable_is_looked_at_again_not_acknowledged(
+    world: World,
+) -> None:
+    await add_supporter(world, "s1")
+    case = records.case("c1", world.clock())
+    await world.keep(topology.CASES_BUCKET, "c1", case)
+    ruleset = RulesetRef(org=ORG, kind=Kind.MATCHING_POLICY, version="1.0.0",
+                         content_hash="0" * 64)  # fmt: skip
+
+    # The event arrives before the decision it announces can be read here.
+    with pytest.raises(NotYet):
+        await world.on(MatchingPolicyDecided(case_id="c1", ruleset=ruleset))
+
+    stored, _ = await world.deps.matches.load(ORG, "c1")
+    assert stored is None  # nothing decided on what could not be read
+    assert await holds(world, "s1") == {}
