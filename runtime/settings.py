@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     # Bounded redelivery before a message is dead-lettered.
     max_deliver: int = Field(default=5, ge=1)
     ack_wait_s: float = Field(default=30.0, gt=0)
+    # How long after an intake every service should have done its part; the sweeps
+    # complete (and report) any case still without an outcome after that.
+    settle_s: float = Field(default=60.0, gt=0)
     # First wait before an event whose state is not readable yet is redelivered; doubles.
     not_yet_delay_s: float = Field(default=1.0, gt=0)
     # Dedupe window of the event stream: a retried publish within it is dropped.

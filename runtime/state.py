@@ -97,6 +97,11 @@ class RecordReader:
     async def case_ids(self, org: str) -> list[str]:
         return [key.split(".", 1)[1] for key in await keys(self._cases, f"{org}.*")]
 
+    async def every_case(self) -> list[tuple[str, str]]:
+        """(org, case_id) of every case, across organisations."""
+        return [(org, case_id) for org, case_id in
+                (key.split(".", 1) for key in await keys(self._cases, "*.*"))]  # fmt: skip
+
 
 class _Stored(BaseModel):
     record: dict[str, object]

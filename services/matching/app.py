@@ -29,6 +29,9 @@ async def run(deps: MatchingDeps) -> None:
     waitlist, whatever events said."""
 
     async def sweep() -> None:
+        missing = await handlers.reconcile(deps)
+        if missing:
+            log.error("matching_outcomes_recovered", count=missing)
         expired = await handlers.expire_holds(deps)
         if expired:
             log.info("holds_expired", count=expired)

@@ -252,16 +252,25 @@ def answer(reply: Reply | None) -> Reply:
 async def on_matching_policy_decided(
     event: MatchingPolicyDecided, meta: Meta, deps: MatchingDeps
 ) -> None:
-    org, case_id, now = meta.org, event.case_id, deps.clock()
+    await first_offer(meta.org, event.case_id, deps, announced_at=meta.envelope.time)
+
+
+async def first_offer(
+    org: str, case_id: str, deps: MatchingDeps, announced_at: datetime | None = None
+) -> None:
+    """A client's first proposals once their policy is decided (or, for an import, wait for
+    the batch); a waitlisted client whose policy changed tries again. ``announced_at``: the
+    time of the event announcing the policy, which must not be newer than the policy read."""
+    now = deps.clock()
 
     async def gather(seen: CaseMatch | None) -> tuple[tuple[Client | None, Offered | None],
                                                       list[str]]:  # fmt: skip
         if not decisions.wants_offers(seen):
             return (None, None), []
         decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
-        if decision is None or decision.decided_at < meta.envelope.time:
+        if announced_at is not None and (decision is None or decision.decided_at < announced_at):
             # Never act on a policy older than the event that announced it.
-            raise NotYet(f"the matching policy of {case_id} announced at {meta.envelope.time}")
+            raise NotYet(f"the matching policy of {case_id} announced at {announced_at}")
         client = await client_of(org, case_id, deps)
         if client is None:
             return (None, None), []
@@ -273,6 +282,25 @@ async def on_matching_policy_decided(
 
     await on_case(org, case_id, deps, gather,
                   lambda m, got: decisions.on_policy(m, case_id, got[0], got[1], now))
+
+
+async def reconcile(deps: MatchingDeps) -> int:
+    """The safety net: every case whose policy was decided more than ``settle_s`` ago has a
+    matching outcome (proposed, waitlisted, awaiting its batch, or later); one without is
+    offered now and counted (in a healthy run, none). Returns how many."""
+    settled_before = deps.clock() - timedelta(seconds=deps.settings.settle_s)
+    missing = 0
+    for org, case_id in await deps.records.every_case():
+        stored, _ = await deps.matches.load(org, case_id)
+        if stored is not None:
+            continue
+        decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
+        if decision is None or decision.decided_at > settled_before:
+            continue
+        log.error("case_without_matching_outcome", org=org, case_id=case_id)
+        await first_offer(org, case_id, deps)
+        missing += 1
+    return missing
 
 
 @handlers.on(ConsentDecided)

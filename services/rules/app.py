@@ -53,10 +53,14 @@ async def _watch_rulesets(deps: RulesDeps) -> None:
 
 
 async def _sweep(deps: RulesDeps) -> None:
-    # Announcements a crash left stored but unpublished; in a healthy run there are none.
+    # Announcements a crash left stored but unpublished, and cases left without a
+    # decision: in a healthy run there are none.
     pending = await handlers.announce_pending(deps)
     if pending:
         log.error("decision_announcements_recovered", count=pending)
+    missing = await handlers.reconcile(deps)
+    if missing:
+        log.error("case_decisions_recovered", count=missing)
     changed = await handlers.sweep(deps)
     if changed:
         log.info("eligibility_lapsed", count=changed)

@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -321,6 +321,27 @@ async def sweep(deps: RulesDeps, today: date | None = None) -> int:
             new = await decide_eligibility(org, supporter_id, deps, day)
             changed += new is not None and new.outcome != decision.outcome
     return changed
+
+
+async def reconcile(deps: RulesDeps) -> int:
+    """The safety net: every case opened more than ``settle_s`` ago has a matching policy
+    and a consent decision; a missing one is decided now and counted (in a healthy run,
+    none). Returns how many were missing."""
+    settled_before = deps.clock() - timedelta(seconds=deps.settings.settle_s)
+    missing = 0
+    for org, case_id in await deps.records.every_case():
+        for kind, decide in ((Kind.MATCHING_POLICY, decide_matching_policy),
+                             (Kind.CONSENT, decide_consent)):  # fmt: skip
+            decision, _ = await deps.decisions.get(org, kind, case_id)
+            if decision is not None:
+                continue
+            case = await deps.records.case(org, case_id)
+            if case is None or case.opened_at > settled_before:
+                continue
+            log.error("case_without_decision", org=org, case_id=case_id, kind=kind.value)
+            await decide(org, case_id, deps)
+            missing += 1
+    return missing
 
 
 async def redecide_org(org: str, kind: Kind, deps: RulesDeps) -> None:

@@ -25,11 +25,14 @@ from contracts.intake import (
     Stage,
     WithdrawConsent,
 )
+from contracts.records import CaseRecord
 from contracts.replies import CommandRejected
 from contracts.rules import EvaluateRules, Kind, MatchingPolicyDecided, RulesEvaluated
 from runtime import topology
 from runtime.clock import SYSTEM
 from runtime.state import DecisionReader, StoredDecision
+from runtime.store import RecordStore
+from services.intake.domain import Context, submit_intake
 from services.rules import bundle, handlers, publishing
 from services.rules.adapters import RulesStore
 from services.rules.handlers import RulesDeps
@@ -327,3 +330,21 @@ async def test_an_announcement_a_crash_left_unpublished_is_published_once(
     cleared, _ = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
     assert cleared is not None
     assert cleared.announce is None
+
+
+async def test_the_sweep_decides_for_a_case_whose_intake_event_never_came(
+    rules: services.Running, nc: Client, org: str
+) -> None:
+    deps = deps_of(rules)
+    # As if intake committed the case and died before publishing IntakeReceived, long ago.
+    opened = SYSTEM() - timedelta(seconds=deps.settings.settle_s + 60)
+    change = submit_intake(sample.intake(random.Random(3), "c1"), None, Context(now=opened))
+    cases = RecordStore(await nc.jetstream().key_value(topology.CASES_BUCKET), CaseRecord)
+    await cases.save(org, "c1", cases.stored(change.record), 0)
+
+    assert await handlers.reconcile(deps) >= 2  # this org's policy and consent (others: none)
+    policy, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, "c1")
+    consent, _ = await deps.decisions.get(org, Kind.CONSENT, "c1")
+    assert policy is not None
+    assert consent is not None
+    assert await handlers.reconcile(deps) == 0

@@ -24,7 +24,7 @@ from runtime.clock import ManualClock
 from runtime.settings import Settings
 from runtime.store import Outbox
 from services.matching.bootstrap import BUCKETS, wire
-from services.matching.handlers import MatchingDeps, handlers, on_case
+from services.matching.handlers import MatchingDeps, handlers, on_case, reconcile
 from services.rules import facts
 from tests import records
 from tests.fakes import ORG, FakeAsking, FakePublisher, ServiceWorld, as_buckets, fake_buckets
@@ -228,3 +228,22 @@ async def test_an_announced_policy_not_yet_readable_is_looked_at_again_not_ackno
     stored, _ = await world.deps.matches.load(ORG, "c1")
     assert stored is None  # nothing decided on what could not be read
     assert await holds(world, "s1") == {}
+
+
+async def test_the_sweep_completes_a_case_whose_policy_was_decided_but_never_acted_on(
+    world: World,
+) -> None:
+    await add_supporter(world, "s1")
+    now = world.clock()
+    case = records.case("c1", now)
+    await world.keep(topology.CASES_BUCKET, "c1", case)
+    today = now.astimezone(AUCKLAND).date()
+    await world.decide(Kind.MATCHING_POLICY, "c1", facts.matching(case, today))
+    # Its MatchingPolicyDecided never reached matching (the race issue 10 found).
+    assert await reconcile(world.deps) == 0  # not settled yet: events may be on their way
+
+    world.clock.advance(timedelta(seconds=Settings().settle_s + 1))
+
+    assert await reconcile(world.deps) == 1
+    assert (await match_of(world, "c1")).status == "proposed"
+    assert await reconcile(world.deps) == 0  # completed once, found no more
