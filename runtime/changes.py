@@ -6,6 +6,8 @@ commits them.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -46,3 +48,14 @@ class NotYet(Exception):
     """What an event announces is not readable here yet (a replica behind, a write still on
     its way): the consumer redelivers the event after a while instead of acknowledging it,
     and dead-letters it with the reason if it never becomes readable."""
+
+
+class Contended(NotYet):
+    """A record kept changing under every retry (many replicas, one busy record): the event
+    is looked at again later, like state not yet readable, rather than failing loudly."""
+
+
+async def backoff(attempt: int) -> None:
+    """A short, jittered pause before retrying a compare-and-set, so that replicas racing
+    for one record stop colliding in step."""
+    await asyncio.sleep(random.uniform(0, 0.002 * 2**min(attempt, 6)))

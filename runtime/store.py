@@ -29,7 +29,7 @@ from contracts.envelope import RawEnvelope, wrap
 from contracts.records import Record
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
 from runtime import bus
-from runtime.changes import Change, Refused, Regather
+from runtime.changes import Change, Contended, Refused, Regather, backoff
 from runtime.clock import Clock
 from runtime.dispatch import Received
 
@@ -244,7 +244,9 @@ class Changer(Generic[R]):
         on_conflict: Callable[[], Awaitable[None]] | None = None,
     ) -> CommandAccepted | CommandRejected | None:  # fmt: skip
         print_ = fingerprint(command.command) if command else ""
-        for _ in range(MAX_CONFLICT_RETRIES):
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            if attempt:
+                await backoff(attempt)
             stored, revision = await self.store.load(org, entity_id)
             if command is not None:
                 previous = await self.replies.get(org, command.envelope.id)
@@ -277,7 +279,7 @@ class Changer(Generic[R]):
                 if on_conflict is not None:
                     await on_conflict()
         if command is None:
-            raise RuntimeError(f"{org}.{entity_id} kept changing")
+            raise Contended(f"{org}.{entity_id} kept changing")
         return CommandRejected(
             command_id=command.envelope.id, command_type=command.envelope.type,
             errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
@@ -356,7 +358,7 @@ class Changer(Generic[R]):
             except Regather:
                 continue
         if command is None:
-            raise RuntimeError(f"{org}.{entity_id}: its inputs kept changing")
+            raise Contended(f"{org}.{entity_id}: its inputs kept changing")
         return CommandRejected(
             command_id=command.envelope.id, command_type=command.envelope.type,
             errors=[FieldError(field="id", reason="too many concurrent changes; retry")],

@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
+from runtime.changes import Contended, backoff
 from runtime.logging import get_logger
 from runtime.state import CaseloadReader, DecisionReader, RecordReader, parse_decision
 from runtime.store import Conflict, RecordStore, Stored, compare_and_set
@@ -38,7 +39,9 @@ class CaseloadStore(CaseloadReader):
     ) -> Caseload | None:
         """Apply ``change`` by compare-and-set and return the result; ``None`` from ``change``
         means: refused, leave as is."""
-        for _ in range(MAX_CONFLICT_RETRIES):
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            if attempt:
+                await backoff(attempt)
             caseload, revision = await self.load(org, supporter_id)
             new = change(caseload)
             if new is None or new == caseload:
@@ -49,7 +52,7 @@ class CaseloadStore(CaseloadReader):
                 return new
             except Conflict:
                 continue
-        raise RuntimeError(f"caseload {org}.{supporter_id} kept changing; try again")
+        raise Contended(f"caseload {org}.{supporter_id} kept changing")
 
     async def hold(
         self, org: str, supporter_id: str, case_id: str, until: datetime | None, cap: int,

@@ -39,7 +39,7 @@ from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided, Support
 from contracts.scheduling import ServiceEnded
 from runtime import periodic, store
 from runtime.asking import Asking
-from runtime.changes import Change, NotYet, Refused, Regather
+from runtime.changes import Change, Contended, NotYet, Refused, Regather
 from runtime.clock import Clock
 from runtime.commands import rejected
 from runtime.dispatch import Handlers, Meta, Received
@@ -231,7 +231,7 @@ async def on_case(
             await give_back(org, case_id, held, deps)
         return reply
     if received is None:
-        raise RuntimeError(f"{org}.{case_id} kept changing")
+        raise Contended(f"{org}.{case_id} kept changing")
     return rejected(received.envelope.type, received.envelope.id, "id",
                     "too many concurrent changes; retry")  # fmt: skip
 
