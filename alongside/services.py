@@ -45,7 +45,7 @@ class Service:
 
 
 SERVICES: dict[str, Service] = {
-    "intake": Service("intake", intake_bootstrap.bootstrap, intake_app.register),
+    "intake": Service("intake", intake_bootstrap.bootstrap, intake_app.register, intake_app.run),
     "rules": Service("rules", rules_bootstrap.bootstrap, rules_app.register, rules_app.run),
     "matching": Service(
         "matching", matching_bootstrap.bootstrap, matching_app.register, matching_app.run
@@ -70,7 +70,12 @@ class Running:
         self.tasks, self.brokers = [], []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: background work that does not stop in time is left behind, logged,
+            # rather than holding the whole process up.
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            for task in stuck:
+                log.warning("background_work_did_not_stop", task=task.get_name())
         for broker in brokers:
             await broker.stop()
 
@@ -102,6 +107,7 @@ async def start(
 
 
 READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
 
 
 async def _answering(broker: NatsBroker, name: str) -> None:

@@ -21,7 +21,11 @@ OrgId = Annotated[str, Field(pattern=ORG_PATTERN, description="Organisation toke
 EntityId = Annotated[
     str, Field(pattern=ID_PATTERN, description="Identifier (letters, digits, - and _)")
 ]
-MessageId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+# Ids become KV keys (a command's reply is kept under <org>.<id>): letters, digits, - and _,
+# in tokens joined by single dots.
+MessageId = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+]
 
 
 class Part(BaseModel):

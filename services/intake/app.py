@@ -1,14 +1,32 @@
-"""Intake's subscribers. Thin: each command goes to its handler in ``handlers``."""
+"""Intake's subscribers and background work. Thin: handlers hold the logic."""
 
 from __future__ import annotations
 
+import asyncio
+
 from faststream.nats import NatsBroker
 
-from runtime import commands
-from services.intake.handlers import IntakeDeps, handlers
+from runtime import commands, periodic
+from runtime.logging import get_logger
+from services.intake.handlers import IntakeDeps, finish_outboxes, handlers
+
+log = get_logger(__name__)
 
 COMMAND_WORKERS = 32
 
 
 def register(broker: NatsBroker, deps: IntakeDeps) -> None:
     commands.serve(broker, handlers, deps, COMMAND_WORKERS, deps.clock)
+
+
+async def run(deps: IntakeDeps) -> None:
+    """Now and then, finish what a crash left between a commit and its announcement (the
+    bootstrap did so once already, before the service answered anything)."""
+
+    async def sweep() -> None:
+        finished = await finish_outboxes(deps)
+        if finished:
+            log.error("intake_outboxes_finished", count=finished)
+
+    await asyncio.sleep(deps.settings.sweep_interval_s)
+    await periodic.every(deps.settings.sweep_interval_s, sweep, "intake_sweep")

@@ -7,9 +7,12 @@ from nats.aio.client import Client
 from contracts.records import CaseRecord, SupporterRecord
 from runtime import topology
 from runtime.clock import Clock
+from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
-from services.intake.handlers import SOURCE, IntakeDeps, event_id_of
+from services.intake.handlers import SOURCE, IntakeDeps, event_id_of, finish_outboxes
+
+log = get_logger(__name__)
 
 
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
@@ -19,8 +22,14 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
     cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord)
     replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
     events = EventPublisher(js)
-    return IntakeDeps(
+    deps = IntakeDeps(
         supporters=Changer(supporters, replies, events, SOURCE, clock, event_id=event_id_of),
         cases=Changer(cases, replies, events, SOURCE, clock, event_id=event_id_of),
+        settings=settings,
         clock=clock,
     )
+    # What a crash left between a commit and its announcement is finished first.
+    finished = await finish_outboxes(deps)
+    if finished:
+        log.error("intake_outboxes_finished", count=finished)
+    return deps

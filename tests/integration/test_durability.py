@@ -13,6 +13,7 @@ from nats.errors import NoRespondersError
 from alongside import sample, services
 from alongside.client import AlongsideClient
 from contracts.envelope import wrap
+from contracts.intake import SubmitIntake
 from contracts.replies import CommandAccepted
 from runtime import bus, topology
 from runtime.clock import SYSTEM
@@ -21,7 +22,7 @@ from runtime.settings import Settings
 from runtime.store import Outbox, fingerprint
 from services.intake.bootstrap import bootstrap
 from services.intake.domain import Context, submit_intake
-from services.intake.handlers import event_id
+from services.intake.handlers import IntakeDeps, event_id, finish_outboxes
 
 from .test_intake import events_of
 
@@ -70,14 +71,13 @@ async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Pat
     assert sorted(e.data["case_id"] for e in events) == sorted(f"c{n}" for n in range(20))
 
 
-@pytest.mark.usefixtures("intake")
-async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
-    nc: Client, client: AlongsideClient, org: str
-) -> None:
-    """The record and its outbox were saved, then the process died: the retry finishes the job."""
+async def _crashed_after_commit(
+    nc: Client, org: str, command_id: str
+) -> tuple[IntakeDeps, SubmitIntake, CommandAccepted]:
+    """The record and its outbox saved, then the process died before publishing."""
     deps = await bootstrap(nc, Settings(), SYSTEM)
     command = sample.intake(random.Random(5), "c1")
-    envelope = wrap(command, org=org, source="t", id="cmd-crash", time=deps.clock())
+    envelope = wrap(command, org=org, source="t", id=command_id, time=deps.clock())
     decision = submit_intake(command, None, Context(now=deps.clock()))
     events = [
         wrap(e, org=org, source="t", id=event_id(org, envelope.id, i), time=deps.clock())
@@ -86,13 +86,21 @@ async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
     reply = CommandAccepted(
         command_id=envelope.id, command_type="SubmitIntake", event_ids=[e.id for e in events]
     )
-
     outbox = Outbox(
         command_id=envelope.id, fingerprint=fingerprint(command), reply=reply,
         events=[e.model_dump_json() for e in events],
     )  # fmt: skip
     cases = deps.cases.store
     await cases.save(org, "c1", cases.stored(decision.record, outbox), 0)
+    return deps, command, reply
+
+
+@pytest.mark.usefixtures("intake")
+async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
+    nc: Client, client: AlongsideClient, org: str
+) -> None:
+    """The record and its outbox were saved, then the process died: the retry finishes the job."""
+    _, command, reply = await _crashed_after_commit(nc, org, "cmd-crash")
     assert await events_of(client, org) == []  # the crash: committed, not yet published
 
     retried = await client.submit(org, command, command_id="cmd-crash")
@@ -100,3 +108,22 @@ async def test_crash_after_commit_before_publish_is_completed_by_the_retry(
 
     assert retried == reply
     assert [e.id for e in await events_of(client, org)] == reply.event_ids
+
+
+async def test_a_crash_nobody_retries_is_finished_by_the_sweep(
+    nc: Client, client: AlongsideClient, org: str
+) -> None:
+    """No retry ever comes (the client gave up): intake's sweep announces the case anyway,
+    once, and keeps the reply for a late retry."""
+    deps, _, reply = await _crashed_after_commit(nc, org, "cmd-abandoned")
+
+    assert await finish_outboxes(deps) >= 1  # this org's case (and any other test's leftovers)
+    assert await finish_outboxes(deps) == 0
+
+    assert [e.id for e in await events_of(client, org)] == reply.event_ids
+    stored, _ = await deps.cases.store.load(org, "c1")
+    assert stored is not None
+    assert stored.outbox is None
+    previous = await deps.supporters.replies.get(org, "cmd-abandoned")
+    assert previous is not None
+    assert previous.reply == reply

@@ -170,3 +170,17 @@ async def test_events_of_one_org_never_reach_another(client: AlongsideClient, or
 
     assert {e.org for e in await events_of(client, org)} == {org}
     assert {e.org for e in await events_of(client, other)} == {other}
+
+
+@pytest.mark.parametrize("command_id", ["a..b", ".leading", "trailing.", "colon:id"])
+async def test_an_id_the_store_cannot_key_is_refused_naming_it(
+    client: AlongsideClient, org: str, command_id: str
+) -> None:
+    envelope = json.loads(
+        wrap(sample.intake(random.Random(1), "c1"), org=org, source="t", time=SYSTEM())
+        .model_dump_json()
+    )
+    envelope["id"] = command_id
+    reply = await client.send_raw(org, "intake", "SubmitIntake", json.dumps(envelope).encode())
+    assert isinstance(reply, CommandRejected)
+    assert [e.field for e in reply.errors] == ["id"]
