@@ -518,6 +518,13 @@ async def _refusals(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     )
     console.print("  the same command sent twice: one case opened, the same reply both times")
 
+    unkeyable = json.loads(wrap(sample.intake(random.Random(5), "case-odd-id"), org=org,
+                                source="demo", time=clock()).model_dump_json())  # fmt: skip
+    unkeyable["id"] = "retry:1"
+    reply = await client.send_raw(org, "intake", "SubmitIntake", json.dumps(unkeyable).encode())
+    expect(isinstance(reply, CommandRejected), "a command id the store cannot key was accepted")
+    _print_rejection("a command whose id cannot be a key ('retry:1')", reply)
+
     other = ORGS[1]
     body = wrap(
         sample.intake(random.Random(3), "case-x"), org=other, source="demo", time=clock()
