@@ -242,12 +242,18 @@ class Changer(Generic[R]):
     async def change(
         self, org: str, entity_id: str, decide: Decide[R], command: Received | None = None,
         on_conflict: Callable[[], Awaitable[None]] | None = None,
+        loaded: tuple[Stored[R] | None, int] | None = None,
     ) -> CommandAccepted | CommandRejected | None:  # fmt: skip
+        """``loaded``: the record and revision the caller just read (``settled``), so the
+        first attempt does not read it again."""
         print_ = fingerprint(command.command) if command else ""
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 await backoff(attempt)
-            stored, revision = await self.store.load(org, entity_id)
+            if attempt == 0 and loaded is not None:
+                stored, revision = loaded
+            else:
+                stored, revision = await self.store.load(org, entity_id)
             if command is not None:
                 previous = await self.replies.get(org, command.envelope.id)
                 if previous is not None:
@@ -318,17 +324,17 @@ class Changer(Generic[R]):
         await self.flush(org, entity_id, new, revision)
         return reply
 
-    async def settled(self, org: str, entity_id: str) -> R | None:
-        """The record with nothing left to carry out: a pending outbox (a crash, or another
-        replica mid-flush) is flushed first, so what is gathered for it is not undone by that
-        flush afterwards (a release of holds, a reminder cleared)."""
+    async def settled(self, org: str, entity_id: str) -> tuple[Stored[R] | None, int]:
+        """The record (and its revision) with nothing left to carry out: a pending outbox (a
+        crash, or another replica mid-flush) is flushed first, so what is gathered for it is
+        not undone by that flush afterwards (a release of holds, a reminder cleared)."""
         stored, revision = await self.store.load(org, entity_id)
         for _ in range(MAX_CONFLICT_RETRIES):
             if stored is None or stored.outbox is None:
                 break
             await self.flush(org, entity_id, stored, revision)
             stored, revision = await self.store.load(org, entity_id)
-        return stored.record if stored else None
+        return stored, revision
 
     async def gather_and_change(
         self, org: str, entity_id: str, gather: Callable[[R | None], Awaitable[In]],
@@ -340,8 +346,9 @@ class Changer(Generic[R]):
         the new record with the same inputs, with no I/O in between; a decision that finds its
         inputs no longer fit the record raises ``Regather``, and they are gathered again."""
         for _ in range(MAX_GATHERS):
+            loaded = await self.settled(org, entity_id)
             try:
-                inputs = await gather(await self.settled(org, entity_id))
+                inputs = await gather(loaded[0].record if loaded[0] else None)
             except Refused as refused:  # e.g. another service refused what was asked of it
                 if command is None:
                     raise
@@ -354,7 +361,7 @@ class Changer(Generic[R]):
                 return decide(record, inputs)
 
             try:
-                return await self.change(org, entity_id, pure, command, on_conflict)
+                return await self.change(org, entity_id, pure, command, on_conflict, loaded)
             except Regather:
                 continue
         if command is None:
@@ -382,3 +389,9 @@ class Changer(Generic[R]):
         for record_org, entity_id, stored, revision in pending:
             await self.flush(record_org, entity_id, stored, revision)
         return len(pending)
+
+
+def answered(reply: CommandAccepted | CommandRejected | None) -> CommandAccepted | CommandRejected:
+    """The reply to a command: a change made for a command always has one."""
+    assert reply is not None
+    return reply

@@ -46,7 +46,7 @@ from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.state import DecisionReader, RecordReader
-from runtime.store import EventPublisher, RecordStore, ReplyStore, Stored
+from runtime.store import EventPublisher, RecordStore, ReplyStore, Stored, answered
 from services.matching import batch, decisions, domain
 from services.matching.adapters import CaseloadStore, Supporters, match_records
 from services.matching.decisions import Client, Offered
@@ -86,10 +86,16 @@ handlers: Handlers[MatchingDeps] = Handlers(SERVICE)
 # Gathering and reserving ---------------------------------------------------------------
 
 
-async def client_of(org: str, case_id: str, deps: MatchingDeps) -> Client | None:
-    """The case and its matching policy; None until the rules service has decided the policy."""
-    case = await deps.records.case(org, case_id)
+async def client_of(
+    org: str, case_id: str, deps: MatchingDeps, announced_at: datetime | None = None
+) -> Client | None:
+    """The case and its matching policy; None until the rules service has decided the policy.
+    ``announced_at``: the time of an event announcing the policy, which the policy read must
+    not be older than (else ``NotYet``: the event is looked at again later)."""
     decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
+    if announced_at is not None and (decision is None or decision.decided_at < announced_at):
+        raise NotYet(f"the matching policy of {case_id} announced at {announced_at}")
+    case = await deps.records.case(org, case_id)
     if case is None or decision is None:
         return None
     return Client(case, Policy.from_fired(decision.fired))
@@ -194,7 +200,8 @@ async def on_case(
     for _ in range(MAX_GATHERS):
         # Gather for a state with nothing left to carry out: a pending flush would otherwise
         # release, afterwards, a hold taken here for a supporter that state gave up.
-        seen = await deps.changer.settled(org, case_id)
+        loaded = await deps.changer.settled(org, case_id)
+        seen = loaded[0].record if loaded[0] else None
         held: list[str] = []
         applied = False
 
@@ -218,7 +225,7 @@ async def on_case(
                               ) -> Change[CaseMatch] | None:  # fmt: skip
                 return await pure(current, inputs)
 
-            reply = await deps.changer.change(org, case_id, decided, received)
+            reply = await deps.changer.change(org, case_id, decided, received, loaded=loaded)
         except Regather:
             await give_back(org, case_id, held, deps)
             continue
@@ -238,11 +245,6 @@ async def on_case(
 
 async def nothing(_: CaseMatch | None) -> tuple[None, list[str]]:
     return None, []
-
-
-def answer(reply: Reply | None) -> Reply:
-    assert reply is not None  # a command is always answered
-    return reply
 
 
 # Reacting to events -----------------------------------------------------------------------
@@ -267,11 +269,8 @@ async def first_offer(
                                                       list[str]]:  # fmt: skip
         if not decisions.wants_offers(seen):
             return (None, None), []
-        decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
-        if announced_at is not None and (decision is None or decision.decided_at < announced_at):
-            # Never act on a policy older than the event that announced it.
-            raise NotYet(f"the matching policy of {case_id} announced at {announced_at}")
-        client = await client_of(org, case_id, deps)
+        # Never act on a policy older than the event that announced it.
+        client = await client_of(org, case_id, deps, announced_at)
         if client is None:
             return (None, None), []
         match = seen or decisions.first_state(case_id, client, now)
@@ -409,7 +408,7 @@ async def accept_proposal(command: AcceptProposal, received: Received, deps: Mat
         held = await hold(org, command.supporter_id, case_id, None, deps, now)
         return (held, agreed), [command.supporter_id] if held else []
 
-    return answer(await on_case(org, case_id, deps, gather, lambda m, got: (
+    return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
         decisions.accept(m, command, got[0], got[1], now)
     ), received))  # fmt: skip
 
@@ -435,7 +434,7 @@ async def _new_proposals(
         offered = await offer(org, moved, client, deps, now)
         return (client, offered), offered.held
 
-    return answer(await on_case(org, case_id, deps, gather, lambda m, got: (
+    return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
         decide(m, got[0], got[1], now)
     ), received))  # fmt: skip
 
@@ -463,7 +462,7 @@ async def refuse_service(command: RefuseService, received: Received, deps: Match
     async def gather(seen: CaseMatch | None) -> tuple[bool, list[str]]:
         return seen is not None or await deps.records.case(org, command.case_id) is not None, []
 
-    return answer(await on_case(org, command.case_id, deps, gather, lambda m, exists: (
+    return answered(await on_case(org, command.case_id, deps, gather, lambda m, exists: (
         decisions.refuse(m, command.case_id, exists, now)
     ), received))  # fmt: skip
 

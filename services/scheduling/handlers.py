@@ -45,7 +45,7 @@ from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.state import SETTINGS_KEY, DecisionReader, Policies, RecordReader
-from runtime.store import Changer, RecordStore
+from runtime.store import Changer, RecordStore, answered
 from services.scheduling import groups, sessions, supervision
 from services.scheduling.adapters import NAMESPACE, Reminders
 from services.scheduling.domain import Context
@@ -54,6 +54,11 @@ from services.scheduling.sessions import Parties, Verdicts
 log = get_logger(__name__)
 
 Reply = CommandAccepted | CommandRejected
+# Commands about one case's schedule.
+CaseCommand = (
+    ConfirmMeeting | ProposeMeetingTime | RecordAttendance | GoAhead | RecordFrequencyAgreement
+    | BookSession | RescheduleSession | CancelSession | ExtendService
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,9 +170,14 @@ async def on_schedule(
     return await deps.schedules.gather_and_change(org, case_id, gather, decide, received)
 
 
-def answer(reply: Reply | None) -> Reply:
-    assert reply is not None  # a command is always answered
-    return reply
+async def on_case_command(
+    command: CaseCommand, received: Received, deps: SchedulingDeps,
+    decide: Callable[[CaseSchedule | None, Inputs], Change[CaseSchedule] | None],
+    judged: bool = False,
+) -> Reply:  # fmt: skip
+    """A command on one case's schedule, answered."""
+    return answered(await on_schedule(received.org, command.case_id, deps, decide, received,
+                                      judged=judged))  # fmt: skip
 
 
 # Reacting to events ----------------------------------------------------------------------
@@ -240,78 +250,70 @@ async def on_supporter_eligibility_decided(
 @handlers.on(ConfirmMeeting)
 async def confirm_meeting(command: ConfirmMeeting, received: Received, deps: SchedulingDeps
                           ) -> Reply:  # fmt: skip
-    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return await on_case_command(command, received, deps, lambda s, got: (
         sessions.confirm(s, command, got.ctx, got.parties, got.verdicts)
-    ), received, judged=True))  # fmt: skip
+    ), judged=True)
 
 
 @handlers.on(ProposeMeetingTime)
 async def propose_meeting_time(
     command: ProposeMeetingTime, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return await on_case_command(command, received, deps, lambda s, got: (
         sessions.propose_time(s, command, got.ctx, got.parties)
-    ), received, judged=True))  # fmt: skip
+    ), judged=True)
 
 
 @handlers.on(RecordAttendance)
 async def record_attendance(command: RecordAttendance, received: Received, deps: SchedulingDeps
                             ) -> Reply:  # fmt: skip
-    return answer(await on_schedule(
-        received.org, command.case_id, deps,
-        lambda s, got: sessions.attendance(s, command, got.ctx), received,
-    ))  # fmt: skip
+    return await on_case_command(command, received, deps,
+                                 lambda s, got: sessions.attendance(s, command, got.ctx))
 
 
 @handlers.on(GoAhead)
 async def go_ahead(command: GoAhead, received: Received, deps: SchedulingDeps) -> Reply:
-    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return await on_case_command(command, received, deps, lambda s, got: (
         sessions.go_ahead(s, command, got.ctx, got.parties, got.verdicts)
-    ), received, judged=True))  # fmt: skip
+    ), judged=True)
 
 
 @handlers.on(RecordFrequencyAgreement)
 async def record_frequency_agreement(
     command: RecordFrequencyAgreement, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return answer(await on_schedule(
-        received.org, command.case_id, deps,
-        lambda s, got: sessions.agree_frequency(s, command, got.ctx), received,
-    ))  # fmt: skip
+    return await on_case_command(command, received, deps,
+                                 lambda s, got: sessions.agree_frequency(s, command, got.ctx))
 
 
 @handlers.on(BookSession)
 async def book_session(command: BookSession, received: Received, deps: SchedulingDeps) -> Reply:
-    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return await on_case_command(command, received, deps, lambda s, got: (
         sessions.book(s, command, got.ctx, got.parties, got.verdicts)
-    ), received, judged=True))  # fmt: skip
+    ), judged=True)
 
 
 @handlers.on(RescheduleSession)
 async def reschedule_session(
     command: RescheduleSession, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return answer(await on_schedule(received.org, command.case_id, deps, lambda s, got: (
+    return await on_case_command(command, received, deps, lambda s, got: (
         sessions.reschedule(s, command, got.ctx, got.parties, got.verdicts)
-    ), received, judged=True))  # fmt: skip
+    ), judged=True)
 
 
 @handlers.on(CancelSession)
 async def cancel_session(command: CancelSession, received: Received, deps: SchedulingDeps
                          ) -> Reply:  # fmt: skip
-    return answer(await on_schedule(
-        received.org, command.case_id, deps,
-        lambda s, got: sessions.cancel(s, command, got.ctx), received,
-    ))  # fmt: skip
+    return await on_case_command(command, received, deps,
+                                 lambda s, got: sessions.cancel(s, command, got.ctx))
 
 
 @handlers.on(ExtendService)
 async def extend_service(command: ExtendService, received: Received, deps: SchedulingDeps
                          ) -> Reply:  # fmt: skip
-    return answer(await on_schedule(
-        received.org, command.case_id, deps,
-        lambda s, got: sessions.extend(s, command, got.ctx), received,
-    ))  # fmt: skip
+    return await on_case_command(command, received, deps,
+                                 lambda s, got: sessions.extend(s, command, got.ctx))
 
 
 # The organisation's policy -----------------------------------------------------------------
@@ -327,7 +329,7 @@ async def configure_scheduling(
         record = SchedulingSettings(policy=command.policy, updated_at=now)
         return Change(record, [SchedulingConfigured(policy=command.policy)])
 
-    return answer(
+    return answered(
         await deps.settings_store.change(received.org, SETTINGS_KEY, configure, received)
     )
 
@@ -353,7 +355,7 @@ async def record_supervision_attendance(
         command_id = uuid.uuid5(NAMESPACE, f"{org}:{command.session_id}:attended").hex
         return ctx, await deps.asking.command(org, evidence, command_id, received.envelope)
 
-    return answer(await deps.supervision.gather_and_change(
+    return answered(await deps.supervision.gather_and_change(
         org, command.supporter_id, gather,
         lambda record, got: supervision.attended(record, command, got[0], got[1]), received,
     ))  # fmt: skip
@@ -390,7 +392,7 @@ async def create_group_session(
         fitness, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, command.facilitator_id)
         return await context(org, deps), fitness is not None and fitness.outcome == "eligible"
 
-    return answer(await deps.groups.gather_and_change(
+    return answered(await deps.groups.gather_and_change(
         org, command.group_id, gather,
         lambda group, got: groups.create(group, command, got[0], got[1]), received,
     ))  # fmt: skip
@@ -411,7 +413,7 @@ async def join_group_session(
                           consent_active=consent is not None and consent.outcome == "active")
         return Inputs(await context(org, deps), joining, verdicts)
 
-    return answer(await deps.groups.gather_and_change(
+    return answered(await deps.groups.gather_and_change(
         org, command.group_id, gather, lambda group, got: groups.join(
             group, command, got.ctx, got.parties.case, got.parties.consent_active, got.verdicts
         ), received,
