@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,11 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
     for thread in threads:
         thread.start()
     try:
+        # Swap only once every worker is evaluating: in a busy process a thread can start late.
+        for _ in range(1000):
+            if min(counts) > 0:
+                break
+            time.sleep(0.01)
         for swap in range(200):
             text = lenient if swap % 2 == 0 else strict
             ruleset = bundle.Source(Kind.BOUNDARIES, "acme", text).resolve()
