@@ -17,6 +17,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.subjects import ID_PATTERN, ORG_PATTERN
 
+# What one message may weigh: far above any real command or event, far below the server's
+# 1 MB, so a runaway message is refused where it enters (and no record grows without bound).
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_EVENT_BYTES = 256 * 1024
+
 OrgId = Annotated[str, Field(pattern=ORG_PATTERN, description="Organisation token")]
 EntityId = Annotated[
     str, Field(pattern=ID_PATTERN, description="Identifier (letters, digits, - and _)")

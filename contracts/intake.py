@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, time
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -124,7 +124,7 @@ class RegisterSupporter(Command):
 
 
 class SupporterChanges(Part):
-    """The profile fields to replace; fields left out stay as they are."""
+    """The profile fields to replace; fields left out, or null, stay as they are."""
 
     display_name: ShortText | None = None
     contact: Contact | None = None
@@ -143,9 +143,13 @@ class SupporterChanges(Part):
 
     @model_validator(mode="after")
     def _not_empty(self) -> SupporterChanges:
-        if not self.model_fields_set:
+        if not self.named():
             raise ValueError("name at least one field to change")
         return self
+
+    def named(self) -> dict[str, Any]:
+        """The fields to change: those given, and not null."""
+        return self.model_dump(exclude_unset=True, exclude_none=True)
 
 
 class UpdateSupporter(Command):

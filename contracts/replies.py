@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from contracts.envelope import Message, Part
 
@@ -38,14 +38,33 @@ CommandReply = Annotated[CommandAccepted | CommandRejected, Field(discriminator=
 class DeadLetter(Message):
     """A message a service could not process, with the reason and the original.
 
-    Dead letters keep the original bytes so nothing is lost; the stream that
-    holds them is readable only by the organisation's operators.
+    Dead letters keep the original bytes so nothing is lost, up to ``ORIGINAL_KEPT`` bytes
+    (an event's whole original stays in the EVENTS stream; a command larger than that was
+    refused for its size); the stream that holds them is readable only by the
+    organisation's operators.
     """
 
     type_name: ClassVar[str] = "DeadLetter"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: original_size, original_truncated
+    ORIGINAL_KEPT: ClassVar[int] = 64 * 1024
     service: str
-    reason: str
+    reason: str = Field(max_length=2000)
     subject: str
     deliveries: int
     headers: dict[str, str]
     original: str  # UTF-8 text, or base64 prefixed "base64:" for other bytes
+    original_size: int | None = None  # bytes
+    original_truncated: bool = False
+
+
+def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
+    """Each failing field, named by its path under ``prefix`` (``data.client.name``); an
+    error about the document as a whole (not JSON at all) names ``prefix``, else ``body``."""
+    return [
+        FieldError(
+            field=".".join([p for p in [prefix] if p] + [str(part) for part in e["loc"]])
+            or prefix or "body",
+            reason=e["msg"],
+        )
+        for e in error.errors()
+    ]

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import nats
+from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -51,6 +52,13 @@ def make_broker(url: str, service: str) -> NatsBroker:
         log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
     )
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    """FastStream's decoder for every subscriber: the bytes as they came. Its default decoder
+    parses JSON before any handler runs and raises on deep nesting or huge numbers, so such
+    a message would get no reply and no dead letter; our handlers parse it themselves."""
+    return bytes(message.body)
 
 
 async def connect(url: str, name: str) -> Client:
@@ -101,6 +109,10 @@ def _text(body: bytes) -> str:
         return "base64:" + base64.b64encode(body).decode()
 
 
+def _reason(reason: str, limit: int = 2000) -> str:
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
 async def dead_letter(
     js: JetStreamContext,
     *,
@@ -117,11 +129,13 @@ async def dead_letter(
     """Keep a message the service could not use, with why, in the DEADLETTERS stream."""
     letter = DeadLetter(
         service=service,
-        reason=reason,
+        reason=_reason(reason),
         subject=subject,
         deliveries=deliveries,
-        headers=dict(headers or {}),
-        original=_text(body),
+        headers={_reason(k, 200): _reason(v, 1000) for k, v in list((headers or {}).items())[:50]},
+        original=_text(body[: DeadLetter.ORIGINAL_KEPT]),
+        original_size=len(body),
+        original_truncated=len(body) > DeadLetter.ORIGINAL_KEPT,
     )
     envelope = Envelope[DeadLetter](
         id=msg_id or new_id(),
@@ -139,4 +153,5 @@ async def dead_letter(
         msg_id=envelope.id,
         stream=DEADLETTER_STREAM,
     )
-    log.warning("dead_lettered", org=org, service=service, reason=reason, subject=subject)
+    log.warning("dead_lettered", org=org, service=service, reason=_reason(reason, 300),
+                subject=subject)  # fmt: skip

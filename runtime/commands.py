@@ -8,7 +8,6 @@ kept.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -18,8 +17,8 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from contracts import subjects
-from contracts.envelope import Command, RawEnvelope
-from contracts.replies import CommandRejected, FieldError
+from contracts.envelope import MAX_COMMAND_BYTES, Command, RawEnvelope
+from contracts.replies import CommandRejected, FieldError, field_errors
 from runtime import bus
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Received
@@ -38,16 +37,6 @@ def rejected(command_type: str, command_id: str | None, field: str, reason: str)
     )
 
 
-def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
-    return [
-        FieldError(
-            field=".".join([p for p in [prefix] if p] + [str(part) for part in e["loc"]]) or prefix,
-            reason=e["msg"],
-        )
-        for e in error.errors()
-    ]
-
-
 async def receive(
     js: JetStreamContext, handlers: Handlers[Any], subject: str, body: bytes,
     headers: Mapping[str, str], clock: Clock,
@@ -64,14 +53,16 @@ async def receive(
         return rejected(command_type, None, "type", f"{service} has no command {command_type!r}")
 
     try:
-        envelope = RawEnvelope.model_validate(json.loads(body))
+        if len(body) > MAX_COMMAND_BYTES:
+            raise ValueError(f"{len(body)} bytes; a command may have at most {MAX_COMMAND_BYTES}")
+        envelope = RawEnvelope.model_validate_json(body)
     except (ValueError, ValidationError) as error:
-        if isinstance(error, ValidationError):
-            errors = field_errors(error)
-            reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-        else:
-            errors = [FieldError(field="body", reason="not a JSON document")]
-            reason = f"not JSON: {error}"
+        errors = (
+            field_errors(error)
+            if isinstance(error, ValidationError)
+            else [FieldError(field="body", reason=str(error))]
+        )
+        reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
         await bus.dead_letter(
             js, org=org, service=service, reason=f"malformed envelope: {reason}",
             subject=subject, body=body, headers=headers, time=clock(),
@@ -112,6 +103,7 @@ def serve(
         queue=handlers.service,
         max_workers=workers,
         title=f"{handlers.service} commands",
+        decoder=bus.raw_body,
     )
     async def on_command(message: NatsMessage) -> bytes:
         raw = message.raw_message
@@ -122,5 +114,14 @@ def serve(
         if isinstance(received, CommandRejected):
             return received.model_dump_json().encode()
         route = handlers.commands[received.envelope.type]
-        reply = await route.handler(received.command, received, deps)
+        try:
+            reply = await route.handler(received.command, received, deps)
+        except Exception as error:
+            # Still answered: the client learns it failed, and may retry with the same id
+            # (what was committed, if anything, is answered the same way then).
+            failed = type(error).__name__
+            log.exception("command_failed", service=handlers.service,
+                          command_type=received.envelope.type, error=failed)  # fmt: skip
+            reply = rejected(received.envelope.type, received.envelope.id, "id",
+                             f"could not be carried out ({failed}); retry later")  # fmt: skip
         return bytes(reply.model_dump_json().encode())

@@ -22,11 +22,11 @@ from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
 from contracts import subjects
-from contracts.envelope import RawEnvelope
+from contracts.envelope import MAX_EVENT_BYTES, RawEnvelope
+from contracts.replies import field_errors
 from runtime import bus
 from runtime.changes import NotYet
 from runtime.clock import Clock
-from runtime.commands import field_errors
 from runtime.dispatch import Handlers, Meta
 from runtime.logging import get_logger
 from runtime.settings import Settings
@@ -61,25 +61,38 @@ def subscribe(
         pull_sub=PullSub(batch_size=batch_size, timeout=5.0),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{spec.service}:{spec.durable}",
+        decoder=bus.raw_body,
     )
     async def on_message(message: NatsMessage) -> None:
         raw = message.raw_message
         deliveries = raw.metadata.num_delivered or 1
-        org = subjects.org_of(raw.subject)
+        try:
+            org = subjects.org_of(raw.subject)
+        except subjects.SubjectError:
+            # No organisation to keep a dead letter under; the message stays in its stream.
+            log.error("unroutable_event", service=spec.service, subject=raw.subject,
+                      stream_sequence=raw.metadata.sequence.stream)  # fmt: skip
+            return
 
         async def give_up(reason: str) -> None:
             await bus.dead_letter(
                 broker.connection.jetstream(), org=org, service=spec.service, reason=reason,
                 subject=raw.subject, body=raw.data, headers=raw.headers, deliveries=deliveries,
-                time=clock(),
+                # One letter per event and service, however often this runs.
+                msg_id=f"{spec.service}-{raw.metadata.sequence.stream}", time=clock(),
             )  # fmt: skip
 
         try:
+            if len(raw.data) > MAX_EVENT_BYTES:
+                raise ValueError(f"{len(raw.data)} bytes; an event may have at most "
+                                 f"{MAX_EVENT_BYTES}")  # fmt: skip
             envelope = RawEnvelope.model_validate_json(raw.data)
-        except ValidationError as error:
-            await give_up(
-                f"malformed envelope: {error.errors()[0]['msg']} at {error.errors()[0]['loc']}"
-            )
+        except (ValueError, ValidationError) as error:
+            said = (
+                "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error))
+                if isinstance(error, ValidationError) else str(error)
+            )  # fmt: skip
+            await give_up(f"malformed envelope: {said}")
             return
         if envelope.org != org:
             await give_up(f"org mismatch: subject {org!r}, envelope {envelope.org!r}")

@@ -129,12 +129,16 @@ async def keys(kv: KeyValue, pattern: str) -> list[str]:
 
 
 class StoredReply(BaseModel):
+    """A command id's claim: the fingerprint of the command that first used it and, once
+    that command is committed, its reply."""
+
     fingerprint: str
-    reply: CommandAccepted
+    reply: CommandAccepted | None = None
 
 
 class ReplyStore:
-    """Replies to accepted commands, so a repeated command id gets the same answer."""
+    """Replies to accepted commands, so a repeated command id gets the same answer; and each
+    id's claim, so one id can never carry two different commands, however they race."""
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
@@ -150,12 +154,26 @@ class ReplyStore:
     async def put(self, org: str, command_id: str, stored: StoredReply) -> None:
         await self._kv.put(key(org, command_id), stored.model_dump_json().encode())
 
+    async def claim(self, command: Received, fingerprint_now: str) -> StoredReply | None:
+        """Claim the command's id for this payload before deciding. None: go on (the claim is
+        ours, or the same command's, still unanswered); else what the id already holds."""
+        claim = StoredReply(fingerprint=fingerprint_now).model_dump_json().encode()
+        try:
+            await compare_and_set(self._kv, key(command.org, command.envelope.id), claim, 0)
+            return None
+        except Conflict:
+            held = await self.get(command.org, command.envelope.id)
+        if held is None or (held.fingerprint == fingerprint_now and held.reply is None):
+            return None
+        return held
+
 
 def repeated(
-    command_type: str, command_id: str, stored_fingerprint: str, reply: CommandAccepted,
+    command_type: str, command_id: str, stored_fingerprint: str, reply: CommandAccepted | None,
     fingerprint_now: str,
-) -> CommandAccepted | CommandRejected:  # fmt: skip
-    """The answer to a command id seen before: the same reply, unless the payload differs."""
+) -> CommandAccepted | CommandRejected | None:  # fmt: skip
+    """The answer to a command id seen before: the same reply, unless the payload differs
+    (None: the same command, not answered yet)."""
     if stored_fingerprint != fingerprint_now:
         return CommandRejected(
             command_id=command_id, command_type=command_type,
@@ -247,6 +265,11 @@ class Changer(Generic[R]):
         """``loaded``: the record and revision the caller just read (``settled``), so the
         first attempt does not read it again."""
         print_ = fingerprint(command.command) if command else ""
+        if command is not None:
+            held = await self.replies.claim(command, print_)
+            if held is not None:
+                return repeated(command.envelope.type, command.envelope.id, held.fingerprint,
+                                held.reply, print_)  # fmt: skip
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 await backoff(attempt)
@@ -254,21 +277,10 @@ class Changer(Generic[R]):
                 stored, revision = loaded
             else:
                 stored, revision = await self.store.load(org, entity_id)
-            if command is not None:
-                previous = await self.replies.get(org, command.envelope.id)
-                if previous is not None:
-                    return repeated(command.envelope.type, command.envelope.id,
-                                    previous.fingerprint, previous.reply, print_)  # fmt: skip
-            # Decide only on a record with nothing left to carry out.
-            for _ in range(MAX_CONFLICT_RETRIES):
-                if stored is None or stored.outbox is None:
-                    break
-                await self.flush(org, entity_id, stored, revision)
-                outbox = stored.outbox
-                if command and outbox.command_id == command.envelope.id and outbox.reply:
-                    return repeated(command.envelope.type, command.envelope.id,
-                                    outbox.fingerprint, outbox.reply, print_)  # fmt: skip
-                stored, revision = await self.store.load(org, entity_id)
+            answer, stored, revision = await self._carry_out(org, entity_id, stored, revision,
+                                                             command)  # fmt: skip
+            if answer is not None:
+                return answer
             try:
                 change = await decide(stored.record if stored else None)
             except Refused as refused:
@@ -290,6 +302,27 @@ class Changer(Generic[R]):
             command_id=command.envelope.id, command_type=command.envelope.type,
             errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
         )  # fmt: skip
+
+    async def _carry_out(
+        self, org: str, entity_id: str, stored: Stored[R] | None, revision: int,
+        command: Received | None,
+    ) -> tuple[CommandAccepted | None, Stored[R] | None, int]:  # fmt: skip
+        """Carry out what the record's last change left (so a decision sees a record with
+        nothing pending), and the command's reply if that change was this command's (the id's
+        claim makes it the same command) or it was answered meanwhile."""
+        if command is not None:
+            previous = await self.replies.get(org, command.envelope.id)
+            if previous is not None and previous.reply is not None:
+                return previous.reply, stored, revision
+        for _ in range(MAX_CONFLICT_RETRIES):
+            if stored is None or stored.outbox is None:
+                break
+            await self.flush(org, entity_id, stored, revision)
+            outbox = stored.outbox
+            if command and outbox.command_id == command.envelope.id and outbox.reply:
+                return outbox.reply, stored, revision
+            stored, revision = await self.store.load(org, entity_id)
+        return None, stored, revision
 
     async def _commit(
         self, org: str, entity_id: str, revision: int, change: Change[R],

@@ -23,6 +23,8 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from contracts import subjects
+from contracts.envelope import MAX_EVENT_BYTES
+from contracts.replies import DeadLetter
 from runtime.logging import get_logger
 from runtime.settings import Settings
 
@@ -44,6 +46,8 @@ GROUPS_BUCKET = "groups"
 ORGANISATIONS_BUCKET = "organisations"
 
 DAY_S = 24 * 3600.0
+# No record may outgrow this; the commands that grow records are bounded well below it.
+MAX_RECORD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def topology(settings: Settings) -> Topology:
     ) -> KeyValueConfig:
         return KeyValueConfig(
             bucket=name, description=description, history=history, ttl=ttl,
-            storage=StorageType.FILE, replicas=replicas,
+            storage=StorageType.FILE, replicas=replicas, max_value_size=MAX_RECORD_BYTES,
         )  # fmt: skip
 
     return Topology(
@@ -113,6 +117,11 @@ def topology(settings: Settings) -> Topology:
                 storage=StorageType.FILE,
                 num_replicas=replicas,
                 duplicate_window=settings.duplicate_window_s,
+                # The system of record: bounded per message, and as a whole by the server's
+                # store limit (max_file_store), past which a publish fails and the command is
+                # answered with an error; never by forgetting old events. (Message schedules
+                # rule out discard-new, and discard-old would forget them.)
+                max_msg_size=MAX_EVENT_BYTES,
                 discard=DiscardPolicy.OLD,
             ),
             StreamConfig(
@@ -123,6 +132,9 @@ def topology(settings: Settings) -> Topology:
                 storage=StorageType.FILE,
                 num_replicas=replicas,
                 max_age=90 * DAY_S,
+                max_msg_size=4 * DeadLetter.ORIGINAL_KEPT,  # escaped or base64, with headers
+                max_bytes=settings.deadletters_max_bytes,
+                discard=DiscardPolicy.OLD,
                 duplicate_window=120.0,
             ),
         ),

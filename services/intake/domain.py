@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from contracts.envelope import Command
 from contracts.intake import (
     CaseStageChanged,
@@ -36,6 +38,7 @@ from contracts.intake import (
     WithdrawConsent,
 )
 from contracts.records import CaseRecord, ConsentRecord, Record, SupporterRecord
+from contracts.replies import field_errors
 from runtime.changes import Change, Refused
 
 
@@ -84,16 +87,18 @@ def update_supporter(
     cmd: UpdateSupporter, current: SupporterRecord | None, ctx: Context
 ) -> Change[SupporterRecord]:
     record = _existing_supporter(cmd.supporter_id, current)
-    changes = cmd.changes.model_dump(exclude_unset=True)
+    changes = cmd.changes.named()
+    changed_fields = sorted(changes)
     suspended = changes.pop("suspended", record.suspended)
-    profile = record.profile.model_validate({**record.profile.model_dump(), **changes})
+    try:
+        profile = record.profile.model_validate({**record.profile.model_dump(), **changes})
+    except ValidationError as error:  # a change that does not fit the rest of the profile
+        raise Refused.each(field_errors(error, "data.changes")) from error
     updated = record.model_copy(
         update={"profile": profile, "suspended": suspended, "updated_at": ctx.now}
     )
     event = SupporterUpdated(
-        supporter_id=cmd.supporter_id,
-        changed_fields=sorted(cmd.changes.model_fields_set),
-        suspended=suspended,
+        supporter_id=cmd.supporter_id, changed_fields=changed_fields, suspended=suspended
     )
     return Change(updated, [event])
 

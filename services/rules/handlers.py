@@ -31,7 +31,7 @@ from contracts.intake import (
     VettingEvidenceRecorded,
 )
 from contracts.matching import MatchEnded, ProposalAccepted, ServiceRefused
-from contracts.replies import CommandRejected
+from contracts.replies import CommandRejected, field_errors
 from contracts.rules import (
     FACTS,
     SERVICE,
@@ -45,7 +45,6 @@ from contracts.rules import (
 )
 from runtime import bus
 from runtime.clock import Clock
-from runtime.commands import field_errors
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings

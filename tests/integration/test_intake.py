@@ -125,6 +125,30 @@ async def test_reused_command_id_with_another_payload_is_refused(
     assert reply.errors[0].field == "id"
 
 
+async def test_one_id_with_two_payloads_at_once_is_accepted_once_on_two_replicas(
+    client: AlongsideClient, nc: Client, provisioned: str, org: str
+) -> None:
+    # Both used to pass the reply check before either committed: 20 of 20 pairs made 40 cases.
+    second_replica = await services.start(provisioned, ["intake"])
+    try:
+        pairs = await asyncio.gather(*(
+            asyncio.gather(
+                client.submit(org, sample.intake(random.Random(n), f"a{n}"), command_id=f"id-{n}"),
+                client.submit(org, sample.intake(random.Random(n), f"b{n}"), command_id=f"id-{n}"),
+            )
+            for n in range(20)
+        ))  # fmt: skip
+    finally:
+        await services.stop(second_replica)
+
+    for n, (a, b) in enumerate(pairs):
+        assert sorted(type(r).__name__ for r in (a, b)) == ["CommandAccepted", "CommandRejected"]
+        refused = a if isinstance(a, CommandRejected) else b
+        assert refused.errors[0].field == "id"
+        assert await case_exists(nc, org, f"a{n}") != await case_exists(nc, org, f"b{n}")
+    assert len(await events_of(client, org)) == 20
+
+
 async def test_org_mismatch_is_refused(client: AlongsideClient, nc: Client, org: str) -> None:
     body = wrap(
         sample.intake(random.Random(1), "c1"), org="someone-else", source="t", time=SYSTEM()
@@ -138,19 +162,55 @@ async def test_org_mismatch_is_refused(client: AlongsideClient, nc: Client, org:
     assert not await case_exists(nc, "someone-else", "c1")
 
 
+async def last_dead_letter(nc: Client, org: str, service: str) -> RawEnvelope:
+    letter = await nc.jetstream().get_last_msg(
+        topology.DEADLETTER_STREAM, subjects.dead_letter(org, service)
+    )
+    return RawEnvelope.model_validate_json(letter.data or b"")
+
+
 async def test_malformed_message_is_dead_lettered_and_service_keeps_serving(
     client: AlongsideClient, nc: Client, org: str
 ) -> None:
     reply = await client.send_raw(org, "intake", "SubmitIntake", b'{"id": "x", "data": ')
 
     assert isinstance(reply, CommandRejected)
-    letter = await nc.jetstream().get_last_msg(
-        topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake")
-    )
-    dead = RawEnvelope.model_validate_json(letter.data or b"")
-    assert dead.data["reason"].startswith("malformed envelope: not JSON")
+    assert reply.errors[0].field == "body"
+    dead = await last_dead_letter(nc, org, "intake")
+    assert dead.data["reason"].startswith("malformed envelope: body: Invalid JSON")
     assert dead.data["original"] == '{"id": "x", "data": '
     assert dead.data["subject"] == subjects.command(org, "intake", "SubmitIntake")
+
+    assert isinstance(
+        await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # FastStream's own JSON decoder used to raise on these before our handler ran:
+        # no reply, no dead letter.
+        (b"[" * 20_000 + b"]" * 20_000, "recursion limit exceeded"),
+        (b'{"id": ' + b"9" * 5_000 + b"}", "number out of range"),
+        (b'{"id": "\xff\xfe"}', "Invalid JSON"),
+        (b'{"id": "' + b"x" * 70_000 + b'"}', "a command may have at most 65536"),
+    ],
+    ids=["deep-nesting", "huge-number", "invalid-utf8", "over-64KiB"],
+)
+async def test_what_no_parser_can_read_is_answered_and_dead_lettered(
+    client: AlongsideClient, nc: Client, org: str, body: bytes, reason: str
+) -> None:
+    reply = await client.send_raw(org, "intake", "SubmitIntake", body)
+
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].field == "body"
+    assert reason in reply.errors[0].reason
+    dead = await last_dead_letter(nc, org, "intake")
+    assert reason in dead.data["reason"]
+    assert dead.data["original_size"] == len(body)
+    assert dead.data["original_truncated"] == (len(body) > 64 * 1024)
+    assert len(dead.data["original"]) <= 64 * 1024 * 4 // 3 + 8
 
     assert isinstance(
         await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted

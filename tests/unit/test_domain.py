@@ -6,6 +6,7 @@ import random
 from datetime import UTC, date, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from alongside import sample
 from contracts.intake import (
@@ -75,6 +76,30 @@ def test_update_changes_only_the_named_fields_and_reports_them() -> None:
     assert after.suspended
     assert after.profile.languages == before.profile.languages
     assert decision.events[0].model_dump()["changed_fields"] == ["caseload_cap", "suspended"]
+
+
+def test_null_fields_of_an_update_are_left_as_they_are() -> None:
+    # What a client that serialises every optional field sends; it used to get no reply.
+    before = supporter()
+    changes = SupporterChanges.model_validate(
+        {name: None for name in SupporterChanges.model_fields} | {"caseload_cap": 4}
+    )
+    decision = domain.update_supporter(
+        UpdateSupporter(supporter_id="s1", changes=changes), before, CTX
+    )
+    after = decision.record
+    assert isinstance(after, SupporterRecord)
+    assert after.profile.caseload_cap == 4
+    assert after.profile.model_dump(exclude={"caseload_cap"}) == before.profile.model_dump(
+        exclude={"caseload_cap"}
+    )
+    assert after.suspended == before.suspended
+    assert decision.events[0].model_dump()["changed_fields"] == ["caseload_cap"]
+
+
+def test_an_update_naming_only_nulls_is_refused() -> None:
+    with pytest.raises(ValidationError, match="name at least one field to change"):
+        SupporterChanges.model_validate({"display_name": None, "region": None})
 
 
 def test_vetting_event_says_until_when_a_record_check_holds_and_nothing_else() -> None:
