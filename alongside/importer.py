@@ -20,8 +20,7 @@ from pydantic import ValidationError
 from alongside.client import AlongsideClient
 from contracts.intake import SubmitIntake
 from contracts.matching import AssignBatch, BatchAssigned
-from contracts.replies import CommandAccepted, CommandRejected, FieldError
-from runtime.commands import field_errors
+from contracts.replies import CommandAccepted, CommandRejected, FieldError, field_errors
 
 IN_FLIGHT = 16
 READY_TIMEOUT_S = 120.0
