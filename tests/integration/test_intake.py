@@ -144,6 +144,7 @@ async def test_one_id_with_two_payloads_at_once_is_accepted_once_on_two_replicas
     for n, (a, b) in enumerate(pairs):
         assert sorted(type(r).__name__ for r in (a, b)) == ["CommandAccepted", "CommandRejected"]
         refused = a if isinstance(a, CommandRejected) else b
+        assert isinstance(refused, CommandRejected)
         assert refused.errors[0].field == "id"
         assert await case_exists(nc, org, f"a{n}") != await case_exists(nc, org, f"b{n}")
     assert len(await events_of(client, org)) == 20
