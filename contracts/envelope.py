@@ -10,10 +10,10 @@ is also its ``Nats-Msg-Id``, so JetStream drops a republished duplicate.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.subjects import ID_PATTERN, ORG_PATTERN
 
@@ -21,6 +21,20 @@ from contracts.subjects import ID_PATTERN, ORG_PATTERN
 # 1 MB, so a runaway message is refused where it enters (and no record grows without bound).
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_EVENT_BYTES = 256 * 1024
+
+When = TypeVar("When", date, datetime)
+
+
+def _in_our_era(value: When) -> When:
+    # Far enough for any birth or booking; the year 9999 once overflowed date arithmetic.
+    if not 1900 <= value.year <= 2199:
+        raise ValueError("must be between the years 1900 and 2199")
+    return value
+
+
+# The days and moments commands carry.
+Day = Annotated[date, AfterValidator(_in_our_era)]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_our_era)]
 
 OrgId = Annotated[str, Field(pattern=ORG_PATTERN, description="Organisation token")]
 EntityId = Annotated[
@@ -70,7 +84,7 @@ class Envelope(BaseModel, Generic[DataT]):
     type: str = Field(min_length=1, max_length=64)
     source: str = Field(min_length=1, max_length=128)
     org: OrgId
-    time: AwareDatetime
+    time: Moment
     schemaversion: str = Field(pattern=r"^\d+\.\d+$")
     datacontenttype: Literal["application/json"] = "application/json"
     correlationid: MessageId | None = None

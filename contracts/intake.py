@@ -7,13 +7,13 @@ in the organisation's KV state, readable only by that organisation's services.
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from contracts.envelope import Command, EntityId, Event, Part
+from contracts.envelope import Command, Day, EntityId, Event, Part
 
 SERVICE = "intake"
 
@@ -166,8 +166,8 @@ class RecordCheck(Part):
     """Police / vulnerable-sector record check."""
 
     kind: Literal["record_check"] = "record_check"
-    issued_on: date
-    expires_on: date
+    issued_on: Day
+    expires_on: Day
     clear: bool
     reference: ShortText
 
@@ -180,14 +180,14 @@ class RecordCheck(Part):
 
 class Interview(Part):
     kind: Literal["interview"] = "interview"
-    held_on: date
+    held_on: Day
     passed: bool
 
 
 class Reference(Part):
     kind: Literal["reference"] = "reference"
     reference_type: Literal["professional", "personal"]
-    received_on: date
+    received_on: Day
     satisfactory: bool
 
 
@@ -195,13 +195,13 @@ class Recovery(Part):
     """Start of the supporter's recovery, for the minimum length of recovery."""
 
     kind: Literal["recovery"] = "recovery"
-    since: date
+    since: Day
 
 
 class Training(Part):
     kind: Literal["training"] = "training"
     course: Tag
-    completed_on: date
+    completed_on: Day
 
 
 class Supervision(Part):
@@ -209,7 +209,7 @@ class Supervision(Part):
 
     kind: Literal["supervision"] = "supervision"
     session: Literal["supervision", "team_debrief"]
-    attended_on: date
+    attended_on: Day
 
 
 VettingEvidence = Annotated[
@@ -336,7 +336,7 @@ class GiveConsent(Command):
     case_id: EntityId
     party_id: EntityId
     stages: list[Stage] = Field(min_length=1)
-    given_on: date
+    given_on: Day
 
 
 class WithdrawConsent(Command):
@@ -346,7 +346,7 @@ class WithdrawConsent(Command):
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     party_id: EntityId
-    withdrawn_on: date
+    withdrawn_on: Day
 
 
 # Events ------------------------------------------------------------------
@@ -372,8 +372,8 @@ class VettingEvidenceRecorded(Event):
     type_name: ClassVar[str] = "VettingEvidenceRecorded"
     supporter_id: str
     kind: str
-    recorded_for: date
-    valid_until: date | None = None
+    recorded_for: Day
+    valid_until: Day | None = None
 
 
 class IntakeReceived(Event):
@@ -406,14 +406,14 @@ class ConsentGiven(Event):
     case_id: str
     party_id: str
     stages: list[Stage]
-    given_on: date
+    given_on: Day
 
 
 class ConsentWithdrawn(Event):
     type_name: ClassVar[str] = "ConsentWithdrawn"
     case_id: str
     party_id: str
-    withdrawn_on: date
+    withdrawn_on: Day
 
 
 COMMANDS: tuple[type[Command], ...] = (

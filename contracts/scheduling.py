@@ -12,9 +12,9 @@ from datetime import date, datetime
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import Field, field_validator
 
-from contracts.envelope import Command, EntityId, Event, Part
+from contracts.envelope import Command, Day, EntityId, Event, Moment, Part
 from contracts.intake import Method, Tag
 
 SERVICE = "scheduling"
@@ -71,7 +71,7 @@ class ProposeMeetingTime(Command):
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     by: Party
-    start: AwareDatetime
+    start: Moment
 
 
 class GoAhead(Command):
@@ -86,7 +86,7 @@ class GoAhead(Command):
     method: Method | None = None  # default: the initial meeting's
     # The first weekly session, whose weekday and local time the rest keep (default: a week
     # after the initial meeting, at its time).
-    first_session: AwareDatetime | None = None
+    first_session: Moment | None = None
 
 
 class RecordFrequencyAgreement(Command):
@@ -104,7 +104,7 @@ class BookSession(Command):
     type_name: ClassVar[str] = "BookSession"
     service: ClassVar[str] = SERVICE
     case_id: EntityId
-    start: AwareDatetime
+    start: Moment
     minutes: int = Field(ge=5, le=480)
     method: Method
     purposes: list[Tag] = Field(default_factory=lambda: ["peer_support"], max_length=10)
@@ -115,7 +115,7 @@ class RescheduleSession(Command):
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     session_id: EntityId
-    start: AwareDatetime
+    start: Moment
 
 
 class CancelSession(Command):
@@ -142,7 +142,7 @@ class ExtendService(Command):
     type_name: ClassVar[str] = "ExtendService"
     service: ClassVar[str] = SERVICE
     case_id: EntityId
-    until: date
+    until: Day
 
 
 class RecordSupervisionAttendance(Command):
@@ -159,7 +159,7 @@ class CreateGroupSession(Command):
     service: ClassVar[str] = SERVICE
     group_id: EntityId
     facilitator_id: EntityId  # a supporter
-    start: AwareDatetime
+    start: Moment
     minutes: int = Field(ge=5, le=480)
     method: Method
     capacity: int = Field(ge=2, le=30)

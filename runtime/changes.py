@@ -50,6 +50,19 @@ class NotYet(Exception):
     and dead-letters it with the reason if it never becomes readable."""
 
 
+T = TypeVar("T")
+
+
+def on_record(found: T | None, what: str) -> T:
+    """What an event names, as read; ``NotYet`` when it is not on record. Every publisher
+    stores before it announces, so that is a replica behind (looked at again later), or an
+    event about something that never existed (dead-lettered with this reason after the
+    retries), never a reason to act."""
+    if found is None:
+        raise NotYet(f"no {what} on record")
+    return found
+
+
 class Contended(NotYet):
     """A record kept changing under every retry (many replicas, one busy record): the event
     is looked at again later, like state not yet readable, rather than failing loudly."""

@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from contracts.scheduling import SchedulingPolicy
+from runtime.changes import NotYet
 from runtime.store import RecordStore, keys
 
 
@@ -69,6 +70,17 @@ class DecisionReader:
     async def get(self, org: str, kind: Kind, subject_id: str) -> tuple[RulesDecision | None, int]:
         stored, revision = await self.load(org, kind, subject_id)
         return (stored.decision if stored else None), revision
+
+    async def announced(
+        self, org: str, kind: Kind, subject_id: str, announced_at: datetime
+    ) -> RulesDecision:
+        """The decision an event announced at ``announced_at`` (or a later one): what a
+        consumer acts on, rather than the event's copy. ``NotYet`` when none so recent is
+        readable (a write on its way, or an event no decision stands behind)."""
+        decision, _ = await self.get(org, kind, subject_id)
+        if decision is None or decision.decided_at < announced_at:
+            raise NotYet(f"no {kind.value} decision on {subject_id} as of {announced_at}")
+        return decision
 
     async def subjects(self, kind: Kind) -> list[tuple[str, str]]:
         """(org, subject_id) of every stored decision of one kind, across organisations."""

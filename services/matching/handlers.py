@@ -35,11 +35,17 @@ from contracts.matching import (
 )
 from contracts.records import CaseMatch, Offer
 from contracts.replies import CommandAccepted, CommandRejected
-from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided, SupporterEligibilityDecided
+from contracts.rules import (
+    ConsentDecided,
+    Kind,
+    MatchingPolicyDecided,
+    RulesDecision,
+    SupporterEligibilityDecided,
+)
 from contracts.scheduling import ServiceEnded
 from runtime import periodic, store
 from runtime.asking import Asking
-from runtime.changes import Change, Contended, NotYet, Refused, Regather
+from runtime.changes import Change, Contended, Refused, Regather, on_record
 from runtime.clock import Clock
 from runtime.commands import rejected
 from runtime.dispatch import Handlers, Meta, Received
@@ -92,9 +98,12 @@ async def client_of(
     """The case and its matching policy; None until the rules service has decided the policy.
     ``announced_at``: the time of an event announcing the policy, which the policy read must
     not be older than (else ``NotYet``: the event is looked at again later)."""
-    decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
-    if announced_at is not None and (decision is None or decision.decided_at < announced_at):
-        raise NotYet(f"the matching policy of {case_id} announced at {announced_at}")
+    decision: RulesDecision | None
+    if announced_at is not None:
+        decision = await deps.decisions.announced(org, Kind.MATCHING_POLICY, case_id,
+                                                  announced_at)  # fmt: skip
+    else:
+        decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
     case = await deps.records.case(org, case_id)
     if case is None or decision is None:
         return None
@@ -304,9 +313,10 @@ async def reconcile(deps: MatchingDeps) -> int:
 
 @handlers.on(ConsentDecided)
 async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: MatchingDeps) -> None:
-    if event.status != "active":
-        return
     org, now = meta.org, deps.clock()
+    decision = await deps.decisions.announced(org, Kind.CONSENT, event.case_id, meta.envelope.time)
+    if decision.outcome != "active":
+        return
 
     async def gather(seen: CaseMatch | None) -> tuple[bool, list[str]]:
         if seen is None or seen.status != "accepted":
@@ -319,6 +329,7 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: MatchingDe
 
 @handlers.on(ServiceEnded)
 async def on_service_ended(event: ServiceEnded, meta: Meta, deps: MatchingDeps) -> None:
+    await matched(meta.org, event.case_id, deps)
     await on_case(meta.org, event.case_id, deps, nothing,
                   lambda m, _: decisions.complete(m, event.supporter_id))
 
@@ -327,11 +338,13 @@ async def on_service_ended(event: ServiceEnded, meta: Meta, deps: MatchingDeps) 
 async def on_supporter_registered(
     event: SupporterRegistered, meta: Meta, deps: MatchingDeps
 ) -> None:
+    on_record(await deps.records.supporter(meta.org, event.supporter_id), "such supporter")
     await supporters_changed(meta.org, [event.supporter_id], deps)
 
 
 @handlers.on(SupporterUpdated)
 async def on_supporter_updated(event: SupporterUpdated, meta: Meta, deps: MatchingDeps) -> None:
+    on_record(await deps.records.supporter(meta.org, event.supporter_id), "such supporter")
     await supporters_changed(meta.org, [event.supporter_id], deps)
 
 
@@ -339,32 +352,47 @@ async def on_supporter_updated(event: SupporterUpdated, meta: Meta, deps: Matchi
 async def on_supporter_eligibility_decided(
     event: SupporterEligibilityDecided, meta: Meta, deps: MatchingDeps
 ) -> None:
+    await deps.decisions.announced(meta.org, Kind.ELIGIBILITY, event.supporter_id,
+                                   meta.envelope.time)  # fmt: skip
     await supporters_changed(meta.org, [event.supporter_id], deps)
+
+
+# Matching's own events: about a case matching keeps, whose change freed supporters' slots.
+
+
+async def matched(org: str, case_id: str, deps: MatchingDeps) -> CaseMatch:
+    stored, _ = await deps.matches.load(org, case_id)
+    return on_record(stored, "matching record of this case").record
 
 
 @handlers.on(ProposalAccepted)
 async def on_proposal_accepted(event: ProposalAccepted, meta: Meta, deps: MatchingDeps) -> None:
+    await matched(meta.org, event.case_id, deps)
     await name_support_person(event, meta, deps)
     await supporters_changed(meta.org, event.released_supporter_ids, deps)
 
 
 @handlers.on(ProposalsDeclined)
 async def on_proposals_declined(event: ProposalsDeclined, meta: Meta, deps: MatchingDeps) -> None:
+    await matched(meta.org, event.case_id, deps)
     await supporters_changed(meta.org, event.supporter_ids, deps)
 
 
 @handlers.on(ProposalsExpired)
 async def on_proposals_expired(event: ProposalsExpired, meta: Meta, deps: MatchingDeps) -> None:
+    await matched(meta.org, event.case_id, deps)
     await supporters_changed(meta.org, event.supporter_ids, deps)
 
 
 @handlers.on(MatchEnded)
 async def on_match_ended(event: MatchEnded, meta: Meta, deps: MatchingDeps) -> None:
+    await matched(meta.org, event.case_id, deps)
     await supporters_changed(meta.org, [event.supporter_id], deps)
 
 
 @handlers.on(ServiceRefused)
 async def on_service_refused(event: ServiceRefused, meta: Meta, deps: MatchingDeps) -> None:
+    await matched(meta.org, event.case_id, deps)
     await supporters_changed(meta.org, event.released_supporter_ids, deps)
 
 

@@ -44,6 +44,7 @@ from contracts.rules import (
     SupporterEligibilityDecided,
 )
 from runtime import bus
+from runtime.changes import on_record
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
@@ -101,45 +102,45 @@ async def evaluate_rules(
 
 @handlers.on(SupporterRegistered)
 async def on_supporter_registered(event: SupporterRegistered, meta: Meta, deps: RulesDeps) -> None:
-    await decide_eligibility(meta.org, event.supporter_id, deps)
+    on_record(await decide_eligibility(meta.org, event.supporter_id, deps), "such supporter")
 
 
 @handlers.on(SupporterUpdated)
 async def on_supporter_updated(event: SupporterUpdated, meta: Meta, deps: RulesDeps) -> None:
-    await decide_eligibility(meta.org, event.supporter_id, deps)
+    on_record(await decide_eligibility(meta.org, event.supporter_id, deps), "such supporter")
 
 
 @handlers.on(VettingEvidenceRecorded)
 async def on_vetting_evidence_recorded(
     event: VettingEvidenceRecorded, meta: Meta, deps: RulesDeps
 ) -> None:
-    await decide_eligibility(meta.org, event.supporter_id, deps)
+    on_record(await decide_eligibility(meta.org, event.supporter_id, deps), "such supporter")
 
 
 @handlers.on(IntakeReceived)
 async def on_intake_received(event: IntakeReceived, meta: Meta, deps: RulesDeps) -> None:
-    await decide_matching_policy(meta.org, event.case_id, deps)
-    await decide_consent(meta.org, event.case_id, deps)
+    on_record(await decide_matching_policy(meta.org, event.case_id, deps), "such case")
+    on_record(await decide_consent(meta.org, event.case_id, deps), "such case")
 
 
 @handlers.on(SupportPersonNamed)
 async def on_support_person_named(event: SupportPersonNamed, meta: Meta, deps: RulesDeps) -> None:
-    await decide_consent(meta.org, event.case_id, deps)
+    on_record(await decide_consent(meta.org, event.case_id, deps), "such case")
 
 
 @handlers.on(ConsentGiven)
 async def on_consent_given(event: ConsentGiven, meta: Meta, deps: RulesDeps) -> None:
-    await decide_consent(meta.org, event.case_id, deps)
+    on_record(await decide_consent(meta.org, event.case_id, deps), "such case")
 
 
 @handlers.on(ConsentWithdrawn)
 async def on_consent_withdrawn(event: ConsentWithdrawn, meta: Meta, deps: RulesDeps) -> None:
-    await decide_consent(meta.org, event.case_id, deps)
+    on_record(await decide_consent(meta.org, event.case_id, deps), "such case")
 
 
 @handlers.on(CaseStageChanged)
 async def on_case_stage_changed(event: CaseStageChanged, meta: Meta, deps: RulesDeps) -> None:
-    await decide_consent(meta.org, event.case_id, deps)
+    on_record(await decide_consent(meta.org, event.case_id, deps), "such case")
 
 
 # A supporter's caseload changed: eligibility looks at the room left.
@@ -162,7 +163,7 @@ async def on_service_refused(event: ServiceRefused, meta: Meta, deps: RulesDeps)
 
 async def _caseloads_changed(org: str, supporter_ids: list[str], deps: RulesDeps) -> None:
     for supporter_id in sorted(set(supporter_ids)):
-        await decide_eligibility(org, supporter_id, deps)
+        on_record(await decide_eligibility(org, supporter_id, deps), "such supporter")
 
 
 async def decide_eligibility(

@@ -39,6 +39,10 @@ class Context:
 WEEKDAYS = list(Weekday)  # Monday first, as date.weekday() counts
 # An initial meeting is a conversation: not by text.
 MEETING_METHODS = (Method.VIDEO, Method.PHONE, Method.IN_PERSON, Method.HOME_VISIT)
+# What bounds a case's record: a funded service runs at most 104 weeks (the policy's
+# limit), an extension adds at most as much, and a record holds at most this many sessions.
+MAX_EXTENSION_WEEKS = 104
+MAX_SESSIONS = 400
 LIVE = ("proposed", "booked")
 # Sessions that happen, or happened: they count towards how often the two meet.
 MEETING = ("proposed", "booked", "completed")

@@ -39,7 +39,7 @@ from contracts.scheduling import (
 )
 from runtime import periodic
 from runtime.asking import Asking
-from runtime.changes import Change, Refused
+from runtime.changes import Change, Refused, on_record
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
@@ -183,8 +183,14 @@ async def on_case_command(
 # Reacting to events ----------------------------------------------------------------------
 
 
+async def on_record_case(org: str, case_id: str, deps: SchedulingDeps) -> None:
+    on_record(await deps.records.case(org, case_id), "such case")
+
+
 @handlers.on(MatchActivated)
 async def on_match_activated(event: MatchActivated, meta: Meta, deps: SchedulingDeps) -> None:
+    await on_record_case(meta.org, event.case_id, deps)
+    on_record(await deps.records.supporter(meta.org, event.supporter_id), "such supporter")
     def arrange(schedule: CaseSchedule | None, got: Inputs) -> Change[CaseSchedule] | None:
         change = sessions.arrange(schedule, event.case_id, got.parties, got.ctx)
         if change is not None and not change.events:
@@ -197,7 +203,9 @@ async def on_match_activated(event: MatchActivated, meta: Meta, deps: Scheduling
 
 @handlers.on(ConsentDecided)
 async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: SchedulingDeps) -> None:
-    if event.status == "active":
+    decision = await deps.decisions.announced(meta.org, Kind.CONSENT, event.case_id,
+                                              meta.envelope.time)  # fmt: skip
+    if decision.outcome == "active":
         await on_schedule(meta.org, event.case_id, deps,
                           lambda s, got: sessions.resume(s, "consent_not_active", got.ctx))
     else:
@@ -210,6 +218,7 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: Scheduling
 async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) -> None:
     if event.reason == "service_completed":
         return  # scheduling ended it itself
+    await on_record_case(meta.org, event.case_id, deps)
     reason = "supporter_changed" if event.reason == "change_of_supporter" else "service_refused"
     await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
         s, reason, "ended", got.ctx, event.supporter_id
@@ -218,6 +227,7 @@ async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) ->
 
 @handlers.on(ServiceRefused)
 async def on_service_refused(event: ServiceRefused, meta: Meta, deps: SchedulingDeps) -> None:
+    await on_record_case(meta.org, event.case_id, deps)
     await on_schedule(meta.org, event.case_id, deps,
                       lambda s, got: sessions.stop(s, "service_refused", "ended", got.ctx))
 
@@ -227,11 +237,14 @@ async def on_supporter_eligibility_decided(
     event: SupporterEligibilityDecided, meta: Meta, deps: SchedulingDeps
 ) -> None:
     org, supporter_id = meta.org, event.supporter_id
+    # The decision as stored (an event about a supporter nobody decided on is not acted on).
+    decision = await deps.decisions.announced(org, Kind.ELIGIBILITY, supporter_id,
+                                              meta.envelope.time)  # fmt: skip
     # Supervision is booked whatever the eligibility: attending it is how a supporter whose
     # supervision lapsed becomes eligible again.
     await plan_supervision(org, supporter_id, deps)
     # A full caseload stops new matches, not the sessions of current ones.
-    fit = event.eligible or event.caseload_full_only
+    fit = decision.outcome == "eligible" or decision.caseload_full_only
     for _, case_id, stored, _ in await deps.schedules.store.each(org):
         if stored.record.supporter_id != supporter_id:
             continue

@@ -112,6 +112,13 @@ def judge(
 # Records ------------------------------------------------------------------------------
 
 
+def room_for(schedule: CaseSchedule, more: int, field: str) -> None:
+    """A case's record holds at most ``MAX_SESSIONS`` sessions (cancelled ones included)."""
+    if len(schedule.sessions) + more > domain.MAX_SESSIONS:
+        raise Refused(field, f"a case holds at most {domain.MAX_SESSIONS} sessions; "
+                      "close this service and open another")  # fmt: skip
+
+
 def changed(schedule: CaseSchedule, ctx: Context, touched: list[str], **update: object
             ) -> CaseSchedule:  # fmt: skip
     """The schedule with ``update``; ``touched`` names the sessions whose reminders change."""
@@ -419,6 +426,7 @@ def book(
           method=command.method, purposes=command.purposes)  # fmt: skip
     if any(s.start == start for s in domain.future(schedule.sessions, ctx.now)):
         raise Refused("start", "a session already starts at that time")
+    room_for(schedule, 1, "case_id")
     session = Session(
         session_id=session_id(schedule), kind="extra", start=start,
         end=start + timedelta(minutes=command.minutes), method=command.method, status="booked",
@@ -469,9 +477,14 @@ def extend(schedule: CaseSchedule | None, command: ExtendService, ctx: Context) 
     assert schedule.method is not None
     if command.until <= schedule.service_ends_on:
         raise Refused("until", f"the service already runs to {schedule.service_ends_on}")
+    furthest = schedule.service_ends_on + timedelta(weeks=domain.MAX_EXTENSION_WEEKS)
+    if command.until > furthest:
+        raise Refused("until", f"a service is extended by at most {domain.MAX_EXTENSION_WEEKS} "
+                      f"weeks at a time (to {furthest} at the latest)")  # fmt: skip
     last = max(s.start for s in schedule.sessions if s.kind == "regular")
     starts = domain.weekly(domain.next_week(last, ctx.zone), command.until, ctx.zone)
     sessions = _regular(schedule, starts, ctx.policy.session_minutes, schedule.method)
+    room_for(schedule, len(sessions), "until")
     record = changed(schedule, ctx, [s.session_id for s in sessions],
                      sessions=[*schedule.sessions, *sessions],
                      service_ends_on=command.until)  # fmt: skip

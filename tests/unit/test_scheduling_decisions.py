@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from contracts.intake import Method
 from contracts.records import CaseSchedule, Session
 from contracts.rules import FiredRule, Kind, RulesDecision, RulesetRef
-from contracts.scheduling import BookSession, SchedulingPolicy
+from contracts.scheduling import BookSession, ExtendService, SchedulingPolicy
 from runtime.changes import Refused, Regather
 from services.scheduling import sessions
 from services.scheduling.domain import Context
@@ -117,3 +118,40 @@ def test_the_service_ends_on_its_end_day_in_the_organisations_zone() -> None:
     assert change is not None
     assert change.record.status == "ended"
     assert [e.type_name for e in change.events] == ["ServiceEnded"]
+
+
+def test_an_extension_is_bounded_and_so_is_the_record() -> None:
+    schedule, _ = _going_ahead()
+    assert schedule.service_ends_on is not None
+    # To the year 2100 once made 3,815 sessions in an 825 kB record.
+    with pytest.raises(Refused) as too_far:
+        sessions.extend(schedule, ExtendService(case_id="c1", until=date(2100, 1, 1)), CTX)
+    assert too_far.value.errors[0].field == "until"
+    assert "at most 104 weeks" in too_far.value.errors[0].reason
+
+    longest = schedule.service_ends_on + timedelta(weeks=104)
+    change = sessions.extend(schedule, ExtendService(case_id="c1", until=longest), CTX)
+    assert len(change.record.sessions) == 4 + 104
+
+    full = change.record
+    for _ in range(2):
+        assert full.service_ends_on is not None
+        until = full.service_ends_on + timedelta(weeks=104)
+        full = sessions.extend(full, ExtendService(case_id="c1", until=until), CTX).record
+    assert len(full.sessions) == 4 + 3 * 104
+    assert full.service_ends_on is not None
+    with pytest.raises(Refused) as no_room:
+        sessions.extend(full, ExtendService(case_id="c1", until=full.service_ends_on
+                                            + timedelta(weeks=104)), CTX)  # fmt: skip
+    assert "at most 400 sessions" in no_room.value.errors[0].reason
+
+
+@pytest.mark.parametrize("year", [1, 1899, 2200, 9999])
+def test_days_and_moments_outside_our_era_are_refused_naming_the_field(year: int) -> None:
+    with pytest.raises(ValidationError) as error:
+        ExtendService.model_validate({"case_id": "c1", "until": f"{year:04d}-12-31"})
+    assert error.value.errors()[0]["loc"] == ("until",)
+    with pytest.raises(ValidationError) as error:
+        BookSession.model_validate({"case_id": "c1", "start": f"{year:04d}-12-31T23:00:00-12:00",
+                                    "minutes": 60, "method": "phone"})  # fmt: skip
+    assert error.value.errors()[0]["loc"] == ("start",)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from contracts.intake import (
+    GiveConsent,
     Method,
     Stage,
     WithdrawConsent,
@@ -22,7 +23,7 @@ from contracts.intake import (
 from contracts.matching import MatchActivated
 from contracts.records import CaseSchedule
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
-from contracts.rules import ConsentDecided, EvaluateRules, Kind
+from contracts.rules import ConsentDecided, EvaluateRules, Kind, SupporterEligibilityDecided
 from contracts.scheduling import (
     BookSession,
     ConfirmMeeting,
@@ -32,6 +33,7 @@ from contracts.scheduling import (
     RecordFrequencyAgreement,
 )
 from runtime import topology
+from runtime.changes import NotYet
 from runtime.clock import ManualClock
 from runtime.settings import Settings
 from services.intake import domain as intake
@@ -183,6 +185,19 @@ async def test_withdrawn_consent_suspends_future_sessions_then_consent_resumes_t
     }
     assert world.reminders.due == {}
 
+    # An "active" event the stored decision does not stand behind changes nothing: scheduling
+    # acts on the decision as stored, never on an event's copy of it.
+    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="active",
+                                  missing_party_ids=[], ruleset=_ruleset_ref(world)))  # fmt: skip
+    assert (await schedule_of(world)).status == "suspended"
+
+    world.clock.advance(timedelta(minutes=1))
+    given = intake.give_consent(
+        GiveConsent(case_id="c1", party_id="respondent", stages=[Stage.ENTRY], given_on=today),
+        withdrawn, intake.Context(now=world.clock()),
+    ).record  # fmt: skip
+    await world.keep(topology.CASES_BUCKET, "c1", given)
+    assert (await world.decide(Kind.CONSENT, "c1", facts.consent(given))).outcome == "active"
     await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="active",
                                   missing_party_ids=[], ruleset=_ruleset_ref(world)))  # fmt: skip
     assert (await schedule_of(world)).status == "going_ahead"
@@ -212,3 +227,22 @@ async def test_a_judgement_the_rules_service_refuses_is_answered_not_dropped(
 
     assert isinstance(reply, CommandRejected)
     assert [(e.field, e.reason) for e in reply.errors] == [("data.facts", "unreadable")]
+
+
+async def test_events_about_what_is_not_on_record_are_not_acted_on(world: World) -> None:
+    # 5,000 forged eligibility events once made 5,004 supervision records for nobody.
+    ruleset = _ruleset_ref(world)
+    forged = [
+        SupporterEligibilityDecided(supporter_id="nobody", eligible=True,
+                                    caseload_full_only=False, lapses_on=None, ruleset=ruleset),
+        MatchActivated(case_id="no-case", supporter_id="nobody"),
+        ConsentDecided(case_id="no-case", stage=Stage.ENTRY, status="active",
+                       missing_party_ids=[], ruleset=ruleset),
+    ]  # fmt: skip
+    for event in forged:
+        with pytest.raises(NotYet, match=r"no .* on record|decision on no"):
+            await world.on(event)
+
+    assert world.kv[topology.SUPERVISION_BUCKET].entries == {}
+    assert world.kv[topology.SCHEDULES_BUCKET].entries == {}
+    assert world.events.published == []
