@@ -20,10 +20,12 @@ def register(broker: NatsBroker, deps: SchedulingDeps) -> None:
 
 
 async def run(deps: SchedulingDeps) -> None:
-    """Now and then: end services whose funded period is over, and make sure every supporter
-    has supervision and a debrief booked."""
+    """Now and then: finish what a crash left between a commit and its announcement, end
+    services whose funded period is over, and make sure every supporter has supervision and
+    a debrief booked."""
 
     async def sweep() -> None:
+        await periodic.attempt(lambda: handlers.finish_outboxes(deps), "outbox_flush")
         await periodic.attempt(lambda: handlers.end_services(deps), "service_end")
         await periodic.attempt(lambda: handlers.plan_all_supervision(deps), "supervision_planning")
 

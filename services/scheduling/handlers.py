@@ -374,6 +374,16 @@ async def record_supervision_attendance(
     ))  # fmt: skip
 
 
+async def finish_outboxes(deps: SchedulingDeps) -> int:
+    """Carry out every outbox a crash left behind; in a healthy run, none. Returns how many."""
+    finished = 0
+    for changer in (deps.schedules, deps.supervision, deps.groups, deps.settings_store):
+        finished += await changer.flush_pending()
+    if finished:
+        log.error("scheduling_outboxes_finished", count=finished)
+    return finished
+
+
 async def plan_all_supervision(deps: SchedulingDeps) -> None:
     supporters = await deps.decisions.subjects(Kind.ELIGIBILITY)
     await periodic.each(supporters, lambda item: plan_supervision(*item, deps),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from contracts.envelope import wrap
 from contracts.intake import (
     GiveConsent,
     Method,
@@ -31,15 +32,17 @@ from contracts.scheduling import (
     ProposeMeetingTime,
     RecordAttendance,
     RecordFrequencyAgreement,
+    SessionCancelled,
 )
 from runtime import topology
 from runtime.changes import NotYet
 from runtime.clock import ManualClock
 from runtime.settings import Settings
+from runtime.store import Outbox
 from services.intake import domain as intake
 from services.rules import facts
 from services.scheduling.bootstrap import BUCKETS, wire
-from services.scheduling.handlers import SchedulingDeps, handlers
+from services.scheduling.handlers import SchedulingDeps, finish_outboxes, handlers
 from tests import records
 from tests.fakes import (
     ORG,
@@ -246,3 +249,23 @@ async def test_events_about_what_is_not_on_record_are_not_acted_on(world: World)
     assert world.kv[topology.SUPERVISION_BUCKET].entries == {}
     assert world.kv[topology.SCHEDULES_BUCKET].entries == {}
     assert world.events.published == []
+
+
+async def test_the_sweep_finishes_a_schedule_change_a_crash_left_unannounced(
+    world: World,
+) -> None:
+    schedule = await _held_meeting_and_weekly_sessions(world)
+    announced = len(world.events.published)
+    # A change committed with its outbox, then the process died before publishing it.
+    event = SessionCancelled(case_id="c1", session_id=schedule.sessions[-1].session_id,
+                             reason="cancelled_by_client")  # fmt: skip
+    envelope = wrap(event, org=ORG, source="test", time=world.clock(), id="crashed-1")
+    store = world.deps.schedules.store
+    current, revision = await store.load(ORG, "c1")
+    assert current is not None
+    await store.save(ORG, "c1", store.stored(current.record, Outbox(
+        events=[envelope.model_dump_json()])), revision)  # fmt: skip
+
+    assert await finish_outboxes(world.deps) == 1
+    assert await finish_outboxes(world.deps) == 0
+    assert [e.id for e in world.events.published[announced:]] == ["crashed-1"]
