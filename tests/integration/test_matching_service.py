@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -24,6 +25,7 @@ from contracts.matching import (
     RefuseService,
 )
 from contracts.replies import CommandRejected
+from contracts.rules import Kind
 from runtime.clock import SYSTEM
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
@@ -265,3 +267,39 @@ async def test_an_import_gives_every_client_a_first_proposal_before_anyone_a_sec
     assert again.assigned is not None
     assert again.assigned.proposed == 5
     assert sum([len(await holds(nc, org, f"s{i}")) for i in range(3)]) == 6
+
+
+async def test_no_case_is_dropped_when_decisions_read_here_lag_behind_their_events(
+    running: services.Running, client: AlongsideClient, org: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The race that dropped clients: matching woke by MatchingPolicyDecided and found no
+    decision (then, because the event came first; now, as a lagging replica would). Every
+    first read of a policy here comes back empty; every case must still get its outcome."""
+    decisions = deps_of(running).decisions
+    read_once: set[str] = set()
+    real_get = decisions.get
+
+    async def lagging_get(org_: str, kind: Kind, subject_id: str) -> Any:
+        if kind == Kind.MATCHING_POLICY and subject_id not in read_once:
+            read_once.add(subject_id)
+            return None, 0
+        return await real_get(org_, kind, subject_id)
+
+    monkeypatch.setattr(decisions, "get", lagging_get)
+    for n in range(3):
+        await supporter(client, org, f"s{n}", ["sm"], cap=3)
+    await eligible(client, org, 3)
+
+    cases = [f"c{n}" for n in range(12)]
+    await asyncio.gather(*(accepted(client, org, intake(case_id, ["sm"])) for case_id in cases))
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        outcomes = [e async for e in client.events(org, idle_s=0.2)
+                    if e.type in ("MatchProposed", "ClientWaitlisted")]  # fmt: skip
+        if len(outcomes) >= len(cases) or asyncio.get_running_loop().time() > deadline:
+            break
+
+    assert sorted(e.data["case_id"] for e in outcomes) == sorted(cases)  # each once
+    assert any(e.type == "MatchProposed" for e in outcomes)
+    assert read_once >= set(cases)  # every case went through the lagging read
