@@ -518,6 +518,20 @@ async def _refusals(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     )
     console.print("  the same command sent twice: one case opened, the same reply both times")
 
+    # One id, two different intakes, sent at the same moment: the id is claimed by one.
+    replies = await asyncio.gather(
+        client.submit(org, sample.intake(random.Random(6), "case-race-a"), command_id="demo-race"),
+        client.submit(org, sample.intake(random.Random(7), "case-race-b"), command_id="demo-race"),
+    )
+    refused = [r for r in replies if isinstance(r, CommandRejected)]
+    expect(len(refused) == 1, "one command id carried two different intakes")
+    _print_rejection("the second of two different intakes sent at once with one id", refused[0])
+
+    nested = b"[" * 20_000 + b"]" * 20_000
+    reply = await client.send_raw(org, "intake", "SubmitIntake", nested)
+    expect(isinstance(reply, CommandRejected), "a deeply nested message went unanswered")
+    _print_rejection("a message nested 20,000 deep", reply)
+
     unkeyable = json.loads(wrap(sample.intake(random.Random(5), "case-odd-id"), org=org,
                                 source="demo", time=clock()).model_dump_json())  # fmt: skip
     unkeyable["id"] = "retry:1"
