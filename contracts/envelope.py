@@ -13,7 +13,15 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from contracts.subjects import ID_PATTERN, ORG_PATTERN
 
@@ -32,9 +40,24 @@ def _in_our_era(value: When) -> When:
     return value
 
 
-# The days and moments commands carry.
-Day = Annotated[date, AfterValidator(_in_our_era)]
-Moment = Annotated[AwareDatetime, AfterValidator(_in_our_era)]
+def _written_out(value: object) -> object:
+    # pydantic would read a number as seconds since 1970; the schema says a string.
+    if isinstance(value, int | float):
+        raise ValueError("must be written out as an ISO 8601 string, not a number")
+    return value
+
+
+_OUR_ERA = "^(19|20|21)[0-9]{2}-"  # the same bound, as the exported schemas state it
+
+# The days and moments messages carry.
+Day = Annotated[
+    date, BeforeValidator(_written_out), AfterValidator(_in_our_era),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": _OUR_ERA}),
+]  # fmt: skip
+Moment = Annotated[
+    AwareDatetime, BeforeValidator(_written_out), AfterValidator(_in_our_era),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _OUR_ERA}),
+]  # fmt: skip
 
 OrgId = Annotated[str, Field(pattern=ORG_PATTERN, description="Organisation token")]
 EntityId = Annotated[
@@ -93,6 +116,15 @@ class Envelope(BaseModel, Generic[DataT]):
 
 
 RawEnvelope = Envelope[dict[str, Any]]
+
+
+def unreadable_version(schemaversion: str, model: type[Message]) -> str | None:
+    """Why a message of ``schemaversion`` cannot be read as ``model``, if it cannot: another
+    major version means another shape (a newer minor only adds optional fields)."""
+    if schemaversion.split(".")[0] != model.schema_version.split(".")[0]:
+        return (f"{model.type_name} {schemaversion} is not readable here; this version reads "
+                f"{model.schema_version.split('.')[0]}.x")  # fmt: skip
+    return None
 
 
 def new_id() -> str:

@@ -11,7 +11,7 @@ from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from contracts.envelope import Command, Day, EntityId, Event, Part
 
@@ -61,12 +61,23 @@ class Strength(StrEnum):
     PREFER = "prefer"
 
 
+def _local(value: time) -> time:
+    # A slot is a wall-clock time in the organisation's zone; an offset would contradict it
+    # (and comparing one with an offset-free time raised, leaving the command unanswered).
+    if value.tzinfo is not None:
+        raise ValueError("must be a local time without a UTC offset, such as 17:00:00")
+    return value
+
+
+LocalTime = Annotated[time, AfterValidator(_local)]
+
+
 class Slot(Part):
     """A weekly window of availability, in the organisation's time zone."""
 
     day: Weekday
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> Slot:
@@ -354,14 +365,14 @@ class WithdrawConsent(Command):
 
 class SupporterRegistered(Event):
     type_name: ClassVar[str] = "SupporterRegistered"
-    supporter_id: str
+    supporter_id: EntityId
     region: str
     caseload_cap: int
 
 
 class SupporterUpdated(Event):
     type_name: ClassVar[str] = "SupporterUpdated"
-    supporter_id: str
+    supporter_id: EntityId
     changed_fields: list[str]
     suspended: bool
 
@@ -370,7 +381,7 @@ class VettingEvidenceRecorded(Event):
     """Which kind of evidence arrived and until when it holds; never its content."""
 
     type_name: ClassVar[str] = "VettingEvidenceRecorded"
-    supporter_id: str
+    supporter_id: EntityId
     kind: str
     recorded_for: Day
     valid_until: Day | None = None
@@ -378,16 +389,16 @@ class VettingEvidenceRecorded(Event):
 
 class IntakeReceived(Event):
     type_name: ClassVar[str] = "IntakeReceived"
-    case_id: str
+    case_id: EntityId
     scheme: str
     stage: Stage
-    party_ids: list[str]
+    party_ids: list[EntityId]
     has_other_support: bool
 
 
 class CaseStageChanged(Event):
     type_name: ClassVar[str] = "CaseStageChanged"
-    case_id: str
+    case_id: EntityId
     from_stage: Stage
     to_stage: Stage
 
@@ -396,23 +407,23 @@ class SupportPersonNamed(Event):
     """A family member or friend is named by kind only; a peer by supporter id."""
 
     type_name: ClassVar[str] = "SupportPersonNamed"
-    case_id: str
+    case_id: EntityId
     kind: Literal["peer", "family", "friend"]
-    supporter_id: str | None = None
+    supporter_id: EntityId | None = None
 
 
 class ConsentGiven(Event):
     type_name: ClassVar[str] = "ConsentGiven"
-    case_id: str
-    party_id: str
+    case_id: EntityId
+    party_id: EntityId
     stages: list[Stage]
     given_on: Day
 
 
 class ConsentWithdrawn(Event):
     type_name: ClassVar[str] = "ConsentWithdrawn"
-    case_id: str
-    party_id: str
+    case_id: EntityId
+    party_id: EntityId
     withdrawn_on: Day
 
 

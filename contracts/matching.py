@@ -83,7 +83,7 @@ class BatchAssigned(Message):
 
 
 class ProposedSupporter(Part):
-    supporter_id: str
+    supporter_id: EntityId
     score: float
     # Which of the client's requirements and preferences this supporter meets, by field name.
     matched_on: list[str]
@@ -94,7 +94,7 @@ class MatchProposed(Event):
     """Supporters offered to a client, best first; each holds one of its supporter's slots."""
 
     type_name: ClassVar[str] = "MatchProposed"
-    case_id: str
+    case_id: EntityId
     round: int
     proposals: list[ProposedSupporter]
 
@@ -106,7 +106,7 @@ class ClientWaitlisted(Event):
     stays in the matching record."""
 
     type_name: ClassVar[str] = "ClientWaitlisted"
-    case_id: str
+    case_id: EntityId
     constraint: str
 
 
@@ -114,37 +114,37 @@ class ProposalAccepted(Event):
     """The client chose a supporter; the match waits for every party's consent."""
 
     type_name: ClassVar[str] = "ProposalAccepted"
-    case_id: str
-    supporter_id: str
-    released_supporter_ids: list[str]
+    case_id: EntityId
+    supporter_id: EntityId
+    released_supporter_ids: list[EntityId]
 
 
 class ProposalsDeclined(Event):
     type_name: ClassVar[str] = "ProposalsDeclined"
-    case_id: str
-    supporter_ids: list[str]
+    case_id: EntityId
+    supporter_ids: list[EntityId]
 
 
 class ProposalsExpired(Event):
     """The client did not choose in time: the holds are released."""
 
     type_name: ClassVar[str] = "ProposalsExpired"
-    case_id: str
-    supporter_ids: list[str]
+    case_id: EntityId
+    supporter_ids: list[EntityId]
 
 
 class MatchActivated(Event):
     """Every party has consented: the match is active and scheduling arranges a first meeting."""
 
     type_name: ClassVar[str] = "MatchActivated"
-    case_id: str
-    supporter_id: str
+    case_id: EntityId
+    supporter_id: EntityId
 
 
 class MatchEnded(Event):
     type_name: ClassVar[str] = "MatchEnded"
-    case_id: str
-    supporter_id: str
+    case_id: EntityId
+    supporter_id: EntityId
     reason: Literal["change_of_supporter", "service_refused", "service_completed"]
 
 
@@ -152,8 +152,8 @@ class ServiceRefused(Event):
     """The client refused peer support; matching for the case is closed."""
 
     type_name: ClassVar[str] = "ServiceRefused"
-    case_id: str
-    released_supporter_ids: list[str]
+    case_id: EntityId
+    released_supporter_ids: list[EntityId]
 
 
 COMMANDS: tuple[type[Command], ...] = (

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from contracts.envelope import Command, Event, Message, Part
+from contracts.envelope import Command, EntityId, Event, Message, Part
 
 SERVICE = "rules"
 
@@ -29,7 +29,7 @@ class Kind(StrEnum):
 class EligibilityFacts(Part):
     """One supporter's vetting, as of one day."""
 
-    supporter_id: str
+    supporter_id: EntityId
     record_check_present: bool
     record_check_clear: bool
     record_check_days_left: int = Field(
@@ -48,7 +48,7 @@ class EligibilityFacts(Part):
 
 
 class PartyConsent(Part):
-    party_id: str
+    party_id: EntityId
     status: Literal["given", "withdrawn", "missing"]
     covers_stage: bool = Field(description="The consent covers the case's current stage")
 
@@ -56,7 +56,7 @@ class PartyConsent(Part):
 class ConsentFacts(Part):
     """Every party's consent to the current support person, at the case's current stage."""
 
-    case_id: str
+    case_id: EntityId
     stage: str
     support_person_named: bool
     parties: list[PartyConsent]
@@ -67,7 +67,7 @@ class ConsentFacts(Part):
 class MatchingFacts(Part):
     """What the client asked for at intake, as far as matching needs it."""
 
-    case_id: str
+    case_id: EntityId
     age: int
     languages: list[str]
     gender_preference_strength: Literal["must", "prefer", "none"]
@@ -86,7 +86,7 @@ class MatchingFacts(Part):
 class SessionFacts(Part):
     """A requested session between a client and their support person."""
 
-    case_id: str
+    case_id: EntityId
     sessions_per_week: float
     both_agreed_more_often: bool
     duration_minutes: int
@@ -169,7 +169,7 @@ class RulesetRef(Part):
 
 class RulesDecision(Part):
     kind: Kind
-    subject_id: str
+    subject_id: EntityId
     outcome: str
     fired: list[FiredRule]
     ruleset: RulesetRef
@@ -217,7 +217,7 @@ class SupporterEligibilityDecided(Event):
 
     type_name: ClassVar[str] = "SupporterEligibilityDecided"
     schema_version: ClassVar[str] = "1.1"  # 1.1: caseload_full_only
-    supporter_id: str
+    supporter_id: EntityId
     eligible: bool
     # Not eligible for new matches only because the caseload is full: current matches go on.
     caseload_full_only: bool = False
@@ -227,10 +227,10 @@ class SupporterEligibilityDecided(Event):
 
 class ConsentDecided(Event):
     type_name: ClassVar[str] = "ConsentDecided"
-    case_id: str
+    case_id: EntityId
     stage: str
     status: Literal["active", "pending", "suspended"]
-    missing_party_ids: list[str]
+    missing_party_ids: list[EntityId]
     ruleset: RulesetRef
 
 
@@ -238,7 +238,7 @@ class MatchingPolicyDecided(Event):
     """A client's matching policy is ready; its filters and weights are in the decision record."""
 
     type_name: ClassVar[str] = "MatchingPolicyDecided"
-    case_id: str
+    case_id: EntityId
     ruleset: RulesetRef
 
 

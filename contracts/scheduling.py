@@ -9,8 +9,9 @@ names, places or what a session is about.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
 from typing import ClassVar, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from pydantic import Field, field_validator
 
@@ -20,6 +21,11 @@ from contracts.intake import Method, Tag
 SERVICE = "scheduling"
 
 Party = Literal["client", "supporter"]
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 class SchedulingPolicy(Part):
@@ -37,10 +43,10 @@ class SchedulingPolicy(Part):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
-            raise ValueError(f"{value!r} is not an IANA time zone") from None
+        # An Area/Location zone (or UTC): "localtime" would be each host's own zone, and
+        # "Factory" or "EST5EDT" are not places an organisation is in.
+        if value != "UTC" and ("/" not in value or value not in _zones()):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Pacific/Auckland")
         return value
 
 
@@ -182,9 +188,9 @@ class InitialMeetingProposed(Event):
     """A time both are free, by a method both accept; each side confirms or proposes another."""
 
     type_name: ClassVar[str] = "InitialMeetingProposed"
-    case_id: str
-    supporter_id: str
-    session_id: str
+    case_id: EntityId
+    supporter_id: EntityId
+    session_id: EntityId
     start: datetime
     end: datetime
     method: Method
@@ -193,9 +199,9 @@ class InitialMeetingProposed(Event):
 
 class SessionBooked(Event):
     type_name: ClassVar[str] = "SessionBooked"
-    case_id: str
-    supporter_id: str
-    session_id: str
+    case_id: EntityId
+    supporter_id: EntityId
+    session_id: EntityId
     kind: Literal["initial_meeting", "regular", "extra"]
     start: datetime
     end: datetime
@@ -206,9 +212,9 @@ class SessionsScheduled(Event):
     """Regular sessions set up after the client went ahead; the end date is known now."""
 
     type_name: ClassVar[str] = "SessionsScheduled"
-    case_id: str
-    supporter_id: str
-    session_ids: list[str]
+    case_id: EntityId
+    supporter_id: EntityId
+    session_ids: list[EntityId]
     weekday: str
     local_time: str
     time_zone: str
@@ -217,16 +223,16 @@ class SessionsScheduled(Event):
 
 class SessionRescheduled(Event):
     type_name: ClassVar[str] = "SessionRescheduled"
-    case_id: str
-    session_id: str
+    case_id: EntityId
+    session_id: EntityId
     start: datetime
     end: datetime
 
 
 class SessionCancelled(Event):
     type_name: ClassVar[str] = "SessionCancelled"
-    case_id: str
-    session_id: str
+    case_id: EntityId
+    session_id: EntityId
     reason: Literal[
         "cancelled_by_client", "cancelled_by_supporter", "consent_not_active",
         "supporter_changed", "supporter_ineligible", "service_refused",
@@ -238,36 +244,36 @@ class SessionsResumed(Event):
     its future sessions are booked again."""
 
     type_name: ClassVar[str] = "SessionsResumed"
-    case_id: str
-    session_ids: list[str]
+    case_id: EntityId
+    session_ids: list[EntityId]
 
 
 class ServiceEnded(Event):
     """The funded period is over: the match ends and the supporter's slot is free again."""
 
     type_name: ClassVar[str] = "ServiceEnded"
-    case_id: str
-    supporter_id: str
+    case_id: EntityId
+    supporter_id: EntityId
     ended_on: date
 
 
 class SessionAttended(Event):
     type_name: ClassVar[str] = "SessionAttended"
-    case_id: str
-    session_id: str
+    case_id: EntityId
+    session_id: EntityId
     outcome: Literal["completed", "client_no_show", "supporter_no_show"]
 
 
 class ServiceExtended(Event):
     type_name: ClassVar[str] = "ServiceExtended"
-    case_id: str
+    case_id: EntityId
     service_ends_on: date
-    session_ids: list[str]
+    session_ids: list[EntityId]
 
 
 class FrequencyAgreed(Event):
     type_name: ClassVar[str] = "FrequencyAgreed"
-    case_id: str
+    case_id: EntityId
     sessions_per_week: int
 
 
@@ -275,31 +281,31 @@ class SessionReminderDue(Event):
     """Published by the server at the scheduled time (a NATS message schedule)."""
 
     type_name: ClassVar[str] = "SessionReminderDue"
-    case_id: str
-    session_id: str
+    case_id: EntityId
+    session_id: EntityId
     start: datetime
 
 
 class SupervisionScheduled(Event):
     type_name: ClassVar[str] = "SupervisionScheduled"
-    supporter_id: str
-    session_id: str
+    supporter_id: EntityId
+    session_id: EntityId
     kind: Literal["supervision", "team_debrief"]
     start: datetime
 
 
 class SupervisionAttended(Event):
     type_name: ClassVar[str] = "SupervisionAttended"
-    supporter_id: str
-    session_id: str
+    supporter_id: EntityId
+    session_id: EntityId
     kind: Literal["supervision", "team_debrief"]
     attended_on: date
 
 
 class GroupSessionCreated(Event):
     type_name: ClassVar[str] = "GroupSessionCreated"
-    group_id: str
-    facilitator_id: str
+    group_id: EntityId
+    facilitator_id: EntityId
     start: datetime
     end: datetime
     method: Method
@@ -308,8 +314,8 @@ class GroupSessionCreated(Event):
 
 class GroupParticipantJoined(Event):
     type_name: ClassVar[str] = "GroupParticipantJoined"
-    group_id: str
-    case_id: str
+    group_id: EntityId
+    case_id: EntityId
     places_left: int
 
 

@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from contracts import subjects
-from contracts.envelope import MAX_COMMAND_BYTES, Command, RawEnvelope
+from contracts.envelope import MAX_COMMAND_BYTES, Command, RawEnvelope, unreadable_version
 from contracts.replies import CommandRejected, FieldError, field_errors
 from runtime import bus
 from runtime.clock import Clock
@@ -81,12 +81,17 @@ async def receive(
             f"the subject is for {command_type} but the message says {envelope.type}",
         )  # fmt: skip
 
+    unreadable = unreadable_version(envelope.schemaversion, route.model)
+    if unreadable is not None:
+        return rejected(command_type, envelope.id, "schemaversion", unreadable)
     try:
         command = route.model.model_validate(envelope.data)
     except ValidationError as error:
         return CommandRejected(
             command_id=envelope.id, command_type=command_type, errors=field_errors(error, "data")
         )
+    except (TypeError, ArithmeticError) as error:  # a validator met values it cannot compare
+        return rejected(command_type, envelope.id, "data", f"cannot be read: {error}")
     assert isinstance(command, Command)
     return Received(org, envelope, command)
 
@@ -107,21 +112,23 @@ def serve(
     )
     async def on_command(message: NatsMessage) -> bytes:
         raw = message.raw_message
-        received = await receive(
-            broker.connection.jetstream(), handlers, raw.subject, raw.data, raw.headers or {},
-            clock,
-        )  # fmt: skip
-        if isinstance(received, CommandRejected):
-            return received.model_dump_json().encode()
-        route = handlers.commands[received.envelope.type]
+        command_type, command_id = subjects.last_token(raw.subject), None
         try:
+            received = await receive(
+                broker.connection.jetstream(), handlers, raw.subject, raw.data,
+                raw.headers or {}, clock,
+            )  # fmt: skip
+            if isinstance(received, CommandRejected):
+                return received.model_dump_json().encode()
+            command_id = received.envelope.id
+            route = handlers.commands[received.envelope.type]
             reply = await route.handler(received.command, received, deps)
         except Exception as error:
             # Still answered: the client learns it failed, and may retry with the same id
             # (what was committed, if anything, is answered the same way then).
             failed = type(error).__name__
             log.exception("command_failed", service=handlers.service,
-                          command_type=received.envelope.type, error=failed)  # fmt: skip
-            reply = rejected(received.envelope.type, received.envelope.id, "id",
+                          command_type=command_type, error=failed)  # fmt: skip
+            reply = rejected(command_type, command_id, "id",
                              f"could not be carried out ({failed}); retry later")  # fmt: skip
         return bytes(reply.model_dump_json().encode())

@@ -22,7 +22,7 @@ from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
 from contracts import subjects
-from contracts.envelope import MAX_EVENT_BYTES, RawEnvelope
+from contracts.envelope import MAX_EVENT_BYTES, RawEnvelope, unreadable_version
 from contracts.replies import field_errors
 from runtime import bus
 from runtime.changes import NotYet
@@ -97,13 +97,23 @@ def subscribe(
         if envelope.org != org:
             await give_up(f"org mismatch: subject {org!r}, envelope {envelope.org!r}")
             return
+        if envelope.type != subjects.last_token(raw.subject):
+            await give_up(f"type mismatch: subject {raw.subject!r}, envelope {envelope.type!r}")
+            return
         route = handlers.events.get(envelope.type)
         if route is None:
             return  # not an event this service reacts to
+        unreadable = unreadable_version(envelope.schemaversion, route.model)
+        if unreadable is not None:
+            await give_up(unreadable)
+            return
         try:
             event = route.model.model_validate(envelope.data)
-        except ValidationError as error:
-            said = "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error, "data"))
+        except (ValidationError, TypeError, ArithmeticError) as error:
+            said = (
+                "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error, "data"))
+                if isinstance(error, ValidationError) else f"cannot be read: {error}"
+            )  # fmt: skip
             await give_up(f"invalid {envelope.type}: {said}")
             return
         try:

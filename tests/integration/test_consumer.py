@@ -75,7 +75,20 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
             js, subjects.event(org, "CaseStageChanged"), b"not an envelope", "raw-1",
             stream=topology.EVENTS_STREAM,
         )  # fmt: skip
-        letters = await dead_letters(nc, org, expected=3)
+        # What the fuzz found acknowledged with no trace, or retried to exhaustion:
+        good = wrap(event, org=org, source="test", time=SYSTEM()).model_dump(mode="json")
+        mislabelled = {**good, "id": "raw-2", "type": "SupporterRegistered"}
+        newer = {**good, "id": "raw-3", "schemaversion": "2.0"}
+        unkeyable = {**good, "id": "raw-4", "data": {**good["data"], "case_id": ""}}
+        for raw_id, body in [
+            ("raw-2", json.dumps(mislabelled).encode()),  # routed by its envelope's type
+            ("raw-3", json.dumps(newer).encode()),
+            ("raw-4", json.dumps(unkeyable).encode()),  # an id no store can key
+            ("raw-5", b"[" * 20_000 + b"]" * 20_000),  # FastStream's decoder raised on it
+        ]:
+            await bus.publish_durably(js, subjects.event(org, "CaseStageChanged"), body, raw_id,
+                                      stream=topology.EVENTS_STREAM)  # fmt: skip
+        letters = await dead_letters(nc, org, expected=7)
         for _ in range(100):  # the good ones may still be in flight
             if {"good", "after"} <= calls.keys():
                 break
@@ -85,9 +98,13 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
 
     assert calls == {"good": 1, "poison": 3, "after": 1}
     reasons = sorted(letter.data["reason"] for letter in letters)
-    assert reasons[0].startswith("failed 3 times; last: RuntimeError: cannot handle this one")
-    assert reasons[1] == "invalid CaseStageChanged: data.case_id: Field required"
-    assert reasons[2].startswith("malformed envelope")
+    assert reasons[0] == "CaseStageChanged 2.0 is not readable here; this version reads 1.x"
+    assert reasons[1].startswith("failed 3 times; last: RuntimeError: cannot handle this one")
+    assert reasons[2] == "invalid CaseStageChanged: data.case_id: Field required"
+    assert reasons[3].startswith("invalid CaseStageChanged: data.case_id: String should match")
+    assert reasons[4].startswith("malformed envelope: body: Invalid JSON: expected ident")
+    assert reasons[5].startswith("malformed envelope: body: Invalid JSON: recursion limit")
+    assert reasons[6].startswith("type mismatch: subject")
     assert {letter.data["service"] for letter in letters} == {"probe"}
     originals = {letter.data["original"] for letter in letters}
     assert "not an envelope" in originals

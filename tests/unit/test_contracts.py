@@ -13,8 +13,16 @@ from pydantic import ValidationError
 
 from alongside import sample
 from contracts import catalogue, subjects
-from contracts.envelope import RawEnvelope, wrap
-from contracts.intake import GiveConsent, RecordCheck, SubmitIntake, SupporterChanges
+from contracts.envelope import RawEnvelope, unreadable_version, wrap
+from contracts.intake import (
+    GiveConsent,
+    IntakeReceived,
+    RecordCheck,
+    Slot,
+    SubmitIntake,
+    SupporterChanges,
+)
+from contracts.scheduling import SchedulingPolicy
 
 # Fields that would carry personal or sensitive data if an event exposed them.
 SENSITIVE = {
@@ -130,3 +138,45 @@ def test_export_writes_a_schema_per_message_and_asyncapi(tmp_path: Path) -> None
         node = doc
         for key in ref.split("/"):
             node = node[key]
+
+
+def test_a_slot_time_is_local_with_no_offset() -> None:
+    # One time with an offset and one without used to raise TypeError: no reply at all.
+    with pytest.raises(ValidationError) as error:
+        Slot.model_validate({"day": "mon", "start": "09:00:00+01:00", "end": "10:00:00"})
+    assert error.value.errors()[0]["loc"] == ("start",)
+    assert "without a UTC offset" in error.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "Factory", "EST5EDT", "America"])
+def test_an_organisation_is_in_a_place_not_a_hosts_setting(zone: str) -> None:
+    with pytest.raises(ValidationError, match="is not an IANA time zone"):
+        SchedulingPolicy(time_zone=zone)
+    assert SchedulingPolicy(time_zone="Pacific/Chatham").time_zone == "Pacific/Chatham"
+
+
+def test_a_moment_is_a_string_in_our_era_as_the_schema_says() -> None:
+    consent = GiveConsent.model_validate({"case_id": "c1", "party_id": "client",
+                                          "stages": ["entry"], "given_on": "2027-01-01"})
+    moment = datetime(2027, 1, 1, tzinfo=UTC)
+    envelope = json.loads(wrap(consent, org="acme", source="t", time=moment).model_dump_json())
+    for bad in (0.1, 1700000000, "0001-01-01T00:00:00+23:59"):
+        with pytest.raises(ValidationError) as error:
+            RawEnvelope.model_validate({**envelope, "time": bad})
+        assert error.value.errors()[0]["loc"] == ("time",)
+    schema = RawEnvelope.model_json_schema()["properties"]["time"]
+    assert schema["type"] == "string"
+    assert schema["pattern"] == "^(19|20|21)[0-9]{2}-"
+
+
+def test_ids_in_events_are_ids_a_store_can_key() -> None:
+    with pytest.raises(ValidationError) as error:
+        IntakeReceived.model_validate({"case_id": "", "scheme": "s", "stage": "entry",
+                                       "party_ids": ["a b"], "has_other_support": False})
+    assert {e["loc"][0] for e in error.value.errors()} == {"case_id", "party_ids"}
+
+
+def test_another_major_version_is_not_read_as_this_one() -> None:
+    assert unreadable_version("1.7", GiveConsent) is None
+    reason = unreadable_version("2.0", GiveConsent)
+    assert reason == "GiveConsent 2.0 is not readable here; this version reads 1.x"
