@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from contracts import subjects
 from contracts.envelope import Envelope, new_id
@@ -27,6 +27,8 @@ from runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
 log = get_logger(__name__)
 
 PUBLISH_ATTEMPTS = 5
+# JetStream's "duplicate message id is in process".
+DUPLICATE_IN_PROCESS = 10158
 
 
 def servers(url: str) -> list[str]:
@@ -83,8 +85,11 @@ async def publish_durably(
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         try:
             return await js.publish(subject, body, stream=stream, headers=all_headers, timeout=2.0)
-        except (NatsTimeoutError, NoStreamResponseError):
-            if attempt == PUBLISH_ATTEMPTS:
+        except (NatsTimeoutError, NoStreamResponseError, APIError) as error:
+            # A replicated stream answers 10158 while another publish of this very id is
+            # still being stored: ask again, and the dedupe answers for the first.
+            in_process = isinstance(error, APIError) and error.err_code == DUPLICATE_IN_PROCESS
+            if attempt == PUBLISH_ATTEMPTS or (isinstance(error, APIError) and not in_process):
                 raise
             log.warning("publish_retry", subject=subject, attempt=attempt)
             await asyncio.sleep(delay)

@@ -5,8 +5,8 @@ validated against the catalogue's class first; an event type no handler wants is
 acknowledged, a payload that fails validation is dead-lettered at once with its reason.
 
 FastStream's default (REJECT_ON_ERROR) terminates a message on any exception:
-no retry, no trace. Here a failing handler's message is NACKed and redelivered
-up to ``max_deliver`` times; on the last delivery, or at once when the message
+no retry, no trace. Here a failing handler's message is NACKed with a doubling
+delay and redelivered up to ``max_deliver`` times; on the last delivery, or at once when the message
 cannot be read as an envelope of its subject's organisation, it goes to the
 service's dead-letter subject with the reason and the original bytes, and is
 acknowledged so it never blocks the consumer.
@@ -116,6 +116,10 @@ def subscribe(
             )  # fmt: skip
             await give_up(f"invalid {envelope.type}: {said}")
             return
+        # Looked at again after 1, 2, 4, 8 ... s (capped at ack_wait): long enough for a
+        # replica to catch up or a cluster to elect a stream leader (5-10 s), where
+        # redelivering at once used up every delivery in 4 s and dead-lettered intakes.
+        delay = min(settings.not_yet_delay_s * 2 ** (deliveries - 1), settings.ack_wait_s)
         try:
             await route.handler(event, Meta(org, envelope), deps)
         except NotYet as later:
@@ -123,18 +127,12 @@ def subscribe(
                 await give_up(f"still not readable after {deliveries} deliveries: {later}")
                 return
             # Not a failure: never act on state older than the event; look again later.
-            delay = min(settings.not_yet_delay_s * 2 ** (deliveries - 1), settings.ack_wait_s)
             log.info("not_yet", service=spec.service, deliveries=deliveries, delay_s=delay)
             await message.nack(delay=delay)
-            return
         except Exception as error:
             if deliveries >= settings.max_deliver:
                 await give_up(f"failed {deliveries} times; last: {type(error).__name__}: {error}")
                 return
-            log.warning(
-                "redelivering",
-                service=spec.service,
-                deliveries=deliveries,
-                error=type(error).__name__,
-            )
-            raise
+            log.warning("redelivering", service=spec.service, deliveries=deliveries,
+                        error=type(error).__name__, delay_s=delay)  # fmt: skip
+            await message.nack(delay=delay)

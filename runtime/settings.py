@@ -16,8 +16,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".alongside")
     # 1 on a single embedded server; 3 in the clustered deployment.
     replicas: int = Field(default=1, ge=1, le=5)
-    # Bounded redelivery before a message is dead-lettered.
-    max_deliver: int = Field(default=5, ge=1)
+    # Bounded redelivery before a message is dead-lettered: with the doubling delay from
+    # not_yet_delay_s (1, 2, 4, 8, 16, 30 s), a failure is retried for about a minute.
+    max_deliver: int = Field(default=7, ge=1)
     ack_wait_s: float = Field(default=30.0, gt=0)
     # How long after an intake every service should have done its part; the sweeps
     # complete (and report) any case still without an outcome after that.

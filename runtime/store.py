@@ -11,13 +11,13 @@ Every key starts with the organisation token: ``<org>.<id>``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from nats.js import JetStreamContext
@@ -44,6 +44,8 @@ class Outbox(BaseModel):
     command_id: str | None = None
     fingerprint: str = ""
     reply: CommandAccepted | None = None
+    # When it was committed: a sweep leaves younger outboxes to the handler still on them.
+    written_at: datetime | None = None
 
 
 class Stored(BaseModel, Generic[R]):
@@ -105,6 +107,12 @@ async def compare_and_set(kv: KeyValue, name: str, value: bytes, revision: int) 
         return await kv.update(name, value, last=revision)
     except KeyWrongLastSequenceError as error:
         raise Conflict(name) from error
+    except KeyNotFoundError as error:
+        # nats-py's create, racing another create on a replicated bucket, can meet the
+        # other's write in its tombstone check: someone else wrote first all the same.
+        if revision == 0:
+            raise Conflict(name) from error
+        raise
 
 
 async def keys(kv: KeyValue, pattern: str) -> list[str]:
@@ -201,16 +209,16 @@ async def flush(
     org: str, entity_id: str, store: RecordStore[R], stored: Stored[R], revision: int,
     events: EventPublisher, replies: ReplyStore,
 ) -> None:  # fmt: skip
-    """Publish the outbox's events and keep its reply (in parallel), then clear it."""
+    """Publish the outbox's events, then keep its reply, then clear it. In that order: a
+    kept reply is what a retried command is answered with, so it must never stand for
+    events not yet published (while a cluster elected a leader, retries were told
+    "accepted" for cases whose IntakeReceived then waited for the hourly sweep)."""
     outbox = stored.outbox
     assert outbox is not None
-    keep_reply = (
-        replies.put(org, outbox.command_id, StoredReply(fingerprint=outbox.fingerprint,
-                                                        reply=outbox.reply))
-        if outbox.command_id is not None and outbox.reply is not None
-        else asyncio.sleep(0)
-    )  # fmt: skip
-    await asyncio.gather(events.publish(outbox.events), keep_reply)
+    await events.publish(outbox.events)
+    if outbox.command_id is not None and outbox.reply is not None:
+        kept = StoredReply(fingerprint=outbox.fingerprint, reply=outbox.reply)
+        await replies.put(org, outbox.command_id, kept)
     # A conflict means someone else flushed it, or moved on after flushing it.
     with contextlib.suppress(Conflict):
         await store.save(org, entity_id, store.stored(stored.record), revision)
@@ -351,6 +359,7 @@ class Changer(Generic[R]):
             command_id=command.envelope.id if command else None,
             fingerprint=print_,
             reply=reply,
+            written_at=now,
         )
         new = self.store.stored(change.record, outbox)
         revision = await self.store.save(org, entity_id, new, revision)
@@ -416,9 +425,15 @@ class Changer(Generic[R]):
             await self.before_publish(org, entity_id, stored.record)
         await flush(org, entity_id, self.store, stored, revision, self.events, self.replies)
 
-    async def flush_pending(self, org: str = "*") -> int:
-        """Carry out every outbox a crash left behind (a sweep calls this). Returns how many."""
-        pending = [(o, i, s, r) for o, i, s, r in await self.store.each(org) if s.outbox]
+    async def flush_pending(self, org: str = "*", settle_s: float = 0.0) -> int:
+        """Carry out every outbox a crash left behind (a sweep calls this), leaving those
+        written in the last ``settle_s`` to the handler still carrying them out. Returns how
+        many."""
+        settled = self.clock() - timedelta(seconds=settle_s)
+        pending = [
+            (o, i, s, r) for o, i, s, r in await self.store.each(org)
+            if s.outbox and (s.outbox.written_at is None or s.outbox.written_at <= settled)
+        ]  # fmt: skip
         for record_org, entity_id, stored, revision in pending:
             await self.flush(record_org, entity_id, stored, revision)
         return len(pending)

@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -236,6 +236,13 @@ class ServiceWorld(Generic[D]):
 
 def _raw(envelope: Envelope[Any]) -> RawEnvelope:
     return RawEnvelope.model_validate_json(envelope.model_dump_json())
+
+
+def received(command: Command, org: str = "org-1", command_id: str = "cmd-1") -> Received:
+    """A command as the command subscription hands it to a handler."""
+    envelope = wrap(command, org=org, source="test", time=datetime(2027, 1, 1, tzinfo=UTC),
+                    id=command_id)  # fmt: skip
+    return Received(org, _raw(envelope), command)
 
 
 def fake_buckets(names: Iterable[str]) -> dict[str, FakeKeyValue]:

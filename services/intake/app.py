@@ -24,7 +24,7 @@ async def run(deps: IntakeDeps) -> None:
     bootstrap did so once already, before the service answered anything)."""
 
     async def sweep() -> None:
-        finished = await finish_outboxes(deps)
+        finished = await finish_outboxes(deps, deps.settings.settle_s)
         if finished:
             log.error("intake_outboxes_finished", count=finished)
 

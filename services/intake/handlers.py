@@ -80,8 +80,10 @@ for _command in COMMANDS:
     handlers.on(_command)(decide_command)
 
 
-async def finish_outboxes(deps: IntakeDeps) -> int:
-    """Carry out every outbox a crash left behind (the sweep calls this): a case committed
-    but never announced gets its ``IntakeReceived`` even if nobody touches it again.
-    Returns how many; in a healthy run, none."""
-    return await deps.supporters.flush_pending() + await deps.cases.flush_pending()
+async def finish_outboxes(deps: IntakeDeps, settle_s: float = 0.0) -> int:
+    """Carry out every outbox a crash left behind (at start, and from the sweep, which leaves
+    those younger than ``settle_s`` to the handler still on them): a case committed but never
+    announced gets its ``IntakeReceived`` even if nobody touches it again. Returns how many;
+    in a healthy run, none."""
+    return (await deps.supporters.flush_pending(settle_s=settle_s)
+            + await deps.cases.flush_pending(settle_s=settle_s))  # fmt: skip

@@ -629,7 +629,8 @@ async def _retry(org: str, case_id: str, deps: MatchingDeps) -> None:
 async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
     """Proposals the client did not answer in time give their slots back. Returns how many."""
     moment = now or deps.clock()
-    await periodic.attempt(deps.changer.flush_pending, "outbox_flush")
+    await periodic.attempt(lambda: deps.changer.flush_pending(settle_s=deps.settings.settle_s),
+                           "outbox_flush")  # fmt: skip
     due = [
         (org, stored.record.case_id)
         for org, stored, _ in await match_records(deps.matches)

@@ -298,12 +298,15 @@ async def _announce(org: str, stored: StoredDecision, revision: int, deps: Rules
 
 async def announce_pending(deps: RulesDeps) -> int:
     """Publish every announcement a crash left stored but unpublished (the sweep calls
-    this). Returns how many."""
+    this), leaving those decided within ``settle_s`` to the handler still publishing them.
+    Returns how many."""
     published = 0
+    settled = deps.clock() - timedelta(seconds=deps.settings.settle_s)
     for kind in Kind:
         for org, subject_id in await deps.decisions.subjects(kind):
             stored, revision = await deps.decisions.load(org, kind, subject_id)
-            if stored is not None and stored.announce is not None:
+            if (stored is not None and stored.announce is not None
+                    and stored.decision.decided_at <= settled):  # fmt: skip
                 await _announce(org, stored, revision, deps)
                 published += 1
     return published

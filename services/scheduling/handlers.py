@@ -378,7 +378,7 @@ async def finish_outboxes(deps: SchedulingDeps) -> int:
     """Carry out every outbox a crash left behind; in a healthy run, none. Returns how many."""
     finished = 0
     for changer in (deps.schedules, deps.supervision, deps.groups, deps.settings_store):
-        finished += await changer.flush_pending()
+        finished += await changer.flush_pending(settle_s=deps.settings.settle_s)
     if finished:
         log.error("scheduling_outboxes_finished", count=finished)
     return finished
@@ -449,7 +449,6 @@ async def join_group_session(
 async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int:
     """Cases whose funded period is over (and not extended) end: ``ServiceEnded``. Returns how
     many ended."""
-    await periodic.attempt(deps.schedules.flush_pending, "outbox_flush")
     live = [(org, case_id) for org, case_id, stored, _ in await deps.schedules.store.each()
             if stored.record.status in ("going_ahead", "suspended")]  # fmt: skip
     ended: set[str] = set()

@@ -29,7 +29,7 @@ from contracts.records import CaseRecord
 from contracts.replies import CommandRejected
 from contracts.rules import EvaluateRules, Kind, MatchingPolicyDecided, RulesEvaluated
 from runtime import topology
-from runtime.clock import SYSTEM
+from runtime.clock import SYSTEM, ManualClock
 from runtime.state import DecisionReader, StoredDecision
 from runtime.store import RecordStore
 from services.intake.domain import Context, submit_intake
@@ -307,7 +307,7 @@ async def test_a_decision_is_readable_before_its_event_reaches_anyone(
 
 
 async def test_an_announcement_a_crash_left_unpublished_is_published_once(
-    rules: services.Running, client: AlongsideClient, org: str
+    rules: services.Running, client: AlongsideClient, org: str, clock: ManualClock
 ) -> None:
     deps = deps_of(rules)
     await accepted(client, org, sample.intake(random.Random(1), "c1"))
@@ -316,12 +316,14 @@ async def test_an_announcement_a_crash_left_unpublished_is_published_once(
     assert stored is not None
     assert stored.announce is None  # published, then cleared
     # As if the process died after storing a decision and before announcing it.
-    again = stored.decision.model_copy(update={"decided_at": SYSTEM()})
+    again = stored.decision.model_copy(update={"decided_at": clock()})
     event = MatchingPolicyDecided(case_id="c1", ruleset=again.ruleset)
     kept = wrap(event, org=org, source="alongside/rules", id="crash-left-this", time=SYSTEM())
     await deps.decisions.put(org, StoredDecision(decision=again, announce=kept.model_dump_json()),
                              revision)  # fmt: skip
 
+    assert await handlers.announce_pending(deps) == 0  # young: its handler may be on it
+    clock.advance(timedelta(seconds=deps.settings.settle_s + 1))
     assert await handlers.announce_pending(deps) == 1
     assert await handlers.announce_pending(deps) == 0  # cleared: nothing twice
 

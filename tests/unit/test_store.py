@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from nats.js.errors import KeyWrongLastSequenceError
 
+from contracts.intake import GiveConsent, Stage
+from contracts.matching import ClientWaitlisted
 from contracts.records import CaseMatch
+from contracts.replies import CommandAccepted
 from runtime.changes import Change, Contended, NotYet
 from runtime.clock import ManualClock
-from runtime.store import Changer, RecordStore, ReplyStore
-from tests.fakes import FakeKeyValue, FakePublisher
+from runtime.store import Changer, RecordStore, ReplyStore, StoredReply, fingerprint
+from tests.fakes import FakeKeyValue, FakePublisher, received
 
 NOW = datetime(2027, 3, 3, 9, tzinfo=UTC)
 
@@ -46,3 +49,62 @@ async def test_a_record_that_keeps_changing_is_looked_at_again_later_not_failed(
     stored, _ = await matches.load("o", "c1")
     assert stored is not None
     assert stored.record == first
+
+
+class FailingPublisher(FakePublisher):
+    """JetStream without a stream leader: every publish fails."""
+
+    down = True
+
+    async def publish(self, serialized_envelopes: list[str]) -> None:
+        if self.down:
+            raise TimeoutError("no stream leader")
+        await super().publish(serialized_envelopes)
+
+
+async def test_a_reply_is_kept_only_once_its_events_are_published() -> None:
+    # A retry used to get the kept reply ("accepted") while the events were never published.
+    publisher = FailingPublisher()
+    matches = RecordStore(FakeKeyValue().as_kv(), CaseMatch)
+    clock = ManualClock(NOW)
+    changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), publisher, "test", clock)
+    command = received(GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY],
+                                   given_on=NOW.date()))  # fmt: skip
+
+    async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
+        opened = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
+        return Change(opened, [ClientWaitlisted(case_id="c1", constraint="no-free-supporter",
+                                                reason="none free")])  # fmt: skip
+
+    with pytest.raises(TimeoutError):
+        await changer.change("org-1", "c1", decide, command)
+    assert publisher.published == []
+    assert await changer.replies.get("org-1", command.envelope.id) == StoredReply(
+        fingerprint=fingerprint(command.command)
+    )  # claimed, not answered
+
+    publisher.down = False
+    reply = await changer.change("org-1", "c1", decide, command)  # the client's retry
+    assert isinstance(reply, CommandAccepted)
+    assert [e.id for e in publisher.published] == reply.event_ids
+
+
+async def test_the_sweep_leaves_an_outbox_younger_than_the_settle_time_to_its_handler() -> None:
+    publisher = FailingPublisher()
+    matches = RecordStore(FakeKeyValue().as_kv(), CaseMatch)
+    clock = ManualClock(NOW)
+    changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), publisher, "test", clock)
+
+    async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
+        opened = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
+        return Change(opened, [ClientWaitlisted(case_id="c1", constraint="no-free-supporter",
+                                                reason="none free")])  # fmt: skip
+
+    with pytest.raises(TimeoutError):
+        await changer.change("org-1", "c1", decide)
+    publisher.down = False
+
+    assert await changer.flush_pending(settle_s=60) == 0  # its handler may still be on it
+    clock.advance(timedelta(seconds=61))
+    assert await changer.flush_pending(settle_s=60) == 1
+    assert len(publisher.published) == 1
