@@ -159,7 +159,10 @@ def events(
     async def run() -> None:
         nc = await bus.connect(connection.resolve_url(settings), "alongside-events")
         try:
-            async for envelope in AlongsideClient(nc).events(org, follow=follow):
+            def skipped(sequence: int, why: str) -> None:
+                typer.echo(f"alongside: skipped event {sequence}: {why}", err=True)
+
+            async for envelope in AlongsideClient(nc).events(org, follow, on_unreadable=skipped):
                 typer.echo(json.dumps(summarise(envelope), default=str))
         finally:
             await nc.close()

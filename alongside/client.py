@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from nats.aio.client import Client as Nats
@@ -16,11 +16,14 @@ from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import RulesEvaluated
 from runtime.asking import parse_reply
 from runtime.clock import SYSTEM, Clock
+from runtime.logging import get_logger
 
 AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(
     Annotated[AnyReply, Field(discriminator="status")]
 )
+
+log = get_logger(__name__)
 
 
 class AlongsideClient:
@@ -56,9 +59,14 @@ class AlongsideClient:
         return _ANY_REPLY.validate_json(response.data)
 
     async def events(
-        self, org: str, follow: bool = False, idle_s: float = 0.5
-    ) -> AsyncIterator[RawEnvelope]:
-        """The organisation's events from the start; with ``follow``, then wait for more."""
+        self, org: str, follow: bool = False, idle_s: float = 0.5,
+        on_unreadable: Callable[[int, str], None] | None = None,
+    ) -> AsyncIterator[RawEnvelope]:  # fmt: skip
+        """The organisation's events from the start; with ``follow``, then wait for more.
+        A message that is not an event envelope of its subject (anyone who may publish can
+        put one there) is passed over and reported with its stream sequence and why
+        (``on_unreadable``, else a warning): one such message used to end every later
+        run of ``alongside events``."""
         js = self.nc.jetstream()
         sub = await js.subscribe(
             subjects.events(org), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
@@ -71,7 +79,19 @@ class AlongsideClient:
                     if follow:
                         continue
                     return
-                yield RawEnvelope.model_validate_json(msg.data)
+                try:
+                    envelope = RawEnvelope.model_validate_json(msg.data)
+                    if envelope.type != subjects.last_token(msg.subject):
+                        raise ValueError(f"type {envelope.type!r} on {msg.subject}")
+                except ValueError as error:  # pydantic's ValidationError is a ValueError
+                    why = f"not an event envelope: {str(error).splitlines()[0]}"
+                    sequence = msg.metadata.sequence.stream
+                    if on_unreadable is not None:
+                        on_unreadable(sequence, why)
+                    else:
+                        log.warning("unreadable_event", org=org, stream_sequence=sequence)
+                    continue
+                yield envelope
         finally:
             await sub.unsubscribe()
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from contracts.rules import Kind, PublishedRuleset
 from runtime import store
+from runtime.logging import get_logger
 from runtime.state import DecisionReader, StoredDecision
+
+log = get_logger(__name__)
 
 
 class DecisionStore(DecisionReader):
@@ -41,27 +45,41 @@ class RulesStore:
         return await self.kv.put(self.key(document.org, document.kind), payload)
 
     async def current(self, org: str, kind: Kind) -> PublishedRuleset | None:
+        """The live publication; None when there is none, or it cannot be read."""
         try:
             entry = await self.kv.get(self.key(org, kind))
         except KeyNotFoundError:
             return None
-        return self.parse(entry)
+        return self.readable(entry)
 
     async def history(self, org: str, kind: Kind) -> list[PublishedRuleset]:
+        """Every readable publication, oldest first; an unreadable one is logged and passed
+        over (it once broke rollback for its organisation and kind)."""
         try:
             entries = await self.kv.history(self.key(org, kind))
         except (KeyNotFoundError, NoKeysError):  # history of a missing key
             return []
-        return [self.parse(entry) for entry in entries if entry.value]
+        return [d for d in (self.readable(e) for e in entries if e.value) if d is not None]
 
     async def all(self) -> list[PublishedRuleset]:
+        """The current publication of every organisation and kind that has a readable one."""
         documents = []
         for key in await store.keys(self.kv, ">"):
             try:
-                documents.append(self.parse(await self.kv.get(key)))
+                document = self.readable(await self.kv.get(key))
             except KeyNotFoundError:
                 continue
+            if document is not None:
+                documents.append(document)
         return documents
+
+    @classmethod
+    def readable(cls, entry: KeyValue.Entry) -> PublishedRuleset | None:
+        try:
+            return cls.parse(entry)
+        except ValidationError:
+            log.error("ruleset_unreadable", key=entry.key, revision=entry.revision)
+            return None
 
     @staticmethod
     def parse(entry: KeyValue.Entry) -> PublishedRuleset:

@@ -99,6 +99,14 @@ def _text(value: Any) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+MAX_FILLED_REASON = 1000
+
+
+def _capped(reason: str) -> str:
+    # A fact's values (a long list of tags) must not make a decision too big to store.
+    return reason if len(reason) <= MAX_FILLED_REASON else reason[: MAX_FILLED_REASON - 1] + "…"
+
+
 class Loaded:
     """One version of one organisation's ruleset, live in an engine."""
 
@@ -155,7 +163,7 @@ class Loaded:
             fired = FiredRule.model_construct(
                 rule=rule.id,
                 outcome=rule.outcome,
-                reason=rule.reason.format_map(dict(zip(fields, texts, strict=True))),
+                reason=_capped(rule.reason.format_map(dict(zip(fields, texts, strict=True)))),
                 effect=rule.effect,
             )
             self._recent[key] = fired

@@ -8,6 +8,7 @@ and values of the wrong type are errors, never silently accepted.
 
 from __future__ import annotations
 
+import string
 import types
 import typing
 from dataclasses import dataclass, field
@@ -182,6 +183,12 @@ def _text(doc: Located, value: Any, where: tuple[Any, ...]) -> str:
     return value.strip()
 
 
+# What one organisation's rules may weigh: the engine is shared by every organisation.
+MAX_RULES = 200
+MAX_LIST_VALUES = 100
+MAX_REASON_CHARS = 300
+
+
 # Field types of a fact model ------------------------------------------------
 
 FieldType = Literal["number", "integer", "bool", "text", "tags", "objects"]
@@ -314,6 +321,11 @@ def _parse_field(
         if op == "in" or op == "contains_any":
             if not isinstance(value, list) or not value:
                 raise doc.error(op_at, f"{op} takes a non-empty list")
+            if len(value) > MAX_LIST_VALUES:
+                # durable_rules hangs on one of more than about 500 values (every org's
+                # rules stop with it); far fewer is already a sign of a missing field.
+                raise doc.error(op_at, f"{op} takes at most {MAX_LIST_VALUES} values, "
+                                       f"not {len(value)}")  # fmt: skip
             item_spec = FieldSpec("text") if spec.type == "tags" else spec
             checked: Any = [
                 _check_scalar(doc, item_spec, v, (*op_at, i), name) for i, v in enumerate(value)
@@ -501,6 +513,9 @@ def build(base: RawRuleset, override: Override | None = None) -> Ruleset:
             else:
                 rules[rule_id] = (override.doc, where, raw)
         version = override.version
+    if len(rules) > MAX_RULES:
+        doc = override.doc if override is not None else base.doc
+        raise doc.error(("rules",), f"a ruleset has at most {MAX_RULES} rules, not {len(rules)}")
     specs = field_specs(FACTS[base.kind])
     built = tuple(
         _rule(doc, where, raw, specs, params, base.outcomes, base.kind)
@@ -519,13 +534,7 @@ def _rule(
     if raw["outcome"] not in outcomes:
         raise doc.error((*where, "outcome"), f"outcome must be one of {', '.join(outcomes)}")
     effect = _effect(doc, (*where, "effect"), raw.get("effect"), kind, specs)
-    reason = _text(doc, raw["reason"], (*where, "reason"))
-    try:
-        reason.format_map({name: "" for name in specs})
-    except (KeyError, ValueError, IndexError) as error:
-        raise doc.error(
-            (*where, "reason"), f"reason may only use {{field}} placeholders of the fact: {error}"
-        ) from None
+    reason = _reason(doc, raw["reason"], (*where, "reason"), specs)
     when: Condition = (
         Always()
         if raw["when"] == "always"
@@ -539,6 +548,29 @@ def _rule(
         reason=reason,
         effect=effect,
     )
+
+
+def _reason(doc: Located, value: Any, where: tuple[Any, ...], specs: dict[str, FieldSpec]) -> str:
+    """A reason is text with plain ``{field}`` placeholders of the fact. No format specs or
+    conversions: ``{days_since_supervision:>1100000}`` passed every check once, then made
+    decisions too big to store, and ineligible supporters stayed eligible."""
+    reason = _text(doc, value, where)
+    if len(reason) > MAX_REASON_CHARS:
+        raise doc.error(where, f"a reason has at most {MAX_REASON_CHARS} characters")
+    try:
+        parts = list(string.Formatter().parse(reason))
+    except ValueError as error:
+        raise doc.error(where, f"reason: {error}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in specs or spec or conversion:
+            raise doc.error(
+                where,
+                f"reason may only use plain {{field}} placeholders of the fact, not {{{name}"
+                f"{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}",
+            )
+    return reason
 
 
 def _effect(

@@ -100,14 +100,17 @@ async def rollback(
     js: JetStreamContext, store: RulesStore, org: str, kind: Kind, to_version: str | None = None,
     *, clock: Clock,
 ) -> PublishedRuleset:  # fmt: skip
-    history = await store.history(org, kind)
-    if len(history) < 2 and to_version is None:
+    live = await store.current(org, kind)  # None when unreadable: any readable one is earlier
+    earlier = [d for d in await store.history(org, kind)
+               if live is None or d.revision < live.revision]  # fmt: skip
+    if not earlier and to_version is None:
         raise PublishRefused([f"{org}.{kind.value} has no earlier version to roll back to"])
-    current = history[-1]
-    candidates = [d for d in history[:-1] if to_version in (None, d.version)]
+    candidates = [d for d in earlier if to_version in (None, d.version)]
     if not candidates:
         raise PublishRefused([f"{org}.{kind.value} was never published at version {to_version}"])
     target = candidates[-1]
-    if target.content_hash == current.content_hash and target.version == current.version:
+    if live is not None and (target.content_hash, target.version) == (
+        live.content_hash, live.version
+    ):
         raise PublishRefused([f"version {target.version} is already live"])
     return await publish(js, store, target, rolled_back_to=target.version, clock=clock)

@@ -8,13 +8,17 @@ import random
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
 from typer.testing import CliRunner, Result
 
 from alongside import sample, services
 from alongside.cli import app
 from alongside.client import AlongsideClient
 from alongside.demo import run_demo
-from contracts.intake import Method
+from contracts import subjects
+from contracts.envelope import wrap
+from contracts.intake import IntakeReceived, Method, Stage
+from runtime import bus
 from runtime.clock import SYSTEM
 from tests.support import accepted, org_today
 
@@ -133,3 +137,30 @@ async def test_calendar_writes_an_icalendar_file_and_needs_one_person(
     both = await asyncio.to_thread(invoke, "calendar", "--org", org)
     assert both.exit_code != 0
     assert "exactly one of --case or --supporter" in both.output
+
+
+async def test_events_passes_over_what_is_not_an_event_and_goes_on(
+    env: dict[str, str], client: AlongsideClient, nc: Client, org: str
+) -> None:
+    """Anyone who may publish into EVENTS could once stop every later `alongside events`."""
+    js = nc.jetstream()
+    first = wrap(IntakeReceived(case_id="c1", scheme="s", stage=Stage.ENTRY, party_ids=[],
+                                has_other_support=False), org=org, source="t", time=SYSTEM())  # fmt: skip
+    await bus.publish_event(js, first)
+    await js.publish(subjects.event(org, "IntakeReceived"), b"\xff not an envelope")
+    mislabelled = first.model_copy(update={"id": "mislabelled"}).model_dump_json()
+    await js.publish(subjects.event(org, "ConsentGiven"), mislabelled.encode())
+    second = first.model_copy(update={"id": "after-them"})
+    await bus.publish_event(js, second)
+
+    listed = await asyncio.to_thread(runner.invoke, app, ["events", "--org", org], env=env)
+
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [first.id,
+                                                                               "after-them"]
+    assert listed.stderr.count("alongside: skipped event") == 2
+    skipped: list[tuple[int, str]] = []
+    seen = [e.id async for e in client.events(org, on_unreadable=lambda n, why:
+                                              skipped.append((n, why)))]  # fmt: skip
+    assert seen == [first.id, "after-them"]
+    assert [why.split(":")[0] for _, why in skipped] == ["not an event envelope"] * 2

@@ -58,6 +58,10 @@ BROKEN = [
     ('version: "1.0.0"', "version: 1.0", "version is MAJOR.MINOR.PATCH", "version: 1.0"),
     ("outcomes: [ineligible, eligible]", "outcomes: [ineligible, eligible, maybe]", "eligibility outcomes are eligible, ineligible", "outcomes:"),
     ("reason: The supporter is suspended.", "reason: The supporter is {suspension}.", "placeholders", "{suspension}"),
+    # A format width once passed check, test and publish, then made decisions too big to store.
+    ("reason: The supporter is suspended.", "reason: Suspended {days_since_supervision:>1100000}.", "not {days_since_supervision:>1100000}", "1100000"),
+    ("reason: The supporter is suspended.", "reason: Suspended {suspended!r}.", "not {suspended!r}", "{suspended!r}"),
+    ("reason: The supporter is suspended.", "reason: " + "x" * 301, "at most 300 characters", "x" * 301),
 ]  # fmt: skip
 
 
@@ -140,3 +144,45 @@ def test_override_errors_name_the_override(tree: Path) -> None:
     assert info.value.path == str(override)
     assert "no rule 'caseload-ful' to disable" in info.value.message
     assert info.value.line == line_of(override, "disable:")
+
+
+def test_a_list_of_more_values_than_the_engine_takes_is_an_error_on_its_line(tree: Path) -> None:
+    # 800 values passed the check and hung the shared engine on publish, for every org.
+    path = tree / "default" / "eligibility" / "ruleset.yaml"
+    values = ", ".join(f"v{i}" for i in range(101))
+    replace(path, "{suspended: {eq: true}}", "{training_courses: {contains_any: [" + values + "]}}")
+    with pytest.raises(language.RulesFileError) as info:
+        check(tree)
+    assert "contains_any takes at most 100 values, not 101" in info.value.message
+    assert info.value.line == line_of(path, "v100")
+
+
+def test_an_override_cannot_grow_a_ruleset_past_its_limit(tree: Path) -> None:
+    override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
+    added = "".join(
+        f"  - id: extra-{n}\n    description: d\n    when: {{suspended: {{eq: true}}}}\n"
+        "    outcome: ineligible\n    reason: r\n"
+        for n in range(language.MAX_RULES)
+    )
+    override.write_text('ruleset: eligibility\nversion: "2.0.0-h"\nrules:\n' + added)
+    with pytest.raises(language.RulesFileError, match="at most 200 rules") as info:
+        bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve()
+    assert info.value.path.endswith("override.yaml")
+
+
+def test_a_filled_in_reason_is_capped_whatever_the_facts() -> None:
+    loaded = bundle.Loaded(Engine(), bundle.read_source(ROOT, Kind.BOUNDARIES).resolve(), "t")
+    facts = {
+        "case_id": "c1", "sessions_per_week": 1.0, "both_agreed_more_often": False,
+        "duration_minutes": 60, "method": "phone", "method_agreed": True,
+        "safety_concerns": [], "days_past_service_end": -5, "consent_active": True,
+        "purposes": ["legal_advice", *(f"purpose_{n:02d}_{'x' * 40}" for n in range(40))],
+    }  # fmt: skip
+    try:
+        outcome, fired = loaded.decide(facts)
+    finally:
+        loaded.unload()
+    assert outcome == "refused"
+    [reason] = [f.reason for f in fired]
+    assert len(reason) == bundle.MAX_FILLED_REASON
+    assert reason.endswith("…")
