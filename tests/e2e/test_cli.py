@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,3 +168,64 @@ async def test_events_passes_over_what_is_not_an_event_and_goes_on(
                                               skipped.append((n, why)))]  # fmt: skip
     assert seen == [first.id, "after-them"]
     assert [why.split(":")[0] for _, why in skipped] == ["not an event envelope"] * 2
+
+
+ALONGSIDE = str(Path(sys.executable).parent / "alongside")
+
+
+def run_cli(*args: str, state_dir: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ALONGSIDE_STATE_DIR": str(state_dir), "ALONGSIDE_NATS_URL": ""}
+    return subprocess.run([ALONGSIDE, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["up", "intake", "nosuch"], "alongside: unknown service nosuch; one of intake, rules"),
+        (["events", "--org", "Bad Org"], "alongside: --org: org 'Bad Org' is not a valid"),
+        (["submit", "SubmitIntake", "/no/such.json", "--org", "acme"],
+         "alongside: /no/such.json: No such file or directory"),
+        (["submit", "GrantEverything", "-", "--org", "acme"],
+         "alongside: unknown command 'GrantEverything'"),
+        (["rules", "explain", "eligibility", "/no/facts.json", "--org", "acme"],
+         "alongside: /no/facts.json: No such file or directory"),
+    ],
+    ids=["unknown-service", "bad-org", "missing-file", "unknown-command", "missing-facts"],
+)
+def test_a_mistake_at_the_command_line_is_one_line_not_a_traceback(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    result = run_cli(*args, state_dir=tmp_path / "state")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(said), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "state").exists()  # refused before any server started
+
+
+def test_a_second_up_on_the_same_state_folder_is_refused_and_the_first_is_found(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    env = {**os.environ, "ALONGSIDE_STATE_DIR": str(state), "ALONGSIDE_NATS_URL": "",
+           "ALONGSIDE_LOG_LEVEL": "ERROR"}  # fmt: skip
+    first = subprocess.Popen([ALONGSIDE, "up", "intake"], env=env, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        assert first.stderr is not None
+        assert "running on nats://" in first.stderr.readline()
+        second = run_cli("up", "intake", state_dir=state)
+        assert second.returncode == 2
+        url = (state / "nats.url").read_text().strip()
+        assert second.stderr.strip() == (
+            f"alongside: `alongside up` is already running on {state} at {url}; "
+            "stop it, or set ALONGSIDE_STATE_DIR to another folder"
+        )
+        # Any directory: the state folder, not the working one, says where `up` runs.
+        found = subprocess.run([ALONGSIDE, "events", "--org", "acme"], env=env, cwd="/",
+                               capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+        assert found.returncode == 0, found.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
