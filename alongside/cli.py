@@ -8,6 +8,7 @@ import fcntl
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -15,19 +16,22 @@ import typer
 
 from alongside import connection, rules_cli, services
 from alongside.client import AlongsideClient, summarise
-from alongside.options import CliError, OrgOpt, read_text
+from alongside.options import CliError, OrgOpt, read_text, valid_org
 from contracts import catalogue
 from contracts.envelope import new_id
 from runtime import bus, topology
 from runtime.clock import SYSTEM
 from runtime.embedded import EmbeddedNats
 from runtime.logging import configure, get_logger
+from runtime.registry import Registry, RegistryError
 from runtime.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contracts_app = typer.Typer(no_args_is_help=True, help="The event catalogue.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(rules_cli.app, name="rules")
+orgs_app = typer.Typer(no_args_is_help=True, help="The organisations using this deployment.")
+app.add_typer(orgs_app, name="orgs")
 
 log = get_logger("alongside.cli")
 
@@ -214,6 +218,11 @@ def import_(
     async def run() -> Any:
         nc = await bus.connect(connection.resolve_url(settings), "alongside-import")
         try:
+            registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET),
+                                SYSTEM)  # fmt: skip
+            refusal = await registry.refusal(org)
+            if refusal is not None:
+                raise CliError(refusal)
             with Progress(transient=True) as progress:
                 sending = progress.add_task("intakes submitted", total=lines)
                 matching = progress.add_task("waiting for matching policies", total=None)
@@ -301,6 +310,63 @@ def calendar(
     else:
         output.write_bytes(ics)
         typer.echo(f"wrote {output}", err=True)
+
+
+async def _registry(settings: Settings) -> tuple[Any, Registry]:
+    nc = await bus.connect(connection.resolve_url(settings), "alongside-orgs")
+    return nc, Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SYSTEM)
+
+
+def _on_registry(settings: Settings, act: Callable[[Registry], Awaitable[str]]) -> None:
+    async def run() -> str:
+        nc, registry = await _registry(settings)
+        try:
+            return await act(registry)
+        except RegistryError as error:
+            raise CliError(str(error)) from None
+        finally:
+            await nc.close()
+
+    typer.echo(asyncio.run(run()))
+
+
+@orgs_app.command("add")
+def orgs_add(
+    org: Annotated[str, typer.Argument(help="Organisation token, e.g. harbour-ombudsman.",
+                                       callback=valid_org)],
+    name: Annotated[str, typer.Option(help="The organisation's name, as people say it.")],
+) -> None:
+    """Register an organisation (or enable a disabled one): its commands are accepted."""
+
+    async def add(registry: Registry) -> str:
+        record = await registry.add(org, name)
+        return f"{record.org} registered ({record.name})"
+
+    _on_registry(_settings(), add)
+
+
+@orgs_app.command("disable")
+def orgs_disable(
+    org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
+) -> None:
+    """Refuse an organisation's commands, rules and imports from now on (within seconds on
+    every replica); its records stay."""
+
+    async def disable(registry: Registry) -> str:
+        record = await registry.disable(org)
+        return f"{record.org} disabled"
+
+    _on_registry(_settings(), disable)
+
+
+@orgs_app.command("list")
+def orgs_list() -> None:
+    """Every registered organisation, one JSON line each."""
+
+    async def listed(registry: Registry) -> str:
+        return "\n".join(record.model_dump_json() for record in await registry.all())
+
+    _on_registry(_settings(), listed)
 
 
 @contracts_app.command("export")

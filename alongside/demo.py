@@ -60,6 +60,7 @@ from contracts.scheduling import (
 from runtime import bus, topology
 from runtime.clock import SYSTEM, Clock
 from runtime.embedded import EmbeddedNats
+from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.state import DecisionReader
 from runtime.store import RecordStore
@@ -115,6 +116,7 @@ async def _demo(state: Path, seed: int, clock: Clock) -> None:
         client = AlongsideClient(nc, source="alongside/demo", clock=clock)
         decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
         try:
+            await _organisations(client, nc, clock)
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
             await _matching(client, nc, decisions, today)
@@ -125,6 +127,19 @@ async def _demo(state: Path, seed: int, clock: Clock) -> None:
         finally:
             await running.stop()
             await nc.close()
+
+
+async def _organisations(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
+    console.print("[bold]0. The organisations sharing this deployment[/]")
+    registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), clock)
+    for org, name in zip(ORGS, ("Harbour Ombudsman", "Fair Work Scheme"), strict=True):
+        await registry.add(org, name)
+        console.print(f"  registered {org} ({name})")
+    typo = "harbor-ombudsman"
+    reply = await client.submit(typo, sample.intake(random.Random(0), "case-typo"))
+    expect(isinstance(reply, CommandRejected), "an intake for an unregistered org was accepted")
+    _print_rejection(f"an intake for {typo!r} (a typo)", reply)
+    console.print()
 
 
 # Gaps in some supporters' vetting, so the eligibility rules have something to say.

@@ -18,7 +18,7 @@ class CliError(RuntimeError):
     """A mistake the person at the command line can fix; said in one line."""
 
 
-def _valid_org(value: str) -> str:
+def valid_org(value: str) -> str:
     try:
         subjects.event(value, "x")  # the one place that knows what an org token may be
     except subjects.SubjectError as error:
@@ -26,7 +26,7 @@ def _valid_org(value: str) -> str:
     return value
 
 
-OrgOpt = Annotated[str, typer.Option(help="Organisation token.", callback=_valid_org)]
+OrgOpt = Annotated[str, typer.Option(help="Organisation token.", callback=valid_org)]
 
 
 def read_text(path: Path) -> str:

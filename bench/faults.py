@@ -334,10 +334,17 @@ async def provision(env: dict[str, str], timeout_s: float = 90.0) -> None:
         )  # fmt: skip
         _, err = await process.communicate()
         if process.returncode == 0:
-            return
+            break
         if time.monotonic() > deadline:
             raise RuntimeError(f"alongside provision failed: {err.decode()[-2000:]}")
         await asyncio.sleep(1.0)
+    process = await asyncio.create_subprocess_exec(
+        *alongside_command(), "orgs", "add", ORG, "--name", "Fault benchmark", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"alongside orgs add failed: {err.decode()[-2000:]}")
 
 
 # The event log ------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ from pydantic import ValidationError
 
 from alongside import sample
 from alongside.client import AlongsideClient
+from bench import register
 from contracts import catalogue, subjects
 from contracts.envelope import MAX_COMMAND_BYTES, MAX_EVENT_BYTES, Command, RawEnvelope
 from contracts.intake import GiveConsent, Method, Stage
@@ -1729,6 +1730,7 @@ async def fuzz(n: int, state: Path, report: Path) -> dict[str, Any]:
     with EmbeddedNats(state / "nats") as server:
         nc = await bus.connect(server.url, "bench-fuzz")
         await topology.provision(nc.jetstream(), Settings())
+        await register(nc.jetstream(), ORG, OTHER_ORG)  # UNKNOWN_ORG stays unregistered
         fleet = Fleet(server.url, state)
         for service in catalogue_services():
             fleet.start(service)

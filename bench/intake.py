@@ -33,6 +33,7 @@ import nats
 
 from alongside import sample
 from alongside.client import AlongsideClient
+from bench import register
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
 from runtime import bus, topology
@@ -88,6 +89,7 @@ async def measure(url: str, n: int) -> dict[str, float]:
     nc = await bus.connect(url, "bench")
     js = nc.jetstream()
     await topology.provision(js, Settings())
+    await register(js, "bench")
     results: dict[str, float] = {}
 
     echo = spawn([sys.executable, "-c", ECHO, url])

@@ -39,6 +39,7 @@ from scipy.optimize import linear_sum_assignment
 
 from alongside import sample
 from alongside.client import AlongsideClient
+from bench import register
 from bench.intake import spawn
 from contracts import subjects
 from contracts.replies import CommandAccepted
@@ -106,6 +107,7 @@ async def end_to_end(intakes: int, supporters: int = 300) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as state, EmbeddedNats(Path(state)) as server:
         nc = await bus.connect(server.url, "bench")
         await topology.provision(nc.jetstream(), Settings())
+        await register(nc.jetstream(), ORG)
         services = spawn(
             [sys.executable, "-m", "alongside.cli", "up", "intake", "rules", "matching"],
             env={"ALONGSIDE_NATS_URL": server.url, "ALONGSIDE_LOG_LEVEL": "WARNING"},

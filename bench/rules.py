@@ -32,6 +32,7 @@ from typing import Any
 import nats
 
 from alongside.client import AlongsideClient
+from bench import register
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
 from runtime import bus, topology
 from runtime.embedded import EmbeddedNats
@@ -119,6 +120,7 @@ async def request_reply(sample: list[dict[str, Any]], in_flight: int = 32) -> fl
     with tempfile.TemporaryDirectory() as state, EmbeddedNats(Path(state)) as server:
         nc = await bus.connect(server.url, "bench")
         await topology.provision(nc.jetstream(), Settings())
+        await register(nc.jetstream(), "bench")
         service = start_service(server.url)
         client = AlongsideClient(nc, source="bench")
         try:

@@ -198,3 +198,14 @@ class SchedulingSettings(Record):
 
     policy: SchedulingPolicy
     updated_at: datetime
+
+
+class OrganisationRecord(Record):
+    """An organisation registered to use this deployment, key ``<org>.registration`` in
+    ``organisations``. Only an active one's commands, rules and imports are accepted."""
+
+    org: str
+    name: str
+    status: Literal["active", "disabled"]
+    registered_at: datetime
+    updated_at: datetime

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 from contracts import subjects
 from contracts.envelope import MAX_COMMAND_BYTES, Command, RawEnvelope, unreadable_version
 from contracts.replies import CommandRejected, FieldError, field_errors
-from runtime import bus
+from runtime import bus, topology
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Received
 from runtime.logging import get_logger
+from runtime.registry import Registry
 
 log = get_logger(__name__)
 
@@ -39,14 +40,19 @@ def rejected(command_type: str, command_id: str | None, field: str, reason: str)
 
 async def receive(
     js: JetStreamContext, handlers: Handlers[Any], subject: str, body: bytes,
-    headers: Mapping[str, str], clock: Clock,
+    headers: Mapping[str, str], clock: Clock, registry: Registry | None = None,
 ) -> Received | CommandRejected:  # fmt: skip
+    """``registry``: refuse organisations not registered (or disabled) before anything else;
+    None only where no registry applies (a test of parsing alone)."""
     command_type = subjects.last_token(subject)
     service = handlers.service
     try:
         org = subjects.org_of(subject)
     except subjects.SubjectError as error:
         return rejected(command_type, None, "subject", str(error))
+    refusal = await registry.refusal(org) if registry is not None else None
+    if refusal is not None:
+        return rejected(command_type, None, "org", refusal)
 
     route = handlers.commands.get(command_type)
     if route is None:
@@ -103,6 +109,8 @@ def serve(
     replicas share them, ``workers`` at a time (KV revisions keep commands on one record
     serial in effect)."""
 
+    registries: list[Registry] = []  # bound on the first command, once connected
+
     @broker.subscriber(
         subjects.commands_of(handlers.service),
         queue=handlers.service,
@@ -114,10 +122,14 @@ def serve(
         raw = message.raw_message
         command_type, command_id = subjects.last_token(raw.subject), None
         try:
+            js = broker.connection.jetstream()
+            if not registries:
+                registries.append(
+                    Registry(await js.key_value(topology.ORGANISATIONS_BUCKET), clock)
+                )
             received = await receive(
-                broker.connection.jetstream(), handlers, raw.subject, raw.data,
-                raw.headers or {}, clock,
-            )  # fmt: skip
+                js, handlers, raw.subject, raw.data, raw.headers or {}, clock, registries[0]
+            )
             if isinstance(received, CommandRejected):
                 return received.model_dump_json().encode()
             command_id = received.envelope.id

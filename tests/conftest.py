@@ -15,6 +15,7 @@ from runtime import bus, topology
 from runtime.clock import SYSTEM, Clock, ManualClock
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
+from tests.support import register
 
 _orgs = itertools.count()
 
@@ -52,9 +53,12 @@ async def nc(provisioned: str) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-def org() -> str:
-    """A fresh organisation per test, so tests sharing the server never see each other."""
-    return f"org-{next(_orgs)}"
+async def org(nc: Client) -> str:
+    """A fresh organisation per test, registered, so tests sharing the server never see each
+    other."""
+    name = f"org-{next(_orgs)}"
+    await register(nc, name)
+    return name
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from contracts.replies import CommandAccepted
 from contracts.scheduling import SchedulingPolicy
 from runtime import topology
 from runtime.clock import SYSTEM, Clock
+from runtime.registry import Registry
 from runtime.state import CaseloadReader
 from runtime.store import RecordStore
 
@@ -133,3 +134,10 @@ async def holds(nc: Client, org: str, supporter_id: str) -> dict[str, Any]:
     caseloads = CaseloadReader(await nc.jetstream().key_value(topology.CASELOADS_BUCKET))
     caseload, _ = await caseloads.load(org, supporter_id)
     return caseload.holds
+
+
+async def register(nc: Client, *orgs: str) -> None:
+    """Register organisations, as an operator does with `alongside orgs add`."""
+    registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SYSTEM)
+    for org in orgs:
+        await registry.add(org, f"Test organisation {org}")

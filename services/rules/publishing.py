@@ -13,8 +13,9 @@ from nats.js import JetStreamContext
 
 from contracts.envelope import wrap
 from contracts.rules import Kind, PublishedRuleset, RulesetPublished, RulesetRef
-from runtime import bus
+from runtime import bus, topology
 from runtime.clock import Clock
+from runtime.registry import Registry
 from services.rules import bundle
 from services.rules.adapters import RulesStore
 from services.rules.engine import Engine
@@ -72,6 +73,10 @@ async def publish(
     *,
     clock: Clock,
 ) -> PublishedRuleset:
+    registry = Registry(await js.key_value(topology.ORGANISATIONS_BUCKET), clock)
+    refusal = await registry.refusal(document.org)
+    if refusal is not None:
+        raise PublishRefused([refusal])
     current = await store.current(document.org, document.kind)
     if current is not None and rolled_back_to is None:
         if current.version == document.version and current.content_hash == document.content_hash:

@@ -19,6 +19,7 @@ from alongside import sample, services
 from alongside.cli import app
 from alongside.client import AlongsideClient
 from alongside.demo import run_demo
+from alongside.options import CliError
 from contracts import subjects
 from contracts.envelope import wrap
 from contracts.intake import IntakeReceived, Method, Stage
@@ -229,3 +230,33 @@ def test_a_second_up_on_the_same_state_folder_is_refused_and_the_first_is_found(
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
+
+
+async def test_organisations_are_added_listed_and_disabled_and_rules_need_one(
+    env: dict[str, str], org: str
+) -> None:
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), env=env)
+
+    new = f"{org}-new"
+    added = await asyncio.to_thread(invoke, "orgs", "add", new, "--name", "New Scheme")
+    assert added.exit_code == 0, added.output
+    assert added.stdout.strip() == f"{new} registered (New Scheme)"
+    again = await asyncio.to_thread(invoke, "orgs", "add", new, "--name", "New Scheme")
+    assert isinstance(again.exception, CliError)
+    assert str(again.exception) == f"organisation {new!r} is already registered (New Scheme)"
+
+    listed = await asyncio.to_thread(invoke, "orgs", "list")
+    records = {json.loads(line)["org"]: json.loads(line) for line in listed.stdout.splitlines()}
+    assert records[new]["status"] == "active"
+    assert records[org]["status"] == "active"
+
+    disabled = await asyncio.to_thread(invoke, "orgs", "disable", new)
+    assert disabled.stdout.strip() == f"{new} disabled"
+    refused = await asyncio.to_thread(invoke, "rules", "publish", "--org", new)
+    assert refused.exit_code != 0
+    assert f"organisation {new!r} is disabled" in refused.output + str(refused.exception)
+    unknown = await asyncio.to_thread(invoke, "rules", "publish", "--org", f"{org}-nobody")
+    assert f"organisation '{org}-nobody' is not registered here" in (
+        unknown.output + str(unknown.exception)
+    )

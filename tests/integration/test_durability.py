@@ -23,6 +23,7 @@ from runtime.store import Outbox, fingerprint
 from services.intake.bootstrap import bootstrap
 from services.intake.domain import Context, submit_intake
 from services.intake.handlers import IntakeDeps, event_id, finish_outboxes
+from tests.support import register
 
 from .test_intake import events_of
 
@@ -42,6 +43,7 @@ async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Pat
     with EmbeddedNats(tmp_path, port=port) as server:
         nc = await bus.connect(server.url, "t")
         await topology.provision(nc.jetstream(), Settings())
+        await register(nc, org)
         brokers = await services.start(server.url, ["intake"])
         client = AlongsideClient(nc)
         first = [await client.submit(org, c, command_id=f"cmd-{n}") for n, c in enumerate(commands)]

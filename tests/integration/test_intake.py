@@ -18,7 +18,8 @@ from contracts.intake import GiveConsent, NameSupportPerson, PeerSupporter, Stag
 from contracts.replies import CommandAccepted, CommandRejected
 from runtime import topology
 from runtime.clock import SYSTEM
-from tests.support import org_today
+from runtime.registry import Registry
+from tests.support import org_today, register
 
 pytestmark = pytest.mark.usefixtures("intake")
 
@@ -224,8 +225,11 @@ async def test_unknown_command_is_refused(client: AlongsideClient, org: str) -> 
     assert reply.errors[0].field == "type"
 
 
-async def test_events_of_one_org_never_reach_another(client: AlongsideClient, org: str) -> None:
+async def test_events_of_one_org_never_reach_another(
+    client: AlongsideClient, nc: Client, org: str
+) -> None:
     other = f"{org}-b"
+    await register(nc, other)
     await client.submit(org, sample.intake(random.Random(1), "c1"))
     await client.submit(other, sample.intake(random.Random(2), "c1"))
 
@@ -245,3 +249,29 @@ async def test_an_id_the_store_cannot_key_is_refused_naming_it(
     reply = await client.send_raw(org, "intake", "SubmitIntake", json.dumps(envelope).encode())
     assert isinstance(reply, CommandRejected)
     assert [e.field for e in reply.errors] == ["id"]
+
+
+async def test_an_organisation_not_registered_or_disabled_is_refused_naming_it(
+    client: AlongsideClient, nc: Client, org: str
+) -> None:
+    typo = f"{org}-typo"
+    reply = await client.submit(typo, sample.intake(random.Random(1), "c1"))
+    assert isinstance(reply, CommandRejected)
+    assert (reply.errors[0].field, reply.errors[0].reason) == (
+        "org", f"organisation {typo!r} is not registered here"
+    )
+    assert not await case_exists(nc, typo, "c1")
+
+    later = f"{org}-later"
+    await register(nc, later)  # added while the services run: works at once
+    assert isinstance(await client.submit(later, sample.intake(random.Random(1), "c1")),
+                      CommandAccepted)  # fmt: skip
+
+    gone = f"{org}-gone"
+    await register(nc, gone)
+    registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SYSTEM)
+    await registry.disable(gone)
+    reply = await client.submit(gone, sample.intake(random.Random(1), "c1"))
+    assert isinstance(reply, CommandRejected)
+    assert reply.errors[0].reason == f"organisation {gone!r} is disabled"
+    assert not await case_exists(nc, gone, "c1")
