@@ -218,7 +218,7 @@ def import_(
     async def run() -> Any:
         nc = await bus.connect(connection.resolve_url(settings), "alongside-import")
         try:
-            registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET),
+            registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET),
                                 SYSTEM)  # fmt: skip
             refusal = await registry.refusal(org)
             if refusal is not None:
@@ -314,7 +314,7 @@ def calendar(
 
 async def _registry(settings: Settings) -> tuple[Any, Registry]:
     nc = await bus.connect(connection.resolve_url(settings), "alongside-orgs")
-    return nc, Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SYSTEM)
+    return nc, Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
 
 
 def _on_registry(settings: Settings, act: Callable[[Registry], Awaitable[str]]) -> None:

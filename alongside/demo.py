@@ -131,7 +131,7 @@ async def _demo(state: Path, seed: int, clock: Clock) -> None:
 
 async def _organisations(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     console.print("[bold]0. The organisations sharing this deployment[/]")
-    registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), clock)
+    registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), clock)
     for org, name in zip(ORGS, ("Harbour Ombudsman", "Fair Work Scheme"), strict=True):
         await registry.add(org, name)
         console.print(f"  registered {org} ({name})")

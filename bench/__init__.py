@@ -11,6 +11,6 @@ from runtime.registry import Registry
 
 async def register(js: JetStreamContext, *orgs: str) -> None:
     """Register the organisations a benchmark uses, as an operator would."""
-    registry = Registry(await js.key_value(topology.ORGANISATIONS_BUCKET), SYSTEM)
+    registry = Registry(await js.key_value(topology.REGISTRY_BUCKET), SYSTEM)
     for org in orgs:
         await registry.add(org, f"Benchmark {org}")

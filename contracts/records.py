@@ -201,8 +201,8 @@ class SchedulingSettings(Record):
 
 
 class OrganisationRecord(Record):
-    """An organisation registered to use this deployment, key ``<org>.registration`` in
-    ``organisations``. Only an active one's commands, rules and imports are accepted."""
+    """An organisation registered to use this deployment, key ``<org>`` in ``registry``.
+    Only an active one's commands, rules and imports are accepted."""
 
     org: str
     name: str

@@ -125,7 +125,7 @@ def serve(
             js = broker.connection.jetstream()
             if not registries:
                 registries.append(
-                    Registry(await js.key_value(topology.ORGANISATIONS_BUCKET), clock)
+                    Registry(await js.key_value(topology.REGISTRY_BUCKET), clock)
                 )
             received = await receive(
                 js, handlers, raw.subject, raw.data, raw.headers or {}, clock, registries[0]

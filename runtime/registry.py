@@ -35,7 +35,7 @@ class Registry:
 
     @staticmethod
     def key(org: str) -> str:
-        return f"{org}.registration"
+        return org
 
     async def get(self, org: str) -> tuple[OrganisationRecord | None, int]:
         try:
@@ -48,8 +48,8 @@ class Registry:
 
     async def all(self) -> list[OrganisationRecord]:
         found = []
-        for name in await keys(self.kv, "*.registration"):
-            record, _ = await self.get(name.split(".", 1)[0])
+        for name in await keys(self.kv, "*"):
+            record, _ = await self.get(name)
             if record is not None:
                 found.append(record)
         return found

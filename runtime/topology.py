@@ -44,6 +44,7 @@ SCHEDULES_BUCKET = "schedules"
 SUPERVISION_BUCKET = "supervision"
 GROUPS_BUCKET = "groups"
 ORGANISATIONS_BUCKET = "organisations"
+REGISTRY_BUCKET = "registry"
 
 DAY_S = 24 * 3600.0
 # No record may outgrow this; the commands that grow records are bounded well below it.
@@ -149,6 +150,7 @@ def topology(settings: Settings) -> Topology:
             bucket(SUPERVISION_BUCKET, "Supervision per supporter, <org>.<supporter_id>.", 5),
             bucket(GROUPS_BUCKET, "Group sessions, <org>.<group_id>.", 5),
             bucket(ORGANISATIONS_BUCKET, "Each organisation's scheduling settings, <org>.", 10),
+            bucket(REGISTRY_BUCKET, "The organisations registered here, key <org>.", 10),
             bucket(
                 REPLIES_BUCKET,
                 "Replies to accepted commands, key <org>.<command_id>.",

@@ -138,6 +138,6 @@ async def holds(nc: Client, org: str, supporter_id: str) -> dict[str, Any]:
 
 async def register(nc: Client, *orgs: str) -> None:
     """Register organisations, as an operator does with `alongside orgs add`."""
-    registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SYSTEM)
+    registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
     for org in orgs:
         await registry.add(org, f"Test organisation {org}")

@@ -73,7 +73,7 @@ async def publish(
     *,
     clock: Clock,
 ) -> PublishedRuleset:
-    registry = Registry(await js.key_value(topology.ORGANISATIONS_BUCKET), clock)
+    registry = Registry(await js.key_value(topology.REGISTRY_BUCKET), clock)
     refusal = await registry.refusal(document.org)
     if refusal is not None:
         raise PublishRefused([refusal])

@@ -269,7 +269,7 @@ async def test_an_organisation_not_registered_or_disabled_is_refused_naming_it(
 
     gone = f"{org}-gone"
     await register(nc, gone)
-    registry = Registry(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SYSTEM)
+    registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
     await registry.disable(gone)
     reply = await client.submit(gone, sample.intake(random.Random(1), "c1"))
     assert isinstance(reply, CommandRejected)
