@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from alongside import connection, rules_cli, services
 from alongside.client import AlongsideClient, summarise
 from alongside.options import CliError, OrgOpt, read_text, valid_org
 from contracts import catalogue
 from contracts.envelope import new_id
+from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
 from runtime import bus, topology
 from runtime.clock import SYSTEM
 from runtime.embedded import EmbeddedNats
@@ -335,12 +337,39 @@ def orgs_add(
     org: Annotated[str, typer.Argument(help="Organisation token, e.g. harbour-ombudsman.",
                                        callback=valid_org)],
     name: Annotated[str, typer.Option(help="The organisation's name, as people say it.")],
-) -> None:
+    time_zone: Annotated[
+        str | None,
+        typer.Option(help="Its IANA time zone (e.g. Pacific/Auckland), set through "
+                          "ConfigureScheduling: the scheduling service must be running."),
+    ] = None,
+) -> None:  # fmt: skip
     """Register an organisation (or enable a disabled one): its commands are accepted."""
+    policy = None
+    if time_zone is not None:
+        try:
+            policy = SchedulingPolicy(time_zone=time_zone)
+        except ValidationError as error:
+            raise CliError(f"--time-zone: {error.errors()[0]['msg']}") from None
 
     async def add(registry: Registry) -> str:
         record = await registry.add(org, name)
-        return f"{record.org} registered ({record.name})"
+        said = f"{record.org} registered ({record.name})"
+        if policy is None:
+            return said
+        # The zone lives in one place, the organisation's scheduling settings.
+        nc = await bus.connect(connection.resolve_url(_settings()), "alongside-orgs")
+        try:
+            reply = await AlongsideClient(nc).submit(org, ConfigureScheduling(policy=policy))
+        except Exception as error:  # no responders, a timeout
+            reply_said = type(error).__name__
+        else:
+            reply_said = "" if reply.status == "accepted" else reply.model_dump_json()
+        finally:
+            await nc.close()
+        if reply_said:
+            raise CliError(f"{said}, but its time zone was not set ({reply_said}); "
+                           "run the scheduling service and send ConfigureScheduling")  # fmt: skip
+        return f"{said}, time zone {policy.time_zone}"
 
     _on_registry(_settings(), add)
 

@@ -23,8 +23,12 @@ from alongside.options import CliError
 from contracts import subjects
 from contracts.envelope import wrap
 from contracts.intake import IntakeReceived, Method, Stage
-from runtime import bus
+from contracts.records import SchedulingSettings
+from runtime import bus, topology
 from runtime.clock import SYSTEM
+from runtime.state import Policies
+from runtime.store import RecordStore
+from tests.conftest import Start
 from tests.support import accepted, org_today
 
 runner = CliRunner()
@@ -260,3 +264,23 @@ async def test_organisations_are_added_listed_and_disabled_and_rules_need_one(
     assert f"organisation '{org}-nobody' is not registered here" in (
         unknown.output + str(unknown.exception)
     )
+
+
+async def test_an_organisation_added_with_a_time_zone_works_in_it(
+    env: dict[str, str], start: Start, nc: Client, org: str
+) -> None:
+    await start("scheduling")  # the zone lives in the organisation's scheduling settings
+    new = f"{org}-tz"
+    args = ["orgs", "add", new, "--name", "Tz Scheme", "--time-zone", "Europe/London"]
+    added = await asyncio.to_thread(runner.invoke, app, args, env=env)
+
+    assert added.exit_code == 0, added.output
+    assert added.stdout.strip() == f"{new} registered (Tz Scheme), time zone Europe/London"
+    store = RecordStore(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET),
+                        SchedulingSettings)  # fmt: skip
+    assert (await Policies(store).get(new)).time_zone == "Europe/London"
+
+    args = ["orgs", "add", f"{org}-mars", "--name", "M", "--time-zone", "Mars/Olympus"]
+    bad = await asyncio.to_thread(runner.invoke, app, args, env=env)
+    assert isinstance(bad.exception, CliError)
+    assert str(bad.exception).startswith("--time-zone: Value error, 'Mars/Olympus' is not")
