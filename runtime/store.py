@@ -239,6 +239,17 @@ class EventKey:
     index: int
 
 MAX_CONFLICT_RETRIES = 10
+
+
+def _kept_changing(what: str, command: Received | None) -> CommandRejected:
+    """Every retry lost: a command is answered to retry; an event or the clock's change is
+    looked at again later (``Contended``)."""
+    if command is None:
+        raise Contended(what)
+    return CommandRejected(
+        command_id=command.envelope.id, command_type=command.envelope.type,
+        errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
+    )  # fmt: skip
 MAX_GATHERS = 5
 In = TypeVar("In")
 _EVENT_NAMESPACE = uuid.UUID("9d3a6f41-0c7e-4b8a-a2f5-5e1b7c0d4e93")
@@ -304,12 +315,7 @@ class Changer(Generic[R]):
             except Conflict:
                 if on_conflict is not None:
                     await on_conflict()
-        if command is None:
-            raise Contended(f"{org}.{entity_id} kept changing")
-        return CommandRejected(
-            command_id=command.envelope.id, command_type=command.envelope.type,
-            errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
-        )  # fmt: skip
+        return _kept_changing(f"{org}.{entity_id} kept changing", command)
 
     async def _carry_out(
         self, org: str, entity_id: str, stored: Stored[R] | None, revision: int,
@@ -371,11 +377,7 @@ class Changer(Generic[R]):
         crash, or another replica mid-flush) is flushed first, so what is gathered for it is
         not undone by that flush afterwards (a release of holds, a reminder cleared)."""
         stored, revision = await self.store.load(org, entity_id)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            if stored is None or stored.outbox is None:
-                break
-            await self.flush(org, entity_id, stored, revision)
-            stored, revision = await self.store.load(org, entity_id)
+        _, stored, revision = await self._carry_out(org, entity_id, stored, revision, None)
         return stored, revision
 
     async def gather_and_change(
@@ -406,12 +408,7 @@ class Changer(Generic[R]):
                 return await self.change(org, entity_id, pure, command, on_conflict, loaded)
             except Regather:
                 continue
-        if command is None:
-            raise Contended(f"{org}.{entity_id}: its inputs kept changing")
-        return CommandRejected(
-            command_id=command.envelope.id, command_type=command.envelope.type,
-            errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
-        )  # fmt: skip
+        return _kept_changing(f"{org}.{entity_id}: its inputs kept changing", command)
 
     def _by_revision(self, key: EventKey) -> str:
         # Which record, which change of it (the revision it was decided on), which event.
