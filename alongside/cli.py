@@ -10,22 +10,26 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, TypeVar
 
 import typer
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from alongside import connection, rules_cli, services
 from alongside.client import AlongsideClient, summarise
-from alongside.options import CliError, OrgOpt, read_text, valid_org
+from alongside.options import CliError, OrgOpt, read_text, valid_name, valid_org
 from contracts import catalogue
 from contracts.envelope import new_id
 from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
 from runtime import bus, topology
+from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AccessError, AuthDir
 from runtime.clock import SYSTEM
+from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.logging import configure, get_logger
-from runtime.registry import Registry, RegistryError
+from runtime.registry import Registry, RegistryError, provision_registered, register
 from runtime.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -36,6 +40,7 @@ orgs_app = typer.Typer(no_args_is_help=True, help="The organisations using this 
 app.add_typer(orgs_app, name="orgs")
 
 log = get_logger("alongside.cli")
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -62,20 +67,29 @@ def up(
 async def _up(settings: Settings, names: list[str]) -> None:
     embedded = None
     url = settings.nats_url
+
+    def credentials(service: str) -> Path | None:
+        return settings.nats_credentials
+
+    auth: AuthDir | None = None
     if url is None:
         lock_state_dir(settings)
-        embedded = EmbeddedNats(settings.state_dir)
+        auth = embedded_auth(settings)
+        embedded = EmbeddedNats(settings.state_dir, auth=auth)
         url = embedded.start()
         connection.url_file(settings).write_text(url)
-        nc = await bus.connect(url, "alongside-provision")
+        nc = await bus.connect(url, "alongside-provision", auth.credentials(ADMIN))
         await topology.provision(nc.jetstream(), settings)
+        await provision_registered(nc.jetstream(), settings)
         await nc.close()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        brokers = await services.start(url, names)
+        brokers = await services.start(
+            url, names, settings, credentials=auth.credentials if auth else credentials
+        )
         typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
         await stopping.wait()
         await services.stop(brokers)
@@ -96,12 +110,23 @@ def lock_state_dir(settings: Settings) -> None:
         lock.close()
         running = connection.url_file(settings)
         at = f" at {running.read_text().strip()}" if running.exists() else ""
-        raise CliError(f"`alongside up` is already running on {settings.state_dir}{at}; "
-                       "stop it, or set ALONGSIDE_STATE_DIR to another folder") from None
+        raise CliError(
+            f"`alongside up` is already running on {settings.state_dir}{at}; "
+            "stop it, or set ALONGSIDE_STATE_DIR to another folder"
+        ) from None
     _LOCKS.append(lock)  # held until the process ends
 
 
 _LOCKS: list[IO[str]] = []
+
+
+def embedded_auth(settings: Settings) -> AuthDir:
+    """The embedded server's auth folder, made on first use: auth is on from the start."""
+    auth = AuthDir(settings.auth_path)
+    if not auth.exists():
+        auth = AuthDir.init(settings.auth_path, SERVICE_NEEDS, int(SYSTEM().timestamp()))
+        typer.echo(f"alongside: made the operator's keys and credentials in {auth.path}", err=True)
+    return auth
 
 
 @app.command()
@@ -110,8 +135,9 @@ def provision() -> None:
     settings = _settings()
 
     async def run() -> None:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-provision")
+        nc = await connection.connect(settings, "alongside-provision")
         await topology.provision(nc.jetstream(), settings)
+        await provision_registered(nc.jetstream(), settings)
         await nc.close()
 
     asyncio.run(run())
@@ -164,7 +190,7 @@ def submit(
     model = catalogue.COMMANDS[command_type]
 
     async def run() -> bool:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-cli")
+        nc = await connection.connect(settings, "alongside-cli")
         try:
             client = AlongsideClient(nc)
             body = _command_body(command_type, org, document)
@@ -189,13 +215,17 @@ def events(
     settings = _settings()
 
     async def run() -> None:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-events")
+        nc = await connection.connect(settings, "alongside-events")
         try:
+
             def skipped(sequence: int, why: str) -> None:
                 typer.echo(f"alongside: skipped event {sequence}: {why}", err=True)
 
             async for envelope in AlongsideClient(nc).events(org, follow, on_unreadable=skipped):
                 typer.echo(json.dumps(summarise(envelope), default=str))
+        except NotFoundError:
+            raise CliError(f"organisation {org!r} has no events stream here: is it "
+                           "registered? (alongside orgs list)") from None  # fmt: skip
         finally:
             await nc.close()
 
@@ -218,7 +248,7 @@ def import_(
     lines = sum(1 for line in text.splitlines() if line.strip())
 
     async def run() -> Any:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-import")
+        nc = await connection.connect(settings, "alongside-import")
         try:
             registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET),
                                 SYSTEM)  # fmt: skip
@@ -263,7 +293,7 @@ def proposals(
     settings = _settings()
 
     async def run() -> Any:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-proposals")
+        nc = await connection.connect(settings, "alongside-proposals")
         try:
             kv = await nc.jetstream().key_value(topology.MATCHES_BUCKET)
             stored, _ = await RecordStore(kv, CaseMatch).load(org, case_id)
@@ -289,8 +319,9 @@ def calendar(
     supporter: Annotated[
         str | None, typer.Option(help="A supporter: their sessions, supervision and groups.")
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")]
-    = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
 ) -> None:
     """Write an iCalendar (.ics) file of one client's or one supporter's sessions."""
     if (case is None) == (supporter is None):
@@ -300,7 +331,7 @@ def calendar(
     settings = _settings()
 
     async def run() -> bytes:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-calendar")
+        nc = await connection.connect(settings, "alongside-calendar")
         try:
             return await calendar_for(nc.jetstream(), org, case=case, supporter=supporter)
         finally:
@@ -315,15 +346,17 @@ def calendar(
 
 
 async def _registry(settings: Settings) -> tuple[Any, Registry]:
-    nc = await bus.connect(connection.resolve_url(settings), "alongside-orgs")
+    nc = await connection.connect(settings, "alongside-orgs")
     return nc, Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
 
 
-def _on_registry(settings: Settings, act: Callable[[Registry], Awaitable[str]]) -> None:
+def _on_registry(
+    settings: Settings, act: Callable[[Registry, JetStreamContext], Awaitable[str]]
+) -> None:
     async def run() -> str:
         nc, registry = await _registry(settings)
         try:
-            return await act(registry)
+            return await act(registry, nc.jetstream())
         except RegistryError as error:
             raise CliError(str(error)) from None
         finally:
@@ -344,6 +377,7 @@ def orgs_add(
     ] = None,
 ) -> None:  # fmt: skip
     """Register an organisation (or enable a disabled one): its commands are accepted."""
+    settings = _settings()
     policy = None
     if time_zone is not None:
         try:
@@ -351,13 +385,13 @@ def orgs_add(
         except ValidationError as error:
             raise CliError(f"--time-zone: {error.errors()[0]['msg']}") from None
 
-    async def add(registry: Registry) -> str:
-        record = await registry.add(org, name)
+    async def add(registry: Registry, js: JetStreamContext) -> str:
+        record = await register(js, org, name, settings, SYSTEM)
         said = f"{record.org} registered ({record.name})"
         if policy is None:
             return said
         # The zone lives in one place, the organisation's scheduling settings.
-        nc = await bus.connect(connection.resolve_url(_settings()), "alongside-orgs")
+        nc = await connection.connect(settings, "alongside-orgs")
         try:
             reply = await AlongsideClient(nc).submit(org, ConfigureScheduling(policy=policy))
         except Exception as error:  # no responders, a timeout
@@ -371,7 +405,7 @@ def orgs_add(
                            "run the scheduling service and send ConfigureScheduling")  # fmt: skip
         return f"{said}, time zone {policy.time_zone}"
 
-    _on_registry(_settings(), add)
+    _on_registry(settings, add)
 
 
 @orgs_app.command("disable")
@@ -381,18 +415,88 @@ def orgs_disable(
     """Refuse an organisation's commands, rules and imports from now on (within seconds on
     every replica); its records stay."""
 
-    async def disable(registry: Registry) -> str:
+    async def disable(registry: Registry, js: JetStreamContext) -> str:
         record = await registry.disable(org)
-        return f"{record.org} disabled"
+        revoked = await _on_credentials(_settings(), lambda store: store.revoke(org))
+        return f"{record.org} disabled" + (
+            f"; credentials revoked: {', '.join(revoked)}" if revoked else ""
+        )
 
     _on_registry(_settings(), disable)
+
+
+async def _on_credentials(settings: Settings, act: Callable[[Credentials], Awaitable[T]]) -> T:
+    """Act on organisations' credentials: as the operator (the bucket), with the operator's
+    keys (signing) and as the system user (pushing the account to the server)."""
+    auth = AuthDir(settings.auth_path)
+    if not auth.exists():
+        raise CliError(f"no operator keys in {auth.path}: set ALONGSIDE_AUTH_DIR to the folder "
+                       "`alongside auth init` made (`alongside up` makes its own)")  # fmt: skip
+    nc = await connection.connect(settings, "alongside-orgs")
+    system = await bus.connect(connection.resolve_url(settings), "alongside-orgs-system",
+                               auth.credentials(SYSTEM_USER))  # fmt: skip
+    try:
+        kv = await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET)
+        return await act(Credentials(kv, auth, system, SYSTEM))
+    except AccessError as error:
+        raise CliError(str(error)) from None
+    finally:
+        await system.close()
+        await nc.close()
+
+
+CredentialName = Annotated[
+    str, typer.Option("--name", help="Which of the organisation's credentials (one per "
+                      "subscriber or person), e.g. billing-feed.", callback=valid_name),
+]  # fmt: skip
+
+
+@orgs_app.command("credentials")
+def orgs_credentials(
+    org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .creds.")],
+    name: CredentialName = "main",
+) -> None:
+    """Write a NATS credentials file confined to this organisation: send its commands, read
+    its events (stream EVENTS-<org>, inbox prefix _INBOX_org.<org>); nothing else. Issuing
+    a name again rotates it: the earlier file stops working at once."""
+    settings = _settings()
+    if output.exists():
+        raise CliError(f"{output} exists; credentials are never overwritten in place")
+
+    async def issue() -> str:
+        registry = await _registry(settings)
+        try:
+            refusal = await registry[1].refusal(org)
+        finally:
+            await registry[0].close()
+        if refusal is not None:
+            raise CliError(refusal)
+        issued = await _on_credentials(settings, lambda store: store.issue(org, name))
+        output.touch(mode=0o600)
+        output.write_text(issued.text)
+        return f"wrote {output}: {org}'s credential {name!r} ({issued.public_key})"
+
+    typer.echo(asyncio.run(issue()))
+
+
+@orgs_app.command("revoke")
+def orgs_revoke(
+    org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
+    name: Annotated[str | None, typer.Option(
+        "--name", help="One credential; every one of the organisation's without it.",
+        callback=valid_name)] = None,
+) -> None:  # fmt: skip
+    """Revoke credentials now: the server drops their connections and refuses them."""
+    revoked = asyncio.run(_on_credentials(_settings(), lambda store: store.revoke(org, name)))
+    typer.echo(f"revoked {org}: {', '.join(revoked)}" if revoked else f"{org}: nothing to revoke")
 
 
 @orgs_app.command("list")
 def orgs_list() -> None:
     """Every registered organisation, one JSON line each."""
 
-    async def listed(registry: Registry) -> str:
+    async def listed(registry: Registry, js: JetStreamContext) -> str:
         return "\n".join(record.model_dump_json() for record in await registry.all())
 
     _on_registry(_settings(), listed)

@@ -19,9 +19,7 @@ from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
 
 AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned
-_ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(
-    Annotated[AnyReply, Field(discriminator="status")]
-)
+_ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 
 log = get_logger(__name__)
 
@@ -62,15 +60,17 @@ class AlongsideClient:
         self, org: str, follow: bool = False, idle_s: float = 0.5,
         on_unreadable: Callable[[int, str], None] | None = None,
     ) -> AsyncIterator[RawEnvelope]:  # fmt: skip
-        """The organisation's events from the start; with ``follow``, then wait for more.
+        """The organisation's events from the start (its own stream, so an organisation's
+        credential can read them); with ``follow``, then wait for more.
         A message that is not an event envelope of its subject (anyone who may publish can
         put one there) is passed over and reported with its stream sequence and why
         (``on_unreadable``, else a warning): one such message used to end every later
         run of ``alongside events``."""
         js = self.nc.jetstream()
         sub = await js.subscribe(
-            subjects.events(org), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-        )
+            subjects.events(org), stream=subjects.org_events_stream(org),
+            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
+        )  # fmt: skip
         try:
             while True:
                 try:

@@ -13,6 +13,7 @@ when everything behaved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import tempfile
@@ -23,7 +24,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import nats
 from nats.aio.client import Client as Nats
+from nats.errors import TimeoutError as NatsTimeoutError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
@@ -58,9 +61,11 @@ from contracts.scheduling import (
     SchedulingPolicy,
 )
 from runtime import bus, topology
+from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
 from runtime.clock import SYSTEM, Clock
+from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
-from runtime.registry import Registry
+from runtime.registry import register
 from runtime.settings import Settings
 from runtime.state import DecisionReader
 from runtime.store import RecordStore
@@ -106,35 +111,49 @@ async def _demo(state: Path, seed: int, clock: Clock) -> None:
     # The organisations work in their scheduling time zone: "today" is their date.
     today = clock().astimezone(ZoneInfo(SchedulingPolicy().time_zone)).date()
     console.rule("[bold]Alongside demo")
-    with EmbeddedNats(state) as server:
-        console.print(f"Embedded nats-server at {server.url} (JetStream, sync_interval: always)")
+    auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(clock().timestamp()))
+    with EmbeddedNats(state, auth=auth) as server:
+        console.print(
+            f"Embedded nats-server at {server.url} (JetStream, sync_interval: always;"
+            " auth on: every service and organisation connects as its own user)"
+        )
         settings = Settings()
-        nc = await bus.connect(server.url, "alongside-demo")
+        nc = await bus.connect(server.url, "alongside-demo", auth.credentials(ADMIN))
+        system = await bus.connect(server.url, "alongside-demo", auth.credentials(SYSTEM_USER))
         await topology.provision(nc.jetstream(), settings)
-        running = await services.start(server.url, list(services.SERVICES), settings, clock)
+        running = await services.start(server.url, list(services.SERVICES), settings, clock,
+                                       credentials=auth.credentials)  # fmt: skip
         console.print(f"Services running: {', '.join(services.SERVICES)}\n")
         client = AlongsideClient(nc, source="alongside/demo", clock=clock)
         decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
+        credentials = Credentials(
+            await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET), auth, system, clock
+        )
         try:
-            await _organisations(client, nc, clock)
+            await _organisations(client, nc, credentials, state, clock)
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
             await _matching(client, nc, decisions, today)
             await _scheduling(client, nc, clock)
             await _publish_live(nc, decisions, eligible, clock)
             await _refusals(client, nc, clock)
-            await _outside_subscriber(client)
+            await _outside_subscriber(server.url, state)
         finally:
             await running.stop()
+            await system.close()
             await nc.close()
 
 
-async def _organisations(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
+async def _organisations(
+    client: AlongsideClient, nc: Nats, credentials: Credentials, state: Path, clock: Clock
+) -> None:
     console.print("[bold]0. The organisations sharing this deployment[/]")
-    registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), clock)
     for org, name in zip(ORGS, ("Harbour Ombudsman", "Fair Work Scheme"), strict=True):
-        await registry.add(org, name)
-        console.print(f"  registered {org} ({name})")
+        await register(nc.jetstream(), org, name, Settings(), clock)
+        issued = await credentials.issue(org, "feed")
+        _creds_file(state, org).write_text(issued.text)
+        console.print(f"  registered {org} ({name}); its credential for a subscriber: "
+                      f"{_creds_file(state, org).name} (confined to {org})")  # fmt: skip
     typo = "harbor-ombudsman"
     reply = await client.submit(typo, sample.intake(random.Random(0), "case-typo"))
     expect(isinstance(reply, CommandRejected), "an intake for an unregistered org was accepted")
@@ -222,8 +241,10 @@ async def _matching(
     cases = [
         await state(f"case-{n:02d}", lambda m: m.status in settled) for n in range(CLIENTS_PER_ORG)
     ]
-    console.print(f"  {CLIENTS_PER_ORG} intakes -> "
-                  f"{sum(m.status == 'proposed' for m in cases)} offered supporters at once")
+    console.print(
+        f"  {CLIENTS_PER_ORG} intakes -> "
+        f"{sum(m.status == 'proposed' for m in cases)} offered supporters at once"
+    )
     # Two English-speaking clients open to any method: enough supporters to show the choices.
     for case_id in ("case-a", "case-b"):
         story = sample.intake(random.Random(case_id), case_id)
@@ -279,9 +300,7 @@ async def _matching(
                   f"{len(third.proposals)} holds released")  # fmt: skip
 
     niue = sample.intake(random.Random(4), "case-niue")
-    niue = niue.model_copy(
-        update={"client": niue.client.model_copy(update={"languages": ["niu"]})}
-    )
+    niue = niue.model_copy(update={"client": niue.client.model_copy(update={"languages": ["niu"]})})
     await _accepted(client, org, niue)
     waiting = await state("case-niue", lambda m: m.status == "waitlisted")
     console.print(f"  case-niue: speaks only Niuean -> [yellow]waitlisted[/]: "
@@ -395,8 +414,10 @@ async def scheduling_journey(
         lambda: _load(schedules, org, case_id, lambda s: s.status == "going_ahead"), "no sessions"
     )
     regular = [s for s in going.sessions if s.kind == "regular"]
-    say(f"  the meeting is held; the client goes ahead -> {len(regular)} weekly sessions, "
-        f"{_when(regular[0].start, zone, day=True)}, until the funded end {going.service_ends_on}")
+    say(
+        f"  the meeting is held; the client goes ahead -> {len(regular)} weekly sessions, "
+        f"{_when(regular[0].start, zone, day=True)}, until the funded end {going.service_ends_on}"
+    )
 
     # Reminders go out a day ahead: this one is due in three seconds.
     soon = clock() + timedelta(days=1, seconds=3)
@@ -449,9 +470,7 @@ async def _load(
     return stored.record if stored and stored.outbox is None and until(stored.record) else None
 
 
-async def _until(
-    probe: Callable[[], Awaitable[CaseSchedule | None]], failure: str
-) -> CaseSchedule:
+async def _until(probe: Callable[[], Awaitable[CaseSchedule | None]], failure: str) -> CaseSchedule:
     for _ in range(200):
         found = await probe()
         if found is not None:
@@ -507,7 +526,9 @@ async def _refusals(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     console.print("\n[bold]6. What the service refuses, and how it answers[/]")
 
     bad = GiveConsent(
-        case_id="case-02", party_id="landlord", stages=[Stage.ENTRY],
+        case_id="case-02",
+        party_id="landlord",
+        stages=[Stage.ENTRY],
         given_on=clock().astimezone(ZoneInfo(SchedulingPolicy().time_zone)).date(),
     )
     reply = await client.submit(org, bad)
@@ -515,8 +536,9 @@ async def _refusals(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     _print_rejection("consent from someone who is not a party", reply)
 
     envelope = json.loads(
-        wrap(sample.intake(random.Random(1), "case-bad"), org=org, source="demo",
-             time=clock()).model_dump_json()
+        wrap(
+            sample.intake(random.Random(1), "case-bad"), org=org, source="demo", time=clock()
+        ).model_dump_json()
     )
     envelope["data"]["client"]["languages"] = ["English"]
     envelope["data"]["other_parties"] = []
@@ -585,18 +607,51 @@ def _print_rejection(what: str, reply: CommandAccepted | CommandRejected) -> Non
     console.print(_rejection(what, reply))
 
 
-async def _outside_subscriber(client: AlongsideClient) -> None:
-    console.print("\n[bold]7. An outside subscriber that knows only contracts/[/]")
+def _creds_file(state: Path, org: str) -> Path:
+    return state / f"{org}-feed.creds"
+
+
+async def _outside_subscriber(url: str, state: Path) -> None:
+    console.print("\n[bold]7. Outside subscribers that know only contracts/ and their "
+                  "organisation's credentials[/]")  # fmt: skip
     table = Table("organisation", "event", "count")
-    for org in ORGS:
-        counts: Counter[str] = Counter()
-        async for envelope in client.events(org):
-            expect(envelope.org == org, f"{org}'s feed carried an event of {envelope.org}")
-            counts[envelope.type] += 1
-        for event_type, count in sorted(counts.items()):
-            table.add_row(org, event_type, str(count))
+    refusals = []
+    for org, other in zip(ORGS, reversed(ORGS), strict=True):
+        refused: list[str] = []
+
+        async def on_error(error: Exception, said: list[str] = refused) -> None:
+            said.append(str(error))
+
+        nc = await nats.connect(
+            url, user_credentials=str(_creds_file(state, org)),
+            inbox_prefix=subjects.org_inbox(org), error_cb=on_error,
+        )  # fmt: skip
+        try:
+            counts: Counter[str] = Counter()
+            async for envelope in AlongsideClient(nc).events(org):
+                expect(envelope.org == org, f"{org}'s feed carried an event of {envelope.org}")
+                counts[envelope.type] += 1
+            for event_type, count in sorted(counts.items()):
+                table.add_row(org, event_type, str(count))
+            # The other organisation's events, commands and records: the server says no.
+            await nc.subscribe(subjects.events(other))
+            with contextlib.suppress(NatsTimeoutError):
+                await nc.jetstream(timeout=1).stream_info(subjects.org_events_stream(other))
+            with contextlib.suppress(NatsTimeoutError):
+                await nc.request(subjects.commands_of("intake", other, "SubmitIntake"), b"{}",
+                                 timeout=1)  # fmt: skip
+            await nc.flush()
+            await asyncio.sleep(0.2)
+        finally:
+            await nc.close()
+        expect(len(refused) >= 3, f"{org}'s credential reached {other}'s subjects: {refused}")
+        refusals.append((org, other, refused))
     console.print(table)
     console.print(
         "  each organisation's feed holds only its own events; none carries names or contacts"
     )
+    for org, other, refused in refusals:
+        console.print(f"  {org}'s credential on {other}'s subjects, refused by the server:")
+        for said in refused:
+            console.print(f"    {escape(said)}")
     console.rule("[bold green]demo complete")

@@ -6,6 +6,7 @@ a traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,13 @@ def valid_org(value: str) -> str:
         subjects.event(value, "x")  # the one place that knows what an org token may be
     except subjects.SubjectError as error:
         raise CliError(f"--org: {error} (lower-case letters, digits and -, 2-32 long)") from None
+    return value
+
+
+def valid_name(value: str | None) -> str | None:
+    """A credential's name: one token, as an id is."""
+    if value is not None and not re.match(subjects.ID_PATTERN, value):
+        raise CliError(f"--name: {value!r} is not a valid name (letters, digits, _ and -)")
     return value
 
 

@@ -20,7 +20,7 @@ from alongside import connection
 from alongside.client import AlongsideClient
 from alongside.options import CliError, OrgOpt, read_text
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
-from runtime import bus, topology
+from runtime import topology
 from runtime.clock import SYSTEM
 from runtime.logging import configure
 from runtime.settings import Settings
@@ -83,7 +83,7 @@ def run_cases(path: PathArg = bundle.DEFAULT_ROOT) -> None:
 @asynccontextmanager
 async def _published(settings: Settings) -> AsyncIterator[tuple[Nats, RulesStore]]:
     """A connection and the published rulesets, closed when done."""
-    nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
+    nc = await connection.connect(settings, "alongside-rules-cli")
     try:
         yield nc, RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
     finally:
@@ -133,7 +133,7 @@ def explain(
         raise CliError(f"{file}: not JSON ({error})") from None
 
     async def run() -> None:
-        nc = await bus.connect(connection.resolve_url(settings), "alongside-rules-cli")
+        nc = await connection.connect(settings, "alongside-rules-cli")
         try:
             reply = await AlongsideClient(nc).request(org, EvaluateRules(kind=kind, facts=facts))
         finally:

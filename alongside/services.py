@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from faststream.nats import NatsBroker
@@ -81,9 +82,11 @@ class Running:
 
 
 async def start(
-    url: str, names: list[str], settings: Settings | None = None, clock: Clock = SYSTEM
-) -> Running:
-    """Start the named services; each gets its own broker (connection). Every service, its
+    url: str, names: list[str], settings: Settings | None = None, clock: Clock = SYSTEM,
+    credentials: Callable[[str], Path | None] = lambda service: None,
+) -> Running:  # fmt: skip
+    """Start the named services; each gets its own broker (connection), as the user
+    ``credentials(name)`` names (its own, allowed only what it needs). Every service, its
     sweeps included, reads the time from ``clock``."""
     settings = settings or Settings()
     unknown = sorted(set(names) - set(SERVICES))
@@ -92,7 +95,7 @@ async def start(
     running = Running()
     for name in names:
         service = SERVICES[name]
-        broker = make_broker(url, name)
+        broker = make_broker(url, name, credentials(name))
         await broker.connect()
         deps = await service.bootstrap(broker.connection, settings, clock)
         service.register(broker, deps)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 
-from runtime import topology
+from runtime import registry
 from runtime.clock import SYSTEM
-from runtime.registry import Registry
+from runtime.settings import Settings
 
 
 async def register(js: JetStreamContext, *orgs: str) -> None:
     """Register the organisations a benchmark uses, as an operator would."""
-    registry = Registry(await js.key_value(topology.REGISTRY_BUCKET), SYSTEM)
     for org in orgs:
-        await registry.add(org, f"Benchmark {org}")
+        await registry.register(js, org, f"Benchmark {org}", Settings(), SYSTEM)

@@ -21,8 +21,7 @@ COMMANDS: dict[str, type[Command]] = {
     for c in (*intake.COMMANDS, *rules.COMMANDS, *matching.COMMANDS, *scheduling.COMMANDS)
 }
 EVENTS: dict[str, type[Event]] = {
-    e.type_name: e
-    for e in (*intake.EVENTS, *rules.EVENTS, *matching.EVENTS, *scheduling.EVENTS)
+    e.type_name: e for e in (*intake.EVENTS, *rules.EVENTS, *matching.EVENTS, *scheduling.EVENTS)
 }
 REPLIES: dict[str, type[Message]] = {
     m.type_name: m

@@ -209,3 +209,16 @@ class OrganisationRecord(Record):
     status: Literal["active", "disabled"]
     registered_at: datetime
     updated_at: datetime
+
+
+class CredentialRecord(Record):
+    """An organisation's named credential, key ``<org>.<name>`` in ``credentials``
+    (operators only). Public keys only: the secret went to whoever asked for it, once."""
+
+    org: str
+    name: str
+    # The key now valid, or None once revoked.
+    public_key: str | None
+    issued_at: datetime | None
+    # Every earlier key of this credential, revoked, with when (Unix seconds).
+    revoked: dict[str, int] = {}

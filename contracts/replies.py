@@ -63,7 +63,8 @@ def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
     return [
         FieldError(
             field=".".join([p for p in [prefix] if p] + [str(part) for part in e["loc"]])
-            or prefix or "body",
+            or prefix
+            or "body",
             reason=e["msg"],
         )
         for e in error.errors()

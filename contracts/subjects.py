@@ -10,6 +10,10 @@ NATS accounts can map and restrict subjects per organisation
     alongside.<org>.sched.<name>.<id>         message schedules (stream EVENTS): the
                                               server publishes each to an event subject
                                               when its time comes
+
+An organisation's own subscribers read its events from the stream ``EVENTS-<org>`` (a
+copy of its part of ``EVENTS``) and receive replies on inboxes under ``_INBOX_org.<org>``:
+both are named per organisation so that NATS permissions can confine a credential to one.
 """
 
 from __future__ import annotations
@@ -39,9 +43,14 @@ def command(org: str, service: str, command_type: str) -> str:
     return f"{PREFIX}.{_org(org)}.cmd.{service}.{command_type}"
 
 
-def commands_of(service: str, org: str = "*") -> str:
-    """Wildcard for every command a service answers (one org, or all)."""
-    return f"{PREFIX}.{org}.cmd.{service}.*"
+def commands(org: str) -> str:
+    """Wildcard for every command of one organisation."""
+    return f"{PREFIX}.{_org(org)}.cmd.>"
+
+
+def commands_of(service: str, org: str = "*", command_type: str = "*") -> str:
+    """Wildcard for the commands a service answers (one org, or all; one type, or all)."""
+    return f"{PREFIX}.{org}.cmd.{service}.{command_type}"
 
 
 def event(org: str, event_type: str) -> str:
@@ -68,6 +77,27 @@ def dead_letter(org: str, service: str) -> str:
 
 def dead_letters(org: str = "*") -> str:
     return f"{PREFIX}.{org}.dlq.*"
+
+
+def dead_letters_of(service: str) -> str:
+    """Wildcard for the dead letters one service writes, for every organisation."""
+    return f"{PREFIX}.*.dlq.{service}"
+
+
+def org_events_stream(org: str) -> str:
+    """The stream an organisation's subscribers read: its events, and no one else's."""
+    return f"EVENTS-{_org(org)}"
+
+
+def org_inbox(org: str) -> str:
+    """The inbox prefix a client holding an organisation's credential must use (nats-py
+    ``inbox_prefix``, nats.js ``inboxPrefix``): replies reach it under this prefix only."""
+    return f"_INBOX_org.{_org(org)}"
+
+
+def service_inbox(service: str) -> str:
+    """The inbox prefix of a service's own connection."""
+    return f"_INBOX_svc.{service}"
 
 
 def org_of(subject: str) -> str:

@@ -7,11 +7,13 @@ import base64
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import nats
 from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -21,6 +23,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 from contracts import subjects
 from contracts.envelope import Envelope, new_id
 from contracts.replies import DeadLetter
+from runtime.access import inbox_prefix
 from runtime.logging import get_logger
 from runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
 
@@ -36,12 +39,23 @@ def servers(url: str) -> list[str]:
     return [part.strip() for part in url.split(",") if part.strip()]
 
 
-def make_broker(url: str, service: str) -> NatsBroker:
-    """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput)."""
+def _auth(credentials: Path | None) -> dict[str, Any]:
+    """Connect as the user in a ``.creds`` file, with the inbox prefix its permissions allow."""
+    if credentials is None:
+        return {}
+    return {"user_credentials": str(credentials), "inbox_prefix": inbox_prefix(credentials)}
 
+
+def _errors(name: str) -> Any:
     async def on_error(error: Exception) -> None:
-        # Permission violations surface only here, never at start().
-        log.error("nats_error", service=service, error=type(error).__name__, detail=str(error))
+        # Permission violations surface only here, never at the call that caused them.
+        log.error("nats_error", client=name, error=type(error).__name__, detail=str(error))
+
+    return on_error
+
+
+def make_broker(url: str, service: str, credentials: Path | None = None) -> NatsBroker:
+    """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput)."""
 
     # FastStream's own lifecycle chatter (INFO) is not ours to print; its warnings are.
     framework_log = logging.getLogger(f"alongside.faststream.{service}")
@@ -49,10 +63,12 @@ def make_broker(url: str, service: str) -> NatsBroker:
     return NatsBroker(
         servers(url),
         name=f"alongside-{service}",
-        error_cb=on_error,
+        error_cb=_errors(service),
         logger=framework_log,
         log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
+        security=None if credentials is None else NatsCredentials(str(credentials)),
+        inbox_prefix="_INBOX" if credentials is None else inbox_prefix(credentials),
     )
 
 
@@ -63,8 +79,9 @@ async def raw_body(message: StreamMessage[Any]) -> bytes:
     return bytes(message.body)
 
 
-async def connect(url: str, name: str) -> Client:
-    return await nats.connect(servers(url), name=name, max_reconnect_attempts=-1)
+async def connect(url: str, name: str, credentials: Path | None = None) -> Client:
+    return await nats.connect(servers(url), name=name, max_reconnect_attempts=-1,
+                              error_cb=_errors(name), **_auth(credentials))  # fmt: skip
 
 
 async def publish_durably(

@@ -71,4 +71,4 @@ class Contended(NotYet):
 async def backoff(attempt: int) -> None:
     """A short, jittered pause before retrying a compare-and-set, so that replicas racing
     for one record stop colliding in step."""
-    await asyncio.sleep(random.uniform(0, 0.002 * 2**min(attempt, 6)))
+    await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))

@@ -102,9 +102,7 @@ async def receive(
     return Received(org, envelope, command)
 
 
-def serve(
-    broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock
-) -> None:
+def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock) -> None:
     """Answer every command of the service with its handler, in a queue group so that
     replicas share them, ``workers`` at a time (KV revisions keep commands on one record
     serial in effect)."""
@@ -124,9 +122,7 @@ def serve(
         try:
             js = broker.connection.jetstream()
             if not registries:
-                registries.append(
-                    Registry(await js.key_value(topology.REGISTRY_BUCKET), clock)
-                )
+                registries.append(Registry(await js.key_value(topology.REGISTRY_BUCKET), clock))
             received = await receive(
                 js, handlers, raw.subject, raw.data, raw.headers or {}, clock, registries[0]
             )

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from runtime.access import AuthDir, server_config
 from runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -42,6 +43,8 @@ def _config(store_dir: Path, port: int) -> str:
     return (
         f"listen: 127.0.0.1:{port}\n"
         "max_payload: 1MB\n"
+        # A service's credential (its permissions) travels in its CONNECT line.
+        "max_control_line: 16KB\n"
         "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
         "  sync_interval: always\n"
@@ -53,12 +56,19 @@ class EmbeddedNats:
     """Start with ``with EmbeddedNats(state_dir) as server: server.url``.
 
     ``port=-1`` picks a free loopback port; data survive a stop/start in ``state_dir``.
+    With ``auth``, the server trusts that auth folder's operator and admits only its
+    credentials (``alongside up`` always runs so); without, anyone on loopback may do
+    anything (the benchmarks).
     """
 
-    def __init__(self, state_dir: Path, port: int = -1, sync_always: bool = True) -> None:
+    def __init__(
+        self, state_dir: Path, port: int = -1, sync_always: bool = True,
+        auth: AuthDir | None = None,
+    ) -> None:  # fmt: skip
         self.state_dir = state_dir
         self.port = port
         self.sync_always = sync_always
+        self.auth = auth
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -70,6 +80,8 @@ class EmbeddedNats:
         config = _config(self.state_dir / "jetstream", self.port)
         if not self.sync_always:  # only for the benchmark that measures its cost
             config = config.replace("  sync_interval: always\n", "")
+        if self.auth is not None:
+            config += server_config(self.auth, self.state_dir / "resolver", self.state_dir)
         conf_path = self.state_dir / "nats-server.conf"
         conf_path.write_text(config)
         log_file = (self.state_dir / "nats-server.log").open("ab")

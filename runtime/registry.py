@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import time
 
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.records import OrganisationRecord
-from runtime.clock import Clock
+from runtime import topology
+from runtime.clock import SYSTEM, Clock
+from runtime.settings import Settings
 from runtime.store import Conflict, compare_and_set, keys
 
 # An active registration is trusted this long without reading it again; a disabling takes
@@ -94,3 +97,19 @@ class Registry:
             return f"organisation {org!r} is disabled"
         self._active_until[org] = time.monotonic() + ACTIVE_FOR_S
         return None
+
+
+async def register(
+    js: JetStreamContext, org: str, name: str, settings: Settings, clock: Clock
+) -> OrganisationRecord:
+    """Register ``org`` as ``alongside orgs add`` does: its own events stream first (so an
+    active organisation always has one), then the registration."""
+    await topology.provision_org(js, org, settings)
+    return await Registry(await js.key_value(topology.REGISTRY_BUCKET), clock).add(org, name)
+
+
+async def provision_registered(js: JetStreamContext, settings: Settings) -> None:
+    """Bring every registered organisation's own stream up to date (``alongside provision``)."""
+    registry = Registry(await js.key_value(topology.REGISTRY_BUCKET), SYSTEM)
+    for record in await registry.all():
+        await topology.provision_org(js, record.org, settings)

@@ -17,6 +17,12 @@ class Settings(BaseSettings):
     # Where `alongside up` keeps its embedded server (data, URL, lock): one per user by
     # default, so every command finds a running `up` from any directory.
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".alongside")
+    # The NATS credentials (.creds) this process connects with. Unset with the embedded
+    # server: `up` makes an auth folder and every command finds its credentials there.
+    nats_credentials: Path | None = None
+    # The operator's keys, which sign credentials (`alongside orgs credentials`); default:
+    # <state_dir>/auth, which `alongside up` makes for its embedded server.
+    auth_dir: Path | None = None
     # 1 on a single embedded server; 3 in the clustered deployment.
     replicas: int = Field(default=1, ge=1, le=5)
     # Bounded redelivery before a message is dead-lettered: with the doubling delay from
@@ -41,7 +47,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("nats_url")
+    @property
+    def auth_path(self) -> Path:
+        return self.auth_dir or self.state_dir / "auth"
+
+    @field_validator("nats_url", "nats_credentials", "auth_dir", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value

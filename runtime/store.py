@@ -131,7 +131,7 @@ async def keys(kv: KeyValue, pattern: str) -> list[str]:
             f"{js._prefix}.STREAM.INFO.{stream}", json.dumps(request).encode(), timeout=5.0
         )
         page = list((info.get("state") or {}).get("subjects") or {})
-        found.extend(subject[len(prefix):] for subject in page)
+        found.extend(subject[len(prefix) :] for subject in page)
         if not page or len(found) >= int(info.get("total") or 0):
             return sorted(found)
 
@@ -238,6 +238,7 @@ class EventKey:
     command_id: str | None
     index: int
 
+
 MAX_CONFLICT_RETRIES = 10
 
 
@@ -250,6 +251,8 @@ def _kept_changing(what: str, command: Received | None) -> CommandRejected:
         command_id=command.envelope.id, command_type=command.envelope.type,
         errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
     )  # fmt: skip
+
+
 MAX_GATHERS = 5
 In = TypeVar("In")
 _EVENT_NAMESPACE = uuid.UUID("9d3a6f41-0c7e-4b8a-a2f5-5e1b7c0d4e93")

@@ -19,6 +19,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
 )
 from nats.js.errors import NotFoundError
 
@@ -45,6 +46,7 @@ SUPERVISION_BUCKET = "supervision"
 GROUPS_BUCKET = "groups"
 ORGANISATIONS_BUCKET = "organisations"
 REGISTRY_BUCKET = "registry"
+CREDENTIALS_BUCKET = "credentials"
 
 DAY_S = 24 * 3600.0
 # No record may outgrow this; the commands that grow records are bounded well below it.
@@ -152,6 +154,12 @@ def topology(settings: Settings) -> Topology:
             bucket(ORGANISATIONS_BUCKET, "Each organisation's scheduling settings, <org>.", 10),
             bucket(REGISTRY_BUCKET, "The organisations registered here, key <org>.", 10),
             bucket(
+                CREDENTIALS_BUCKET,
+                "Organisations' credentials (public keys, revocations), "
+                "key <org>.<name>; operators only.",
+                10,
+            ),
+            bucket(
                 REPLIES_BUCKET,
                 "Replies to accepted commands, key <org>.<command_id>.",
                 1,
@@ -180,6 +188,34 @@ async def provision(js: JetStreamContext, settings: Settings) -> None:
         log.info("bucket_ready", bucket=kv.bucket)
     for spec in topo.consumers:
         await provision_consumer(js, spec, settings)
+
+
+def org_events(org: str, settings: Settings) -> StreamConfig:
+    """An organisation's events, sourced from ``EVENTS``: what its own subscribers read, so
+    that a credential can be confined to one organisation by the stream's name (every
+    JetStream request names its stream; none names a filter NATS could check on a read).
+    It has no subjects of its own, so no one can publish into it."""
+    return StreamConfig(
+        name=subjects.org_events_stream(org),
+        description=f"The events of {org}, for its own subscribers (sourced from EVENTS).",
+        sources=[StreamSource(name=EVENTS_STREAM, filter_subject=subjects.events(org))],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        max_msg_size=MAX_EVENT_BYTES,
+        discard=DiscardPolicy.OLD,
+    )
+
+
+async def provision_org(js: JetStreamContext, org: str, settings: Settings) -> None:
+    """Create, or bring up to date, an organisation's own stream. Safe to run again."""
+    config = org_events(org, settings)
+    try:
+        await js.stream_info(subjects.org_events_stream(org))
+        await js.update_stream(config)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("stream_created", stream=config.name)
 
 
 async def provision_consumer(js: JetStreamContext, spec: ConsumerSpec, settings: Settings) -> None:

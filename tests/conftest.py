@@ -12,7 +12,9 @@ from nats.aio.client import Client
 from alongside import services
 from alongside.client import AlongsideClient
 from runtime import bus, topology
+from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
 from runtime.clock import SYSTEM, Clock, ManualClock
+from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
 from tests.support import register
@@ -29,25 +31,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    """One real nats-server (JetStream, sync_interval: always) on a free loopback port."""
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+def auth(tmp_path_factory: pytest.TempPathFactory) -> AuthDir:
+    """The operator's keys and every built-in credential, as ``alongside up`` makes them."""
+    return AuthDir.init(tmp_path_factory.mktemp("auth") / "auth", SERVICE_NEEDS,
+                        int(SYSTEM().timestamp()))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory, auth: AuthDir) -> Iterator[EmbeddedNats]:
+    """One real nats-server (JetStream, sync_interval: always) on a free loopback port, with
+    the shipped auth: every service in the suite runs as its own user, allowed only what
+    it needs, so a permission it lacks fails the tests that use it."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), auth=auth)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-async def provisioned(nats_server: EmbeddedNats) -> str:
-    nc = await bus.connect(nats_server.url, "tests-provision")
+async def provisioned(nats_server: EmbeddedNats, auth: AuthDir) -> str:
+    nc = await bus.connect(nats_server.url, "tests-provision", auth.credentials(ADMIN))
     await topology.provision(nc.jetstream(), Settings())
     await nc.close()
     return nats_server.url
 
 
 @pytest.fixture
-async def nc(provisioned: str) -> AsyncIterator[Client]:
-    client = await bus.connect(provisioned, "tests")
+async def nc(provisioned: str, auth: AuthDir) -> AsyncIterator[Client]:
+    """A connection as the operator (the admin user): tests set up and inspect anything."""
+    client = await bus.connect(provisioned, "tests", auth.credentials(ADMIN))
     yield client
     await client.close()
 
@@ -59,6 +71,23 @@ async def org(nc: Client) -> str:
     name = f"org-{next(_orgs)}"
     await register(nc, name)
     return name
+
+
+@pytest.fixture
+async def other_org(nc: Client) -> str:
+    """A second organisation on the same deployment, for tests of what separates them."""
+    name = f"org-{next(_orgs)}"
+    await register(nc, name)
+    return name
+
+
+@pytest.fixture
+async def credentials(nc: Client, auth: AuthDir, provisioned: str) -> AsyncIterator[Credentials]:
+    """Organisations' credentials, issued and revoked as ``alongside orgs credentials`` does."""
+    system = await bus.connect(provisioned, "tests-system", auth.credentials(SYSTEM_USER))
+    kv = await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET)
+    yield Credentials(kv, auth, system, SYSTEM)
+    await system.close()
 
 
 @pytest.fixture
@@ -78,7 +107,7 @@ Start = Callable[..., Awaitable[services.Running]]
 
 
 @pytest.fixture
-async def start(provisioned: str, clock: ManualClock) -> AsyncIterator[Start]:
+async def start(provisioned: str, clock: ManualClock, auth: AuthDir) -> AsyncIterator[Start]:
     """The one way tests run services: ``await start("intake", "rules")`` (every service when
     none is named), in this process, on the test's clock (or ``clock=``); all are stopped
     when the test ends."""
@@ -86,8 +115,9 @@ async def start(provisioned: str, clock: ManualClock) -> AsyncIterator[Start]:
 
     async def start_(*names: str, clock: Clock = clock) -> services.Running:
         running = await services.start(
-            provisioned, list(names or services.SERVICES), clock=clock
-        )
+            provisioned, list(names or services.SERVICES), clock=clock,
+            credentials=auth.credentials,
+        )  # fmt: skip
         started.append(running)
         return running
 

@@ -104,7 +104,7 @@ class FakeKeyValue:
         wanted = json.loads(request)
         pattern = wanted["subjects_filter"].removeprefix(self._pre)
         subjects = {self._pre + k: 1 for k in sorted(self.entries) if _matches(pattern, k)}
-        page = dict(list(subjects.items())[wanted.get("offset", 0):])
+        page = dict(list(subjects.items())[wanted.get("offset", 0) :])
         return {"state": {"subjects": page}, "total": len(subjects)}
 
     def as_kv(self) -> KeyValue:

@@ -26,9 +26,9 @@ from contracts.intake import (
 from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted
 from contracts.scheduling import SchedulingPolicy
-from runtime import topology
+from runtime import registry, topology
 from runtime.clock import SYSTEM, Clock
-from runtime.registry import Registry
+from runtime.settings import Settings
 from runtime.state import CaseloadReader
 from runtime.store import RecordStore
 
@@ -138,6 +138,5 @@ async def holds(nc: Client, org: str, supporter_id: str) -> dict[str, Any]:
 
 async def register(nc: Client, *orgs: str) -> None:
     """Register organisations, as an operator does with `alongside orgs add`."""
-    registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
     for org in orgs:
-        await registry.add(org, f"Test organisation {org}")
+        await registry.register(nc.jetstream(), org, f"Test organisation {org}", Settings(), SYSTEM)

@@ -224,9 +224,7 @@ def _consenting_party(case: CaseRecord, party_id: str) -> SupportPerson:
     return case.support_person
 
 
-def give_consent(
-    cmd: GiveConsent, current: CaseRecord | None, ctx: Context
-) -> Change[CaseRecord]:
+def give_consent(cmd: GiveConsent, current: CaseRecord | None, ctx: Context) -> Change[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     person = _consenting_party(case, cmd.party_id)
     consent = ConsentRecord(

@@ -78,6 +78,7 @@ class CaseloadStore(CaseloadReader):
 
         await self._change(org, supporter_id, change)
 
+
 @dataclass
 class _Parts:
     """What the index needs of one supporter, from three buckets that change separately."""
@@ -168,7 +169,6 @@ class Supporters:
     def _on_caseload(self, org: str, supporter_id: str, value: bytes | None) -> None:
         caseload = Caseload.model_validate_json(value) if value else None
         self._update(org, supporter_id, caseload=caseload)
-
 
 
 def _eligible(decision: RulesDecision | None) -> bool:

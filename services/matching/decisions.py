@@ -179,9 +179,7 @@ def accept(
     if offer is None:
         raise Refused("supporter_id", "this supporter was not proposed to this client")
     if not held_for_good:
-        raise Refused(
-            "supporter_id", "the proposal expired and the supporter has no free slot now"
-        )
+        raise Refused("supporter_id", "the proposal expired and the supporter has no free slot now")
     others = [o.supporter_id for o in match.proposals if o is not offer]
     record = match.model_copy(
         update={"status": "accepted", "supporter_id": offer.supporter_id, "proposals": [offer],

@@ -288,8 +288,13 @@ async def first_offer(
         offered = await offer(org, match, client, deps, now)
         return (client, offered), offered.held
 
-    await on_case(org, case_id, deps, gather,
-                  lambda m, got: decisions.on_policy(m, case_id, got[0], got[1], now))
+    await on_case(
+        org,
+        case_id,
+        deps,
+        gather,
+        lambda m, got: decisions.on_policy(m, case_id, got[0], got[1], now),
+    )
 
 
 async def reconcile(deps: MatchingDeps) -> int:
@@ -323,15 +328,21 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: MatchingDe
             return False, []
         return await consented(org, seen.case_id, seen.supporter_id, deps), []
 
-    await on_case(org, event.case_id, deps, gather,
-                  lambda m, agreed: decisions.activate(m, agreed, now))
+    await on_case(
+        org, event.case_id, deps, gather, lambda m, agreed: decisions.activate(m, agreed, now)
+    )
 
 
 @handlers.on(ServiceEnded)
 async def on_service_ended(event: ServiceEnded, meta: Meta, deps: MatchingDeps) -> None:
     await matched(meta.org, event.case_id, deps)
-    await on_case(meta.org, event.case_id, deps, nothing,
-                  lambda m, _: decisions.complete(m, event.supporter_id))
+    await on_case(
+        meta.org,
+        event.case_id,
+        deps,
+        nothing,
+        lambda m, _: decisions.complete(m, event.supporter_id),
+    )
 
 
 @handlers.on(SupporterRegistered)
@@ -426,8 +437,10 @@ async def accept_proposal(command: AcceptProposal, received: Received, deps: Mat
     org, case_id, now = received.org, command.case_id, deps.clock()
 
     async def gather(seen: CaseMatch | None) -> tuple[tuple[bool, bool], list[str]]:
-        proposed = seen is not None and seen.status in ("proposed", "expired") and any(
-            o.supporter_id == command.supporter_id for o in seen.proposals
+        proposed = (
+            seen is not None
+            and seen.status in ("proposed", "expired")
+            and any(o.supporter_id == command.supporter_id for o in seen.proposals)
         )
         if not proposed:
             return (False, False), []  # the decision refuses it, naming why
@@ -639,8 +652,7 @@ async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
     ]
 
     async def expire(item: tuple[str, str]) -> None:
-        await on_case(item[0], item[1], deps, nothing,
-                      lambda m, _: decisions.expire(m, moment))
+        await on_case(item[0], item[1], deps, nothing, lambda m, _: decisions.expire(m, moment))
 
     await periodic.each(due, expire, "hold_expiry")
     return len(due)
@@ -652,4 +664,3 @@ async def waitlisted_orgs(deps: MatchingDeps) -> set[str]:
         for org, stored, _ in await match_records(deps.matches)
         if stored.record.status == "waitlisted"
     }
-

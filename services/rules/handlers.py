@@ -60,6 +60,7 @@ log = get_logger(__name__)
 SOURCE = f"alongside/{SERVICE}"
 _NAMESPACE = uuid.UUID("0b7f1f0e-8a1d-4a43-9a43-6f5d7c1f2e21")
 
+
 @dataclass(frozen=True)
 class RulesDeps:
     js: JetStreamContext
@@ -236,7 +237,10 @@ def _announced(decision: RulesDecision) -> tuple[object, ...]:
     """What a decision event says. Eligibility events leave out the reasons (vetting details
     are sensitive), so a change of reasons alone is stored but not announced."""
     said: tuple[object, ...] = (
-        decision.outcome, decision.lapses_on, decision.ruleset, decision.caseload_full_only
+        decision.outcome,
+        decision.lapses_on,
+        decision.ruleset,
+        decision.caseload_full_only,
     )
     if decision.kind != Kind.ELIGIBILITY:
         said += (tuple(f.model_dump_json() for f in decision.fired),)

@@ -115,7 +115,8 @@ async def rollback(
         raise PublishRefused([f"{org}.{kind.value} was never published at version {to_version}"])
     target = candidates[-1]
     if live is not None and (target.content_hash, target.version) == (
-        live.content_hash, live.version
+        live.content_hash,
+        live.version,
     ):
         raise PublishRefused([f"version {target.version} is already live"])
     return await publish(js, store, target, rolled_back_to=target.version, clock=clock)

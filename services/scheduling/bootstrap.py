@@ -62,9 +62,7 @@ def wire(
         supervision=changer(topology.SUPERVISION_BUCKET, SupporterSupervision),
         groups=changer(topology.GROUPS_BUCKET, GroupSession),
         policies=policies,
-        records=RecordReader(
-            buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET]
-        ),
+        records=RecordReader(buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET]),
         decisions=DecisionReader(buckets[topology.DECISIONS_BUCKET]),
         asking=asking,
         settings=settings,

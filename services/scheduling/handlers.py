@@ -191,6 +191,7 @@ async def on_record_case(org: str, case_id: str, deps: SchedulingDeps) -> None:
 async def on_match_activated(event: MatchActivated, meta: Meta, deps: SchedulingDeps) -> None:
     await on_record_case(meta.org, event.case_id, deps)
     on_record(await deps.records.supporter(meta.org, event.supporter_id), "such supporter")
+
     def arrange(schedule: CaseSchedule | None, got: Inputs) -> Change[CaseSchedule] | None:
         change = sessions.arrange(schedule, event.case_id, got.parties, got.ctx)
         if change is not None and not change.events:
@@ -206,8 +207,12 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: Scheduling
     decision = await deps.decisions.announced(meta.org, Kind.CONSENT, event.case_id,
                                               meta.envelope.time)  # fmt: skip
     if decision.outcome == "active":
-        await on_schedule(meta.org, event.case_id, deps,
-                          lambda s, got: sessions.resume(s, "consent_not_active", got.ctx))
+        await on_schedule(
+            meta.org,
+            event.case_id,
+            deps,
+            lambda s, got: sessions.resume(s, "consent_not_active", got.ctx),
+        )
     else:
         await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
             s, "consent_not_active", "suspended", got.ctx
@@ -228,8 +233,12 @@ async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) ->
 @handlers.on(ServiceRefused)
 async def on_service_refused(event: ServiceRefused, meta: Meta, deps: SchedulingDeps) -> None:
     await on_record_case(meta.org, event.case_id, deps)
-    await on_schedule(meta.org, event.case_id, deps,
-                      lambda s, got: sessions.stop(s, "service_refused", "ended", got.ctx))
+    await on_schedule(
+        meta.org,
+        event.case_id,
+        deps,
+        lambda s, got: sessions.stop(s, "service_refused", "ended", got.ctx),
+    )
 
 
 @handlers.on(SupporterEligibilityDecided)
@@ -249,8 +258,12 @@ async def on_supporter_eligibility_decided(
         if stored.record.supporter_id != supporter_id:
             continue
         if fit:
-            await on_schedule(org, case_id, deps,
-                              lambda s, got: sessions.resume(s, "supporter_ineligible", got.ctx))
+            await on_schedule(
+                org,
+                case_id,
+                deps,
+                lambda s, got: sessions.resume(s, "supporter_ineligible", got.ctx),
+            )
         else:
             await on_schedule(org, case_id, deps, lambda s, got: sessions.stop(
                 s, "supporter_ineligible", "suspended", got.ctx, supporter_id
@@ -263,70 +276,94 @@ async def on_supporter_eligibility_decided(
 @handlers.on(ConfirmMeeting)
 async def confirm_meeting(command: ConfirmMeeting, received: Received, deps: SchedulingDeps
                           ) -> Reply:  # fmt: skip
-    return await on_case_command(command, received, deps, lambda s, got: (
-        sessions.confirm(s, command, got.ctx, got.parties, got.verdicts)
-    ), judged=True)
+    return await on_case_command(
+        command,
+        received,
+        deps,
+        lambda s, got: sessions.confirm(s, command, got.ctx, got.parties, got.verdicts),
+        judged=True,
+    )
 
 
 @handlers.on(ProposeMeetingTime)
 async def propose_meeting_time(
     command: ProposeMeetingTime, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return await on_case_command(command, received, deps, lambda s, got: (
-        sessions.propose_time(s, command, got.ctx, got.parties)
-    ), judged=True)
+    return await on_case_command(
+        command,
+        received,
+        deps,
+        lambda s, got: sessions.propose_time(s, command, got.ctx, got.parties),
+        judged=True,
+    )
 
 
 @handlers.on(RecordAttendance)
 async def record_attendance(command: RecordAttendance, received: Received, deps: SchedulingDeps
                             ) -> Reply:  # fmt: skip
-    return await on_case_command(command, received, deps,
-                                 lambda s, got: sessions.attendance(s, command, got.ctx))
+    return await on_case_command(
+        command, received, deps, lambda s, got: sessions.attendance(s, command, got.ctx)
+    )
 
 
 @handlers.on(GoAhead)
 async def go_ahead(command: GoAhead, received: Received, deps: SchedulingDeps) -> Reply:
-    return await on_case_command(command, received, deps, lambda s, got: (
-        sessions.go_ahead(s, command, got.ctx, got.parties, got.verdicts)
-    ), judged=True)
+    return await on_case_command(
+        command,
+        received,
+        deps,
+        lambda s, got: sessions.go_ahead(s, command, got.ctx, got.parties, got.verdicts),
+        judged=True,
+    )
 
 
 @handlers.on(RecordFrequencyAgreement)
 async def record_frequency_agreement(
     command: RecordFrequencyAgreement, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return await on_case_command(command, received, deps,
-                                 lambda s, got: sessions.agree_frequency(s, command, got.ctx))
+    return await on_case_command(
+        command, received, deps, lambda s, got: sessions.agree_frequency(s, command, got.ctx)
+    )
 
 
 @handlers.on(BookSession)
 async def book_session(command: BookSession, received: Received, deps: SchedulingDeps) -> Reply:
-    return await on_case_command(command, received, deps, lambda s, got: (
-        sessions.book(s, command, got.ctx, got.parties, got.verdicts)
-    ), judged=True)
+    return await on_case_command(
+        command,
+        received,
+        deps,
+        lambda s, got: sessions.book(s, command, got.ctx, got.parties, got.verdicts),
+        judged=True,
+    )
 
 
 @handlers.on(RescheduleSession)
 async def reschedule_session(
     command: RescheduleSession, received: Received, deps: SchedulingDeps
 ) -> Reply:
-    return await on_case_command(command, received, deps, lambda s, got: (
-        sessions.reschedule(s, command, got.ctx, got.parties, got.verdicts)
-    ), judged=True)
+    return await on_case_command(
+        command,
+        received,
+        deps,
+        lambda s, got: sessions.reschedule(s, command, got.ctx, got.parties, got.verdicts),
+        judged=True,
+    )
 
 
 @handlers.on(CancelSession)
 async def cancel_session(command: CancelSession, received: Received, deps: SchedulingDeps
                          ) -> Reply:  # fmt: skip
-    return await on_case_command(command, received, deps,
-                                 lambda s, got: sessions.cancel(s, command, got.ctx))
+    return await on_case_command(
+        command, received, deps, lambda s, got: sessions.cancel(s, command, got.ctx)
+    )
 
 
 @handlers.on(ExtendService)
 async def extend_service(command: ExtendService, received: Received, deps: SchedulingDeps
                          ) -> Reply:  # fmt: skip
-    return await on_case_command(command, received, deps,
-                                 lambda s, got: sessions.extend(s, command, got.ctx))
+    return await on_case_command(
+        command, received, deps, lambda s, got: sessions.extend(s, command, got.ctx)
+    )
 
 
 # The organisation's policy -----------------------------------------------------------------
@@ -432,8 +469,13 @@ async def join_group_session(
         await judge_missing(org, verdicts, deps)
         case = await deps.records.case(org, command.case_id)
         consent, _ = await deps.decisions.get(org, Kind.CONSENT, command.case_id)
-        joining = Parties(supporter_id="", case=case, supporter=None, supporter_fit=False,
-                          consent_active=consent is not None and consent.outcome == "active")
+        joining = Parties(
+            supporter_id="",
+            case=case,
+            supporter=None,
+            supporter_fit=False,
+            consent_active=consent is not None and consent.outcome == "active",
+        )
         return Inputs(await context(org, deps), joining, verdicts)
 
     return answered(await deps.groups.gather_and_change(

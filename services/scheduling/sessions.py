@@ -266,9 +266,11 @@ def resume(schedule: CaseSchedule | None, because: str, ctx: Context) -> Decisio
     still judged by the boundaries when it is moved or a new one is booked)."""
     if schedule is None or schedule.suspended_because != because:
         return None
-    back = [s.model_copy(update={"status": "booked", "cancel_reason": None})
-            for s in schedule.sessions
-            if s.status == "cancelled" and s.cancel_reason == because and s.start > ctx.now]
+    back = [
+        s.model_copy(update={"status": "booked", "cancel_reason": None})
+        for s in schedule.sessions
+        if s.status == "cancelled" and s.cancel_reason == because and s.start > ctx.now
+    ]
     ids = {s.session_id for s in back}
     sessions = [next((b for b in back if b.session_id == s.session_id), s)
                 for s in schedule.sessions]  # fmt: skip
@@ -348,9 +350,7 @@ def propose_time(
     return Change(record, [_meeting_proposed(record, meeting, command.by)])
 
 
-def attendance(
-    schedule: CaseSchedule | None, command: RecordAttendance, ctx: Context
-) -> Decision:
+def attendance(schedule: CaseSchedule | None, command: RecordAttendance, ctx: Context) -> Decision:
     schedule = must_have(schedule, "arranging", "going_ahead", "suspended", "ended")
     session = schedule.session(command.session_id)
     if session is None:

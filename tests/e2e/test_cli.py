@@ -25,6 +25,7 @@ from contracts.envelope import wrap
 from contracts.intake import IntakeReceived, Method, Stage
 from contracts.records import SchedulingSettings
 from runtime import bus, topology
+from runtime.access import ADMIN, AuthDir
 from runtime.clock import SYSTEM
 from runtime.state import Policies
 from runtime.store import RecordStore
@@ -35,9 +36,11 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def env(provisioned: str, tmp_path: Path) -> dict[str, str]:
+def env(provisioned: str, auth: AuthDir, tmp_path: Path) -> dict[str, str]:
     return {
         "ALONGSIDE_NATS_URL": provisioned,
+        "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(ADMIN)),
+        "ALONGSIDE_AUTH_DIR": str(auth.path),
         "ALONGSIDE_STATE_DIR": str(tmp_path),
         "ALONGSIDE_LOG_LEVEL": "ERROR",
     }
@@ -94,9 +97,11 @@ async def test_demo_runs_the_flow_and_exits_zero() -> None:
 
 
 async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
-    env: dict[str, str], org: str, tmp_path: Path, provisioned: str
+    env: dict[str, str], org: str, tmp_path: Path, provisioned: str, auth: AuthDir
 ) -> None:
-    running = await services.start(provisioned, ["intake", "rules", "matching"])
+    running = await services.start(
+        provisioned, ["intake", "rules", "matching"], credentials=auth.credentials
+    )
     try:
         client = AlongsideClient(running.brokers[0].connection, source="tests")
         rng = random.Random(5)
@@ -165,8 +170,10 @@ async def test_events_passes_over_what_is_not_an_event_and_goes_on(
     listed = await asyncio.to_thread(runner.invoke, app, ["events", "--org", org], env=env)
 
     assert listed.exit_code == 0, listed.output
-    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [first.id,
-                                                                               "after-them"]
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [
+        first.id,
+        "after-them",
+    ]
     assert listed.stderr.count("alongside: skipped event") == 2
     skipped: list[tuple[int, str]] = []
     seen = [e.id async for e in client.events(org, on_unreadable=lambda n, why:
@@ -189,12 +196,18 @@ def run_cli(*args: str, state_dir: Path, timeout: float = 30) -> subprocess.Comp
     [
         (["up", "intake", "nosuch"], "alongside: unknown service nosuch; one of intake, rules"),
         (["events", "--org", "Bad Org"], "alongside: --org: org 'Bad Org' is not a valid"),
-        (["submit", "SubmitIntake", "/no/such.json", "--org", "acme"],
-         "alongside: /no/such.json: No such file or directory"),
-        (["submit", "GrantEverything", "-", "--org", "acme"],
-         "alongside: unknown command 'GrantEverything'"),
-        (["rules", "explain", "eligibility", "/no/facts.json", "--org", "acme"],
-         "alongside: /no/facts.json: No such file or directory"),
+        (
+            ["submit", "SubmitIntake", "/no/such.json", "--org", "acme"],
+            "alongside: /no/such.json: No such file or directory",
+        ),
+        (
+            ["submit", "GrantEverything", "-", "--org", "acme"],
+            "alongside: unknown command 'GrantEverything'",
+        ),
+        (
+            ["rules", "explain", "eligibility", "/no/facts.json", "--org", "acme"],
+            "alongside: /no/facts.json: No such file or directory",
+        ),
     ],
     ids=["unknown-service", "bad-org", "missing-file", "unknown-command", "missing-facts"],
 )
@@ -219,6 +232,11 @@ def test_a_second_up_on_the_same_state_folder_is_refused_and_the_first_is_found(
                              text=True)  # fmt: skip
     try:
         assert first.stderr is not None
+        # Auth is on from the first start: the operator's keys are made in the state folder.
+        assert (
+            f"made the operator's keys and credentials in {state / 'auth'}"
+            in first.stderr.readline()
+        )
         assert "running on nats://" in first.stderr.readline()
         second = run_cli("up", "intake", state_dir=state)
         assert second.returncode == 2
@@ -227,10 +245,19 @@ def test_a_second_up_on_the_same_state_folder_is_refused_and_the_first_is_found(
             f"alongside: `alongside up` is already running on {state} at {url}; "
             "stop it, or set ALONGSIDE_STATE_DIR to another folder"
         )
-        # Any directory: the state folder, not the working one, says where `up` runs.
-        found = subprocess.run([ALONGSIDE, "events", "--org", "acme"], env=env, cwd="/",
-                               capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
-        assert found.returncode == 0, found.stderr
+
+        # Any directory: the state folder, not the working one, says where `up` runs, and
+        # holds the operator's credentials the command connects with.
+        def found(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([ALONGSIDE, *args], env=env, cwd="/", capture_output=True,
+                                  text=True, timeout=30, check=False)  # fmt: skip
+
+        unknown = found("events", "--org", "acme")
+        assert unknown.returncode == 2
+        assert "alongside: organisation 'acme' has no events stream here" in unknown.stderr
+        assert found("orgs", "add", "acme", "--name", "Acme").returncode == 0
+        listed = found("events", "--org", "acme")
+        assert listed.returncode == 0, listed.stderr
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from alongside.cli import app
+from runtime.access import ADMIN, AuthDir
 from services.rules import bundle
 
 runner = CliRunner()
@@ -49,10 +50,11 @@ def test_check_names_the_file_and_line_of_a_mistake(tree: Path) -> None:
 
 @pytest.mark.usefixtures("rules_service")
 async def test_publish_history_rollback_and_explain(
-    provisioned: str, tree: Path, org: str, tmp_path: Path
+    provisioned: str, auth: AuthDir, tree: Path, org: str, tmp_path: Path
 ) -> None:
     env = {
         "ALONGSIDE_NATS_URL": provisioned,
+        "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(ADMIN)),
         "ALONGSIDE_LOG_LEVEL": "ERROR",
         "ALONGSIDE_STATE_DIR": str(tmp_path),
     }

@@ -13,6 +13,7 @@ from contracts import subjects
 from contracts.envelope import RawEnvelope, wrap
 from contracts.intake import CaseStageChanged, IntakeReceived, Stage
 from runtime import bus, topology
+from runtime.access import ADMIN, AuthDir
 from runtime.changes import NotYet
 from runtime.clock import SYSTEM
 from runtime.consumer import subscribe
@@ -33,7 +34,7 @@ async def dead_letters(nc: Client, org: str, expected: int) -> list[RawEnvelope]
 
 
 async def test_failing_message_is_redelivered_then_dead_lettered(
-    provisioned: str, nc: Client, org: str
+    provisioned: str, auth: AuthDir, nc: Client, org: str
 ) -> None:
     settings = Settings(max_deliver=3, ack_wait_s=1.0)
     spec = topology.ConsumerSpec(
@@ -52,7 +53,7 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
         if event.case_id == "poison":
             raise RuntimeError("cannot handle this one")
 
-    broker = bus.make_broker(provisioned, "probe")
+    broker = bus.make_broker(provisioned, "probe", auth.credentials(ADMIN))
     subscribe(broker, spec, settings, handlers, None, SYSTEM, batch_size=10)
     await broker.start()
     try:
@@ -61,8 +62,9 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
             envelope: Any = wrap(event, org=org, source="test", time=SYSTEM())
             await bus.publish_event(js, envelope)
         # Nobody here handles this type: acknowledged, neither handled nor dead-lettered.
-        unwanted = IntakeReceived(case_id="other", scheme="s", stage=Stage.ENTRY, party_ids=[],
-                              has_other_support=False)
+        unwanted = IntakeReceived(
+            case_id="other", scheme="s", stage=Stage.ENTRY, party_ids=[], has_other_support=False
+        )
         await bus.publish_event(js, wrap(unwanted, org=org, source="test", time=SYSTEM()))
         # A CaseStageChanged without its case: the contract refuses it before any handler.
         invalid = wrap(event, org=org, source="test", time=SYSTEM()).model_dump(mode="json")
@@ -111,7 +113,7 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
 
 
 async def test_an_event_whose_state_is_not_readable_yet_is_looked_at_again_later(
-    provisioned: str, nc: Client, org: str
+    provisioned: str, auth: AuthDir, nc: Client, org: str
 ) -> None:
     settings = Settings(max_deliver=4, ack_wait_s=5.0, not_yet_delay_s=0.05)
     spec = topology.ConsumerSpec(
@@ -129,7 +131,7 @@ async def test_an_event_whose_state_is_not_readable_yet_is_looked_at_again_later
         if event.case_id == "never" or seen[event.case_id] < 3:
             raise NotYet(f"{event.case_id} is not readable here yet")
 
-    broker = bus.make_broker(provisioned, "probe")
+    broker = bus.make_broker(provisioned, "probe", auth.credentials(ADMIN))
     subscribe(broker, spec, settings, handlers, None, SYSTEM, batch_size=10)
     await broker.start()
     try:

@@ -17,6 +17,7 @@ from contracts.envelope import RawEnvelope, wrap
 from contracts.intake import GiveConsent, NameSupportPerson, PeerSupporter, Stage
 from contracts.replies import CommandAccepted, CommandRejected
 from runtime import topology
+from runtime.access import AuthDir
 from runtime.clock import SYSTEM
 from runtime.registry import Registry
 from tests.support import org_today, register
@@ -54,7 +55,9 @@ async def test_bad_command_gets_field_errors_and_nothing_is_stored(
     client: AlongsideClient, nc: Client, org: str
 ) -> None:
     envelope = json.loads(
-        wrap(sample.intake(random.Random(1), "c1"), org=org, source="t", time=SYSTEM()).model_dump_json()
+        wrap(
+            sample.intake(random.Random(1), "c1"), org=org, source="t", time=SYSTEM()
+        ).model_dump_json()
     )
     envelope["data"]["client"]["languages"] = ["English"]
     envelope["data"]["client"]["methods"] = ["carrier_pigeon"]
@@ -75,7 +78,9 @@ async def test_domain_rejection_names_the_field(client: AlongsideClient, org: st
     await client.submit(org, sample.intake(random.Random(1), "c1"))
     reply = await client.submit(
         org,
-        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=org_today(SYSTEM)),
+        GiveConsent(
+            case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=org_today(SYSTEM)
+        ),
     )
     assert isinstance(reply, CommandRejected)
     assert reply.errors[0].field == "data.case_id"
@@ -101,9 +106,9 @@ async def test_same_command_twice_has_one_effect_and_the_same_reply(
 
 
 async def test_same_command_concurrently_on_two_replicas_has_one_effect(
-    client: AlongsideClient, provisioned: str, org: str
+    client: AlongsideClient, provisioned: str, auth: AuthDir, org: str
 ) -> None:
-    second_replica = await services.start(provisioned, ["intake"])
+    second_replica = await services.start(provisioned, ["intake"], credentials=auth.credentials)
     try:
         command = sample.supporter(random.Random(1), "s1")
         replies = await asyncio.gather(
@@ -127,10 +132,10 @@ async def test_reused_command_id_with_another_payload_is_refused(
 
 
 async def test_one_id_with_two_payloads_at_once_is_accepted_once_on_two_replicas(
-    client: AlongsideClient, nc: Client, provisioned: str, org: str
+    client: AlongsideClient, nc: Client, provisioned: str, auth: AuthDir, org: str
 ) -> None:
     # Both used to pass the reply check before either committed: 20 of 20 pairs made 40 cases.
-    second_replica = await services.start(provisioned, ["intake"])
+    second_replica = await services.start(provisioned, ["intake"], credentials=auth.credentials)
     try:
         pairs = await asyncio.gather(*(
             asyncio.gather(
@@ -242,8 +247,9 @@ async def test_an_id_the_store_cannot_key_is_refused_naming_it(
     client: AlongsideClient, org: str, command_id: str
 ) -> None:
     envelope = json.loads(
-        wrap(sample.intake(random.Random(1), "c1"), org=org, source="t", time=SYSTEM())
-        .model_dump_json()
+        wrap(
+            sample.intake(random.Random(1), "c1"), org=org, source="t", time=SYSTEM()
+        ).model_dump_json()
     )
     envelope["id"] = command_id
     reply = await client.send_raw(org, "intake", "SubmitIntake", json.dumps(envelope).encode())
@@ -258,7 +264,8 @@ async def test_an_organisation_not_registered_or_disabled_is_refused_naming_it(
     reply = await client.submit(typo, sample.intake(random.Random(1), "c1"))
     assert isinstance(reply, CommandRejected)
     assert (reply.errors[0].field, reply.errors[0].reason) == (
-        "org", f"organisation {typo!r} is not registered here"
+        "org",
+        f"organisation {typo!r} is not registered here",
     )
     assert not await case_exists(nc, typo, "c1")
 

@@ -26,6 +26,7 @@ from contracts.matching import (
 )
 from contracts.replies import CommandRejected
 from contracts.rules import Kind
+from runtime.access import AuthDir
 from runtime.clock import SYSTEM
 from services.matching import handlers
 from services.matching.handlers import MatchingDeps
@@ -43,7 +44,6 @@ from tests.support import (
 )
 
 TODAY = org_today(SYSTEM)
-
 
 
 @pytest.fixture
@@ -215,10 +215,12 @@ async def test_expired_holds_are_released_and_the_waitlist_served(
 
 
 async def test_replicas_share_the_work_and_never_overfill_a_supporter(
-    provisioned: str, client: AlongsideClient, nc: Client, org: str
+    provisioned: str, auth: AuthDir, client: AlongsideClient, nc: Client, org: str
 ) -> None:
-    running = await services.start(provisioned, ["intake", "rules", "matching"])
-    second = await services.start(provisioned, ["matching"])
+    running = await services.start(
+        provisioned, ["intake", "rules", "matching"], credentials=auth.credentials
+    )
+    second = await services.start(provisioned, ["matching"], credentials=auth.credentials)
     try:
         for i in range(4):
             await supporter(client, org, f"s{i}", ["sm"], cap=1)

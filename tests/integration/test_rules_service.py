@@ -29,6 +29,7 @@ from contracts.records import CaseRecord
 from contracts.replies import CommandRejected
 from contracts.rules import EvaluateRules, Kind, MatchingPolicyDecided, RulesEvaluated
 from runtime import topology
+from runtime.access import AuthDir
 from runtime.clock import SYSTEM, ManualClock
 from runtime.state import DecisionReader, StoredDecision
 from runtime.store import RecordStore
@@ -181,10 +182,10 @@ async def test_evaluate_request_explains_and_refuses_bad_facts(
 
 
 async def test_published_version_reaches_every_replica_and_a_broken_one_is_refused(
-    provisioned: str, client: AlongsideClient, nc: Client, org: str, tmp_path: Path
+    provisioned: str, auth: AuthDir, client: AlongsideClient, nc: Client, org: str, tmp_path: Path
 ) -> None:
-    first = await services.start(provisioned, ["intake", "rules"])
-    second = await services.start(provisioned, ["rules"])
+    first = await services.start(provisioned, ["intake", "rules"], credentials=auth.credentials)
+    second = await services.start(provisioned, ["rules"], credentials=auth.credentials)
     try:
         await register_vetted(client, org, "s1", TODAY + timedelta(days=300))
         tree = tmp_path / "rules"
@@ -234,7 +235,9 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
             .replace("supervision_interval_days: 30", "supervision_interval_days: 28")
         )
         await publishing.publish(
-            nc.jetstream(), store, publishing.prepare(tree, org, Kind.ELIGIBILITY, clock=SYSTEM),
+            nc.jetstream(),
+            store,
+            publishing.prepare(tree, org, Kind.ELIGIBILITY, clock=SYSTEM),
             clock=SYSTEM,
         )
         back = await publishing.rollback(nc.jetstream(), store, org, Kind.ELIGIBILITY, clock=SYSTEM)

@@ -61,9 +61,7 @@ def soon(clock: Clock, seconds: float) -> datetime:
     return clock() + timedelta(seconds=seconds)
 
 
-async def active_match(
-    client: AlongsideClient, org: str, clock: Clock, case_id: str = "c1"
-) -> str:
+async def active_match(client: AlongsideClient, org: str, clock: Clock, case_id: str = "c1") -> str:
     """A client matched with a supporter, every party consented: the match is active."""
     await supporter(client, org, f"s-{case_id}", ["sm"], cap=2, today=org_today(clock))
     await eligible(client, org, 1)
@@ -102,7 +100,9 @@ async def after_meeting(
 
 
 async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_the_funded_end(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     clock: ManualClock,
 ) -> None:
     await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=8)))
@@ -134,7 +134,10 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
 
 
 async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_slot(
-    running: services.Running, client: AlongsideClient, nc: Client, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    nc: Client,
+    org: str,
     clock: ManualClock,
 ) -> None:
     await accepted(client, org, ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=4)))
@@ -165,7 +168,9 @@ async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_s
 
 
 async def test_every_boundary_refusal_names_the_rule_and_its_reason(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     clock: ManualClock,
 ) -> None:
     await active_match(client, org, clock)
@@ -215,7 +220,9 @@ async def test_every_boundary_refusal_names_the_rule_and_its_reason(
 
 
 async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_unsafe(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     clock: ManualClock,
 ) -> None:
     both = [Method.HOME_VISIT, Method.PHONE]
@@ -263,7 +270,9 @@ async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_uns
 
 
 async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_sessions_at_once(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     clock: ManualClock,
 ) -> None:
     await active_match(client, org, clock)
@@ -289,7 +298,9 @@ async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_session
 
 
 async def test_a_change_of_supporter_cancels_the_sessions_with_the_reason(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     clock: ManualClock,
 ) -> None:
     await active_match(client, org, clock)
@@ -349,7 +360,9 @@ async def test_a_cancelled_session_sends_no_reminder(
 
 
 async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_attended(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     clock: ManualClock,
 ) -> None:
     await supporter(client, org, "s1", ["sm"], supervised_days_ago=60, today=org_today(clock))
@@ -374,7 +387,9 @@ async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_atte
 
 
 async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     clock: ManualClock,
 ) -> None:
     chosen = await active_match(client, org, clock, "c1")
@@ -404,7 +419,8 @@ async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
     full = await client.submit(org, JoinGroupSession(group_id="g1", case_id="c3"))
     assert isinstance(full, CommandRejected)
     assert (full.errors[0].field, full.errors[0].reason) == (
-        "group_id", "the group session is full (2 places)"
+        "group_id",
+        "the group session is full (2 places)",
     )
     joined = await wait_for(client, org, "GroupParticipantJoined", 2)
     assert [(e.data["case_id"], e.data["places_left"]) for e in joined] == [("c1", 1), ("c2", 0)]

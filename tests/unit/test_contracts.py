@@ -50,8 +50,13 @@ def test_an_org_that_is_not_a_single_safe_token_is_refused(org: str) -> None:
 
 def test_envelope_round_trips_with_cloudevents_names() -> None:
     command = sample.intake(random.Random(1), "c1")
-    envelope = wrap(command, org="acme", source="test", correlationid="corr-1",
-                    time=datetime(2026, 11, 28, 22, 11, tzinfo=UTC))
+    envelope = wrap(
+        command,
+        org="acme",
+        source="test",
+        correlationid="corr-1",
+        time=datetime(2026, 11, 28, 22, 11, tzinfo=UTC),
+    )
     raw = json.loads(envelope.model_dump_json())
 
     assert {
@@ -156,8 +161,9 @@ def test_an_organisation_is_in_a_place_not_a_hosts_setting(zone: str) -> None:
 
 
 def test_a_moment_is_a_string_in_our_era_as_the_schema_says() -> None:
-    consent = GiveConsent.model_validate({"case_id": "c1", "party_id": "client",
-                                          "stages": ["entry"], "given_on": "2027-01-01"})
+    consent = GiveConsent.model_validate(
+        {"case_id": "c1", "party_id": "client", "stages": ["entry"], "given_on": "2027-01-01"}
+    )
     moment = datetime(2027, 1, 1, tzinfo=UTC)
     envelope = json.loads(wrap(consent, org="acme", source="t", time=moment).model_dump_json())
     for bad in (0.1, 1700000000, "0001-01-01T00:00:00+23:59"):
@@ -171,8 +177,15 @@ def test_a_moment_is_a_string_in_our_era_as_the_schema_says() -> None:
 
 def test_ids_in_events_are_ids_a_store_can_key() -> None:
     with pytest.raises(ValidationError) as error:
-        IntakeReceived.model_validate({"case_id": "", "scheme": "s", "stage": "entry",
-                                       "party_ids": ["a b"], "has_other_support": False})
+        IntakeReceived.model_validate(
+            {
+                "case_id": "",
+                "scheme": "s",
+                "stage": "entry",
+                "party_ids": ["a b"],
+                "has_other_support": False,
+            }
+        )
     assert {e["loc"][0] for e in error.value.errors()} == {"case_id", "party_ids"}
 
 

@@ -118,12 +118,12 @@ def test_a_week_across_a_daylight_saving_change_is_seven_local_days() -> None:
     assert domain.sessions_within_a_week([_session(late)], late + timedelta(days=7), AUCKLAND) == 1
 
 
-@pytest.mark.parametrize(("per_week", "agreed", "expected"), [(1, 1, False), (2, 1, False),
-                                                              (2, 2, True), (3, 2, False)])
+@pytest.mark.parametrize(
+    ("per_week", "agreed", "expected"), [(1, 1, False), (2, 1, False), (2, 2, True), (3, 2, False)]
+)
 def test_more_than_weekly_is_agreed_only_as_often_as_both_sides_agreed(
     per_week: int, agreed: int, expected: bool
 ) -> None:
-
 
     case_intake = sample.intake(random.Random(1), "c1")
 

@@ -183,9 +183,7 @@ async def test_withdrawn_consent_suspends_future_sessions_then_consent_resumes_t
     suspended = await schedule_of(world)
     assert suspended.status == "suspended"
     assert {e.data["session_id"] for e in world.events.of("SessionCancelled")} == future
-    assert {e.data["reason"] for e in world.events.of("SessionCancelled")} == {
-        "consent_not_active"
-    }
+    assert {e.data["reason"] for e in world.events.of("SessionCancelled")} == {"consent_not_active"}
     assert world.reminders.due == {}
 
     # An "active" event the stored decision does not stand behind changes nothing: scheduling
@@ -212,7 +210,6 @@ async def test_withdrawn_consent_suspends_future_sessions_then_consent_resumes_t
 def _ruleset_ref(world: World) -> Any:
     with world.asking.rules.lease(ORG, Kind.CONSENT) as loaded:
         return loaded.ref
-
 
 
 async def test_a_judgement_the_rules_service_refuses_is_answered_not_dropped(

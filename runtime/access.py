@@ -1,0 +1,390 @@
+"""Who may do what on NATS: one operator, one account, a user per service and per credential.
+
+NATS's decentralised auth ("operator mode"): the server trusts an operator key; the
+operator signs the ``ALONGSIDE`` account (JetStream on) and the system account; the
+account signs users, each a JWT with its own publish and subscribe permissions. Nothing
+about a user is configured in the server, so a credential is issued without touching it
+and revoked by pushing a re-signed account to the running server (which drops the
+revoked user's connections at once). The reasons for this shape, and the permissions of
+each kind of user, are in docs/architecture.md ("Isolation").
+
+Keys live in an auth folder: ``alongside up`` makes one in its state folder; a clustered
+deployment makes one with ``alongside auth init`` and keeps it with the operator.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import nkeys
+
+from contracts import subjects
+from contracts.catalogue import COMMANDS
+from runtime import topology
+
+ACCOUNT_NAME = "ALONGSIDE"
+ADMIN = "admin"
+SYSTEM_USER = "system"
+
+_JWT_HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
+_UNLIMITED = {
+    "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True,
+    "conn": -1, "leaf": -1,
+}  # fmt: skip
+_JETSTREAM = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+
+
+class AccessError(ValueError):
+    """Credentials that cannot be made or used, said in one line."""
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """A user's permissions: subjects it may publish to and subscribe to, and whether it may
+    answer the requests it receives (the reply subject of each, once, for two minutes)."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    respond: bool = False
+
+    def claims(self) -> dict[str, object]:
+        claims: dict[str, object] = {
+            "pub": {"allow": list(self.publish)},
+            "sub": {"allow": list(self.subscribe)},
+        }
+        if self.respond:
+            claims["resp"] = {"max": 1, "ttl": 0}
+        return claims
+
+
+EVERYTHING = Permissions(publish=(">",), subscribe=(">",))
+
+
+def _stream_reader(stream: str) -> tuple[str, ...]:
+    """Read a stream through consumers the user makes, names and deletes: pull or push,
+    durable or ephemeral, acked; never purge, delete or write it."""
+    api = "$JS.API"
+    return (
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
+        f"{api}.CONSUMER.DURABLE.CREATE.{stream}.*",
+        f"{api}.CONSUMER.INFO.{stream}.*", f"{api}.CONSUMER.DELETE.{stream}.*",
+        f"{api}.CONSUMER.NAMES.{stream}", f"{api}.CONSUMER.LIST.{stream}",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>",
+    )  # fmt: skip
+
+
+def org_permissions(org: str) -> Permissions:
+    """An organisation's credential: send its commands and get the replies, read its own
+    events stream from the start; nothing else (no other organisation's subjects, no
+    bucket, no event publishing, no dead letters)."""
+    return Permissions(
+        publish=(subjects.commands(org), *_stream_reader(subjects.org_events_stream(org))),
+        subscribe=(f"{subjects.org_inbox(org)}.>",),
+    )
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one service touches: the buckets it reads and writes, its durable consumer on
+    the events, the commands it sends other services, and what else it publishes."""
+
+    buckets: tuple[str, ...]
+    consumer: str | None = None
+    asks: tuple[str, ...] = ()
+    answers: bool = True
+    publishes: tuple[str, ...] = ()
+    api: tuple[str, ...] = ()
+
+
+_COMMON = (topology.REGISTRY_BUCKET, topology.REPLIES_BUCKET)
+SERVICE_NEEDS: dict[str, Needs] = {
+    "intake": Needs(buckets=(*_COMMON, topology.SUPPORTERS_BUCKET, topology.CASES_BUCKET)),
+    "rules": Needs(
+        buckets=(
+            *_COMMON,
+            topology.DECISIONS_BUCKET,
+            topology.SUPPORTERS_BUCKET,
+            topology.CASES_BUCKET,
+            topology.CASELOADS_BUCKET,
+            topology.ORGANISATIONS_BUCKET,
+            topology.RULES_BUCKET,
+        ),
+        consumer=topology.RULES_CONSUMER.durable,
+    ),
+    "matching": Needs(
+        buckets=(
+            *_COMMON,
+            topology.SUPPORTERS_BUCKET,
+            topology.DECISIONS_BUCKET,
+            topology.CASES_BUCKET,
+            topology.CASELOADS_BUCKET,
+            topology.MATCHES_BUCKET,
+        ),
+        consumer=topology.MATCHING_CONSUMER.durable,
+        asks=("NameSupportPerson",),
+    ),
+    "scheduling": Needs(
+        buckets=(
+            *_COMMON,
+            topology.ORGANISATIONS_BUCKET,
+            topology.SCHEDULES_BUCKET,
+            topology.SUPERVISION_BUCKET,
+            topology.GROUPS_BUCKET,
+            topology.SUPPORTERS_BUCKET,
+            topology.CASES_BUCKET,
+            topology.DECISIONS_BUCKET,
+        ),
+        consumer=topology.SCHEDULING_CONSUMER.durable,
+        asks=("EvaluateRules", "RecordVettingEvidence"),
+        # Reminders are message schedules in the events stream, purged when cancelled. (The
+        # purge request names its subject in the body, which permissions cannot check.)
+        publishes=(subjects.schedules(),),
+        api=(f"$JS.API.STREAM.PURGE.{topology.EVENTS_STREAM}",),
+    ),
+}
+
+
+def _bucket(bucket: str) -> tuple[str, ...]:
+    """Read, write and watch a KV bucket. (Kept short: a user's JWT travels in its CONNECT
+    line, which nats-server caps at 4 KiB by default.)"""
+    stream, api = f"KV_{bucket}", "$JS.API"
+    return (
+        f"$KV.{bucket}.>", f"{api}.DIRECT.GET.{stream}.>", f"{api}.STREAM.INFO.{stream}",
+        f"{api}.STREAM.MSG.GET.{stream}", f"{api}.CONSUMER.CREATE.{stream}",
+        f"{api}.CONSUMER.*.{stream}.>", f"$JS.FC.{stream}.>",
+    )  # fmt: skip
+
+
+def service_permissions(service: str) -> Permissions:
+    """A service's own credential, allowed only what it needs (``SERVICE_NEEDS``)."""
+    needs = SERVICE_NEEDS[service]
+    publish: list[str] = ["$JS.API.INFO", subjects.events(), subjects.dead_letters_of(service),
+                          *needs.publishes, *needs.api]  # fmt: skip
+    for bucket in needs.buckets:
+        publish.extend(_bucket(bucket))
+    if needs.consumer is not None:
+        api, stream = "$JS.API", topology.EVENTS_STREAM
+        publish += [f"{api}.CONSUMER.INFO.{stream}.{needs.consumer}",
+                    f"{api}.CONSUMER.MSG.NEXT.{stream}.{needs.consumer}",
+                    f"$JS.ACK.{stream}.{needs.consumer}.>"]  # fmt: skip
+    for asked in needs.asks:
+        publish.append(subjects.commands_of(COMMANDS[asked].service, command_type=asked))
+    subscribe = [f"{subjects.service_inbox(service)}.>"]
+    if needs.answers:
+        subscribe.append(subjects.commands_of(service))
+        publish.append(subjects.commands_of(service))  # its own readiness probe
+    return Permissions(publish=tuple(publish), subscribe=tuple(subscribe), respond=needs.answers)
+
+
+# --- keys and JWTs ---------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_key(prefix: int) -> nkeys.KeyPair:
+    return nkeys.from_seed(nkeys.encode_seed(os.urandom(32), prefix))
+
+
+def public(key: nkeys.KeyPair) -> str:
+    return str(key.public_key.decode())
+
+
+def _jwt(issuer: nkeys.KeyPair, subject: str, name: str, issued_at: int,
+         nats: Mapping[str, object]) -> str:  # fmt: skip
+    """A NATS JWT (version 2), signed with the issuer's nkey."""
+    claims: dict[str, object] = {
+        "iat": issued_at, "iss": public(issuer), "name": name, "sub": subject,
+        "nats": {**nats, "version": 2},
+    }  # fmt: skip
+    digest = hashlib.sha512(json.dumps(claims, sort_keys=True).encode()).digest()
+    claims["jti"] = base64.b32encode(digest[:32]).decode().rstrip("=")
+    signed = f"{_b64(json.dumps(_JWT_HEADER).encode())}.{_b64(json.dumps(claims).encode())}"
+    return f"{signed}.{_b64(issuer.sign(signed.encode()))}"
+
+
+def claims_of(token: str) -> dict[str, object]:
+    """The claims of a JWT, unverified: for reading what a credentials file is for."""
+    try:
+        claims = json.loads(_unb64(token.split(".")[1]))
+    except (IndexError, ValueError) as error:
+        raise AccessError(f"not a NATS JWT: {error}") from None
+    if not isinstance(claims, dict):
+        raise AccessError("not a NATS JWT: claims are not an object")
+    return claims
+
+
+def credentials_text(user_jwt: str, seed: bytes) -> str:
+    """The ``.creds`` format every NATS client reads (nats-py ``user_credentials``)."""
+    return (
+        f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+        "************************* IMPORTANT *************************\n"
+        "NKEY Seed printed below can be used to sign and prove identity.\n"
+        "NKEYs are sensitive and should be treated as secrets.\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{seed.decode()}\n------END USER NKEY SEED------\n"
+    )
+
+
+def user_jwt_of(credentials: str) -> str:
+    lines = credentials.splitlines()
+    try:
+        return lines[lines.index("-----BEGIN NATS USER JWT-----") + 1].strip()
+    except (ValueError, IndexError):
+        raise AccessError("not a NATS credentials file (no user JWT in it)") from None
+
+
+def org_user(org: str, name: str) -> str:
+    """The user name of an organisation's credential, which says whose it is."""
+    return f"org:{org}:{name}"
+
+
+def service_user(service: str) -> str:
+    return f"service:{service}"
+
+
+def inbox_prefix(credentials: Path) -> str:
+    """The inbox prefix a credential's permissions allow (its replies arrive nowhere else)."""
+    try:
+        text = credentials.read_text()
+    except OSError as error:
+        raise AccessError(f"cannot read credentials {credentials}: {error.strerror}") from None
+    kind, _, rest = str(claims_of(user_jwt_of(text)).get("name", "")).partition(":")
+    if kind == "org":
+        return subjects.org_inbox(rest.split(":")[0])
+    if kind == "service":
+        return subjects.service_inbox(rest)
+    return "_INBOX"
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A user credential just made: the ``.creds`` text and the user's public key."""
+
+    text: str
+    public_key: str
+    issued_at: int
+
+
+class AuthDir:
+    """The operator's keys, the server's trust configuration and the services' credentials.
+
+    ``operator.nk``, ``system.nk`` and ``account.nk`` are seeds (mode 0600); ``auth.conf``
+    is included by the nats-server configuration; ``creds/`` holds ``admin.creds``,
+    ``system.creds`` and one per service.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def conf(self) -> Path:
+        return self.path / "auth.conf"
+
+    def credentials(self, user: str) -> Path:
+        return self.path / "creds" / f"{user}.creds"
+
+    def exists(self) -> bool:
+        return self.conf.exists()
+
+    def _seed(self, name: str) -> nkeys.KeyPair:
+        try:
+            return nkeys.from_seed((self.path / f"{name}.nk").read_bytes().strip())
+        except FileNotFoundError:
+            raise AccessError(f"no {name} key in {self.path}: run `alongside auth init`") from None
+
+    @property
+    def account_key(self) -> str:
+        return public(self._seed("account"))
+
+    @classmethod
+    def init(cls, path: Path, services: Iterable[str], now: int) -> AuthDir:
+        """Make the keys, the server's trust configuration and every built-in credential.
+        Refuses to overwrite an existing folder: its keys are what the server trusts."""
+        auth = cls(path)
+        if auth.exists():
+            raise AccessError(f"{path} already holds keys; keep them, or remove it first")
+        (path / "creds").mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+        keys = {
+            "operator": new_key(nkeys.PREFIX_BYTE_OPERATOR),
+            "system": new_key(nkeys.PREFIX_BYTE_ACCOUNT),
+            "account": new_key(nkeys.PREFIX_BYTE_ACCOUNT),
+        }
+        for name, key in keys.items():
+            _write_secret(path / f"{name}.nk", key.seed)
+        operator, system = keys["operator"], keys["system"]
+        operator_jwt = _jwt(operator, public(operator), "alongside", now,
+                            {"type": "operator", "system_account": public(system)})  # fmt: skip
+        system_jwt = _jwt(operator, public(system), "SYS", now,
+                          {"type": "account", "limits": _UNLIMITED})  # fmt: skip
+        # The trusted keys, and the two accounts as they start; a resolver folder per node
+        # keeps later versions (revocations) pushed to it.
+        auth.conf.write_text(
+            f"operator: {operator_jwt}\n"
+            f"system_account: {public(system)}\n"
+            "resolver_preload: {\n"
+            f"  {public(system)}: {system_jwt}\n"
+            f"  {public(keys['account'])}: {auth.account_jwt({}, now)}\n"
+            "}\n"
+        )
+        auth._write_user(ADMIN, auth.issue(ADMIN, EVERYTHING, now))
+        system_user = new_key(nkeys.PREFIX_BYTE_USER)
+        token = _jwt(system, public(system_user), SYSTEM_USER, now, {"type": "user", **_USER_LIMITS,
+                                                               **EVERYTHING.claims()})  # fmt: skip
+        _write_secret(
+            auth.credentials(SYSTEM_USER), credentials_text(token, system_user.seed).encode()
+        )
+        for service in services:
+            issued = auth.issue(service_user(service), service_permissions(service), now)
+            auth._write_user(service, issued)
+        return auth
+
+    def _write_user(self, user: str, issued: Issued) -> None:
+        _write_secret(self.credentials(user), issued.text.encode())
+
+    def issue(self, name: str, permissions: Permissions, now: int) -> Issued:
+        """A new user of the account with these permissions (a fresh key each time)."""
+        user = new_key(nkeys.PREFIX_BYTE_USER)
+        token = _jwt(self._seed("account"), public(user), name, now,
+                     {"type": "user", **_USER_LIMITS, **permissions.claims()})  # fmt: skip
+        return Issued(credentials_text(token, user.seed), public(user), now)
+
+    def account_jwt(self, revocations: Mapping[str, int], now: int) -> str:
+        """The account as the operator signs it: JetStream on, these users revoked (each
+        credential of that key issued at or before the time given)."""
+        nats: dict[str, object] = {"type": "account", "limits": {**_UNLIMITED, **_JETSTREAM}}
+        if revocations:
+            nats["revocations"] = dict(revocations)
+        return _jwt(self._seed("operator"), self.account_key, ACCOUNT_NAME, now, nats)
+
+
+_USER_LIMITS = {"subs": -1, "data": -1, "payload": -1}
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def server_config(auth: AuthDir, resolver_dir: Path, config_dir: Path) -> str:
+    """The lines a nats-server configuration in ``config_dir`` needs to trust this auth
+    folder. (nats-server reads an include relative to the including file, even when the
+    path is absolute.)"""
+    include = os.path.relpath(auth.conf.resolve(), config_dir.resolve())
+    return (
+        f"include {json.dumps(include)}\n"
+        f"resolver: {{ type: full, dir: {json.dumps(str(resolver_dir))}, allow_delete: false }}\n"
+    )
