@@ -23,7 +23,7 @@ from alongside.options import CliError, OrgOpt, read_text, valid_name, valid_org
 from contracts import catalogue
 from contracts.envelope import new_id
 from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
-from runtime import bus, topology
+from runtime import bus, health, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AccessError, AuthDir
 from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
@@ -38,6 +38,8 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(rules_cli.app, name="rules")
 orgs_app = typer.Typer(no_args_is_help=True, help="The organisations using this deployment.")
 app.add_typer(orgs_app, name="orgs")
+auth_app = typer.Typer(no_args_is_help=True, help="The operator's keys (NATS decentralised auth).")
+app.add_typer(auth_app, name="auth")
 
 log = get_logger("alongside.cli")
 T = TypeVar("T")
@@ -91,6 +93,11 @@ async def _up(settings: Settings, names: list[str]) -> None:
             url, names, settings, credentials=auth.credentials if auth else credentials
         )
         typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
+        if settings.health_port is not None:
+            # Held here: a task nothing refers to may be collected while it runs.
+            brokers.tasks.append(asyncio.create_task(health.serve(
+                dict(zip(names, brokers.brokers, strict=True)), settings.health_host,
+                settings.health_port)))  # fmt: skip
         await stopping.wait()
         await services.stop(brokers)
     finally:
@@ -500,6 +507,22 @@ def orgs_list() -> None:
         return "\n".join(record.model_dump_json() for record in await registry.all())
 
     _on_registry(_settings(), listed)
+
+
+@auth_app.command("init")
+def auth_init(
+    directory: Annotated[Path, typer.Argument(help="A new folder for the keys, e.g. deploy/auth.")],
+) -> None:
+    """Make the operator's keys, the server's trust file (auth.conf, which every nats-server
+    of the deployment includes) and the credentials of the operator, the system user and
+    each service (creds/). Keep the folder with the operator; it is never overwritten."""
+    try:
+        auth = AuthDir.init(directory, SERVICE_NEEDS, int(SYSTEM().timestamp()))
+    except AccessError as error:
+        raise CliError(str(error)) from None
+    typer.echo(f"wrote {auth.conf} and {len(SERVICE_NEEDS) + 2} credentials in "
+               f"{auth.path / 'creds'}; set ALONGSIDE_AUTH_DIR={auth.path} where you run "
+               "`alongside orgs credentials`")  # fmt: skip
 
 
 @contracts_app.command("export")

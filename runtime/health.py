@@ -1,0 +1,49 @@
+"""Health endpoints of a process that runs services, for container health checks.
+
+``GET /health/<service>`` answers 204 while that service's broker reaches NATS and 500
+when it does not (FastStream's ping handler); ``GET /health`` answers for every service
+in the process. Served on ``ALONGSIDE_HEALTH_PORT`` when it is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import uvicorn
+from faststream.asgi import AsgiResponse, make_ping_asgi
+from faststream.nats import NatsBroker
+
+PING_TIMEOUT_S = 2.0
+
+Scope = dict[str, Any]
+
+
+def health_app(brokers: Mapping[str, NatsBroker]) -> Any:
+    routes = {
+        f"/health/{name}": make_ping_asgi(broker, timeout=PING_TIMEOUT_S)
+        for name, broker in brokers.items()
+    }
+
+    async def every(scope: Scope, receive: Any, send: Any) -> None:
+        healthy = [await broker.ping(PING_TIMEOUT_S) for broker in brokers.values()]
+        await AsgiResponse(b"", 204 if all(healthy) else 500)(scope, receive, send)
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        handler = every if scope["path"] == "/health" else routes.get(scope["path"])
+        if handler is None:
+            await AsgiResponse(b"not found", 404)(scope, receive, send)
+            return
+        await handler(scope, receive, send)
+
+    return app
+
+
+async def serve(brokers: Mapping[str, NatsBroker], host: str, port: int) -> None:
+    config = uvicorn.Config(
+        health_app(brokers), host=host, port=port, lifespan="off", access_log=False,
+        log_config=None, log_level="warning",
+    )  # fmt: skip
+    await uvicorn.Server(config).serve()
