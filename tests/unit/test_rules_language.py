@@ -157,6 +157,35 @@ def test_a_list_of_more_values_than_the_engine_takes_is_an_error_on_its_line(tre
     assert info.value.line == line_of(path, "v100")
 
 
+def test_lists_within_their_limit_that_together_would_hang_the_engine_are_an_error(
+    tree: Path,
+) -> None:
+    # Six rules of 100 values each on one field passed every check, and durable_rules
+    # never finished compiling them (it hangs from 512 comparisons of one field).
+    override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
+
+    def rules(count: int) -> str:
+        return "".join(
+            f"  - id: band-{n}\n    description: d\n    outcome: ineligible\n    reason: r\n"
+            f"    when: {{recovery_days: {{in: [{', '.join(str(n * 1000 + v) for v in range(100))}]}}}}\n"
+            for n in range(count)
+        )
+
+    override.write_text('ruleset: eligibility\nversion: "2.0.0-h"\nrules:\n' + rules(4))
+    loaded = bundle.Loaded(
+        Engine(), bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve(), "t"
+    )  # 401 with the default's own recovery rule: compiles
+    loaded.unload()
+    override.write_text('ruleset: eligibility\nversion: "2.0.0-h"\nrules:\n' + rules(6))
+    with pytest.raises(language.RulesFileError) as info:
+        bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve()
+    assert info.value.message == (
+        "the ruleset compares recovery_days with 501 values by this rule; at most 500 per "
+        "field in a ruleset (more hang the rules engine)"
+    )
+    assert info.value.line == line_of(override, "id: band-4")
+
+
 def test_an_override_cannot_grow_a_ruleset_past_its_limit(tree: Path) -> None:
     override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
     added = "".join(
