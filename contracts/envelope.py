@@ -73,7 +73,8 @@ MessageId = Annotated[
 class Part(BaseModel):
     """Base of every nested part of a payload: unknown fields are errors, values immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are not JSON, and no decision can be made on them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Message(Part):
@@ -100,7 +101,8 @@ DataT = TypeVar("DataT")
 
 
 class Envelope(BaseModel, Generic[DataT]):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are not JSON, and no decision can be made on them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     specversion: Literal["1.0"] = "1.0"
     id: MessageId

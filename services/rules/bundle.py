@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.rules import FiredRule, Kind, RulesetRef
+from contracts.rules import FACTS, FiredRule, Kind, RulesetRef
 from services.rules import compiler, language, reference
 from services.rules.engine import Engine
 
@@ -117,6 +117,8 @@ class Loaded:
             org=org, kind=ruleset.kind, version=ruleset.version, content_hash=content_hash(ruleset)
         )
         self.rules = {rule.id: rule for rule in ruleset.rules}
+        # Set when it failed while deciding and was taken out of service (live.withdraw).
+        self.withdrawn = False
         # The fact fields each reason mentions, so only those are turned into text.
         self._reason_fields = {
             rule.id: [name for _, name, _, _ in string.Formatter().parse(rule.reason) if name]
@@ -264,6 +266,43 @@ def run_cases(engine: Engine, target: Target) -> list[CaseResult]:
             results.append(
                 CaseResult(label, case.name, not problems, "; ".join(problems) or outcome)
             )
+        results.append(_at_the_extremes(loaded, label))
     finally:
         loaded.unload()
     return results
+
+
+def extreme_facts(specs: dict[str, language.FieldSpec]) -> dict[str, Any]:
+    """A fact with every field as large as it comes: long texts, long lists, huge numbers."""
+    extreme: dict[str, Any] = {}
+    for name, spec in specs.items():
+        match spec.type:
+            case "bool":
+                extreme[name] = True
+            case "integer":
+                extreme[name] = 2**53
+            case "number":
+                extreme[name] = 1e300
+            case "text":
+                extreme[name] = spec.choices[-1] if spec.choices else "x" * 10_000
+            case "tags":
+                extreme[name] = [f"tag-{n:03d}-{'x' * 56}" for n in range(400)]
+            case "objects":
+                assert spec.item_fields is not None
+                extreme[name] = [extreme_facts(spec.item_fields)] * 50
+    return extreme
+
+
+def _at_the_extremes(loaded: Loaded, label: str) -> CaseResult:
+    """Decide once on the largest facts there can be: what would fail at run time fails
+    here, and every reason, filled in, stays within its size."""
+    facts = extreme_facts(language.field_specs(FACTS[loaded.ruleset.kind]))
+    name = "(every fact field at its extreme)"
+    try:
+        outcome, fired = loaded.decide(facts)
+    except Exception as error:
+        return CaseResult(label, name, False, f"fails at run time: {type(error).__name__}: {error}")
+    too_long = [f.rule for f in fired if len(f.reason) > MAX_FILLED_REASON]
+    if too_long:
+        return CaseResult(label, name, False, f"reasons too long: {too_long}")
+    return CaseResult(label, name, True, outcome)

@@ -20,7 +20,11 @@ Guards against each trap measured in the field notes:
   the 1024-session limit as long as evaluations are not unbounded in number;
 - definitions are deep-copied before registration (it deletes ``run`` keys);
 - a ruleset name is registered once: versions get unique names, and an old
-  version is deleted through the engine once no evaluation is using it.
+  version is deleted through the engine once no evaluation is using it;
+- a number JSON writes with an exponent (1e+16, 1e-07) fails the evaluation
+  ("Could not delete state", 309): a fact's floats are brought within
+  ``ENGINE_NUMBERS`` (the rules language keeps literals inside it, so every
+  comparison comes out the same).
 """
 
 from __future__ import annotations
@@ -35,6 +39,28 @@ import durable_rules_engine  # type: ignore[import-not-found]
 from durable.engine import Host, MessageNotHandledException
 
 from services.rules.compiler import DISCRIMINATOR
+from services.rules.language import ENGINE_NUMBERS
+
+
+def engine_number(value: Any) -> Any:
+    """A float the engine can read, ordered as ``value`` is against every literal a rule
+    may hold (between ``ENGINE_NUMBERS``, or 0)."""
+    if not isinstance(value, float) or value == 0:
+        return value
+    smallest, largest = ENGINE_NUMBERS
+    magnitude = min(max(abs(value), smallest), largest)
+    return magnitude if value > 0 else -magnitude
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, float):
+        return engine_number(value)
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _readable(item) for key, item in value.items()}
+    return value
+
 
 FIRED = "fired"
 SEEN = "seen"
@@ -106,7 +132,7 @@ class Engine:
             self._in_flight[name] += 1
             sid = str(next(self._sids))
         try:
-            payload = {**fact, **(extra or {}), "sid": sid, DISCRIMINATOR: 1}
+            payload = {**_readable(fact), **(extra or {}), "sid": sid, DISCRIMINATOR: 1}
             try:
                 self._host.assert_fact(name, payload)
             except MessageNotHandledException as error:  # cannot happen: "every-fact" matches

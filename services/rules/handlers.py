@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -53,6 +53,7 @@ from runtime.state import CaseloadReader, Policies, RecordReader, StoredDecision
 from runtime.store import Conflict
 from services.rules import domain, facts
 from services.rules.adapters import DecisionStore, RulesStore
+from services.rules.bundle import Loaded
 from services.rules.live import LiveRulesets
 
 log = get_logger(__name__)
@@ -93,8 +94,8 @@ async def evaluate_rules(
             command_type=EvaluateRules.type_name,
             errors=field_errors(error, "data.facts"),
         )
-    with deps.live.lease(received.org, command.kind) as loaded:
-        decision = domain.decide(loaded, subject_of(command.kind, fact), fact, deps.clock())
+    decision = deciding(deps, received.org, command.kind, lambda loaded: domain.decide(
+        loaded, subject_of(command.kind, fact), fact, deps.clock()))  # fmt: skip
     return RulesEvaluated(command_id=received.envelope.id, decision=decision)
 
 
@@ -167,6 +168,21 @@ async def _caseloads_changed(org: str, supporter_ids: list[str], deps: RulesDeps
         on_record(await decide_eligibility(org, supporter_id, deps), "such supporter")
 
 
+def deciding(
+    deps: RulesDeps, org: str, kind: Kind, decide: Callable[[Loaded], RulesDecision]
+) -> RulesDecision:
+    """``decide`` with the organisation's live version of ``kind``. A published version that
+    fails here is withdrawn for this organisation and kind alone, and the version before
+    it decides instead; every other organisation's rules are untouched."""
+    while True:
+        with deps.live.lease(org, kind) as loaded:
+            try:
+                return decide(loaded)
+            except Exception as error:
+                if not deps.live.withdraw(org, kind, loaded, error):
+                    raise
+
+
 async def decide_eligibility(
     org: str, supporter_id: str, deps: RulesDeps, today: date | None = None
 ) -> RulesDecision | None:
@@ -180,7 +196,7 @@ async def decide_eligibility(
     def facts_on(day: date) -> dict[str, Any]:
         return facts.eligibility(record, day, active_cases).model_dump(mode="json")
 
-    with deps.live.lease(org, Kind.ELIGIBILITY) as loaded:
+    def decide(loaded: Loaded) -> RulesDecision:
         lapses_on = domain.lapse_date(loaded, facts_on, today)
         decision = domain.decide(loaded, supporter_id, facts_on(today), now, lapses_on=lapses_on)
         if decision.outcome != domain.ELIGIBLE and active_cases > 0:
@@ -189,6 +205,9 @@ async def decide_eligibility(
             roomy = facts.eligibility(record, today, active_cases=0).model_dump(mode="json")
             full_only = domain.decide(loaded, supporter_id, roomy, now).outcome == domain.ELIGIBLE
             decision = decision.model_copy(update={"caseload_full_only": full_only})
+        return decision
+
+    decision = deciding(deps, org, Kind.ELIGIBILITY, decide)
     event = SupporterEligibilityDecided(
         supporter_id=supporter_id,
         eligible=decision.outcome == domain.ELIGIBLE,
@@ -205,8 +224,8 @@ async def decide_consent(org: str, case_id: str, deps: RulesDeps) -> RulesDecisi
     if case is None:
         return None
     fact = facts.consent(case)
-    with deps.live.lease(org, Kind.CONSENT) as loaded:
-        decision = domain.decide(loaded, case_id, fact.model_dump(mode="json"), deps.clock())
+    decision = deciding(deps, org, Kind.CONSENT, lambda loaded: domain.decide(
+        loaded, case_id, fact.model_dump(mode="json"), deps.clock()))  # fmt: skip
     event = ConsentDecided(
         case_id=case_id,
         stage=fact.stage,
@@ -225,8 +244,9 @@ async def decide_matching_policy(org: str, case_id: str, deps: RulesDeps) -> Rul
     now = deps.clock()
     # Ages are counted on the organisation's date, as eligibility's are.
     fact = facts.matching(case, await deps.policies.today(org, now)).model_dump(mode="json")
-    with deps.live.lease(org, Kind.MATCHING_POLICY) as loaded:
-        decision = domain.decide(loaded, case_id, fact, now)
+    decision = deciding(
+        deps, org, Kind.MATCHING_POLICY, lambda loaded: domain.decide(loaded, case_id, fact, now)
+    )
     await _record(
         org, decision, MatchingPolicyDecided(case_id=case_id, ruleset=decision.ruleset), deps
     )

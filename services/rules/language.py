@@ -192,6 +192,9 @@ MAX_REASON_CHARS = 300
 # more, all rules together (measured: 510 compile in 10 ms, 512 never finish); each
 # organisation's ruleset is its own, so this bounds one ruleset, not the engine.
 MAX_COMPARISONS_PER_FIELD = 500
+# The magnitudes of a float the engine reads: JSON writes others with an exponent, which
+# fails the evaluation. Literals stay inside; the engine brings facts' floats inside.
+ENGINE_NUMBERS = (1e-4, 1e15)
 
 
 # Field types of a fact model ------------------------------------------------
@@ -255,6 +258,10 @@ def _check_scalar(
             raise doc.error(where, f"{name} is a number; {value!r} is not")
         if kind == "integer" and isinstance(value, float) and not value.is_integer():
             raise doc.error(where, f"{name} is a whole number; {value!r} is not")
+        smallest, largest = ENGINE_NUMBERS
+        if isinstance(value, float) and value != 0 and not smallest <= abs(value) < largest:
+            said = f"{name}: a number in a rule is 0, or between {smallest} and {largest:.0f}"
+            raise doc.error(where, f"{said} either side of it; {value!r} is not")
         return value
     if kind == "bool":
         if not isinstance(value, bool):

@@ -3,7 +3,9 @@
 Publishing swaps a pointer: the new version is compiled and registered under
 a unique name first, then becomes current, and the old one is deleted from
 the engine once no evaluation is using it. A published version that fails to
-compile is refused and the current one stays.
+compile is refused and the current one stays. One that fails while deciding is
+withdrawn for its organisation and kind alone: the version before it (or the
+default) decides again, and the failed one is not made live again here.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class LiveRulesets:
             for kind in Kind
         }
         self._published: dict[tuple[str, Kind], tuple[PublishedRuleset, bundle.Loaded]] = {}
+        # The version each one replaced, kept live to fall back to.
+        self._previous: dict[tuple[str, Kind], tuple[PublishedRuleset, bundle.Loaded]] = {}
+        self._withdrawn: set[tuple[str, Kind, str, str]] = set()
 
     def current(self, org: str, kind: Kind) -> bundle.Loaded:
         with self._lock:
@@ -73,6 +78,8 @@ class LiveRulesets:
             and current.version == document.version
         ):
             return False
+        if (*key, document.version, document.content_hash) in self._withdrawn:
+            return False
         label = f"published:{document.org}.{document.kind.value}@{document.version}"
         source = bundle.Source(
             kind=document.kind,
@@ -89,9 +96,38 @@ class LiveRulesets:
         with self._lock:
             previous = self._published.get(key)
             self._published[key] = (document, loaded)
-            if previous is not None:  # deleted once the last lease on it ends
-                previous[1].unload()
+            older = self._previous.pop(key, None)
+            if previous is not None:
+                self._previous[key] = previous
+            if older is not None:  # deleted once the last lease on it ends
+                older[1].unload()
         log.info(
             "ruleset_live", org=document.org, kind=document.kind.value, version=document.version
         )
+        return True
+
+    def withdraw(self, org: str, kind: Kind, failed: bundle.Loaded, error: Exception) -> bool:
+        """``failed`` raised while deciding for ``org``: if it is a published version, take
+        it out of service here, put the one before it back, and return True (decide again);
+        False for a default, whose failure is a defect of ours, not a publication's."""
+        key = (org, kind)
+        with self._lock:
+            current = self._published.get(key)
+            if current is None or current[1] is not failed:
+                # Withdrawn meanwhile by another evaluation (decide again), or a default.
+                return failed.withdrawn
+            document = current[0]
+            self._withdrawn.add((org, kind, document.version, document.content_hash))
+            failed.withdrawn = True
+            previous = self._previous.pop(key, None)
+            if previous is None:
+                del self._published[key]
+            else:
+                self._published[key] = previous
+            failed.unload()  # deleted once the last lease on it ends
+        log.error(
+            "ruleset_withdrawn", org=org, kind=kind.value, version=document.version,
+            error=f"{type(error).__name__}: {error}"[:500],
+            now_deciding=previous[0].version if previous else "default",
+        )  # fmt: skip
         return True

@@ -6,14 +6,18 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from contracts.rules import FACTS, Kind, PublishedRuleset
-from services.rules import bundle, language, reference
+from contracts.rules import FACTS, Kind, PublishedRuleset, RulesDecision
+from services.rules import bundle, domain, language, reference
 from services.rules.engine import Engine
+from services.rules.handlers import RulesDeps, deciding
 from services.rules.live import LiveRulesets
 
 ENGINE = Engine()
@@ -180,8 +184,8 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
 
     assert wrong == []
     assert min(counts) > 0
-    # only the defaults and the one live version remain registered
-    assert len(live.engine.registered) == len(Kind) + 1
+    # only the defaults, the live version and the one it replaced (kept to fall back to)
+    assert len(live.engine.registered) == len(Kind) + 2
 
 
 def test_many_evaluations_leave_no_sessions_behind() -> None:
@@ -195,3 +199,67 @@ def test_many_evaluations_leave_no_sessions_behind() -> None:
     # Far more than the engine's 1024 live sessions per ruleset: each one is deleted.
     outcomes = {loaded.decide(fact)[0] for _ in range(3000)}
     assert outcomes == {"active"}
+
+
+def _published(org: str, text: str) -> PublishedRuleset:
+    ruleset = bundle.Source(Kind.BOUNDARIES, org, text).resolve()
+    return PublishedRuleset(
+        org=org, kind=Kind.BOUNDARIES, version=ruleset.version,
+        content_hash=bundle.content_hash(ruleset), default_text=text, override_text=None,
+        published_at=datetime(2026, 11, 28, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def test_a_version_that_fails_while_deciding_is_withdrawn_for_its_organisation_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    live = LiveRulesets(Engine())
+    deps = cast(RulesDeps, SimpleNamespace(live=live))
+    strict = bundle.read_source(bundle.DEFAULT_ROOT, Kind.BOUNDARIES).default_text
+    v11 = strict.replace('version: "1.0.0"', 'version: "1.1.0"')
+    v12 = strict.replace('version: "1.0.0"', 'version: "1.2.0"')
+    for org in ("acme", "other"):
+        live.apply(_published(org, v11))
+        live.apply(_published(org, v12))
+    fact = {"case_id": "c1", "sessions_per_week": 1.0, "both_agreed_more_often": False,
+            "duration_minutes": 60, "method": "phone", "method_agreed": True, "safety_concerns": [],
+            "days_past_service_end": -1, "consent_active": True, "purposes": []}  # fmt: skip
+
+    def boom(facts: dict[str, object]) -> None:
+        raise RuntimeError("the engine failed on these facts")
+
+    monkeypatch.setattr(live.current("acme", Kind.BOUNDARIES), "decide", boom)
+
+    def decide(loaded: bundle.Loaded) -> RulesDecision:
+        return domain.decide(loaded, "c1", fact, datetime(2026, 11, 28, tzinfo=UTC))
+
+    decision = deciding(deps, "acme", Kind.BOUNDARIES, decide)
+
+    assert decision.ruleset.version == "1.1.0"  # the version before decided instead
+    assert live.current("acme", Kind.BOUNDARIES).ref.version == "1.1.0"
+    assert live.current("other", Kind.BOUNDARIES).ref.version == "1.2.0"  # untouched
+    assert deciding(deps, "other", Kind.BOUNDARIES, decide).ruleset.version == "1.2.0"
+    # The periodic refresh does not put the failed version back.
+    assert live.apply(_published("acme", v12)) is False
+    assert live.current("acme", Kind.BOUNDARIES).ref.version == "1.1.0"
+
+    # A default that fails is a defect of ours: it is raised, not hidden.
+    monkeypatch.setattr(live.current("fresh", Kind.BOUNDARIES), "decide", boom)
+    with pytest.raises(RuntimeError, match="the engine failed"):
+        deciding(deps, "fresh", Kind.BOUNDARIES, decide)
+
+
+def test_numbers_json_writes_with_an_exponent_decide_like_any_other() -> None:
+    # 1e+16 or 1e-07 in a fact failed the evaluation ("Could not delete state", 309).
+    loaded = LOADED[Kind.BOUNDARIES]
+    fact = {"case_id": "c1", "both_agreed_more_often": False, "duration_minutes": 60,
+            "method": "phone", "method_agreed": True, "safety_concerns": [],
+            "days_past_service_end": -1, "consent_active": True, "purposes": []}  # fmt: skip
+    outcomes = {
+        value: loaded.decide({**fact, "sessions_per_week": value})[0]
+        for value in (1e-300, 1e-7, 1.0, 1e16, 1e300)
+    }
+    assert outcomes == {1e-300: "allowed", 1e-7: "allowed", 1.0: "allowed", 1e16: "refused",
+                        1e300: "refused"}  # fmt: skip
+    with pytest.raises(ValidationError, match="finite number"):
+        FACTS[Kind.BOUNDARIES].model_validate({**fact, "sessions_per_week": float("nan")})

@@ -215,3 +215,12 @@ def test_a_filled_in_reason_is_capped_whatever_the_facts() -> None:
     [reason] = [f.reason for f in fired]
     assert len(reason) == bundle.MAX_FILLED_REASON
     assert reason.endswith("…")
+
+
+def test_a_number_the_engine_cannot_read_is_an_error_on_its_line(tree: Path) -> None:
+    path = tree / "default" / "boundaries" / "ruleset.yaml"
+    replace(path, "{gt: {param: max_sessions_per_week_without_agreement}}", "{lt: 1.0e-7}")
+    with pytest.raises(language.RulesFileError) as info:
+        check(tree)
+    assert "sessions_per_week: a number in a rule is 0, or between 0.0001 and" in info.value.message
+    assert info.value.line == line_of(path, "1.0e-7")
