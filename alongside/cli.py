@@ -27,7 +27,7 @@ from runtime import bus, health, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AccessError, AuthDir
 from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
-from runtime.embedded import EmbeddedNats
+from runtime.embedded import EmbeddedNats, adopt_data_without_auth
 from runtime.logging import configure, get_logger
 from runtime.registry import Registry, RegistryError, provision_registered, register
 from runtime.settings import Settings
@@ -133,6 +133,8 @@ def embedded_auth(settings: Settings) -> AuthDir:
     if not auth.exists():
         auth = AuthDir.init(settings.auth_path, SERVICE_NEEDS, int(SYSTEM().timestamp()))
         typer.echo(f"alongside: made the operator's keys and credentials in {auth.path}", err=True)
+    if adopt_data_without_auth(settings.state_dir, auth.account_key):
+        typer.echo("alongside: moved the data stored before auth into the account", err=True)
     return auth
 
 

@@ -1,13 +1,18 @@
 """Benchmark of the intake service over a real, embedded nats-server.
 
-Measures, in one run and on one server:
+The server runs as ``alongside up`` ships it: operator-mode auth, the intake service
+connected as its own user (allowed only what it needs), the benchmark as the operator,
+and the organisation registered with its own events stream (``EVENTS-<org>``, sourced
+from ``EVENTS``). Measures, in one run and on one server:
   - raw nats-py request/reply against a trivial echo responder (the floor);
   - raw JetStream publish, waiting for each ack (what every accepted command pays);
   - intake: request/reply latency of SubmitIntake one at a time (p50/p99), and
     accepted commands per second with 32 requests in flight;
 each with ``sync_interval: always`` (the shipped setting) and again with the
 NATS default, to show what the fsync costs. Responders run in their own
-processes. Fixed seed; the last line printed is one JSON object.
+processes. Permission violations the server logs, and the errors the intake service
+logs, are counted (both should be 0). Fixed seed; the last line printed is one JSON
+object.
 
     python -m bench.intake [--n 2000]
 """
@@ -37,6 +42,7 @@ from bench import register
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
 from runtime import bus, topology
+from runtime.access import ADMIN, SERVICE_NEEDS, AuthDir
 from runtime.clock import SYSTEM
 from runtime.embedded import EmbeddedNats
 from runtime.logging import configure
@@ -46,7 +52,7 @@ SEED = 20261123
 ECHO = """
 import asyncio, sys, nats
 async def main():
-    nc = await nats.connect(sys.argv[1])
+    nc = await nats.connect(sys.argv[1], user_credentials=sys.argv[2])
     async def echo(msg): await msg.respond(msg.data)
     await nc.subscribe("bench.echo", cb=echo)
     await nc.flush(); print("ready", flush=True)
@@ -69,10 +75,24 @@ async def timed(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
     return latencies
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        args, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
+def spawn(
+    args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A responder in its own process; its stderr (its logs) to ``log``, else dropped."""
+    stderr = subprocess.DEVNULL if log is None else log.open("ab")
+    try:
+        return subprocess.Popen(
+            args, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=stderr
+        )
+    finally:
+        if log is not None:
+            stderr.close()
+
+
+def count_lines(path: Path, needle: str) -> int:
+    if not path.exists():
+        return 0
+    return sum(needle in line for line in path.read_text(errors="replace").splitlines())
 
 
 async def wait_for_responder(nc: Any, subject: str, body: bytes) -> None:
@@ -85,14 +105,14 @@ async def wait_for_responder(nc: Any, subject: str, body: bytes) -> None:
     raise RuntimeError(f"no responder on {subject}")
 
 
-async def measure(url: str, n: int) -> dict[str, float]:
-    nc = await bus.connect(url, "bench")
+async def measure(url: str, auth: AuthDir, service_log: Path, n: int) -> dict[str, float]:
+    nc = await bus.connect(url, "bench", auth.credentials(ADMIN))
     js = nc.jetstream()
     await topology.provision(js, Settings())
     await register(js, "bench")
     results: dict[str, float] = {}
 
-    echo = spawn([sys.executable, "-c", ECHO, url])
+    echo = spawn([sys.executable, "-c", ECHO, url, str(auth.credentials(ADMIN))])
     try:
         await wait_for_responder(nc, "bench.echo", b"x")
         body = b"x" * 600
@@ -112,7 +132,12 @@ async def measure(url: str, n: int) -> dict[str, float]:
 
     service = spawn(
         [sys.executable, "-m", "alongside.cli", "up", "intake"],
-        env={"ALONGSIDE_NATS_URL": url, "ALONGSIDE_LOG_LEVEL": "WARNING"},
+        env={
+            "ALONGSIDE_NATS_URL": url,
+            "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials("intake")),
+            "ALONGSIDE_LOG_LEVEL": "WARNING",
+        },
+        log=service_log,
     )
     try:
         client = AlongsideClient(nc, source="bench")
@@ -156,15 +181,21 @@ async def measure(url: str, n: int) -> dict[str, float]:
 async def run(n: int) -> dict[str, Any]:
     figures: dict[str, dict[str, float]] = {}
     for label, sync_always in (("sync_always", True), ("nats_default", False)):
-        with (
-            tempfile.TemporaryDirectory() as state,
-            EmbeddedNats(Path(state), sync_always=sync_always) as server,
-        ):
-            figures[label] = await measure(server.url, n)
+        with tempfile.TemporaryDirectory() as folder:
+            state = Path(folder)
+            auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
+            service_log = state / "intake.log"
+            with EmbeddedNats(state / "nats", sync_always=sync_always, auth=auth) as server:
+                figures[label] = await measure(server.url, auth, service_log, n)
+            figures[label]["permission_violations"] = count_lines(
+                state / "nats" / "nats-server.log", "Violation"
+            )
+            figures[label]["intake_nats_errors"] = count_lines(service_log, "nats_error")
     shipped, default = figures["sync_always"], figures["nats_default"]
     return {
         "n": n,
         "seed": SEED,
+        "auth": True,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         **{k: round(v, 3) for k, v in shipped.items()},
@@ -183,7 +214,8 @@ def main() -> None:
     result = asyncio.run(run(args.n))
     keys = (
         "intake_accepted_per_s", "intake_p50_ms", "intake_p99_ms",
-        "raw_request_reply_p99_ms", "raw_jetstream_publish_per_s",
+        "raw_request_reply_p99_ms", "raw_jetstream_publish_per_s", "permission_violations",
+        "intake_nats_errors",
     )  # fmt: skip
     for label, figures in (
         ("sync_interval: always", result),

@@ -52,6 +52,18 @@ def _config(store_dir: Path, port: int) -> str:
     )
 
 
+def adopt_data_without_auth(state_dir: Path, account_key: str) -> bool:
+    """Move what a server without auth stored (JetStream's global account, ``$G``) into the
+    account an auth folder made, so a state folder from before auth keeps its data. Only
+    when that account has nothing yet; True when something was moved."""
+    store = state_dir / "jetstream" / "jetstream"
+    before, account = store / "$G", store / account_key
+    if not before.is_dir() or account.exists():
+        return False
+    before.rename(account)
+    return True
+
+
 class EmbeddedNats:
     """Start with ``with EmbeddedNats(state_dir) as server: server.url``.
 

@@ -27,6 +27,9 @@ from contracts.records import SchedulingSettings
 from runtime import bus, topology
 from runtime.access import ADMIN, AuthDir
 from runtime.clock import SYSTEM
+from runtime.embedded import EmbeddedNats
+from runtime.registry import register
+from runtime.settings import Settings
 from runtime.state import Policies
 from runtime.store import RecordStore
 from tests.conftest import Start
@@ -311,3 +314,32 @@ async def test_an_organisation_added_with_a_time_zone_works_in_it(
     bad = await asyncio.to_thread(runner.invoke, app, args, env=env)
     assert isinstance(bad.exception, CliError)
     assert str(bad.exception).startswith("--time-zone: Value error, 'Mars/Olympus' is not")
+
+
+async def _as_before_auth(state: Path) -> None:
+    """A state folder as `up` left it before auth: everything in the global account."""
+    with EmbeddedNats(state) as server:
+        nc = await bus.connect(server.url, "before-auth")
+        await topology.provision(nc.jetstream(), Settings())
+        await register(nc.jetstream(), "acme", "Acme", Settings(), SYSTEM)
+        await nc.close()
+
+
+def test_up_keeps_the_data_of_a_state_folder_from_before_auth(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    asyncio.run(_as_before_auth(state))
+
+    env = {**os.environ, "ALONGSIDE_STATE_DIR": str(state), "ALONGSIDE_NATS_URL": "",
+           "ALONGSIDE_LOG_LEVEL": "ERROR"}  # fmt: skip
+    up = subprocess.Popen([ALONGSIDE, "up", "intake"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert up.stderr is not None
+        said = [up.stderr.readline() for _ in range(3)]
+        assert "moved the data stored before auth into the account" in said[1]
+        assert "running on nats://" in said[2]
+        listed = run_cli("orgs", "list", state_dir=state)
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line)["org"] for line in listed.stdout.splitlines()] == ["acme"]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
