@@ -137,7 +137,7 @@ async def _demo(state: Path, seed: int, clock: Clock) -> None:
             await _scheduling(client, nc, clock)
             await _publish_live(nc, decisions, eligible, clock)
             await _refusals(client, nc, clock)
-            await _outside_subscriber(server.url, state)
+            await _outside_subscriber(server.url, state, credentials)
         finally:
             await running.stop()
             await system.close()
@@ -611,7 +611,7 @@ def _creds_file(state: Path, org: str) -> Path:
     return state / f"{org}-feed.creds"
 
 
-async def _outside_subscriber(url: str, state: Path) -> None:
+async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -> None:
     console.print("\n[bold]7. Outside subscribers that know only contracts/ and their "
                   "organisation's credentials[/]")  # fmt: skip
     table = Table("organisation", "event", "count")
@@ -654,4 +654,21 @@ async def _outside_subscriber(url: str, state: Path) -> None:
         console.print(f"  {org}'s credential on {other}'s subjects, refused by the server:")
         for said in refused:
             console.print(f"    {escape(said)}")
+    # A credential revoked is refused at once, with no restart of anything.
+    org = ORGS[0]
+    await credentials.revoke(org, "feed")
+
+    async def said_below(error: Exception) -> None:
+        pass
+
+    try:
+        late = await nats.connect(url, user_credentials=str(_creds_file(state, org)),
+                                  allow_reconnect=False, max_reconnect_attempts=0,
+                                  error_cb=said_below)  # fmt: skip
+    except nats.errors.Error as error:
+        console.print(f"  {org}'s credential revoked (alongside orgs revoke); connecting "
+                      f"with it now: {escape(str(error))}")  # fmt: skip
+    else:
+        await late.close()
+        raise DemoFailed(f"{org}'s revoked credential still connects")
     console.rule("[bold green]demo complete")

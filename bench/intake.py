@@ -79,14 +79,11 @@ def spawn(
     args: list[str], env: dict[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """A responder in its own process; its stderr (its logs) to ``log``, else dropped."""
-    stderr = subprocess.DEVNULL if log is None else log.open("ab")
-    try:
-        return subprocess.Popen(
-            args, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=stderr
-        )
-    finally:
-        if log is not None:
-            stderr.close()
+    env = {**os.environ, **(env or {})}
+    if log is None:
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=stderr)
 
 
 def count_lines(path: Path, needle: str) -> int:
