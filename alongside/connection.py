@@ -44,10 +44,15 @@ def credentials(settings: Settings, user: str = ADMIN) -> Path | None:
     return None
 
 
+# A command gives up after a few tries (about 2 s apart) instead of retrying forever: a
+# revoked credential or a stopped server is said in one line.
+CLI_ATTEMPTS = 3
+
+
 async def connect(settings: Settings, name: str) -> Client:
     """The CLI's connection: one line instead of a traceback when the server refuses it."""
     url = resolve_url(settings)
     try:
-        return await bus.connect(url, name, credentials(settings))
+        return await bus.connect(url, name, credentials(settings), attempts=CLI_ATTEMPTS)
     except Exception as error:
         raise CliError(f"cannot connect to NATS at {url}: {error}") from None

@@ -15,6 +15,7 @@ from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
+from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -46,10 +47,12 @@ def _auth(credentials: Path | None) -> dict[str, Any]:
     return {"user_credentials": str(credentials), "inbox_prefix": inbox_prefix(credentials)}
 
 
-def _errors(name: str) -> Any:
+def _errors(name: str, seen: list[Exception] | None = None) -> Any:
     async def on_error(error: Exception) -> None:
         # Permission violations surface only here, never at the call that caused them.
         log.error("nats_error", client=name, error=type(error).__name__, detail=str(error))
+        if seen is not None:
+            seen[:] = [error]
 
     return on_error
 
@@ -79,9 +82,21 @@ async def raw_body(message: StreamMessage[Any]) -> bytes:
     return bytes(message.body)
 
 
-async def connect(url: str, name: str, credentials: Path | None = None) -> Client:
-    return await nats.connect(servers(url), name=name, max_reconnect_attempts=-1,
-                              error_cb=_errors(name), **_auth(credentials))  # fmt: skip
+async def connect(
+    url: str, name: str, credentials: Path | None = None, attempts: int = -1
+) -> Client:
+    """A connection as the user in ``credentials``; it tries each server ``attempts`` times
+    (forever by default: services ride out a server's restart), the first connection too.
+    Giving up, it raises the server's last word (an authorization violation, a refused
+    connection) rather than nats-py's "no servers available"."""
+    seen: list[Exception] = []
+    try:
+        return await nats.connect(servers(url), name=name, max_reconnect_attempts=attempts,
+                                  error_cb=_errors(name, seen), **_auth(credentials))  # fmt: skip
+    except NoServersError:
+        if seen:
+            raise seen[0] from None
+        raise
 
 
 async def publish_durably(

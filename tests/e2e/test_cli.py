@@ -27,6 +27,7 @@ from contracts.records import SchedulingSettings
 from runtime import bus, topology
 from runtime.access import ADMIN, AuthDir
 from runtime.clock import SYSTEM
+from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.registry import register
 from runtime.settings import Settings
@@ -343,3 +344,24 @@ def test_up_keeps_the_data_of_a_state_folder_from_before_auth(tmp_path: Path) ->
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)
+
+
+async def test_a_revoked_credential_is_told_in_one_line_not_retried_forever(
+    env: dict[str, str], org: str, credentials: Credentials, tmp_path: Path
+) -> None:
+    path = tmp_path / "feed.creds"
+    path.write_text((await credentials.issue(org, "cli")).text)
+    assert await credentials.revoke(org, "cli") == ["cli"]
+
+    def invoke() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ALONGSIDE, "events", "--org", org], env={**os.environ, **env,
+            "ALONGSIDE_NATS_CREDENTIALS": str(path)}, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+
+    result = await asyncio.to_thread(invoke)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"alongside: cannot connect to NATS at {env['ALONGSIDE_NATS_URL']}: ")
+    assert "Authorization Violation" in last
