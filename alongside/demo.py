@@ -96,17 +96,21 @@ async def _accepted(client: AlongsideClient, org: str, command: Command) -> Comm
     return reply
 
 
-async def run_demo(seed: int, clock: Clock = SYSTEM) -> int:
+# Called with the demo's server and keys before anything runs (CI records the traffic).
+Tap = Callable[[str, AuthDir], Awaitable[None]]
+
+
+async def run_demo(seed: int, clock: Clock = SYSTEM, tap: Tap | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="alongside-demo-") as state:
         try:
-            await _demo(Path(state), seed, clock)
+            await _demo(Path(state), seed, clock, tap)
         except DemoFailed as failure:
             console.print(f"[bold red]demo failed:[/] {failure}")
             return 1
     return 0
 
 
-async def _demo(state: Path, seed: int, clock: Clock) -> None:
+async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
     rng = random.Random(seed)
     # The organisations work in their scheduling time zone: "today" is their date.
     today = clock().astimezone(ZoneInfo(SchedulingPolicy().time_zone)).date()
@@ -118,6 +122,8 @@ async def _demo(state: Path, seed: int, clock: Clock) -> None:
             " auth on: every service and organisation connects as its own user)"
         )
         settings = Settings()
+        if tap is not None:
+            await tap(server.url, auth)
         nc = await bus.connect(server.url, "alongside-demo", auth.credentials(ADMIN))
         system = await bus.connect(server.url, "alongside-demo", auth.credentials(SYSTEM_USER))
         await topology.provision(nc.jetstream(), settings)

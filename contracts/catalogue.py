@@ -14,7 +14,7 @@ from contracts import intake, matching, rules, scheduling, subjects
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c
@@ -42,18 +42,53 @@ def all_messages() -> dict[str, type[Message]]:
     return {**COMMANDS, **EVENTS, **REPLIES, **OTHERS}
 
 
-def envelope_schema(model: type[Message], ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
-    schema = Envelope[model].model_json_schema(ref_template=ref_template)  # type: ignore[valid-type]
+JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_id(name: str) -> str:
+    return f"urn:alongside:contracts:{VERSION}:{name}"
+
+
+def wire_schema(model: type[Message], ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """The schema of the message as it is on the wire: an event, a command or a dead letter
+    inside the envelope; a reply bare, as services send it."""
+    if model.type_name in REPLIES:
+        schema = model.model_json_schema(ref_template=ref_template)
+    else:
+        schema = Envelope[model].model_json_schema(ref_template=ref_template)  # type: ignore[valid-type]
+        props = schema["properties"]
+        props["type"] = {"const": model.type_name, "type": "string"}
+        props["schemaversion"] = {"const": model.schema_version, "type": "string"}
     schema["title"] = model.type_name
     schema["description"] = (model.__doc__ or model.type_name).strip().splitlines()[0]
-    props = schema["properties"]
-    props["type"] = {"const": model.type_name, "type": "string"}
-    props["schemaversion"] = {"const": model.schema_version, "type": "string"}
     return schema
 
 
+def _discriminators(node: Any, as_name: bool) -> Any:
+    """pydantic writes OpenAPI's ``discriminator`` object: JSON Schema has no such keyword
+    (ajv's strict mode refuses it; ``oneOf`` with each branch's ``const`` already decides),
+    and AsyncAPI's is the property's name."""
+    if isinstance(node, list):
+        return [_discriminators(item, as_name) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "discriminator" and isinstance(value, dict):
+            if as_name:
+                out[key] = value["propertyName"]
+            continue
+        out[key] = _discriminators(value, as_name)
+    return out
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
-    return {name: envelope_schema(model) for name, model in all_messages().items()}
+    """A JSON Schema (draft 2020-12) per message, with its ``$id``."""
+    return {
+        name: {"$schema": JSON_SCHEMA, "$id": schema_id(name),
+               **_discriminators(wire_schema(model), as_name=False)}
+        for name, model in all_messages().items()
+    }  # fmt: skip
 
 
 _ORG_PARAMETER = {
@@ -67,19 +102,22 @@ def _message_ref(name: str) -> dict[str, str]:
 
 
 def asyncapi() -> dict[str, Any]:
-    """An AsyncAPI 3.0 document of every subject, with its org parameter and reply schemas."""
+    """An AsyncAPI 3.1 document of every subject, with its org parameter and reply schemas."""
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for name, model in all_messages().items():
-        schema = envelope_schema(model, ref_template="#/components/schemas/{model}")
+        schema = wire_schema(model, ref_template="#/components/schemas/{model}")
+        schema = _discriminators(schema, as_name=True)
         schemas.update(schema.pop("$defs", {}))
-        schemas[f"{name}Envelope"] = schema
+        # A reply's own model is its wire schema; the others are wrapped in the envelope.
+        wire = name if name in REPLIES else f"{name}Envelope"
+        schemas[wire] = schema
         messages[name] = {
             "name": name,
             "title": name,
             "summary": schema["description"],
             "contentType": "application/json",
-            "payload": {"$ref": f"#/components/schemas/{name}Envelope"},
+            "payload": {"$ref": f"#/components/schemas/{wire}"},
         }
 
     channels: dict[str, Any] = {
@@ -130,7 +168,7 @@ def asyncapi() -> dict[str, Any]:
         "channel": {"$ref": "#/channels/DeadLetter"},
     }
     return {
-        "asyncapi": "3.0.0",
+        "asyncapi": "3.1.0",
         "info": {
             "title": "Alongside",
             "version": VERSION,

@@ -11,7 +11,7 @@ from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from contracts.envelope import Command, Day, EntityId, Event, Part
 
@@ -69,7 +69,15 @@ def _local(value: time) -> time:
     return value
 
 
-LocalTime = Annotated[time, AfterValidator(_local)]
+LocalTime = Annotated[
+    time, AfterValidator(_local),
+    # Said as it is: not RFC 3339's `time` format, which requires an offset.
+    WithJsonSchema({
+        "type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$",
+        "description": "A local wall-clock time in the organisation's time zone, without "
+                       "a UTC offset, e.g. 17:00:00",
+    }),
+]  # fmt: skip
 
 
 class Slot(Part):

@@ -122,11 +122,19 @@ def test_export_writes_a_schema_per_message_and_asyncapi(tmp_path: Path) -> None
     assert names == set(catalogue.all_messages())
     assert len(written) == len(names) + 1
     schema = json.loads((tmp_path / "schemas" / "SubmitIntake.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == f"urn:alongside:contracts:{catalogue.VERSION}:SubmitIntake"
     assert schema["properties"]["type"] == {"const": "SubmitIntake", "type": "string"}
     assert "data" in schema["required"]
+    # A reply is on the wire bare, not in an envelope; its schema says so.
+    reply_schema = json.loads((tmp_path / "schemas" / "CommandAccepted.json").read_text())
+    assert set(reply_schema["required"]) >= {"command_id", "command_type"}
+    assert "data" not in reply_schema["properties"]
+    # Availability times are local, without an offset: no RFC 3339 `time` format.
+    assert '"format": "time"' not in (tmp_path / "schemas" / "RegisterSupporter.json").read_text()
 
     doc = json.loads((tmp_path / "asyncapi.json").read_text())
-    assert doc["asyncapi"] == "3.0.0"
+    assert doc["asyncapi"] == "3.1.0"
     channel = doc["channels"]["SubmitIntake"]
     assert channel["address"] == "alongside.{org}.cmd.intake.SubmitIntake"
     assert "org" in channel["parameters"]
