@@ -201,3 +201,10 @@ def test_another_major_version_is_not_read_as_this_one() -> None:
     assert unreadable_version("1.7", GiveConsent) is None
     reason = unreadable_version("2.0", GiveConsent)
     assert reason == "GiveConsent 2.0 is not readable here; this version reads 1.x"
+
+
+def test_the_subscribers_guide_lists_every_event_with_its_fields() -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "subscribers.md").read_text()
+    for name, model in catalogue.EVENTS.items():
+        fields = ", ".join(f"`{field}`" for field in model.model_fields)
+        assert f"| `{name}` | {fields} |" in guide, f"docs/subscribers.md: {name} or its fields"
