@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, ge=0, le=65535)
     health_host: str = "127.0.0.1"
     log_level: str = "INFO"
-    log_json: bool = True
+    # JSON lines; unset: JSON unless stderr is a terminal, where a person reads them.
+    log_json: bool | None = None
 
     @property
     def auth_path(self) -> Path:
