@@ -9,6 +9,7 @@ is also its ``Nats-Msg-Id``, so JetStream drops a republished duplicate.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
@@ -65,6 +66,10 @@ EntityId = Annotated[
 ]
 # Ids become KV keys (a command's reply is kept under <org>.<id>): letters, digits, - and _,
 # in tokens joined by single dots.
+TraceParent = Annotated[
+    str, Field(pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+               description="W3C trace context: version-traceid-parentid-flags")
+]  # fmt: skip
 MessageId = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 ]
@@ -114,6 +119,10 @@ class Envelope(BaseModel, Generic[DataT]):
     datacontenttype: Literal["application/json"] = "application/json"
     correlationid: MessageId | None = None
     causationid: MessageId | None = None
+    # W3C trace context (the CloudEvents distributed-tracing extension): a command starts a
+    # trace; every message it causes, directly or through other events, carries the same
+    # trace id. Also sent as the NATS header of the same name.
+    traceparent: TraceParent | None = None
     data: DataT
 
 
@@ -133,6 +142,22 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _hex(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def trace_parent(message_id: str, cause: Envelope[Any] | None = None) -> str:
+    """The ``traceparent`` of message ``message_id``: the cause's trace (a new one, named
+    by the message id, when there is no cause or it carries none), and a span id of its
+    own. Both derive from ids, so a message published again (an outbox finished after a
+    crash, a retried command) carries the same context."""
+    if cause is not None and cause.traceparent is not None:
+        trace_id = cause.traceparent.split("-")[1]
+    else:
+        trace_id = _hex(f"trace:{cause.id if cause is not None else message_id}", 32)
+    return f"00-{trace_id}-{_hex(f'span:{message_id}', 16)}-01"
+
+
 def wrap(
     data: Message,
     *,
@@ -140,18 +165,20 @@ def wrap(
     source: str,
     time: datetime,
     id: str | None = None,
-    correlationid: str | None = None,
-    causationid: str | None = None,
+    cause: Envelope[Any] | None = None,
 ) -> Envelope[Any]:
-    """Put a payload in an envelope; the type and schema version come from its class."""
+    """Put a payload in an envelope; the type and schema version come from its class, the
+    correlation, causation and trace context from the message that caused it, if any."""
+    message_id = id or new_id()
     return Envelope[Any](
-        id=id or new_id(),
+        id=message_id,
         type=data.type_name,
         source=source,
         org=org,
         time=time,
         schemaversion=data.schema_version,
-        correlationid=correlationid,
-        causationid=causationid,
+        correlationid=(cause.correlationid or cause.id) if cause is not None else None,
+        causationid=cause.id if cause is not None else None,
+        traceparent=trace_parent(message_id, cause),
         data=data,
     )

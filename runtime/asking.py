@@ -50,8 +50,7 @@ class Asking:
     ) -> bytes:
         envelope = wrap(
             command, org=org, source=self.source, id=command_id, time=self.clock(),
-            correlationid=(cause.correlationid or cause.id) if cause else None,
-            causationid=cause.id if cause else None,
+            cause=cause,
         )  # fmt: skip
         subject = subjects.command(org, command.service, command.type_name)
         response = await self.nc.request(

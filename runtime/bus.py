@@ -129,6 +129,19 @@ async def publish_durably(
     raise AssertionError("unreachable")
 
 
+# The CloudEvents NATS binding's structured mode: the whole event is the body, in the
+# JSON event format, which this header names.
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=utf-8"
+
+
+def event_headers(envelope: Envelope[Any]) -> dict[str, str]:
+    """What a CloudEvents or OpenTelemetry consumer reads without our code."""
+    headers = {"content-type": CLOUDEVENTS_JSON}
+    if envelope.traceparent is not None:
+        headers["traceparent"] = envelope.traceparent
+    return headers
+
+
 async def publish_event(js: JetStreamContext, envelope: Envelope[Any]) -> PubAck:
     return await publish_durably(
         js,
@@ -136,6 +149,7 @@ async def publish_event(js: JetStreamContext, envelope: Envelope[Any]) -> PubAck
         envelope.model_dump_json().encode(),
         msg_id=envelope.id,
         stream=EVENTS_STREAM,
+        headers=event_headers(envelope),
     )
 
 

@@ -21,7 +21,7 @@ from contracts.envelope import MAX_COMMAND_BYTES, Command, RawEnvelope, unreadab
 from contracts.replies import CommandRejected, FieldError, field_errors
 from runtime import bus, topology
 from runtime.clock import Clock
-from runtime.dispatch import Handlers, Received
+from runtime.dispatch import Handlers, Received, handling
 from runtime.logging import get_logger
 from runtime.registry import Registry
 
@@ -130,7 +130,8 @@ def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, cloc
                 return received.model_dump_json().encode()
             command_id = received.envelope.id
             route = handlers.commands[received.envelope.type]
-            reply = await route.handler(received.command, received, deps)
+            with handling(received.envelope):
+                reply = await route.handler(received.command, received, deps)
         except Exception as error:
             # Still answered: the client learns it failed, and may retry with the same id
             # (what was committed, if anything, is answered the same way then).

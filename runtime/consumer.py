@@ -27,7 +27,7 @@ from contracts.replies import field_errors
 from runtime import bus
 from runtime.changes import NotYet
 from runtime.clock import Clock
-from runtime.dispatch import Handlers, Meta
+from runtime.dispatch import Handlers, Meta, handling
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.topology import ConsumerSpec
@@ -123,7 +123,8 @@ def subscribe(
         # redelivering at once used up every delivery in 4 s and dead-lettered intakes.
         delay = min(settings.not_yet_delay_s * 2 ** (deliveries - 1), settings.ack_wait_s)
         try:
-            await route.handler(event, Meta(org, envelope), deps)
+            with handling(envelope):
+                await route.handler(event, Meta(org, envelope), deps)
         except NotYet as later:
             if deliveries >= settings.max_deliver:
                 await give_up(f"still not readable after {deliveries} deliveries: {later}")

@@ -18,7 +18,9 @@ catalogue names before any handler sees it: a handler gets a typed message, neve
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -27,6 +29,21 @@ from contracts.envelope import Command, Event, Message, RawEnvelope
 D = TypeVar("D")
 E = TypeVar("E", bound=Event)
 C = TypeVar("C", bound=Command)
+
+
+# The message being handled in this task, if any: whatever a handler publishes carries its
+# correlation and trace (``store.Changer``, the rules' decisions) without every function
+# between the handler and the publish passing it on.
+CAUSE: ContextVar[RawEnvelope | None] = ContextVar("cause", default=None)
+
+
+@contextmanager
+def handling(envelope: RawEnvelope) -> Iterator[None]:
+    token = CAUSE.set(envelope)
+    try:
+        yield
+    finally:
+        CAUSE.reset(token)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from contracts.replies import CommandAccepted, CommandRejected, FieldError
 from runtime import bus
 from runtime.changes import Change, Contended, Refused, Regather, backoff
 from runtime.clock import Clock
-from runtime.dispatch import Received
+from runtime.dispatch import CAUSE, Received
 
 R = TypeVar("R", bound=Record)
 
@@ -346,15 +346,14 @@ class Changer(Generic[R]):
         command: Received | None, print_: str,
     ) -> CommandAccepted | None:  # fmt: skip
         now = self.clock()
-        cause = command.envelope if command else None
+        cause = command.envelope if command else CAUSE.get()
         events = [
             wrap(
                 event, org=org, source=self.source, time=now,
                 id=(self.event_id or self._by_revision)(
                     EventKey(org, entity_id, revision, cause.id if cause else None, i)
                 ),
-                correlationid=(cause.correlationid or cause.id) if cause else None,
-                causationid=cause.id if cause else None,
+                cause=cause,
             )
             for i, event in enumerate(change.events)
         ]  # fmt: skip

@@ -46,7 +46,7 @@ from contracts.rules import (
 from runtime import bus
 from runtime.changes import on_record
 from runtime.clock import Clock
-from runtime.dispatch import Handlers, Meta, Received
+from runtime.dispatch import CAUSE, Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.state import CaseloadReader, Policies, RecordReader, StoredDecision
@@ -287,7 +287,7 @@ async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDe
         digest = hashlib.sha256(repr(_announced(decision)).encode()).hexdigest()
         key = f"{org}:{decision.kind.value}:{decision.subject_id}:{revision}:{digest}"
         envelope = wrap(event, org=org, source=SOURCE, id=uuid.uuid5(_NAMESPACE, key).hex,
-                        time=decision.decided_at)  # fmt: skip
+                        time=decision.decided_at, cause=CAUSE.get())  # fmt: skip
         announce = envelope.model_dump_json()
     new = StoredDecision(decision=decision, announce=announce)
     try:

@@ -15,10 +15,12 @@ from alongside import sample
 from contracts import catalogue, subjects
 from contracts.envelope import RawEnvelope, unreadable_version, wrap
 from contracts.intake import (
+    ConsentGiven,
     GiveConsent,
     IntakeReceived,
     RecordCheck,
     Slot,
+    Stage,
     SubmitIntake,
     SupporterChanges,
 )
@@ -50,13 +52,9 @@ def test_an_org_that_is_not_a_single_safe_token_is_refused(org: str) -> None:
 
 def test_envelope_round_trips_with_cloudevents_names() -> None:
     command = sample.intake(random.Random(1), "c1")
-    envelope = wrap(
-        command,
-        org="acme",
-        source="test",
-        correlationid="corr-1",
-        time=datetime(2026, 11, 28, 22, 11, tzinfo=UTC),
-    )
+    moment = datetime(2026, 11, 28, 22, 11, tzinfo=UTC)
+    cause = wrap(command, org="acme", source="test", time=moment, id="corr-1")
+    envelope = wrap(command, org="acme", source="test", cause=cause, time=moment)
     raw = json.loads(envelope.model_dump_json())
 
     assert {
@@ -71,6 +69,7 @@ def test_envelope_round_trips_with_cloudevents_names() -> None:
     } <= raw.keys()
     assert raw["type"] == "SubmitIntake"
     assert raw["correlationid"] == "corr-1"
+    assert raw["causationid"] == "corr-1"
     parsed = RawEnvelope.model_validate(raw)
     assert SubmitIntake.model_validate(parsed.data) == command
 
@@ -208,3 +207,23 @@ def test_the_subscribers_guide_lists_every_event_with_its_fields() -> None:
     for name, model in catalogue.EVENTS.items():
         fields = ", ".join(f"`{field}`" for field in model.model_fields)
         assert f"| `{name}` | {fields} |" in guide, f"docs/subscribers.md: {name} or its fields"
+
+
+def test_a_trace_runs_from_a_command_through_every_message_it_causes() -> None:
+    moment = datetime(2026, 11, 28, 22, 11, tzinfo=UTC)
+    received = IntakeReceived(
+        case_id="c1", scheme="s", stage=Stage.ENTRY, party_ids=[], has_other_support=False
+    )
+    consent = ConsentGiven(case_id="c1", party_id="p", stages=[Stage.ENTRY], given_on=moment.date())
+    command = wrap(sample.intake(random.Random(1), "c1"), org="acme", source="t", time=moment)
+    event = wrap(received, org="acme", source="t", time=moment, id="e1", cause=command)
+    later = wrap(consent, org="acme", source="t", time=moment, id="e2", cause=event)
+    assert command.traceparent is not None
+    assert event.traceparent is not None
+    assert later.traceparent is not None
+    trace, span = command.traceparent.split("-")[1:3]
+    assert event.traceparent.split("-")[1] == trace == later.traceparent.split("-")[1]
+    assert len({span, event.traceparent.split("-")[2], later.traceparent.split("-")[2]}) == 3
+    # Published again (an outbox finished after a crash), a message carries the same context.
+    again = wrap(received, org="acme", source="t", time=moment, id="e1", cause=command)
+    assert again.traceparent == event.traceparent
