@@ -24,6 +24,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 from contracts import subjects
 from contracts.envelope import Envelope, new_id
 from contracts.replies import DeadLetter
+from runtime import metrics
 from runtime.access import inbox_prefix
 from runtime.logging import get_logger
 from runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
@@ -70,6 +71,7 @@ def make_broker(url: str, service: str, credentials: Path | None = None) -> Nats
         logger=framework_log,
         log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
+        middlewares=[metrics.faststream_middleware(service)],
         security=None if credentials is None else NatsCredentials(str(credentials)),
         inbox_prefix="_INBOX" if credentials is None else inbox_prefix(credentials),
     )
@@ -143,7 +145,7 @@ def event_headers(envelope: Envelope[Any]) -> dict[str, str]:
 
 
 async def publish_event(js: JetStreamContext, envelope: Envelope[Any]) -> PubAck:
-    return await publish_durably(
+    ack = await publish_durably(
         js,
         subjects.event(envelope.org, envelope.type),
         envelope.model_dump_json().encode(),
@@ -151,6 +153,9 @@ async def publish_event(js: JetStreamContext, envelope: Envelope[Any]) -> PubAck
         stream=EVENTS_STREAM,
         headers=event_headers(envelope),
     )
+    if not ack.duplicate:  # a retried publish the stream already holds is not a new event
+        metrics.EVENTS_PUBLISHED.labels(envelope.org, envelope.type).inc()
+    return ack
 
 
 def _text(body: bytes) -> str:
@@ -204,5 +209,6 @@ async def dead_letter(
         msg_id=envelope.id,
         stream=DEADLETTER_STREAM,
     )
+    metrics.DEAD_LETTERS.labels(org, service).inc()
     log.warning("dead_lettered", org=org, service=service, reason=_reason(reason, 300),
                 subject=subject)  # fmt: skip

@@ -17,9 +17,9 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from contracts import subjects
-from contracts.envelope import MAX_COMMAND_BYTES, Command, RawEnvelope, unreadable_version
+from contracts.envelope import MAX_COMMAND_BYTES, Command, Message, RawEnvelope, unreadable_version
 from contracts.replies import CommandRejected, FieldError, field_errors
-from runtime import bus, topology
+from runtime import bus, metrics, topology
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Received, handling
 from runtime.logging import get_logger
@@ -102,6 +102,13 @@ async def receive(
     return Received(org, envelope, command)
 
 
+def _counted(handlers: Handlers[Any], command_type: str, reply: Message, outcome: str) -> bytes:
+    # Only known types as labels: a subject's last token is anyone's to choose.
+    known = command_type if command_type in handlers.commands else "unknown"
+    metrics.COMMANDS.labels(handlers.service, known, outcome).inc()
+    return reply.model_dump_json().encode()
+
+
 def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock) -> None:
     """Answer every command of the service with its handler, in a queue group so that
     replicas share them, ``workers`` at a time (KV revisions keep commands on one record
@@ -127,7 +134,7 @@ def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, cloc
                 js, handlers, raw.subject, raw.data, raw.headers or {}, clock, registries[0]
             )
             if isinstance(received, CommandRejected):
-                return received.model_dump_json().encode()
+                return _counted(handlers, command_type, received, received.status)
             command_id = received.envelope.id
             route = handlers.commands[received.envelope.type]
             with handling(received.envelope):
@@ -140,4 +147,5 @@ def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, cloc
                           command_type=command_type, error=failed)  # fmt: skip
             reply = rejected(command_type, command_id, "id",
                              f"could not be carried out ({failed}); retry later")  # fmt: skip
-        return bytes(reply.model_dump_json().encode())
+            return _counted(handlers, command_type, reply, "failed")
+        return _counted(handlers, command_type, reply, reply.status)

@@ -19,12 +19,13 @@ from typing import TypeVar
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.envelope import MAX_EVENT_BYTES, RawEnvelope, unreadable_version
 from contracts.replies import field_errors
-from runtime import bus
+from runtime import bus, metrics
 from runtime.changes import NotYet
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Meta, handling
@@ -35,6 +36,14 @@ from runtime.topology import ConsumerSpec
 log = get_logger(__name__)
 
 D = TypeVar("D")
+
+
+def _deliveries(raw: Msg, service: str) -> int:
+    """How many times this event has been delivered, counting each repeat for operators."""
+    deliveries = raw.metadata.num_delivered or 1
+    if deliveries > 1:
+        metrics.REDELIVERIES.labels(service).inc()
+    return deliveries
 
 
 def subscribe(
@@ -67,7 +76,7 @@ def subscribe(
     )
     async def on_message(message: NatsMessage) -> None:
         raw = message.raw_message
-        deliveries = raw.metadata.num_delivered or 1
+        deliveries = _deliveries(raw, spec.service)
         try:
             org = subjects.org_of(raw.subject)
         except subjects.SubjectError:

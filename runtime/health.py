@@ -1,8 +1,9 @@
-"""Health endpoints of a process that runs services, for container health checks.
+"""Health and metrics endpoints of a process that runs services.
 
 ``GET /health/<service>`` answers 204 while that service's broker reaches NATS and 500
 when it does not (FastStream's ping handler); ``GET /health`` answers for every service
-in the process. Served on ``ALONGSIDE_HEALTH_PORT`` when it is set.
+in the process; ``GET /metrics`` is Prometheus's text format (``runtime/metrics.py``).
+Served on ``ALONGSIDE_HEALTH_PORT`` when it is set.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 import uvicorn
 from faststream.asgi import AsgiResponse, make_ping_asgi
 from faststream.nats import NatsBroker
+from prometheus_client import make_asgi_app
+
+from runtime import metrics
 
 PING_TIMEOUT_S = 2.0
 
@@ -29,8 +33,13 @@ def health_app(brokers: Mapping[str, NatsBroker]) -> Any:
         healthy = [await broker.ping(PING_TIMEOUT_S) for broker in brokers.values()]
         await AsgiResponse(b"", 204 if all(healthy) else 500)(scope, receive, send)
 
+    exposition = make_asgi_app(registry=metrics.REGISTRY)
+
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            return
+        if scope["path"] == "/metrics":
+            await exposition(scope, receive, send)
             return
         handler = every if scope["path"] == "/health" else routes.get(scope["path"])
         if handler is None:

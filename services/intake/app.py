@@ -6,7 +6,7 @@ import asyncio
 
 from faststream.nats import NatsBroker
 
-from runtime import commands, periodic
+from runtime import commands, metrics, periodic
 from runtime.logging import get_logger
 from services.intake.handlers import IntakeDeps, finish_outboxes, handlers
 
@@ -27,6 +27,7 @@ async def run(deps: IntakeDeps) -> None:
         finished = await finish_outboxes(deps, deps.settings.settle_s)
         if finished:
             log.error("intake_outboxes_finished", count=finished)
+            metrics.RECONCILED.labels("intake", "outboxes_finished").inc(finished)
 
     await asyncio.sleep(deps.settings.sweep_interval_s)
     await periodic.every(deps.settings.sweep_interval_s, sweep, "intake_sweep")

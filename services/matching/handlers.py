@@ -43,7 +43,7 @@ from contracts.rules import (
     SupporterEligibilityDecided,
 )
 from contracts.scheduling import ServiceEnded
-from runtime import periodic, store
+from runtime import metrics, periodic, store
 from runtime.asking import Asking
 from runtime.changes import Change, Contended, Refused, Regather, on_record
 from runtime.clock import Clock
@@ -311,6 +311,7 @@ async def reconcile(deps: MatchingDeps) -> int:
         if decision is None or decision.decided_at > settled_before:
             continue
         log.error("case_without_matching_outcome", org=org, case_id=case_id)
+        metrics.RECONCILED.labels("matching", "case_without_matching_outcome").inc()
         await first_offer(org, case_id, deps)
         missing += 1
     return missing

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from contracts.rules import (
     RulesEvaluated,
     SupporterEligibilityDecided,
 )
-from runtime import bus
+from runtime import bus, metrics
 from runtime.changes import on_record
 from runtime.clock import Clock
 from runtime.dispatch import CAUSE, Handlers, Meta, Received
@@ -176,11 +177,16 @@ def deciding(
     it decides instead; every other organisation's rules are untouched."""
     while True:
         with deps.live.lease(org, kind) as loaded:
+            started = time.perf_counter()
             try:
-                return decide(loaded)
+                decision = decide(loaded)
             except Exception as error:
                 if not deps.live.withdraw(org, kind, loaded, error):
                     raise
+                continue
+            metrics.DECISION_SECONDS.labels(kind.value).observe(time.perf_counter() - started)
+            metrics.DECISIONS.labels(org, kind.value, decision.outcome).inc()
+            return decision
 
 
 async def decide_eligibility(
@@ -366,6 +372,7 @@ async def reconcile(deps: RulesDeps) -> int:
             if case is None or case.opened_at > settled_before:
                 continue
             log.error("case_without_decision", org=org, case_id=case_id, kind=kind.value)
+            metrics.RECONCILED.labels("rules", "case_without_decision").inc()
             await decide(org, case_id, deps)
             missing += 1
     return missing

@@ -37,7 +37,7 @@ from contracts.scheduling import (
     RescheduleSession,
     SchedulingConfigured,
 )
-from runtime import periodic
+from runtime import metrics, periodic
 from runtime.asking import Asking
 from runtime.changes import Change, Refused, on_record
 from runtime.clock import Clock
@@ -418,6 +418,7 @@ async def finish_outboxes(deps: SchedulingDeps) -> int:
         finished += await changer.flush_pending(settle_s=deps.settings.settle_s)
     if finished:
         log.error("scheduling_outboxes_finished", count=finished)
+        metrics.RECONCILED.labels("scheduling", "outboxes_finished").inc(finished)
     return finished
 
 

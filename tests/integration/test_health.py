@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import urllib.error
 import urllib.request
 
-from alongside import services
+from alongside import sample, services
+from alongside.client import AlongsideClient
+from contracts.replies import CommandAccepted
 from runtime import health
 from tests.conftest import Start
+from tests.support import wait_for
 
 
 def free_port() -> int:
@@ -54,3 +58,52 @@ async def test_health_answers_per_service_and_fails_when_nats_is_out_of_reach(
     finally:
         server.cancel()
         await asyncio.gather(server, return_exceptions=True)
+
+
+async def text_of(port: int, path: str) -> str:
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return str(reply.read().decode())
+
+    return await asyncio.to_thread(get)
+
+
+async def test_metrics_count_what_an_operator_watches(
+    start: Start, client: AlongsideClient, org: str
+) -> None:
+    running: services.Running = await start("intake", "rules")
+    port = free_port()
+    server = asyncio.create_task(health.serve({"intake": running.brokers[0]}, "127.0.0.1", port))
+    try:
+        assert isinstance(await client.submit(org, sample.intake(random.Random(1), "c1")),
+                          CommandAccepted)  # fmt: skip
+        await wait_for(client, org, "MatchingPolicyDecided")
+        await client.send_raw(org, "intake", "NoSuchCommand", b"{}")
+        for _ in range(100):
+            try:
+                text = await text_of(port, "/metrics")
+                break
+            except urllib.error.URLError:
+                await asyncio.sleep(0.05)
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+
+    def value(name: str, **labels: str) -> float:
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{wanted}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"no {name}{{{wanted}}} in /metrics")
+
+    assert value("alongside_events_published_total", org=org, type="IntakeReceived") == 1
+    assert value("alongside_rules_decisions_total", org=org, kind="matching_policy",
+                 outcome="policy") >= 1  # fmt: skip
+    assert value("alongside_commands_total", service="intake", type="SubmitIntake",
+                 outcome="accepted") >= 1  # fmt: skip
+    # A made-up command type is counted, but never becomes a label of its own.
+    assert value("alongside_commands_total", service="intake", type="unknown",
+                 outcome="rejected") >= 1  # fmt: skip
+    assert "NoSuchCommand" not in text
+    assert "faststream_received_messages_total" in text  # FastStream's own, per subscriber
+    assert 'alongside_rules_decision_seconds_bucket{kind="matching_policy"' in text

@@ -1,0 +1,89 @@
+"""What an operator watches: counters of this process, served on ``/metrics`` beside the
+health endpoints (``runtime/health.py``), with FastStream's own per-subscriber metrics.
+
+Labels are organisations, services, message types and outcomes: a handful each, never an
+id or anything personal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from faststream.message import StreamMessage
+from faststream.nats.prometheus.provider import NatsMetricsSettingsProvider
+from faststream.prometheus import ConsumeAttrs, PrometheusMiddleware
+from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from contracts import catalogue, subjects
+
+REGISTRY = CollectorRegistry()
+
+EVENTS_PUBLISHED = Counter(
+    "alongside_events_published", "Events stored in the event stream, by type (intakes "
+    "accepted are IntakeReceived, proposals MatchProposed, waitlistings ClientWaitlisted)",
+    ["org", "type"], registry=REGISTRY,
+)  # fmt: skip
+COMMANDS = Counter(
+    "alongside_commands", "Commands answered, by outcome (accepted, rejected, duplicate, failed)",
+    ["service", "type", "outcome"], registry=REGISTRY,
+)  # fmt: skip
+DEAD_LETTERS = Counter(
+    "alongside_dead_letters", "Messages a service gave up on, kept with the reason",
+    ["org", "service"], registry=REGISTRY,
+)  # fmt: skip
+REDELIVERIES = Counter(
+    "alongside_redeliveries", "Events handled again after a failed or unacknowledged attempt",
+    ["service"], registry=REGISTRY,
+)  # fmt: skip
+DECISIONS = Counter(
+    "alongside_rules_decisions", "Rules decisions, by kind and outcome",
+    ["org", "kind", "outcome"], registry=REGISTRY,
+)  # fmt: skip
+DECISION_SECONDS = Histogram(
+    "alongside_rules_decision_seconds", "Time to decide one case with the live ruleset",
+    ["kind"], registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)  # fmt: skip
+RECONCILED = Counter(
+    "alongside_reconciliation_finds", "What a sweep found left undone and finished (in a "
+    "healthy run, none)", ["service", "what"], registry=REGISTRY,
+)  # fmt: skip
+
+
+def subject_pattern(subject: str) -> str:
+    """A subject as a label: organisation and id tokens out, message types kept only when
+    they are ours. (FastStream labels by subject, which anyone allowed to publish could
+    make unbounded: every organisation, made-up command names, every reply inbox.)"""
+    tokens = subject.split(".")
+    if tokens[0].startswith("_INBOX"):
+        return "reply"
+    if tokens[0] != subjects.PREFIX or len(tokens) < 4:
+        return "other"
+    kind = tokens[2]
+    if kind == "evt" or kind == "cmd":
+        known = tokens[-1] in catalogue.all_messages()
+        return ".".join([subjects.PREFIX, "*", *tokens[2:-1], tokens[-1] if known else "*"])
+    return ".".join([subjects.PREFIX, "*", kind, "*"])
+
+
+class _Provider(NatsMetricsSettingsProvider):
+    def get_consume_attrs_from_message(self, msg: StreamMessage[Msg]) -> ConsumeAttrs:
+        attrs = super().get_consume_attrs_from_message(msg)
+        attrs["destination_name"] = subject_pattern(attrs["destination_name"])
+        return attrs
+
+    def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
+        return subject_pattern(super().get_publish_destination_name_from_cmd(cmd))
+
+
+def _provider(msg: Msg | Sequence[Msg] | None) -> _Provider | None:
+    return _Provider() if isinstance(msg, Msg) or msg is None else None
+
+
+def faststream_middleware(service: str) -> Any:
+    """FastStream's Prometheus middleware (received, processed, published, their sizes
+    and times, per subscriber), labelled by subject pattern."""
+    return PrometheusMiddleware(settings_provider_factory=_provider, registry=REGISTRY,
+                                app_name=service)  # fmt: skip
