@@ -95,7 +95,7 @@ async def start(
     running = Running()
     for name in names:
         service = SERVICES[name]
-        broker = make_broker(url, name, credentials(name))
+        broker = make_broker(url, name, credentials(name), settings.metrics)
         await broker.connect()
         deps = await service.bootstrap(broker.connection, settings, clock)
         service.register(broker, deps)

@@ -58,7 +58,9 @@ def _errors(name: str, seen: list[Exception] | None = None) -> Any:
     return on_error
 
 
-def make_broker(url: str, service: str, credentials: Path | None = None) -> NatsBroker:
+def make_broker(
+    url: str, service: str, credentials: Path | None = None, metrics_on: bool = True
+) -> NatsBroker:
     """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput)."""
 
     # FastStream's own lifecycle chatter (INFO) is not ours to print; its warnings are.
@@ -71,7 +73,7 @@ def make_broker(url: str, service: str, credentials: Path | None = None) -> Nats
         logger=framework_log,
         log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
-        middlewares=[metrics.faststream_middleware(service)],
+        middlewares=[metrics.faststream_middleware(service)] if metrics_on else [],
         security=None if credentials is None else NatsCredentials(str(credentials)),
         inbox_prefix="_INBOX" if credentials is None else inbox_prefix(credentials),
     )

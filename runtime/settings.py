@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=3600.0, gt=0)
     # How often each rules replica re-reads every published ruleset, besides watching.
     rules_refresh_s: float = Field(default=30.0, gt=0)
+    # FastStream's per-message metrics on every broker (our own counters are always kept).
+    metrics: bool = True
     # Health endpoints of `alongside up` (GET /health, /health/<service>); off when unset.
     health_port: int | None = Field(default=None, ge=0, le=65535)
     health_host: str = "127.0.0.1"
