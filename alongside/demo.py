@@ -60,7 +60,7 @@ from contracts.scheduling import (
     RecordFrequencyAgreement,
     SchedulingPolicy,
 )
-from runtime import bus, topology
+from runtime import bus, metrics, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
 from runtime.clock import SYSTEM, Clock
 from runtime.credentials import Credentials
@@ -144,6 +144,7 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             await _publish_live(nc, decisions, eligible, clock)
             await _refusals(client, nc, clock)
             await _outside_subscriber(server.url, state, credentials)
+            await _operators_view(client)
         finally:
             await running.stop()
             await system.close()
@@ -677,4 +678,42 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
     else:
         await late.close()
         raise DemoFailed(f"{org}'s revoked credential still connects")
+
+
+async def _operators_view(client: AlongsideClient) -> None:
+    """What an operator follows: one intake's trace across services, and the counters."""
+    console.print("\n[bold]8. What an operator sees: one trace, and /metrics[/]")
+    org = ORGS[0]
+    trail = [e async for e in client.events(org) if e.data.get("case_id") == "case-00"]
+    expect(bool(trail) and trail[0].traceparent is not None, "case-00 has no traced events")
+    trace = str(trail[0].traceparent).split("-")[1]
+    same = [e.type for e in trail if e.traceparent and e.traceparent.split("-")[1] == trace]
+    console.print(f"  trace {trace[:12]}… of case-00's intake, through intake, rules and "
+                  f"matching: {', '.join(dict.fromkeys(same))}")  # fmt: skip
+    table = Table("counter (GET /metrics)", "labels", "value")
+    for sample_ in _metric_samples():
+        table.add_row(*sample_)
+    console.print(table)
     console.rule("[bold green]demo complete")
+
+
+def _metric_samples() -> list[tuple[str, str, str]]:
+    wanted = {"alongside_events_published_total": {"IntakeReceived", "MatchProposed",
+                                                   "ClientWaitlisted"},
+              "alongside_dead_letters_total": None, "alongside_commands_total": None}  # fmt: skip
+    rows = []
+    for family in metrics.REGISTRY.collect():
+        for sample_ in family.samples:
+            types = wanted.get(sample_.name, set())
+            if sample_.name not in wanted or (types and sample_.labels.get("type") not in types):
+                continue
+            if sample_.labels.get("org", ORGS[0]) != ORGS[0]:
+                continue
+            if (
+                sample_.name == "alongside_commands_total"
+                and sample_.labels["outcome"] != "rejected"
+            ):
+                continue
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(sample_.labels.items()))
+            rows.append((sample_.name, labels, f"{sample_.value:g}"))
+    return rows

@@ -119,7 +119,7 @@ async def _answering(broker: NatsBroker, name: str) -> None:
     if not any(command.service == name for command in catalogue.COMMANDS.values()):
         await broker.connection.flush()
         return
-    probe = subjects.command("readiness-probe", name, "Ping")
+    probe = subjects.command(subjects.READINESS_PROBE_ORG, name, "Ping")
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
     while True:
         try:

@@ -43,6 +43,11 @@ def command(org: str, service: str, command_type: str) -> str:
     return f"{PREFIX}.{_org(org)}.cmd.{service}.{command_type}"
 
 
+# The organisation token of the request a starting service sends itself to know it answers
+# (never registered, so answered with a refusal and nothing stored).
+READINESS_PROBE_ORG = "readiness-probe"
+
+
 def commands(org: str) -> str:
     """Wildcard for every command of one organisation."""
     return f"{PREFIX}.{_org(org)}.cmd.>"

@@ -102,10 +102,12 @@ async def receive(
     return Received(org, envelope, command)
 
 
-def _counted(handlers: Handlers[Any], command_type: str, reply: Message, outcome: str) -> bytes:
-    # Only known types as labels: a subject's last token is anyone's to choose.
-    known = command_type if command_type in handlers.commands else "unknown"
-    metrics.COMMANDS.labels(handlers.service, known, outcome).inc()
+def _counted(handlers: Handlers[Any], subject: str, reply: Message, outcome: str) -> bytes:
+    command_type = subjects.last_token(subject)
+    if subject.split(".")[1] != subjects.READINESS_PROBE_ORG:  # a service starting, not a client
+        # Only known types as labels: a subject's last token is anyone's to choose.
+        known = command_type if command_type in handlers.commands else "unknown"
+        metrics.COMMANDS.labels(handlers.service, known, outcome).inc()
     return reply.model_dump_json().encode()
 
 
@@ -134,7 +136,7 @@ def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, cloc
                 js, handlers, raw.subject, raw.data, raw.headers or {}, clock, registries[0]
             )
             if isinstance(received, CommandRejected):
-                return _counted(handlers, command_type, received, received.status)
+                return _counted(handlers, raw.subject, received, received.status)
             command_id = received.envelope.id
             route = handlers.commands[received.envelope.type]
             with handling(received.envelope):
@@ -147,5 +149,5 @@ def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, cloc
                           command_type=command_type, error=failed)  # fmt: skip
             reply = rejected(command_type, command_id, "id",
                              f"could not be carried out ({failed}); retry later")  # fmt: skip
-            return _counted(handlers, command_type, reply, "failed")
-        return _counted(handlers, command_type, reply, reply.status)
+            return _counted(handlers, raw.subject, reply, "failed")
+        return _counted(handlers, raw.subject, reply, reply.status)
