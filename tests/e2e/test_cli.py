@@ -226,6 +226,7 @@ def test_a_mistake_at_the_command_line_is_one_line_not_a_traceback(
     assert not (tmp_path / "state").exists()  # refused before any server started
 
 
+@pytest.mark.nats  # starts `alongside up`, and its server
 def test_a_second_up_on_the_same_state_folder_is_refused_and_the_first_is_found(
     tmp_path: Path,
 ) -> None:
@@ -326,6 +327,7 @@ async def _as_before_auth(state: Path) -> None:
         await nc.close()
 
 
+@pytest.mark.nats  # starts servers of its own
 def test_up_keeps_the_data_of_a_state_folder_from_before_auth(tmp_path: Path) -> None:
     state = tmp_path / "state"
     asyncio.run(_as_before_auth(state))
