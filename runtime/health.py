@@ -8,6 +8,7 @@ Served on ``ALONGSIDE_HEALTH_PORT`` when it is set.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,10 @@ from faststream.asgi import AsgiResponse, make_ping_asgi
 from faststream.nats import NatsBroker
 from prometheus_client import make_asgi_app
 
-from runtime import metrics
+from runtime import metrics, topology
+from runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 PING_TIMEOUT_S = 2.0
 
@@ -50,9 +54,36 @@ def health_app(brokers: Mapping[str, NatsBroker]) -> Any:
     return app
 
 
+QUEUES_EVERY_S = 15.0
+
+
+async def watch_queues(brokers: Mapping[str, NatsBroker], every_s: float = QUEUES_EVERY_S) -> None:
+    """Keep each service's queue depth in the metrics: its durable consumer's pending and
+    unacknowledged events, as the server says (a service's credential may ask)."""
+    specs = {spec.service: spec for spec in topology.CONSUMERS}
+    while True:
+        for name, broker in brokers.items():
+            spec = specs.get(name)
+            if spec is None:
+                continue
+            try:
+                info = await broker.connection.jetstream().consumer_info(spec.stream, spec.durable)
+            except Exception as error:  # unreachable for now: the gauges keep their last word
+                log.warning("queue_depth_unknown", service=name, error=type(error).__name__)
+                continue
+            metrics.QUEUE_PENDING.labels(name).set(info.num_pending or 0)
+            metrics.QUEUE_UNACKED.labels(name).set(info.num_ack_pending or 0)
+        await asyncio.sleep(every_s)
+
+
 async def serve(brokers: Mapping[str, NatsBroker], host: str, port: int) -> None:
+    """The endpoints, and the queue depths behind ``/metrics``."""
     config = uvicorn.Config(
         health_app(brokers), host=host, port=port, lifespan="off", access_log=False,
         log_config=None, log_level="warning",
     )  # fmt: skip
-    await uvicorn.Server(config).serve()
+    watching = asyncio.create_task(watch_queues(brokers))
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        watching.cancel()

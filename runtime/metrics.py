@@ -14,7 +14,7 @@ from faststream.message import StreamMessage
 from faststream.nats.prometheus.provider import NatsMetricsSettingsProvider
 from faststream.prometheus import ConsumeAttrs, PrometheusMiddleware
 from nats.aio.msg import Msg
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contracts import catalogue, subjects
 
@@ -45,6 +45,14 @@ DECISION_SECONDS = Histogram(
     "alongside_rules_decision_seconds", "Time to decide one case with the live ruleset",
     ["kind"], registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)  # fmt: skip
+QUEUE_PENDING = Gauge(
+    "alongside_consumer_pending", "Events waiting for a service's durable consumer (its "
+    "queue depth), as the server last said", ["service"], registry=REGISTRY,
+)  # fmt: skip
+QUEUE_UNACKED = Gauge(
+    "alongside_consumer_unacknowledged", "Events delivered to a service and not yet "
+    "acknowledged", ["service"], registry=REGISTRY,
 )  # fmt: skip
 RECONCILED = Counter(
     "alongside_reconciliation_finds", "What a sweep found left undone and finished (in a "

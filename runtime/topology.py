@@ -97,6 +97,9 @@ MATCHING_CONSUMER = ConsumerSpec(
 )
 
 
+CONSUMERS = (RULES_CONSUMER, MATCHING_CONSUMER, SCHEDULING_CONSUMER)
+
+
 def topology(settings: Settings) -> Topology:
     replicas = settings.replicas
 
@@ -166,7 +169,7 @@ def topology(settings: Settings) -> Topology:
                 ttl=settings.reply_ttl_s,
             ),
         ),
-        consumers=(RULES_CONSUMER, MATCHING_CONSUMER, SCHEDULING_CONSUMER),
+        consumers=CONSUMERS,
     )
 
 

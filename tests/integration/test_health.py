@@ -11,7 +11,8 @@ import urllib.request
 from alongside import sample, services
 from alongside.client import AlongsideClient
 from contracts.replies import CommandAccepted
-from runtime import health
+from runtime import bus, health, metrics
+from runtime.access import AuthDir
 from tests.conftest import Start
 from tests.support import wait_for
 
@@ -107,3 +108,34 @@ async def test_metrics_count_what_an_operator_watches(
     assert "NoSuchCommand" not in text
     assert "faststream_received_messages_total" in text  # FastStream's own, per subscriber
     assert 'alongside_rules_decision_seconds_bucket{kind="matching_policy"' in text
+
+
+async def test_queue_depth_is_what_the_server_says_a_service_has_waiting(
+    provisioned: str, auth: AuthDir, client: AlongsideClient, intake: services.Running, org: str
+) -> None:
+    # The rules service is not running: what intake publishes waits in its consumer.
+    rules = bus.make_broker(provisioned, "rules", auth.credentials("rules"))
+    await rules.connect()
+    watching = asyncio.create_task(health.watch_queues({"rules": rules}, every_s=0.05))
+    try:
+        before = await _gauge_after_a_look("rules")
+        for n in range(3):
+            command = sample.intake(random.Random(n), f"c{n}")
+            assert isinstance(await client.submit(org, command), CommandAccepted)
+        after = before
+        for _ in range(100):
+            after = await _gauge_after_a_look("rules")
+            if after >= before + 3:
+                break
+        assert after >= before + 3
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        await rules.stop()
+
+
+async def _gauge_after_a_look(service: str) -> float:
+    await asyncio.sleep(0.1)
+    value = metrics.REGISTRY.get_sample_value("alongside_consumer_pending", {"service": service})
+    assert value is not None
+    return value
