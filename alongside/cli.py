@@ -474,11 +474,11 @@ def orgs_credentials(
         raise CliError(f"{output} exists; credentials are never overwritten in place")
 
     async def issue() -> str:
-        registry = await _registry(settings)
+        nc, registry = await _registry(settings)
         try:
-            refusal = await registry[1].refusal(org)
+            refusal = await registry.refusal(org)
         finally:
-            await registry[0].close()
+            await nc.close()
         if refusal is not None:
             raise CliError(refusal)
         issued = await _on_credentials(settings, lambda store: store.issue(org, name))

@@ -14,13 +14,12 @@ import json
 from datetime import UTC, datetime
 
 from nats.aio.client import Client
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.records import CredentialRecord
 from runtime.access import AccessError, AuthDir, Issued, org_permissions, org_user
 from runtime.clock import Clock
-from runtime.store import Conflict, compare_and_set, keys
+from runtime.store import Conflict, compare_and_set, keys, read
 
 # Where the system account takes a new version of an account (operator mode, full resolver).
 CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
@@ -94,13 +93,7 @@ class Credentials:
             raise AccessError(f"the server refused the account update: {answer['error']}")
 
     async def _get(self, key: str) -> tuple[CredentialRecord | None, int]:
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return None, 0
-        assert entry.value is not None
-        assert entry.revision is not None
-        return CredentialRecord.model_validate_json(entry.value), entry.revision
+        return await read(self.kv, key, CredentialRecord)
 
     async def _save(self, key: str, record: CredentialRecord, revision: int) -> None:
         try:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.records import OrganisationRecord
 from runtime import topology
 from runtime.clock import SYSTEM, Clock
 from runtime.settings import Settings
-from runtime.store import Conflict, compare_and_set, keys
+from runtime.store import Conflict, compare_and_set, keys, read
 
 # An active registration is trusted this long without reading it again; a disabling takes
 # effect on every replica within it. An unknown organisation is read every time, so one
@@ -41,13 +40,7 @@ class Registry:
         return org
 
     async def get(self, org: str) -> tuple[OrganisationRecord | None, int]:
-        try:
-            entry = await self.kv.get(self.key(org))
-        except KeyNotFoundError:
-            return None, 0
-        assert entry.value is not None
-        assert entry.revision is not None
-        return OrganisationRecord.model_validate_json(entry.value), entry.revision
+        return await read(self.kv, self.key(org), OrganisationRecord)
 
     async def all(self) -> list[OrganisationRecord]:
         found = []

@@ -33,6 +33,7 @@ from runtime.changes import Change, Contended, Refused, Regather, backoff
 from runtime.clock import Clock
 from runtime.dispatch import CAUSE, Received
 
+M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Record)
 
 
@@ -113,6 +114,17 @@ async def compare_and_set(kv: KeyValue, name: str, value: bytes, revision: int) 
         if revision == 0:
             raise Conflict(name) from error
         raise
+
+
+async def read(kv: KeyValue, key: str, model: type[M]) -> tuple[M | None, int]:
+    """A plain record (no outbox) and its revision; (None, 0) when there is none."""
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:
+        return None, 0
+    assert entry.value is not None
+    assert entry.revision is not None
+    return model.model_validate_json(entry.value), entry.revision
 
 
 async def keys(kv: KeyValue, pattern: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections import Counter
 from datetime import date, time, timedelta
 from typing import Any
@@ -39,6 +40,13 @@ AUCKLAND = ZoneInfo(SchedulingPolicy().time_zone)
 
 def org_today(clock: Clock) -> date:
     return clock().astimezone(AUCKLAND).date()
+
+
+def free_port() -> int:
+    """A free loopback port, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def accepted(client: AlongsideClient, org: str, command: Any) -> CommandAccepted:

@@ -11,7 +11,6 @@ import asyncio
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -31,16 +30,10 @@ from runtime.clock import SYSTEM
 from runtime.embedded import server_binary
 from runtime.registry import register
 from runtime.settings import Settings
-from tests.support import eligible, intake, supporter, wait_for
+from tests.support import eligible, free_port, intake, supporter, wait_for
 
 ROOT = Path(__file__).parents[2]
 ORG = "harbour-ombudsman"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def node_config(shipped: str, client: int, http: int, cluster: int,

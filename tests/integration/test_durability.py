@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,9 @@ from runtime.store import Outbox, fingerprint
 from services.intake.bootstrap import bootstrap
 from services.intake.domain import Context, submit_intake
 from services.intake.handlers import IntakeDeps, event_id, finish_outboxes
-from tests.support import register
+from tests.support import free_port, register
 
 from .test_intake import events_of
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.nats  # its own server, restarted mid-run

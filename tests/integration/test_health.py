@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from faststream.nats import NatsBroker
 
 from alongside import sample, services
 from alongside.client import AlongsideClient
@@ -14,41 +17,50 @@ from contracts.replies import CommandAccepted
 from runtime import bus, health, metrics
 from runtime.access import AuthDir
 from tests.conftest import Start
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+async def get(port: int, path: str) -> tuple[int, str]:
+    """The status and body of a GET on the endpoints."""
+
+    def fetch() -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+                return int(reply.status), reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+
+    return await asyncio.to_thread(fetch)
 
 
 async def status(port: int, path: str) -> int:
-    def get() -> int:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-                return int(reply.status)
-        except urllib.error.HTTPError as error:
-            return error.code
+    return (await get(port, path))[0]
 
-    return await asyncio.to_thread(get)
+
+@asynccontextmanager
+async def serving(brokers: dict[str, NatsBroker]) -> AsyncIterator[int]:
+    """The endpoints on a free port, once they answer; stopped afterwards."""
+    port = free_port()
+    server = asyncio.create_task(health.serve(brokers, "127.0.0.1", port))
+    try:
+        for _ in range(100):
+            try:
+                await get(port, "/health")
+                break
+            except urllib.error.URLError:
+                await asyncio.sleep(0.05)
+        yield port
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
 
 
 async def test_health_answers_per_service_and_fails_when_nats_is_out_of_reach(
     start: Start,
 ) -> None:
     running: services.Running = await start("intake", "rules")
-    port = free_port()
-    brokers = dict(zip(["intake", "rules"], running.brokers, strict=True))
-    server = asyncio.create_task(health.serve(brokers, "127.0.0.1", port))
-    try:
-        for _ in range(100):
-            try:
-                first = await status(port, "/health/intake")
-                break
-            except urllib.error.URLError:
-                await asyncio.sleep(0.05)
-        assert first == 204
+    async with serving(dict(zip(["intake", "rules"], running.brokers, strict=True))) as port:
+        assert await status(port, "/health/intake") == 204
         assert await status(port, "/health") == 204
         assert await status(port, "/health/nosuch") == 404
 
@@ -56,39 +68,18 @@ async def test_health_answers_per_service_and_fails_when_nats_is_out_of_reach(
         assert await status(port, "/health/rules") == 500
         assert await status(port, "/health") == 500
         assert await status(port, "/health/intake") == 204
-    finally:
-        server.cancel()
-        await asyncio.gather(server, return_exceptions=True)
-
-
-async def text_of(port: int, path: str) -> str:
-    def get() -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-            return str(reply.read().decode())
-
-    return await asyncio.to_thread(get)
 
 
 async def test_metrics_count_what_an_operator_watches(
     start: Start, client: AlongsideClient, org: str
 ) -> None:
     running: services.Running = await start("intake", "rules")
-    port = free_port()
-    server = asyncio.create_task(health.serve({"intake": running.brokers[0]}, "127.0.0.1", port))
-    try:
+    async with serving({"intake": running.brokers[0]}) as port:
         assert isinstance(await client.submit(org, sample.intake(random.Random(1), "c1")),
                           CommandAccepted)  # fmt: skip
         await wait_for(client, org, "MatchingPolicyDecided")
         await client.send_raw(org, "intake", "NoSuchCommand", b"{}")
-        for _ in range(100):
-            try:
-                text = await text_of(port, "/metrics")
-                break
-            except urllib.error.URLError:
-                await asyncio.sleep(0.05)
-    finally:
-        server.cancel()
-        await asyncio.gather(server, return_exceptions=True)
+        _, text = await get(port, "/metrics")
 
     def value(name: str, **labels: str) -> float:
         wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))

@@ -177,26 +177,24 @@ async def test_a_revoked_credential_is_dropped_and_refused_at_once_and_rotation_
 
     # Rotation: the name issued again; the earlier file stops working at once.
     new.write_text((await credentials.issue(org, "desk")).text)
+    await dropped_and_refused(provisioned, user, old)
+    rotated = await connect_as(provisioned, new)
+    reply = await AlongsideClient(rotated.nc).submit(org, sample.intake(random.Random(2), "c2"))
+    assert isinstance(reply, CommandAccepted)
+
+    assert await credentials.revoke(org, "desk") == ["desk"]
+    await dropped_and_refused(provisioned, rotated, new)
+
+
+async def dropped_and_refused(url: str, user: As, credentials: Path) -> None:
+    """The user's connection is dropped within a second, and a new one refused."""
     for _ in range(100):
         if not user.nc.is_connected:
             break
         await asyncio.sleep(0.01)
     assert not user.nc.is_connected
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-        await nats.connect(provisioned, user_credentials=str(old), max_reconnect_attempts=0,
-                           allow_reconnect=False)  # fmt: skip
-    rotated = await connect_as(provisioned, new)
-    reply = await AlongsideClient(rotated.nc).submit(org, sample.intake(random.Random(2), "c2"))
-    assert isinstance(reply, CommandAccepted)
-
-    assert await credentials.revoke(org, "desk") == ["desk"]
-    for _ in range(100):
-        if not rotated.nc.is_connected:
-            break
-        await asyncio.sleep(0.01)
-    assert not rotated.nc.is_connected
-    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-        await nats.connect(provisioned, user_credentials=str(new), max_reconnect_attempts=0,
+        await nats.connect(url, user_credentials=str(credentials), max_reconnect_attempts=0,
                            allow_reconnect=False)  # fmt: skip
 
 

@@ -26,6 +26,7 @@ def node_example() -> Path:
     """The example with its dependencies installed (as `npm ci` does from its lock file).
     Node is on every CI machine; on a machine with only Python this is skipped."""
     if shutil.which("node") is None or shutil.which("npm") is None:
+        # The quick start needs only Python; CI machines have Node, so there it runs.
         pytest.skip("Node.js is not installed here")
     if not (EXAMPLE / "node_modules" / "nats").is_dir():
         subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=EXAMPLE,
