@@ -14,6 +14,7 @@ from contracts.envelope import Command, Message, RawEnvelope, wrap
 from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import RulesEvaluated
+from runtime import bus
 from runtime.asking import parse_reply
 from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
@@ -31,10 +32,11 @@ class AlongsideClient:
         self.clock = clock
 
     async def send_raw(
-        self, org: str, service: str, command_type: str, body: bytes, timeout: float = 10.0
-    ) -> CommandAccepted | CommandRejected:
+        self, org: str, service: str, command_type: str, body: bytes, timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> CommandAccepted | CommandRejected:  # fmt: skip
         subject = subjects.command(org, service, command_type)
-        response = await self.nc.request(subject, body, timeout=timeout)
+        response = await self.nc.request(subject, body, timeout=timeout, headers=headers)
         return parse_reply(response.data)
 
     async def submit(
@@ -42,8 +44,9 @@ class AlongsideClient:
     ) -> CommandAccepted | CommandRejected:
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         return await self.send_raw(
-            org, command.service, command.type_name, envelope.model_dump_json().encode(), timeout
-        )
+            org, command.service, command.type_name, envelope.model_dump_json().encode(), timeout,
+            bus.headers_of(envelope),
+        )  # fmt: skip
 
     async def request(
         self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0
@@ -52,8 +55,9 @@ class AlongsideClient:
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         subject = subjects.command(org, command.service, command.type_name)
         response = await self.nc.request(
-            subject, envelope.model_dump_json().encode(), timeout=timeout
-        )
+            subject, envelope.model_dump_json().encode(), timeout=timeout,
+            headers=bus.headers_of(envelope),
+        )  # fmt: skip
         return _ANY_REPLY.validate_json(response.data)
 
     async def events(

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import nats
 from nats.aio.client import Client as Nats
 from nats.errors import TimeoutError as NatsTimeoutError
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
@@ -47,7 +48,13 @@ from contracts.intake import (
     Stage,
     WithdrawConsent,
 )
-from contracts.matching import AcceptProposal, ChangeSupporter, DeclineProposals, RefuseService
+from contracts.matching import (
+    AcceptProposal,
+    ChangeSupporter,
+    DeclineProposals,
+    MatchProposed,
+    RefuseService,
+)
 from contracts.records import CaseMatch, CaseSchedule, Session
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, RulesDecision
@@ -60,7 +67,7 @@ from contracts.scheduling import (
     RecordFrequencyAgreement,
     SchedulingPolicy,
 )
-from runtime import bus, metrics, topology
+from runtime import bus, metrics, topology, tracing
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
 from runtime.clock import SYSTEM, Clock
 from runtime.credentials import Credentials
@@ -127,8 +134,12 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
         nc = await bus.connect(server.url, "alongside-demo", auth.credentials(ADMIN))
         system = await bus.connect(server.url, "alongside-demo", auth.credentials(SYSTEM_USER))
         await topology.provision(nc.jetstream(), settings)
-        running = await services.start(server.url, list(services.SERVICES), settings, clock,
-                                       credentials=auth.credentials)  # fmt: skip
+        # Spans kept here to show in step 8; a deployment sends them over OTLP.
+        spans = InMemorySpanExporter()
+        running = await services.start(
+            server.url, list(services.SERVICES), settings, clock,
+            credentials=auth.credentials, span_exporter=spans,
+        )  # fmt: skip
         console.print(f"Services running: {', '.join(services.SERVICES)}\n")
         client = AlongsideClient(nc, source="alongside/demo", clock=clock)
         decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
@@ -144,7 +155,7 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             await _publish_live(nc, decisions, eligible, clock)
             await _refusals(client, nc, clock)
             await _outside_subscriber(server.url, state, credentials)
-            await _operators_view(client)
+            await _operators_view(client, running, spans)
         finally:
             await running.stop()
             await system.close()
@@ -680,7 +691,9 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
         raise DemoFailed(f"{org}'s revoked credential still connects")
 
 
-async def _operators_view(client: AlongsideClient) -> None:
+async def _operators_view(
+    client: AlongsideClient, running: services.Running, spans: InMemorySpanExporter
+) -> None:
     """What an operator follows: one intake's trace across services, and the counters."""
     console.print("\n[bold]8. What an operator sees: one trace, and /metrics[/]")
     org = ORGS[0]
@@ -690,6 +703,16 @@ async def _operators_view(client: AlongsideClient) -> None:
     same = [e.type for e in trail if e.traceparent and e.traceparent.split("-")[1] == trace]
     console.print(f"  trace {trace[:12]}… of case-00's intake, through intake, rules and "
                   f"matching: {', '.join(dict.fromkeys(same))}")  # fmt: skip
+    proposed = next((e for e in trail if e.type == MatchProposed.type_name), None)
+    if proposed is None or proposed.traceparent is None:
+        raise DemoFailed("case-00 has no traced proposal")
+    running.flush_spans()
+    lineage = tracing.lineage(spans.get_finished_spans(), proposed.traceparent)
+    expect(len(lineage) >= 3, f"the proposal's spans do not lead back to the intake: {lineage}")
+    console.print("  its OpenTelemetry spans, from the proposal back to the intake "
+                  "(each the parent of the one above):")  # fmt: skip
+    for span in lineage:
+        console.print(f"    {tracing.service_of(span):<22} {span.name.split('.', 2)[-1]}")
     table = Table("counter (GET /metrics)", "labels", "value")
     for sample_ in _metric_samples():
         table.add_row(*sample_)

@@ -18,8 +18,11 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from contracts import catalogue, subjects
+from runtime import tracing
 from runtime.bus import make_broker
 from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
@@ -64,6 +67,12 @@ class Running:
     brokers: list[NatsBroker] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     deps: dict[str, Any] = field(default_factory=dict)
+    spans: list[TracerProvider] = field(default_factory=list)
+
+    def flush_spans(self) -> None:
+        """Export every span ended so far (they go in batches otherwise)."""
+        for spans in self.spans:
+            spans.force_flush()
 
     async def stop(self) -> None:
         """Stop every service started here; stopping again does nothing."""
@@ -79,23 +88,33 @@ class Running:
                 log.warning("background_work_did_not_stop", task=task.get_name())
         for broker in brokers:
             await broker.stop()
+        self.flush_spans()
+        spans, self.spans = self.spans, []
+        for provider in spans:
+            provider.shutdown()  # after every flush: a shared exporter stops with the first
 
 
 async def start(
     url: str, names: list[str], settings: Settings | None = None, clock: Clock = SYSTEM,
     credentials: Callable[[str], Path | None] = lambda service: None,
+    span_exporter: SpanExporter | None = None,
 ) -> Running:  # fmt: skip
     """Start the named services; each gets its own broker (connection), as the user
     ``credentials(name)`` names (its own, allowed only what it needs). Every service, its
-    sweeps included, reads the time from ``clock``."""
+    sweeps included, reads the time from ``clock``. Spans of every message handled go to
+    ``span_exporter``, or where the settings say (``runtime.tracing``)."""
     settings = settings or Settings()
     unknown = sorted(set(names) - set(SERVICES))
     if unknown:
         raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
     running = Running()
+    exporter = span_exporter or tracing.exporter_of(settings)
     for name in names:
         service = SERVICES[name]
-        broker = make_broker(url, name, credentials(name), settings.metrics)
+        spans = tracing.provider(name, exporter) if exporter is not None else None
+        if spans is not None:
+            running.spans.append(spans)
+        broker = make_broker(url, name, credentials(name), settings.metrics, spans)
         await broker.connect()
         deps = await service.bootstrap(broker.connection, settings, clock)
         service.register(broker, deps)

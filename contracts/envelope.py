@@ -166,9 +166,12 @@ def wrap(
     time: datetime,
     id: str | None = None,
     cause: Envelope[Any] | None = None,
+    traceparent: str | None = None,
 ) -> Envelope[Any]:
     """Put a payload in an envelope; the type and schema version come from its class, the
-    correlation, causation and trace context from the message that caused it, if any."""
+    correlation and causation from the message that caused it, if any. The trace context
+    is ``traceparent`` when the sender traces (the span it sends from), else derived from
+    the cause (``trace_parent``)."""
     message_id = id or new_id()
     return Envelope[Any](
         id=message_id,
@@ -179,6 +182,6 @@ def wrap(
         schemaversion=data.schema_version,
         correlationid=(cause.correlationid or cause.id) if cause is not None else None,
         causationid=cause.id if cause is not None else None,
-        traceparent=trace_parent(message_id, cause),
+        traceparent=traceparent or trace_parent(message_id, cause),
         data=data,
     )

@@ -15,6 +15,7 @@ from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply
 from contracts.rules import EvaluateRules, RulesEvaluated
+from runtime import bus, tracing
 from runtime.clock import Clock
 
 REQUEST_TIMEOUT_S = 10.0
@@ -50,10 +51,11 @@ class Asking:
     ) -> bytes:
         envelope = wrap(
             command, org=org, source=self.source, id=command_id, time=self.clock(),
-            cause=cause,
+            cause=cause, traceparent=tracing.current(),
         )  # fmt: skip
         subject = subjects.command(org, command.service, command.type_name)
         response = await self.nc.request(
-            subject, envelope.model_dump_json().encode(), timeout=REQUEST_TIMEOUT_S
-        )
+            subject, envelope.model_dump_json().encode(), timeout=REQUEST_TIMEOUT_S,
+            headers=bus.headers_of(envelope),
+        )  # fmt: skip
         return response.data

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 from faststream.message import StreamMessage
@@ -24,10 +24,13 @@ from nats.js.errors import APIError, NoStreamResponseError
 from contracts import subjects
 from contracts.envelope import Envelope, new_id
 from contracts.replies import DeadLetter
-from runtime import metrics
+from runtime import metrics, tracing
 from runtime.access import inbox_prefix
 from runtime.logging import get_logger
 from runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = get_logger(__name__)
 
@@ -59,9 +62,11 @@ def _errors(name: str, seen: list[Exception] | None = None) -> Any:
 
 
 def make_broker(
-    url: str, service: str, credentials: Path | None = None, metrics_on: bool = True
-) -> NatsBroker:
-    """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput)."""
+    url: str, service: str, credentials: Path | None = None, metrics_on: bool = True,
+    spans: TracerProvider | None = None,
+) -> NatsBroker:  # fmt: skip
+    """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput).
+    With ``spans``, every message handled is traced (``runtime.tracing``)."""
 
     # FastStream's own lifecycle chatter (INFO) is not ours to print; its warnings are.
     framework_log = logging.getLogger(f"alongside.faststream.{service}")
@@ -73,7 +78,10 @@ def make_broker(
         logger=framework_log,
         log_level=logging.DEBUG,
         max_reconnect_attempts=-1,
-        middlewares=[metrics.faststream_middleware(service)] if metrics_on else [],
+        middlewares=[
+            *([tracing.middleware(spans)] if spans is not None else []),
+            *([metrics.faststream_middleware(service)] if metrics_on else []),
+        ],
         security=None if credentials is None else NatsCredentials(str(credentials)),
         inbox_prefix="_INBOX" if credentials is None else inbox_prefix(credentials),
     )
@@ -138,8 +146,9 @@ async def publish_durably(
 CLOUDEVENTS_JSON = "application/cloudevents+json; charset=utf-8"
 
 
-def event_headers(envelope: Envelope[Any]) -> dict[str, str]:
-    """What a CloudEvents or OpenTelemetry consumer reads without our code."""
+def headers_of(envelope: Envelope[Any]) -> dict[str, str]:
+    """The NATS headers of a command or event: what a CloudEvents or OpenTelemetry reader
+    (FastStream's telemetry middleware among them) reads without our code."""
     headers = {"content-type": CLOUDEVENTS_JSON}
     if envelope.traceparent is not None:
         headers["traceparent"] = envelope.traceparent
@@ -153,7 +162,7 @@ async def publish_event(js: JetStreamContext, envelope: Envelope[Any]) -> PubAck
         envelope.model_dump_json().encode(),
         msg_id=envelope.id,
         stream=EVENTS_STREAM,
-        headers=event_headers(envelope),
+        headers=headers_of(envelope),
     )
     if not ack.duplicate:  # a retried publish the stream already holds is not a new event
         metrics.EVENTS_PUBLISHED.labels(envelope.org, envelope.type).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     rules_refresh_s: float = Field(default=30.0, gt=0)
     # FastStream's per-message metrics on every broker (our own counters are always kept).
     metrics: bool = True
+    # OpenTelemetry spans of every message handled: "otlp" sends them to the collector the
+    # standard OTEL_EXPORTER_OTLP_* variables name (runtime.tracing).
+    tracing: Literal["off", "otlp"] = "off"
     # Health endpoints of `alongside up` (GET /health, /health/<service>); off when unset.
     health_port: int | None = Field(default=None, ge=0, le=65535)
     health_host: str = "127.0.0.1"

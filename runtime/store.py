@@ -28,7 +28,7 @@ from pydantic import BaseModel, TypeAdapter
 from contracts.envelope import RawEnvelope, wrap
 from contracts.records import Record
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
-from runtime import bus
+from runtime import bus, tracing
 from runtime.changes import Change, Contended, Refused, Regather, backoff
 from runtime.clock import Clock
 from runtime.dispatch import CAUSE, Received
@@ -365,7 +365,7 @@ class Changer(Generic[R]):
                 id=(self.event_id or self._by_revision)(
                     EventKey(org, entity_id, revision, cause.id if cause else None, i)
                 ),
-                cause=cause,
+                cause=cause, traceparent=tracing.current(),
             )
             for i, event in enumerate(change.events)
         ]  # fmt: skip

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from alongside import services
 from alongside.client import AlongsideClient
@@ -109,14 +110,16 @@ Start = Callable[..., Awaitable[services.Running]]
 @pytest.fixture
 async def start(provisioned: str, clock: ManualClock, auth: AuthDir) -> AsyncIterator[Start]:
     """The one way tests run services: ``await start("intake", "rules")`` (every service when
-    none is named), in this process, on the test's clock (or ``clock=``); all are stopped
-    when the test ends."""
+    none is named), in this process, on the test's clock (or ``clock=``), tracing to
+    ``span_exporter`` if given; all are stopped when the test ends."""
     started: list[services.Running] = []
 
-    async def start_(*names: str, clock: Clock = clock) -> services.Running:
+    async def start_(
+        *names: str, clock: Clock = clock, span_exporter: SpanExporter | None = None
+    ) -> services.Running:
         running = await services.start(
             provisioned, list(names or services.SERVICES), clock=clock,
-            credentials=auth.credentials,
+            credentials=auth.credentials, span_exporter=span_exporter,
         )  # fmt: skip
         started.append(running)
         return running

@@ -44,7 +44,7 @@ from contracts.rules import (
     RulesEvaluated,
     SupporterEligibilityDecided,
 )
-from runtime import bus, metrics
+from runtime import bus, metrics, tracing
 from runtime.changes import on_record
 from runtime.clock import Clock
 from runtime.dispatch import CAUSE, Handlers, Meta, Received
@@ -293,7 +293,8 @@ async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDe
         digest = hashlib.sha256(repr(_announced(decision)).encode()).hexdigest()
         key = f"{org}:{decision.kind.value}:{decision.subject_id}:{revision}:{digest}"
         envelope = wrap(event, org=org, source=SOURCE, id=uuid.uuid5(_NAMESPACE, key).hex,
-                        time=decision.decided_at, cause=CAUSE.get())  # fmt: skip
+                        time=decision.decided_at, cause=CAUSE.get(),
+                        traceparent=tracing.current())  # fmt: skip
         announce = envelope.model_dump_json()
     new = StoredDecision(decision=decision, announce=announce)
     try:

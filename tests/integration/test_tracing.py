@@ -6,12 +6,15 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from alongside.client import AlongsideClient
 from contracts import subjects
 from contracts.envelope import RawEnvelope, wrap
 from contracts.replies import CommandAccepted
+from runtime import bus, tracing
 from runtime.clock import SYSTEM
+from tests.conftest import Start
 from tests.support import eligible, intake, supporter, wait_for
 
 
@@ -57,3 +60,47 @@ async def test_a_submitted_intake_and_everything_it_causes_share_its_trace(
         assert headers["content-type"] == "application/cloudevents+json; charset=utf-8"
     spans = {event.traceparent.split("-")[2] for event, _ in seen.values() if event.traceparent}
     assert len(spans) == len(seen)  # each message its own span
+
+
+@pytest.mark.nats
+async def test_spans_of_one_intake_form_one_trace_from_submit_intake_to_match_proposed(
+    start: Start, client: AlongsideClient, org: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    running = await start(span_exporter=exporter)
+    for n in range(3):
+        await supporter(client, org, f"s{n}", ["en"])
+    await eligible(client, org, 3)
+    command = wrap(intake("c1", ["en"]), org=org, source="tests", time=SYSTEM())
+    assert command.traceparent is not None
+    _, trace, sender, _ = command.traceparent.split("-")
+    reply = await client.send_raw(org, "intake", "SubmitIntake", command.model_dump_json().encode(),
+                                  headers=bus.headers_of(command))  # fmt: skip
+    assert isinstance(reply, CommandAccepted)
+    [proposed] = await wait_for(client, org, "MatchProposed", 1)
+    running.flush_spans()
+
+    spans = {
+        tracing.span_id(span): span
+        for span in exporter.get_finished_spans()
+        if span.context is not None and f"{span.context.trace_id:032x}" == trace
+    }
+    [root] = [s for s in spans.values() if s.name == f"{subjects.command(org, 'intake', 'SubmitIntake')} process"]  # fmt: skip
+    assert root.parent is not None
+    assert root.parent.is_remote
+    assert tracing.parent_id(root) == sender  # the client's span, named in its header
+    for span in spans.values():
+        if span is not root:  # no broken link: every other span's parent was recorded too
+            assert tracing.parent_id(span) in spans, span.name
+
+    # From the span that proposed the match, back to the intake, through the rules' policy.
+    assert proposed.traceparent is not None
+    path = [(tracing.service_of(s), s.name.rsplit(".", 1)[-1])
+            for s in tracing.lineage(spans.values(), proposed.traceparent)]  # fmt: skip
+    assert path == [("alongside-matching", "MatchingPolicyDecided process"),
+                    ("alongside-rules", "IntakeReceived process"),
+                    ("alongside-intake", "SubmitIntake process")]  # fmt: skip
+    # The intake's event woke each service that follows it, each in a span under the intake.
+    woken = [s for s in spans.values() if s.name.endswith(".IntakeReceived process")]
+    assert {tracing.service_of(s) for s in woken} == {"alongside-rules", "alongside-matching", "alongside-scheduling"}  # fmt: skip
+    assert all(tracing.parent_id(s) == tracing.span_id(root) for s in woken)
