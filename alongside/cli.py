@@ -88,19 +88,20 @@ async def _up(settings: Settings, names: list[str]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    running = services.Running()
     try:
-        brokers = await services.start(
-            url, names, settings, credentials=auth.credentials if auth else credentials
-        )
-        typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
         if settings.health_port is not None:
-            # Held here: a task nothing refers to may be collected while it runs.
-            brokers.tasks.append(asyncio.create_task(health.serve(
-                dict(zip(names, brokers.brokers, strict=True)), settings.health_host,
-                settings.health_port)))  # fmt: skip
+            # From before the services start, so readiness says "starting" meanwhile; held
+            # here, since a task nothing refers to may be collected while it runs.
+            process = health.Process(names, running.brokers, running.ready)
+            running.tasks.append(asyncio.create_task(
+                health.serve(process, settings.health_host, settings.health_port)))  # fmt: skip
+        await services.start(url, names, settings, running=running,
+                             credentials=auth.credentials if auth else credentials)  # fmt: skip
+        typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
         await stopping.wait()
-        await services.stop(brokers)
     finally:
+        await services.stop(running)  # what started, also when a later service failed to
         if embedded is not None:
             connection.url_file(settings).unlink(missing_ok=True)
             embedded.stop()

@@ -62,9 +62,10 @@ SERVICES: dict[str, Service] = {
 
 @dataclass
 class Running:
-    """Services started in this process; ``stop`` them together."""
+    """Services started in this process, by name; ``stop`` them together."""
 
-    brokers: list[NatsBroker] = field(default_factory=list)
+    brokers: dict[str, NatsBroker] = field(default_factory=dict)  # connected
+    ready: set[str] = field(default_factory=set)  # answering
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     deps: dict[str, Any] = field(default_factory=dict)
     spans: list[TracerProvider] = field(default_factory=list)
@@ -76,8 +77,10 @@ class Running:
 
     async def stop(self) -> None:
         """Stop every service started here; stopping again does nothing."""
-        tasks, brokers = self.tasks, self.brokers
-        self.tasks, self.brokers = [], []
+        tasks, brokers = self.tasks, list(self.brokers.values())
+        self.tasks = []
+        self.brokers.clear()
+        self.ready.clear()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -97,17 +100,18 @@ class Running:
 async def start(
     url: str, names: list[str], settings: Settings | None = None, clock: Clock = SYSTEM,
     credentials: Callable[[str], Path | None] = lambda service: None,
-    span_exporter: SpanExporter | None = None,
+    span_exporter: SpanExporter | None = None, running: Running | None = None,
 ) -> Running:  # fmt: skip
     """Start the named services; each gets its own broker (connection), as the user
     ``credentials(name)`` names (its own, allowed only what it needs). Every service, its
     sweeps included, reads the time from ``clock``. Spans of every message handled go to
-    ``span_exporter``, or where the settings say (``runtime.tracing``)."""
+    ``span_exporter``, or where the settings say (``runtime.tracing``). ``running``, if
+    given, shows each service as it connects and becomes ready (the health endpoints)."""
     settings = settings or Settings()
     unknown = sorted(set(names) - set(SERVICES))
     if unknown:
         raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
-    running = Running()
+    running = running if running is not None else Running()
     exporter = span_exporter or tracing.exporter_of(settings)
     for name in names:
         service = SERVICES[name]
@@ -116,12 +120,13 @@ async def start(
             running.spans.append(spans)
         broker = make_broker(url, name, credentials(name), settings.metrics, spans)
         await broker.connect()
+        running.brokers[name] = broker
         deps = await service.bootstrap(broker.connection, settings, clock)
         service.register(broker, deps)
         await broker.start()
         await _answering(broker, name)
-        running.brokers.append(broker)
         running.deps[name] = deps
+        running.ready.add(name)
         if service.run is not None:
             running.tasks.append(asyncio.create_task(service.run(deps), name=f"{name}-background"))
         log.info("service_started", service=name)

@@ -54,6 +54,27 @@ QUEUE_UNACKED = Gauge(
     "alongside_consumer_unacknowledged", "Events delivered to a service and not yet "
     "acknowledged", ["service"], registry=REGISTRY,
 )  # fmt: skip
+# Matching's state as its last look found it (every ``figures_interval_s``); replicas each
+# look, so aggregate across them with max, never sum.
+WAITLISTED = Gauge(
+    "alongside_waitlisted_clients", "Clients nobody can serve yet", ["org"], registry=REGISTRY
+)  # fmt: skip
+LONGEST_WAIT = Gauge(
+    "alongside_waitlist_longest_wait_seconds", "How long the longest-waiting waitlisted "
+    "client has waited", ["org"], registry=REGISTRY,
+)  # fmt: skip
+AWAITING_CHOICE = Gauge(
+    "alongside_proposals_awaiting_choice", "Cases with proposals out that the client has not "
+    "chosen from", ["org"], registry=REGISTRY,
+)  # fmt: skip
+HOLDS_ENDING_SOON = Gauge(
+    "alongside_holds_ending_within_day", "Cases awaiting the client's choice whose held "
+    "slots end within a day", ["org"], registry=REGISTRY,
+)  # fmt: skip
+CONSENTS_PENDING = Gauge(
+    "alongside_consents_pending", "Matches the client chose that wait for every party's "
+    "consent", ["org"], registry=REGISTRY,
+)  # fmt: skip
 RECONCILED = Counter(
     "alongside_reconciliation_finds", "What a sweep found left undone and finished (in a "
     "healthy run, none)", ["service", "what"], registry=REGISTRY,

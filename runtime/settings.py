@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     reply_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     # How often the rules service looks for eligibility that lapsed with time.
     sweep_interval_s: float = Field(default=3600.0, gt=0)
+    # How often matching counts its waitlist, proposals and pending consents for /metrics.
+    figures_interval_s: float = Field(default=30.0, gt=0)
     # How often each rules replica re-reads every published ruleset, besides watching.
     rules_refresh_s: float = Field(default=30.0, gt=0)
     # FastStream's per-message metrics on every broker (our own counters are always kept).

@@ -38,7 +38,11 @@ async def run(deps: MatchingDeps) -> None:
         orgs = await handlers.waitlisted_orgs(deps)
         await periodic.each(orgs, lambda org: handlers.retry_waitlist(org, deps), "waitlist_retry")
 
+    async def observe() -> None:
+        await handlers.observe(deps)
+
     await asyncio.gather(
         deps.supporters.follow(),
         periodic.every(deps.settings.sweep_interval_s, sweep, "matching_sweep"),
+        periodic.every(deps.settings.figures_interval_s, observe, "matching_figures"),
     )

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from prometheus_client import Gauge
+
 from contracts.intake import NameSupportPerson, PeerSupporter, SupporterRegistered, SupporterUpdated
 from contracts.matching import (
     SERVICE,
@@ -57,6 +59,7 @@ from services.matching import batch, decisions, domain
 from services.matching.adapters import CaseloadStore, Supporters, match_records
 from services.matching.decisions import Client, Offered
 from services.matching.domain import Policy, SupporterIndex
+from services.matching.figures import Figures, figures
 
 log = get_logger(__name__)
 
@@ -657,6 +660,24 @@ async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
 
     await periodic.each(due, expire, "hold_expiry")
     return len(due)
+
+
+async def observe(deps: MatchingDeps) -> dict[str, Figures]:
+    """Put matching's figures of every organisation on /metrics, as the records say now."""
+    cases = [(org, stored.record) for org, stored, _ in await match_records(deps.matches)]
+    found = figures(cases, deps.clock())
+    gauges: dict[Gauge, Callable[[Figures], float]] = {
+        metrics.WAITLISTED: lambda of: of.waitlisted,
+        metrics.LONGEST_WAIT: lambda of: of.longest_wait_s,
+        metrics.AWAITING_CHOICE: lambda of: of.awaiting_choice,
+        metrics.HOLDS_ENDING_SOON: lambda of: of.holds_ending_soon,
+        metrics.CONSENTS_PENDING: lambda of: of.consents_pending,
+    }
+    for gauge, value in gauges.items():
+        gauge.clear()  # an organisation with no cases left shows none, not its last figure
+        for org, of in found.items():
+            gauge.labels(org).set(value(of))
+    return found
 
 
 async def waitlisted_orgs(deps: MatchingDeps) -> set[str]:

@@ -107,7 +107,7 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
         provisioned, ["intake", "rules", "matching"], credentials=auth.credentials
     )
     try:
-        client = AlongsideClient(running.brokers[0].connection, source="tests")
+        client = AlongsideClient(running.brokers["intake"].connection, source="tests")
         rng = random.Random(5)
         for n in range(4):
             await accepted(client, org, sample.supporter(rng, f"s{n}"))

