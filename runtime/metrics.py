@@ -26,7 +26,7 @@ EVENTS_PUBLISHED = Counter(
     ["org", "type"], registry=REGISTRY,
 )  # fmt: skip
 COMMANDS = Counter(
-    "alongside_commands", "Commands answered, by outcome (accepted, rejected, duplicate, failed)",
+    "alongside_commands", "Commands answered, by outcome (accepted, rejected, failed)",
     ["service", "type", "outcome"], registry=REGISTRY,
 )  # fmt: skip
 DEAD_LETTERS = Counter(

@@ -1,0 +1,50 @@
+"""What operators read stays true: every metric we keep is in docs/operations.md and on the
+Grafana dashboard, and the dashboard asks only for metrics that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from runtime import metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = json.loads((ROOT / "deploy" / "grafana" / "alongside.json").read_text())
+GUIDE = (ROOT / "docs" / "operations.md").read_text()
+
+
+def exposed() -> dict[str, str]:
+    """Each family's name, as Prometheus shows it, by its type (FastStream's included)."""
+    metrics.faststream_middleware("tests")  # FastStream's families, registered on first use
+    names = {}
+    for family in metrics.REGISTRY.collect():
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        names[name] = family.type
+    return names
+
+
+def queried() -> set[str]:
+    exprs = [t["expr"] for p in DASHBOARD["panels"] for t in p.get("targets", [])]
+    return {m for expr in exprs for m in re.findall(r"\b(?:alongside|faststream)_[a-z_]+", expr)}
+
+
+def test_the_dashboard_asks_only_for_metrics_that_exist() -> None:
+    families = exposed()
+    series = {*families} | {f"{n}_{s}" for n, t in families.items() if t == "histogram"
+                            for s in ("bucket", "sum", "count")}  # fmt: skip
+    assert queried() <= series, queried() - series
+
+
+def test_every_metric_of_ours_is_on_the_dashboard_and_in_the_guide() -> None:
+    ours = {name for name in exposed() if name.startswith("alongside_")}
+    on_dashboard = {re.sub(r"_(bucket|sum|count)$", "", name) for name in queried()}
+    assert ours - on_dashboard == set()
+    assert {name for name in ours if f"`{name}`" not in GUIDE} == set()
+
+
+def test_the_dashboard_reads_one_prometheus_chosen_on_import() -> None:
+    sources = {json.dumps(p["datasource"], sort_keys=True) for p in DASHBOARD["panels"]
+               if "datasource" in p}  # fmt: skip
+    assert sources == {'{"type": "prometheus", "uid": "${DS_PROMETHEUS}"}'}
+    assert [i["name"] for i in DASHBOARD["__inputs"]] == ["DS_PROMETHEUS"]
