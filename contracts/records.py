@@ -142,6 +142,8 @@ class Session(Record):
     status: SessionStatus
     confirmed_by: list[str] = []  # the initial meeting: who has confirmed its time
     cancel_reason: str | None = None
+    purposes: list[str] = []  # an extra session: what it was booked for
+    notes: str | None = None  # an extra session: the booking's notes (never on an event)
 
 
 class CaseSchedule(Record):

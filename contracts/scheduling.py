@@ -16,7 +16,7 @@ from zoneinfo import available_timezones
 from pydantic import Field, field_validator
 
 from contracts.envelope import Command, Day, EntityId, Event, Moment, Part
-from contracts.intake import Method, Tag
+from contracts.intake import LongText, Method, Tag
 
 SERVICE = "scheduling"
 
@@ -108,12 +108,17 @@ class BookSession(Command):
     """An extra one-to-one session, judged by the boundaries rules like every booking."""
 
     type_name: ClassVar[str] = "BookSession"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: notes
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     start: Moment
     minutes: int = Field(ge=5, le=480)
     method: Method
+    # What the session is for: the boundaries rules allow only what peer support is for.
     purposes: list[Tag] = Field(default_factory=lambda: ["peer_support"], max_length=10)
+    # For the supporter and coordinator; kept with the session, never on an event, and never
+    # judged by the rules: notes cannot widen what the purposes are allowed to be.
+    notes: LongText | None = None
 
 
 class RescheduleSession(Command):

@@ -41,22 +41,29 @@ def compile_condition(condition: Condition, prefix: str = "") -> dict[str, Any]:
             operator = "$iall" if quantifier == "every" else "$iany"
             return {operator: {prefix + field: compile_condition(inner, "$i.")}}
         case Compare(field, op, value):
-            name = prefix + field
-            if op == "eq":
-                return {name: value}
-            if op in _ORDER:
-                return {_ORDER[op]: {name: value}}
-            if op == "in":
-                return _one_of([{name: v} for v in value])
-            if op == "contains":
-                return {"$iany": {name: {"$i": value}}}
-            if op == "contains_any":
-                return {"$iany": {name: _one_of([{"$i": v} for v in value])}}
-            if op == "lacks":
-                if prefix:
-                    raise ValueError("lacks is not supported inside every/some")
-                return {flag_name(field, value): False}
+            return _compare(prefix + field, op, value, field, prefix)
     raise ValueError(f"cannot compile {condition!r}")
+
+
+def _compare(name: str, op: str, value: Any, field: str, prefix: str) -> dict[str, Any]:
+    """One comparison of the fact field ``name`` (``field`` with its ``prefix``)."""
+    if op == "eq":
+        return {name: value}
+    if op in _ORDER:
+        return {_ORDER[op]: {name: value}}
+    if op == "in":
+        return _one_of([{name: v} for v in value])
+    if op == "contains":
+        return {"$iany": {name: {"$i": value}}}
+    if op == "contains_any":
+        return {"$iany": {name: _one_of([{"$i": v} for v in value])}}
+    if op == "contains_other_than":
+        return {"$iany": {name: {"$and": [{"$neq": {"$i": v}} for v in value]}}}
+    if op == "lacks":
+        if prefix:
+            raise ValueError("lacks is not supported inside every/some")
+        return {flag_name(field, value): False}
+    raise ValueError(f"cannot compile the operator {op!r}")
 
 
 def has_any_of(condition: Condition) -> bool:

@@ -28,7 +28,7 @@ Scalar = Union[int, float, str, bool]  # noqa: UP007  (used in isinstance checks
 @dataclass(frozen=True)
 class Compare:
     field: str
-    op: str  # eq ne lt lte gt gte in contains contains_any lacks
+    op: str  # eq ne lt lte gt gte in contains contains_any contains_other_than lacks
     value: Any
 
 
@@ -238,13 +238,16 @@ def _spec(annotation: Any) -> FieldSpec:
     raise TypeError(f"unsupported fact field type {annotation}")
 
 
-COMPARISONS = {"eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "contains_any", "lacks"}
+# A tags field's list operators: ``contains_any`` (some item is one of these) and
+# ``contains_other_than`` (some item is none of these: an allow-list, refused outside it).
+LIST_OPS = {"in", "contains_any", "contains_other_than"}
+COMPARISONS = {"eq", "ne", "lt", "lte", "gt", "gte", "contains", "lacks", *LIST_OPS}
 OPS_BY_TYPE: dict[FieldType, set[str]] = {
     "number": {"eq", "ne", "lt", "lte", "gt", "gte", "in"},
     "integer": {"eq", "ne", "lt", "lte", "gt", "gte", "in"},
     "bool": {"eq", "ne"},
     "text": {"eq", "ne", "in"},
-    "tags": {"contains", "contains_any", "lacks"},
+    "tags": {"contains", "contains_any", "contains_other_than", "lacks"},
     "objects": {"every", "some"},
 }
 
@@ -330,7 +333,7 @@ def _parse_field(
             parts.append(Quantified(name, op, inner))
             continue
         value = _param(doc, value, op_at, params)
-        if op == "in" or op == "contains_any":
+        if op in LIST_OPS:
             if not isinstance(value, list) or not value:
                 raise doc.error(op_at, f"{op} takes a non-empty list")
             if len(value) > MAX_LIST_VALUES:
@@ -355,7 +358,7 @@ def comparisons(condition: Condition, prefix: str = "") -> Counter[str]:
     them (an ``in`` of ten values is ten comparisons); item fields are ``list.field``."""
     match condition:
         case Compare(name, op, value):
-            return Counter({prefix + name: len(value) if op in {"in", "contains_any"} else 1})
+            return Counter({prefix + name: len(value) if op in LIST_OPS else 1})
         case AllOf(items) | AnyOf(items):
             return sum((comparisons(item, prefix) for item in items), Counter())
         case Quantified(name, _, inner):

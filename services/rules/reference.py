@@ -23,6 +23,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda actual, options: any(actual == option for option in options),
     "contains": lambda items, value: value in items,
     "contains_any": lambda items, values: any(value in items for value in values),
+    "contains_other_than": lambda items, values: any(item not in values for item in items),
     "lacks": lambda items, value: value not in items,
 }
 

@@ -430,6 +430,7 @@ def book(
     session = Session(
         session_id=session_id(schedule), kind="extra", start=start,
         end=start + timedelta(minutes=command.minutes), method=command.method, status="booked",
+        purposes=command.purposes, notes=command.notes,
     )  # fmt: skip
     record = changed(schedule, ctx, [session.session_id],
                      sessions=[*schedule.sessions, session])  # fmt: skip

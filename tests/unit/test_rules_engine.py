@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -140,14 +141,15 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
     """Four threads evaluate while versions with opposite answers are swapped in 200 times."""
     live = LiveRulesets(Engine())
     source = bundle.read_source(bundle.DEFAULT_ROOT, Kind.BOUNDARIES)
-    strict = source.default_text
-    lenient = strict.replace("min_duration_minutes: 60", "min_duration_minutes: 30").replace(
-        'version: "1.0.0"', 'version: "1.1.0"'
+    strict = source.default_text  # live from the start, as the defaults are
+    version = bundle.Source(Kind.BOUNDARIES, "acme", strict).resolve().version
+    lenient = _versioned(
+        strict.replace("min_duration_minutes: 60", "min_duration_minutes: 30"), f"{version}-lenient"
     )
     fact = {"case_id": "c1", "sessions_per_week": 1.0, "both_agreed_more_often": False,
             "duration_minutes": 45, "method": "phone", "method_agreed": True, "safety_concerns": [],
             "days_past_service_end": -1, "consent_active": True, "purposes": []}  # fmt: skip
-    expected = {"1.0.0": "refused", "1.1.0": "allowed"}
+    expected = {version: "refused", f"{version}-lenient": "allowed"}
     wrong: list[str] = []
     stop = threading.Event()
     counts = [0] * 4
@@ -210,14 +212,18 @@ def _published(org: str, text: str) -> PublishedRuleset:
     )  # fmt: skip
 
 
+def _versioned(text: str, version: str) -> str:
+    """The ruleset ``text`` as version ``version``, whatever version the default is now."""
+    return re.sub(r'^version: "[^"]*"$', f'version: "{version}"', text, count=1, flags=re.M)
+
+
 def test_a_version_that_fails_while_deciding_is_withdrawn_for_its_organisation_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     live = LiveRulesets(Engine())
     deps = cast(RulesDeps, SimpleNamespace(live=live))
     strict = bundle.read_source(bundle.DEFAULT_ROOT, Kind.BOUNDARIES).default_text
-    v11 = strict.replace('version: "1.0.0"', 'version: "1.1.0"')
-    v12 = strict.replace('version: "1.0.0"', 'version: "1.2.0"')
+    v11, v12 = _versioned(strict, "1.1.0"), _versioned(strict, "1.2.0")
     for org in ("acme", "other"):
         live.apply(_published(org, v11))
         live.apply(_published(org, v12))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from contracts.rules import Kind
-from services.rules import bundle, language
+from services.rules import bundle, language, reference
 from services.rules.engine import Engine
 
 ROOT = bundle.DEFAULT_ROOT
@@ -224,3 +224,34 @@ def test_a_number_the_engine_cannot_read_is_an_error_on_its_line(tree: Path) -> 
         check(tree)
     assert "sessions_per_week: a number in a rule is 0, or between 0.0001 and" in info.value.message
     assert info.value.line == line_of(path, "1.0e-7")
+
+
+def test_an_organisation_allows_another_session_purpose_by_listing_them_all_again(
+    tree: Path,
+) -> None:
+    default = bundle.read_source(tree, Kind.BOUNDARIES).resolve()
+    purposes = [*default.params["peer_support_purposes"], "court_day_companionship"]
+    override = tree / "orgs" / "harbour-ombudsman" / "boundaries" / "override.yaml"
+    override.parent.mkdir()
+    override.write_text('ruleset: boundaries\nversion: "2.0.0-h"\n'
+                        f"params: {{peer_support_purposes: [{', '.join(purposes)}]}}\n")  # fmt: skip
+    extended = bundle.read_source(tree, Kind.BOUNDARIES, "harbour-ombudsman").resolve()
+    session = {"sessions_per_week": 1, "both_agreed_more_often": False, "duration_minutes": 60,
+               "method": "phone", "method_agreed": True, "safety_concerns": [],
+               "days_past_service_end": -30, "consent_active": True}  # fmt: skip
+    asked = {**session, "purposes": ["listening", "court_day_companionship"]}
+    assert reference.fired(default, asked) == ["outside-peer-role"]
+    assert reference.fired(extended, asked) == []
+    assert reference.fired(extended, {**asked, "purposes": ["draft_my_submission"]}) == [
+        "outside-peer-role"
+    ]
+
+
+def test_an_allow_list_is_for_lists_only(tree: Path) -> None:
+    path = tree / "default" / "boundaries" / "ruleset.yaml"
+    replace(path, "{duration_minutes: {lt: {param: min_duration_minutes}}}",
+            "{duration_minutes: {contains_other_than: [60, 90]}}")  # fmt: skip
+    with pytest.raises(language.RulesFileError) as info:
+        check(tree)
+    assert "operator not valid for integer" in info.value.message
+    assert "contains_other_than" in info.value.message

@@ -266,3 +266,29 @@ async def test_the_sweep_finishes_a_schedule_change_a_crash_left_unannounced(
     assert await finish_outboxes(world.deps) == 1
     assert await finish_outboxes(world.deps) == 0
     assert [e.id for e in world.events.published[announced:]] == ["crashed-1"]
+
+
+async def test_notes_on_a_booking_are_kept_but_never_widen_what_it_may_be_for(
+    world: World,
+) -> None:
+    await _held_meeting_and_weekly_sessions(world)
+    await world.send(RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
+    soon = world.clock() + timedelta(days=2)
+
+    def booking(purposes: list[str], notes: str) -> BookSession:
+        return BookSession(case_id="c1", start=soon, minutes=60, method=Method.PHONE,
+                           purposes=purposes, notes=notes)  # fmt: skip
+
+    for asked in (["represent_me_at_the_hearing"], ["draft_my_submission"],
+                  ["negotiate_with_the_company"], ["tell_me_if_i_will_win"]):  # fmt: skip
+        refused = await world.send(booking(asked, "it is really only listening, promise"))
+        assert isinstance(refused, CommandRejected), asked
+        assert [e.field for e in refused.errors] == ["rules.boundaries.outside-peer-role"]
+        assert "advocacy" in refused.errors[0].reason
+
+    booked = await world.send(booking(["preparing_to_be_heard"], "NOTE-MARKER-7 nervous"))
+    assert isinstance(booked, CommandAccepted)
+    [extra] = [s for s in (await schedule_of(world)).sessions if s.kind == "extra"]
+    assert (extra.purposes, extra.notes) == (["preparing_to_be_heard"], "NOTE-MARKER-7 nervous")
+    assert world.events.of("SessionBooked")  # the booking was announced, without the notes
+    assert not [e for e in world.events.published if "NOTE-MARKER-7" in e.model_dump_json()]
