@@ -460,6 +460,9 @@ async def scheduling_journey(
     await _accepted(client, org, RecordFrequencyAgreement(case_id=case_id, sessions_per_week=2))
     say("  both agree to meet up to twice a week (RecordFrequencyAgreement)")
     await refusal("help with a legal letter", book(soon, purposes=("legal_advice",)))
+    # Not on the peer role's list, in whatever words: the boundaries allow only what is.
+    await refusal("someone to speak for me at the hearing",
+                  book(soon, purposes=("listening", "represent_me_at_the_hearing")))  # fmt: skip
     await refusal("a 20-minute session", book(soon, minutes=20))
     await _accepted(client, org, book(soon))
     say("  the extra session tomorrow: booked")

@@ -53,6 +53,7 @@ async def test_the_scheduling_journey_runs_the_same_at_any_moment(
     assert journey.refused == {
         "an extra session tomorrow": [MORE_THAN_WEEKLY],
         "help with a legal letter": ["rules.boundaries.outside-peer-role"],
+        "someone to speak for me at the hearing": ["rules.boundaries.outside-peer-role"],
         "a 20-minute session": ["rules.boundaries.too-short"],
         "a third session within a week": [MORE_THAN_WEEKLY],
     }
