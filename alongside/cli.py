@@ -418,6 +418,22 @@ def orgs_add(
     _on_registry(settings, add)
 
 
+@orgs_app.command("audit")
+def orgs_audit(
+    org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
+    days: Annotated[int, typer.Argument(help="Days each decision is kept in the decision "
+                                              "log (default 2557: seven years).")],
+) -> None:  # fmt: skip
+    """Set how long the organisation's rules decisions are kept in the decision log (its
+    audit period), for every decision from now on."""
+
+    async def audit(registry: Registry, js: JetStreamContext) -> str:
+        record = await registry.set_audit_days(org, days)
+        return f"{record.org}: decisions are kept {record.audit_days} days"
+
+    _on_registry(_settings(), audit)
+
+
 @orgs_app.command("disable")
 def orgs_disable(
     org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],

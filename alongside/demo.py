@@ -57,7 +57,7 @@ from contracts.matching import (
 )
 from contracts.records import CaseMatch, CaseSchedule, Session
 from contracts.replies import CommandAccepted, CommandRejected
-from contracts.rules import Kind, RulesDecision
+from contracts.rules import Kind, RulesDecision, SupporterEligibilityDecided
 from contracts.scheduling import (
     BookSession,
     ConfirmMeeting,
@@ -77,7 +77,7 @@ from runtime.settings import Settings
 from runtime.state import DecisionReader
 from runtime.store import RecordStore
 from services.rules import bundle, publishing
-from services.rules.adapters import RulesStore
+from services.rules.adapters import DecisionLog, RulesStore
 
 ORGS = ("harbour-ombudsman", "fair-work-scheme")
 SUPPORTERS_PER_ORG = 25
@@ -716,11 +716,32 @@ async def _operators_view(
                   "(each the parent of the one above):")  # fmt: skip
     for span in lineage:
         console.print(f"    {tracing.service_of(span):<22} {span.name.split('.', 2)[-1]}")
+    await _decision_logged(client, org)
     table = Table("counter (GET /metrics)", "labels", "value")
     for sample_ in _metric_samples():
         table.add_row(*sample_)
     console.print(table)
     console.rule("[bold green]demo complete")
+
+
+async def _decision_logged(client: AlongsideClient, org: str) -> None:
+    """Why a supporter was found ineligible: the public event names no rule; its decision
+    id resolves in the decision log, which only operators read."""
+    latest = {e.data["supporter_id"]: e async for e in client.events(org)
+              if e.type == SupporterEligibilityDecided.type_name}  # fmt: skip
+    refused = [e for e in latest.values() if not e.data["eligible"]]
+    expect(bool(refused), "no supporter is ineligible")
+    event = refused[0]
+    logged = await DecisionLog(client.nc.jetstream()).find(org, str(event.data["decision_id"]))
+    if logged is None:
+        raise DemoFailed(f"decision {event.data['decision_id']} is not in the decision log")
+    decision = logged.decision
+    console.print(f"  the decision log (operators only; kept for the organisation's audit "
+                  f"period): {event.type} for {decision.subject_id} names no rule; its "
+                  f"decision_id {decision.decision_id} resolves to "
+                  f"(alongside rules explain --decision ID):")  # fmt: skip
+    for fired in decision.fired:
+        console.print(f"    {fired.rule}: {escape(fired.reason)}")
 
 
 def _metric_samples() -> list[tuple[str, str, str]]:

@@ -19,13 +19,13 @@ from nats.aio.client import Client as Nats
 from alongside import connection
 from alongside.client import AlongsideClient
 from alongside.options import CliError, OrgOpt, read_text
-from contracts.rules import EvaluateRules, Kind, RulesEvaluated
+from contracts.rules import EvaluateRules, Kind, RulesDecision, RulesEvaluated
 from runtime import topology
 from runtime.clock import SYSTEM
 from runtime.logging import configure
 from runtime.settings import Settings
 from services.rules import bundle, publishing
-from services.rules.adapters import RulesStore
+from services.rules.adapters import DecisionLog, RulesStore
 from services.rules.engine import Engine
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -121,11 +121,20 @@ def publish(
 @app.command()
 def explain(
     org: OrgOpt,
-    kind: Annotated[Kind, typer.Argument(help="Which ruleset.")],
-    file: Annotated[str, typer.Argument(help="JSON facts; - for standard input.")],
-) -> None:
-    """Evaluate one fact on the live ruleset and say which rules fired and why."""
+    kind: Annotated[Kind | None, typer.Argument(help="Which ruleset.")] = None,
+    file: Annotated[str | None, typer.Argument(help="JSON facts; - for standard input.")] = None,
+    decision_id: Annotated[str | None, typer.Option(
+        "--decision", help="Explain a past decision by the id its event carries, from the "
+                           "decision log, instead.")] = None,
+) -> None:  # fmt: skip
+    """Evaluate one fact on the live ruleset and say which rules fired and why; or, with
+    --decision, say why a past decision came out as it did."""
     settings = Settings()
+    if decision_id is not None:
+        asyncio.run(_explain_logged(settings, org, decision_id))
+        return
+    if kind is None or file is None:
+        raise CliError("give KIND and FILE, or --decision ID")
     text = sys.stdin.read() if file == "-" else read_text(Path(file))
     try:
         facts = json.loads(text)
@@ -141,13 +150,58 @@ def explain(
         if not isinstance(reply, RulesEvaluated):
             typer.echo(reply.model_dump_json(indent=2))
             raise typer.Exit(1)
-        decision = reply.decision
-        ref = decision.ruleset
-        typer.echo(f"{decision.outcome}  (ruleset {ref.id}, sha256 {ref.content_hash[:12]})")
-        for fired in decision.fired:
-            typer.echo(f"  {fired.rule}: {fired.reason}")
-        if not decision.fired:
-            typer.echo("  no rule fired: the ruleset's default outcome applies")
+        _say(reply.decision)
+
+    asyncio.run(run())
+
+
+def _say(decision: RulesDecision) -> None:
+    ref = decision.ruleset
+    typer.echo(f"{decision.outcome}  (ruleset {ref.id}, sha256 {ref.content_hash[:12]})")
+    for fired in decision.fired:
+        typer.echo(f"  {fired.rule}: {fired.reason}")
+    if not decision.fired:
+        typer.echo("  no rule fired: the ruleset's default outcome applies")
+    typer.echo(f"  decision {decision.decision_id}, facts sha256 {decision.facts_sha256}")
+
+
+async def _explain_logged(settings: Settings, org: str, decision_id: str) -> None:
+    nc = await connection.connect(settings, "alongside-rules-cli")
+    try:
+        logged = await DecisionLog(nc.jetstream()).find(org, decision_id)
+    finally:
+        await nc.close()
+    if logged is None:
+        raise CliError(f"no decision {decision_id} of {org} in the decision log (ids are on "
+                       "decision events; entries past the audit period are gone)")  # fmt: skip
+    decision = logged.decision
+    typer.echo(f"{decision.kind.value} of {decision.subject_id}, decided "
+               f"{decision.decided_at.isoformat()}"
+               + (f" after message {logged.cause_id}" if logged.cause_id else ""))  # fmt: skip
+    _say(decision)
+
+
+@app.command()
+def decisions(
+    org: OrgOpt,
+    subject_id: Annotated[str, typer.Argument(help="A supporter's or a case's id.")],
+) -> None:
+    """Every logged decision about one supporter or case, oldest first: what was decided,
+    when and by which ruleset (``explain --decision ID`` says why)."""
+    settings = Settings()
+
+    async def run() -> None:
+        nc = await connection.connect(settings, "alongside-rules-cli")
+        try:
+            found = await DecisionLog(nc.jetstream()).of_subject(org, subject_id)
+        finally:
+            await nc.close()
+        if not found:
+            typer.echo(f"no logged decision about {subject_id} in {org}")
+        for logged in found:
+            d = logged.decision
+            typer.echo(f"{d.decided_at.isoformat()}  {d.kind.value:<16} {d.outcome:<10} "
+                       f"{d.ruleset.id}  {d.decision_id}")  # fmt: skip
 
     asyncio.run(run())
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.intake import (
     CLIENT_PARTY_ID,
@@ -202,6 +202,10 @@ class SchedulingSettings(Record):
     updated_at: datetime
 
 
+# Seven years, unless the organisation says otherwise (``alongside orgs audit``).
+DEFAULT_AUDIT_DAYS = 2557
+
+
 class OrganisationRecord(Record):
     """An organisation registered to use this deployment, key ``<org>`` in ``registry``.
     Only an active one's commands, rules and imports are accepted."""
@@ -211,6 +215,8 @@ class OrganisationRecord(Record):
     status: Literal["active", "disabled"]
     registered_at: datetime
     updated_at: datetime
+    # How long its decision log is kept (the audit period).
+    audit_days: int = Field(default=DEFAULT_AUDIT_DAYS, ge=1, le=36500)
 
 
 class CredentialRecord(Record):

@@ -174,6 +174,11 @@ class RulesDecision(Part):
     fired: list[FiredRule]
     ruleset: RulesetRef
     decided_at: datetime
+    # Where the decision log (operators only) keeps it, with why: ``alongside rules explain
+    # --decision ID``.
+    decision_id: str | None = None
+    # SHA-256 of the facts as decided on (canonical JSON): which facts, without keeping them.
+    facts_sha256: str | None = None
     # Eligibility only: the first day it would lapse with no new input.
     lapses_on: date | None = None
     # Eligibility only: ineligible only because the caseload is full (no new matches; the
@@ -212,34 +217,58 @@ class RulesEvaluated(Message):
     decision: RulesDecision
 
 
+# Decision events name the rules that fired in none of the kinds: an eligibility rule id
+# (``record-check-not-clear``) discloses vetting, a matching policy's (``must-gender``) the
+# client's wishes, and consent's are said better by ``missing_party_ids``. Each carries its
+# ``decision_id``, which operators resolve in the decision log.
+
+
 class SupporterEligibilityDecided(Event):
-    """Eligibility changed or was confirmed; the reasons stay in the decision record."""
+    """Eligibility changed or was confirmed; the reasons stay in the decision log."""
 
     type_name: ClassVar[str] = "SupporterEligibilityDecided"
-    schema_version: ClassVar[str] = "1.1"  # 1.1: caseload_full_only
+    schema_version: ClassVar[str] = "1.2"  # 1.1: caseload_full_only; 1.2: decision_id
     supporter_id: EntityId
     eligible: bool
     # Not eligible for new matches only because the caseload is full: current matches go on.
     caseload_full_only: bool = False
     lapses_on: date | None
     ruleset: RulesetRef
+    decision_id: str | None = None
 
 
 class ConsentDecided(Event):
     type_name: ClassVar[str] = "ConsentDecided"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: decision_id
     case_id: EntityId
     stage: str
     status: Literal["active", "pending", "suspended"]
     missing_party_ids: list[EntityId]
     ruleset: RulesetRef
+    decision_id: str | None = None
 
 
 class MatchingPolicyDecided(Event):
-    """A client's matching policy is ready; its filters and weights are in the decision record."""
+    """A client's matching policy is ready; its filters and weights are in the decision
+    record, and why in the decision log."""
 
     type_name: ClassVar[str] = "MatchingPolicyDecided"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: decision_id
     case_id: EntityId
     ruleset: RulesetRef
+    decision_id: str | None = None
+
+
+class LoggedDecision(Part):
+    """One entry of the decision log (stream ``DECISIONLOG``, operators only), in the
+    spirit of Open Policy Agent's: what was decided about whom, by exactly which ruleset,
+    which rules fired and why, and a hash of the facts (not the facts: they hold vetting
+    and safety details). Kept for the organisation's audit period."""
+
+    org: str
+    decision: RulesDecision  # with its decision_id
+    # The message that led to the decision (an event, or an EvaluateRules command).
+    cause_id: str | None = None
 
 
 class RulesetPublished(Event):

@@ -10,6 +10,9 @@ NATS accounts can map and restrict subjects per organisation
     alongside.<org>.sched.<name>.<id>         message schedules (stream EVENTS): the
                                               server publishes each to an event subject
                                               when its time comes
+    alongside.<org>.decisionlog.<kind>.<subject>.<decision>
+                                              the decision log (stream DECISIONLOG,
+                                              operators only)
 
 An organisation's own subscribers read its events from the stream ``EVENTS-<org>`` (a
 copy of its part of ``EVENTS``) and receive replies on inboxes under ``_INBOX_org.<org>``:
@@ -87,6 +90,18 @@ def dead_letters(org: str = "*") -> str:
 def dead_letters_of(service: str) -> str:
     """Wildcard for the dead letters one service writes, for every organisation."""
     return f"{PREFIX}.*.dlq.{service}"
+
+
+def decision_log(org: str, kind: str, subject_id: str, decision_id: str) -> str:
+    """Where one decision is logged."""
+    return f"{PREFIX}.{_org(org)}.decisionlog.{kind}.{subject_id}.{decision_id}"
+
+
+def decision_logs(
+    org: str = "*", kind: str = "*", subject_id: str = "*", decision_id: str = "*"
+) -> str:
+    """Wildcard for logged decisions: all, an organisation's, one subject's or one by id."""
+    return f"{PREFIX}.{org}.decisionlog.{kind}.{subject_id}.{decision_id}"
 
 
 def org_events_stream(org: str) -> str:

@@ -118,6 +118,7 @@ SERVICE_NEEDS: dict[str, Needs] = {
             topology.RULES_BUCKET,
         ),
         consumer=topology.RULES_CONSUMER.durable,
+        publishes=(subjects.decision_logs(),),
     ),
     "matching": Needs(
         buckets=(

@@ -12,6 +12,7 @@ import time
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from contracts.records import OrganisationRecord
 from runtime import topology
@@ -60,6 +61,20 @@ class Registry:
             org=org, name=name, status="active",
             registered_at=current.registered_at if current else now, updated_at=now,
         )  # fmt: skip
+        await self._save(record, revision)
+        return record
+
+    async def set_audit_days(self, org: str, days: int) -> OrganisationRecord:
+        """How long the organisation's decision log is kept, from its next decision on."""
+        current, revision = await self.get(org)
+        if current is None:
+            raise RegistryError(f"organisation {org!r} is not registered")
+        try:
+            record = OrganisationRecord.model_validate(
+                {**current.model_dump(), "audit_days": days, "updated_at": self.clock()}
+            )
+        except ValidationError as error:
+            raise RegistryError(f"audit days: {error.errors()[0]['msg']}") from None
         await self._save(record, revision)
         return record
 

@@ -30,12 +30,19 @@ from runtime.store import RecordStore, keys
 
 
 class StoredDecision(BaseModel):
-    """A decision as the rules service keeps it: with the announcement of it (a serialized
-    event envelope) while that is still to be published. Stored first, announced second,
-    so a consumer woken by the event always reads the decision it announces."""
+    """A decision as the rules service keeps it: with its decision log entry and the
+    announcement of it (a serialized event envelope) while those are still to be
+    published. Stored first, logged and announced second, so a consumer woken by the event
+    always reads the decision it announces, and a crash in between loses neither."""
 
     decision: RulesDecision
     announce: str | None = None
+    # Its decision log entry (a serialized LoggedDecision), while that is still to be written.
+    log: str | None = None
+
+    @property
+    def unpublished(self) -> bool:
+        return self.announce is not None or self.log is not None
 
 
 def parse_decision(value: bytes) -> StoredDecision:

@@ -33,6 +33,7 @@ log = get_logger(__name__)
 
 EVENTS_STREAM = "EVENTS"
 DEADLETTER_STREAM = "DEADLETTERS"
+DECISION_LOG_STREAM = "DECISIONLOG"
 
 SUPPORTERS_BUCKET = "supporters"
 CASES_BUCKET = "cases"
@@ -129,6 +130,21 @@ def topology(settings: Settings) -> Topology:
                 # rule out discard-new, and discard-old would forget them.)
                 max_msg_size=MAX_EVENT_BYTES,
                 discard=DiscardPolicy.OLD,
+            ),
+            StreamConfig(
+                name=DECISION_LOG_STREAM,
+                description="Every rules decision with why (fired rules and reasons), for "
+                "operators only; each kept for its organisation's audit period.",
+                subjects=[subjects.decision_logs()],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=replicas,
+                # Each entry expires on its own (Nats-TTL): organisations keep theirs for
+                # different periods. An audit log never drops entries to make room: a full
+                # store fails the publish, and the decision with it, visibly.
+                allow_msg_ttl=True,
+                discard=DiscardPolicy.NEW,
+                duplicate_window=120.0,
             ),
             StreamConfig(
                 name=DEADLETTER_STREAM,

@@ -2,18 +2,25 @@
 
 - ``rules``: published rulesets, key ``<org>.<kind>``, with history for rollback;
 - ``decisions``: its latest decision per subject (``DecisionStore``; other services read
-  them through ``runtime.state.DecisionReader``).
+  them through ``runtime.state.DecisionReader``);
+- the decision log (stream ``DECISIONLOG``): every decision with why, kept for the
+  organisation's audit period (``DecisionLog``; operators read it, no organisation can).
 """
 
 from __future__ import annotations
 
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from contracts.rules import Kind, PublishedRuleset
-from runtime import store
+from contracts import subjects
+from contracts.records import DEFAULT_AUDIT_DAYS
+from contracts.rules import Kind, LoggedDecision, PublishedRuleset
+from runtime import bus, store, topology
 from runtime.logging import get_logger
+from runtime.registry import Registry
 from runtime.state import DecisionReader, StoredDecision
 
 log = get_logger(__name__)
@@ -28,6 +35,57 @@ class DecisionStore(DecisionReader):
         return await store.compare_and_set(
             self._kv, key, stored.model_dump_json(exclude_none=True).encode(), revision
         )
+
+
+class DecisionLog:
+    """Every decision with why, one message each on
+    ``alongside.<org>.decisionlog.<kind>.<subject>.<decision_id>``."""
+
+    def __init__(self, js: JetStreamContext, registry: Registry | None = None) -> None:
+        self.js = js
+        self.registry = registry
+
+    async def append(self, logged: LoggedDecision) -> None:
+        """Keep one decision for its organisation's audit period (idempotent: the decision
+        id is the message id)."""
+        decision = logged.decision
+        assert decision.decision_id is not None, "only a decision with an id is logged"
+        assert self.registry is not None, "a reading log cannot append"
+        record, _ = await self.registry.get(logged.org)
+        # An organisation no longer registered keeps its decisions the default period.
+        days = record.audit_days if record is not None else DEFAULT_AUDIT_DAYS
+        await bus.publish_durably(
+            self.js, subjects.decision_log(logged.org, decision.kind.value,
+                                           decision.subject_id, decision.decision_id),
+            logged.model_dump_json().encode(), msg_id=decision.decision_id,
+            stream=topology.DECISION_LOG_STREAM, headers={"Nats-TTL": f"{days * 24}h"},
+        )  # fmt: skip
+
+    async def find(self, org: str, decision_id: str) -> LoggedDecision | None:
+        found = await self._read(subjects.decision_logs(org, decision_id=decision_id))
+        return found[-1] if found else None
+
+    async def of_subject(self, org: str, subject_id: str) -> list[LoggedDecision]:
+        """A subject's decisions of every kind, oldest first."""
+        return await self._read(subjects.decision_logs(org, subject_id=subject_id))
+
+    async def _read(self, subject: str) -> list[LoggedDecision]:
+        sub = await self.js.subscribe(
+            subject, stream=topology.DECISION_LOG_STREAM, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )  # fmt: skip
+        found: list[LoggedDecision] = []
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=0.5)
+                except TimeoutError:
+                    return found
+                found.append(LoggedDecision.model_validate_json(msg.data))
+                if msg.metadata.num_pending == 0:
+                    return found
+        finally:
+            await sub.unsubscribe()
 
 
 class RulesStore:

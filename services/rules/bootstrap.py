@@ -7,11 +7,12 @@ from nats.aio.client import Client
 from contracts.records import SchedulingSettings
 from runtime import topology
 from runtime.clock import Clock
+from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.state import CaseloadReader, Policies, RecordReader
 from runtime.store import RecordStore
 from services.rules import handlers
-from services.rules.adapters import DecisionStore, RulesStore
+from services.rules.adapters import DecisionLog, DecisionStore, RulesStore
 from services.rules.engine import Engine
 from services.rules.handlers import RulesDeps
 from services.rules.live import LiveRulesets
@@ -32,6 +33,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
             RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
         ),
         published=RulesStore(await js.key_value(topology.RULES_BUCKET)),
+        log=DecisionLog(js, Registry(await js.key_value(topology.REGISTRY_BUCKET), clock)),
         settings=settings,
         clock=clock,
     )

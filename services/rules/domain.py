@@ -7,6 +7,8 @@ and for a matching policy its effects with the client's values filled in.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -34,7 +36,15 @@ def decide(
         ruleset=loaded.ref,
         decided_at=now,
         lapses_on=lapses_on,
+        facts_sha256=facts_hash(facts),
     )
+
+
+def facts_hash(facts: dict[str, Any]) -> str:
+    """SHA-256 of the facts as canonical JSON: shows which facts a logged decision was made
+    on (hash the facts again and compare) without keeping vetting or safety details."""
+    canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _with_values(rule: FiredRule, facts: dict[str, Any]) -> FiredRule:
@@ -67,7 +77,9 @@ def lapse_date(
 
 
 def same_decision(a: RulesDecision | None, b: RulesDecision) -> bool:
-    """Whether a new decision says nothing new (ignoring when it was taken)."""
+    """Whether a new decision says nothing new: the same outcome, fired rules, ruleset and
+    lapse, whenever it was taken and on whichever facts (eligibility's change every day)."""
     if a is None:
         return False
-    return a.model_dump(exclude={"decided_at"}) == b.model_dump(exclude={"decided_at"})
+    same = {"decided_at", "decision_id", "facts_sha256"}
+    return a.model_dump(exclude=same) == b.model_dump(exclude=same)

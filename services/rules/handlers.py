@@ -20,7 +20,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from contracts.envelope import Event, RawEnvelope, wrap
+from contracts.envelope import Event, RawEnvelope, new_id, wrap
 from contracts.intake import (
     CaseStageChanged,
     ConsentGiven,
@@ -39,6 +39,7 @@ from contracts.rules import (
     ConsentDecided,
     EvaluateRules,
     Kind,
+    LoggedDecision,
     MatchingPolicyDecided,
     RulesDecision,
     RulesEvaluated,
@@ -53,7 +54,7 @@ from runtime.settings import Settings
 from runtime.state import CaseloadReader, Policies, RecordReader, StoredDecision
 from runtime.store import Conflict
 from services.rules import domain, facts
-from services.rules.adapters import DecisionStore, RulesStore
+from services.rules.adapters import DecisionLog, DecisionStore, RulesStore
 from services.rules.bundle import Loaded
 from services.rules.live import LiveRulesets
 
@@ -72,6 +73,7 @@ class RulesDeps:
     caseloads: CaseloadReader
     policies: Policies
     published: RulesStore
+    log: DecisionLog
     settings: Settings
     clock: Clock
 
@@ -97,6 +99,9 @@ async def evaluate_rules(
         )
     decision = deciding(deps, received.org, command.kind, lambda loaded: domain.decide(
         loaded, subject_of(command.kind, fact), fact, deps.clock()))  # fmt: skip
+    # Logged before it is answered: nothing acts on a decision the log does not hold.
+    await deps.log.append(LoggedDecision(org=received.org, decision=decision,
+                                         cause_id=received.envelope.id))  # fmt: skip
     return RulesEvaluated(command_id=received.envelope.id, decision=decision)
 
 
@@ -186,7 +191,7 @@ def deciding(
                 continue
             metrics.DECISION_SECONDS.labels(kind.value).observe(time.perf_counter() - started)
             metrics.DECISIONS.labels(org, kind.value, decision.outcome).inc()
-            return decision
+            return decision.model_copy(update={"decision_id": new_id()})
 
 
 async def decide_eligibility(
@@ -220,6 +225,7 @@ async def decide_eligibility(
         caseload_full_only=decision.caseload_full_only,
         lapses_on=decision.lapses_on,
         ruleset=decision.ruleset,
+        decision_id=decision.decision_id,
     )
     await _record(org, decision, event, deps)
     return decision
@@ -238,6 +244,7 @@ async def decide_consent(org: str, case_id: str, deps: RulesDeps) -> RulesDecisi
         status=decision.outcome,
         missing_party_ids=fact.missing_parties,
         ruleset=decision.ruleset,
+        decision_id=decision.decision_id,
     )
     await _record(org, decision, event, deps)
     return decision
@@ -253,9 +260,10 @@ async def decide_matching_policy(org: str, case_id: str, deps: RulesDeps) -> Rul
     decision = deciding(
         deps, org, Kind.MATCHING_POLICY, lambda loaded: domain.decide(loaded, case_id, fact, now)
     )
-    await _record(
-        org, decision, MatchingPolicyDecided(case_id=case_id, ruleset=decision.ruleset), deps
+    event = MatchingPolicyDecided(
+        case_id=case_id, ruleset=decision.ruleset, decision_id=decision.decision_id
     )
+    await _record(org, decision, event, deps)
     return decision
 
 
@@ -296,7 +304,9 @@ async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDe
                         time=decision.decided_at, cause=CAUSE.get(),
                         traceparent=tracing.current())  # fmt: skip
         announce = envelope.model_dump_json()
-    new = StoredDecision(decision=decision, announce=announce)
+    cause = CAUSE.get()
+    logged = LoggedDecision(org=org, decision=decision, cause_id=cause.id if cause else None)
+    new = StoredDecision(decision=decision, announce=announce, log=logged.model_dump_json())
     try:
         revision = await deps.decisions.put(org, new, revision)
     except Conflict:
@@ -312,31 +322,35 @@ async def _settled(
 ) -> tuple[StoredDecision | None, int]:
     """The stored decision with its announcement, if a crash left one, published first."""
     stored, revision = await deps.decisions.load(org, kind, subject_id)
-    if stored is not None and stored.announce is not None:
+    if stored is not None and stored.unpublished:
         await _announce(org, stored, revision, deps)
         stored, revision = await deps.decisions.load(org, kind, subject_id)
     return stored, revision
 
 
 async def _announce(org: str, stored: StoredDecision, revision: int, deps: RulesDeps) -> None:
-    """Publish a kept announcement (idempotent: its id is fixed), then clear it."""
-    if stored.announce is None:
+    """Write a kept decision log entry, then publish a kept announcement (each idempotent:
+    its id is fixed), then clear them."""
+    if not stored.unpublished:
         return
-    await bus.publish_event(deps.js, RawEnvelope.model_validate_json(stored.announce))
+    if stored.log is not None:
+        await deps.log.append(LoggedDecision.model_validate_json(stored.log))
+    if stored.announce is not None:
+        await bus.publish_event(deps.js, RawEnvelope.model_validate_json(stored.announce))
     with contextlib.suppress(Conflict):  # someone else cleared it, or moved on after it
         await deps.decisions.put(org, StoredDecision(decision=stored.decision), revision)
 
 
 async def announce_pending(deps: RulesDeps) -> int:
-    """Publish every announcement a crash left stored but unpublished (the sweep calls
-    this), leaving those decided within ``settle_s`` to the handler still publishing them.
-    Returns how many."""
+    """Publish every log entry and announcement a crash left stored but unpublished (the
+    sweep calls this), leaving those decided within ``settle_s`` to the handler still
+    publishing them. Returns how many."""
     published = 0
     settled = deps.clock() - timedelta(seconds=deps.settings.settle_s)
     for kind in Kind:
         for org, subject_id in await deps.decisions.subjects(kind):
             stored, revision = await deps.decisions.load(org, kind, subject_id)
-            if (stored is not None and stored.announce is not None
+            if (stored is not None and stored.unpublished
                     and stored.decision.decided_at <= settled):  # fmt: skip
                 await _announce(org, stored, revision, deps)
                 published += 1

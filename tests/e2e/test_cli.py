@@ -286,6 +286,12 @@ async def test_organisations_are_added_listed_and_disabled_and_rules_need_one(
     records = {json.loads(line)["org"]: json.loads(line) for line in listed.stdout.splitlines()}
     assert records[new]["status"] == "active"
     assert records[org]["status"] == "active"
+    assert records[new]["audit_days"] == 2557  # seven years, unless it says
+
+    audit = await asyncio.to_thread(invoke, "orgs", "audit", new, "3650")
+    assert audit.stdout.strip() == f"{new}: decisions are kept 3650 days"
+    forever = await asyncio.to_thread(invoke, "orgs", "audit", new, "0")
+    assert "audit days: Input should be greater than or equal to 1" in str(forever.exception)
 
     disabled = await asyncio.to_thread(invoke, "orgs", "disable", new)
     assert disabled.stdout.strip() == f"{new} disabled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -129,3 +130,15 @@ async def test_publish_history_rollback_and_explain(
     assert explained.output.startswith(f"ineligible  (ruleset {org}.eligibility@1.0.0-harbour.1")
     assert "record-check-expired: The record check has expired" in explained.output
     assert "supervision-overdue" not in explained.output  # 29 days is within harbour's 30
+    # The evaluation is in the decision log: explained again by its id, listed by subject.
+    decision_id = re.findall(r"decision ([0-9a-f]{32}),", explained.output)[-1]
+    again = await run("explain", "--org", org, "--decision", decision_id)
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith("eligibility of s9, decided ")
+    assert "record-check-expired: The record check has expired" in again.output
+    listed = await run("decisions", "--org", org, "s9")
+    assert listed.exit_code == 0, listed.output
+    assert decision_id in listed.output
+    unknown = await run("explain", "--org", org, "--decision", "0" * 32)
+    assert unknown.exit_code != 0
+    assert f"no decision {'0' * 32} of {org}" in str(unknown.exception)

@@ -157,12 +157,18 @@ async def test_no_bucket_dead_letter_or_shared_stream_is_reachable(
         f"$JS.API.STREAM.DELETE.{topology.DEADLETTER_STREAM}",
         f"$JS.API.CONSUMER.CREATE.{topology.DEADLETTER_STREAM}",
         f"$JS.API.STREAM.PURGE.{topology.EVENTS_STREAM}",
+        # The decision log, even its own organisation's: operators only.
+        f"$JS.API.STREAM.INFO.{topology.DECISION_LOG_STREAM}",
+        f"$JS.API.CONSUMER.CREATE.{topology.DECISION_LOG_STREAM}.x.{subjects.decision_logs(org)}",
+        f"$JS.API.DIRECT.GET.{topology.DECISION_LOG_STREAM}",
+        subjects.decision_log(org, "eligibility", "s1", "d1"),
         "$SYS.REQ.CLAIMS.UPDATE",
     ):
         await mine.tries_to_publish(subject)
         tried.append(f'publish to "{subject}"')
-    await mine.tries_to_subscribe(subjects.dead_letters(org))
-    tried.append(f'subscription to "{subjects.dead_letters(org)}"')
+    for subject in (subjects.dead_letters(org), subjects.decision_logs(org)):
+        await mine.tries_to_subscribe(subject)
+        tried.append(f'subscription to "{subject}"')
 
     await mine.refuses(*tried)
 

@@ -27,7 +27,13 @@ from contracts.intake import (
 )
 from contracts.records import CaseRecord
 from contracts.replies import CommandRejected
-from contracts.rules import EvaluateRules, Kind, MatchingPolicyDecided, RulesEvaluated
+from contracts.rules import (
+    EvaluateRules,
+    Kind,
+    LoggedDecision,
+    MatchingPolicyDecided,
+    RulesEvaluated,
+)
 from runtime import topology
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM, ManualClock
@@ -35,7 +41,7 @@ from runtime.state import DecisionReader, StoredDecision
 from runtime.store import RecordStore
 from services.intake.domain import Context, submit_intake
 from services.rules import bundle, handlers, publishing
-from services.rules.adapters import RulesStore
+from services.rules.adapters import DecisionLog, RulesStore
 from services.rules.handlers import RulesDeps
 from tests.conftest import Start
 from tests.support import accepted, org_today, wait_for
@@ -309,8 +315,8 @@ async def test_a_decision_is_readable_before_its_event_reaches_anyone(
     assert found == [True] * 20
 
 
-async def test_an_announcement_a_crash_left_unpublished_is_published_once(
-    rules: services.Running, client: AlongsideClient, org: str, clock: ManualClock
+async def test_a_log_entry_and_announcement_a_crash_left_unpublished_are_published_once(
+    rules: services.Running, client: AlongsideClient, nc: Client, org: str, clock: ManualClock
 ) -> None:
     deps = deps_of(rules)
     await accepted(client, org, sample.intake(random.Random(1), "c1"))
@@ -319,11 +325,12 @@ async def test_an_announcement_a_crash_left_unpublished_is_published_once(
     assert stored is not None
     assert stored.announce is None  # published, then cleared
     # As if the process died after storing a decision and before announcing it.
-    again = stored.decision.model_copy(update={"decided_at": clock()})
-    event = MatchingPolicyDecided(case_id="c1", ruleset=again.ruleset)
+    again = stored.decision.model_copy(update={"decided_at": clock(), "decision_id": "d-again"})
+    event = MatchingPolicyDecided(case_id="c1", ruleset=again.ruleset, decision_id="d-again")
     kept = wrap(event, org=org, source="alongside/rules", id="crash-left-this", time=SYSTEM())
-    await deps.decisions.put(org, StoredDecision(decision=again, announce=kept.model_dump_json()),
-                             revision)  # fmt: skip
+    entry = LoggedDecision(org=org, decision=again).model_dump_json()
+    await deps.decisions.put(org, StoredDecision(decision=again, announce=kept.model_dump_json(),
+                                                 log=entry), revision)  # fmt: skip
 
     await handlers.announce_pending(deps)
     young, _ = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
@@ -336,8 +343,11 @@ async def test_an_announcement_a_crash_left_unpublished_is_published_once(
 
     published = await wait_for(client, org, "MatchingPolicyDecided", 2)
     assert [e.id for e in published] == [announced.id, "crash-left-this"]
+    # (Read as an operator: the rules service may append to the log, not read it.)
+    assert await DecisionLog(nc.jetstream()).find(org, "d-again") is not None
     cleared, _ = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
     assert cleared is not None
+    assert cleared.log is None
     assert cleared.announce is None
 
 
