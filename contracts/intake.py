@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from contracts.envelope import Command, Day, EntityId, Event, Part
+from contracts.privacy import PERSONAL, SENSITIVE
 
 SERVICE = "intake"
 
@@ -97,15 +98,16 @@ class Slot(Part):
 class Affiliation(Part):
     """An organisation or person a supporter is connected to (conflict-of-interest checks)."""
 
-    name: ShortText
-    relationship: ShortText
+    name: Annotated[ShortText, PERSONAL]
+    relationship: Annotated[ShortText, PERSONAL]
 
 
 class Contact(Part):
-    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)] | None = (
-        None
-    )
-    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{6,20}$")] | None = None
+    email: (
+        Annotated[str, PERSONAL, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)]
+        | None
+    ) = None
+    phone: Annotated[str, PERSONAL, Field(pattern=r"^\+?[0-9 ()-]{6,20}$")] | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Contact:
@@ -115,19 +117,23 @@ class Contact(Part):
 
 
 class SupporterProfile(Part):
-    display_name: ShortText
-    contact: Contact
-    lived_experience: list[Tag] = Field(min_length=1, max_length=20)
+    display_name: Annotated[ShortText, PERSONAL]
+    contact: Annotated[Contact, PERSONAL]
+    lived_experience: Annotated[list[Tag], SENSITIVE] = Field(min_length=1, max_length=20)
     skills: list[Tag] = Field(default_factory=list, max_length=20)
     languages: list[LanguageCode] = Field(min_length=1, max_length=10)
-    birth_year: int = Field(ge=1900, le=2010)
-    gender_identity: ShortText | None = None
-    cultural_background: list[Tag] = Field(default_factory=list, max_length=10)
+    birth_year: Annotated[int, PERSONAL] = Field(ge=1900, le=2010)
+    gender_identity: Annotated[ShortText | None, PERSONAL] = None
+    cultural_background: Annotated[list[Tag], SENSITIVE] = Field(
+        default_factory=list, max_length=10
+    )
     methods: list[Method] = Field(min_length=1)
     availability: list[Slot] = Field(min_length=1, max_length=28)
     region: Tag
     caseload_cap: int = Field(ge=1, le=30)
-    affiliations: list[Affiliation] = Field(default_factory=list, max_length=50)
+    affiliations: Annotated[list[Affiliation], PERSONAL] = Field(
+        default_factory=list, max_length=50
+    )
     # Cleared by the organisation to support clients under 18.
     youth_cleared: bool = False
 
@@ -145,19 +151,21 @@ class RegisterSupporter(Command):
 class SupporterChanges(Part):
     """The profile fields to replace; fields left out, or null, stay as they are."""
 
-    display_name: ShortText | None = None
-    contact: Contact | None = None
-    lived_experience: list[Tag] | None = Field(default=None, min_length=1, max_length=20)
+    display_name: Annotated[ShortText | None, PERSONAL] = None
+    contact: Annotated[Contact | None, PERSONAL] = None
+    lived_experience: Annotated[list[Tag] | None, SENSITIVE] = Field(
+        default=None, min_length=1, max_length=20
+    )
     skills: list[Tag] | None = Field(default=None, max_length=20)
     languages: list[LanguageCode] | None = Field(default=None, min_length=1, max_length=10)
-    gender_identity: ShortText | None = None
-    cultural_background: list[Tag] | None = Field(default=None, max_length=10)
+    gender_identity: Annotated[ShortText | None, PERSONAL] = None
+    cultural_background: Annotated[list[Tag] | None, SENSITIVE] = Field(default=None, max_length=10)
     methods: list[Method] | None = Field(default=None, min_length=1)
     availability: list[Slot] | None = Field(default=None, min_length=1, max_length=28)
     region: Tag | None = None
     caseload_cap: int | None = Field(default=None, ge=1, le=30)
     youth_cleared: bool | None = None
-    affiliations: list[Affiliation] | None = Field(default=None, max_length=50)
+    affiliations: Annotated[list[Affiliation] | None, PERSONAL] = Field(default=None, max_length=50)
     suspended: bool | None = None
 
     @model_validator(mode="after")
@@ -187,8 +195,8 @@ class RecordCheck(Part):
     kind: Literal["record_check"] = "record_check"
     issued_on: Day
     expires_on: Day
-    clear: bool
-    reference: ShortText
+    clear: Annotated[bool, SENSITIVE]
+    reference: Annotated[ShortText, SENSITIVE]
 
     @model_validator(mode="after")
     def _expires_after_issue(self) -> RecordCheck:
@@ -200,21 +208,21 @@ class RecordCheck(Part):
 class Interview(Part):
     kind: Literal["interview"] = "interview"
     held_on: Day
-    passed: bool
+    passed: Annotated[bool, SENSITIVE]
 
 
 class Reference(Part):
     kind: Literal["reference"] = "reference"
     reference_type: Literal["professional", "personal"]
     received_on: Day
-    satisfactory: bool
+    satisfactory: Annotated[bool, SENSITIVE]
 
 
 class Recovery(Part):
     """Start of the supporter's recovery, for the minimum length of recovery."""
 
     kind: Literal["recovery"] = "recovery"
-    since: Day
+    since: Annotated[Day, SENSITIVE]
 
 
 class Training(Part):
@@ -256,21 +264,21 @@ class Preference(Part):
 
 
 class ClientProfile(Part):
-    display_name: ShortText
-    contact: Contact
-    birth_year: int = Field(ge=1900, le=2025)
+    display_name: Annotated[ShortText, PERSONAL]
+    contact: Annotated[Contact, PERSONAL]
+    birth_year: Annotated[int, PERSONAL] = Field(ge=1900, le=2025)
     languages: list[LanguageCode] = Field(min_length=1, max_length=10)
-    access_needs: list[Tag] = Field(default_factory=list, max_length=20)
-    gender_preference: Preference | None = None
-    cultural_preference: Preference | None = None
-    lived_experience_preference: Preference | None = None
+    access_needs: Annotated[list[Tag], SENSITIVE] = Field(default_factory=list, max_length=20)
+    gender_preference: Annotated[Preference | None, PERSONAL] = None
+    cultural_preference: Annotated[Preference | None, SENSITIVE] = None
+    lived_experience_preference: Annotated[Preference | None, SENSITIVE] = None
     age_preference: Literal["younger", "similar", "older", "any"] = "any"
-    other_factors: LongText | None = None
+    other_factors: Annotated[LongText | None, SENSITIVE] = None
     methods: list[Method] = Field(min_length=1)
     availability: list[Slot] = Field(min_length=1, max_length=28)
     region: Tag
     # Safety information is sensitive: it never leaves the case record.
-    safety_concerns: list[Tag] = Field(default_factory=list, max_length=10)
+    safety_concerns: Annotated[list[Tag], SENSITIVE] = Field(default_factory=list, max_length=10)
 
 
 class OtherParty(Part):
@@ -278,13 +286,13 @@ class OtherParty(Part):
 
     party_id: EntityId
     kind: Literal["organisation", "person"]
-    name: ShortText
+    name: Annotated[ShortText, PERSONAL]
     role: Literal["respondent", "co_complainant", "other"]
 
 
 class Dispute(Part):
     scheme: Tag
-    summary: LongText
+    summary: Annotated[LongText, SENSITIVE]
     stage: Stage = Stage.ENTRY
 
 
@@ -331,8 +339,8 @@ class PeerSupporter(Part):
 
 class FamilyOrFriend(Part):
     kind: Literal["family", "friend"]
-    display_name: ShortText
-    contact: Contact
+    display_name: Annotated[ShortText, PERSONAL]
+    contact: Annotated[Contact, PERSONAL]
 
 
 SupportPerson = Annotated[PeerSupporter | FamilyOrFriend, Field(discriminator="kind")]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,7 @@ from contracts.intake import (
     SupportPerson,
     VettingEvidence,
 )
+from contracts.privacy import SENSITIVE
 from contracts.scheduling import SchedulingPolicy
 
 
@@ -77,8 +78,9 @@ class Offer(Record):
 
     supporter_id: str
     score: float
-    matched: list[str]  # "speaks sm", "has been through tenancy dispute"
-    unmatched: list[str]  # "a maori cultural background": hoped for, not met
+    # What the client and supporter share, in words: sensitive ("has been through prison").
+    matched: Annotated[list[str], SENSITIVE]  # "speaks sm", "has been through tenancy dispute"
+    unmatched: Annotated[list[str], SENSITIVE]  # "a maori cultural background": hoped for
     matched_on: list[str]  # field names only: what events say
     held_until: datetime
 
@@ -102,7 +104,8 @@ class CaseMatch(Record):
     proposals: list[Offer] = []
     supporter_id: str | None = None  # the chosen supporter, once accepted
     excluded: list[str] = []  # declined or changed from: never proposed again
-    waitlist_reason: str | None = None
+    # Which requirement left no one, in words that may say what the client asked for.
+    waitlist_reason: Annotated[str | None, SENSITIVE] = None
     import_batch: str | None = None
     # Holds the last change gave up; the change's flush removes them from the caseloads.
     released: list[str] = []
@@ -143,7 +146,8 @@ class Session(Record):
     confirmed_by: list[str] = []  # the initial meeting: who has confirmed its time
     cancel_reason: str | None = None
     purposes: list[str] = []  # an extra session: what it was booked for
-    notes: str | None = None  # an extra session: the booking's notes (never on an event)
+    # An extra session: the booking's notes (never on an event).
+    notes: Annotated[str | None, SENSITIVE] = None
 
 
 class CaseSchedule(Record):

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, ValidationError
 
 from contracts.envelope import Message, Part
+from contracts.privacy import SENSITIVE
 
 
 class FieldError(Part):
@@ -52,7 +53,9 @@ class DeadLetter(Message):
     subject: str
     deliveries: int
     headers: dict[str, str]
-    original: str  # UTF-8 text, or base64 prefixed "base64:" for other bytes
+    # UTF-8 text, or base64 prefixed "base64:" for other bytes: a command's, with whatever
+    # personal data it held.
+    original: Annotated[str, SENSITIVE]
     original_size: int | None = None  # bytes
     original_truncated: bool = False
 

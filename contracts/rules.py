@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from contracts.envelope import Command, EntityId, Event, Message, Part
+from contracts.privacy import SENSITIVE
 
 SERVICE = "rules"
 
@@ -150,7 +151,8 @@ EFFECTS: tuple[type[Part], ...] = (FilterEffect, WeightEffect, ExcludeMethodEffe
 class FiredRule(Part):
     rule: str
     outcome: str
-    reason: str
+    # Filled in from the facts ("Length of recovery (200 days) is below the minimum").
+    reason: Annotated[str, SENSITIVE]
     effect: dict[str, Any] | None = None
 
 

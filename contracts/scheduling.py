@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import cache
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import available_timezones
 
 from pydantic import Field, field_validator
 
 from contracts.envelope import Command, Day, EntityId, Event, Moment, Part
 from contracts.intake import LongText, Method, Tag
+from contracts.privacy import SENSITIVE
 
 SERVICE = "scheduling"
 
@@ -118,7 +119,7 @@ class BookSession(Command):
     purposes: list[Tag] = Field(default_factory=lambda: ["peer_support"], max_length=10)
     # For the supporter and coordinator; kept with the session, never on an event, and never
     # judged by the rules: notes cannot widen what the purposes are allowed to be.
-    notes: LongText | None = None
+    notes: Annotated[LongText | None, SENSITIVE] = None
 
 
 class RescheduleSession(Command):

@@ -13,12 +13,14 @@ from typing import Any
 
 import structlog
 
+from contracts.catalogue import all_messages
+from contracts.privacy import marked
+
+# Keys whose values could hold personal data: every field the contracts mark personal or
+# sensitive (contracts/privacy.py), by its name, and whole messages.
 PERSONAL_KEYS = frozenset(
-    {
-        "display_name", "name", "contact", "email", "phone", "summary", "other_factors",
-        "safety_concerns", "access_needs", "lived_experience", "birth_year", "gender_identity",
-        "body", "payload", "data", "original",
-    }
+    {*(path.rsplit(".", 1)[-1] for model in all_messages().values() for path in marked(model)),
+     "body", "payload", "data", "original", "profile", "client", "evidence"}
 )  # fmt: skip
 
 

@@ -11,14 +11,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from alongside import sample
 from alongside.client import AlongsideClient
 from contracts.envelope import RawEnvelope
 from contracts.intake import (
     Affiliation,
+    Contact,
     Method,
     Preference,
+    RecordCheck,
+    RecordVettingEvidence,
+    RegisterSupporter,
     Slot,
     SubmitIntake,
     Supervision,
@@ -66,8 +71,16 @@ async def wait_for(
     """The organisation's events of one type, once there are ``count``; at the timeout it
     fails, naming what the organisation's feed held instead."""
     deadline = asyncio.get_running_loop().time() + timeout
+    every: list[RawEnvelope] = []
     while True:
-        every = [e async for e in client.events(org, idle_s=0.2)]
+        try:
+            every = [e async for e in client.events(org, idle_s=0.2)]
+        except NatsTimeoutError:
+            # Reading while a cluster elects a new stream leader times out: read again.
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
         found = [e for e in every if e.type == event_type]
         if len(found) >= count:
             return found
@@ -148,3 +161,56 @@ async def register(nc: Client, *orgs: str) -> None:
     """Register organisations, as an operator does with `alongside orgs add`."""
     for org in orgs:
         await registry.register(nc.jetstream(), org, f"Test organisation {org}", Settings(), SYSTEM)
+
+
+# A person's data that can be found anywhere it leaks: one distinctive marker per personal
+# or sensitive field (contracts/privacy.py), lower-case where the field takes tags.
+MARKERS = {
+    "supporter_name": "Quillon Marker-Supporter", "supporter_email": "quillon.marker@example.org",
+    "supporter_gender": "Marker-Gender-Quillon", "affiliation": "Marker-Affiliation-Quillon",
+    "relationship": "Marker-Relationship-Quillon", "lived": "marker_lived_quillon",
+    "culture": "marker_culture_quillon", "check_reference": "Marker-Check-Quillon",
+    "client_name": "Wrenna Marker-Client", "client_email": "wrenna.marker@example.org",
+    "access": "marker_access_wrenna", "safety": "marker_safety_wrenna",
+    "other_factors": "Marker-Factors-Wrenna", "summary": "Marker-Dispute-Wrenna",
+    "party": "Marker-Party-Wrenna", "preference": "marker_preference_wrenna",
+}  # fmt: skip
+
+
+def marked_supporter(supporter_id: str) -> RegisterSupporter:
+    """A supporter whose every personal and sensitive field holds a marker."""
+    command = sample.supporter(random.Random(supporter_id), supporter_id)
+    profile = command.profile.model_copy(update={
+        "display_name": MARKERS["supporter_name"],
+        "contact": Contact(email=MARKERS["supporter_email"], phone="+99 (0) 7731 3377"),
+        "gender_identity": MARKERS["supporter_gender"],
+        "affiliations": [Affiliation(name=MARKERS["affiliation"],
+                                     relationship=MARKERS["relationship"])],
+        "lived_experience": [MARKERS["lived"]],
+        "cultural_background": [MARKERS["culture"]],
+    })  # fmt: skip
+    return command.model_copy(update={"profile": profile})
+
+
+def marked_record_check(supporter_id: str, today: date) -> RecordVettingEvidence:
+    return RecordVettingEvidence(supporter_id=supporter_id, evidence=RecordCheck(
+        issued_on=today - timedelta(days=10), expires_on=today + timedelta(days=700), clear=True,
+        reference=MARKERS["check_reference"],
+    ))  # fmt: skip
+
+
+def marked_intake(case_id: str) -> SubmitIntake:
+    """An intake whose every personal and sensitive field holds a marker."""
+    command = sample.intake(random.Random(case_id), case_id)
+    client = command.client.model_copy(update={
+        "display_name": MARKERS["client_name"],
+        "contact": Contact(email=MARKERS["client_email"]),
+        "access_needs": [MARKERS["access"]],
+        "safety_concerns": [MARKERS["safety"]],
+        "other_factors": MARKERS["other_factors"],
+        "cultural_preference": Preference(values=[MARKERS["preference"]]),
+    })  # fmt: skip
+    dispute = command.dispute.model_copy(update={"summary": MARKERS["summary"]})
+    parties = [p.model_copy(update={"name": MARKERS["party"]}) for p in command.other_parties]
+    return command.model_copy(update={"client": client, "dispute": dispute,
+                                      "other_parties": parties})  # fmt: skip

@@ -27,6 +27,9 @@ console.log(`asyncapi.json: ${diagnostics.filter((d) => d.severity === 0).length
 
 const ajv = new Ajv2020({ strict: true, allErrors: true });
 addFormats(ajv);
+// Our one annotation keyword (contracts/privacy.py): declared, so strict mode checks it
+// is used as documented rather than letting any unknown keyword through.
+ajv.addKeyword({ keyword: 'x-privacy', metaSchema: { enum: ['personal', 'sensitive'] } });
 const validators = {};
 const schemaDir = path.join(exportDir, 'schemas');
 for (const file of fs.readdirSync(schemaDir)) {
