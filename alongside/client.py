@@ -11,6 +11,7 @@ from pydantic import Field, TypeAdapter
 
 from contracts import subjects
 from contracts.envelope import Command, Message, RawEnvelope, wrap
+from contracts.intake import PersonData
 from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import RulesEvaluated
@@ -19,7 +20,7 @@ from runtime.asking import parse_reply
 from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
 
-AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned
+AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned | PersonData
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 
 log = get_logger(__name__)

@@ -41,10 +41,13 @@ from contracts.envelope import Command, RawEnvelope, wrap
 from contracts.intake import (
     ChangeCaseStage,
     Contact,
+    ExportPersonData,
     FamilyOrFriend,
     GiveConsent,
     Method,
     NameSupportPerson,
+    PersonData,
+    PersonDataExported,
     Stage,
     WithdrawConsent,
 )
@@ -156,6 +159,8 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             await _refusals(client, nc, clock)
             await _outside_subscriber(server.url, state, credentials)
             await _operators_view(client, running, spans)
+            await _subject_access(client)
+            console.rule("[bold green]demo complete")
         finally:
             await running.stop()
             await system.close()
@@ -721,7 +726,24 @@ async def _operators_view(
     for sample_ in _metric_samples():
         table.add_row(*sample_)
     console.print(table)
-    console.rule("[bold green]demo complete")
+
+
+async def _subject_access(client: AlongsideClient) -> None:
+    """A client asks for everything held about them: one command, every service's records,
+    and a record that it was given (ids only)."""
+    console.print("\n[bold]9. Privacy: a subject access request[/]")
+    org = ORGS[0]
+    reply = await client.request(org, ExportPersonData(person="client", subject_id="case-00"))
+    if not isinstance(reply, PersonData):
+        raise DemoFailed(f"ExportPersonData was not answered with the data: {reply}")
+    kept = ", ".join(name for name, value in reply.held.items() if value is not None)
+    console.print(f"  ExportPersonData for case-00: {len(json.dumps(reply.held))} bytes of JSON "
+                  f"from {kept}; nothing of it stored again")  # fmt: skip
+    recorded = await _next_event(client, org, PersonDataExported.type_name)
+    console.print(
+        f"  recorded as {recorded.type}: {recorded.data['person']} "
+        f"{recorded.data['subject_id']}, asked by {recorded.data['requested_by']}"
+    )
 
 
 async def _decision_logged(client: AlongsideClient, org: str) -> None:

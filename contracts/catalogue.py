@@ -25,11 +25,18 @@ EVENTS: dict[str, type[Event]] = {
 }
 REPLIES: dict[str, type[Message]] = {
     m.type_name: m
-    for m in (CommandAccepted, CommandRejected, rules.RulesEvaluated, matching.BatchAssigned)
+    for m in (
+        CommandAccepted,
+        CommandRejected,
+        rules.RulesEvaluated,
+        matching.BatchAssigned,
+        intake.PersonData,
+    )
 }
 # Which replies answer a command: every command may be rejected.
 REPLIES_TO: dict[str, tuple[str, ...]] = {
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in intake.COMMANDS},
+    intake.ExportPersonData.type_name: ("PersonData", "CommandRejected"),
     **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in matching.COMMANDS},
     matching.AssignBatch.type_name: ("BatchAssigned", "CommandRejected"),

@@ -7,13 +7,13 @@ in the organisation's KV state, readable only by that organisation's services.
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import datetime, time
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
-from contracts.envelope import Command, Day, EntityId, Event, Part
+from contracts.envelope import Command, Day, EntityId, Event, Message, Part
 from contracts.privacy import PERSONAL, SENSITIVE
 
 SERVICE = "intake"
@@ -376,6 +376,30 @@ class WithdrawConsent(Command):
     withdrawn_on: Day
 
 
+class ExportPersonData(Command):
+    """Everything held about one client (by their case) or one supporter, for a subject
+    access request: answered with ``PersonData``. Stores nothing of it; that it was asked
+    for, by whom and about whom (by id), is recorded as ``PersonDataExported``."""
+
+    type_name: ClassVar[str] = "ExportPersonData"
+    service: ClassVar[str] = SERVICE
+    person: Literal["client", "supporter"]
+    subject_id: EntityId  # the client's case id, or the supporter's id
+
+
+class PersonData(Message):
+    """The reply to ``ExportPersonData``: each record held about the person, by where it is
+    kept (``case``, ``matching``, ``schedule``, ``decisions.<kind>`` ...), as stored."""
+
+    type_name: ClassVar[str] = "PersonData"
+    status: Literal["exported"] = "exported"
+    command_id: str
+    person: Literal["client", "supporter"]
+    subject_id: str
+    exported_at: datetime
+    held: Annotated[dict[str, Any], SENSITIVE]
+
+
 # Events ------------------------------------------------------------------
 
 
@@ -443,6 +467,17 @@ class ConsentWithdrawn(Event):
     withdrawn_on: Day
 
 
+class PersonDataExported(Event):
+    """Someone was given everything held about a person: the record a subject access
+    request leaves, and the access log of exports. Ids only."""
+
+    type_name: ClassVar[str] = "PersonDataExported"
+    person: Literal["client", "supporter"]
+    subject_id: EntityId
+    command_id: str
+    requested_by: str  # the command's source: which tool or service asked
+
+
 COMMANDS: tuple[type[Command], ...] = (
     RegisterSupporter,
     UpdateSupporter,
@@ -452,6 +487,7 @@ COMMANDS: tuple[type[Command], ...] = (
     NameSupportPerson,
     GiveConsent,
     WithdrawConsent,
+    ExportPersonData,
 )
 
 EVENTS: tuple[type[Event], ...] = (
@@ -463,4 +499,5 @@ EVENTS: tuple[type[Event], ...] = (
     SupportPersonNamed,
     ConsentGiven,
     ConsentWithdrawn,
+    PersonDataExported,
 )

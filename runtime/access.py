@@ -97,6 +97,7 @@ class Needs:
     the events, the commands it sends other services, and what else it publishes."""
 
     buckets: tuple[str, ...]
+    reads: tuple[str, ...] = ()  # buckets it may read, and never write
     consumer: str | None = None
     asks: tuple[str, ...] = ()
     answers: bool = True
@@ -106,7 +107,17 @@ class Needs:
 
 _COMMON = (topology.REGISTRY_BUCKET, topology.REPLIES_BUCKET)
 SERVICE_NEEDS: dict[str, Needs] = {
-    "intake": Needs(buckets=(*_COMMON, topology.SUPPORTERS_BUCKET, topology.CASES_BUCKET)),
+    "intake": Needs(
+        buckets=(*_COMMON, topology.SUPPORTERS_BUCKET, topology.CASES_BUCKET),
+        # Read only: what other services hold about a person, for ExportPersonData.
+        reads=(
+            topology.MATCHES_BUCKET,
+            topology.SCHEDULES_BUCKET,
+            topology.SUPERVISION_BUCKET,
+            topology.CASELOADS_BUCKET,
+            topology.DECISIONS_BUCKET,
+        ),
+    ),
     "rules": Needs(
         buckets=(
             *_COMMON,
@@ -171,6 +182,10 @@ def service_permissions(service: str) -> Permissions:
                           *needs.publishes, *needs.api]  # fmt: skip
     for bucket in needs.buckets:
         publish.extend(_bucket(bucket))
+    for bucket in needs.reads:
+        stream = f"KV_{bucket}"
+        publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}",
+                    f"$JS.API.DIRECT.GET.{stream}.>"]  # fmt: skip
     if needs.consumer is not None:
         api, stream = "$JS.API", topology.EVENTS_STREAM
         publish += [f"{api}.CONSUMER.INFO.{stream}.{needs.consumer}",

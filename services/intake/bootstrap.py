@@ -10,6 +10,7 @@ from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from services.intake.exports import Holdings
 from services.intake.handlers import SOURCE, IntakeDeps, event_id_of, finish_outboxes
 
 log = get_logger(__name__)
@@ -25,6 +26,8 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
     deps = IntakeDeps(
         supporters=Changer(supporters, replies, events, SOURCE, clock, event_id=event_id_of),
         cases=Changer(cases, replies, events, SOURCE, clock, event_id=event_id_of),
+        holdings=await Holdings.bind(js, cases, supporters),
+        events=events,
         settings=settings,
         clock=clock,
     )

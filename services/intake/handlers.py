@@ -13,17 +13,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.envelope import Command
-from contracts.intake import COMMANDS, SERVICE
+from contracts.envelope import Command, wrap
+from contracts.intake import SERVICE, ExportPersonData, PersonData, PersonDataExported
 from contracts.records import CaseRecord, SupporterRecord
 from contracts.replies import CommandAccepted, CommandRejected
 from runtime.changes import Change
 from runtime.clock import Clock
+from runtime.commands import rejected
 from runtime.dispatch import Handlers, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from runtime.store import Changer, EventKey
+from runtime.store import Changer, EventKey, EventPublisher
 from services.intake import domain
+from services.intake.exports import Holdings
 
 log = get_logger(__name__)
 
@@ -37,6 +39,8 @@ Reply = CommandAccepted | CommandRejected
 class IntakeDeps:
     supporters: Changer[SupporterRecord]
     cases: Changer[CaseRecord]
+    holdings: Holdings
+    events: EventPublisher
     settings: Settings
     clock: Clock
 
@@ -76,8 +80,33 @@ async def decide_command(command: Command, received: Received, deps: IntakeDeps)
     return reply
 
 
-for _command in COMMANDS:
+for _command in domain.ROUTES:
     handlers.on(_command)(decide_command)
+
+
+@handlers.on(ExportPersonData)
+async def export_person_data(
+    command: ExportPersonData, received: Received, deps: IntakeDeps
+) -> PersonData | CommandRejected:
+    """Everything held about one person. Nothing of it is stored (not even as the reply
+    kept for a retry); that it was given, to whom, is published first, so no export goes
+    unrecorded."""
+    org, subject_id = received.org, command.subject_id
+    gather = deps.holdings.of_client if command.person == "client" else deps.holdings.of_supporter
+    held = await gather(org, subject_id)
+    if not held:
+        return rejected(ExportPersonData.type_name, received.envelope.id, "data.subject_id",
+                        f"no {command.person} {subject_id} is held here")  # fmt: skip
+    exported = PersonDataExported(person=command.person, subject_id=subject_id,
+                                  command_id=received.envelope.id,
+                                  requested_by=received.envelope.source)  # fmt: skip
+    envelope = wrap(exported, org=org, source=SOURCE, time=deps.clock(), cause=received.envelope,
+                    id=event_id(org, received.envelope.id, 0))  # fmt: skip
+    await deps.events.publish([envelope.model_dump_json()])
+    log.info("person_data_exported", org=org, person=command.person, subject_id=subject_id,
+             command_id=received.envelope.id, requested_by=received.envelope.source)  # fmt: skip
+    return PersonData(command_id=received.envelope.id, person=command.person,
+                      subject_id=subject_id, exported_at=deps.clock(), held=held)  # fmt: skip
 
 
 async def finish_outboxes(deps: IntakeDeps, settle_s: float = 0.0) -> int:

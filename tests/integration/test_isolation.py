@@ -230,6 +230,9 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
             f"$JS.API.STREAM.DELETE.{topology.DEADLETTER_STREAM}",
             f"$JS.API.CONSUMER.CREATE.{topology.DEADLETTER_STREAM}",
             subjects.command("acme", "matching", "RefuseService"),
+            # What it may read for an export, it may not write or watch.
+            f"$KV.{topology.MATCHES_BUCKET}.acme.c1",
+            f"$JS.API.CONSUMER.CREATE.KV_{topology.DECISIONS_BUCKET}",
         ):
             await intake.tries_to_publish(subject)
         await intake.tries_to_subscribe(subjects.commands_of("matching"))
@@ -240,6 +243,8 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
             f'publish to "$JS.API.STREAM.DELETE.{topology.DEADLETTER_STREAM}"',
             f'publish to "$JS.API.CONSUMER.CREATE.{topology.DEADLETTER_STREAM}"',
             f'publish to "{subjects.command("acme", "matching", "RefuseService")}"',
+            f'publish to "$KV.{topology.MATCHES_BUCKET}.acme.c1"',
+            f'publish to "$JS.API.CONSUMER.CREATE.KV_{topology.DECISIONS_BUCKET}"',
             f'subscription to "{subjects.commands_of("matching")}"',
         )
         # What it needs, it has: its own buckets.
