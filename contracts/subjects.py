@@ -13,6 +13,8 @@ NATS accounts can map and restrict subjects per organisation
     alongside.<org>.decisionlog.<kind>.<subject>.<decision>
                                               the decision log (stream DECISIONLOG,
                                               operators only)
+    alongside.<org>.key.<client|supporter>.<id>
+                                              a person's data key, wrapped (stream KEYS)
 
 An organisation's own subscribers read its events from the stream ``EVENTS-<org>`` (a
 copy of its part of ``EVENTS``) and receive replies on inboxes under ``_INBOX_org.<org>``:
@@ -102,6 +104,15 @@ def decision_logs(
 ) -> str:
     """Wildcard for logged decisions: all, an organisation's, one subject's or one by id."""
     return f"{PREFIX}.{org}.decisionlog.{kind}.{subject_id}.{decision_id}"
+
+
+def person_key(org: str, person: str, person_id: str) -> str:
+    """Where one person's wrapped data key is kept (``person``: client or supporter)."""
+    return f"{PREFIX}.{_org(org)}.key.{person}.{person_id}"
+
+
+def person_keys(org: str = "*") -> str:
+    return f"{PREFIX}.{org}.key.>"
 
 
 def org_events_stream(org: str) -> str:

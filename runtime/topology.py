@@ -34,6 +34,7 @@ log = get_logger(__name__)
 EVENTS_STREAM = "EVENTS"
 DEADLETTER_STREAM = "DEADLETTERS"
 DECISION_LOG_STREAM = "DECISIONLOG"
+KEYS_STREAM = "KEYS"
 
 SUPPORTERS_BUCKET = "supporters"
 CASES_BUCKET = "cases"
@@ -145,6 +146,22 @@ def topology(settings: Settings) -> Topology:
                 allow_msg_ttl=True,
                 discard=DiscardPolicy.NEW,
                 duplicate_window=120.0,
+            ),
+            StreamConfig(
+                name=KEYS_STREAM,
+                description="Each person's data key, wrapped under its organisation's key; "
+                "erasing a person erases their key (runtime/vault.py).",
+                subjects=[subjects.person_keys()],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=replicas,
+                # One key per person, made once; read by subject. Not a KV bucket: a KV
+                # stream denies deleting a message, and deleting is how a key is erased
+                # (JetStream overwrites a deleted message's bytes on disk).
+                max_msgs_per_subject=1,
+                allow_direct=True,
+                deny_delete=False,
+                discard=DiscardPolicy.NEW,
             ),
             StreamConfig(
                 name=DEADLETTER_STREAM,

@@ -1,0 +1,82 @@
+"""A person's data key: made once, shared by every replica, and erased for good, down to
+the bytes in the nats-server's store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from runtime.embedded import EmbeddedNats
+from runtime.vault import Erased, Vault, load_master_key, open_sealed, seal
+
+MASTER = bytes(range(32))
+
+
+def on_disk(store: Path, needle: bytes) -> list[str]:
+    """Every file of the server's store holding ``needle``."""
+    return [str(f) for f in store.rglob("*") if f.is_file() and needle in f.read_bytes()]
+
+
+async def test_a_persons_key_is_made_once_whoever_races_and_each_organisation_has_its_own(
+    nc: Client, org: str, other_org: str
+) -> None:
+    replicas = [Vault(nc.jetstream(), MASTER) for _ in range(4)]
+    keys = await asyncio.gather(*(v.key_or_new(org, "client", "c1") for v in replicas))
+    assert len(set(keys)) == 1
+    assert await replicas[0].key(org, "client", "c1") == keys[0]
+    assert await replicas[0].key_or_new(other_org, "client", "c1") != keys[0]
+    assert await replicas[0].key(org, "supporter", "c1") is None  # another person
+
+
+async def test_an_erased_persons_key_is_gone_from_disk_and_their_data_cannot_be_opened(
+    nc: Client, nats_server: EmbeddedNats, org: str
+) -> None:
+    vault = Vault(nc.jetstream(), MASTER)
+    key = await vault.key_or_new(org, "client", "c1")
+    kept = await vault.key_or_new(org, "client", "c2")
+    sealed = seal(key, {"display_name": "Wrenna"}, "cases.client.display_name")
+    assert open_sealed(key, sealed, "cases.client.display_name") == {"display_name": "Wrenna"}
+    with pytest.raises(ValueError, match="another place"):
+        open_sealed(key, sealed, "cases.client.summary")
+    await nc.flush()
+    store = nats_server.state_dir / "jetstream"
+    # The wrapped key is what the store holds (never the key itself).
+    assert on_disk(store, key) == []
+
+    assert await vault.erase(org, "client", "c1") is True
+    with pytest.raises(Erased):
+        await vault.key(org, "client", "c1")
+    with pytest.raises(Erased):
+        await vault.key_or_new(org, "client", "c1")  # nothing new is sealed for them
+    assert await vault.erase(org, "client", "c1") is False
+    assert await Vault(nc.jetstream(), MASTER).key(org, "client", "c2") == kept
+
+
+async def test_erasing_overwrites_the_wrapped_key_in_the_store_files(
+    nc: Client, nats_server: EmbeddedNats, org: str
+) -> None:
+    vault = Vault(nc.jetstream(), MASTER)
+    await vault.key_or_new(org, "supporter", "s1")
+    store = nats_server.state_dir / "jetstream"
+    msg = await nc.jetstream().get_last_msg("KEYS", f"alongside.{org}.key.supporter.s1")
+    assert msg.data is not None
+    wrapped = msg.data
+    for _ in range(50):  # written through to the block file
+        if on_disk(store, wrapped):
+            break
+        await asyncio.sleep(0.05)
+    assert on_disk(store, wrapped)
+
+    await vault.erase(org, "supporter", "s1")
+    assert on_disk(store, wrapped) == []
+
+
+def test_the_master_key_is_made_once_and_kept_from_others(tmp_path: Path) -> None:
+    path = tmp_path / "auth" / "master.key"
+    first = load_master_key(path)
+    assert load_master_key(path) == first
+    assert len(first) == 32
+    assert path.stat().st_mode & 0o077 == 0
