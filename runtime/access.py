@@ -156,10 +156,9 @@ SERVICE_NEEDS: dict[str, Needs] = {
         ),
         consumer=topology.SCHEDULING_CONSUMER.durable,
         asks=("EvaluateRules", "RecordVettingEvidence"),
-        # Reminders are message schedules in the events stream, purged when cancelled. (The
-        # purge request names its subject in the body, which permissions cannot check.)
+        # Reminders are message schedules in the events stream; a cancelled one is replaced
+        # by a message without a schedule, so nothing here may purge or delete events.
         publishes=(subjects.schedules(),),
-        api=(f"$JS.API.STREAM.PURGE.{topology.EVENTS_STREAM}",),
     ),
 }
 

@@ -53,6 +53,9 @@ class Reminders:
                               stream=topology.EVENTS_STREAM)  # fmt: skip
 
     async def clear(self, org: str, session_id: str) -> None:
-        await self.js.purge_stream(
-            topology.EVENTS_STREAM, subject=subjects.schedule(org, "reminder", session_id)
-        )
+        """Cancel the session's reminder: the last message on a schedule's subject is its
+        schedule (ADR-51), so a message with none stands in its place. (Purging the subject
+        would need the right to purge the whole events stream: a purge request names its
+        subject in the body, which permissions cannot check.)"""
+        await self.js.publish(subjects.schedule(org, "reminder", session_id), b'{"cancelled":true}',
+                              stream=topology.EVENTS_STREAM)  # fmt: skip

@@ -250,5 +250,13 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
         # What it needs, it has: its own buckets.
         info = await intake.nc.jetstream().stream_info(f"KV_{topology.CASES_BUCKET}")
         assert info.config.name == f"KV_{topology.CASES_BUCKET}"
+        # No service may purge or delete the events: the system of record.
+        scheduling = await connect_as(provisioned, auth.credentials("scheduling"))
+        erasing = ("STREAM.PURGE", "STREAM.MSG.DELETE", "STREAM.DELETE")
+        for api in erasing:
+            await scheduling.tries_to_publish(f"$JS.API.{api}.{topology.EVENTS_STREAM}")
+        await scheduling.refuses(*(f'publish to "$JS.API.{api}.{topology.EVENTS_STREAM}"'
+                                   for api in erasing))  # fmt: skip
+        await scheduling.nc.close()
     finally:
         await intake.nc.close()
