@@ -9,12 +9,21 @@ from ``EVENTS``). Measures, in one run and on one server:
   - intake: request/reply latency of SubmitIntake one at a time (p50/p99), and
     accepted commands per second with 32 requests in flight;
 each with ``sync_interval: always`` (the shipped setting) and again with the
-NATS default, to show what the fsync costs. On each server intake is measured with
-FastStream's metrics middleware on (as shipped) and off (``ALONGSIDE_METRICS=false``),
-in four halves ordered on, off, off, on so that neither gains from going first or
-last; the ``*_metrics_off`` figures and the ``metrics_cost_*`` ratios (on/off) are what
-the middleware costs (our own counters are always on). Responders run in
-their own processes. Permission violations the server logs, and the errors the intake
+NATS default, to show what the fsync costs. On each server intake is measured in three
+settings: as shipped (FastStream's metrics middleware on, tracing off); metrics off
+(``ALONGSIDE_METRICS=false``); and tracing on (``ALONGSIDE_TRACING=otlp``, metrics on),
+its spans exported by OTLP/HTTP in batches to a sink the benchmark runs on loopback
+(every POST answered 200 and counted). Six halves, ordered shipped, metrics off,
+tracing, tracing, metrics off, shipped, so that no setting gains from going first or
+last. The ``*_metrics_off`` figures and the ``metrics_cost_*`` ratios (on/off) are what
+the middleware costs (our own counters are always on); the ``*_tracing`` figures and
+the ``tracing_cost_*`` ratios (on/off, metrics on in both) what tracing costs, with
+``otlp_requests_received``, ``otlp_bytes_received`` and ``otlp_spans_received`` what the
+sink got (the run fails if a tracing phase sent it nothing).
+``intake_service_cpu_ms_per_command`` is the intake service's own CPU (user and system,
+from ``/proc``) per timed command, and the ``*_cpu_ratio`` ratios compare it: less
+disturbed than the timings by whatever else runs on the machine. Responders run in their
+own processes. Permission violations the server logs, and the errors the intake
 service logs, are counted (all should be 0). Fixed seed; the last line printed is one
 JSON object.
 
@@ -33,14 +42,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import nats
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from alongside import sample
 from alongside.client import AlongsideClient
@@ -57,8 +70,25 @@ from runtime.settings import Settings
 SEED = 20261123
 INTAKE = "alongside.bench.cmd.intake.SubmitIntake"
 IN_FLIGHT = 32
-# Intake phases on each server: metrics on, off, off, on (True: on).
-METRICS_ABBA = (True, False, False, True)
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How the intake service runs in a phase; ``end`` is what its figures' keys end
+    with (nothing for the shipped setting)."""
+
+    end: str
+    metrics: bool
+    tracing: bool
+
+
+SHIPPED = Setting("", metrics=True, tracing=False)
+METRICS_OFF = Setting("_metrics_off", metrics=False, tracing=False)
+TRACING = Setting("_tracing", metrics=True, tracing=True)
+# Intake phases on each server: every setting's mean position is the same, so a linear
+# drift cancels, and shipped against either other setting is ordered A, B, B, A.
+PHASES = (SHIPPED, METRICS_OFF, TRACING, TRACING, METRICS_OFF, SHIPPED)
 ECHO = """
 import asyncio, sys, nats
 async def main():
@@ -96,25 +126,108 @@ def spawn(
         return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=stderr)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (Linux: ``/proc``); NaN elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()  # from the state on: utime, stime are 11, 12
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def last_lines(path: Path, count: int = 20) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-count:])
+
+
 def count_lines(path: Path, needle: str) -> int:
     if not path.exists():
         return 0
     return sum(needle in line for line in path.read_text(errors="replace").splitlines())
 
 
-async def wait_for_responder(nc: Any, subject: str, body: bytes) -> None:
-    for _ in range(200):
+async def wait_for_responder(
+    nc: Any, subject: str, body: bytes, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until ``subject`` answers. The intake service reads every record at start (to
+    finish any outbox a crash left), so it takes longer the more earlier phases stored:
+    wait as long as its ``process`` is alive, up to ``START_TIMEOUT_S``."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
         try:
             await nc.request(subject, body, timeout=1)
             return
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(
+                    f"the responder on {subject} exited ({process.returncode})"
+                ) from None
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"no responder on {subject}")
+    raise RuntimeError(f"no responder on {subject} within {START_TIMEOUT_S} s")
 
 
-def suffix(metrics_on: bool) -> str:
-    """What a figure's key ends with: nothing for the shipped setting (metrics on)."""
-    return "" if metrics_on else "_metrics_off"
+class OtlpSink:
+    """An OTLP/HTTP collector that keeps nothing but counts: every POST (a batch of spans)
+    is answered 200 with an empty body. Listens on a free loopback port, in a thread of
+    its own; the bodies are kept, and decoded only after the phases (``spans``)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        self.bodies: list[tuple[str, bytes]] = []  # (content-encoding, body)
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a collector would
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with sink._lock:
+                    sink.requests += 1
+                    sink.bytes += len(body)
+                    sink.bodies.append((self.headers.get("Content-Encoding", ""), body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # one line per batch on our stderr otherwise
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        """What ``OTEL_EXPORTER_OTLP_ENDPOINT`` should be; the exporter adds ``/v1/traces``."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def spans(self) -> int:
+        """Spans in every batch received."""
+        with self._lock:
+            bodies = list(self.bodies)
+        total = 0
+        for encoding, body in bodies:
+            if encoding in ("gzip", "deflate"):
+                body = zlib.decompress(body, wbits=47)  # either header
+            request = ExportTraceServiceRequest.FromString(body)
+            total += sum(
+                len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans
+            )
+        return total
+
+    def __enter__(self) -> OtlpSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
 
 
 @dataclass
@@ -124,6 +237,9 @@ class Intake:
     latencies: list[float] = field(default_factory=list)
     accepted: int = 0
     seconds: float = 0.0
+    # The service's CPU while timed (one at a time and in flight), and commands then.
+    cpu_seconds: float = 0.0
+    timed: int = 0
 
 
 async def intake_phase(
@@ -131,32 +247,38 @@ async def intake_phase(
     url: str,
     auth: AuthDir,
     log: Path,
-    metrics_on: bool,
+    setting: Setting,
+    otlp_endpoint: str,
     bodies: Iterator[bytes],
     n: int,
     tally: Intake,
 ) -> None:
-    """Start the intake service, time ``n`` requests one at a time, then ``n`` with
-    ``IN_FLIGHT`` in flight, and stop it."""
-    service = spawn(
-        [sys.executable, "-m", "alongside.cli", "up", "intake"],
-        env={
-            "ALONGSIDE_NATS_URL": url,
-            "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials("intake")),
-            "ALONGSIDE_LOG_LEVEL": "WARNING",
-            "ALONGSIDE_METRICS": "true" if metrics_on else "false",
-        },
-        log=log,
-    )
+    """Start the intake service as ``setting`` says (spans, if traced, to
+    ``otlp_endpoint``), time ``n`` requests one at a time, then ``n`` with ``IN_FLIGHT``
+    in flight, and stop it (which exports the spans still queued)."""
+    env = {
+        "ALONGSIDE_NATS_URL": url,
+        "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials("intake")),
+        "ALONGSIDE_LOG_LEVEL": "WARNING",
+        "ALONGSIDE_METRICS": "true" if setting.metrics else "false",
+        "ALONGSIDE_TRACING": "otlp" if setting.tracing else "off",
+    }
+    if setting.tracing:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
+    service = spawn([sys.executable, "-m", "alongside.cli", "up", "intake"], env=env, log=log)
     try:
         client = AlongsideClient(nc, source="bench")
-        await wait_for_responder(nc, INTAKE, next(bodies))
+        try:
+            await wait_for_responder(nc, INTAKE, next(bodies), service)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}; the end of its log:\n{last_lines(log)}") from None
 
         async def one() -> None:
             reply = await client.send_raw("bench", "intake", "SubmitIntake", next(bodies))
             assert isinstance(reply, CommandAccepted), reply
 
         await timed(one, 100)  # warm up
+        cpu = cpu_seconds(service.pid)
         tally.latencies += await timed(one, n)
 
         queue = list(islice(bodies, n))
@@ -170,16 +292,18 @@ async def intake_phase(
         await asyncio.gather(*(worker(queue[k::IN_FLIGHT]) for k in range(IN_FLIGHT)))
         tally.seconds += time.perf_counter() - start
         tally.accepted += len(queue)
+        tally.cpu_seconds += cpu_seconds(service.pid) - cpu
+        tally.timed += n + len(queue)
     finally:
         service.terminate()
         service.wait()
 
 
 async def measure(
-    url: str, auth: AuthDir, logs: Path, n: int, phases: tuple[bool, ...]
+    url: str, auth: AuthDir, logs: Path, n: int, phases: tuple[Setting, ...]
 ) -> dict[str, float]:
-    """Raw figures, then intake in ``phases`` (metrics on or off, each setting ``n``
-    requests in all); the intake service's log for each setting in ``logs``."""
+    """Raw figures, then intake in ``phases`` (each setting ``n`` requests in all); the
+    intake service's log for each setting in ``logs``."""
     nc = await bus.connect(url, "bench", auth.credentials(ADMIN))
     js = nc.jetstream()
     await topology.provision(js, Settings())
@@ -207,7 +331,7 @@ async def measure(
     try:
         rng = random.Random(SEED)
         # Each phase: a first request, 100 to warm up, its share one at a time and in flight.
-        count = sum(101 + 2 * (n // phases.count(m)) for m in phases)
+        count = sum(101 + 2 * (n // phases.count(s)) for s in phases)
         commands = [sample.intake(rng, f"c{i}") for i in range(count)]
         bodies = iter(
             [
@@ -215,32 +339,66 @@ async def measure(
                 for c in commands
             ]
         )
-        tallies: dict[bool, Intake] = {}
-        for metrics_on in phases:
-            share = n // phases.count(metrics_on)
-            tally = tallies.setdefault(metrics_on, Intake())
-            log = logs / f"intake{suffix(metrics_on)}.log"
-            await intake_phase(nc, url, auth, log, metrics_on, bodies, share, tally)
-        for metrics_on, tally in tallies.items():
-            end = suffix(metrics_on)
+        tallies: dict[Setting, Intake] = {}
+        with OtlpSink() as sink:
+            for setting in phases:
+                share = n // phases.count(setting)
+                tally = tallies.setdefault(setting, Intake())
+                log = logs / f"intake{setting.end}.log"
+                before = sink.requests
+                await intake_phase(nc, url, auth, log, setting, sink.endpoint, bodies, share, tally)
+                if setting.tracing and sink.requests == before:
+                    raise RuntimeError(
+                        f"tracing on, but the OTLP sink at {sink.endpoint} received nothing: "
+                        f"nothing was traced (see {log})"
+                    )
+                if not setting.tracing and sink.requests != before:
+                    raise RuntimeError("tracing off, but the OTLP sink received spans")
+        if any(setting.tracing for setting in phases):
+            results["otlp_requests_received"] = sink.requests
+            results["otlp_bytes_received"] = sink.bytes
+            results["otlp_spans_received"] = sink.spans()
+        for setting, tally in tallies.items():
+            end = setting.end
             results[f"intake_p50_ms{end}"] = percentile(tally.latencies, 0.50)
             results[f"intake_p99_ms{end}"] = percentile(tally.latencies, 0.99)
             results[f"intake_mean_ms{end}"] = statistics.fmean(tally.latencies)
             results[f"intake_accepted_per_s{end}"] = tally.accepted / tally.seconds
+            # Less sensitive than the timings to whatever else the machine is doing.
+            results[f"intake_service_cpu_ms_per_command{end}"] = (
+                1000 * tally.cpu_seconds / tally.timed
+            )
     finally:
         await nc.close()
     return results
 
 
-def metrics_cost(figures: dict[str, float]) -> dict[str, float]:
-    """FastStream's metrics middleware, on/off: above 1 for latency, below 1 for
-    throughput, is what it costs."""
+def cost(
+    figures: dict[str, float], name: str, on: str, off: str, throughput: str
+) -> dict[str, float]:
+    """One setting against another in the same run (keys ending ``on`` over ``off``):
+    above 1 for latency and CPU, below 1 for throughput, is what the setting costs."""
     return {
-        f"metrics_cost_{figure}_ratio": round(
-            figures[f"intake_{key}"] / figures[f"intake_{key}_metrics_off"], 3
+        f"{name}_cost_{figure}_ratio": round(
+            figures[f"intake_{key}{on}"] / figures[f"intake_{key}{off}"], 3
         )
-        for figure, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("throughput", "accepted_per_s"))
+        for figure, key in (
+            ("p50", "p50_ms"),
+            ("p99", "p99_ms"),
+            (throughput, "accepted_per_s"),
+            ("cpu", "service_cpu_ms_per_command"),
+        )
     }
+
+
+def metrics_cost(figures: dict[str, float]) -> dict[str, float]:
+    """FastStream's metrics middleware, on/off."""
+    return cost(figures, "metrics", "", "_metrics_off", "throughput")
+
+
+def tracing_cost(figures: dict[str, float]) -> dict[str, float]:
+    """Tracing on/off, FastStream's metrics middleware on in both."""
+    return cost(figures, "tracing", "_tracing", "", "accepted_per_s")
 
 
 async def run(n: int) -> dict[str, Any]:
@@ -250,15 +408,20 @@ async def run(n: int) -> dict[str, Any]:
             state = Path(folder)
             auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
             with EmbeddedNats(state / "nats", sync_always=sync_always, auth=auth) as server:
-                figures[label] = await measure(server.url, auth, state, n, METRICS_ABBA)
+                figures[label] = await measure(server.url, auth, state, n, PHASES)
             figures[label]["permission_violations"] = count_lines(
                 state / "nats" / "nats-server.log", "Violation"
             )
-            for metrics_on in dict.fromkeys(METRICS_ABBA):
-                end = suffix(metrics_on)
+            for setting in dict.fromkeys(PHASES):
+                end = setting.end
                 figures[label][f"intake_nats_errors{end}"] = count_lines(
                     state / f"intake{end}.log", "nats_error"
                 )
+            # The SDK's own complaints: a batch it failed to send, spans it dropped.
+            figures[label]["otlp_export_warnings"] = sum(
+                count_lines(state / "intake_tracing.log", needle)
+                for needle in ("Failed to export", "dropping", "Exception while exporting")
+            )
     shipped, default = figures["sync_always"], figures["nats_default"]
     return {
         "n": n,
@@ -270,11 +433,13 @@ async def run(n: int) -> dict[str, Any]:
         "default_sync": {
             **{k: round(v, 3) for k, v in default.items()},
             **metrics_cost(default),
+            **tracing_cost(default),
         },
         "sync_always_cost_ratio": round(
             default["intake_accepted_per_s"] / shipped["intake_accepted_per_s"], 2
         ),
         **metrics_cost(shipped),
+        **tracing_cost(shipped),
     }
 
 
@@ -287,10 +452,15 @@ def main() -> None:
     keys = (
         "intake_accepted_per_s", "intake_p50_ms", "intake_p99_ms",
         "raw_request_reply_p99_ms", "raw_jetstream_publish_per_s", "permission_violations",
-        "intake_nats_errors",
+        "intake_nats_errors", "intake_service_cpu_ms_per_command",
     )  # fmt: skip
     off = [f"{k}_metrics_off" for k in keys if k.startswith("intake_")]
-    costs = [f"metrics_cost_{figure}_ratio" for figure in ("p50", "p99", "throughput")]
+    costs = [f"metrics_cost_{figure}_ratio" for figure in ("p50", "p99", "throughput", "cpu")]
+    traced = [f"{k}_tracing" for k in keys if k.startswith("intake_")] + [
+        *(f"tracing_cost_{figure}_ratio" for figure in ("p50", "p99", "accepted_per_s", "cpu")),
+        "otlp_requests_received", "otlp_bytes_received", "otlp_spans_received",
+        "otlp_export_warnings",
+    ]  # fmt: skip
     for label, figures in (
         ("sync_interval: always", result),
         ("NATS default", result["default_sync"]),
@@ -298,6 +468,10 @@ def main() -> None:
         print(f"{label:>22}: " + ", ".join(f"{k}={figures[k]}" for k in keys), file=sys.stderr)
         print(
             f"{'metrics off':>22}: " + ", ".join(f"{k}={figures[k]}" for k in off + costs),
+            file=sys.stderr,
+        )
+        print(
+            f"{'tracing on':>22}: " + ", ".join(f"{k}={figures[k]}" for k in traced),
             file=sys.stderr,
         )
     print(json.dumps(result))
