@@ -19,6 +19,9 @@ import base64
 import json
 import os
 import secrets
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,8 +31,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
+from pydantic import BaseModel
 
-from contracts import subjects
+from contracts import privacy, subjects
 from runtime import topology
 
 Person = Literal["client", "supporter"]
@@ -55,10 +59,16 @@ def load_master_key(path: Path) -> bytes:
     return key
 
 
+# A replica keeps a key it read this long: erasing reaches every replica within it (what
+# it seals meanwhile is sealed with the erased key, and as unreadable as the rest).
+KEY_KEPT_S = 30.0
+
+
 class Vault:
     def __init__(self, js: JetStreamContext, master: bytes) -> None:
         self.js = js
         self._master = master
+        self._kept: dict[str, tuple[bytes, float]] = {}
 
     def _org_key(self, org: str) -> AESGCM:
         derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
@@ -68,6 +78,9 @@ class Vault:
     async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
         """The person's data key; None if they have none yet. ``Erased`` if erased."""
         subject = subjects.person_key(org, person, person_id)
+        kept = self._kept.get(subject)
+        if kept is not None and time.monotonic() - kept[1] < KEY_KEPT_S:
+            return kept[0]
         try:
             msg = await self.js.get_last_msg(topology.KEYS_STREAM, subject, direct=True)
         except NotFoundError:
@@ -76,7 +89,11 @@ class Vault:
             raise Erased(f"{person} {person_id} of {org} was erased")
         assert msg.data is not None
         wrapped = msg.data
-        return self._org_key(org).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], subject.encode())
+        key = self._org_key(org).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], subject.encode())
+        if len(self._kept) > 50_000:  # bounded: forget all, read again as needed
+            self._kept.clear()
+        self._kept[subject] = (key, time.monotonic())
+        return key
 
     async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
         """The person's data key, made now if they have none (once, whoever races)."""
@@ -98,6 +115,7 @@ class Vault:
     async def erase(self, org: str, person: Person, person_id: str) -> bool:
         """Destroy the person's key for good; True if there was one to destroy."""
         subject = subjects.person_key(org, person, person_id)
+        self._kept.pop(subject, None)
         try:
             msg = await self.js.get_last_msg(topology.KEYS_STREAM, subject, direct=True)
         except NotFoundError:
@@ -112,7 +130,7 @@ class Vault:
         return msg is not None
 
 
-def seal(key: bytes, value: Any, context: str) -> str:
+def seal(key: bytes, value: Any, *, context: str) -> str:
     """``value`` (anything JSON) as one string only ``key`` opens, bound to ``context`` (the
     field's place: a sealed value moved elsewhere does not open)."""
     nonce = secrets.token_bytes(_NONCE)
@@ -121,7 +139,7 @@ def seal(key: bytes, value: Any, context: str) -> str:
     return SEALED + base64.b64encode(sealed).decode()
 
 
-def open_sealed(key: bytes, sealed: str, context: str) -> Any:
+def open_sealed(key: bytes, sealed: str, *, context: str) -> Any:
     """What ``seal`` sealed; ``ValueError`` if it was sealed with another key or context."""
     if not sealed.startswith(SEALED):
         raise ValueError("not a sealed value")
@@ -131,3 +149,68 @@ def open_sealed(key: bytes, sealed: str, context: str) -> Any:
     except InvalidTag:
         raise ValueError("sealed with another key, or for another place") from None
     return json.loads(plain)
+
+
+class Sealer:
+    """Seals the personal and sensitive fields of one kind of record with its person's key
+    (``paths``: where they are, ``contracts.privacy.marked``), and opens them again. Every
+    other field stays as it is: ids, statuses and dates are what the services query."""
+
+    def __init__(self, vault: Vault, person: Person, model: type[BaseModel], place: str) -> None:
+        self.vault, self.person, self.place = vault, person, place
+        marked = sorted(privacy.marked(model))
+        # The outermost marked paths: a sealed object is sealed whole.
+        self.paths = [p for p in marked if not any(p.startswith(q + ".") for q in marked)]
+
+    async def seal(self, org: str, person_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        key = await self.vault.key_or_new(org, self.person, person_id)
+        for path in self.paths:
+            _each(record, path.split("."), partial(seal, key, context=f"{self.place}.{path}"))
+        return record
+
+    async def open(self, org: str, person_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with its sealed fields opened; ``Erased`` if its person was erased.
+        (A record written before sealing began has nothing sealed, and opens as it is.)"""
+        if not any(_is_sealed(v) for p in self.paths for v in _values(record, p.split("."))):
+            return record
+        key = await self.vault.key(org, self.person, person_id)
+        if key is None:
+            raise Erased(f"{self.person} {person_id} of {org} has no key")
+        for path in self.paths:
+            _each(record, path.split("."), partial(_opened, key, context=f"{self.place}.{path}"))
+        return record
+
+
+def _is_sealed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(SEALED)
+
+
+def _opened(key: bytes, value: Any, context: str) -> Any:
+    return open_sealed(key, value, context=context) if _is_sealed(value) else value
+
+
+def _values(node: Any, path: list[str]) -> list[Any]:
+    found: list[Any] = []
+
+    def keep(value: Any) -> Any:
+        found.append(value)
+        return value
+
+    _each(node, path, keep)
+    return found
+
+
+def _each(node: Any, path: list[str], change: Callable[[Any], Any]) -> None:
+    """Replace the value at ``path`` (through lists, and past records that lack it) by
+    ``change`` of it; None stays None."""
+    if isinstance(node, list):
+        for item in node:
+            _each(item, path, change)
+        return
+    if not isinstance(node, dict) or path[0] not in node:
+        return
+    if len(path) == 1:
+        if node[path[0]] is not None:
+            node[path[0]] = change(node[path[0]])
+        return
+    _each(node[path[0]], path[1:], change)

@@ -37,10 +37,12 @@ async def test_an_erased_persons_key_is_gone_from_disk_and_their_data_cannot_be_
     vault = Vault(nc.jetstream(), MASTER)
     key = await vault.key_or_new(org, "client", "c1")
     kept = await vault.key_or_new(org, "client", "c2")
-    sealed = seal(key, {"display_name": "Wrenna"}, "cases.client.display_name")
-    assert open_sealed(key, sealed, "cases.client.display_name") == {"display_name": "Wrenna"}
+    sealed = seal(key, {"display_name": "Wrenna"}, context="cases.client.display_name")
+    assert open_sealed(key, sealed, context="cases.client.display_name") == {
+        "display_name": "Wrenna"
+    }
     with pytest.raises(ValueError, match="another place"):
-        open_sealed(key, sealed, "cases.client.summary")
+        open_sealed(key, sealed, context="cases.client.summary")
     await nc.flush()
     store = nats_server.state_dir / "jetstream"
     # The wrapped key is what the store holds (never the key itself).

@@ -1,0 +1,84 @@
+"""Sealing a record's personal and sensitive fields with its person's key, and opening them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from contracts.intake import Stage
+from contracts.records import CaseRecord, SupporterRecord
+from runtime.vault import Erased, Person, Sealer, Vault
+from tests.support import MARKERS, marked_intake, marked_supporter
+
+NOW = datetime(2026, 4, 5, 2, 30, tzinfo=UTC)  # an hour daylight saving ends somewhere
+
+
+class KeysInMemory(Vault):
+    """The vault's keys without a server: made on first use, gone when erased."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str, str], bytes] = {}
+        self.erased: set[tuple[str, str, str]] = set()
+
+    async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
+        if (org, person, person_id) in self.erased:
+            raise Erased(person_id)
+        return self.keys.get((org, person, person_id))
+
+    async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
+        found = await self.key(org, person, person_id)
+        return found or self.keys.setdefault((org, person, person_id), bytes(range(32)))
+
+
+def supporter_record() -> dict[str, Any]:
+    command = marked_supporter("s1")
+    record = SupporterRecord(supporter_id="s1", profile=command.profile, registered_at=NOW,
+                             updated_at=NOW)  # fmt: skip
+    return record.model_dump(mode="json")
+
+
+def case_record() -> dict[str, Any]:
+    record = CaseRecord(case_id="c1", intake=marked_intake("c1"), stage=Stage.ENTRY,
+                        opened_at=NOW, updated_at=NOW)  # fmt: skip
+    return record.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(("person", "model", "record"), [
+    ("supporter", SupporterRecord, supporter_record), ("client", CaseRecord, case_record),
+])  # fmt: skip
+async def test_a_sealed_record_holds_no_marker_and_opens_to_what_it_was(
+    person: Person, model: type[Any], record: Any
+) -> None:
+    vault = KeysInMemory()
+    sealer = Sealer(vault, person, model, "place")
+    original = record()
+    sealed = await sealer.seal("acme", "p1", json.loads(json.dumps(original)))
+    text = json.dumps(sealed)
+    assert [name for name, marker in MARKERS.items() if marker in text] == []
+    assert sealed.get("supporter_id", sealed.get("case_id")) in {"s1", "c1"}  # ids stay plain
+    opened = await sealer.open("acme", "p1", json.loads(text))
+    assert opened == original
+    assert model.model_validate(opened)
+
+
+async def test_a_field_sealed_for_one_place_does_not_open_in_another() -> None:
+    vault = KeysInMemory()
+    sealed = await Sealer(vault, "client", CaseRecord, "cases").seal("acme", "c1", case_record())
+    with pytest.raises(ValueError, match="another place"):
+        await Sealer(vault, "client", CaseRecord, "elsewhere").open("acme", "c1", sealed)
+
+
+async def test_an_erased_persons_record_cannot_be_opened_and_an_unsealed_one_opens_as_it_is() -> (
+    None
+):
+    vault = KeysInMemory()
+    sealer = Sealer(vault, "supporter", SupporterRecord, "supporters")
+    sealed = await sealer.seal("acme", "s1", supporter_record())
+    vault.erased.add(("acme", "supporter", "s1"))
+    with pytest.raises(Erased):
+        await sealer.open("acme", "s1", sealed)
+    plain = supporter_record()
+    assert await sealer.open("acme", "s9", json.loads(json.dumps(plain))) == plain
