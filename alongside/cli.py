@@ -31,6 +31,7 @@ from runtime.embedded import EmbeddedNats, adopt_data_without_auth
 from runtime.logging import configure, get_logger
 from runtime.registry import Registry, RegistryError, provision_registered, register
 from runtime.settings import Settings
+from runtime.vault import NoMasterKey, load_master_key
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contracts_app = typer.Typer(no_args_is_help=True, help="The event catalogue.")
@@ -96,8 +97,11 @@ async def _up(settings: Settings, names: list[str]) -> None:
             process = health.Process(names, running.brokers, running.ready)
             running.tasks.append(asyncio.create_task(
                 health.serve(process, settings.health_host, settings.health_port)))  # fmt: skip
-        await services.start(url, names, settings, running=running,
-                             credentials=auth.credentials if auth else credentials)  # fmt: skip
+        try:
+            await services.start(url, names, settings, running=running,
+                                 credentials=auth.credentials if auth else credentials)  # fmt: skip
+        except NoMasterKey as missing:
+            raise CliError(str(missing)) from None
         typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
         await stopping.wait()
     finally:
@@ -134,6 +138,7 @@ def embedded_auth(settings: Settings) -> AuthDir:
     if not auth.exists():
         auth = AuthDir.init(settings.auth_path, SERVICE_NEEDS, int(SYSTEM().timestamp()))
         typer.echo(f"alongside: made the operator's keys and credentials in {auth.path}", err=True)
+    load_master_key(settings.master_key_path, create=True)  # a folder from before it
     if adopt_data_without_auth(settings.state_dir, auth.account_key):
         typer.echo("alongside: moved the data stored before auth into the account", err=True)
     return auth

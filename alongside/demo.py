@@ -131,7 +131,8 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             f"Embedded nats-server at {server.url} (JetStream, sync_interval: always;"
             " auth on: every service and organisation connects as its own user)"
         )
-        settings = Settings()
+        # The services seal what they keep with the key made beside the demo's own auth.
+        settings = Settings(master_key_file=auth.path / "master.key")
         if tap is not None:
             await tap(server.url, auth)
         nc = await bus.connect(server.url, "alongside-demo", auth.credentials(ADMIN))

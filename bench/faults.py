@@ -123,6 +123,7 @@ from pydantic import ValidationError
 from alongside import sample
 from alongside.client import AlongsideClient
 from alongside.services import SERVICES
+from bench import master_key_env
 from contracts import matching as matching_contracts
 from contracts import subjects
 from contracts.envelope import Command, wrap
@@ -559,6 +560,7 @@ class World:
         return {
             **os.environ, **settings, "ALONGSIDE_NATS_URL": self.url,
             "ALONGSIDE_REPLICAS": str(replicas), "ALONGSIDE_STATE_DIR": str(self.root / "state"),
+            **master_key_env(self.root),
         }  # fmt: skip
 
     def stop(self) -> None:

@@ -114,7 +114,7 @@ from pydantic import ValidationError
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from bench import register
+from bench import master_key_env, register
 from contracts import catalogue, subjects
 from contracts.envelope import MAX_COMMAND_BYTES, MAX_EVENT_BYTES, Command, RawEnvelope
 from contracts.intake import GiveConsent, Method, Stage
@@ -1072,7 +1072,8 @@ class Fleet:
     def start(self, service: str) -> None:
         path = self.logs / f"{service}-{len(self.log_files[service])}.log"
         self.log_files[service].append(path)
-        env = {**os.environ, "ALONGSIDE_NATS_URL": self.url, "ALONGSIDE_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "ALONGSIDE_NATS_URL": self.url, "ALONGSIDE_LOG_LEVEL": "WARNING",
+               **master_key_env(self.logs)}  # fmt: skip
         with path.open("wb") as log:
             self.processes[service] = subprocess.Popen(
                 [str(Path(sys.executable).parent / "alongside"), "up", service],

@@ -262,6 +262,7 @@ async def intake_phase(
         "ALONGSIDE_LOG_LEVEL": "WARNING",
         "ALONGSIDE_METRICS": "true" if setting.metrics else "false",
         "ALONGSIDE_TRACING": "otlp" if setting.tracing else "off",
+        "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key"),  # made with the auth
     }
     if setting.tracing:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint

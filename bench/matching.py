@@ -39,7 +39,7 @@ from scipy.optimize import linear_sum_assignment
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from bench import register
+from bench import master_key_env, register
 from bench.intake import spawn
 from contracts import subjects
 from contracts.replies import CommandAccepted
@@ -110,7 +110,11 @@ async def end_to_end(intakes: int, supporters: int = 300) -> dict[str, float]:
         await register(nc.jetstream(), ORG)
         services = spawn(
             [sys.executable, "-m", "alongside.cli", "up", "intake", "rules", "matching"],
-            env={"ALONGSIDE_NATS_URL": server.url, "ALONGSIDE_LOG_LEVEL": "WARNING"},
+            env={
+                "ALONGSIDE_NATS_URL": server.url,
+                "ALONGSIDE_LOG_LEVEL": "WARNING",
+                **master_key_env(Path(state)),
+            },
         )
         try:
             client = AlongsideClient(nc, source="bench")

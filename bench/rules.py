@@ -32,7 +32,7 @@ from typing import Any
 import nats
 
 from alongside.client import AlongsideClient
-from bench import register
+from bench import master_key_env, register
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
 from runtime import bus, topology
 from runtime.embedded import EmbeddedNats
@@ -106,11 +106,16 @@ def in_process(live: LiveRulesets, sample: list[dict[str, Any]]) -> float:
     return len(sample) / (time.perf_counter() - start)
 
 
-def start_service(url: str) -> subprocess.Popen[bytes]:
+def start_service(url: str, state: Path) -> subprocess.Popen[bytes]:
     """The rules service in its own process, as it runs in production."""
     return subprocess.Popen(
         [sys.executable, "-m", "alongside.cli", "up", "rules"],
-        env={**os.environ, "ALONGSIDE_NATS_URL": url, "ALONGSIDE_LOG_LEVEL": "WARNING"},
+        env={
+            **os.environ,
+            "ALONGSIDE_NATS_URL": url,
+            "ALONGSIDE_LOG_LEVEL": "WARNING",
+            **master_key_env(state),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -121,7 +126,7 @@ async def request_reply(sample: list[dict[str, Any]], in_flight: int = 32) -> fl
         nc = await bus.connect(server.url, "bench")
         await topology.provision(nc.jetstream(), Settings())
         await register(nc.jetstream(), "bench")
-        service = start_service(server.url)
+        service = start_service(server.url, Path(state))
         client = AlongsideClient(nc, source="bench")
         try:
             for _ in range(200):

@@ -27,6 +27,7 @@ import nkeys
 from contracts import subjects
 from contracts.catalogue import COMMANDS
 from runtime import topology
+from runtime.vault import load_master_key
 
 ACCOUNT_NAME = "ALONGSIDE"
 ADMIN = "admin"
@@ -106,6 +107,8 @@ class Needs:
 
 
 _COMMON = (topology.REGISTRY_BUCKET, topology.REPLIES_BUCKET)
+# Reading people's data keys (runtime/vault.py): every service that reads their records.
+_READ_KEYS = (f"$JS.API.DIRECT.GET.{topology.KEYS_STREAM}.>",)
 SERVICE_NEEDS: dict[str, Needs] = {
     "intake": Needs(
         buckets=(*_COMMON, topology.SUPPORTERS_BUCKET, topology.CASES_BUCKET),
@@ -117,6 +120,9 @@ SERVICE_NEEDS: dict[str, Needs] = {
             topology.CASELOADS_BUCKET,
             topology.DECISIONS_BUCKET,
         ),
+        # It seals what it keeps, making a person's key the first time.
+        publishes=(subjects.person_keys(),),
+        api=_READ_KEYS,
     ),
     "rules": Needs(
         buckets=(
@@ -130,6 +136,7 @@ SERVICE_NEEDS: dict[str, Needs] = {
         ),
         consumer=topology.RULES_CONSUMER.durable,
         publishes=(subjects.decision_logs(),),
+        api=_READ_KEYS,
     ),
     "matching": Needs(
         buckets=(
@@ -142,6 +149,7 @@ SERVICE_NEEDS: dict[str, Needs] = {
         ),
         consumer=topology.MATCHING_CONSUMER.durable,
         asks=("NameSupportPerson",),
+        api=_READ_KEYS,
     ),
     "scheduling": Needs(
         buckets=(
@@ -159,6 +167,7 @@ SERVICE_NEEDS: dict[str, Needs] = {
         # Reminders are message schedules in the events stream; a cancelled one is replaced
         # by a message without a schedule, so nothing here may purge or delete events.
         publishes=(subjects.schedules(),),
+        api=_READ_KEYS,
     ),
 }
 
@@ -333,6 +342,9 @@ class AuthDir:
             raise AccessError(f"{path} already holds keys; keep them, or remove it first")
         (path / "creds").mkdir(parents=True, exist_ok=True)
         path.chmod(0o700)
+        # The deployment's master key for people's data (runtime/vault.py), kept with the
+        # operator's keys and given to every service process.
+        load_master_key(path / "master.key", create=True)
         keys = {
             "operator": new_key(nkeys.PREFIX_BYTE_OPERATOR),
             "system": new_key(nkeys.PREFIX_BYTE_ACCOUNT),

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     # The operator's keys, which sign credentials (`alongside orgs credentials`); default:
     # <state_dir>/auth, which `alongside up` makes for its embedded server.
     auth_dir: Path | None = None
+    # The deployment's master key (32 bytes), from which each organisation's key for its
+    # people's data keys derives (runtime/vault.py). Every process of a deployment must
+    # share it; default: <auth_dir>/master.key, which `auth init` and `up` make.
+    master_key_file: Path | None = None
     # 1 on a single embedded server; 3 in the clustered deployment.
     replicas: int = Field(default=1, ge=1, le=5)
     # Bounded redelivery before a message is dead-lettered: with the doubling delay from
@@ -63,7 +67,11 @@ class Settings(BaseSettings):
     def auth_path(self) -> Path:
         return self.auth_dir or self.state_dir / "auth"
 
-    @field_validator("nats_url", "nats_credentials", "auth_dir", mode="before")
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.auth_path / "master.key"
+
+    @field_validator("nats_url", "nats_credentials", "auth_dir", "master_key_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str):

@@ -15,7 +15,6 @@ adapters:
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from nats.js.errors import KeyNotFoundError
@@ -27,6 +26,7 @@ from contracts.rules import Kind, RulesDecision
 from contracts.scheduling import SchedulingPolicy
 from runtime.changes import NotYet
 from runtime.store import RecordStore, keys
+from runtime.vault import Vault, cases_sealer, supporters_sealer
 
 
 class StoredDecision(BaseModel):
@@ -96,19 +96,25 @@ class DecisionReader:
 
 
 class RecordReader:
-    def __init__(self, supporters: KeyValue, cases: KeyValue) -> None:
+    """Intake's records as the other services read them, their sealed fields opened."""
+
+    def __init__(self, supporters: KeyValue, cases: KeyValue, vault: Vault) -> None:
         self.supporters = supporters
         self._cases = cases
+        self._supporter_store = RecordStore(supporters, SupporterRecord, supporters_sealer(vault))
+        self._case_store = RecordStore(cases, CaseRecord, cases_sealer(vault))
 
-    @staticmethod
-    def parse_supporter(value: bytes) -> SupporterRecord:
-        return _parse(value, SupporterRecord)
+    async def supporter_from(self, org: str, supporter_id: str, value: bytes) -> SupporterRecord:
+        """A supporter record as stored (a value from a watch of the bucket)."""
+        return (await self._supporter_store.parse(org, supporter_id, value)).record
 
     async def supporter(self, org: str, supporter_id: str) -> SupporterRecord | None:
-        return await _record(self.supporters, f"{org}.{supporter_id}", SupporterRecord)
+        stored, _ = await self._supporter_store.load(org, supporter_id)
+        return stored.record if stored is not None else None
 
     async def case(self, org: str, case_id: str) -> CaseRecord | None:
-        return await _record(self._cases, f"{org}.{case_id}", CaseRecord)
+        stored, _ = await self._case_store.load(org, case_id)
+        return stored.record if stored is not None else None
 
     async def supporter_ids(self, org: str) -> list[str]:
         return [key.split(".", 1)[1] for key in await keys(self.supporters, f"{org}.*")]
@@ -120,27 +126,6 @@ class RecordReader:
         """(org, case_id) of every case, across organisations."""
         return [(org, case_id) for org, case_id in
                 (key.split(".", 1) for key in await keys(self._cases, "*.*"))]  # fmt: skip
-
-
-class _Stored(BaseModel):
-    record: dict[str, object]
-
-
-T = TypeVar("T", bound=BaseModel)
-
-
-async def _record(kv: KeyValue, key: str, model: type[T]) -> T | None:
-    try:
-        entry = await kv.get(key)
-    except KeyNotFoundError:
-        return None
-    assert entry.value is not None
-    return _parse(entry.value, model)
-
-
-def _parse(value: bytes, model: type[T]) -> T:
-    # Intake stores {"record": ..., "outbox": ...}; only the record matters here.
-    return model.model_validate(_Stored.model_validate_json(value).record)
 
 
 class CaseloadReader:

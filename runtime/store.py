@@ -32,6 +32,7 @@ from runtime import bus, tracing
 from runtime.changes import Change, Contended, Refused, Regather, backoff
 from runtime.clock import Clock
 from runtime.dispatch import CAUSE, Received
+from runtime.vault import Sealer
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Record)
@@ -63,8 +64,12 @@ def key(org: str, entity_id: str) -> str:
 
 
 class RecordStore(Generic[R]):
-    def __init__(self, kv: KeyValue, record_type: type[R]) -> None:
+    """Records of one kind in one bucket. With a ``sealer``, their personal and sensitive
+    fields are stored sealed with each one's person's key (``runtime.vault``)."""
+
+    def __init__(self, kv: KeyValue, record_type: type[R], sealer: Sealer | None = None) -> None:
         self.kv = kv
+        self.sealer = sealer
         self.kind = record_type.__name__
         self._stored_type: type[Stored[R]] = Stored[record_type]  # type: ignore[valid-type]
         self._adapter: TypeAdapter[Stored[R]] = TypeAdapter(self._stored_type)
@@ -80,7 +85,15 @@ class RecordStore(Generic[R]):
             return None, 0
         assert entry.value is not None
         assert entry.revision is not None
-        return self._adapter.validate_json(entry.value), entry.revision
+        return await self.parse(org, entity_id, entry.value), entry.revision
+
+    async def parse(self, org: str, entity_id: str, value: bytes) -> Stored[R]:
+        """A stored value of this bucket, its sealed fields opened."""
+        if self.sealer is None:
+            return self._adapter.validate_json(value)
+        raw = json.loads(value)
+        raw["record"] = await self.sealer.open(org, entity_id, raw["record"])
+        return self._adapter.validate_python(raw)
 
     async def each(self, org: str = "*") -> list[tuple[str, str, Stored[R], int]]:
         """Every record of one organisation (or all): (org, id, stored, revision)."""
@@ -93,9 +106,12 @@ class RecordStore(Generic[R]):
         return found
 
     async def save(self, org: str, entity_id: str, stored: Stored[R], revision: int) -> int:
-        return await compare_and_set(
-            self.kv, key(org, entity_id), self._adapter.dump_json(stored), revision
-        )
+        value = self._adapter.dump_json(stored)
+        if self.sealer is not None:
+            raw = json.loads(value)
+            raw["record"] = await self.sealer.seal(org, entity_id, raw["record"])
+            value = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
+        return await compare_and_set(self.kv, key(org, entity_id), value, revision)
 
 
 async def compare_and_set(kv: KeyValue, name: str, value: bytes, revision: int) -> int:

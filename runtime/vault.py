@@ -34,7 +34,9 @@ from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel
 
 from contracts import privacy, subjects
+from contracts.records import CaseRecord, SupporterRecord
 from runtime import topology
+from runtime.settings import Settings
 
 Person = Literal["client", "supporter"]
 SEALED = "enc:v1:"  # the prefix of a sealed value
@@ -46,8 +48,19 @@ class Erased(Exception):
     """The person was erased: their data cannot be read, and nothing new is kept for them."""
 
 
-def load_master_key(path: Path) -> bytes:
-    """The deployment's master key (32 random bytes), made on first use, owner-only."""
+class NoMasterKey(Exception):
+    """A process that keeps people's data started without the deployment's master key."""
+
+
+def load_master_key(path: Path, create: bool = False) -> bytes:
+    """The deployment's master key (32 random bytes; with ``create``, made on first use,
+    owner-only). Never made silently elsewhere: two processes with keys of their own could
+    not read each other's data."""
+    if not path.exists() and not create:
+        raise NoMasterKey(
+            f"no master key at {path}: every process of a deployment shares one; set "
+            "ALONGSIDE_MASTER_KEY_FILE to the file `alongside auth init` made"
+        )
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -65,6 +78,10 @@ KEY_KEPT_S = 30.0
 
 
 class Vault:
+    @classmethod
+    def of(cls, js: JetStreamContext, settings: Settings) -> Vault:
+        return cls(js, load_master_key(settings.master_key_path))
+
     def __init__(self, js: JetStreamContext, master: bytes) -> None:
         self.js = js
         self._master = master
@@ -214,3 +231,14 @@ def _each(node: Any, path: list[str], change: Callable[[Any], Any]) -> None:
             node[path[0]] = change(node[path[0]])
         return
     _each(node[path[0]], path[1:], change)
+
+
+def supporters_sealer(vault: Vault) -> Sealer:
+    """Supporter records (``supporters``): sealed with the supporter's key."""
+    return Sealer(vault, "supporter", SupporterRecord, topology.SUPPORTERS_BUCKET)
+
+
+def cases_sealer(vault: Vault) -> Sealer:
+    """Case records (``cases``): the client's, the dispute's and the other parties' data,
+    sealed with the client's key."""
+    return Sealer(vault, "client", CaseRecord, topology.CASES_BUCKET)

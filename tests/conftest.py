@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -18,9 +20,18 @@ from runtime.clock import SYSTEM, Clock, ManualClock
 from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
+from runtime.vault import load_master_key
 from tests.support import register
 
 _orgs = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One master key for every service the suite starts, in this process or another (the
+    CLI's), as a deployment gives its processes one."""
+    path = Path(tempfile.mkdtemp(prefix="alongside-tests-")) / "master.key"
+    load_master_key(path, create=True)
+    os.environ["ALONGSIDE_MASTER_KEY_FILE"] = str(path)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

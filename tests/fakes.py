@@ -32,6 +32,7 @@ from runtime.clock import Clock, ManualClock
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.state import StoredDecision
 from runtime.store import EventPublisher
+from runtime.vault import Erased, Person, Vault
 from services.rules import domain as rules_domain
 from services.rules.adapters import DecisionStore
 from services.rules.engine import Engine
@@ -251,3 +252,20 @@ def fake_buckets(names: Iterable[str]) -> dict[str, FakeKeyValue]:
 
 def as_buckets(fakes: Mapping[str, FakeKeyValue]) -> dict[str, KeyValue]:
     return {name: kv.as_kv() for name, kv in fakes.items()}
+
+
+class FakeVault(Vault):
+    """The vault's keys without a server: made on first use, gone when erased."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str, str], bytes] = {}
+        self.erased: set[tuple[str, str, str]] = set()
+
+    async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
+        if (org, person, person_id) in self.erased:
+            raise Erased(person_id)
+        return self.keys.get((org, person, person_id))
+
+    async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
+        found = await self.key(org, person, person_id)
+        return found or self.keys.setdefault((org, person, person_id), bytes(range(32)))

@@ -10,6 +10,7 @@ from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from runtime.vault import Vault, cases_sealer, supporters_sealer
 from services.intake.exports import Holdings
 from services.intake.handlers import SOURCE, IntakeDeps, event_id_of, finish_outboxes
 
@@ -19,8 +20,11 @@ log = get_logger(__name__)
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
     js = nc.jetstream()
     # Bind to buckets the topology provisioned; never declare them here.
-    supporters = RecordStore(await js.key_value(topology.SUPPORTERS_BUCKET), SupporterRecord)
-    cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord)
+    vault = Vault.of(js, settings)
+    supporters = RecordStore(
+        await js.key_value(topology.SUPPORTERS_BUCKET), SupporterRecord, supporters_sealer(vault)
+    )
+    cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord, cases_sealer(vault))
     replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
     events = EventPublisher(js)
     deps = IntakeDeps(

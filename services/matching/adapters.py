@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +29,7 @@ from services.matching.domain import LiveIndex, SupporterRow, normalise
 
 log = get_logger(__name__)
 
-Apply = Callable[[str, str, bytes | None], None]
+Apply = Callable[[str, str, bytes | None], Awaitable[None]]
 MAX_CONFLICT_RETRIES = 20
 
 
@@ -133,7 +133,7 @@ class Supporters:
         self._watchers = [(await kv.watch(pattern), apply) for kv, pattern, apply in sources]
         for watcher, apply in self._watchers:
             while (entry := await watcher.updates(timeout=60)) is not None:  # type: ignore[no-untyped-call]
-                self._apply(entry, apply)
+                await self._apply(entry, apply)
 
     async def follow(self) -> None:
         """Keep taking in every change, for as long as the service runs."""
@@ -141,32 +141,32 @@ class Supporters:
         async def one(watcher: KeyValue.KeyWatcher, apply: Apply) -> None:
             async for entry in watcher:
                 if entry is not None:
-                    self._apply(entry, apply)
+                    await self._apply(entry, apply)
 
         await asyncio.gather(*(one(watcher, apply) for watcher, apply in self._watchers))
 
     @staticmethod
-    def _apply(entry: KeyValue.Entry, apply: Apply) -> None:
+    async def _apply(entry: KeyValue.Entry, apply: Apply) -> None:
         org, _, rest = entry.key.partition(".")
         try:
-            apply(org, rest.rsplit(".", 1)[-1], entry.value or None)
+            await apply(org, rest.rsplit(".", 1)[-1], entry.value or None)
         except Exception as error:  # one bad value never stops the index
             # The type only: a validation error's text would quote the record's contents.
             log.error("index_update_failed", key=entry.key, error=type(error).__name__)
 
-    def _on_record(self, org: str, supporter_id: str, value: bytes | None) -> None:
-        record = RecordReader.parse_supporter(value) if value else None
+    async def _on_record(self, org: str, supporter_id: str, value: bytes | None) -> None:
+        record = await self.records.supporter_from(org, supporter_id, value) if value else None
         if record is None:
             self.indexes[org].remove(supporter_id)
             self.parts[org].pop(supporter_id, None)
         else:
             self._update(org, supporter_id, record=record)
 
-    def _on_decision(self, org: str, supporter_id: str, value: bytes | None) -> None:
+    async def _on_decision(self, org: str, supporter_id: str, value: bytes | None) -> None:
         decision = parse_decision(value).decision if value else None
         self._update(org, supporter_id, eligible=_eligible(decision))
 
-    def _on_caseload(self, org: str, supporter_id: str, value: bytes | None) -> None:
+    async def _on_caseload(self, org: str, supporter_id: str, value: bytes | None) -> None:
         caseload = Caseload.model_validate_json(value) if value else None
         self._update(org, supporter_id, caseload=caseload)
 

@@ -14,6 +14,7 @@ from runtime.clock import Clock
 from runtime.settings import Settings
 from runtime.state import DecisionReader, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from runtime.vault import Vault
 from services.matching.adapters import CaseloadStore, Supporters
 from services.matching.handlers import SOURCE, MatchingDeps, holds_releaser
 
@@ -28,7 +29,8 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDep
     from what the buckets hold (the watch that keeps it current starts here too)."""
     js = nc.jetstream()
     buckets = {name: await js.key_value(name) for name in BUCKETS}
-    deps = wire(buckets, EventPublisher(js), Asking(nc, SOURCE, clock), settings, clock)
+    deps = wire(buckets, EventPublisher(js), Asking(nc, SOURCE, clock), settings, clock,
+                Vault.of(js, settings))  # fmt: skip
     await deps.supporters.load(
         buckets[topology.SUPPORTERS_BUCKET], buckets[topology.DECISIONS_BUCKET]
     )
@@ -37,10 +39,12 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDep
 
 def wire(
     buckets: Mapping[str, KeyValue], events: EventPublisher, asking: Asking, settings: Settings,
-    clock: Clock,
+    clock: Clock, vault: Vault,
 ) -> MatchingDeps:  # fmt: skip
     """Matching's dependencies from its adapters: NATS in production, fakes in the tests."""
-    records = RecordReader(buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET])
+    records = RecordReader(
+        buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET], vault
+    )
     decisions = DecisionReader(buckets[topology.DECISIONS_BUCKET])
     caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET])
     matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch)

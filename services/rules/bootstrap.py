@@ -11,6 +11,7 @@ from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.state import CaseloadReader, Policies, RecordReader
 from runtime.store import RecordStore
+from runtime.vault import Vault
 from services.rules import handlers
 from services.rules.adapters import DecisionLog, DecisionStore, RulesStore
 from services.rules.engine import Engine
@@ -27,6 +28,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
         records=RecordReader(
             await js.key_value(topology.SUPPORTERS_BUCKET),
             await js.key_value(topology.CASES_BUCKET),
+            Vault.of(js, settings),
         ),
         caseloads=CaseloadReader(await js.key_value(topology.CASELOADS_BUCKET)),
         policies=Policies(

@@ -21,6 +21,7 @@ from runtime.clock import Clock
 from runtime.settings import Settings
 from runtime.state import DecisionReader, Policies, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from runtime.vault import Vault
 from services.scheduling.adapters import SOURCE, Reminders
 from services.scheduling.handlers import SchedulingDeps, reminders_keeper
 
@@ -39,13 +40,14 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> SchedulingD
     js = nc.jetstream()
     buckets = {name: await js.key_value(name) for name in BUCKETS}
     return wire(
-        buckets, EventPublisher(js), Asking(nc, SOURCE, clock), Reminders(js), settings, clock
-    )
+        buckets, EventPublisher(js), Asking(nc, SOURCE, clock), Reminders(js), settings, clock,
+        Vault.of(js, settings),
+    )  # fmt: skip
 
 
 def wire(
     buckets: Mapping[str, KeyValue], events: EventPublisher, asking: Asking,
-    reminders: Reminders, settings: Settings, clock: Clock,
+    reminders: Reminders, settings: Settings, clock: Clock, vault: Vault,
 ) -> SchedulingDeps:  # fmt: skip
     """Scheduling's dependencies from its adapters: NATS in production, fakes in the tests."""
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
@@ -62,7 +64,9 @@ def wire(
         supervision=changer(topology.SUPERVISION_BUCKET, SupporterSupervision),
         groups=changer(topology.GROUPS_BUCKET, GroupSession),
         policies=policies,
-        records=RecordReader(buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET]),
+        records=RecordReader(
+            buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET], vault
+        ),
         decisions=DecisionReader(buckets[topology.DECISIONS_BUCKET]),
         asking=asking,
         settings=settings,

@@ -373,3 +373,20 @@ async def test_a_revoked_credential_is_told_in_one_line_not_retried_forever(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"alongside: cannot connect to NATS at {env['ALONGSIDE_NATS_URL']}: ")
     assert "Authorization Violation" in last
+
+
+async def test_a_service_will_not_start_without_the_deployments_master_key(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # A key of its own would seal what no other process could open: it refuses, saying why.
+    missing = tmp_path / "nowhere" / "master.key"
+    result = await asyncio.to_thread(
+        subprocess.run, [str(Path(sys.executable).parent / "alongside"), "up", "intake"],
+        env={**os.environ, **env, "ALONGSIDE_MASTER_KEY_FILE": str(missing)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"no master key at {missing}" in result.stderr
+    assert "ALONGSIDE_MASTER_KEY_FILE" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not missing.exists()

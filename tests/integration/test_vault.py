@@ -9,8 +9,20 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from alongside.client import AlongsideClient
+from contracts.replies import CommandAccepted
+from runtime.clock import SYSTEM
 from runtime.embedded import EmbeddedNats
-from runtime.vault import Erased, Vault, load_master_key, open_sealed, seal
+from runtime.vault import Erased, NoMasterKey, Vault, load_master_key, open_sealed, seal
+from tests.conftest import Start
+from tests.support import (
+    MARKERS,
+    marked_intake,
+    marked_record_check,
+    marked_supporter,
+    org_today,
+    wait_for,
+)
 
 MASTER = bytes(range(32))
 
@@ -78,7 +90,26 @@ async def test_erasing_overwrites_the_wrapped_key_in_the_store_files(
 
 def test_the_master_key_is_made_once_and_kept_from_others(tmp_path: Path) -> None:
     path = tmp_path / "auth" / "master.key"
-    first = load_master_key(path)
+    with pytest.raises(NoMasterKey, match="ALONGSIDE_MASTER_KEY_FILE"):
+        load_master_key(path)  # a service never makes one of its own
+    first = load_master_key(path, create=True)
     assert load_master_key(path) == first
     assert len(first) == 32
     assert path.stat().st_mode & 0o077 == 0
+
+
+async def test_intakes_records_hold_no_personal_data_in_the_clear_on_disk(
+    start: Start, client: AlongsideClient, nats_server: EmbeddedNats, org: str
+) -> None:
+    await start()
+    assert isinstance(await client.submit(org, marked_supporter("s1")), CommandAccepted)
+    check = marked_record_check("s1", org_today(SYSTEM))
+    assert isinstance(await client.submit(org, check), CommandAccepted)
+    assert isinstance(await client.submit(org, marked_intake("c1")), CommandAccepted)
+    await wait_for(client, org, "MatchingPolicyDecided")  # the rules read the case, opened
+    streams = nats_server.state_dir / "jetstream"
+    kept = [d for d in streams.rglob("KV_*") if d.name in {"KV_supporters", "KV_cases"}]
+    assert len(kept) == 2
+    for bucket in kept:
+        found = [name for name, marker in MARKERS.items() if on_disk(bucket, marker.encode())]
+        assert found == [], bucket.name

@@ -27,7 +27,15 @@ from services.matching.bootstrap import BUCKETS, wire
 from services.matching.handlers import MatchingDeps, handlers, on_case, reconcile
 from services.rules import facts
 from tests import records
-from tests.fakes import ORG, FakeAsking, FakePublisher, ServiceWorld, as_buckets, fake_buckets
+from tests.fakes import (
+    ORG,
+    FakeAsking,
+    FakePublisher,
+    FakeVault,
+    ServiceWorld,
+    as_buckets,
+    fake_buckets,
+)
 from tests.support import AUCKLAND
 
 START = datetime(2027, 3, 3, 9, 0, tzinfo=AUCKLAND)
@@ -39,7 +47,7 @@ def world() -> World:
     clock = ManualClock(START)
     kv = fake_buckets(BUCKETS)
     events, asking = FakePublisher(), FakeAsking(clock)
-    deps = wire(as_buckets(kv), events, asking, Settings(), clock)
+    deps = wire(as_buckets(kv), events, asking, Settings(), clock, FakeVault())
     return World(clock, kv, events, asking, handlers, deps)
 
 

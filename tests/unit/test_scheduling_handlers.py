@@ -49,6 +49,7 @@ from tests.fakes import (
     FakeAsking,
     FakePublisher,
     FakeReminders,
+    FakeVault,
     ServiceWorld,
     as_buckets,
     fake_buckets,
@@ -76,7 +77,7 @@ async def world() -> World:
     clock = ManualClock(START)
     kv = fake_buckets(BUCKETS)
     events, asking, reminders = FakePublisher(), FakeAsking(clock), FakeReminders()
-    deps = wire(as_buckets(kv), events, asking, reminders, Settings(), clock)
+    deps = wire(as_buckets(kv), events, asking, reminders, Settings(), clock, FakeVault())
     world = World(clock, kv, events, asking, handlers, deps, reminders=reminders)
     # Case c1 and supporter s1, as intake records them; s1 eligible and every party's
     # consent given, as the rules service decides them.

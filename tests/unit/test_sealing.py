@@ -10,27 +10,11 @@ import pytest
 
 from contracts.intake import Stage
 from contracts.records import CaseRecord, SupporterRecord
-from runtime.vault import Erased, Person, Sealer, Vault
+from runtime.vault import Erased, Person, Sealer
+from tests.fakes import FakeVault
 from tests.support import MARKERS, marked_intake, marked_supporter
 
 NOW = datetime(2026, 4, 5, 2, 30, tzinfo=UTC)  # an hour daylight saving ends somewhere
-
-
-class KeysInMemory(Vault):
-    """The vault's keys without a server: made on first use, gone when erased."""
-
-    def __init__(self) -> None:
-        self.keys: dict[tuple[str, str, str], bytes] = {}
-        self.erased: set[tuple[str, str, str]] = set()
-
-    async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
-        if (org, person, person_id) in self.erased:
-            raise Erased(person_id)
-        return self.keys.get((org, person, person_id))
-
-    async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
-        found = await self.key(org, person, person_id)
-        return found or self.keys.setdefault((org, person, person_id), bytes(range(32)))
 
 
 def supporter_record() -> dict[str, Any]:
@@ -52,7 +36,7 @@ def case_record() -> dict[str, Any]:
 async def test_a_sealed_record_holds_no_marker_and_opens_to_what_it_was(
     person: Person, model: type[Any], record: Any
 ) -> None:
-    vault = KeysInMemory()
+    vault = FakeVault()
     sealer = Sealer(vault, person, model, "place")
     original = record()
     sealed = await sealer.seal("acme", "p1", json.loads(json.dumps(original)))
@@ -65,7 +49,7 @@ async def test_a_sealed_record_holds_no_marker_and_opens_to_what_it_was(
 
 
 async def test_a_field_sealed_for_one_place_does_not_open_in_another() -> None:
-    vault = KeysInMemory()
+    vault = FakeVault()
     sealed = await Sealer(vault, "client", CaseRecord, "cases").seal("acme", "c1", case_record())
     with pytest.raises(ValueError, match="another place"):
         await Sealer(vault, "client", CaseRecord, "elsewhere").open("acme", "c1", sealed)
@@ -74,7 +58,7 @@ async def test_a_field_sealed_for_one_place_does_not_open_in_another() -> None:
 async def test_an_erased_persons_record_cannot_be_opened_and_an_unsealed_one_opens_as_it_is() -> (
     None
 ):
-    vault = KeysInMemory()
+    vault = FakeVault()
     sealer = Sealer(vault, "supporter", SupporterRecord, "supporters")
     sealed = await sealer.seal("acme", "s1", supporter_record())
     vault.erased.add(("acme", "supporter", "s1"))
