@@ -86,11 +86,14 @@ class Vault:
         self.js = js
         self._master = master
         self._kept: dict[str, tuple[bytes, float]] = {}
+        self._org_keys: dict[str, AESGCM] = {}
 
     def _org_key(self, org: str) -> AESGCM:
-        derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                      info=b"alongside organisation key " + org.encode())  # fmt: skip
-        return AESGCM(derive.derive(self._master))
+        if org not in self._org_keys:
+            derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                          info=b"alongside organisation key " + org.encode())  # fmt: skip
+            self._org_keys[org] = AESGCM(derive.derive(self._master))
+        return self._org_keys[org]
 
     async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
         """The person's data key; None if they have none yet. ``Erased`` if erased."""
@@ -107,10 +110,13 @@ class Vault:
         assert msg.data is not None
         wrapped = msg.data
         key = self._org_key(org).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], subject.encode())
+        self._keep(subject, key)
+        return key
+
+    def _keep(self, subject: str, key: bytes) -> None:
         if len(self._kept) > 50_000:  # bounded: forget all, read again as needed
             self._kept.clear()
         self._kept[subject] = (key, time.monotonic())
-        return key
 
     async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
         """The person's data key, made now if they have none (once, whoever races)."""
@@ -127,6 +133,7 @@ class Vault:
             again = await self.key(org, person, person_id)
             assert again is not None
             return again
+        self._keep(subject, key)  # the record it seals is saved again soon (its outbox)
         return key
 
     async def erase(self, org: str, person: Person, person_id: str) -> bool:
