@@ -106,9 +106,10 @@ class RecordStore(Generic[R]):
         return found
 
     async def save(self, org: str, entity_id: str, stored: Stored[R], revision: int) -> int:
-        value = self._adapter.dump_json(stored)
-        if self.sealer is not None:
-            raw = json.loads(value)
+        if self.sealer is None:
+            value = self._adapter.dump_json(stored)
+        else:
+            raw = self._adapter.dump_python(stored, mode="json")
             raw["record"] = await self.sealer.seal(org, entity_id, raw["record"])
             value = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
         return await compare_and_set(self.kv, key(org, entity_id), value, revision)

@@ -8,6 +8,7 @@ use ``declare=False``), so starting a service never rewrites a stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
@@ -113,17 +114,21 @@ def topology(settings: Settings) -> Topology:
             storage=StorageType.FILE, replicas=replicas, max_value_size=MAX_RECORD_BYTES,
         )  # fmt: skip
 
+    def stream(**config: Any) -> StreamConfig:
+        """A stream on file with the deployment's replicas, kept by its limits."""
+        return StreamConfig(
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
+            **config,
+        )  # fmt: skip
+
     return Topology(
         streams=(
-            StreamConfig(
+            stream(
                 name=EVENTS_STREAM,
                 description="Domain events of every organisation: the system of record. "
                 "Also holds message schedules (reminders), which the server turns into events.",
                 subjects=[subjects.events("*"), subjects.schedules("*")],
                 allow_msg_schedules=True,
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                num_replicas=replicas,
                 duplicate_window=settings.duplicate_window_s,
                 # The system of record: bounded per message, and as a whole by the server's
                 # store limit (max_file_store), past which a publish fails and the command is
@@ -132,14 +137,11 @@ def topology(settings: Settings) -> Topology:
                 max_msg_size=MAX_EVENT_BYTES,
                 discard=DiscardPolicy.OLD,
             ),
-            StreamConfig(
+            stream(
                 name=DECISION_LOG_STREAM,
                 description="Every rules decision with why (fired rules and reasons), for "
                 "operators only; each kept for its organisation's audit period.",
                 subjects=[subjects.decision_logs()],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                num_replicas=replicas,
                 # Each entry expires on its own (Nats-TTL): organisations keep theirs for
                 # different periods. An audit log never drops entries to make room: a full
                 # store fails the publish, and the decision with it, visibly.
@@ -147,14 +149,11 @@ def topology(settings: Settings) -> Topology:
                 discard=DiscardPolicy.NEW,
                 duplicate_window=120.0,
             ),
-            StreamConfig(
+            stream(
                 name=KEYS_STREAM,
                 description="Each person's data key, wrapped under its organisation's key; "
                 "erasing a person erases their key (runtime/vault.py).",
                 subjects=[subjects.person_keys()],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                num_replicas=replicas,
                 # One key per person, made once; read by subject. Not a KV bucket: a KV
                 # stream denies deleting a message, and deleting is how a key is erased
                 # (JetStream overwrites a deleted message's bytes on disk).
@@ -163,13 +162,10 @@ def topology(settings: Settings) -> Topology:
                 deny_delete=False,
                 discard=DiscardPolicy.NEW,
             ),
-            StreamConfig(
+            stream(
                 name=DEADLETTER_STREAM,
                 description="Messages a service could not process, with the reason.",
                 subjects=[subjects.dead_letters("*")],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                num_replicas=replicas,
                 max_age=90 * DAY_S,
                 max_msg_size=4 * DeadLetter.ORIGINAL_KEPT,  # escaped or base64, with headers
                 max_bytes=settings.deadletters_max_bytes,

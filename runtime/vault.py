@@ -4,9 +4,10 @@ Each person (a client, by their case; a supporter) has a data key of their own, 
 first time something of theirs is sealed. It is kept wrapped (AES-GCM) under their
 organisation's key, which is derived (HKDF) from the deployment's master key and never
 stored, in the stream ``KEYS``, one message per person. A personal field is sealed with
-the person's key wherever it is stored; erasing the person deletes that one message, and
-JetStream overwrites a deleted message's bytes on disk, so every copy of their data (any
-bucket, any revision, a dead letter, a backup) can never be read again. A tombstone then
+the person's key where it is stored (so far intake's records, ``supporters`` and
+``cases``); erasing the person deletes that one message, and JetStream overwrites a deleted
+message's bytes on disk, so every copy sealed with it (any revision, any backup) can never
+be read again. A tombstone then
 stands in the key's place, so nothing new is sealed for someone erased.
 
 Caveat: in a cluster, a stream's replication log also holds the wrapped key until the
