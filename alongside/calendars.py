@@ -17,19 +17,22 @@ from contracts.records import (
 from runtime import topology
 from runtime.clock import SYSTEM, Clock
 from runtime.state import Policies
-from runtime.store import RecordStore
+from runtime.store import RecordStore, bound_store
+from runtime.vault import Vault
 from services.scheduling.calendar import feed
 
 
 async def calendar_for(
-    js: JetStreamContext, org: str, *, case: str | None = None, supporter: str | None = None,
+    js: JetStreamContext, org: str, vault: Vault, *, case: str | None = None,
+    supporter: str | None = None,
     clock: Clock = SYSTEM,
 ) -> bytes:  # fmt: skip
     policy = await Policies(
         RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
     ).get(org)
-    schedules = await _records(js, topology.SCHEDULES_BUCKET, CaseSchedule, org)
-    groups = await _records(js, topology.GROUPS_BUCKET, GroupSession, org)
+    schedules = await _records(await bound_store(js, topology.SCHEDULES_BUCKET, CaseSchedule,
+                                                 vault), org)  # fmt: skip
+    groups = await _records(await bound_store(js, topology.GROUPS_BUCKET, GroupSession), org)
     zone = ZoneInfo(policy.time_zone)
     if case is not None:
         return feed(
@@ -51,6 +54,5 @@ async def calendar_for(
 R = TypeVar("R", bound=Record)
 
 
-async def _records(js: JetStreamContext, bucket: str, record: type[R], org: str) -> list[R]:
-    store = RecordStore(await js.key_value(bucket), record)
+async def _records(store: RecordStore[R], org: str) -> list[R]:
     return [stored.record for _, _, stored, _ in await store.each(org)]

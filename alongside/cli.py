@@ -31,7 +31,7 @@ from runtime.embedded import EmbeddedNats, adopt_data_without_auth
 from runtime.logging import configure, get_logger
 from runtime.registry import Registry, RegistryError, provision_registered, register
 from runtime.settings import Settings
-from runtime.vault import NoMasterKey, load_master_key
+from runtime.vault import NoMasterKey, Vault, load_master_key
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contracts_app = typer.Typer(no_args_is_help=True, help="The event catalogue.")
@@ -303,15 +303,17 @@ def proposals(
 ) -> None:
     """Show a case's matching state: each proposal with its explanation, or why it waits."""
     from contracts.records import CaseMatch
-    from runtime.store import RecordStore
+    from runtime.store import bound_store
 
     settings = _settings()
 
     async def run() -> Any:
         nc = await connection.connect(settings, "alongside-proposals")
         try:
-            kv = await nc.jetstream().key_value(topology.MATCHES_BUCKET)
-            stored, _ = await RecordStore(kv, CaseMatch).load(org, case_id)
+            js = nc.jetstream()
+            matches = await bound_store(js, topology.MATCHES_BUCKET, CaseMatch,
+                                        Vault.of(js, settings))  # fmt: skip
+            stored, _ = await matches.load(org, case_id)
             return stored.record if stored else None
         finally:
             await nc.close()
@@ -348,7 +350,9 @@ def calendar(
     async def run() -> bytes:
         nc = await connection.connect(settings, "alongside-calendar")
         try:
-            return await calendar_for(nc.jetstream(), org, case=case, supporter=supporter)
+            js = nc.jetstream()
+            return await calendar_for(js, org, Vault.of(js, settings), case=case,
+                                      supporter=supporter)  # fmt: skip
         finally:
             await nc.close()
 

@@ -78,7 +78,8 @@ from runtime.embedded import EmbeddedNats
 from runtime.registry import register
 from runtime.settings import Settings
 from runtime.state import DecisionReader
-from runtime.store import RecordStore
+from runtime.store import RecordStore, bound_store
+from runtime.vault import Vault
 from services.rules import bundle, publishing
 from services.rules.adapters import DecisionLog, RulesStore
 
@@ -154,8 +155,9 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             await _organisations(client, nc, credentials, state, clock)
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
-            await _matching(client, nc, decisions, today)
-            await _scheduling(client, nc, clock)
+            vault = Vault.of(nc.jetstream(), settings)  # to read what the services sealed
+            await _matching(client, nc, decisions, today, vault)
+            await _scheduling(client, nc, vault, clock)
             await _publish_live(nc, decisions, eligible, clock)
             await _refusals(client, nc, clock)
             await _outside_subscriber(server.url, state, credentials)
@@ -246,12 +248,11 @@ async def _eligibility(decisions: DecisionReader) -> set[str]:
 
 
 async def _matching(
-    client: AlongsideClient, nc: Nats, decisions: DecisionReader, today: date
+    client: AlongsideClient, nc: Nats, decisions: DecisionReader, today: date, vault: Vault
 ) -> None:
     org = ORGS[0]
     console.print(f"\n[bold]3. Matching: explained proposals and the client's choices[/] ({org})")
-    kv = await nc.jetstream().key_value(topology.MATCHES_BUCKET)
-    matches = RecordStore(kv, CaseMatch)
+    matches = await bound_store(nc.jetstream(), topology.MATCHES_BUCKET, CaseMatch, vault)
 
     async def state(case_id: str, until: Callable[[CaseMatch], bool]) -> CaseMatch:
         for _ in range(300):
@@ -371,17 +372,18 @@ def _show(match: CaseMatch, what: str) -> None:
     console.print(table)
 
 
-async def _scheduling(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
+async def _scheduling(client: AlongsideClient, nc: Nats, vault: Vault, clock: Clock) -> None:
     org, case_id = ORGS[0], "case-a"
     console.print(f"\n[bold]4. Scheduling: first meeting, sessions, boundaries[/] ({org})")
-    journey = await scheduling_journey(client, nc, org, case_id, clock, say=console.print)
+    journey = await scheduling_journey(client, nc, vault, org, case_id, clock,
+                                       say=console.print)  # fmt: skip
     zone = journey.zone
     reminder = await _next_event(client, org, "SessionReminderDue")
     expect(reminder.data["session_id"] == journey.extra.session_id, "another session's reminder")
     console.print(f"  a day before it, the server publishes SessionReminderDue for "
                   f"{reminder.data['session_id']} (a NATS message schedule: it fires even if "
                   "no service is running)")  # fmt: skip
-    ics = await calendar_for(nc.jetstream(), org, case=case_id, clock=clock)
+    ics = await calendar_for(nc.jetstream(), org, vault, case=case_id, clock=clock)
     sessions = ics.count(b"BEGIN:VEVENT")
     console.print(f"  `alongside calendar --case {case_id}`: an iCalendar file of {sessions} "
                   f"sessions, times in {zone.key}, no names")  # fmt: skip
@@ -399,15 +401,14 @@ class Journey:
 
 
 async def scheduling_journey(
-    client: AlongsideClient, nc: Nats, org: str, case_id: str, clock: Clock,
+    client: AlongsideClient, nc: Nats, vault: Vault, org: str, case_id: str, clock: Clock,
     say: Callable[[str], None] = lambda _: None,
 ) -> Journey:  # fmt: skip
     """From an active match: the first meeting (moved to moments from now, confirmed, held),
     the go-ahead with weekly sessions to the funded end, then session requests judged by the
     boundaries rules. Runs the same at any moment ``clock`` says it is: the tests run it on
     every day of a week, at 23:59 local time, and across both daylight-saving changes."""
-    schedules = RecordStore(await nc.jetstream().key_value(topology.SCHEDULES_BUCKET),
-                            CaseSchedule)  # fmt: skip
+    schedules = await bound_store(nc.jetstream(), topology.SCHEDULES_BUCKET, CaseSchedule, vault)
     schedule = await _until(lambda: _load(schedules, org, case_id), f"no schedule for {case_id}")
     zone = ZoneInfo(SchedulingPolicy().time_zone)
     offered = next((s for s in schedule.sessions if s.kind == "initial_meeting"), None)

@@ -129,7 +129,8 @@ from runtime.dispatch import Handlers
 from runtime.embedded import EmbeddedNats
 from runtime.logging import configure
 from runtime.settings import Settings
-from runtime.store import RecordStore
+from runtime.store import bound_store
+from runtime.vault import Vault
 from services.intake.handlers import handlers as intake_handlers
 from services.matching.handlers import handlers as matching_handlers
 from services.rules.handlers import handlers as rules_handlers
@@ -1242,9 +1243,10 @@ async def arrange(nc: Nats) -> tuple[Real, bool]:
             await accepted(client, evidence)
     await accepted(client, story.model_copy(update={"client": client_profile}))
     js = nc.jetstream()
-    matches = RecordStore(await js.key_value(topology.MATCHES_BUCKET), CaseMatch)
-    cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord)
-    schedules = RecordStore(await js.key_value(topology.SCHEDULES_BUCKET), CaseSchedule)
+    vault = Vault.of(js, Settings())
+    matches = await bound_store(js, topology.MATCHES_BUCKET, CaseMatch, vault)
+    cases = await bound_store(js, topology.CASES_BUCKET, CaseRecord, vault)
+    schedules = await bound_store(js, topology.SCHEDULES_BUCKET, CaseSchedule, vault)
 
     async def proposed() -> CaseMatch | None:
         stored, _ = await matches.load(ORG, "fuzz-case")
@@ -1268,7 +1270,7 @@ async def arrange(nc: Nats) -> tuple[Real, bool]:
         return stored is not None
 
     await until(scheduled, "no schedule for fuzz-case")
-    journey = await scheduling_journey(client, nc, ORG, "fuzz-case", SYSTEM)
+    journey = await scheduling_journey(client, nc, vault, ORG, "fuzz-case", SYSTEM)
     start = SYSTEM() + timedelta(days=10)
     await accepted(client, CreateGroupSession(group_id="fuzz-group", facilitator_id=chosen,
                                               start=start, minutes=60, method=Method.VIDEO,
@@ -1481,7 +1483,8 @@ async def still_serving(nc: Nats) -> dict[str, bool]:
              "parties": [], "missing_parties": [], "withdrawn_parties": []}  # fmt: skip
     evaluate = EvaluateRules(kind=Kind.CONSENT, facts=facts)
     await ask("rules", lambda: client.request(ORG, evaluate), RulesEvaluated)
-    matches = RecordStore(await nc.jetstream().key_value(topology.MATCHES_BUCKET), CaseMatch)
+    js = nc.jetstream()
+    matches = await bound_store(js, topology.MATCHES_BUCKET, CaseMatch, Vault.of(js, Settings()))
 
     async def offered() -> bool:
         stored, _ = await matches.load(ORG, "after-fuzz")

@@ -24,9 +24,10 @@ from pydantic import BaseModel, TypeAdapter
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from contracts.scheduling import SchedulingPolicy
+from runtime import topology
 from runtime.changes import NotYet
 from runtime.store import RecordStore, keys
-from runtime.vault import Vault, cases_sealer, supporters_sealer
+from runtime.vault import Vault, sealer_of
 
 
 class StoredDecision(BaseModel):
@@ -101,8 +102,10 @@ class RecordReader:
     def __init__(self, supporters: KeyValue, cases: KeyValue, vault: Vault) -> None:
         self.supporters = supporters
         self._cases = cases
-        self._supporter_store = RecordStore(supporters, SupporterRecord, supporters_sealer(vault))
-        self._case_store = RecordStore(cases, CaseRecord, cases_sealer(vault))
+        self._supporter_store = RecordStore(
+            supporters, SupporterRecord, sealer_of(vault, topology.SUPPORTERS_BUCKET)
+        )
+        self._case_store = RecordStore(cases, CaseRecord, sealer_of(vault, topology.CASES_BUCKET))
 
     async def supporter_from(self, org: str, supporter_id: str, value: bytes) -> SupporterRecord:
         """A supporter record as stored (a value from a watch of the bucket)."""

@@ -32,7 +32,7 @@ from runtime import bus, tracing
 from runtime.changes import Change, Contended, Refused, Regather, backoff
 from runtime.clock import Clock
 from runtime.dispatch import CAUSE, Received
-from runtime.vault import Sealer
+from runtime.vault import SEALED_BUCKETS, Sealer, Vault, sealer_of
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Record)
@@ -113,6 +113,18 @@ class RecordStore(Generic[R]):
             raw["record"] = await self.sealer.seal(org, entity_id, raw["record"])
             value = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
         return await compare_and_set(self.kv, key(org, entity_id), value, revision)
+
+
+async def bound_store(
+    js: JetStreamContext, bucket: str, model: type[R], vault: Vault | None = None
+) -> RecordStore[R]:
+    """A store of a provisioned bucket, for a reader outside the services. The buckets that
+    hold people's data (``runtime.vault.SEALED_BUCKETS``) open them with ``vault``."""
+    if bucket not in SEALED_BUCKETS:
+        return RecordStore(await js.key_value(bucket), model)
+    if vault is None:
+        raise ValueError(f"{bucket} holds people's data, sealed: reading it needs the vault")
+    return RecordStore(await js.key_value(bucket), model, sealer_of(vault, bucket))
 
 
 async def compare_and_set(kv: KeyValue, name: str, value: bytes, revision: int) -> int:

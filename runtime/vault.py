@@ -21,10 +21,10 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -35,7 +35,7 @@ from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel
 
 from contracts import privacy, subjects
-from contracts.records import CaseRecord, SupporterRecord
+from contracts.records import CaseMatch, CaseRecord, CaseSchedule, SupporterRecord
 from runtime import topology
 from runtime.settings import Settings
 
@@ -179,15 +179,27 @@ def open_sealed(key: bytes, sealed: str, *, context: str) -> Any:
 class Sealer:
     """Seals the personal and sensitive fields of one kind of record with its person's key
     (``paths``: where they are, ``contracts.privacy.marked``), and opens them again. Every
-    other field stays as it is: ids, statuses and dates are what the services query."""
+    other field stays as it is: ids, statuses and dates are what the services query.
 
-    def __init__(self, vault: Vault, person: Person, model: type[BaseModel], place: str) -> None:
-        self.vault, self.person, self.place = vault, person, place
+    ``forget``: the record outlives its person (matching's and scheduling's, which keep
+    ids, dates and outcomes for reports): once the person is erased it opens with their
+    fields blank (an empty list, or None) instead of raising ``Erased``."""
+
+    def __init__(
+        self, vault: Vault, person: Person, model: type[BaseModel], place: str,
+        forget: bool = False,
+    ) -> None:  # fmt: skip
+        self.vault, self.person, self.place, self.forget = vault, person, place, forget
         marked = sorted(privacy.marked(model))
         # The outermost marked paths: a sealed object is sealed whole.
         self.paths = [p for p in marked if not any(p.startswith(q + ".") for q in marked)]
+        self._blanks = {path: _blank(model, path.split(".")) for path in self.paths if forget}
 
     async def seal(self, org: str, person_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with its marked fields sealed; nothing to seal (all blank), no key
+        asked for, so a record whose person was erased can still be saved."""
+        if not any(v not in (None, [], "") for p in self.paths for v in _values(record, p)):
+            return record
         key = await self.vault.key_or_new(org, self.person, person_id)
         for path in self.paths:
             _each(record, path.split("."), partial(seal, key, context=f"{self.place}.{path}"))
@@ -196,14 +208,45 @@ class Sealer:
     async def open(self, org: str, person_id: str, record: dict[str, Any]) -> dict[str, Any]:
         """The record with its sealed fields opened; ``Erased`` if its person was erased.
         (A record written before sealing began has nothing sealed, and opens as it is.)"""
-        if not any(_is_sealed(v) for p in self.paths for v in _values(record, p.split("."))):
+        if not any(_is_sealed(v) for p in self.paths for v in _values(record, p)):
             return record
-        key = await self.vault.key(org, self.person, person_id)
-        if key is None:
-            raise Erased(f"{self.person} {person_id} of {org} has no key")
+        try:
+            key = await self.vault.key(org, self.person, person_id)
+            if key is None:
+                raise Erased(f"{self.person} {person_id} of {org} has no key")
+        except Erased:
+            if not self.forget:
+                raise
+            for path in self.paths:
+                _each(record, path.split("."), partial(_replaced, self._blanks[path]))
+            return record
         for path in self.paths:
             _each(record, path.split("."), partial(_opened, key, context=f"{self.place}.{path}"))
         return record
+
+
+def _blank(annotation: Any, path: list[str]) -> Any:
+    """What an erased field reads as: an empty list for a list, else None."""
+    if not path:
+        return (
+            [] if list in (get_origin(annotation), *map(get_origin, get_args(annotation))) else None
+        )
+    for model in _models(annotation):
+        if path[0] in model.model_fields:
+            return _blank(model.model_fields[path[0]].annotation, path[1:])
+    return None
+
+
+def _models(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The models an annotation holds (itself, in a list, or one of a union's)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _models(arg)
+
+
+def _replaced(by: Any, _: Any) -> Any:
+    return by
 
 
 def _is_sealed(value: Any) -> bool:
@@ -214,14 +257,14 @@ def _opened(key: bytes, value: Any, context: str) -> Any:
     return open_sealed(key, value, context=context) if _is_sealed(value) else value
 
 
-def _values(node: Any, path: list[str]) -> list[Any]:
+def _values(node: Any, path: str) -> list[Any]:
     found: list[Any] = []
 
     def keep(value: Any) -> Any:
         found.append(value)
         return value
 
-    _each(node, path, keep)
+    _each(node, path.split("."), keep)
     return found
 
 
@@ -241,12 +284,18 @@ def _each(node: Any, path: list[str], change: Callable[[Any], Any]) -> None:
     _each(node[path[0]], path[1:], change)
 
 
-def supporters_sealer(vault: Vault) -> Sealer:
-    """Supporter records (``supporters``): sealed with the supporter's key."""
-    return Sealer(vault, "supporter", SupporterRecord, topology.SUPPORTERS_BUCKET)
+# The buckets that hold people's data: whose key seals it, and whether a record outlives
+# its person's erasure (intake's records are removed with the person; the rest are kept,
+# blank where the person was).
+SEALED_BUCKETS: dict[str, tuple[Person, type[BaseModel], bool]] = {
+    topology.SUPPORTERS_BUCKET: ("supporter", SupporterRecord, False),
+    topology.CASES_BUCKET: ("client", CaseRecord, False),  # the client's, dispute's, parties'
+    topology.MATCHES_BUCKET: ("client", CaseMatch, True),  # explanations, waitlist reasons
+    topology.SCHEDULES_BUCKET: ("client", CaseSchedule, True),  # session notes
+}
 
 
-def cases_sealer(vault: Vault) -> Sealer:
-    """Case records (``cases``): the client's, the dispute's and the other parties' data,
-    sealed with the client's key."""
-    return Sealer(vault, "client", CaseRecord, topology.CASES_BUCKET)
+def sealer_of(vault: Vault, bucket: str) -> Sealer:
+    """The sealer for one of ``SEALED_BUCKETS``, each of its records with its person's key."""
+    person, model, outlives = SEALED_BUCKETS[bucket]
+    return Sealer(vault, person, model, bucket, forget=outlives)

@@ -269,3 +269,7 @@ class FakeVault(Vault):
     async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
         found = await self.key(org, person, person_id)
         return found or self.keys.setdefault((org, person, person_id), bytes(range(32)))
+
+    async def erase(self, org: str, person: Person, person_id: str) -> bool:
+        self.erased.add((org, person, person_id))
+        return self.keys.pop((org, person, person_id), None) is not None

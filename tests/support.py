@@ -36,7 +36,8 @@ from runtime import registry, topology
 from runtime.clock import SYSTEM, Clock
 from runtime.settings import Settings
 from runtime.state import CaseloadReader
-from runtime.store import RecordStore
+from runtime.store import bound_store
+from runtime.vault import Vault
 
 RESPONDENT = "Harbour Housing Ltd"
 # The default organisation time zone: what "today" means for eligibility and scheduling.
@@ -145,7 +146,8 @@ async def eligible(client: AlongsideClient, org: str, count: int) -> None:
 
 
 async def match_of(nc: Client, org: str, case_id: str) -> CaseMatch:
-    store = RecordStore(await nc.jetstream().key_value(topology.MATCHES_BUCKET), CaseMatch)
+    js = nc.jetstream()
+    store = await bound_store(js, topology.MATCHES_BUCKET, CaseMatch, Vault.of(js, Settings()))
     stored, _ = await store.load(org, case_id)
     assert stored is not None
     return stored.record

@@ -10,7 +10,7 @@ from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
-from runtime.vault import Vault, cases_sealer, supporters_sealer
+from runtime.vault import Vault, sealer_of
 from services.intake.exports import Holdings
 from services.intake.handlers import SOURCE, IntakeDeps, event_id_of, finish_outboxes
 
@@ -21,16 +21,16 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
     js = nc.jetstream()
     # Bind to buckets the topology provisioned; never declare them here.
     vault = Vault.of(js, settings)
-    supporters = RecordStore(
-        await js.key_value(topology.SUPPORTERS_BUCKET), SupporterRecord, supporters_sealer(vault)
-    )
-    cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord, cases_sealer(vault))
+    supporters = RecordStore(await js.key_value(topology.SUPPORTERS_BUCKET), SupporterRecord,
+                             sealer_of(vault, topology.SUPPORTERS_BUCKET))  # fmt: skip
+    cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord,
+                        sealer_of(vault, topology.CASES_BUCKET))  # fmt: skip
     replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
     events = EventPublisher(js)
     deps = IntakeDeps(
         supporters=Changer(supporters, replies, events, SOURCE, clock, event_id=event_id_of),
         cases=Changer(cases, replies, events, SOURCE, clock, event_id=event_id_of),
-        holdings=await Holdings.bind(js, cases, supporters),
+        holdings=await Holdings.bind(js, cases, supporters, vault),
         events=events,
         settings=settings,
         clock=clock,

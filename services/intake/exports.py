@@ -22,7 +22,8 @@ from contracts.records import (
 from contracts.rules import Kind
 from runtime import topology
 from runtime.state import CaseloadReader, DecisionReader
-from runtime.store import RecordStore
+from runtime.store import RecordStore, bound_store
+from runtime.vault import Vault
 
 
 @dataclass
@@ -38,17 +39,14 @@ class Holdings:
     @classmethod
     async def bind(
         cls, js: JetStreamContext, cases: RecordStore[CaseRecord],
-        supporters: RecordStore[SupporterRecord],
+        supporters: RecordStore[SupporterRecord], vault: Vault,
     ) -> Holdings:  # fmt: skip
-        async def store(bucket: str, model: type[Any]) -> RecordStore[Any]:
-            return RecordStore(await js.key_value(bucket), model)
-
         return cls(
             cases=cases,
             supporters=supporters,
-            matches=await store(topology.MATCHES_BUCKET, CaseMatch),
-            schedules=await store(topology.SCHEDULES_BUCKET, CaseSchedule),
-            supervision=await store(topology.SUPERVISION_BUCKET, SupporterSupervision),
+            matches=await bound_store(js, topology.MATCHES_BUCKET, CaseMatch, vault),
+            schedules=await bound_store(js, topology.SCHEDULES_BUCKET, CaseSchedule, vault),
+            supervision=await bound_store(js, topology.SUPERVISION_BUCKET, SupporterSupervision),
             caseloads=CaseloadReader(await js.key_value(topology.CASELOADS_BUCKET)),
             decisions=DecisionReader(await js.key_value(topology.DECISIONS_BUCKET)),
         )

@@ -14,7 +14,7 @@ from runtime.clock import Clock
 from runtime.settings import Settings
 from runtime.state import DecisionReader, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
-from runtime.vault import Vault
+from runtime.vault import Vault, sealer_of
 from services.matching.adapters import CaseloadStore, Supporters
 from services.matching.handlers import SOURCE, MatchingDeps, holds_releaser
 
@@ -47,7 +47,8 @@ def wire(
     )
     decisions = DecisionReader(buckets[topology.DECISIONS_BUCKET])
     caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET])
-    matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch)
+    matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch,
+                          sealer_of(vault, topology.MATCHES_BUCKET))  # fmt: skip
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
     return MatchingDeps(
         matches=matches,

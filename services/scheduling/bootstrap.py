@@ -21,7 +21,7 @@ from runtime.clock import Clock
 from runtime.settings import Settings
 from runtime.state import DecisionReader, Policies, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
-from runtime.vault import Vault
+from runtime.vault import Vault, sealer_of
 from services.scheduling.adapters import SOURCE, Reminders
 from services.scheduling.handlers import SchedulingDeps, reminders_keeper
 
@@ -56,7 +56,8 @@ def wire(
     def changer(bucket: str, record: type[R], before: Before[R] | None = None) -> Changer[R]:
         return Changer(RecordStore(buckets[bucket], record), replies, events, SOURCE, clock, before)
 
-    schedules = RecordStore(buckets[topology.SCHEDULES_BUCKET], CaseSchedule)
+    schedules = RecordStore(buckets[topology.SCHEDULES_BUCKET], CaseSchedule,
+                            sealer_of(vault, topology.SCHEDULES_BUCKET))  # fmt: skip
     keep_reminders = reminders_keeper(reminders, policies, schedules, clock)
     return SchedulingDeps(
         settings_store=Changer(policies.store, replies, events, SOURCE, clock),

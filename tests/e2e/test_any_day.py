@@ -19,6 +19,8 @@ from alongside.demo import scheduling_journey
 from contracts.intake import CLIENT_PARTY_ID, GiveConsent, Stage
 from contracts.matching import AcceptProposal
 from runtime.clock import ManualClock
+from runtime.settings import Settings
+from runtime.vault import Vault
 from tests.conftest import Start
 from tests.support import AUCKLAND, accepted, eligible, intake, supporter, wait_for
 
@@ -48,7 +50,8 @@ async def test_the_scheduling_journey_runs_the_same_at_any_moment(
         ))  # fmt: skip
     await wait_for(client, org, "MatchActivated")
 
-    journey = await scheduling_journey(client, client.nc, org, "c1", clock)
+    vault = Vault.of(client.nc.jetstream(), Settings())
+    journey = await scheduling_journey(client, client.nc, vault, org, "c1", clock)
 
     assert journey.refused == {
         "an extra session tomorrow": [MORE_THAN_WEEKLY],

@@ -41,6 +41,8 @@ from contracts.scheduling import (
     SchedulingPolicy,
 )
 from runtime.clock import SYSTEM, Clock, ManualClock
+from runtime.settings import Settings
+from runtime.vault import Vault
 from services.scheduling import handlers
 from services.scheduling.handlers import SchedulingDeps
 from tests.conftest import Start
@@ -123,13 +125,15 @@ async def test_an_active_match_gets_an_initial_meeting_then_weekly_sessions_to_t
     assert scheduled.data["time_zone"] == "Pacific/Auckland"
 
     # The client's calendar: the meeting and every session, in the organisation's zone, no names.
-    ics = await calendar_for(client.nc.jetstream(), org, case="c1")
+    js = client.nc.jetstream()
+    vault = Vault.of(js, Settings())
+    ics = await calendar_for(js, org, vault, case="c1")
     events = Calendar.from_ical(ics).walk("VEVENT")
     # The meeting at the time first offered stays in the file, marked cancelled.
     assert sorted(str(e["status"]) for e in events) == ["CANCELLED"] + ["CONFIRMED"] * (1 + 8)
     assert {e.decoded("dtstart").tzinfo.key for e in events} == {"Pacific/Auckland"}
     assert b"client c1" not in ics  # the sample client's display name
-    supporter_ics = await calendar_for(client.nc.jetstream(), org, supporter=chosen)
+    supporter_ics = await calendar_for(js, org, vault, supporter=chosen)
     assert len(Calendar.from_ical(supporter_ics).walk("VEVENT")) == 1 + 1 + 8 + 2  # supervision
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from contracts.intake import Stage
-from contracts.records import CaseRecord, SupporterRecord
-from runtime.vault import Erased, Person, Sealer
+from contracts.records import CaseMatch, CaseRecord, Offer, SupporterRecord
+from runtime import topology
+from runtime.vault import Erased, Person, Sealer, sealer_of
 from tests.fakes import FakeVault
 from tests.support import MARKERS, marked_intake, marked_supporter
 
@@ -66,3 +67,31 @@ async def test_an_erased_persons_record_cannot_be_opened_and_an_unsealed_one_ope
         await sealer.open("acme", "s1", sealed)
     plain = supporter_record()
     assert await sealer.open("acme", "s9", json.loads(json.dumps(plain))) == plain
+
+
+def match_record() -> dict[str, Any]:
+    offer = Offer(supporter_id="s1", score=0.9, matched=[f"has been through {MARKERS['lived']}"],
+                  unmatched=["a maori cultural background"], matched_on=["lived_experience"],
+                  held_until=NOW)  # fmt: skip
+    match = CaseMatch(case_id="c1", status="waitlisted", proposals=[offer], since=NOW,
+                      updated_at=NOW, waitlist_reason=f"no one speaks {MARKERS['lived']}")  # fmt: skip
+    return match.model_dump(mode="json")
+
+
+async def test_a_record_that_outlives_its_person_opens_blank_once_they_are_erased() -> None:
+    """Matching's and scheduling's records keep ids, dates and outcomes for reports: once
+    the client is erased they open with the client's fields blank, and can be saved again
+    without a key; intake's records of an erased person do not open at all."""
+    vault = FakeVault()
+    matches = sealer_of(vault, topology.MATCHES_BUCKET)
+    sealed = await matches.seal("acme", "c1", match_record())
+    assert MARKERS["lived"] not in json.dumps(sealed)
+    assert await vault.erase("acme", "client", "c1")
+    opened = CaseMatch.model_validate(await matches.open("acme", "c1", sealed))
+    assert (opened.waitlist_reason, opened.proposals[0].matched) == (None, [])
+    assert (opened.status, opened.proposals[0].supporter_id) == ("waitlisted", "s1")
+    resealed = await matches.seal("acme", "c1", opened.model_dump(mode="json"))
+    assert CaseMatch.model_validate(resealed) == opened
+    cases = sealer_of(vault, topology.CASES_BUCKET)
+    with pytest.raises(Erased):
+        await cases.seal("acme", "c1", case_record())
