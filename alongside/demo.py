@@ -147,7 +147,9 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
         )  # fmt: skip
         console.print(f"Services running: {', '.join(services.SERVICES)}\n")
         client = AlongsideClient(nc, source="alongside/demo", clock=clock)
-        decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
+        vault = Vault.of(nc.jetstream(), settings)  # to read what the services sealed
+        decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET),
+                                   vault)  # fmt: skip
         credentials = Credentials(
             await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET), auth, system, clock
         )
@@ -155,13 +157,12 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             await _organisations(client, nc, credentials, state, clock)
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
-            vault = Vault.of(nc.jetstream(), settings)  # to read what the services sealed
             await _matching(client, nc, decisions, today, vault)
             await _scheduling(client, nc, vault, clock)
             await _publish_live(nc, decisions, eligible, clock)
             await _refusals(client, nc, clock)
             await _outside_subscriber(server.url, state, credentials)
-            await _operators_view(client, running, spans)
+            await _operators_view(client, running, spans, vault)
             await _subject_access(client)
             console.rule("[bold green]demo complete")
         finally:
@@ -402,7 +403,7 @@ class Journey:
 
 async def scheduling_journey(
     client: AlongsideClient, nc: Nats, vault: Vault, org: str, case_id: str, clock: Clock,
-    say: Callable[[str], None] = lambda _: None,
+    say: Callable[[str], None] = lambda _: None, notes: str = "Wants to talk through the hearing.",
 ) -> Journey:  # fmt: skip
     """From an active match: the first meeting (moved to moments from now, confirmed, held),
     the go-ahead with weekly sessions to the funded end, then session requests judged by the
@@ -448,9 +449,11 @@ async def scheduling_journey(
     soon = clock() + timedelta(days=1, seconds=3)
     method = going.method or Method.PHONE
 
-    def book(start: datetime, minutes: int = 60, purposes: tuple[str, ...] = ()) -> BookSession:
+    def book(start: datetime, minutes: int = 60, purposes: tuple[str, ...] = (),
+             notes: str | None = None) -> BookSession:  # fmt: skip
         extra = {"purposes": list(purposes)} if purposes else {}
-        return BookSession(case_id=case_id, start=start, minutes=minutes, method=method, **extra)
+        return BookSession(case_id=case_id, start=start, minutes=minutes, method=method,
+                           notes=notes, **extra)  # fmt: skip
 
     refused: dict[str, list[str]] = {}
 
@@ -471,8 +474,8 @@ async def scheduling_journey(
     await refusal("someone to speak for me at the hearing",
                   book(soon, purposes=("listening", "represent_me_at_the_hearing")))  # fmt: skip
     await refusal("a 20-minute session", book(soon, minutes=20))
-    await _accepted(client, org, book(soon))
-    say("  the extra session tomorrow: booked")
+    await _accepted(client, org, book(soon, notes=notes))
+    say("  the extra session tomorrow: booked, its notes kept sealed with the client's key")
     await refusal("a third session within a week", book(soon + timedelta(hours=2)))
     final = await _until(lambda: _load(schedules, org, case_id, lambda s: any(
         x.kind == "extra" and x.status == "booked" for x in s.sessions
@@ -702,8 +705,9 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
 
 
 async def _operators_view(
-    client: AlongsideClient, running: services.Running, spans: InMemorySpanExporter
-) -> None:
+    client: AlongsideClient, running: services.Running, spans: InMemorySpanExporter,
+    vault: Vault,
+) -> None:  # fmt: skip
     """What an operator follows: one intake's trace across services, and the counters."""
     console.print("\n[bold]8. What an operator sees: one trace, and /metrics[/]")
     org = ORGS[0]
@@ -723,7 +727,7 @@ async def _operators_view(
                   "(each the parent of the one above):")  # fmt: skip
     for span in lineage:
         console.print(f"    {tracing.service_of(span):<22} {span.name.split('.', 2)[-1]}")
-    await _decision_logged(client, org)
+    await _decision_logged(client, org, vault)
     table = Table("counter (GET /metrics)", "labels", "value")
     for sample_ in _metric_samples():
         table.add_row(*sample_)
@@ -748,7 +752,7 @@ async def _subject_access(client: AlongsideClient) -> None:
     )
 
 
-async def _decision_logged(client: AlongsideClient, org: str) -> None:
+async def _decision_logged(client: AlongsideClient, org: str, vault: Vault) -> None:
     """Why a supporter was found ineligible: the public event names no rule; its decision
     id resolves in the decision log, which only operators read."""
     latest = {e.data["supporter_id"]: e async for e in client.events(org)
@@ -756,7 +760,8 @@ async def _decision_logged(client: AlongsideClient, org: str) -> None:
     refused = [e for e in latest.values() if not e.data["eligible"]]
     expect(bool(refused), "no supporter is ineligible")
     event = refused[0]
-    logged = await DecisionLog(client.nc.jetstream()).find(org, str(event.data["decision_id"]))
+    log = DecisionLog(client.nc.jetstream(), vault)
+    logged = await log.find(org, str(event.data["decision_id"]))
     if logged is None:
         raise DemoFailed(f"decision {event.data['decision_id']} is not in the decision log")
     decision = logged.decision

@@ -24,6 +24,7 @@ from runtime import topology
 from runtime.clock import SYSTEM
 from runtime.logging import configure
 from runtime.settings import Settings
+from runtime.vault import Vault
 from services.rules import bundle, publishing
 from services.rules.adapters import DecisionLog, RulesStore
 from services.rules.engine import Engine
@@ -159,7 +160,7 @@ def _say(decision: RulesDecision) -> None:
     ref = decision.ruleset
     typer.echo(f"{decision.outcome}  (ruleset {ref.id}, sha256 {ref.content_hash[:12]})")
     for fired in decision.fired:
-        typer.echo(f"  {fired.rule}: {fired.reason}")
+        typer.echo(f"  {fired.rule}: {fired.reason or '(why was erased with the person)'}")
     if not decision.fired:
         typer.echo("  no rule fired: the ruleset's default outcome applies")
     typer.echo(f"  decision {decision.decision_id}, facts sha256 {decision.facts_sha256}")
@@ -168,7 +169,8 @@ def _say(decision: RulesDecision) -> None:
 async def _explain_logged(settings: Settings, org: str, decision_id: str) -> None:
     nc = await connection.connect(settings, "alongside-rules-cli")
     try:
-        logged = await DecisionLog(nc.jetstream()).find(org, decision_id)
+        js = nc.jetstream()
+        logged = await DecisionLog(js, Vault.of(js, settings)).find(org, decision_id)
     finally:
         await nc.close()
     if logged is None:
@@ -193,7 +195,8 @@ def decisions(
     async def run() -> None:
         nc = await connection.connect(settings, "alongside-rules-cli")
         try:
-            found = await DecisionLog(nc.jetstream()).of_subject(org, subject_id)
+            js = nc.jetstream()
+            found = await DecisionLog(js, Vault.of(js, settings)).of_subject(org, subject_id)
         finally:
             await nc.close()
         if not found:

@@ -14,7 +14,7 @@ from contracts import intake, matching, rules, scheduling, subjects
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 
-VERSION = "1.4.0"
+VERSION = "1.5.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c

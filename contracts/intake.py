@@ -387,6 +387,26 @@ class ExportPersonData(Command):
     subject_id: EntityId  # the client's case id, or the supporter's id
 
 
+class EraseClient(Command):
+    """Erase a client (right to erasure, or their case's retention period ended): their key
+    is destroyed, so every copy of their data, sealed with it, is unreadable for good; their
+    case record is removed; matching and scheduling end the case, keeping ids, dates and
+    outcomes. Cannot be undone; a later command about the case is refused."""
+
+    type_name: ClassVar[str] = "EraseClient"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+
+
+class EraseSupporter(Command):
+    """Erase a supporter, as ``EraseClient`` a client. Refused while any client is proposed
+    to or supported by them: change those clients' supporter first."""
+
+    type_name: ClassVar[str] = "EraseSupporter"
+    service: ClassVar[str] = SERVICE
+    supporter_id: EntityId
+
+
 class PersonData(Message):
     """The reply to ``ExportPersonData``: each record held about the person, by where it is
     kept (``case``, ``matching``, ``schedule``, ``decisions.<kind>`` ...), as stored."""
@@ -478,6 +498,25 @@ class PersonDataExported(Event):
     requested_by: str  # the command's source: which tool or service asked
 
 
+class ClientErased(Event):
+    """A client was erased: every service lets go of the case (ids, dates and outcomes
+    stay); nothing about them can be read or kept any more."""
+
+    type_name: ClassVar[str] = "ClientErased"
+    case_id: EntityId
+    command_id: str
+    requested_by: str
+
+
+class SupporterErased(Event):
+    """A supporter was erased: no longer proposed; their id stays in past records."""
+
+    type_name: ClassVar[str] = "SupporterErased"
+    supporter_id: EntityId
+    command_id: str
+    requested_by: str
+
+
 COMMANDS: tuple[type[Command], ...] = (
     RegisterSupporter,
     UpdateSupporter,
@@ -488,6 +527,8 @@ COMMANDS: tuple[type[Command], ...] = (
     GiveConsent,
     WithdrawConsent,
     ExportPersonData,
+    EraseClient,
+    EraseSupporter,
 )
 
 EVENTS: tuple[type[Event], ...] = (
@@ -500,4 +541,6 @@ EVENTS: tuple[type[Event], ...] = (
     ConsentGiven,
     ConsentWithdrawn,
     PersonDataExported,
+    ClientErased,
+    SupporterErased,
 )

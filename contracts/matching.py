@@ -145,7 +145,8 @@ class MatchEnded(Event):
     type_name: ClassVar[str] = "MatchEnded"
     case_id: EntityId
     supporter_id: EntityId
-    reason: Literal["change_of_supporter", "service_refused", "service_completed"]
+    schema_version: ClassVar[str] = "1.1"  # 1.1: the reason client_erased
+    reason: Literal["change_of_supporter", "service_refused", "service_completed", "client_erased"]
 
 
 class ServiceRefused(Event):

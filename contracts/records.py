@@ -70,6 +70,7 @@ MatchStatus = Literal[
     "active",  # consented: scheduling takes over
     "completed",  # the funded service came to its end
     "refused",  # the client refused the service
+    "erased",  # the client was erased: ids, dates and outcome stay, nothing of theirs
 ]
 
 

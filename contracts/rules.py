@@ -153,7 +153,8 @@ class FiredRule(Part):
     outcome: str
     # Filled in from the facts ("Length of recovery (200 days) is below the minimum").
     reason: Annotated[str, SENSITIVE]
-    effect: dict[str, Any] | None = None
+    # A policy's effect carries values drawn from the facts (what the client hoped for).
+    effect: Annotated[dict[str, Any] | None, SENSITIVE] = None
 
 
 class RulesetRef(Part):

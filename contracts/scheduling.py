@@ -237,11 +237,12 @@ class SessionRescheduled(Event):
 
 class SessionCancelled(Event):
     type_name: ClassVar[str] = "SessionCancelled"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: the reason client_erased
     case_id: EntityId
     session_id: EntityId
     reason: Literal[
         "cancelled_by_client", "cancelled_by_supporter", "consent_not_active",
-        "supporter_changed", "supporter_ineligible", "service_refused",
+        "supporter_changed", "supporter_ineligible", "service_refused", "client_erased",
     ]  # fmt: skip
 
 

@@ -120,9 +120,10 @@ SERVICE_NEEDS: dict[str, Needs] = {
             topology.CASELOADS_BUCKET,
             topology.DECISIONS_BUCKET,
         ),
-        # It seals what it keeps, making a person's key the first time.
+        # It seals what it keeps, making a person's key the first time, and erases people
+        # by deleting their key.
         publishes=(subjects.person_keys(),),
-        api=_READ_KEYS,
+        api=(*_READ_KEYS, f"$JS.API.STREAM.MSG.DELETE.{topology.KEYS_STREAM}"),
     ),
     "rules": Needs(
         buckets=(
@@ -135,7 +136,8 @@ SERVICE_NEEDS: dict[str, Needs] = {
             topology.RULES_BUCKET,
         ),
         consumer=topology.RULES_CONSUMER.durable,
-        publishes=(subjects.decision_logs(),),
+        # It seals the reasons of a decision with the subject's key, made if need be.
+        publishes=(subjects.decision_logs(), subjects.person_keys()),
         api=_READ_KEYS,
     ),
     "matching": Needs(
@@ -149,6 +151,7 @@ SERVICE_NEEDS: dict[str, Needs] = {
         ),
         consumer=topology.MATCHING_CONSUMER.durable,
         asks=("NameSupportPerson",),
+        publishes=(subjects.person_keys(),),  # it seals explanations, as rules do reasons
         api=_READ_KEYS,
     ),
     "scheduling": Needs(
@@ -166,7 +169,7 @@ SERVICE_NEEDS: dict[str, Needs] = {
         asks=("EvaluateRules", "RecordVettingEvidence"),
         # Reminders are message schedules in the events stream; a cancelled one is replaced
         # by a message without a schedule, so nothing here may purge or delete events.
-        publishes=(subjects.schedules(),),
+        publishes=(subjects.schedules(), subjects.person_keys()),  # and it seals notes
         api=_READ_KEYS,
     ),
 }

@@ -24,6 +24,7 @@ from runtime.clock import Clock
 from runtime.dispatch import Handlers, Received, handling
 from runtime.logging import get_logger
 from runtime.registry import Registry
+from runtime.vault import Erased
 
 log = get_logger(__name__)
 
@@ -141,6 +142,10 @@ def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, cloc
             route = handlers.commands[received.envelope.type]
             with handling(received.envelope):
                 reply = await route.handler(received.command, received, deps)
+        except Erased:
+            erased = "it is about someone erased: nothing more is kept for them"
+            reply = rejected(command_type, command_id, "data", erased)
+            return _counted(handlers, raw.subject, reply, reply.status)
         except Exception as error:
             # Still answered: the client learns it failed, and may retry with the same id
             # (what was committed, if anything, is answered the same way then).

@@ -14,6 +14,7 @@ acknowledged so it never blocks the consumer.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TypeVar
 
 from faststream import AckPolicy
@@ -32,6 +33,7 @@ from runtime.dispatch import Handlers, Meta, handling
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.topology import ConsumerSpec
+from runtime.vault import Erased
 
 log = get_logger(__name__)
 
@@ -133,7 +135,7 @@ def subscribe(
         delay = min(settings.not_yet_delay_s * 2 ** (deliveries - 1), settings.ack_wait_s)
         try:
             with handling(envelope):
-                await route.handler(event, Meta(org, envelope), deps)
+                await _unless_erased(route.handler(event, Meta(org, envelope), deps), spec)
         except NotYet as later:
             if deliveries >= settings.max_deliver:
                 await give_up(f"still not readable after {deliveries} deliveries: {later}")
@@ -148,3 +150,12 @@ def subscribe(
             log.warning("redelivering", service=spec.service, deliveries=deliveries,
                         error=type(error).__name__, delay_s=delay)  # fmt: skip
             await message.nack(delay=delay)
+
+
+async def _unless_erased(handled: Awaitable[None], spec: ConsumerSpec) -> None:
+    """An event about someone erased since is done with: nothing of theirs is left to act on
+    (their records are gone, their key destroyed)."""
+    try:
+        await handled
+    except Erased as gone:
+        log.info("about_someone_erased", service=spec.service, why=str(gone))

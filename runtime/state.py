@@ -14,12 +14,16 @@ adapters:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, RulesDecision
@@ -27,7 +31,7 @@ from contracts.scheduling import SchedulingPolicy
 from runtime import topology
 from runtime.changes import NotYet
 from runtime.store import RecordStore, keys
-from runtime.vault import Vault, sealer_of
+from runtime.vault import DecisionSealer, Vault, sealer_of
 
 
 class StoredDecision(BaseModel):
@@ -46,23 +50,34 @@ class StoredDecision(BaseModel):
         return self.announce is not None or self.log is not None
 
 
-def parse_decision(value: bytes) -> StoredDecision:
-    """A stored decision; values written before announcements were kept with them are the
-    bare decision."""
-    stored = _DECISION_SHAPES.validate_json(value)
-    return stored if isinstance(stored, StoredDecision) else StoredDecision(decision=stored)
-
-
-_DECISION_SHAPES: TypeAdapter[StoredDecision | RulesDecision] = TypeAdapter(
-    StoredDecision | RulesDecision
-)
+async def each_decision(
+    raw: dict[str, Any], change: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A stored decision (as JSON data) with ``change`` (sealing or opening) applied to its
+    decision and to the one in its log entry, if it keeps one."""
+    raw["decision"] = await change(raw["decision"])
+    if raw.get("log"):
+        logged = json.loads(raw["log"])
+        logged["decision"] = await change(logged["decision"])
+        raw["log"] = json.dumps(logged, separators=(",", ":"), ensure_ascii=False)
+    return raw
 
 
 class DecisionReader:
-    """The rules service's latest decisions."""
+    """The rules service's latest decisions, their fired rules opened
+    (``runtime.vault.DecisionSealer``)."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, vault: Vault) -> None:
         self._kv = kv
+        self.sealer = DecisionSealer(vault)
+
+    async def parse(self, org: str, value: bytes) -> StoredDecision:
+        """A stored value; one written before announcements were kept with decisions is the
+        bare decision."""
+        raw = json.loads(value)
+        raw = raw if "decision" in raw else {"decision": raw}
+        opened = await each_decision(raw, partial(self.sealer.open, org))
+        return StoredDecision.model_validate(opened)
 
     async def load(
         self, org: str, kind: Kind, subject_id: str
@@ -73,7 +88,7 @@ class DecisionReader:
             return None, 0
         assert entry.value is not None
         assert entry.revision is not None
-        return parse_decision(entry.value), entry.revision
+        return await self.parse(org, entry.value), entry.revision
 
     async def get(self, org: str, kind: Kind, subject_id: str) -> tuple[RulesDecision | None, int]:
         stored, revision = await self.load(org, kind, subject_id)
@@ -97,11 +112,13 @@ class DecisionReader:
 
 
 class RecordReader:
-    """Intake's records as the other services read them, their sealed fields opened."""
+    """Intake's records as the other services read them, their sealed fields opened. A record
+    of someone erased raises ``Erased`` (gone for good), where one not written yet is None."""
 
     def __init__(self, supporters: KeyValue, cases: KeyValue, vault: Vault) -> None:
         self.supporters = supporters
         self._cases = cases
+        self._vault = vault
         self._supporter_store = RecordStore(
             supporters, SupporterRecord, sealer_of(vault, topology.SUPPORTERS_BUCKET)
         )
@@ -113,11 +130,17 @@ class RecordReader:
 
     async def supporter(self, org: str, supporter_id: str) -> SupporterRecord | None:
         stored, _ = await self._supporter_store.load(org, supporter_id)
-        return stored.record if stored is not None else None
+        if stored is None:
+            await self._vault.key(org, "supporter", supporter_id)  # Erased, if they were
+            return None
+        return stored.record
 
     async def case(self, org: str, case_id: str) -> CaseRecord | None:
         stored, _ = await self._case_store.load(org, case_id)
-        return stored.record if stored is not None else None
+        if stored is None:
+            await self._vault.key(org, "client", case_id)  # Erased, if they were
+            return None
+        return stored.record
 
     async def supporter_ids(self, org: str) -> list[str]:
         return [key.split(".", 1)[1] for key in await keys(self.supporters, f"{org}.*")]

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from contracts import privacy, subjects
 from contracts.records import CaseMatch, CaseRecord, CaseSchedule, SupporterRecord
+from contracts.rules import RulesDecision
 from runtime import topology
 from runtime.settings import Settings
 
@@ -43,10 +44,16 @@ Person = Literal["client", "supporter"]
 SEALED = "enc:v1:"  # the prefix of a sealed value
 _NONCE = 12
 _ERASED = b'{"erased": true}'
+_ERASED_BY = "Alongside-Erased-By"  # the tombstone's header: which command erased them
 
 
 class Erased(Exception):
-    """The person was erased: their data cannot be read, and nothing new is kept for them."""
+    """The person was erased: their data cannot be read, and nothing new is kept for them.
+    ``by``: the command that erased them, when known."""
+
+    def __init__(self, what: str, by: str | None = None) -> None:
+        super().__init__(what)
+        self.by = by
 
 
 class NoMasterKey(Exception):
@@ -107,7 +114,8 @@ class Vault:
         except NotFoundError:
             return None
         if msg.data == _ERASED:
-            raise Erased(f"{person} {person_id} of {org} was erased")
+            by = (msg.headers or {}).get(_ERASED_BY)
+            raise Erased(f"{person} {person_id} of {org} was erased", by)
         assert msg.data is not None
         wrapped = msg.data
         key = self._org_key(org).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], subject.encode())
@@ -137,8 +145,9 @@ class Vault:
         self._keep(subject, key)  # the record it seals is saved again soon (its outbox)
         return key
 
-    async def erase(self, org: str, person: Person, person_id: str) -> bool:
-        """Destroy the person's key for good; True if there was one to destroy."""
+    async def erase(self, org: str, person: Person, person_id: str, by: str = "") -> bool:
+        """Destroy the person's key for good (``by``: the command that asked); True if there
+        was one to destroy."""
         subject = subjects.person_key(org, person, person_id)
         self._kept.pop(subject, None)
         try:
@@ -151,7 +160,8 @@ class Vault:
             assert msg.seq is not None
             # Deleted with erasure (JetStream's default): the bytes are overwritten on disk.
             await self.js.delete_msg(topology.KEYS_STREAM, msg.seq)
-        await self.js.publish(subject, _ERASED, stream=topology.KEYS_STREAM)
+        await self.js.publish(subject, _ERASED, stream=topology.KEYS_STREAM,
+                              headers={_ERASED_BY: by})  # fmt: skip
         return msg is not None
 
 
@@ -226,11 +236,11 @@ class Sealer:
 
 
 def _blank(annotation: Any, path: list[str]) -> Any:
-    """What an erased field reads as: an empty list for a list, else None."""
+    """What an erased field reads as: an empty list for a list, "" for a required text,
+    else None."""
     if not path:
-        return (
-            [] if list in (get_origin(annotation), *map(get_origin, get_args(annotation))) else None
-        )
+        origins = (get_origin(annotation), *map(get_origin, get_args(annotation)))
+        return [] if list in origins else "" if annotation is str else None
     for model in _models(annotation):
         if path[0] in model.model_fields:
             return _blank(model.model_fields[path[0]].annotation, path[1:])
@@ -299,3 +309,25 @@ def sealer_of(vault: Vault, bucket: str) -> Sealer:
     """The sealer for one of ``SEALED_BUCKETS``, each of its records with its person's key."""
     person, model, outlives = SEALED_BUCKETS[bucket]
     return Sealer(vault, person, model, bucket, forget=outlives)
+
+
+class DecisionSealer:
+    """A rules decision's fired rules, their reasons and effects, are filled from the facts
+    (what a client hoped for, what a record check said): sealed with the subject's key, the
+    supporter's for eligibility, else the client's (by case). Decisions outlive their
+    person in the decision log, where an erased person's reasons read as ""."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._sealers: dict[Person, Sealer] = {
+            person: Sealer(vault, person, RulesDecision, topology.DECISIONS_BUCKET, forget=True)
+            for person in ("client", "supporter")
+        }
+
+    async def seal(self, org: str, decision: dict[str, Any]) -> dict[str, Any]:
+        return await self._of(decision).seal(org, decision["subject_id"], decision)
+
+    async def open(self, org: str, decision: dict[str, Any]) -> dict[str, Any]:
+        return await self._of(decision).open(org, decision["subject_id"], decision)
+
+    def _of(self, decision: dict[str, Any]) -> Sealer:
+        return self._sealers["supporter" if decision["kind"] == "eligibility" else "client"]

@@ -62,10 +62,15 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory, auth: AuthDir) -> Iter
 
 @pytest.fixture(scope="session")
 async def provisioned(nats_server: EmbeddedNats, auth: AuthDir) -> str:
-    nc = await bus.connect(nats_server.url, "tests-provision", auth.credentials(ADMIN))
+    return await provision(nats_server, auth)
+
+
+async def provision(server: EmbeddedNats, auth: AuthDir) -> str:
+    """Every stream and bucket on ``server``, as ``alongside up`` makes them; its URL."""
+    nc = await bus.connect(server.url, "tests-provision", auth.credentials(ADMIN))
     await topology.provision(nc.jetstream(), Settings())
     await nc.close()
-    return nats_server.url
+    return server.url
 
 
 @pytest.fixture

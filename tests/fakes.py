@@ -189,6 +189,8 @@ class ServiceWorld(Generic[D]):
     handlers: Handlers[D]
     deps: D
     delivered: int = 0  # how many published events ``settle`` has handed back in
+    # The people's keys, shared by this service and the others it stands in for.
+    vault: FakeVault = field(default_factory=lambda: FakeVault())
 
     async def settle(self) -> None:
         """Hand every event published so far, and those they lead to, to this service's own
@@ -214,7 +216,7 @@ class ServiceWorld(Generic[D]):
             decision = rules_domain.decide(
                 loaded, subject_id, fact.model_dump(mode="json"), self.clock()
             )
-        store = DecisionStore(self.kv[topology.DECISIONS_BUCKET].as_kv())
+        store = DecisionStore(self.kv[topology.DECISIONS_BUCKET].as_kv(), self.vault)
         _, revision = await store.get(ORG, kind, subject_id)
         await store.put(ORG, StoredDecision(decision=decision), revision)
         return decision
@@ -259,17 +261,17 @@ class FakeVault(Vault):
 
     def __init__(self) -> None:
         self.keys: dict[tuple[str, str, str], bytes] = {}
-        self.erased: set[tuple[str, str, str]] = set()
+        self.erased: dict[tuple[str, str, str], str] = {}
 
     async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
         if (org, person, person_id) in self.erased:
-            raise Erased(person_id)
+            raise Erased(person_id, self.erased[org, person, person_id])
         return self.keys.get((org, person, person_id))
 
     async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
         found = await self.key(org, person, person_id)
         return found or self.keys.setdefault((org, person, person_id), bytes(range(32)))
 
-    async def erase(self, org: str, person: Person, person_id: str) -> bool:
-        self.erased.add((org, person, person_id))
+    async def erase(self, org: str, person: Person, person_id: str, by: str = "") -> bool:
+        self.erased[org, person, person_id] = by
         return self.keys.pop((org, person, person_id), None) is not None

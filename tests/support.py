@@ -176,6 +176,7 @@ MARKERS = {
     "access": "marker_access_wrenna", "safety": "marker_safety_wrenna",
     "other_factors": "Marker-Factors-Wrenna", "summary": "Marker-Dispute-Wrenna",
     "party": "Marker-Party-Wrenna", "preference": "marker_preference_wrenna",
+    "notes": "Marker-Notes-Wrenna",
 }  # fmt: skip
 
 

@@ -32,6 +32,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
         cases=Changer(cases, replies, events, SOURCE, clock, event_id=event_id_of),
         holdings=await Holdings.bind(js, cases, supporters, vault),
         events=events,
+        vault=vault,
         settings=settings,
         clock=clock,
     )

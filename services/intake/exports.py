@@ -48,7 +48,7 @@ class Holdings:
             schedules=await bound_store(js, topology.SCHEDULES_BUCKET, CaseSchedule, vault),
             supervision=await bound_store(js, topology.SUPERVISION_BUCKET, SupporterSupervision),
             caseloads=CaseloadReader(await js.key_value(topology.CASELOADS_BUCKET)),
-            decisions=DecisionReader(await js.key_value(topology.DECISIONS_BUCKET)),
+            decisions=DecisionReader(await js.key_value(topology.DECISIONS_BUCKET), vault),
         )
 
     async def of_client(self, org: str, case_id: str) -> dict[str, Any]:

@@ -13,17 +13,36 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.envelope import Command, wrap
-from contracts.intake import SERVICE, ExportPersonData, PersonData, PersonDataExported
+from contracts.envelope import Command, Event, wrap
+from contracts.intake import (
+    SERVICE,
+    ClientErased,
+    EraseClient,
+    EraseSupporter,
+    ExportPersonData,
+    PersonData,
+    PersonDataExported,
+    SupporterErased,
+)
 from contracts.records import CaseRecord, SupporterRecord
 from contracts.replies import CommandAccepted, CommandRejected
+from runtime import tracing
 from runtime.changes import Change
 from runtime.clock import Clock
 from runtime.commands import rejected
 from runtime.dispatch import Handlers, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from runtime.store import Changer, EventKey, EventPublisher
+from runtime.store import (
+    Changer,
+    EventKey,
+    EventPublisher,
+    StoredReply,
+    fingerprint,
+    key,
+    repeated,
+)
+from runtime.vault import Erased, Person, Vault
 from services.intake import domain
 from services.intake.exports import Holdings
 
@@ -41,6 +60,7 @@ class IntakeDeps:
     cases: Changer[CaseRecord]
     holdings: Holdings
     events: EventPublisher
+    vault: Vault
     settings: Settings
     clock: Clock
 
@@ -72,7 +92,12 @@ async def decide_command(command: Command, received: Received, deps: IntakeDeps)
         ctx = domain.Context(now=deps.clock(), referenced_supporter=supporter)
         return route.decide(command, record, ctx)
 
-    reply = await changer.change(received.org, route.key(command), decide, received)
+    try:
+        reply = await changer.change(received.org, route.key(command), decide, received)
+    except Erased:
+        field = "data.supporter_id" if route.aggregate == "supporter" else "data.case_id"
+        reason = f"this {route.aggregate} was erased: nothing more is kept for them"
+        return rejected(command.type_name, received.envelope.id, field, reason)
     assert reply is not None  # a command is always answered
     if isinstance(reply, CommandAccepted):
         log.info("command_accepted", org=received.org, command_type=reply.command_type,
@@ -107,6 +132,65 @@ async def export_person_data(
              command_id=received.envelope.id, requested_by=received.envelope.source)  # fmt: skip
     return PersonData(command_id=received.envelope.id, person=command.person,
                       subject_id=subject_id, exported_at=deps.clock(), held=held)  # fmt: skip
+
+
+@handlers.on(EraseClient)
+async def erase_client(command: EraseClient, received: Received, deps: IntakeDeps) -> Reply:
+    erased = ClientErased(case_id=command.case_id, command_id=received.envelope.id,
+                          requested_by=received.envelope.source)  # fmt: skip
+    return await erase(received, deps.cases, "client", command.case_id, erased, deps)
+
+
+@handlers.on(EraseSupporter)
+async def erase_supporter(command: EraseSupporter, received: Received, deps: IntakeDeps) -> Reply:
+    caseload, _ = await deps.holdings.caseloads.load(received.org, command.supporter_id)
+    held = caseload.taken(deps.clock())
+    if held:
+        return rejected(EraseSupporter.type_name, received.envelope.id, "data.supporter_id",
+                        f"{held} client(s) are proposed to or supported by this supporter: "
+                        "change their supporter first")  # fmt: skip
+    erased = SupporterErased(supporter_id=command.supporter_id, command_id=received.envelope.id,
+                             requested_by=received.envelope.source)  # fmt: skip
+    return await erase(received, deps.supporters, "supporter", command.supporter_id, erased, deps)
+
+
+async def erase(
+    received: Received, records: Changer[Any], person: Person, subject_id: str, erased: Event,
+    deps: IntakeDeps,
+) -> Reply:  # fmt: skip
+    """Destroy the person's key (every copy of their data, sealed with it, is unreadable from
+    then on), remove their record, then announce it. Each step may be repeated, so a retry
+    of the same command after a crash finishes the job; another command is refused."""
+    org, command_id, command_type = received.org, received.envelope.id, received.envelope.type
+    field = "data.case_id" if person == "client" else "data.supporter_id"
+    print_ = fingerprint(received.command)
+    held = await records.replies.claim(received, print_)
+    if held is not None:
+        answer = repeated(command_type, command_id, held.fingerprint, held.reply, print_)
+        if answer is not None:
+            return answer
+    try:
+        stored, revision = await records.store.load(org, subject_id)
+        if stored is None and await deps.vault.key(org, person, subject_id) is None:
+            return rejected(
+                command_type, command_id, field, f"no {person} {subject_id} is held here"
+            )
+        if stored is not None and stored.outbox is not None:
+            await records.flush(org, subject_id, stored, revision)  # its news goes out first
+    except Erased as gone:
+        if gone.by != command_id:
+            return rejected(command_type, command_id, field, f"this {person} was already erased")
+    await deps.vault.erase(org, person, subject_id, by=command_id)
+    await records.store.kv.purge(key(org, subject_id))
+    envelope = wrap(erased, org=org, source=SOURCE, time=deps.clock(), cause=received.envelope,
+                    id=event_id(org, command_id, 0), traceparent=tracing.current())  # fmt: skip
+    await deps.events.publish([envelope.model_dump_json()])
+    reply = CommandAccepted(command_id=command_id, command_type=command_type,
+                            event_ids=[envelope.id])  # fmt: skip
+    await records.replies.put(org, command_id, StoredReply(fingerprint=print_, reply=reply))
+    log.info("person_erased", org=org, person=person, subject_id=subject_id,
+             command_id=command_id, requested_by=received.envelope.source)  # fmt: skip
+    return reply
 
 
 async def finish_outboxes(deps: IntakeDeps, settle_s: float = 0.0) -> int:

@@ -23,7 +23,7 @@ from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
 from runtime.changes import Contended, backoff
 from runtime.logging import get_logger
-from runtime.state import CaseloadReader, DecisionReader, RecordReader, parse_decision
+from runtime.state import CaseloadReader, DecisionReader, RecordReader
 from runtime.store import Conflict, RecordStore, Stored, compare_and_set
 from services.matching.domain import LiveIndex, SupporterRow, normalise
 
@@ -154,16 +154,20 @@ class Supporters:
             # The type only: a validation error's text would quote the record's contents.
             log.error("index_update_failed", key=entry.key, error=type(error).__name__)
 
+    def forget(self, org: str, supporter_id: str) -> None:
+        """The supporter is gone (erased): never proposed again."""
+        self.indexes[org].remove(supporter_id)
+        self.parts[org].pop(supporter_id, None)
+
     async def _on_record(self, org: str, supporter_id: str, value: bytes | None) -> None:
         record = await self.records.supporter_from(org, supporter_id, value) if value else None
         if record is None:
-            self.indexes[org].remove(supporter_id)
-            self.parts[org].pop(supporter_id, None)
+            self.forget(org, supporter_id)
         else:
             self._update(org, supporter_id, record=record)
 
     async def _on_decision(self, org: str, supporter_id: str, value: bytes | None) -> None:
-        decision = parse_decision(value).decision if value else None
+        decision = (await self.decisions.parse(org, value)).decision if value else None
         self._update(org, supporter_id, eligible=_eligible(decision))
 
     async def _on_caseload(self, org: str, supporter_id: str, value: bytes | None) -> None:

@@ -45,7 +45,7 @@ def wire(
     records = RecordReader(
         buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET], vault
     )
-    decisions = DecisionReader(buckets[topology.DECISIONS_BUCKET])
+    decisions = DecisionReader(buckets[topology.DECISIONS_BUCKET], vault)
     caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET])
     matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch,
                           sealer_of(vault, topology.MATCHES_BUCKET))  # fmt: skip

@@ -288,3 +288,20 @@ def complete(match: CaseMatch | None, supporter_id: str) -> Decision | None:
     event = MatchEnded(case_id=match.case_id, supporter_id=supporter_id, reason="service_completed")
     record = match.model_copy(update={"status": "completed", "released": [supporter_id]})
     return Change(record, [event])
+
+
+def erase(match: CaseMatch | None, now: datetime) -> Decision | None:
+    """The client was erased: every slot the case holds goes back, and nothing of theirs is
+    kept (their proposals' explanations, why they waited); ids, dates and outcomes stay."""
+    if match is None or match.status == "erased":
+        return None
+    released = sorted(holding(match))
+    events: list[Event] = []
+    if match.status in ("accepted", "active") and match.supporter_id:
+        events.append(MatchEnded(case_id=match.case_id, supporter_id=match.supporter_id,
+                                 reason="client_erased"))  # fmt: skip
+    record = match.model_copy(
+        update={"status": "erased", "proposals": [], "waitlist_reason": None, "since": now,
+                "released": released}
+    )  # fmt: skip
+    return Change(record, events)

@@ -20,7 +20,14 @@ from typing import TypeVar
 
 from prometheus_client import Gauge
 
-from contracts.intake import NameSupportPerson, PeerSupporter, SupporterRegistered, SupporterUpdated
+from contracts.intake import (
+    ClientErased,
+    NameSupportPerson,
+    PeerSupporter,
+    SupporterErased,
+    SupporterRegistered,
+    SupporterUpdated,
+)
 from contracts.matching import (
     SERVICE,
     AcceptProposal,
@@ -347,6 +354,20 @@ async def on_service_ended(event: ServiceEnded, meta: Meta, deps: MatchingDeps) 
         nothing,
         lambda m, _: decisions.complete(m, event.supporter_id),
     )
+
+
+@handlers.on(ClientErased)
+async def on_client_erased(event: ClientErased, meta: Meta, deps: MatchingDeps) -> None:
+    stored, _ = await deps.matches.load(meta.org, event.case_id)
+    held = decisions.holding(stored.record if stored else None)
+    now = deps.clock()
+    await on_case(meta.org, event.case_id, deps, nothing, lambda m, _: decisions.erase(m, now))
+    await supporters_changed(meta.org, sorted(held), deps)
+
+
+@handlers.on(SupporterErased)
+async def on_supporter_erased(event: SupporterErased, meta: Meta, deps: MatchingDeps) -> None:
+    deps.supporters.forget(meta.org, event.supporter_id)
 
 
 @handlers.on(SupporterRegistered)

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import json
+from functools import partial
+
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoKeysError
@@ -21,7 +24,8 @@ from contracts.rules import Kind, LoggedDecision, PublishedRuleset
 from runtime import bus, store, topology
 from runtime.logging import get_logger
 from runtime.registry import Registry
-from runtime.state import DecisionReader, StoredDecision
+from runtime.state import DecisionReader, StoredDecision, each_decision
+from runtime.vault import DecisionSealer, Vault
 
 log = get_logger(__name__)
 
@@ -32,17 +36,25 @@ class DecisionStore(DecisionReader):
         the revision it was decided after; returns the new revision."""
         decision = stored.decision
         key = f"{org}.{decision.kind.value}.{decision.subject_id}"
-        return await store.compare_and_set(
-            self._kv, key, stored.model_dump_json(exclude_none=True).encode(), revision
-        )
+        raw = stored.model_dump(mode="json", exclude_none=True)
+        sealed = await each_decision(raw, partial(self.sealer.seal, org))
+        value = json.dumps(sealed, separators=(",", ":"), ensure_ascii=False).encode()
+        return await store.compare_and_set(self._kv, key, value, revision)
+
+    async def forget(self, org: str, kind: Kind, subject_id: str) -> None:
+        """Remove the latest decision about someone erased, every revision of it (the
+        decision log keeps what was decided, by id, for the audit period)."""
+        await self._kv.purge(f"{org}.{kind.value}.{subject_id}")
 
 
 class DecisionLog:
     """Every decision with why, one message each on
     ``alongside.<org>.decisionlog.<kind>.<subject>.<decision_id>``."""
 
-    def __init__(self, js: JetStreamContext, registry: Registry | None = None) -> None:
+    def __init__(self, js: JetStreamContext, vault: Vault, registry: Registry | None = None
+                 ) -> None:  # fmt: skip
         self.js = js
+        self.sealer = DecisionSealer(vault)
         self.registry = registry
 
     async def append(self, logged: LoggedDecision) -> None:
@@ -54,10 +66,13 @@ class DecisionLog:
         record, _ = await self.registry.get(logged.org)
         # An organisation no longer registered keeps its decisions the default period.
         days = record.audit_days if record is not None else DEFAULT_AUDIT_DAYS
+        raw = logged.model_dump(mode="json")
+        raw["decision"] = await self.sealer.seal(logged.org, raw["decision"])
         await bus.publish_durably(
             self.js, subjects.decision_log(logged.org, decision.kind.value,
                                            decision.subject_id, decision.decision_id),
-            logged.model_dump_json().encode(), msg_id=decision.decision_id,
+            json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode(),
+            msg_id=decision.decision_id,
             stream=topology.DECISION_LOG_STREAM, headers={"Nats-TTL": f"{days * 24}h"},
         )  # fmt: skip
 
@@ -81,7 +96,9 @@ class DecisionLog:
                     msg = await sub.next_msg(timeout=0.5)
                 except TimeoutError:
                     return found
-                found.append(LoggedDecision.model_validate_json(msg.data))
+                raw = json.loads(msg.data)
+                raw["decision"] = await self.sealer.open(raw["org"], raw["decision"])
+                found.append(LoggedDecision.model_validate(raw))
                 if msg.metadata.num_pending == 0:
                     return found
         finally:

@@ -21,21 +21,22 @@ from services.rules.live import LiveRulesets
 
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
     js = nc.jetstream()
+    vault = Vault.of(js, settings)
     deps = RulesDeps(
         js=js,
         live=LiveRulesets(Engine()),
-        decisions=DecisionStore(await js.key_value(topology.DECISIONS_BUCKET)),
+        decisions=DecisionStore(await js.key_value(topology.DECISIONS_BUCKET), vault),
         records=RecordReader(
             await js.key_value(topology.SUPPORTERS_BUCKET),
             await js.key_value(topology.CASES_BUCKET),
-            Vault.of(js, settings),
+            vault,
         ),
         caseloads=CaseloadReader(await js.key_value(topology.CASELOADS_BUCKET)),
         policies=Policies(
             RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
         ),
         published=RulesStore(await js.key_value(topology.RULES_BUCKET)),
-        log=DecisionLog(js, Registry(await js.key_value(topology.REGISTRY_BUCKET), clock)),
+        log=DecisionLog(js, vault, Registry(await js.key_value(topology.REGISTRY_BUCKET), clock)),
         settings=settings,
         clock=clock,
     )

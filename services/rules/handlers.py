@@ -23,9 +23,11 @@ from pydantic import ValidationError
 from contracts.envelope import Event, RawEnvelope, new_id, wrap
 from contracts.intake import (
     CaseStageChanged,
+    ClientErased,
     ConsentGiven,
     ConsentWithdrawn,
     IntakeReceived,
+    SupporterErased,
     SupporterRegistered,
     SupporterUpdated,
     SupportPersonNamed,
@@ -149,6 +151,26 @@ async def on_consent_withdrawn(event: ConsentWithdrawn, meta: Meta, deps: RulesD
 @handlers.on(CaseStageChanged)
 async def on_case_stage_changed(event: CaseStageChanged, meta: Meta, deps: RulesDeps) -> None:
     on_record(await decide_consent(meta.org, event.case_id, deps), "such case")
+
+
+# Someone was erased: their latest decisions go; the decision log keeps its entries.
+
+
+@handlers.on(ClientErased)
+async def on_client_erased(event: ClientErased, meta: Meta, deps: RulesDeps) -> None:
+    kinds = (Kind.MATCHING_POLICY, Kind.CONSENT, Kind.BOUNDARIES)
+    await _forget(meta.org, kinds, event.case_id, deps)
+
+
+@handlers.on(SupporterErased)
+async def on_supporter_erased(event: SupporterErased, meta: Meta, deps: RulesDeps) -> None:
+    await _forget(meta.org, (Kind.ELIGIBILITY,), event.supporter_id, deps)
+
+
+async def _forget(org: str, kinds: tuple[Kind, ...], subject_id: str, deps: RulesDeps) -> None:
+    for kind in kinds:
+        await _settled(org, kind, subject_id, deps)  # what it announced is logged first
+        await deps.decisions.forget(org, kind, subject_id)
 
 
 # A supporter's caseload changed: eligibility looks at the room left.

@@ -68,7 +68,7 @@ def wire(
         records=RecordReader(
             buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET], vault
         ),
-        decisions=DecisionReader(buckets[topology.DECISIONS_BUCKET]),
+        decisions=DecisionReader(buckets[topology.DECISIONS_BUCKET], vault),
         asking=asking,
         settings=settings,
         clock=clock,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from contracts.intake import ClientErased
 from contracts.matching import MatchActivated, MatchEnded, ServiceRefused
 from contracts.records import CaseSchedule, GroupSession, SchedulingSettings, SupporterSupervision
 from contracts.replies import CommandAccepted, CommandRejected
@@ -221,8 +222,8 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: Scheduling
 
 @handlers.on(MatchEnded)
 async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) -> None:
-    if event.reason == "service_completed":
-        return  # scheduling ended it itself
+    if event.reason in ("service_completed", "client_erased"):
+        return  # scheduling ended it itself, or ends it on ClientErased
     await on_record_case(meta.org, event.case_id, deps)
     reason = "supporter_changed" if event.reason == "change_of_supporter" else "service_refused"
     await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
@@ -239,6 +240,15 @@ async def on_service_refused(event: ServiceRefused, meta: Meta, deps: Scheduling
         deps,
         lambda s, got: sessions.stop(s, "service_refused", "ended", got.ctx),
     )
+
+
+@handlers.on(ClientErased)
+async def on_client_erased(event: ClientErased, meta: Meta, deps: SchedulingDeps) -> None:
+    """Every future session is cancelled (their reminders with them); the schedule keeps its
+    ids and dates, and its session notes are unreadable from now on."""
+    await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
+        s, "client_erased", "ended", got.ctx
+    ))  # fmt: skip
 
 
 @handlers.on(SupporterEligibilityDecided)

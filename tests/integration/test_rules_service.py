@@ -37,8 +37,10 @@ from contracts.rules import (
 from runtime import topology
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM, ManualClock
+from runtime.settings import Settings
 from runtime.state import DecisionReader, StoredDecision
 from runtime.store import RecordStore
+from runtime.vault import Vault
 from services.intake.domain import Context, submit_intake
 from services.rules import bundle, handlers, publishing
 from services.rules.adapters import DecisionLog, RulesStore
@@ -294,7 +296,8 @@ async def test_a_decision_is_readable_before_its_event_reaches_anyone(
     """Publishing the event first let matching read no policy, acknowledge and drop the
     client (issue 10): a subscriber reading the decision the moment its event arrives must
     find it, every time."""
-    reader = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET))
+    reader = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET),
+                            Vault.of(nc.jetstream(), Settings()))  # fmt: skip
     found: list[bool] = []
 
     async def on_decided(msg: Any) -> None:
@@ -344,7 +347,10 @@ async def test_a_log_entry_and_announcement_a_crash_left_unpublished_are_publish
     published = await wait_for(client, org, "MatchingPolicyDecided", 2)
     assert [e.id for e in published] == [announced.id, "crash-left-this"]
     # (Read as an operator: the rules service may append to the log, not read it.)
-    assert await DecisionLog(nc.jetstream()).find(org, "d-again") is not None
+    assert (
+        await DecisionLog(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(org, "d-again")
+        is not None
+    )
     cleared, _ = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
     assert cleared is not None
     assert cleared.log is None

@@ -47,8 +47,9 @@ def world() -> World:
     clock = ManualClock(START)
     kv = fake_buckets(BUCKETS)
     events, asking = FakePublisher(), FakeAsking(clock)
-    deps = wire(as_buckets(kv), events, asking, Settings(), clock, FakeVault())
-    return World(clock, kv, events, asking, handlers, deps)
+    vault = FakeVault()
+    deps = wire(as_buckets(kv), events, asking, Settings(), clock, vault)
+    return World(clock, kv, events, asking, handlers, deps, vault=vault)
 
 
 async def add_supporter(world: World, supporter_id: str, **profile: Any) -> None:

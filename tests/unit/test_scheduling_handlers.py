@@ -77,8 +77,9 @@ async def world() -> World:
     clock = ManualClock(START)
     kv = fake_buckets(BUCKETS)
     events, asking, reminders = FakePublisher(), FakeAsking(clock), FakeReminders()
-    deps = wire(as_buckets(kv), events, asking, reminders, Settings(), clock, FakeVault())
-    world = World(clock, kv, events, asking, handlers, deps, reminders=reminders)
+    vault = FakeVault()
+    deps = wire(as_buckets(kv), events, asking, reminders, Settings(), clock, vault)
+    world = World(clock, kv, events, asking, handlers, deps, vault=vault, reminders=reminders)
     # Case c1 and supporter s1, as intake records them; s1 eligible and every party's
     # consent given, as the rules service decides them.
     now, today = clock(), clock().astimezone(AUCKLAND).date()

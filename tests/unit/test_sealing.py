@@ -62,7 +62,7 @@ async def test_an_erased_persons_record_cannot_be_opened_and_an_unsealed_one_ope
     vault = FakeVault()
     sealer = Sealer(vault, "supporter", SupporterRecord, "supporters")
     sealed = await sealer.seal("acme", "s1", supporter_record())
-    vault.erased.add(("acme", "supporter", "s1"))
+    vault.erased["acme", "supporter", "s1"] = "erase-1"
     with pytest.raises(Erased):
         await sealer.open("acme", "s1", sealed)
     plain = supporter_record()
