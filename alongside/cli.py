@@ -437,10 +437,26 @@ def orgs_audit(
     audit period), for every decision from now on."""
 
     async def audit(registry: Registry, js: JetStreamContext) -> str:
-        record = await registry.set_audit_days(org, days)
+        record = await registry.set_days(org, "audit_days", days)
         return f"{record.org}: decisions are kept {record.audit_days} days"
 
     _on_registry(_settings(), audit)
+
+
+@orgs_app.command("retention")
+def orgs_retention(
+    org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
+    days: Annotated[int, typer.Argument(help="Days a closed case is kept (default 2557: "
+                                              "seven years).")],
+) -> None:  # fmt: skip
+    """Set how long the organisation's closed cases are kept: intake's sweep then erases the
+    client (as EraseClient does), keeping ids, dates and outcomes."""
+
+    async def retention(registry: Registry, js: JetStreamContext) -> str:
+        record = await registry.set_days(org, "retention_days", days)
+        return f"{record.org}: closed cases are kept {record.retention_days} days"
+
+    _on_registry(_settings(), retention)
 
 
 @orgs_app.command("disable")

@@ -40,7 +40,9 @@ from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
 from contracts.intake import (
     ChangeCaseStage,
+    ClientErased,
     Contact,
+    EraseClient,
     ExportPersonData,
     FamilyOrFriend,
     GiveConsent,
@@ -79,7 +81,7 @@ from runtime.registry import register
 from runtime.settings import Settings
 from runtime.state import DecisionReader
 from runtime.store import RecordStore, bound_store
-from runtime.vault import Vault
+from runtime.vault import Vault, dead_letters_sealer
 from services.rules import bundle, publishing
 from services.rules.adapters import DecisionLog, RulesStore
 
@@ -160,10 +162,11 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             await _matching(client, nc, decisions, today, vault)
             await _scheduling(client, nc, vault, clock)
             await _publish_live(nc, decisions, eligible, clock)
-            await _refusals(client, nc, clock)
+            await _refusals(client, nc, vault, clock)
             await _outside_subscriber(server.url, state, credentials)
             await _operators_view(client, running, spans, vault)
             await _subject_access(client)
+            await _erasure(client, nc, vault)
             console.rule("[bold green]demo complete")
         finally:
             await running.stop()
@@ -552,7 +555,7 @@ async def _publish_live(
         console.print(f"    {supporter_id}: {escape('; '.join(f.reason for f in decision.fired))}")
 
 
-async def _refusals(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
+async def _refusals(client: AlongsideClient, nc: Nats, vault: Vault, clock: Clock) -> None:
     org = ORGS[0]
     console.print("\n[bold]6. What the service refuses, and how it answers[/]")
 
@@ -619,10 +622,11 @@ async def _refusals(client: AlongsideClient, nc: Nats, clock: Clock) -> None:
     expect(isinstance(reply, CommandRejected), "a malformed message was accepted")
     js = client.nc.jetstream()
     letter = await js.get_last_msg(topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake"))
-    reason = RawEnvelope.model_validate_json(letter.data or b"").data["reason"]
+    kept = RawEnvelope.model_validate_json(letter.data or b"")
+    opened = await bus.read_dead_letter(dead_letters_sealer(vault), kept)
     console.print(
-        "  a malformed message: answered, and dead-lettered with the reason "
-        f"[italic]{escape(reason)}[/]"
+        "  a malformed message: answered, and dead-lettered (its reason and bytes sealed "
+        f"with the day's key) with the reason [italic]{escape(opened.reason)}[/]"
     )
 
 
@@ -750,6 +754,44 @@ async def _subject_access(client: AlongsideClient) -> None:
         f"  recorded as {recorded.type}: {recorded.data['person']} "
         f"{recorded.data['subject_id']}, asked by {recorded.data['requested_by']}"
     )
+
+
+async def _erasure(client: AlongsideClient, nc: Nats, vault: Vault) -> None:
+    """The client asks to be forgotten: their key is destroyed, so every copy of their data,
+    sealed with it, is unreadable for good; what stays is ids, dates and outcomes."""
+    console.print("\n[bold]10. Privacy: erasure[/]")
+    org = ORGS[0]
+    cases = [f"case-{n:02d}" for n in range(CLIENTS_PER_ORG)]
+    states = {case_id: await _match_state(nc, vault, org, case_id) for case_id in cases}
+    case_id = next((c for c, s in states.items() if s.status == "proposed"), cases[1])
+    before = states[case_id]
+    await _accepted(client, org, EraseClient(case_id=case_id))
+    erased = await _next_event(client, org, ClientErased.type_name)
+    console.print(f"  EraseClient {case_id}: its key destroyed, its case record removed, "
+                  f"{erased.type} published")  # fmt: skip
+    for _ in range(100):
+        after = await _match_state(nc, vault, org, case_id)
+        if after.status == "erased":
+            break
+        await asyncio.sleep(0.05)
+    expect(after.status == "erased", f"matching did not end {case_id}")
+    console.print(f"  matching's record of {case_id}: {before.status} -> {after.status}, "
+                  f"{len(before.proposals)} explained proposals -> {len(after.proposals)}; "
+                  f"the slots it held are free again")  # fmt: skip
+    again = await client.request(org, ExportPersonData(person="client", subject_id=case_id))
+    expect(isinstance(again, CommandRejected), "an erased client's data was exported")
+    assert isinstance(again, CommandRejected)
+    console.print(f"  ExportPersonData for {case_id} now: {again.errors[0].reason}")
+    console.print("  a closed case goes the same way when its organisation's retention ends "
+                  "(`alongside orgs retention ORG DAYS`; seven years unless set)")  # fmt: skip
+
+
+async def _match_state(nc: Nats, vault: Vault, org: str, case_id: str) -> CaseMatch:
+    matches = await bound_store(nc.jetstream(), topology.MATCHES_BUCKET, CaseMatch, vault)
+    stored, _ = await matches.load(org, case_id)
+    if stored is None:
+        raise DemoFailed(f"matching holds nothing about {case_id}")
+    return stored.record
 
 
 async def _decision_logged(client: AlongsideClient, org: str, vault: Vault) -> None:

@@ -110,6 +110,7 @@ from jsonschema import Draft202012Validator, FormatChecker  # type: ignore[impor
 from nats.aio.client import Client as Nats
 from nats.js.api import DeliverPolicy, PubAck
 from nats.js.errors import Error as JetStreamError
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from alongside import sample
@@ -656,9 +657,14 @@ class KeepingJetStream:
     def __init__(self) -> None:
         self.subjects: list[str] = []
 
-    async def publish(self, subject: str, payload: bytes = b"", **_: Any) -> PubAck:
-        self.subjects.append(subject)
-        return PubAck(stream=topology.DEADLETTER_STREAM, seq=len(self.subjects))
+    async def publish(self, subject: str, payload: bytes = b"", stream: str = "", **_: Any
+                      ) -> PubAck:  # fmt: skip
+        if stream == topology.DEADLETTER_STREAM:  # not the key its sealing makes
+            self.subjects.append(subject)
+        return PubAck(stream=stream, seq=len(self.subjects))
+
+    async def get_last_msg(self, *_: Any, **__: Any) -> Any:
+        raise NotFoundError  # no key yet: the day's dead letters key is made (kept above)
 
 
 async def command_oracle(probe: Probe) -> str:
@@ -669,7 +675,7 @@ async def command_oracle(probe: Probe) -> str:
     try:
         received = await commands.receive(
             cast(Any, js), HANDLERS[probe.service], probe.subject, probe.body,
-            {"Fuzz-Id": probe.fuzz_id}, SYSTEM,
+            {"Fuzz-Id": probe.fuzz_id}, SYSTEM, bus.DeadLetters(Settings()),
         )  # fmt: skip
     except Exception as error:
         return f"raises {type(error).__name__}"
@@ -1419,6 +1425,7 @@ async def dead_letters(nc: Nats) -> list[Letter]:
     letters: list[Letter] = []
     if not total:
         return letters
+    sealer = bus.DeadLetters(Settings()).sealer(js)
     sub = await js.subscribe(subjects.dead_letters("*"), ordered_consumer=True,
                              deliver_policy=DeliverPolicy.ALL)  # fmt: skip
     try:
@@ -1427,10 +1434,10 @@ async def dead_letters(nc: Nats) -> list[Letter]:
                 msg = await sub.next_msg(timeout=5.0)
             except nats.errors.TimeoutError:
                 break
-            data = json.loads(msg.data)["data"]
-            headers = data.get("headers") or {}
-            letters.append(Letter(data["service"], data["reason"], headers.get("Fuzz-Id"),
-                                  headers.get("Nats-Msg-Id"), data["subject"]))  # fmt: skip
+            kept = RawEnvelope.model_validate_json(msg.data)
+            data = await bus.read_dead_letter(sealer, kept)
+            letters.append(Letter(data.service, data.reason, data.headers.get("Fuzz-Id"),
+                                  data.headers.get("Nats-Msg-Id"), data.subject))  # fmt: skip
     finally:
         await sub.unsubscribe()
     return letters

@@ -55,6 +55,7 @@ class CaseRecord(Record):
     consents: dict[str, ConsentRecord] = {}
     opened_at: datetime
     updated_at: datetime
+    closed_at: datetime | None = None  # when it reached the stage closed: retention runs from it
 
     @property
     def party_ids(self) -> list[str]:
@@ -209,6 +210,7 @@ class SchedulingSettings(Record):
 
 # Seven years, unless the organisation says otherwise (``alongside orgs audit``).
 DEFAULT_AUDIT_DAYS = 2557
+DEFAULT_RETENTION_DAYS = 2557  # seven years, as many schemes keep complaint files
 
 
 class OrganisationRecord(Record):
@@ -222,6 +224,8 @@ class OrganisationRecord(Record):
     updated_at: datetime
     # How long its decision log is kept (the audit period).
     audit_days: int = Field(default=DEFAULT_AUDIT_DAYS, ge=1, le=36500)
+    # How long a closed case is kept before its client is erased (retention).
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, le=36500)
 
 
 class CredentialRecord(Record):

@@ -46,10 +46,12 @@ class DeadLetter(Message):
     """
 
     type_name: ClassVar[str] = "DeadLetter"
-    schema_version: ClassVar[str] = "1.1"  # 1.1: original_size, original_truncated
+    # 1.1: original_size, original_truncated; 1.2: reason and original sealed at rest
+    schema_version: ClassVar[str] = "1.2"
     ORIGINAL_KEPT: ClassVar[int] = 64 * 1024
     service: str
-    reason: str = Field(max_length=2000)
+    # Up to 2,000 characters as written; sealed (``enc:v1:...``), as kept, up to 12,000.
+    reason: Annotated[str, SENSITIVE] = Field(max_length=12_000)
     subject: str
     deliveries: int
     headers: dict[str, str]

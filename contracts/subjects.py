@@ -111,8 +111,10 @@ def person_key(org: str, person: str, person_id: str) -> str:
     return f"{PREFIX}.{_org(org)}.key.{person}.{person_id}"
 
 
-def person_keys(org: str = "*") -> str:
-    return f"{PREFIX}.{org}.key.>"
+def person_keys(org: str = "*", holder: str | None = None) -> str:
+    """Every key of an organisation (``holder``: only a client's, a supporter's or a day's
+    dead letters)."""
+    return f"{PREFIX}.{org}.key.{holder}.*" if holder else f"{PREFIX}.{org}.key.>"
 
 
 def org_events_stream(org: str) -> str:

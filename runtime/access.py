@@ -123,7 +123,12 @@ SERVICE_NEEDS: dict[str, Needs] = {
         # It seals what it keeps, making a person's key the first time, and erases people
         # by deleting their key.
         publishes=(subjects.person_keys(),),
-        api=(*_READ_KEYS, f"$JS.API.STREAM.MSG.DELETE.{topology.KEYS_STREAM}"),
+        # and its sweep lists the keys of days' dead letters, to erase those expired.
+        api=(
+            *_READ_KEYS,
+            f"$JS.API.STREAM.MSG.DELETE.{topology.KEYS_STREAM}",
+            f"$JS.API.STREAM.INFO.{topology.KEYS_STREAM}",
+        ),
     ),
     "rules": Needs(
         buckets=(

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +22,14 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
 from contracts import subjects
-from contracts.envelope import Envelope, new_id
+from contracts.envelope import Envelope, RawEnvelope, new_id
 from contracts.replies import DeadLetter
 from runtime import metrics, tracing
 from runtime.access import inbox_prefix
 from runtime.logging import get_logger
+from runtime.settings import Settings
 from runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
+from runtime.vault import Sealer, Vault, dead_letters_sealer
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -176,12 +178,42 @@ def _text(body: bytes) -> str:
         return "base64:" + base64.b64encode(body).decode()
 
 
+class DeadLetters:
+    """Where a service keeps what it could not use: ``dead_letter`` with the reason and
+    original sealed (``runtime.vault.dead_letters_sealer``), bound to the deployment's
+    master key on the first letter, once connected."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sealer: Sealer | None = None
+
+    def sealer(self, js: JetStreamContext) -> Sealer:
+        if self._sealer is None:
+            self._sealer = dead_letters_sealer(Vault.of(js, self.settings))
+        return self._sealer
+
+    async def keep(self, js: JetStreamContext, **letter: Any) -> None:
+        await dead_letter(js, self.sealer(js), **letter)
+
+
+async def read_dead_letter(letters: Sealer, envelope: RawEnvelope) -> DeadLetter:
+    """A dead letter as kept, its reason and original opened (both "" once its day's key was
+    erased, when dead letters of that day expired)."""
+    opened = await letters.open(envelope.org, _day(envelope.time), dict(envelope.data))
+    return DeadLetter.model_validate(opened)
+
+
+def _day(time: datetime) -> str:
+    return time.astimezone(UTC).date().isoformat()
+
+
 def _reason(reason: str, limit: int = 2000) -> str:
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 async def dead_letter(
     js: JetStreamContext,
+    letters: Sealer,
     *,
     org: str,
     service: str,
@@ -204,6 +236,7 @@ async def dead_letter(
         original_size=len(body),
         original_truncated=len(body) > DeadLetter.ORIGINAL_KEPT,
     )
+    sealed = await letters.seal(org, _day(time), letter.model_dump(mode="json"))
     envelope = Envelope[DeadLetter](
         id=msg_id or new_id(),
         type=DeadLetter.type_name,
@@ -211,7 +244,7 @@ async def dead_letter(
         org=org,
         time=time,
         schemaversion=DeadLetter.schema_version,
-        data=letter,
+        data=DeadLetter.model_validate(sealed),
     )
     await publish_durably(
         js,

@@ -24,6 +24,7 @@ from runtime.clock import Clock
 from runtime.dispatch import Handlers, Received, handling
 from runtime.logging import get_logger
 from runtime.registry import Registry
+from runtime.settings import Settings
 from runtime.vault import Erased
 
 log = get_logger(__name__)
@@ -41,10 +42,12 @@ def rejected(command_type: str, command_id: str | None, field: str, reason: str)
 
 async def receive(
     js: JetStreamContext, handlers: Handlers[Any], subject: str, body: bytes,
-    headers: Mapping[str, str], clock: Clock, registry: Registry | None = None,
+    headers: Mapping[str, str], clock: Clock, letters: bus.DeadLetters,
+    registry: Registry | None = None,
 ) -> Received | CommandRejected:  # fmt: skip
     """``registry``: refuse organisations not registered (or disabled) before anything else;
-    None only where no registry applies (a test of parsing alone)."""
+    None only where no registry applies (a test of parsing alone). ``letters`` seals what a
+    malformed command is dead-lettered with."""
     command_type = subjects.last_token(subject)
     service = handlers.service
     try:
@@ -70,7 +73,7 @@ async def receive(
             else [FieldError(field="body", reason=str(error))]
         )
         reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-        await bus.dead_letter(
+        await letters.keep(
             js, org=org, service=service, reason=f"malformed envelope: {reason}",
             subject=subject, body=body, headers=headers, time=clock(),
         )  # fmt: skip
@@ -112,12 +115,16 @@ def _counted(handlers: Handlers[Any], subject: str, reply: Message, outcome: str
     return reply.model_dump_json().encode()
 
 
-def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock) -> None:
+def serve(
+    broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock,
+    settings: Settings,
+) -> None:  # fmt: skip
     """Answer every command of the service with its handler, in a queue group so that
     replicas share them, ``workers`` at a time (KV revisions keep commands on one record
     serial in effect)."""
 
     registries: list[Registry] = []  # bound on the first command, once connected
+    letters = bus.DeadLetters(settings)
 
     @broker.subscriber(
         subjects.commands_of(handlers.service),
@@ -133,9 +140,8 @@ def serve(broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, cloc
             js = broker.connection.jetstream()
             if not registries:
                 registries.append(Registry(await js.key_value(topology.REGISTRY_BUCKET), clock))
-            received = await receive(
-                js, handlers, raw.subject, raw.data, raw.headers or {}, clock, registries[0]
-            )
+            received = await receive(js, handlers, raw.subject, raw.data, raw.headers or {},
+                                     clock, letters, registries[0])  # fmt: skip
             if isinstance(received, CommandRejected):
                 return _counted(handlers, raw.subject, received, received.status)
             command_id = received.envelope.id

@@ -60,6 +60,8 @@ def subscribe(
     """Hand each event on the durable consumer ``spec`` (which the topology created) to the
     handler of its type."""
 
+    letters = bus.DeadLetters(settings)
+
     @broker.subscriber(
         spec.filter_subject,
         stream=JStream(spec.stream, declare=False),
@@ -88,7 +90,7 @@ def subscribe(
             return
 
         async def give_up(reason: str) -> None:
-            await bus.dead_letter(
+            await letters.keep(
                 broker.connection.jetstream(), org=org, service=spec.service, reason=reason,
                 subject=raw.subject, body=raw.data, headers=raw.headers, deliveries=deliveries,
                 # One letter per event and service, however often this runs.

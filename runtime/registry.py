@@ -9,6 +9,7 @@ or is disabled, is refused naming it, and nothing is stored. (A typo such as
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -64,17 +65,20 @@ class Registry:
         await self._save(record, revision)
         return record
 
-    async def set_audit_days(self, org: str, days: int) -> OrganisationRecord:
-        """How long the organisation's decision log is kept, from its next decision on."""
+    async def set_days(
+        self, org: str, period: Literal["audit_days", "retention_days"], days: int
+    ) -> OrganisationRecord:
+        """How long the organisation's decision log is kept (``audit_days``, from its next
+        decision on), or its closed cases (``retention_days``, from the next sweep on)."""
         current, revision = await self.get(org)
         if current is None:
             raise RegistryError(f"organisation {org!r} is not registered")
         try:
             record = OrganisationRecord.model_validate(
-                {**current.model_dump(), "audit_days": days, "updated_at": self.clock()}
+                {**current.model_dump(), period: days, "updated_at": self.clock()}
             )
         except ValidationError as error:
-            raise RegistryError(f"audit days: {error.errors()[0]['msg']}") from None
+            raise RegistryError(f"{period.replace('_', ' ')}: {error.errors()[0]['msg']}") from None
         await self._save(record, revision)
         return record
 

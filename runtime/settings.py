@@ -39,8 +39,11 @@ class Settings(BaseSettings):
     settle_s: float = Field(default=60.0, gt=0)
     # First wait before an event whose state is not readable yet is redelivered; doubles.
     not_yet_delay_s: float = Field(default=1.0, gt=0)
-    # Dead letters are kept 90 days and, past this size, the oldest go first.
+    # Past this size, the oldest dead letters go first.
     deadletters_max_bytes: int = Field(default=2**30, ge=2**20)
+    # How long dead letters are kept: the stream drops older ones, and intake's sweep erases
+    # the key of each day's letters then, so no copy of them can be read after.
+    deadletters_days: int = Field(default=90, ge=1, le=3650)
     # Dedupe window of the event stream: a retried publish within it is dropped.
     duplicate_window_s: float = Field(default=3600.0, gt=0)
     # How long command replies are kept for idempotent retries.

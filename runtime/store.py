@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -95,6 +95,16 @@ class RecordStore(Generic[R]):
         raw["record"] = await self.sealer.open(org, entity_id, raw["record"])
         return self._adapter.validate_python(raw)
 
+    async def plain(self, org: str, entity_id: str) -> dict[str, Any] | None:
+        """The stored record as JSON data, sealed fields still sealed: for a sweep that
+        looks only at statuses and dates, and needs no key."""
+        try:
+            entry = await self.kv.get(key(org, entity_id))
+        except KeyNotFoundError:
+            return None
+        record: dict[str, Any] = json.loads(entry.value or b"{}")["record"]
+        return record
+
     async def each(self, org: str = "*") -> list[tuple[str, str, Stored[R], int]]:
         """Every record of one organisation (or all): (org, id, stored, revision)."""
         found = []
@@ -165,14 +175,20 @@ async def keys(kv: KeyValue, pattern: str) -> list[str]:
     # nats-py 2.16 (pinned) has no public call for a KV bucket's subjects with paging; its
     # KeyValue keeps its JetStream context, stream and key prefix in these attributes.
     js, stream, prefix = kv._js, kv._stream, kv._pre
+    return [s[len(prefix) :] for s in await stream_subjects(js, stream, f"{prefix}{pattern}")]
+
+
+async def stream_subjects(js: JetStreamContext, stream: str, pattern: str) -> list[str]:
+    """The subjects of ``stream`` matching ``pattern`` that hold a message, sorted; paged as
+    the server pages them (nats-py asks for them unpaged)."""
     found: list[str] = []
     while True:
-        request = {"subjects_filter": f"{prefix}{pattern}", "offset": len(found)}
+        request = {"subjects_filter": pattern, "offset": len(found)}
         info = await js._api_request(
             f"{js._prefix}.STREAM.INFO.{stream}", json.dumps(request).encode(), timeout=5.0
         )
         page = list((info.get("state") or {}).get("subjects") or {})
-        found.extend(subject[len(prefix) :] for subject in page)
+        found.extend(page)
         if not page or len(found) >= int(info.get("total") or 0):
             return sorted(found)
 

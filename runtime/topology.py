@@ -166,7 +166,7 @@ def topology(settings: Settings) -> Topology:
                 name=DEADLETTER_STREAM,
                 description="Messages a service could not process, with the reason.",
                 subjects=[subjects.dead_letters("*")],
-                max_age=90 * DAY_S,
+                max_age=settings.deadletters_days * DAY_S,
                 max_msg_size=4 * DeadLetter.ORIGINAL_KEPT,  # escaped or base64, with headers
                 max_bytes=settings.deadletters_max_bytes,
                 discard=DiscardPolicy.OLD,

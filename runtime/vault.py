@@ -36,11 +36,15 @@ from pydantic import BaseModel
 
 from contracts import privacy, subjects
 from contracts.records import CaseMatch, CaseRecord, CaseSchedule, SupporterRecord
+from contracts.replies import DeadLetter
 from contracts.rules import RulesDecision
 from runtime import topology
 from runtime.settings import Settings
 
 Person = Literal["client", "supporter"]
+# Whose key it is: a person's, or one day's dead letters of an organisation (erased when
+# they expire, so no copy of them can be read after).
+Holder = Literal["client", "supporter", "dead_letters"]
 SEALED = "enc:v1:"  # the prefix of a sealed value
 _NONCE = 12
 _ERASED = b'{"erased": true}'
@@ -103,7 +107,7 @@ class Vault:
             self._org_keys[org] = AESGCM(derive.derive(self._master))
         return self._org_keys[org]
 
-    async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
+    async def key(self, org: str, person: Holder, person_id: str) -> bytes | None:
         """The person's data key; None if they have none yet. ``Erased`` if erased."""
         subject = subjects.person_key(org, person, person_id)
         kept = self._kept.get(subject)
@@ -127,7 +131,7 @@ class Vault:
             self._kept.clear()
         self._kept[subject] = (key, time.monotonic())
 
-    async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
+    async def key_or_new(self, org: str, person: Holder, person_id: str) -> bytes:
         """The person's data key, made now if they have none (once, whoever races)."""
         found = await self.key(org, person, person_id)
         if found is not None:
@@ -145,7 +149,7 @@ class Vault:
         self._keep(subject, key)  # the record it seals is saved again soon (its outbox)
         return key
 
-    async def erase(self, org: str, person: Person, person_id: str, by: str = "") -> bool:
+    async def erase(self, org: str, person: Holder, person_id: str, by: str = "") -> bool:
         """Destroy the person's key for good (``by``: the command that asked); True if there
         was one to destroy."""
         subject = subjects.person_key(org, person, person_id)
@@ -196,7 +200,7 @@ class Sealer:
     fields blank (an empty list, or None) instead of raising ``Erased``."""
 
     def __init__(
-        self, vault: Vault, person: Person, model: type[BaseModel], place: str,
+        self, vault: Vault, person: Holder, model: type[BaseModel], place: str,
         forget: bool = False,
     ) -> None:  # fmt: skip
         self.vault, self.person, self.place, self.forget = vault, person, place, forget
@@ -331,3 +335,10 @@ class DecisionSealer:
 
     def _of(self, decision: dict[str, Any]) -> Sealer:
         return self._sealers["supporter" if decision["kind"] == "eligibility" else "client"]
+
+
+def dead_letters_sealer(vault: Vault) -> Sealer:
+    """A dead letter's reason and original (a command as sent, with whatever it held) sealed
+    with the key of its organisation's day (UTC): erased when dead letters of that day
+    expire, after which they read as ""."""
+    return Sealer(vault, "dead_letters", DeadLetter, topology.DEADLETTER_STREAM, forget=True)

@@ -32,7 +32,7 @@ from runtime.clock import Clock, ManualClock
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.state import StoredDecision
 from runtime.store import EventPublisher
-from runtime.vault import Erased, Person, Vault
+from runtime.vault import Erased, Holder, Vault
 from services.rules import domain as rules_domain
 from services.rules.adapters import DecisionStore
 from services.rules.engine import Engine
@@ -263,15 +263,15 @@ class FakeVault(Vault):
         self.keys: dict[tuple[str, str, str], bytes] = {}
         self.erased: dict[tuple[str, str, str], str] = {}
 
-    async def key(self, org: str, person: Person, person_id: str) -> bytes | None:
+    async def key(self, org: str, person: Holder, person_id: str) -> bytes | None:
         if (org, person, person_id) in self.erased:
             raise Erased(person_id, self.erased[org, person, person_id])
         return self.keys.get((org, person, person_id))
 
-    async def key_or_new(self, org: str, person: Person, person_id: str) -> bytes:
+    async def key_or_new(self, org: str, person: Holder, person_id: str) -> bytes:
         found = await self.key(org, person, person_id)
         return found or self.keys.setdefault((org, person, person_id), bytes(range(32)))
 
-    async def erase(self, org: str, person: Person, person_id: str, by: str = "") -> bool:
+    async def erase(self, org: str, person: Holder, person_id: str, by: str = "") -> bool:
         self.erased[org, person, person_id] = by
         return self.keys.pop((org, person, person_id), None) is not None

@@ -32,7 +32,7 @@ from contracts.intake import (
 from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted
 from contracts.scheduling import SchedulingPolicy
-from runtime import registry, topology
+from runtime import bus, registry, topology
 from runtime.clock import SYSTEM, Clock
 from runtime.settings import Settings
 from runtime.state import CaseloadReader
@@ -217,3 +217,10 @@ def marked_intake(case_id: str) -> SubmitIntake:
     parties = [p.model_copy(update={"name": MARKERS["party"]}) for p in command.other_parties]
     return command.model_copy(update={"client": client, "dispute": dispute,
                                       "other_parties": parties})  # fmt: skip
+
+
+async def opened_letter(nc: Client, letter: RawEnvelope) -> RawEnvelope:
+    """A dead letter as an operator reads it: its sealed reason and original opened."""
+    letters = bus.DeadLetters(Settings()).sealer(nc.jetstream())
+    opened = await bus.read_dead_letter(letters, letter)
+    return letter.model_copy(update={"data": opened.model_dump(mode="json")})

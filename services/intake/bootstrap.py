@@ -8,6 +8,7 @@ from contracts.records import CaseRecord, SupporterRecord
 from runtime import topology
 from runtime.clock import Clock
 from runtime.logging import get_logger
+from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
 from runtime.vault import Vault, sealer_of
@@ -33,6 +34,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
         holdings=await Holdings.bind(js, cases, supporters, vault),
         events=events,
         vault=vault,
+        registry=Registry(await js.key_value(topology.REGISTRY_BUCKET), clock),
         settings=settings,
         clock=clock,
     )

@@ -176,7 +176,10 @@ def change_case_stage(
     if cmd.stage == case.stage:
         raise reject("stage", f"the case is already at stage {case.stage.value}")
     event = CaseStageChanged(case_id=case.case_id, from_stage=case.stage, to_stage=cmd.stage)
-    return Change(case.model_copy(update={"stage": cmd.stage, "updated_at": ctx.now}), [event])
+    closed_at = ctx.now if cmd.stage == Stage.CLOSED else None
+    record = case.model_copy(update={"stage": cmd.stage, "updated_at": ctx.now,
+                                     "closed_at": closed_at})  # fmt: skip
+    return Change(record, [event])
 
 
 def support_person_ref(person: SupportPerson) -> str:

@@ -32,6 +32,7 @@ from runtime.clock import Clock
 from runtime.commands import rejected
 from runtime.dispatch import Handlers, Received
 from runtime.logging import get_logger
+from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.store import (
     Changer,
@@ -61,6 +62,7 @@ class IntakeDeps:
     holdings: Holdings
     events: EventPublisher
     vault: Vault
+    registry: Registry
     settings: Settings
     clock: Clock
 
@@ -118,7 +120,14 @@ async def export_person_data(
     unrecorded."""
     org, subject_id = received.org, command.subject_id
     gather = deps.holdings.of_client if command.person == "client" else deps.holdings.of_supporter
-    held = await gather(org, subject_id)
+    try:
+        held = await gather(org, subject_id)
+        if not held:
+            await deps.vault.key(org, command.person, subject_id)  # Erased, if they were
+    except Erased:
+        erased = f"this {command.person} was erased: nothing is held about them"
+        return rejected(ExportPersonData.type_name, received.envelope.id, "data.subject_id",
+                        erased)  # fmt: skip
     if not held:
         return rejected(ExportPersonData.type_name, received.envelope.id, "data.subject_id",
                         f"no {command.person} {subject_id} is held here")  # fmt: skip

@@ -17,7 +17,7 @@ COMMAND_WORKERS = 16
 
 
 def register(broker: NatsBroker, deps: MatchingDeps) -> None:
-    commands.serve(broker, handlers.handlers, deps, COMMAND_WORKERS, deps.clock)
+    commands.serve(broker, handlers.handlers, deps, COMMAND_WORKERS, deps.clock, deps.settings)
     # Replicas share this durable consumer: each event is handled by one of them.
     consumer.subscribe(
         broker, topology.MATCHING_CONSUMER, deps.settings, handlers.handlers, deps, deps.clock

@@ -18,7 +18,7 @@ COMMAND_WORKERS = 8
 
 
 def register(broker: NatsBroker, deps: RulesDeps) -> None:
-    commands.serve(broker, handlers.handlers, deps, COMMAND_WORKERS, deps.clock)
+    commands.serve(broker, handlers.handlers, deps, COMMAND_WORKERS, deps.clock, deps.settings)
     # Replicas share this durable consumer: each event is handled by one of them.
     consumer.subscribe(
         broker, topology.RULES_CONSUMER, deps.settings, handlers.handlers, deps, deps.clock

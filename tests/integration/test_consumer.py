@@ -19,6 +19,7 @@ from runtime.clock import SYSTEM
 from runtime.consumer import subscribe
 from runtime.dispatch import Handlers, Meta
 from runtime.settings import Settings
+from tests.support import opened_letter
 
 
 async def dead_letters(nc: Client, org: str, expected: int) -> list[RawEnvelope]:
@@ -27,7 +28,7 @@ async def dead_letters(nc: Client, org: str, expected: int) -> list[RawEnvelope]
     try:
         while len(letters) < expected:
             msg = await sub.next_msg(timeout=10)
-            letters.append(RawEnvelope.model_validate_json(msg.data))
+            letters.append(await opened_letter(nc, RawEnvelope.model_validate_json(msg.data)))
     finally:
         await sub.unsubscribe()
     return letters

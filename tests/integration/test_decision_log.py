@@ -28,7 +28,7 @@ async def test_each_decision_event_resolves_in_the_log_with_the_rules_that_fired
     client: AlongsideClient, nc: Client, org: str
 ) -> None:
     registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
-    await registry.set_audit_days(org, 30)
+    await registry.set_days(org, "audit_days", 30)
     rng = random.Random(3)
     assert isinstance(await client.submit(org, sample.supporter(rng, "s1")), CommandAccepted)
     [unvetted] = await wait_for(client, org, "SupporterEligibilityDecided")

@@ -20,7 +20,8 @@ from runtime import topology
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM
 from runtime.registry import Registry
-from tests.support import org_today, register
+from runtime.vault import SEALED
+from tests.support import opened_letter, org_today, register
 
 pytestmark = pytest.mark.usefixtures("intake")
 
@@ -173,7 +174,11 @@ async def last_dead_letter(nc: Client, org: str, service: str) -> RawEnvelope:
     letter = await nc.jetstream().get_last_msg(
         topology.DEADLETTER_STREAM, subjects.dead_letter(org, service)
     )
-    return RawEnvelope.model_validate_json(letter.data or b"")
+    kept = RawEnvelope.model_validate_json(letter.data or b"")
+    # Kept sealed: what was sent may hold anyone's data.
+    assert kept.data["original"].startswith(SEALED)
+    assert kept.data["reason"].startswith(SEALED)
+    return await opened_letter(nc, kept)
 
 
 async def test_malformed_message_is_dead_lettered_and_service_keeps_serving(
