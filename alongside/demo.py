@@ -79,11 +79,11 @@ from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.registry import register
 from runtime.settings import Settings
-from runtime.state import DecisionReader
+from runtime.state import DecisionLogReader, DecisionReader
 from runtime.store import RecordStore, bound_store
 from runtime.vault import Vault, dead_letters_sealer
 from services.rules import bundle, publishing
-from services.rules.adapters import DecisionLog, RulesStore
+from services.rules.adapters import RulesStore
 
 ORGS = ("harbour-ombudsman", "fair-work-scheme")
 SUPPORTERS_PER_ORG = 25
@@ -802,7 +802,7 @@ async def _decision_logged(client: AlongsideClient, org: str, vault: Vault) -> N
     refused = [e for e in latest.values() if not e.data["eligible"]]
     expect(bool(refused), "no supporter is ineligible")
     event = refused[0]
-    log = DecisionLog(client.nc.jetstream(), vault)
+    log = DecisionLogReader(client.nc.jetstream(), vault)
     logged = await log.find(org, str(event.data["decision_id"]))
     if logged is None:
         raise DemoFailed(f"decision {event.data['decision_id']} is not in the decision log")

@@ -24,9 +24,10 @@ from runtime import topology
 from runtime.clock import SYSTEM
 from runtime.logging import configure
 from runtime.settings import Settings
+from runtime.state import DecisionLogReader
 from runtime.vault import Vault
 from services.rules import bundle, publishing
-from services.rules.adapters import DecisionLog, RulesStore
+from services.rules.adapters import RulesStore
 from services.rules.engine import Engine
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -170,7 +171,7 @@ async def _explain_logged(settings: Settings, org: str, decision_id: str) -> Non
     nc = await connection.connect(settings, "alongside-rules-cli")
     try:
         js = nc.jetstream()
-        logged = await DecisionLog(js, Vault.of(js, settings)).find(org, decision_id)
+        logged = await DecisionLogReader(js, Vault.of(js, settings)).find(org, decision_id)
     finally:
         await nc.close()
     if logged is None:
@@ -196,7 +197,7 @@ def decisions(
         nc = await connection.connect(settings, "alongside-rules-cli")
         try:
             js = nc.jetstream()
-            found = await DecisionLog(js, Vault.of(js, settings)).of_subject(org, subject_id)
+            found = await DecisionLogReader(js, Vault.of(js, settings)).of_subject(org, subject_id)
         finally:
             await nc.close()
         if not found:

@@ -128,6 +128,8 @@ SERVICE_NEEDS: dict[str, Needs] = {
             *_READ_KEYS,
             f"$JS.API.STREAM.MSG.DELETE.{topology.KEYS_STREAM}",
             f"$JS.API.STREAM.INFO.{topology.KEYS_STREAM}",
+            # The decision log's entries about a person, for ExportPersonData.
+            *_stream_reader(topology.DECISION_LOG_STREAM),
         ),
     ),
     "rules": Needs(

@@ -21,12 +21,15 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+from contracts import subjects
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
-from contracts.rules import Kind, RulesDecision
+from contracts.rules import Kind, LoggedDecision, RulesDecision
 from contracts.scheduling import SchedulingPolicy
 from runtime import topology
 from runtime.changes import NotYet
@@ -192,3 +195,42 @@ class Policies:
         """The date it is now where the organisation works."""
         policy = await self.get(org)
         return now.astimezone(ZoneInfo(policy.time_zone)).date()
+
+
+class DecisionLogReader:
+    """The decision log (stream ``DECISIONLOG``): every decision with why, one message each
+    on ``alongside.<org>.decisionlog.<kind>.<subject>.<decision_id>``, its fired rules
+    sealed as in the ``decisions`` bucket. Operators read it (``alongside rules explain``),
+    and intake, for a subject access request; the rules service writes it."""
+
+    def __init__(self, js: JetStreamContext, vault: Vault) -> None:
+        self.js = js
+        self.sealer = DecisionSealer(vault)
+
+    async def find(self, org: str, decision_id: str) -> LoggedDecision | None:
+        found = await self._read(subjects.decision_logs(org, decision_id=decision_id))
+        return found[-1] if found else None
+
+    async def of_subject(self, org: str, subject_id: str) -> list[LoggedDecision]:
+        """A subject's decisions of every kind, oldest first."""
+        return await self._read(subjects.decision_logs(org, subject_id=subject_id))
+
+    async def _read(self, subject: str) -> list[LoggedDecision]:
+        sub = await self.js.subscribe(
+            subject, stream=topology.DECISION_LOG_STREAM, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )  # fmt: skip
+        found: list[LoggedDecision] = []
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=0.5)
+                except TimeoutError:
+                    return found
+                raw = json.loads(msg.data)
+                raw["decision"] = await self.sealer.open(raw["org"], raw["decision"])
+                found.append(LoggedDecision.model_validate(raw))
+                if msg.metadata.num_pending == 0:
+                    return found
+        finally:
+            await sub.unsubscribe()

@@ -21,7 +21,7 @@ from contracts.records import (
 )
 from contracts.rules import Kind
 from runtime import topology
-from runtime.state import CaseloadReader, DecisionReader
+from runtime.state import CaseloadReader, DecisionLogReader, DecisionReader
 from runtime.store import RecordStore, bound_store
 from runtime.vault import Vault
 
@@ -35,6 +35,7 @@ class Holdings:
     supervision: RecordStore[SupporterSupervision]
     caseloads: CaseloadReader
     decisions: DecisionReader
+    log: DecisionLogReader
 
     @classmethod
     async def bind(
@@ -49,6 +50,7 @@ class Holdings:
             supervision=await bound_store(js, topology.SUPERVISION_BUCKET, SupporterSupervision),
             caseloads=CaseloadReader(await js.key_value(topology.CASELOADS_BUCKET)),
             decisions=DecisionReader(await js.key_value(topology.DECISIONS_BUCKET), vault),
+            log=DecisionLogReader(js, vault),
         )
 
     async def of_client(self, org: str, case_id: str) -> dict[str, Any]:
@@ -62,7 +64,8 @@ class Holdings:
             "matching": await _record(self.matches, org, case_id),
             "schedule": await _record(self.schedules, org, case_id),
         }
-        return held | await self._decisions(org, case_id, (Kind.MATCHING_POLICY, Kind.CONSENT))
+        kinds = (Kind.MATCHING_POLICY, Kind.CONSENT, Kind.BOUNDARIES)
+        return held | await self._decisions(org, case_id, kinds)
 
     async def of_supporter(self, org: str, supporter_id: str) -> dict[str, Any]:
         """The supporter's record (profile and vetting), caseload, supervision and the
@@ -81,10 +84,14 @@ class Holdings:
     async def _decisions(
         self, org: str, subject_id: str, kinds: tuple[Kind, ...]
     ) -> dict[str, Any]:
-        found = {}
+        """The latest decision of each kind, and every logged one (the audit period's)."""
+        found: dict[str, Any] = {}
         for kind in kinds:
             decision, _ = await self.decisions.get(org, kind, subject_id)
             found[f"decisions.{kind.value}"] = _json(decision)
+        logged = await self.log.of_subject(org, subject_id)
+        found["decision_log"] = [entry.decision.model_dump(mode="json") for entry in logged
+                                 if entry.decision.kind in kinds]  # fmt: skip
         return found
 
 

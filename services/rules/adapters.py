@@ -13,7 +13,6 @@ import json
 from functools import partial
 
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
@@ -24,8 +23,8 @@ from contracts.rules import Kind, LoggedDecision, PublishedRuleset
 from runtime import bus, store, topology
 from runtime.logging import get_logger
 from runtime.registry import Registry
-from runtime.state import DecisionReader, StoredDecision, each_decision
-from runtime.vault import DecisionSealer, Vault
+from runtime.state import DecisionLogReader, DecisionReader, StoredDecision, each_decision
+from runtime.vault import Vault
 
 log = get_logger(__name__)
 
@@ -47,14 +46,11 @@ class DecisionStore(DecisionReader):
         await self._kv.purge(f"{org}.{kind.value}.{subject_id}")
 
 
-class DecisionLog:
-    """Every decision with why, one message each on
-    ``alongside.<org>.decisionlog.<kind>.<subject>.<decision_id>``."""
+class DecisionLog(DecisionLogReader):
+    """The decision log as the rules service writes it."""
 
-    def __init__(self, js: JetStreamContext, vault: Vault, registry: Registry | None = None
-                 ) -> None:  # fmt: skip
-        self.js = js
-        self.sealer = DecisionSealer(vault)
+    def __init__(self, js: JetStreamContext, vault: Vault, registry: Registry) -> None:
+        super().__init__(js, vault)
         self.registry = registry
 
     async def append(self, logged: LoggedDecision) -> None:
@@ -62,7 +58,6 @@ class DecisionLog:
         id is the message id)."""
         decision = logged.decision
         assert decision.decision_id is not None, "only a decision with an id is logged"
-        assert self.registry is not None, "a reading log cannot append"
         record, _ = await self.registry.get(logged.org)
         # An organisation no longer registered keeps its decisions the default period.
         days = record.audit_days if record is not None else DEFAULT_AUDIT_DAYS
@@ -75,34 +70,6 @@ class DecisionLog:
             msg_id=decision.decision_id,
             stream=topology.DECISION_LOG_STREAM, headers={"Nats-TTL": f"{days * 24}h"},
         )  # fmt: skip
-
-    async def find(self, org: str, decision_id: str) -> LoggedDecision | None:
-        found = await self._read(subjects.decision_logs(org, decision_id=decision_id))
-        return found[-1] if found else None
-
-    async def of_subject(self, org: str, subject_id: str) -> list[LoggedDecision]:
-        """A subject's decisions of every kind, oldest first."""
-        return await self._read(subjects.decision_logs(org, subject_id=subject_id))
-
-    async def _read(self, subject: str) -> list[LoggedDecision]:
-        sub = await self.js.subscribe(
-            subject, stream=topology.DECISION_LOG_STREAM, ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )  # fmt: skip
-        found: list[LoggedDecision] = []
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except TimeoutError:
-                    return found
-                raw = json.loads(msg.data)
-                raw["decision"] = await self.sealer.open(raw["org"], raw["decision"])
-                found.append(LoggedDecision.model_validate(raw))
-                if msg.metadata.num_pending == 0:
-                    return found
-        finally:
-            await sub.unsubscribe()
 
 
 class RulesStore:

@@ -17,8 +17,8 @@ from runtime import topology
 from runtime.clock import SYSTEM
 from runtime.registry import Registry
 from runtime.settings import Settings
+from runtime.state import DecisionLogReader
 from runtime.vault import Vault
-from services.rules.adapters import DecisionLog
 from tests.support import org_today, wait_for
 
 pytestmark = pytest.mark.usefixtures("rules_service", "intake")
@@ -35,7 +35,7 @@ async def test_each_decision_event_resolves_in_the_log_with_the_rules_that_fired
     assert unvetted.data["eligible"] is False
     assert "fired" not in unvetted.data  # the public event names no rule
 
-    log = DecisionLog(nc.jetstream(), Vault.of(nc.jetstream(), Settings()))
+    log = DecisionLogReader(nc.jetstream(), Vault.of(nc.jetstream(), Settings()))
     logged = await log.find(org, unvetted.data["decision_id"])
     assert logged is not None
     decision = logged.decision
@@ -80,7 +80,7 @@ async def test_an_evaluation_is_logged_before_it_is_answered(
                                  command_id="evaluation-1")  # fmt: skip
     assert isinstance(reply, RulesEvaluated)
     assert reply.decision.decision_id is not None
-    logged = await DecisionLog(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(
+    logged = await DecisionLogReader(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(
         org, reply.decision.decision_id
     )
     assert logged is not None
@@ -88,7 +88,7 @@ async def test_an_evaluation_is_logged_before_it_is_answered(
     assert [f.rule for f in logged.decision.fired] == ["outside-peer-role"]
     # Another organisation's log holds none of it.
     assert (
-        await DecisionLog(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(
+        await DecisionLogReader(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(
             "org-nosuch", reply.decision.decision_id
         )
         is None

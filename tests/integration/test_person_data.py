@@ -47,6 +47,11 @@ async def test_everything_held_about_a_client_and_a_supporter_is_exported_and_re
     assert held["decisions.matching_policy"]["subject_id"] == "c1"
     assert held["decisions.consent"]["outcome"] in {"pending", "active", "suspended"}
     assert {"matching", "schedule"} <= held.keys()
+    # Every decision about them in the audit period, why included (opened for the export).
+    logged = held["decision_log"]
+    assert {d["kind"] for d in logged} == {"matching_policy", "consent"}
+    assert {d["subject_id"] for d in logged} == {"c1"}
+    assert all(rule["reason"] for d in logged for rule in d["fired"])
 
     about_supporter = await client.request(
         org, ExportPersonData(person="supporter", subject_id="s1"), command_id="sar-2"
@@ -56,6 +61,7 @@ async def test_everything_held_about_a_client_and_a_supporter_is_exported_and_re
     assert record["profile"]["contact"]["email"] == MARKERS["supporter_email"]
     assert [v["reference"] for v in record["vetting"]] == [MARKERS["check_reference"]]
     assert about_supporter.held["decisions.eligibility"]["subject_id"] == "s1"
+    assert [d["kind"] for d in about_supporter.held["decision_log"]][-1] == "eligibility"
 
     # Each export is recorded, by id, with who asked; the data itself is kept nowhere new.
     recorded = await wait_for(client, org, "PersonDataExported", 2)

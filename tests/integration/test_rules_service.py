@@ -38,12 +38,12 @@ from runtime import topology
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM, ManualClock
 from runtime.settings import Settings
-from runtime.state import DecisionReader, StoredDecision
+from runtime.state import DecisionLogReader, DecisionReader, StoredDecision
 from runtime.store import RecordStore
 from runtime.vault import Vault
 from services.intake.domain import Context, submit_intake
 from services.rules import bundle, handlers, publishing
-from services.rules.adapters import DecisionLog, RulesStore
+from services.rules.adapters import RulesStore
 from services.rules.handlers import RulesDeps
 from tests.conftest import Start
 from tests.support import accepted, org_today, wait_for
@@ -348,7 +348,9 @@ async def test_a_log_entry_and_announcement_a_crash_left_unpublished_are_publish
     assert [e.id for e in published] == [announced.id, "crash-left-this"]
     # (Read as an operator: the rules service may append to the log, not read it.)
     assert (
-        await DecisionLog(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(org, "d-again")
+        await DecisionLogReader(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(
+            org, "d-again"
+        )
         is not None
     )
     cleared, _ = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
