@@ -21,10 +21,10 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -58,6 +58,18 @@ class Erased(Exception):
     def __init__(self, what: str, by: str | None = None) -> None:
         super().__init__(what)
         self.by = by
+
+
+T = TypeVar("T")
+
+
+async def unless_erased(read: Awaitable[T]) -> T | None:
+    """What ``read`` gives, or None when it is about someone erased: a sweep over every
+    record passes them by (a purged key is listed until its bucket compacts)."""
+    try:
+        return await read
+    except Erased:
+        return None
 
 
 class NoMasterKey(Exception):

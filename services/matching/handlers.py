@@ -62,6 +62,7 @@ from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.state import DecisionReader, RecordReader
 from runtime.store import EventPublisher, RecordStore, ReplyStore, Stored, answered
+from runtime.vault import unless_erased
 from services.matching import batch, decisions, domain
 from services.matching.adapters import CaseloadStore, Supporters, match_records
 from services.matching.decisions import Client, Offered
@@ -105,16 +106,17 @@ handlers: Handlers[MatchingDeps] = Handlers(SERVICE)
 async def client_of(
     org: str, case_id: str, deps: MatchingDeps, announced_at: datetime | None = None
 ) -> Client | None:
-    """The case and its matching policy; None until the rules service has decided the policy.
-    ``announced_at``: the time of an event announcing the policy, which the policy read must
-    not be older than (else ``NotYet``: the event is looked at again later)."""
+    """The case and its matching policy; None until the rules service has decided the policy,
+    and for a client erased. ``announced_at``: the time of an event announcing the policy,
+    which the policy read must not be older than (else ``NotYet``: the event is looked at
+    again later)."""
     decision: RulesDecision | None
     if announced_at is not None:
         decision = await deps.decisions.announced(org, Kind.MATCHING_POLICY, case_id,
                                                   announced_at)  # fmt: skip
     else:
         decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
-    case = await deps.records.case(org, case_id)
+    case = await unless_erased(deps.records.case(org, case_id))
     if case is None or decision is None:
         return None
     return Client(case, Policy.from_fired(decision.fired))

@@ -55,6 +55,7 @@ from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.state import CaseloadReader, Policies, RecordReader, StoredDecision
 from runtime.store import Conflict
+from runtime.vault import unless_erased
 from services.rules import domain, facts
 from services.rules.adapters import DecisionLog, DecisionStore, RulesStore
 from services.rules.bundle import Loaded
@@ -405,7 +406,7 @@ async def reconcile(deps: RulesDeps) -> int:
             decision, _ = await deps.decisions.get(org, kind, case_id)
             if decision is not None:
                 continue
-            case = await deps.records.case(org, case_id)
+            case = await unless_erased(deps.records.case(org, case_id))
             if case is None or case.opened_at > settled_before:
                 continue
             log.error("case_without_decision", org=org, case_id=case_id, kind=kind.value)
@@ -419,13 +420,13 @@ async def redecide_org(org: str, kind: Kind, deps: RulesDeps) -> None:
     """After a new ruleset goes live, every subject it judges is decided again."""
     if kind == Kind.ELIGIBILITY:
         for supporter_id in await deps.records.supporter_ids(org):
-            await decide_eligibility(org, supporter_id, deps)
+            await unless_erased(decide_eligibility(org, supporter_id, deps))
     elif kind == Kind.CONSENT:
         for case_id in await deps.records.case_ids(org):
-            await decide_consent(org, case_id, deps)
+            await unless_erased(decide_consent(org, case_id, deps))
     elif kind == Kind.MATCHING_POLICY:
         for case_id in await deps.records.case_ids(org):
-            await decide_matching_policy(org, case_id, deps)
+            await unless_erased(decide_matching_policy(org, case_id, deps))
     # Boundaries judge session requests as they come; nothing stored to re-decide.
 
 
