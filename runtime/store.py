@@ -120,7 +120,8 @@ class RecordStore(Generic[R]):
             value = self._adapter.dump_json(stored)
         else:
             raw = self._adapter.dump_python(stored, mode="json")
-            raw["record"] = await self.sealer.seal(org, entity_id, raw["record"])
+            raw["record"] = await self.sealer.seal(org, entity_id, raw["record"],
+                                                   new=revision == 0)  # fmt: skip
             value = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
         return await compare_and_set(self.kv, key(org, entity_id), value, revision)
 

@@ -143,18 +143,24 @@ class Vault:
             self._kept.clear()
         self._kept[subject] = (key, time.monotonic())
 
-    async def key_or_new(self, org: str, person: Holder, person_id: str) -> bytes:
-        """The person's data key, made now if they have none (once, whoever races)."""
-        found = await self.key(org, person, person_id)
-        if found is not None:
-            return found
+    async def key_or_new(
+        self, org: str, person: Holder, person_id: str, fresh: bool = False
+    ) -> bytes:
+        """The person's data key, made now if they have none (once, whoever races).
+        ``fresh``: they are most likely new (their own record is being created), so it is
+        made without asking first; one who has a key, or was erased, is asked for then."""
         subject = subjects.person_key(org, person, person_id)
+        kept = self._kept.get(subject)
+        if not fresh or kept is not None:
+            found = await self.key(org, person, person_id)
+            if found is not None:
+                return found
         key, nonce = AESGCM.generate_key(bit_length=256), secrets.token_bytes(_NONCE)
         wrapped = nonce + self._org_key(org).encrypt(nonce, key, subject.encode())
         try:
             await self.js.publish(subject, wrapped, stream=topology.KEYS_STREAM,
                                   headers={"Nats-Expected-Last-Subject-Sequence": "0"})  # fmt: skip
-        except APIError:  # someone made it first: theirs is the key
+        except APIError:  # someone made it first (theirs is the key), or they were erased
             again = await self.key(org, person, person_id)
             assert again is not None
             return again
@@ -221,12 +227,16 @@ class Sealer:
         self.paths = [p for p in marked if not any(p.startswith(q + ".") for q in marked)]
         self._blanks = {path: _blank(model, path.split(".")) for path in self.paths if forget}
 
-    async def seal(self, org: str, person_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    async def seal(
+        self, org: str, person_id: str, record: dict[str, Any], new: bool = False
+    ) -> dict[str, Any]:
         """The record with its marked fields sealed; nothing to seal (all blank), no key
-        asked for, so a record whose person was erased can still be saved."""
+        asked for, so a record whose person was erased can still be saved. ``new``: the
+        record is being created; a new case or supporter is, almost always, a new person."""
         if not any(v not in (None, [], "") for p in self.paths for v in _values(record, p)):
             return record
-        key = await self.vault.key_or_new(org, self.person, person_id)
+        fresh = new and not self.forget  # a record that outlives its person is not theirs
+        key = await self.vault.key_or_new(org, self.person, person_id, fresh=fresh)
         for path in self.paths:
             _each(record, path.split("."), partial(seal, key, context=f"{self.place}.{path}"))
         return record

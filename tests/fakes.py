@@ -268,7 +268,9 @@ class FakeVault(Vault):
             raise Erased(person_id, self.erased[org, person, person_id])
         return self.keys.get((org, person, person_id))
 
-    async def key_or_new(self, org: str, person: Holder, person_id: str) -> bytes:
+    async def key_or_new(
+        self, org: str, person: Holder, person_id: str, fresh: bool = False
+    ) -> bytes:
         found = await self.key(org, person, person_id)
         return found or self.keys.setdefault((org, person, person_id), bytes(range(32)))
 

@@ -36,8 +36,13 @@ async def test_a_persons_key_is_made_once_whoever_races_and_each_organisation_ha
     nc: Client, org: str, other_org: str
 ) -> None:
     replicas = [Vault(nc.jetstream(), MASTER) for _ in range(4)]
-    keys = await asyncio.gather(*(v.key_or_new(org, "client", "c1") for v in replicas))
+    # Some as for a record being created (made without asking first), some not.
+    keys = await asyncio.gather(*(v.key_or_new(org, "client", "c1", fresh=n % 2 == 0)
+                                  for n, v in enumerate(replicas)))  # fmt: skip
     assert len(set(keys)) == 1
+    assert (
+        await Vault(nc.jetstream(), MASTER).key_or_new(org, "client", "c1", fresh=True) == (keys[0])
+    )
     assert await replicas[0].key(org, "client", "c1") == keys[0]
     assert await replicas[0].key_or_new(other_org, "client", "c1") != keys[0]
     assert await replicas[0].key(org, "supporter", "c1") is None  # another person
@@ -65,6 +70,8 @@ async def test_an_erased_persons_key_is_gone_from_disk_and_their_data_cannot_be_
         await vault.key(org, "client", "c1")
     with pytest.raises(Erased):
         await vault.key_or_new(org, "client", "c1")  # nothing new is sealed for them
+    with pytest.raises(Erased):
+        await Vault(nc.jetstream(), MASTER).key_or_new(org, "client", "c1", fresh=True)
     assert await vault.erase(org, "client", "c1") is False
     assert await Vault(nc.jetstream(), MASTER).key(org, "client", "c2") == kept
 
