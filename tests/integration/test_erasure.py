@@ -15,6 +15,7 @@ from datetime import time
 import pytest
 import structlog
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
 
 from alongside import sample
 from alongside.client import AlongsideClient
@@ -158,6 +159,11 @@ async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_
         reused = await client.submit(org, story)
         assert isinstance(reused, CommandRejected)
         assert reused.errors[0].reason == "this case was erased: nothing more is kept for them"
+        for bucket, key in ((topology.CASES_BUCKET, "c1"), (topology.SUPPORTERS_BUCKET, "s1"),
+                            (topology.DECISIONS_BUCKET, "consent.c1"),
+                            (topology.DECISIONS_BUCKET, "eligibility.s1")):  # fmt: skip
+            with pytest.raises(KeyNotFoundError):  # purged, every revision
+                await (await nc.jetstream().key_value(bucket)).get(f"{org}.{key}")
         match = await match_of(nc, org, "c1")
         assert (match.status, match.proposals, match.waitlist_reason) == ("erased", [], None)
         other = await client.request(other_org, ExportPersonData(person="client", subject_id="c1"))
