@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Any
 
 from nats.aio.client import Client as Nats
 from nats.js.api import DeliverPolicy
-from pydantic import Field, TypeAdapter
 
 from contracts import subjects
 from contracts.envelope import Command, Message, RawEnvelope, wrap
-from contracts.intake import PersonData
-from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected
-from contracts.rules import RulesEvaluated
 from runtime import bus
-from runtime.asking import parse_reply
+from runtime.asking import parse_any_reply, parse_reply
 from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
-
-AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned | PersonData
-_ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 
 log = get_logger(__name__)
 
@@ -59,7 +52,7 @@ class AlongsideClient:
             subject, envelope.model_dump_json().encode(), timeout=timeout,
             headers=bus.headers_of(envelope),
         )  # fmt: skip
-        return _ANY_REPLY.validate_json(response.data)
+        return parse_any_reply(response.data)
 
     async def events(
         self, org: str, follow: bool = False, idle_s: float = 0.5,

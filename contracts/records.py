@@ -21,7 +21,8 @@ from contracts.intake import (
     SupportPerson,
     VettingEvidence,
 )
-from contracts.privacy import SENSITIVE
+from contracts.console import Role
+from contracts.privacy import PERSONAL, SENSITIVE
 from contracts.scheduling import SchedulingPolicy
 
 
@@ -239,3 +240,17 @@ class CredentialRecord(Record):
     issued_at: datetime | None
     # Every earlier key of this credential, revoked, with when (Unix seconds).
     revoked: dict[str, int] = {}
+
+
+class ConsoleAccount(Record):
+    """Someone who signs in to the console, key ``<account_id>`` (a hash of the email) in
+    ``console_accounts``, which only the console and operators read."""
+
+    account_id: str
+    email: Annotated[str, PERSONAL]
+    name: Annotated[str, PERSONAL]
+    password_hash: str  # argon2id, in its PHC string form
+    roles: dict[str, Role]  # by organisation
+    status: Literal["active", "disabled"]
+    created_at: datetime
+    updated_at: datetime

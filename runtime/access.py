@@ -179,6 +179,12 @@ SERVICE_NEEDS: dict[str, Needs] = {
         publishes=(subjects.schedules(), subjects.person_keys()),  # and it seals notes
         api=_READ_KEYS,
     ),
+    # The console reads who may sign in; what it sends, it sends as each organisation, with
+    # that organisation's own credential (``services/console/orgs.py``).
+    "console": Needs(
+        buckets=(topology.CONSOLE_ACCOUNTS_BUCKET,),
+        answers=False,
+    ),
 }
 
 

@@ -8,11 +8,15 @@ so a redelivery sends the same command and gets the same answer.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from nats.aio.client import Client as Nats
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
+from contracts.intake import PersonData
+from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply
 from contracts.rules import EvaluateRules, RulesEvaluated
 from runtime import bus, tracing
@@ -21,6 +25,9 @@ from runtime.clock import Clock
 REQUEST_TIMEOUT_S = 10.0
 
 _REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
+# Whatever a service answers a command with.
+AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned | PersonData
+_ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 _EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected] = TypeAdapter(
     RulesEvaluated | CommandRejected
 )
@@ -28,6 +35,10 @@ _EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected] = TypeAdapter(
 
 def parse_reply(raw: bytes) -> CommandAccepted | CommandRejected:
     return _REPLY.validate_json(raw)
+
+
+def parse_any_reply(raw: bytes) -> AnyReply:
+    return _ANY_REPLY.validate_json(raw)
 
 
 class Asking:
@@ -41,6 +52,10 @@ class Asking:
     ) -> CommandAccepted | CommandRejected:
         """Another service's command; ``command_id`` derives from what caused it."""
         return parse_reply(await self._request(org, command, command_id, cause))
+
+    async def any(self, org: str, command: Command, command_id: str | None) -> AnyReply:
+        """Any command, as a client sends it (``command_id``: the client's own, or new)."""
+        return parse_any_reply(await self._request(org, command, command_id, None))
 
     async def evaluate(self, org: str, command: EvaluateRules) -> RulesEvaluated | CommandRejected:
         """A judgement of the rules service (no effect, so no stable id is needed)."""

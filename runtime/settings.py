@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     # Health endpoints of `alongside up` (GET /health, /health/<service>); off when unset.
     health_port: int | None = Field(default=None, ge=0, le=65535)
     health_host: str = "127.0.0.1"
+    # The console and its HTTP API (`alongside up console`, and `up` with every service).
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+    # Set behind TLS: the session cookie is then only ever sent over HTTPS.
+    http_secure_cookies: bool = False
+    # A deployment's console: one `<org>.creds` per organisation it serves, which the
+    # operator issued (`alongside orgs credentials ORG --name console`). Unset under the
+    # embedded `up`, which issues them itself.
+    console_credentials_dir: Path | None = None
     log_level: str = "INFO"
     # JSON lines; unset: JSON unless stderr is a terminal, where a person reads them.
     log_json: bool | None = None
@@ -74,7 +83,8 @@ class Settings(BaseSettings):
     def master_key_path(self) -> Path:
         return self.master_key_file or self.auth_path / "master.key"
 
-    @field_validator("nats_url", "nats_credentials", "auth_dir", "master_key_file", mode="before")
+    @field_validator("nats_url", "nats_credentials", "auth_dir", "master_key_file",
+                     "console_credentials_dir", mode="before")  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str):

@@ -50,6 +50,7 @@ GROUPS_BUCKET = "groups"
 ORGANISATIONS_BUCKET = "organisations"
 REGISTRY_BUCKET = "registry"
 CREDENTIALS_BUCKET = "credentials"
+CONSOLE_ACCOUNTS_BUCKET = "console_accounts"
 
 DAY_S = 24 * 3600.0
 # No record may outgrow this; the commands that grow records are bounded well below it.
@@ -189,6 +190,12 @@ def topology(settings: Settings) -> Topology:
                 CREDENTIALS_BUCKET,
                 "Organisations' credentials (public keys, revocations), "
                 "key <org>.<name>; operators only.",
+                10,
+            ),
+            bucket(
+                CONSOLE_ACCOUNTS_BUCKET,
+                "Who may sign in to the console (password hashes, roles by organisation), "
+                "key <account_id>; the console and operators only.",
                 10,
             ),
             bucket(

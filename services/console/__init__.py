@@ -1,0 +1,1 @@
+"""The coordinators' console and its HTTP API."""

@@ -1,0 +1,208 @@
+"""The console's HTTP API: contract in (a command's own payload, at
+``POST /api/orgs/{org}/commands/{Type}``), out through that organisation's own NATS
+connection, the service's reply back; every refusal as problem details (RFC 9457).
+
+Thin: who may send what is ``domain``, accounts and sessions are their own modules, and
+commands travel exactly as the CLI's do (``runtime.asking``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import FastAPI, Header, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from nats.errors import Error as NatsError
+from pydantic import TypeAdapter, ValidationError
+
+from contracts import catalogue, subjects
+from contracts.console import Problem, SignedIn, SignIn
+from contracts.envelope import Command, MessageId
+from contracts.records import ConsoleAccount
+from contracts.replies import CommandRejected, FieldError, field_errors
+from runtime.clock import Clock
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from services.console import domain
+from services.console.accounts import Accounts
+from services.console.orgs import NoCredential, OrgConnections
+from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session, Sessions
+
+log = get_logger(__name__)
+
+PROBLEM = "application/problem+json"
+_COMMAND_ID: TypeAdapter[str] = TypeAdapter(MessageId)
+
+
+@dataclass(frozen=True)
+class ConsoleDeps:
+    accounts: Accounts
+    sessions: Sessions
+    orgs: OrgConnections
+    settings: Settings
+    clock: Clock
+
+
+def problem(found: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(found.model_dump(mode="json"), status_code=found.status,
+                        media_type=PROBLEM, headers=headers)  # fmt: skip
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": Problem, "content": {PROBLEM: {}}} for status in statuses}
+
+
+def create_app(deps: ConsoleDeps) -> FastAPI:
+    app = FastAPI(
+        title="Alongside", version=catalogue.VERSION,
+        description="Every command of Alongside's services, sent as a signed-in person of "
+                    "one organisation; refusals are RFC 9457 problem details.",
+    )  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [FieldError(field=".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
+                             reason=e["msg"]) for e in error.errors()]  # fmt: skip
+        detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+        return problem(Problem(title="Invalid request", status=422, detail=detail,
+                               errors=errors))  # fmt: skip
+
+    async def signed_in(request: Request) -> tuple[Session, ConsoleAccount] | None:
+        session = deps.sessions.read(request.cookies.get(COOKIE))
+        if session is None:
+            return None
+        account = await deps.accounts.get(session.account_id)
+        # A disabled account's sessions end with it.
+        return (session, account) if account and account.status == "active" else None
+
+    @app.post("/api/session", response_model=SignedIn, responses=_problems(401),
+              tags=["session"])  # fmt: skip
+    async def sign_in(body: SignIn, response: Response) -> SignedIn | JSONResponse:
+        """Sign in: the session is set as an HTTP-only cookie; keep ``csrf_token`` to send
+        back in ``X-CSRF-Token`` with every request that changes something."""
+        account = await deps.accounts.signing_in(body.email, body.password)
+        if account is None:
+            log.info("console_sign_in_refused")
+            return problem(
+                Problem(
+                    title="Not signed in",
+                    status=401,
+                    detail="that email and password do not match an account",
+                )
+            )
+        value, session = deps.sessions.start(account.account_id)
+        response.set_cookie(
+            COOKIE, value, max_age=int(LASTS.total_seconds()), httponly=True,
+            samesite="strict", secure=deps.settings.http_secure_cookies,
+        )  # fmt: skip
+        log.info("console_signed_in", account_id=account.account_id)
+        return _signed_in(account, session)
+
+    @app.get("/api/session", response_model=SignedIn, responses=_problems(401),
+             tags=["session"])  # fmt: skip
+    async def who(request: Request) -> SignedIn | JSONResponse:
+        found = await signed_in(request)
+        if found is None:
+            return problem(domain.NOT_SIGNED_IN)
+        session, account = found
+        return _signed_in(account, session)
+
+    @app.delete("/api/session", status_code=204, responses=_problems(403), tags=["session"])
+    async def sign_out(
+        request: Request, csrf: Annotated[str | None, Header(alias=CSRF_HEADER)] = None
+    ) -> Response:
+        found = await signed_in(request)
+        if found is not None and not found[0].allows(csrf):
+            return problem(_csrf_refused())
+        response = Response(status_code=204)
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict",
+                               secure=deps.settings.http_secure_cookies)  # fmt: skip
+        return response
+
+    for model in catalogue.COMMANDS.values():
+        _command_route(app, model, deps, signed_in)
+    return app
+
+
+def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, signed_in: Any) -> None:
+    type_name = model.type_name
+    replies = [catalogue.REPLIES[name] for name in catalogue.REPLIES_TO[type_name]
+               if name != CommandRejected.type_name]  # fmt: skip
+
+    async def send(
+        request: Request,
+        org: Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)],
+        command: Command,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        csrf: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
+    ) -> Response:
+        found = await signed_in(request)
+        account = found[1] if found else None
+        refused = domain.refusal(account, org, type_name)
+        if refused is not None:
+            return problem(refused)
+        assert found is not None
+        if not found[0].allows(csrf):
+            return problem(_csrf_refused())
+        try:
+            command_id = None if idempotency_key is None else _COMMAND_ID.validate_python(
+                idempotency_key)  # fmt: skip
+        except ValidationError as error:
+            errors = [FieldError(field="Idempotency-Key", reason=e.reason)
+                      for e in field_errors(error)]  # fmt: skip
+            return problem(Problem(title="Invalid Idempotency-Key", status=422,
+                                   detail=errors[0].reason, errors=errors))  # fmt: skip
+        try:
+            asking = await deps.orgs.asking(org)
+            reply = await asking.any(org, command, command_id)
+        except NoCredential as missing:
+            return problem(Problem(title="Organisation not served here", status=503,
+                                   detail=str(missing)))  # fmt: skip
+        except (NatsError, TimeoutError) as error:
+            log.warning("console_command_unanswered", org=org, command_type=type_name,
+                        error=type(error).__name__)  # fmt: skip
+            return problem(Problem(title="Try again shortly", status=503,
+                                   detail=f"{model.service} did not answer"),
+                           headers={"Retry-After": "5"})  # fmt: skip
+        log.info("console_command", org=org, command_type=type_name, status=reply.status,
+                 account_id=found[1].account_id)  # fmt: skip
+        if isinstance(reply, CommandRejected):
+            return problem(domain.problem_of(reply))
+        return JSONResponse(reply.model_dump(mode="json"))
+
+    # FastAPI reads the body's schema from the signature: this command's own model.
+    signature = inspect.signature(send)
+    send.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        p.replace(annotation=model) if p.name == "command" else p
+        for p in signature.parameters.values()
+    ])  # fmt: skip
+    app.add_api_route(
+        f"/api/orgs/{{org}}/commands/{type_name}", send, methods=["POST"],
+        name=type_name, summary=(model.__doc__ or type_name).split("\n")[0],
+        tags=[model.service], response_model=replies[0] if len(replies) == 1 else None,
+        responses=_problems(401, 403, 409, 422, 503),
+    )  # fmt: skip
+
+
+def _signed_in(account: ConsoleAccount, session: Session) -> SignedIn:
+    return SignedIn(email=account.email, name=account.name, roles=account.roles,
+                    csrf_token=session.csrf_token, expires_at=session.expires_at)  # fmt: skip
+
+
+def _csrf_refused() -> Problem:
+    return Problem(
+        title="Missing or wrong CSRF token",
+        status=403,
+        detail=f"send the session's csrf_token in the {CSRF_HEADER} header",
+    )
+
+
+async def serve(app: FastAPI, host: str, port: int) -> None:
+    config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
+                            log_config=None, log_level="warning")  # fmt: skip
+    await uvicorn.Server(config).serve()

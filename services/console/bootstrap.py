@@ -1,0 +1,49 @@
+"""Wiring: the console's dependencies, and running it (``alongside up console``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from runtime import bus, topology
+from runtime.clock import Clock
+from runtime.logging import get_logger
+from runtime.settings import Settings
+from runtime.vault import load_master_key
+from services.console.accounts import Accounts
+from services.console.app import ConsoleDeps, create_app, serve
+from services.console.orgs import CredentialFor, OrgConnections
+from services.console.sessions import Sessions
+
+log = get_logger(__name__)
+
+
+async def bootstrap(
+    nc: Client, url: str, settings: Settings, clock: Clock, credential: CredentialFor
+) -> ConsoleDeps:
+    """``nc``: the console's own connection (its accounts); ``credential``: where each
+    organisation's credential comes from, for the commands sent as it."""
+    return ConsoleDeps(
+        accounts=Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), clock),
+        # Signed with a key derived from the master key: every replica reads every session.
+        sessions=Sessions(load_master_key(settings.master_key_path), clock),
+        orgs=OrgConnections(url, credential, clock),
+        settings=settings,
+        clock=clock,
+    )
+
+
+async def run(
+    url: str, settings: Settings, clock: Clock, credential: CredentialFor,
+    own_credential: Path | None,
+) -> None:  # fmt: skip
+    """Serve the console at ``settings.http_host:http_port`` until cancelled."""
+    nc = await bus.connect(url, "alongside-console", own_credential)
+    deps = await bootstrap(nc, url, settings, clock, credential)
+    log.info("console_serving", url=f"http://{settings.http_host}:{settings.http_port}")
+    try:
+        await serve(create_app(deps), settings.http_host, settings.http_port)
+    finally:
+        await deps.orgs.close()
+        await nc.close()

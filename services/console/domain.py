@@ -1,0 +1,54 @@
+"""What the console decides on its own: who may send which command for which organisation,
+and how a refusal reads as HTTP. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from contracts.console import Problem
+from contracts.records import ConsoleAccount
+from contracts.replies import CommandRejected, FieldError
+
+# Commands that answer for the people's data or the organisation's settings: a supervisor's
+# (or an operator's), never a coordinator's alone.
+SUPERVISORS_ONLY = frozenset({
+    "ExportPersonData", "EraseClient", "EraseSupporter", "ConfigureScheduling",
+})  # fmt: skip
+
+
+NOT_SIGNED_IN = Problem(title="Not signed in", status=401,
+                        detail="sign in first (POST /api/session)")  # fmt: skip
+
+
+def refusal(account: ConsoleAccount | None, org: str, command_type: str) -> Problem | None:
+    """Why this account may not send this command for this organisation; None if it may."""
+    if account is None:
+        return NOT_SIGNED_IN
+    role = account.roles.get(org)
+    if role is None:
+        return Problem(title="Not your organisation", status=403,
+                       detail=f"this account has no role in {org}")  # fmt: skip
+    if role == "coordinator" and command_type in SUPERVISORS_ONLY:
+        return Problem(title="Needs a supervisor", status=403,
+                       detail=f"{command_type} is for a supervisor of {org}")  # fmt: skip
+    return None
+
+
+def problem_of(reply: CommandRejected) -> Problem:
+    """A service's refusal as problem details: each field relative to the request body
+    (``client.contact.email``), with the service's reason. The status says what to do:
+    409 the id was used for another command, 503 retry later, 403 the organisation is not
+    served, else 422 fix the request."""
+    errors = [FieldError(field=e.field.removeprefix("data."), reason=e.reason)
+              for e in reply.errors]  # fmt: skip
+    fields = {e.field for e in reply.errors}
+    reasons = " ".join(e.reason for e in reply.errors)
+    if fields == {"id"} and "retry" in reasons:
+        status, title = 503, "Try again shortly"
+    elif fields == {"id"}:
+        status, title = 409, "That Idempotency-Key was used for another command"
+    elif fields == {"org"}:
+        status, title = 403, "Organisation not served"
+    else:
+        status, title = 422, f"{reply.command_type} refused"
+    detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+    return Problem(title=title, status=status, detail=detail, errors=errors,
+                   command_id=reply.command_id)  # fmt: skip

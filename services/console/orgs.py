@@ -1,0 +1,78 @@
+"""Each organisation's own NATS connection: the console sends an organisation's commands
+only as that organisation, with its own credential (``access.org_permissions``), so the
+server itself refuses anything that would reach another, whatever a page gets wrong."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from runtime import bus
+from runtime.asking import Asking
+from runtime.clock import Clock
+from runtime.credentials import Credentials
+
+SOURCE = "alongside/console"
+CredentialFor = Callable[[str], Awaitable[Path]]
+
+
+class NoCredential(Exception):
+    """The console holds no credential for an organisation."""
+
+
+def from_folder(folder: Path) -> CredentialFor:
+    """A deployment's: the operator wrote ``<org>.creds`` for the console into ``folder``
+    (``alongside orgs credentials ORG --name console -o FOLDER/ORG.creds``)."""
+
+    async def credential(org: str) -> Path:
+        path = folder / f"{org}.creds"
+        if not path.exists():
+            raise NoCredential(f"the console holds no credential for {org} ({path})")
+        return path
+
+    return credential
+
+
+def issued_by(credentials: Credentials, folder: Path) -> CredentialFor:
+    """The embedded server's: the console's credential for an organisation is issued the
+    first time it is needed (``alongside up`` holds the operator's keys)."""
+
+    async def credential(org: str) -> Path:
+        path = folder / f"{org}.creds"
+        if not path.exists():
+            _keep(path, (await credentials.issue(org, "console")).text)
+        return path
+
+    return credential
+
+
+def _keep(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)  # a secret: readable by this user only
+    path.write_text(text)
+
+
+class OrgConnections:
+    def __init__(self, url: str, credential: CredentialFor, clock: Clock) -> None:
+        self.url = url
+        self.credential = credential
+        self.clock = clock
+        self._open: dict[str, tuple[Client, Asking]] = {}
+        self._lock = asyncio.Lock()
+
+    async def asking(self, org: str) -> Asking:
+        """Commands out as ``org`` (connected the first time it is asked for)."""
+        async with self._lock:
+            if org not in self._open:
+                path = await self.credential(org)
+                nc = await bus.connect(self.url, f"alongside-console-{org}", path, attempts=3)
+                self._open[org] = (nc, Asking(nc, SOURCE, self.clock))
+            return self._open[org][1]
+
+    async def close(self) -> None:
+        for nc, _ in self._open.values():
+            await nc.close()
+        self._open.clear()

@@ -1,0 +1,148 @@
+"""The console's HTTP API against the real server: a signed-in coordinator sends an
+organisation's commands as that organisation; everything else is refused with problem
+details, and the server itself refuses the organisation's connection anything else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+from alongside.client import AlongsideClient
+from contracts import subjects
+from runtime import bus
+from runtime.access import AuthDir
+from runtime.clock import ManualClock
+from runtime.credentials import Credentials
+from runtime.settings import Settings
+from services.console.app import create_app
+from services.console.bootstrap import bootstrap
+from services.console.orgs import issued_by
+from services.console.sessions import COOKIE, CSRF_HEADER
+from tests.conftest import Start
+from tests.support import intake, wait_for
+
+pytestmark = pytest.mark.nats
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+async def console(
+    provisioned: str, auth: AuthDir, credentials: Credentials, clock: ManualClock,
+    tmp_path: Path, org: str, other_org: str,
+) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
+    """The console as ``alongside up`` runs it, its own NATS user for its accounts; three
+    people: a coordinator and a supervisor of ``org``, a coordinator of ``other_org``."""
+    own = await bus.connect(provisioned, "console", auth.credentials("console"))
+    deps = await bootstrap(own, provisioned, Settings(), clock,
+                           issued_by(credentials, tmp_path / "console"))  # fmt: skip
+    await deps.accounts.put("ana@example.org", "Ana", PASSWORD, {org: "coordinator"})
+    await deps.accounts.put("sam@example.org", "Sam", PASSWORD, {org: "supervisor"})
+    await deps.accounts.put("oli@example.org", "Oli", PASSWORD, {other_org: "coordinator"})
+    transport = httpx.ASGITransport(app=create_app(deps))
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+        http.headers["Accept"] = "application/json"
+        yield http
+    await deps.orgs.close()
+    await own.close()
+
+
+async def sign_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
+    response = await http.post("/api/session", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    assert "httponly" in response.headers["set-cookie"].lower()
+    return str(response.json()["csrf_token"])
+
+
+def problem_of(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    found: dict[str, object] = response.json()
+    assert found["status"] == status
+    return found
+
+
+async def test_a_coordinator_sends_an_intake_and_a_retry_with_its_key_is_answered_the_same(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str, other_org: str
+) -> None:
+    await start("intake")
+    body = json.loads(intake("c1", ["en"]).model_dump_json())
+    url = f"/api/orgs/{org}/commands/SubmitIntake"
+
+    problem_of(await console.post(url, json=body), 401)  # not signed in
+    wrong = await console.post("/api/session", json={"email": "ana@example.org",
+                                                     "password": "not it at all"})  # fmt: skip
+    problem_of(wrong, 401)
+    csrf = await sign_in(console, "ana@example.org")
+    assert COOKIE in console.cookies
+    problem_of(await console.post(url, json=body), 403)  # no CSRF token: refused
+
+    headers = {CSRF_HEADER: csrf, "Idempotency-Key": "intake-c1"}
+    broken = {**body, "client": {**body["client"], "contact": {"email": "not an email"}}}
+    refused = problem_of(await console.post(url, json=broken, headers=headers), 422)
+    assert [e["field"] for e in refused["errors"]] == ["client.contact.email"]  # type: ignore[attr-defined]
+
+    accepted = await console.post(url, json=body, headers=headers)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted"
+    assert accepted.json()["command_id"] == "intake-c1"
+    [received] = await wait_for(client, org, "IntakeReceived")
+    assert received.data["case_id"] == "c1"
+    again = await console.post(url, json=body, headers=headers)
+    assert again.json() == accepted.json()  # the same command: the same reply, one effect
+    other = {**body, "has_other_support": not body["has_other_support"]}
+    reused = problem_of(await console.post(url, json=other, headers=headers), 409)
+    assert reused["command_id"] == "intake-c1"
+
+    problem_of(await console.post(f"/api/orgs/{other_org}/commands/SubmitIntake", json=body,
+                                  headers={CSRF_HEADER: csrf}), 403)  # fmt: skip
+    erase = await console.post(f"/api/orgs/{org}/commands/EraseClient",
+                               json={"case_id": "c1"}, headers={CSRF_HEADER: csrf})  # fmt: skip
+    assert "supervisor" in str(problem_of(erase, 403)["detail"])
+
+
+async def test_a_supervisor_may_erase_and_a_signed_out_session_sends_nothing(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    csrf = await sign_in(console, "sam@example.org")
+    headers = {CSRF_HEADER: csrf}
+    body = json.loads(intake("c1", ["en"]).model_dump_json())
+    submitted = await console.post(f"/api/orgs/{org}/commands/SubmitIntake", json=body,
+                                   headers=headers)  # fmt: skip
+    assert submitted.status_code == 200, submitted.text
+    erased = await console.post(f"/api/orgs/{org}/commands/EraseClient", json={"case_id": "c1"},
+                                headers=headers)  # fmt: skip
+    assert erased.status_code == 200, erased.text
+    await wait_for(client, org, "ClientErased")
+    who = await console.get("/api/session")
+    assert who.json()["roles"] == {org: "supervisor"}
+
+    assert (await console.delete("/api/session", headers=headers)).status_code == 204
+    problem_of(await console.get("/api/session"), 401)
+    problem_of(await console.post(f"/api/orgs/{org}/commands/SubmitIntake", json=body,
+                                  headers=headers), 401)  # fmt: skip
+
+
+async def test_the_console_sends_as_the_organisation_so_the_server_refuses_it_any_other(
+    nc: Client, auth: AuthDir, credentials: Credentials, clock: ManualClock, provisioned: str,
+    tmp_path: Path, org: str, other_org: str,
+) -> None:  # fmt: skip
+    own = await bus.connect(provisioned, "console", auth.credentials("console"))
+    deps = await bootstrap(own, provisioned, Settings(), clock,
+                           issued_by(credentials, tmp_path / "console"))  # fmt: skip
+    try:
+        asking = await deps.orgs.asking(org)
+        # Were a page to get the organisation wrong, its connection could not reach another.
+        with pytest.raises((NatsError, TimeoutError)):
+            await asking.nc.request(subjects.command(other_org, "intake", "SubmitIntake"),
+                                    b"{}", timeout=1.0)  # fmt: skip
+        assert (tmp_path / "console" / f"{org}.creds").stat().st_mode & 0o077 == 0
+    finally:
+        await deps.orgs.close()
+        await own.close()
