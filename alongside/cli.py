@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from alongside import connection, rules_cli, services
+from alongside import connection, console_cli, rules_cli, services
 from alongside.client import AlongsideClient, summarise
 from alongside.options import CliError, OrgOpt, read_text, valid_name, valid_org
 from contracts import catalogue
@@ -37,6 +37,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 contracts_app = typer.Typer(no_args_is_help=True, help="The event catalogue.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(rules_cli.app, name="rules")
+app.add_typer(console_cli.app, name="console")
 orgs_app = typer.Typer(no_args_is_help=True, help="The organisations using this deployment.")
 app.add_typer(orgs_app, name="orgs")
 auth_app = typer.Typer(no_args_is_help=True, help="The operator's keys (NATS decentralised auth).")
@@ -58,13 +59,17 @@ def up(
         list[str] | None, typer.Argument(help="Services to run (default: all).", show_default=False)
     ] = None,
 ) -> None:
-    """Run the services. With no ALONGSIDE_NATS_URL, start an embedded nats-server first."""
+    """Run the services and the console. With no ALONGSIDE_NATS_URL, start an embedded
+    nats-server first."""
     settings = _settings()
-    unknown = sorted(set(names or []) - set(services.SERVICES))
+    known = [*services.SERVICES, console_cli.NAME]
+    unknown = sorted(set(names or []) - set(known))
     if unknown:  # before any server starts
-        known = ", ".join(services.SERVICES)
-        raise CliError(f"unknown service {', '.join(unknown)}; one of {known}")
-    asyncio.run(_up(settings, names or list(services.SERVICES)))
+        raise CliError(f"unknown service {', '.join(unknown)}; one of {', '.join(known)}")
+    names = names or known
+    if console_cli.NAME in names:
+        console_cli.check(settings)
+    asyncio.run(_up(settings, names))
 
 
 async def _up(settings: Settings, names: list[str]) -> None:
@@ -90,19 +95,27 @@ async def _up(settings: Settings, names: list[str]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     running = services.Running()
+    served = [name for name in names if name in services.SERVICES]
     try:
         if settings.health_port is not None:
             # From before the services start, so readiness says "starting" meanwhile; held
             # here, since a task nothing refers to may be collected while it runs.
-            process = health.Process(names, running.brokers, running.ready)
+            process = health.Process(served, running.brokers, running.ready)
             running.tasks.append(asyncio.create_task(
                 health.serve(process, settings.health_host, settings.health_port)))  # fmt: skip
         try:
-            await services.start(url, names, settings, running=running,
+            await services.start(url, served, settings, running=running,
                                  credentials=auth.credentials if auth else credentials)  # fmt: skip
+            if console_cli.NAME in names:
+                load_master_key(settings.master_key_path)  # its sessions are signed with it
+                running.tasks.append(asyncio.create_task(console_cli.serve(url, settings, auth)))
         except NoMasterKey as missing:
             raise CliError(str(missing)) from None
         typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
+        if console_cli.NAME in names:
+            typer.echo(f"alongside: console at http://{settings.http_host}:{settings.http_port} "
+                       "(accounts: alongside console account EMAIL --name NAME "
+                       "--role ORG=coordinator)", err=True)  # fmt: skip
         await stopping.wait()
     finally:
         await services.stop(running)  # what started, also when a later service failed to

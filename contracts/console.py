@@ -21,9 +21,7 @@ from contracts.replies import FieldError
 # people's data (exports, erasure) and its scheduling settings; an operator runs the
 # deployment, for each organisation they hold.
 Role = Literal["coordinator", "supervisor", "operator"]
-Email = Annotated[
-    str, PERSONAL, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)
-]
+Email = Annotated[str, PERSONAL, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)]
 
 
 class SignIn(BaseModel):

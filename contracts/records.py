@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.console import Role
 from contracts.intake import (
     CLIENT_PARTY_ID,
     Method,
@@ -21,7 +22,6 @@ from contracts.intake import (
     SupportPerson,
     VettingEvidence,
 )
-from contracts.console import Role
 from contracts.privacy import PERSONAL, SENSITIVE
 from contracts.scheduling import SchedulingPolicy
 

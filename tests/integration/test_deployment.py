@@ -190,12 +190,13 @@ def test_the_compose_file_gives_every_service_its_own_credential_and_health_chec
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     made = {path.name for path in (ROOT / "deploy").glob("nats/*.conf")}
     assert made == {"nats-1.conf", "nats-2.conf", "nats-3.conf"}
-    for name in services.SERVICES:
+    for name in [*services.SERVICES, "console"]:
         service = compose["services"][name]
         assert service["command"] == ["up", name]
         assert service["secrets"] == [f"{name}.creds", "master.key"]
         assert service["environment"]["ALONGSIDE_NATS_CREDENTIALS"] == f"/run/secrets/{name}.creds"
-        assert "/ready" in " ".join(service["healthcheck"]["test"])
+        probe = "/ready" if name in services.SERVICES else "/openapi.json"
+        assert probe in " ".join(service["healthcheck"]["test"])
         # `alongside auth init deploy/auth` writes exactly the files compose reads.
         assert compose["secrets"][f"{name}.creds"]["file"] == f"./deploy/auth/creds/{name}.creds"
     assert compose["secrets"]["master.key"]["file"] == "./deploy/auth/master.key"

@@ -1,0 +1,101 @@
+"""``alongside console``: who may sign in to the console; and running it under ``up``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, get_args
+
+import typer
+
+from alongside import connection
+from alongside.options import CliError, valid_org
+from contracts.console import Role
+from runtime import bus, topology
+from runtime.access import ADMIN, SYSTEM_USER, AuthDir
+from runtime.clock import SYSTEM
+from runtime.credentials import Credentials
+from runtime.logging import configure
+from runtime.settings import Settings
+from services.console import bootstrap
+from services.console.accounts import AccountError, Accounts
+from services.console.orgs import from_folder, issued_by
+
+NAME = "console"  # as `alongside up console` names it
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+
+def _role(value: str) -> tuple[str, Role]:
+    org, _, role = value.partition("=")
+    valid_org(org)
+    if role not in get_args(Role):
+        raise typer.BadParameter(f"{value!r}: ORG=ROLE, ROLE one of {', '.join(get_args(Role))}")
+    return org, role  # type: ignore[return-value]
+
+
+@app.command("account")
+def account(
+    email: Annotated[str, typer.Argument(help="The person's email: what they sign in with.")],
+    name: Annotated[str, typer.Option("--name", help="Their name, as the console shows it.")],
+    roles: Annotated[list[str], typer.Option(
+        "--role", help="ORG=ROLE (coordinator, supervisor or operator); repeat for each.")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input, not a prompt.")] = False,
+) -> None:  # fmt: skip
+    """Make a console account, or give one a new password, name and roles."""
+    settings = Settings()
+    configure(settings.log_level, settings.log_json)
+    granted = dict(_role(value) for value in roles)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def put() -> str:
+        nc = await connection.connect(settings, "alongside-console-accounts")
+        try:
+            accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET),
+                                SYSTEM)  # fmt: skip
+            made = await accounts.put(email, name, password, granted)
+        except AccountError as error:
+            raise CliError(str(error)) from None
+        finally:
+            await nc.close()
+        held = ", ".join(f"{role} of {org}" for org, role in made.roles.items())
+        return f"{made.email}: {held}"
+
+    typer.echo(asyncio.run(put()))
+
+
+def check(settings: Settings) -> None:
+    """Before anything starts: a console on a deployment's NATS needs the organisations'
+    credentials the operator issued for it."""
+    if settings.nats_url is not None and settings.console_credentials_dir is None:
+        raise CliError(
+            "the console sends each organisation's commands with that "
+            "organisation's credential: set ALONGSIDE_CONSOLE_CREDENTIALS_DIR to a "
+            "folder of <org>.creds (alongside orgs credentials ORG --name console)"
+        )
+
+
+async def serve(url: str, settings: Settings, auth: AuthDir | None) -> None:
+    """The console, until cancelled. On the embedded server (``auth``: its operator's keys)
+    each organisation's credential is issued the first time it is needed and kept in
+    ``<state_dir>/console``; on a deployment's, read from ``console_credentials_dir``."""
+    if auth is None:
+        assert settings.console_credentials_dir is not None
+        await bootstrap.run(url, settings, SYSTEM, from_folder(settings.console_credentials_dir),
+                            settings.nats_credentials)  # fmt: skip
+        return
+    admin = await bus.connect(url, "alongside-console-issuer", auth.credentials(ADMIN))
+    system = await bus.connect(url, "alongside-console-system", auth.credentials(SYSTEM_USER))
+    try:
+        store = Credentials(await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET), auth,
+                            system, SYSTEM)  # fmt: skip
+        folder: Path = settings.state_dir / "console"
+        await bootstrap.run(url, settings, SYSTEM, issued_by(store, folder),
+                            auth.credentials(NAME))  # fmt: skip
+    finally:
+        await system.close()
+        await admin.close()
