@@ -151,6 +151,8 @@ def embedded_auth(settings: Settings) -> AuthDir:
     if not auth.exists():
         auth = AuthDir.init(settings.auth_path, SERVICE_NEEDS, int(SYSTEM().timestamp()))
         typer.echo(f"alongside: made the operator's keys and credentials in {auth.path}", err=True)
+    else:  # a folder an earlier version made: its services may now need more
+        auth.issue_services(SERVICE_NEEDS, int(SYSTEM().timestamp()))
     load_master_key(settings.master_key_path, create=True)  # a folder from before it
     if adopt_data_without_auth(settings.state_dir, auth.account_key):
         typer.echo("alongside: moved the data stored before auth into the account", err=True)
@@ -580,6 +582,19 @@ def auth_init(
     typer.echo(f"wrote {auth.conf} and {len(SERVICE_NEEDS) + 2} credentials in "
                f"{auth.path / 'creds'}; set ALONGSIDE_AUTH_DIR={auth.path} where you run "
                "`alongside orgs credentials`")  # fmt: skip
+
+
+@auth_app.command("services")
+def auth_services(
+    directory: Annotated[Path, typer.Argument(help="The folder `auth init` made.")],
+) -> None:
+    """Issue each service's credential again, with the permissions this version gives it
+    (after an upgrade; the console's too). Restart the services to use them."""
+    auth = AuthDir(directory)
+    if not auth.exists():
+        raise CliError(f"no operator keys in {directory}: run `alongside auth init` first")
+    auth.issue_services(SERVICE_NEEDS, int(SYSTEM().timestamp()))
+    typer.echo(f"wrote {len(SERVICE_NEEDS)} service credentials in {auth.path / 'creds'}")
 
 
 @contracts_app.command("export")

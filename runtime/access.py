@@ -390,10 +390,15 @@ class AuthDir:
         _write_secret(
             auth.credentials(SYSTEM_USER), credentials_text(token, system_user.seed).encode()
         )
-        for service in services:
-            issued = auth.issue(service_user(service), service_permissions(service), now)
-            auth._write_user(service, issued)
+        auth.issue_services(services, now)
         return auth
+
+    def issue_services(self, services: Iterable[str], now: int) -> None:
+        """Each service's credential, with the permissions this version gives it (again
+        after an upgrade: a service that needs more than its old credential allowed)."""
+        for service in services:
+            self._write_user(service, self.issue(service_user(service),
+                                                 service_permissions(service), now))  # fmt: skip
 
     def _write_user(self, user: str, issued: Issued) -> None:
         _write_secret(self.credentials(user), issued.text.encode())

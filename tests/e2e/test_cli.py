@@ -33,6 +33,7 @@ from runtime.registry import register
 from runtime.settings import Settings
 from runtime.state import Policies
 from runtime.store import RecordStore
+from services.console.accounts import Accounts
 from tests.conftest import Start
 from tests.support import accepted, org_today
 
@@ -390,3 +391,35 @@ async def test_a_service_will_not_start_without_the_deployments_master_key(
     assert "ALONGSIDE_MASTER_KEY_FILE" in result.stderr
     assert "Traceback" not in result.stderr
     assert not missing.exists()
+
+
+async def test_console_accounts_are_made_and_changed_from_the_command_line(
+    env: dict[str, str], nc: Client, org: str
+) -> None:
+    def invoke(*args: str, stdin: str) -> Result:
+        return runner.invoke(app, ["console", "account", *args, "--password-stdin"],
+                             input=stdin, env=env)  # fmt: skip
+
+    made = await asyncio.to_thread(invoke, "ana@example.org", "--name", "Ana", "--role",
+                                   f"{org}=coordinator", stdin="correct horse battery\n")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert made.output.strip() == f"ana@example.org: coordinator of {org}"
+    accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), SYSTEM)
+    assert await accounts.signing_in("ana@example.org", "correct horse battery") is not None
+    assert await accounts.signing_in("ana@example.org", "wrong horse battery") is None
+
+    changed = await asyncio.to_thread(invoke, "ana@example.org", "--name", "Ana", "--role",
+                                      f"{org}=supervisor", stdin="a new long password\n")  # fmt: skip
+    assert changed.exit_code == 0, changed.output
+    ana = await accounts.signing_in("ANA@example.org ", "a new long password")  # as typed
+    assert ana is not None
+    assert ana.roles == {org: "supervisor"}
+
+    short = await asyncio.to_thread(invoke, "bo@example.org", "--name", "Bo", "--role",
+                                    f"{org}=coordinator", stdin="short\n")  # fmt: skip
+    assert short.exit_code == 1
+    assert "at least 12 characters" in str(short.exception)
+    unknown = await asyncio.to_thread(invoke, "bo@example.org", "--name", "Bo", "--role",
+                                      f"{org}=boss", stdin="correct horse battery\n")  # fmt: skip
+    assert unknown.exit_code == 2
+    assert f"{org}=boss" in unknown.output
