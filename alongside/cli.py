@@ -177,12 +177,17 @@ def provision() -> None:
 @app.command()
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the sample population.")] = 7,
-) -> None:
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Afterwards keep the console (ALONGSIDE_HTTP_PORT, 8000) and the "
+                        "services running with the demo's data, until Ctrl-C.")] = False,
+) -> None:  # fmt: skip
     """Walk the whole flow on a fresh embedded server with two organisations."""
     from alongside.demo import run_demo
 
     configure("ERROR", json=True)  # expected refusals would log warnings
-    sys.exit(asyncio.run(run_demo(seed)))
+    port = Settings().http_port if serve else None
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(asyncio.run(run_demo(seed, serve_port=port)))
 
 
 def _command_body(command_type: str, org: str, document: dict[str, Any]) -> bytes:

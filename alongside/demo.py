@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from alongside import sample, services
+from alongside import console_demo, sample, services
 from alongside.calendars import calendar_for
 from alongside.client import AlongsideClient
 from contracts import subjects
@@ -113,17 +114,23 @@ async def _accepted(client: AlongsideClient, org: str, command: Command) -> Comm
 Tap = Callable[[str, AuthDir], Awaitable[None]]
 
 
-async def run_demo(seed: int, clock: Clock = SYSTEM, tap: Tap | None = None) -> int:
+async def run_demo(
+    seed: int, clock: Clock = SYSTEM, tap: Tap | None = None, serve_port: int | None = None
+) -> int:
+    """``serve_port``: afterwards, keep the console serving the demo's data there, with
+    everything else running, until interrupted."""
     with tempfile.TemporaryDirectory(prefix="alongside-demo-") as state:
         try:
-            await _demo(Path(state), seed, clock, tap)
+            await _demo(Path(state), seed, clock, tap, serve_port)
         except DemoFailed as failure:
             console.print(f"[bold red]demo failed:[/] {failure}")
             return 1
     return 0
 
 
-async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
+async def _demo(
+    state: Path, seed: int, clock: Clock, tap: Tap | None, serve_port: int | None
+) -> None:
     rng = random.Random(seed)
     # The organisations work in their scheduling time zone: "today" is their date.
     today = clock().astimezone(ZoneInfo(SchedulingPolicy().time_zone)).date()
@@ -167,7 +174,22 @@ async def _demo(state: Path, seed: int, clock: Clock, tap: Tap | None) -> None:
             await _operators_view(client, running, spans, vault)
             await _subject_access(client)
             await _erasure(client, nc, vault)
+            console.print("\n[bold]11. The console's HTTP API[/]")
+            try:
+                stop_console = await console_demo.show(
+                    console.print, nc, server.url, auth, credentials, state, settings, clock,
+                    ORGS[0], serve_port,
+                )  # fmt: skip
+            except RuntimeError as failure:
+                raise DemoFailed(str(failure)) from None
             console.rule("[bold green]demo complete")
+            if serve_port is not None:
+                console.print("The console and the services keep running with the demo's "
+                              "data; Ctrl-C to stop.")  # fmt: skip
+                stopping = asyncio.Event()
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+                await stopping.wait()  # or Ctrl-C, which cancels this
+            stop_console()
         finally:
             await running.stop()
             await system.close()

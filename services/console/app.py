@@ -8,7 +8,9 @@ commands travel exactly as the CLI's do (``runtime.asking``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -202,7 +204,16 @@ def _csrf_refused() -> Problem:
     )
 
 
+class _Embedded(uvicorn.Server):
+    """Served inside a process that handles its own signals (``alongside up``, the demo):
+    it stops when its task is cancelled, not by catching Ctrl-C itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(app: FastAPI, host: str, port: int) -> None:
     config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
                             log_config=None, log_level="warning")  # fmt: skip
-    await uvicorn.Server(config).serve()
+    await _Embedded(config).serve()

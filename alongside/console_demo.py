@@ -1,0 +1,117 @@
+"""The demo's console step: a coordinator signs in over HTTP and sends an intake, as a
+browser or a script would (``urllib`` and a cookie jar; nothing else to install)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import secrets
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from http.cookiejar import CookieJar
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client as Nats
+
+from alongside import sample
+from runtime import topology
+from runtime.access import AuthDir
+from runtime.clock import Clock
+from runtime.credentials import Credentials
+from runtime.settings import Settings
+from services.console import bootstrap
+from services.console.accounts import Accounts
+from services.console.orgs import issued_by
+from services.console.sessions import CSRF_HEADER
+
+EMAIL = "coordinator@harbour.example"
+
+
+class Browser:
+    """Requests with a cookie jar, as a browser keeps the session cookie."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self._open = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+
+    async def call(self, method: str, path: str, body: Any = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )  # fmt: skip
+
+        def send() -> tuple[int, Any]:
+            try:
+                with self._open.open(request, timeout=15) as response:
+                    return response.status, json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read() or b"null")
+
+        return await asyncio.to_thread(send)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def show(
+    say: Callable[[str], None], nc: Nats, url: str, auth: AuthDir, credentials: Credentials,
+    state: Path, settings: Settings, clock: Clock, org: str, port: int | None,
+) -> Callable[[], Any]:  # fmt: skip
+    """Serve the console (on ``port``, or any free one), make a coordinator of ``org``, and
+    send an intake through it; returns what stops the console."""
+    password = secrets.token_urlsafe(12)
+    accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), clock)
+    await accounts.put(EMAIL, "Demo Coordinator", password, {org: "coordinator"})
+    port = port or free_port()
+    served = settings.model_copy(update={"http_port": port, "http_host": "127.0.0.1"})
+    task = asyncio.create_task(bootstrap.run(
+        url, served, clock, issued_by(credentials, state / "console"),
+        auth.credentials("console"),
+    ))  # fmt: skip
+    browser = Browser(f"http://127.0.0.1:{port}")
+    for _ in range(200):
+        with contextlib.suppress(OSError):
+            status, schema = await browser.call("GET", "/openapi.json")
+            if status == 200:
+                break
+        await asyncio.sleep(0.05)
+    commands = [p for p in schema["paths"] if "/commands/" in p]
+    say(f"  the console's HTTP API at http://127.0.0.1:{port}: {len(commands)} commands "
+        f"(OpenAPI {schema['openapi']} at /openapi.json and /docs)")  # fmt: skip
+
+    status, signed = await browser.call("POST", "/api/session",
+                                        {"email": EMAIL, "password": password})  # fmt: skip
+    if status != 200:
+        raise RuntimeError(f"the demo coordinator could not sign in: {status} {signed}")
+    say(f"  {EMAIL} signs in (argon2id; a signed, HTTP-only session cookie and a CSRF token), "
+        f"a coordinator of {org}")  # fmt: skip
+    headers = {CSRF_HEADER: signed["csrf_token"], "Idempotency-Key": "demo-http-intake"}
+    intake = json.loads(sample.intake(random.Random(99), "case-http").model_dump_json())
+    broken = {**intake, "client": {**intake["client"], "birth_year": 1850}}
+    status, problem = await browser.call(
+        "POST", f"/api/orgs/{org}/commands/SubmitIntake", broken, headers
+    )
+    say(f"  POST SubmitIntake with a wrong year of birth: {status} {problem['title']}: "
+        f"{problem['detail']}")  # fmt: skip
+    path = f"/api/orgs/{org}/commands/SubmitIntake"
+    status, reply = await browser.call("POST", path, intake, headers)
+    again_status, again = await browser.call("POST", path, intake, headers)
+    if status != 200 or again != reply:
+        raise RuntimeError(f"the intake over HTTP was not accepted once: {reply} / {again}")
+    say(f"  POST SubmitIntake case-http: {status} {reply['status']} (command {reply['command_id']}"
+        f" from the Idempotency-Key); sent again: {again_status}, the same reply")  # fmt: skip
+    status, _ = await browser.call("POST", "/api/orgs/other-org/commands/SubmitIntake", intake,
+                                   headers)  # fmt: skip
+    say(f"  the same for an organisation the account has no role in: {status}")
+    say(f"  sign in at http://127.0.0.1:{port} as {EMAIL}, password {password}")
+    return task.cancel
