@@ -10,18 +10,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts import intake, matching, rules, scheduling, subjects
+from contracts import intake, matching, rules, scheduling, subjects, views
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 
-VERSION = "1.5.0"
+VERSION = "1.6.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c
-    for c in (*intake.COMMANDS, *rules.COMMANDS, *matching.COMMANDS, *scheduling.COMMANDS)
+    for c in (
+        *intake.COMMANDS,
+        *views.COMMANDS,
+        *rules.COMMANDS,
+        *matching.COMMANDS,
+        *scheduling.COMMANDS,
+    )
 }
 EVENTS: dict[str, type[Event]] = {
-    e.type_name: e for e in (*intake.EVENTS, *rules.EVENTS, *matching.EVENTS, *scheduling.EVENTS)
+    e.type_name: e
+    for e in (*intake.EVENTS, *views.EVENTS, *rules.EVENTS, *matching.EVENTS, *scheduling.EVENTS)
 }
 REPLIES: dict[str, type[Message]] = {
     m.type_name: m
@@ -31,12 +38,14 @@ REPLIES: dict[str, type[Message]] = {
         rules.RulesEvaluated,
         matching.BatchAssigned,
         intake.PersonData,
+        views.CaseView,
     )
 }
 # Which replies answer a command: every command may be rejected.
 REPLIES_TO: dict[str, tuple[str, ...]] = {
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in intake.COMMANDS},
     intake.ExportPersonData.type_name: ("PersonData", "CommandRejected"),
+    views.ViewCase.type_name: ("CaseView", "CommandRejected"),
     **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in matching.COMMANDS},
     matching.AssignBatch.type_name: ("BatchAssigned", "CommandRejected"),

@@ -19,6 +19,7 @@ from contracts.intake import PersonData
 from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply
 from contracts.rules import EvaluateRules, RulesEvaluated
+from contracts.views import CaseView
 from runtime import bus, tracing
 from runtime.clock import Clock
 
@@ -26,7 +27,9 @@ REQUEST_TIMEOUT_S = 10.0
 
 _REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
 # Whatever a service answers a command with.
-AnyReply = CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned | PersonData
+AnyReply = (
+    CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned | PersonData | CaseView
+)
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 _EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected] = TypeAdapter(
     RulesEvaluated | CommandRejected
@@ -53,19 +56,23 @@ class Asking:
         """Another service's command; ``command_id`` derives from what caused it."""
         return parse_reply(await self._request(org, command, command_id, cause))
 
-    async def any(self, org: str, command: Command, command_id: str | None) -> AnyReply:
-        """Any command, as a client sends it (``command_id``: the client's own, or new)."""
-        return parse_any_reply(await self._request(org, command, command_id, None))
+    async def any(
+        self, org: str, command: Command, command_id: str | None, source: str | None = None
+    ) -> AnyReply:
+        """Any command, as a client sends it (``command_id``: the client's own, or new;
+        ``source``: who it is from, if more precisely than this client)."""
+        return parse_any_reply(await self._request(org, command, command_id, None, source))
 
     async def evaluate(self, org: str, command: EvaluateRules) -> RulesEvaluated | CommandRejected:
         """A judgement of the rules service (no effect, so no stable id is needed)."""
         return _EVALUATED.validate_json(await self._request(org, command, None, None))
 
     async def _request(
-        self, org: str, command: Command, command_id: str | None, cause: RawEnvelope | None
-    ) -> bytes:
+        self, org: str, command: Command, command_id: str | None, cause: RawEnvelope | None,
+        source: str | None = None,
+    ) -> bytes:  # fmt: skip
         envelope = wrap(
-            command, org=org, source=self.source, id=command_id, time=self.clock(),
+            command, org=org, source=source or self.source, id=command_id, time=self.clock(),
             cause=cause, traceparent=tracing.current(),
         )  # fmt: skip
         subject = subjects.command(org, command.service, command.type_name)

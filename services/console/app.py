@@ -27,12 +27,14 @@ from contracts.console import Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
 from contracts.records import ConsoleAccount
 from contracts.replies import CommandRejected, FieldError, field_errors
+from contracts.views import CaseView, ViewCase
+from runtime.asking import AnyReply
 from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from services.console import domain
 from services.console.accounts import Accounts
-from services.console.orgs import NoCredential, OrgConnections
+from services.console.orgs import SOURCE, NoCredential, OrgConnections
 from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session, Sessions
 
 log = get_logger(__name__)
@@ -126,6 +128,29 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
                                secure=deps.settings.http_secure_cookies)  # fmt: skip
         return response
 
+    @app.get("/api/orgs/{org}/cases/{case_id}", response_model=CaseView,
+             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
+    async def view_case(
+        request: Request,
+        org: Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)],
+        case_id: Annotated[str, PathParam(pattern=subjects.ID_PATTERN)],
+    ) -> Response:
+        """The case as its services hold it now: the client, the dispute, each party's
+        consent per stage, proposals with their explanations and hold ends, the schedule.
+        Every view is recorded (``CaseViewed``: who, which case, when)."""
+        found = await signed_in(request)
+        refused = domain.refusal(found[1] if found else None, org, ViewCase.type_name)
+        if refused is not None:
+            return problem(refused)
+        assert found is not None
+        reply = await _sent(deps, org, ViewCase(case_id=case_id), None, found[1])
+        if isinstance(reply, CommandRejected):
+            said = domain.problem_of(reply)
+            return problem(said.model_copy(update={"status": 404, "title": "No such case"}))
+        if isinstance(reply, JSONResponse):
+            return reply
+        return JSONResponse(reply.model_dump(mode="json"))
+
     for model in catalogue.COMMANDS.values():
         _command_route(app, model, deps, signed_in)
     return app
@@ -159,20 +184,9 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, signed
                       for e in field_errors(error)]  # fmt: skip
             return problem(Problem(title="Invalid Idempotency-Key", status=422,
                                    detail=errors[0].reason, errors=errors))  # fmt: skip
-        try:
-            asking = await deps.orgs.asking(org)
-            reply = await asking.any(org, command, command_id)
-        except NoCredential as missing:
-            return problem(Problem(title="Organisation not served here", status=503,
-                                   detail=str(missing)))  # fmt: skip
-        except (NatsError, TimeoutError) as error:
-            log.warning("console_command_unanswered", org=org, command_type=type_name,
-                        error=type(error).__name__)  # fmt: skip
-            return problem(Problem(title="Try again shortly", status=503,
-                                   detail=f"{model.service} did not answer"),
-                           headers={"Retry-After": "5"})  # fmt: skip
-        log.info("console_command", org=org, command_type=type_name, status=reply.status,
-                 account_id=found[1].account_id)  # fmt: skip
+        reply = await _sent(deps, org, command, command_id, found[1])
+        if isinstance(reply, JSONResponse):
+            return reply
         if isinstance(reply, CommandRejected):
             return problem(domain.problem_of(reply))
         return JSONResponse(reply.model_dump(mode="json"))
@@ -189,6 +203,30 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, signed
         tags=[model.service], response_model=replies[0] if len(replies) == 1 else None,
         responses=_problems(401, 403, 409, 422, 503),
     )  # fmt: skip
+
+
+async def _sent(
+    deps: ConsoleDeps, org: str, command: Command, command_id: str | None,
+    account: ConsoleAccount,
+) -> AnyReply | JSONResponse:  # fmt: skip
+    """The command sent as ``org``, in the account's name (its source), and the service's
+    reply; problem details when it could not be sent or was not answered."""
+    try:
+        asking = await deps.orgs.asking(org)
+        reply = await asking.any(org, command, command_id,
+                                 source=f"{SOURCE}/{account.account_id}")  # fmt: skip
+    except NoCredential as missing:
+        return problem(Problem(title="Organisation not served here", status=503,
+                               detail=str(missing)))  # fmt: skip
+    except (NatsError, TimeoutError) as error:
+        log.warning("console_command_unanswered", org=org, command_type=command.type_name,
+                    error=type(error).__name__)  # fmt: skip
+        return problem(Problem(title="Try again shortly", status=503,
+                               detail=f"{command.service} did not answer"),
+                       headers={"Retry-After": "5"})  # fmt: skip
+    log.info("console_command", org=org, command_type=command.type_name, status=reply.status,
+             account_id=account.account_id)  # fmt: skip
+    return reply
 
 
 def _signed_in(account: ConsoleAccount, session: Session) -> SignedIn:

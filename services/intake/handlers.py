@@ -26,6 +26,7 @@ from contracts.intake import (
 )
 from contracts.records import CaseRecord, SupporterRecord
 from contracts.replies import CommandAccepted, CommandRejected
+from contracts.views import CaseView, CaseViewed, ViewCase
 from runtime import tracing
 from runtime.changes import Change
 from runtime.clock import Clock
@@ -134,13 +135,49 @@ async def export_person_data(
     exported = PersonDataExported(person=command.person, subject_id=subject_id,
                                   command_id=received.envelope.id,
                                   requested_by=received.envelope.source)  # fmt: skip
-    envelope = wrap(exported, org=org, source=SOURCE, time=deps.clock(), cause=received.envelope,
-                    id=event_id(org, received.envelope.id, 0))  # fmt: skip
-    await deps.events.publish([envelope.model_dump_json()])
+    await recorded(exported, received, deps)
     log.info("person_data_exported", org=org, person=command.person, subject_id=subject_id,
              command_id=received.envelope.id, requested_by=received.envelope.source)  # fmt: skip
     return PersonData(command_id=received.envelope.id, person=command.person,
                       subject_id=subject_id, exported_at=deps.clock(), held=held)  # fmt: skip
+
+
+@handlers.on(ViewCase)
+async def view_case(
+    command: ViewCase, received: Received, deps: IntakeDeps
+) -> CaseView | CommandRejected:
+    """A case as its services hold it now; that it was seen, and by whom, is published
+    first (the access log)."""
+    org, case_id, command_id = received.org, command.case_id, received.envelope.id
+    try:
+        stored, _ = await deps.cases.store.load(org, case_id)
+        if stored is None:
+            await deps.vault.key(org, "client", case_id)  # Erased, if they were
+    except Erased:
+        return rejected(ViewCase.type_name, command_id, "data.case_id",
+                        "this client was erased: nothing is held about them")  # fmt: skip
+    if stored is None:
+        return rejected(ViewCase.type_name, command_id, "data.case_id",
+                        f"no case {case_id} is held here")  # fmt: skip
+    matching, _ = await deps.holdings.matches.load(org, case_id)
+    schedule, _ = await deps.holdings.schedules.load(org, case_id)
+    viewed = CaseViewed(case_id=case_id, command_id=command_id,
+                        viewed_by=received.envelope.source)  # fmt: skip
+    await recorded(viewed, received, deps)
+    log.info("case_viewed", org=org, case_id=case_id, command_id=command_id,
+             viewed_by=received.envelope.source)  # fmt: skip
+    return CaseView(command_id=command_id, viewed_at=deps.clock(), case=stored.record,
+                    matching=matching.record if matching else None,
+                    schedule=schedule.record if schedule else None)  # fmt: skip
+
+
+async def recorded(event: Event, received: Received, deps: IntakeDeps) -> None:
+    """Publish that something was read (an export, a view), before it is answered: its id
+    derives from the command's, so a retry records it once."""
+    org, command = received.org, received.envelope
+    envelope = wrap(event, org=org, source=SOURCE, time=deps.clock(), cause=command,
+                    id=event_id(org, command.id, 0))  # fmt: skip
+    await deps.events.publish([envelope.model_dump_json()])
 
 
 @handlers.on(EraseClient)

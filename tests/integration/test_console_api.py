@@ -20,6 +20,7 @@ from runtime.access import AuthDir
 from runtime.clock import ManualClock
 from runtime.credentials import Credentials
 from runtime.settings import Settings
+from services.console.accounts import account_id
 from services.console.app import create_app
 from services.console.bootstrap import bootstrap
 from services.console.orgs import issued_by
@@ -146,3 +147,30 @@ async def test_the_console_sends_as_the_organisation_so_the_server_refuses_it_an
     finally:
         await deps.orgs.close()
         await own.close()
+
+
+async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    csrf = await sign_in(console, "ana@example.org")
+    body = json.loads(intake("c1", ["en"]).model_dump_json())
+    sent = await console.post(f"/api/orgs/{org}/commands/SubmitIntake", json=body,
+                              headers={CSRF_HEADER: csrf})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+
+    viewed = await console.get(f"/api/orgs/{org}/cases/c1")
+    assert viewed.status_code == 200, viewed.text
+    case = viewed.json()["case"]
+    assert case["intake"]["client"]["display_name"] == body["client"]["display_name"]
+    assert (case["stage"], viewed.json()["matching"]) == ("entry", None)  # matching not run
+    [recorded] = await wait_for(client, org, "CaseViewed")
+    assert recorded.data["case_id"] == "c1"
+    assert recorded.data["viewed_by"] == f"alongside/console/{account_id('ana@example.org')}"
+    assert recorded.data["command_id"] == viewed.json()["command_id"]
+
+    missing = problem_of(await console.get(f"/api/orgs/{org}/cases/c9"), 404)
+    assert missing["errors"] == [{"field": "case_id", "reason": "no case c9 is held here"}]
+    assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
+    await sign_in(console, "oli@example.org")  # a coordinator of the other organisation
+    problem_of(await console.get(f"/api/orgs/{org}/cases/c1"), 403)
