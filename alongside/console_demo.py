@@ -19,6 +19,8 @@ from typing import Any
 from nats.aio.client import Client as Nats
 
 from alongside import sample
+from contracts import subjects
+from contracts.envelope import RawEnvelope
 from runtime import topology
 from runtime.access import AuthDir
 from runtime.clock import Clock
@@ -110,6 +112,16 @@ async def show(
         raise RuntimeError(f"the intake over HTTP was not accepted once: {reply} / {again}")
     say(f"  POST SubmitIntake case-http: {status} {reply['status']} (command {reply['command_id']}"
         f" from the Idempotency-Key); sent again: {again_status}, the same reply")  # fmt: skip
+    status, view = await browser.call("GET", f"/api/orgs/{org}/cases/case-http")
+    last = await nc.jetstream().get_last_msg(topology.EVENTS_STREAM,
+                                             subjects.event(org, "CaseViewed"))  # fmt: skip
+    viewed = RawEnvelope.model_validate_json(last.data or b"")
+    if status != 200 or viewed.data["command_id"] != view["command_id"]:
+        raise RuntimeError(f"the case view was not answered and recorded: {status} {view}")
+    parties = len(view["case"]["intake"]["other_parties"])
+    say(f"  GET /api/orgs/{org}/cases/case-http: {status}, stage {view['case']['stage']}, "
+        f"{parties} other part{'y' if parties == 1 else 'ies'}; recorded as {viewed.type} by "
+        f"{viewed.data['viewed_by']}")  # fmt: skip
     status, _ = await browser.call("POST", "/api/orgs/other-org/commands/SubmitIntake", intake,
                                    headers)  # fmt: skip
     say(f"  the same for an organisation the account has no role in: {status}")
