@@ -221,6 +221,7 @@ async def _sent(
     except (NatsError, TimeoutError) as error:
         log.warning("console_command_unanswered", org=org, command_type=command.type_name,
                     error=type(error).__name__)  # fmt: skip
+        await deps.orgs.failed(org)
         return problem(Problem(title="Try again shortly", status=503,
                                detail=f"{command.service} did not answer"),
                        headers={"Retry-After": "5"})  # fmt: skip

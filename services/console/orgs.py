@@ -5,6 +5,7 @@ server itself refuses anything that would reach another, whatever a page gets wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -71,6 +72,18 @@ class OrgConnections:
                 nc = await bus.connect(self.url, f"alongside-console-{org}", path, attempts=3)
                 self._open[org] = (nc, Asking(nc, SOURCE, self.clock))
             return self._open[org][1]
+
+    async def failed(self, org: str) -> None:
+        """A command as ``org`` failed: if its connection is down (the server dropped it:
+        its credential revoked, say, and perhaps issued again), drop it, so the next
+        command connects afresh, reading the credential again."""
+        async with self._lock:
+            opened = self._open.get(org)
+            if opened is None or opened[0].is_connected:
+                return
+            del self._open[org]
+        with contextlib.suppress(Exception):
+            await opened[0].close()
 
     async def close(self) -> None:
         for nc, _ in self._open.values():

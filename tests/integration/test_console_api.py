@@ -174,3 +174,22 @@ async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
     assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
     await sign_in(console, "oli@example.org")  # a coordinator of the other organisation
     problem_of(await console.get(f"/api/orgs/{org}/cases/c1"), 403)
+
+
+async def test_a_revoked_credential_cuts_the_console_off_that_organisation_until_reissued(
+    start: Start, console: httpx.AsyncClient, credentials: Credentials, tmp_path: Path, org: str
+) -> None:
+    await start("intake")
+    csrf = await sign_in(console, "ana@example.org")
+    url = f"/api/orgs/{org}/commands/SubmitIntake"
+
+    async def submit(case_id: str) -> int:
+        body = json.loads(intake(case_id, ["en"]).model_dump_json())
+        return (await console.post(url, json=body, headers={CSRF_HEADER: csrf})).status_code
+
+    assert await submit("c1") == 200
+    await credentials.revoke(org, "console")  # the server drops the connection at once
+    (tmp_path / "console" / f"{org}.creds").unlink()  # (issued again when next needed)
+    outcomes = [await submit(f"c{n}") for n in range(2, 6)]
+    assert outcomes[0] == 503  # the revoked connection: refused, not hung
+    assert 200 in outcomes  # then a new credential, a new connection
