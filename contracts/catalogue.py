@@ -39,6 +39,7 @@ REPLIES: dict[str, type[Message]] = {
         matching.BatchAssigned,
         intake.PersonData,
         views.CaseView,
+        views.SupporterView,
     )
 }
 # Which replies answer a command: every command may be rejected.
@@ -46,6 +47,7 @@ REPLIES_TO: dict[str, tuple[str, ...]] = {
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in intake.COMMANDS},
     intake.ExportPersonData.type_name: ("PersonData", "CommandRejected"),
     views.ViewCase.type_name: ("CaseView", "CommandRejected"),
+    views.ViewSupporter.type_name: ("SupporterView", "CommandRejected"),
     **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in matching.COMMANDS},
     matching.AssignBatch.type_name: ("BatchAssigned", "CommandRejected"),

@@ -1,20 +1,22 @@
-"""What a coordinator reads: views of a case, answered by intake from every service's
-records (read only), each view recorded.
+"""What a coordinator reads: views of a case or a supporter, answered by intake from every
+service's records (read only), each view recorded.
 
 A view is a command that changes nothing: ``ViewCase`` is answered with ``CaseView``, as
 ``ExportPersonData`` is with ``PersonData``; that it was seen, by whom (the asking
 command's source: the console names the signed-in account), is published first as
-``CaseViewed``, ids only, the access log supervisors read.
+``CaseViewed`` (``SupporterViewed``), ids only, the access log supervisors read.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
-from contracts.envelope import Command, EntityId, Event, Message
-from contracts.intake import SERVICE
-from contracts.records import CaseMatch, CaseRecord, CaseSchedule
+from pydantic import Field
+
+from contracts.envelope import Command, EntityId, Event, Message, Part
+from contracts.intake import SERVICE, SupporterProfile
+from contracts.records import CaseMatch, CaseRecord, CaseSchedule, SupporterSupervision
 
 
 class ViewCase(Command):
@@ -31,7 +33,7 @@ class CaseView(Message):
     hold ends, or why the client waits) and scheduling's (meetings and sessions)."""
 
     type_name: ClassVar[str] = "CaseView"
-    status: Literal["viewed"] = "viewed"
+    status: Literal["case_viewed"] = "case_viewed"  # tells the replies apart
     command_id: str
     viewed_at: datetime
     case: CaseRecord
@@ -48,5 +50,51 @@ class CaseViewed(Event):
     viewed_by: str  # the viewing command's source: the console names the account
 
 
-COMMANDS: tuple[type[Command], ...] = (ViewCase,)
-EVENTS: tuple[type[Event], ...] = (CaseViewed,)
+class ViewSupporter(Command):
+    """A supporter as a coordinator works with them: answered with ``SupporterView``."""
+
+    type_name: ClassVar[str] = "ViewSupporter"
+    service: ClassVar[str] = SERVICE
+    supporter_id: EntityId
+
+
+class EvidenceOnFile(Part):
+    """Which kind of vetting evidence is on file, for which day and until when; never what
+    it says (a record check's result and reference stay in intake's record)."""
+
+    kind: str
+    recorded_for: date
+    valid_until: date | None = None
+
+
+class SupporterView(Message):
+    """A supporter as their services hold them now: the profile, the vetting on file,
+    eligibility and the day it lapses, who holds their slots, supervision."""
+
+    type_name: ClassVar[str] = "SupporterView"
+    status: Literal["supporter_viewed"] = "supporter_viewed"
+    command_id: str
+    viewed_at: datetime
+    supporter_id: str
+    profile: SupporterProfile
+    suspended: bool
+    registered_at: datetime
+    vetting: list[EvidenceOnFile]
+    eligible: bool | None = None  # None: not decided yet
+    lapses_on: date | None = None
+    # Each case holding one of their slots: until when (while proposed), or None (chosen).
+    caseload: dict[str, datetime | None] = Field(default_factory=dict)
+    supervision: SupporterSupervision | None = None
+
+
+class SupporterViewed(Event):
+    """Someone saw a supporter: the access log, ids only."""
+
+    type_name: ClassVar[str] = "SupporterViewed"
+    supporter_id: EntityId
+    command_id: str
+    viewed_by: str
+
+
+COMMANDS: tuple[type[Command], ...] = (ViewCase, ViewSupporter)
+EVENTS: tuple[type[Event], ...] = (CaseViewed, SupporterViewed)

@@ -19,7 +19,7 @@ from contracts.intake import PersonData
 from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply
 from contracts.rules import EvaluateRules, RulesEvaluated
-from contracts.views import CaseView
+from contracts.views import CaseView, SupporterView
 from runtime import bus, tracing
 from runtime.clock import Clock
 
@@ -28,7 +28,13 @@ REQUEST_TIMEOUT_S = 10.0
 _REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
 # Whatever a service answers a command with.
 AnyReply = (
-    CommandAccepted | CommandRejected | RulesEvaluated | BatchAssigned | PersonData | CaseView
+    CommandAccepted
+    | CommandRejected
+    | RulesEvaluated
+    | BatchAssigned
+    | PersonData
+    | CaseView
+    | SupporterView
 )
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 _EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected] = TypeAdapter(

@@ -27,7 +27,7 @@ from contracts.console import Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
 from contracts.records import ConsoleAccount
 from contracts.replies import CommandRejected, FieldError, field_errors
-from contracts.views import CaseView, ViewCase
+from contracts.views import CaseView, SupporterView, ViewCase, ViewSupporter
 from runtime.asking import AnyReply
 from runtime.clock import Clock
 from runtime.logging import get_logger
@@ -40,6 +40,8 @@ from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session, Sessi
 log = get_logger(__name__)
 
 PROBLEM = "application/problem+json"
+OrgPath = Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)]
+IdPath = Annotated[str, PathParam(pattern=subjects.ID_PATTERN)]
 _COMMAND_ID: TypeAdapter[str] = TypeAdapter(MessageId)
 
 
@@ -76,14 +78,23 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
         return problem(Problem(title="Invalid request", status=422, detail=detail,
                                errors=errors))  # fmt: skip
 
-    async def signed_in(request: Request) -> tuple[Session, ConsoleAccount] | None:
-        session = deps.sessions.read(request.cookies.get(COOKIE))
-        if session is None:
-            return None
-        account = await deps.accounts.get(session.account_id)
-        # A disabled account's sessions end with it.
-        return (session, account) if account and account.status == "active" else None
+    _session_routes(app, deps)
+    _view_routes(app, deps)
+    for model in catalogue.COMMANDS.values():
+        _command_route(app, model, deps)
+    return app
 
+
+async def signed_in(deps: ConsoleDeps, request: Request) -> tuple[Session, ConsoleAccount] | None:
+    session = deps.sessions.read(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    account = await deps.accounts.get(session.account_id)
+    # A disabled account's sessions end with it.
+    return (session, account) if account and account.status == "active" else None
+
+
+def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
     @app.post("/api/session", response_model=SignedIn, responses=_problems(401),
               tags=["session"])  # fmt: skip
     async def sign_in(body: SignIn, response: Response) -> SignedIn | JSONResponse:
@@ -110,7 +121,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
     @app.get("/api/session", response_model=SignedIn, responses=_problems(401),
              tags=["session"])  # fmt: skip
     async def who(request: Request) -> SignedIn | JSONResponse:
-        found = await signed_in(request)
+        found = await signed_in(deps, request)
         if found is None:
             return problem(domain.NOT_SIGNED_IN)
         session, account = found
@@ -120,7 +131,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
     async def sign_out(
         request: Request, csrf: Annotated[str | None, Header(alias=CSRF_HEADER)] = None
     ) -> Response:
-        found = await signed_in(request)
+        found = await signed_in(deps, request)
         if found is not None and not found[0].allows(csrf):
             return problem(_csrf_refused())
         response = Response(status_code=204)
@@ -128,47 +139,52 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
                                secure=deps.settings.http_secure_cookies)  # fmt: skip
         return response
 
-    @app.get("/api/orgs/{org}/cases/{case_id}", response_model=CaseView,
-             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
-    async def view_case(
-        request: Request,
-        org: Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)],
-        case_id: Annotated[str, PathParam(pattern=subjects.ID_PATTERN)],
-    ) -> Response:
-        """The case as its services hold it now: the client, the dispute, each party's
-        consent per stage, proposals with their explanations and hold ends, the schedule.
-        Every view is recorded (``CaseViewed``: who, which case, when)."""
-        found = await signed_in(request)
-        refused = domain.refusal(found[1] if found else None, org, ViewCase.type_name)
+
+def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
+    async def viewed(request: Request, org: str, command: Command) -> Response:
+        found = await signed_in(deps, request)
+        refused = domain.refusal(found[1] if found else None, org, command.type_name)
         if refused is not None:
             return problem(refused)
         assert found is not None
-        reply = await _sent(deps, org, ViewCase(case_id=case_id), None, found[1])
+        reply = await _sent(deps, org, command, None, found[1])
         if isinstance(reply, CommandRejected):
             said = domain.problem_of(reply)
-            return problem(said.model_copy(update={"status": 404, "title": "No such case"}))
+            return problem(said.model_copy(update={"status": 404, "title": "Not held here"}))
         if isinstance(reply, JSONResponse):
             return reply
         return JSONResponse(reply.model_dump(mode="json"))
 
-    for model in catalogue.COMMANDS.values():
-        _command_route(app, model, deps, signed_in)
-    return app
+    @app.get("/api/orgs/{org}/cases/{case_id}", response_model=CaseView,
+             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
+    async def view_case(request: Request, org: OrgPath, case_id: IdPath) -> Response:
+        """The case as its services hold it now: the client, the dispute, each party's
+        consent per stage, proposals with their explanations and hold ends, the schedule.
+        Every view is recorded (``CaseViewed``: who, which case, when)."""
+        return await viewed(request, org, ViewCase(case_id=case_id))
+
+    @app.get("/api/orgs/{org}/supporters/{supporter_id}", response_model=SupporterView,
+             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
+    async def view_supporter(request: Request, org: OrgPath, supporter_id: IdPath) -> Response:
+        """The supporter as their services hold them now: profile, vetting on file (kinds
+        and dates, never what a record check said), eligibility and the day it lapses,
+        caseload, supervision. Every view is recorded (``SupporterViewed``)."""
+        return await viewed(request, org, ViewSupporter(supporter_id=supporter_id))
 
 
-def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, signed_in: Any) -> None:
+def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> None:
     type_name = model.type_name
     replies = [catalogue.REPLIES[name] for name in catalogue.REPLIES_TO[type_name]
                if name != CommandRejected.type_name]  # fmt: skip
 
     async def send(
         request: Request,
-        org: Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)],
+        org: OrgPath,
         command: Command,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
         csrf: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
     ) -> Response:
-        found = await signed_in(request)
+        found = await signed_in(deps, request)
         account = found[1] if found else None
         refused = domain.refusal(account, org, type_name)
         if refused is not None:

@@ -39,6 +39,7 @@ from contracts.intake import (
 )
 from contracts.records import CaseRecord, ConsentRecord, Record, SupporterRecord
 from contracts.replies import field_errors
+from contracts.views import EvidenceOnFile
 from runtime.changes import Change, Refused
 
 
@@ -111,13 +112,19 @@ def record_vetting_evidence(
     updated = record.model_copy(
         update={"vetting": [*record.vetting, evidence], "updated_at": ctx.now}
     )
-    event = VettingEvidenceRecorded(
-        supporter_id=cmd.supporter_id,
-        kind=evidence.kind,
-        recorded_for=_evidence_date(evidence),
-        valid_until=evidence.expires_on if isinstance(evidence, RecordCheck) else None,
-    )
+    on_file = evidence_on_file(evidence)
+    event = VettingEvidenceRecorded(supporter_id=cmd.supporter_id, kind=on_file.kind,
+                                    recorded_for=on_file.recorded_for,
+                                    valid_until=on_file.valid_until)  # fmt: skip
     return Change(updated, [event])
+
+
+def evidence_on_file(evidence: VettingEvidence) -> EvidenceOnFile:
+    """What may be said of a piece of evidence: its kind and dates, never its content."""
+    return EvidenceOnFile(
+        kind=evidence.kind, recorded_for=_evidence_date(evidence),
+        valid_until=evidence.expires_on if isinstance(evidence, RecordCheck) else None,
+    )  # fmt: skip
 
 
 def _evidence_date(evidence: VettingEvidence) -> date:

@@ -26,7 +26,15 @@ from contracts.intake import (
 )
 from contracts.records import CaseRecord, SupporterRecord
 from contracts.replies import CommandAccepted, CommandRejected
-from contracts.views import CaseView, CaseViewed, ViewCase
+from contracts.rules import Kind
+from contracts.views import (
+    CaseView,
+    CaseViewed,
+    SupporterView,
+    SupporterViewed,
+    ViewCase,
+    ViewSupporter,
+)
 from runtime import tracing
 from runtime.changes import Change
 from runtime.clock import Clock
@@ -169,6 +177,43 @@ async def view_case(
     return CaseView(command_id=command_id, viewed_at=deps.clock(), case=stored.record,
                     matching=matching.record if matching else None,
                     schedule=schedule.record if schedule else None)  # fmt: skip
+
+
+@handlers.on(ViewSupporter)
+async def view_supporter(
+    command: ViewSupporter, received: Received, deps: IntakeDeps
+) -> SupporterView | CommandRejected:
+    """A supporter as their services hold them now (their vetting by kind and date, never
+    its content); that they were seen, and by whom, is published first."""
+    org, supporter_id, command_id = received.org, command.supporter_id, received.envelope.id
+    try:
+        stored, _ = await deps.supporters.store.load(org, supporter_id)
+        if stored is None:
+            await deps.vault.key(org, "supporter", supporter_id)  # Erased, if they were
+    except Erased:
+        return rejected(ViewSupporter.type_name, command_id, "data.supporter_id",
+                        "this supporter was erased: nothing is held about them")  # fmt: skip
+    if stored is None:
+        return rejected(ViewSupporter.type_name, command_id, "data.supporter_id",
+                        f"no supporter {supporter_id} is held here")  # fmt: skip
+    supporter = stored.record
+    decision, _ = await deps.holdings.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
+    caseload, _ = await deps.holdings.caseloads.load(org, supporter_id)
+    supervision, _ = await deps.holdings.supervision.load(org, supporter_id)
+    viewed = SupporterViewed(supporter_id=supporter_id, command_id=command_id,
+                             viewed_by=received.envelope.source)  # fmt: skip
+    await recorded(viewed, received, deps)
+    log.info("supporter_viewed", org=org, supporter_id=supporter_id, command_id=command_id,
+             viewed_by=received.envelope.source)  # fmt: skip
+    return SupporterView(
+        command_id=command_id, viewed_at=deps.clock(), supporter_id=supporter_id,
+        profile=supporter.profile, suspended=supporter.suspended,
+        registered_at=supporter.registered_at,
+        vetting=[domain.evidence_on_file(e) for e in supporter.vetting],
+        eligible=decision.outcome == "eligible" if decision else None,
+        lapses_on=decision.lapses_on if decision else None, caseload=caseload.holds,
+        supervision=supervision.record if supervision else None,
+    )  # fmt: skip
 
 
 async def recorded(event: Event, received: Received, deps: IntakeDeps) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from alongside.client import AlongsideClient
 from contracts import subjects
 from runtime import bus
 from runtime.access import AuthDir
-from runtime.clock import ManualClock
+from runtime.clock import SYSTEM, ManualClock
 from runtime.credentials import Credentials
 from runtime.settings import Settings
 from services.console.accounts import account_id
@@ -26,7 +27,14 @@ from services.console.bootstrap import bootstrap
 from services.console.orgs import issued_by
 from services.console.sessions import COOKIE, CSRF_HEADER
 from tests.conftest import Start
-from tests.support import intake, wait_for
+from tests.support import (
+    MARKERS,
+    intake,
+    marked_record_check,
+    marked_supporter,
+    org_today,
+    wait_for,
+)
 
 pytestmark = pytest.mark.nats
 PASSWORD = "correct horse battery staple"
@@ -193,3 +201,31 @@ async def test_a_revoked_credential_cuts_the_console_off_that_organisation_until
     outcomes = [await submit(f"c{n}") for n in range(2, 6)]
     assert outcomes[0] == 503  # the revoked connection: refused, not hung
     assert 200 in outcomes  # then a new credential, a new connection
+
+
+async def test_a_supporter_is_viewed_with_their_vetting_by_kind_and_date_never_its_content(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake", "rules")
+    csrf = await sign_in(console, "ana@example.org")
+    headers = {CSRF_HEADER: csrf}
+    today = org_today(SYSTEM)
+    for command in (marked_supporter("s1"), marked_record_check("s1", today)):
+        sent = await console.post(f"/api/orgs/{org}/commands/{command.type_name}",
+                                  json=json.loads(command.model_dump_json()), headers=headers)  # fmt: skip
+        assert sent.status_code == 200, sent.text
+    await wait_for(client, org, "SupporterEligibilityDecided")
+
+    viewed = await console.get(f"/api/orgs/{org}/supporters/s1")
+    assert viewed.status_code == 200, viewed.text
+    view = viewed.json()
+    assert view["profile"]["display_name"] == MARKERS["supporter_name"]
+    assert view["vetting"] == [{
+        "kind": "record_check", "recorded_for": str(today - timedelta(days=10)),
+        "valid_until": str(today + timedelta(days=700)),
+    }]  # fmt: skip
+    assert MARKERS["check_reference"] not in viewed.text  # what the check said stays held
+    assert view["eligible"] is False  # one check alone does not make a supporter eligible
+    [recorded] = await wait_for(client, org, "SupporterViewed")
+    assert recorded.data["supporter_id"] == "s1"
+    problem_of(await console.get(f"/api/orgs/{org}/supporters/s9"), 404)
