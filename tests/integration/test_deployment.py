@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -109,10 +109,21 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, AuthDir]]:
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, AuthDir]]:
+    """Three healthy nodes. A port found free can be taken (by another process's outgoing
+    connection) before a node binds it: then the node exits, and the cluster is started
+    again on other ports."""
     auth = AuthDir.init(tmp_path / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
-    nodes = Cluster(tmp_path, auth)
-    nodes.start()
+    for attempt in range(3):
+        nodes = Cluster(tmp_path / f"try-{attempt}", auth)
+        nodes.start()
+        try:
+            await nodes.healthy()
+            break
+        except AssertionError as exited:
+            nodes.stop()
+            if "address already in use" not in str(exited) or attempt == 2:
+                raise
     yield nodes, auth
     nodes.stop()
 
@@ -120,7 +131,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, AuthDir]]:
 @pytest.fixture
 async def operator(cluster: tuple[Cluster, AuthDir]) -> AsyncIterator[Client]:
     nodes, auth = cluster
-    await nodes.healthy()
     nc = await bus.connect(nodes.url, "tests-operator", auth.credentials(ADMIN))
     yield nc
     await nc.close()
