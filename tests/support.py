@@ -6,6 +6,7 @@ import asyncio
 import random
 import socket
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,6 +60,35 @@ async def accepted(client: AlongsideClient, org: str, command: Any) -> CommandAc
     reply = await client.submit(org, command)
     assert isinstance(reply, CommandAccepted), reply
     return reply
+
+
+async def event_where(
+    client: AlongsideClient, org: str, event_type: str, matches: Callable[[dict[str, Any]], bool],
+    timeout: float = 15,
+) -> RawEnvelope:  # fmt: skip
+    """The first event of that type whose data ``matches``: for a state that may be reached
+    in more or fewer steps (each handler reads the latest state, not the event's)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = [e for e in await seen(client, org, event_type) if matches(e.data)]
+        if found:
+            return found[0]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no {event_type} as expected in {org} within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def drained(nc: Client, durable: str, timeout: float = 15) -> None:
+    """Until a service's durable consumer has handled every event so far (none pending,
+    none awaiting an ack): a decision a test then makes is not overwritten by a late one."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        info = await nc.jetstream().consumer_info(topology.EVENTS_STREAM, durable)
+        if not info.num_pending and not info.num_ack_pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{durable} still has events to handle after {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 async def seen(client: AlongsideClient, org: str, event_type: str) -> list[RawEnvelope]:

@@ -50,6 +50,7 @@ from tests.support import (
     AUCKLAND,
     accepted,
     eligible,
+    event_where,
     holds,
     intake,
     org_today,
@@ -405,7 +406,8 @@ async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
         await accepted(client, org, GiveConsent(
             case_id="c2", party_id=party, stages=[Stage.ENTRY], given_on=org_today(clock),
         ))  # fmt: skip
-    await wait_for(client, org, "ConsentDecided", 4)
+    await event_where(client, org, "ConsentDecided",
+                      lambda d: (d["case_id"], d["status"]) == ("c2", "active"))  # fmt: skip
     await accepted(client, org, CreateGroupSession(
         group_id="g1", facilitator_id=chosen, start=soon(clock, 86400), minutes=90,
         method=Method.PHONE, capacity=2,
