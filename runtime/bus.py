@@ -15,10 +15,11 @@ from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.js.api import DeliverPolicy, PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
 from contracts import subjects
@@ -258,3 +259,24 @@ async def dead_letter(
     # which may quote what was sent, stays in the dead letter (``alongside deadletters``).
     log.warning("dead_lettered", org=org, service=service, failure=reason.split(":", 1)[0][:80],
                 subject=subject)  # fmt: skip
+
+
+async def every_message(js: JetStreamContext, stream: str, subject: str) -> list[Msg]:
+    """Every message on ``subject`` (wildcards allowed) in ``stream`` now, oldest first.
+    Exact however slowly they come: the consumer says how many there are, and each says how
+    many are left. (nats-py's KV history ends early when its first message is slower than
+    the consumer's info: an empty history of a key that has one.)"""
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True,
+                             deliver_policy=DeliverPolicy.ALL)  # fmt: skip
+    try:
+        info = await sub.consumer_info()
+        if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):
+            return []
+        found: list[Msg] = []
+        while True:
+            msg = await sub.next_msg(timeout=10.0)
+            found.append(msg)
+            if msg.metadata.num_pending == 0:
+                return found
+    finally:
+        await sub.unsubscribe()

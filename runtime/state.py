@@ -22,7 +22,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
@@ -31,7 +30,7 @@ from contracts import subjects
 from contracts.records import Caseload, CaseRecord, SchedulingSettings, SupporterRecord
 from contracts.rules import Kind, LoggedDecision, RulesDecision
 from contracts.scheduling import SchedulingPolicy
-from runtime import topology
+from runtime import bus, topology
 from runtime.changes import NotYet
 from runtime.store import RecordStore, keys
 from runtime.vault import DecisionSealer, Vault, sealer_of
@@ -216,21 +215,9 @@ class DecisionLogReader:
         return await self._read(subjects.decision_logs(org, subject_id=subject_id))
 
     async def _read(self, subject: str) -> list[LoggedDecision]:
-        sub = await self.js.subscribe(
-            subject, stream=topology.DECISION_LOG_STREAM, ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )  # fmt: skip
         found: list[LoggedDecision] = []
-        try:
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except TimeoutError:
-                    return found
-                raw = json.loads(msg.data)
-                raw["decision"] = await self.sealer.open(raw["org"], raw["decision"])
-                found.append(LoggedDecision.model_validate(raw))
-                if msg.metadata.num_pending == 0:
-                    return found
-        finally:
-            await sub.unsubscribe()
+        for msg in await bus.every_message(self.js, topology.DECISION_LOG_STREAM, subject):
+            raw = json.loads(msg.data)
+            raw["decision"] = await self.sealer.open(raw["org"], raw["decision"])
+            found.append(LoggedDecision.model_validate(raw))
+        return found

@@ -13,7 +13,7 @@ import json
 from functools import partial
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
@@ -88,43 +88,45 @@ class RulesStore:
 
     async def current(self, org: str, kind: Kind) -> PublishedRuleset | None:
         """The live publication; None when there is none, or it cannot be read."""
+        key = self.key(org, kind)
         try:
-            entry = await self.kv.get(self.key(org, kind))
+            entry = await self.kv.get(key)
         except KeyNotFoundError:
             return None
-        return self.readable(entry)
+        return self.readable(key, entry.value, entry.revision)
 
     async def history(self, org: str, kind: Kind) -> list[PublishedRuleset]:
         """Every readable publication, oldest first; an unreadable one is logged and passed
         over (it once broke rollback for its organisation and kind)."""
-        try:
-            entries = await self.kv.history(self.key(org, kind))
-        except (KeyNotFoundError, NoKeysError):  # history of a missing key
-            return []
-        return [d for d in (self.readable(e) for e in entries if e.value) if d is not None]
+        key = self.key(org, kind)
+        # Read as a stream, not with nats-py's KV history: that can end before its first
+        # entry arrives, and rollback then found no earlier version.
+        # (nats-py 2.16 (pinned) keeps the bucket's JetStream context in this attribute.)
+        kept = await bus.every_message(self.kv._js, f"KV_{topology.RULES_BUCKET}",
+                                       f"$KV.{topology.RULES_BUCKET}.{key}")  # fmt: skip
+        documents = (self.readable(key, m.data, m.metadata.sequence.stream) for m in kept
+                     if m.data)  # (not a delete or purge marker)  # fmt: skip
+        return [d for d in documents if d is not None]
 
     async def all(self) -> list[PublishedRuleset]:
         """The current publication of every organisation and kind that has a readable one."""
         documents = []
         for key in await store.keys(self.kv, ">"):
             try:
-                document = self.readable(await self.kv.get(key))
+                entry = await self.kv.get(key)
             except KeyNotFoundError:
                 continue
+            document = self.readable(key, entry.value, entry.revision)
             if document is not None:
                 documents.append(document)
         return documents
 
-    @classmethod
-    def readable(cls, entry: KeyValue.Entry) -> PublishedRuleset | None:
-        try:
-            return cls.parse(entry)
-        except ValidationError:
-            log.error("ruleset_unreadable", key=entry.key, revision=entry.revision)
-            return None
-
     @staticmethod
-    def parse(entry: KeyValue.Entry) -> PublishedRuleset:
-        assert entry.value is not None
-        document = PublishedRuleset.model_validate_json(entry.value)
-        return document.model_copy(update={"revision": entry.revision or 0})
+    def readable(key: str, value: bytes | None, revision: int | None) -> PublishedRuleset | None:
+        """A stored publication, or None (logged) if it cannot be read."""
+        try:
+            document = PublishedRuleset.model_validate_json(value or b"")
+        except ValidationError:
+            log.error("ruleset_unreadable", key=key, revision=revision)
+            return None
+        return document.model_copy(update={"revision": revision or 0})

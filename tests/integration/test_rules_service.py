@@ -46,7 +46,7 @@ from services.rules import bundle, handlers, publishing
 from services.rules.adapters import RulesStore
 from services.rules.handlers import RulesDeps
 from tests.conftest import Start
-from tests.support import accepted, drained, org_today, seen, wait_for
+from tests.support import accepted, handled, org_today, seen, wait_for
 
 TODAY = org_today(SYSTEM)
 
@@ -97,7 +97,8 @@ async def test_eligibility_is_decided_from_vetting_events_and_lapses_with_time(
 
     # No new input: the day it lapses, the sweep finds it ineligible, with the reason.
     # (Other tests' supporters on the shared server may lapse that day too.)
-    await drained(nc, topology.RULES_CONSUMER.durable)  # no vetting event left to decide on
+    # No vetting event left to decide on (with today's date):
+    await handled(nc, topology.RULES_CONSUMER.durable, org, "VettingEvidenceRecorded")
     assert await handlers.sweep(deps, today=decision.lapses_on) >= 1
     lapsed, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, "s1")
     assert lapsed is not None
