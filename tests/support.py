@@ -16,7 +16,6 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from contracts import subjects
 from contracts.envelope import RawEnvelope
 from contracts.intake import (
     Affiliation,
@@ -77,24 +76,6 @@ async def event_where(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"no {event_type} as expected in {org} within {timeout} s")
         await asyncio.sleep(0.1)
-
-
-async def handled(nc: Client, durable: str, org: str, event_type: str, timeout: float = 30
-                  ) -> None:  # fmt: skip
-    """Until a service's durable consumer has handled the organisation's latest event of
-    that type (and all before it): a decision a test then makes is not overwritten by a late
-    one. (Other tests' events on the shared server may be waiting too.)"""
-    js = nc.jetstream()
-    last = await js.get_last_msg(topology.EVENTS_STREAM, subjects.event(org, event_type))
-    assert last.seq is not None
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        info = await js.consumer_info(topology.EVENTS_STREAM, durable)
-        if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= last.seq:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{durable} has not handled {event_type} of {org} in {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def seen(client: AlongsideClient, org: str, event_type: str) -> list[RawEnvelope]:

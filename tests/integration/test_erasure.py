@@ -4,12 +4,12 @@ nor their keys are anywhere in the nats-server's store (every stream and bucket 
 in any log line; what stays (ids, dates, outcomes) still reads, and another organisation's
 people are untouched.
 
-This module runs its own nats-server, so its store holds this journey and nothing else."""
+This module runs its own nats-server (``tests.private_server``), so its store holds this
+journey and nothing else."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import time
 
 import pytest
@@ -38,13 +38,13 @@ from contracts.intake import (
 from contracts.matching import AcceptProposal
 from contracts.replies import CommandAccepted, CommandRejected
 from runtime import topology
-from runtime.access import AuthDir
 from runtime.clock import ManualClock
 from runtime.embedded import EmbeddedNats
 from runtime.logging import configure
 from runtime.settings import Settings
 from runtime.vault import Vault
-from tests.conftest import Start, provision
+from tests.conftest import Start
+from tests.private_server import nats_server, provisioned  # noqa: F401
 from tests.support import (
     MARKERS,
     accepted,
@@ -62,19 +62,6 @@ from tests.support import (
 pytestmark = pytest.mark.nats
 
 
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory, auth: AuthDir) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats-erasure"), auth=auth)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def provisioned(nats_server: EmbeddedNats, auth: AuthDir) -> str:
-    return await provision(nats_server, auth)
-
-
 def everywhere(server: EmbeddedNats, needle: bytes) -> list[str]:
     """Every file of the server's store holding ``needle``."""
     store = server.state_dir / "jetstream"
@@ -83,7 +70,7 @@ def everywhere(server: EmbeddedNats, needle: bytes) -> list[str]:
 
 async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_in_logs(
     start: Start, clock: ManualClock, client: AlongsideClient, nc: Client, org: str,
-    other_org: str, nats_server: EmbeddedNats, capsys: pytest.CaptureFixture[str],
+    other_org: str, nats_server: EmbeddedNats, capsys: pytest.CaptureFixture[str],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     configure("DEBUG", json=True)

@@ -19,6 +19,9 @@ from runtime.registry import Registry
 from services.intake import retention
 from services.intake.handlers import IntakeDeps
 from tests.conftest import Start
+
+# A server of its own: the sweep erases a day's dead-letter key for every organisation.
+from tests.private_server import nats_server, provisioned  # noqa: F401
 from tests.support import accepted, intake, opened_letter, wait_for
 
 pytestmark = pytest.mark.nats
