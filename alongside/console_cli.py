@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, get_args
 
@@ -52,20 +53,38 @@ def account(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
-    async def put() -> str:
-        nc = await connection.connect(settings, "alongside-console-accounts")
-        try:
-            accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET),
-                                SYSTEM)  # fmt: skip
-            made = await accounts.put(email, name, password, granted)
-        except AccountError as error:
-            raise CliError(str(error)) from None
-        finally:
-            await nc.close()
+    async def put(accounts: Accounts) -> str:
+        made = await accounts.put(email, name, password, granted)
         held = ", ".join(f"{role} of {org}" for org, role in made.roles.items())
         return f"{made.email}: {held}"
 
-    typer.echo(asyncio.run(put()))
+    typer.echo(asyncio.run(_on_accounts(settings, put)))
+
+
+@app.command("disable")
+def disable(
+    email: Annotated[str, typer.Argument(help="The account's email.")],
+) -> None:
+    """Stop an account: it cannot sign in, and its sessions end at their next request.
+    (`console account` with the same email makes it active again.)"""
+    settings = Settings()
+    configure(settings.log_level, settings.log_json)
+
+    async def stop(accounts: Accounts) -> str:
+        return f"{(await accounts.disable(email)).email}: disabled"
+
+    typer.echo(asyncio.run(_on_accounts(settings, stop)))
+
+
+async def _on_accounts(settings: Settings, act: Callable[[Accounts], Awaitable[str]]) -> str:
+    nc = await connection.connect(settings, "alongside-console-accounts")
+    try:
+        kv = await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET)
+        return await act(Accounts(kv, SYSTEM))
+    except AccountError as error:
+        raise CliError(str(error)) from None
+    finally:
+        await nc.close()
 
 
 def check(settings: Settings) -> None:

@@ -57,6 +57,16 @@ class Accounts:
         await compare_and_set(self.kv, key, account.model_dump_json().encode(), revision)
         return account
 
+    async def disable(self, email: str) -> ConsoleAccount:
+        """The account can no longer sign in, and its sessions end at their next request."""
+        key = account_id(email)
+        current, revision = await read(self.kv, key, ConsoleAccount)
+        if current is None:
+            raise AccountError(f"no account for {email}")
+        disabled = current.model_copy(update={"status": "disabled", "updated_at": self.clock()})
+        await compare_and_set(self.kv, key, disabled.model_dump_json().encode(), revision)
+        return disabled
+
     async def signing_in(self, email: str, password: str) -> ConsoleAccount | None:
         """The active account with this email and password; None otherwise, taking as long
         whichever was wrong."""

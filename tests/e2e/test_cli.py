@@ -419,6 +419,10 @@ async def test_console_accounts_are_made_and_changed_from_the_command_line(
                                     f"{org}=coordinator", stdin="short\n")  # fmt: skip
     assert short.exit_code == 1
     assert "at least 12 characters" in str(short.exception)
+    stopped = await asyncio.to_thread(runner.invoke, app, ["console", "disable", "ana@example.org"],
+                                      env=env)  # fmt: skip
+    assert stopped.exit_code == 0, stopped.output
+    assert await accounts.signing_in("ana@example.org", "a new long password") is None
     unknown = await asyncio.to_thread(invoke, "bo@example.org", "--name", "Bo", "--role",
                                       f"{org}=boss", stdin="correct horse battery\n")  # fmt: skip
     assert unknown.exit_code == 2

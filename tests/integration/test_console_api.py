@@ -16,12 +16,12 @@ from nats.errors import Error as NatsError
 
 from alongside.client import AlongsideClient
 from contracts import subjects
-from runtime import bus
+from runtime import bus, topology
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM, ManualClock
 from runtime.credentials import Credentials
 from runtime.settings import Settings
-from services.console.accounts import account_id
+from services.console.accounts import Accounts, account_id
 from services.console.app import create_app
 from services.console.bootstrap import bootstrap
 from services.console.orgs import issued_by
@@ -158,7 +158,7 @@ async def test_the_console_sends_as_the_organisation_so_the_server_refuses_it_an
 
 
 async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
-    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, nc: Client, org: str
 ) -> None:
     await start("intake")
     csrf = await sign_in(console, "ana@example.org")
@@ -182,6 +182,9 @@ async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
     assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
     await sign_in(console, "oli@example.org")  # a coordinator of the other organisation
     problem_of(await console.get(f"/api/orgs/{org}/cases/c1"), 403)
+    accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), SYSTEM)
+    await accounts.disable("oli@example.org")
+    problem_of(await console.get("/api/session"), 401)  # the session ended with the account
 
 
 async def test_a_revoked_credential_cuts_the_console_off_that_organisation_until_reissued(
