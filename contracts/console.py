@@ -50,3 +50,20 @@ class Problem(BaseModel):
     detail: str
     errors: list[FieldError] = []
     command_id: str | None = None
+
+
+class AccessLogEntry(BaseModel):
+    """One view of a case or a supporter: who (the account's source), when, which."""
+
+    viewed: Literal["case", "supporter"]
+    subject_id: str
+    viewed_by: str
+    viewed_at: datetime
+    command_id: str
+
+
+class AccessLog(BaseModel):
+    """Every view of the organisation's cases and supporters, oldest first."""
+
+    org: OrgId
+    entries: list[AccessLogEntry]

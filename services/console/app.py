@@ -23,7 +23,7 @@ from nats.errors import Error as NatsError
 from pydantic import TypeAdapter, ValidationError
 
 from contracts import catalogue, subjects
-from contracts.console import Problem, SignedIn, SignIn
+from contracts.console import AccessLog, Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
 from contracts.records import ConsoleAccount
 from contracts.replies import CommandRejected, FieldError, field_errors
@@ -34,7 +34,7 @@ from runtime.logging import get_logger
 from runtime.settings import Settings
 from services.console import domain
 from services.console.accounts import Accounts
-from services.console.orgs import SOURCE, NoCredential, OrgConnections
+from services.console.orgs import SOURCE, NoCredential, OrgConnections, access_log
 from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session, Sessions
 
 log = get_logger(__name__)
@@ -154,6 +154,28 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         if isinstance(reply, JSONResponse):
             return reply
         return JSONResponse(reply.model_dump(mode="json"))
+
+    @app.get("/api/orgs/{org}/access-log", response_model=AccessLog,
+             responses=_problems(401, 403, 503), tags=["views"])  # fmt: skip
+    async def read_access_log(request: Request, org: OrgPath) -> Response:
+        """Every view of the organisation's cases and supporters, oldest first: who, when,
+        which (a supervisor's or an operator's)."""
+        found = await signed_in(deps, request)
+        refused = domain.refusal(found[1] if found else None, org, domain.ACCESS_LOG)
+        if refused is not None:
+            return problem(refused)
+        try:
+            asking = await deps.orgs.asking(org)
+            entries = await access_log(asking.nc.jetstream(), org)
+        except NoCredential as missing:
+            return problem(Problem(title="Organisation not served here", status=503,
+                                   detail=str(missing)))  # fmt: skip
+        except (NatsError, TimeoutError) as error:
+            await deps.orgs.failed(org)
+            unread = f"the access log could not be read ({type(error).__name__})"
+            return problem(Problem(title="Try again shortly", status=503, detail=unread),
+                           headers={"Retry-After": "5"})  # fmt: skip
+        return JSONResponse(AccessLog(org=org, entries=entries).model_dump(mode="json"))
 
     @app.get("/api/orgs/{org}/cases/{case_id}", response_model=CaseView,
              responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip

@@ -9,8 +9,9 @@ from contracts.replies import CommandRejected, FieldError
 
 # Commands that answer for the people's data or the organisation's settings: a supervisor's
 # (or an operator's), never a coordinator's alone.
+ACCESS_LOG = "ReadAccessLog"  # who saw which case or supporter: not a command, a read
 SUPERVISORS_ONLY = frozenset({
-    "ExportPersonData", "EraseClient", "EraseSupporter", "ConfigureScheduling",
+    "ExportPersonData", "EraseClient", "EraseSupporter", "ConfigureScheduling", ACCESS_LOG,
 })  # fmt: skip
 
 

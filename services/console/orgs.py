@@ -10,7 +10,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
+from contracts import subjects
+from contracts.console import AccessLogEntry
+from contracts.envelope import RawEnvelope
+from contracts.views import CaseViewed, SupporterViewed
 from runtime import bus
 from runtime.asking import Asking
 from runtime.clock import Clock
@@ -89,3 +94,18 @@ class OrgConnections:
         for nc, _ in self._open.values():
             await nc.close()
         self._open.clear()
+
+
+async def access_log(js: JetStreamContext, org: str) -> list[AccessLogEntry]:
+    """Every view of the organisation's cases and supporters, oldest first, read from its
+    own events stream (its credential may read nothing else)."""
+    stream, entries = subjects.org_events_stream(org), []
+    for event, viewed, key in ((CaseViewed, "case", "case_id"),
+                               (SupporterViewed, "supporter", "supporter_id")):  # fmt: skip
+        for msg in await bus.every_message(js, stream, subjects.event(org, event.type_name)):
+            envelope = RawEnvelope.model_validate_json(msg.data)
+            entries.append(AccessLogEntry(
+                viewed=viewed, subject_id=envelope.data[key], viewed_at=envelope.time,
+                viewed_by=envelope.data["viewed_by"], command_id=envelope.data["command_id"],
+            ))  # fmt: skip
+    return sorted(entries, key=lambda entry: entry.viewed_at)

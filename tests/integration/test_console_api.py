@@ -179,6 +179,7 @@ async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
 
     missing = problem_of(await console.get(f"/api/orgs/{org}/cases/c9"), 404)
     assert missing["errors"] == [{"field": "case_id", "reason": "no case c9 is held here"}]
+    problem_of(await console.get(f"/api/orgs/{org}/access-log"), 403)  # a supervisor's
     assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
     await sign_in(console, "oli@example.org")  # a coordinator of the other organisation
     problem_of(await console.get(f"/api/orgs/{org}/cases/c1"), 403)
@@ -232,3 +233,29 @@ async def test_a_supporter_is_viewed_with_their_vetting_by_kind_and_date_never_i
     [recorded] = await wait_for(client, org, "SupporterViewed")
     assert recorded.data["supporter_id"] == "s1"
     problem_of(await console.get(f"/api/orgs/{org}/supporters/s9"), 404)
+
+
+async def test_a_supervisor_reads_who_saw_which_case_and_supporter(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    csrf = await sign_in(console, "ana@example.org")
+    for command in (intake("c1", ["en"]), marked_supporter("s1")):
+        sent = await console.post(f"/api/orgs/{org}/commands/{command.type_name}",
+                                  json=json.loads(command.model_dump_json()),
+                                  headers={CSRF_HEADER: csrf})  # fmt: skip
+        assert sent.status_code == 200, sent.text
+    case = (await console.get(f"/api/orgs/{org}/cases/c1")).json()
+    supporter = (await console.get(f"/api/orgs/{org}/supporters/s1")).json()
+    await wait_for(client, org, "SupporterViewed")
+    assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
+
+    await sign_in(console, "sam@example.org")
+    read = await console.get(f"/api/orgs/{org}/access-log")
+    assert read.status_code == 200, read.text
+    ana = f"alongside/console/{account_id('ana@example.org')}"
+    assert [(e["viewed"], e["subject_id"], e["viewed_by"], e["command_id"])
+            for e in read.json()["entries"]] == [
+        ("case", "c1", ana, case["command_id"]),
+        ("supporter", "s1", ana, supporter["command_id"]),
+    ]  # fmt: skip
