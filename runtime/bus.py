@@ -109,8 +109,11 @@ async def connect(
         return await nats.connect(servers(url), name=name, max_reconnect_attempts=attempts,
                                   error_cb=_errors(name, seen), **_auth(credentials))  # fmt: skip
     except NoServersError:
-        if seen:
-            raise seen[0] from None
+        # The server's word on the user if it gave one: a refused user's connection may
+        # also be reset before the refusal reaches the client.
+        refused = [e for e in seen if "authorization" in str(e).lower()]
+        if refused or seen:
+            raise (refused or seen)[0] from None
         raise
 
 
