@@ -100,12 +100,17 @@ async def access_log(js: JetStreamContext, org: str) -> list[AccessLogEntry]:
     """Every view of the organisation's cases and supporters, oldest first, read from its
     own events stream (its credential may read nothing else)."""
     stream, entries = subjects.org_events_stream(org), []
-    for event, viewed, key in ((CaseViewed, "case", "case_id"),
-                               (SupporterViewed, "supporter", "supporter_id")):  # fmt: skip
-        for msg in await bus.every_message(js, stream, subjects.event(org, event.type_name)):
-            envelope = RawEnvelope.model_validate_json(msg.data)
-            entries.append(AccessLogEntry(
-                viewed=viewed, subject_id=envelope.data[key], viewed_at=envelope.time,
-                viewed_by=envelope.data["viewed_by"], command_id=envelope.data["command_id"],
-            ))  # fmt: skip
+    for msg in await bus.every_message(js, stream, subjects.event(org, CaseViewed.type_name)):
+        envelope = RawEnvelope.model_validate_json(msg.data)
+        case = CaseViewed.model_validate(envelope.data)
+        entries.append(AccessLogEntry(viewed="case", subject_id=case.case_id,
+                                      viewed_by=case.viewed_by, viewed_at=envelope.time,
+                                      command_id=case.command_id))  # fmt: skip
+    for msg in await bus.every_message(js, stream,
+                                       subjects.event(org, SupporterViewed.type_name)):  # fmt: skip
+        envelope = RawEnvelope.model_validate_json(msg.data)
+        supporter = SupporterViewed.model_validate(envelope.data)
+        entries.append(AccessLogEntry(viewed="supporter", subject_id=supporter.supporter_id,
+                                      viewed_by=supporter.viewed_by, viewed_at=envelope.time,
+                                      command_id=supporter.command_id))  # fmt: skip
     return sorted(entries, key=lambda entry: entry.viewed_at)
