@@ -47,6 +47,7 @@ from runtime.store import (
     Changer,
     EventKey,
     EventPublisher,
+    R,
     StoredReply,
     fingerprint,
     key,
@@ -157,16 +158,9 @@ async def view_case(
     """A case as its services hold it now; that it was seen, and by whom, is published
     first (the access log)."""
     org, case_id, command_id = received.org, command.case_id, received.envelope.id
-    try:
-        stored, _ = await deps.cases.store.load(org, case_id)
-        if stored is None:
-            await deps.vault.key(org, "client", case_id)  # Erased, if they were
-    except Erased:
-        return rejected(ViewCase.type_name, command_id, "data.case_id",
-                        "this client was erased: nothing is held about them")  # fmt: skip
-    if stored is None:
-        return rejected(ViewCase.type_name, command_id, "data.case_id",
-                        f"no case {case_id} is held here")  # fmt: skip
+    case = await held(deps.cases, "client", case_id, received, deps)
+    if isinstance(case, CommandRejected):
+        return case
     matching, _ = await deps.holdings.matches.load(org, case_id)
     schedule, _ = await deps.holdings.schedules.load(org, case_id)
     viewed = CaseViewed(case_id=case_id, command_id=command_id,
@@ -174,7 +168,7 @@ async def view_case(
     await recorded(viewed, received, deps)
     log.info("case_viewed", org=org, case_id=case_id, command_id=command_id,
              viewed_by=received.envelope.source)  # fmt: skip
-    return CaseView(command_id=command_id, viewed_at=deps.clock(), case=stored.record,
+    return CaseView(command_id=command_id, viewed_at=deps.clock(), case=case,
                     matching=matching.record if matching else None,
                     schedule=schedule.record if schedule else None)  # fmt: skip
 
@@ -186,17 +180,9 @@ async def view_supporter(
     """A supporter as their services hold them now (their vetting by kind and date, never
     its content); that they were seen, and by whom, is published first."""
     org, supporter_id, command_id = received.org, command.supporter_id, received.envelope.id
-    try:
-        stored, _ = await deps.supporters.store.load(org, supporter_id)
-        if stored is None:
-            await deps.vault.key(org, "supporter", supporter_id)  # Erased, if they were
-    except Erased:
-        return rejected(ViewSupporter.type_name, command_id, "data.supporter_id",
-                        "this supporter was erased: nothing is held about them")  # fmt: skip
-    if stored is None:
-        return rejected(ViewSupporter.type_name, command_id, "data.supporter_id",
-                        f"no supporter {supporter_id} is held here")  # fmt: skip
-    supporter = stored.record
+    supporter = await held(deps.supporters, "supporter", supporter_id, received, deps)
+    if isinstance(supporter, CommandRejected):
+        return supporter
     decision, _ = await deps.holdings.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
     caseload, _ = await deps.holdings.caseloads.load(org, supporter_id)
     supervision, _ = await deps.holdings.supervision.load(org, supporter_id)
@@ -214,6 +200,25 @@ async def view_supporter(
         lapses_on=decision.lapses_on if decision else None, caseload=caseload.holds,
         supervision=supervision.record if supervision else None,
     )  # fmt: skip
+
+
+async def held(
+    records: Changer[R], person: Person, subject_id: str, received: Received, deps: IntakeDeps
+) -> R | CommandRejected:
+    """The person's record for a view, or the refusal: erased, or not held here."""
+    field = "data.case_id" if person == "client" else "data.supporter_id"
+    what = "case" if person == "client" else "supporter"
+    try:
+        stored, _ = await records.store.load(received.org, subject_id)
+        if stored is None:
+            await deps.vault.key(received.org, person, subject_id)  # Erased, if they were
+    except Erased:
+        return rejected(received.envelope.type, received.envelope.id, field,
+                        f"this {person} was erased: nothing is held about them")  # fmt: skip
+    if stored is None:
+        return rejected(received.envelope.type, received.envelope.id, field,
+                        f"no {what} {subject_id} is held here")  # fmt: skip
+    return stored.record
 
 
 async def recorded(event: Event, received: Received, deps: IntakeDeps) -> None:
