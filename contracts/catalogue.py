@@ -14,7 +14,7 @@ from contracts import intake, matching, rules, scheduling, subjects, views
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 
-VERSION = "1.6.0"
+VERSION = "1.7.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c

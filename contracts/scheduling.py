@@ -218,9 +218,11 @@ class SessionsScheduled(Event):
     """Regular sessions set up after the client went ahead; the end date is known now."""
 
     type_name: ClassVar[str] = "SessionsScheduled"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: starts
     case_id: EntityId
     supporter_id: EntityId
     session_ids: list[EntityId]
+    starts: list[datetime] = Field(default_factory=list)  # each session's, in session_ids' order
     weekday: str
     local_time: str
     time_zone: str
@@ -273,9 +275,11 @@ class SessionAttended(Event):
 
 class ServiceExtended(Event):
     type_name: ClassVar[str] = "ServiceExtended"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: starts
     case_id: EntityId
     service_ends_on: date
     session_ids: list[EntityId]
+    starts: list[datetime] = Field(default_factory=list)  # each session's, in session_ids' order
 
 
 class FrequencyAgreed(Event):

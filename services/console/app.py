@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts import catalogue, subjects
 from contracts.console import AccessLog, Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
+from contracts.overview import DEFAULT_LIMIT, MonthReport, RulesHistory, Today
 from contracts.records import ConsoleAccount
 from contracts.replies import CommandRejected, FieldError, field_errors
 from contracts.views import CaseView, SupporterView, ViewCase, ViewSupporter
@@ -35,6 +36,7 @@ from runtime.settings import Settings
 from services.console import domain
 from services.console.accounts import Accounts
 from services.console.orgs import SOURCE, NoCredential, OrgConnections, access_log
+from services.console.overview import as_csv
 from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session, Sessions
 
 log = get_logger(__name__)
@@ -42,6 +44,8 @@ log = get_logger(__name__)
 PROBLEM = "application/problem+json"
 OrgPath = Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)]
 IdPath = Annotated[str, PathParam(pattern=subjects.ID_PATTERN)]
+MonthPath = Annotated[str, PathParam(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
 _COMMAND_ID: TypeAdapter[str] = TypeAdapter(MessageId)
 
 
@@ -80,6 +84,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     _session_routes(app, deps)
     _view_routes(app, deps)
+    _overview_routes(app, deps)
     for model in catalogue.COMMANDS.values():
         _command_route(app, model, deps)
     return app
@@ -160,22 +165,12 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
     async def read_access_log(request: Request, org: OrgPath) -> Response:
         """Every view of the organisation's cases and supporters, oldest first: who, when,
         which (a supervisor's or an operator's)."""
-        found = await signed_in(deps, request)
-        refused = domain.refusal(found[1] if found else None, org, domain.ACCESS_LOG)
-        if refused is not None:
-            return problem(refused)
-        try:
+
+        async def read() -> AccessLog:
             asking = await deps.orgs.asking(org)
-            entries = await access_log(asking.nc.jetstream(), org)
-        except NoCredential as missing:
-            return problem(Problem(title="Organisation not served here", status=503,
-                                   detail=str(missing)))  # fmt: skip
-        except (NatsError, TimeoutError) as error:
-            await deps.orgs.failed(org)
-            unread = f"the access log could not be read ({type(error).__name__})"
-            return problem(Problem(title="Try again shortly", status=503, detail=unread),
-                           headers={"Retry-After": "5"})  # fmt: skip
-        return JSONResponse(AccessLog(org=org, entries=entries).model_dump(mode="json"))
+            return AccessLog(org=org, entries=await access_log(asking.nc.jetstream(), org))
+
+        return await _org_read(deps, request, org, domain.ACCESS_LOG, read)
 
     @app.get("/api/orgs/{org}/cases/{case_id}", response_model=CaseView,
              responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
@@ -192,6 +187,78 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         and dates, never what a record check said), eligibility and the day it lapses,
         caseload, supervision. Every view is recorded (``SupporterViewed``)."""
         return await viewed(request, org, ViewSupporter(supporter_id=supporter_id))
+
+
+def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:
+    @app.get("/api/orgs/{org}/today", response_model=Today,
+             responses=_problems(401, 403, 503), tags=["overview"])  # fmt: skip
+    async def today(request: Request, org: OrgPath, limit: Limit = DEFAULT_LIMIT) -> Response:
+        """The work lists, most urgent first: who waits and why, proposals awaiting the
+        client's choice, consents missing and from whom, first meetings to confirm, this
+        week's sessions, vetting lapsing within 30 days, supervision due. Ids and dates
+        only; each list cut to ``limit`` rows (``counts`` has the whole lengths)."""
+
+        async def read() -> Today:
+            return (await deps.orgs.overview(org)).today(deps.clock(), limit)
+
+        return await _org_read(deps, request, org, domain.OVERVIEW, read)
+
+    @app.get("/api/orgs/{org}/reports/{month}", response_model=MonthReport,
+             responses=_problems(401, 403, 503), tags=["overview"])  # fmt: skip
+    async def month_report(request: Request, org: OrgPath, month: MonthPath) -> Response:
+        """One month's figures (in the organisation's time zone): time to a first proposal
+        and to an active match, answers to proposals, changes, refusals and drop-outs,
+        sessions held and missed, supervision kept, the waitlist at the month's end."""
+
+        async def read() -> MonthReport:
+            return (await deps.orgs.overview(org)).month(month, deps.clock())
+
+        return await _org_read(deps, request, org, domain.OVERVIEW, read)
+
+    @app.get("/api/orgs/{org}/reports.csv", responses={**_problems(401, 403, 503),
+             200: {"content": {"text/csv": {}}}}, tags=["overview"])  # fmt: skip
+    async def reports_csv(request: Request, org: OrgPath) -> Response:
+        """Every month's figures from the first intake to now, one row a month."""
+
+        async def read() -> str:
+            overview, now = await deps.orgs.overview(org), deps.clock()
+            return as_csv([overview.month(month, now) for month in overview.months(now)])
+
+        return await _org_read(deps, request, org, domain.OVERVIEW, read)
+
+    @app.get("/api/orgs/{org}/rules", response_model=RulesHistory,
+             responses=_problems(401, 403, 503), tags=["overview"])  # fmt: skip
+    async def rules(request: Request, org: OrgPath) -> Response:
+        """Each kind's live ruleset and every publication before it, newest first."""
+
+        async def read() -> RulesHistory:
+            return (await deps.orgs.overview(org)).rules()
+
+        return await _org_read(deps, request, org, domain.OVERVIEW, read)
+
+
+async def _org_read(
+    deps: ConsoleDeps, request: Request, org: str, what: str,
+    read: Callable[[], Awaitable[BaseModel | str]],
+) -> Response:  # fmt: skip
+    """A read of the organisation as a whole, through its own connection."""
+    found = await signed_in(deps, request)
+    refused = domain.refusal(found[1] if found else None, org, what)
+    if refused is not None:
+        return problem(refused)
+    try:
+        answer = await read()
+    except NoCredential as missing:
+        return problem(Problem(title="Organisation not served here", status=503,
+                               detail=str(missing)))  # fmt: skip
+    except (NatsError, TimeoutError) as error:
+        await deps.orgs.failed(org)
+        unread = f"{what} could not be read ({type(error).__name__})"
+        return problem(Problem(title="Try again shortly", status=503, detail=unread),
+                       headers={"Retry-After": "5"})  # fmt: skip
+    if isinstance(answer, str):
+        return Response(answer, media_type="text/csv; charset=utf-8")
+    return JSONResponse(answer.model_dump(mode="json"))
 
 
 def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> None:

@@ -10,6 +10,7 @@ from contracts.replies import CommandRejected, FieldError
 # Commands that answer for the people's data or the organisation's settings: a supervisor's
 # (or an operator's), never a coordinator's alone.
 ACCESS_LOG = "ReadAccessLog"  # who saw which case or supporter: not a command, a read
+OVERVIEW = "ReadOverview"  # the work lists, reports and rules history: ids and dates only
 SUPERVISORS_ONLY = frozenset({
     "ExportPersonData", "EraseClient", "EraseSupporter", "ConfigureScheduling", ACCESS_LOG,
 })  # fmt: skip

@@ -20,6 +20,8 @@ from runtime import bus
 from runtime.asking import Asking
 from runtime.clock import Clock
 from runtime.credentials import Credentials
+from services.console.overview import Overview
+from services.console.readmodel import Following
 
 SOURCE = "alongside/console"
 CredentialFor = Callable[[str], Awaitable[Path]]
@@ -67,6 +69,7 @@ class OrgConnections:
         self.credential = credential
         self.clock = clock
         self._open: dict[str, tuple[Client, Asking]] = {}
+        self._following: dict[str, Following] = {}
         self._lock = asyncio.Lock()
 
     async def asking(self, org: str) -> Asking:
@@ -78,6 +81,16 @@ class OrgConnections:
                 self._open[org] = (nc, Asking(nc, SOURCE, self.clock))
             return self._open[org][1]
 
+    async def overview(self, org: str) -> Overview:
+        """The organisation's work lists and figures, as of now (``readmodel``)."""
+        js = (await self.asking(org)).nc.jetstream()
+        async with self._lock:
+            following = self._following.get(org)
+            if following is None:
+                following = self._following[org] = Following(org)
+                await following.start(js)
+        return await following.current(js)
+
     async def failed(self, org: str) -> None:
         """A command as ``org`` failed: if its connection is down (the server dropped it:
         its credential revoked, say, and perhaps issued again), drop it, so the next
@@ -87,10 +100,16 @@ class OrgConnections:
             if opened is None or opened[0].is_connected:
                 return
             del self._open[org]
+            following = self._following.pop(org, None)
+        if following is not None:
+            await following.stop()
         with contextlib.suppress(Exception):
             await opened[0].close()
 
     async def close(self) -> None:
+        for following in self._following.values():
+            await following.stop()
+        self._following.clear()
         for nc, _ in self._open.values():
             await nc.close()
         self._open.clear()

@@ -399,7 +399,8 @@ def go_ahead(
     local = starts[0].astimezone(ctx.zone)
     event = SessionsScheduled(
         case_id=schedule.case_id, supporter_id=schedule.supporter_id,
-        session_ids=[s.session_id for s in sessions], weekday=f"{local:%A}",
+        session_ids=[s.session_id for s in sessions], starts=[s.start for s in sessions],
+        weekday=f"{local:%A}",
         local_time=f"{local:%H:%M}", time_zone=ctx.policy.time_zone, service_ends_on=ends_on,
     )  # fmt: skip
     return Change(record, [event])
@@ -490,5 +491,6 @@ def extend(schedule: CaseSchedule | None, command: ExtendService, ctx: Context) 
                      sessions=[*schedule.sessions, *sessions],
                      service_ends_on=command.until)  # fmt: skip
     event = ServiceExtended(case_id=schedule.case_id, service_ends_on=command.until,
-                            session_ids=[s.session_id for s in sessions])  # fmt: skip
+                            session_ids=[s.session_id for s in sessions],
+                            starts=[s.start for s in sessions])  # fmt: skip
     return Change(record, [event])

@@ -4,10 +4,12 @@ details, and the server itself refuses the organisation's connection anything el
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,11 +30,14 @@ from services.console.orgs import issued_by
 from services.console.sessions import COOKIE, CSRF_HEADER
 from tests.conftest import Start
 from tests.support import (
+    AUCKLAND,
     MARKERS,
+    eligible,
     intake,
     marked_record_check,
     marked_supporter,
     org_today,
+    supporter,
     wait_for,
 )
 
@@ -259,3 +264,68 @@ async def test_a_supervisor_reads_who_saw_which_case_and_supporter(
         ("case", "c1", ana, case["command_id"]),
         ("supporter", "s1", ana, supporter["command_id"]),
     ]  # fmt: skip
+
+
+async def test_today_lists_who_waits_and_who_chooses_and_the_month_counts_the_answer(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake", "rules", "matching")
+    for n in range(2):
+        await supporter(client, org, f"s{n}", ["en"])
+    await eligible(client, org, 2)
+    csrf = await sign_in(console, "ana@example.org")
+    for command in (intake("c-en", ["en"]), intake("c-rare", ["niu"])):
+        sent = await console.post(f"/api/orgs/{org}/commands/SubmitIntake",
+                                  json=json.loads(command.model_dump_json()),
+                                  headers={CSRF_HEADER: csrf})  # fmt: skip
+        assert sent.status_code == 200, sent.text
+    [waitlisted] = await wait_for(client, org, "ClientWaitlisted")
+    await wait_for(client, org, "MatchProposed")
+
+    today = await until_listed(console, org, lambda t: t["counts"]["awaiting_choice"] == 1)
+    [waiting] = today["waiting"]
+    assert (waiting["case_id"], waiting["constraint"]) == ("c-rare", waitlisted.data["constraint"])
+    assert waiting["since"] == waitlisted.time.isoformat().replace("+00:00", "Z")
+    [choosing] = today["awaiting_choice"]
+    assert choosing["case_id"] == "c-en"
+    assert {h["supporter_id"] for h in choosing["holds"]} == {"s0", "s1"}
+    assert choosing["first_hold_ends"] == min(h["held_until"] for h in choosing["holds"])
+    assert MARKERS["client_name"] not in json.dumps(today)  # ids and dates, never names
+
+    chosen = choosing["holds"][0]["supporter_id"]
+    sent = await console.post(f"/api/orgs/{org}/commands/AcceptProposal",
+                              json={"case_id": "c-en", "supporter_id": chosen},
+                              headers={CSRF_HEADER: csrf})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    await until_listed(console, org, lambda t: t["counts"]["awaiting_choice"] == 0)
+
+    month = f"{SYSTEM().astimezone(AUCKLAND):%Y-%m}"
+    report = (await console.get(f"/api/orgs/{org}/reports/{month}")).json()
+    assert (report["intakes"], report["proposals_accepted"]) == (2, 1)
+    assert report["acceptance_rate"] == 1.0
+    assert report["intake_to_first_proposal"]["cases"] == 1
+    assert report["waitlist_size"] == 1  # c-rare, still waiting
+    table = (await console.get(f"/api/orgs/{org}/reports.csv")).text.splitlines()
+    assert table[0].startswith("org,month,time_zone,intakes,intake_to_first_proposal_cases")
+    assert table[-1].startswith(f"{org},{month},Pacific/Auckland,2,1")
+    problem_of(await console.get(f"/api/orgs/{org}/reports/2026-13"), 422)
+
+    assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
+    await sign_in(console, "oli@example.org")  # the other organisation's coordinator
+    problem_of(await console.get(f"/api/orgs/{org}/today"), 403)
+    problem_of(await console.get(f"/api/orgs/{org}/reports.csv"), 403)
+
+
+async def until_listed(
+    console: httpx.AsyncClient, org: str, ready: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Today's lists once ``ready``: each read has every event the stream held, but matching
+    answers a command before its events are all copied to the organisation's stream."""
+    for _ in range(100):
+        read = await console.get(f"/api/orgs/{org}/today")
+        assert read.status_code == 200, read.text
+        today: dict[str, Any] = read.json()
+        if ready(today):
+            return today
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"today's lists never got there: {today['counts']}")

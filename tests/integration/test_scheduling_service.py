@@ -153,6 +153,9 @@ async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_s
     await accepted(client, org, ExtendService(case_id="c1", until=ends_on + timedelta(weeks=2)))
     [extended] = await wait_for(client, org, "ServiceExtended")
     assert len(extended.data["session_ids"]) == 2
+    weekly = [datetime.fromisoformat(start) for start in extended.data["starts"]]
+    # A week apart in local time (an hour more or less across a daylight-saving change).
+    assert abs(weekly[1] - weekly[0] - timedelta(weeks=1)) <= timedelta(hours=1)
     assert extended.data["service_ends_on"] == str(ends_on + timedelta(weeks=2))
     shorter = await client.submit(org, ExtendService(case_id="c1", until=ends_on))
     assert isinstance(shorter, CommandRejected)

@@ -135,6 +135,7 @@ async def test_after_the_meeting_weekly_sessions_each_get_a_reminder(world: Worl
     assert set(world.reminders.due) == {s.session_id for s in regular}
     [scheduled] = world.events.of("SessionsScheduled")
     assert scheduled.data["session_ids"] == [s.session_id for s in regular]
+    assert scheduled.data["starts"] == [s.start.isoformat() for s in regular]
 
 
 async def test_a_booking_the_boundaries_refuse_names_each_rule_and_changes_nothing(
