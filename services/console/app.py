@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import uvicorn
@@ -29,38 +28,21 @@ from contracts.overview import DEFAULT_LIMIT, MonthReport, RulesHistory, Today
 from contracts.records import ConsoleAccount
 from contracts.replies import CommandRejected, FieldError, field_errors
 from contracts.views import CaseView, SupporterView, ViewCase, ViewSupporter
-from runtime.asking import AnyReply
-from runtime.clock import Clock
 from runtime.logging import get_logger
-from runtime.settings import Settings
 from services.console import domain
-from services.console.accounts import Accounts
-from services.console.orgs import SOURCE, NoCredential, OrgConnections, access_log
+from services.console.domain import TRY_AGAIN
+from services.console.gate import PROBLEM, ConsoleDeps, problem, send_as, signed_in
+from services.console.orgs import NoCredential, access_log
 from services.console.overview import as_csv
-from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session, Sessions
+from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session
 
 log = get_logger(__name__)
 
-PROBLEM = "application/problem+json"
 OrgPath = Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)]
 IdPath = Annotated[str, PathParam(pattern=subjects.ID_PATTERN)]
 MonthPath = Annotated[str, PathParam(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 _COMMAND_ID: TypeAdapter[str] = TypeAdapter(MessageId)
-
-
-@dataclass(frozen=True)
-class ConsoleDeps:
-    accounts: Accounts
-    sessions: Sessions
-    orgs: OrgConnections
-    settings: Settings
-    clock: Clock
-
-
-def problem(found: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(found.model_dump(mode="json"), status_code=found.status,
-                        media_type=PROBLEM, headers=headers)  # fmt: skip
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -88,15 +70,6 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
     for model in catalogue.COMMANDS.values():
         _command_route(app, model, deps)
     return app
-
-
-async def signed_in(deps: ConsoleDeps, request: Request) -> tuple[Session, ConsoleAccount] | None:
-    session = deps.sessions.read(request.cookies.get(COOKIE))
-    if session is None:
-        return None
-    account = await deps.accounts.get(session.account_id)
-    # A disabled account's sessions end with it.
-    return (session, account) if account and account.status == "active" else None
 
 
 def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
@@ -152,12 +125,12 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         if refused is not None:
             return problem(refused)
         assert found is not None
-        reply = await _sent(deps, org, command, None, found[1])
+        reply = await send_as(deps, org, command, None, found[1])
         if isinstance(reply, CommandRejected):
             said = domain.problem_of(reply)
             return problem(said.model_copy(update={"status": 404, "title": "Not held here"}))
-        if isinstance(reply, JSONResponse):
-            return reply
+        if isinstance(reply, Problem):
+            return problem(reply)
         return JSONResponse(reply.model_dump(mode="json"))
 
     @app.get("/api/orgs/{org}/access-log", response_model=AccessLog,
@@ -254,8 +227,7 @@ async def _org_read(
     except (NatsError, TimeoutError) as error:
         await deps.orgs.failed(org)
         unread = f"{what} could not be read ({type(error).__name__})"
-        return problem(Problem(title="Try again shortly", status=503, detail=unread),
-                       headers={"Retry-After": "5"})  # fmt: skip
+        return problem(Problem(title=TRY_AGAIN, status=503, detail=unread))
     if isinstance(answer, str):
         return Response(answer, media_type="text/csv; charset=utf-8")
     return JSONResponse(answer.model_dump(mode="json"))
@@ -289,9 +261,9 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> Non
                       for e in field_errors(error)]  # fmt: skip
             return problem(Problem(title="Invalid Idempotency-Key", status=422,
                                    detail=errors[0].reason, errors=errors))  # fmt: skip
-        reply = await _sent(deps, org, command, command_id, found[1])
-        if isinstance(reply, JSONResponse):
-            return reply
+        reply = await send_as(deps, org, command, command_id, found[1])
+        if isinstance(reply, Problem):
+            return problem(reply)
         if isinstance(reply, CommandRejected):
             return problem(domain.problem_of(reply))
         return JSONResponse(reply.model_dump(mode="json"))
@@ -308,31 +280,6 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> Non
         tags=[model.service], response_model=replies[0] if len(replies) == 1 else None,
         responses=_problems(401, 403, 409, 422, 503),
     )  # fmt: skip
-
-
-async def _sent(
-    deps: ConsoleDeps, org: str, command: Command, command_id: str | None,
-    account: ConsoleAccount,
-) -> AnyReply | JSONResponse:  # fmt: skip
-    """The command sent as ``org``, in the account's name (its source), and the service's
-    reply; problem details when it could not be sent or was not answered."""
-    try:
-        asking = await deps.orgs.asking(org)
-        reply = await asking.any(org, command, command_id,
-                                 source=f"{SOURCE}/{account.account_id}")  # fmt: skip
-    except NoCredential as missing:
-        return problem(Problem(title="Organisation not served here", status=503,
-                               detail=str(missing)))  # fmt: skip
-    except (NatsError, TimeoutError) as error:
-        log.warning("console_command_unanswered", org=org, command_type=command.type_name,
-                    error=type(error).__name__)  # fmt: skip
-        await deps.orgs.failed(org)
-        return problem(Problem(title="Try again shortly", status=503,
-                               detail=f"{command.service} did not answer"),
-                       headers={"Retry-After": "5"})  # fmt: skip
-    log.info("console_command", org=org, command_type=command.type_name, status=reply.status,
-             account_id=account.account_id)  # fmt: skip
-    return reply
 
 
 def _signed_in(account: ConsoleAccount, session: Session) -> SignedIn:

@@ -12,7 +12,8 @@ from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.vault import load_master_key
 from services.console.accounts import Accounts
-from services.console.app import ConsoleDeps, create_app, serve
+from services.console.app import create_app, serve
+from services.console.gate import ConsoleDeps
 from services.console.orgs import CredentialFor, OrgConnections
 from services.console.sessions import Sessions
 

@@ -16,6 +16,8 @@ SUPERVISORS_ONLY = frozenset({
 })  # fmt: skip
 
 
+TRY_AGAIN = "Try again shortly"  # a 503: the answer says when (Retry-After)
+
 NOT_SIGNED_IN = Problem(title="Not signed in", status=401,
                         detail="sign in first (POST /api/session)")  # fmt: skip
 
@@ -44,7 +46,7 @@ def problem_of(reply: CommandRejected) -> Problem:
     fields = {e.field for e in reply.errors}
     reasons = " ".join(e.reason for e in reply.errors)
     if fields == {"id"} and "retry" in reasons:
-        status, title = 503, "Try again shortly"
+        status, title = 503, TRY_AGAIN
     elif fields == {"id"}:
         status, title = 409, "That Idempotency-Key was used for another command"
     elif fields == {"org"}:

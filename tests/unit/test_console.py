@@ -15,7 +15,8 @@ from runtime.clock import ManualClock
 from runtime.settings import Settings
 from services.console import domain
 from services.console.accounts import Accounts
-from services.console.app import ConsoleDeps, create_app
+from services.console.app import create_app
+from services.console.gate import ConsoleDeps
 from services.console.orgs import OrgConnections
 from services.console.sessions import Sessions
 from tests.fakes import FakeKeyValue
