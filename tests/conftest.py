@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from alongside import services
 from alongside.client import AlongsideClient
+from contracts.console import Role
 from runtime import bus, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
 from runtime.clock import SYSTEM, Clock, ManualClock
@@ -21,6 +22,9 @@ from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
 from runtime.vault import load_master_key
+from services.console.bootstrap import bootstrap
+from services.console.gate import ConsoleDeps
+from services.console.orgs import issued_by
 from tests.support import register
 
 _orgs = itertools.count()
@@ -164,3 +168,29 @@ async def rules_service(start: Start) -> services.Running:
 @pytest.fixture
 def client(nc: Client) -> AlongsideClient:
     return AlongsideClient(nc, source="tests")
+
+
+CONSOLE_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+async def console_deps(
+    provisioned: str, auth: AuthDir, credentials: Credentials, clock: ManualClock,
+    tmp_path: Path, org: str, other_org: str,
+) -> AsyncIterator[ConsoleDeps]:  # fmt: skip
+    """The console as ``alongside up`` wires it, its own NATS user for its accounts; three
+    people: Ana, a coordinator of ``org``, Sam, its supervisor, and Oli, a coordinator of
+    ``other_org`` (each with ``CONSOLE_PASSWORD``)."""
+    own = await bus.connect(provisioned, "console", auth.credentials("console"))
+    deps = await bootstrap(own, provisioned, Settings(), clock,
+                           issued_by(credentials, tmp_path / "console"))  # fmt: skip
+    people: list[tuple[str, str, dict[str, Role]]] = [
+        ("ana@example.org", "Ana", {org: "coordinator"}),
+        ("sam@example.org", "Sam", {org: "supervisor"}),
+        ("oli@example.org", "Oli", {other_org: "coordinator"}),
+    ]
+    for email, name, roles in people:
+        await deps.accounts.put(email, name, CONSOLE_PASSWORD, roles)
+    yield deps
+    await deps.orgs.close()
+    await own.close()

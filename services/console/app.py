@@ -34,6 +34,7 @@ from services.console.domain import TRY_AGAIN
 from services.console.gate import PROBLEM, ConsoleDeps, problem, send_as, signed_in
 from services.console.orgs import NoCredential, access_log
 from services.console.overview import as_csv
+from services.console.pages import add_pages
 from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session
 
 log = get_logger(__name__)
@@ -65,6 +66,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
                                errors=errors))  # fmt: skip
 
     _session_routes(app, deps)
+    add_pages(app, deps)
     _view_routes(app, deps)
     _overview_routes(app, deps)
     for model in catalogue.COMMANDS.values():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from contracts.intake import Method, Stage, Weekday
+from contracts.replies import FieldError
 
 Kind = Literal[
     "text", "email", "tel", "number", "date", "time", "textarea", "select", "checks", "list",
@@ -186,3 +187,16 @@ def values_of(body: Mapping[str, Any] | list[Any], prefix: str = "") -> dict[str
 
 def _scalars(value: Any) -> bool:
     return isinstance(value, list) and all(not isinstance(v, dict | list) for v in value)
+
+
+def errors_by_input(form: Form, errors: Sequence[FieldError]) -> dict[str, str]:
+    """Each error at its input: the one it names, or the first input inside the part it
+    names (``client.contact`` is missing: said at ``client.contact.email``)."""
+    placed: dict[str, str] = {}
+    names = [i.name for i in form.inputs]
+    for error in errors:
+        at = next((n for n in names if n == error.field or n.startswith(f"{error.field}.")),
+                  None)  # fmt: skip
+        if at is not None and at not in placed:
+            placed[at] = error.reason
+    return placed

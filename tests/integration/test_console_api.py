@@ -26,9 +26,10 @@ from runtime.settings import Settings
 from services.console.accounts import Accounts, account_id
 from services.console.app import create_app
 from services.console.bootstrap import bootstrap
+from services.console.gate import ConsoleDeps
 from services.console.orgs import issued_by
 from services.console.sessions import COOKIE, CSRF_HEADER
-from tests.conftest import Start
+from tests.conftest import CONSOLE_PASSWORD, Start
 from tests.support import (
     AUCKLAND,
     MARKERS,
@@ -42,28 +43,16 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.nats
-PASSWORD = "correct horse battery staple"
+PASSWORD = CONSOLE_PASSWORD
 
 
 @pytest.fixture
-async def console(
-    provisioned: str, auth: AuthDir, credentials: Credentials, clock: ManualClock,
-    tmp_path: Path, org: str, other_org: str,
-) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
-    """The console as ``alongside up`` runs it, its own NATS user for its accounts; three
-    people: a coordinator and a supervisor of ``org``, a coordinator of ``other_org``."""
-    own = await bus.connect(provisioned, "console", auth.credentials("console"))
-    deps = await bootstrap(own, provisioned, Settings(), clock,
-                           issued_by(credentials, tmp_path / "console"))  # fmt: skip
-    await deps.accounts.put("ana@example.org", "Ana", PASSWORD, {org: "coordinator"})
-    await deps.accounts.put("sam@example.org", "Sam", PASSWORD, {org: "supervisor"})
-    await deps.accounts.put("oli@example.org", "Oli", PASSWORD, {other_org: "coordinator"})
-    transport = httpx.ASGITransport(app=create_app(deps))
+async def console(console_deps: ConsoleDeps) -> AsyncIterator[httpx.AsyncClient]:
+    """The console's API, called as a script would (``console_deps`` has its people)."""
+    transport = httpx.ASGITransport(app=create_app(console_deps))
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
         http.headers["Accept"] = "application/json"
         yield http
-    await deps.orgs.close()
-    await own.close()
 
 
 async def sign_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
