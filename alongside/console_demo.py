@@ -125,5 +125,18 @@ async def show(
     status, _ = await browser.call("POST", "/api/orgs/other-org/commands/SubmitIntake", intake,
                                    headers)  # fmt: skip
     say(f"  the same for an organisation the account has no role in: {status}")
-    say(f"  sign in at http://127.0.0.1:{port} as {EMAIL}, password {password}")
+    status, today = await browser.call("GET", f"/api/orgs/{org}/today")
+    if status != 200:
+        raise RuntimeError(f"today's lists were not answered: {status} {today}")
+    listed = ", ".join(f"{name.replace('_', ' ')} {count}"
+                       for name, count in today["counts"].items())  # fmt: skip
+    say(f"  GET /api/orgs/{org}/today (folded from {org}'s own events, ids only): {listed}")
+    month = today["as_of"][:7]
+    status, report = await browser.call("GET", f"/api/orgs/{org}/reports/{month}")
+    first = report["intake_to_first_proposal"]
+    say(f"  GET /api/orgs/{org}/reports/{month}: {report['intakes']} intakes, first proposal "
+        f"after {first['median_hours'] * 3600:.1f} s (median), acceptance rate {report['acceptance_rate']},"
+        f" waitlist {report['waitlist_size']}; every month as CSV at reports.csv")  # fmt: skip
+    say(f"  the console's pages (no script needed): http://127.0.0.1:{port}/orgs/{org} - "
+        f"sign in as {EMAIL}, password {password}")
     return task.cancel

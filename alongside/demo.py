@@ -174,7 +174,7 @@ async def _demo(
             await _operators_view(client, running, spans, vault)
             await _subject_access(client)
             await _erasure(client, nc, vault)
-            console.print("\n[bold]11. The console's HTTP API[/]")
+            console.print("\n[bold]11. The console: HTTP API, today's lists, reports, pages[/]")
             try:
                 stop_console = await console_demo.show(
                     console.print, nc, server.url, auth, credentials, state, settings, clock,

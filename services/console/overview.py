@@ -406,8 +406,9 @@ def _durations(spans: Iterable[timedelta]) -> Durations:
     if not hours:
         return Durations(cases=0)
     p90 = hours[min(len(hours) - 1, max(0, -(-9 * len(hours) // 10) - 1))]  # nearest rank
-    return Durations(cases=len(hours), median_hours=round(statistics.median(hours), 2),
-                     p90_hours=round(p90, 2))  # fmt: skip
+    # Four places: a proposal within a second still reads as more than nothing.
+    return Durations(cases=len(hours), median_hours=round(statistics.median(hours), 4),
+                     p90_hours=round(p90, 4))  # fmt: skip
 
 
 def _ratio(part: int, whole: int) -> float | None:
