@@ -8,15 +8,17 @@ organisation. Only ids, stages, times and outcomes are kept: nothing here is per
 
 from __future__ import annotations
 
+import bisect
 import csv
+import heapq
 import io
 import statistics
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel
 
 from contracts.envelope import Event
 from contracts.intake import ClientErased, IntakeReceived, SupporterErased
@@ -108,6 +110,44 @@ class _Supervision:
     attended: bool = False
 
 
+@dataclass
+class _Day:
+    """What happened, or is due, on one UTC day: a month's figures read only its own days,
+    whatever the organisation's time zone (a local month spans parts of two UTC months)."""
+
+    intakes: list[str] = field(default_factory=list)
+    first_proposals: list[str] = field(default_factory=list)
+    activations: list[str] = field(default_factory=list)
+    outcomes: list[tuple[datetime, str]] = field(default_factory=list)
+    sessions: set[str] = field(default_factory=set)
+    supervision: set[str] = field(default_factory=set)
+
+
+When = TypeVar("When", date, datetime)
+
+
+class _Soonest(Generic[When]):
+    """Ids ordered by a day or a time, the soonest first: those up to a horizon are found by
+    bisection, not by reading all of them (20,000 supporters' lapse days)."""
+
+    def __init__(self) -> None:
+        self._when: dict[str, When] = {}
+        self._order: list[tuple[When, str]] = []
+
+    def put(self, key: str, when: When) -> None:
+        self.drop(key)
+        self._when[key] = when
+        bisect.insort(self._order, (when, key))
+
+    def drop(self, key: str) -> None:
+        when = self._when.pop(key, None)
+        if when is not None:
+            del self._order[bisect.bisect_left(self._order, (when, key))]
+
+    def until(self, horizon: When) -> list[tuple[When, str]]:
+        return self._order[: bisect.bisect_right(self._order, (horizon, "\uffff"))]
+
+
 class Overview:
     """One organisation's fold. ``apply`` each event in stream order."""
 
@@ -117,8 +157,10 @@ class Overview:
         self.cases: dict[str, _Case] = {}
         self.sessions: dict[str, _Session] = {}
         self.supervision: dict[str, _Supervision] = {}
-        self.lapses: dict[str, date] = {}  # eligible supporters: the day each lapses
-        self.outcomes: list[tuple[datetime, str]] = []  # proposals answered, matches ended
+        self.unattended: _Soonest[datetime] = _Soonest()  # supervision not (yet) attended
+        self.lapses: _Soonest[date] = _Soonest()  # eligible supporters: the day each lapses
+        self.waitlisted: set[str] = set()  # every case that ever waited
+        self.days: defaultdict[date, _Day] = defaultdict(_Day)
         self.rulesets: list[LiveRuleset] = []
 
     @property
@@ -128,22 +170,32 @@ class Overview:
     def _case(self, case_id: str) -> _Case:
         return self.cases.setdefault(case_id, _Case())
 
+    def _on(self, at: datetime) -> _Day:
+        return self.days[at.date()]  # ``at`` in UTC
+
     def apply(self, event: Event, at: datetime) -> None:  # noqa: C901 - one case per event
+        # Every time is kept in UTC: comparing times of one zone is several times faster.
+        at = _utc(at)
         match event:
             case IntakeReceived():
                 case = self._case(event.case_id)
-                case.intake_at = case.intake_at or at
+                if case.intake_at is None:
+                    case.intake_at = at
+                    self._on(at).intakes.append(event.case_id)
             case ClientWaitlisted():
                 case = self._case(event.case_id)
                 since = case.waiting[1] if case.waiting else at
                 case.waiting, case.proposal = (event.constraint, since), None
                 if since == at:
                     case.waitlisted.append([at, None])
+                    self.waitlisted.add(event.case_id)
             case MatchProposed():
                 case = self._case(event.case_id)
                 self._stop_waiting(case, at)
-                case.first_proposed_at = case.first_proposed_at or at
-                holds = [Hold(supporter_id=p.supporter_id, held_until=p.held_until)
+                if case.first_proposed_at is None:
+                    case.first_proposed_at = at
+                    self._on(at).first_proposals.append(event.case_id)
+                holds = [Hold(supporter_id=p.supporter_id, held_until=_utc(p.held_until))
                          for p in event.proposals]  # fmt: skip
                 case.proposal = AwaitingChoice(
                     case_id=event.case_id, round=event.round, proposed_at=at, holds=holds,
@@ -157,16 +209,19 @@ class Overview:
                 self._answered(event.case_id, at, "expired")
             case MatchActivated():
                 case = self._case(event.case_id)
-                case.activated_at = case.activated_at or at
+                if case.activated_at is None:
+                    case.activated_at = at
+                    self._on(at).activations.append(event.case_id)
                 case.supporter_id = event.supporter_id
             case MatchEnded():
                 if event.reason == "change_of_supporter":
-                    self.outcomes.append((at, "changed_supporter"))
+                    self._on(at).outcomes.append((at, "changed_supporter"))
             case ServiceRefused():
                 case = self._case(event.case_id)
                 self._stop_waiting(case, at)
                 case.proposal = case.consent = case.meeting = None
-                self.outcomes.append((at, "dropped_out" if case.activated_at else "refused"))
+                outcome = "dropped_out" if case.activated_at else "refused"
+                self._on(at).outcomes.append((at, outcome))
             case ClientErased():
                 case = self._case(event.case_id)
                 self._stop_waiting(case, at)
@@ -185,7 +240,7 @@ class Overview:
             case InitialMeetingProposed():
                 self._case(event.case_id).meeting = MeetingToConfirm(
                     case_id=event.case_id, supporter_id=event.supporter_id,
-                    session_id=event.session_id, start=event.start,
+                    session_id=event.session_id, start=_utc(event.start),
                     proposed_by=event.proposed_by,
                 )  # fmt: skip
             case SessionBooked():
@@ -193,9 +248,8 @@ class Overview:
                 case.supporter_id = event.supporter_id
                 if event.kind == "initial_meeting":
                     case.meeting = None
-                self.sessions[event.session_id] = _Session(
-                    event.case_id, event.supporter_id, event.kind, event.start
-                )
+                self._place(event.session_id, _Session(
+                    event.case_id, event.supporter_id, event.kind, _utc(event.start)))  # fmt: skip
             case SessionsScheduled():
                 self._case(event.case_id).supporter_id = event.supporter_id
                 self._book(event.case_id, event.session_ids, event.starts)
@@ -203,7 +257,8 @@ class Overview:
                 self._book(event.case_id, event.session_ids, event.starts)
             case SessionRescheduled():
                 if event.session_id in self.sessions:
-                    self.sessions[event.session_id].start = event.start
+                    moved = self.sessions[event.session_id]
+                    self._place(event.session_id, replace(moved, start=_utc(event.start)))
             case SessionCancelled():
                 if event.session_id in self.sessions:
                     self.sessions[event.session_id].cancelled = True
@@ -218,21 +273,28 @@ class Overview:
                 if event.session_id in self.sessions:
                     self.sessions[event.session_id].outcome = event.outcome
             case SupervisionScheduled():
+                start = _utc(event.start)
                 self.supervision[event.session_id] = _Supervision(
-                    event.supporter_id, event.kind, event.start
+                    event.supporter_id, event.kind, start
                 )
+                self._on(start).supervision.add(event.session_id)
+                self.unattended.put(event.session_id, start)
             case SupervisionAttended():
                 if event.session_id in self.supervision:
                     self.supervision[event.session_id].attended = True
+                    self.unattended.drop(event.session_id)
             case SupporterEligibilityDecided():
                 if event.eligible and event.lapses_on is not None:
-                    self.lapses[event.supporter_id] = event.lapses_on
+                    self.lapses.put(event.supporter_id, event.lapses_on)
                 else:
-                    self.lapses.pop(event.supporter_id, None)
+                    self.lapses.drop(event.supporter_id)
             case SupporterErased():
-                self.lapses.pop(event.supporter_id, None)
-                self.supervision = {k: s for k, s in self.supervision.items()
-                                    if s.supporter_id != event.supporter_id}  # fmt: skip
+                self.lapses.drop(event.supporter_id)
+                for session_id, gone in list(self.supervision.items()):
+                    if gone.supporter_id == event.supporter_id:
+                        del self.supervision[session_id]
+                        self.unattended.drop(session_id)
+                        self._on(gone.start).supervision.discard(session_id)
             case RulesetPublished():
                 self.rulesets.append(LiveRuleset(
                     ruleset=event.ruleset, revision=event.revision, published_at=at,
@@ -248,84 +310,100 @@ class Overview:
 
     def _answered(self, case_id: str, at: datetime, outcome: str) -> None:
         self._case(case_id).proposal = None
-        self.outcomes.append((at, outcome))
+        self._on(at).outcomes.append((at, outcome))
 
     def _book(self, case_id: str, session_ids: list[str], starts: list[datetime]) -> None:
         # 1.0 events named no starts: those sessions are left out of the lists.
         supporter_id = self._case(case_id).supporter_id or ""
         for session_id, start in zip(session_ids, starts, strict=False):
-            self.sessions[session_id] = _Session(case_id, supporter_id, "regular", start)
+            self._place(session_id, _Session(case_id, supporter_id, "regular", _utc(start)))
+
+    def _place(self, session_id: str, session: _Session) -> None:
+        """A session, new or moved, on the day it starts."""
+        earlier = self.sessions.get(session_id)
+        if earlier is not None:
+            self._on(earlier.start).sessions.discard(session_id)
+        self.sessions[session_id] = session
+        self._on(session.start).sessions.add(session_id)
 
     # Today ---------------------------------------------------------------------------
 
     def today(self, now: datetime, limit: int) -> Today:
-        zone = self.zone
+        """Each list sorted by urgency; rows are made only for the first ``limit``."""
+        zone, now = self.zone, _utc(now)
         local_today = now.astimezone(zone).date()
         monday = local_today - timedelta(days=local_today.weekday())
-        week = (_midnight(monday, zone), _midnight(monday + timedelta(days=7), zone))
-        live = [c for c in self.cases.values() if not c.erased]
-        waiting = [
-            Waiting(case_id=k, constraint=c.waiting[0], since=c.waiting[1])
-            for k, c in self.cases.items()
-            if c.waiting and not c.erased
-        ]
+        week_start = _midnight(monday, zone)
+        week_end = _midnight(monday + timedelta(days=7), zone)
+        waiting: list[tuple[datetime, str, str]] = []
+        awaiting: list[AwaitingChoice] = []
+        consents: list[ConsentMissing] = []
+        meetings: list[MeetingToConfirm] = []
+        for case_id, case in self.cases.items():
+            if case.erased:
+                continue
+            if case.waiting:
+                waiting.append((case.waiting[1], case_id, case.waiting[0]))
+            if case.proposal:
+                awaiting.append(case.proposal)
+            if case.consent:
+                consents.append(case.consent)
+            if case.meeting:
+                meetings.append(case.meeting)
         sessions = [
-            SessionThisWeek(
-                case_id=s.case_id,
-                supporter_id=s.supporter_id,
-                session_id=k,
-                kind=s.kind,
-                start=s.start,
-                outcome=s.outcome,
-            )
-            for k, s in self.sessions.items()
-            if not s.cancelled and week[0] <= s.start < week[1] and not self._erased(s.case_id)
-        ]
-        lapsing = [
-            VettingLapse(supporter_id=k, lapses_on=day, days_left=(day - local_today).days)
-            for k, day in self.lapses.items()
-            if day <= local_today + LAPSING_WITHIN
-        ]
-        supervision = [
-            SupervisionDue(
-                supporter_id=s.supporter_id,
-                session_id=k,
-                kind=s.kind,
-                start=s.start,
-                overdue=s.start <= now,
-            )
-            for k, s in self.supervision.items()
-            if not s.attended and s.start <= now + SUPERVISION_AHEAD
-        ]
-        awaiting = [c.proposal for c in live if c.proposal]
-        consents = [c.consent for c in live if c.consent]
-        meetings = [c.meeting for c in live if c.meeting]
-        waiting.sort(key=lambda w: w.since)
-        awaiting.sort(key=lambda p: p.first_hold_ends)
-        consents.sort(key=lambda m: m.since)
-        meetings.sort(key=lambda m: m.start)
-        sessions.sort(key=lambda s: s.start)
-        lapsing.sort(key=lambda v: v.lapses_on)
-        supervision.sort(key=lambda s: s.start)
-        lists: dict[str, Sequence[BaseModel]] = {
-            "waiting": waiting, "awaiting_choice": awaiting, "consents_missing": consents,
-            "meetings_to_confirm": meetings, "sessions_this_week": sessions,
-            "vetting_lapsing": lapsing, "supervision_due": supervision,
-        }  # fmt: skip
-        return Today.model_validate({
-            "org": self.org, "as_of": now, "time_zone": self.zone_name, "week_starts": monday,
-            "counts": {name: len(rows) for name, rows in lists.items()},
-            **{name: rows[:limit] for name, rows in lists.items()},
-        })  # fmt: skip
+            (s.start, session_id, s)
+            for day in self._days_between(week_start, week_end)
+            for session_id in day.sessions
+            if not (s := self.sessions[session_id]).cancelled
+            and week_start <= s.start < week_end and not self._erased(s.case_id)
+        ]  # fmt: skip
+        horizon = local_today + LAPSING_WITHIN
+        lapsing = self.lapses.until(horizon)
+        due = [(start, k, self.supervision[k])
+               for start, k in self.unattended.until(now + SUPERVISION_AHEAD)]  # fmt: skip
+        counts = {"waiting": len(waiting), "awaiting_choice": len(awaiting),
+                  "consents_missing": len(consents), "meetings_to_confirm": len(meetings),
+                  "sessions_this_week": len(sessions), "vetting_lapsing": len(lapsing),
+                  "supervision_due": len(due)}  # fmt: skip
+        return Today(
+            org=self.org, as_of=now, time_zone=self.zone_name, week_starts=monday,
+            counts=counts,
+            waiting=[Waiting(case_id=k, constraint=why, since=since)
+                     for since, k, why in heapq.nsmallest(limit, waiting)],
+            awaiting_choice=heapq.nsmallest(limit, awaiting, key=lambda p: p.first_hold_ends),
+            consents_missing=heapq.nsmallest(limit, consents, key=lambda m: m.since),
+            meetings_to_confirm=heapq.nsmallest(limit, meetings, key=lambda m: m.start),
+            sessions_this_week=[
+                SessionThisWeek(case_id=s.case_id, supporter_id=s.supporter_id, session_id=k,
+                                kind=s.kind, start=s.start, outcome=s.outcome)
+                for _, k, s in heapq.nsmallest(limit, sessions, key=lambda row: row[:2])],
+            vetting_lapsing=[
+                VettingLapse(supporter_id=k, lapses_on=day, days_left=(day - local_today).days)
+                for day, k in lapsing[:limit]],
+            supervision_due=[
+                SupervisionDue(supporter_id=sv.supporter_id, session_id=k, kind=sv.kind,
+                               start=sv.start, overdue=sv.start <= now)
+                for _, k, sv in due[:limit]],
+        )  # fmt: skip
 
     def _erased(self, case_id: str) -> bool:
         case = self.cases.get(case_id)
         return case is not None and case.erased
 
+    def _days_between(self, start: datetime, end: datetime) -> list[_Day]:
+        """The UTC days that hold any of [start, end)."""
+        day, last = start.date(), end.date()  # both in UTC
+        found = []
+        while day <= last:
+            if day in self.days:
+                found.append(self.days[day])
+            day += timedelta(days=1)
+        return found
+
     # A month ---------------------------------------------------------------------------
 
     def month(self, month: str, now: datetime) -> MonthReport:
-        zone = self.zone
+        zone, now = self.zone, _utc(now)
         first = date.fromisoformat(f"{month}-01")
         start = _midnight(first, zone)
         end = _midnight((first + timedelta(days=32)).replace(day=1), zone)
@@ -333,23 +411,31 @@ class Overview:
         def within(at: datetime | None) -> bool:
             return at is not None and start <= at < end
 
-        cases = list(self.cases.values())
-        outcomes = [kind for at, kind in self.outcomes if within(at)]
+        days = self._days_between(start, end)
+        cases = self.cases
+        outcomes = [kind for day in days for at, kind in day.outcomes if within(at)]
         accepted, declined, expired = (outcomes.count(k)
                                        for k in ("accepted", "declined", "expired"))  # fmt: skip
-        sessions = [s for s in self.sessions.values() if within(s.start) and not s.cancelled]
-        supervision = [s for s in self.supervision.values() if within(s.start) and s.start <= now]
-        attended = sum(s.attended for s in supervision)
+        sessions = [s for day in days for k in day.sessions
+                    if within((s := self.sessions[k]).start) and not s.cancelled]  # fmt: skip
+        supervision = [
+            sv for day in days for k in day.supervision
+            if within((sv := self.supervision[k]).start) and sv.start <= now
+        ]  # fmt: skip
+        attended = sum(sv.attended for sv in supervision)
         at_end = min(end, now)
-        ages = [(at_end - since).total_seconds() / 86400 for since in _waiting_at(cases, at_end)]
+        waited = (self.cases[k] for k in self.waitlisted)
+        ages = [(at_end - since).total_seconds() / 86400 for since in _waiting_at(waited, at_end)]
+        proposed = [cases[k] for day in days for k in day.first_proposals]
+        activated = [cases[k] for day in days for k in day.activations]
         return MonthReport(
             org=self.org, month=month, time_zone=self.zone_name,
-            intakes=sum(within(c.intake_at) for c in cases),
+            intakes=sum(within(cases[k].intake_at) for day in days for k in day.intakes),
             intake_to_first_proposal=_durations(
-                c.first_proposed_at - c.intake_at for c in cases
+                c.first_proposed_at - c.intake_at for c in proposed
                 if c.intake_at and c.first_proposed_at and within(c.first_proposed_at)),
             intake_to_active_match=_durations(
-                c.activated_at - c.intake_at for c in cases
+                c.activated_at - c.intake_at for c in activated
                 if c.intake_at and c.activated_at and within(c.activated_at)),
             proposals_accepted=accepted, proposals_declined=declined,
             proposals_expired=expired,
@@ -392,7 +478,12 @@ class Overview:
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), zone)
+    """The day's start in ``zone``, in UTC."""
+    return _utc(datetime.combine(day, time(0), zone))
+
+
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC)
 
 
 def _waiting_at(cases: Iterable[_Case], at: datetime) -> list[datetime]:

@@ -32,6 +32,7 @@ from contracts.scheduling import (
     SessionAttended,
     SessionBooked,
     SessionCancelled,
+    SessionRescheduled,
     SessionsScheduled,
     SupervisionAttended,
     SupervisionScheduled,
@@ -264,3 +265,40 @@ def test_the_live_ruleset_of_each_kind_is_the_latest_published() -> None:
     assert [(r.ruleset.kind, r.ruleset.version, r.revision) for r in rules.live] == [
         (Kind.CONSENT, "1.0.0", 3), (Kind.ELIGIBILITY, "2.0.0", 1)]  # fmt: skip
     assert [r.revision for r in rules.history] == [1, 3, 2, 1]
+
+
+def test_a_rescheduled_session_moves_week_and_month() -> None:
+    monday = datetime(2026, 11, 2, 18, 0, tzinfo=AUCKLAND)
+    overview = folded(
+        (SessionBooked(case_id="c1", supporter_id="s1", session_id="x1", kind="extra",
+                       start=monday + timedelta(days=30), end=monday + timedelta(days=30),
+                       method=Method.PHONE), NOW),
+    )  # fmt: skip
+    assert overview.today(NOW, limit=10).sessions_this_week == []
+    assert overview.month("2026-12", NOW).sessions_booked == 1
+
+    overview.apply(SessionRescheduled(case_id="c1", session_id="x1", start=monday,
+                                      end=monday + hours(1)), NOW)  # fmt: skip
+
+    assert [s.session_id for s in overview.today(NOW, limit=10).sessions_this_week] == ["x1"]
+    assert overview.month("2026-12", NOW).sessions_booked == 0
+    assert overview.month("2026-11", NOW).sessions_booked == 1
+
+
+def test_vetting_lapses_are_listed_soonest_first_and_leave_when_no_longer_eligible() -> None:
+    day = NOW.date()
+
+    def decided(supporter_id: str, days: int, eligible: bool = True) -> SupporterEligibilityDecided:
+        return SupporterEligibilityDecided(
+            supporter_id=supporter_id, eligible=eligible,
+            lapses_on=day + timedelta(days=days), ruleset=ruleset(Kind.ELIGIBILITY, "1.0.0"),
+        )  # fmt: skip
+
+    overview = folded(*((decided(f"s{n}", 40 - n * 7), NOW) for n in range(6)))
+    overview.apply(decided("s2", 90), NOW)  # vetted again: lapses later
+    overview.apply(decided("s3", 5, eligible=False), NOW)
+
+    listed = overview.today(NOW, limit=1)
+    assert [(v.supporter_id, v.days_left) for v in listed.vetting_lapsing] == [("s5", 5)]
+    # s4 too; not s3 (ineligible), s2 (vetted again), s1 or s0 (33 and 40 days).
+    assert listed.counts["vetting_lapsing"] == 2
