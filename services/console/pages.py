@@ -238,7 +238,7 @@ class Pages:
             request, "case.html", 422 if refused else 200, org=org, account=account,
             session=session, view=reply, zone=zone, parties=parties, stages=forms.STAGES,
             methods=forms.METHODS, refused=refused, done=request.query_params.get("done"),
-            today=self.deps.clock().astimezone(zone).date(),
+            today=self.deps.clock().astimezone(zone).date(), now=self.deps.clock(),
         )  # fmt: skip
 
     async def supporter(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -36,6 +37,7 @@ class Following:
         self.applied = 0  # the stream sequence of the last event taken in
         self._moved = asyncio.Condition()
         self._sub: JetStreamContext.PushSubscription | None = None
+        self._replayed = False
 
     async def start(self, js: JetStreamContext) -> None:
         self._sub = await js.subscribe(
@@ -65,6 +67,12 @@ class Following:
         async with self._moved:
             await asyncio.wait_for(self._moved.wait_for(lambda: self.applied >= last),
                                    CATCH_UP_S)  # fmt: skip
+        if not self._replayed:
+            # A replayed fold is some millions of long-lived objects: left to the collector,
+            # each full collection would scan them all again, a pause of a second on a large
+            # organisation's request. Frozen, they are never scanned.
+            gc.freeze()
+            self._replayed = True
         return self.overview
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from runtime.clock import ManualClock
 from services.console.app import create_app, serve
 from services.console.gate import ConsoleDeps
 from tests.conftest import CONSOLE_PASSWORD, Start
-from tests.support import accepted, eligible, free_port, org_today, wait_for
+from tests.support import AUCKLAND, accepted, eligible, free_port, org_today, wait_for
 
 pytestmark = pytest.mark.nats
 
@@ -102,6 +103,14 @@ class Visits:
         await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+async def sign_in(page: Page, email: str) -> None:
+    """On the sign-in page: sign in, and be taken where the page was asked for."""
+    assert "/sign-in" in page.url
+    await page.fill("#email", email)
+    await page.fill("#password", CONSOLE_PASSWORD)
+    await page.click("button:text('Sign in')")
+
+
 async def reload_until(page: Page, text: str, timeout_s: float = 20) -> None:
     """The page again until it says ``text``: services answer at their own pace."""
     for _ in range(int(timeout_s * 4)):
@@ -123,9 +132,7 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     await page.goto(f"{console_url}/orgs/{org}")
     assert "/sign-in" in page.url
     await visits.check(page, "sign-in")
-    await page.fill("#email", "ana@example.org")
-    await page.fill("#password", CONSOLE_PASSWORD)
-    await page.click("button:text('Sign in')")
+    await sign_in(page, "ana@example.org")
     await page.wait_for_url(f"{console_url}/orgs/{org}")
 
     # A supporter, registered from the form; vetted as intake's evidence arrives.
@@ -186,6 +193,31 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     await reload_until(page, "initial_meeting")
     await visits.check(page, "case-active")
 
+    # Both confirm the first meeting; after it is held, the client goes ahead.
+    for side in ("client", "supporter"):
+        await page.select_option("#confirm-by", side)
+        await page.click("button:text-is('Confirm')")
+        await page.wait_for_url("**?done=ConfirmMeeting")
+    clock.set(clock() + timedelta(days=10))  # the meeting is within the week after next
+    await page.reload()  # a session lasts a working day: signed in again, then back here
+    await sign_in(page, "ana@example.org")
+    await page.wait_for_url(f"**/orgs/{org}/cases/C-1")
+    await page.click("button:text-is('Record')")
+    await page.wait_for_url("**?done=RecordAttendance")
+    await page.click("button:text('goes ahead')")
+    await page.wait_for_url("**?done=GoAhead")
+    assert "going_ahead" in await page.content()
+    await visits.check(page, "case-going-ahead")
+
+    # A session too soon: the boundaries refuse it, and the page says which and why.
+    soon = (clock() + timedelta(hours=2)).astimezone(AUCKLAND)
+    await page.fill("#book-start", f"{soon:%Y-%m-%dT%H:%M}")
+    await page.click("button:text-is('Book')")
+    refusal = await page.text_content(".problem")
+    assert refusal is not None
+    assert "BookSession refused" in refusal
+    assert "rules.boundaries.more-than-weekly-without-agreement:" in refusal  # each rule, why
+
     await page.click("a:text('Today')")
     await visits.check(page, "today")
     await page.click("a:text('Reports')")
@@ -197,9 +229,7 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     # Another organisation's coordinator: refused the case, and none of it in their lists.
     other = await (await browser.new_context()).new_page()
     await other.goto(f"{console_url}/sign-in")
-    await other.fill("#email", "oli@example.org")
-    await other.fill("#password", CONSOLE_PASSWORD)
-    await other.click("button:text('Sign in')")
+    await sign_in(other, "oli@example.org")
     await other.wait_for_url(f"{console_url}/orgs/{other_org}")
     assert "C-1" not in await other.content()
     assert "S-1" not in await other.content()
@@ -211,5 +241,5 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
 
     [viewed, *_] = await wait_for(client, org, "CaseViewed")
     assert viewed.data["viewed_by"].startswith("alongside/console/")
-    assert len(visits.checked) == 10
+    assert len(visits.checked) == 11
     assert visits.violations == []
