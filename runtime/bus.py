@@ -58,8 +58,9 @@ def _errors(name: str, seen: list[Exception] | None = None) -> Any:
     async def on_error(error: Exception) -> None:
         # Permission violations surface only here, never at the call that caused them.
         log.error("nats_error", client=name, error=type(error).__name__, detail=str(error))
-        if seen is not None:
-            seen[:] = [error]
+        if seen is not None:  # the last few: a refusal may come before a reset
+            seen.append(error)
+            del seen[:-16]
 
     return on_error
 
@@ -113,7 +114,7 @@ async def connect(
         # also be reset before the refusal reaches the client.
         refused = [e for e in seen if "authorization" in str(e).lower()]
         if refused or seen:
-            raise (refused or seen)[0] from None
+            raise (refused or seen[-1:])[0] from None
         raise
 
 
