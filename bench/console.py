@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -33,12 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from alongside import sample, services
 from alongside.client import AlongsideClient
-from alongside.console_demo import free_port
-from bench import register
+from bench import console_serving, register
 from contracts.replies import CommandAccepted
 from runtime import bus, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
@@ -46,10 +42,6 @@ from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
-from services.console import bootstrap
-from services.console.accounts import Accounts
-from services.console.orgs import issued_by
-from services.console.sessions import CSRF_HEADER
 
 SEED = 20261129
 ORG = "bench"
@@ -84,24 +76,8 @@ async def measure(
     org_creds.write_text((await credentials.issue(ORG, "bench-cli")).text)
     as_org = await bus.connect(url, "bench-org", org_creds)
     cli = AlongsideClient(as_org, source="bench/cli")
-    accounts = Accounts(await admin.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET),
-                        SYSTEM)  # fmt: skip
-    await accounts.put("bench@example.org", "Bench", PASSWORD, {ORG: "coordinator"})
-    port = free_port()
-    served = settings.model_copy(update={"http_port": port})
-    console = asyncio.create_task(bootstrap.run(url, served, SYSTEM,
-                                                issued_by(credentials, state / "console"),
-                                                auth.credentials("console")))  # fmt: skip
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/openapi.json")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            signed = await http.post("/api/session", json={"email": "bench@example.org",
-                                                           "password": PASSWORD})  # fmt: skip
-            csrf = signed.json()["csrf_token"]
+        async with console_serving(url, auth, state, settings, admin, credentials, ORG) as http:
             rng = random.Random(SEED)
             count = iter(range(10**9))
 
@@ -114,7 +90,7 @@ async def measure(
                 body = json.loads(sample.intake(rng, f"h{i}").model_dump_json())
                 response = await http.post(
                     f"/api/orgs/{ORG}/commands/SubmitIntake", json=body,
-                    headers={CSRF_HEADER: csrf, "Idempotency-Key": f"bench-{i}"},
+                    headers={"Idempotency-Key": f"bench-{i}"},
                 )  # fmt: skip
                 assert response.status_code == 200, response.text
 
@@ -129,9 +105,6 @@ async def measure(
                         await send()
                         timings[name].append((time.perf_counter() - started) * 1000)
     finally:
-        console.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await console
         await running.stop()
         await as_org.close()
         await system.close()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -35,11 +34,9 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 from nats.js import JetStreamContext
 
-from alongside.console_demo import free_port
-from bench import register
+from bench import console_serving, register
 from contracts.envelope import Event, wrap
 from contracts.intake import (
     IntakeReceived,
@@ -71,9 +68,6 @@ from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
-from services.console import bootstrap
-from services.console.accounts import Accounts
-from services.console.orgs import issued_by
 
 SEED = 20261129
 ORG = "bench-large"
@@ -211,14 +205,6 @@ async def measure(
         stream = await admin.jetstream().stream_info(f"EVENTS-{ORG}")
     credentials = Credentials(await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),
                               auth, system, SYSTEM)  # fmt: skip
-    accounts = Accounts(await admin.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET),
-                        SYSTEM)  # fmt: skip
-    await accounts.put("bench@example.org", "Bench", PASSWORD, {ORG: "coordinator"})
-    port = free_port()
-    served = settings.model_copy(update={"http_port": port})
-    console = asyncio.create_task(bootstrap.run(url, served, SYSTEM,
-                                                issued_by(credentials, state / "console"),
-                                                auth.credentials("console")))  # fmt: skip
     month = f"{now:%Y-%m}"
     paths = {
         "signin_page": "/sign-in", "today_json": f"/api/orgs/{ORG}/today",
@@ -227,14 +213,7 @@ async def measure(
     }  # fmt: skip
     timings: dict[str, list[float]] = {name: [] for name in paths}
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/sign-in")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            await http.post("/api/session", json={"email": "bench@example.org",
-                                                  "password": PASSWORD})  # fmt: skip
+        async with console_serving(url, auth, state, settings, admin, credentials, ORG) as http:
             before_mb = resident_mb()
             started = time.perf_counter()
             first = await http.get(paths["today_json"])
@@ -252,9 +231,6 @@ async def measure(
                     timings[name].append((time.perf_counter() - started) * 1000)
                     assert response.status_code == 200, (path, response.text[:200])
     finally:
-        console.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await console
         await system.close()
         await admin.close()
     figures: dict[str, object] = {
