@@ -133,10 +133,10 @@ async def show(
     say(f"  GET /api/orgs/{org}/today (folded from {org}'s own events, ids only): {listed}")
     month = today["as_of"][:7]
     status, report = await browser.call("GET", f"/api/orgs/{org}/reports/{month}")
-    first = report["intake_to_first_proposal"]
+    first_s = report["intake_to_first_proposal"]["median_hours"] * 3600
     say(f"  GET /api/orgs/{org}/reports/{month}: {report['intakes']} intakes, first proposal "
-        f"after {first['median_hours'] * 3600:.1f} s (median), acceptance rate {report['acceptance_rate']},"
-        f" waitlist {report['waitlist_size']}; every month as CSV at reports.csv")  # fmt: skip
+        f"after {first_s:.1f} s (median), acceptance rate {report['acceptance_rate']}, "
+        f"waitlist {report['waitlist_size']}; every month as CSV at reports.csv")  # fmt: skip
     say(f"  the console's pages (no script needed): http://127.0.0.1:{port}/orgs/{org} - "
         f"sign in as {EMAIL}, password {password}")
     return task.cancel
