@@ -133,7 +133,7 @@ async def show(
     say(f"  GET /api/orgs/{org}/today (folded from {org}'s own events, ids only): {listed}")
     month = today["as_of"][:7]
     status, report = await browser.call("GET", f"/api/orgs/{org}/reports/{month}")
-    first_s = report["intake_to_first_proposal"]["median_hours"] * 3600
+    first_s = (report["intake_to_first_proposal"]["median_hours"] or 0) * 3600
     say(f"  GET /api/orgs/{org}/reports/{month}: {report['intakes']} intakes, first proposal "
         f"after {first_s:.1f} s (median), acceptance rate {report['acceptance_rate']}, "
         f"waitlist {report['waitlist_size']}; every month as CSV at reports.csv")  # fmt: skip
