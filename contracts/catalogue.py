@@ -40,6 +40,7 @@ REPLIES: dict[str, type[Message]] = {
         intake.PersonData,
         views.CaseView,
         views.SupporterView,
+        views.DecisionView,
     )
 }
 # Which replies answer a command: every command may be rejected.
@@ -48,6 +49,7 @@ REPLIES_TO: dict[str, tuple[str, ...]] = {
     intake.ExportPersonData.type_name: ("PersonData", "CommandRejected"),
     views.ViewCase.type_name: ("CaseView", "CommandRejected"),
     views.ViewSupporter.type_name: ("SupporterView", "CommandRejected"),
+    views.ViewDecision.type_name: ("DecisionView", "CommandRejected"),
     **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in matching.COMMANDS},
     matching.AssignBatch.type_name: ("BatchAssigned", "CommandRejected"),

@@ -52,10 +52,14 @@ class Problem(BaseModel):
     command_id: str | None = None
 
 
-class AccessLogEntry(BaseModel):
-    """One view of a case or a supporter: who (the account's source), when, which."""
+Viewed = Literal["case", "supporter", "decision"]
 
-    viewed: Literal["case", "supporter"]
+
+class AccessLogEntry(BaseModel):
+    """One view of a case, a supporter or why a decision was made: who (the account's
+    source), when, which."""
+
+    viewed: Viewed
     subject_id: str
     viewed_by: str
     viewed_at: datetime

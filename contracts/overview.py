@@ -62,7 +62,7 @@ class MeetingToConfirm(BaseModel):
     proposed_by: str
 
 
-class SessionThisWeek(BaseModel):
+class ScheduledSession(BaseModel):
     case_id: str
     supporter_id: str
     session_id: str
@@ -99,7 +99,7 @@ class Today(BaseModel):
     awaiting_choice: list[AwaitingChoice]
     consents_missing: list[ConsentMissing]
     meetings_to_confirm: list[MeetingToConfirm]
-    sessions_this_week: list[SessionThisWeek]
+    sessions_this_week: list[ScheduledSession]
     vetting_lapsing: list[VettingLapse]  # eligible supporters lapsing within 30 days
     supervision_due: list[SupervisionDue]
 

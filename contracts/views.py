@@ -1,5 +1,6 @@
 """What a coordinator reads: views of a case or a supporter, answered by intake from every
-service's records (read only), each view recorded.
+service's records (read only), and, for a supervisor, why a decision was made; each view
+recorded.
 
 A view is a command that changes nothing: ``ViewCase`` is answered with ``CaseView``, as
 ``ExportPersonData`` is with ``PersonData``; that it was seen, by whom (the asking
@@ -17,6 +18,7 @@ from pydantic import Field
 from contracts.envelope import Command, EntityId, Event, Message, Part
 from contracts.intake import SERVICE, SupporterProfile
 from contracts.records import CaseMatch, CaseRecord, CaseSchedule, SupporterSupervision
+from contracts.rules import Kind, LoggedDecision
 
 
 class ViewCase(Command):
@@ -96,5 +98,36 @@ class SupporterViewed(Event):
     viewed_by: str
 
 
-COMMANDS: tuple[type[Command], ...] = (ViewCase, ViewSupporter)
-EVENTS: tuple[type[Event], ...] = (CaseViewed, SupporterViewed)
+class ViewDecision(Command):
+    """Why a rules decision came out as it did, from the decision log (a supervisor's or an
+    operator's): answered with ``DecisionView``."""
+
+    type_name: ClassVar[str] = "ViewDecision"
+    service: ClassVar[str] = SERVICE
+    decision_id: EntityId  # as its decision event carries it
+
+
+class DecisionView(Message):
+    """The logged decision: which ruleset, which rules fired and why (reasons are about the
+    person: sensitive), and a hash of the facts decided on."""
+
+    type_name: ClassVar[str] = "DecisionView"
+    status: Literal["decision_viewed"] = "decision_viewed"
+    command_id: str
+    viewed_at: datetime
+    logged: LoggedDecision
+
+
+class DecisionViewed(Event):
+    """Someone read why a decision about a person was made: the access log, ids only."""
+
+    type_name: ClassVar[str] = "DecisionViewed"
+    decision_id: EntityId
+    kind: Kind
+    subject_id: EntityId
+    command_id: str
+    viewed_by: str
+
+
+COMMANDS: tuple[type[Command], ...] = (ViewCase, ViewSupporter, ViewDecision)
+EVENTS: tuple[type[Event], ...] = (CaseViewed, SupporterViewed, DecisionViewed)

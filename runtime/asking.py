@@ -19,7 +19,7 @@ from contracts.intake import PersonData
 from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply
 from contracts.rules import EvaluateRules, RulesEvaluated
-from contracts.views import CaseView, SupporterView
+from contracts.views import CaseView, DecisionView, SupporterView
 from runtime import bus, tracing
 from runtime.clock import Clock
 
@@ -35,6 +35,7 @@ AnyReply = (
     | PersonData
     | CaseView
     | SupporterView
+    | DecisionView
 )
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 _EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected] = TypeAdapter(

@@ -27,7 +27,14 @@ from contracts.envelope import Command, MessageId
 from contracts.overview import DEFAULT_LIMIT, MonthReport, RulesHistory, Today
 from contracts.records import ConsoleAccount
 from contracts.replies import CommandRejected, FieldError, field_errors
-from contracts.views import CaseView, SupporterView, ViewCase, ViewSupporter
+from contracts.views import (
+    CaseView,
+    DecisionView,
+    SupporterView,
+    ViewCase,
+    ViewDecision,
+    ViewSupporter,
+)
 from runtime.logging import get_logger
 from services.console import domain
 from services.console.domain import TRY_AGAIN
@@ -162,6 +169,14 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         and dates, never what a record check said), eligibility and the day it lapses,
         caseload, supervision. Every view is recorded (``SupporterViewed``)."""
         return await viewed(request, org, ViewSupporter(supporter_id=supporter_id))
+
+    @app.get("/api/orgs/{org}/decisions/{decision_id}", response_model=DecisionView,
+             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
+    async def view_decision(request: Request, org: OrgPath, decision_id: IdPath) -> Response:
+        """Why a rules decision came out as it did (a supervisor's or an operator's): the
+        ruleset, each fired rule with its reason, the hash of the facts. The id is on the
+        decision's event. Every view is recorded (``DecisionViewed``)."""
+        return await viewed(request, org, ViewDecision(decision_id=decision_id))
 
 
 def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:

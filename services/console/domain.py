@@ -12,7 +12,8 @@ from contracts.replies import CommandRejected, FieldError
 ACCESS_LOG = "ReadAccessLog"  # who saw which case or supporter: not a command, a read
 OVERVIEW = "ReadOverview"  # the work lists, reports and rules history: ids and dates only
 SUPERVISORS_ONLY = frozenset({
-    "ExportPersonData", "EraseClient", "EraseSupporter", "ConfigureScheduling", ACCESS_LOG,
+    "ExportPersonData", "EraseClient", "EraseSupporter", "ConfigureScheduling", "ViewDecision",
+    ACCESS_LOG,
 })  # fmt: skip
 
 

@@ -8,14 +8,15 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from contracts import subjects
-from contracts.console import AccessLogEntry
+from contracts.console import AccessLogEntry, Viewed
 from contracts.envelope import RawEnvelope
-from contracts.views import CaseViewed, SupporterViewed
+from contracts.views import CaseViewed, DecisionViewed, SupporterViewed
 from runtime import bus
 from runtime.asking import Asking
 from runtime.clock import Clock
@@ -115,21 +116,24 @@ class OrgConnections:
         self._open.clear()
 
 
+# Each kind of view in the access log: its event, and the id of what was seen.
+_VIEWS: tuple[tuple[type[CaseViewed | SupporterViewed | DecisionViewed], Viewed,
+                    Callable[[Any], str]], ...] = (
+    (CaseViewed, "case", lambda viewed: viewed.case_id),
+    (SupporterViewed, "supporter", lambda viewed: viewed.supporter_id),
+    (DecisionViewed, "decision", lambda viewed: viewed.decision_id),
+)  # fmt: skip
+
+
 async def access_log(js: JetStreamContext, org: str) -> list[AccessLogEntry]:
-    """Every view of the organisation's cases and supporters, oldest first, read from its
-    own events stream (its credential may read nothing else)."""
+    """Every view of the organisation's cases, supporters and decisions, oldest first, read
+    from its own events stream (its credential may read nothing else)."""
     stream, entries = subjects.org_events_stream(org), []
-    for msg in await bus.every_message(js, stream, subjects.event(org, CaseViewed.type_name)):
-        envelope = RawEnvelope.model_validate_json(msg.data)
-        case = CaseViewed.model_validate(envelope.data)
-        entries.append(AccessLogEntry(viewed="case", subject_id=case.case_id,
-                                      viewed_by=case.viewed_by, viewed_at=envelope.time,
-                                      command_id=case.command_id))  # fmt: skip
-    for msg in await bus.every_message(js, stream,
-                                       subjects.event(org, SupporterViewed.type_name)):  # fmt: skip
-        envelope = RawEnvelope.model_validate_json(msg.data)
-        supporter = SupporterViewed.model_validate(envelope.data)
-        entries.append(AccessLogEntry(viewed="supporter", subject_id=supporter.supporter_id,
-                                      viewed_by=supporter.viewed_by, viewed_at=envelope.time,
-                                      command_id=supporter.command_id))  # fmt: skip
+    for model, viewed, subject_of in _VIEWS:
+        for msg in await bus.every_message(js, stream, subjects.event(org, model.type_name)):
+            envelope = RawEnvelope.model_validate_json(msg.data)
+            event = model.model_validate(envelope.data)
+            entries.append(AccessLogEntry(viewed=viewed, subject_id=subject_of(event),
+                                          viewed_by=event.viewed_by, viewed_at=envelope.time,
+                                          command_id=event.command_id))  # fmt: skip
     return sorted(entries, key=lambda entry: entry.viewed_at)

@@ -41,7 +41,7 @@ from contracts.overview import (
     MeetingToConfirm,
     MonthReport,
     RulesHistory,
-    SessionThisWeek,
+    ScheduledSession,
     SupervisionDue,
     Today,
     VettingLapse,
@@ -374,7 +374,7 @@ class Overview:
             consents_missing=heapq.nsmallest(limit, consents, key=lambda m: m.since),
             meetings_to_confirm=heapq.nsmallest(limit, meetings, key=lambda m: m.start),
             sessions_this_week=[
-                SessionThisWeek(case_id=s.case_id, supporter_id=s.supporter_id, session_id=k,
+                ScheduledSession(case_id=s.case_id, supporter_id=s.supporter_id, session_id=k,
                                 kind=s.kind, start=s.start, outcome=s.outcome)
                 for _, k, s in heapq.nsmallest(limit, sessions, key=lambda row: row[:2])],
             vetting_lapsing=[
@@ -385,6 +385,18 @@ class Overview:
                                start=sv.start, overdue=sv.start <= now)
                 for _, k, sv in due[:limit]],
         )  # fmt: skip
+
+    def sessions_of(self, supporter_id: str, now: datetime, days: int) -> list[ScheduledSession]:
+        """A supporter's sessions with clients from now to ``days`` ahead, soonest first."""
+        start, end = _utc(now), _utc(now) + timedelta(days=days)
+        found = sorted(
+            (s.start, k, s) for day in self._days_between(start, end) for k in day.sessions
+            if (s := self.sessions[k]).supporter_id == supporter_id and not s.cancelled
+            and start <= s.start < end and not self._erased(s.case_id)
+        )  # fmt: skip
+        return [ScheduledSession(case_id=s.case_id, supporter_id=s.supporter_id, session_id=k,
+                                 kind=s.kind, start=s.start, outcome=s.outcome)
+                for _, k, s in found]  # fmt: skip
 
     def _erased(self, case_id: str) -> bool:
         case = self.cases.get(case_id)

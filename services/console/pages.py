@@ -31,7 +31,14 @@ from contracts.intake import CLIENT_PARTY_ID
 from contracts.overview import Durations, MonthReport
 from contracts.records import ConsoleAccount, explanation
 from contracts.replies import CommandRejected, FieldError, field_errors
-from contracts.views import CaseView, SupporterView, ViewCase, ViewSupporter
+from contracts.views import (
+    CaseView,
+    DecisionView,
+    SupporterView,
+    ViewCase,
+    ViewDecision,
+    ViewSupporter,
+)
 from services.console import domain, forms
 from services.console.gate import ConsoleDeps, send_as, signed_in
 from services.console.orgs import NoCredential
@@ -56,6 +63,7 @@ CASE_ACTIONS = frozenset({
     "CancelSession", "RecordAttendance", "ChangeCaseStage",
 })  # fmt: skip
 SUPPORTER_ACTIONS = frozenset({"RecordSupervisionAttendance"})
+UPCOMING_DAYS = 14  # a supporter's sessions shown ahead
 # Form fields that carry several values, and those that are moments in the org's time zone.
 _MANY = frozenset({"stages", "purposes"})
 _MOMENTS = frozenset({"start", "first_session"})
@@ -217,8 +225,35 @@ class Pages:
         return await self._overview_page(request, account, session, "reports.html", context)
 
     async def rules(self, request: Request, account: ConsoleAccount, session: Session) -> Response:
-        return await self._overview_page(request, account, session, "rules.html",
-                                         lambda found: {"rules": found.rules()})  # fmt: skip
+        """Live rulesets and their history; for a supervisor, why a decision was made."""
+        org, asked = request.path_params["org"], request.query_params.get("decision", "")
+        may_explain = domain.refusal(account, org, ViewDecision.type_name) is None
+        explained: DecisionView | None = None
+        refused: Problem | None = None
+        if asked and may_explain:
+            outcome = await self._explain(org, asked, account)
+            explained, refused = (outcome, None) if isinstance(outcome, DecisionView) else (
+                None, outcome)  # fmt: skip
+        return await self._overview_page(request, account, session, "rules.html", lambda found: {
+            "rules": found.rules(), "may_explain": may_explain, "asked": asked,
+            "explained": explained, "refused": refused,
+        })  # fmt: skip
+
+    async def _explain(
+        self, org: str, decision_id: str, account: ConsoleAccount
+    ) -> DecisionView | Problem:
+        try:
+            asking = ViewDecision(decision_id=decision_id)
+        except ValidationError as error:
+            errors = [FieldError(field=e.field, reason=e.reason) for e in field_errors(error)]
+            return Problem(title="Not a decision id", status=422, errors=errors,
+                           detail=errors[0].reason)  # fmt: skip
+        reply = await send_as(self.deps, org, asking, None, account)
+        if isinstance(reply, DecisionView | Problem):
+            return reply
+        if isinstance(reply, CommandRejected):
+            return domain.problem_of(reply)
+        return Problem(title="Unexpected answer", status=502, detail=type(reply).__name__)
 
     # A case and a supporter ------------------------------------------------------------
 
@@ -252,10 +287,13 @@ class Pages:
         reply = await send_as(self.deps, org, viewing, None, account)
         if not isinstance(reply, SupporterView):
             return self._unviewed(request, reply, org, account)
+        found = await self.overview(org)
+        upcoming = found.sessions_of(supporter_id, self.deps.clock(), UPCOMING_DAYS) if isinstance(
+            found, Overview) else []  # fmt: skip
         return self.render(
             request, "supporter.html", 422 if refused else 200, org=org, account=account,
             session=session, view=reply, zone=await self.zone(org), refused=refused,
-            done=request.query_params.get("done"),
+            done=request.query_params.get("done"), upcoming=upcoming, days=UPCOMING_DAYS,
         )  # fmt: skip
 
     def _unviewed(

@@ -30,9 +30,12 @@ from contracts.rules import Kind
 from contracts.views import (
     CaseView,
     CaseViewed,
+    DecisionView,
+    DecisionViewed,
     SupporterView,
     SupporterViewed,
     ViewCase,
+    ViewDecision,
     ViewSupporter,
 )
 from runtime import tracing
@@ -200,6 +203,28 @@ async def view_supporter(
         lapses_on=decision.lapses_on if decision else None, caseload=caseload.holds,
         supervision=supervision.record if supervision else None,
     )  # fmt: skip
+
+
+@handlers.on(ViewDecision)
+async def view_decision(
+    command: ViewDecision, received: Received, deps: IntakeDeps
+) -> DecisionView | CommandRejected:
+    """Why a decision about a person was made, from the decision log; that it was read, and
+    by whom, is published first. The console lets only supervisors and operators ask."""
+    org, command_id = received.org, received.envelope.id
+    logged = await deps.holdings.log.find(org, command.decision_id)
+    if logged is None:
+        return rejected(ViewDecision.type_name, command_id, "data.decision_id",
+                        f"no decision {command.decision_id} is in the decision log (entries "
+                        "past the audit period are gone)")  # fmt: skip
+    decision = logged.decision
+    viewed = DecisionViewed(decision_id=command.decision_id, kind=decision.kind,
+                            subject_id=decision.subject_id, command_id=command_id,
+                            viewed_by=received.envelope.source)  # fmt: skip
+    await recorded(viewed, received, deps)
+    log.info("decision_viewed", org=org, decision_id=command.decision_id,
+             command_id=command_id, viewed_by=received.envelope.source)  # fmt: skip
+    return DecisionView(command_id=command_id, viewed_at=deps.clock(), logged=logged)
 
 
 async def held(

@@ -208,6 +208,10 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     await page.wait_for_url("**?done=GoAhead")
     assert "going_ahead" in await page.content()
     await visits.check(page, "case-going-ahead")
+    await page.click("a:text('S-1')")
+    assert "regular" in (await page.text_content("section:has(#sessions)") or "")
+    await visits.check(page, "supporter-with-sessions")
+    await page.go_back()
 
     # A session too soon: the boundaries refuse it, and the page says which and why.
     soon = (clock() + timedelta(hours=2)).astimezone(AUCKLAND)
@@ -241,5 +245,5 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
 
     [viewed, *_] = await wait_for(client, org, "CaseViewed")
     assert viewed.data["viewed_by"].startswith("alongside/console/")
-    assert len(visits.checked) == 11
+    assert len(visits.checked) == 12
     assert visits.violations == []

@@ -318,3 +318,28 @@ async def until_listed(
             return today
         await asyncio.sleep(0.1)
     raise AssertionError(f"today's lists never got there: {today['counts']}")
+
+
+async def test_a_supervisor_reads_why_a_decision_was_made_and_the_reading_is_logged(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake", "rules")
+    await supporter(client, org, "s1", ["en"])
+    decided = await wait_for(client, org, "SupporterEligibilityDecided")
+    decision_id = decided[0].data["decision_id"]  # the first: ineligible, and why
+    url = f"/api/orgs/{org}/decisions/{decision_id}"
+    await sign_in(console, "ana@example.org")
+    assert "supervisor" in str(problem_of(await console.get(url), 403)["detail"])
+
+    await sign_in(console, "sam@example.org")
+    read = await console.get(url)
+    assert read.status_code == 200, read.text
+    decision = read.json()["logged"]["decision"]
+    assert (decision["kind"], decision["subject_id"]) == ("eligibility", "s1")
+    assert decision["fired"], "an eligibility decision names the rules that fired"
+    assert all(fired["reason"] for fired in decision["fired"])  # opened: why, in words
+    problem_of(await console.get(f"/api/orgs/{org}/decisions/nosuchdecision"), 404)
+    page = await console.get(f"/orgs/{org}/rules", params={"decision": decision_id})
+    assert decision["fired"][0]["rule"] in page.text
+    log = (await console.get(f"/api/orgs/{org}/access-log")).json()["entries"]
+    assert [(e["viewed"], e["subject_id"]) for e in log] == [("decision", decision_id)] * 2

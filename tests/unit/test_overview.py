@@ -302,3 +302,20 @@ def test_vetting_lapses_are_listed_soonest_first_and_leave_when_no_longer_eligib
     assert [(v.supporter_id, v.days_left) for v in listed.vetting_lapsing] == [("s5", 5)]
     # s4 too; not s3 (ineligible), s2 (vetted again), s1 or s0 (33 and 40 days).
     assert listed.counts["vetting_lapsing"] == 2
+
+
+def test_a_supporters_coming_sessions_are_theirs_alone_soonest_first() -> None:
+    def booked(case_id: str, supporter_id: str, session_id: str, start: datetime) -> SessionBooked:
+        return SessionBooked(case_id=case_id, supporter_id=supporter_id, session_id=session_id,
+                             kind="extra", start=start, end=start + hours(1),
+                             method=Method.PHONE)  # fmt: skip
+
+    overview = folded(
+        (booked("c1", "s1", "a", NOW + timedelta(days=3)), NOW),
+        (booked("c1", "s1", "b", NOW + hours(2)), NOW),
+        (booked("c2", "s2", "c", NOW + hours(3)), NOW),
+        (booked("c1", "s1", "d", NOW - hours(3)), NOW),  # past
+        (booked("c1", "s1", "e", NOW + timedelta(days=20)), NOW),  # beyond the days asked
+    )  # fmt: skip
+
+    assert [s.session_id for s in overview.sessions_of("s1", NOW, days=14)] == ["b", "a"]
