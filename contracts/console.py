@@ -50,6 +50,7 @@ class Problem(BaseModel):
     detail: str
     errors: list[FieldError] = []
     command_id: str | None = None
+    retry_after_s: int | None = None  # also the Retry-After header: when to try again
 
 
 Viewed = Literal["case", "supporter", "decision"]

@@ -37,8 +37,7 @@ from contracts.views import (
 )
 from runtime.logging import get_logger
 from services.console import domain
-from services.console.domain import TRY_AGAIN
-from services.console.gate import PROBLEM, ConsoleDeps, problem, send_as, signed_in
+from services.console.gate import PROBLEM, ConsoleDeps, problem, send_as, signed_in, signing_in
 from services.console.orgs import NoCredential, access_log
 from services.console.overview import as_csv
 from services.console.pages import add_pages
@@ -82,21 +81,16 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
 
 def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
-    @app.post("/api/session", response_model=SignedIn, responses=_problems(401),
+    @app.post("/api/session", response_model=SignedIn, responses=_problems(401, 429),
               tags=["session"])  # fmt: skip
-    async def sign_in(body: SignIn, response: Response) -> SignedIn | JSONResponse:
+    async def sign_in(
+        body: SignIn, request: Request, response: Response
+    ) -> SignedIn | JSONResponse:
         """Sign in: the session is set as an HTTP-only cookie; keep ``csrf_token`` to send
         back in ``X-CSRF-Token`` with every request that changes something."""
-        account = await deps.accounts.signing_in(body.email, body.password)
-        if account is None:
-            log.info("console_sign_in_refused")
-            return problem(
-                Problem(
-                    title="Not signed in",
-                    status=401,
-                    detail="that email and password do not match an account",
-                )
-            )
+        account = await signing_in(deps, body.email, body.password, request)
+        if isinstance(account, Problem):
+            return problem(account)
         value, session = deps.sessions.start(account.account_id)
         response.set_cookie(
             COOKIE, value, max_age=int(LASTS.total_seconds()), httponly=True,
@@ -244,7 +238,7 @@ async def _org_read(
     except (NatsError, TimeoutError) as error:
         await deps.orgs.failed(org)
         unread = f"{what} could not be read ({type(error).__name__})"
-        return problem(Problem(title=TRY_AGAIN, status=503, detail=unread))
+        return problem(domain.try_again(unread))
     if isinstance(answer, str):
         return Response(answer, media_type="text/csv; charset=utf-8")
     return JSONResponse(answer.model_dump(mode="json"))

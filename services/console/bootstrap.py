@@ -16,6 +16,7 @@ from services.console.app import create_app, serve
 from services.console.gate import ConsoleDeps
 from services.console.orgs import CredentialFor, OrgConnections
 from services.console.sessions import Sessions
+from services.console.throttle import SignInThrottle
 
 log = get_logger(__name__)
 
@@ -32,6 +33,7 @@ async def bootstrap(
         orgs=OrgConnections(url, credential, clock),
         settings=settings,
         clock=clock,
+        throttle=SignInThrottle(clock),
     )
 
 

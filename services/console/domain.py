@@ -17,7 +17,14 @@ SUPERVISORS_ONLY = frozenset({
 })  # fmt: skip
 
 
-TRY_AGAIN = "Try again shortly"  # a 503: the answer says when (Retry-After)
+TRY_AGAIN = "Try again shortly"
+RETRY_AFTER_S = 5  # a service that did not answer: when to try again
+
+
+def try_again(detail: str) -> Problem:
+    """A 503: nothing was done (or it may have been: the same Idempotency-Key is safe)."""
+    return Problem(title=TRY_AGAIN, status=503, detail=detail, retry_after_s=RETRY_AFTER_S)
+
 
 NOT_SIGNED_IN = Problem(title="Not signed in", status=401,
                         detail="sign in first (POST /api/session)")  # fmt: skip
@@ -47,7 +54,7 @@ def problem_of(reply: CommandRejected) -> Problem:
     fields = {e.field for e in reply.errors}
     reasons = " ".join(e.reason for e in reply.errors)
     if fields == {"id"} and "retry" in reasons:
-        status, title = 503, TRY_AGAIN
+        status, title = 503, TRY_AGAIN  # the service said to retry
     elif fields == {"id"}:
         status, title = 409, "That Idempotency-Key was used for another command"
     elif fields == {"org"}:
@@ -56,4 +63,5 @@ def problem_of(reply: CommandRejected) -> Problem:
         status, title = 422, f"{reply.command_type} refused"
     detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
     return Problem(title=title, status=status, detail=detail, errors=errors,
-                   command_id=reply.command_id)  # fmt: skip
+                   command_id=reply.command_id,
+                   retry_after_s=RETRY_AFTER_S if status == 503 else None)  # fmt: skip

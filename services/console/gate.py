@@ -17,9 +17,10 @@ from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from services.console.accounts import Accounts
-from services.console.domain import TRY_AGAIN
+from services.console.domain import try_again
 from services.console.orgs import SOURCE, NoCredential, OrgConnections
 from services.console.sessions import COOKIE, Session, Sessions
+from services.console.throttle import SignInThrottle
 
 log = get_logger(__name__)
 
@@ -33,14 +34,37 @@ class ConsoleDeps:
     orgs: OrgConnections
     settings: Settings
     clock: Clock
+    throttle: SignInThrottle
 
 
 def problem(found: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
     """Problem details as HTTP; a 503 says when to try again."""
-    if found.status == 503 and found.title == TRY_AGAIN:
-        headers = {"Retry-After": "5", **(headers or {})}
+    if found.retry_after_s is not None:
+        headers = {"Retry-After": str(found.retry_after_s), **(headers or {})}
     return JSONResponse(found.model_dump(mode="json"), status_code=found.status,
                         media_type=PROBLEM, headers=headers)  # fmt: skip
+
+
+async def signing_in(
+    deps: ConsoleDeps, email: str, password: str, request: Request
+) -> ConsoleAccount | Problem:
+    """The account, if the password is right and this email and address are not waiting
+    after too many wrong ones (``throttle``); else why not."""
+    address = request.client.host if request.client else "unknown"
+    wait = deps.throttle.wait(email, address)
+    if wait is not None:
+        log.info("console_sign_in_throttled")
+        seconds = int(wait.total_seconds()) + 1
+        return Problem(title="Too many wrong passwords", status=429,
+                       detail=f"try again in {seconds} seconds", retry_after_s=seconds)  # fmt: skip
+    account = await deps.accounts.signing_in(email, password)
+    if account is None:
+        deps.throttle.failed(email, address)
+        log.info("console_sign_in_refused")
+        return Problem(title="Not signed in", status=401,
+                       detail="that email and password do not match an account")  # fmt: skip
+    deps.throttle.succeeded(email, address)
+    return account
 
 
 async def signed_in(deps: ConsoleDeps, request: Request) -> tuple[Session, ConsoleAccount] | None:
@@ -68,8 +92,7 @@ async def send_as(
         log.warning("console_command_unanswered", org=org, command_type=command.type_name,
                     error=type(error).__name__)  # fmt: skip
         await deps.orgs.failed(org)
-        return Problem(title=TRY_AGAIN, status=503,
-                       detail=f"{command.service} did not answer")  # fmt: skip
+        return try_again(f"{command.service} did not answer")
     log.info("console_command", org=org, command_type=command.type_name, status=reply.status,
              account_id=account.account_id)  # fmt: skip
     return reply

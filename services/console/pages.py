@@ -40,7 +40,7 @@ from contracts.views import (
     ViewSupporter,
 )
 from services.console import domain, forms
-from services.console.gate import ConsoleDeps, send_as, signed_in
+from services.console.gate import ConsoleDeps, send_as, signed_in, signing_in
 from services.console.orgs import NoCredential
 from services.console.overview import Overview
 from services.console.sessions import COOKIE, LASTS, Session
@@ -146,7 +146,7 @@ class Pages:
         except (NatsError, TimeoutError) as error:
             await self.deps.orgs.failed(org)
             unread = f"the lists could not be read ({type(error).__name__})"
-            return Problem(title=domain.TRY_AGAIN, status=503, detail=unread)
+            return domain.try_again(unread)
 
     async def zone(self, org: str) -> ZoneInfo:
         found = await self.overview(org)
@@ -161,12 +161,10 @@ class Pages:
         sent = await request.form()
         email, password = str(sent.get("email", "")), str(sent.get("password", ""))
         goto = _local(str(sent.get("next", "/")))
-        account = await self.deps.accounts.signing_in(email, password)
-        if account is None:
-            wrong = Problem(title="Not signed in", status=401,
-                            detail="that email and password do not match an account")  # fmt: skip
-            return self.render(request, "sign_in.html", 401, next=goto, problem=wrong,
-                               email=email)  # fmt: skip
+        account = await signing_in(self.deps, email, password, request)
+        if isinstance(account, Problem):
+            return self.render(request, "sign_in.html", account.status, next=goto,
+                               problem=account, email=email)  # fmt: skip
         value, _ = self.deps.sessions.start(account.account_id)
         response = RedirectResponse(goto, status_code=303)
         response.set_cookie(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -343,3 +343,20 @@ async def test_a_supervisor_reads_why_a_decision_was_made_and_the_reading_is_log
     assert decision["fired"][0]["rule"] in page.text
     log = (await console.get(f"/api/orgs/{org}/access-log")).json()["entries"]
     assert [(e["viewed"], e["subject_id"]) for e in log] == [("decision", decision_id)] * 2
+
+
+async def test_guessing_a_password_is_slowed_and_a_right_one_signs_in_after_the_wait(
+    console: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    def attempt(password: str) -> Awaitable[httpx.Response]:
+        return console.post("/api/session", json={"email": "ana@example.org",
+                                                  "password": password})  # fmt: skip
+
+    for _ in range(5):
+        problem_of(await attempt("a wrong guess"), 401)
+    waiting = await attempt(PASSWORD)  # right, but too soon
+    said = problem_of(waiting, 429)
+    assert waiting.headers["Retry-After"] == "31"
+    assert said["retry_after_s"] == 31
+    clock.set(clock() + timedelta(seconds=31))
+    assert (await attempt(PASSWORD)).status_code == 200

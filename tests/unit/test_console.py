@@ -19,6 +19,7 @@ from services.console.app import create_app
 from services.console.gate import ConsoleDeps
 from services.console.orgs import OrgConnections
 from services.console.sessions import Sessions
+from services.console.throttle import SignInThrottle
 from tests.fakes import FakeKeyValue
 
 NOW = datetime(2027, 3, 28, 1, 30, tzinfo=UTC)  # an hour daylight saving ends somewhere
@@ -71,7 +72,7 @@ def test_the_schema_has_every_command_with_its_own_body_and_problem_details() ->
     deps = ConsoleDeps(
         accounts=Accounts(FakeKeyValue().as_kv(), clock), sessions=Sessions(bytes(32), clock),
         orgs=OrgConnections("nats://127.0.0.1:1", no_credential, clock), settings=Settings(),
-        clock=clock,
+        clock=clock, throttle=SignInThrottle(clock),
     )  # fmt: skip
     schema = create_app(deps).openapi()
     assert schema["openapi"].startswith("3.1")

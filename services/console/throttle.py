@@ -1,0 +1,55 @@
+"""Guessing passwords made slow: after a few wrong passwords for one email from one address,
+that pair waits before it may try again, longer each time. In memory, per console replica
+(each replica has its own count; a restart forgets them). Pure but for the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from runtime.clock import Clock
+
+FREE_TRIES = 5  # wrong passwords before any wait
+FIRST_WAIT = timedelta(seconds=30)  # then doubled each time, up to
+LONGEST_WAIT = timedelta(minutes=15)
+FORGOTTEN_AFTER = timedelta(hours=1)  # a pair quiet this long starts again
+
+
+@dataclass
+class _Tries:
+    wrong: int
+    last: datetime
+    until: datetime | None = None
+
+
+class SignInThrottle:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._tries: dict[tuple[str, str], _Tries] = {}
+
+    def wait(self, email: str, address: str) -> timedelta | None:
+        """How long this pair must wait before trying again; None if it may try now."""
+        tries = self._tries.get((email.lower(), address))
+        now = self.clock()
+        if tries is None or tries.until is None or tries.until <= now:
+            return None
+        return tries.until - now
+
+    def failed(self, email: str, address: str) -> None:
+        now, key = self.clock(), (email.lower(), address)
+        tries = self._tries.get(key)
+        if tries is None or now - tries.last > FORGOTTEN_AFTER:
+            tries = self._tries[key] = _Tries(wrong=0, last=now)
+        tries.wrong, tries.last = tries.wrong + 1, now
+        if tries.wrong >= FREE_TRIES:
+            wait = min(FIRST_WAIT * 2 ** (tries.wrong - FREE_TRIES), LONGEST_WAIT)
+            tries.until = now + wait
+        self._forget_old(now)
+
+    def succeeded(self, email: str, address: str) -> None:
+        self._tries.pop((email.lower(), address), None)
+
+    def _forget_old(self, now: datetime) -> None:
+        if len(self._tries) > 10_000:  # bounded: an attacker cannot grow it without end
+            self._tries = {k: t for k, t in self._tries.items()
+                           if now - t.last <= FORGOTTEN_AFTER}  # fmt: skip
