@@ -1,0 +1,280 @@
+"""Benchmark of the whole pipeline: from an intake command to the client's proposals, every
+service in its own process as ``alongside up SERVICE`` runs it, offered intakes at rising
+rates until the 99th percentile passes 50 ms.
+
+A real nats-server (``sync_interval: always``, auth on); intake, rules, matching and
+scheduling each in a process of its own with its own credential; 2,000 vetted supporters
+(caseloads of up to 30, so the pool is not used up by the run). Then, step by step, intakes
+offered open loop at a fixed rate (sent on a timetable, not one after another's answer) for
+``--step-s`` seconds each. A client's latency runs from sending ``SubmitIntake`` to seeing
+its outcome event (``MatchProposed``, or ``ClientWaitlisted`` when nobody fits), on a plain
+subscription. A step holds when every intake was accepted and reached an outcome and the
+p99 is at most 50 ms; the run stops at the first step that does not.
+
+Synced writes per intake are counted from the server itself: the sum over every stream
+(KV buckets included) of its last sequence, before and after a step, over the intakes of
+the step; ``writes_by_stream`` says where. Consumer acks are not messages and are not
+counted. The baseline in the same run: raw JetStream publishes of 600 bytes, pipelined 256
+at a time, on the same server. Each service's CPU per intake comes from ``/proc``.
+
+The last line is JSON: ``pipeline_sustained_intakes_per_s`` (0 if not even the first step
+held), ``pipeline_p50_ms`` and ``pipeline_p99_ms`` at that rate, ``synced_writes_per_intake``,
+``raw_jetstream_pipelined_publish_per_s``, and every step.
+
+    python -m bench.pipeline [--supporters 2000] [--step-s 6] [--rates 25,50,100,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
+
+from alongside import sample
+from alongside.client import AlongsideClient
+from bench import register
+from bench.intake import cpu_seconds, percentile, spawn, wait_for_responder
+from contracts import subjects
+from contracts.envelope import RawEnvelope
+from contracts.intake import SubmitIntake
+from contracts.matching import ClientWaitlisted, MatchProposed
+from contracts.replies import CommandAccepted
+from contracts.rules import SupporterEligibilityDecided
+from runtime import bus, topology
+from runtime.access import ADMIN, SERVICE_NEEDS, AuthDir
+from runtime.clock import SYSTEM
+from runtime.embedded import EmbeddedNats
+from runtime.settings import Settings
+
+SEED = 20261129
+ORG = "bench-pipeline"
+SERVICES = ("intake", "rules", "matching", "scheduling")
+P99_GOAL_MS = 50.0
+DRAIN_S = 15.0  # after a step, how long outcomes may still arrive
+SETUP_IN_FLIGHT = 32
+
+
+class Outcomes:
+    """When each client's outcome was seen, from a plain subscription to the two events."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.eligible: set[str] = set()
+        self._moved = asyncio.Condition()
+
+    async def on_outcome(self, msg: Msg) -> None:
+        at = time.perf_counter()
+        envelope = RawEnvelope.model_validate_json(msg.data)
+        model = MatchProposed if envelope.type == MatchProposed.type_name else ClientWaitlisted
+        self.seen.setdefault(model.model_validate(envelope.data).case_id, at)
+        await self._note()
+
+    async def on_eligibility(self, msg: Msg) -> None:
+        decided = SupporterEligibilityDecided.model_validate(
+            RawEnvelope.model_validate_json(msg.data).data
+        )
+        if decided.eligible:
+            self.eligible.add(decided.supporter_id)
+            await self._note()
+
+    async def _note(self) -> None:
+        async with self._moved:
+            self._moved.notify_all()
+
+    async def until(self, ready: Callable[[], bool], timeout_s: float) -> None:
+        """Until ``ready``, or the timeout (the caller counts what is missing)."""
+        with contextlib.suppress(TimeoutError):
+            async with self._moved:
+                await asyncio.wait_for(self._moved.wait_for(ready), timeout_s)
+
+
+async def written(admin: Client) -> dict[str, int]:
+    """Every stream's last sequence: what the server has stored so far, by stream."""
+    return {info.config.name or "": info.state.last_seq
+            for info in await admin.jetstream().streams_info()}  # fmt: skip
+
+
+async def raw_pipelined_publish_per_s(admin: Client, n: int = 20_000) -> float:
+    js = admin.jetstream()
+    await js.add_stream(StreamConfig(name="BENCHRAW", subjects=["benchraw.>"]))
+    payload, window = b"x" * 600, 256
+    started = time.perf_counter()
+    for first in range(0, n, window):
+        await asyncio.gather(*(js.publish("benchraw.a", payload)
+                               for _ in range(min(window, n - first))))  # fmt: skip
+    rate = n / (time.perf_counter() - started)
+    await js.delete_stream("BENCHRAW")
+    return rate
+
+
+async def supporters(client: AlongsideClient, outcomes: Outcomes, count: int) -> None:
+    """``count`` supporters registered and vetted, waited for until the rules found them
+    eligible."""
+    rng, today = random.Random(SEED), SYSTEM().date()
+    people: list[list[Any]] = []  # each supporter's commands, in order
+    for n in range(count):
+        command = sample.supporter(rng, f"s{n}")
+        profile = command.profile.model_copy(update={"caseload_cap": 30})
+        people.append([command.model_copy(update={"profile": profile}),
+                       *sample.vetting(rng, f"s{n}", today)])  # fmt: skip
+    queue = iter(people)
+
+    async def worker() -> None:
+        for commands in queue:
+            for command in commands:
+                reply = await client.submit(ORG, command)
+                assert isinstance(reply, CommandAccepted), reply
+
+    await asyncio.gather(*(worker() for _ in range(SETUP_IN_FLIGHT)))
+    await outcomes.until(lambda: len(outcomes.eligible) >= count * 0.9, 300)
+    await asyncio.sleep(2.0)  # matching's index follows the decisions bucket
+
+
+async def step(
+    client: AlongsideClient, outcomes: Outcomes, admin: Client, rate: int, seconds: float,
+    first: int, pids: dict[str, int],
+) -> dict[str, Any]:  # fmt: skip
+    """Intakes offered at ``rate`` a second for ``seconds``, open loop."""
+    rng = random.Random(SEED + rate)
+    count = int(rate * seconds)
+    intakes: list[SubmitIntake] = [sample.intake(rng, f"c{first + i}") for i in range(count)]
+    sent: dict[str, float] = {}
+    refused: list[str] = []
+    before, cpu_before = await written(admin), {s: cpu_seconds(p) for s, p in pids.items()}
+
+    async def send(intake: SubmitIntake) -> None:
+        sent[intake.case_id] = time.perf_counter()
+        reply = await client.submit(ORG, intake)
+        if not isinstance(reply, CommandAccepted):
+            refused.append(intake.case_id)
+
+    started, tasks = time.perf_counter(), []
+    for i, intake in enumerate(intakes):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(intake)))
+    offered_s = time.perf_counter() - started
+    await asyncio.gather(*tasks)
+    await outcomes.until(lambda: all(c in outcomes.seen for c in sent), DRAIN_S)
+    after, cpu_after = await written(admin), {s: cpu_seconds(p) for s, p in pids.items()}
+    latencies = [(outcomes.seen[c] - t) * 1000 for c, t in sent.items() if c in outcomes.seen]
+    lost = count - len(latencies)
+    writes = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    p99 = percentile(latencies, 0.99) if latencies else float("inf")
+    return {
+        "offered_per_s": rate, "intakes": count,
+        "achieved_send_per_s": round(count / offered_s, 1),
+        "refused": len(refused), "lost": lost,
+        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+        "p99_ms": round(p99, 2) if latencies else None,
+        "max_ms": round(max(latencies), 2) if latencies else None,
+        "held": lost == 0 and not refused and p99 <= P99_GOAL_MS,
+        "synced_writes_per_intake": round(sum(writes.values()) / count, 2),
+        "writes_by_stream": {k: round(v / count, 2) for k, v in sorted(writes.items()) if v},
+        "cpu_ms_per_intake": {
+            s: round((cpu_after[s] - cpu_before[s]) * 1000 / count, 2) for s in pids
+        },
+    }
+
+
+async def measure(
+    url: str, auth: AuthDir, state: Path, supporter_count: int, rates: list[int], step_s: float
+) -> dict[str, Any]:
+    admin = await bus.connect(url, "bench-admin", auth.credentials(ADMIN))
+    await topology.provision(admin.jetstream(), Settings())
+    await register(admin.jetstream(), ORG)
+    raw = await raw_pipelined_publish_per_s(admin)
+    env = {"ALONGSIDE_NATS_URL": url, "ALONGSIDE_LOG_LEVEL": "WARNING",
+           "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key")}  # fmt: skip
+    processes = {
+        name: spawn(
+            [sys.executable, "-m", "alongside.cli", "up", name],
+            env={**env, "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(name))},
+            log=state / f"{name}.log",
+        )
+        for name in SERVICES
+    }
+    outcomes = Outcomes()
+    for event in (MatchProposed, ClientWaitlisted):
+        await admin.subscribe(subjects.event(ORG, event.type_name), cb=outcomes.on_outcome)
+    await admin.subscribe(subjects.event(ORG, SupporterEligibilityDecided.type_name),
+                          cb=outcomes.on_eligibility)  # fmt: skip
+    client = AlongsideClient(admin, source="bench/pipeline")
+    steps: list[dict[str, Any]] = []
+    try:
+        probe = subjects.command(ORG, "intake", "SubmitIntake")
+        await wait_for_responder(admin, probe, b"{}", processes["intake"])
+        await supporters(client, outcomes, supporter_count)
+        pids = {name: process.pid for name, process in processes.items()}
+        first = 0
+        for rate in rates:
+            result = await step(client, outcomes, admin, rate, step_s, first, pids)
+            first += result["intakes"]
+            steps.append(result)
+            print(f"{rate}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, lost "
+                  f"{result['lost']}, {result['synced_writes_per_intake']} writes/intake",
+                  file=sys.stderr)  # fmt: skip
+            if not result["held"]:
+                break
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.wait(timeout=30)
+        await admin.close()
+    held = [s for s in steps if s["held"]]
+    best = held[-1] if held else None
+    return {
+        "pipeline_sustained_intakes_per_s": best["offered_per_s"] if best else 0,
+        "pipeline_p50_ms": best["p50_ms"] if best else None,
+        "pipeline_p99_ms": best["p99_ms"] if best else None,
+        "synced_writes_per_intake": (best or steps[0])["synced_writes_per_intake"],
+        "raw_jetstream_pipelined_publish_per_s": round(raw),
+        "supporters": supporter_count, "step_s": step_s, "seed": SEED,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}",
+        "steps": steps,
+    }  # fmt: skip
+
+
+async def run(supporters: int, rates: list[int], step_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        state = Path(folder)
+        auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
+        with EmbeddedNats(state / "nats", auth=auth) as server:
+            return await measure(server.url, auth, state, supporters, rates, step_s)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--supporters", type=int, default=2000)
+    parser.add_argument("--step-s", type=float, default=6.0)
+    parser.add_argument("--rates", default="5,10,15,20,25,35,50,75,100,150,200,300,400,500,600")
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+    figures = asyncio.run(run(args.supporters, rates, args.step_s))
+    print(f"sustained {figures['pipeline_sustained_intakes_per_s']} intakes/s (p99 "
+          f"{figures['pipeline_p99_ms']} ms); {figures['synced_writes_per_intake']} synced "
+          f"writes an intake; raw pipelined publish "
+          f"{figures['raw_jetstream_pipelined_publish_per_s']}/s", file=sys.stderr)  # fmt: skip
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
