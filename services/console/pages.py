@@ -155,12 +155,12 @@ class Pages:
     # Signing in ------------------------------------------------------------------------
 
     async def sign_in_page(self, request: Request, next: str = "/") -> Response:
-        return self.render(request, "sign_in.html", next=_local(next), problem=None, email="")
+        return self.render(request, "sign_in.html", next=same_site(next), problem=None, email="")
 
     async def sign_in(self, request: Request) -> Response:
         sent = await request.form()
         email, password = str(sent.get("email", "")), str(sent.get("password", ""))
-        goto = _local(str(sent.get("next", "/")))
+        goto = same_site(str(sent.get("next", "/")))
         account = await signing_in(self.deps, email, password, request)
         if isinstance(account, Problem):
             return self.render(request, "sign_in.html", account.status, next=goto,
@@ -392,9 +392,10 @@ async def _command(
     return None
 
 
-def _local(url: str) -> str:
+def same_site(url: str) -> str:
     """Only a path on this site: a sign-in link cannot send anyone elsewhere."""
-    return url if url.startswith("/") and not url.startswith("//") else "/"
+    # Not "//host" nor "/\\host": browsers take both for another site.
+    return url if url.startswith("/") and url[1:2] not in ("/", "\\") else "/"
 
 
 def _moment(value: str, zone: ZoneInfo) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contracts.replies import FieldError
 from services.console import forms
+from services.console.pages import same_site
 
 
 def test_a_form_becomes_the_commands_body_nested_listed_and_without_empty_inputs() -> None:
@@ -45,3 +46,9 @@ def test_each_error_is_shown_at_the_input_it_names_or_the_first_inside_it() -> N
         "client.contact.email": "Field required", "client.birth_year": "too old",
         "dispute.scheme": "elsewhere",
     }  # fmt: skip
+
+
+def test_signing_in_leads_back_only_to_a_page_of_this_site() -> None:
+    assert same_site("/orgs/a/cases/c1") == "/orgs/a/cases/c1"
+    for elsewhere in ("https://evil.example", "//evil.example", "/\\evil.example", ""):
+        assert same_site(elsewhere) == "/"
