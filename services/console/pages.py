@@ -28,7 +28,7 @@ from contracts import catalogue, subjects
 from contracts.console import Problem
 from contracts.envelope import Command
 from contracts.intake import CLIENT_PARTY_ID
-from contracts.overview import Durations, MonthReport
+from contracts.overview import MonthReport
 from contracts.records import ConsoleAccount, explanation
 from contracts.replies import CommandRejected, FieldError, field_errors
 from contracts.views import (
@@ -285,12 +285,15 @@ class Pages:
         reply = await send_as(self.deps, org, viewing, None, account)
         if not isinstance(reply, SupporterView):
             return self._unviewed(request, reply, org, account)
-        found = await self.overview(org)
-        upcoming = found.sessions_of(supporter_id, self.deps.clock(), UPCOMING_DAYS) if isinstance(
-            found, Overview) else []  # fmt: skip
+        found = await self.overview(org)  # read once: the zone and the coming sessions
+        if isinstance(found, Overview):
+            zone = found.zone
+            upcoming = found.sessions_of(supporter_id, self.deps.clock(), UPCOMING_DAYS)
+        else:
+            zone, upcoming = ZoneInfo("UTC"), []
         return self.render(
             request, "supporter.html", 422 if refused else 200, org=org, account=account,
-            session=session, view=reply, zone=await self.zone(org), refused=refused,
+            session=session, view=reply, refused=refused, zone=zone,
             done=request.query_params.get("done"), upcoming=upcoming, days=UPCOMING_DAYS,
         )  # fmt: skip
 
@@ -416,23 +419,18 @@ def _csrf() -> Problem:
 def _charts(reports: list[MonthReport]) -> list[dict[str, Any]]:
     """Bars per month for the report page's charts (drawn as SVG in the template)."""
 
-    def series(
-        title: str, unit: str, value: Callable[[MonthReport], float | None]
-    ) -> dict[str, Any]:
+    def series(title: str, value: Callable[[MonthReport], float | None]) -> dict[str, Any]:
         points = [(r.month, value(r)) for r in reports]
         top = max((v for _, v in points if v is not None), default=0.0) or 1.0
-        return {"title": title, "unit": unit, "top": top, "points": points}
-
-    def median(durations: Durations) -> float | None:
-        return durations.median_hours
+        return {"title": title, "top": top, "points": points}
 
     return [
-        series("Intakes", "cases", lambda r: r.intakes),
-        series("Median hours from intake to first proposal", "hours",
-               lambda r: median(r.intake_to_first_proposal)),
-        series("Median hours from intake to an active match", "hours",
-               lambda r: median(r.intake_to_active_match)),
-        series("Acceptance rate", "share", lambda r: r.acceptance_rate),
-        series("Sessions held", "sessions", lambda r: r.sessions_held),
-        series("Waitlist at month end", "clients", lambda r: r.waitlist_size),
+        series("Intakes", lambda r: r.intakes),
+        series("Median hours from intake to first proposal",
+               lambda r: r.intake_to_first_proposal.median_hours),
+        series("Median hours from intake to an active match",
+               lambda r: r.intake_to_active_match.median_hours),
+        series("Acceptance rate", lambda r: r.acceptance_rate),
+        series("Sessions held", lambda r: r.sessions_held),
+        series("Waitlist at month end", lambda r: r.waitlist_size),
     ]  # fmt: skip

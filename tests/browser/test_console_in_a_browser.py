@@ -50,6 +50,8 @@ def needs_a_browser() -> None:
         why = f"{' and '.join(missing)} not installed (apt-get install chromium; npm ci --prefix tests/browser)"
         if os.environ.get("ALONGSIDE_REQUIRE_BROWSER"):
             pytest.fail(why)
+        # The quick start needs only Python: without a browser this test cannot run, so it
+        # skips there; .ci/run installs both and requires it.
         pytest.skip(why)
 
 
