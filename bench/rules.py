@@ -1,8 +1,9 @@
 """Benchmark of rules evaluation: bare durable_rules vs our wrapper, in process and over NATS.
 
 Same ruleset (the default eligibility ruleset, 11 rules), same seeded facts:
-  - bare: durable_rules' Host (background threads off), assert_fact + get_state +
-    delete_state per fact, with the same compiled conditions and recorder actions;
+  - bare: durable_rules used as its documentation shows: the Host (background
+    threads off), the same compiled conditions, each rule's action recording its
+    id in the session state, then assert_fact + get_state + delete_state per fact;
   - in process: what the rules service does per fact: lease the live version,
     evaluate, and assemble the decision (outcome, fired rules with reasons);
   - request/reply: EvaluateRules to a rules service in its own process, 32 in flight;
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +41,23 @@ from runtime.embedded import EmbeddedNats
 from runtime.logging import configure
 from runtime.settings import Settings
 from services.rules import bundle, compiler
-from services.rules.engine import Engine, _QuietHost, _recorder, _seen
+from services.rules.engine import EVERY_FACT, Engine, _QuietHost
 from services.rules.live import LiveRulesets
 
 SEED = 20261123
+
+
+def _recorder(rule_id: str) -> Callable[[Any], None]:
+    """durable_rules' way to learn which rules fired: each action writes into the state."""
+
+    def record(c: Any) -> None:
+        c.s.fired = [*(c.s.fired or []), rule_id]
+
+    return record
+
+
+def _seen(c: Any) -> None:
+    c.s.seen = True
 
 
 def facts(n: int) -> list[dict[str, Any]]:
@@ -80,7 +95,7 @@ def bare_durable(ruleset: Any, sample: list[dict[str, Any]]) -> float:
         }
         for i, r in enumerate(ruleset.rules)
     }
-    definition["every-fact"] = {"all": [{"m": {compiler.DISCRIMINATOR: 1}}], "run": _seen}
+    definition[EVERY_FACT] = {"all": [{"m": {compiler.DISCRIMINATOR: 1}}], "run": _seen}
     host.register_rulesets({"bare": definition})
     start = time.perf_counter()
     for sid, fact in enumerate(sample):
