@@ -630,7 +630,7 @@ async def judge(probe: Probe, contract: Contract) -> None:
     if probe.kind == "command":
         probe.oracle = await command_oracle(probe)
     else:
-        verdicts = {s: consumer_oracle(probe, HANDLERS[s]) for s in CONSUMERS}
+        verdicts = {s: consumer_oracle(probe, CONSUMERS[s], HANDLERS[s]) for s in CONSUMERS}
         probe.oracle = ",".join(f"{s}={v}" for s, v in sorted(verdicts.items()))
         probe.expected_dead_letters = frozenset(
             s for s, v in verdicts.items() if v == "dead_letter"
@@ -684,9 +684,12 @@ async def command_oracle(probe: Probe) -> str:
     return "handler"
 
 
-def consumer_oracle(probe: Probe, handlers: Handlers[Any]) -> str:
-    """What ``runtime/consumer.on_message`` does with the probe before its handler, replayed
-    here: ``unroutable`` (no organisation), ``dead_letter``, ``ignore`` or ``handler``."""
+def consumer_oracle(probe: Probe, spec: topology.ConsumerSpec, handlers: Handlers[Any]) -> str:
+    """What the server and ``runtime/consumer.on_message`` do with the probe before its
+    handler, replayed here: ``not_sent`` (outside the consumer's filter), ``unroutable`` (no
+    organisation), ``dead_letter``, ``ignore`` or ``handler``."""
+    if not any(subject_matches(f, probe.subject) for f in spec.filter_subjects):
+        return "not_sent"
     try:
         org = subjects.org_of(probe.subject)
     except subjects.SubjectError:
@@ -699,7 +702,7 @@ def consumer_oracle(probe: Probe, handlers: Handlers[Any]) -> str:
         return "dead_letter"
     except Exception as error:
         return f"raises {type(error).__name__}"
-    if envelope.org != org:
+    if envelope.org != org or envelope.type != subjects.last_token(probe.subject):
         return "dead_letter"
     route = handlers.events.get(envelope.type)
     if route is None:
@@ -711,6 +714,17 @@ def consumer_oracle(probe: Probe, handlers: Handlers[Any]) -> str:
     except Exception as error:
         return f"raises {type(error).__name__}"
     return "handler"
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, ``>`` the rest."""
+    want, got = pattern.split("."), subject.split(".")
+    for index, token in enumerate(want):
+        if token == ">":
+            return len(got) > index
+        if index >= len(got) or token not in ("*", got[index]):
+            return False
+    return len(want) == len(got)
 
 
 # Hand-made messages ------------------------------------------------------------------------------

@@ -56,6 +56,28 @@ REPLIES_TO: dict[str, tuple[str, ...]] = {
     **{c.type_name: ("CommandAccepted", "CommandRejected") for c in scheduling.COMMANDS},
 }
 OTHERS: dict[str, type[Message]] = {DeadLetter.type_name: DeadLetter}
+# The events each service's durable consumer takes (its filter on EVENTS): exactly those
+# its handlers handle, so the server sends it nothing it would only skip.
+CONSUMED_BY: dict[str, tuple[type[Event], ...]] = {
+    "rules": (
+        intake.SupporterRegistered, intake.SupporterUpdated, intake.VettingEvidenceRecorded,
+        intake.IntakeReceived, intake.SupportPersonNamed, intake.ConsentGiven,
+        intake.ConsentWithdrawn, intake.CaseStageChanged, intake.ClientErased,
+        intake.SupporterErased, matching.ProposalAccepted, matching.MatchEnded,
+        matching.ServiceRefused,
+    ),
+    "matching": (
+        rules.MatchingPolicyDecided, rules.ConsentDecided, rules.SupporterEligibilityDecided,
+        scheduling.ServiceEnded, intake.ClientErased, intake.SupporterErased,
+        intake.SupporterRegistered, intake.SupporterUpdated, matching.ProposalAccepted,
+        matching.ProposalsDeclined, matching.ProposalsExpired, matching.MatchEnded,
+        matching.ServiceRefused,
+    ),
+    "scheduling": (
+        matching.MatchActivated, matching.MatchEnded, matching.ServiceRefused,
+        rules.ConsentDecided, rules.SupporterEligibilityDecided, intake.ClientErased,
+    ),
+}  # fmt: skip
 
 
 def all_messages() -> dict[str, type[Message]]:

@@ -67,9 +67,9 @@ def event(org: str, event_type: str) -> str:
     return f"{PREFIX}.{_org(org)}.evt.{event_type}"
 
 
-def events(org: str = "*") -> str:
-    """Wildcard for the events of one org, or of all orgs."""
-    return f"{PREFIX}.{org}.evt.*"
+def events(org: str = "*", event_type: str = "*") -> str:
+    """Wildcard for the events of one org, or of all orgs (of one type, or of all)."""
+    return f"{PREFIX}.{org}.evt.{event_type}"
 
 
 def schedule(org: str, name: str, entity_id: str) -> str:

@@ -48,6 +48,20 @@ def _deliveries(raw: Msg, service: str) -> int:
     return deliveries
 
 
+def _refuse_unfed(spec: ConsumerSpec, handlers: Handlers[D]) -> None:
+    """A handler the consumer's filter never feeds is a mistake of ours: refuse to start."""
+    unfed = [
+        event_type
+        for event_type in handlers.events
+        if not any(subjects.last_token(f) in ("*", event_type) for f in spec.filter_subjects)
+    ]
+    if unfed:
+        raise ValueError(
+            f"{spec.service} handles {', '.join(unfed)}, which its consumer {spec.durable} "
+            "does not take: add them to contracts.catalogue.CONSUMED_BY"
+        )
+
+
 def subscribe(
     broker: NatsBroker,
     spec: ConsumerSpec,
@@ -60,10 +74,13 @@ def subscribe(
     """Hand each event on the durable consumer ``spec`` (which the topology created) to the
     handler of its type."""
 
+    _refuse_unfed(spec, handlers)
     letters = bus.DeadLetters(settings)
 
     @broker.subscriber(
-        spec.filter_subject,
+        # The durable consumer (created by the topology) holds the filter: it is bound to by
+        # name, not by a subject.
+        "",
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
         config=spec.config(settings),

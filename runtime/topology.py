@@ -24,7 +24,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from contracts import subjects
+from contracts import catalogue, subjects
 from contracts.envelope import MAX_EVENT_BYTES
 from contracts.replies import DeadLetter
 from runtime.logging import get_logger
@@ -64,12 +64,12 @@ class ConsumerSpec:
     service: str
     durable: str
     stream: str
-    filter_subject: str
+    filter_subjects: tuple[str, ...]
 
     def config(self, settings: Settings) -> ConsumerConfig:
         return ConsumerConfig(
             durable_name=self.durable,
-            filter_subject=self.filter_subject,
+            filter_subjects=list(self.filter_subjects),
             ack_policy=JsAckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             max_deliver=settings.max_deliver,
@@ -84,21 +84,20 @@ class Topology:
     consumers: tuple[ConsumerSpec, ...] = ()
 
 
-RULES_CONSUMER = ConsumerSpec(
-    service="rules", durable="rules", stream=EVENTS_STREAM, filter_subject=subjects.events("*")
-)
-SCHEDULING_CONSUMER = ConsumerSpec(
-    service="scheduling",
-    durable="scheduling",
-    stream=EVENTS_STREAM,
-    filter_subject=subjects.events("*"),
-)
-MATCHING_CONSUMER = ConsumerSpec(
-    service="matching",
-    durable="matching",
-    stream=EVENTS_STREAM,
-    filter_subject=subjects.events("*"),
-)
+def _consumer_of(service: str) -> ConsumerSpec:
+    """A service's durable consumer on EVENTS: every organisation's events of the types it
+    handles (``catalogue.CONSUMED_BY``)."""
+    return ConsumerSpec(
+        service=service, durable=service, stream=EVENTS_STREAM,
+        filter_subjects=tuple(
+            subjects.events("*", event.type_name) for event in catalogue.CONSUMED_BY[service]
+        ),
+    )  # fmt: skip
+
+
+RULES_CONSUMER = _consumer_of("rules")
+MATCHING_CONSUMER = _consumer_of("matching")
+SCHEDULING_CONSUMER = _consumer_of("scheduling")
 
 
 CONSUMERS = (RULES_CONSUMER, MATCHING_CONSUMER, SCHEDULING_CONSUMER)

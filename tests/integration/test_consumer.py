@@ -4,14 +4,16 @@ the reason; an invalid payload is dead-lettered at once, an event nobody handles
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
 from nats.aio.client import Client
 
-from contracts import subjects
+from contracts import catalogue, subjects
 from contracts.envelope import RawEnvelope, wrap
 from contracts.intake import CaseStageChanged, IntakeReceived, Stage
+from contracts.views import CaseViewed
 from runtime import bus, topology
 from runtime.access import ADMIN, AuthDir
 from runtime.changes import NotYet
@@ -40,7 +42,7 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
     settings = Settings(max_deliver=3, ack_wait_s=1.0)
     spec = topology.ConsumerSpec(
         service="probe", durable=f"probe-{org}", stream=topology.EVENTS_STREAM,
-        filter_subject=subjects.events(org),
+        filter_subjects=(subjects.events(org),),
     )  # fmt: skip
     js = nc.jetstream()
     await topology.provision_consumer(js, spec, settings)
@@ -119,7 +121,7 @@ async def test_an_event_whose_state_is_not_readable_yet_is_looked_at_again_later
     settings = Settings(max_deliver=4, ack_wait_s=5.0, not_yet_delay_s=0.05)
     spec = topology.ConsumerSpec(
         service="probe", durable=f"probe-later-{org}", stream=topology.EVENTS_STREAM,
-        filter_subject=subjects.events(org),
+        filter_subjects=(subjects.events(org),),
     )  # fmt: skip
     js = nc.jetstream()
     await topology.provision_consumer(js, spec, settings)
@@ -151,3 +153,32 @@ async def test_an_event_whose_state_is_not_readable_yet_is_looked_at_again_later
     assert letter.data["reason"] == (
         "still not readable after 4 deliveries: never is not readable here yet"
     )
+
+
+async def test_a_consumer_is_sent_only_the_events_it_handles_and_an_old_filter_is_replaced(
+    provisioned: str, nc: Client, org: str
+) -> None:
+    js = nc.jetstream()
+    wide = topology.ConsumerSpec(
+        service="probe", durable=f"probe-filter-{org}", stream=topology.EVENTS_STREAM,
+        filter_subjects=(subjects.events(org),),
+    )  # fmt: skip
+    # As a deployment made before consumers were filtered by type: every event.
+    await topology.provision_consumer(js, wide, Settings())
+    handled = [event.type_name for event in catalogue.CONSUMED_BY["rules"]]
+    narrow = dataclasses.replace(
+        wide, filter_subjects=tuple(subjects.events(org, t) for t in handled)
+    )
+    await topology.provision_consumer(js, narrow, Settings())
+
+    info = await js.consumer_info(narrow.stream, narrow.durable)
+    assert sorted(info.config.filter_subjects or []) == sorted(narrow.filter_subjects)
+    intake = IntakeReceived(
+        case_id="c1", scheme="s", stage=Stage.ENTRY, party_ids=[], has_other_support=False
+    )
+    # Rules handles IntakeReceived, not CaseViewed: the server holds back the second.
+    viewed = CaseViewed(case_id="c1", command_id="v1", viewed_by="console:ana@example.org")
+    for event in (intake, viewed, intake.model_copy(update={"case_id": "c2"})):
+        await bus.publish_event(js, wrap(event, org=org, source="test", time=SYSTEM()))
+    info = await js.consumer_info(narrow.stream, narrow.durable)
+    assert info.num_pending == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 import random
 from datetime import UTC, datetime
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
 from alongside import sample
@@ -25,6 +28,10 @@ from contracts.intake import (
     SupporterChanges,
 )
 from contracts.scheduling import SchedulingPolicy
+from runtime import consumer, topology
+from runtime.clock import SYSTEM
+from runtime.dispatch import Handlers, Meta
+from runtime.settings import Settings
 
 # Fields that would carry personal or sensitive data if an event exposed them.
 SENSITIVE = {
@@ -227,3 +234,28 @@ def test_a_trace_runs_from_a_command_through_every_message_it_causes() -> None:
     # Published again (an outbox finished after a crash), a message carries the same context.
     again = wrap(received, org="acme", source="t", time=moment, id="e1", cause=command)
     assert again.traceparent == event.traceparent
+
+
+@pytest.mark.parametrize("service", sorted(catalogue.CONSUMED_BY))
+def test_each_service_is_sent_exactly_the_events_it_handles(service: str) -> None:
+    handled = importlib.import_module(f"services.{service}.handlers").handlers.events
+    consumed = [event.type_name for event in catalogue.CONSUMED_BY[service]]
+    assert sorted(consumed) == sorted(handled)
+    spec = next(spec for spec in topology.CONSUMERS if spec.service == service)
+    assert sorted(spec.filter_subjects) == sorted(subjects.events("*", t) for t in handled)
+
+
+def test_a_service_whose_consumer_does_not_take_an_event_it_handles_does_not_start() -> None:
+    handlers: Handlers[None] = Handlers("probe")
+
+    @handlers.on(IntakeReceived)
+    async def on_intake_received(event: IntakeReceived, meta: Meta, deps: None) -> None:
+        return None
+
+    spec = dataclasses.replace(
+        topology.RULES_CONSUMER, filter_subjects=(subjects.events("*", "CaseStageChanged"),)
+    )
+    with pytest.raises(
+        ValueError, match="handles IntakeReceived, which its consumer rules does not take"
+    ):
+        consumer.subscribe(NatsBroker(), spec, Settings(), handlers, None, SYSTEM)
