@@ -11,6 +11,7 @@ gathered again. Holds a committed change gives up are released when its outbox i
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -149,12 +150,22 @@ async def offer(
         return Offered([], result)
     until = now + timedelta(days=policy.hold_days)
     offers: list[Offer] = []
+    waiting = list(result)
     try:
-        for proposal in result:
-            if len(offers) == policy.proposals:
-                break
-            if await hold(org, proposal.supporter_id, match.case_id, until, deps, now, index):
-                offers.append(decisions.offer_of(proposal, until))
+        # The holds still wanted are taken at once (each is its own supporter's write); a
+        # slot taken meanwhile is made up from the next in line.
+        while waiting and len(offers) < policy.proposals:
+            tried = waiting[: policy.proposals - len(offers)]
+            del waiting[: len(tried)]
+            outcomes = await asyncio.gather(
+                *(hold(org, p.supporter_id, match.case_id, until, deps, now, index) for p in tried),
+                return_exceptions=True,
+            )
+            offers += [decisions.offer_of(p, until) for p, held in zip(tried, outcomes, strict=True)
+                       if held is True]  # fmt: skip
+            failed = [error for error in outcomes if isinstance(error, BaseException)]
+            if failed:
+                raise failed[0]
     except BaseException:
         await give_back(org, match.case_id, [o.supporter_id for o in offers], deps)
         raise
