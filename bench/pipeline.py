@@ -53,10 +53,10 @@ from bench import register
 from bench.intake import cpu_seconds, percentile, spawn, wait_for_responder
 from contracts import subjects
 from contracts.envelope import RawEnvelope
-from contracts.intake import SubmitIntake
+from contracts.intake import IntakeReceived, SubmitIntake
 from contracts.matching import ClientWaitlisted, MatchProposed
 from contracts.replies import CommandAccepted
-from contracts.rules import SupporterEligibilityDecided
+from contracts.rules import MatchingPolicyDecided, SupporterEligibilityDecided
 from runtime import bus, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, AuthDir
 from runtime.clock import SYSTEM
@@ -79,8 +79,21 @@ class Outcomes:
 
     def __init__(self) -> None:
         self.seen: dict[str, float] = {}
+        # When each case's events on the way were seen: where the time goes.
+        self.received: dict[str, float] = {}
+        self.policy_decided: dict[str, float] = {}
         self.eligible: set[str] = set()
         self._moved = asyncio.Condition()
+
+    async def on_intake_received(self, msg: Msg) -> None:
+        at = time.perf_counter()
+        data = IntakeReceived.model_validate(RawEnvelope.model_validate_json(msg.data).data)
+        self.received.setdefault(data.case_id, at)
+
+    async def on_policy_decided(self, msg: Msg) -> None:
+        at = time.perf_counter()
+        data = MatchingPolicyDecided.model_validate(RawEnvelope.model_validate_json(msg.data).data)
+        self.policy_decided.setdefault(data.case_id, at)
 
     async def on_outcome(self, msg: Msg) -> None:
         at = time.perf_counter()
@@ -197,13 +210,27 @@ async def step(
     lost = count - len(latencies)
     writes = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     p99 = percentile(latencies, 0.99) if latencies else float("inf")
+
+    def stage(start: dict[str, float], end: dict[str, float]) -> float | None:
+        spans = [(end[c] - start[c]) * 1000 for c in sent if c in start and c in end]
+        return round(statistics.median(spans), 2) if spans else None
+
     return {
-        "offered_per_s": rate, "intakes": count,
+        "offered_per_s": rate,
+        "intakes": count,
         "achieved_send_per_s": round(count / offered_s, 1),
-        "refused": len(refused), "lost": lost,
+        "refused": len(refused),
+        "lost": lost,
         "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
         "p99_ms": round(p99, 2) if latencies else None,
         "max_ms": round(max(latencies), 2) if latencies else None,
+        # Medians of each hop, from the command sent to each event seen: intake (command to
+        # IntakeReceived), rules (to MatchingPolicyDecided), matching (to the outcome).
+        "stage_p50_ms": {
+            "intake": stage(sent, outcomes.received),
+            "rules": stage(outcomes.received, outcomes.policy_decided),
+            "matching": stage(outcomes.policy_decided, outcomes.seen),
+        },
         "held": lost == 0 and not refused and p99 <= P99_GOAL_MS,
         "synced_writes_per_intake": round(sum(writes.values()) / count, 2),
         "writes_by_stream": {k: round(v / count, 2) for k, v in sorted(writes.items()) if v},
@@ -235,6 +262,10 @@ async def measure(
         await admin.subscribe(subjects.event(ORG, event.type_name), cb=outcomes.on_outcome)
     await admin.subscribe(subjects.event(ORG, SupporterEligibilityDecided.type_name),
                           cb=outcomes.on_eligibility)  # fmt: skip
+    await admin.subscribe(subjects.event(ORG, IntakeReceived.type_name),
+                          cb=outcomes.on_intake_received)  # fmt: skip
+    await admin.subscribe(subjects.event(ORG, MatchingPolicyDecided.type_name),
+                          cb=outcomes.on_policy_decided)  # fmt: skip
     client = AlongsideClient(admin, source="bench/pipeline")
     steps: list[dict[str, Any]] = []
     try:
@@ -248,7 +279,8 @@ async def measure(
             first += result["intakes"]
             steps.append(result)
             print(f"{rate}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, lost "
-                  f"{result['lost']}, {result['synced_writes_per_intake']} writes/intake",
+                  f"{result['lost']}, {result['synced_writes_per_intake']} writes/intake, "
+                  f"hops {result['stage_p50_ms']}, cpu {result['cpu_ms_per_intake']}",
                   file=sys.stderr)  # fmt: skip
             if result["lost"] or result["refused"] or result["p99_ms"] > P99_SATURATED_MS:
                 break
