@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
@@ -21,8 +23,10 @@ from services.matching.domain import (
     SupporterIndex,
     SupporterRow,
     Waitlisted,
+    Weight,
     candidates,
     propose,
+    scores,
 )
 
 
@@ -229,3 +233,69 @@ def test_clients_alike_are_all_served_while_any_supporter_who_fits_has_room() ->
     result = batch.assign(index, requests)
     assert len(result.chosen) == 100
     assert len(set(result.chosen.values())) == 100  # one slot each
+
+
+def test_a_batch_scoring_each_weight_set_once_assigns_as_scoring_each_client_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within one ``assign`` call, clients with the same weights share one score vector over
+    all supporters; the assignment is the one scoring each client by itself gives, with
+    conflicts and declined supporters differing between clients of one weight set."""
+    rng = random.Random(7)
+    rows = population.supporters(rng, 300)
+    index = SupporterIndex(rows)
+    weight_sets = [population.client(rng).weights for _ in range(6)]
+    # The same set with whole-number points as floats: the same key, the same scores.
+    weight_sets.append(
+        tuple(dataclasses.replace(w, points=float(w.points)) for w in weight_sets[0])
+    )
+    requests = []
+    for i in range(200):
+        policy = dataclasses.replace(population.client(rng), weights=rng.choice(weight_sets))
+        party = ("Harbour Housing Ltd",) if i % 7 == 0 else ()
+        declined = (
+            frozenset(r.supporter_id for r in rng.sample(rows, 20)) if i % 3 == 0 else frozenset()
+        )
+        requests.append(batch.Request(f"c{i}", policy, party, declined))
+    assert len({batch.weights_key(r.policy) for r in requests}) == 6
+    for r in requests:  # a pool gathered from everyone's scores: the floats of the pool alone
+        pool = np.flatnonzero(candidates(index, r.policy, r.party_names, r.excluded))
+        alone = scores(index, r.policy, pool)
+        assert scores(index, r.policy)[pool].tobytes() == alone.tobytes()
+
+    shared = batch.assign(index, requests)
+    unique = itertools.count()
+    monkeypatch.setattr(batch, "weights_key", lambda policy: next(unique))
+    one_by_one = batch.assign(index, requests)
+    assert next(unique) >= len(requests)  # every client was scored by itself
+    assert shared == one_by_one
+    assert len(shared.chosen) > 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["lived_experience", "region", "gender_identity", "youth_cleared"]),
+            st.sampled_from([-0.0, 0.0, 1, 1.0, -2.5, 3, 1e-8]),
+            st.lists(st.sampled_from(["tenancy", "prison", "north", "woman", "x"]), max_size=3),
+        ),
+        max_size=4,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_policies_with_the_same_weights_key_score_every_supporter_the_same(
+    weights: list[tuple[str, float, list[str]]], rng: random.Random
+) -> None:
+    index = SupporterIndex(population.supporters(random.Random(3), 80))
+    first = Policy(weights=tuple(Weight("w", f, p, tuple(v)) for f, p, v in weights))
+    # Each weight's values reordered (the key reads them as a sorted multiset), points as
+    # floats, 0.0 as -0.0 and -0.0 as 0.0.
+    second = Policy(
+        weights=tuple(
+            Weight("v", f, float(-p if p == 0 else p), tuple(rng.sample(v, len(v))))
+            for f, p, v in weights
+        )
+    )
+    assert batch.weights_key(first) == batch.weights_key(second)
+    assert scores(index, first).tobytes() == scores(index, second).tobytes()
