@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -61,15 +61,28 @@ class CaseloadStore(CaseloadReader):
         """Hold one of the supporter's slots for the case (``until`` None: for good) and return
         the caseload as it now stands; None when every slot is taken by other cases. A case
         already holding one just changes its term."""
+        caseload, _ = await self.hold_each(org, supporter_id, {case_id: until}, cap, now)
+        return caseload
+
+    async def hold_each(
+        self, org: str, supporter_id: str, wanted: Mapping[str, datetime | None], cap: int,
+        now: datetime,
+    ) -> tuple[Caseload | None, set[str]]:  # fmt: skip
+        """``hold`` for several cases in one write: a slot for each case of ``wanted`` (case
+        -> until), in its order, while slots last. The caseload as it now stands (None when
+        none was held) and the cases that hold a slot."""
+        held: set[str] = set()
 
         def change(caseload: Caseload) -> Caseload | None:
-            if case_id not in caseload.holds and caseload.taken(now) >= cap:
-                return None
-            # Expired holds are dropped on the way: they no longer take a slot.
+            held.clear()
             holds = {c: u for c, u in caseload.holds.items() if u is None or u > now}
-            return caseload.model_copy(update={"holds": {**holds, case_id: until}})
+            for case_id, until in wanted.items():
+                if case_id in holds or len(holds) < cap:
+                    holds[case_id] = until
+                    held.add(case_id)
+            return caseload.model_copy(update={"holds": holds}) if held else None
 
-        return await self._change(org, supporter_id, change)
+        return await self._change(org, supporter_id, change), held
 
     async def release(self, org: str, supporter_id: str, case_id: str) -> None:
         def change(caseload: Caseload) -> Caseload:

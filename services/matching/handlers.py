@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from prometheus_client import Gauge
 
@@ -78,9 +78,13 @@ _NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
 SPARE = 3
 ROUND_ATTEMPTS = 5
 MAX_GATHERS = 5
+# Cases (and supporters) a batch reads, holds or commits at once.
+BATCH_IN_FLIGHT = 32
 
 Reply = CommandAccepted | CommandRejected
 In = TypeVar("In")
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -177,13 +181,22 @@ async def hold(
     now: datetime, index: SupporterIndex | None = None,
 ) -> bool:  # fmt: skip
     """Hold a slot; the index deciding who comes next learns of it at once."""
+    return case_id in await hold_each(org, supporter_id, {case_id: until}, deps, now, index)
+
+
+async def hold_each(
+    org: str, supporter_id: str, wanted: Mapping[str, datetime | None], deps: MatchingDeps,
+    now: datetime, index: SupporterIndex | None = None,
+) -> set[str]:  # fmt: skip
+    """Hold one of the supporter's slots for each case of ``wanted`` (case -> until) while
+    they last, in one write; the cases held. The index learns of it at once."""
     cap = deps.supporters.cap(org, supporter_id)
-    caseload = await deps.caseloads.hold(org, supporter_id, case_id, until, cap, now)
+    caseload, held = await deps.caseloads.hold_each(org, supporter_id, wanted, cap, now)
     index = index or deps.supporters.index(org).index
     i = index.position.get(supporter_id)
     if i is not None:  # the watch will say so too; later decisions here need it now
         index.free[i] = max(cap - caseload.taken(now), 0) if caseload else 0
-    return caseload is not None
+    return held
 
 
 async def give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingDeps) -> None:
@@ -583,12 +596,22 @@ async def offer_together(
     org: str, cases: Sequence[tuple[Stored[CaseMatch], int]], deps: MatchingDeps
 ) -> None:
     """Every client a first proposal before anyone gets a second: one global assignment
-    (``batch.assign``) per round, scarce needs first; the rest are offered one by one."""
+    (``batch.assign``) per round, scarce needs first; the rest are offered one by one,
+    longest waiting first. Reads, holds (one write per supporter a round) and commits for
+    different cases and supporters go ``BATCH_IN_FLIGHT`` at a time."""
     now = deps.clock()
-    clients = {s.record.case_id: await client_of(org, s.record.case_id, deps) for s, _ in cases}
+    case_ids = [s.record.case_id for s, _ in cases]
+    read = await _each(case_ids, lambda case_id: client_of(org, case_id, deps))
+    clients = dict(zip(case_ids, read, strict=True))
     matches = {s.record.case_id: s.record for s, _ in cases}
     index = deps.supporters.index(org).index
     chosen: dict[str, list[Offer]] = defaultdict(list)
+
+    def until(case_id: str) -> datetime:
+        client = clients[case_id]
+        assert client is not None
+        return now + timedelta(days=client.policy.hold_days)
+
     for round_ in range(max((c.policy.proposals for c in clients.values() if c), default=0)):
         requests = [
             batch.Request(case_id, client.policy, client.party_names,
@@ -603,29 +626,52 @@ async def offer_together(
             if not requests:
                 break
             assignment = batch.assign(index, requests)
-            refused = set()
+            by_supporter: dict[str, list[str]] = defaultdict(list)
             for case_id, supporter_id in assignment.chosen.items():
-                client = clients[case_id]
-                assert client is not None
-                until = now + timedelta(days=client.policy.hold_days)
-                if await hold(org, supporter_id, case_id, until, deps, now, index):
-                    i = index.position[supporter_id]
-                    proposal = domain.explain(index, client.policy, i, assignment.scores[case_id])
-                    chosen[case_id].append(decisions.offer_of(proposal, until))
-                else:
-                    refused.add(case_id)
+                by_supporter[supporter_id].append(case_id)
+            wanted = {supporter_id: {c: until(c) for c in case_ids}
+                      for supporter_id, case_ids in by_supporter.items()}  # fmt: skip
+            held = await _each(list(wanted.items()), lambda item: hold_each(
+                org, item[0], item[1], deps, now, index
+            ))  # fmt: skip
+            refused = set()
+            for supporter_id, held_for in zip(wanted, held, strict=True):
+                for case_id in by_supporter[supporter_id]:
+                    if case_id not in held_for:
+                        refused.add(case_id)
+                        continue
+                    client = clients[case_id]
+                    assert client is not None
+                    proposal = domain.explain(index, client.policy, index.position[supporter_id],
+                                              assignment.scores[case_id])  # fmt: skip
+                    chosen[case_id].append(decisions.offer_of(proposal, until(case_id)))
             requests = [r for r in requests if r.client_id in refused]
+    offered = [stored.record for stored, _ in cases if chosen.get(stored.record.case_id)]
+    await _each(offered, lambda match: _settle(
+        org, match, Offered(chosen[match.case_id]), deps, now
+    ))  # fmt: skip
     for stored, _ in cases:
-        case_id = stored.record.case_id
-        client = clients[case_id]
-        offers = chosen.get(case_id)
-        if offers:
-            offered = Offered(offers)
-        elif client is not None:
-            offered = await offer(org, stored.record, client, deps, now)
-        else:
-            continue
-        await _settle(org, stored.record, offered, deps, now)
+        client = clients[stored.record.case_id]
+        if client is not None and not chosen.get(stored.record.case_id):
+            await _settle(org, stored.record, await offer(org, stored.record, client, deps, now),
+                          deps, now)  # fmt: skip
+
+
+async def _each(items: Sequence[T], work: Callable[[T], Awaitable[U]]) -> list[U]:
+    """``work`` on every item, ``BATCH_IN_FLIGHT`` at a time, in the items' order. Every one
+    runs to its end before the first error (if any) is raised, so nothing is left half done
+    behind it."""
+    slots = asyncio.Semaphore(BATCH_IN_FLIGHT)
+
+    async def one(item: T) -> U:
+        async with slots:
+            return await work(item)
+
+    results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[U], results)
 
 
 async def _settle(

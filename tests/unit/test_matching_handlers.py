@@ -256,3 +256,23 @@ async def test_the_sweep_completes_a_case_whose_policy_was_decided_but_never_act
     assert await reconcile(world.deps) == 1
     assert (await match_of(world, "c1")).status == "proposed"
     assert await reconcile(world.deps) == 0  # completed once, found no more
+
+
+async def test_holds_for_several_cases_take_one_write_and_stop_at_the_cap(world: World) -> None:
+    now = world.clock()
+    later, expired = now + timedelta(days=3), now - timedelta(minutes=1)
+    caseloads = world.deps.caseloads
+    assert await caseloads.hold(ORG, "s1", "old", expired, 3, now - timedelta(days=1))
+    assert await caseloads.hold(ORG, "s1", "kept", later, 3, now)
+    _, revision = await caseloads.load(ORG, "s1")
+
+    wanted = {"kept": None, "a": later, "b": later, "c": later}
+    caseload, held = await caseloads.hold_each(ORG, "s1", wanted, 3, now)
+
+    # "kept" already held a slot (its term changes); an expired hold takes none; of the
+    # rest, in order, as many as the 3 slots allow.
+    assert held == {"kept", "a", "b"}
+    assert caseload is not None
+    assert caseload.holds == {"kept": None, "a": later, "b": later}
+    assert (await caseloads.load(ORG, "s1"))[1] == revision + 1  # one write
+    assert await caseloads.hold_each(ORG, "s1", {"c": later}, 3, now) == (None, set())
