@@ -89,7 +89,6 @@ def subscribe(
         # probe uses up a short one, which FastStream 0.7.8 does not expect (it logs an error
         # and restarts the fetch task; nothing is lost).
         pull_sub=PullSub(batch_size=batch_size, timeout=5.0),
-        max_workers=settings.event_workers,
         # Fetched messages come to the inbox the service's credential may subscribe to.
         inbox_prefix=f"{subjects.service_inbox(spec.service)}.".encode(),
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -34,10 +34,6 @@ class Settings(BaseSettings):
     # not_yet_delay_s (1, 2, 4, 8, 16, 30 s), a failure is retried for about a minute.
     max_deliver: int = Field(default=7, ge=1)
     ack_wait_s: float = Field(default=30.0, gt=0)
-    # Events a service handles at once from its durable consumer, as that many replicas
-    # would: each is acted on from what is stored and committed by revision, so their order
-    # does not matter. One at a time, a service waits on the server's disk for each.
-    event_workers: int = Field(default=8, ge=1, le=256)
     # How long after an intake every service should have done its part; the sweeps
     # complete (and report) any case still without an outcome after that.
     settle_s: float = Field(default=60.0, gt=0)
