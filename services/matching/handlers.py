@@ -355,6 +355,10 @@ async def reconcile(deps: MatchingDeps) -> int:
 
 @handlers.on(ConsentDecided)
 async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: MatchingDeps) -> None:
+    if event.status != "active":
+        # Only active consent starts a match; a decision that becomes active later is
+        # announced by an event of its own. (Every new case's first decision is pending.)
+        return
     org, now = meta.org, deps.clock()
     decision = await deps.decisions.announced(org, Kind.CONSENT, event.case_id, meta.envelope.time)
     if decision.outcome != "active":
