@@ -17,6 +17,7 @@ log is compacted (snapshots); the wrapped key alone, without the master key, ope
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import secrets
@@ -343,14 +344,30 @@ class DecisionSealer:
     supporter's for eligibility, else the client's (by case). Decisions outlive their
     person in the decision log, where an erased person's reasons read as ""."""
 
+    # A decision is written sealed up to four times (stored with its log entry, logged,
+    # stored again once announced): the decisions last sealed are kept to seal each once.
+    RECENT = 64
+
     def __init__(self, vault: Vault) -> None:
         self._sealers: dict[Person, Sealer] = {
             person: Sealer(vault, person, RulesDecision, topology.DECISIONS_BUCKET, forget=True)
             for person in ("client", "supporter")
         }
+        # (org, decision id) -> the decision as given, and sealed
+        self._recent: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
 
     async def seal(self, org: str, decision: dict[str, Any]) -> dict[str, Any]:
-        return await self._of(decision).seal(org, decision["subject_id"], decision)
+        key = (org, decision.get("decision_id") or "")
+        recent = self._recent.get(key)
+        if recent is not None and recent[0] == decision:
+            return recent[1]
+        plain = copy.deepcopy(decision) if key[1] else decision  # sealing is in place
+        sealed = await self._of(decision).seal(org, decision["subject_id"], decision)
+        if key[1]:
+            if len(self._recent) >= self.RECENT:
+                self._recent.clear()
+            self._recent[key] = (plain, sealed)
+        return sealed
 
     async def open(self, org: str, decision: dict[str, Any]) -> dict[str, Any]:
         return await self._of(decision).open(org, decision["subject_id"], decision)

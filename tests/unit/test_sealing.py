@@ -10,8 +10,9 @@ import pytest
 
 from contracts.intake import Stage
 from contracts.records import CaseMatch, CaseRecord, Offer, SupporterRecord
+from contracts.rules import FiredRule, Kind, RulesDecision, RulesetRef
 from runtime import topology
-from runtime.vault import Erased, Person, Sealer, sealer_of
+from runtime.vault import DecisionSealer, Erased, Person, Sealer, sealer_of
 from tests.fakes import FakeVault
 from tests.support import MARKERS, marked_intake, marked_supporter
 
@@ -95,3 +96,26 @@ async def test_a_record_that_outlives_its_person_opens_blank_once_they_are_erase
     cases = sealer_of(vault, topology.CASES_BUCKET)
     with pytest.raises(Erased):
         await cases.seal("acme", "c1", case_record())
+
+
+async def test_a_decision_written_several_times_is_sealed_once_and_a_changed_one_again() -> None:
+    vault = FakeVault()
+    sealer = DecisionSealer(vault)
+    fired = FiredRule(rule="r", outcome="policy", reason="Wants Te Reo Māori",
+                      effect={"values": ["mi"]})  # fmt: skip
+    decision = RulesDecision(
+        kind=Kind.MATCHING_POLICY, subject_id="c1", outcome="policy", fired=[fired],
+        ruleset=RulesetRef(org="acme", kind=Kind.MATCHING_POLICY, version="1", content_hash="h"),
+        decided_at=NOW, decision_id="d1",
+    )  # fmt: skip
+
+    first = await sealer.seal("acme", decision.model_dump(mode="json"))
+    again = await sealer.seal("acme", decision.model_dump(mode="json"))
+    assert again is first  # the same ciphertext, not sealed anew
+    assert "Te Reo" not in json.dumps(first)
+    changed = decision.model_copy(update={"outcome": "other"})  # same id, other content
+    other = await sealer.seal("acme", changed.model_dump(mode="json"))
+    assert other is not first
+    assert (await sealer.open("acme", json.loads(json.dumps(other))))["outcome"] == "other"
+    opened = await sealer.open("acme", json.loads(json.dumps(first)))
+    assert opened == decision.model_dump(mode="json")
