@@ -8,7 +8,6 @@ that reach the same decision at once publish it once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import time
@@ -131,17 +130,8 @@ async def on_vetting_evidence_recorded(
 
 @handlers.on(IntakeReceived)
 async def on_intake_received(event: IntakeReceived, meta: Meta, deps: RulesDeps) -> None:
-    # Both at once: decisions of different kinds, each kept under its own key. Each runs to
-    # its end before an error of either is raised (and the event looked at again).
-    decided = await asyncio.gather(
-        decide_matching_policy(meta.org, event.case_id, deps),
-        decide_consent(meta.org, event.case_id, deps),
-        return_exceptions=True,
-    )
-    for decision in decided:
-        if isinstance(decision, BaseException):
-            raise decision
-        on_record(decision, "such case")
+    on_record(await decide_matching_policy(meta.org, event.case_id, deps), "such case")
+    on_record(await decide_consent(meta.org, event.case_id, deps), "such case")
 
 
 @handlers.on(SupportPersonNamed)
