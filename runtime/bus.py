@@ -91,11 +91,14 @@ def make_broker(
     )
 
 
-async def raw_body(message: StreamMessage[Any]) -> bytes:
-    """FastStream's decoder for every subscriber: the bytes as they came. Its default decoder
-    parses JSON before any handler runs and raises on deep nesting or huge numbers, so such
-    a message would get no reply and no dead letter; our handlers parse it themselves."""
-    return bytes(message.body)
+async def the_message(message: StreamMessage[Any]) -> StreamMessage[Any]:
+    """FastStream's decoder for every subscriber: the message itself, as its handler's one
+    argument, bytes as they came. Its default decoder parses JSON before any handler runs and
+    raises on deep nesting or huge numbers, so such a message would get no reply and no dead
+    letter; our handlers parse it themselves. Taken from FastStream's context instead (a
+    ``NatsMessage`` parameter), each message cost a hop to a worker thread: fast_depends
+    runs the context lookup there (about 5% of a service's CPU)."""
+    return message
 
 
 async def connect(

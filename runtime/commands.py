@@ -9,7 +9,7 @@ kept.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
@@ -131,10 +131,10 @@ def serve(
         queue=handlers.service,
         max_workers=workers,
         title=f"{handlers.service} commands",
-        decoder=bus.raw_body,
+        decoder=bus.the_message,
     )
-    async def on_command(message: NatsMessage) -> bytes:
-        raw = message.raw_message
+    async def on_command(message: Any) -> bytes:
+        raw = cast(NatsMessage, message).raw_message
         command_type, command_id = subjects.last_token(raw.subject), None
         try:
             js = broker.connection.jetstream()

@@ -15,7 +15,7 @@ acknowledged so it never blocks the consumer.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
@@ -93,9 +93,10 @@ def subscribe(
         inbox_prefix=f"{subjects.service_inbox(spec.service)}.".encode(),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{spec.service}:{spec.durable}",
-        decoder=bus.raw_body,
+        decoder=bus.the_message,
     )
-    async def on_message(message: NatsMessage) -> None:
+    async def on_message(received: Any) -> None:
+        message = cast(NatsMessage, received)
         raw = message.raw_message
         deliveries = _deliveries(raw, spec.service)
         try:
