@@ -15,7 +15,9 @@ Synced writes per intake are counted from the server itself: the sum over every 
 (KV buckets included) of its last sequence, before and after a step, over the intakes of
 the step; ``writes_by_stream`` says where. Consumer acks are not messages and are not
 counted. The baseline in the same run: raw JetStream publishes of 600 bytes, pipelined 256
-at a time, on the same server. Each service's CPU per intake comes from ``/proc``.
+at a time, on the same server. Each service's CPU per intake comes from ``/proc``, and each
+hop's median (``stage_p50_ms``: to ``IntakeReceived``, to ``MatchingPolicyDecided``, to the
+outcome) from when the bench saw each event.
 
 The last line is JSON: ``pipeline_sustained_intakes_per_s`` (0 if not even the first step
 held), ``pipeline_p50_ms`` and ``pipeline_p99_ms`` at that rate, ``synced_writes_per_intake``,
