@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import httpx
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from alongside import sample
+from alongside.client import AlongsideClient
 from alongside.console_demo import free_port
+from contracts.replies import CommandAccepted
 from runtime import registry, topology
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM
@@ -70,3 +74,43 @@ async def console_serving(
         console.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await console
+
+
+async def register_vetted(
+    client: AlongsideClient, org: str, count: int, cap: int, seed: int, in_flight: int = 32
+) -> None:
+    """``count`` supporters from ``alongside/sample.py`` (``s0``, ``s1`` ...; caseloads of up
+    to ``cap``) registered and vetted, ``in_flight`` at a time. Not every one passes vetting:
+    wait for the services (``settled``), not for a count."""
+    rng, today = random.Random(seed), SYSTEM().date()
+    people = []  # each supporter's commands, in order
+    for n in range(count):
+        command = sample.supporter(rng, f"s{n}")
+        profile = command.profile.model_copy(update={"caseload_cap": cap})
+        people.append([command.model_copy(update={"profile": profile}),
+                       *sample.vetting(rng, f"s{n}", today)])  # fmt: skip
+    queue = iter(people)
+
+    async def worker() -> None:
+        for commands in queue:
+            for command in commands:
+                reply = await client.submit(org, command)
+                assert isinstance(reply, CommandAccepted), reply
+
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+
+
+async def settled(
+    nc: Client, consumers: Sequence[topology.ConsumerSpec] = topology.CONSUMERS,
+    timeout_s: float = 600,
+) -> None:  # fmt: skip
+    """Until the services' consumers have taken in every event (two seconds with nothing
+    pending): a bench measures its steps, not the backlog of its setup."""
+    js, quiet = nc.jetstream(), 0
+    for _ in range(int(timeout_s / 0.5)):
+        infos = [await js.consumer_info(c.stream, c.durable) for c in consumers]
+        quiet = 0 if any(i.num_pending or i.num_ack_pending for i in infos) else quiet + 1
+        if quiet >= 4:
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"the services did not settle within {timeout_s} s")

@@ -688,7 +688,7 @@ def consumer_oracle(probe: Probe, spec: topology.ConsumerSpec, handlers: Handler
     """What the server and ``runtime/consumer.on_message`` do with the probe before its
     handler, replayed here: ``not_sent`` (outside the consumer's filter), ``unroutable`` (no
     organisation), ``dead_letter``, ``ignore`` or ``handler``."""
-    if not any(subject_matches(f, probe.subject) for f in spec.filter_subjects):
+    if not any(subjects.matches(f, probe.subject) for f in spec.filter_subjects):
         return "not_sent"
     try:
         org = subjects.org_of(probe.subject)
@@ -714,17 +714,6 @@ def consumer_oracle(probe: Probe, spec: topology.ConsumerSpec, handlers: Handler
     except Exception as error:
         return f"raises {type(error).__name__}"
     return "handler"
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, ``>`` the rest."""
-    want, got = pattern.split("."), subject.split(".")
-    for index, token in enumerate(want):
-        if token == ">":
-            return len(got) > index
-        if index >= len(got) or token not in ("*", got[index]):
-            return False
-    return len(want) == len(got)
 
 
 # Hand-made messages ------------------------------------------------------------------------------

@@ -50,18 +50,17 @@ from typing import Any
 
 import nats
 import numpy as np
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from scipy.optimize import linear_sum_assignment
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from bench import master_key_env, register
+from bench import master_key_env, register, register_vetted, settled
 from bench.intake import last_lines, spawn
 from bench.pipeline import Outcomes
 from contracts import subjects
 from contracts.envelope import RawEnvelope
-from contracts.intake import RegisterSupporter, SubmitIntake
+from contracts.intake import SubmitIntake
 from contracts.matching import AssignBatch, ClientWaitlisted, MatchProposed
 from contracts.replies import CommandAccepted
 from contracts.rules import MatchingPolicyDecided, SupporterEligibilityDecided
@@ -244,47 +243,17 @@ class ImportWatch:
 
 
 async def vetted_supporters(client: AlongsideClient, org: str, count: int) -> int:
-    """``count`` supporters from ``alongside/sample.py`` (caseloads of ``IMPORT_CASELOAD``)
-    registered and vetted, ``SETUP_IN_FLIGHT`` at a time; returns how many rules found
-    eligible once the services have taken in all of it."""
+    """``count`` supporters registered and vetted (caseloads of ``IMPORT_CASELOAD``); how many
+    the rules found eligible once the services have taken in all of it."""
     outcomes = Outcomes()
     watching = await client.nc.subscribe(
         subjects.event(org, SupporterEligibilityDecided.type_name), cb=outcomes.on_eligibility
     )
-    rng, today = random.Random(SEED), SYSTEM().date()
-    people: list[list[Any]] = []  # each supporter's commands, in order
-    for n in range(count):
-        command: RegisterSupporter = sample.supporter(rng, f"s{n:05d}")
-        profile = command.profile.model_copy(update={"caseload_cap": IMPORT_CASELOAD})
-        people.append([command.model_copy(update={"profile": profile}),
-                       *sample.vetting(rng, f"s{n:05d}", today)])  # fmt: skip
-    queue = iter(people)
-
-    async def worker() -> None:
-        for commands in queue:
-            for command in commands:
-                reply = await client.submit(org, command)
-                assert isinstance(reply, CommandAccepted), reply
-
-    await asyncio.gather(*(worker() for _ in range(SETUP_IN_FLIGHT)))
-    # Not every sample supporter passes vetting: wait for the services, not for a count.
-    await settled(client.nc)
+    await register_vetted(client, org, count, IMPORT_CASELOAD, SEED, SETUP_IN_FLIGHT)
+    # Scheduling does not run here: only rules' and matching's consumers.
+    await settled(client.nc, (topology.RULES_CONSUMER, topology.MATCHING_CONSUMER))
     await watching.unsubscribe()
     return len(outcomes.eligible)
-
-
-async def settled(nc: Client, timeout_s: float = 600) -> None:
-    """Until the rules' and matching's consumers have taken in every event (two seconds with
-    nothing pending): the import is measured, not the backlog of registering supporters."""
-    js, quiet = nc.jetstream(), 0
-    for _ in range(int(timeout_s / 0.5)):
-        infos = [await js.consumer_info(c.stream, c.durable)
-                 for c in (topology.RULES_CONSUMER, topology.MATCHING_CONSUMER)]  # fmt: skip
-        quiet = 0 if any(i.num_pending or i.num_ack_pending for i in infos) else quiet + 1
-        if quiet >= 4:
-            return
-        await asyncio.sleep(0.5)
-    raise RuntimeError(f"the services did not settle within {timeout_s} s")
 
 
 def import_file(path: Path, intakes: int) -> None:

@@ -51,7 +51,7 @@ from nats.js.api import StreamConfig
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from bench import register
+from bench import register, register_vetted, settled
 from bench.intake import cpu_seconds, percentile, spawn, wait_for_responder
 from contracts import subjects
 from contracts.envelope import RawEnvelope
@@ -143,41 +143,12 @@ async def raw_pipelined_publish_per_s(admin: Client, n: int = 20_000) -> float:
 
 
 async def supporters(client: AlongsideClient, outcomes: Outcomes, count: int) -> None:
-    """``count`` supporters registered and vetted, waited for until the rules found them
-    eligible."""
-    rng, today = random.Random(SEED), SYSTEM().date()
-    people: list[list[Any]] = []  # each supporter's commands, in order
-    for n in range(count):
-        command = sample.supporter(rng, f"s{n}")
-        profile = command.profile.model_copy(update={"caseload_cap": 30})
-        people.append([command.model_copy(update={"profile": profile}),
-                       *sample.vetting(rng, f"s{n}", today)])  # fmt: skip
-    queue = iter(people)
-
-    async def worker() -> None:
-        for commands in queue:
-            for command in commands:
-                reply = await client.submit(ORG, command)
-                assert isinstance(reply, CommandAccepted), reply
-
-    await asyncio.gather(*(worker() for _ in range(SETUP_IN_FLIGHT)))
+    """``count`` supporters registered and vetted (caseloads of up to 30, so the run does not
+    use up the pool), waited for until the rules found them eligible and the services
+    settled."""
+    await register_vetted(client, ORG, count, cap=30, seed=SEED, in_flight=SETUP_IN_FLIGHT)
     await outcomes.until(lambda: len(outcomes.eligible) >= count * 0.9, 300)
     await settled(client.nc)
-
-
-async def settled(admin: Client, timeout_s: float = 600) -> None:
-    """Until every service's consumer has taken in every event: the steps measure intakes,
-    not the backlog of registering supporters (each one decided, planned, indexed)."""
-    js = admin.jetstream()
-    quiet = 0
-    for _ in range(int(timeout_s / 0.5)):
-        infos = [await js.consumer_info(c.stream, c.durable) for c in topology.CONSUMERS]
-        busy = any(i.num_pending or i.num_ack_pending for i in infos)
-        quiet = 0 if busy else quiet + 1
-        if quiet >= 4:  # two seconds with nothing pending
-            return
-        await asyncio.sleep(0.5)
-    raise RuntimeError(f"the services did not settle within {timeout_s} s")
 
 
 async def step(

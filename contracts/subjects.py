@@ -143,3 +143,15 @@ def org_of(subject: str) -> str:
 
 def last_token(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """Whether ``subject`` is one of those ``pattern`` names, as NATS reads wildcards: ``*``
+    is one token, ``>`` the rest."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or token not in ("*", tokens[i]):
+            return False
+    return len(tokens) == len(wanted)

@@ -22,6 +22,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+from contracts import subjects
 from contracts.envelope import Command, Envelope, Event, Message, RawEnvelope, wrap
 from contracts.records import Session
 from contracts.replies import CommandAccepted, CommandRejected
@@ -46,17 +47,6 @@ class Entry:
     key: str
     value: bytes | None
     revision: int
-
-
-def _matches(pattern: str, key: str) -> bool:
-    """NATS subject wildcards: ``*`` one token, ``>`` the rest."""
-    wanted, tokens = pattern.split("."), key.split(".")
-    for i, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > i
-        if i >= len(tokens) or token not in ("*", tokens[i]):
-            return False
-    return len(tokens) == len(wanted)
 
 
 @dataclass
@@ -104,9 +94,9 @@ class FakeKeyValue:
     async def _api_request(self, subject: str, request: bytes, timeout: float) -> dict[str, Any]:
         wanted = json.loads(request)
         pattern = wanted["subjects_filter"].removeprefix(self._pre)
-        subjects = {self._pre + k: 1 for k in sorted(self.entries) if _matches(pattern, k)}
-        page = dict(list(subjects.items())[wanted.get("offset", 0) :])
-        return {"state": {"subjects": page}, "total": len(subjects)}
+        found = {self._pre + k: 1 for k in sorted(self.entries) if subjects.matches(pattern, k)}
+        page = dict(list(found.items())[wanted.get("offset", 0) :])
+        return {"state": {"subjects": page}, "total": len(found)}
 
     def as_kv(self) -> KeyValue:
         """Typed as the real bucket for the stores; it answers every call they make."""

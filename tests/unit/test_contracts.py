@@ -259,3 +259,15 @@ def test_a_service_whose_consumer_does_not_take_an_event_it_handles_does_not_sta
         ValueError, match="handles IntakeReceived, which its consumer rules does not take"
     ):
         consumer.subscribe(NatsBroker(), spec, Settings(), handlers, None, SYSTEM)
+
+
+@pytest.mark.parametrize(("pattern", "subject", "expected"), [
+    ("alongside.*.evt.IntakeReceived", "alongside.acme.evt.IntakeReceived", True),
+    ("alongside.*.evt.IntakeReceived", "alongside.acme.evt.ConsentGiven", False),
+    ("alongside.acme.>", "alongside.acme.evt.IntakeReceived", True),
+    ("alongside.acme.>", "alongside.acme", False),
+    ("alongside.*.evt.*", "alongside.acme.evt", False),
+    ("alongside.*.evt.*", "alongside.acme.evt.A.B", False),
+])  # fmt: skip
+def test_subjects_match_as_nats_reads_wildcards(pattern: str, subject: str, expected: bool) -> None:
+    assert subjects.matches(pattern, subject) is expected
