@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from runtime.logging import get_logger
 from runtime.state import CaseloadReader, DecisionReader, RecordReader
 from runtime.store import Conflict, RecordStore, Stored, compare_and_set
 from services.matching.domain import LiveIndex, SupporterRow, normalise
+from services.matching.figures import Standing
 
 log = get_logger(__name__)
 
@@ -218,3 +220,35 @@ async def match_records(
     """Every case's matching state in one organisation (or all), with its org and revision."""
     return [(record_org, stored, revision)
             for record_org, _, stored, revision in await matches.each(org)]  # fmt: skip
+
+
+class Standings:
+    """Each case's ``Standing``, kept by watching the ``matches`` bucket (the first values
+    the watch gives are every stored one): matching's figures are counted from these every
+    ``figures_interval_s``, where reading every record again grew with every case kept."""
+
+    def __init__(self) -> None:
+        self.cases: dict[tuple[str, str], Standing] = {}  # (org, case id) -> standing
+        self._watcher: KeyValue.KeyWatcher | None = None
+
+    async def load(self, matches: KeyValue) -> None:
+        self._watcher = await matches.watch(">")
+        while (entry := await self._watcher.updates(timeout=60)) is not None:  # type: ignore[no-untyped-call]
+            self._apply(entry)
+
+    async def follow(self) -> None:
+        """Keep taking in every change, for as long as the service runs."""
+        assert self._watcher is not None, "load first"
+        async for entry in self._watcher:
+            if entry is not None:
+                self._apply(entry)
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        org, _, case_id = entry.key.partition(".")
+        if not entry.value:  # deleted (an erased client)
+            self.cases.pop((org, case_id), None)
+            return
+        try:
+            self.cases[(org, case_id)] = Standing.of_stored(json.loads(entry.value)["record"])
+        except Exception as error:  # one bad value never stops the figures
+            log.error("standing_update_failed", key=entry.key, error=type(error).__name__)

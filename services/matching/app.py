@@ -43,6 +43,7 @@ async def run(deps: MatchingDeps) -> None:
 
     await asyncio.gather(
         deps.supporters.follow(),
+        deps.standings.follow(),
         periodic.every(deps.settings.sweep_interval_s, sweep, "matching_sweep"),
         periodic.every(deps.settings.figures_interval_s, observe, "matching_figures"),
     )

@@ -15,7 +15,7 @@ from runtime.settings import Settings
 from runtime.state import DecisionReader, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
 from runtime.vault import Vault, sealer_of
-from services.matching.adapters import CaseloadStore, Supporters
+from services.matching.adapters import CaseloadStore, Standings, Supporters
 from services.matching.handlers import SOURCE, MatchingDeps, holds_releaser
 
 BUCKETS = (
@@ -34,6 +34,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDep
     await deps.supporters.load(
         buckets[topology.SUPPORTERS_BUCKET], buckets[topology.DECISIONS_BUCKET]
     )
+    await deps.standings.load(buckets[topology.MATCHES_BUCKET])
     return deps
 
 
@@ -54,6 +55,7 @@ def wire(
         matches=matches,
         caseloads=caseloads,
         supporters=Supporters(records, decisions, caseloads, clock),
+        standings=Standings(),
         records=records,
         decisions=decisions,
         replies=replies,

@@ -65,7 +65,7 @@ from runtime.state import DecisionReader, RecordReader
 from runtime.store import EventPublisher, RecordStore, ReplyStore, Stored, answered
 from runtime.vault import unless_erased
 from services.matching import batch, decisions, domain
-from services.matching.adapters import CaseloadStore, Supporters, match_records
+from services.matching.adapters import CaseloadStore, Standings, Supporters, match_records
 from services.matching.decisions import Client, Offered
 from services.matching.domain import Policy, SupporterIndex
 from services.matching.figures import Figures, figures
@@ -92,6 +92,7 @@ class MatchingDeps:
     matches: RecordStore[CaseMatch]
     caseloads: CaseloadStore
     supporters: Supporters
+    standings: Standings
     records: RecordReader
     decisions: DecisionReader
     replies: ReplyStore
@@ -747,8 +748,9 @@ async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
 
 
 async def observe(deps: MatchingDeps) -> dict[str, Figures]:
-    """Put matching's figures of every organisation on /metrics, as the records say now."""
-    cases = [(org, stored.record) for org, stored, _ in await match_records(deps.matches)]
+    """Put matching's figures of every organisation on /metrics, as the records say now (as
+    the watch on them has told so far)."""
+    cases = [(org, standing) for (org, _), standing in deps.standings.cases.items()]
     found = figures(cases, deps.clock())
     gauges: dict[Gauge, Callable[[Figures], float]] = {
         metrics.WAITLISTED: lambda of: of.waitlisted,

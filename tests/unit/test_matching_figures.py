@@ -1,20 +1,26 @@
-"""Matching's figures for operators: counted per organisation from case records."""
+"""Matching's figures for operators: counted per organisation from the cases' standings, as
+read from their records as stored."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from contracts.records import CaseMatch, MatchStatus, Offer
-from services.matching.figures import figures
+from services.matching.figures import Standing, figures
 
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # an hour the clocks change somewhere
 
 
-def match(status: MatchStatus, since: timedelta = timedelta(), *holds: timedelta) -> CaseMatch:
-    offers = [Offer(supporter_id=f"s{n}", score=1.0, matched=[], unmatched=[], matched_on=[],
-                    held_until=NOW + hold) for n, hold in enumerate(holds)]  # fmt: skip
-    return CaseMatch(case_id="c", status=status, proposals=offers, since=NOW - since,
-                     updated_at=NOW)  # fmt: skip
+def match(status: MatchStatus, since: timedelta = timedelta(), *holds: timedelta) -> Standing:
+    """A case's standing as read from its record as stored: JSON, with explanations sealed."""
+    offers = [Offer(supporter_id=f"s{n}", score=1.0, matched=["speaks sm"], unmatched=[],
+                    matched_on=["languages"], held_until=NOW + hold)
+              for n, hold in enumerate(holds)]  # fmt: skip
+    record = CaseMatch(case_id="c", status=status, proposals=offers, since=NOW - since,
+                       updated_at=NOW).model_dump(mode="json")  # fmt: skip
+    for offer in record["proposals"]:
+        offer["matched"] = "sealed:not-readable-here"  # no key is needed for the figures
+    return Standing.of_stored(record)
 
 
 def test_each_organisation_is_counted_apart() -> None:
