@@ -13,15 +13,25 @@ from pathlib import Path
 from typing import IO, Annotated, Any, TypeVar
 
 import typer
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from alongside import connection, console_cli, rules_cli, services
-from alongside.client import AlongsideClient, summarise
-from alongside.options import CliError, OrgOpt, read_text, valid_name, valid_org
+from alongside.client import RETRY_FOR_S, AlongsideClient, Unavailable, summarise
+from alongside.options import (
+    EXIT_UNAVAILABLE,
+    CliError,
+    OrgOpt,
+    read_text,
+    valid_name,
+    valid_org,
+)
 from contracts import catalogue
-from contracts.envelope import new_id
+from contracts.envelope import Message, new_id
+from contracts.replies import CommandAccepted, CommandUnavailable
 from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
 from runtime import bus, health, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AccessError, AuthDir
@@ -190,15 +200,18 @@ def demo(
         sys.exit(asyncio.run(run_demo(seed, serve_port=port)))
 
 
-def _command_body(command_type: str, org: str, document: dict[str, Any]) -> bytes:
-    """A full envelope is sent as it is; a bare payload is put in a new envelope."""
+def _command_body(
+    command_type: str, org: str, document: dict[str, Any], command_id: str | None = None
+) -> bytes:
+    """A full envelope is sent as it is; a bare payload is put in a new envelope (its id
+    ``command_id``, else a new one)."""
     if "specversion" in document:
         return json.dumps(document).encode()
     model = catalogue.COMMANDS[command_type]
     envelope = {
-        "specversion": "1.0", "id": new_id(), "type": command_type, "source": "alongside/cli",
-        "org": org, "time": SYSTEM().isoformat(), "schemaversion": model.schema_version,
-        "data": document,
+        "specversion": "1.0", "id": command_id or new_id(), "type": command_type,
+        "source": "alongside/cli", "org": org, "time": SYSTEM().isoformat(),
+        "schemaversion": model.schema_version, "data": document,
     }  # fmt: skip
     return json.dumps(envelope).encode()
 
@@ -210,8 +223,15 @@ def submit(
         str, typer.Argument(help="JSON file with the payload or envelope; - for stdin.")
     ],
     org: OrgOpt,
-) -> None:
-    """Send one command and print its reply (exit 1 when it is rejected)."""
+    command_id: Annotated[str | None, typer.Option(
+        "--id", help="The command's id for a bare payload (to send a command again: the "
+                     "service answers an id once in effect); default: a new one.")] = None,
+    retry_for: Annotated[float, typer.Option(
+        min=0, help="Seconds to keep sending it again, the same id, while the service "
+                    "cannot carry it out just now or does not answer; 0: once.")] = RETRY_FOR_S,
+) -> None:  # fmt: skip
+    """Send one command and print its reply: exit 1 when it is rejected, 75 when it could not
+    be carried out just now (send the same command, with the same --id, again)."""
     settings = _settings()
     by_name = {name.lower(): name for name in catalogue.COMMANDS}
     command_type = by_name.get(command.lower())
@@ -224,19 +244,31 @@ def submit(
         raise CliError(f"{file}: not JSON ({error})") from error
     model = catalogue.COMMANDS[command_type]
 
-    async def run() -> bool:
+    async def run() -> int:
         nc = await connection.connect(settings, "alongside-cli")
+        body = _command_body(command_type, org, document, command_id)
         try:
-            client = AlongsideClient(nc)
-            body = _command_body(command_type, org, document)
-            reply = await client.send_raw(org, model.service, command_type, body)
+            reply: Message = await AlongsideClient(nc).send_raw(
+                org, model.service, command_type, body, retry_for=retry_for)  # fmt: skip
+        except Unavailable as unavailable:
+            reply = unavailable.reply
+        except (NatsTimeoutError, NoRespondersError) as error:
+            said = "no answer" if isinstance(error, NatsTimeoutError) else "no service to answer"
+            again = ("the same envelope again" if "specversion" in document
+                     else f"the same command again with --id {json.loads(body)['id']}")  # fmt: skip
+            typer.echo(f"alongside: {model.service}: {said}; nothing refused it: send {again}",
+                       err=True)  # fmt: skip
+            return EXIT_UNAVAILABLE
         finally:
             await nc.close()
         typer.echo(reply.model_dump_json(indent=2))
-        return reply.status == "accepted"
+        if isinstance(reply, CommandUnavailable):
+            return EXIT_UNAVAILABLE
+        return 0 if isinstance(reply, CommandAccepted) else 1
 
-    if not asyncio.run(run()):
-        raise typer.Exit(1)
+    code = asyncio.run(run())
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -273,7 +305,8 @@ def import_(
     file: Annotated[Path, typer.Argument(help="JSON lines, one SubmitIntake payload each.")],
     org: OrgOpt,
 ) -> None:
-    """Import many intakes and match them together (exit 1 if any line was refused)."""
+    """Import many intakes and match them together (exit 1 if any line was refused, 75 if
+    any could not be carried out just now: run the same import again)."""
     from rich.progress import Progress
 
     from alongside.importer import import_intakes
@@ -301,19 +334,30 @@ def import_(
         finally:
             await nc.close()
 
-    result = asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    except Unavailable as unavailable:  # matching could not assign the batch just now
+        typer.echo(f"alongside: {unavailable.reply.reason} (run the same import again)",
+                   err=True)  # fmt: skip
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     for number, errors in result.refused:
         for error in errors:
             typer.echo(f"{file}:{number}: {error.field}: {error.reason}", err=True)
+    for number in result.unavailable:
+        typer.echo(f"{file}:{number}: could not be carried out just now", err=True)
     assigned = result.assigned
     typer.echo(
         f"{result.submitted} intakes imported as {result.batch_id}; "
         + (f"{assigned.proposed} given proposals, {assigned.waitlisted} waitlisted; "
            if assigned else "")
         + f"{len(result.refused)} lines refused"
+        + (f", {len(result.unavailable)} not carried out just now (run the same import "
+           "again)" if result.unavailable else "")
     )  # fmt: skip
     if result.refused:
         raise typer.Exit(1)
+    if result.unavailable:
+        raise typer.Exit(EXIT_UNAVAILABLE)
 
 
 @app.command()

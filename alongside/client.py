@@ -1,22 +1,48 @@
-"""A small client for Alongside's commands and events, for the CLI, the demo and tests."""
+"""A small client for Alongside's commands and events, for the CLI, the demo and tests.
+
+A command is sent until it is answered for good: a reply that it could not be carried out
+just then (``CommandUnavailable``), a timeout or no responders (a service or the server
+restarting) send the very same bytes again, so the same envelope id, which the service
+answers once in effect. Past ``retry_for`` seconds the last such answer stands:
+``Unavailable`` (with the reply), or the timeout's own error.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as Nats
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 
 from contracts import subjects
 from contracts.envelope import Command, Message, RawEnvelope, wrap
-from contracts.replies import CommandAccepted, CommandRejected
+from contracts.replies import CommandAccepted, CommandRejected, CommandUnavailable
 from runtime import bus
 from runtime.asking import parse_any_reply, parse_reply
 from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
 
 log = get_logger(__name__)
+
+# How long a command is sent again while it is not carried out (or not answered) before the
+# client gives up; each call may say otherwise (``retry_for``; 0: send once).
+RETRY_FOR_S = 30.0
+# The wait before sending again after a timeout or no responders: doubling, up to the last.
+_UNANSWERED_WAITS_S = (0.25, 0.5, 1.0, 2.0)
+R = TypeVar("R", bound=Message)
+
+
+class Unavailable(Exception):
+    """The service said, up to the client's deadline, that it could not carry the command out
+    just then (``reply``): nothing refused it; send the same command (same id) later."""
+
+    def __init__(self, reply: CommandUnavailable) -> None:
+        self.reply = reply
+        super().__init__(reply.reason)
 
 
 class AlongsideClient:
@@ -27,32 +53,71 @@ class AlongsideClient:
 
     async def send_raw(
         self, org: str, service: str, command_type: str, body: bytes, timeout: float = 10.0,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, retry_for: float = RETRY_FOR_S,
     ) -> CommandAccepted | CommandRejected:  # fmt: skip
+        """``body`` (an envelope) sent until it is answered for good, again and again the
+        same bytes for up to ``retry_for`` seconds (module docstring); ``Unavailable`` if the
+        service still could not carry it out then."""
         subject = subjects.command(org, service, command_type)
-        response = await self.nc.request(subject, body, timeout=timeout, headers=headers)
-        return parse_reply(response.data)
+        reply = await self._answered(subject, body, timeout, headers, retry_for, parse_reply)
+        if isinstance(reply, CommandUnavailable):
+            raise Unavailable(reply)
+        return reply
 
     async def submit(
-        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0
-    ) -> CommandAccepted | CommandRejected:
+        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0,
+        retry_for: float = RETRY_FOR_S,
+    ) -> CommandAccepted | CommandRejected:  # fmt: skip
+        """The command in a new envelope (``command_id``, else a new id), as ``send_raw``."""
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         return await self.send_raw(
             org, command.service, command.type_name, envelope.model_dump_json().encode(), timeout,
-            bus.headers_of(envelope),
+            bus.headers_of(envelope), retry_for,
         )  # fmt: skip
 
     async def request(
-        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0
-    ) -> Message:
-        """Send any command and parse whichever reply its service gives."""
+        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0,
+        retry_for: float = RETRY_FOR_S,
+    ) -> Message:  # fmt: skip
+        """Send any command and parse whichever reply its service gives, as ``send_raw``."""
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         subject = subjects.command(org, command.service, command.type_name)
-        response = await self.nc.request(
-            subject, envelope.model_dump_json().encode(), timeout=timeout,
-            headers=bus.headers_of(envelope),
+        reply = await self._answered(
+            subject, envelope.model_dump_json().encode(), timeout, bus.headers_of(envelope),
+            retry_for, parse_any_reply,
         )  # fmt: skip
-        return parse_any_reply(response.data)
+        if isinstance(reply, CommandUnavailable):
+            raise Unavailable(reply)
+        return reply
+
+    async def _answered(
+        self, subject: str, body: bytes, timeout: float, headers: dict[str, str] | None,
+        retry_for: float, parse: Callable[[bytes], R],
+    ) -> R:  # fmt: skip
+        """The first reply that is not ``CommandUnavailable``, sending ``body`` again after
+        the wait the reply asks for (or after a timeout or no responders) while that wait
+        ends within ``retry_for`` seconds; else the last reply (or error)."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + retry_for
+        unanswered = 0
+        while True:
+            try:
+                response = await self.nc.request(subject, body, timeout=timeout, headers=headers)
+            except (NatsTimeoutError, NoRespondersError) as error:
+                wait = _UNANSWERED_WAITS_S[min(unanswered, len(_UNANSWERED_WAITS_S) - 1)]
+                unanswered += 1
+                if loop.time() + wait > give_up_at:
+                    raise
+                log.info("command_unanswered", subject=subject, error=type(error).__name__)
+            else:
+                reply = parse(response.data)
+                if not isinstance(reply, CommandUnavailable):
+                    return reply
+                wait = reply.retry_after_s
+                if loop.time() + wait > give_up_at:
+                    return reply
+                log.info("command_unavailable", subject=subject, retry_after_s=wait)
+            await asyncio.sleep(wait)
 
     async def events(
         self, org: str, follow: bool = False, idle_s: float = 0.5,

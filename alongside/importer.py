@@ -4,7 +4,8 @@ Every line of the file is a ``SubmitIntake`` payload. Each is submitted to intak
 marked with the import batch, so matching holds it back; once every case's
 matching policy is decided, one ``AssignBatch`` gives every client a first
 proposal before anyone gets a second (a global assignment, scarce needs first).
-Re-running the same file is safe: the batch id and command ids derive from it.
+Re-running the same file is safe: the batch id and command ids derive from it, so an
+intake the service could not carry out just now (``unavailable``) is sent again that way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from alongside.client import AlongsideClient
+from alongside.client import AlongsideClient, Unavailable
 from contracts.intake import SubmitIntake
 from contracts.matching import AssignBatch, BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, FieldError, field_errors
@@ -31,6 +32,9 @@ class Imported:
     batch_id: str
     submitted: int = 0
     refused: list[tuple[int, list[FieldError]]] = field(default_factory=list)  # line, errors
+    # Lines the service could not carry out just now (after the client's retries): neither
+    # submitted nor refused; running the import again sends them again, with the same ids.
+    unavailable: list[int] = field(default_factory=list)
     assigned: BatchAssigned | None = None
 
 
@@ -65,7 +69,12 @@ async def import_intakes(
     async def submit(number: int, command: SubmitIntake) -> None:
         command_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{result.batch_id}/{command.case_id}").hex
         async with slots:
-            reply = await client.submit(org, command, command_id=command_id)
+            try:
+                reply = await client.submit(org, command, command_id=command_id)
+            except Unavailable:
+                result.unavailable.append(number)
+                submitted()
+                return
         if isinstance(reply, CommandAccepted):
             result.submitted += 1
         else:
@@ -73,7 +82,9 @@ async def import_intakes(
         submitted()
 
     await asyncio.gather(*(submit(number, command) for number, command in commands))
-    if not result.submitted:
+    if not result.submitted or result.unavailable:
+        # Assigned together or not at all: a run of the same file again sends the lines not
+        # carried out (the same ids), then assigns the whole batch.
         return result
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
     assign = AssignBatch(import_batch=result.batch_id, expected=result.submitted)

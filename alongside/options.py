@@ -19,6 +19,11 @@ class CliError(RuntimeError):
     """A mistake the person at the command line can fix; said in one line."""
 
 
+# sysexits' EX_TEMPFAIL: a command not carried out just now (nor refused: that is 1); send
+# the same command, with the same id, again.
+EXIT_UNAVAILABLE = 75
+
+
 def valid_org(value: str) -> str:
     try:
         subjects.event(value, "x")  # the one place that knows what an org token may be

@@ -17,8 +17,8 @@ import typer
 from nats.aio.client import Client as Nats
 
 from alongside import connection
-from alongside.client import AlongsideClient
-from alongside.options import CliError, OrgOpt, read_text
+from alongside.client import AlongsideClient, Unavailable
+from alongside.options import EXIT_UNAVAILABLE, CliError, OrgOpt, read_text
 from contracts.rules import EvaluateRules, Kind, RulesDecision, RulesEvaluated
 from runtime import topology
 from runtime.clock import SYSTEM
@@ -147,6 +147,9 @@ def explain(
         nc = await connection.connect(settings, "alongside-rules-cli")
         try:
             reply = await AlongsideClient(nc).request(org, EvaluateRules(kind=kind, facts=facts))
+        except Unavailable as unavailable:  # not carried out just now: nothing refused it
+            typer.echo(unavailable.reply.model_dump_json(indent=2))
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
         finally:
             await nc.close()
         if not isinstance(reply, RulesEvaluated):

@@ -26,9 +26,10 @@ its own process as ``alongside up SERVICE`` runs it. For each fault, on a fresh 
 
 A client retries a command with the SAME envelope (same id, same bytes), as a real client
 would, until ``--command-deadline``: when it times out, finds no responder, or is answered
-with a refusal that names only ``id`` and asks for a retry (a handler that failed: "could not
-be carried out (...); retry later"). A retry whose first attempt was committed must get the
-same reply and change nothing.
+``CommandUnavailable`` (not carried out just now: a handler that failed, a record that kept
+changing), or, as services said it before that reply, with a refusal that names only ``id``
+and asks for a retry. A retry whose first attempt was committed must get the same reply and
+change nothing.
 
 Definitions (per fault; a *case* is one intake, its id the ``case_id``):
 
@@ -63,7 +64,8 @@ Definitions (per fault; a *case* is one intake, its id the ``case_id``):
                 reason (which filter) can change while the constraint stays the same.
   rejected, unanswered
               intakes refused for good (none should be: retries reuse the id), or never
-              answered; ``retry_later`` counts the replies that asked for a retry.
+              answered; ``retry_later`` counts the replies that asked for a retry (the
+              service could not carry the command out just then: ``CommandUnavailable``).
   announced_after_reply
               accepted intakes whose reply names an event that the stream stored only after
               the reply came (server timestamp against this machine's clock), or never: an
@@ -121,7 +123,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from alongside import sample
-from alongside.client import AlongsideClient
+from alongside.client import AlongsideClient, Unavailable
 from alongside.services import SERVICES
 from bench import master_key_env
 from contracts import matching as matching_contracts
@@ -429,8 +431,9 @@ class Sent:
 
 
 def says_retry(reply: CommandAccepted | CommandRejected) -> bool:
-    """A refusal of the moment, naming only the id and asking for a retry (a handler that
-    failed, too many concurrent changes): a client sends the same envelope again."""
+    """A refusal of the moment, naming only the id and asking for a retry (how a service
+    said "not just now" before ``CommandUnavailable``, which ``submit`` takes as such too): a
+    client sends the same envelope again."""
     return isinstance(reply, CommandRejected) and all(
         e.field == "id" and "retry" in e.reason for e in reply.errors
     )
@@ -444,16 +447,19 @@ def envelope_of(command: Command, command_id: str) -> bytes:
 async def submit(client: AlongsideClient, command: Command, body: bytes, give_up_at: float
                  ) -> Sent:  # fmt: skip
     """Send one command until it is answered for good, every attempt with the same envelope:
-    again after a timeout, no responders, or a reply that asks for a retry."""
+    again after a timeout, no responders, or a reply that asks for a retry (counted here, so
+    the client sends each once)."""
     attempts, retry_later, delay = 0, 0, 0.1
     reply: CommandAccepted | CommandRejected | None = None
     while True:
         attempts += 1
         try:
             reply = await client.send_raw(ORG, command.service, command.type_name, body,
-                                          timeout=REQUEST_TIMEOUT_S)  # fmt: skip
+                                          timeout=REQUEST_TIMEOUT_S, retry_for=0)  # fmt: skip
             if not says_retry(reply):
                 return Sent(reply, attempts, retry_later, SYSTEM())
+            retry_later += 1
+        except Unavailable:
             retry_later += 1
         except RETRYABLE:
             pass

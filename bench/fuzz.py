@@ -34,9 +34,10 @@ What is measured:
 
   - ``fuzz_unanswered``: commands with no reply within 5 s (a timeout, or no responders);
     each reply must be a known reply, and each rejection must name a field and a reason;
-    ``fuzz_handler_failures``: rejections that only say the handler raised ("could not
-    be carried out ... retry later"); ``fuzz_accepted_schema_invalid``: commands accepted
-    although their exported schema refuses them;
+    ``fuzz_handler_failures``: commands answered ``unavailable`` because their handler
+    raised (the reason ``runtime.commands.NOT_CARRIED_OUT``; a busy record or state not yet
+    readable is ``unavailable`` too, and is no failure); ``fuzz_accepted_schema_invalid``:
+    commands accepted although their exported schema refuses them;
   - ``fuzz_crashes``: service processes that exited (each is restarted, so the run goes
     on); ``fuzz_hangs``: a service that stopped answering even its readiness probe for
     60 s (it is killed and restarted);
@@ -583,6 +584,7 @@ class Probe:
     # Results
     status: str = "unsent"
     errors: list[tuple[str, str]] = field(default_factory=list)
+    reason: str = ""  # an ``unavailable`` reply's
     seconds: float = 0.0
     stream_seq: int | None = None
     duplicate: bool = False
@@ -1302,6 +1304,8 @@ def read_reply(probe: Probe, data: bytes) -> None:
         if probe.status == "rejected":
             probe.errors = [(str(e.get("field", "")), str(e.get("reason", "")))
                             for e in reply.get("errors") or []]  # fmt: skip
+        elif probe.status == "unavailable":
+            probe.reason = str(reply.get("reason", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
         probe.status = "bad_reply"
 
@@ -1555,7 +1559,8 @@ def every(probes: list[Probe]) -> Iterator[Probe]:
             yield probe.follows
 
 
-HANDLER_FAILED = "could not be carried out"
+# What a command whose handler raised is answered with (``CommandUnavailable.reason``).
+HANDLER_FAILED = commands.NOT_CARRIED_OUT
 ANSWERED = ("accepted", "evaluated", "assigned")
 
 
@@ -1592,9 +1597,10 @@ def command_failure(probe: Probe) -> tuple[str, str] | None:
         return "bad_reply", "command answered with an unknown reply"
     if probe.status == "rejected" and not all(f and r for f, r in probe.errors):
         return "rejected_without_field_or_reason", "rejection without a field or reason"
-    if probe.status == "rejected" and any(HANDLER_FAILED in r for _, r in probe.errors):
-        error = next(r for _, r in probe.errors if HANDLER_FAILED in r)
-        return "handler_failed", f"handler raised; answered '{error[:60]}'"
+    if probe.status == "unavailable" and probe.reason == HANDLER_FAILED:
+        return "handler_failed", "handler raised; answered unavailable"
+    if probe.status == "unavailable" and not probe.reason:
+        return "bad_reply", "command answered unavailable without a reason"
     if probe.status in ANSWERED and not probe.schema_valid:
         return "accepted_schema_invalid", "accepted although invalid for its exported schema"
     return None

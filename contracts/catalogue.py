@@ -12,9 +12,9 @@ from typing import Any
 
 from contracts import intake, matching, rules, scheduling, subjects, views
 from contracts.envelope import Command, Envelope, Event, Message
-from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
+from contracts.replies import CommandAccepted, CommandRejected, CommandUnavailable, DeadLetter
 
-VERSION = "1.7.0"
+VERSION = "1.8.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c
@@ -35,6 +35,7 @@ REPLIES: dict[str, type[Message]] = {
     for m in (
         CommandAccepted,
         CommandRejected,
+        CommandUnavailable,
         rules.RulesEvaluated,
         matching.BatchAssigned,
         intake.PersonData,
@@ -43,17 +44,22 @@ REPLIES: dict[str, type[Message]] = {
         views.DecisionView,
     )
 }
-# Which replies answer a command: every command may be rejected.
+# Which replies answer a command: every command may be rejected, or be unavailable just then
+# (not carried out: send the same command again later).
+_ANSWERED: dict[str, str] = {
+    **{c.type_name: "CommandAccepted" for c in intake.COMMANDS},
+    intake.ExportPersonData.type_name: "PersonData",
+    views.ViewCase.type_name: "CaseView",
+    views.ViewSupporter.type_name: "SupporterView",
+    views.ViewDecision.type_name: "DecisionView",
+    **{c.type_name: "RulesEvaluated" for c in rules.COMMANDS},
+    **{c.type_name: "CommandAccepted" for c in matching.COMMANDS},
+    matching.AssignBatch.type_name: "BatchAssigned",
+    **{c.type_name: "CommandAccepted" for c in scheduling.COMMANDS},
+}
 REPLIES_TO: dict[str, tuple[str, ...]] = {
-    **{c.type_name: ("CommandAccepted", "CommandRejected") for c in intake.COMMANDS},
-    intake.ExportPersonData.type_name: ("PersonData", "CommandRejected"),
-    views.ViewCase.type_name: ("CaseView", "CommandRejected"),
-    views.ViewSupporter.type_name: ("SupporterView", "CommandRejected"),
-    views.ViewDecision.type_name: ("DecisionView", "CommandRejected"),
-    **{c.type_name: ("RulesEvaluated", "CommandRejected") for c in rules.COMMANDS},
-    **{c.type_name: ("CommandAccepted", "CommandRejected") for c in matching.COMMANDS},
-    matching.AssignBatch.type_name: ("BatchAssigned", "CommandRejected"),
-    **{c.type_name: ("CommandAccepted", "CommandRejected") for c in scheduling.COMMANDS},
+    name: (answer, CommandRejected.type_name, CommandUnavailable.type_name)
+    for name, answer in _ANSWERED.items()
 }
 OTHERS: dict[str, type[Message]] = {DeadLetter.type_name: DeadLetter}
 # The events each service's durable consumer takes (its filter on EVENTS): exactly those
@@ -69,13 +75,14 @@ CONSUMED_BY: dict[str, tuple[type[Event], ...]] = {
     "matching": (
         rules.MatchingPolicyDecided, rules.ConsentDecided, rules.SupporterEligibilityDecided,
         scheduling.ServiceEnded, intake.ClientErased, intake.SupporterErased,
-        intake.SupporterRegistered, intake.SupporterUpdated, matching.ProposalAccepted,
-        matching.ProposalsDeclined, matching.ProposalsExpired, matching.MatchEnded,
-        matching.ServiceRefused,
+        intake.SupporterRegistered, intake.SupporterUpdated, matching.ClientWaitlisted,
+        matching.ProposalAccepted, matching.ProposalsDeclined, matching.ProposalsExpired,
+        matching.MatchEnded, matching.ServiceRefused,
     ),
     "scheduling": (
-        matching.MatchActivated, matching.MatchEnded, matching.ServiceRefused,
-        rules.ConsentDecided, rules.SupporterEligibilityDecided, intake.ClientErased,
+        matching.MatchActivated, matching.MatchPaused, matching.MatchResumed,
+        matching.MatchEnded, matching.ServiceRefused, rules.ConsentDecided,
+        rules.SupporterEligibilityDecided, intake.ClientErased,
     ),
 }  # fmt: skip
 

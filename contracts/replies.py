@@ -33,7 +33,26 @@ class CommandRejected(Message):
     errors: list[FieldError] = Field(min_length=1)
 
 
-CommandReply = Annotated[CommandAccepted | CommandRejected, Field(discriminator="status")]
+class CommandUnavailable(Message):
+    """Not carried out just now, and not refused: send the same command (same id) again.
+
+    A service or the server restarting, a record others were changing at the same moment:
+    wait ``retry_after_s`` seconds, then send it again with the same envelope id. The
+    service answers an id it has carried out with the same reply, so the command takes
+    effect once however often it is sent (a new id would be another command)."""
+
+    type_name: ClassVar[str] = "CommandUnavailable"
+    status: Literal["unavailable"] = "unavailable"
+    command_id: str | None
+    command_type: str
+    # Plain words for a person; never an exception's name (those go to the service's log).
+    reason: str = Field(min_length=1, max_length=500)
+    retry_after_s: float = Field(default=1.0, gt=0, le=3600)
+
+
+CommandReply = Annotated[
+    CommandAccepted | CommandRejected | CommandUnavailable, Field(discriminator="status")
+]
 
 
 class DeadLetter(Message):

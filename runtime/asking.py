@@ -4,11 +4,17 @@ Services ask each other rarely and only for what they cannot decide alone (the
 rules service judges a booking; intake records a support person). A command sent
 on behalf of an event or another command carries an id derived from its cause,
 so a redelivery sends the same command and gets the same answer.
+
+A command the other service could not carry out just then (``CommandUnavailable``) is sent
+again with the same id, after the delay it asks for, a few times; then ``NotYet``: the
+event that caused it is looked at again later, never taken for a refusal.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from nats.aio.client import Client as Nats
 from pydantic import Field, TypeAdapter
@@ -17,19 +23,30 @@ from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
 from contracts.intake import PersonData
 from contracts.matching import BatchAssigned
-from contracts.replies import CommandAccepted, CommandRejected, CommandReply
+from contracts.replies import CommandAccepted, CommandRejected, CommandReply, CommandUnavailable
 from contracts.rules import EvaluateRules, RulesEvaluated
 from contracts.views import CaseView, DecisionView, SupporterView
 from runtime import bus, tracing
+from runtime.changes import NotYet
 from runtime.clock import Clock
+from runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
+# A command not carried out just then is sent this many times in all before the event that
+# caused it is left for later (``NotYet``), each time after the wait the reply asked for, at
+# most ``MAX_WAIT_S`` (an event's handler holds its delivery meanwhile).
+ATTEMPTS = 3
+MAX_WAIT_S = 5.0
 
-_REPLY: TypeAdapter[CommandAccepted | CommandRejected] = TypeAdapter(CommandReply)
+Reply = CommandAccepted | CommandRejected | CommandUnavailable
+_REPLY: TypeAdapter[Reply] = TypeAdapter(CommandReply)
 # Whatever a service answers a command with.
 AnyReply = (
     CommandAccepted
     | CommandRejected
+    | CommandUnavailable
     | RulesEvaluated
     | BatchAssigned
     | PersonData
@@ -38,12 +55,13 @@ AnyReply = (
     | DecisionView
 )
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
-_EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected] = TypeAdapter(
-    RulesEvaluated | CommandRejected
+_EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected | CommandUnavailable] = TypeAdapter(
+    Annotated[RulesEvaluated | CommandRejected | CommandUnavailable, Field(discriminator="status")]
 )
+R = TypeVar("R")
 
 
-def parse_reply(raw: bytes) -> CommandAccepted | CommandRejected:
+def parse_reply(raw: bytes) -> Reply:
     return _REPLY.validate_json(raw)
 
 
@@ -60,8 +78,13 @@ class Asking:
     async def command(
         self, org: str, command: Command, command_id: str, cause: RawEnvelope | None = None
     ) -> CommandAccepted | CommandRejected:
-        """Another service's command; ``command_id`` derives from what caused it."""
-        return parse_reply(await self._request(org, command, command_id, cause))
+        """Another service's command; ``command_id`` derives from what caused it. Not carried
+        out after ``ATTEMPTS`` (each with this id): ``NotYet``."""
+
+        async def send() -> Reply:
+            return parse_reply(await self._request(org, command, command_id, cause))
+
+        return await _until_carried_out(org, command, send)
 
     async def any(
         self, org: str, command: Command, command_id: str | None, source: str | None = None
@@ -71,8 +94,13 @@ class Asking:
         return parse_any_reply(await self._request(org, command, command_id, None, source))
 
     async def evaluate(self, org: str, command: EvaluateRules) -> RulesEvaluated | CommandRejected:
-        """A judgement of the rules service (no effect, so no stable id is needed)."""
-        return _EVALUATED.validate_json(await self._request(org, command, None, None))
+        """A judgement of the rules service (no effect, so no stable id is needed); not
+        given after ``ATTEMPTS``: ``NotYet``."""
+
+        async def send() -> RulesEvaluated | CommandRejected | CommandUnavailable:
+            return _EVALUATED.validate_json(await self._request(org, command, None, None))
+
+        return await _until_carried_out(org, command, send)
 
     async def _request(
         self, org: str, command: Command, command_id: str | None, cause: RawEnvelope | None,
@@ -88,3 +116,21 @@ class Asking:
             headers=bus.headers_of(envelope),
         )  # fmt: skip
         return response.data
+
+
+async def _until_carried_out(
+    org: str, command: Command, send: Callable[[], Awaitable[R | CommandUnavailable]]
+) -> R:
+    """``send``'s reply, sent again (by ``send``, the same envelope id) while the other
+    service answers that it could not carry the command out just then; ``NotYet`` after
+    ``ATTEMPTS``, so what caused it is looked at again later rather than taken as refused."""
+    for attempt in range(1, ATTEMPTS + 1):
+        reply = await send()
+        if not isinstance(reply, CommandUnavailable):
+            return reply
+        log.info("command_unavailable", org=org, command_type=command.type_name,
+                 attempt=attempt, retry_after_s=reply.retry_after_s)  # fmt: skip
+        if attempt < ATTEMPTS:
+            await asyncio.sleep(min(reply.retry_after_s, MAX_WAIT_S))
+    raise NotYet(f"{command.service} could not carry out {command.type_name} "
+                 f"after {ATTEMPTS} attempts")  # fmt: skip

@@ -3,7 +3,8 @@
 A request becomes a ``Received`` command for the service's handler of its type, or a
 ``CommandRejected`` naming each failing field. What cannot be read as an envelope at
 all is also dead-lettered with the reason, so a malformed request is both answered and
-kept.
+kept. A handler that raises is answered ``CommandUnavailable`` (not carried out just then:
+send the same command again), never a rejection: a client tells the two apart by status.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.envelope import MAX_COMMAND_BYTES, Command, Message, RawEnvelope, unreadable_version
-from contracts.replies import CommandRejected, FieldError, field_errors
+from contracts.replies import CommandRejected, CommandUnavailable, FieldError, field_errors
 from runtime import bus, metrics, topology
+from runtime.changes import Contended, NotYet
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Received, handling
 from runtime.logging import get_logger
@@ -32,12 +34,39 @@ log = get_logger(__name__)
 D = TypeVar("D")
 
 
+# What a person reads when a command was not carried out just now, by cause; plain words,
+# never the exception (that goes to the log). Each ends saying what to do.
+_AGAIN = "Send the same command again, with the same id: however often it is sent, it counts once."
+NOT_CARRIED_OUT = f"The service could not carry this out just now. {_AGAIN}"
+BUSY = f"What this changes was being changed by others at the same moment. {_AGAIN}"
+NOT_READY = f"Something this needs was not ready just now. {_AGAIN}"
+
+
 def rejected(command_type: str, command_id: str | None, field: str, reason: str) -> CommandRejected:
     return CommandRejected(
         command_id=command_id,
         command_type=command_type,
         errors=[FieldError(field=field, reason=reason)],
     )
+
+
+def unavailable(
+    command_type: str, command_id: str | None, reason: str = NOT_CARRIED_OUT,
+    retry_after_s: float = 1.0,
+) -> CommandUnavailable:  # fmt: skip
+    """Not carried out just now, and not a refusal: the client sends the same command (same
+    id) again after ``retry_after_s``. ``reason``: plain words for a person."""
+    return CommandUnavailable(command_id=command_id, command_type=command_type, reason=reason,
+                              retry_after_s=retry_after_s)  # fmt: skip
+
+
+def unavailable_for(
+    error: Exception, command_type: str, command_id: str | None, retry_after_s: float
+) -> CommandUnavailable:
+    """The reply to a command whose handler raised ``error``, in words fit for a person."""
+    reason = (BUSY if isinstance(error, Contended)
+              else NOT_READY if isinstance(error, NotYet) else NOT_CARRIED_OUT)  # fmt: skip
+    return unavailable(command_type, command_id, reason, retry_after_s)
 
 
 async def receive(
@@ -135,30 +164,54 @@ def serve(
     )
     async def on_command(message: Any) -> bytes:
         raw = cast(NatsMessage, message).raw_message
-        command_type, command_id = subjects.last_token(raw.subject), None
         try:
             js = broker.connection.jetstream()
             if not registries:
                 registries.append(Registry(await js.key_value(topology.REGISTRY_BUCKET), clock))
             received = await receive(js, handlers, raw.subject, raw.data, raw.headers or {},
                                      clock, letters, registries[0])  # fmt: skip
-            if isinstance(received, CommandRejected):
-                return _counted(handlers, raw.subject, received, received.status)
-            command_id = received.envelope.id
-            route = handlers.commands[received.envelope.type]
-            with handling(received.envelope):
-                reply = await route.handler(received.command, received, deps)
-        except Erased:
-            erased = "it is about someone erased: nothing more is kept for them"
-            reply = rejected(command_type, command_id, "data", erased)
-            return _counted(handlers, raw.subject, reply, reply.status)
-        except Exception as error:
-            # Still answered: the client learns it failed, and may retry with the same id
-            # (what was committed, if anything, is answered the same way then).
-            failed = type(error).__name__
-            log.exception("command_failed", service=handlers.service,
-                          command_type=command_type, error=failed)  # fmt: skip
-            reply = rejected(command_type, command_id, "id",
-                             f"could not be carried out ({failed}); retry later")  # fmt: skip
-            return _counted(handlers, raw.subject, reply, "failed")
-        return _counted(handlers, raw.subject, reply, reply.status)
+        except Exception as error:  # the registry or the dead letters not reachable just now
+            command_type = subjects.last_token(raw.subject)
+            failed = _failed(handlers.service, error, command_type, None, settings.retry_after_s)
+            return _counted(handlers, raw.subject, failed, "failed")
+        if isinstance(received, CommandRejected):
+            return _counted(handlers, raw.subject, received, received.status)
+        reply, outcome = await carry_out(handlers, received, deps, settings.retry_after_s)
+        return _counted(handlers, raw.subject, reply, outcome)
+
+
+async def carry_out(
+    handlers: Handlers[D], received: Received, deps: D, retry_after_s: float
+) -> tuple[Message, str]:
+    """The handler's reply to a command that passed every check, and the outcome it is
+    counted as. A handler that raised is answered as not carried out just now
+    (``CommandUnavailable``, counted ``failed``), never as a refusal: the client sends the
+    same id again, and what was committed, if anything, is answered the same way then. A
+    command about someone erased is refused for good."""
+    command_type, command_id = received.envelope.type, received.envelope.id
+    route = handlers.commands[command_type]
+    try:
+        with handling(received.envelope):
+            reply: Any = await route.handler(received.command, received, deps)
+    except Erased:
+        erased = "it is about someone erased: nothing more is kept for them"
+        refused = rejected(command_type, command_id, "data", erased)
+        return refused, refused.status
+    except Exception as error:
+        return _failed(handlers.service, error, command_type, command_id, retry_after_s), "failed"
+    return reply, reply.status
+
+
+def _failed(
+    service: str, error: Exception, command_type: str, command_id: str | None,
+    retry_after_s: float,
+) -> CommandUnavailable:  # fmt: skip
+    """The exception is for the log only, never for the person reading the reply."""
+    failed = type(error).__name__
+    if isinstance(error, NotYet):  # a busy record, a replica behind: no traceback
+        log.warning("command_not_yet", service=service, command_type=command_type,
+                    error=failed, why=str(error))  # fmt: skip
+    else:
+        log.exception("command_failed", service=service, command_type=command_type,
+                      error=failed)  # fmt: skip
+    return unavailable_for(error, command_type, command_id, retry_after_s)

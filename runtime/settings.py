@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     settle_s: float = Field(default=60.0, gt=0)
     # First wait before an event whose state is not readable yet is redelivered; doubles.
     not_yet_delay_s: float = Field(default=1.0, gt=0)
+    # What a command not carried out just now (a handler that raised) tells its client to
+    # wait before sending it again (``CommandUnavailable.retry_after_s``).
+    retry_after_s: float = Field(default=1.0, gt=0, le=3600)
     # Past this size, the oldest dead letters go first.
     deadletters_max_bytes: int = Field(default=2**30, ge=2**20)
     # How long dead letters are kept: the stream drops older ones, and intake's sweep erases

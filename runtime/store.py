@@ -300,15 +300,10 @@ class EventKey:
 MAX_CONFLICT_RETRIES = 10
 
 
-def _kept_changing(what: str, command: Received | None) -> CommandRejected:
-    """Every retry lost: a command is answered to retry; an event or the clock's change is
-    looked at again later (``Contended``)."""
-    if command is None:
-        raise Contended(what)
-    return CommandRejected(
-        command_id=command.envelope.id, command_type=command.envelope.type,
-        errors=[FieldError(field="id", reason="too many concurrent changes; retry")],
-    )  # fmt: skip
+def _kept_changing(what: str) -> Contended:
+    """Every retry lost: an event or the clock's change is looked at again later; a command
+    is answered ``CommandUnavailable`` (``commands.serve``), and its client sends it again."""
+    return Contended(what)
 
 
 MAX_GATHERS = 5
@@ -376,7 +371,7 @@ class Changer(Generic[R]):
             except Conflict:
                 if on_conflict is not None:
                     await on_conflict()
-        return _kept_changing(f"{org}.{entity_id} kept changing", command)
+        raise _kept_changing(f"{org}.{entity_id} kept changing")
 
     async def _carry_out(
         self, org: str, entity_id: str, stored: Stored[R] | None, revision: int,
@@ -468,7 +463,7 @@ class Changer(Generic[R]):
                 return await self.change(org, entity_id, pure, command, on_conflict, loaded)
             except Regather:
                 continue
-        return _kept_changing(f"{org}.{entity_id}: its inputs kept changing", command)
+        raise _kept_changing(f"{org}.{entity_id}: its inputs kept changing")
 
     def _by_revision(self, key: EventKey) -> str:
         # Which record, which change of it (the revision it was decided on), which event.

@@ -49,7 +49,7 @@ console.log(`schemas: ${Object.keys(validators).length} compiled in strict mode`
 // Replies on the wire are bare; their status says which they are.
 const REPLY_BY_STATUS = {
   accepted: 'CommandAccepted', rejected: 'CommandRejected',
-  evaluated: 'RulesEvaluated', assigned: 'BatchAssigned',
+  unavailable: 'CommandUnavailable', evaluated: 'RulesEvaluated', assigned: 'BatchAssigned',
 };
 const samples = fs.readFileSync(samplesFile, 'utf8').split('\n').filter(Boolean)
   .map((line) => JSON.parse(line));

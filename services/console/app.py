@@ -26,7 +26,7 @@ from contracts.console import AccessLog, Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
 from contracts.overview import DEFAULT_LIMIT, MonthReport, RulesHistory, Today
 from contracts.records import ConsoleAccount
-from contracts.replies import CommandRejected, FieldError, field_errors
+from contracts.replies import CommandRejected, CommandUnavailable, FieldError, field_errors
 from contracts.views import (
     CaseView,
     DecisionView,
@@ -52,8 +52,20 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 _COMMAND_ID: TypeAdapter[str] = TypeAdapter(MessageId)
 
 
+_RETRY_AFTER = {"Retry-After": {
+    "description": "Whole seconds to wait before sending the same request again (with the same "
+                   "Idempotency-Key: it takes effect once).",
+    "schema": {"type": "integer", "minimum": 1},
+}}  # fmt: skip
+
+
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": Problem, "content": {PROBLEM: {}}} for status in statuses}
+    """Problem details for each status; a 429 or 503 may say when to try again."""
+    return {
+        status: {"model": Problem, "content": {PROBLEM: {}},
+                 **({"headers": _RETRY_AFTER} if status in (429, 503) else {})}
+        for status in statuses
+    }  # fmt: skip
 
 
 def create_app(deps: ConsoleDeps) -> FastAPI:
@@ -246,8 +258,10 @@ async def _org_read(
 
 def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> None:
     type_name = model.type_name
+    # What a 200 carries: a rejection is a 4xx, and not carried out just now a 503.
+    not_ok = (CommandRejected.type_name, CommandUnavailable.type_name)
     replies = [catalogue.REPLIES[name] for name in catalogue.REPLIES_TO[type_name]
-               if name != CommandRejected.type_name]  # fmt: skip
+               if name not in not_ok]  # fmt: skip
 
     async def send(
         request: Request,

@@ -3,9 +3,11 @@ and how a refusal reads as HTTP. Pure functions, no I/O."""
 
 from __future__ import annotations
 
+import math
+
 from contracts.console import Problem
 from contracts.records import ConsoleAccount
-from contracts.replies import CommandRejected, FieldError
+from contracts.replies import CommandRejected, CommandUnavailable, FieldError
 
 # Commands that answer for the people's data or the organisation's settings: a supervisor's
 # (or an operator's), never a coordinator's alone.
@@ -21,9 +23,25 @@ TRY_AGAIN = "Try again shortly"
 RETRY_AFTER_S = 5  # a service that did not answer: when to try again
 
 
-def try_again(detail: str) -> Problem:
-    """A 503: nothing was done (or it may have been: the same Idempotency-Key is safe)."""
-    return Problem(title=TRY_AGAIN, status=503, detail=detail, retry_after_s=RETRY_AFTER_S)
+def try_again(detail: str, command_id: str | None = None) -> Problem:
+    """A 503: nothing was done (or it may have been: the same Idempotency-Key is safe);
+    ``command_id``: the id it was sent with, to send it again with."""
+    return Problem(title=TRY_AGAIN, status=503, detail=detail, command_id=command_id,
+                   retry_after_s=RETRY_AFTER_S)  # fmt: skip
+
+
+NOT_JUST_NOW = "Could not be done just now"
+NOT_JUST_NOW_DETAIL = ("This could not be done just now, and nothing refused it: try again "
+                       "in a moment.")  # fmt: skip
+
+
+def unavailable(reply: CommandUnavailable) -> Problem:
+    """A command its service could not carry out just now, even after the console sent it
+    again: a 503 saying when to try again (whole seconds, as Retry-After takes them) and the
+    id it was sent with (the Idempotency-Key to send again, so it takes effect once)."""
+    return Problem(title=NOT_JUST_NOW, status=503, detail=NOT_JUST_NOW_DETAIL,
+                   command_id=reply.command_id,
+                   retry_after_s=max(1, math.ceil(reply.retry_after_s)))  # fmt: skip
 
 
 NOT_SIGNED_IN = Problem(title="Not signed in", status=401,
@@ -54,7 +72,8 @@ def problem_of(reply: CommandRejected) -> Problem:
     fields = {e.field for e in reply.errors}
     reasons = " ".join(e.reason for e in reply.errors)
     if fields == {"id"} and "retry" in reasons:
-        status, title = 503, TRY_AGAIN  # the service said to retry
+        # The service said to retry, as services said it before CommandUnavailable.
+        status, title = 503, TRY_AGAIN
     elif fields == {"id"}:
         status, title = 409, "That Idempotency-Key was used for another command"
     elif fields == {"org"}:

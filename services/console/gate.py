@@ -3,6 +3,7 @@ command sent as an organisation in that account's name. Shared by the API and th
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -10,14 +11,15 @@ from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
 
 from contracts.console import Problem
-from contracts.envelope import Command
+from contracts.envelope import Command, new_id
 from contracts.records import ConsoleAccount
+from contracts.replies import CommandUnavailable
 from runtime.asking import AnyReply
 from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from services.console.accounts import Accounts
-from services.console.domain import try_again
+from services.console.domain import try_again, unavailable
 from services.console.orgs import SOURCE, NoCredential, OrgConnections
 from services.console.sessions import COOKIE, Session, Sessions
 from services.console.throttle import SignInThrottle
@@ -25,6 +27,11 @@ from services.console.throttle import SignInThrottle
 log = get_logger(__name__)
 
 PROBLEM = "application/problem+json"
+# A command its service could not carry out just now is sent again (the same id) this many
+# times in all, after the wait each reply asks for, while that ends within ``AGAIN_FOR_S``
+# (a person waits for the answer); then a 503 with Retry-After.
+ATTEMPTS = 3
+AGAIN_FOR_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -81,18 +88,31 @@ async def send_as(
     account: ConsoleAccount,
 ) -> AnyReply | Problem:  # fmt: skip
     """The command sent as ``org``, in the account's name (its source), and the service's
-    reply; problem details when it could not be sent or was not answered."""
-    try:
-        asking = await deps.orgs.asking(org)
-        reply = await asking.any(org, command, command_id,
-                                 source=f"{SOURCE}/{account.account_id}")  # fmt: skip
-    except NoCredential as missing:
-        return Problem(title="Organisation not served here", status=503, detail=str(missing))
-    except (NatsError, TimeoutError) as error:
-        log.warning("console_command_unanswered", org=org, command_type=command.type_name,
-                    error=type(error).__name__)  # fmt: skip
-        await deps.orgs.failed(org)
-        return try_again(f"{command.service} did not answer")
-    log.info("console_command", org=org, command_type=command.type_name, status=reply.status,
-             account_id=account.account_id)  # fmt: skip
-    return reply
+    reply; problem details when it could not be sent, was not answered, or could not be
+    carried out just now even when sent again (with the same id: ``command_id``, else one
+    made here, so it takes effect once)."""
+    command_id = command_id or new_id()
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + AGAIN_FOR_S
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            asking = await deps.orgs.asking(org)
+            reply = await asking.any(org, command, command_id,
+                                     source=f"{SOURCE}/{account.account_id}")  # fmt: skip
+        except NoCredential as missing:
+            return Problem(title="Organisation not served here", status=503, detail=str(missing))
+        except (NatsError, TimeoutError) as error:
+            log.warning("console_command_unanswered", org=org, command_type=command.type_name,
+                        error=type(error).__name__)  # fmt: skip
+            await deps.orgs.failed(org)
+            return try_again(f"{command.service} did not answer", command_id)
+        log.info("console_command", org=org, command_type=command.type_name,
+                 status=reply.status, account_id=account.account_id)  # fmt: skip
+        if not isinstance(reply, CommandUnavailable):
+            return reply
+        wait = reply.retry_after_s
+        if attempt == ATTEMPTS or loop.time() + wait > give_up_at:
+            return unavailable(reply)
+        await asyncio.sleep(wait)

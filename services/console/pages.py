@@ -268,7 +268,7 @@ class Pages:
         zone = await self.zone(org)
         parties = [CLIENT_PARTY_ID, *(p.party_id for p in reply.case.intake.other_parties)]
         return self.render(
-            request, "case.html", 422 if refused else 200, org=org, account=account,
+            request, "case.html", _status(refused), org=org, account=account,
             session=session, view=reply, zone=zone, parties=parties, stages=forms.STAGES,
             methods=forms.METHODS, refused=refused, done=request.query_params.get("done"),
             today=self.deps.clock().astimezone(zone).date(), now=self.deps.clock(),
@@ -292,7 +292,7 @@ class Pages:
         else:
             zone, upcoming = ZoneInfo("UTC"), []
         return self.render(
-            request, "supporter.html", 422 if refused else 200, org=org, account=account,
+            request, "supporter.html", _status(refused), org=org, account=account,
             session=session, view=reply, refused=refused, zone=zone,
             done=request.query_params.get("done"), upcoming=upcoming, days=UPCOMING_DAYS,
         )  # fmt: skip
@@ -366,8 +366,8 @@ class Pages:
             outcome = await _command(self.deps, org, form.command_type, body, account)
             if isinstance(outcome, Problem):
                 return self.render(
-                    request, "form.html", 422, org=org, account=account, session=session,
-                    form=form, values=forms.values_of(body), refused=outcome,
+                    request, "form.html", _status(outcome), org=org, account=account,
+                    session=session, form=form, values=forms.values_of(body), refused=outcome,
                     errors=forms.errors_by_input(form, outcome.errors),
                 )  # fmt: skip
             return RedirectResponse(_THEN[form.command_type].format(org=org, **body),
@@ -393,6 +393,14 @@ async def _command(
     if isinstance(reply, CommandRejected):
         return domain.problem_of(reply)
     return None
+
+
+def _status(refused: Problem | None) -> int:
+    """A page shown again with what its form's command met: 503 when it could not be done
+    just now (the page says to try again), else 422 (what to change), 200 with nothing."""
+    if refused is None:
+        return 200
+    return 503 if refused.status == 503 else 422
 
 
 def same_site(url: str) -> str:

@@ -34,7 +34,9 @@ from runtime.settings import Settings
 from runtime.state import Policies
 from runtime.store import RecordStore
 from services.console.accounts import Accounts
+from services.intake.handlers import handlers as intake_handlers
 from tests.conftest import Start
+from tests.flaky import flaky
 from tests.support import accepted, org_today
 
 runner = CliRunner()
@@ -78,6 +80,43 @@ async def test_submit_prints_the_reply_and_events_lists_the_result(
     assert listed.exit_code == 0, listed.output
     lines = [json.loads(line) for line in listed.output.splitlines()]
     assert [(line["type"], line["case_id"]) for line in lines] == [("IntakeReceived", "c1")]
+
+
+@pytest.mark.usefixtures("intake")
+async def test_submit_not_carried_out_just_now_exits_75_and_the_same_id_is_carried_out_later(
+    env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), env=env)
+
+    payload = tmp_path / "intake.json"
+    payload.write_text(sample.intake(random.Random(3), "c3").model_dump_json())
+    submit = ("submit", "SubmitIntake", str(payload), "--org", org)
+    with flaky(intake_handlers, "SubmitIntake", fail=-1) as calls:
+        busy = await asyncio.to_thread(invoke, *submit, "--retry-for", "0")
+    assert busy.exit_code == 75, busy.output  # EX_TEMPFAIL, not 1: nothing refused it
+    # The reply, printed indented (the service's own log, in this process, may come first).
+    said = json.loads(busy.output[busy.output.index("{\n") :])
+    assert said["status"] == "unavailable"
+    assert said["retry_after_s"] > 0
+    assert calls.ids == [said["command_id"]]
+
+    again = await asyncio.to_thread(invoke, *submit, "--id", said["command_id"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["command_id"] == said["command_id"]
+
+
+async def test_submit_with_no_service_to_answer_exits_75_naming_the_id_to_send_again(
+    env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    payload = tmp_path / "intake.json"
+    payload.write_text(sample.intake(random.Random(4), "c4").model_dump_json())
+    args = ["submit", "SubmitIntake", str(payload), "--org", org, "--id", "c4-first",
+            "--retry-for", "0.5"]  # fmt: skip
+    result = await asyncio.to_thread(runner.invoke, app, args, env=env)
+    assert result.exit_code == 75, result.output
+    assert "no service to answer" in result.output
+    assert "--id c4-first" in result.output
 
 
 def test_without_any_nats_the_cli_says_how_to_get_one(tmp_path: Path) -> None:

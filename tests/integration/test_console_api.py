@@ -29,7 +29,9 @@ from services.console.bootstrap import bootstrap
 from services.console.gate import ConsoleDeps
 from services.console.orgs import issued_by
 from services.console.sessions import COOKIE, CSRF_HEADER
+from services.intake.handlers import handlers as intake_handlers
 from tests.conftest import CONSOLE_PASSWORD, Start
+from tests.flaky import flaky
 from tests.support import (
     AUCKLAND,
     MARKERS,
@@ -107,6 +109,42 @@ async def test_a_coordinator_sends_an_intake_and_a_retry_with_its_key_is_answere
     erase = await console.post(f"/api/orgs/{org}/commands/EraseClient",
                                json={"case_id": "c1"}, headers={CSRF_HEADER: csrf})  # fmt: skip
     assert "supervisor" in str(problem_of(erase, 403)["detail"])
+
+
+async def test_not_carried_out_just_now_is_sent_again_then_answered_503_with_retry_after(
+    start: Start, console: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    csrf = await sign_in(console, "ana@example.org")
+    url = f"/api/orgs/{org}/commands/SubmitIntake"
+    body = json.loads(intake("c1", ["en"]).model_dump_json())
+
+    # Failing twice: the console sends it again itself, the same id, and it is carried out.
+    with flaky(intake_handlers, "SubmitIntake", fail=2) as calls:
+        sent = await console.post(url, json=body,
+                                  headers={CSRF_HEADER: csrf, "Idempotency-Key": "intake-c1"})  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["command_id"] == "intake-c1"
+    assert calls.ids == ["intake-c1"] * 3
+    assert len(await wait_for(client, org, "IntakeReceived")) == 1
+
+    # Failing for longer: 503, when to try again, and the id to send it again with.
+    other = json.loads(intake("c2", ["en"]).model_dump_json())
+    with flaky(intake_handlers, "SubmitIntake", fail=-1) as calls:
+        busy = await console.post(url, json=other, headers={CSRF_HEADER: csrf})
+    said = problem_of(busy, 503)
+    assert busy.headers["Retry-After"] == "1"
+    assert said["retry_after_s"] == 1
+    assert said["errors"] == []  # not a refusal: nothing to fix
+    assert "Flaked" not in str(said["detail"])
+    assert "NoStreamResponseError" not in busy.text
+    assert len(calls.ids) == 3  # a couple of attempts within about 3 s
+    assert set(calls.ids) == {said["command_id"]}  # one id made for them all
+    again = await console.post(url, json=other, headers={
+        CSRF_HEADER: csrf, "Idempotency-Key": str(said["command_id"])})  # fmt: skip
+    assert again.status_code == 200, again.text
+    assert again.json()["command_id"] == said["command_id"]
+    assert len(await wait_for(client, org, "IntakeReceived", count=2)) == 2
 
 
 async def test_a_supervisor_may_erase_and_a_signed_out_session_sends_nothing(

@@ -12,8 +12,11 @@ import pytest
 
 from alongside.client import AlongsideClient
 from services.console.app import create_app
+from services.console.domain import NOT_JUST_NOW, NOT_JUST_NOW_DETAIL
 from services.console.gate import ConsoleDeps
+from services.intake.handlers import handlers as intake_handlers
 from tests.conftest import CONSOLE_PASSWORD, Start
+from tests.flaky import flaky
 from tests.support import wait_for
 
 pytestmark = pytest.mark.nats
@@ -106,3 +109,21 @@ async def test_another_organisations_coordinator_sees_none_of_it(
         assert page.status_code == 403, path
         assert "Not your organisation" in page.text
     assert (await browser.get("/orgs/Not_An_Org")).status_code == 404
+
+
+async def test_a_form_not_carried_out_just_now_says_to_try_again_not_what_to_fix(
+    start: Start, browser: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    await signed_in(browser, "ana@example.org")
+    csrf = csrf_of(await browser.get(f"/orgs/{org}/intake"))
+    with flaky(intake_handlers, "SubmitIntake", fail=-1):
+        busy = await browser.post(f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf})
+    assert busy.status_code == 503
+    assert NOT_JUST_NOW_DETAIL in busy.text  # a plain sentence, no field named
+    assert NOT_JUST_NOW in busy.text
+    assert "SubmitIntake refused" not in busy.text  # not a refusal
+    assert 'value="Mere Client"' in busy.text  # what was typed, to send again
+    sent = await browser.post(f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf})
+    assert sent.status_code == 303, sent.text
+    assert len(await wait_for(client, org, "IntakeReceived")) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -44,7 +45,7 @@ async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Pat
         with pytest.raises(
             NoRespondersError
         ):  # while it is down nothing is accepted, and the caller knows
-            await client.submit(org, commands[0], command_id="while-down")
+            await client.submit(org, commands[0], command_id="while-down", retry_for=0)
         await nc.close()
 
     assert all(isinstance(r, CommandAccepted) for r in first)
@@ -64,6 +65,36 @@ async def test_service_and_server_restart_lose_no_accepted_command(tmp_path: Pat
 
     assert again == first
     assert sorted(e.data["case_id"] for e in events) == sorted(f"c{n}" for n in range(20))
+
+
+@pytest.mark.nats  # its own server, the service started only while the client waits
+async def test_a_command_sent_while_the_service_restarts_is_sent_again_and_carried_out_once(
+    tmp_path: Path,
+) -> None:
+    org = "restarting-org"
+    with EmbeddedNats(tmp_path) as server:
+        nc = await bus.connect(server.url, "t")
+        await topology.provision(nc.jetstream(), Settings())
+        await register(nc, org)
+        client = AlongsideClient(nc)
+        try:
+            # No intake replica yet: no responders, sent again (the same bytes) meanwhile.
+            sending = asyncio.create_task(
+                client.submit(org, sample.intake(random.Random(9), "c9"), command_id="c9-1"))  # fmt: skip
+            await asyncio.sleep(1.5)
+            assert not sending.done()
+            brokers = await services.start(server.url, ["intake"])
+            try:
+                reply = await asyncio.wait_for(sending, 30)
+                events = await events_of(client, org)
+            finally:
+                await services.stop(brokers)
+        finally:
+            await nc.close()
+
+    assert isinstance(reply, CommandAccepted)
+    assert reply.command_id == "c9-1"
+    assert [e.data["case_id"] for e in events] == ["c9"]
 
 
 async def _crashed_after_commit(

@@ -10,13 +10,14 @@ import pytest
 from contracts import catalogue
 from contracts.console import Role
 from contracts.records import ConsoleAccount
-from contracts.replies import CommandRejected, FieldError
+from contracts.replies import CommandRejected, CommandUnavailable, FieldError
 from runtime.clock import ManualClock
+from runtime.commands import NOT_CARRIED_OUT
 from runtime.settings import Settings
 from services.console import domain
 from services.console.accounts import Accounts
 from services.console.app import create_app
-from services.console.gate import ConsoleDeps
+from services.console.gate import ConsoleDeps, problem
 from services.console.orgs import OrgConnections
 from services.console.sessions import Sessions
 from services.console.throttle import SignInThrottle
@@ -63,6 +64,21 @@ def test_a_refusal_reads_as_problem_details_relative_to_the_body(
     assert found.command_id == "k1"
 
 
+def test_not_carried_out_just_now_reads_as_a_503_with_retry_after_in_whole_seconds() -> None:
+    reply = CommandUnavailable(command_id="k1", command_type="SubmitIntake",
+                               reason=NOT_CARRIED_OUT, retry_after_s=2.2)  # fmt: skip
+    found = domain.unavailable(reply)
+    assert (found.status, found.retry_after_s, found.command_id) == (503, 3, "k1")
+    assert found.errors == []  # not a refusal: no field to fix
+    assert "try again" in found.detail
+    response = problem(found)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "3"
+    assert response.headers["content-type"] == "application/problem+json"
+    short = reply.model_copy(update={"retry_after_s": 0.1})
+    assert domain.unavailable(short).retry_after_s == 1  # Retry-After is at least a second
+
+
 def test_the_schema_has_every_command_with_its_own_body_and_problem_details() -> None:
     clock = ManualClock(NOW)
 
@@ -82,6 +98,14 @@ def test_the_schema_has_every_command_with_its_own_body_and_problem_details() ->
         assert body["$ref"].rsplit("/", 1)[1] == model.__name__, name
         assert "application/problem+json" in operation["responses"]["422"]["content"]
         assert {"Idempotency-Key", "X-CSRF-Token"} <= {p["name"] for p in operation["parameters"]}
+        # Not carried out just now: a 503 saying when to send it again.
+        unavailable = operation["responses"]["503"]
+        assert "application/problem+json" in unavailable["content"]
+        assert unavailable["headers"]["Retry-After"]["schema"]["type"] == "integer"
+        # A 200 still carries the command's own answer (a rejection and a 503 are not 200s).
+        ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        answer = catalogue.REPLIES_TO[name][0]
+        assert ok["$ref"].rsplit("/", 1)[1] == catalogue.REPLIES[answer].__name__, name
     intake = schema["components"]["schemas"]["SubmitIntake"]
     assert "client" in intake["properties"]
 

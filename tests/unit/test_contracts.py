@@ -27,8 +27,10 @@ from contracts.intake import (
     SubmitIntake,
     SupporterChanges,
 )
+from contracts.replies import CommandRejected, CommandUnavailable, FieldError
 from contracts.scheduling import SchedulingPolicy
 from runtime import consumer, topology
+from runtime.asking import parse_any_reply, parse_reply
 from runtime.clock import SYSTEM
 from runtime.dispatch import Handlers, Meta
 from runtime.settings import Settings
@@ -148,7 +150,16 @@ def test_export_writes_a_schema_per_message_and_asyncapi(tmp_path: Path) -> None
     assert {m["$ref"].rsplit("/", 1)[-1] for m in reply["messages"]} == {
         "CommandAccepted",
         "CommandRejected",
+        "CommandUnavailable",
     }
+    # Every command may be answered "not carried out just now", whatever its other replies.
+    for name in catalogue.COMMANDS:
+        said = doc["operations"][name]["reply"]["messages"]
+        assert {"$ref": "#/channels/CommandReply/messages/CommandUnavailable"} in said, name
+    unavailable = json.loads((tmp_path / "schemas" / "CommandUnavailable.json").read_text())
+    assert unavailable["properties"]["status"]["const"] == "unavailable"
+    assert unavailable["properties"]["retry_after_s"]["exclusiveMinimum"] == 0
+    assert set(unavailable["required"]) >= {"command_id", "command_type", "reason"}
     for name in catalogue.EVENTS:
         assert doc["channels"][name]["address"] == f"alongside.{{org}}.evt.{name}"
     # every $ref resolves inside the document
@@ -157,6 +168,28 @@ def test_export_writes_a_schema_per_message_and_asyncapi(tmp_path: Path) -> None
         node = doc
         for key in ref.split("/"):
             node = node[key]
+
+
+def test_a_reply_says_by_its_status_whether_it_was_refused_or_not_carried_out_just_now() -> None:
+    said = parse_reply(b'{"status": "unavailable", "command_id": "c1", '
+                       b'"command_type": "SubmitIntake", "reason": "not just now", '
+                       b'"retry_after_s": 2.5}')  # fmt: skip
+    assert said == CommandUnavailable(command_id="c1", command_type="SubmitIntake",
+                                      reason="not just now", retry_after_s=2.5)  # fmt: skip
+    assert isinstance(parse_any_reply(said.model_dump_json().encode()), CommandUnavailable)
+    refused = CommandRejected(
+        command_id="c1",
+        command_type="SubmitIntake",
+        errors=[FieldError(field="data.case_id", reason="no such case")],
+    )
+    assert isinstance(parse_reply(refused.model_dump_json().encode()), CommandRejected)
+    # A wait of nothing (or less) is no wait, and a person must be told why.
+    for bad in ({"retry_after_s": 0}, {"retry_after_s": -1}, {"reason": ""}):
+        with pytest.raises(ValidationError):
+            CommandUnavailable.model_validate(
+                {"command_id": None, "command_type": "X", "reason": "r", **bad}
+            )
+    assert CommandUnavailable(command_id=None, command_type="X", reason="r").retry_after_s > 0
 
 
 def test_a_slot_time_is_local_with_no_offset() -> None:

@@ -28,6 +28,7 @@ NOT_PERSONAL = {
     "OrganisationRecord.name",  # an organisation's, not a person's
     "CredentialRecord.name",  # a credential's label, chosen by an operator
     "CommandRejected.errors.reason",  # said back to whoever sent the command, about it
+    "CommandUnavailable.reason",  # our own words: not carried out just now, send it again
     "DeadLetter.reason",  # why a message failed: names fields, never their values
 }
 

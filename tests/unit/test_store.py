@@ -51,6 +51,30 @@ async def test_a_record_that_keeps_changing_is_looked_at_again_later_not_failed(
     assert stored.record == first
 
 
+async def test_a_command_whose_record_keeps_changing_is_not_refused_but_sent_again() -> None:
+    # It used to be answered "rejected: too many concurrent changes; retry".
+    kv = AlwaysBusy()
+    matches = RecordStore(kv.as_kv(), CaseMatch)
+    first = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
+    await matches.save("org-1", "c1", matches.stored(first), 0)
+    changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), FakePublisher(), "test",
+                      ManualClock(NOW))  # fmt: skip
+    command = received(GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY],
+                                   given_on=NOW.date()))  # fmt: skip
+
+    async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
+        assert match is not None
+        return Change(match.model_copy(update={"round": match.round + 1}), [])
+
+    with pytest.raises(Contended):  # answered CommandUnavailable by commands.serve
+        await changer.change("org-1", "c1", decide, command)
+    # The id is claimed for this command, unanswered: the same command sent again goes on.
+    assert await changer.replies.get("org-1", command.envelope.id) == StoredReply(
+        fingerprint=fingerprint(command.command)
+    )
+    assert await changer.replies.claim(command, fingerprint(command.command)) is None
+
+
 class FailingPublisher(FakePublisher):
     """JetStream without a stream leader: every publish fails."""
 
