@@ -112,8 +112,10 @@ _READ_KEYS = (f"$JS.API.DIRECT.GET.{topology.KEYS_STREAM}.>",)
 SERVICE_NEEDS: dict[str, Needs] = {
     "intake": Needs(
         buckets=(*_COMMON, topology.SUPPORTERS_BUCKET, topology.CASES_BUCKET),
-        # Read only: what other services hold about a person, for ExportPersonData.
+        # Read only: what other services hold about a person, for ExportPersonData; and
+        # the organisation's time zone (scheduling's settings), for the date of evidence.
         reads=(
+            topology.ORGANISATIONS_BUCKET,
             topology.MATCHES_BUCKET,
             topology.SCHEDULES_BUCKET,
             topology.SUPERVISION_BUCKET,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from nats.aio.client import Client
 
-from contracts.records import CaseRecord, SupporterRecord
+from contracts.records import CaseRecord, SchedulingSettings, SupporterRecord
 from runtime import topology
 from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.registry import Registry
 from runtime.settings import Settings
+from runtime.state import Policies
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
 from runtime.vault import Vault, sealer_of
 from services.intake.exports import Holdings
@@ -35,6 +36,10 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
         events=events,
         vault=vault,
         registry=Registry(await js.key_value(topology.REGISTRY_BUCKET), clock),
+        # Scheduling keeps each organisation's time zone with its policy; intake only reads.
+        policies=Policies(
+            RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
+        ),
         settings=settings,
         clock=clock,
     )

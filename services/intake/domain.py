@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -54,6 +54,20 @@ class Context:
     now: datetime
     # The supporter a command refers to, when it names one (a peer support person).
     referenced_supporter: SupporterRecord | None = None
+    # The date now where the organisation works (its scheduling time zone): the handler
+    # reads it. Without it, the latest date anywhere on earth (UTC+14): a day after that has
+    # happened nowhere yet.
+    local_today: date | None = None
+
+    @property
+    def today(self) -> date:
+        return self.local_today or (self.now.astimezone(UTC) + timedelta(hours=14)).date()
+
+
+def happened(day: date, field: str, what: str, ctx: Context) -> None:
+    """Refuse a date after today where the organisation works: ``what`` says why it matters."""
+    if day > ctx.today:
+        raise reject(field, f"cannot be in the future: {what} (today is {ctx.today} here)")
 
 
 # Supporters ----------------------------------------------------------------
@@ -109,6 +123,9 @@ def record_vetting_evidence(
 ) -> Change[SupporterRecord]:
     record = _existing_supporter(cmd.supporter_id, current)
     evidence = cmd.evidence
+    # A record check's expiry is ahead of course; the day it was issued may not be.
+    field, day = _dated(evidence)
+    happened(day, f"evidence.{field}", "evidence counts once it has happened", ctx)
     updated = record.model_copy(
         update={"vetting": [*record.vetting, evidence], "updated_at": ctx.now}
     )
@@ -128,19 +145,24 @@ def evidence_on_file(evidence: VettingEvidence) -> EvidenceOnFile:
 
 
 def _evidence_date(evidence: VettingEvidence) -> date:
+    return _dated(evidence)[1]
+
+
+def _dated(evidence: VettingEvidence) -> tuple[str, date]:
+    """The field that dates a piece of evidence (when it happened), and its date."""
     match evidence.kind:
         case "record_check":
-            return evidence.issued_on
+            return "issued_on", evidence.issued_on
         case "interview":
-            return evidence.held_on
+            return "held_on", evidence.held_on
         case "reference":
-            return evidence.received_on
+            return "received_on", evidence.received_on
         case "recovery":
-            return evidence.since
+            return "since", evidence.since
         case "training":
-            return evidence.completed_on
+            return "completed_on", evidence.completed_on
         case "supervision":
-            return evidence.attended_on
+            return "attended_on", evidence.attended_on
 
 
 # Cases ---------------------------------------------------------------------
@@ -237,6 +259,7 @@ def _consenting_party(case: CaseRecord, party_id: str) -> SupportPerson:
 def give_consent(cmd: GiveConsent, current: CaseRecord | None, ctx: Context) -> Change[CaseRecord]:
     case = _existing_case(cmd.case_id, current)
     person = _consenting_party(case, cmd.party_id)
+    happened(cmd.given_on, "given_on", "consent counts from the day it is given", ctx)
     consent = ConsentRecord(
         party_id=cmd.party_id,
         status="given",
@@ -261,6 +284,8 @@ def withdraw_consent(
     given = case.consents.get(cmd.party_id)
     if given is None or given.status != "given":
         raise reject("party_id", f"{cmd.party_id} has no consent in force to withdraw")
+    happened(cmd.withdrawn_on, "withdrawn_on",
+             "a withdrawal holds at once, from the day it is made", ctx)  # fmt: skip
     withdrawn = given.model_copy(update={"status": "withdrawn", "on": cmd.withdrawn_on})
     updated = case.model_copy(
         update={"consents": {**case.consents, cmd.party_id: withdrawn}, "updated_at": ctx.now}

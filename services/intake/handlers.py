@@ -4,7 +4,8 @@ Every command of intake decides on one record (a supporter or a case) through
 ``domain.ROUTES`` and is committed exactly once in effect by that record's
 ``Changer`` (record and outbox in one compare-and-set write, then the outbox
 flushed). What a decision needs besides its own record (the supporter a command
-names) is read first, outside the retry loop; the decision itself is pure.
+names, the organisation's time zone, for its date now) is read first, outside the retry
+loop; the decision itself is pure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from contracts.envelope import Command, Event, wrap
 from contracts.intake import (
@@ -46,6 +48,7 @@ from runtime.dispatch import Handlers, Received
 from runtime.logging import get_logger
 from runtime.registry import Registry
 from runtime.settings import Settings
+from runtime.state import Policies
 from runtime.store import (
     Changer,
     EventKey,
@@ -76,6 +79,7 @@ class IntakeDeps:
     events: EventPublisher
     vault: Vault
     registry: Registry
+    policies: Policies  # read only: the organisation's time zone, for its date
     settings: Settings
     clock: Clock
 
@@ -102,9 +106,13 @@ async def decide_command(command: Command, received: Received, deps: IntakeDeps)
     if supporter_id is not None:
         stored, _ = await deps.supporters.store.load(received.org, supporter_id)
         supporter = stored.record if stored else None
+    # Dates of evidence and consent are the organisation's: its today, in its zone.
+    zone = ZoneInfo((await deps.policies.get(received.org)).time_zone)
 
     async def decide(record: Any) -> Change[Any]:
-        ctx = domain.Context(now=deps.clock(), referenced_supporter=supporter)
+        now = deps.clock()
+        ctx = domain.Context(now=now, referenced_supporter=supporter,
+                             local_today=now.astimezone(zone).date())  # fmt: skip
         return route.decide(command, record, ctx)
 
     try:

@@ -1,7 +1,9 @@
 """Group peer support sessions: decisions on a group's record. Pure: no I/O.
 
-An eligible supporter facilitates; clients join up to the group's capacity, each judged
-by the boundaries ruleset as for any session (consent first of all).
+A supporter fit to support clients facilitates (when the group is made, and still when
+each client joins: refused with each eligibility rule that refused, ``rules.eligibility.
+<rule>``); clients join up to the group's capacity, each judged by the boundaries ruleset
+as for any session (consent first of all).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from contracts.records import CaseRecord, GroupSession
+from contracts.replies import FieldError
 from contracts.scheduling import (
     CreateGroupSession,
     GroupParticipantJoined,
@@ -21,14 +24,23 @@ from services.scheduling.domain import Context
 from services.scheduling.sessions import Verdicts, refuse_unless_allowed
 
 
+def refuse_unless_fit(unfit: list[FieldError]) -> None:
+    """Refuse a group whose facilitator may not support anyone now, with the eligibility
+    rules' reasons (a missing decision is said of the facilitator)."""
+    if unfit:
+        raise Refused.each([
+            e if e.field.startswith("rules.") else e.model_copy(update={"field": "facilitator_id"})
+            for e in unfit
+        ])  # fmt: skip
+
+
 def create(
     group: GroupSession | None, command: CreateGroupSession, ctx: Context,
-    facilitator_eligible: bool,
+    facilitator_unfit: list[FieldError],
 ) -> Change[GroupSession]:  # fmt: skip
     if group is not None:
         raise Refused("group_id", "a group session with this id exists")
-    if not facilitator_eligible:
-        raise Refused("facilitator_id", "the facilitator is not an eligible supporter")
+    refuse_unless_fit(facilitator_unfit)
     start = command.start.astimezone(ctx.zone)
     if start <= ctx.now:
         raise Refused("start", "a group session must be in the future")
@@ -46,10 +58,12 @@ def create(
 
 def join(
     group: GroupSession | None, command: JoinGroupSession, ctx: Context,
-    case: CaseRecord | None, consent_active: bool, verdicts: Verdicts,
+    case: CaseRecord | None, consent_active: bool, facilitator_unfit: list[FieldError],
+    verdicts: Verdicts,
 ) -> Change[GroupSession]:  # fmt: skip
     if group is None:
         raise Refused("group_id", "no such group session")
+    refuse_unless_fit(facilitator_unfit)
     if command.case_id in group.participants:
         raise Refused("case_id", "the client has already joined this group session")
     if len(group.participants) >= group.capacity:

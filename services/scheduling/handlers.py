@@ -17,10 +17,23 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from contracts.intake import ClientErased
-from contracts.matching import MatchActivated, MatchEnded, ServiceRefused
-from contracts.records import CaseSchedule, GroupSession, SchedulingSettings, SupporterSupervision
-from contracts.replies import CommandAccepted, CommandRejected
-from contracts.rules import ConsentDecided, EvaluateRules, Kind, SupporterEligibilityDecided
+from contracts.matching import MatchActivated, MatchEnded, MatchPaused, MatchResumed, ServiceRefused
+from contracts.records import (
+    CaseRecord,
+    CaseSchedule,
+    GroupSession,
+    SchedulingSettings,
+    SupporterSupervision,
+)
+from contracts.replies import CommandAccepted, CommandRejected, FieldError
+from contracts.rules import (
+    ConsentDecided,
+    EvaluateRules,
+    Kind,
+    SupporterEligibilityDecided,
+    fit_to_support,
+    unfit_reasons,
+)
 from contracts.scheduling import (
     SERVICE,
     BookSession,
@@ -115,15 +128,24 @@ async def context(org: str, deps: SchedulingDeps, now: datetime | None = None) -
 async def parties(org: str, case_id: str, supporter_id: str, deps: SchedulingDeps) -> Parties:
     case = await deps.records.case(org, case_id)
     supporter = await deps.records.supporter(org, supporter_id)
-    fitness, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
-    consent, _ = await deps.decisions.get(org, Kind.CONSENT, case_id)
     return Parties(
         supporter_id=supporter_id, case=case, supporter=supporter,
         # A full caseload stops new matches, not the sessions of current ones.
-        supporter_fit=fitness is not None
-        and (fitness.outcome == "eligible" or fitness.caseload_full_only),
-        consent_active=consent is not None and consent.outcome == "active",
+        supporter_unfit=await unfit(org, supporter_id, deps),
+        consent_active=await consent_active(org, case_id, deps),
     )  # fmt: skip
+
+
+async def unfit(org: str, supporter_id: str, deps: SchedulingDeps) -> list[FieldError]:
+    """Why the supporter may not support anyone now, in the eligibility rules' words (their
+    decision as stored, as of now); empty when they may."""
+    fitness, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
+    return unfit_reasons(fitness)
+
+
+async def consent_active(org: str, case_id: str, deps: SchedulingDeps) -> bool:
+    consent, _ = await deps.decisions.get(org, Kind.CONSENT, case_id)
+    return consent is not None and consent.outcome == "active"
 
 
 async def judge_missing(org: str, verdicts: Verdicts, deps: SchedulingDeps) -> None:
@@ -145,7 +167,7 @@ class Inputs:
     verdicts: Verdicts
 
 
-NOBODY = Parties(supporter_id="", case=None, supporter=None, supporter_fit=False,
+NOBODY = Parties(supporter_id="", case=None, supporter=None, supporter_unfit=[],
                  consent_active=False)  # fmt: skip
 
 
@@ -207,16 +229,14 @@ async def on_match_activated(event: MatchActivated, meta: Meta, deps: Scheduling
 async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: SchedulingDeps) -> None:
     decision = await deps.decisions.announced(meta.org, Kind.CONSENT, event.case_id,
                                               meta.envelope.time)  # fmt: skip
+    reason = sessions.CONSENT_NOT_ACTIVE
     if decision.outcome == "active":
-        await on_schedule(
-            meta.org,
-            event.case_id,
-            deps,
-            lambda s, got: sessions.resume(s, "consent_not_active", got.ctx),
-        )
+        # (A paused match stays paused: its schedule is suspended for that, not for consent.)
+        await on_schedule(meta.org, event.case_id, deps,
+                          lambda s, got: sessions.resume(s, reason, got.ctx))  # fmt: skip
     else:
         await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
-            s, "consent_not_active", "suspended", got.ctx
+            s, reason, "suspended", got.ctx
         ))  # fmt: skip
 
 
@@ -229,6 +249,34 @@ async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) ->
     await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
         s, reason, "ended", got.ctx, event.supporter_id
     ))  # fmt: skip
+
+
+@handlers.on(MatchPaused)
+async def on_match_paused(event: MatchPaused, meta: Meta, deps: SchedulingDeps) -> None:
+    """The supporter became ineligible: every future session is cancelled, and nothing is
+    arranged or booked until a coordinator reviews the match (``MatchResumed``). The same as
+    scheduling does on the eligibility decision itself, whichever comes first."""
+    await on_record_case(meta.org, event.case_id, deps)
+    await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
+        s, sessions.PAUSED, "suspended", got.ctx, event.supporter_id
+    ))  # fmt: skip
+
+
+@handlers.on(MatchResumed)
+async def on_match_resumed(event: MatchResumed, meta: Meta, deps: SchedulingDeps) -> None:
+    """A coordinator reviewed the paused match and it goes on with the same supporter: its
+    future sessions are booked again, unless consent is not active meanwhile (then they come
+    back when it is)."""
+    await on_record_case(meta.org, event.case_id, deps)
+    org = meta.org
+
+    def resume(schedule: CaseSchedule | None, got: Inputs) -> Change[CaseSchedule] | None:
+        still = None if got.parties.consent_active else sessions.CONSENT_NOT_ACTIVE
+        return sessions.resume(schedule, sessions.PAUSED, got.ctx,
+                               supporter_id=event.supporter_id, still=still)  # fmt: skip
+
+    await on_schedule(org, event.case_id, deps, resume, supporter_id=event.supporter_id,
+                      judged=True)  # fmt: skip
 
 
 @handlers.on(ServiceRefused)
@@ -262,22 +310,17 @@ async def on_supporter_eligibility_decided(
     # Supervision is booked whatever the eligibility: attending it is how a supporter whose
     # supervision lapsed becomes eligible again.
     await plan_supervision(org, supporter_id, deps)
-    # A full caseload stops new matches, not the sessions of current ones.
-    fit = decision.outcome == "eligible" or decision.caseload_full_only
+    # Eligible again resumes nothing: matching paused the supporter's matches, and their
+    # sessions wait on a coordinator's review (MatchResumed). A full caseload stops new
+    # matches, not the sessions of current ones.
+    if fit_to_support(decision):
+        return
     for _, case_id, stored, _ in await deps.schedules.store.each(org):
         if stored.record.supporter_id != supporter_id:
             continue
-        if fit:
-            await on_schedule(
-                org,
-                case_id,
-                deps,
-                lambda s, got: sessions.resume(s, "supporter_ineligible", got.ctx),
-            )
-        else:
-            await on_schedule(org, case_id, deps, lambda s, got: sessions.stop(
-                s, "supporter_ineligible", "suspended", got.ctx, supporter_id
-            ))  # fmt: skip
+        await on_schedule(org, case_id, deps, lambda s, got: sessions.stop(
+            s, sessions.PAUSED, "suspended", got.ctx, supporter_id
+        ))  # fmt: skip
 
 
 # Commands on a case's schedule -----------------------------------------------------------
@@ -332,7 +375,11 @@ async def record_frequency_agreement(
     command: RecordFrequencyAgreement, received: Received, deps: SchedulingDeps
 ) -> Reply:
     return await on_case_command(
-        command, received, deps, lambda s, got: sessions.agree_frequency(s, command, got.ctx)
+        command,
+        received,
+        deps,
+        lambda s, got: sessions.agree_frequency(s, command, got.ctx, got.parties),
+        judged=True,
     )
 
 
@@ -372,7 +419,11 @@ async def cancel_session(command: CancelSession, received: Received, deps: Sched
 async def extend_service(command: ExtendService, received: Received, deps: SchedulingDeps
                          ) -> Reply:  # fmt: skip
     return await on_case_command(
-        command, received, deps, lambda s, got: sessions.extend(s, command, got.ctx)
+        command,
+        received,
+        deps,
+        lambda s, got: sessions.extend(s, command, got.ctx, got.parties),
+        judged=True,
     )
 
 
@@ -459,14 +510,25 @@ async def create_group_session(
 ) -> Reply:
     org = received.org
 
-    async def gather(group: GroupSession | None) -> tuple[Context, bool]:
-        fitness, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, command.facilitator_id)
-        return await context(org, deps), fitness is not None and fitness.outcome == "eligible"
+    async def gather(group: GroupSession | None) -> tuple[Context, list[FieldError]]:
+        return await context(org, deps), await unfit(org, command.facilitator_id, deps)
 
     return answered(await deps.groups.gather_and_change(
         org, command.group_id, gather,
         lambda group, got: groups.create(group, command, got[0], got[1]), received,
     ))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Joining:
+    """What a client joining a group is judged on: their case and consent, the facilitator's
+    eligibility now, the boundaries' verdicts."""
+
+    ctx: Context
+    case: CaseRecord | None
+    consent_active: bool
+    facilitator_unfit: list[FieldError]
+    verdicts: Verdicts
 
 
 @handlers.on(JoinGroupSession)
@@ -476,22 +538,21 @@ async def join_group_session(
     org = received.org
     verdicts = Verdicts()
 
-    async def gather(group: GroupSession | None) -> Inputs:
+    async def gather(group: GroupSession | None) -> Joining:
         await judge_missing(org, verdicts, deps)
-        case = await deps.records.case(org, command.case_id)
-        consent, _ = await deps.decisions.get(org, Kind.CONSENT, command.case_id)
-        joining = Parties(
-            supporter_id="",
-            case=case,
-            supporter=None,
-            supporter_fit=False,
-            consent_active=consent is not None and consent.outcome == "active",
+        return Joining(
+            ctx=await context(org, deps),
+            case=await deps.records.case(org, command.case_id),
+            consent_active=await consent_active(org, command.case_id, deps),
+            # The group's facilitator as of now: their eligibility may have lapsed since.
+            facilitator_unfit=await unfit(org, group.facilitator_id, deps) if group else [],
+            verdicts=verdicts,
         )
-        return Inputs(await context(org, deps), joining, verdicts)
 
     return answered(await deps.groups.gather_and_change(
         org, command.group_id, gather, lambda group, got: groups.join(
-            group, command, got.ctx, got.parties.case, got.parties.consent_active, got.verdicts
+            group, command, got.ctx, got.case, got.consent_active, got.facilitator_unfit,
+            got.verdicts,
         ), received,
     ))  # fmt: skip
 

@@ -3,8 +3,12 @@
 Each function takes the schedule as it stands, the command or event, the context (policy
 and time) and what the handler gathered (``Parties``, the boundaries' ``Verdicts``), and
 returns the new schedule with its events (``Change``), nothing (``None``: no change), or
-raises ``Refused`` naming each field and reason. A booking or a move is judged by the
-boundaries ruleset: a refusal names each rule that refused (``rules.boundaries.<rule>``).
+raises ``Refused`` naming each field and reason. Whatever binds the client to the supporter
+(a meeting proposed, confirmed or moved, sessions booked, extended or agreed more often)
+needs the supporter fit to support them now, or is refused with each eligibility rule that
+refused (``rules.eligibility.<rule>``), and is refused while the match is paused; a booking
+or a move is then judged by the boundaries ruleset, a refusal naming each rule that refused
+(``rules.boundaries.<rule>``).
 """
 
 from __future__ import annotations
@@ -44,15 +48,27 @@ from services.scheduling.domain import Context
 Decision = Change[CaseSchedule]
 
 
+# Why a schedule is suspended, and what lifts it: every party's consent active again; a
+# coordinator's review of the match its supporter's ineligibility paused (``MatchResumed``).
+CONSENT_NOT_ACTIVE = "consent_not_active"
+PAUSED = "supporter_ineligible"
+SUSPENDED = {
+    CONSENT_NOT_ACTIVE: "sessions are suspended until every party's consent is active again",
+    PAUSED: "the match is paused until a coordinator reviews it (its supporter became "
+            "ineligible): no meeting or session is arranged, booked or moved meanwhile",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Parties:
     """What a schedule is judged on besides itself, read for one supporter: the case, the
-    supporter, whether the supporter may support anyone now, whether consent is active."""
+    supporter, why the supporter may not support anyone now (the eligibility rules that
+    refused; empty when they may), whether consent is active."""
 
     supporter_id: str
     case: CaseRecord | None
     supporter: SupporterRecord | None
-    supporter_fit: bool
+    supporter_unfit: list[FieldError]
     consent_active: bool
 
 
@@ -83,19 +99,30 @@ def refuse_unless_allowed(decision: RulesDecision) -> None:
         ])  # fmt: skip
 
 
+def bindable(schedule: CaseSchedule, parties: Parties) -> tuple[CaseRecord, SupporterRecord]:
+    """The case and its supporter, if the client may be bound to them now: refused with each
+    eligibility rule's reason while the supporter may not support anyone, and while the match
+    is paused (whatever their eligibility now: only a coordinator's review lifts a pause)."""
+    if parties.supporter_id != schedule.supporter_id:
+        raise Regather  # the case changed supporter since they were read
+    if parties.case is None or parties.supporter is None:
+        raise Refused("case_id", "the case or its supporter is no longer on record")
+    errors = list(parties.supporter_unfit)
+    if schedule.suspended_because == PAUSED:
+        errors.append(FieldError(field="case_id", reason=SUSPENDED[PAUSED]))
+    if errors:
+        raise Refused.each(errors)
+    return parties.case, parties.supporter
+
+
 def judge(
     schedule: CaseSchedule, ctx: Context, parties: Parties, verdicts: Verdicts, *,
     start: datetime, minutes: int, method: Method, purposes: list[str] | None = None,
     moving: str | None = None, service_ends_on: date | None = None,
 ) -> None:  # fmt: skip
-    """Refuse a booking the boundaries ruleset refuses (or that has no fit supporter)."""
-    if parties.supporter_id != schedule.supporter_id:
-        raise Regather  # the case changed supporter since they were read
-    if parties.case is None or parties.supporter is None:
-        raise Refused("case_id", "the case or its supporter is no longer on record")
-    if not parties.supporter_fit:
-        raise Refused("case_id", "the supporter is not eligible to support anyone at present")
-    case, supporter = parties.case, parties.supporter
+    """Refuse a booking the boundaries ruleset refuses (or that may not bind the client to
+    the supporter at all: ``bindable``)."""
+    case, supporter = bindable(schedule, parties)
     others = [s for s in schedule.sessions if s.session_id != moving]
     facts = domain.boundaries_facts(
         case, start=start, minutes=minutes, method=method,
@@ -136,8 +163,18 @@ def must_have(schedule: CaseSchedule | None, *statuses: str) -> CaseSchedule:
         raise Refused("case_id", "this case has no active match to schedule for")
     if schedule.status not in statuses:
         wanted = " or ".join(statuses)
-        raise Refused("case_id", f"the case's schedule is {schedule.status}, not {wanted}")
+        why = SUSPENDED.get(schedule.suspended_because or "")
+        raise Refused("case_id", f"the case's schedule is {schedule.status}, not {wanted}"
+                      + (f": {why}" if why else ""))  # fmt: skip
     return schedule
+
+
+def binding(schedule: CaseSchedule | None, parties: Parties, *statuses: str) -> CaseSchedule:
+    """``must_have``, for a decision that binds the client to the supporter: first, whether it
+    may (``bindable``), so a paused match or an unfit supporter is refused saying why."""
+    if schedule is not None:
+        bindable(schedule, parties)
+    return must_have(schedule, *statuses)
 
 
 def current_meeting(schedule: CaseSchedule) -> Session | None:
@@ -244,7 +281,10 @@ def stop(
     if supporter_id is not None and schedule.supporter_id != supporter_id:
         return None
     upcoming = {s.session_id for s in domain.future(schedule.sessions, ctx.now)}
-    if not upcoming and schedule.status == status:
+    because = reason if status == "suspended" else None
+    if because is not None and schedule.suspended_because == PAUSED:
+        because = PAUSED  # only a coordinator's review lifts a pause, whatever else passes
+    if not upcoming and schedule.status == status and schedule.suspended_because == because:
         return None
     sessions = [
         s.model_copy(update={"status": "cancelled", "cancel_reason": reason})
@@ -255,21 +295,30 @@ def stop(
         SessionCancelled(case_id=schedule.case_id, session_id=s, reason=reason)
         for s in sorted(upcoming)
     ]
-    because = reason if status == "suspended" else None
     record = changed(schedule, ctx, sorted(upcoming), sessions=sessions, status=status,
                      suspended_because=because)  # fmt: skip
     return Change(record, events)
 
 
-def resume(schedule: CaseSchedule | None, because: str, ctx: Context) -> Decision | None:
-    """What suspended the schedule has passed: its future sessions are booked again (each is
-    still judged by the boundaries when it is moved or a new one is booked)."""
+def resume(
+    schedule: CaseSchedule | None, because: str, ctx: Context, *,
+    supporter_id: str | None = None, still: str | None = None,
+) -> Decision | None:  # fmt: skip
+    """What suspended the schedule has passed: its future sessions cancelled while suspended
+    are booked again (each is still judged by the boundaries when it is moved or a new one is
+    booked). Unless another reason to suspend it holds now (``still``: consent not active when
+    a paused match is resumed): then it stays suspended for that, and they come back when that
+    passes. Only with ``supporter_id``, if given, as ``stop``."""
     if schedule is None or schedule.suspended_because != because:
         return None
+    if supporter_id is not None and schedule.supporter_id != supporter_id:
+        return None
+    if still is not None:
+        return Change(changed(schedule, ctx, [], suspended_because=still), [])
     back = [
         s.model_copy(update={"status": "booked", "cancel_reason": None})
         for s in schedule.sessions
-        if s.status == "cancelled" and s.cancel_reason == because and s.start > ctx.now
+        if s.status == "cancelled" and s.cancel_reason in SUSPENDED and s.start > ctx.now
     ]
     ids = {s.session_id for s in back}
     sessions = [next((b for b in back if b.session_id == s.session_id), s)
@@ -299,7 +348,7 @@ def confirm(
     schedule: CaseSchedule | None, command: ConfirmMeeting, ctx: Context, parties: Parties,
     verdicts: Verdicts,
 ) -> Decision:  # fmt: skip
-    schedule = must_have(schedule, "arranging")
+    schedule = binding(schedule, parties, "arranging")
     meeting = _meeting(schedule)
     if meeting.status != "proposed":
         raise Refused("case_id", f"the initial meeting is already {meeting.status}")
@@ -317,20 +366,17 @@ def confirm(
 def propose_time(
     schedule: CaseSchedule | None, command: ProposeMeetingTime, ctx: Context, parties: Parties
 ) -> Decision:
-    schedule = must_have(schedule, "arranging")
+    schedule = binding(schedule, parties, "arranging")
+    case, supporter = bindable(schedule, parties)
     if command.start <= ctx.now:
         raise Refused("start", "the meeting must be in the future")
     old = current_meeting(schedule)
     if old is not None and old.status == "completed":
         raise Refused("case_id", "the initial meeting has already taken place")
-    if parties.supporter_id != schedule.supporter_id:
-        raise Regather
-    if parties.case is None or parties.supporter is None:
-        raise Refused("case_id", "the case or its supporter is no longer on record")
     minutes = minutes_of(old) if old else ctx.policy.session_minutes
-    client = parties.case.intake.client
+    client = case.intake.client
     method = old.method if old else domain.meeting_method(
-        client.methods, parties.supporter.profile.methods, client.safety_concerns
+        client.methods, supporter.profile.methods, client.safety_concerns
     )  # fmt: skip
     if method is None:
         raise Refused("case_id", "the client and supporter share no safe method to meet by")
@@ -373,7 +419,7 @@ def go_ahead(
     schedule: CaseSchedule | None, command: GoAhead, ctx: Context, parties: Parties,
     verdicts: Verdicts,
 ) -> Decision:  # fmt: skip
-    schedule = must_have(schedule, "arranging")
+    schedule = binding(schedule, parties, "arranging")
     meeting = _meeting(schedule)
     if meeting.status != "completed":
         raise Refused("case_id", "the client decides after the initial meeting has taken place")
@@ -407,9 +453,10 @@ def go_ahead(
 
 
 def agree_frequency(
-    schedule: CaseSchedule | None, command: RecordFrequencyAgreement, ctx: Context
-) -> Decision:
-    schedule = must_have(schedule, "arranging", "going_ahead")
+    schedule: CaseSchedule | None, command: RecordFrequencyAgreement, ctx: Context,
+    parties: Parties,
+) -> Decision:  # fmt: skip
+    schedule = binding(schedule, parties, "arranging", "going_ahead")
     record = changed(schedule, ctx, [], sessions_per_week_agreed=command.sessions_per_week)
     event = FrequencyAgreed(case_id=schedule.case_id, sessions_per_week=command.sessions_per_week)
     return Change(record, [event])
@@ -419,7 +466,8 @@ def book(
     schedule: CaseSchedule | None, command: BookSession, ctx: Context, parties: Parties,
     verdicts: Verdicts,
 ) -> Decision:  # fmt: skip
-    schedule = must_have(schedule, "going_ahead", "suspended")
+    # Booked while suspended for consent, so the boundaries' consent rule says why it is not.
+    schedule = binding(schedule, parties, "going_ahead", "suspended")
     start = command.start.astimezone(ctx.zone)
     if start <= ctx.now:
         raise Refused("start", "a session must be booked in the future")
@@ -442,7 +490,7 @@ def reschedule(
     schedule: CaseSchedule | None, command: RescheduleSession, ctx: Context, parties: Parties,
     verdicts: Verdicts,
 ) -> Decision:  # fmt: skip
-    schedule = must_have(schedule, "arranging", "going_ahead")
+    schedule = binding(schedule, parties, "arranging", "going_ahead")
     session = schedule.session(command.session_id)
     if session is None or session.status != "booked":
         raise Refused("session_id", "no booked session with this id in this case")
@@ -473,8 +521,10 @@ def cancel(schedule: CaseSchedule | None, command: CancelSession, ctx: Context) 
     return Change(record, [event])
 
 
-def extend(schedule: CaseSchedule | None, command: ExtendService, ctx: Context) -> Decision:
-    schedule = must_have(schedule, "going_ahead")
+def extend(
+    schedule: CaseSchedule | None, command: ExtendService, ctx: Context, parties: Parties
+) -> Decision:
+    schedule = binding(schedule, parties, "going_ahead")
     assert schedule.service_ends_on is not None
     assert schedule.method is not None
     if command.until <= schedule.service_ends_on:

@@ -2,7 +2,8 @@
 
 A supporter always has their next supervision and debrief booked, at the
 organisation's cadence from the last one attended; attending one is recorded here
-and, as vetting evidence, by intake (the handler asks it first).
+and, as vetting evidence, by intake (the handler asks it first), once it has started:
+evidence counts only once it has happened.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def evidence_of(
 ) -> RecordVettingEvidence | None:
     """What intake is asked to keep as vetting evidence, when the session is on record."""
     session = _session(record, command)
-    if session is None or session.attended:
+    if session is None or session.attended or session.start > ctx.now:
         return None
     return RecordVettingEvidence(
         supporter_id=command.supporter_id,
@@ -68,7 +69,7 @@ def evidence_of(
 
 
 def _attended_on(session: SupervisionSession, ctx: Context) -> date:
-    return min(session.start.astimezone(ctx.zone).date(), ctx.today)
+    return session.start.astimezone(ctx.zone).date()
 
 
 def attended(
@@ -81,6 +82,10 @@ def attended(
         raise Refused("session_id", "no such supervision or debrief for this supporter")
     if session.attended:
         raise Refused("session_id", "this attendance is already recorded")
+    if session.start > ctx.now:
+        local = session.start.astimezone(ctx.zone)
+        raise Refused("session_id", "this session has not started yet: attendance counts once "
+                      f"it has happened (it starts {local:%Y-%m-%d %H:%M} here)")  # fmt: skip
     if isinstance(intake_reply, CommandRejected):
         said = "; ".join(f"{e.field}: {e.reason}" for e in intake_reply.errors)
         raise Refused("session_id", f"intake did not record the attendance ({said})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from zoneinfo import ZoneInfo
 
 import pytest
 from nats.aio.client import Client
@@ -14,14 +15,25 @@ from alongside import sample, services
 from alongside.client import AlongsideClient
 from contracts import subjects
 from contracts.envelope import RawEnvelope, wrap
-from contracts.intake import GiveConsent, NameSupportPerson, PeerSupporter, Stage
+from contracts.intake import (
+    Contact,
+    FamilyOrFriend,
+    GiveConsent,
+    Interview,
+    NameSupportPerson,
+    PeerSupporter,
+    RecordVettingEvidence,
+    Stage,
+)
 from contracts.replies import CommandAccepted, CommandRejected
+from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
 from runtime import topology
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM
 from runtime.registry import Registry
 from runtime.vault import SEALED
-from tests.support import opened_letter, org_today, register
+from tests.conftest import Start
+from tests.support import accepted, opened_letter, org_today, register
 
 pytestmark = pytest.mark.usefixtures("intake")
 
@@ -92,6 +104,38 @@ async def test_domain_rejection_names_the_field(client: AlongsideClient, org: st
     )
     assert isinstance(reply, CommandRejected)
     assert reply.errors[0].field == "data.support_person.supporter_id"
+
+
+async def test_evidence_and_consent_after_the_organisations_today_are_refused(
+    start: Start, client: AlongsideClient, org: str
+) -> None:
+    await start("scheduling")  # which keeps the organisation's time zone
+    # UTC-11, and UTC+14: the second is always a day or more ahead of the first.
+    behind, ahead = ZoneInfo("Pacific/Pago_Pago"), ZoneInfo("Pacific/Kiritimati")
+    zone = SchedulingPolicy(time_zone=behind.key)
+    await accepted(client, org, ConfigureScheduling(policy=zone))
+    await accepted(client, org, sample.supporter(random.Random(1), "s1"))
+    here, elsewhere = SYSTEM().astimezone(behind).date(), SYSTEM().astimezone(ahead).date()
+
+    reply = await client.submit(org, RecordVettingEvidence(
+        supporter_id="s1", evidence=Interview(held_on=elsewhere, passed=True)))  # fmt: skip
+
+    assert isinstance(reply, CommandRejected)
+    assert [(e.field, e.reason) for e in reply.errors] == [(
+        "data.evidence.held_on", "cannot be in the future: evidence counts once it has "
+        f"happened (today is {here} here)",
+    )]  # fmt: skip
+    held_today = Interview(held_on=here, passed=True)
+    assert isinstance(await client.submit(org, RecordVettingEvidence(
+        supporter_id="s1", evidence=held_today)), CommandAccepted)  # fmt: skip
+
+    await accepted(client, org, sample.intake(random.Random(1), "c1"))
+    aunt = FamilyOrFriend(kind="family", display_name="Aunt", contact=Contact(phone="+64 21 555"))
+    await accepted(client, org, NameSupportPerson(case_id="c1", support_person=aunt))
+    early = await client.submit(org, GiveConsent(case_id="c1", party_id="client",
+                                                 stages=[Stage.ENTRY], given_on=elsewhere))  # fmt: skip
+    assert isinstance(early, CommandRejected)
+    assert [e.field for e in early.errors] == ["data.given_on"]
 
 
 async def test_same_command_twice_has_one_effect_and_the_same_reply(

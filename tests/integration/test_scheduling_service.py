@@ -20,9 +20,11 @@ from contracts.intake import (
     Method,
     NameSupportPerson,
     Stage,
+    SupporterChanges,
+    UpdateSupporter,
     WithdrawConsent,
 )
-from contracts.matching import AcceptProposal, ChangeSupporter
+from contracts.matching import AcceptProposal, ChangeSupporter, ResumeMatch
 from contracts.replies import CommandRejected
 from contracts.scheduling import (
     BookSession,
@@ -58,6 +60,9 @@ from tests.support import (
     supporter,
     wait_for,
 )
+
+PAUSED = ("case_id", "the match is paused until a coordinator reviews it (its supporter became "
+                     "ineligible): no meeting or session is arranged, booked or moved meanwhile")  # fmt: skip
 
 
 def soon(clock: Clock, seconds: float) -> datetime:
@@ -384,9 +389,15 @@ async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_atte
     planned = await wait_for(client, org, "SupervisionScheduled", 2)
     assert {e.data["kind"] for e in planned} == {"supervision", "team_debrief"}
     supervision = next(e for e in planned if e.data["kind"] == "supervision")
-    await accepted(client, org, RecordSupervisionAttendance(
-        supporter_id="s1", session_id=supervision.data["session_id"],
-    ))  # fmt: skip
+    attend = RecordSupervisionAttendance(supporter_id="s1",
+                                         session_id=supervision.data["session_id"])  # fmt: skip
+    # Not before it has started: evidence counts once it has happened.
+    early = await client.submit(org, attend)
+    assert isinstance(early, CommandRejected)
+    assert early.errors[0].field == "session_id"
+    assert "has not started yet" in early.errors[0].reason
+    await clock.sleep_until(datetime.fromisoformat(supervision.data["start"]) + timedelta(hours=1))
+    await accepted(client, org, attend)
     [attended] = await wait_for(client, org, "SupervisionAttended")
     assert attended.data["attended_on"] == str(org_today(clock))  # the organisation's today
     [proposed] = await wait_for(client, org, "MatchProposed")
@@ -433,3 +444,51 @@ async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
     )
     joined = await wait_for(client, org, "GroupParticipantJoined", 2)
     assert [(e.data["case_id"], e.data["places_left"]) for e in joined] == [("c1", 1), ("c2", 0)]
+
+
+async def test_an_ineligible_supporters_sessions_wait_for_a_coordinators_review(
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
+    clock: ManualClock,
+) -> None:
+    chosen = await active_match(client, org, clock)
+    *_, scheduled = await after_meeting(client, org, clock)
+    future = set(scheduled.data["session_ids"])
+    await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
+    extra = BookSession(case_id="c1", start=soon(clock, 2 * 86400), minutes=60,
+                        method=Method.PHONE)  # fmt: skip
+
+    # Suspended: the rules decide them ineligible, matching pauses the match and scheduling
+    # cancels every future session.
+    await accepted(client, org, UpdateSupporter(supporter_id=chosen,
+                                                changes=SupporterChanges(suspended=True)))  # fmt: skip
+    [paused] = await wait_for(client, org, "MatchPaused")
+    assert paused.data == {"case_id": "c1", "supporter_id": chosen,
+                           "reason": "supporter_ineligible"}  # fmt: skip
+    cancelled = await wait_for(client, org, "SessionCancelled", len(future))
+    assert {e.data["session_id"] for e in cancelled} == future
+    assert {e.data["reason"] for e in cancelled} == {"supporter_ineligible"}
+    refused = await client.submit(org, extra)
+    assert isinstance(refused, CommandRejected)
+    assert [(e.field, e.reason) for e in refused.errors] == [
+        ("rules.eligibility.suspended", "The supporter is suspended."), PAUSED,
+    ]  # fmt: skip
+
+    # Eligible again: the sessions still wait for the review.
+    await accepted(client, org, UpdateSupporter(supporter_id=chosen,
+                                                changes=SupporterChanges(suspended=False)))  # fmt: skip
+    await event_where(client, org, "SupporterEligibilityDecided",
+                      lambda d: d["supporter_id"] == chosen and d["eligible"])  # fmt: skip
+    refused = await client.submit(org, extra)
+    assert isinstance(refused, CommandRejected)
+    assert [(e.field, e.reason) for e in refused.errors] == [PAUSED]
+
+    # The coordinator's review: the same sessions are booked again, and only by it.
+    await accepted(client, org, ResumeMatch(case_id="c1"))
+    [resumed_match] = await wait_for(client, org, "MatchResumed")
+    [resumed] = await wait_for(client, org, "SessionsResumed")
+    assert set(resumed.data["session_ids"]) == future
+    assert resumed.causationid == resumed_match.id
+    await accepted(client, org, extra)
+    assert len(await seen(client, org, "SessionsResumed")) == 1

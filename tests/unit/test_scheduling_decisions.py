@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -9,8 +12,20 @@ from pydantic import ValidationError
 
 from contracts.intake import Method
 from contracts.records import CaseSchedule, Session
-from contracts.rules import FiredRule, Kind, RulesDecision, RulesetRef
-from contracts.scheduling import BookSession, ExtendService, SchedulingPolicy
+from contracts.rules import FiredRule, Kind, RulesDecision, RulesetRef, unfit_reasons
+from contracts.scheduling import (
+    BookSession,
+    CancelSession,
+    ConfirmMeeting,
+    ExtendService,
+    GoAhead,
+    ProposeMeetingTime,
+    RecordAttendance,
+    RecordFrequencyAgreement,
+    RescheduleSession,
+    SchedulingPolicy,
+    SessionsResumed,
+)
 from runtime.changes import Refused, Regather
 from services.scheduling import sessions
 from services.scheduling.domain import Context
@@ -35,7 +50,7 @@ def _going_ahead() -> tuple[CaseSchedule, Parties]:
     schedule = CaseSchedule(case_id="c1", supporter_id="s1", status="going_ahead",
                             sessions=weekly, method=Method.PHONE,
                             service_ends_on=date(2027, 4, 8), updated_at=NOW)  # fmt: skip
-    return schedule, Parties("s1", c1, s1, supporter_fit=True, consent_active=True)
+    return schedule, Parties("s1", c1, s1, supporter_unfit=[], consent_active=True)
 
 
 def _verdict(outcome: str, *refusing: str) -> RulesDecision:
@@ -85,26 +100,170 @@ def test_a_refusing_verdict_names_each_rule_and_its_reason() -> None:
 
 def test_what_was_gathered_for_another_supporter_is_gathered_again() -> None:
     schedule, parties = _going_ahead()
-    earlier = Parties("s0", parties.case, parties.supporter, True, True)
+    earlier = Parties("s0", parties.case, parties.supporter, [], True)
     command = BookSession(case_id="c1", start=NOW + timedelta(days=3), minutes=60,
                           method=Method.PHONE)  # fmt: skip
     with pytest.raises(Regather):
         sessions.book(schedule, command, CTX, earlier, Verdicts())
 
 
-def test_an_unfit_supporter_is_refused_before_any_verdict() -> None:
-    schedule, parties = _going_ahead()
-    unfit = Parties("s1", parties.case, parties.supporter, supporter_fit=False,
-                    consent_active=True)  # fmt: skip
-    command = BookSession(case_id="c1", start=NOW + timedelta(days=3), minutes=60,
-                          method=Method.PHONE)  # fmt: skip
-    verdicts = Verdicts()
+UNFIT = RulesDecision(
+    kind=Kind.ELIGIBILITY, subject_id="s1", outcome="ineligible", fired=[
+        FiredRule(rule="caseload-full", outcome="ineligible",
+                  reason="The supporter's caseload is full."),
+        FiredRule(rule="suspended", outcome="ineligible", reason="The supporter is suspended."),
+    ], ruleset=RULESET.model_copy(update={"kind": Kind.ELIGIBILITY}), decided_at=NOW,
+)  # fmt: skip
+# Each eligibility rule that refused, in its own words; the full caseload among them.
+UNFIT_ERRORS = [
+    ("rules.eligibility.caseload-full", "The supporter's caseload is full."),
+    ("rules.eligibility.suspended", "The supporter is suspended."),
+]
+
+
+def _arranging(meeting: str) -> CaseSchedule:
+    """Arranging the first meeting: proposed, one side confirmed (or held, two hours ago)."""
+    start = NOW - timedelta(hours=2) if meeting == "completed" else NOW + timedelta(days=2)
+    session = Session(session_id="c1-000", kind="initial_meeting", start=start,
+                      end=start + timedelta(hours=1), method=Method.PHONE, status=meeting,
+                      confirmed_by=["client"])  # fmt: skip
+    return CaseSchedule(case_id="c1", supporter_id="s1", status="arranging", sessions=[session],
+                        updated_at=NOW)  # fmt: skip
+
+
+LATER = NOW + timedelta(days=3)
+Decide = Callable[[CaseSchedule, Parties], object]
+
+
+def _binding(command: str) -> tuple[CaseSchedule, Decide]:
+    """Each decision that binds the client to the supporter, and a schedule it applies to."""
+    going_ahead, _ = _going_ahead()
+    decisions: dict[str, tuple[CaseSchedule, Decide]] = {
+        "ConfirmMeeting": (_arranging("proposed"), lambda s, p: sessions.confirm(
+            s, ConfirmMeeting(case_id="c1", by="supporter"), CTX, p, Verdicts())),
+        "ProposeMeetingTime": (_arranging("proposed"), lambda s, p: sessions.propose_time(
+            s, ProposeMeetingTime(case_id="c1", by="client", start=LATER), CTX, p)),
+        "GoAhead": (_arranging("completed"), lambda s, p: sessions.go_ahead(
+            s, GoAhead(case_id="c1"), CTX, p, Verdicts())),
+        "RecordFrequencyAgreement": (going_ahead, lambda s, p: sessions.agree_frequency(
+            s, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2), CTX, p)),
+        "BookSession": (going_ahead, lambda s, p: sessions.book(
+            s, BookSession(case_id="c1", start=LATER, minutes=60, method=Method.PHONE), CTX, p,
+            Verdicts())),
+        "RescheduleSession": (going_ahead, lambda s, p: sessions.reschedule(
+            s, RescheduleSession(case_id="c1", session_id="c1-001", start=LATER), CTX, p,
+            Verdicts())),
+        "ExtendService": (going_ahead, lambda s, p: sessions.extend(
+            s, ExtendService(case_id="c1", until=date(2027, 5, 1)), CTX, p)),
+    }  # fmt: skip
+    return decisions[command]
+
+
+BINDING = ["ConfirmMeeting", "ProposeMeetingTime", "GoAhead", "RecordFrequencyAgreement",
+           "BookSession", "RescheduleSession", "ExtendService"]  # fmt: skip
+PAUSED = ("case_id", "the match is paused until a coordinator reviews it (its supporter became "
+                     "ineligible): no meeting or session is arranged, booked or moved meanwhile")  # fmt: skip
+
+
+@pytest.mark.parametrize("command", BINDING)
+def test_an_unfit_supporter_is_refused_with_the_eligibility_rules_reasons_before_any_verdict(
+    command: str,
+) -> None:
+    schedule, decide = _binding(command)
+    _, parties = _going_ahead()
+    with suppress(Regather):  # a fit supporter's goes ahead, or asks for its verdict
+        decide(schedule, parties)
+    unfit = replace(parties, supporter_unfit=unfit_reasons(UNFIT))
+
     with pytest.raises(Refused) as refused:
-        sessions.book(schedule, command, CTX, unfit, verdicts)
-    assert refused.value.errors[0].reason == (
-        "the supporter is not eligible to support anyone at present"
-    )
-    assert verdicts.missing == []
+        decide(schedule, unfit)
+
+    assert [(e.field, e.reason) for e in refused.value.errors] == UNFIT_ERRORS
+
+
+@pytest.mark.parametrize("command", BINDING)
+def test_a_full_caseload_alone_holds_up_nothing_for_the_clients_already_matched(
+    command: str,
+) -> None:
+    schedule, decide = _binding(command)
+    _, parties = _going_ahead()
+    full = UNFIT.model_copy(update={"fired": UNFIT.fired[:1], "caseload_full_only": True})
+    with suppress(Regather):  # goes ahead, or asks for its verdict: not refused
+        decide(schedule, replace(parties, supporter_unfit=unfit_reasons(full)))
+
+
+@pytest.mark.parametrize("command", BINDING)
+def test_a_paused_match_is_refused_in_plain_words_even_once_its_supporter_is_fit_again(
+    command: str,
+) -> None:
+    schedule, decide = _binding(command)
+    _, parties = _going_ahead()
+    paused = sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s1")
+    assert paused is not None
+
+    with pytest.raises(Refused) as fit_again:
+        decide(paused.record, parties)
+    with pytest.raises(Refused) as unfit:
+        decide(paused.record, replace(parties, supporter_unfit=unfit_reasons(UNFIT)))
+
+    assert [(e.field, e.reason) for e in fit_again.value.errors] == [PAUSED]
+    assert [(e.field, e.reason) for e in unfit.value.errors] == [*UNFIT_ERRORS, PAUSED]
+
+
+def test_attendance_and_cancelling_are_never_held_up_by_a_pause() -> None:
+    schedule, _ = _going_ahead()
+    held = Session(session_id="c1-009", kind="extra", start=NOW - timedelta(minutes=30),
+                   end=NOW + timedelta(minutes=30), method=Method.PHONE, status="booked")  # fmt: skip
+    schedule = schedule.model_copy(update={"sessions": [*schedule.sessions, held]})
+    paused = sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s1")
+    assert paused is not None
+    assert paused.record.session("c1-009") == held  # under way: not cancelled
+
+    attended = sessions.attendance(paused.record, RecordAttendance(
+        case_id="c1", session_id="c1-009", outcome="completed"), CTX)  # fmt: skip
+    cancelled = sessions.cancel(paused.record, CancelSession(
+        case_id="c1", session_id="c1-009", by="client"), CTX)  # fmt: skip
+
+    assert [e.type_name for e in attended.events] == ["SessionAttended"]
+    assert [e.type_name for e in cancelled.events] == ["SessionCancelled"]
+
+
+def test_a_pause_outlasts_consent_and_its_review_waits_for_consent() -> None:
+    schedule, _ = _going_ahead()
+    future = {s.session_id for s in schedule.sessions}
+    # Consent withdrawn, then the supporter became ineligible: the match is paused.
+    withdrawn = sessions.stop(schedule, sessions.CONSENT_NOT_ACTIVE, "suspended", CTX)
+    assert withdrawn is not None
+    paused = sessions.stop(withdrawn.record, sessions.PAUSED, "suspended", CTX, "s1")
+    assert paused is not None
+    assert (paused.record.suspended_because, paused.events) == (sessions.PAUSED, [])
+    # Consent again is no review: nothing comes back, and consent withdrawn again changes
+    # nothing either.
+    assert sessions.resume(paused.record, sessions.CONSENT_NOT_ACTIVE, CTX) is None
+    assert sessions.stop(paused.record, sessions.CONSENT_NOT_ACTIVE, "suspended", CTX) is None
+
+    # The coordinator's review while consent is not active: suspended for consent now.
+    reviewed = sessions.resume(paused.record, sessions.PAUSED, CTX, supporter_id="s1",
+                               still=sessions.CONSENT_NOT_ACTIVE)  # fmt: skip
+    assert reviewed is not None
+    assert (reviewed.record.status, reviewed.record.suspended_because) == (
+        "suspended", sessions.CONSENT_NOT_ACTIVE)  # fmt: skip
+    assert reviewed.events == []
+    # Then consent: every session cancelled while suspended, for either reason, is back.
+    back = sessions.resume(reviewed.record, sessions.CONSENT_NOT_ACTIVE, CTX)
+    assert back is not None
+    assert back.record.status == "going_ahead"
+    [resumed] = back.events
+    assert isinstance(resumed, SessionsResumed)
+    assert set(resumed.session_ids) == future
+
+
+def test_a_review_of_an_earlier_supporters_match_resumes_nothing() -> None:
+    schedule, _ = _going_ahead()
+    paused = sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s1")
+    assert paused is not None
+    assert sessions.resume(paused.record, sessions.PAUSED, CTX, supporter_id="s0") is None
+    assert sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s0") is None
 
 
 def test_the_service_ends_on_its_end_day_in_the_organisations_zone() -> None:
@@ -121,28 +280,29 @@ def test_the_service_ends_on_its_end_day_in_the_organisations_zone() -> None:
 
 
 def test_an_extension_is_bounded_and_so_is_the_record() -> None:
-    schedule, _ = _going_ahead()
+    schedule, parties = _going_ahead()
     assert schedule.service_ends_on is not None
     # To the year 2100 once made 3,815 sessions in an 825 kB record.
     with pytest.raises(Refused) as too_far:
-        sessions.extend(schedule, ExtendService(case_id="c1", until=date(2100, 1, 1)), CTX)
+        sessions.extend(schedule, ExtendService(case_id="c1", until=date(2100, 1, 1)), CTX,
+                        parties)  # fmt: skip
     assert too_far.value.errors[0].field == "until"
     assert "at most 104 weeks" in too_far.value.errors[0].reason
 
     longest = schedule.service_ends_on + timedelta(weeks=104)
-    change = sessions.extend(schedule, ExtendService(case_id="c1", until=longest), CTX)
+    change = sessions.extend(schedule, ExtendService(case_id="c1", until=longest), CTX, parties)
     assert len(change.record.sessions) == 4 + 104
 
     full = change.record
     for _ in range(2):
         assert full.service_ends_on is not None
         until = full.service_ends_on + timedelta(weeks=104)
-        full = sessions.extend(full, ExtendService(case_id="c1", until=until), CTX).record
+        full = sessions.extend(full, ExtendService(case_id="c1", until=until), CTX, parties).record
     assert len(full.sessions) == 4 + 3 * 104
     assert full.service_ends_on is not None
     with pytest.raises(Refused) as no_room:
         sessions.extend(full, ExtendService(case_id="c1", until=full.service_ends_on
-                                            + timedelta(weeks=104)), CTX)  # fmt: skip
+                                            + timedelta(weeks=104)), CTX, parties)  # fmt: skip
     assert "at most 400 sessions" in no_room.value.errors[0].reason
 
 

@@ -18,20 +18,27 @@ from contracts.envelope import wrap
 from contracts.intake import (
     GiveConsent,
     Method,
+    RecordVettingEvidence,
     Stage,
+    Supervision,
+    SupporterChanges,
+    UpdateSupporter,
     WithdrawConsent,
 )
-from contracts.matching import MatchActivated
+from contracts.matching import MatchActivated, MatchPaused, MatchResumed
 from contracts.records import CaseSchedule
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
 from contracts.rules import ConsentDecided, EvaluateRules, Kind, SupporterEligibilityDecided
 from contracts.scheduling import (
     BookSession,
     ConfirmMeeting,
+    CreateGroupSession,
     GoAhead,
+    JoinGroupSession,
     ProposeMeetingTime,
     RecordAttendance,
     RecordFrequencyAgreement,
+    RecordSupervisionAttendance,
     SessionCancelled,
 )
 from runtime import topology
@@ -295,3 +302,167 @@ async def test_notes_on_a_booking_are_kept_but_never_widen_what_it_may_be_for(
     assert (extra.purposes, extra.notes) == (["preparing_to_be_heard"], "NOTE-MARKER-7 nervous")
     assert world.events.of("SessionBooked")  # the booking was announced, without the notes
     assert not [e for e in world.events.published if "NOTE-MARKER-7" in e.model_dump_json()]
+
+
+# Eligibility where people are bound; paused matches -------------------------------------------
+
+PAUSED = ("case_id", "the match is paused until a coordinator reviews it (its supporter became "
+                     "ineligible): no meeting or session is arranged, booked or moved meanwhile")  # fmt: skip
+
+
+async def _supporter_decided(world: World, *, suspended: bool) -> None:
+    """s1 suspended (or no longer) as intake records it, decided again by the rules service,
+    and announced."""
+    stored = await world.deps.records.supporter(ORG, "s1")
+    assert stored is not None
+    changes = SupporterChanges(suspended=suspended)
+    record = intake.update_supporter(UpdateSupporter(supporter_id="s1", changes=changes), stored,
+                                     intake.Context(now=world.clock())).record  # fmt: skip
+    await world.keep(topology.SUPPORTERS_BUCKET, "s1", record)
+    today = world.clock().astimezone(AUCKLAND).date()
+    decision = await world.decide(Kind.ELIGIBILITY, "s1", facts.eligibility(record, today))
+    assert (decision.outcome == "eligible") is not suspended
+    await world.on(SupporterEligibilityDecided(
+        supporter_id="s1", eligible=not suspended, caseload_full_only=False,
+        lapses_on=decision.lapses_on, ruleset=decision.ruleset,
+    ))  # fmt: skip
+
+
+def _extra(world: World) -> BookSession:
+    return BookSession(case_id="c1", start=world.clock() + timedelta(days=2), minutes=60,
+                       method=Method.PHONE)  # fmt: skip
+
+
+async def test_an_ineligible_supporters_sessions_wait_for_a_coordinators_review_not_eligibility(
+    world: World,
+) -> None:
+    schedule = await _held_meeting_and_weekly_sessions(world)
+    future = {s.session_id for s in schedule.sessions if s.kind == "regular"}
+    agreed = await world.send(RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
+    assert isinstance(agreed, CommandAccepted)
+
+    await _supporter_decided(world, suspended=True)
+
+    cancelled = world.events.of("SessionCancelled")
+    assert {e.data["session_id"] for e in cancelled} == future
+    assert {e.data["reason"] for e in cancelled} == {"supporter_ineligible"}
+    assert world.reminders.due == {}
+    # Matching pauses the match: the same, already done.
+    announced = len(world.events.published)
+    await world.on(MatchPaused(case_id="c1", supporter_id="s1"))
+    assert len(world.events.published) == announced
+    # Nothing is booked meanwhile: the eligibility rules' own words, and the pause.
+    refused = await world.send(_extra(world))
+    assert isinstance(refused, CommandRejected)
+    assert [(e.field, e.reason) for e in refused.errors] == [
+        ("rules.eligibility.suspended", "The supporter is suspended."), PAUSED,
+    ]  # fmt: skip
+
+    # Eligible again: still paused, until a coordinator reviews the match.
+    await _supporter_decided(world, suspended=False)
+    assert world.events.of("SessionsResumed") == []
+    assert (await schedule_of(world)).status == "suspended"
+    refused = await world.send(_extra(world))
+    assert isinstance(refused, CommandRejected)
+    assert [(e.field, e.reason) for e in refused.errors] == [PAUSED]
+
+    await world.on(MatchResumed(case_id="c1", supporter_id="s1"))
+    [resumed] = world.events.of("SessionsResumed")
+    assert set(resumed.data["session_ids"]) == future
+    assert (await schedule_of(world)).status == "going_ahead"
+    assert set(world.reminders.due) == future
+    assert isinstance(await world.send(_extra(world)), CommandAccepted)
+
+
+async def test_a_paused_match_reviewed_while_consent_is_withdrawn_resumes_with_consent(
+    world: World,
+) -> None:
+    schedule = await _held_meeting_and_weekly_sessions(world)
+    future = {s.session_id for s in schedule.sessions if s.kind == "regular"}
+    await world.on(MatchPaused(case_id="c1", supporter_id="s1"))  # before any decision event
+    assert {e.data["reason"] for e in world.events.of("SessionCancelled")} == {
+        "supporter_ineligible"
+    }
+    stored = await world.deps.records.case(ORG, "c1")
+    assert stored is not None
+    today: date = world.clock().astimezone(AUCKLAND).date()
+    withdrawn = intake.withdraw_consent(
+        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=today), stored,
+        intake.Context(now=world.clock()),
+    ).record  # fmt: skip
+    await world.keep(topology.CASES_BUCKET, "c1", withdrawn)
+    await world.decide(Kind.CONSENT, "c1", facts.consent(withdrawn))
+    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="suspended",
+                                  missing_party_ids=["respondent"],
+                                  ruleset=_ruleset_ref(world)))  # fmt: skip
+
+    # The coordinator's review: the pause is over, but consent is not active.
+    await world.on(MatchResumed(case_id="c1", supporter_id="s1"))
+    assert world.events.of("SessionsResumed") == []
+    still = await schedule_of(world)
+    assert (still.status, still.suspended_because) == ("suspended", "consent_not_active")
+
+    world.clock.advance(timedelta(minutes=1))
+    given = intake.give_consent(
+        GiveConsent(case_id="c1", party_id="respondent", stages=[Stage.ENTRY], given_on=today),
+        withdrawn, intake.Context(now=world.clock()),
+    ).record  # fmt: skip
+    await world.keep(topology.CASES_BUCKET, "c1", given)
+    await world.decide(Kind.CONSENT, "c1", facts.consent(given))
+    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="active",
+                                  missing_party_ids=[], ruleset=_ruleset_ref(world)))  # fmt: skip
+    [resumed] = world.events.of("SessionsResumed")
+    assert set(resumed.data["session_ids"]) == future
+
+
+async def test_a_group_needs_its_facilitator_fit_when_made_and_when_each_client_joins(
+    world: World,
+) -> None:
+    def group(group_id: str) -> CreateGroupSession:
+        return CreateGroupSession(group_id=group_id, facilitator_id="s1",
+                                  start=world.clock() + timedelta(days=3), minutes=90,
+                                  method=Method.PHONE, capacity=4)  # fmt: skip
+
+    await _supporter_decided(world, suspended=True)
+    refused = await world.send(group("g0"))
+    assert isinstance(refused, CommandRejected)
+    assert [(e.field, e.reason) for e in refused.errors] == [
+        ("rules.eligibility.suspended", "The supporter is suspended.")
+    ]
+
+    await _supporter_decided(world, suspended=False)
+    assert isinstance(await world.send(group("g1")), CommandAccepted)
+    await _supporter_decided(world, suspended=True)
+    joining = await world.send(JoinGroupSession(group_id="g1", case_id="c1"))
+    assert isinstance(joining, CommandRejected)
+    assert [(e.field, e.reason) for e in joining.errors] == [
+        ("rules.eligibility.suspended", "The supporter is suspended.")
+    ]
+    await _supporter_decided(world, suspended=False)
+    assert isinstance(await world.send(JoinGroupSession(group_id="g1", case_id="c1")),
+                      CommandAccepted)  # fmt: skip
+
+
+async def test_a_supervision_is_attended_only_once_it_has_started(world: World) -> None:
+    await _supporter_decided(world, suspended=False)  # supervision is planned for s1
+    planned = world.events.of("SupervisionScheduled")
+    supervision = next(e for e in planned if e.data["kind"] == "supervision")
+    start = datetime.fromisoformat(supervision.data["start"])
+    attend = RecordSupervisionAttendance(supporter_id="s1",
+                                         session_id=supervision.data["session_id"])  # fmt: skip
+
+    early = await world.send(attend)
+
+    assert isinstance(early, CommandRejected)
+    local = start.astimezone(AUCKLAND)
+    assert [(e.field, e.reason) for e in early.errors] == [(
+        "session_id", "this session has not started yet: attendance counts once it has "
+        f"happened (it starts {local:%Y-%m-%d %H:%M} here)",
+    )]  # fmt: skip
+    assert world.asking.sent == []  # intake was not asked to keep it
+    await world.clock.sleep_until(start + timedelta(minutes=50))
+    assert isinstance(await world.send(attend), CommandAccepted)
+    [evidence] = world.asking.sent
+    assert isinstance(evidence, RecordVettingEvidence)
+    assert isinstance(evidence.evidence, Supervision)
+    assert evidence.evidence.attended_on == local.date()
