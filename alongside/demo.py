@@ -168,7 +168,7 @@ async def _demo(
             eligible = await _eligibility(decisions)
             await _matching(client, nc, decisions, today, vault)
             await _scheduling(client, nc, vault, clock)
-            await _publish_live(nc, decisions, eligible, clock)
+            await _publish_live(client, nc, decisions, eligible, clock, vault)
             await _refusals(client, nc, vault, clock)
             await _outside_subscriber(server.url, state, credentials)
             await _operators_view(client, running, spans, vault)
@@ -541,14 +541,21 @@ def _when(moment: datetime, zone: ZoneInfo, day: bool = False) -> str:
 
 
 async def _publish_live(
-    nc: Nats, decisions: DecisionReader, eligible_before: set[str], clock: Clock
-) -> None:
+    client: AlongsideClient, nc: Nats, decisions: DecisionReader, eligible_before: set[str],
+    clock: Clock, vault: Vault,
+) -> None:  # fmt: skip
     org = ORGS[0]
     console.print(f"\n[bold]5. An ops person publishes {org}'s eligibility override, live[/]")
     console.print(
         "  rules/orgs/harbour-ombudsman/eligibility/override.yaml: "
         "two years of recovery, monthly supervision"
     )
+    matches = await bound_store(nc.jetstream(), topology.MATCHES_BUCKET, CaseMatch, vault)
+    open_before = {
+        case_id: stored.record
+        for _, case_id, stored, _ in await matches.each(org)
+        if stored.record.status == "proposed"
+    }
     store = RulesStore(await nc.jetstream().key_value(topology.RULES_BUCKET))
     document = publishing.prepare(bundle.DEFAULT_ROOT, org, Kind.ELIGIBILITY, clock=clock)
     live = await publishing.publish(nc.jetstream(), store, document, clock=clock)
@@ -575,6 +582,48 @@ async def _publish_live(
     expect(bool(changed), "the stricter override changed no one's eligibility")
     for supporter_id, decision in changed[:3]:
         console.print(f"    {supporter_id}: {escape('; '.join(f.reason for f in decision.fired))}")
+    await _withdrawn(client, matches, open_before, {s for s, _ in changed})
+
+
+async def _withdrawn(
+    client: AlongsideClient, matches: RecordStore[CaseMatch], open_before: dict[str, CaseMatch],
+    unfit: set[str],
+) -> None:  # fmt: skip
+    """Nobody unsafe is chosen: the open proposals naming a supporter who is no longer
+    eligible are withdrawn, and each client is offered someone else (or waitlisted, saying
+    why); a choice of a withdrawn supporter is refused with the rules' reason."""
+    org = ORGS[0]
+    affected = {
+        case_id: [o.supporter_id for o in match.proposals if o.supporter_id in unfit]
+        for case_id, match in open_before.items()
+    }
+    affected = {case_id: gone for case_id, gone in affected.items() if gone}
+    expect(bool(affected), "no open proposal named a supporter the stricter rules excluded")
+    reoffered = waitlisted = 0
+    for case_id, gone in sorted(affected.items()):
+        for _ in range(300):
+            stored, _ = await matches.load(org, case_id)
+            match = stored.record if stored and stored.outbox is None else None
+            if match and not {o.supporter_id for o in match.proposals} & set(gone):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise DemoFailed(f"{case_id}: the proposals of {', '.join(gone)} were not withdrawn")
+        before = {o.supporter_id for o in open_before[case_id].proposals}
+        fresh = [o.supporter_id for o in match.proposals if o.supporter_id not in before]
+        if match.status == "proposed":
+            reoffered += 1
+            instead = f"offered {', '.join(fresh)} instead" if fresh else "the others stay"
+        else:
+            waitlisted += 1
+            instead = f"[yellow]waitlisted[/]: {escape(match.waitlist_reason or '')}"
+        console.print(f"  {case_id}: {', '.join(gone)} withdrawn (no longer eligible) -> {instead}")
+    console.print(f"  proposals withdrawn in {len(affected)} cases: {reoffered} clients offered "
+                  f"others at once, {waitlisted} waitlisted with the reason")  # fmt: skip
+    case_id, gone = sorted(affected.items())[0]
+    reply = await client.submit(org, AcceptProposal(case_id=case_id, supporter_id=gone[0]))
+    expect(isinstance(reply, CommandRejected), "a withdrawn supporter was accepted")
+    _print_rejection(f"{case_id} chooses the withdrawn {gone[0]} after all", reply)
 
 
 async def _refusals(client: AlongsideClient, nc: Nats, vault: Vault, clock: Clock) -> None:

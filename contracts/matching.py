@@ -54,6 +54,16 @@ class RefuseService(Command):
     case_id: EntityId
 
 
+class ResumeMatch(Command):
+    """A coordinator's review of a match paused because its supporter became ineligible: the
+    match goes on with the same supporter, refused (with the rules' reasons) unless they are
+    eligible again. To give the client someone else instead: ``ChangeSupporter``."""
+
+    type_name: ClassVar[str] = "ResumeMatch"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+
+
 class AssignBatch(Command):
     """Give every case of an import batch a first proposal at once (global assignment).
 
@@ -101,13 +111,44 @@ class MatchProposed(Event):
 
 class ClientWaitlisted(Event):
     """Nobody can serve the client now. ``constraint`` names what left no one: matching-policy
-    (one of the client's requirements), eligible-with-free-slot, no-conflict, not-declined or
-    taken-meanwhile; which requirement, in words that may say what the client asked for,
-    stays in the matching record."""
+    (one of the client's requirements), eligible-with-free-slot, no-conflict or not-declined
+    (a place lost to another client meanwhile is sought again, never a reason); which
+    requirement, in words that may say what the client asked for, stays in the matching record."""
 
     type_name: ClassVar[str] = "ClientWaitlisted"
     case_id: EntityId
     constraint: str
+
+
+class ProposalsWithdrawn(Event):
+    """Supporters who may no longer be matched (their eligibility lapsed, a record check or a
+    suspension, stricter rules) were taken out of a client's open proposals. The same change
+    offers the client fresh proposals (``MatchProposed``) or waitlists them
+    (``ClientWaitlisted``). Why, in the rules' words, stays in the decision log."""
+
+    type_name: ClassVar[str] = "ProposalsWithdrawn"
+    case_id: EntityId
+    supporter_ids: list[EntityId]
+    reason: Literal["supporter_ineligible"] = "supporter_ineligible"
+
+
+class MatchPaused(Event):
+    """The chosen supporter of an accepted or active match became ineligible. The match is
+    not ended: it waits for a coordinator's review (``ResumeMatch`` once the supporter is
+    eligible again, or ``ChangeSupporter``), and no session goes ahead meanwhile."""
+
+    type_name: ClassVar[str] = "MatchPaused"
+    case_id: EntityId
+    supporter_id: EntityId
+    reason: Literal["supporter_ineligible"] = "supporter_ineligible"
+
+
+class MatchResumed(Event):
+    """A coordinator reviewed a paused match and it goes on with the same supporter."""
+
+    type_name: ClassVar[str] = "MatchResumed"
+    case_id: EntityId
+    supporter_id: EntityId
 
 
 class ProposalAccepted(Event):
@@ -162,15 +203,19 @@ COMMANDS: tuple[type[Command], ...] = (
     DeclineProposals,
     ChangeSupporter,
     RefuseService,
+    ResumeMatch,
     AssignBatch,
 )
 EVENTS: tuple[type[Event], ...] = (
     MatchProposed,
     ClientWaitlisted,
+    ProposalsWithdrawn,
     ProposalAccepted,
     ProposalsDeclined,
     ProposalsExpired,
     MatchActivated,
+    MatchPaused,
+    MatchResumed,
     MatchEnded,
     ServiceRefused,
 )

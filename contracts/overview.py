@@ -29,6 +29,15 @@ class Waiting(BaseModel):
     since: datetime
 
 
+class ToReview(BaseModel):
+    """A match paused because its supporter became ineligible: a coordinator decides whether
+    it goes on (once they are eligible again) or the client gets someone else."""
+
+    case_id: str
+    supporter_id: str
+    since: datetime
+
+
 class Hold(BaseModel):
     supporter_id: str
     held_until: datetime
@@ -96,6 +105,7 @@ class Today(BaseModel):
     week_starts: date  # Monday, in the organisation's time zone
     counts: dict[str, int]  # each list's whole length, by its name below
     waiting: list[Waiting]
+    matches_to_review: list[ToReview] = []  # oldest first
     awaiting_choice: list[AwaitingChoice]
     consents_missing: list[ConsentMissing]
     meetings_to_confirm: list[MeetingToConfirm]

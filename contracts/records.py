@@ -70,6 +70,7 @@ MatchStatus = Literal[
     "expired",  # the client did not choose in time; the holds are released
     "accepted",  # the client chose; waiting for every party's consent
     "active",  # consented: scheduling takes over
+    "paused",  # the supporter became ineligible: waits for a coordinator's review
     "completed",  # the funded service came to its end
     "refused",  # the client refused the service
     "erased",  # the client was erased: ids, dates and outcome stay, nothing of theirs
@@ -106,6 +107,7 @@ class CaseMatch(Record):
     round: int = 0  # proposal rounds so far
     proposals: list[Offer] = []
     supporter_id: str | None = None  # the chosen supporter, once accepted
+    paused_from: Literal["accepted", "active"] | None = None  # while paused: what it resumes to
     excluded: list[str] = []  # declined or changed from: never proposed again
     # Which requirement left no one, in words that may say what the client asked for.
     waitlist_reason: Annotated[str | None, SENSITIVE] = None

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from contracts.envelope import Command, EntityId, Event, Message, Part
 from contracts.privacy import SENSITIVE
+from contracts.replies import FieldError
 
 SERVICE = "rules"
 
@@ -187,6 +188,30 @@ class RulesDecision(Part):
     # Eligibility only: ineligible only because the caseload is full (no new matches; the
     # current ones carry on).
     caseload_full_only: bool = False
+
+
+def fit_to_support(decision: RulesDecision | None) -> bool:
+    """Whether a supporter may be bound to a client now (chosen, activated, met): eligible, or
+    ineligible only because their caseload is full (the slot they hold for this client is
+    part of that caseload)."""
+    return decision is not None and (decision.outcome == "eligible" or decision.caseload_full_only)
+
+
+def unfit_reasons(decision: RulesDecision | None) -> list[FieldError]:
+    """Why a supporter may not be bound to a client now: one error per rule that refused
+    (``rules.eligibility.<rule>``, as boundaries refusals are named), with the rule's reason;
+    empty when they may. The reasons go to whoever gave the command (a coordinator or an
+    integration), never into events."""
+    if fit_to_support(decision):
+        return []
+    if decision is None:
+        reason = "no eligibility decision is on record for this supporter yet"
+        return [FieldError(field="supporter_id", reason=reason)]
+    return [
+        FieldError(field=f"rules.eligibility.{f.rule}", reason=f.reason)
+        for f in decision.fired
+        if f.outcome != "eligible"
+    ] or [FieldError(field="supporter_id", reason="this supporter is not eligible at present")]
 
 
 class PublishedRuleset(Part):

@@ -26,7 +26,9 @@ from contracts.matching import (
     ClientWaitlisted,
     MatchActivated,
     MatchEnded,
+    MatchPaused,
     MatchProposed,
+    MatchResumed,
     ProposalAccepted,
     ProposalsDeclined,
     ProposalsExpired,
@@ -44,6 +46,7 @@ from contracts.overview import (
     ScheduledSession,
     SupervisionDue,
     Today,
+    ToReview,
     VettingLapse,
     Waiting,
 )
@@ -71,7 +74,8 @@ SUPERVISION_AHEAD = timedelta(days=7)
 FOLDED: tuple[type[Event], ...] = (
     IntakeReceived, ClientErased, SupporterErased, ClientWaitlisted, MatchProposed,
     ProposalAccepted, ProposalsDeclined, ProposalsExpired, MatchActivated, MatchEnded,
-    ServiceRefused, ConsentDecided, SupporterEligibilityDecided, RulesetPublished,
+    MatchPaused, MatchResumed, ServiceRefused, ConsentDecided, SupporterEligibilityDecided,
+    RulesetPublished,
     InitialMeetingProposed, SessionBooked, SessionsScheduled, ServiceExtended,
     SessionRescheduled, SessionCancelled, SessionsResumed, SessionAttended,
     SupervisionScheduled, SupervisionAttended, SchedulingConfigured,
@@ -87,6 +91,7 @@ class _Case:
     waiting: tuple[str, datetime] | None = None  # constraint, since
     waitlisted: list[list[datetime | None]] = field(default_factory=list)  # [start, end)
     proposal: AwaitingChoice | None = None
+    paused: ToReview | None = None  # paused for review: the supporter became ineligible
     consent: ConsentMissing | None = None
     meeting: MeetingToConfirm | None = None
     erased: bool = False
@@ -213,13 +218,20 @@ class Overview:
                     case.activated_at = at
                     self._on(at).activations.append(event.case_id)
                 case.supporter_id = event.supporter_id
+            case MatchPaused():
+                self._case(event.case_id).paused = ToReview(
+                    case_id=event.case_id, supporter_id=event.supporter_id, since=at
+                )
+            case MatchResumed():
+                self._case(event.case_id).paused = None
             case MatchEnded():
+                self._case(event.case_id).paused = None
                 if event.reason == "change_of_supporter":
                     self._on(at).outcomes.append((at, "changed_supporter"))
             case ServiceRefused():
                 case = self._case(event.case_id)
                 self._stop_waiting(case, at)
-                case.proposal = case.consent = case.meeting = None
+                case.proposal = case.consent = case.meeting = case.paused = None
                 outcome = "dropped_out" if case.activated_at else "refused"
                 self._on(at).outcomes.append((at, outcome))
             case ClientErased():
@@ -337,6 +349,7 @@ class Overview:
         week_end = _midnight(monday + timedelta(days=7), zone)
         waiting: list[tuple[datetime, str, str]] = []
         awaiting: list[AwaitingChoice] = []
+        to_review: list[ToReview] = []
         consents: list[ConsentMissing] = []
         meetings: list[MeetingToConfirm] = []
         for case_id, case in self.cases.items():
@@ -346,6 +359,8 @@ class Overview:
                 waiting.append((case.waiting[1], case_id, case.waiting[0]))
             if case.proposal:
                 awaiting.append(case.proposal)
+            if case.paused:
+                to_review.append(case.paused)
             if case.consent:
                 consents.append(case.consent)
             if case.meeting:
@@ -361,7 +376,8 @@ class Overview:
         lapsing = self.lapses.until(horizon)
         due = [(start, k, self.supervision[k])
                for start, k in self.unattended.until(now + SUPERVISION_AHEAD)]  # fmt: skip
-        counts = {"waiting": len(waiting), "awaiting_choice": len(awaiting),
+        counts = {"waiting": len(waiting), "matches_to_review": len(to_review),
+                  "awaiting_choice": len(awaiting),
                   "consents_missing": len(consents), "meetings_to_confirm": len(meetings),
                   "sessions_this_week": len(sessions), "vetting_lapsing": len(lapsing),
                   "supervision_due": len(due)}  # fmt: skip
@@ -370,6 +386,7 @@ class Overview:
             counts=counts,
             waiting=[Waiting(case_id=k, constraint=why, since=since)
                      for since, k, why in heapq.nsmallest(limit, waiting)],
+            matches_to_review=heapq.nsmallest(limit, to_review, key=lambda r: r.since),
             awaiting_choice=heapq.nsmallest(limit, awaiting, key=lambda p: p.first_hold_ends),
             consents_missing=heapq.nsmallest(limit, consents, key=lambda m: m.since),
             meetings_to_confirm=heapq.nsmallest(limit, meetings, key=lambda m: m.start),

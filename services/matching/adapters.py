@@ -31,48 +31,56 @@ from services.matching.figures import Standing
 
 log = get_logger(__name__)
 
-Apply = Callable[[str, str, bytes | None], Awaitable[None]]
+Apply = Callable[[str, str, bytes | None, int], Awaitable[None]]
 MAX_CONFLICT_RETRIES = 20
 
 
 class CaseloadStore(CaseloadReader):
+    def __init__(self, kv: KeyValue) -> None:
+        super().__init__(kv)
+        # Told of every caseload as written or found here (the index), before any watch is.
+        self.observers: list[Callable[[str, str, Caseload, int], None]] = []
+
     async def _change(
         self, org: str, supporter_id: str, change: Callable[[Caseload], Caseload | None]
-    ) -> Caseload | None:
-        """Apply ``change`` by compare-and-set and return the result; ``None`` from ``change``
-        means: refused, leave as is."""
+    ) -> tuple[Caseload | None, Caseload, int]:
+        """Apply ``change`` by compare-and-set: its result (``None``: refused, left as is),
+        the caseload as it now stands and its revision."""
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 await backoff(attempt)
             caseload, revision = await self.load(org, supporter_id)
             new = change(caseload)
             if new is None or new == caseload:
-                return new
+                self._tell(org, supporter_id, caseload, revision)
+                return new, caseload, revision
             value = new.model_dump_json().encode()
             try:
-                await compare_and_set(self.kv, f"{org}.{supporter_id}", value, revision)
-                return new
+                revision = await compare_and_set(self.kv, f"{org}.{supporter_id}", value, revision)
             except Conflict:
                 continue
+            self._tell(org, supporter_id, new, revision)
+            return new, new, revision
         raise Contended(f"caseload {org}.{supporter_id} kept changing")
 
     async def hold(
         self, org: str, supporter_id: str, case_id: str, until: datetime | None, cap: int,
         now: datetime,
-    ) -> Caseload | None:  # fmt: skip
-        """Hold one of the supporter's slots for the case (``until`` None: for good) and return
-        the caseload as it now stands; None when every slot is taken by other cases. A case
-        already holding one just changes its term."""
-        caseload, _ = await self.hold_each(org, supporter_id, {case_id: until}, cap, now)
-        return caseload
+    ) -> bool:  # fmt: skip
+        """Hold one of the supporter's slots for the case (``until`` None: for good); False
+        when every slot is taken by other cases. A case already holding one just changes
+        its term."""
+        held, _, _, _ = await self.hold_each(org, supporter_id, {case_id: until}, cap, now)
+        return case_id in held
 
     async def hold_each(
         self, org: str, supporter_id: str, wanted: Mapping[str, datetime | None], cap: int,
         now: datetime,
-    ) -> tuple[Caseload | None, set[str]]:  # fmt: skip
+    ) -> tuple[set[str], Caseload | None, Caseload, int]:  # fmt: skip
         """``hold`` for several cases in one write: a slot for each case of ``wanted`` (case
-        -> until), in its order, while slots last. The caseload as it now stands (None when
-        none was held) and the cases that hold a slot."""
+        -> until), in its order, while slots last. The cases that hold a slot, the caseload
+        written (None when none was held), and the caseload as it now stands with its
+        revision (what the index learns)."""
         held: set[str] = set()
 
         def change(caseload: Caseload) -> Caseload | None:
@@ -84,14 +92,22 @@ class CaseloadStore(CaseloadReader):
                     held.add(case_id)
             return caseload.model_copy(update={"holds": holds}) if held else None
 
-        return await self._change(org, supporter_id, change), held
+        written, now_stands, revision = await self._change(org, supporter_id, change)
+        return held, written, now_stands, revision
 
-    async def release(self, org: str, supporter_id: str, case_id: str) -> None:
+    def _tell(self, org: str, supporter_id: str, caseload: Caseload, revision: int) -> None:
+        for observer in self.observers:
+            observer(org, supporter_id, caseload, revision)
+
+    async def release(self, org: str, supporter_id: str, case_id: str) -> tuple[Caseload, int]:
+        """Give up the case's slot; the caseload as it now stands, and its revision."""
+
         def change(caseload: Caseload) -> Caseload:
             holds = {c: u for c, u in caseload.holds.items() if c != case_id}
             return caseload.model_copy(update={"holds": holds})
 
-        await self._change(org, supporter_id, change)
+        _, now_stands, revision = await self._change(org, supporter_id, change)
+        return now_stands, revision
 
 
 @dataclass
@@ -101,6 +117,10 @@ class _Parts:
     record: SupporterRecord | None = None
     eligible: bool = False
     caseload: Caseload | None = None
+    # The revisions last taken in: a watch that lags behind a read made here (a refresh, a
+    # hold) must not put an older caseload or decision back.
+    decision_revision: int = 0
+    caseload_revision: int = 0
 
 
 @dataclass
@@ -124,6 +144,12 @@ class Supporters:
 
     def _update(self, org: str, supporter_id: str, **changes: object) -> None:
         parts = self.parts[org].setdefault(supporter_id, _Parts())
+        for part in ("decision", "caseload"):
+            revision = changes.get(f"{part}_revision")
+            if isinstance(revision, int) and 0 < revision < getattr(parts, f"{part}_revision"):
+                # Older than what was taken in already: keep the newer part.
+                changes.pop(f"{part}_revision")
+                changes.pop("eligible" if part == "decision" else "caseload", None)
         for name, value in changes.items():
             setattr(parts, name, value)
         if parts.record is None:
@@ -133,10 +159,15 @@ class Supporters:
     async def refresh(self, org: str, supporter_id: str) -> None:
         """Read one supporter's parts now (an event may arrive before its watch update)."""
         record = await self.records.supporter(org, supporter_id)
-        decision, _ = await self.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
-        caseload, _ = await self.caseloads.load(org, supporter_id)
+        decision, decided = await self.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
+        caseload, revision = await self.caseloads.load(org, supporter_id)
         self._update(org, supporter_id, record=record, eligible=_eligible(decision),
-                     caseload=caseload)  # fmt: skip
+                     decision_revision=decided, caseload=caseload,
+                     caseload_revision=revision)  # fmt: skip
+
+    def caseload_seen(self, org: str, supporter_id: str, caseload: Caseload, revision: int) -> None:
+        """A caseload as read or written here just now: the index knows it at once."""
+        self._update(org, supporter_id, caseload=caseload, caseload_revision=revision)
 
     async def load(self, supporters: KeyValue, decisions: KeyValue) -> None:
         """Start watching the three buckets and take in every stored value (the rebuild)."""
@@ -164,7 +195,7 @@ class Supporters:
     async def _apply(entry: KeyValue.Entry, apply: Apply) -> None:
         org, _, rest = entry.key.partition(".")
         try:
-            await apply(org, rest.rsplit(".", 1)[-1], entry.value or None)
+            await apply(org, rest.rsplit(".", 1)[-1], entry.value or None, entry.revision or 0)
         except Exception as error:  # one bad value never stops the index
             # The type only: a validation error's text would quote the record's contents.
             log.error("index_update_failed", key=entry.key, error=type(error).__name__)
@@ -174,20 +205,24 @@ class Supporters:
         self.indexes[org].remove(supporter_id)
         self.parts[org].pop(supporter_id, None)
 
-    async def _on_record(self, org: str, supporter_id: str, value: bytes | None) -> None:
+    async def _on_record(self, org: str, supporter_id: str, value: bytes | None, _: int) -> None:
         record = await self.records.supporter_from(org, supporter_id, value) if value else None
         if record is None:
             self.forget(org, supporter_id)
         else:
             self._update(org, supporter_id, record=record)
 
-    async def _on_decision(self, org: str, supporter_id: str, value: bytes | None) -> None:
+    async def _on_decision(
+        self, org: str, supporter_id: str, value: bytes | None, revision: int
+    ) -> None:
         decision = (await self.decisions.parse(org, value)).decision if value else None
-        self._update(org, supporter_id, eligible=_eligible(decision))
+        self._update(org, supporter_id, eligible=_eligible(decision), decision_revision=revision)
 
-    async def _on_caseload(self, org: str, supporter_id: str, value: bytes | None) -> None:
+    async def _on_caseload(
+        self, org: str, supporter_id: str, value: bytes | None, revision: int
+    ) -> None:
         caseload = Caseload.model_validate_json(value) if value else None
-        self._update(org, supporter_id, caseload=caseload)
+        self._update(org, supporter_id, caseload=caseload, caseload_revision=revision)
 
 
 def _eligible(decision: RulesDecision | None) -> bool:
@@ -242,6 +277,22 @@ class Standings:
         async for entry in self._watcher:
             if entry is not None:
                 self._apply(entry)
+
+    def note(self, org: str, case_id: str, match: CaseMatch) -> None:
+        """A record as this process just committed it."""
+        self.cases[(org, case_id)] = Standing.of(match)
+
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None
+
+    def waiting(self, org: str) -> list[str]:
+        """The organisation's waitlisted cases, as the watch and this process's commits have
+        told so far."""
+        return [c for (o, c), s in self.cases.items() if o == org and s.status == "waitlisted"]
+
+    def anyone_waiting(self, org: str) -> bool:
+        return any(o == org and s.status == "waitlisted" for (o, _), s in self.cases.items())
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         org, _, case_id = entry.key.partition(".")

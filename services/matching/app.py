@@ -36,7 +36,8 @@ async def run(deps: MatchingDeps) -> None:
         if expired:
             log.info("holds_expired", count=expired)
         orgs = await handlers.waitlisted_orgs(deps)
-        await periodic.each(orgs, lambda org: handlers.retry_waitlist(org, deps), "waitlist_retry")
+        await periodic.each(orgs, lambda org: handlers.retry_waitlist(org, deps, read_all=True),
+                            "waitlist_retry")  # fmt: skip
 
     async def observe() -> None:
         await handlers.observe(deps)

@@ -5,7 +5,9 @@ become arcs of a min-cost flow (OR-Tools): client -> supporter with capacity 1,
 supporter -> sink with capacity = free slots. Covering a client is worth far
 more than any score, and covering a client with few candidates (scarce needs)
 is worth more still, so the flow first serves as many clients as possible,
-the scarce first, then the best matches.
+the scarce first, then the best matches; among choices equal in all of that
+(clients with the same needs), the client who asked first (the requests'
+order) is served first.
 """
 
 from __future__ import annotations
@@ -122,12 +124,16 @@ def _solve(
     scarce = np.array([counts[r.client_id] <= SCARCE_AT for r in requests])
     bonus = COVER + SCARCE * scarce[clients]
 
+    # Below one unit of everything else: a later request never passes an earlier one alike.
+    seniority = (len(requests) - 1 - clients).astype(np.int64)
+    tie = max(len(requests), 1)
+
     flow = min_cost_flow.SimpleMinCostFlow()
     one, none = np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     flow.add_arcs_with_capacity_and_unit_cost(none, np.arange(1, n + 1), one, none)
     pair_arcs = flow.add_arcs_with_capacity_and_unit_cost(
         clients + 1, len(requests) + 1 + supporter_rank, np.ones(clients.size, dtype=np.int64),
-        -(bonus + np.round(pair_scores * SCALE)).astype(np.int64),
+        -((bonus + np.round(pair_scores * SCALE)).astype(np.int64) * tie + seniority),
     )  # fmt: skip
     supporter_nodes = len(requests) + 1 + np.arange(used.size)
     flow.add_arcs_with_capacity_and_unit_cost(

@@ -51,10 +51,12 @@ def wire(
     matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch,
                           sealer_of(vault, topology.MATCHES_BUCKET))  # fmt: skip
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
+    supporters = Supporters(records, decisions, caseloads, clock)
+    caseloads.observers.append(supporters.caseload_seen)
     return MatchingDeps(
         matches=matches,
         caseloads=caseloads,
-        supporters=Supporters(records, decisions, caseloads, clock),
+        supporters=supporters,
         standings=Standings(),
         records=records,
         decisions=decisions,

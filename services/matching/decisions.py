@@ -19,22 +19,25 @@ from contracts.matching import (
     ClientWaitlisted,
     MatchActivated,
     MatchEnded,
+    MatchPaused,
     MatchProposed,
+    MatchResumed,
     ProposalAccepted,
     ProposalsDeclined,
     ProposalsExpired,
+    ProposalsWithdrawn,
     ProposedSupporter,
     ServiceRefused,
 )
 from contracts.records import CaseMatch, CaseRecord, Offer
+from contracts.replies import FieldError
 from runtime.changes import Change, Refused
 from services.matching import domain
 from services.matching.domain import Policy, Proposal
 
 Decision = Change[CaseMatch]
-TAKEN_MEANWHILE = domain.Waitlisted(
-    "every suitable supporter's free slots were taken meanwhile", "taken-meanwhile"
-)
+# The states in which a client is bound to their chosen supporter (who holds a slot for good).
+BOUND = ("accepted", "active", "paused")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ class Offered:
     waitlisted: domain.Waitlisted | None = None
 
     @property
+    def why_none(self) -> domain.Waitlisted:
+        """Why there are no offers: always the index's own answer (no place that fits is
+        free), never a race lost to another client (that is retried, not reported)."""
+        assert self.waitlisted is not None, "offers lost to a race are retried, not reported"
+        return self.waitlisted
+
+    @property
     def held(self) -> list[str]:
         return [o.supporter_id for o in self.offers]
 
@@ -71,7 +81,7 @@ def holding(match: CaseMatch | None) -> set[str]:
     """The supporters whose slots the case holds in this state."""
     if match is None:
         return set()
-    if match.status in ("accepted", "active"):
+    if match.status in BOUND:
         return {match.supporter_id} if match.supporter_id else set()
     return {o.supporter_id for o in match.proposals} if match.status == "proposed" else set()
 
@@ -118,7 +128,7 @@ def on_policy(
 def offers_or_waitlist(match: CaseMatch, offered: Offered, now: datetime) -> Decision | None:
     if offered.offers:
         return proposed(match, offered.offers, now)
-    return waitlisted(match, offered.waitlisted or TAKEN_MEANWHILE, now)
+    return waitlisted(match, offered.why_none, now)
 
 
 def proposed(match: CaseMatch, offers: list[Offer], now: datetime) -> Decision:
@@ -172,12 +182,16 @@ def expire(match: CaseMatch | None, now: datetime) -> Decision | None:
 
 def accept(
     match: CaseMatch | None, command: AcceptProposal, held_for_good: bool, consented: bool,
-    now: datetime,
+    unfit: list[FieldError], now: datetime,
 ) -> Decision:  # fmt: skip
+    """``unfit``: why the chosen supporter may not be bound to anyone now (the rules'
+    reasons), checked at the moment of the choice, not only when the list was made."""
     match = must_be(match, "proposed", "expired")
     offer = next((o for o in match.proposals if o.supporter_id == command.supporter_id), None)
     if offer is None:
         raise Refused("supporter_id", "this supporter was not proposed to this client")
+    if unfit:
+        raise Refused.each(unfit)
     if not held_for_good:
         raise Refused("supporter_id", "the proposal expired and the supporter has no free slot now")
     others = [o.supporter_id for o in match.proposals if o is not offer]
@@ -212,7 +226,7 @@ def declining(match: CaseMatch | None) -> tuple[CaseMatch, list[str]]:
 
 def changing(match: CaseMatch | None) -> tuple[CaseMatch, list[str]]:
     """Who a change of supporter leaves, and the state it seeks new proposals for."""
-    match = must_be(match, "accepted", "active")
+    match = must_be(match, *BOUND)
     assert match.supporter_id is not None
     return moving_on(match, [match.supporter_id]), [match.supporter_id]
 
@@ -271,9 +285,10 @@ def refuse(match: CaseMatch | None, case_id: str, case_exists: bool, now: dateti
 # Consent and the end of the service ----------------------------------------------------
 
 
-def activate(match: CaseMatch | None, consented: bool, now: datetime) -> Decision | None:
-    """Every party consented to the chosen supporter: the match becomes active."""
-    if match is None or match.status != "accepted" or not consented:
+def activate(match: CaseMatch | None, consented: bool, fit: bool, now: datetime) -> Decision | None:
+    """Every party consented to the chosen supporter, who is still fit to support: the match
+    becomes active. (An unfit supporter's match is paused, and resumes only on review.)"""
+    if match is None or match.status != "accepted" or not consented or not fit:
         return None
     assert match.supporter_id is not None
     event = MatchActivated(case_id=match.case_id, supporter_id=match.supporter_id)
@@ -282,8 +297,10 @@ def activate(match: CaseMatch | None, consented: bool, now: datetime) -> Decisio
 
 
 def complete(match: CaseMatch | None, supporter_id: str) -> Decision | None:
-    """The funded service ended: the supporter's slot is free for someone else."""
-    if match is None or match.status != "active" or match.supporter_id != supporter_id:
+    """The funded service ended (paused or not): the supporter's slot is free for someone
+    else."""
+    if (match is None or match.status not in ("active", "paused")
+            or match.supporter_id != supporter_id):  # fmt: skip
         return None
     event = MatchEnded(case_id=match.case_id, supporter_id=supporter_id, reason="service_completed")
     record = match.model_copy(update={"status": "completed", "released": [supporter_id]})
@@ -297,11 +314,83 @@ def erase(match: CaseMatch | None, now: datetime) -> Decision | None:
         return None
     released = sorted(holding(match))
     events: list[Event] = []
-    if match.status in ("accepted", "active") and match.supporter_id:
+    if match.status in BOUND and match.supporter_id:
         events.append(MatchEnded(case_id=match.case_id, supporter_id=match.supporter_id,
                                  reason="client_erased"))  # fmt: skip
     record = match.model_copy(
         update={"status": "erased", "proposals": [], "waitlist_reason": None, "since": now,
                 "released": released}
+    )  # fmt: skip
+    return Change(record, events)
+
+
+# A supporter who may no longer be matched ----------------------------------------------
+
+
+def withdrawing(match: CaseMatch | None, supporter_id: str) -> CaseMatch | None:
+    """The state fresh proposals are sought for when ``supporter_id`` is taken out of the
+    case's open proposals (the others stay); None when the case has none of theirs open."""
+    if match is None or match.status not in ("proposed", "expired"):
+        return None
+    if all(o.supporter_id != supporter_id for o in match.proposals):
+        return None
+    kept = [o for o in match.proposals if o.supporter_id != supporter_id]
+    return match.model_copy(update={"proposals": kept})
+
+
+def withdraw(
+    match: CaseMatch | None, supporter_id: str, fresh: Offered | None, now: datetime
+) -> Decision | None:
+    """Take an unfit supporter out of the client's open proposals, with a reason (an event),
+    and offer the client fresh ones in their place; waitlisted, with why, if nobody is left.
+    Never excluded for good: the client did not decline them. Expired proposals are only
+    taken out (the client's time to choose is over)."""
+    moved = withdrawing(match, supporter_id)
+    if match is None or moved is None:
+        return None
+    withdrawn = ProposalsWithdrawn(case_id=match.case_id, supporter_ids=[supporter_id])
+    if match.status == "expired":
+        return Change(moved.model_copy(update={"released": [supporter_id]}), [withdrawn])
+    assert fresh is not None
+    offers = [*moved.proposals, *fresh.offers]
+    change = (
+        proposed(moved, offers, now) if offers
+        else waitlisted(moved, fresh.why_none, now)
+    )  # fmt: skip
+    assert change is not None  # from "proposed", either is news
+    record = change.record.model_copy(update={"released": [supporter_id]})
+    return Change(record, [withdrawn, *change.events])
+
+
+def pause(match: CaseMatch | None, supporter_id: str, now: datetime) -> Decision | None:
+    """The chosen supporter of an accepted or active match became unfit: the match waits for
+    a coordinator's review, keeping its slot; it is not ended silently."""
+    if match is None or match.status not in ("accepted", "active"):
+        return None
+    if match.supporter_id != supporter_id:
+        return None
+    record = match.model_copy(
+        update={"status": "paused", "paused_from": match.status, "since": now, "released": []}
+    )  # fmt: skip
+    return Change(record, [MatchPaused(case_id=match.case_id, supporter_id=supporter_id)])
+
+
+def resume(
+    match: CaseMatch | None, unfit: list[FieldError], consented: bool, now: datetime
+) -> Decision:
+    """A coordinator's review: the paused match goes on with the same supporter, once they
+    are fit again (else refused with the rules' reasons); an accepted match whose parties
+    have all consented meanwhile becomes active."""
+    match = must_be(match, "paused")
+    if unfit:
+        raise Refused.each(unfit)
+    assert match.supporter_id is not None
+    status = match.paused_from or "active"
+    events: list[Event] = [MatchResumed(case_id=match.case_id, supporter_id=match.supporter_id)]
+    if status == "accepted" and consented:
+        status = "active"
+        events.append(MatchActivated(case_id=match.case_id, supporter_id=match.supporter_id))
+    record = match.model_copy(
+        update={"status": status, "paused_from": None, "since": now, "released": []}
     )  # fmt: skip
     return Change(record, events)

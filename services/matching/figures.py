@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from contracts.records import CaseMatch
+
 # A hold ending within this is worth a coordinator's call today.
 HOLDS_ENDING_SOON = timedelta(days=1)
 
@@ -20,6 +22,11 @@ class Standing:
     status: str
     since: datetime  # when the current status began
     last_hold: datetime | None  # when its proposals' last hold ends
+
+    @classmethod
+    def of(cls, match: CaseMatch) -> Standing:
+        holds = [offer.held_until for offer in match.proposals]
+        return cls(match.status, match.since, max(holds, default=None))
 
     @classmethod
     def of_stored(cls, record: Mapping[str, Any]) -> Standing:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar, cast
@@ -35,22 +35,26 @@ from contracts.matching import (
     AssignBatch,
     BatchAssigned,
     ChangeSupporter,
+    ClientWaitlisted,
     DeclineProposals,
     MatchEnded,
     ProposalAccepted,
     ProposalsDeclined,
     ProposalsExpired,
     RefuseService,
+    ResumeMatch,
     ServiceRefused,
 )
 from contracts.records import CaseMatch, Offer
-from contracts.replies import CommandAccepted, CommandRejected
+from contracts.replies import CommandAccepted, CommandRejected, FieldError
 from contracts.rules import (
     ConsentDecided,
     Kind,
     MatchingPolicyDecided,
     RulesDecision,
     SupporterEligibilityDecided,
+    fit_to_support,
+    unfit_reasons,
 )
 from contracts.scheduling import ServiceEnded
 from runtime import metrics, periodic, store
@@ -74,8 +78,8 @@ log = get_logger(__name__)
 
 SOURCE = f"alongside/{SERVICE}"
 _NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
-# Candidates beyond K, in case another replica fills one of them first.
-SPARE = 3
+# Rounds of fresh candidates an offer tries when others take the places it tried first.
+OFFER_ROUNDS = 10
 ROUND_ATTEMPTS = 5
 MAX_GATHERS = 5
 # Cases (and supporters) a batch reads, holds or commits at once.
@@ -142,39 +146,55 @@ async def consented(org: str, case_id: str, supporter_id: str | None, deps: Matc
     )
 
 
+async def unfit(org: str, supporter_id: str, deps: MatchingDeps) -> list[FieldError]:
+    """Why the supporter may not be bound to a client now (the rules' reasons), as decided
+    last; empty when they may."""
+    decision, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
+    return unfit_reasons(decision)
+
+
 async def offer(
-    org: str, match: CaseMatch, client: Client, deps: MatchingDeps, now: datetime
-) -> Offered:
-    """Up to K proposals, each holding a slot (the reservation); or why there are none."""
+    org: str, match: CaseMatch, client: Client, deps: MatchingDeps, now: datetime,
+    want: int | None = None, besides: Collection[str] = (),
+) -> Offered:  # fmt: skip
+    """Up to ``want`` (K) proposals, each holding a slot (the reservation), never naming
+    ``besides``; or why there are none. A slot taken meanwhile by another client is made
+    up from the next in line, as the index then knows it, until enough are held or the index
+    has nobody left: a client is waitlisted only when no place that fits them is free, never
+    for a race lost."""
     policy = client.policy
+    want = policy.proposals if want is None else want
     index = deps.supporters.index(org).index
-    result = domain.propose(
-        index, policy, policy.proposals + SPARE, client.party_names, match.excluded
-    )
-    if isinstance(result, domain.Waitlisted):
-        return Offered([], result)
     until = now + timedelta(days=policy.hold_days)
     offers: list[Offer] = []
-    waiting = list(result)
+    tried = {*match.excluded, *besides}
     try:
-        # The holds still wanted are taken at once (each is its own supporter's write); a
-        # slot taken meanwhile is made up from the next in line.
-        while waiting and len(offers) < policy.proposals:
-            tried = waiting[: policy.proposals - len(offers)]
-            del waiting[: len(tried)]
+        for _ in range(OFFER_ROUNDS):
+            if len(offers) >= want:
+                return Offered(offers)
+            result = domain.propose(index, policy, want - len(offers), client.party_names, tried)
+            if isinstance(result, domain.Waitlisted):
+                return Offered(offers, None if offers else result)
+            # The holds are taken at once (each is its own supporter's write); a refused one
+            # marks that supporter full in the index, so the next round passes them by.
             outcomes = await asyncio.gather(
-                *(hold(org, p.supporter_id, match.case_id, until, deps, now, index) for p in tried),
+                *(hold(org, p.supporter_id, match.case_id, until, deps, now, index)
+                  for p in result),
                 return_exceptions=True,
-            )
-            offers += [decisions.offer_of(p, until) for p, held in zip(tried, outcomes, strict=True)
-                       if held is True]  # fmt: skip
+            )  # fmt: skip
+            tried.update(p.supporter_id for p in result)
+            won = [p for p, held in zip(result, outcomes, strict=True) if held is True]
+            offers += [decisions.offer_of(p, until) for p in won]
             failed = [error for error in outcomes if isinstance(error, BaseException)]
             if failed:
                 raise failed[0]
     except BaseException:
         await give_back(org, match.case_id, [o.supporter_id for o in offers], deps)
         raise
-    return Offered(offers, None if offers else decisions.TAKEN_MEANWHILE)
+    if offers:
+        return Offered(offers)
+    # Every round lost every race: looked at again shortly, rather than told to wait.
+    raise Contended(f"{org}.{match.case_id}: every place tried was taken meanwhile")
 
 
 async def hold(
@@ -192,11 +212,13 @@ async def hold_each(
     """Hold one of the supporter's slots for each case of ``wanted`` (case -> until) while
     they last, in one write; the cases held. The index learns of it at once."""
     cap = deps.supporters.cap(org, supporter_id)
-    caseload, held = await deps.caseloads.hold_each(org, supporter_id, wanted, cap, now)
+    # The store tells the index at once (a refused hold too: that supporter is full, and the
+    # next round passes them by); the watch says so later.
+    held, _, caseload, _ = await deps.caseloads.hold_each(org, supporter_id, wanted, cap, now)
     index = index or deps.supporters.index(org).index
     i = index.position.get(supporter_id)
-    if i is not None:  # the watch will say so too; later decisions here need it now
-        index.free[i] = max(cap - caseload.taken(now), 0) if caseload else 0
+    if i is not None:  # an index being used while its rows change is told here
+        index.free[i] = max(cap - caseload.taken(now), 0)
     return held
 
 
@@ -249,18 +271,17 @@ async def on_case(
         loaded = await deps.changer.settled(org, case_id)
         seen = loaded[0].record if loaded[0] else None
         held: list[str] = []
-        applied = False
+        made: CaseMatch | None = None  # the record the decision made, once it made one
 
         async def pure(current: CaseMatch | None, inputs: In,
                        seen: CaseMatch | None = seen) -> Change[CaseMatch] | None:  # fmt: skip
-            nonlocal applied
+            nonlocal made
             if current != seen:
                 raise Regather  # another change came first: what was reserved may not fit
             change = decide(current, inputs)
             if change is None:
                 return None
-            applied = True
-            record = change.record.model_copy(update={"updated_at": deps.clock()})
+            record = made = change.record.model_copy(update={"updated_at": deps.clock()})
             log.info("matching_changed", org=org, case_id=case_id, status=record.status)
             return Change(record, change.events)
 
@@ -280,13 +301,14 @@ async def on_case(
             # (give_back keeps what the case's current state holds).
             await give_back(org, case_id, held, deps)
             raise
-        if not applied or isinstance(reply, CommandRejected):
+        if made is None or isinstance(reply, CommandRejected):
             await give_back(org, case_id, held, deps)
+        else:
+            # Known here at once, before the watch says so: who waits, and since when.
+            deps.standings.note(org, case_id, made)
         return reply
-    if received is None:
-        raise Contended(f"{org}.{case_id} kept changing")
-    return rejected(received.envelope.type, received.envelope.id, "id",
-                    "too many concurrent changes; retry")  # fmt: skip
+    # An event is looked at again later; a command is answered "unavailable", to be resent.
+    raise Contended(f"{org}.{case_id} kept changing")
 
 
 async def nothing(_: CaseMatch | None) -> tuple[None, list[str]]:
@@ -310,6 +332,9 @@ async def first_offer(
     the batch); a waitlisted client whose policy changed tries again. ``announced_at``: the
     time of the event announcing the policy, which must not be newer than the policy read."""
     now = deps.clock()
+    if deps.standings.anyone_waiting(org):
+        # Those who asked earlier are served first: a later client never passes them.
+        await serve_the_waiting(org, deps)
 
     async def gather(seen: CaseMatch | None) -> tuple[tuple[Client | None, Offered | None],
                                                       list[str]]:  # fmt: skip
@@ -365,14 +390,15 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: MatchingDe
     if decision.outcome != "active":
         return
 
-    async def gather(seen: CaseMatch | None) -> tuple[bool, list[str]]:
-        if seen is None or seen.status != "accepted":
-            return False, []
-        return await consented(org, seen.case_id, seen.supporter_id, deps), []
+    async def gather(seen: CaseMatch | None) -> tuple[tuple[bool, bool], list[str]]:
+        if seen is None or seen.status != "accepted" or seen.supporter_id is None:
+            return (False, False), []
+        agreed = await consented(org, seen.case_id, seen.supporter_id, deps)
+        return (agreed, not await unfit(org, seen.supporter_id, deps)), []
 
-    await on_case(
-        org, event.case_id, deps, gather, lambda m, agreed: decisions.activate(m, agreed, now)
-    )
+    await on_case(org, event.case_id, deps, gather, lambda m, got: (
+        decisions.activate(m, got[0], got[1], now)
+    ))  # fmt: skip
 
 
 @handlers.on(ServiceEnded)
@@ -419,9 +445,47 @@ async def on_supporter_updated(event: SupporterUpdated, meta: Meta, deps: Matchi
 async def on_supporter_eligibility_decided(
     event: SupporterEligibilityDecided, meta: Meta, deps: MatchingDeps
 ) -> None:
-    await deps.decisions.announced(meta.org, Kind.ELIGIBILITY, event.supporter_id,
-                                   meta.envelope.time)  # fmt: skip
-    await supporters_changed(meta.org, [event.supporter_id], deps)
+    org, supporter_id = meta.org, event.supporter_id
+    decision = await deps.decisions.announced(org, Kind.ELIGIBILITY, supporter_id,
+                                              meta.envelope.time)  # fmt: skip
+    await supporters_changed(org, [supporter_id], deps)
+    if not fit_to_support(decision):
+        await no_longer_fit(org, supporter_id, deps)
+
+
+async def no_longer_fit(org: str, supporter_id: str, deps: MatchingDeps) -> None:
+    """A supporter who may no longer be bound to anyone: taken out of every open proposal
+    (each client offered someone else in their place, or waitlisted with why), and every
+    match they are in paused for a coordinator's review. The cases are those holding one of
+    their slots."""
+    caseload, _ = await deps.caseloads.load(org, supporter_id)
+    for case_id in sorted(caseload.holds if caseload else ()):
+        await withdraw_or_pause(org, case_id, supporter_id, deps)
+
+
+async def withdraw_or_pause(org: str, case_id: str, supporter_id: str, deps: MatchingDeps) -> None:
+    now = deps.clock()
+
+    async def gather(seen: CaseMatch | None) -> tuple[Offered | None, list[str]]:
+        moved = decisions.withdrawing(seen, supporter_id)
+        if moved is None or moved.status != "proposed":
+            return None, []
+        client = await client_of(org, case_id, deps)
+        if client is None:
+            return None, []
+        kept = [o.supporter_id for o in moved.proposals]
+        want = max(client.policy.proposals - len(kept), 0)
+        fresh = await offer(org, moved, client, deps, now, want, besides={*kept, supporter_id})
+        return fresh, fresh.held
+
+    def decide(match: CaseMatch | None, fresh: Offered | None) -> Change[CaseMatch] | None:
+        if match is not None and match.status in ("accepted", "active"):
+            return decisions.pause(match, supporter_id, now)
+        if match is not None and match.status == "proposed" and fresh is None:
+            return None  # the client's policy is not readable (erased): nothing to offer
+        return decisions.withdraw(match, supporter_id, fresh, now)
+
+    await on_case(org, case_id, deps, gather, decide)
 
 
 # Matching's own events: about a case matching keeps, whose change freed supporters' slots.
@@ -492,21 +556,26 @@ async def accept_proposal(command: AcceptProposal, received: Received, deps: Mat
                           ) -> Reply:  # fmt: skip
     org, case_id, now = received.org, command.case_id, deps.clock()
 
-    async def gather(seen: CaseMatch | None) -> tuple[tuple[bool, bool], list[str]]:
+    async def gather(seen: CaseMatch | None
+                     ) -> tuple[tuple[bool, bool, list[FieldError]], list[str]]:  # fmt: skip
         proposed = (
             seen is not None
             and seen.status in ("proposed", "expired")
             and any(o.supporter_id == command.supporter_id for o in seen.proposals)
         )
         if not proposed:
-            return (False, False), []  # the decision refuses it, naming why
+            return (False, False, []), []  # the decision refuses it, naming why
+        # Eligibility as it is now, not as it was when the proposals were made.
+        why_not = await unfit(org, command.supporter_id, deps)
+        if why_not:
+            return (False, False, why_not), []
         # Read first, hold last: nothing can fail between the hold and handing it over.
         agreed = await consented(org, case_id, command.supporter_id, deps)
         held = await hold(org, command.supporter_id, case_id, None, deps, now)
-        return (held, agreed), [command.supporter_id] if held else []
+        return (held, agreed, []), [command.supporter_id] if held else []
 
     return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
-        decisions.accept(m, command, got[0], got[1], now)
+        decisions.accept(m, command, got[0], got[1], got[2], now)
     ), received))  # fmt: skip
 
 
@@ -561,6 +630,21 @@ async def refuse_service(command: RefuseService, received: Received, deps: Match
 
     return answered(await on_case(org, command.case_id, deps, gather, lambda m, exists: (
         decisions.refuse(m, command.case_id, exists, now)
+    ), received))  # fmt: skip
+
+
+@handlers.on(ResumeMatch)
+async def resume_match(command: ResumeMatch, received: Received, deps: MatchingDeps) -> Reply:
+    org, now = received.org, deps.clock()
+
+    async def gather(seen: CaseMatch | None) -> tuple[tuple[list[FieldError], bool], list[str]]:
+        if seen is None or seen.status != "paused" or seen.supporter_id is None:
+            return ([], False), []  # the decision refuses it, naming why
+        why_not = await unfit(org, seen.supporter_id, deps)
+        return (why_not, await consented(org, seen.case_id, seen.supporter_id, deps)), []
+
+    return answered(await on_case(org, command.case_id, deps, gather, lambda m, got: (
+        decisions.resume(m, got[0], got[1], now)
     ), received))  # fmt: skip
 
 
@@ -697,14 +781,36 @@ async def _settle(
     ))  # fmt: skip
 
 
-async def retry_waitlist(org: str, deps: MatchingDeps) -> None:
-    """Offer waitlisted clients whoever became eligible or free, longest waiting first."""
+async def serve_the_waiting(org: str, deps: MatchingDeps) -> None:
+    """Waitlisted clients try again, longest waiting first, when a place may be free for them
+    (the index has an eligible supporter with a free slot; who fits whom, the offer decides)."""
+    index = deps.supporters.index(org).index
+    if bool((index.eligible & (index.free > 0)).any()):
+        await retry_waitlist(org, deps)
+
+
+@handlers.on(ClientWaitlisted)
+async def on_client_waitlisted(event: ClientWaitlisted, meta: Meta, deps: MatchingDeps) -> None:
+    """A place freed while this client was being waitlisted went to nobody: the release's
+    retry looked before the client was on the list. Looking once more now closes that gap
+    (a client still without a place stays, with nothing new said)."""
+    await matched(meta.org, event.case_id, deps)
+    await serve_the_waiting(meta.org, deps)
+
+
+async def retry_waitlist(org: str, deps: MatchingDeps, read_all: bool = False) -> None:
+    """Offer waitlisted clients whoever became eligible or free, longest waiting first. The
+    waiting are those the standings name (kept by a watch and by this process's commits);
+    ``read_all``: every record read instead (the sweep, in case a watch missed one)."""
+    if read_all or not deps.standings.watching:
+        found = [
+            (stored, revision) for _, stored, revision in await match_records(deps.matches, org)
+        ]
+    else:
+        loaded = [await deps.matches.load(org, case_id) for case_id in deps.standings.waiting(org)]
+        found = [(stored, revision) for stored, revision in loaded if stored is not None]
     waiting = sorted(
-        (
-            (stored, revision)
-            for _, stored, revision in await match_records(deps.matches, org)
-            if stored.record.status == "waitlisted"
-        ),
+        ((stored, revision) for stored, revision in found if stored.record.status == "waitlisted"),
         key=lambda item: item[0].record.since,
     )
     if len(waiting) > 1:

@@ -17,12 +17,15 @@ from contracts.intake import (
     CLIENT_PARTY_ID,
     GiveConsent,
     Stage,
+    SupporterChanges,
+    UpdateSupporter,
 )
 from contracts.matching import (
     AcceptProposal,
     ChangeSupporter,
     DeclineProposals,
     RefuseService,
+    ResumeMatch,
 )
 from contracts.replies import CommandRejected
 from contracts.rules import Kind
@@ -305,3 +308,58 @@ async def test_no_case_is_dropped_when_decisions_read_here_lag_behind_their_even
     assert sorted(e.data["case_id"] for e in outcomes) == sorted(cases)  # each once
     assert any(e.type == "MatchProposed" for e in outcomes)
     assert read_once >= set(cases)  # every case went through the lagging read
+
+
+async def test_a_suspended_supporter_is_withdrawn_refused_and_their_match_paused_until_reviewed(
+    running: services.Running, client: AlongsideClient, nc: Client, org: str
+) -> None:
+    for i in range(4):
+        await supporter(client, org, f"s{i}", ["sm"])
+    await eligible(client, org, 4)
+    await accepted(client, org, intake("c1", ["sm"]))
+    await accepted(client, org, intake("c2", ["sm"]))
+    await wait_for(client, org, "MatchProposed", 2)
+    first = await match_of(nc, org, "c1")
+    gone = first.proposals[0].supporter_id
+    # c2 chooses the supporter who is about to be suspended.
+    c2 = await match_of(nc, org, "c2")
+    if gone not in {o.supporter_id for o in c2.proposals}:
+        gone = next(o.supporter_id for o in first.proposals
+                    if o.supporter_id in {p.supporter_id for p in c2.proposals})  # fmt: skip
+    await accepted(client, org, AcceptProposal(case_id="c2", supporter_id=gone))
+    await wait_for(client, org, "ProposalAccepted")
+
+    await accepted(client, org, UpdateSupporter(supporter_id=gone,
+                                                changes=SupporterChanges(suspended=True)))  # fmt: skip
+
+    [withdrawn] = await wait_for(client, org, "ProposalsWithdrawn")
+    assert withdrawn.data == {"case_id": "c1", "supporter_ids": [gone],
+                              "reason": "supporter_ineligible"}  # fmt: skip
+    [paused] = await wait_for(client, org, "MatchPaused")
+    assert paused.data == {"case_id": "c2", "supporter_id": gone, "reason": "supporter_ineligible"}
+    again = await match_of(nc, org, "c1")
+    assert again.status == "proposed"
+    assert gone not in {o.supporter_id for o in again.proposals}
+    assert len(again.proposals) == 3  # the fourth supporter offered in their place
+    assert "c1" not in await holds(nc, org, gone)
+    assert await holds(nc, org, gone) == {"c2": None}  # the paused match keeps its slot
+
+    # The review: refused with the rules' reason while the supporter is still suspended.
+    refused = await client.submit(org, ResumeMatch(case_id="c2"))
+    assert isinstance(refused, CommandRejected)
+    assert [(e.field, e.reason) for e in refused.errors] == [
+        ("rules.eligibility.suspended", "The supporter is suspended.")
+    ]
+    await accepted(client, org, UpdateSupporter(supporter_id=gone,
+                                                changes=SupporterChanges(suspended=False)))  # fmt: skip
+    await wait_for(client, org, "SupporterEligibilityDecided", 6)
+    for _ in range(100):  # eligible again, as decided (its event on its way to matching)
+        decision, _ = await deps_of(running).decisions.get(org, Kind.ELIGIBILITY, gone)
+        if decision is not None and decision.outcome == "eligible":
+            break
+        await asyncio.sleep(0.05)
+    assert (await match_of(nc, org, "c2")).status == "paused"  # eligibility alone: still paused
+    await accepted(client, org, ResumeMatch(case_id="c2"))
+    [resumed] = await wait_for(client, org, "MatchResumed")
+    assert resumed.data == {"case_id": "c2", "supporter_id": gone}
+    assert (await match_of(nc, org, "c2")).status == "accepted"

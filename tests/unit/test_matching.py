@@ -172,6 +172,30 @@ def test_batch_respects_capacity_and_filters_and_reaches_the_feasible_coverage()
     assert len(result.chosen) == best
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), places=st.integers(1, 12), clients=st.integers(2, 30))
+def test_among_clients_alike_a_later_one_never_passes_an_earlier_one(
+    seed: int, places: int, clients: int
+) -> None:
+    rng = random.Random(seed)
+    rows = [dataclasses.replace(row, free_slots=0) for row in population.supporters(rng, 40)]
+    policy = population.client(rng)
+    # Places on a few supporters who fit this client; nobody else has room.
+    fitting = [i for i, row in enumerate(rows) if row.eligible and fits(row, policy)]
+    if not fitting:
+        return
+    for n in range(places):
+        i = fitting[n % len(fitting)]
+        rows[i] = dataclasses.replace(rows[i], free_slots=rows[i].free_slots + 1)
+    index = SupporterIndex(rows)
+    requests = [batch.Request(f"c{i:02d}", policy) for i in range(clients)]  # in order asked
+
+    served = set(batch.assign(index, requests).chosen)
+
+    # Exactly the first ones, as many as there are places for them.
+    assert served == {r.client_id for r in requests[: min(places, clients)]}
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), changes=st.integers(1, 40))
 def test_a_live_index_kept_current_in_place_proposes_as_a_fresh_one_would(

@@ -267,12 +267,15 @@ async def test_holds_for_several_cases_take_one_write_and_stop_at_the_cap(world:
     _, revision = await caseloads.load(ORG, "s1")
 
     wanted = {"kept": None, "a": later, "b": later, "c": later}
-    caseload, held = await caseloads.hold_each(ORG, "s1", wanted, 3, now)
+    held, caseload, stands, written = await caseloads.hold_each(ORG, "s1", wanted, 3, now)
 
     # "kept" already held a slot (its term changes); an expired hold takes none; of the
     # rest, in order, as many as the 3 slots allow.
     assert held == {"kept", "a", "b"}
     assert caseload is not None
     assert caseload.holds == {"kept": None, "a": later, "b": later}
-    assert (await caseloads.load(ORG, "s1"))[1] == revision + 1  # one write
-    assert await caseloads.hold_each(ORG, "s1", {"c": later}, 3, now) == (None, set())
+    assert (await caseloads.load(ORG, "s1"))[1] == revision + 1 == written  # one write
+    assert stands == caseload
+    assert await caseloads.hold_each(ORG, "s1", {"c": later}, 3, now) == (
+        set(), None, caseload, written
+    )  # full: nothing written, and the caseload as it stands is what the index learns

@@ -12,7 +12,9 @@ from contracts.matching import (
     ClientWaitlisted,
     MatchActivated,
     MatchEnded,
+    MatchPaused,
     MatchProposed,
+    MatchResumed,
     ProposalAccepted,
     ProposalsDeclined,
     ProposedSupporter,
@@ -93,6 +95,24 @@ def test_a_client_waits_until_proposed_and_chooses_until_they_answer() -> None:
     after = overview.today(NOW, limit=10)
     assert after.waiting == []
     assert [p.case_id for p in after.awaiting_choice] == ["c1"]
+
+
+def test_a_paused_match_waits_for_review_until_resumed_or_ended() -> None:
+    hour = timedelta(hours=1)
+    overview = folded(
+        (MatchPaused(case_id="c2", supporter_id="s2"), NOW - 2 * hour),
+        (MatchPaused(case_id="c1", supporter_id="s1"), NOW - 3 * hour),
+        (MatchPaused(case_id="c3", supporter_id="s3"), NOW - hour),
+    )
+    today = overview.today(NOW, limit=10)
+    assert [(r.case_id, r.supporter_id) for r in today.matches_to_review] == [
+        ("c1", "s1"), ("c2", "s2"), ("c3", "s3")
+    ]  # oldest first  # fmt: skip
+    overview.apply(MatchResumed(case_id="c1", supporter_id="s1"), NOW)
+    overview.apply(MatchEnded(case_id="c2", supporter_id="s2", reason="change_of_supporter"), NOW)
+    today = overview.today(NOW, limit=10)
+    assert [r.case_id for r in today.matches_to_review] == ["c3"]
+    assert today.counts["matches_to_review"] == 1
 
 
 def test_each_list_is_cut_to_the_limit_and_counted_whole() -> None:

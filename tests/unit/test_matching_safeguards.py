@@ -1,0 +1,198 @@
+"""Safeguards where a person is bound, in matching, with no broker: a supporter who may no
+longer be matched is never chosen, their open proposals are withdrawn (the client offered
+someone else, or waitlisted with why), and their matches are paused for a coordinator's
+review rather than ended silently. What is about delivery is in
+``tests/integration/test_matching_service.py``.
+"""
+
+from __future__ import annotations
+
+from contracts.matching import AcceptProposal, ResumeMatch
+from contracts.replies import CommandAccepted, CommandRejected
+from contracts.rules import Kind, SupporterEligibilityDecided
+from runtime import topology
+from runtime.state import StoredDecision
+from services.matching import decisions
+from services.rules import facts
+from services.rules.adapters import DecisionStore
+from tests import records
+from tests.fakes import ORG
+from tests.support import AUCKLAND
+from tests.unit.test_matching_handlers import (
+    World,
+    add_client,
+    add_supporter,
+    holds,
+    match_of,
+    world,
+)
+
+__all__ = ["world"]  # the fixture, shared with the handlers' tests
+
+
+async def set_suspended(world: World, supporter_id: str, suspended: bool) -> None:
+    """The supporter's record changes and the rules service decides again, as they would;
+    the decision is stored, its event not yet handed to matching."""
+    now = world.clock()
+    today = now.astimezone(AUCKLAND).date()
+    record = records.supporter(supporter_id, today, now).model_copy(update={"suspended": suspended})
+    await world.keep(topology.SUPPORTERS_BUCKET, supporter_id, record)
+    await world.decide(Kind.ELIGIBILITY, supporter_id, facts.eligibility(record, today))
+
+
+async def announce(world: World, supporter_id: str) -> None:
+    """The rules service's event for the decision last stored, then what follows from it."""
+    decision, _ = await world.deps.decisions.get(ORG, Kind.ELIGIBILITY, supporter_id)
+    assert decision is not None
+    await world.on(
+        SupporterEligibilityDecided(
+            supporter_id=supporter_id, eligible=decision.outcome == "eligible",
+            lapses_on=decision.lapses_on, ruleset=decision.ruleset,
+        )
+    )  # fmt: skip
+    await world.settle()
+
+
+async def test_a_supporter_who_became_ineligible_cannot_be_chosen_and_the_refusal_says_why(
+    world: World,
+) -> None:
+    for n in range(3):
+        await add_supporter(world, f"s{n}")
+    await add_client(world, "c1")
+    chosen = (await match_of(world, "c1")).proposals[0].supporter_id
+
+    # Stricter rules, or a suspension: decided, and the client chooses before matching
+    # has heard of it.
+    await set_suspended(world, chosen, True)
+    reply = await world.send(AcceptProposal(case_id="c1", supporter_id=chosen))
+
+    assert isinstance(reply, CommandRejected)
+    assert [(e.field, e.reason) for e in reply.errors] == [
+        ("rules.eligibility.suspended", "The supporter is suspended.")
+    ]
+    assert (await match_of(world, "c1")).status == "proposed"
+    assert (await holds(world, chosen))["c1"] is not None  # not held for good
+
+
+async def test_an_ineligible_supporters_proposals_are_withdrawn_and_the_client_offered_another(
+    world: World,
+) -> None:
+    for n in range(4):
+        await add_supporter(world, f"s{n}")
+    await add_client(world, "c1")
+    first = [o.supporter_id for o in (await match_of(world, "c1")).proposals]
+    [spare] = {"s0", "s1", "s2", "s3"} - set(first)
+    gone = first[1]
+
+    await set_suspended(world, gone, True)
+    await announce(world, gone)
+
+    again = await match_of(world, "c1")
+    assert again.status == "proposed"
+    assert again.round == 2
+    assert {o.supporter_id for o in again.proposals} == (set(first) - {gone}) | {spare}
+    assert gone not in again.excluded  # the client did not decline them
+    assert "c1" not in await holds(world, gone)
+    assert "c1" in await holds(world, spare)
+    [withdrawn] = world.events.of("ProposalsWithdrawn")
+    assert withdrawn.data == {"case_id": "c1", "supporter_ids": [gone],
+                              "reason": "supporter_ineligible"}  # fmt: skip
+    proposed = world.events.of("MatchProposed")[-1]
+    assert proposed.data["round"] == 2
+
+
+async def test_with_nobody_else_left_the_client_is_waitlisted_with_the_reason(
+    world: World,
+) -> None:
+    await add_supporter(world, "s0")
+    await add_client(world, "c1")
+
+    await set_suspended(world, "s0", True)
+    await announce(world, "s0")
+
+    waiting = await match_of(world, "c1")
+    assert waiting.status == "waitlisted"
+    assert waiting.waitlist_reason == "no supporter left after: eligible with a free slot"
+    [waitlisted] = world.events.of("ClientWaitlisted")
+    assert waitlisted.data["constraint"] == "eligible-with-free-slot"
+
+    # Eligible again: the waitlisted client is offered them at once.
+    await set_suspended(world, "s0", False)
+    await announce(world, "s0")
+    assert (await match_of(world, "c1")).status == "proposed"
+
+
+async def test_a_chosen_supporter_who_became_ineligible_pauses_the_match_until_reviewed(
+    world: World,
+) -> None:
+    await add_supporter(world, "s0")
+    await add_client(world, "c1")
+    assert isinstance(
+        await world.send(AcceptProposal(case_id="c1", supporter_id="s0")), CommandAccepted
+    )
+    await world.settle()
+
+    await set_suspended(world, "s0", True)
+    await announce(world, "s0")
+
+    paused = await match_of(world, "c1")
+    assert (paused.status, paused.paused_from, paused.supporter_id) == ("paused", "accepted", "s0")
+    assert await holds(world, "s0") == {"c1": None}  # not ended: the slot is kept
+    [event] = world.events.of("MatchPaused")
+    assert event.data == {"case_id": "c1", "supporter_id": "s0", "reason": "supporter_ineligible"}
+    assert not world.events.of("MatchEnded")
+
+    # The review cannot resume it while the supporter is still unfit, and says why.
+    refused = await world.send(ResumeMatch(case_id="c1"))
+    assert isinstance(refused, CommandRejected)
+    assert [e.field for e in refused.errors] == ["rules.eligibility.suspended"]
+
+    # Eligible again: that alone does not resume it; the review does.
+    await set_suspended(world, "s0", False)
+    await announce(world, "s0")
+    assert (await match_of(world, "c1")).status == "paused"
+    assert isinstance(await world.send(ResumeMatch(case_id="c1")), CommandAccepted)
+    resumed = await match_of(world, "c1")
+    assert (resumed.status, resumed.paused_from) == ("accepted", None)
+    [event] = world.events.of("MatchResumed")
+    assert event.data == {"case_id": "c1", "supporter_id": "s0"}
+
+
+async def test_a_full_caseload_alone_neither_withdraws_nor_pauses(world: World) -> None:
+    await add_supporter(world, "s0", caseload_cap=1)
+    await add_client(world, "c1")
+    assert isinstance(
+        await world.send(AcceptProposal(case_id="c1", supporter_id="s0")), CommandAccepted
+    )
+    await world.settle()
+    now = world.clock()
+    today = now.astimezone(AUCKLAND).date()
+    record = records.supporter("s0", today, now, caseload_cap=1)
+    decision = await world.decide(
+        Kind.ELIGIBILITY, "s0", facts.eligibility(record, today, active_cases=1)
+    )
+    assert decision.outcome == "ineligible"
+    # As the rules service marks it: ineligible only because the caseload is full.
+    store = DecisionStore(world.kv[topology.DECISIONS_BUCKET].as_kv(), world.vault)
+    _, revision = await store.get(ORG, Kind.ELIGIBILITY, "s0")
+    full = decision.model_copy(update={"caseload_full_only": True})
+    await store.put(ORG, StoredDecision(decision=full), revision)
+
+    await announce(world, "s0")
+
+    assert (await match_of(world, "c1")).status == "accepted"
+    assert not world.events.of("MatchPaused")
+
+
+def test_an_unfit_supporter_is_never_activated() -> None:
+    from datetime import UTC, datetime
+
+    from contracts.records import CaseMatch
+
+    now = datetime(2027, 3, 3, tzinfo=UTC)
+    accepted = CaseMatch(case_id="c1", status="accepted", supporter_id="s0", since=now,
+                         updated_at=now)  # fmt: skip
+    assert decisions.activate(accepted, consented=True, fit=False, now=now) is None
+    change = decisions.activate(accepted, consented=True, fit=True, now=now)
+    assert change is not None
+    assert change.record.status == "active"
