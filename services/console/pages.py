@@ -60,7 +60,7 @@ Page = Callable[[Request, ConsoleAccount, Session], Awaitable[Response]]
 CASE_ACTIONS = frozenset({
     "AcceptProposal", "DeclineProposals", "ChangeSupporter", "RefuseService", "GiveConsent",
     "WithdrawConsent", "ConfirmMeeting", "ProposeMeetingTime", "GoAhead", "BookSession",
-    "CancelSession", "RecordAttendance", "ChangeCaseStage",
+    "CancelSession", "RecordAttendance", "ChangeCaseStage", "ResumeMatch",
 })  # fmt: skip
 SUPPORTER_ACTIONS = frozenset({"RecordSupervisionAttendance"})
 UPCOMING_DAYS = 14  # a supporter's sessions shown ahead
