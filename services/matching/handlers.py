@@ -15,7 +15,7 @@ import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar, cast
 
@@ -80,6 +80,9 @@ SOURCE = f"alongside/{SERVICE}"
 _NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
 # Rounds of fresh candidates an offer tries when others take the places it tried first.
 OFFER_ROUNDS = 10
+# Waitlist retries run back to back when more were asked for meanwhile (then the next event
+# or the sweep asks again).
+MAX_WAITLIST_ROUNDS = 5
 ROUND_ATTEMPTS = 5
 MAX_GATHERS = 5
 # Cases (and supporters) a batch reads, holds or commits at once.
@@ -105,6 +108,18 @@ class MatchingDeps:
     asking: Asking
     settings: Settings
     clock: Clock
+    turns: WaitlistTurns = field(default_factory=lambda: WaitlistTurns())
+
+
+@dataclass
+class WaitlistTurns:
+    """One waitlist retry at a time per organisation: events handled together (a batch of
+    acceptances) each asked for one, and several at once held every waiting client's slots
+    against each other. A retry asked for while one runs makes it run once more, and the
+    asker waits for that round: when it returns, the waiting have had their turn."""
+
+    running: dict[str, asyncio.Future[None]] = field(default_factory=dict)  # done when it ends
+    again: set[str] = field(default_factory=set)
 
 
 handlers: Handlers[MatchingDeps] = Handlers(SERVICE)
@@ -801,7 +816,27 @@ async def on_client_waitlisted(event: ClientWaitlisted, meta: Meta, deps: Matchi
 async def retry_waitlist(org: str, deps: MatchingDeps, read_all: bool = False) -> None:
     """Offer waitlisted clients whoever became eligible or free, longest waiting first. The
     waiting are those the standings name (kept by a watch and by this process's commits);
-    ``read_all``: every record read instead (the sweep, in case a watch missed one)."""
+    ``read_all``: every record read instead (the sweep, in case a watch missed one). While a
+    retry of the organisation runs, another asked for becomes one more round of it."""
+    turns = deps.turns
+    if org in turns.running:
+        turns.again.add(org)
+        await asyncio.shield(turns.running[org])
+        return
+    ended = turns.running[org] = asyncio.get_running_loop().create_future()
+    try:
+        for _ in range(MAX_WAITLIST_ROUNDS):
+            turns.again.discard(org)
+            await _retry_waitlist_once(org, deps, read_all)
+            if org not in turns.again:
+                break
+    finally:
+        del turns.running[org]
+        turns.again.discard(org)
+        ended.set_result(None)
+
+
+async def _retry_waitlist_once(org: str, deps: MatchingDeps, read_all: bool) -> None:
     if read_all or not deps.standings.watching:
         found = [
             (stored, revision) for _, stored, revision in await match_records(deps.matches, org)

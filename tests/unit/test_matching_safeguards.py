@@ -7,12 +7,17 @@ review rather than ended silently. What is about delivery is in
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from contracts.matching import AcceptProposal, ResumeMatch
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, SupporterEligibilityDecided
 from runtime import topology
 from runtime.state import StoredDecision
-from services.matching import decisions
+from services.matching import decisions, handlers
+from services.matching.handlers import MatchingDeps
 from services.rules import facts
 from services.rules.adapters import DecisionStore
 from tests import records
@@ -196,3 +201,29 @@ def test_an_unfit_supporter_is_never_activated() -> None:
     change = decisions.activate(accepted, consented=True, fit=True, now=now)
     assert change is not None
     assert change.record.status == "active"
+
+
+async def test_waitlist_retries_asked_for_together_run_one_at_a_time_and_each_asker_waits(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, rounds, most = 0, 0, 0
+    release = asyncio.Event()
+
+    async def once(org: str, deps: MatchingDeps, read_all: bool) -> None:
+        nonlocal running, rounds, most
+        running, rounds = running + 1, rounds + 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+
+    monkeypatch.setattr(handlers, "_retry_waitlist_once", once)
+    asks = [asyncio.create_task(handlers.retry_waitlist(ORG, world.deps)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert not any(a.done() for a in asks)  # every asker waits for a round after its ask
+    release.set()
+    await asyncio.gather(*asks)
+
+    assert most == 1  # never two at once: they would hold the waiting's slots against each other
+    assert rounds == 2  # the first, and one more for the four asked for meanwhile
+    assert not world.deps.turns.running
+    assert not world.deps.turns.again
