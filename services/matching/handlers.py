@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client import Gauge
 
@@ -120,6 +120,21 @@ class WaitlistTurns:
 
     running: dict[str, asyncio.Future[None]] = field(default_factory=dict)  # done when it ends
     again: set[str] = field(default_factory=set)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def later(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``work`` apart from the caller; a failure is logged (the next event or the
+        sweep asks again)."""
+
+        async def logged() -> None:
+            try:
+                await work
+            except Exception as error:
+                log.warning("background_failed", what=what, error=type(error).__name__)
+
+        task = asyncio.get_running_loop().create_task(logged())
+        self.background.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self.background.discard)
 
 
 handlers: Handlers[MatchingDeps] = Handlers(SERVICE)
@@ -244,9 +259,13 @@ async def give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingD
         return
     stored, _ = await deps.matches.load(org, case_id)
     kept = decisions.holding(stored.record if stored else None)
-    for supporter_id in held:
-        if supporter_id not in kept:
-            await deps.caseloads.release(org, supporter_id, case_id)
+    released = [supporter_id for supporter_id in held if supporter_id not in kept]
+    for supporter_id in released:
+        await deps.caseloads.release(org, supporter_id, case_id)
+    if released and deps.standings.anyone_waiting(org):
+        # No event will say these places are free again: the waiting are offered them now,
+        # apart from this handler (which may be failing).
+        deps.turns.later(serve_the_waiting(org, deps), f"waitlist_retry {org}")
 
 
 def holds_releaser(

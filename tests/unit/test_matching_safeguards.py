@@ -227,3 +227,23 @@ async def test_waitlist_retries_asked_for_together_run_one_at_a_time_and_each_as
     assert rounds == 2  # the first, and one more for the four asked for meanwhile
     assert not world.deps.turns.running
     assert not world.deps.turns.again
+
+
+async def test_a_place_given_back_by_a_change_not_made_goes_to_the_waiting_at_once(
+    world: World,
+) -> None:
+    await add_supporter(world, "s1", caseload_cap=1)
+    await add_client(world, "c1")  # holds s1's one slot
+    await add_client(world, "c2")  # nobody left: waitlisted
+    # s2 joins with its one slot already held for c1, by a change that is never made.
+    assert await world.deps.caseloads.hold(ORG, "s2", "c1", None, 1, world.clock())
+    await add_supporter(world, "s2", caseload_cap=1)
+    assert (await match_of(world, "c2")).status == "waitlisted"
+
+    # The failed change gives its hold back; no event will ever say so.
+    await handlers.give_back(ORG, "c1", ["s2"], world.deps)
+    await asyncio.gather(*world.deps.turns.background)
+
+    offered = await match_of(world, "c2")
+    assert offered.status == "proposed"
+    assert [o.supporter_id for o in offered.proposals] == ["s2"]
