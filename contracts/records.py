@@ -114,8 +114,14 @@ class CaseMatch(Record):
     import_batch: str | None = None
     # Holds the last change gave up; the change's flush removes them from the caseloads.
     released: list[str] = []
-    since: datetime  # when the current status began (the waitlist is served oldest first)
+    since: datetime  # when the current status began
+    # When the client asked (their intake): places go to the waiting in this order.
+    asked_at: datetime | None = None
     updated_at: datetime
+
+    @property
+    def turn(self) -> datetime:
+        return self.asked_at or self.since
 
 
 class Caseload(Record):

@@ -49,9 +49,14 @@ WIDE = 500  # for the clients the first solve left out
 
 
 def assign(
-    index: SupporterIndex, requests: Sequence[Request], per_client: int = PER_CLIENT
-) -> Assignment:
-    first = _solve(index, requests, per_client, index.free.astype(np.int64))
+    index: SupporterIndex, requests: Sequence[Request], per_client: int = PER_CLIENT,
+    in_order: bool = False,
+) -> Assignment:  # fmt: skip
+    """``in_order``: the requests' order (the order clients asked) comes before the scores,
+    as the waitlist is served: a client who asked later never takes a place from one who
+    asked earlier, whatever fits either better. Otherwise (an import, asked at once) the
+    order only breaks ties."""
+    first = _solve(index, requests, per_client, index.free.astype(np.int64), in_order)
     # Clients alike share their best candidates: some may be left out though others who fit
     # them still have room. They are offered the remaining room from their whole pool.
     left = [
@@ -63,7 +68,7 @@ def assign(
     room = index.free.astype(np.int64)
     for supporter_id in first.chosen.values():
         room[index.position[supporter_id]] -= 1
-    more = _solve(index, left, WIDE, room)
+    more = _solve(index, left, WIDE, room, in_order)
     return Assignment(
         {**first.chosen, **more.chosen}, {**first.scores, **more.scores}, first.candidate_counts
     )
@@ -84,7 +89,7 @@ def weights_key(policy: Policy) -> WeightsKey:
 
 def _solve(
     index: SupporterIndex, requests: Sequence[Request], per_client: int,
-    room: npt.NDArray[np.int64],
+    room: npt.NDArray[np.int64], in_order: bool = False,
 ) -> Assignment:  # fmt: skip
     n = len(requests)
     # Supporter positions and their scores, per client (every one is filled in below).
@@ -124,16 +129,25 @@ def _solve(
     scarce = np.array([counts[r.client_id] <= SCARCE_AT for r in requests])
     bonus = COVER + SCARCE * scarce[clients]
 
-    # Below one unit of everything else: a later request never passes an earlier one alike.
+    # Who asked first (the requests' order): a tie-break below one unit of everything else
+    # between clients alike; in order, a tier of its own above every score and below
+    # scarcity (tiers sized so they never overlap).
     seniority = (len(requests) - 1 - clients).astype(np.int64)
-    tie = max(len(requests), 1)
+    score_cost = np.round(pair_scores * SCALE).astype(np.int64)
+    if in_order:
+        span = int(score_cost.max() - score_cost.min()) + 1
+        tier = len(requests) * span
+        value = (2 * tier + tier * scarce[clients].astype(np.int64)
+                 + seniority * span + (score_cost - score_cost.min()))  # fmt: skip
+    else:
+        value = (bonus + score_cost) * max(len(requests), 1) + seniority
 
     flow = min_cost_flow.SimpleMinCostFlow()
     one, none = np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     flow.add_arcs_with_capacity_and_unit_cost(none, np.arange(1, n + 1), one, none)
     pair_arcs = flow.add_arcs_with_capacity_and_unit_cost(
         clients + 1, len(requests) + 1 + supporter_rank, np.ones(clients.size, dtype=np.int64),
-        -((bonus + np.round(pair_scores * SCALE)).astype(np.int64) * tie + seniority),
+        -value.astype(np.int64),
     )  # fmt: skip
     supporter_nodes = len(requests) + 1 + np.arange(used.size)
     flow.add_arcs_with_capacity_and_unit_cost(

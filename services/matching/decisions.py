@@ -103,7 +103,8 @@ def first_state(case_id: str, client: Client, now: datetime) -> CaseMatch:
     batch to be assigned together."""
     batch = client.case.intake.import_batch
     return CaseMatch(case_id=case_id, status="awaiting_batch" if batch else "proposed",
-                     import_batch=batch, since=now, updated_at=now)  # fmt: skip
+                     import_batch=batch, since=now, asked_at=client.case.opened_at,
+                     updated_at=now)  # fmt: skip
 
 
 def wants_offers(match: CaseMatch | None) -> bool:

@@ -357,10 +357,19 @@ class LiveIndex:
     def __init__(self) -> None:
         self.rows: dict[str, SupporterRow] = {}
         self._index: SupporterIndex | None = None
+        # Counts every time a place may have opened (a slot freed, a supporter fit again): a
+        # decision to waitlist made before the count moved is made again.
+        self.opened = 0
 
     def put(self, row: SupporterRow) -> None:
         old = self.rows.get(row.supporter_id)
         self.rows[row.supporter_id] = row
+        if (
+            row.eligible
+            and row.free_slots > 0
+            and (old is None or not old.eligible or row.free_slots > old.free_slots)
+        ):
+            self.opened += 1
         index = self._index
         if index is None:
             return

@@ -12,11 +12,21 @@ gathered again. Holds a committed change gives up are released when its outbox i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from prometheus_client import Gauge
@@ -108,19 +118,71 @@ class MatchingDeps:
     asking: Asking
     settings: Settings
     clock: Clock
-    turns: WaitlistTurns = field(default_factory=lambda: WaitlistTurns())
+    turns: Turns = field(default_factory=lambda: Turns())
+
+
+class InTurn:
+    """A lock granted, whenever it is free, to the waiter who asked first (the smallest
+    key), not to whoever came to the lock first: clients whose policies were decided out of
+    order (the rules service handles events together) still take places in the order they
+    asked."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._arrivals = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: datetime) -> AsyncIterator[None]:
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, key: datetime) -> None:
+        if not self._held and not self._waiting:
+            self._held = True
+            return
+        granted = asyncio.get_running_loop().create_future()
+        self._arrivals += 1
+        heapq.heappush(self._waiting, (key, self._arrivals, granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # the turn was handed over as this waiter was cancelled
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, _, granted = heapq.heappop(self._waiting)
+            if not granted.done():  # a waiter cancelled meanwhile is passed over
+                granted.set_result(None)  # the lock passes to it, still held
+                return
+        self._held = False
+
+
+FIRST = datetime.min.replace(tzinfo=UTC)  # the waitlist's turn: before any new client
 
 
 @dataclass
-class WaitlistTurns:
-    """One waitlist retry at a time per organisation: events handled together (a batch of
-    acceptances) each asked for one, and several at once held every waiting client's slots
-    against each other. A retry asked for while one runs makes it run once more, and the
-    asker waits for that round: when it returns, the waiting have had their turn."""
+class Turns:
+    """Whose turn it is for an organisation's free places.
 
+    New clients' first offers and waitlist retries take places one at a time, in turn
+    (``offering``): run together (events are handled a batch at a time), a later client's
+    offer took a place an earlier waiting client was about to get. One waitlist retry runs at
+    a time: a retry asked for while one runs makes it run once more, and the asker waits for
+    that round (when it returns, the waiting have had their turn)."""
+
+    locks: dict[str, InTurn] = field(default_factory=dict)
     running: dict[str, asyncio.Future[None]] = field(default_factory=dict)  # done when it ends
     again: set[str] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def offering(self, org: str) -> InTurn:
+        return self.locks.setdefault(org, InTurn())
 
     def later(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` apart from the caller; a failure is logged (the next event or the
@@ -304,17 +366,21 @@ async def on_case(
         # release, afterwards, a hold taken here for a supporter that state gave up.
         loaded = await deps.changer.settled(org, case_id)
         seen = loaded[0].record if loaded[0] else None
+        opened = deps.supporters.index(org).opened
         held: list[str] = []
         made: CaseMatch | None = None  # the record the decision made, once it made one
 
-        async def pure(current: CaseMatch | None, inputs: In,
-                       seen: CaseMatch | None = seen) -> Change[CaseMatch] | None:  # fmt: skip
+        async def pure(current: CaseMatch | None, inputs: In, seen: CaseMatch | None = seen,
+                       opened: int = opened) -> Change[CaseMatch] | None:  # fmt: skip
             nonlocal made
             if current != seen:
                 raise Regather  # another change came first: what was reserved may not fit
             change = decide(current, inputs)
             if change is None:
                 return None
+            if (any(isinstance(e, ClientWaitlisted) for e in change.events)
+                    and deps.supporters.index(org).opened != opened):  # fmt: skip
+                raise Regather  # a place may have opened since the index said none was free
             record = made = change.record.model_copy(update={"updated_at": deps.clock()})
             log.info("matching_changed", org=org, case_id=case_id, status=record.status)
             return Change(record, change.events)
@@ -364,33 +430,44 @@ async def first_offer(
 ) -> None:
     """A client's first proposals once their policy is decided (or, for an import, wait for
     the batch); a waitlisted client whose policy changed tries again. ``announced_at``: the
-    time of the event announcing the policy, which must not be newer than the policy read."""
+    time of the event announcing the policy, which must not be newer than the policy read.
+    Those who asked earlier and wait are served first: a later client never passes them."""
     now = deps.clock()
-    if deps.standings.anyone_waiting(org):
-        # Those who asked earlier are served first: a later client never passes them.
-        await serve_the_waiting(org, deps)
+    index = deps.supporters.index(org)
 
-    async def gather(seen: CaseMatch | None) -> tuple[tuple[Client | None, Offered | None],
+    async def gather(seen: CaseMatch | None) -> tuple[tuple[Client | None, Offered | None, int],
                                                       list[str]]:  # fmt: skip
+        if deps.standings.anyone_waiting(org) and _room(org, deps):
+            await _waitlist_rounds(org, deps)
+        served = index.opened  # the places open now, after the waiting had their turn
         if not decisions.wants_offers(seen):
-            return (None, None), []
+            return (None, None, served), []
         # Never act on a policy older than the event that announced it.
         client = await client_of(org, case_id, deps, announced_at)
         if client is None:
-            return (None, None), []
+            return (None, None, served), []
         match = seen or decisions.first_state(case_id, client, now)
         if match.status == "awaiting_batch":
-            return (client, None), []
+            return (client, None, served), []
         offered = await offer(org, match, client, deps, now)
-        return (client, offered), offered.held
+        return (client, offered, served), offered.held
 
-    await on_case(
-        org,
-        case_id,
-        deps,
-        gather,
-        lambda m, got: decisions.on_policy(m, case_id, got[0], got[1], now),
-    )
+    def decide(match: CaseMatch | None, got: tuple[Client | None, Offered | None, int]
+               ) -> Change[CaseMatch] | None:  # fmt: skip
+        client, offered, served = got
+        if (
+            offered
+            and offered.offers
+            and index.opened != served
+            and deps.standings.anyone_waiting(org)
+        ):
+            raise Regather  # a place opened meanwhile: the waiting have their turn at it first
+        return decisions.on_policy(match, case_id, client, offered, now)
+
+    # When they asked (their intake), read before taking a turn: turns go in that order.
+    case = await unless_erased(deps.records.case(org, case_id))
+    async with deps.turns.offering(org).turn(case.opened_at if case else now):
+        await on_case(org, case_id, deps, gather, decide)
 
 
 async def reconcile(deps: MatchingDeps) -> int:
@@ -716,18 +793,21 @@ async def assign_batch(
 
 
 async def offer_together(
-    org: str, cases: Sequence[tuple[Stored[CaseMatch], int]], deps: MatchingDeps
-) -> None:
+    org: str, cases: Sequence[tuple[Stored[CaseMatch], int]], deps: MatchingDeps,
+    in_order: bool = False,
+) -> None:  # fmt: skip
     """Every client a first proposal before anyone gets a second: one global assignment
     (``batch.assign``) per round, scarce needs first; the rest are offered one by one,
-    longest waiting first. Reads, holds (one write per supporter a round) and commits for
+    longest waiting first. ``in_order`` (the waitlist): the cases' order, as they asked, comes
+    before the scores. Reads, holds (one write per supporter a round) and commits for
     different cases and supporters go ``BATCH_IN_FLIGHT`` at a time."""
     now = deps.clock()
     case_ids = [s.record.case_id for s, _ in cases]
     read = await _each(case_ids, lambda case_id: client_of(org, case_id, deps))
     clients = dict(zip(case_ids, read, strict=True))
     matches = {s.record.case_id: s.record for s, _ in cases}
-    index = deps.supporters.index(org).index
+    index_of = deps.supporters.index(org)
+    index = index_of.index
     chosen: dict[str, list[Offer]] = defaultdict(list)
 
     def until(case_id: str) -> datetime:
@@ -748,7 +828,7 @@ async def offer_together(
         for _ in range(ROUND_ATTEMPTS):
             if not requests:
                 break
-            assignment = batch.assign(index, requests)
+            assignment = batch.assign(index, requests, in_order=in_order)
             by_supporter: dict[str, list[str]] = defaultdict(list)
             for case_id, supporter_id in assignment.chosen.items():
                 by_supporter[supporter_id].append(case_id)
@@ -770,12 +850,24 @@ async def offer_together(
                     chosen[case_id].append(decisions.offer_of(proposal, until(case_id)))
             requests = [r for r in requests if r.client_id in refused]
     offered = [stored.record for stored, _ in cases if chosen.get(stored.record.case_id)]
-    await _each(offered, lambda match: _settle(
-        org, match, Offered(chosen[match.case_id]), deps, now
-    ))  # fmt: skip
+    if in_order:
+        # Told in the order they asked, one after another: nobody hears of a place before
+        # someone who asked earlier (a few clients, a write each).
+        for match in offered:
+            await _settle(org, match, Offered(chosen[match.case_id]), deps, now)
+    else:
+        await _each(offered, lambda match: _settle(
+            org, match, Offered(chosen[match.case_id]), deps, now
+        ))  # fmt: skip
+    opened = index_of.opened
     for stored, _ in cases:
         client = clients[stored.record.case_id]
         if client is not None and not chosen.get(stored.record.case_id):
+            if in_order and index_of.opened != opened:
+                # A place opened part way down the list: it is for the first in line, so
+                # the list is gone through again from the top.
+                deps.turns.again.add(org)
+                return
             await _settle(org, stored.record, await offer(org, stored.record, client, deps, now),
                           deps, now)  # fmt: skip
 
@@ -818,9 +910,14 @@ async def _settle(
 async def serve_the_waiting(org: str, deps: MatchingDeps) -> None:
     """Waitlisted clients try again, longest waiting first, when a place may be free for them
     (the index has an eligible supporter with a free slot; who fits whom, the offer decides)."""
-    index = deps.supporters.index(org).index
-    if bool((index.eligible & (index.free > 0)).any()):
+    if _room(org, deps):
         await retry_waitlist(org, deps)
+
+
+def _room(org: str, deps: MatchingDeps) -> bool:
+    """Whether the index has an eligible supporter with a free slot."""
+    index = deps.supporters.index(org).index
+    return bool((index.eligible & (index.free > 0)).any())
 
 
 @handlers.on(ClientWaitlisted)
@@ -844,15 +941,22 @@ async def retry_waitlist(org: str, deps: MatchingDeps, read_all: bool = False) -
         return
     ended = turns.running[org] = asyncio.get_running_loop().create_future()
     try:
-        for _ in range(MAX_WAITLIST_ROUNDS):
-            turns.again.discard(org)
-            await _retry_waitlist_once(org, deps, read_all)
-            if org not in turns.again:
-                break
+        async with turns.offering(org).turn(FIRST):
+            await _waitlist_rounds(org, deps, read_all)
     finally:
         del turns.running[org]
         turns.again.discard(org)
         ended.set_result(None)
+
+
+async def _waitlist_rounds(org: str, deps: MatchingDeps, read_all: bool = False) -> None:
+    """Rounds of the waitlist, as long as another was asked for meanwhile (a retry asked
+    for, a place opened part way down the list), up to ``MAX_WAITLIST_ROUNDS``."""
+    for _ in range(MAX_WAITLIST_ROUNDS):
+        deps.turns.again.discard(org)
+        await _retry_waitlist_once(org, deps, read_all)
+        if org not in deps.turns.again:
+            return
 
 
 async def _retry_waitlist_once(org: str, deps: MatchingDeps, read_all: bool) -> None:
@@ -863,12 +967,13 @@ async def _retry_waitlist_once(org: str, deps: MatchingDeps, read_all: bool) -> 
     else:
         loaded = [await deps.matches.load(org, case_id) for case_id in deps.standings.waiting(org)]
         found = [(stored, revision) for stored, revision in loaded if stored is not None]
+    # In the order they asked: a client waitlisted later may have asked earlier.
     waiting = sorted(
         ((stored, revision) for stored, revision in found if stored.record.status == "waitlisted"),
-        key=lambda item: item[0].record.since,
+        key=lambda item: item[0].record.turn,
     )
     if len(waiting) > 1:
-        await offer_together(org, waiting, deps)
+        await offer_together(org, waiting, deps, in_order=True)
     elif waiting:
         await _retry(org, waiting[0][0].record.case_id, deps)
 

@@ -196,6 +196,21 @@ def test_among_clients_alike_a_later_one_never_passes_an_earlier_one(
     assert served == {r.client_id for r in requests[: min(places, clients)]}
 
 
+def test_the_waitlist_in_order_serves_who_asked_first_whatever_fits_better() -> None:
+    row = dataclasses.replace(population.supporters(random.Random(3), 1)[0], eligible=True,
+                              free_slots=1)  # fmt: skip
+    index = SupporterIndex([row])
+    lived = sorted(row.lived_experience)[0]
+    plain = Policy()  # asked first, hoped for nothing in particular
+    keen = Policy(weights=(Weight("hope", "lived_experience", 5.0, (lived,)),))  # asked later
+    requests = [batch.Request("early", plain), batch.Request("later", keen)]
+
+    # An import (asked at once) gives the one place where it fits best; the waitlist, in
+    # the order asked, to who asked first.
+    assert batch.assign(index, requests).chosen == {"later": row.supporter_id}
+    assert batch.assign(index, requests, in_order=True).chosen == {"early": row.supporter_id}
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), changes=st.integers(1, 40))
 def test_a_live_index_kept_current_in_place_proposes_as_a_fresh_one_would(

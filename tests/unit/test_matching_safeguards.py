@@ -8,6 +8,7 @@ review rather than ended silently. What is about delivery is in
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -247,3 +248,31 @@ async def test_a_place_given_back_by_a_change_not_made_goes_to_the_waiting_at_on
     offered = await match_of(world, "c2")
     assert offered.status == "proposed"
     assert [o.supporter_id for o in offered.proposals] == ["s2"]
+
+
+async def test_turns_go_to_who_asked_first_not_to_who_came_to_the_lock_first() -> None:
+    turns = handlers.InTurn()
+    day = datetime(2027, 3, 3, tzinfo=UTC)
+    order: list[int] = []
+    holding = asyncio.Event()
+
+    async def take(n: int, wait: asyncio.Event | None = None) -> None:
+        async with turns.turn(day + timedelta(minutes=n)):
+            order.append(n)
+            if wait is not None:
+                holding.set()
+                await wait.wait()
+
+    go = asyncio.Event()
+    first = asyncio.create_task(take(5, go))  # holds the lock while the others arrive
+    await holding.wait()
+    later = [asyncio.create_task(take(n)) for n in (3, 1, 4, 2)]
+    gone = asyncio.create_task(take(0))
+    await asyncio.sleep(0)
+    gone.cancel()  # gave up waiting: passed over, never handed the lock
+    await asyncio.sleep(0)
+    go.set()
+    await asyncio.gather(first, *later)
+
+    assert order == [5, 1, 2, 3, 4]
+    assert gone.cancelled()
