@@ -16,7 +16,7 @@ from runtime.state import DecisionReader, RecordReader
 from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
 from runtime.vault import Vault, sealer_of
 from services.matching.adapters import CaseloadStore, Standings, Supporters
-from services.matching.handlers import SOURCE, MatchingDeps, holds_releaser
+from services.matching.handlers import SOURCE, MatchingDeps, Turns, holds_releaser
 
 BUCKETS = (
     topology.SUPPORTERS_BUCKET, topology.DECISIONS_BUCKET, topology.CASES_BUCKET,
@@ -53,6 +53,7 @@ def wire(
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
     supporters = Supporters(records, decisions, caseloads, clock)
     caseloads.observers.append(supporters.caseload_seen)
+    turns = Turns()
     return MatchingDeps(
         matches=matches,
         caseloads=caseloads,
@@ -63,9 +64,10 @@ def wire(
         replies=replies,
         events=events,
         changer=Changer(
-            matches, replies, events, SOURCE, clock, holds_releaser(caseloads, matches)
+            matches, replies, events, SOURCE, clock, holds_releaser(caseloads, matches, turns)
         ),
         asking=asking,
         settings=settings,
         clock=clock,
+        turns=turns,
     )

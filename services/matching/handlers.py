@@ -129,15 +129,23 @@ class InTurn:
 
     def __init__(self) -> None:
         self._held = False
+        self._owner: asyncio.Task[Any] | None = None
         self._waiting: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._arrivals = 0
 
     @contextlib.asynccontextmanager
     async def turn(self, key: datetime) -> AsyncIterator[None]:
+        """The turn for ``key``; within a turn already held (a release made by a change the
+        turn's holder commits), the same turn."""
+        if self._held and self._owner is asyncio.current_task():
+            yield
+            return
         await self._acquire(key)
+        self._owner = asyncio.current_task()
         try:
             yield
         finally:
+            self._owner = None
             self._release()
 
     async def _acquire(self, key: datetime) -> None:
@@ -322,8 +330,10 @@ async def give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingD
     stored, _ = await deps.matches.load(org, case_id)
     kept = decisions.holding(stored.record if stored else None)
     released = [supporter_id for supporter_id in held if supporter_id not in kept]
-    for supporter_id in released:
-        await deps.caseloads.release(org, supporter_id, case_id)
+    if released:
+        async with deps.turns.offering(org).turn(FIRST):
+            for supporter_id in released:
+                await deps.caseloads.release(org, supporter_id, case_id)
     if released and deps.standings.anyone_waiting(org):
         # No event will say these places are free again: the waiting are offered them now,
         # apart from this handler (which may be failing).
@@ -331,20 +341,22 @@ async def give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingD
 
 
 def holds_releaser(
-    caseloads: CaseloadStore, matches: RecordStore[CaseMatch]
+    caseloads: CaseloadStore, matches: RecordStore[CaseMatch], turns: Turns
 ) -> Callable[[str, str, CaseMatch], Awaitable[None]]:
     """What a committed change does besides its events: give up the holds it released (run on
     every flush of its outbox, so a crash in between is completed). A hold the case has taken
-    again since (an expired proposal accepted after all) is kept."""
+    again since (an expired proposal accepted after all) is kept. Places open in a turn of
+    their own: never while a client is being offered places or waitlisted."""
 
     async def release_holds(org: str, case_id: str, match: CaseMatch) -> None:
         if not match.released:
             return
         latest, _ = await matches.load(org, case_id)
         held_now = decisions.holding(latest.record if latest else None)
-        for supporter_id in match.released:
-            if supporter_id not in held_now:
-                await caseloads.release(org, supporter_id, case_id)
+        async with turns.offering(org).turn(FIRST):
+            for supporter_id in match.released:
+                if supporter_id not in held_now:
+                    await caseloads.release(org, supporter_id, case_id)
 
     return release_holds
 
@@ -596,7 +608,9 @@ async def withdraw_or_pause(org: str, case_id: str, supporter_id: str, deps: Mat
             return None  # the client's policy is not readable (erased): nothing to offer
         return decisions.withdraw(match, supporter_id, fresh, now)
 
-    await on_case(org, case_id, deps, gather, decide)
+    # A place taken back is made up before anyone else's turn.
+    async with deps.turns.offering(org).turn(FIRST):
+        await on_case(org, case_id, deps, gather, decide)
 
 
 # Matching's own events: about a case matching keeps, whose change freed supporters' slots.
@@ -711,9 +725,12 @@ async def _new_proposals(
         offered = await offer(org, moved, client, deps, now)
         return (client, offered), offered.held
 
-    return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
-        decide(m, got[0], got[1], now)
-    ), received))  # fmt: skip
+    # New places, in the client's turn (when they asked), as a new client's would be.
+    stored, _ = await deps.matches.load(org, case_id)
+    async with deps.turns.offering(org).turn(stored.record.turn if stored else now):
+        return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
+            decide(m, got[0], got[1], now)
+        ), received))  # fmt: skip
 
 
 @handlers.on(DeclineProposals)

@@ -276,3 +276,24 @@ async def test_turns_go_to_who_asked_first_not_to_who_came_to_the_lock_first() -
 
     assert order == [5, 1, 2, 3, 4]
     assert gone.cancelled()
+
+
+async def test_a_turn_held_is_the_same_turn_within_it_and_no_one_elses() -> None:
+    turns = handlers.InTurn()
+    day = datetime(2027, 3, 3, tzinfo=UTC)
+    order: list[str] = []
+
+    async def other() -> None:
+        async with turns.turn(day):
+            order.append("other")
+
+    async with turns.turn(day + timedelta(days=1)):
+        waiting = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        # A release made by a change this turn commits: the same turn, not a deadlock.
+        async with turns.turn(handlers.FIRST):
+            order.append("nested")
+        await asyncio.sleep(0)
+        assert not waiting.done()  # someone else still waits for the turn
+    await waiting
+    assert order == ["nested", "other"]
