@@ -90,6 +90,9 @@ SOURCE = f"alongside/{SERVICE}"
 _NAMESPACE = uuid.UUID("2b6e0c8e-55a4-4d5e-9f0e-7a41c3d9b812")
 # Rounds of fresh candidates an offer tries when others take the places it tried first.
 OFFER_ROUNDS = 10
+# Free places (of eligible supporters) above which first offers need no turn: far more than
+# the clients offered at once could take, so none of them can be passed over.
+PLENTY = 256
 # Waitlist retries run back to back when more were asked for meanwhile (then the next event
 # or the sweep asks again).
 MAX_WAITLIST_ROUNDS = 5
@@ -188,6 +191,8 @@ class Turns:
     running: dict[str, asyncio.Future[None]] = field(default_factory=dict)  # done when it ends
     again: set[str] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # The places opened (``LiveIndex.opened``) as of the start of the last waitlist round.
+    served: dict[str, int] = field(default_factory=dict)
 
     def offering(self, org: str) -> InTurn:
         return self.locks.setdefault(org, InTurn())
@@ -449,19 +454,27 @@ async def first_offer(
 
     async def gather(seen: CaseMatch | None) -> tuple[tuple[Client | None, Offered | None, int],
                                                       list[str]]:  # fmt: skip
-        if deps.standings.anyone_waiting(org) and _room(org, deps):
-            await _waitlist_rounds(org, deps)
-        served = index.opened  # the places open now, after the waiting had their turn
         if not decisions.wants_offers(seen):
-            return (None, None, served), []
+            return (None, None, index.opened), []
         # Never act on a policy older than the event that announced it.
         client = await client_of(org, case_id, deps, announced_at)
         if client is None:
-            return (None, None, served), []
+            return (None, None, index.opened), []
         match = seen or decisions.first_state(case_id, client, now)
         if match.status == "awaiting_batch":
-            return (client, None, served), []
-        offered = await offer(org, match, client, deps, now)
+            return (client, None, index.opened), []
+        if not _owed(org, deps) and _free_places(org, deps) >= PLENTY:
+            # Room for everyone asking at once, and no place the waiting were not offered yet:
+            # nobody can be passed, no turn is needed.
+            served = index.opened
+            offered = await offer(org, match, client, deps, now)
+            return (client, offered, served), offered.held
+        # Places are taken in turn, in the order clients asked, the waiting first.
+        async with deps.turns.offering(org).turn(client.case.opened_at):
+            if _owed(org, deps) and _room(org, deps):
+                await _waitlist_rounds(org, deps)
+            served = index.opened  # the places open now, after the waiting had their turn
+            offered = await offer(org, match, client, deps, now)
         return (client, offered, served), offered.held
 
     def decide(match: CaseMatch | None, got: tuple[Client | None, Offered | None, int]
@@ -476,10 +489,7 @@ async def first_offer(
             raise Regather  # a place opened meanwhile: the waiting have their turn at it first
         return decisions.on_policy(match, case_id, client, offered, now)
 
-    # When they asked (their intake), read before taking a turn: turns go in that order.
-    case = await unless_erased(deps.records.case(org, case_id))
-    async with deps.turns.offering(org).turn(case.opened_at if case else now):
-        await on_case(org, case_id, deps, gather, decide)
+    await on_case(org, case_id, deps, gather, decide)
 
 
 async def reconcile(deps: MatchingDeps) -> int:
@@ -598,7 +608,9 @@ async def withdraw_or_pause(org: str, case_id: str, supporter_id: str, deps: Mat
             return None, []
         kept = [o.supporter_id for o in moved.proposals]
         want = max(client.policy.proposals - len(kept), 0)
-        fresh = await offer(org, moved, client, deps, now, want, besides={*kept, supporter_id})
+        # A place taken back is made up before anyone else's turn.
+        async with deps.turns.offering(org).turn(FIRST):
+            fresh = await offer(org, moved, client, deps, now, want, besides={*kept, supporter_id})
         return fresh, fresh.held
 
     def decide(match: CaseMatch | None, fresh: Offered | None) -> Change[CaseMatch] | None:
@@ -608,9 +620,7 @@ async def withdraw_or_pause(org: str, case_id: str, supporter_id: str, deps: Mat
             return None  # the client's policy is not readable (erased): nothing to offer
         return decisions.withdraw(match, supporter_id, fresh, now)
 
-    # A place taken back is made up before anyone else's turn.
-    async with deps.turns.offering(org).turn(FIRST):
-        await on_case(org, case_id, deps, gather, decide)
+    await on_case(org, case_id, deps, gather, decide)
 
 
 # Matching's own events: about a case matching keeps, whose change freed supporters' slots.
@@ -722,15 +732,14 @@ async def _new_proposals(
         client = await client_of(org, case_id, deps)
         if client is None:
             return (None, None), []
-        offered = await offer(org, moved, client, deps, now)
+        # New places, in the client's turn (when they asked), as a new client's would be.
+        async with deps.turns.offering(org).turn(moved.turn):
+            offered = await offer(org, moved, client, deps, now)
         return (client, offered), offered.held
 
-    # New places, in the client's turn (when they asked), as a new client's would be.
-    stored, _ = await deps.matches.load(org, case_id)
-    async with deps.turns.offering(org).turn(stored.record.turn if stored else now):
-        return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
-            decide(m, got[0], got[1], now)
-        ), received))  # fmt: skip
+    return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
+        decide(m, got[0], got[1], now)
+    ), received))  # fmt: skip
 
 
 @handlers.on(DeclineProposals)
@@ -927,7 +936,7 @@ async def _settle(
 async def serve_the_waiting(org: str, deps: MatchingDeps) -> None:
     """Waitlisted clients try again, longest waiting first, when a place may be free for them
     (the index has an eligible supporter with a free slot; who fits whom, the offer decides)."""
-    if _room(org, deps):
+    if _owed(org, deps) and _room(org, deps):
         await retry_waitlist(org, deps)
 
 
@@ -935,6 +944,19 @@ def _room(org: str, deps: MatchingDeps) -> bool:
     """Whether the index has an eligible supporter with a free slot."""
     index = deps.supporters.index(org).index
     return bool((index.eligible & (index.free > 0)).any())
+
+
+def _owed(org: str, deps: MatchingDeps) -> bool:
+    """Whether someone waits and a place opened since the waiting last had their turn: after
+    a round, no waiting client fits any place then free (else they would have it)."""
+    opened = deps.supporters.index(org).opened
+    return deps.standings.anyone_waiting(org) and deps.turns.served.get(org) != opened
+
+
+def _free_places(org: str, deps: MatchingDeps) -> int:
+    """Free slots of eligible supporters, as the index says."""
+    index = deps.supporters.index(org).index
+    return int(index.free[index.eligible].clip(min=0).sum())
 
 
 @handlers.on(ClientWaitlisted)
@@ -952,6 +974,8 @@ async def retry_waitlist(org: str, deps: MatchingDeps, read_all: bool = False) -
     ``read_all``: every record read instead (the sweep, in case a watch missed one). While a
     retry of the organisation runs, another asked for becomes one more round of it."""
     turns = deps.turns
+    if not read_all and not _owed(org, deps):
+        return  # no place opened since the waiting last had their turn
     if org in turns.running:
         turns.again.add(org)
         await asyncio.shield(turns.running[org])
@@ -977,6 +1001,8 @@ async def _waitlist_rounds(org: str, deps: MatchingDeps, read_all: bool = False)
 
 
 async def _retry_waitlist_once(org: str, deps: MatchingDeps, read_all: bool) -> None:
+    # Every place open from here on is offered to the waiting in this round.
+    deps.turns.served[org] = deps.supporters.index(org).opened
     if read_all or not deps.standings.watching:
         found = [
             (stored, revision) for _, stored, revision in await match_records(deps.matches, org)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contracts.matching import AcceptProposal, ResumeMatch
+from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, SupporterEligibilityDecided
 from runtime import topology
@@ -191,10 +192,6 @@ async def test_a_full_caseload_alone_neither_withdraws_nor_pauses(world: World) 
 
 
 def test_an_unfit_supporter_is_never_activated() -> None:
-    from datetime import UTC, datetime
-
-    from contracts.records import CaseMatch
-
     now = datetime(2027, 3, 3, tzinfo=UTC)
     accepted = CaseMatch(case_id="c1", status="accepted", supporter_id="s0", since=now,
                          updated_at=now)  # fmt: skip
@@ -218,6 +215,10 @@ async def test_waitlist_retries_asked_for_together_run_one_at_a_time_and_each_as
         running -= 1
 
     monkeypatch.setattr(handlers, "_retry_waitlist_once", once)
+    # Someone waits, and no round has offered them the places open now.
+    now = world.clock()
+    waiting = CaseMatch(case_id="c9", status="waitlisted", since=now, updated_at=now)
+    world.deps.standings.note(ORG, "c9", waiting)
     asks = [asyncio.create_task(handlers.retry_waitlist(ORG, world.deps)) for _ in range(5)]
     await asyncio.sleep(0.01)
     assert not any(a.done() for a in asks)  # every asker waits for a round after its ask
