@@ -489,7 +489,14 @@ async def first_offer(
             raise Regather  # a place opened meanwhile: the waiting have their turn at it first
         return decisions.on_policy(match, case_id, client, offered, now)
 
-    await on_case(org, case_id, deps, gather, decide)
+    if not _owed(org, deps) and _free_places(org, deps) >= PLENTY:
+        await on_case(org, case_id, deps, gather, decide)
+        return
+    # Few places: the whole decision, its commit included, in the client's turn, so that no
+    # place opens between a waitlisting and its being stored.
+    case = await unless_erased(deps.records.case(org, case_id))
+    async with deps.turns.offering(org).turn(case.opened_at if case else now):
+        await on_case(org, case_id, deps, gather, decide)
 
 
 async def reconcile(deps: MatchingDeps) -> int:
