@@ -139,7 +139,7 @@ from alongside.client import AlongsideClient, Unavailable
 from alongside.console_demo import free_port
 from bench import register, settled
 from bench.faults import consumers_idle, says_retry
-from bench.intake import spawn, wait_for_responder
+from bench.intake import spawn, stop_all, wait_for_responder
 from contracts import subjects
 from contracts.envelope import Command, wrap
 from contracts.intake import IntakeReceived, Method, Recovery, SubmitIntake
@@ -468,14 +468,7 @@ class World:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(self.processes.values())
         self.server.stop()
 
 

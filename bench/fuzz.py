@@ -117,6 +117,7 @@ from pydantic import ValidationError
 from alongside import sample
 from alongside.client import AlongsideClient
 from bench import master_key_env, register
+from bench.intake import stop_all
 from contracts import catalogue, subjects
 from contracts.envelope import MAX_COMMAND_BYTES, MAX_EVENT_BYTES, Command, RawEnvelope
 from contracts.intake import GiveConsent, Method, Stage
@@ -1134,15 +1135,7 @@ class Fleet:
         self.start(service)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(self.processes.values(), timeout=15)
 
 
 async def answering(nc: Nats, service: str, limit_s: float) -> bool:

@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
@@ -124,6 +124,20 @@ def spawn(
         return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=stderr)
+
+
+def stop_all(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Ask every process to end, then wait for each (killed if it takes longer)."""
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def cpu_seconds(pid: int) -> float:

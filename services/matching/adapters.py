@@ -264,6 +264,8 @@ class Standings:
 
     def __init__(self) -> None:
         self.cases: dict[tuple[str, str], Standing] = {}  # (org, case id) -> standing
+        # Each organisation's waitlisted cases, kept with ``cases``: asked on every offer.
+        self._waiting: dict[str, set[str]] = defaultdict(set)
         self._watcher: KeyValue.KeyWatcher | None = None
 
     async def load(self, matches: KeyValue) -> None:
@@ -280,7 +282,17 @@ class Standings:
 
     def note(self, org: str, case_id: str, match: CaseMatch) -> None:
         """A record as this process just committed it."""
-        self.cases[(org, case_id)] = Standing.of(match)
+        self._put(org, case_id, Standing.of(match))
+
+    def _put(self, org: str, case_id: str, standing: Standing | None) -> None:
+        if standing is None:
+            self.cases.pop((org, case_id), None)
+        else:
+            self.cases[(org, case_id)] = standing
+        if standing is not None and standing.status == "waitlisted":
+            self._waiting[org].add(case_id)
+        else:
+            self._waiting[org].discard(case_id)
 
     @property
     def watching(self) -> bool:
@@ -289,17 +301,17 @@ class Standings:
     def waiting(self, org: str) -> list[str]:
         """The organisation's waitlisted cases, as the watch and this process's commits have
         told so far."""
-        return [c for (o, c), s in self.cases.items() if o == org and s.status == "waitlisted"]
+        return sorted(self._waiting[org])
 
     def anyone_waiting(self, org: str) -> bool:
-        return any(o == org and s.status == "waitlisted" for (o, _), s in self.cases.items())
+        return bool(self._waiting[org])
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         org, _, case_id = entry.key.partition(".")
         if not entry.value:  # deleted (an erased client)
-            self.cases.pop((org, case_id), None)
+            self._put(org, case_id, None)
             return
         try:
-            self.cases[(org, case_id)] = Standing.of_stored(json.loads(entry.value)["record"])
+            self._put(org, case_id, Standing.of_stored(json.loads(entry.value)["record"]))
         except Exception as error:  # one bad value never stops the figures
             log.error("standing_update_failed", key=entry.key, error=type(error).__name__)

@@ -943,8 +943,8 @@ async def _settle(
 async def serve_the_waiting(org: str, deps: MatchingDeps) -> None:
     """Waitlisted clients try again, longest waiting first, when a place may be free for them
     (the index has an eligible supporter with a free slot; who fits whom, the offer decides)."""
-    if _owed(org, deps) and _room(org, deps):
-        await retry_waitlist(org, deps)
+    if _room(org, deps):
+        await retry_waitlist(org, deps)  # which asks first whether a place is owed
 
 
 def _room(org: str, deps: MatchingDeps) -> bool:
