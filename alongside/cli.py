@@ -9,6 +9,8 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import IO, Annotated, Any, TypeVar
 
@@ -19,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from alongside import connection, console_cli, rules_cli, services
+from alongside import connection, console_cli, deadletters_cli, rules_cli, services
 from alongside.client import RETRY_FOR_S, AlongsideClient, Unavailable, summarise
 from alongside.options import (
     EXIT_UNAVAILABLE,
@@ -34,7 +36,14 @@ from contracts.envelope import Message, new_id
 from contracts.replies import CommandAccepted, CommandUnavailable
 from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
 from runtime import bus, health, topology
-from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AccessError, AuthDir
+from runtime.access import (
+    ADMIN,
+    SERVICE_NEEDS,
+    SYSTEM_USER,
+    AccessError,
+    AuthDir,
+    credential_name,
+)
 from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats, adopt_data_without_auth
@@ -48,6 +57,7 @@ contracts_app = typer.Typer(no_args_is_help=True, help="The event catalogue.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(console_cli.app, name="console")
+app.add_typer(deadletters_cli.app, name="deadletters")
 orgs_app = typer.Typer(no_args_is_help=True, help="The organisations using this deployment.")
 app.add_typer(orgs_app, name="orgs")
 auth_app = typer.Typer(no_args_is_help=True, help="The operator's keys (NATS decentralised auth).")
@@ -55,6 +65,21 @@ app.add_typer(auth_app, name="auth")
 
 log = get_logger("alongside.cli")
 T = TypeVar("T")
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"alongside {package_version('alongside')} (contracts {catalogue.VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print this version and the contracts' version, and exit.")] = False,
+) -> None:  # fmt: skip
+    pass
 
 
 def _settings() -> Settings:
@@ -248,7 +273,8 @@ def submit(
         nc = await connection.connect(settings, "alongside-cli")
         body = _command_body(command_type, org, document, command_id)
         try:
-            reply: Message = await AlongsideClient(nc).send_raw(
+            client = AlongsideClient(nc, sender=connection.principal(settings).sender)
+            reply: Message = await client.send_raw(
                 org, model.service, command_type, body, retry_for=retry_for)  # fmt: skip
         except Unavailable as unavailable:
             reply = unavailable.reply
@@ -278,8 +304,11 @@ def events(
         bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")
     ] = False,
 ) -> None:
-    """Print an organisation's events, one JSON line each."""
+    """Print an organisation's events, one JSON line each. With a subscriber's or an
+    integration's credential, its own feed: from where it stopped, each event acknowledged."""
     settings = _settings()
+    reader = connection.principal(settings)
+    durable = reader.sender if reader.kind in ("subscriber", "integration") else None
 
     async def run() -> None:
         nc = await connection.connect(settings, "alongside-events")
@@ -288,7 +317,9 @@ def events(
             def skipped(sequence: int, why: str) -> None:
                 typer.echo(f"alongside: skipped event {sequence}: {why}", err=True)
 
-            async for envelope in AlongsideClient(nc).events(org, follow, on_unreadable=skipped):
+            reading = AlongsideClient(nc).events(org, follow, on_unreadable=skipped,
+                                                 durable=durable)  # fmt: skip
+            async for envelope in reading:
                 typer.echo(json.dumps(summarise(envelope), default=str))
         except NotFoundError:
             raise CliError(f"organisation {org!r} has no events stream here: is it "
@@ -327,7 +358,8 @@ def import_(
                 sending = progress.add_task("intakes submitted", total=lines)
                 matching = progress.add_task("waiting for matching policies", total=None)
                 return await import_intakes(
-                    AlongsideClient(nc, source="alongside/import"), org, text,
+                    AlongsideClient(nc, source="alongside/import",
+                                    sender=connection.principal(settings).sender), org, text,
                     submitted=lambda: progress.advance(sending),
                     ready=lambda said: progress.update(matching, description=said[:60]),
                 )  # fmt: skip
@@ -476,7 +508,9 @@ def orgs_add(
         # The zone lives in one place, the organisation's scheduling settings.
         nc = await connection.connect(settings, "alongside-orgs")
         try:
-            reply = await AlongsideClient(nc).submit(org, ConfigureScheduling(policy=policy))
+            reply = await AlongsideClient(nc, sender=connection.principal(settings).sender).submit(
+                org, ConfigureScheduling(policy=policy)
+            )
         except Exception as error:  # no responders, a timeout
             reply_said = type(error).__name__
         else:
@@ -551,8 +585,9 @@ async def _on_credentials(settings: Settings, act: Callable[[Credentials], Await
     system = await bus.connect(connection.resolve_url(settings), "alongside-orgs-system",
                                auth.credentials(SYSTEM_USER))  # fmt: skip
     try:
-        kv = await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET)
-        return await act(Credentials(kv, auth, system, SYSTEM))
+        js = nc.jetstream()
+        kv = await js.key_value(topology.CREDENTIALS_BUCKET)
+        return await act(Credentials(kv, js, auth, system, SYSTEM))
     except AccessError as error:
         raise CliError(str(error)) from None
     finally:
@@ -561,23 +596,41 @@ async def _on_credentials(settings: Settings, act: Callable[[Credentials], Await
 
 
 CredentialName = Annotated[
-    str, typer.Option("--name", help="Which of the organisation's credentials (one per "
-                      "subscriber or person), e.g. billing-feed.", callback=valid_name),
+    str | None, typer.Option("--name", help="Which of the organisation's credentials (one "
+                             "per subscriber or system), e.g. billing-feed; the console's is "
+                             "always `console`.", callback=valid_name),
 ]  # fmt: skip
+
+
+class Kind(StrEnum):
+    subscriber = "subscriber"
+    integration = "integration"
+    console = "console"
 
 
 @orgs_app.command("credentials")
 def orgs_credentials(
     org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .creds.")],
-    name: CredentialName = "main",
-) -> None:
-    """Write a NATS credentials file confined to this organisation: send its commands, read
-    its events (stream EVENTS-<org>, inbox prefix _INBOX_org.<org>); nothing else. Issuing
-    a name again rotates it: the earlier file stops working at once."""
+    kind: Annotated[Kind, typer.Option(
+        "--kind", help="subscriber: read the organisation's events, nothing else; "
+        "integration: also send its intake commands (no view, export or erasure); "
+        "console: the console's own, every command, the sensitive reads among them.",
+    )],
+    name: CredentialName = None,
+) -> None:  # fmt: skip
+    """Write a NATS credentials file confined to this organisation and to its kind's job
+    (docs/subscribers.md, "Credentials"). A subscriber or an integration reads the events
+    through the durable consumer named as it, made here; its inbox prefix is
+    _INBOX_org.<org>.<name>. Issuing a name again rotates it: the earlier file stops working
+    at once, and the new one reads on from where the old one stopped."""
     settings = _settings()
     if output.exists():
         raise CliError(f"{output} exists; credentials are never overwritten in place")
+    try:
+        name = credential_name(kind.value, name)
+    except AccessError as error:
+        raise CliError(f"--name: {error}") from None
 
     async def issue() -> str:
         nc, registry = await _registry(settings)
@@ -587,10 +640,10 @@ def orgs_credentials(
             await nc.close()
         if refusal is not None:
             raise CliError(refusal)
-        issued = await _on_credentials(settings, lambda store: store.issue(org, name))
+        issued = await _on_credentials(settings, lambda store: store.issue(org, kind.value, name))
         output.touch(mode=0o600)
         output.write_text(issued.text)
-        return f"wrote {output}: {org}'s credential {name!r} ({issued.public_key})"
+        return f"wrote {output}: {org}'s {kind.value} credential {name!r} ({issued.public_key})"
 
     typer.echo(asyncio.run(issue()))
 

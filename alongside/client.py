@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
@@ -46,10 +47,17 @@ class Unavailable(Exception):
 
 
 class AlongsideClient:
-    def __init__(self, nc: Nats, source: str = "alongside/cli", clock: Clock = SYSTEM) -> None:
+    def __init__(
+        self, nc: Nats, source: str = "alongside/cli", clock: Clock = SYSTEM,
+        sender: str = subjects.OPERATOR,
+    ) -> None:  # fmt: skip
+        """``sender``: the name the connection's credential sends commands under, the
+        operator's by default; an organisation's credential's is its name
+        (``runtime.access.principal``), and the server refuses any other."""
         self.nc = nc
         self.source = source
         self.clock = clock
+        self.sender = sender
 
     async def send_raw(
         self, org: str, service: str, command_type: str, body: bytes, timeout: float = 10.0,
@@ -58,11 +66,21 @@ class AlongsideClient:
         """``body`` (an envelope) sent until it is answered for good, again and again the
         same bytes for up to ``retry_for`` seconds (module docstring); ``Unavailable`` if the
         service still could not carry it out then."""
-        subject = subjects.command(org, service, command_type)
+        subject = subjects.command(org, service, command_type, self.sender)
         reply = await self._answered(subject, body, timeout, headers, retry_for, parse_reply)
         if isinstance(reply, CommandUnavailable):
             raise Unavailable(reply)
         return reply
+
+    async def request_raw(
+        self, org: str, service: str, command_type: str, body: bytes,
+        headers: dict[str, str] | None = None, timeout: float = 10.0,
+        retry_for: float = RETRY_FOR_S,
+    ) -> Message:  # fmt: skip
+        """``body`` as it is (a command kept as it was sent, a dead letter replayed), sent as
+        ``send_raw`` sends it; whatever its service answers, ``CommandUnavailable`` included."""
+        subject = subjects.command(org, service, command_type, self.sender)
+        return await self._answered(subject, body, timeout, headers, retry_for, parse_any_reply)
 
     async def submit(
         self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0,
@@ -81,7 +99,7 @@ class AlongsideClient:
     ) -> Message:  # fmt: skip
         """Send any command and parse whichever reply its service gives, as ``send_raw``."""
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
-        subject = subjects.command(org, command.service, command.type_name)
+        subject = subjects.command(org, command.service, command.type_name, self.sender)
         reply = await self._answered(
             subject, envelope.model_dump_json().encode(), timeout, bus.headers_of(envelope),
             retry_for, parse_any_reply,
@@ -121,14 +139,34 @@ class AlongsideClient:
 
     async def events(
         self, org: str, follow: bool = False, idle_s: float = 0.5,
-        on_unreadable: Callable[[int, str], None] | None = None,
+        on_unreadable: Callable[[int, str], None] | None = None, durable: str | None = None,
     ) -> AsyncIterator[RawEnvelope]:  # fmt: skip
-        """The organisation's events from the start (its own stream, so an organisation's
-        credential can read them); with ``follow``, then wait for more.
+        """The organisation's events from the start (its own stream); with ``follow``, then
+        wait for more. With ``durable``, through that durable consumer instead, from where
+        it stopped, each event acknowledged once yielded: how a subscriber's or an
+        integration's credential reads, as it may make no consumer of its own.
         A message that is not an event envelope of its subject (anyone who may publish can
         put one there) is passed over and reported with its stream sequence and why
         (``on_unreadable``, else a warning): one such message used to end every later
         run of ``alongside events``."""
+        messages = (self._pulled(org, durable, follow, idle_s) if durable is not None
+                    else self._ordered(org, follow, idle_s))  # fmt: skip
+        async for msg in messages:
+            try:
+                envelope = RawEnvelope.model_validate_json(msg.data)
+                if envelope.type != subjects.last_token(msg.subject):
+                    raise ValueError(f"type {envelope.type!r} on {msg.subject}")
+            except ValueError as error:  # pydantic's ValidationError is a ValueError
+                why = f"not an event envelope: {str(error).splitlines()[0]}"
+                sequence = msg.metadata.sequence.stream
+                if on_unreadable is not None:
+                    on_unreadable(sequence, why)
+                else:
+                    log.warning("unreadable_event", org=org, stream_sequence=sequence)
+                continue
+            yield envelope
+
+    async def _ordered(self, org: str, follow: bool, idle_s: float) -> AsyncIterator[Msg]:
         js = self.nc.jetstream()
         sub = await js.subscribe(
             subjects.events(org), stream=subjects.org_events_stream(org),
@@ -137,24 +175,30 @@ class AlongsideClient:
         try:
             while True:
                 try:
-                    msg = await sub.next_msg(timeout=idle_s if not follow else 3600)
+                    yield await sub.next_msg(timeout=idle_s if not follow else 3600)
                 except TimeoutError:
                     if follow:
                         continue
                     return
+        finally:
+            await sub.unsubscribe()
+
+    async def _pulled(
+        self, org: str, durable: str, follow: bool, idle_s: float
+    ) -> AsyncIterator[Msg]:
+        js = self.nc.jetstream()
+        sub = await js.pull_subscribe_bind(durable, subjects.org_events_stream(org))
+        try:
+            while True:
                 try:
-                    envelope = RawEnvelope.model_validate_json(msg.data)
-                    if envelope.type != subjects.last_token(msg.subject):
-                        raise ValueError(f"type {envelope.type!r} on {msg.subject}")
-                except ValueError as error:  # pydantic's ValidationError is a ValueError
-                    why = f"not an event envelope: {str(error).splitlines()[0]}"
-                    sequence = msg.metadata.sequence.stream
-                    if on_unreadable is not None:
-                        on_unreadable(sequence, why)
-                    else:
-                        log.warning("unreadable_event", org=org, stream_sequence=sequence)
-                    continue
-                yield envelope
+                    batch = await sub.fetch(64, timeout=idle_s if not follow else 30)
+                except TimeoutError:
+                    if follow:
+                        continue
+                    return
+                for msg in batch:
+                    yield msg
+                    await msg.ack()
         finally:
             await sub.unsubscribe()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from alongside.options import CliError
-from runtime import bus
-from runtime.access import ADMIN, AuthDir
+from runtime import access, bus
+from runtime.access import ADMIN, AuthDir, Principal
 from runtime.settings import Settings
 
 
@@ -42,6 +42,11 @@ def credentials(settings: Settings, user: str = ADMIN) -> Path | None:
         path = AuthDir(settings.auth_path).credentials(user)
         return path if path.exists() else None
     return None
+
+
+def principal(settings: Settings) -> Principal:
+    """Who the CLI is to NATS: the sender its commands go as, its inbox, its kind."""
+    return access.principal(credentials(settings))
 
 
 # A command gives up after a few tries (about 2 s apart) instead of retrying forever: a

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, get_args
 
 import typer
+from nats.js.kv import KeyValue
 
 from alongside import connection
 from alongside.options import CliError, valid_org
@@ -19,8 +20,8 @@ from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
 from runtime.logging import configure
 from runtime.settings import Settings
-from services.console import bootstrap
-from services.console.accounts import AccountError, Accounts
+from services.console import bootstrap, sessions
+from services.console.accounts import AccountError, Accounts, account_id
 from services.console.orgs import from_folder, issued_by
 
 NAME = "console"  # as `alongside up console` names it
@@ -53,10 +54,12 @@ def account(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
-    async def put(accounts: Accounts) -> str:
+    async def put(accounts: Accounts, held: KeyValue) -> str:
         made = await accounts.put(email, name, password, granted)
-        held = ", ".join(f"{role} of {org}" for org, role in made.roles.items())
-        return f"{made.email}: {held}"
+        roles = ", ".join(f"{role} of {org}" for org, role in made.roles.items())
+        # A new password ends every session signed in with the old one.
+        ended = await sessions.end_all(held, made.account_id)
+        return f"{made.email}: {roles}" + (f"; {ended} session(s) ended" if ended else "")
 
     typer.echo(asyncio.run(_on_accounts(settings, put)))
 
@@ -65,22 +68,45 @@ def account(
 def disable(
     email: Annotated[str, typer.Argument(help="The account's email.")],
 ) -> None:
-    """Stop an account: it cannot sign in, and its sessions end at their next request.
+    """Stop an account: it cannot sign in, and its sessions end at once.
     (`console account` with the same email makes it active again.)"""
     settings = Settings()
     configure(settings.log_level, settings.log_json)
 
-    async def stop(accounts: Accounts) -> str:
-        return f"{(await accounts.disable(email)).email}: disabled"
+    async def stop(accounts: Accounts, held: KeyValue) -> str:
+        disabled = await accounts.disable(email)
+        ended = await sessions.end_all(held, disabled.account_id)
+        return f"{disabled.email}: disabled; {ended} session(s) ended"
 
     typer.echo(asyncio.run(_on_accounts(settings, stop)))
 
 
-async def _on_accounts(settings: Settings, act: Callable[[Accounts], Awaitable[str]]) -> str:
+@app.command("sign-out")
+def sign_out(
+    email: Annotated[str, typer.Argument(help="The account's email.")],
+) -> None:
+    """End every session of an account, on every console replica, at once (a lost laptop, a
+    shared screen): each of its browsers must sign in again. The account stays active."""
+    settings = Settings()
+    configure(settings.log_level, settings.log_json)
+
+    async def end(accounts: Accounts, held: KeyValue) -> str:
+        ended = await sessions.end_all(held, account_id(email))
+        return f"{email}: {ended} session(s) ended"
+
+    typer.echo(asyncio.run(_on_accounts(settings, end)))
+
+
+async def _on_accounts(
+    settings: Settings, act: Callable[[Accounts, KeyValue], Awaitable[str]]
+) -> str:
+    """``act`` on the accounts and the sessions' bucket, as the operator."""
     nc = await connection.connect(settings, "alongside-console-accounts")
     try:
-        kv = await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET)
-        return await act(Accounts(kv, SYSTEM))
+        js = nc.jetstream()
+        kv = await js.key_value(topology.CONSOLE_ACCOUNTS_BUCKET)
+        held = await js.key_value(topology.CONSOLE_SESSIONS_BUCKET)
+        return await act(Accounts(kv, SYSTEM), held)
     except AccountError as error:
         raise CliError(str(error)) from None
     finally:
@@ -110,8 +136,9 @@ async def serve(url: str, settings: Settings, auth: AuthDir | None) -> None:
     admin = await bus.connect(url, "alongside-console-issuer", auth.credentials(ADMIN))
     system = await bus.connect(url, "alongside-console-system", auth.credentials(SYSTEM_USER))
     try:
-        store = Credentials(await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET), auth,
-                            system, SYSTEM)  # fmt: skip
+        js = admin.jetstream()
+        store = Credentials(await js.key_value(topology.CREDENTIALS_BUCKET), js, auth, system,
+                            SYSTEM)  # fmt: skip
         folder: Path = settings.state_dir / "console"
         await bootstrap.run(url, settings, SYSTEM, issued_by(store, folder),
                             auth.credentials(NAME))  # fmt: skip

@@ -159,9 +159,8 @@ async def _demo(
         vault = Vault.of(nc.jetstream(), settings)  # to read what the services sealed
         decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET),
                                    vault)  # fmt: skip
-        credentials = Credentials(
-            await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET), auth, system, clock
-        )
+        credentials = Credentials(await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET),
+                                  nc.jetstream(), auth, system, clock)  # fmt: skip
         try:
             await _organisations(client, nc, credentials, state, clock)
             await _register_everyone(client, rng, today)
@@ -202,10 +201,10 @@ async def _organisations(
     console.print("[bold]0. The organisations sharing this deployment[/]")
     for org, name in zip(ORGS, ("Harbour Ombudsman", "Fair Work Scheme"), strict=True):
         await register(nc.jetstream(), org, name, Settings(), clock)
-        issued = await credentials.issue(org, "feed")
+        issued = await credentials.issue(org, "subscriber", FEED)
         _creds_file(state, org).write_text(issued.text)
-        console.print(f"  registered {org} ({name}); its credential for a subscriber: "
-                      f"{_creds_file(state, org).name} (confined to {org})")  # fmt: skip
+        console.print(f"  registered {org} ({name}); its subscriber credential: "
+                      f"{_creds_file(state, org).name} (its events only)")  # fmt: skip
     typo = "harbor-ombudsman"
     reply = await client.submit(typo, sample.intake(random.Random(0), "case-typo"))
     expect(isinstance(reply, CommandRejected), "an intake for an unregistered org was accepted")
@@ -713,6 +712,9 @@ def _print_rejection(what: str, reply: CommandAccepted | CommandRejected) -> Non
     console.print(_rejection(what, reply))
 
 
+FEED = "feed"  # the demo's subscriber credential of each organisation
+
+
 def _creds_file(state: Path, org: str) -> Path:
     return state / f"{org}-feed.creds"
 
@@ -730,11 +732,12 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
 
         nc = await nats.connect(
             url, user_credentials=str(_creds_file(state, org)),
-            inbox_prefix=subjects.org_inbox(org), error_cb=on_error,
+            inbox_prefix=subjects.org_inbox(org, FEED), error_cb=on_error,
         )  # fmt: skip
         try:
             counts: Counter[str] = Counter()
-            async for envelope in AlongsideClient(nc).events(org):
+            # through the durable consumer the operator made for it, named as it
+            async for envelope in AlongsideClient(nc).events(org, durable=FEED):
                 expect(envelope.org == org, f"{org}'s feed carried an event of {envelope.org}")
                 counts[envelope.type] += 1
             for event_type, count in sorted(counts.items()):
@@ -746,23 +749,35 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
             with contextlib.suppress(NatsTimeoutError):
                 await nc.request(subjects.commands_of("intake", other, "SubmitIntake"), b"{}",
                                  timeout=1)  # fmt: skip
+            # Nor, being a subscriber, its own organisation's commands, or a consumer of its
+            # own making (one could aim its events anywhere).
+            with contextlib.suppress(NatsTimeoutError):
+                await nc.request(subjects.command(org, "intake", "ViewCase", FEED), b"{}",
+                                 timeout=1)  # fmt: skip
+            with contextlib.suppress(NatsTimeoutError):
+                await nc.jetstream(timeout=1).add_consumer(
+                    subjects.org_events_stream(org), durable_name="mine"
+                )
             await nc.flush()
             await asyncio.sleep(0.2)
         finally:
             await nc.close()
-        expect(len(refused) >= 3, f"{org}'s credential reached {other}'s subjects: {refused}")
+        expect(len(refused) >= 5, f"{org}'s subscriber credential reached more than its "
+               f"feed: {refused}")  # fmt: skip
         refusals.append((org, other, refused))
     console.print(table)
     console.print(
         "  each organisation's feed holds only its own events; none carries names or contacts"
     )
     for org, other, refused in refusals:
-        console.print(f"  {org}'s credential on {other}'s subjects, refused by the server:")
+        console.print(f"  {org}'s subscriber credential on {other}'s subjects, its own "
+                      "organisation's commands and a consumer of its own, refused by the "
+                      "server:")  # fmt: skip
         for said in refused:
             console.print(f"    {escape(said)}")
     # A credential revoked is refused at once, with no restart of anything.
     org = ORGS[0]
-    await credentials.revoke(org, "feed")
+    await credentials.revoke(org, FEED)
 
     async def said_below(error: Exception) -> None:
         pass

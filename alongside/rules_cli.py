@@ -146,7 +146,8 @@ def explain(
     async def run() -> None:
         nc = await connection.connect(settings, "alongside-rules-cli")
         try:
-            reply = await AlongsideClient(nc).request(org, EvaluateRules(kind=kind, facts=facts))
+            client = AlongsideClient(nc, sender=connection.principal(settings).sender)
+            reply = await client.request(org, EvaluateRules(kind=kind, facts=facts))
         except Unavailable as unavailable:  # not carried out just now: nothing refused it
             typer.echo(unavailable.reply.model_dump_json(indent=2))
             raise typer.Exit(EXIT_UNAVAILABLE) from None

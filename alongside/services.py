@@ -143,7 +143,7 @@ async def _answering(broker: NatsBroker, name: str) -> None:
     if not any(command.service == name for command in catalogue.COMMANDS.values()):
         await broker.connection.flush()
         return
-    probe = subjects.command(subjects.READINESS_PROBE_ORG, name, "Ping")
+    probe = subjects.command(subjects.READINESS_PROBE_ORG, name, "Ping", name)
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
     while True:
         try:

@@ -71,11 +71,11 @@ async def measure(
     await register(admin.jetstream(), ORG)
     running = await services.start(url, ["intake"], settings, credentials=auth.credentials)
     credentials = Credentials(await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),
-                              auth, system, SYSTEM)  # fmt: skip
+                              admin.jetstream(), auth, system, SYSTEM)  # fmt: skip
     org_creds = state / "org.creds"
-    org_creds.write_text((await credentials.issue(ORG, "bench-cli")).text)
+    org_creds.write_text((await credentials.issue(ORG, "integration", "bench-cli")).text)
     as_org = await bus.connect(url, "bench-org", org_creds)
-    cli = AlongsideClient(as_org, source="bench/cli")
+    cli = AlongsideClient(as_org, source="bench/cli", sender="bench-cli")
     try:
         async with console_serving(url, auth, state, settings, admin, credentials, ORG) as http:
             rng = random.Random(SEED)

@@ -204,7 +204,7 @@ async def measure(
         await asyncio.sleep(0.2)
         stream = await admin.jetstream().stream_info(f"EVENTS-{ORG}")
     credentials = Credentials(await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),
-                              auth, system, SYSTEM)  # fmt: skip
+                              admin.jetstream(), auth, system, SYSTEM)  # fmt: skip
     month = f"{now:%Y-%m}"
     paths = {
         "signin_page": "/sign-in", "today_json": f"/api/orgs/{ORG}/today",

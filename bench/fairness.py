@@ -490,7 +490,7 @@ async def start_world(root: Path, options: Options) -> tuple[World, Client]:
             env={**env, "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(name))},
             log=root / f"{name}.log",
         )  # fmt: skip
-    probe = subjects.command(ORG, "intake", "SubmitIntake")
+    probe = subjects.command(ORG, "intake", "SubmitIntake", subjects.OPERATOR)
     await wait_for_responder(admin, probe, b"{}", world.processes["intake"])
     return world, admin
 

@@ -612,7 +612,7 @@ def encode(doc: Json, ascii_only: bool = True) -> bytes:
 def subject_for(contract: Contract, org: str = ORG, name: str | None = None) -> str:
     name = name or contract.name
     if contract.kind == "command":
-        return f"{subjects.PREFIX}.{org}.cmd.{contract.service}.{name}"
+        return subjects.command(org, contract.service, name, subjects.OPERATOR)
     return f"{subjects.PREFIX}.{org}.evt.{name}"
 
 
@@ -1140,7 +1140,7 @@ class Fleet:
 
 async def answering(nc: Nats, service: str, limit_s: float) -> bool:
     """The service answers its readiness probe (a command it does not have)."""
-    probe = subjects.command("readiness-probe", service, "Ping")
+    probe = subjects.command("readiness-probe", service, "Ping", subjects.OPERATOR)
     deadline = time.perf_counter() + limit_s
     while time.perf_counter() < deadline:
         try:

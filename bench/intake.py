@@ -58,6 +58,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from alongside import sample
 from alongside.client import AlongsideClient
 from bench import register
+from contracts import subjects
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
 from runtime import bus, topology
@@ -68,7 +69,7 @@ from runtime.logging import configure
 from runtime.settings import Settings
 
 SEED = 20261123
-INTAKE = "alongside.bench.cmd.intake.SubmitIntake"
+INTAKE = subjects.command("bench", "intake", "SubmitIntake", subjects.OPERATOR)
 IN_FLIGHT = 32
 START_TIMEOUT_S = 120.0
 

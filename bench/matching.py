@@ -297,7 +297,7 @@ async def import_end_to_end(intakes: int, supporters: int | None = None) -> dict
                 await nc.subscribe(subjects.event(IMPORT_ORG, model.type_name), cb=watch.on_outcome)
             await nc.subscribe(subjects.event(IMPORT_ORG, MatchingPolicyDecided.type_name),
                                cb=watch.on_policy)  # fmt: skip
-            assigning = subjects.command(IMPORT_ORG, AssignBatch.service, AssignBatch.type_name)
+            assigning = subjects.commands_of(AssignBatch.service, IMPORT_ORG, AssignBatch.type_name)
             await nc.subscribe(assigning, cb=watch.on_assign)
             await nc.flush()
             times.unlink(missing_ok=True)  # only the import's calls

@@ -242,7 +242,7 @@ async def measure(
     client = AlongsideClient(admin, source="bench/pipeline")
     steps: list[dict[str, Any]] = []
     try:
-        probe = subjects.command(ORG, "intake", "SubmitIntake")
+        probe = subjects.command(ORG, "intake", "SubmitIntake", subjects.OPERATOR)
         await wait_for_responder(admin, probe, b"{}", processes["intake"])
         await supporters(client, outcomes, supporter_count)
         pids = {name: process.pid for name, process in processes.items()}

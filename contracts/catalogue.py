@@ -30,6 +30,15 @@ EVENTS: dict[str, type[Event]] = {
     e.type_name: e
     for e in (*intake.EVENTS, *views.EVENTS, *rules.EVENTS, *matching.EVENTS, *scheduling.EVENTS)
 }
+# What an organisation's integration credential may send (``alongside orgs credentials
+# --kind integration``): its intake, and never a view, an export or an erasure, which are
+# the console's, behind its roles and its access log. The server holds each credential to
+# its own list (runtime/access.py).
+INTEGRATION_COMMANDS: tuple[str, ...] = tuple(
+    c.type_name
+    for c in intake.COMMANDS
+    if c not in (intake.ExportPersonData, intake.EraseClient, intake.EraseSupporter)
+)
 REPLIES: dict[str, type[Message]] = {
     m.type_name: m
     for m in (
@@ -144,6 +153,11 @@ _ORG_PARAMETER = {
     "description": "Organisation token; the subject's org must equal the envelope's org.",
     "examples": ["harbour-ombudsman"],
 }
+_SENDER_PARAMETER = {
+    "description": "The name of the credential sending the command; the server allows each "
+    "credential only its own (docs/subscribers.md, 'Credentials').",
+    "examples": ["case-intake-form"],
+}
 
 
 def _message_ref(name: str) -> dict[str, str]:
@@ -179,8 +193,8 @@ def asyncapi() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for name, command in COMMANDS.items():
         channels[name] = {
-            "address": f"{subjects.PREFIX}.{{org}}.cmd.{command.service}.{name}",
-            "parameters": {"org": _ORG_PARAMETER},
+            "address": f"{subjects.PREFIX}.{{org}}.cmd.{command.service}.{name}.{{sender}}",
+            "parameters": {"org": _ORG_PARAMETER, "sender": _SENDER_PARAMETER},
             "messages": {name: _message_ref(name)},
         }
         operations[name] = {

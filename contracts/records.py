@@ -243,6 +243,9 @@ class CredentialRecord(Record):
 
     org: str
     name: str
+    # What it may do (runtime/access.py, docs/subscribers.md); None: issued before kinds
+    # (contracts 1.9), allowed every command of its organisation until issued again.
+    kind: Literal["subscriber", "integration", "console"] | None = None
     # The key now valid, or None once revoked.
     public_key: str | None
     issued_at: datetime | None
@@ -262,3 +265,14 @@ class ConsoleAccount(Record):
     status: Literal["active", "disabled"]
     created_at: datetime
     updated_at: datetime
+
+
+class ConsoleSession(Record):
+    """A signed-in console session, key ``<account_id>.<hash>`` in ``console_sessions``: the
+    hash (SHA-256) of the secret only the browser's cookie holds, never the secret. Gone
+    once signed out; ended unused for the idle time, or at ``ends_at``."""
+
+    account_id: str
+    started_at: datetime
+    seen_at: datetime  # its last request (written at most once a minute)
+    ends_at: datetime

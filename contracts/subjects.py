@@ -4,7 +4,10 @@ The organisation is always the second token (``alongside.<org>. ...``) so that
 NATS accounts can map and restrict subjects per organisation
 (``account_token_position: 2``) and every consumer can filter on it.
 
-    alongside.<org>.cmd.<service>.<command>   request/reply commands
+    alongside.<org>.cmd.<service>.<command>.<sender>
+                                              request/reply commands; ``sender`` is the
+                                              credential that sent it, which the server
+                                              holds it to (``sender_of``)
     alongside.<org>.evt.<event>               domain events (stream EVENTS)
     alongside.<org>.dlq.<service>             dead letters (stream DEADLETTERS)
     alongside.<org>.sched.<name>.<id>         message schedules (stream EVENTS): the
@@ -17,8 +20,9 @@ NATS accounts can map and restrict subjects per organisation
                                               a person's data key, wrapped (stream KEYS)
 
 An organisation's own subscribers read its events from the stream ``EVENTS-<org>`` (a
-copy of its part of ``EVENTS``) and receive replies on inboxes under ``_INBOX_org.<org>``:
-both are named per organisation so that NATS permissions can confine a credential to one.
+copy of its part of ``EVENTS``), and each of its credentials receives replies on its own
+inboxes, ``_INBOX_org.<org>.<name>``: both are named so that NATS permissions can confine a
+credential to one organisation, and its replies to that credential.
 """
 
 from __future__ import annotations
@@ -44,8 +48,17 @@ def _org(org: str) -> str:
     return org
 
 
-def command(org: str, service: str, command_type: str) -> str:
-    return f"{PREFIX}.{_org(org)}.cmd.{service}.{command_type}"
+# Who sends a command is its subject's last token, and each credential's permissions allow
+# it only its own (runtime/access.py): the server vouches for it, not the envelope. The
+# console's credential of each organisation sends as ``CONSOLE``, a service as its own name,
+# the operator's as ``OPERATOR``; an organisation's other credentials as their names, which
+# may be none of these.
+CONSOLE = "console"
+OPERATOR = "operator"
+
+
+def command(org: str, service: str, command_type: str, sender: str) -> str:
+    return f"{PREFIX}.{_org(org)}.cmd.{service}.{command_type}.{sender}"
 
 
 # The organisation token of the request a starting service sends itself to know it answers
@@ -58,9 +71,24 @@ def commands(org: str) -> str:
     return f"{PREFIX}.{_org(org)}.cmd.>"
 
 
-def commands_of(service: str, org: str = "*", command_type: str = "*") -> str:
-    """Wildcard for the commands a service answers (one org, or all; one type, or all)."""
-    return f"{PREFIX}.{org}.cmd.{service}.{command_type}"
+def commands_of(
+    service: str, org: str = "*", command_type: str = "*", sender: str = "*"
+) -> str:
+    """Wildcard for the commands a service answers (one org, or all; one type, or all; from
+    one sender, or any)."""
+    return f"{PREFIX}.{org}.cmd.{service}.{command_type}.{sender}"
+
+
+def command_type_of(subject: str) -> str:
+    """The command type a command subject names."""
+    tokens = subject.split(".")
+    return tokens[4] if len(tokens) == 6 else tokens[-1]
+
+
+def sender_of(subject: str) -> str:
+    """Who sent a command, as the server holds each credential to its own (``command``)."""
+    tokens = subject.split(".")
+    return tokens[5] if len(tokens) == 6 else ""
 
 
 def event(org: str, event_type: str) -> str:
@@ -122,10 +150,11 @@ def org_events_stream(org: str) -> str:
     return f"EVENTS-{_org(org)}"
 
 
-def org_inbox(org: str) -> str:
-    """The inbox prefix a client holding an organisation's credential must use (nats-py
-    ``inbox_prefix``, nats.js ``inboxPrefix``): replies reach it under this prefix only."""
-    return f"_INBOX_org.{_org(org)}"
+def org_inbox(org: str, name: str) -> str:
+    """The inbox prefix a client holding an organisation's credential ``name`` must use
+    (nats-py ``inbox_prefix``, nats.js ``inboxPrefix``): its replies reach it under this
+    prefix only, and no other credential may subscribe to it."""
+    return f"_INBOX_org.{_org(org)}.{name}"
 
 
 def service_inbox(service: str) -> str:

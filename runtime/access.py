@@ -21,11 +21,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import nkeys
 
 from contracts import subjects
-from contracts.catalogue import COMMANDS
+from contracts.catalogue import COMMANDS, INTEGRATION_COMMANDS
 from runtime import topology
 from runtime.vault import load_master_key
 
@@ -67,9 +68,23 @@ class Permissions:
 EVERYTHING = Permissions(publish=(">",), subscribe=(">",))
 
 
+def _consumer_reader(stream: str, durable: str) -> tuple[str, ...]:
+    """Read a stream through one durable pull consumer the operator made: fetch and ack,
+    nothing else. Making consumers is not allowed: a consumer's maker chooses where a push
+    consumer delivers, even to subjects the maker may not publish to (nats-server issue
+    8274), so a reader could aim its events at command subjects."""
+    api = "$JS.API"
+    return (
+        f"{api}.CONSUMER.INFO.{stream}.{durable}",
+        f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    )
+
+
 def _stream_reader(stream: str) -> tuple[str, ...]:
     """Read a stream through consumers the user makes, names and deletes: pull or push,
-    durable or ephemeral, acked; never purge, delete or write it."""
+    durable or ephemeral, acked; never purge, delete or write it. (Services' and the
+    console's own, never an outside credential's: see ``_consumer_reader``.)"""
     api = "$JS.API"
     return (
         f"{api}.STREAM.INFO.{stream}",
@@ -82,14 +97,55 @@ def _stream_reader(stream: str) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def org_permissions(org: str) -> Permissions:
-    """An organisation's credential: send its commands and get the replies, read its own
-    events stream from the start; nothing else (no other organisation's subjects, no
-    bucket, no event publishing, no dead letters)."""
-    return Permissions(
-        publish=(subjects.commands(org), *_stream_reader(subjects.org_events_stream(org))),
-        subscribe=(f"{subjects.org_inbox(org)}.>",),
-    )
+# The kinds of an organisation's credential, each allowed only its job:
+#   subscriber:  its organisation's event feed, through the durable consumer the operator made
+#                for it (named as the credential), and nothing else;
+#   integration: that feed, and the organisation's intake commands
+#                (``catalogue.INTEGRATION_COMMANDS``): no view, export or erasure;
+#   console:     the console's own, one per organisation: every command of the organisation,
+#                the sensitive reads among them, which the console gives only behind its
+#                roles and its access log; and the feed, through consumers it makes itself.
+CredentialKind = Literal["subscriber", "integration", "console"]
+KINDS: tuple[CredentialKind, ...] = get_args(CredentialKind)
+
+
+def org_permissions(org: str, kind: CredentialKind, name: str) -> Permissions:
+    """An organisation's credential of ``kind`` called ``name``: no other organisation's
+    subjects, no bucket, no event publishing, no dead letters; replies on its own inbox,
+    commands (if any) under its own name, which is how services know who sent them."""
+    stream = subjects.org_events_stream(org)
+    if kind == "console":
+        publish: tuple[str, ...] = (
+            subjects.command(org, "*", "*", subjects.CONSOLE), *_stream_reader(stream)
+        )
+    else:
+        feed = _consumer_reader(stream, name)
+        intake = tuple(
+            subjects.command(org, COMMANDS[c].service, c, name) for c in INTEGRATION_COMMANDS
+        )
+        publish = (*intake, *feed) if kind == "integration" else feed
+    return Permissions(publish=publish, subscribe=(f"{subjects.org_inbox(org, name)}.>",))
+
+
+# Names an organisation's credential may not take: they are the senders the server vouches
+# for as the services, the console and the operator (``subjects.sender_of``).
+RESERVED_NAMES = frozenset({"intake", "rules", "matching", "scheduling", subjects.CONSOLE,
+                            subjects.OPERATOR})  # fmt: skip
+
+
+def credential_name(kind: CredentialKind, name: str | None) -> str:
+    """The name a credential of ``kind`` takes: the console's is always ``console``; any
+    other's is the one asked for, if it is none of ``RESERVED_NAMES``."""
+    if kind == "console":
+        if name not in (None, subjects.CONSOLE):
+            raise AccessError(f"the console's credential is always named {subjects.CONSOLE!r}")
+        return subjects.CONSOLE
+    if name is None:
+        raise AccessError(f"a {kind} credential needs a name (--name), e.g. billing-feed")
+    if name in RESERVED_NAMES:
+        raise AccessError(f"{name!r} is reserved (the services, the console and the operator "
+                          "send under it); choose another name")  # fmt: skip
+    return name
 
 
 @dataclass(frozen=True)
@@ -184,7 +240,8 @@ SERVICE_NEEDS: dict[str, Needs] = {
     # The console reads who may sign in; what it sends, it sends as each organisation, with
     # that organisation's own credential (``services/console/orgs.py``).
     "console": Needs(
-        buckets=(topology.CONSOLE_ACCOUNTS_BUCKET,),
+        # and its sessions, held so that signing out ends them (services/console/sessions.py)
+        buckets=(topology.CONSOLE_ACCOUNTS_BUCKET, topology.CONSOLE_SESSIONS_BUCKET),
         answers=False,
     ),
 }
@@ -217,12 +274,14 @@ def service_permissions(service: str) -> Permissions:
         publish += [f"{api}.CONSUMER.INFO.{stream}.{needs.consumer}",
                     f"{api}.CONSUMER.MSG.NEXT.{stream}.{needs.consumer}",
                     f"$JS.ACK.{stream}.{needs.consumer}.>"]  # fmt: skip
-    for asked in needs.asks:
-        publish.append(subjects.commands_of(COMMANDS[asked].service, command_type=asked))
+    for asked in needs.asks:  # under its own name (``subjects.sender_of``)
+        publish.append(subjects.commands_of(COMMANDS[asked].service, command_type=asked,
+                                            sender=service))  # fmt: skip
     subscribe = [f"{subjects.service_inbox(service)}.>"]
     if needs.answers:
         subscribe.append(subjects.commands_of(service))
-        publish.append(subjects.commands_of(service))  # its own readiness probe
+        # its own readiness probe, and the commands it gives itself (intake's retention)
+        publish.append(subjects.commands_of(service, sender=service))
     return Permissions(publish=tuple(publish), subscribe=tuple(subscribe), respond=needs.answers)
 
 
@@ -288,27 +347,46 @@ def user_jwt_of(credentials: str) -> str:
         raise AccessError("not a NATS credentials file (no user JWT in it)") from None
 
 
-def org_user(org: str, name: str) -> str:
-    """The user name of an organisation's credential, which says whose it is."""
-    return f"org:{org}:{name}"
+def org_user(org: str, kind: CredentialKind, name: str) -> str:
+    """The user name of an organisation's credential, which says whose it is and its kind."""
+    return f"org:{org}:{kind}:{name}"
 
 
 def service_user(service: str) -> str:
     return f"service:{service}"
 
 
-def inbox_prefix(credentials: Path) -> str:
-    """The inbox prefix a credential's permissions allow (its replies arrive nowhere else)."""
+@dataclass(frozen=True)
+class Principal:
+    """Who a credential is to NATS: where its replies arrive (the inbox prefix its
+    permissions allow, and no one else's do), the sender it sends commands as, and, for an
+    organisation's, its kind (None if issued before kinds)."""
+
+    inbox_prefix: str
+    sender: str
+    kind: str | None = None
+
+
+OPERATOR_PRINCIPAL = Principal("_INBOX", subjects.OPERATOR)
+
+
+def principal(credentials: Path | None) -> Principal:
+    """The principal a ``.creds`` file stands for (the operator's without one)."""
+    if credentials is None:
+        return OPERATOR_PRINCIPAL
     try:
         text = credentials.read_text()
     except OSError as error:
         raise AccessError(f"cannot read credentials {credentials}: {error.strerror}") from None
     kind, _, rest = str(claims_of(user_jwt_of(text)).get("name", "")).partition(":")
     if kind == "org":
-        return subjects.org_inbox(rest.split(":")[0])
+        # org:<org>:<kind>:<name>; before kinds, org:<org>:<name> (whose inbox permission,
+        # the organisation's whole prefix, holds this one too)
+        org, *middle, name = rest.split(":")
+        return Principal(subjects.org_inbox(org, name), name, middle[0] if middle else None)
     if kind == "service":
-        return subjects.service_inbox(rest)
-    return "_INBOX"
+        return Principal(subjects.service_inbox(rest), rest)
+    return OPERATOR_PRINCIPAL
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,14 @@ def parse_any_reply(raw: bytes) -> AnyReply:
 
 
 class Asking:
-    def __init__(self, nc: Nats, source: str, clock: Clock) -> None:
+    """Commands out as ``sender``: the name the connection's credential may send under
+    (``access.principal``), a service's own or the console's."""
+
+    def __init__(self, nc: Nats, source: str, clock: Clock, sender: str) -> None:
         self.nc = nc
         self.source = source
         self.clock = clock
+        self.sender = sender
 
     async def command(
         self, org: str, command: Command, command_id: str, cause: RawEnvelope | None = None
@@ -110,7 +114,7 @@ class Asking:
             command, org=org, source=source or self.source, id=command_id, time=self.clock(),
             cause=cause, traceparent=tracing.current(),
         )  # fmt: skip
-        subject = subjects.command(org, command.service, command.type_name)
+        subject = subjects.command(org, command.service, command.type_name, self.sender)
         response = await self.nc.request(
             subject, envelope.model_dump_json().encode(), timeout=REQUEST_TIMEOUT_S,
             headers=bus.headers_of(envelope),

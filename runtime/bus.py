@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from contracts import subjects
 from contracts.envelope import Envelope, RawEnvelope, new_id
 from contracts.replies import DeadLetter
 from runtime import metrics, tracing
-from runtime.access import inbox_prefix
+from runtime.access import principal
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.topology import DEADLETTER_STREAM, EVENTS_STREAM
@@ -51,7 +52,8 @@ def _auth(credentials: Path | None) -> dict[str, Any]:
     """Connect as the user in a ``.creds`` file, with the inbox prefix its permissions allow."""
     if credentials is None:
         return {}
-    return {"user_credentials": str(credentials), "inbox_prefix": inbox_prefix(credentials)}
+    return {"user_credentials": str(credentials),
+            "inbox_prefix": principal(credentials).inbox_prefix}  # fmt: skip
 
 
 def _errors(name: str, seen: list[Exception] | None = None) -> Any:
@@ -87,7 +89,7 @@ def make_broker(
             *([metrics.faststream_middleware(service)] if metrics_on else []),
         ],
         security=None if credentials is None else NatsCredentials(str(credentials)),
-        inbox_prefix="_INBOX" if credentials is None else inbox_prefix(credentials),
+        inbox_prefix=principal(credentials).inbox_prefix,
     )
 
 
@@ -232,17 +234,27 @@ async def dead_letter(
     deliveries: int = 1,
     msg_id: str | None = None,
     time: datetime,
+    kept: int = DeadLetter.ORIGINAL_KEPT,
 ) -> None:
-    """Keep a message the service could not use, with why, in the DEADLETTERS stream."""
+    """Keep a message the service could not use, with why, in the DEADLETTERS stream: its
+    first ``kept`` bytes (``DeadLetter.MALFORMED_KEPT`` for a command already answered with
+    its field errors, and then its first headers only) with the size and hash of the
+    whole."""
+    few = kept < DeadLetter.ORIGINAL_KEPT
+    count, name_len, value_len = (8, 100, 200) if few else (50, 200, 1000)
     letter = DeadLetter(
         service=service,
         reason=_reason(reason),
         subject=subject,
         deliveries=deliveries,
-        headers={_reason(k, 200): _reason(v, 1000) for k, v in list((headers or {}).items())[:50]},
-        original=_text(body[: DeadLetter.ORIGINAL_KEPT]),
+        headers={
+            _reason(k, name_len): _reason(v, value_len)
+            for k, v in list((headers or {}).items())[:count]
+        },
+        original=_text(body[:kept]),
         original_size=len(body),
-        original_truncated=len(body) > DeadLetter.ORIGINAL_KEPT,
+        original_truncated=len(body) > kept,
+        original_sha256=hashlib.sha256(body).hexdigest(),
     )
     sealed = await letters.seal(org, _day(time), letter.model_dump(mode="json"))
     envelope = Envelope[DeadLetter](

@@ -19,7 +19,13 @@ from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.envelope import MAX_COMMAND_BYTES, Command, Message, RawEnvelope, unreadable_version
-from contracts.replies import CommandRejected, CommandUnavailable, FieldError, field_errors
+from contracts.replies import (
+    CommandRejected,
+    CommandUnavailable,
+    DeadLetter,
+    FieldError,
+    field_errors,
+)
 from runtime import bus, metrics, topology
 from runtime.changes import Contended, NotYet
 from runtime.clock import Clock
@@ -77,7 +83,7 @@ async def receive(
     """``registry``: refuse organisations not registered (or disabled) before anything else;
     None only where no registry applies (a test of parsing alone). ``letters`` seals what a
     malformed command is dead-lettered with."""
-    command_type = subjects.last_token(subject)
+    command_type = subjects.command_type_of(subject)
     service = handlers.service
     try:
         org = subjects.org_of(subject)
@@ -105,6 +111,7 @@ async def receive(
         await letters.keep(
             js, org=org, service=service, reason=f"malformed envelope: {reason}",
             subject=subject, body=body, headers=headers, time=clock(),
+            kept=DeadLetter.MALFORMED_KEPT,  # answered with its field errors: not kept whole
         )  # fmt: skip
         return CommandRejected(command_id=None, command_type=command_type, errors=errors)
 
@@ -132,11 +139,11 @@ async def receive(
     except (TypeError, ArithmeticError) as error:  # a validator met values it cannot compare
         return rejected(command_type, envelope.id, "data", f"cannot be read: {error}")
     assert isinstance(command, Command)
-    return Received(org, envelope, command)
+    return Received(org, envelope, command, subjects.sender_of(subject))
 
 
 def _counted(handlers: Handlers[Any], subject: str, reply: Message, outcome: str) -> bytes:
-    command_type = subjects.last_token(subject)
+    command_type = subjects.command_type_of(subject)
     if subject.split(".")[1] != subjects.READINESS_PROBE_ORG:  # a service starting, not a client
         # Only known types as labels: a subject's last token is anyone's to choose.
         known = command_type if command_type in handlers.commands else "unknown"
@@ -171,7 +178,7 @@ def serve(
             received = await receive(js, handlers, raw.subject, raw.data, raw.headers or {},
                                      clock, letters, registries[0])  # fmt: skip
         except Exception as error:  # the registry or the dead letters not reachable just now
-            command_type = subjects.last_token(raw.subject)
+            command_type = subjects.command_type_of(raw.subject)
             failed = _failed(handlers.service, error, command_type, None, settings.retry_after_s)
             return _counted(handlers, raw.subject, failed, "failed")
         if isinstance(received, CommandRejected):

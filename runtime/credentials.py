@@ -1,8 +1,9 @@
 """Organisations' credentials: issued, rotated and revoked while everything runs.
 
-A credential is a NATS user of the account, confined to one organisation
-(``access.org_permissions``). Its secret goes to whoever asked, once; the ``credentials``
-bucket keeps only public keys and what was revoked. A revocation re-signs the account
+A credential is a NATS user of the account, confined to one organisation and to its kind's
+job (``access.org_permissions``: a subscriber's feed, an integration's intake, the
+console's). Its secret goes to whoever asked, once; the ``credentials`` bucket keeps only
+public keys, kinds and what was revoked. A revocation re-signs the account
 with every revoked key listed and pushes it to the running server, which refuses those
 users from then on and drops their connections at once: no restart of the server or of
 any service.
@@ -14,10 +15,23 @@ import json
 from datetime import UTC, datetime
 
 from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from contracts import subjects
+
 from contracts.records import CredentialRecord
-from runtime.access import AccessError, AuthDir, Issued, org_permissions, org_user
+from runtime.access import (
+    AccessError,
+    AuthDir,
+    CredentialKind,
+    Issued,
+    credential_name,
+    org_permissions,
+    org_user,
+)
 from runtime.clock import Clock
 from runtime.store import Conflict, compare_and_set, keys, read
 
@@ -26,30 +40,53 @@ CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
 
 
 class Credentials:
-    def __init__(self, kv: KeyValue, auth: AuthDir, system: Client, clock: Clock) -> None:
+    """``js``: the operator's, which makes each reader's durable consumer."""
+
+    def __init__(
+        self, kv: KeyValue, js: JetStreamContext, auth: AuthDir, system: Client, clock: Clock
+    ) -> None:
         self.kv = kv
+        self.js = js
         self.auth = auth
         self.system = system
         self.clock = clock
 
-    async def issue(self, org: str, name: str) -> Issued:
-        """A new credential for ``org`` called ``name``; one of that name issued before is
-        revoked (rotation: hand out the new one, and the old stops working)."""
+    async def issue(self, org: str, kind: CredentialKind, name: str | None = None) -> Issued:
+        """A new credential of ``kind`` for ``org`` (the console's is named ``console``; any
+        other needs a ``name``); one of that name issued before is revoked (rotation: hand
+        out the new one, and the old stops working). A subscriber or an integration reads
+        through a durable consumer of that name, made here if it is not there yet (so a
+        rotated credential goes on where the old one stopped)."""
+        name = credential_name(kind, name)
         now = self._now()
         key = f"{org}.{name}"
         current, revision = await self._get(key)
         revoked = dict(current.revoked) if current else {}
         if current is not None and current.public_key is not None:
             revoked[current.public_key] = now
-        issued = self.auth.issue(org_user(org, name), org_permissions(org), now)
+        if kind != "console":
+            await self._feed(org, name)
+        issued = self.auth.issue(org_user(org, kind, name), org_permissions(org, kind, name), now)
         record = CredentialRecord(
-            org=org, name=name, public_key=issued.public_key,
+            org=org, name=name, kind=kind, public_key=issued.public_key,
             issued_at=datetime.fromtimestamp(now, UTC), revoked=revoked,
         )  # fmt: skip
         await self._save(key, record, revision)
         if current is not None and current.public_key is not None:
             await self.push()
         return issued
+
+    async def _feed(self, org: str, name: str) -> None:
+        """The durable pull consumer a reader credential reads its organisation's events
+        through, from the first; the operator's to make, never the reader's."""
+        stream = subjects.org_events_stream(org)
+        try:
+            await self.js.consumer_info(stream, name)
+        except NotFoundError:
+            await self.js.add_consumer(stream, ConsumerConfig(
+                durable_name=name, ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL, description=f"{org}'s credential {name}",
+            ))  # fmt: skip
 
     async def revoke(self, org: str, name: str | None = None) -> list[str]:
         """Revoke ``org``'s credential ``name`` (every one of ``org``'s, without a name); the

@@ -24,9 +24,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
+from contracts import subjects
 from contracts.envelope import Command, Event, Message, RawEnvelope
 
 D = TypeVar("D")
+# The services that send commands under their own names (``runtime.access.RESERVED_NAMES``).
+SERVICES = frozenset({"intake", "rules", "matching", "scheduling"})
 E = TypeVar("E", bound=Event)
 C = TypeVar("C", bound=Command)
 
@@ -57,9 +60,25 @@ class Meta:
 
 @dataclass(frozen=True)
 class Received(Meta):
-    """A command request that passed every check; ``command`` is its validated payload."""
+    """A command request that passed every check; ``command`` is its validated payload and
+    ``sender`` the credential that sent it, as the server vouches (``subjects.sender_of``)."""
 
     command: Command
+    sender: str
+
+    @property
+    def acted_by(self) -> str:
+        """Who acted, for the access log and every audit entry: the sending credential, never
+        the envelope's word alone. The console, a service and the operator are trusted to
+        say more precisely who under their own name (the console names the signed-in
+        account: ``alongside/console/<account>``)."""
+        source = self.envelope.source
+        if self.sender == subjects.OPERATOR:
+            return f"operator ({source})"
+        own = f"alongside/{self.sender}"
+        if self.sender == subjects.CONSOLE or self.sender in SERVICES:
+            return source if source == own or source.startswith(f"{own}/") else own
+        return f"credential {self.sender}"
 
 
 EventHandler = Callable[[E, Meta, D], Awaitable[None]]

@@ -91,6 +91,9 @@ def subject_pattern(subject: str) -> str:
     if tokens[0] != subjects.PREFIX or len(tokens) < 4:
         return "other"
     kind = tokens[2]
+    if kind == "cmd" and len(tokens) == 6:  # the sender is anyone's name: out too
+        known = tokens[4] in catalogue.all_messages()
+        return ".".join([subjects.PREFIX, "*", "cmd", tokens[3], tokens[4] if known else "*", "*"])
     if kind == "evt" or kind == "cmd":
         known = tokens[-1] in catalogue.all_messages()
         return ".".join([subjects.PREFIX, "*", *tokens[2:-1], tokens[-1] if known else "*"])

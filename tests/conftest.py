@@ -107,7 +107,7 @@ async def credentials(nc: Client, auth: AuthDir, provisioned: str) -> AsyncItera
     """Organisations' credentials, issued and revoked as ``alongside orgs credentials`` does."""
     system = await bus.connect(provisioned, "tests-system", auth.credentials(SYSTEM_USER))
     kv = await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET)
-    yield Credentials(kv, auth, system, SYSTEM)
+    yield Credentials(kv, nc.jetstream(), auth, system, SYSTEM)
     await system.close()
 
 

@@ -222,7 +222,7 @@ class ServiceWorld(Generic[D]):
         envelope = wrap(command, org=ORG, source="test", time=self.clock(), id=uuid.uuid4().hex)
         route = self.handlers.commands[command.type_name]
         reply: Message = await route.handler(
-            command, Received(ORG, _raw(envelope), command), self.deps
+            command, Received(ORG, _raw(envelope), command, subjects.CONSOLE), self.deps
         )
         return reply
 
@@ -235,7 +235,7 @@ def received(command: Command, org: str = "org-1", command_id: str = "cmd-1") ->
     """A command as the command subscription hands it to a handler."""
     envelope = wrap(command, org=org, source="test", time=datetime(2027, 1, 1, tzinfo=UTC),
                     id=command_id)  # fmt: skip
-    return Received(org, _raw(envelope), command)
+    return Received(org, _raw(envelope), command, subjects.CONSOLE)
 
 
 def fake_buckets(names: Iterable[str]) -> dict[str, FakeKeyValue]:

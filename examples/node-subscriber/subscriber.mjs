@@ -1,29 +1,26 @@
 // An outside service that reads one organisation's Alongside events, durably.
 //
-//   node subscriber.mjs NATS_URL CREDENTIALS_FILE ORG COUNT
+//   node subscriber.mjs NATS_URL CREDENTIALS_FILE ORG NAME COUNT
 //
 // It knows Alongside only by its published contract (docs/subscribers.md): the
 // organisation's own stream EVENTS-<org>, the inbox prefix its credential allows, and
-// the event envelope. It makes (or resumes) its durable consumer "node-feed", prints
-// COUNT events as JSON lines and acknowledges each, so the next run goes on from there.
+// the event envelope. Its credential (`alongside orgs credentials ORG --kind subscriber
+// --name NAME`) reads through the durable consumer NAME that the operator made with it,
+// and may make none of its own. It prints COUNT events as JSON lines and acknowledges
+// each, so the next run goes on from there.
 import fs from 'node:fs';
-import { AckPolicy, DeliverPolicy, connect, credsAuthenticator } from 'nats';
+import { connect, credsAuthenticator } from 'nats';
 
-const [url, credentials, org, count] = process.argv.slice(2);
+const [url, credentials, org, name, count] = process.argv.slice(2);
 const nc = await connect({
   servers: url,
   authenticator: credsAuthenticator(fs.readFileSync(credentials)),
-  // Replies reach an organisation's credential under this prefix only.
-  inboxPrefix: `_INBOX_org.${org}`,
+  // Replies reach this credential under its own prefix only.
+  inboxPrefix: `_INBOX_org.${org}.${name}`,
 });
 const stream = `EVENTS-${org}`;
-const durable = 'node-feed';
 // The credential may not ask for account-wide JetStream information: skip that check.
-const jsm = await nc.jetstreamManager({ checkAPI: false });
-await jsm.consumers.add(stream, {
-  durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
-});
-const consumer = await nc.jetstream({ checkAPI: false }).consumers.get(stream, durable);
+const consumer = await nc.jetstream({ checkAPI: false }).consumers.get(stream, name);
 
 let left = Number(count);
 while (left > 0) {

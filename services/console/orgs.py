@@ -1,6 +1,8 @@
 """Each organisation's own NATS connection: the console sends an organisation's commands
-only as that organisation, with its own credential (``access.org_permissions``), so the
-server itself refuses anything that would reach another, whatever a page gets wrong."""
+only as that organisation, with the console's credential of it (``access.org_permissions``,
+kind ``console``), so the server itself refuses anything that would reach another, whatever
+a page gets wrong; and only the console's credential may send the sensitive reads, under
+the sender ``console``, which is how the access log knows a view came from here."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from contracts.console import AccessLogEntry, Viewed
 from contracts.envelope import RawEnvelope
 from contracts.views import CaseViewed, DecisionViewed, SupporterViewed
 from runtime import bus
+from runtime.access import principal
 from runtime.asking import Asking
 from runtime.clock import Clock
 from runtime.credentials import Credentials
@@ -34,7 +37,7 @@ class NoCredential(Exception):
 
 def from_folder(folder: Path) -> CredentialFor:
     """A deployment's: the operator wrote ``<org>.creds`` for the console into ``folder``
-    (``alongside orgs credentials ORG --name console -o FOLDER/ORG.creds``)."""
+    (``alongside orgs credentials ORG --kind console -o FOLDER/ORG.creds``)."""
 
     async def credential(org: str) -> Path:
         path = folder / f"{org}.creds"
@@ -51,7 +54,8 @@ def issued_by(credentials: Credentials, folder: Path) -> CredentialFor:
 
     async def credential(org: str) -> Path:
         path = folder / f"{org}.creds"
-        if not path.exists():
+        if not path.exists() or principal(path).kind != "console":
+            # (again where the one kept was issued before credential kinds)
             _keep(path, (await credentials.issue(org, "console")).text)
         return path
 
@@ -60,6 +64,7 @@ def issued_by(credentials: Credentials, folder: Path) -> CredentialFor:
 
 def _keep(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
     path.touch(mode=0o600)  # a secret: readable by this user only
     path.write_text(text)
 
@@ -79,7 +84,7 @@ class OrgConnections:
             if org not in self._open:
                 path = await self.credential(org)
                 nc = await bus.connect(self.url, f"alongside-console-{org}", path, attempts=3)
-                self._open[org] = (nc, Asking(nc, SOURCE, self.clock))
+                self._open[org] = (nc, Asking(nc, SOURCE, self.clock, subjects.CONSOLE))
             return self._open[org][1]
 
     async def overview(self, org: str) -> Overview:

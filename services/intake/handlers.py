@@ -154,10 +154,10 @@ async def export_person_data(
                         f"no {command.person} {subject_id} is held here")  # fmt: skip
     exported = PersonDataExported(person=command.person, subject_id=subject_id,
                                   command_id=received.envelope.id,
-                                  requested_by=received.envelope.source)  # fmt: skip
+                                  requested_by=received.acted_by)  # fmt: skip
     await recorded(exported, received, deps)
     log.info("person_data_exported", org=org, person=command.person, subject_id=subject_id,
-             command_id=received.envelope.id, requested_by=received.envelope.source)  # fmt: skip
+             command_id=received.envelope.id, requested_by=received.acted_by)  # fmt: skip
     return PersonData(command_id=received.envelope.id, person=command.person,
                       subject_id=subject_id, exported_at=deps.clock(), held=held)  # fmt: skip
 
@@ -175,10 +175,10 @@ async def view_case(
     matching, _ = await deps.holdings.matches.load(org, case_id)
     schedule, _ = await deps.holdings.schedules.load(org, case_id)
     viewed = CaseViewed(case_id=case_id, command_id=command_id,
-                        viewed_by=received.envelope.source)  # fmt: skip
+                        viewed_by=received.acted_by)  # fmt: skip
     await recorded(viewed, received, deps)
     log.info("case_viewed", org=org, case_id=case_id, command_id=command_id,
-             viewed_by=received.envelope.source)  # fmt: skip
+             viewed_by=received.acted_by)  # fmt: skip
     return CaseView(command_id=command_id, viewed_at=deps.clock(), case=case,
                     matching=matching.record if matching else None,
                     schedule=schedule.record if schedule else None)  # fmt: skip
@@ -198,10 +198,10 @@ async def view_supporter(
     caseload, _ = await deps.holdings.caseloads.load(org, supporter_id)
     supervision, _ = await deps.holdings.supervision.load(org, supporter_id)
     viewed = SupporterViewed(supporter_id=supporter_id, command_id=command_id,
-                             viewed_by=received.envelope.source)  # fmt: skip
+                             viewed_by=received.acted_by)  # fmt: skip
     await recorded(viewed, received, deps)
     log.info("supporter_viewed", org=org, supporter_id=supporter_id, command_id=command_id,
-             viewed_by=received.envelope.source)  # fmt: skip
+             viewed_by=received.acted_by)  # fmt: skip
     return SupporterView(
         command_id=command_id, viewed_at=deps.clock(), supporter_id=supporter_id,
         profile=supporter.profile, suspended=supporter.suspended,
@@ -228,10 +228,10 @@ async def view_decision(
     decision = logged.decision
     viewed = DecisionViewed(decision_id=command.decision_id, kind=decision.kind,
                             subject_id=decision.subject_id, command_id=command_id,
-                            viewed_by=received.envelope.source)  # fmt: skip
+                            viewed_by=received.acted_by)  # fmt: skip
     await recorded(viewed, received, deps)
     log.info("decision_viewed", org=org, decision_id=command.decision_id,
-             command_id=command_id, viewed_by=received.envelope.source)  # fmt: skip
+             command_id=command_id, viewed_by=received.acted_by)  # fmt: skip
     return DecisionView(command_id=command_id, viewed_at=deps.clock(), logged=logged)
 
 
@@ -266,7 +266,7 @@ async def recorded(event: Event, received: Received, deps: IntakeDeps) -> None:
 @handlers.on(EraseClient)
 async def erase_client(command: EraseClient, received: Received, deps: IntakeDeps) -> Reply:
     erased = ClientErased(case_id=command.case_id, command_id=received.envelope.id,
-                          requested_by=received.envelope.source)  # fmt: skip
+                          requested_by=received.acted_by)  # fmt: skip
     return await erase(received, deps.cases, "client", command.case_id, erased, deps)
 
 
@@ -279,7 +279,7 @@ async def erase_supporter(command: EraseSupporter, received: Received, deps: Int
                         f"{held} client(s) are proposed to or supported by this supporter: "
                         "change their supporter first")  # fmt: skip
     erased = SupporterErased(supporter_id=command.supporter_id, command_id=received.envelope.id,
-                             requested_by=received.envelope.source)  # fmt: skip
+                             requested_by=received.acted_by)  # fmt: skip
     return await erase(received, deps.supporters, "supporter", command.supporter_id, erased, deps)
 
 
@@ -318,7 +318,7 @@ async def erase(
                             event_ids=[envelope.id])  # fmt: skip
     await records.replies.put(org, command_id, StoredReply(fingerprint=print_, reply=reply))
     log.info("person_erased", org=org, person=person, subject_id=subject_id,
-             command_id=command_id, requested_by=received.envelope.source)  # fmt: skip
+             command_id=command_id, requested_by=received.acted_by)  # fmt: skip
     return reply
 
 

@@ -65,7 +65,7 @@ async def _closed_cases(organisation: OrganisationRecord, now: datetime, deps: I
         envelope = wrap(command, org=org, source=f"{SOURCE}/retention", time=now,
                         id=uuid.uuid5(_NAMESPACE, f"{org}:{case_id}").hex)  # fmt: skip
         received = Received(org, RawEnvelope.model_validate_json(envelope.model_dump_json()),
-                            command)  # fmt: skip
+                            command, sender="intake")  # fmt: skip
         reply = await erase_client(command, received, deps)
         done = isinstance(reply, CommandAccepted)
         log.info("retention_erased", org=org, case_id=case_id, erased=done)

@@ -8,6 +8,7 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from contracts.records import CaseMatch
+from contracts.matching import SERVICE
 from runtime import topology
 from runtime.asking import Asking
 from runtime.clock import Clock
@@ -29,7 +30,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDep
     from what the buckets hold (the watch that keeps it current starts here too)."""
     js = nc.jetstream()
     buckets = {name: await js.key_value(name) for name in BUCKETS}
-    deps = wire(buckets, EventPublisher(js), Asking(nc, SOURCE, clock), settings, clock,
+    deps = wire(buckets, EventPublisher(js), Asking(nc, SOURCE, clock, SERVICE), settings, clock,
                 Vault.of(js, settings))  # fmt: skip
     await deps.supporters.load(
         buckets[topology.SUPPORTERS_BUCKET], buckets[topology.DECISIONS_BUCKET]

@@ -15,6 +15,7 @@ from contracts.records import (
     SchedulingSettings,
     SupporterSupervision,
 )
+from contracts.scheduling import SERVICE
 from runtime import topology
 from runtime.asking import Asking
 from runtime.clock import Clock
@@ -40,7 +41,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> SchedulingD
     js = nc.jetstream()
     buckets = {name: await js.key_value(name) for name in BUCKETS}
     return wire(
-        buckets, EventPublisher(js), Asking(nc, SOURCE, clock), Reminders(js), settings, clock,
+        buckets, EventPublisher(js), Asking(nc, SOURCE, clock, SERVICE), Reminders(js), settings, clock,
         Vault.of(js, settings),
     )  # fmt: skip
 

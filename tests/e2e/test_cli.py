@@ -147,7 +147,9 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
         provisioned, ["intake", "rules", "matching"], credentials=auth.credentials
     )
     try:
-        client = AlongsideClient(running.brokers["intake"].connection, source="tests")
+        client = AlongsideClient(
+            running.brokers["intake"].connection, source="tests", sender="intake"
+        )
         rng = random.Random(5)
         for n in range(4):
             await accepted(client, org, sample.supporter(rng, f"s{n}"))
@@ -398,7 +400,7 @@ async def test_a_revoked_credential_is_told_in_one_line_not_retried_forever(
     env: dict[str, str], org: str, credentials: Credentials, tmp_path: Path
 ) -> None:
     path = tmp_path / "feed.creds"
-    path.write_text((await credentials.issue(org, "cli")).text)
+    path.write_text((await credentials.issue(org, "subscriber", "cli")).text)
     assert await credentials.revoke(org, "cli") == ["cli"]
 
     def invoke() -> subprocess.CompletedProcess[str]:

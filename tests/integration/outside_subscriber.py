@@ -1,9 +1,10 @@
 """An outside service: it knows Alongside only through ``contracts/``, nats-py and the
-credentials file an operator gave it (``alongside orgs credentials ORG -o FILE``).
+credentials file an operator gave it (``alongside orgs credentials ORG --kind subscriber
+--name NAME -o FILE``).
 
-Run as a script: reads one organisation's events through its own durable consumer (so a
-second run goes on where the first stopped), prints them as JSON lines, then checks that
-nothing but contracts was imported from this project.
+Run as a script: reads one organisation's events through the durable consumer the operator
+made for its credential (so a second run goes on where the first stopped), prints them as
+JSON lines, then checks that nothing but contracts was imported from this project.
 """
 
 from __future__ import annotations
@@ -13,24 +14,17 @@ import json
 import sys
 
 import nats
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from contracts import catalogue, subjects
 from contracts.envelope import RawEnvelope
 
 
-async def main(url: str, credentials: str, org: str, expected: int) -> None:
-    # The credential's permissions allow replies only under the organisation's inbox prefix.
-    nc = await nats.connect(url, user_credentials=credentials, inbox_prefix=subjects.org_inbox(org))
-    js = nc.jetstream()
-    stream = subjects.org_events_stream(org)
-    durable = "outside-feed"
-    await js.add_consumer(stream, ConsumerConfig(
-        name=durable, durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
-    ))  # fmt: skip
-    sub = await js.pull_subscribe_bind(
-        durable, stream, inbox_prefix=f"{subjects.org_inbox(org)}.".encode()
-    )
+async def main(url: str, credentials: str, org: str, name: str, expected: int) -> None:
+    # The credential's permissions allow replies only under its own inbox prefix, and
+    # reading only through its durable consumer, which has its name.
+    inbox = subjects.org_inbox(org, name)
+    nc = await nats.connect(url, user_credentials=credentials, inbox_prefix=inbox)
+    sub = await nc.jetstream().pull_subscribe_bind(name, subjects.org_events_stream(org))
     received = 0
     while received < expected:
         for msg in await sub.fetch(expected - received, timeout=10):
@@ -47,4 +41,4 @@ async def main(url: str, credentials: str, org: str, expected: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))

@@ -235,7 +235,7 @@ async def test_malformed_message_is_dead_lettered_and_service_keeps_serving(
     dead = await last_dead_letter(nc, org, "intake")
     assert dead.data["reason"].startswith("malformed envelope: body: Invalid JSON")
     assert dead.data["original"] == '{"id": "x", "data": '
-    assert dead.data["subject"] == subjects.command(org, "intake", "SubmitIntake")
+    assert dead.data["subject"] == subjects.command(org, "intake", "SubmitIntake", subjects.OPERATOR)
 
     assert isinstance(
         await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted

@@ -11,20 +11,23 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from alongside import sample
 from alongside.client import AlongsideClient
 from contracts import subjects
+from contracts.envelope import RawEnvelope, wrap
 from contracts.replies import CommandAccepted
+from contracts.views import CaseView, ViewCase
 from runtime import topology
-from runtime.access import AuthDir, inbox_prefix
+from runtime.access import AuthDir, principal
 from runtime.credentials import Credentials
+from runtime.dispatch import Received
 from runtime.settings import Settings
 from tests.support import register
 
@@ -63,7 +66,7 @@ async def connect_as(url: str, credentials: Path) -> As:
         user.refused.append(str(error))
 
     user.nc = await nats.connect(url, user_credentials=str(credentials),
-                                 inbox_prefix=inbox_prefix(credentials), error_cb=on_error,
+                                 inbox_prefix=principal(credentials).inbox_prefix, error_cb=on_error,
                                  max_reconnect_attempts=0)  # fmt: skip
     return user
 
@@ -72,38 +75,154 @@ async def connect_as(url: str, credentials: Path) -> As:
 async def feeds(
     provisioned: str, credentials: Credentials, org: str, other_org: str, tmp_path: Path
 ) -> AsyncIterator[tuple[As, As]]:
-    """A credential for each of two organisations, connected."""
+    """An integration credential for each of two organisations, connected."""
     users = []
     for each in (org, other_org):
         path = tmp_path / f"{each}.creds"
-        path.write_text((await credentials.issue(each, "feed")).text)
+        path.write_text((await credentials.issue(each, "integration", "crm")).text)
         users.append(await connect_as(provisioned, path))
     yield users[0], users[1]
     for user in users:
         await user.nc.close()
 
 
-async def test_an_organisations_credential_sends_its_commands_and_reads_its_events(
-    feeds: tuple[As, As], org: str
-) -> None:
-    mine, _ = feeds
-    reply = await AlongsideClient(mine.nc).submit(org, sample.intake(random.Random(1), "c1"))
-    assert isinstance(reply, CommandAccepted)
+@pytest.fixture
+async def kinds(
+    provisioned: str, credentials: Credentials, org: str, tmp_path: Path
+) -> AsyncIterator[dict[str, As]]:
+    """One credential of each kind for ``org``, connected: a subscriber ``feed``, an
+    integration ``crm`` and the console's."""
+    users = {}
+    for kind, name in (("subscriber", "feed"), ("integration", "crm"), ("console", None)):
+        path = tmp_path / f"{kind}.creds"
+        path.write_text((await credentials.issue(org, kind, name)).text)  # type: ignore[arg-type]
+        users[kind] = await connect_as(provisioned, path)
+    yield users
+    for user in users.values():
+        await user.nc.close()
 
-    # Durably, from the start, with a consumer it names itself.
-    js = mine.nc.jetstream()
-    stream = subjects.org_events_stream(org)
-    await js.add_consumer(stream, ConsumerConfig(name="mine", durable_name="mine",
-                                                 ack_policy=AckPolicy.EXPLICIT))  # fmt: skip
-    sub = await js.pull_subscribe_bind(
-        "mine", stream, inbox_prefix=f"{subjects.org_inbox(org)}.".encode()
-    )
-    [msg] = await sub.fetch(1, timeout=5)
-    assert msg.subject == subjects.event(org, "IntakeReceived")
-    await msg.ack_sync()
-    events = [e.type async for e in AlongsideClient(mine.nc).events(org)]
-    assert events == ["IntakeReceived"]
-    assert mine.refused == []
+
+SENDERS = {"subscriber": "feed", "integration": "crm", "console": subjects.CONSOLE}
+
+
+def families(org: str, other_org: str, kind: str) -> dict[str, tuple[str, str, bool]]:
+    """Every family of subjects, as (publish or subscribe, a subject of it, whether a
+    credential of ``kind`` may use it)."""
+    me, stream = SENDERS[kind], subjects.org_events_stream(org)
+    console, reader = kind == "console", kind != "console"
+    return {
+        "its intake command": ("pub", subjects.command(org, "intake", "SubmitIntake", me),
+                               kind != "subscriber"),
+        "a view of a case": ("pub", subjects.command(org, "intake", "ViewCase", me), console),
+        "a view of a decision": ("pub", subjects.command(org, "intake", "ViewDecision", me),
+                                 console),
+        "a person's export": ("pub", subjects.command(org, "intake", "ExportPersonData", me),
+                              console),
+        "an erasure": ("pub", subjects.command(org, "intake", "EraseClient", me), console),
+        "a matching command": ("pub", subjects.command(org, "matching", "AcceptProposal", me),
+                               console),
+        "a scheduling command": ("pub", subjects.command(org, "scheduling", "BookSession", me),
+                                 console),
+        "a rules evaluation": ("pub", subjects.command(org, "rules", "EvaluateRules", me),
+                               console),
+        "a command as the console": (
+            "pub", subjects.command(org, "intake", "SubmitIntake", subjects.CONSOLE), console),
+        "a command as another credential": (
+            "pub", subjects.command(org, "intake", "SubmitIntake", "other-crm"), False),
+        "a command as the operator": (
+            "pub", subjects.command(org, "intake", "ViewCase", subjects.OPERATOR), False),
+        "a command as a service": (
+            "pub", subjects.command(org, "intake", "NameSupportPerson", "matching"), False),
+        "another organisation's command": (
+            "pub", subjects.command(other_org, "intake", "SubmitIntake", me), False),
+        "an event, published": ("pub", subjects.event(org, "MatchActivated"), False),
+        "a consumer of its own making": (
+            "pub", f"$JS.API.CONSUMER.CREATE.{stream}.mine.{subjects.events(org)}", console),
+        "a durable consumer of its own making": (
+            "pub", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.mine", console),
+        "its feed": ("pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{me}", True),
+        "another credential's feed": (
+            "pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.other-feed", console),
+        "deleting a consumer": ("pub", f"$JS.API.CONSUMER.DELETE.{stream}.{me}", console),
+        "the stream's information": ("pub", f"$JS.API.STREAM.INFO.{stream}", console),
+        "a bucket": ("pub", f"$JS.API.DIRECT.GET.KV_{topology.CASES_BUCKET}.x", False),
+        "a person's key": ("pub", f"$JS.API.DIRECT.GET.{topology.KEYS_STREAM}.x", False),
+        "the decision log": ("pub", subjects.decision_log(org, "eligibility", "s1", "d1"),
+                             False),
+        "the system account": ("pub", "$SYS.REQ.CLAIMS.UPDATE", False),
+        "its replies": ("sub", f"{subjects.org_inbox(org, me)}.>", True),
+        "another credential's replies": (
+            "sub", f"{subjects.org_inbox(org, 'other-crm' if reader else 'crm')}.>", False),
+        "the console's replies": ("sub", f"{subjects.org_inbox(org, subjects.CONSOLE)}.>",
+                                  console),
+        "the organisation's every reply": ("sub", f"_INBOX_org.{org}.>", False),
+        "the operator's and services' replies": ("sub", "_INBOX.>", False),
+        "the commands": ("sub", subjects.commands(org), False),
+        "the events, unstored": ("sub", subjects.events(org), False),
+        "the dead letters": ("sub", subjects.dead_letters(org), False),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["subscriber", "integration", "console"])
+async def test_each_kind_of_credential_is_held_to_its_job_by_the_server(
+    kinds: dict[str, As], org: str, other_org: str, kind: str
+) -> None:
+    user = kinds[kind]
+    tried = families(org, other_org, kind)
+    for how, subject, _ in tried.values():
+        if how == "pub":
+            await user.tries_to_publish(subject)
+        else:
+            await user.tries_to_subscribe(subject)
+    refused = [f'{"publish to" if how == "pub" else "subscription to"} "{subject}"'
+               for how, subject, allowed in tried.values() if not allowed]  # fmt: skip
+    await user.refuses(*refused)
+    said = " ".join(user.refused)
+    allowed_refused = [family for family, (_, subject, allowed) in tried.items()
+                       if allowed and f'"{subject}"' in said]  # fmt: skip
+    assert allowed_refused == []
+    assert len(user.refused) == len(refused)  # each refusal once, and nothing else
+
+
+async def test_each_kind_does_its_job(
+    kinds: dict[str, As], org: str, client: AlongsideClient
+) -> None:
+    # An integration sends intake under its own name, and reads the feed made for it.
+    crm = AlongsideClient(kinds["integration"].nc, sender="crm")
+    assert isinstance(await crm.submit(org, sample.intake(random.Random(1), "c1")),
+                      CommandAccepted)  # fmt: skip
+    assert [e.type async for e in crm.events(org, durable="crm")] == ["IntakeReceived"]
+    # A subscriber reads its own feed, durably: acked events are not read again.
+    feed = AlongsideClient(kinds["subscriber"].nc, sender="feed")
+    assert [e.type async for e in feed.events(org, durable="feed")] == ["IntakeReceived"]
+    assert [e.type async for e in feed.events(org, durable="feed")] == []
+    # The console reads a case, and the access log names whom the console said, as only
+    # the console's credential may send a view.
+    console = AlongsideClient(kinds["console"].nc, source="alongside/console/acc-1",
+                              sender=subjects.CONSOLE)  # fmt: skip
+    view = await console.request(org, ViewCase(case_id="c1"))
+    assert isinstance(view, CaseView)
+    by_operator = await client.request(org, ViewCase(case_id="c1"))
+    assert isinstance(by_operator, CaseView)
+    viewed = [e.data["viewed_by"] async for e in client.events(org) if e.type == "CaseViewed"]
+    assert viewed == ["alongside/console/acc-1", "operator (tests)"]
+    for user in kinds.values():
+        assert user.refused == []
+
+
+async def test_who_acted_is_the_server_vouched_sender_never_the_envelope_alone() -> None:
+    envelope = RawEnvelope.model_validate_json(
+        wrap(ViewCase(case_id="c1"), org="acme", source="alongside/console/acc-1",
+             time=datetime(2026, 1, 1, tzinfo=UTC)).model_dump_json()
+    )  # fmt: skip
+
+    def by(sender: str) -> str:
+        return Received("acme", envelope, ViewCase(case_id="c1"), sender).acted_by
+
+    assert by(subjects.CONSOLE) == "alongside/console/acc-1"
+    assert by("crm") == "credential crm"  # whatever its envelope claims
+    assert by("intake") == "alongside/intake"
+    assert by(subjects.OPERATOR) == "operator (alongside/console/acc-1)"
 
 
 async def test_another_organisations_commands_events_and_replies_are_refused(
@@ -113,21 +232,21 @@ async def test_another_organisations_commands_events_and_replies_are_refused(
     theirs_events = subjects.org_events_stream(other_org)
     await mine.tries_to_subscribe(subjects.events(other_org))
     await mine.tries_to_subscribe(subjects.commands(other_org))
-    await mine.tries_to_subscribe(f"{subjects.org_inbox(other_org)}.>")
+    await mine.tries_to_subscribe(f"{subjects.org_inbox(other_org, 'crm')}.>")
     await mine.tries_to_subscribe("_INBOX.>")  # the operator's and services' replies
-    await mine.tries_to_publish(subjects.command(other_org, "intake", "SubmitIntake"))
+    await mine.tries_to_publish(subjects.command(other_org, "intake", "SubmitIntake", "crm"))
     await mine.tries_to_publish(f"$JS.API.CONSUMER.CREATE.{theirs_events}")
-    await mine.tries_to_publish(f"$JS.API.CONSUMER.MSG.NEXT.{theirs_events}.feed")
+    await mine.tries_to_publish(f"$JS.API.CONSUMER.MSG.NEXT.{theirs_events}.crm")
     await mine.tries_to_publish(f"$JS.API.STREAM.INFO.{theirs_events}")
 
     await mine.refuses(
         f'subscription to "{subjects.events(other_org)}"',
         f'subscription to "{subjects.commands(other_org)}"',
-        f'subscription to "{subjects.org_inbox(other_org)}.>"',
+        f'subscription to "{subjects.org_inbox(other_org, "crm")}.>"',
         'subscription to "_INBOX.>"',
-        f'publish to "{subjects.command(other_org, "intake", "SubmitIntake")}"',
+        f'publish to "{subjects.command(other_org, "intake", "SubmitIntake", "crm")}"',
         f'publish to "$JS.API.CONSUMER.CREATE.{theirs_events}"',
-        f'publish to "$JS.API.CONSUMER.MSG.NEXT.{theirs_events}.feed"',
+        f'publish to "$JS.API.CONSUMER.MSG.NEXT.{theirs_events}.crm"',
         f'publish to "$JS.API.STREAM.INFO.{theirs_events}"',
     )
 
@@ -177,15 +296,16 @@ async def test_a_revoked_credential_is_dropped_and_refused_at_once_and_rotation_
     provisioned: str, credentials: Credentials, org: str, tmp_path: Path
 ) -> None:
     old, new = tmp_path / "old.creds", tmp_path / "new.creds"
-    old.write_text((await credentials.issue(org, "desk")).text)
+    old.write_text((await credentials.issue(org, "integration", "desk")).text)
     user = await connect_as(provisioned, old)
     assert user.nc.is_connected
 
     # Rotation: the name issued again; the earlier file stops working at once.
-    new.write_text((await credentials.issue(org, "desk")).text)
+    new.write_text((await credentials.issue(org, "integration", "desk")).text)
     await dropped_and_refused(provisioned, user, old)
     rotated = await connect_as(provisioned, new)
-    reply = await AlongsideClient(rotated.nc).submit(org, sample.intake(random.Random(2), "c2"))
+    desk = AlongsideClient(rotated.nc, sender="desk")
+    reply = await desk.submit(org, sample.intake(random.Random(2), "c2"))
     assert isinstance(reply, CommandAccepted)
 
     assert await credentials.revoke(org, "desk") == ["desk"]
@@ -210,12 +330,13 @@ async def test_an_organisation_added_while_the_services_run_works_at_once(
     late = f"late-{random.Random().randrange(10**6)}"
     await register(nc, late)
     path = tmp_path / "late.creds"
-    path.write_text((await credentials.issue(late, "main")).text)
+    path.write_text((await credentials.issue(late, "integration", "main")).text)
     user = await connect_as(provisioned, path)
     try:
-        reply = await AlongsideClient(user.nc).submit(late, sample.intake(random.Random(3), "c3"))
+        main = AlongsideClient(user.nc, sender="main")
+        reply = await main.submit(late, sample.intake(random.Random(3), "c3"))
         assert isinstance(reply, CommandAccepted)
-        assert [e.type async for e in AlongsideClient(user.nc).events(late)] == ["IntakeReceived"]
+        assert [e.type async for e in main.events(late, durable="main")] == ["IntakeReceived"]
     finally:
         await user.nc.close()
 
@@ -229,7 +350,8 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
             f"$JS.API.STREAM.PURGE.{topology.EVENTS_STREAM}",
             f"$JS.API.STREAM.DELETE.{topology.DEADLETTER_STREAM}",
             f"$JS.API.CONSUMER.CREATE.{topology.DEADLETTER_STREAM}",
-            subjects.command("acme", "matching", "RefuseService"),
+            subjects.command("acme", "matching", "RefuseService", "intake"),
+            subjects.command("acme", "intake", "ViewCase", subjects.CONSOLE),
             # What it may read for an export, it may not write or watch.
             f"$KV.{topology.MATCHES_BUCKET}.acme.c1",
             f"$JS.API.CONSUMER.CREATE.KV_{topology.DECISIONS_BUCKET}",
@@ -242,7 +364,8 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
             f'publish to "$JS.API.STREAM.PURGE.{topology.EVENTS_STREAM}"',
             f'publish to "$JS.API.STREAM.DELETE.{topology.DEADLETTER_STREAM}"',
             f'publish to "$JS.API.CONSUMER.CREATE.{topology.DEADLETTER_STREAM}"',
-            f'publish to "{subjects.command("acme", "matching", "RefuseService")}"',
+            f'publish to "{subjects.command("acme", "matching", "RefuseService", "intake")}"',
+            f'publish to "{subjects.command("acme", "intake", "ViewCase", subjects.CONSOLE)}"',
             f'publish to "$KV.{topology.MATCHES_BUCKET}.acme.c1"',
             f'publish to "$JS.API.CONSUMER.CREATE.KV_{topology.DECISIONS_BUCKET}"',
             f'subscription to "{subjects.commands_of("matching")}"',

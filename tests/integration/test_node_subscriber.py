@@ -36,7 +36,7 @@ def node_example() -> Path:
 
 async def node_subscriber(example: Path, url: str, creds: Path, org: str, count: int) -> list[Any]:
     process = await asyncio.create_subprocess_exec(
-        "node", str(example / "subscriber.mjs"), url, str(creds), org, str(count),
+        "node", str(example / "subscriber.mjs"), url, str(creds), org, "node", str(count),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
@@ -53,7 +53,7 @@ async def test_the_node_subscriber_reads_its_organisations_events_durably(
         command = sample.intake(random.Random(case_id), case_id)
         assert isinstance(await client.submit(each, command), CommandAccepted)
     creds = tmp_path / "node.creds"
-    creds.write_text((await credentials.issue(org, "node")).text)
+    creds.write_text((await credentials.issue(org, "subscriber", "node")).text)
 
     first = await node_subscriber(node_example, provisioned, creds, org, 2)
 

@@ -22,7 +22,7 @@ SCRIPT = Path(__file__).with_name("outside_subscriber.py")
 
 async def subscriber(url: str, credentials: Path, org: str, expected: int) -> list[dict[str, Any]]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(SCRIPT), url, str(credentials), org, str(expected),
+        sys.executable, str(SCRIPT), url, str(credentials), org, "feed", str(expected),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         cwd=Path(__file__).parents[2],
     )  # fmt: skip
@@ -42,7 +42,7 @@ async def test_outside_subscriber_receives_its_organisations_events_knowing_only
     assert isinstance(await client.submit(org, sample.intake(random.Random(2), "c1")),
                       CommandAccepted)  # fmt: skip
     feed = tmp_path / "feed.creds"
-    feed.write_text((await credentials.issue(org, "feed")).text)
+    feed.write_text((await credentials.issue(org, "subscriber", "feed")).text)
 
     first = await subscriber(provisioned, feed, org, 2)
 

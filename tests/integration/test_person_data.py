@@ -66,7 +66,7 @@ async def test_everything_held_about_a_client_and_a_supporter_is_exported_and_re
     # Each export is recorded, by id, with who asked; the data itself is kept nowhere new.
     recorded = await wait_for(client, org, "PersonDataExported", 2)
     assert [(e.data["person"], e.data["subject_id"], e.data["requested_by"]) for e in recorded] == [
-        ("client", "c1", "tests"), ("supporter", "s1", "tests")]  # fmt: skip
+        ("client", "c1", "operator (tests)"), ("supporter", "s1", "operator (tests)")]  # fmt: skip
     replies = await nc.jetstream().key_value(topology.REPLIES_BUCKET)
     with pytest.raises(KeyNotFoundError):
         await replies.get(f"{org}.sar-1")

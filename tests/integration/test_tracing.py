@@ -85,7 +85,7 @@ async def test_spans_of_one_intake_form_one_trace_from_submit_intake_to_match_pr
         for span in exporter.get_finished_spans()
         if span.context is not None and f"{span.context.trace_id:032x}" == trace
     }
-    [root] = [s for s in spans.values() if s.name == f"{subjects.command(org, 'intake', 'SubmitIntake')} process"]  # fmt: skip
+    [root] = [s for s in spans.values() if s.name == f"{subjects.command(org, 'intake', 'SubmitIntake', subjects.OPERATOR)} process"]  # fmt: skip
     assert root.parent is not None
     assert root.parent.is_remote
     assert tracing.parent_id(root) == sender  # the client's span, named in its header
@@ -95,7 +95,8 @@ async def test_spans_of_one_intake_form_one_trace_from_submit_intake_to_match_pr
 
     # From the span that proposed the match, back to the intake, through the rules' policy.
     assert proposed.traceparent is not None
-    path = [(tracing.service_of(s), s.name.rsplit(".", 1)[-1])
+    path = [(tracing.service_of(s),
+             f"{subjects.command_type_of(s.name.removesuffix(' process'))} process")
             for s in tracing.lineage(spans.values(), proposed.traceparent)]  # fmt: skip
     assert path == [("alongside-matching", "MatchingPolicyDecided process"),
                     ("alongside-rules", "IntakeReceived process"),

@@ -47,7 +47,7 @@ async def test_the_reply_says_unavailable_in_plain_words_and_nothing_is_kept(
 ) -> None:
     command = sample.intake(random.Random(2), "c2")
     envelope = wrap(command, org=org, source="tests", id="intake-c2", time=SYSTEM())
-    subject = subjects.command(org, "intake", "SubmitIntake")
+    subject = subjects.command(org, "intake", "SubmitIntake", subjects.OPERATOR)
     with flaky(intake_handlers, "SubmitIntake", fail=-1) as calls:
         raw = await nc.request(subject, envelope.model_dump_json().encode(), timeout=10)
         with pytest.raises(Unavailable) as still:

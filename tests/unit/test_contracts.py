@@ -45,7 +45,7 @@ SENSITIVE = {
 
 def test_org_is_the_second_token_of_every_subject() -> None:
     built = [
-        subjects.command("acme", "intake", "SubmitIntake"),
+        subjects.command("acme", "intake", "SubmitIntake", "crm"),
         subjects.event("acme", "IntakeReceived"),
         subjects.dead_letter("acme", "intake"),
     ]
@@ -144,7 +144,7 @@ def test_export_writes_a_schema_per_message_and_asyncapi(tmp_path: Path) -> None
     doc = json.loads((tmp_path / "asyncapi.json").read_text())
     assert doc["asyncapi"] == "3.1.0"
     channel = doc["channels"]["SubmitIntake"]
-    assert channel["address"] == "alongside.{org}.cmd.intake.SubmitIntake"
+    assert channel["address"] == "alongside.{org}.cmd.intake.SubmitIntake.{sender}"
     assert "org" in channel["parameters"]
     reply = doc["operations"]["SubmitIntake"]["reply"]
     assert {m["$ref"].rsplit("/", 1)[-1] for m in reply["messages"]} == {

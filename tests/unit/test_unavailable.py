@@ -189,7 +189,7 @@ async def test_any_reply_is_waited_for_the_same_way() -> None:
 
 
 def asking_over(nc: Scripted) -> Asking:
-    return Asking(cast(Nats, nc), "tests", ManualClock(NOW))
+    return Asking(cast(Nats, nc), "tests", ManualClock(NOW), "matching")
 
 
 async def test_a_service_asks_again_with_the_same_id_then_leaves_the_event_for_later() -> None:
