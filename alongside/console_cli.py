@@ -120,7 +120,7 @@ def check(settings: Settings) -> None:
         raise CliError(
             "the console sends each organisation's commands with that "
             "organisation's credential: set ALONGSIDE_CONSOLE_CREDENTIALS_DIR to a "
-            "folder of <org>.creds (alongside orgs credentials ORG --name console)"
+            "folder of <org>.creds (alongside orgs credentials ORG --kind console)"
         )
 
 

@@ -747,7 +747,7 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
             with contextlib.suppress(NatsTimeoutError):
                 await nc.jetstream(timeout=1).stream_info(subjects.org_events_stream(other))
             with contextlib.suppress(NatsTimeoutError):
-                await nc.request(subjects.commands_of("intake", other, "SubmitIntake"), b"{}",
+                await nc.request(subjects.command(other, "intake", "SubmitIntake", FEED), b"{}",
                                  timeout=1)  # fmt: skip
             # Nor, being a subscriber, its own organisation's commands, or a consumer of its
             # own making (one could aim its events anywhere).

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     retry_after_s: float = Field(default=1.0, gt=0, le=3600)
     # Past this size, the oldest dead letters go first.
     deadletters_max_bytes: int = Field(default=2**30, ge=2**20)
+    # Past this many on one subject (one organisation's letters from one service), that
+    # subject's oldest go first: a flood of one organisation's junk pushes out its own
+    # letters, never another's. (A malformed command's letter is about 2-5 kB, so each
+    # subject holds at most some 50 MB of them.)
+    deadletters_per_subject: int = Field(default=10_000, ge=1)
     # How long dead letters are kept: the stream drops older ones, and intake's sweep erases
     # the key of each day's letters then, so no copy of them can be read after.
     deadletters_days: int = Field(default=90, ge=1, le=3650)
@@ -68,10 +73,26 @@ class Settings(BaseSettings):
     # The console and its HTTP API (`alongside up console`, and `up` with every service).
     http_port: int = Field(default=8000, ge=0, le=65535)
     http_host: str = "127.0.0.1"
-    # Set behind TLS: the session cookie is then only ever sent over HTTPS.
-    http_secure_cookies: bool = False
+    # Whether the console's cookies are Secure (sent over HTTPS only, named ``__Host-``).
+    # Unset: Secure, unless a request came over plain HTTP to a loopback address
+    # (localhost, 127.0.0.0/8, ::1): local development. Set true behind TLS, always.
+    http_secure_cookies: bool | None = None
+    # The reverse proxies in front of the console, comma separated addresses or networks
+    # (10.0.0.0/8): only their X-Forwarded-For / X-Forwarded-Proto are believed. Empty:
+    # nobody's; a request's address is the peer's (so the sign-in throttle cannot be
+    # dodged with a made-up header).
+    http_trusted_proxies: str = ""
+    # Where people reach the console (https://console.example.org), comma separated, when
+    # a proxy in front does not pass the Host header on. Empty: a request that changes
+    # something must come from a page of the host it was sent to (Origin, else Referer).
+    http_origins: str = ""
+    # Request bodies larger than this are refused (413) before they are read or parsed:
+    # a command is at most 64 KiB (MAX_COMMAND_BYTES); a form's encoding of one is larger.
+    http_max_body_bytes: int = Field(default=128 * 1024, ge=1024)
+    # A console session unused this long ends (and 8 hours after signing in, regardless).
+    http_session_idle_s: float = Field(default=30 * 60.0, gt=0)
     # A deployment's console: one `<org>.creds` per organisation it serves, which the
-    # operator issued (`alongside orgs credentials ORG --name console`). Unset under the
+    # operator issued (`alongside orgs credentials ORG --kind console`). Unset under the
     # embedded `up`, which issues them itself.
     console_credentials_dir: Path | None = None
     log_level: str = "INFO"
@@ -87,7 +108,7 @@ class Settings(BaseSettings):
         return self.master_key_file or self.auth_path / "master.key"
 
     @field_validator("nats_url", "nats_credentials", "auth_dir", "master_key_file",
-                     "console_credentials_dir", mode="before")  # fmt: skip
+                     "console_credentials_dir", "http_secure_cookies", mode="before")  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str):
