@@ -19,6 +19,7 @@ from runtime.access import ADMIN, SYSTEM_USER, AuthDir
 from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
 from runtime.logging import configure
+from runtime.registry import Registry
 from runtime.settings import Settings
 from services.console import bootstrap, sessions
 from services.console.accounts import AccountError, Accounts, account_id
@@ -49,6 +50,7 @@ def account(
     settings = Settings()
     configure(settings.log_level, settings.log_json)
     granted = dict(_role(value) for value in roles)
+    asyncio.run(_registered(settings, list(granted)))  # before a password is asked for
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -109,6 +111,19 @@ async def _on_accounts(
         return await act(Accounts(kv, SYSTEM), held)
     except AccountError as error:
         raise CliError(str(error)) from None
+    finally:
+        await nc.close()
+
+
+async def _registered(settings: Settings, orgs: list[str]) -> None:
+    """A role only in an organisation registered here and active: refused otherwise."""
+    nc = await connection.connect(settings, "alongside-console-accounts")
+    try:
+        registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
+        for org in orgs:
+            refusal = await registry.refusal(org)
+            if refusal is not None:
+                raise CliError(f"--role {org}: {refusal} (alongside orgs list)")
     finally:
         await nc.close()
 

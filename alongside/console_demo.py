@@ -71,6 +71,7 @@ async def show(
 ) -> Callable[[], Any]:  # fmt: skip
     """Serve the console (on ``port``, or any free one), make a coordinator of ``org``, and
     send an intake through it; returns what stops the console."""
+    serving = port is not None  # after the demo too (`alongside demo --serve`)
     password = secrets.token_urlsafe(12)
     accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), clock)
     await accounts.put(EMAIL, "Demo Coordinator", password, {org: "coordinator"})
@@ -88,15 +89,16 @@ async def show(
                 break
         await asyncio.sleep(0.05)
     commands = [p for p in schema["paths"] if "/commands/" in p]
-    say(f"  the console's HTTP API at http://127.0.0.1:{port}: {len(commands)} commands "
+    at = f" at http://127.0.0.1:{port}" if serving else ""  # else gone when the demo ends
+    say(f"  the console's HTTP API{at}: {len(commands)} commands "
         f"(OpenAPI {schema['openapi']} at /openapi.json and /docs)")  # fmt: skip
 
     status, signed = await browser.call("POST", "/api/session",
                                         {"email": EMAIL, "password": password})  # fmt: skip
     if status != 200:
         raise RuntimeError(f"the demo coordinator could not sign in: {status} {signed}")
-    say(f"  {EMAIL} signs in (argon2id; a signed, HTTP-only session cookie and a CSRF token), "
-        f"a coordinator of {org}")  # fmt: skip
+    say(f"  {EMAIL} signs in (argon2id; an HTTP-only cookie for a session held on the "
+        f"server, and a CSRF token), a coordinator of {org}")  # fmt: skip
     headers = {CSRF_HEADER: signed["csrf_token"], "Idempotency-Key": "demo-http-intake"}
     intake = json.loads(sample.intake(random.Random(99), "case-http").model_dump_json())
     broken = {**intake, "client": {**intake["client"], "birth_year": 1850}}
@@ -137,6 +139,10 @@ async def show(
     say(f"  GET /api/orgs/{org}/reports/{month}: {report['intakes']} intakes, first proposal "
         f"after {first_s:.1f} s (median), acceptance rate {report['acceptance_rate']}, "
         f"waitlist {report['waitlist_size']}; every month as CSV at reports.csv")  # fmt: skip
-    say(f"  the console's pages (no script needed): http://127.0.0.1:{port}/orgs/{org} - "
-        f"sign in as {EMAIL}, password {password}")
+    if serving:
+        say(f"  the console's pages (no script needed): http://127.0.0.1:{port}/orgs/{org} - "
+            f"sign in as {EMAIL}, password {password}")  # fmt: skip
+    else:
+        say("  the console's pages (no script needed) stop with the demo: "
+            "`alongside demo --serve` keeps them, with its data, and says where")  # fmt: skip
     return task.cancel

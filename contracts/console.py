@@ -21,7 +21,11 @@ from contracts.replies import FieldError
 # people's data (exports, erasure) and its scheduling settings; an operator runs the
 # deployment, for each organisation they hold.
 Role = Literal["coordinator", "supervisor", "operator"]
-Email = Annotated[str, PERSONAL, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)]
+# Neither "@" nor white space, spelled out: ``\s`` means other characters to the document's
+# readers (ECMA-262 patterns) than to pydantic (Rust's White_Space, which this is).
+_PART = r"[^@\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
+EMAIL_PATTERN = rf"^{_PART}@{_PART}\.{_PART}$"
+Email = Annotated[str, PERSONAL, Field(pattern=EMAIL_PATTERN, max_length=200)]
 
 
 class SignIn(BaseModel):

@@ -35,12 +35,16 @@ class CaseView(Message):
     hold ends, or why the client waits) and scheduling's (meetings and sessions)."""
 
     type_name: ClassVar[str] = "CaseView"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: withheld
     status: Literal["case_viewed"] = "case_viewed"  # tells the replies apart
     command_id: str
     viewed_at: datetime
     case: CaseRecord
     matching: CaseMatch | None = None
     schedule: CaseSchedule | None = None
+    # Fields held that the reader's role may not read (docs/decisions/0002), by their path
+    # (``case.intake.client.safety_concerns``): each is answered empty.
+    withheld: list[str] = Field(default_factory=list)
 
 
 class CaseViewed(Event):
@@ -74,6 +78,7 @@ class SupporterView(Message):
     eligibility and the day it lapses, who holds their slots, supervision."""
 
     type_name: ClassVar[str] = "SupporterView"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: withheld
     status: Literal["supporter_viewed"] = "supporter_viewed"
     command_id: str
     viewed_at: datetime
@@ -87,6 +92,9 @@ class SupporterView(Message):
     # Each case holding one of their slots: until when (while proposed), or None (chosen).
     caseload: dict[str, datetime | None] = Field(default_factory=dict)
     supervision: SupporterSupervision | None = None
+    # Fields held that the reader's role may not read (``profile.lived_experience``),
+    # each answered empty (docs/decisions/0002).
+    withheld: list[str] = Field(default_factory=list)
 
 
 class SupporterViewed(Event):

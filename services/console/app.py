@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import uvicorn
@@ -19,14 +20,16 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from contracts import catalogue, subjects
 from contracts.console import AccessLog, Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
 from contracts.overview import DEFAULT_LIMIT, MonthReport, RulesHistory, Today
 from contracts.records import ConsoleAccount
-from contracts.replies import CommandRejected, CommandUnavailable, FieldError, field_errors
+from contracts.replies import CommandRejected, CommandUnavailable, FieldError
 from contracts.views import (
     CaseView,
     DecisionView,
@@ -37,19 +40,38 @@ from contracts.views import (
 )
 from runtime.logging import get_logger
 from services.console import domain
-from services.console.gate import PROBLEM, ConsoleDeps, problem, send_as, signed_in, signing_in
+from services.console.edge import guard
+from services.console.gate import (
+    PROBLEM,
+    ConsoleDeps,
+    end_session,
+    problem,
+    send_as,
+    signed_in,
+    signing_in,
+    start_session,
+)
+from services.console.health import add_health
 from services.console.orgs import NoCredential, access_log
 from services.console.overview import as_csv
 from services.console.pages import add_pages
-from services.console.sessions import COOKIE, CSRF_HEADER, LASTS, Session
+from services.console.reference import Bodies, add_reference, document
+from services.console.sessions import CSRF_HEADER, Session
 
 log = get_logger(__name__)
 
 OrgPath = Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)]
 IdPath = Annotated[str, PathParam(pattern=subjects.ID_PATTERN)]
-MonthPath = Annotated[str, PathParam(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+# A month the reports can be computed for in any time zone (year 1 or 9999 cannot).
+MonthPath = Annotated[str, PathParam(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$",
+                                     description="YYYY-MM, from 1900-01 to 2999-12")]  # fmt: skip
 Limit = Annotated[int, Query(ge=1, le=1000)]
-_COMMAND_ID: TypeAdapter[str] = TypeAdapter(MessageId)
+IdempotencyKey = Annotated[MessageId | None, Header(
+    alias="Idempotency-Key",
+    description="The command's id, so that sending it again (after a time-out or a 503) "
+                "carries it out once: the same key with the same body is answered as the "
+                "first time; with another body, 409.",
+)]  # fmt: skip
 
 
 _RETRY_AFTER = {"Retry-After": {
@@ -73,22 +95,47 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
         title="Alongside", version=catalogue.VERSION,
         description="Every command of Alongside's services, sent as a signed-in person of "
                     "one organisation; refusals are RFC 9457 problem details.",
+        docs_url=None, redoc_url=None,  # /docs is served offline (``reference``)
     )  # fmt: skip
+    app.openapi = document(app)  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(field=".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
-                             reason=e["msg"]) for e in error.errors()]  # fmt: skip
+        errors = [FieldError(field=_place(e), reason=e["msg"]) for e in error.errors()]
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
         return problem(Problem(title="Invalid request", status=422, detail=detail,
                                errors=errors))  # fmt: skip
 
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, error: HTTPException) -> JSONResponse:
+        """Starlette's own refusals (no such route or method, a body that cannot be read)."""
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # every method of the path, not one route's alone
+            headers["Allow"] = ", ".join(sorted({
+                method for route in app.router.routes if isinstance(route, Route)
+                and route.matches(request.scope)[0] is not Match.NONE
+                for method in route.methods or ()}))  # fmt: skip
+        said = Problem(title=HTTPStatus(error.status_code).phrase, status=error.status_code,
+                       detail=str(error.detail))  # fmt: skip
+        return problem(said, headers)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> JSONResponse:
+        # Only the kind: an exception's text may hold what a person sent.
+        log.error("console_failed", method=request.method, error=type(error).__name__)
+        return problem(Problem(title="Internal Server Error", status=500,
+                               detail="the console failed to answer; it is logged"))  # fmt: skip
+
+    guard(app, deps.settings)  # headers, body size, origin, proxies: before anything else
+    add_health(app, deps)  # /healthz, /readyz, /metrics
     _session_routes(app, deps)
     add_pages(app, deps)
+    add_reference(app)
     _view_routes(app, deps)
     _overview_routes(app, deps)
+    bodies = Bodies(app)
     for model in catalogue.COMMANDS.values():
-        _command_route(app, model, deps)
+        _command_route(app, model, deps, bodies)
     return app
 
 
@@ -99,15 +146,12 @@ def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         body: SignIn, request: Request, response: Response
     ) -> SignedIn | JSONResponse:
         """Sign in: the session is set as an HTTP-only cookie; keep ``csrf_token`` to send
-        back in ``X-CSRF-Token`` with every request that changes something."""
+        back in ``X-CSRF-Token`` with every request that changes something. It ends when
+        signed out, after 30 minutes unused, or 8 hours after signing in."""
         account = await signing_in(deps, body.email, body.password, request)
         if isinstance(account, Problem):
             return problem(account)
-        value, session = deps.sessions.start(account.account_id)
-        response.set_cookie(
-            COOKIE, value, max_age=int(LASTS.total_seconds()), httponly=True,
-            samesite="strict", secure=deps.settings.http_secure_cookies,
-        )  # fmt: skip
+        session = await start_session(deps, request, response, account)
         log.info("console_signed_in", account_id=account.account_id)
         return _signed_in(account, session)
 
@@ -124,12 +168,12 @@ def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
     async def sign_out(
         request: Request, csrf: Annotated[str | None, Header(alias=CSRF_HEADER)] = None
     ) -> Response:
+        """Sign out: the session ends on the server, so a copy of its cookie opens nothing."""
         found = await signed_in(deps, request)
         if found is not None and not found[0].allows(csrf):
             return problem(_csrf_refused())
         response = Response(status_code=204)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict",
-                               secure=deps.settings.http_secure_cookies)  # fmt: skip
+        await end_session(deps, request, response, found[0] if found else None)
         return response
 
 
@@ -256,8 +300,9 @@ async def _org_read(
     return JSONResponse(answer.model_dump(mode="json"))
 
 
-def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> None:
+def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, bodies: Bodies) -> None:
     type_name = model.type_name
+    path = f"/api/orgs/{{org}}/commands/{type_name}"
     # What a 200 carries: a rejection is a 4xx, and not carried out just now a 503.
     not_ok = (CommandRejected.type_name, CommandUnavailable.type_name)
     replies = [catalogue.REPLIES[name] for name in catalogue.REPLIES_TO[type_name]
@@ -267,9 +312,10 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> Non
         request: Request,
         org: OrgPath,
         command: Command,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        idempotency_key: IdempotencyKey = None,
         csrf: Annotated[str | None, Header(alias=CSRF_HEADER)] = None,
     ) -> Response:
+        await bodies.check(request, path)  # as the document says it, not only as the model
         found = await signed_in(deps, request)
         account = found[1] if found else None
         refused = domain.refusal(account, org, type_name)
@@ -278,15 +324,7 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> Non
         assert found is not None
         if not found[0].allows(csrf):
             return problem(_csrf_refused())
-        try:
-            command_id = None if idempotency_key is None else _COMMAND_ID.validate_python(
-                idempotency_key)  # fmt: skip
-        except ValidationError as error:
-            errors = [FieldError(field="Idempotency-Key", reason=e.reason)
-                      for e in field_errors(error)]  # fmt: skip
-            return problem(Problem(title="Invalid Idempotency-Key", status=422,
-                                   detail=errors[0].reason, errors=errors))  # fmt: skip
-        reply = await send_as(deps, org, command, command_id, found[1])
+        reply = await send_as(deps, org, command, idempotency_key, found[1])
         if isinstance(reply, Problem):
             return problem(reply)
         if isinstance(reply, CommandRejected):
@@ -300,11 +338,18 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps) -> Non
         for p in signature.parameters.values()
     ])  # fmt: skip
     app.add_api_route(
-        f"/api/orgs/{{org}}/commands/{type_name}", send, methods=["POST"],
+        path, send, methods=["POST"],
         name=type_name, summary=(model.__doc__ or type_name).split("\n")[0],
         tags=[model.service], response_model=replies[0] if len(replies) == 1 else None,
         responses=_problems(401, 403, 409, 422, 503),
     )  # fmt: skip
+
+
+def _place(error: Mapping[str, Any]) -> str:
+    """Where in the request: ``client.contact.email``, a parameter's name, or the body."""
+    if error.get("type") == "json_invalid":  # at a character of the body, not a field
+        return "body"
+    return ".".join(str(p) for p in error["loc"][1:]) or str(error["loc"][0])
 
 
 def _signed_in(account: ConsoleAccount, session: Session) -> SignedIn:
@@ -330,6 +375,9 @@ class _Embedded(uvicorn.Server):
 
 
 async def serve(app: FastAPI, host: str, port: int) -> None:
+    # No proxy_headers: forwarded headers are believed only from the configured proxies
+    # (``edge``), never from whoever connects from 127.0.0.1 (uvicorn's default).
     config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
-                            log_config=None, log_level="warning")  # fmt: skip
+                            log_config=None, log_level="warning", proxy_headers=False,
+                            server_header=False)  # fmt: skip
     await _Embedded(config).serve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from nats.aio.client import Client
@@ -26,10 +27,13 @@ async def bootstrap(
 ) -> ConsoleDeps:
     """``nc``: the console's own connection (its accounts); ``credential``: where each
     organisation's credential comes from, for the commands sent as it."""
+    js = nc.jetstream()
+    # Held in a bucket: every replica reads every session, and signing out ends one.
+    held = await js.key_value(topology.CONSOLE_SESSIONS_BUCKET)
+    idle = timedelta(seconds=settings.http_session_idle_s)
     return ConsoleDeps(
-        accounts=Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), clock),
-        # Signed with a key derived from the master key: every replica reads every session.
-        sessions=Sessions(load_master_key(settings.master_key_path), clock),
+        accounts=Accounts(await js.key_value(topology.CONSOLE_ACCOUNTS_BUCKET), clock),
+        sessions=Sessions(held, load_master_key(settings.master_key_path), clock, idle),
         orgs=OrgConnections(url, credential, clock),
         settings=settings,
         clock=clock,

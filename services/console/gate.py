@@ -1,12 +1,14 @@
-"""Who is asking, and sending as whom: the signed-in account behind a request, and a
-command sent as an organisation in that account's name. Shared by the API and the pages."""
+"""Who is asking, and sending as whom: the signed-in account behind a request (its session
+cookie), and a command sent as an organisation in that account's name, its answer limited to
+what the account's role may read (``fields``). Shared by the API and the pages."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
 
@@ -18,10 +20,11 @@ from runtime.asking import AnyReply
 from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
+from services.console import fields
 from services.console.accounts import Accounts
 from services.console.domain import try_again, unavailable
 from services.console.orgs import SOURCE, NoCredential, OrgConnections
-from services.console.sessions import COOKIE, Session, Sessions
+from services.console.sessions import COOKIE, LASTS, Session, Sessions, secure_name
 from services.console.throttle import SignInThrottle
 
 log = get_logger(__name__)
@@ -74,8 +77,65 @@ async def signing_in(
     return account
 
 
+def secure(deps: ConsoleDeps, request: Request) -> bool:
+    """Whether this request's cookies are Secure: as set (``http_secure_cookies``), else
+    always but over plain HTTP to a loopback address (development on one's own machine)."""
+    if deps.settings.http_secure_cookies is not None:
+        return deps.settings.http_secure_cookies
+    return not (request.url.scheme == "http" and _loopback(request.url.hostname or ""))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cookie_name(deps: ConsoleDeps, request: Request, name: str = COOKIE) -> str:
+    return secure_name(name, secure(deps, request))
+
+
+def set_cookie(deps: ConsoleDeps, request: Request, response: Response, name: str, value: str,
+               max_age: int) -> None:  # fmt: skip
+    """HTTP-only, same-site strict, for the whole site; Secure as ``secure`` says."""
+    response.set_cookie(cookie_name(deps, request, name), value, max_age=max_age, path="/",
+                        httponly=True, samesite="strict", secure=secure(deps, request))  # fmt: skip
+
+
+def delete_cookie(deps: ConsoleDeps, request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(cookie_name(deps, request, name), path="/", httponly=True,
+                           samesite="strict", secure=secure(deps, request))  # fmt: skip
+
+
+async def start_session(
+    deps: ConsoleDeps, request: Request, response: Response, account: ConsoleAccount
+) -> Session:
+    """A new session for the account, its cookie set on ``response``; a session the browser
+    held before ends (a session id is never carried over a sign-in)."""
+    before = await deps.sessions.read(request.cookies.get(cookie_name(deps, request)))
+    if before is not None:
+        await deps.sessions.end(before)
+    value, session = await deps.sessions.start(account.account_id)
+    set_cookie(deps, request, response, COOKIE, value, int(LASTS.total_seconds()))
+    return session
+
+
+async def end_session(
+    deps: ConsoleDeps, request: Request, response: Response, session: Session | None
+) -> None:
+    """Signed out: the session ends on the server (a copy of the cookie opens nothing), and
+    the browser forgets the cookie."""
+    if session is not None:
+        await deps.sessions.end(session)
+        log.info("console_signed_out", account_id=session.account_id)
+    delete_cookie(deps, request, response, COOKIE)
+
+
 async def signed_in(deps: ConsoleDeps, request: Request) -> tuple[Session, ConsoleAccount] | None:
-    session = deps.sessions.read(request.cookies.get(COOKIE))
+    session = await deps.sessions.read(request.cookies.get(cookie_name(deps, request)))
     if session is None:
         return None
     account = await deps.accounts.get(session.account_id)
@@ -88,9 +148,10 @@ async def send_as(
     account: ConsoleAccount,
 ) -> AnyReply | Problem:  # fmt: skip
     """The command sent as ``org``, in the account's name (its source), and the service's
-    reply; problem details when it could not be sent, was not answered, or could not be
-    carried out just now even when sent again (with the same id: ``command_id``, else one
-    made here, so it takes effect once)."""
+    reply, limited to what the account's role there may read (``fields``); problem details
+    when it could not be sent, was not answered, or could not be carried out just now even
+    when sent again (with the same id: ``command_id``, else one made here, so it takes
+    effect once)."""
     command_id = command_id or new_id()
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + AGAIN_FOR_S
@@ -111,7 +172,8 @@ async def send_as(
         log.info("console_command", org=org, command_type=command.type_name,
                  status=reply.status, account_id=account.account_id)  # fmt: skip
         if not isinstance(reply, CommandUnavailable):
-            return reply
+            limited: AnyReply | Problem = fields.limited(reply, account.roles.get(org))
+            return limited
         wait = reply.retry_after_s
         if attempt == ATTEMPTS or loop.time() + wait > give_up_at:
             return unavailable(reply)

@@ -40,10 +40,22 @@ from contracts.views import (
     ViewSupporter,
 )
 from services.console import domain, forms
-from services.console.gate import ConsoleDeps, send_as, signed_in, signing_in
+from services.console.gate import (
+    ConsoleDeps,
+    cookie_name,
+    delete_cookie,
+    end_session,
+    send_as,
+    set_cookie,
+    signed_in,
+    signing_in,
+    start_session,
+)
 from services.console.orgs import NoCredential
 from services.console.overview import Overview
-from services.console.sessions import COOKIE, LASTS, Session
+from services.console.sessions import SIGN_IN_COOKIE, Session
+
+SIGN_IN_LASTS_S = 3600  # a sign-in page's token: an hour to fill it in
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -155,22 +167,37 @@ class Pages:
     # Signing in ------------------------------------------------------------------------
 
     async def sign_in_page(self, request: Request, next: str = "/") -> Response:
-        return self.render(request, "sign_in.html", next=same_site(next), problem=None, email="")
+        return self.sign_in_form(request, same_site(next), None, "")
+
+    def sign_in_form(
+        self, request: Request, goto: str, problem: Problem | None, email: str
+    ) -> Response:
+        """The sign-in page, its form carrying a token for the nonce in the browser's cookie
+        (login CSRF: no other site can sign this browser in to an account of its own)."""
+        sessions, name = self.deps.sessions, cookie_name(self.deps, request, SIGN_IN_COOKIE)
+        nonce = sessions.sign_in_nonce(request.cookies.get(name))
+        response = self.render(request, "sign_in.html", problem.status if problem else 200,
+                               next=goto, problem=problem, email=email,
+                               token=sessions.sign_in_token(nonce))  # fmt: skip
+        set_cookie(self.deps, request, response, SIGN_IN_COOKIE, nonce, SIGN_IN_LASTS_S)
+        return response
 
     async def sign_in(self, request: Request) -> Response:
         sent = await request.form()
         email, password = str(sent.get("email", "")), str(sent.get("password", ""))
         goto = same_site(str(sent.get("next", "/")))
+        nonce = request.cookies.get(cookie_name(self.deps, request, SIGN_IN_COOKIE))
+        if not self.deps.sessions.sign_in_allows(nonce, str(sent.get("csrf_token", ""))):
+            stale = Problem(title="Sign in from this page", status=403,
+                            detail="the sign-in form was not this console's, or it expired: "
+                                   "sign in again")  # fmt: skip
+            return self.sign_in_form(request, goto, stale, email)
         account = await signing_in(self.deps, email, password, request)
         if isinstance(account, Problem):
-            return self.render(request, "sign_in.html", account.status, next=goto,
-                               problem=account, email=email)  # fmt: skip
-        value, _ = self.deps.sessions.start(account.account_id)
+            return self.sign_in_form(request, goto, account, email)
         response = RedirectResponse(goto, status_code=303)
-        response.set_cookie(
-            COOKIE, value, max_age=int(LASTS.total_seconds()), httponly=True,
-            samesite="strict", secure=self.deps.settings.http_secure_cookies,
-        )  # fmt: skip
+        await start_session(self.deps, request, response, account)
+        delete_cookie(self.deps, request, response, SIGN_IN_COOKIE)
         return response
 
     async def sign_out(self, request: Request) -> Response:
@@ -179,8 +206,7 @@ class Pages:
         if found is not None and not found[0].allows(str(sent.get("csrf_token", ""))):
             return self.refused(request, _csrf(), None, None)
         response = RedirectResponse("/sign-in", status_code=303)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict",
-                               secure=self.deps.settings.http_secure_cookies)  # fmt: skip
+        await end_session(self.deps, request, response, found[0] if found else None)
         return response
 
     # Today, reports, rules -------------------------------------------------------------
