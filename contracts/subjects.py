@@ -71,9 +71,7 @@ def commands(org: str) -> str:
     return f"{PREFIX}.{_org(org)}.cmd.>"
 
 
-def commands_of(
-    service: str, org: str = "*", command_type: str = "*", sender: str = "*"
-) -> str:
+def commands_of(service: str, org: str = "*", command_type: str = "*", sender: str = "*") -> str:
     """Wildcard for the commands a service answers (one org, or all; one type, or all; from
     one sender, or any)."""
     return f"{PREFIX}.{org}.cmd.{service}.{command_type}.{sender}"

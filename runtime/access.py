@@ -116,7 +116,8 @@ def org_permissions(org: str, kind: CredentialKind, name: str) -> Permissions:
     stream = subjects.org_events_stream(org)
     if kind == "console":
         publish: tuple[str, ...] = (
-            subjects.command(org, "*", "*", subjects.CONSOLE), *_stream_reader(stream)
+            subjects.command(org, "*", "*", subjects.CONSOLE),
+            *_stream_reader(stream),
         )
     else:
         feed = _consumer_reader(stream, name)

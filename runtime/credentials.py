@@ -21,7 +21,6 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from contracts import subjects
-
 from contracts.records import CredentialRecord
 from runtime.access import (
     AccessError,

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
-from contracts.records import CaseMatch
 from contracts.matching import SERVICE
+from contracts.records import CaseMatch
 from runtime import topology
 from runtime.asking import Asking
 from runtime.clock import Clock

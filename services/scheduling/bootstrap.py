@@ -41,8 +41,8 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> SchedulingD
     js = nc.jetstream()
     buckets = {name: await js.key_value(name) for name in BUCKETS}
     return wire(
-        buckets, EventPublisher(js), Asking(nc, SOURCE, clock, SERVICE), Reminders(js), settings, clock,
-        Vault.of(js, settings),
+        buckets, EventPublisher(js), Asking(nc, SOURCE, clock, SERVICE), Reminders(js),
+        settings, clock, Vault.of(js, settings),
     )  # fmt: skip
 
 

@@ -78,4 +78,6 @@ async def test_dead_letters_past_their_days_read_as_nothing(
     assert (await retention.sweep(deps)).dead_letter_days_erased >= 1
     gone = await opened_letter(nc, letter)
     assert (gone.data["original"], gone.data["reason"]) == ("", "")
-    assert gone.data["subject"] == subjects.command(org, "intake", "SubmitIntake", subjects.OPERATOR)
+    assert gone.data["subject"] == subjects.command(
+        org, "intake", "SubmitIntake", subjects.OPERATOR
+    )
