@@ -16,10 +16,12 @@ FROM python:3.12-slim
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index /wheels/*.whl \
  && rm -rf /wheels \
- && useradd --system --uid 10001 --home-dir /app --create-home alongside
+ && groupadd --system --gid 10001 alongside \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /app --create-home alongside
 WORKDIR /app
 COPY rules rules
-USER alongside
+# The uid and gid docker-compose.yml gives every secret (tests/unit/test_deploy_files.py).
+USER 10001:10001
 ENV ALONGSIDE_LOG_JSON=true \
     ALONGSIDE_RULES_DIR=/app/rules \
     ALONGSIDE_STATE_DIR=/tmp/alongside

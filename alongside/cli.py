@@ -8,6 +8,7 @@ import fcntl
 import json
 import signal
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from importlib.metadata import version as package_version
@@ -33,6 +34,7 @@ from alongside.options import (
 )
 from contracts import catalogue
 from contracts.envelope import Message, new_id
+from contracts.records import CredentialRecord
 from contracts.replies import CommandAccepted, CommandUnavailable
 from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
 from runtime import bus, health, topology
@@ -372,6 +374,9 @@ def import_(
         typer.echo(f"alongside: {unavailable.reply.reason} (run the same import again)",
                    err=True)  # fmt: skip
         raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except (NatsTimeoutError, NoRespondersError):  # nor answered, sent again the same ids
+        typer.echo("alongside: matching did not answer (run the same import again)", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     for number, errors in result.refused:
         for error in errors:
             typer.echo(f"{file}:{number}: {error.field}: {error.reason}", err=True)
@@ -439,7 +444,7 @@ def calendar(
     """Write an iCalendar (.ics) file of one client's or one supporter's sessions."""
     if (case is None) == (supporter is None):
         raise typer.BadParameter("give exactly one of --case or --supporter")
-    from alongside.calendars import calendar_for
+    from alongside.calendars import NotFound, calendar_for
 
     settings = _settings()
 
@@ -449,6 +454,8 @@ def calendar(
             js = nc.jetstream()
             return await calendar_for(js, org, Vault.of(js, settings), case=case,
                                       supporter=supporter)  # fmt: skip
+        except NotFound as missing:  # an empty calendar would look like "no sessions yet"
+            raise CliError(str(missing)) from None
         finally:
             await nc.close()
 
@@ -488,7 +495,9 @@ def orgs_add(
     time_zone: Annotated[
         str | None,
         typer.Option(help="Its IANA time zone (e.g. Pacific/Auckland), set through "
-                          "ConfigureScheduling: the scheduling service must be running."),
+                          "ConfigureScheduling by the scheduling service; if it is not "
+                          "running, the organisation is registered all the same, and the "
+                          "command to finish is printed (exit 75)."),
     ] = None,
 ) -> None:  # fmt: skip
     """Register an organisation (or enable a disabled one): its commands are accepted."""
@@ -505,24 +514,50 @@ def orgs_add(
         said = f"{record.org} registered ({record.name})"
         if policy is None:
             return said
-        # The zone lives in one place, the organisation's scheduling settings.
+        # The zone lives in one place, the organisation's scheduling settings. Its id is the
+        # zone's own, so sending it again (when scheduling runs) takes effect once.
+        command_id = uuid.uuid5(uuid.NAMESPACE_URL, f"time-zone/{org}/{policy.time_zone}").hex
         nc = await connection.connect(settings, "alongside-orgs")
         try:
             reply = await AlongsideClient(nc, sender=connection.principal(settings).sender).submit(
-                org, ConfigureScheduling(policy=policy)
+                org, ConfigureScheduling(policy=policy), command_id, retry_for=ZONE_WAIT_S
             )
-        except Exception as error:  # no responders, a timeout
-            reply_said = type(error).__name__
-        else:
-            reply_said = "" if reply.status == "accepted" else reply.model_dump_json()
+        except (NatsTimeoutError, NoRespondersError, Unavailable) as error:
+            raise _ZoneNotSet(said, org, policy, command_id, error) from None
         finally:
             await nc.close()
-        if reply_said:
-            raise CliError(f"{said}, but its time zone was not set ({reply_said}); "
-                           "run the scheduling service and send ConfigureScheduling")  # fmt: skip
+        if reply.status != "accepted":  # refused for good: sending it again would not do
+            raise CliError(f"{said}, but its time zone was refused: {reply.model_dump_json()}")
         return f"{said}, time zone {policy.time_zone}"
 
-    _on_registry(settings, add)
+    try:
+        _on_registry(settings, add)
+    except _ZoneNotSet as unset:  # registered: say so, and how to finish
+        typer.echo(unset.said)
+        typer.echo(f"alongside: {unset}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+
+
+# How long `orgs add --time-zone` waits for the scheduling service (starting, restarting).
+ZONE_WAIT_S = 5.0
+
+
+class _ZoneNotSet(Exception):
+    """Registered, but the time zone not set: the scheduling service did not answer."""
+
+    def __init__(
+        self, said: str, org: str, policy: SchedulingPolicy, command_id: str, error: Exception
+    ) -> None:
+        self.said = said
+        payload = json.dumps({"policy": {"time_zone": policy.time_zone}})
+        why = ("no scheduling service answered" if isinstance(error, NoRespondersError)
+               else "the scheduling service did not answer" if isinstance(error, NatsTimeoutError)
+               else "the scheduling service could not set it just now")  # fmt: skip
+        super().__init__(
+            f"{org}'s time zone is not set yet: {why}. Once it runs, set it with\n"
+            f"  echo '{payload}' | alongside submit ConfigureScheduling - --org {org} "
+            f"--id {command_id}"
+        )
 
 
 @orgs_app.command("audit")
@@ -658,6 +693,28 @@ def orgs_revoke(
     """Revoke credentials now: the server drops their connections and refuses them."""
     revoked = asyncio.run(_on_credentials(_settings(), lambda store: store.revoke(org, name)))
     typer.echo(f"revoked {org}: {', '.join(revoked)}" if revoked else f"{org}: nothing to revoke")
+
+
+@orgs_app.command("issued")
+def orgs_issued(
+    org: Annotated[str | None, typer.Argument(
+        help="One organisation; every one without it.",
+        callback=lambda value: value if value is None else valid_org(value))] = None,
+) -> None:  # fmt: skip
+    """Every credential issued, one JSON line each: its organisation, name, kind and whether
+    it is valid now. A credential issued before kinds (contracts 2.0) may still send every
+    command of its organisation: issue it again with --kind, then revoke what is left."""
+
+    def line(record: CredentialRecord) -> str:
+        return json.dumps({
+            "org": record.org, "name": record.name,
+            "kind": record.kind or "none: issued before kinds, issue it again with --kind",
+            "valid": record.public_key is not None,
+            "issued_at": record.issued_at.isoformat() if record.issued_at else None,
+        })  # fmt: skip
+
+    records = asyncio.run(_on_credentials(_settings(), lambda store: store.all(org or "*")))
+    typer.echo("\n".join(line(record) for record in records) or "no credentials issued")
 
 
 @orgs_app.command("list")

@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
 from alongside.client import AlongsideClient, Unavailable
@@ -71,7 +73,9 @@ async def import_intakes(
         async with slots:
             try:
                 reply = await client.submit(org, command, command_id=command_id)
-            except Unavailable:
+            except (Unavailable, NatsTimeoutError, NoRespondersError):
+                # Not carried out, or not answered, after the client's retries (the same id):
+                # neither refused; running the import again sends it again.
                 result.unavailable.append(number)
                 submitted()
                 return

@@ -22,10 +22,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from contracts import catalogue, subjects
-from runtime import tracing
+from runtime import metrics, topology, tracing
 from runtime.bus import make_broker
 from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
+from runtime.registry import Registry
 from runtime.settings import Settings
 from services.intake import app as intake_app
 from services.intake import bootstrap as intake_bootstrap
@@ -126,11 +127,25 @@ async def start(
         await broker.start()
         await _answering(broker, name)
         running.deps[name] = deps
+        await _from_zero(broker, name, clock)
         running.ready.add(name)
         if service.run is not None:
             running.tasks.append(asyncio.create_task(service.run(deps), name=f"{name}-background"))
         log.info("service_started", service=name)
     return running
+
+
+async def _from_zero(broker: NatsBroker, name: str, clock: Clock) -> None:
+    """The service's counters at zero for every label set known now (``metrics``), the
+    organisations registered now among them: dashboards show 0, not "no data"."""
+    try:
+        js = broker.connection.jetstream()
+        orgs = [r.org for r in await Registry(await js.key_value(topology.REGISTRY_BUCKET),
+                                               clock).all()]  # fmt: skip
+    except Exception as error:  # never what stops a service: the rest still start at zero
+        log.warning("registry_unread_for_metrics", service=name, error=type(error).__name__)
+        orgs = []
+    metrics.start_at_zero(name, orgs)
 
 
 READY_TIMEOUT_S = 10.0

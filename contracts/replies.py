@@ -65,9 +65,13 @@ class DeadLetter(Message):
     """
 
     type_name: ClassVar[str] = "DeadLetter"
-    # 1.1: original_size, original_truncated; 1.2: reason and original sealed at rest
-    schema_version: ClassVar[str] = "1.2"
+    # 1.1: original_size, original_truncated; 1.2: reason and original sealed at rest;
+    # 1.3: original_sha256
+    schema_version: ClassVar[str] = "1.3"
     ORIGINAL_KEPT: ClassVar[int] = 64 * 1024
+    # A command refused as malformed was answered with each failing field: its sender has
+    # what it sent, so only its first bytes are kept, with the size and hash of the whole.
+    MALFORMED_KEPT: ClassVar[int] = 1024
     service: str
     # Up to 2,000 characters as written; sealed (``enc:v1:...``), as kept, up to 12,000.
     reason: Annotated[str, SENSITIVE] = Field(max_length=12_000)
@@ -79,6 +83,8 @@ class DeadLetter(Message):
     original: Annotated[str, SENSITIVE]
     original_size: int | None = None  # bytes
     original_truncated: bool = False
+    # SHA-256 (hex) of the whole original: a truncated one is still identified.
+    original_sha256: str | None = None
 
 
 def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from nats.aio.client import Client as Nats
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import Field, TypeAdapter
 
 from contracts import subjects
@@ -34,6 +36,13 @@ from runtime.logging import get_logger
 log = get_logger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
+# A client's command (``any``: the console's) that is not answered is sent again, the same
+# bytes and so the same id, for up to this long in all: a timeout (after a server restart
+# the server refuses the reply to a request that was in flight, "Publish Violation" on the
+# inbox, though the command was carried out; the service keeps that reply for the retry) or
+# no responders (its service restarting). Then the last error stands.
+ANSWER_WITHIN_S = 20.0
+_UNANSWERED_WAITS_S = (0.25, 0.5, 1.0, 2.0)
 # A command not carried out just then is sent this many times in all before the event that
 # caused it is left for later (``NotYet``), each time after the wait the reply asked for, at
 # most ``MAX_WAIT_S`` (an event's handler holds its delivery meanwhile).
@@ -94,8 +103,12 @@ class Asking:
         self, org: str, command: Command, command_id: str | None, source: str | None = None
     ) -> AnyReply:
         """Any command, as a client sends it (``command_id``: the client's own, or new;
-        ``source``: who it is from, if more precisely than this client)."""
-        return parse_any_reply(await self._request(org, command, command_id, None, source))
+        ``source``: who it is from, if more precisely than this client); not answered, sent
+        again with the same id for up to ``ANSWER_WITHIN_S``. (A service's own commands are
+        sent once: the event that caused one is redelivered instead.)"""
+        return parse_any_reply(
+            await self._request(org, command, command_id, None, source, ANSWER_WITHIN_S)
+        )
 
     async def evaluate(self, org: str, command: EvaluateRules) -> RulesEvaluated | CommandRejected:
         """A judgement of the rules service (no effect, so no stable id is needed); not
@@ -108,18 +121,43 @@ class Asking:
 
     async def _request(
         self, org: str, command: Command, command_id: str | None, cause: RawEnvelope | None,
-        source: str | None = None,
+        source: str | None = None, within_s: float = 0.0,
     ) -> bytes:  # fmt: skip
         envelope = wrap(
             command, org=org, source=source or self.source, id=command_id, time=self.clock(),
             cause=cause, traceparent=tracing.current(),
         )  # fmt: skip
         subject = subjects.command(org, command.service, command.type_name, self.sender)
-        response = await self.nc.request(
-            subject, envelope.model_dump_json().encode(), timeout=REQUEST_TIMEOUT_S,
-            headers=bus.headers_of(envelope),
-        )  # fmt: skip
-        return response.data
+        return await answered(self.nc, subject, envelope.model_dump_json().encode(),
+                              bus.headers_of(envelope), within_s)  # fmt: skip
+
+
+async def answered(
+    nc: Nats, subject: str, body: bytes, headers: dict[str, str], within_s: float,
+    timeout_s: float | None = None,
+) -> bytes:  # fmt: skip
+    """The reply to ``body``, sent again (the very same bytes) after a timeout or no
+    responders while another attempt fits in ``within_s`` seconds from the first (each
+    waits at most what is left; 0: send once); then the last error. Each attempt waits
+    ``timeout_s`` at most (``REQUEST_TIMEOUT_S``)."""
+    timeout_s = REQUEST_TIMEOUT_S if timeout_s is None else timeout_s
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + within_s
+    unanswered = 0
+    while True:
+        left = give_up_at - loop.time()
+        try:
+            wait_s = timeout_s if unanswered == 0 else min(timeout_s, left)
+            response = await nc.request(subject, body, timeout=wait_s, headers=headers)
+            return response.data
+        except (NatsTimeoutError, NoRespondersError) as error:
+            pause = _UNANSWERED_WAITS_S[min(unanswered, len(_UNANSWERED_WAITS_S) - 1)]
+            unanswered += 1
+            if give_up_at - loop.time() - pause < _UNANSWERED_WAITS_S[0]:
+                raise
+            log.info("command_unanswered", subject=subject, error=type(error).__name__,
+                     attempt=unanswered)  # fmt: skip
+            await asyncio.sleep(pause)
 
 
 async def _until_carried_out(

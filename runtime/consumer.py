@@ -86,8 +86,8 @@ def subscribe(
         config=spec.config(settings),
         # A fetch returns as soon as messages arrive; the timeout only bounds an idle wait.
         # Kept long: nats-py 2.16 raises a plain asyncio.TimeoutError when a slow no-wait
-        # probe uses up a short one, which FastStream 0.7.8 does not expect (it logs an error
-        # and restarts the fetch task; nothing is lost).
+        # probe uses up a short one, which FastStream 0.7.8 does not expect (it restarts the
+        # fetch task, nothing lost; runtime.logging.RoutineTimeouts keeps it off error).
         pull_sub=PullSub(batch_size=batch_size, timeout=5.0),
         # Fetched messages come to the inbox the service's credential may subscribe to.
         inbox_prefix=f"{subjects.service_inbox(spec.service)}.".encode(),

@@ -79,6 +79,39 @@ RECONCILED = Counter(
     "alongside_reconciliation_finds", "What a sweep found left undone and finished (in a "
     "healthy run, none)", ["service", "what"], registry=REGISTRY,
 )  # fmt: skip
+# What each service's sweep reports finding (``RECONCILED``'s ``what``).
+SWEEP_FINDS = {
+    "intake": ("outboxes_finished",), "rules": ("case_without_decision",),
+    "matching": ("case_without_matching_outcome",), "scheduling": ("outboxes_finished",),
+}  # fmt: skip
+CONSOLE_REQUESTS = Counter(
+    "alongside_console_requests", "Requests the console answered, by kind (command, read, "
+    "session, page) and status class (2xx, 3xx, 4xx, 5xx)", ["kind", "status"],
+    registry=REGISTRY,
+)  # fmt: skip
+CONSOLE_KINDS = ("command", "read", "session", "page")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+COMMAND_OUTCOMES = ("accepted", "rejected", "failed")
+
+
+def start_at_zero(service: str, orgs: Sequence[str] = ()) -> None:
+    """Every label set of ``service``'s counters known before anything happens, at zero
+    (``orgs``: those registered now), so a dashboard shows 0 rather than no data: a
+    labelled counter has no series until its labels are first used."""
+    answered = [c.type_name for c in catalogue.COMMANDS.values() if c.service == service]
+    for command_type in [*answered, "unknown"] if answered else []:
+        for outcome in COMMAND_OUTCOMES:
+            COMMANDS.labels(service, command_type, outcome)
+    if service in catalogue.CONSUMED_BY:
+        REDELIVERIES.labels(service)
+    for what in SWEEP_FINDS.get(service, ()):
+        RECONCILED.labels(service, what)
+    for org in orgs:
+        DEAD_LETTERS.labels(org, service)
+    if service == "console":
+        for kind in CONSOLE_KINDS:
+            for status in STATUS_CLASSES:
+                CONSOLE_REQUESTS.labels(kind, status)
 
 
 def subject_pattern(subject: str) -> str:

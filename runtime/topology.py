@@ -51,6 +51,10 @@ ORGANISATIONS_BUCKET = "organisations"
 REGISTRY_BUCKET = "registry"
 CREDENTIALS_BUCKET = "credentials"
 CONSOLE_ACCOUNTS_BUCKET = "console_accounts"
+CONSOLE_SESSIONS_BUCKET = "console_sessions"
+# A console session ends this long after signing in, whatever happens (a working day); the
+# bucket forgets a session this long after its last write.
+CONSOLE_SESSION_LASTS_S = 8 * 3600.0
 
 DAY_S = 24 * 3600.0
 # No record may outgrow this; the commands that grow records are bounded well below it.
@@ -169,6 +173,9 @@ def topology(settings: Settings) -> Topology:
                 max_age=settings.deadletters_days * DAY_S,
                 max_msg_size=4 * DeadLetter.ORIGINAL_KEPT,  # escaped or base64, with headers
                 max_bytes=settings.deadletters_max_bytes,
+                # Each subject (alongside.<org>.dlq.<service>) bounded on its own: one
+                # organisation's flood drops its own oldest letters, not another's.
+                max_msgs_per_subject=settings.deadletters_per_subject,
                 discard=DiscardPolicy.OLD,
                 duplicate_window=120.0,
             ),
@@ -196,6 +203,13 @@ def topology(settings: Settings) -> Topology:
                 "Who may sign in to the console (password hashes, roles by organisation), "
                 "key <account_id>; the console and operators only.",
                 10,
+            ),
+            bucket(
+                CONSOLE_SESSIONS_BUCKET,
+                "Console sessions: only a hash of each session's secret, when it began, was "
+                "last used and ends; key <account_id>.<hash>; the console and operators only.",
+                1,
+                ttl=CONSOLE_SESSION_LASTS_S,
             ),
             bucket(
                 REPLIES_BUCKET,

@@ -136,8 +136,13 @@ def test_contracts_export(tmp_path: Path) -> None:
 
 
 @pytest.mark.nats  # the demo starts its own embedded nats-server
-async def test_demo_runs_the_flow_and_exits_zero() -> None:
+async def test_demo_runs_the_flow_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert await run_demo(seed=7) == 0
+    # Without --serve the console stops with the demo: no address nothing serves.
+    said = " ".join(capsys.readouterr().out.split())  # as one line, however it was wrapped
+    assert "alongside demo --serve` keeps them" in said
+    assert "HTTP API at http" not in said
+    assert "no script needed): http" not in said
 
 
 async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
@@ -180,14 +185,21 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
         await running.stop()
 
 
+@pytest.mark.usefixtures("intake")
 async def test_calendar_writes_an_icalendar_file_and_needs_one_person(
-    env: dict[str, str], org: str, tmp_path: Path
+    env: dict[str, str], org: str, tmp_path: Path, client: AlongsideClient
 ) -> None:
     out = tmp_path / "c1.ics"
 
     def invoke(*args: str) -> Result:
         return runner.invoke(app, list(args), env=env)
 
+    for who in (["--case", "c1"], ["--supporter", "s1"], ["--case", "not an id"]):
+        unknown = await asyncio.to_thread(invoke, "calendar", "--org", org, *who, "-o", str(out))
+        assert unknown.exit_code != 0  # not an empty calendar, as if there were no sessions yet
+        assert str(unknown.exception) == f"no {who[0][2:]} {who[1]!r} in {org}"
+        assert not out.exists()
+    await accepted(client, org, sample.intake(random.Random(1), "c1"))  # no sessions yet
     written = await asyncio.to_thread(invoke, "calendar", "--org", org, "--case", "c1", "-o",
                                       str(out))  # fmt: skip
     assert written.exit_code == 0, written.output
@@ -468,3 +480,49 @@ async def test_console_accounts_are_made_and_changed_from_the_command_line(
                                       f"{org}=boss", stdin="correct horse battery\n")  # fmt: skip
     assert unknown.exit_code == 2
     assert f"{org}=boss" in unknown.output
+
+
+@pytest.mark.usefixtures("intake")
+async def test_credentials_of_each_kind_are_issued_listed_and_held_to_their_job(
+    env: dict[str, str], org: str, tmp_path: Path
+) -> None:
+    def invoke(*args: str, creds: Path | None = None) -> Result:
+        as_whom = {} if creds is None else {"ALONGSIDE_NATS_CREDENTIALS": str(creds)}
+        return runner.invoke(app, list(args), env={**env, **as_whom})
+
+    crm, feed = tmp_path / "crm.creds", tmp_path / "feed.creds"
+    for kind, name, path in (("integration", "crm", crm), ("subscriber", "feed", feed)):
+        issued = await asyncio.to_thread(invoke, "orgs", "credentials", org, "--kind", kind,
+                                         "--name", name, "-o", str(path))  # fmt: skip
+        assert issued.exit_code == 0, issued.output
+        assert f"{org}'s {kind} credential '{name}'" in issued.output
+    reserved = await asyncio.to_thread(invoke, "orgs", "credentials", org, "--kind",
+                                       "integration", "--name", "console", "-o",
+                                       str(tmp_path / "x.creds"))  # fmt: skip
+    assert isinstance(reserved.exception, CliError)
+    assert "'console' is reserved" in str(reserved.exception)
+    listed = await asyncio.to_thread(invoke, "orgs", "issued", org)
+    assert listed.exit_code == 0, listed.output
+    kinds = {(line["name"], line["kind"], line["valid"])
+             for line in map(json.loads, listed.output.splitlines())}  # fmt: skip
+    assert kinds == {("crm", "integration", True), ("feed", "subscriber", True)}
+
+    # The integration sends an intake as itself; the subscriber reads it from its feed.
+    payload = tmp_path / "intake.json"
+    payload.write_text(sample.intake(random.Random(1), "c1").model_dump_json())
+    sent = await asyncio.to_thread(invoke, "submit", "SubmitIntake", str(payload), "--org", org,
+                                   creds=crm)  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    read = await asyncio.to_thread(invoke, "events", "--org", org, creds=feed)
+    assert read.exit_code == 0, read.output
+    assert [json.loads(line)["type"] for line in read.output.splitlines()] == ["IntakeReceived"]
+    again = await asyncio.to_thread(invoke, "events", "--org", org, creds=feed)
+    assert again.output == ""  # its feed goes on from where it stopped
+
+    # A view is the console's: the server refuses the integration's, so nothing answers.
+    view = tmp_path / "view.json"
+    view.write_text(json.dumps({"case_id": "c1"}))
+    refused = await asyncio.to_thread(invoke, "submit", "ViewCase", str(view), "--org", org,
+                                      "--retry-for", "0", creds=crm)  # fmt: skip
+    assert refused.exit_code != 0
+    assert "case" not in refused.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 from zoneinfo import ZoneInfo
@@ -25,7 +26,7 @@ from contracts.intake import (
     RecordVettingEvidence,
     Stage,
 )
-from contracts.replies import CommandAccepted, CommandRejected
+from contracts.replies import CommandAccepted, CommandRejected, DeadLetter
 from contracts.scheduling import ConfigureScheduling, SchedulingPolicy
 from runtime import topology
 from runtime.access import AuthDir
@@ -235,7 +236,9 @@ async def test_malformed_message_is_dead_lettered_and_service_keeps_serving(
     dead = await last_dead_letter(nc, org, "intake")
     assert dead.data["reason"].startswith("malformed envelope: body: Invalid JSON")
     assert dead.data["original"] == '{"id": "x", "data": '
-    assert dead.data["subject"] == subjects.command(org, "intake", "SubmitIntake", subjects.OPERATOR)
+    assert dead.data["subject"] == subjects.command(
+        org, "intake", "SubmitIntake", subjects.OPERATOR
+    )
 
     assert isinstance(
         await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted
@@ -265,8 +268,10 @@ async def test_what_no_parser_can_read_is_answered_and_dead_lettered(
     dead = await last_dead_letter(nc, org, "intake")
     assert reason in dead.data["reason"]
     assert dead.data["original_size"] == len(body)
-    assert dead.data["original_truncated"] == (len(body) > 64 * 1024)
-    assert len(dead.data["original"]) <= 64 * 1024 * 4 // 3 + 8
+    # Answered with its field errors: its first 1 KiB is kept, with the hash of the whole.
+    assert dead.data["original_truncated"] == (len(body) > DeadLetter.MALFORMED_KEPT)
+    assert len(dead.data["original"]) <= DeadLetter.MALFORMED_KEPT * 4 // 3 + 8
+    assert dead.data["original_sha256"] == hashlib.sha256(body).hexdigest()
 
     assert isinstance(
         await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted
