@@ -1,7 +1,7 @@
 """``alongside deadletters``: what the services could not use, for an operator to read,
 send again once the cause is fixed, and purge.
 
-Dead letters are in the stream ``DEADLETTERS`` (``alongside.<org>.dlq.<service>``), their
+Dead letters are in the stream ``DEADLETTERS`` (``alongside.<org>.dlq.<service>.<sender>``), their
 reason and original sealed with the key of their organisation's day (``runtime/vault.py``):
 reading them takes the operator's credential and the deployment's master key. What is
 printed names no one unless ``--personal-data`` is given: the kind of failure, never the
@@ -120,7 +120,7 @@ class Letter:
 def _subject(org: str | None, service: str | None) -> str:
     if org is not None:
         valid_org(org)
-    return f"{subjects.PREFIX}.{org or '*'}.dlq.{service or '*'}"
+    return subjects.dead_letters(org or "*", service)
 
 
 async def _letter(sealer: Sealer, msg: Msg) -> Letter:

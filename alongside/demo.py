@@ -691,7 +691,9 @@ async def _refusals(client: AlongsideClient, nc: Nats, vault: Vault, clock: Cloc
     reply = await client.send_raw(org, "intake", "SubmitIntake", b"{not json")
     expect(isinstance(reply, CommandRejected), "a malformed message was accepted")
     js = client.nc.jetstream()
-    letter = await js.get_last_msg(topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake"))
+    letter = await js.get_last_msg(
+        topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake", subjects.OPERATOR)
+    )
     kept = RawEnvelope.model_validate_json(letter.data or b"")
     opened = await bus.read_dead_letter(dead_letters_sealer(vault), kept)
     console.print(

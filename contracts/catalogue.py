@@ -221,8 +221,12 @@ def asyncapi() -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{name}"},
         }
     channels["DeadLetter"] = {
-        "address": f"{subjects.PREFIX}.{{org}}.dlq.{{service}}",
-        "parameters": {"org": _ORG_PARAMETER, "service": {"description": "Service that gave up"}},
+        "address": f"{subjects.PREFIX}.{{org}}.dlq.{{service}}.{{sender}}",
+        "parameters": {
+            "org": _ORG_PARAMETER,
+            "service": {"description": "Service that gave up"},
+            "sender": {"description": "Whom it came from: a command's sender, or `events`"},
+        },
         "messages": {"DeadLetter": _message_ref("DeadLetter")},
     }
     operations["publishDeadLetter"] = {

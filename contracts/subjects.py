@@ -9,7 +9,9 @@ NATS accounts can map and restrict subjects per organisation
                                               credential that sent it, which the server
                                               holds it to (``sender_of``)
     alongside.<org>.evt.<event>               domain events (stream EVENTS)
-    alongside.<org>.dlq.<service>             dead letters (stream DEADLETTERS)
+    alongside.<org>.dlq.<service>.<sender>    dead letters (stream DEADLETTERS), by whom
+                                              the letter came from: a command's sender,
+                                              or ``events``; each subject bounded alone
     alongside.<org>.sched.<name>.<id>         message schedules (stream EVENTS): the
                                               server publishes each to an event subject
                                               when its time comes
@@ -107,17 +109,24 @@ def schedules(org: str = "*") -> str:
     return f"{PREFIX}.{org}.sched.>"
 
 
-def dead_letter(org: str, service: str) -> str:
-    return f"{PREFIX}.{_org(org)}.dlq.{service}"
+# Who a dead letter came from when it is an event a service could not use (a command's come
+# from its sender): letters are bounded per subject, so one sender's flood drops only its own.
+EVENTS_SENDER = "events"
 
 
-def dead_letters(org: str = "*") -> str:
-    return f"{PREFIX}.{org}.dlq.*"
+def dead_letter(org: str, service: str, sender: str) -> str:
+    return f"{PREFIX}.{_org(org)}.dlq.{service}.{sender}"
+
+
+def dead_letters(org: str = "*", service: str | None = None) -> str:
+    """An organisation's dead letters (every one's), of every service or one. (``>`` also
+    holds letters kept before they named their sender: ``alongside.<org>.dlq.<service>``.)"""
+    return f"{PREFIX}.{org}.dlq.{service}.*" if service else f"{PREFIX}.{org}.dlq.>"
 
 
 def dead_letters_of(service: str) -> str:
     """Wildcard for the dead letters one service writes, for every organisation."""
-    return f"{PREFIX}.*.dlq.{service}"
+    return f"{PREFIX}.*.dlq.{service}.*"
 
 
 def decision_log(org: str, kind: str, subject_id: str, decision_id: str) -> str:

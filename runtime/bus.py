@@ -227,6 +227,7 @@ async def dead_letter(
     *,
     org: str,
     service: str,
+    sender: str,
     reason: str,
     subject: str,
     body: bytes,
@@ -268,7 +269,7 @@ async def dead_letter(
     )
     await publish_durably(
         js,
-        subjects.dead_letter(org, service),
+        subjects.dead_letter(org, service, sender),
         envelope.model_dump_json().encode(),
         msg_id=envelope.id,
         stream=DEADLETTER_STREAM,

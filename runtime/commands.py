@@ -109,7 +109,8 @@ async def receive(
         )
         reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
         await letters.keep(
-            js, org=org, service=service, reason=f"malformed envelope: {reason}",
+            js, org=org, service=service, sender=subjects.sender_of(subject) or "unknown",
+            reason=f"malformed envelope: {reason}",
             subject=subject, body=body, headers=headers, time=clock(),
             kept=DeadLetter.MALFORMED_KEPT,  # answered with its field errors: not kept whole
         )  # fmt: skip

@@ -109,7 +109,8 @@ def subscribe(
 
         async def give_up(reason: str) -> None:
             await letters.keep(
-                broker.connection.jetstream(), org=org, service=spec.service, reason=reason,
+                broker.connection.jetstream(), org=org, service=spec.service,
+                sender=subjects.EVENTS_SENDER, reason=reason,
                 subject=raw.subject, body=raw.data, headers=raw.headers, deliveries=deliveries,
                 # One letter per event and service, however often this runs.
                 msg_id=f"{spec.service}-{raw.metadata.sequence.stream}", time=clock(),

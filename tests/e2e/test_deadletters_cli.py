@@ -169,7 +169,7 @@ async def test_an_event_a_service_gave_up_on_is_replayed_after_the_fix(
     with failing("IntakeReceived", org) as seen:
         reply = await client.submit(org, sample.intake(random.Random(1), "c1"))
         assert reply.status == "accepted"
-        letter_subject = subjects.dead_letter(org, "rules")
+        letter_subject = subjects.dead_letter(org, "rules", subjects.EVENTS_SENDER)
         for _ in range(100):
             if seen:
                 break

@@ -1,5 +1,5 @@
-"""Dead letters are bounded per organisation and service: one organisation's flood of junk
-drops its own oldest letters, never another's; and junk already answered with its field
+"""Dead letters are bounded per organisation, service and sender: one credential's flood of
+junk drops its own oldest letters, never another organisation's or another sender's; and junk already answered with its field
 errors is kept as its first bytes and a hash, not whole. On a server of this module's own,
 its DEADLETTERS stream small (1 MiB, 200 letters a subject) so that a flood fills it."""
 
@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
@@ -20,6 +21,7 @@ from contracts.envelope import RawEnvelope
 from contracts.replies import DeadLetter
 from runtime import bus, topology
 from runtime.access import ADMIN, AuthDir
+from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
 
@@ -57,13 +59,21 @@ async def letters_on(nc: Client, subject: str) -> int:
 
 
 @pytest.mark.usefixtures("intake")
-async def test_a_flood_from_one_organisation_does_not_push_out_anothers_letter(
-    nc: Client, org: str, other_org: str
-) -> None:
+async def test_a_flood_from_one_sender_does_not_push_out_anothers_letter(
+    nc: Client, org: str, other_org: str, credentials: Credentials, tmp_path: Path,
+    provisioned: str,
+) -> None:  # fmt: skip
     client = AlongsideClient(nc, source="tests")
     js = nc.jetstream()
     genuine = junk(other_org, 0)
     await client.request_raw(other_org, "intake", "SubmitIntake", genuine, retry_for=0)
+    # One of the same organisation's integrations sent junk too, before the flood.
+    path = tmp_path / "crm.creds"
+    path.write_text((await credentials.issue(org, "integration", "crm")).text)
+    crm = await bus.connect(provisioned, "tests-crm", path)
+    await AlongsideClient(crm, sender="crm").request_raw(org, "intake", "SubmitIntake",
+                                                         junk(org, -1), retry_for=0)  # fmt: skip
+    await crm.close()
     slots = asyncio.Semaphore(32)
 
     async def flood(n: int) -> None:
@@ -74,9 +84,11 @@ async def test_a_flood_from_one_organisation_does_not_push_out_anothers_letter(
 
     await asyncio.gather(*(flood(n) for n in range(FLOOD)))
 
-    flooded, theirs = subjects.dead_letter(org, "intake"), subjects.dead_letter(other_org, "intake")
+    flooded = subjects.dead_letter(org, "intake", subjects.OPERATOR)
+    theirs = subjects.dead_letter(other_org, "intake", subjects.OPERATOR)
     assert await letters_on(nc, flooded) == SMALL.deadletters_per_subject
     assert await letters_on(nc, theirs) == 1
+    assert await letters_on(nc, subjects.dead_letter(org, "intake", "crm")) == 1
     kept = await js.get_last_msg(topology.DEADLETTER_STREAM, theirs)
     assert kept.data is not None
     letter = await bus.read_dead_letter(bus.DeadLetters(Settings()).sealer(js),
@@ -98,7 +110,9 @@ async def test_junk_answered_with_field_errors_is_kept_as_its_first_bytes_and_a_
     reply = await client.request_raw(org, "intake", "SubmitIntake", body, retry_for=0)
     assert reply.status == "rejected"  # type: ignore[attr-defined]
     js = nc.jetstream()
-    kept = await js.get_last_msg(topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake"))
+    kept = await js.get_last_msg(
+        topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake", subjects.OPERATOR)
+    )
     assert kept.data is not None
     assert len(kept.data) < 3000  # the whole would be over 5 kB sealed
     letter = await bus.read_dead_letter(bus.DeadLetters(Settings()).sealer(js),

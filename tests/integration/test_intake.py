@@ -217,7 +217,7 @@ async def test_org_mismatch_is_refused(client: AlongsideClient, nc: Client, org:
 
 async def last_dead_letter(nc: Client, org: str, service: str) -> RawEnvelope:
     letter = await nc.jetstream().get_last_msg(
-        topology.DEADLETTER_STREAM, subjects.dead_letter(org, service)
+        topology.DEADLETTER_STREAM, subjects.dead_letter(org, service, subjects.OPERATOR)
     )
     kept = RawEnvelope.model_validate_json(letter.data or b"")
     # Kept sealed: what was sent may hold anyone's data.

@@ -66,7 +66,7 @@ async def test_dead_letters_past_their_days_read_as_nothing(
     reply = await client.send_raw(org, "intake", "SubmitIntake", b'{"summary": "my landlord')
     assert isinstance(reply, CommandRejected)
     kept = await nc.jetstream().get_last_msg(
-        topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake")
+        topology.DEADLETTER_STREAM, subjects.dead_letter(org, "intake", subjects.OPERATOR)
     )
     letter = RawEnvelope.model_validate_json(kept.data or b"")
     assert (await opened_letter(nc, letter)).data["original"] == '{"summary": "my landlord'
