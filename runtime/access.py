@@ -48,21 +48,15 @@ class AccessError(ValueError):
 
 @dataclass(frozen=True)
 class Permissions:
-    """A user's permissions: subjects it may publish to and subscribe to, and whether it may
-    answer the requests it receives (the reply subject of each, once, for two minutes)."""
+    """A user's permissions: subjects it may publish to and subscribe to. (None answers
+    "any reply subject it is asked to", NATS's ``allow_responses``: a request may name any
+    subject as its reply, a bucket's or an event's among them.)"""
 
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
-    respond: bool = False
 
     def claims(self) -> dict[str, object]:
-        claims: dict[str, object] = {
-            "pub": {"allow": list(self.publish)},
-            "sub": {"allow": list(self.subscribe)},
-        }
-        if self.respond:
-            claims["resp"] = {"max": 1, "ttl": 0}
-        return claims
+        return {"pub": {"allow": list(self.publish)}, "sub": {"allow": list(self.subscribe)}}
 
 
 EVERYTHING = Permissions(publish=(">",), subscribe=(">",))
@@ -129,9 +123,10 @@ def org_permissions(org: str, kind: CredentialKind, name: str) -> Permissions:
 
 
 # Names an organisation's credential may not take: they are the senders the server vouches
-# for as the services, the console and the operator (``subjects.sender_of``).
+# for as the services, the console and the operator (``subjects.sender_of``), and those dead
+# letters are kept under when they come from no credential (an event, a subject unread).
 RESERVED_NAMES = frozenset({"intake", "rules", "matching", "scheduling", subjects.CONSOLE,
-                            subjects.OPERATOR})  # fmt: skip
+                            subjects.OPERATOR, subjects.EVENTS_SENDER, "unknown"})  # fmt: skip
 
 
 def credential_name(kind: CredentialKind, name: str | None) -> str:
@@ -280,10 +275,14 @@ def service_permissions(service: str) -> Permissions:
                                             sender=service))  # fmt: skip
     subscribe = [f"{subjects.service_inbox(service)}.>"]
     if needs.answers:
+        # Answers go to inboxes only, never to whatever reply subject a request names (NATS
+        # checks no reply subject; ``allow_responses`` would let it write into a bucket);
+        # ``commands.answerable`` keeps each to its sender's own.
+        publish += ["_INBOX.>", "_INBOX_org.>", "_INBOX_svc.>"]
         subscribe.append(subjects.commands_of(service))
         # its own readiness probe, and the commands it gives itself (intake's retention)
         publish.append(subjects.commands_of(service, sender=service))
-    return Permissions(publish=tuple(publish), subscribe=tuple(subscribe), respond=needs.answers)
+    return Permissions(publish=tuple(publish), subscribe=tuple(subscribe))
 
 
 # --- keys and JWTs ---------------------------------------------------------------------------

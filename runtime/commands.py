@@ -29,7 +29,7 @@ from contracts.replies import (
 from runtime import bus, metrics, topology
 from runtime.changes import Contended, NotYet
 from runtime.clock import Clock
-from runtime.dispatch import Handlers, Received, handling
+from runtime.dispatch import SERVICES, Handlers, Received, handling
 from runtime.logging import get_logger
 from runtime.registry import Registry
 from runtime.settings import Settings
@@ -152,6 +152,22 @@ def _counted(handlers: Handlers[Any], subject: str, reply: Message, outcome: str
     return reply.model_dump_json().encode()
 
 
+def answerable(subject: str, reply: str) -> bool:
+    """Whether a command's reply subject is an inbox its sender may read: the operator's,
+    a service's own, or the sending credential's own (``subjects.org_inbox``). NATS lets
+    anyone name any reply subject; the server keeps a service's answers to inboxes
+    (``access.service_permissions``), and this keeps them to the sender's."""
+    sender = subjects.sender_of(subject)
+    if reply.startswith("_INBOX."):  # the operator's (or a deployment without auth)
+        return True
+    if sender in SERVICES:
+        return reply.startswith(f"{subjects.service_inbox(sender)}.")
+    try:
+        return reply.startswith(f"{subjects.org_inbox(subjects.org_of(subject), sender)}.")
+    except subjects.SubjectError:
+        return False
+
+
 def serve(
     broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock,
     settings: Settings,
@@ -172,6 +188,13 @@ def serve(
     )
     async def on_command(message: Any) -> bytes:
         raw = cast(NatsMessage, message).raw_message
+        if not answerable(raw.subject, raw.reply):
+            # Not its sender's own inbox: an answer there would write into whatever subject
+            # the sender named (a bucket, an event). Nothing is done, nothing answered.
+            log.warning("reply_refused", service=handlers.service,
+                        sender=subjects.sender_of(raw.subject)[:64])  # fmt: skip
+            cast(NatsMessage, message).reply_to = ""  # so FastStream publishes nothing
+            return b""
         try:
             js = broker.connection.jetstream()
             if not registries:

@@ -9,6 +9,12 @@ from datetime import datetime, timedelta
 
 from runtime.clock import Clock
 
+def _who(email: str) -> str:
+    """One account however its email is typed (spaces, capitals): as ``account_id`` reads it,
+    so that no spelling of one email gets fresh tries."""
+    return email.strip().lower()
+
+
 FREE_TRIES = 5  # wrong passwords before any wait
 FIRST_WAIT = timedelta(seconds=30)  # then doubled each time, up to
 LONGEST_WAIT = timedelta(minutes=15)
@@ -29,14 +35,14 @@ class SignInThrottle:
 
     def wait(self, email: str, address: str) -> timedelta | None:
         """How long this pair must wait before trying again; None if it may try now."""
-        tries = self._tries.get((email.lower(), address))
+        tries = self._tries.get((_who(email), address))
         now = self.clock()
         if tries is None or tries.until is None or tries.until <= now:
             return None
         return tries.until - now
 
     def failed(self, email: str, address: str) -> None:
-        now, key = self.clock(), (email.lower(), address)
+        now, key = self.clock(), (_who(email), address)
         tries = self._tries.get(key)
         if tries is None or now - tries.last > FORGOTTEN_AFTER:
             tries = self._tries[key] = _Tries(wrong=0, last=now)
@@ -47,7 +53,7 @@ class SignInThrottle:
         self._forget_old(now)
 
     def succeeded(self, email: str, address: str) -> None:
-        self._tries.pop((email.lower(), address), None)
+        self._tries.pop((_who(email), address), None)
 
     def _forget_old(self, now: datetime) -> None:
         if len(self._tries) > 10_000:  # bounded: an attacker cannot grow it without end

@@ -703,7 +703,7 @@ async def test_each_role_reads_only_its_fields_in_the_api_and_its_exports(
     hardened(case)
     client = case.json()["case"]["intake"]["client"]
     assert (client["safety_concerns"], client["cultural_preference"]) == ([], None)
-    assert case.json()["case"]["intake"]["dispute"]["summary"] == ""
+    assert case.json()["case"]["intake"]["dispute"]["summary"] == "withheld"  # required
     assert case.json()["withheld"] == [
         "case.intake.client.safety_concerns", "case.intake.dispute.summary",
         "case.intake.client.lived_experience_preference",

@@ -25,7 +25,8 @@ from contracts.envelope import RawEnvelope, wrap
 from contracts.replies import CommandAccepted
 from contracts.views import CaseView, ViewCase
 from runtime import topology
-from runtime.access import AuthDir, principal
+from runtime.access import AuthDir, principal, service_permissions
+from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
 from runtime.dispatch import Received
 from runtime.settings import Settings
@@ -383,3 +384,37 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
         await scheduling.nc.close()
     finally:
         await intake.nc.close()
+
+
+async def test_a_commands_answer_goes_only_to_its_senders_own_inbox(
+    kinds: dict[str, As], org: str, other_org: str, nc: Client
+) -> None:
+    """NATS checks no reply subject against the sender's permissions: a request may name a
+    bucket's subject, or another credential's inbox, as where its answer goes. A service
+    answers only its sender's own inbox, and the server lets it publish nowhere else."""
+    crm = kinds["integration"].nc
+    registry = await nc.jetstream().key_value(topology.REGISTRY_BUCKET)
+    before = await registry.get(other_org)
+    body = wrap(sample.intake(random.Random(1), "c1"), org=org, source="crm",
+                time=SYSTEM()).model_dump_json().encode()  # fmt: skip
+    subject = subjects.command(org, "intake", "SubmitIntake", "crm")
+    eavesdropper = await nc.subscribe(f"{subjects.org_inbox(org, subjects.CONSOLE)}.>")
+    for reply in (f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
+                  f"{subjects.org_inbox(org, subjects.CONSOLE)}.x"):  # fmt: skip
+        await crm.publish(subject, body, reply=reply)
+    await crm.flush()
+    # Its own inbox is answered: the same command, sent properly, is taken once.
+    reply = await AlongsideClient(crm, sender="crm").submit(org, sample.intake(
+        random.Random(1), "c1"))  # fmt: skip
+    assert isinstance(reply, CommandAccepted)
+    after = await registry.get(other_org)
+    assert (after.revision, after.value) == (before.revision, before.value)
+    with pytest.raises(nats.errors.TimeoutError):
+        await eavesdropper.next_msg(timeout=0.5)
+    # (intake may write the registry, so that refusal was its own.) Where it may not write,
+    # the server refuses its answer too: it may answer nowhere but an inbox.
+    allowed = service_permissions("intake").publish
+    assert not any(
+        subjects.matches(a, f"$KV.{topology.CONSOLE_ACCOUNTS_BUCKET}.x") for a in allowed
+    )
+    assert any(subjects.matches(a, f"{subjects.org_inbox(org, 'crm')}.x") for a in allowed)

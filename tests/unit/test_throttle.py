@@ -29,3 +29,10 @@ def test_after_a_few_wrong_passwords_the_pair_waits_longer_each_time() -> None:
 
     throttle.succeeded("ana@example.org", "10.0.0.1")
     assert throttle.wait("ana@example.org", "10.0.0.1") is None
+
+
+def test_no_spelling_of_one_email_gets_fresh_tries() -> None:
+    throttle = SignInThrottle(ManualClock(datetime(2026, 11, 29, 9, 0, tzinfo=UTC)))
+    for n in range(FREE_TRIES):
+        throttle.failed(" " * n + "ANA@example.org" + " " * n, "10.0.0.1")
+    assert throttle.wait("ana@example.org", "10.0.0.1") == timedelta(seconds=30)
