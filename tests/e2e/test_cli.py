@@ -25,7 +25,7 @@ from contracts.envelope import wrap
 from contracts.intake import IntakeReceived, Method, Stage
 from contracts.records import SchedulingSettings
 from runtime import bus, topology
-from runtime.access import ADMIN, AuthDir
+from runtime.access import AuthDir
 from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
 from runtime.embedded import EmbeddedNats
@@ -40,17 +40,6 @@ from tests.flaky import flaky
 from tests.support import accepted, org_today
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(provisioned: str, auth: AuthDir, tmp_path: Path) -> dict[str, str]:
-    return {
-        "ALONGSIDE_NATS_URL": provisioned,
-        "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(ADMIN)),
-        "ALONGSIDE_AUTH_DIR": str(auth.path),
-        "ALONGSIDE_STATE_DIR": str(tmp_path),
-        "ALONGSIDE_LOG_LEVEL": "ERROR",
-    }
 
 
 @pytest.mark.usefixtures("intake")

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from importlib.metadata import version
-from pathlib import Path
 
-import pytest
 from nats.aio.client import Client
 from typer.testing import CliRunner, Result
 
@@ -16,7 +14,6 @@ from alongside.cli import app
 from contracts import catalogue
 from contracts.records import SchedulingSettings
 from runtime import topology
-from runtime.access import ADMIN, AuthDir
 from runtime.clock import SYSTEM
 from runtime.state import Policies
 from runtime.store import RecordStore
@@ -24,17 +21,6 @@ from services.console.accounts import Accounts
 from tests.conftest import Start
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(provisioned: str, auth: AuthDir, tmp_path: Path) -> dict[str, str]:
-    return {
-        "ALONGSIDE_NATS_URL": provisioned,
-        "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(ADMIN)),
-        "ALONGSIDE_AUTH_DIR": str(auth.path),
-        "ALONGSIDE_STATE_DIR": str(tmp_path),
-        "ALONGSIDE_LOG_LEVEL": "ERROR",
-    }
 
 
 async def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> Result:

@@ -11,7 +11,6 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from alongside.cli import app
 from alongside.client import AlongsideClient
 from contracts import subjects
 from runtime import topology
-from runtime.access import ADMIN, AuthDir
 from runtime.clock import SYSTEM
 from runtime.settings import Settings
 from runtime.vault import Erased, Vault
@@ -33,17 +31,6 @@ from tests.support import MARKERS, wait_for
 
 runner = CliRunner()
 MARKER = MARKERS["client_name"]
-
-
-@pytest.fixture
-def env(provisioned: str, auth: AuthDir, tmp_path: Path) -> dict[str, str]:
-    return {
-        "ALONGSIDE_NATS_URL": provisioned,
-        "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(ADMIN)),
-        "ALONGSIDE_AUTH_DIR": str(auth.path),
-        "ALONGSIDE_STATE_DIR": str(tmp_path),
-        "ALONGSIDE_LOG_LEVEL": "ERROR",
-    }
 
 
 async def cli(env: dict[str, str], *args: str, log_level: str = "ERROR") -> Result:
