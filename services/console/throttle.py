@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from runtime.clock import Clock
 
+
 def _who(email: str) -> str:
     """One account however its email is typed (spaces, capitals): as ``account_id`` reads it,
     so that no spelling of one email gets fresh tries."""

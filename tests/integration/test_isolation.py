@@ -399,9 +399,9 @@ async def test_a_commands_answer_goes_only_to_its_senders_own_inbox(
                 time=SYSTEM()).model_dump_json().encode()  # fmt: skip
     subject = subjects.command(org, "intake", "SubmitIntake", "crm")
     eavesdropper = await nc.subscribe(f"{subjects.org_inbox(org, subjects.CONSOLE)}.>")
-    for reply in (f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
-                  f"{subjects.org_inbox(org, subjects.CONSOLE)}.x"):  # fmt: skip
-        await crm.publish(subject, body, reply=reply)
+    for elsewhere in (f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
+                      f"{subjects.org_inbox(org, subjects.CONSOLE)}.x"):  # fmt: skip
+        await crm.publish(subject, body, reply=elsewhere)
     await crm.flush()
     # Its own inbox is answered: the same command, sent properly, is taken once.
     reply = await AlongsideClient(crm, sender="crm").submit(org, sample.intake(
