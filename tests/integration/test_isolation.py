@@ -418,3 +418,28 @@ async def test_a_commands_answer_goes_only_to_its_senders_own_inbox(
         subjects.matches(a, f"$KV.{topology.CONSOLE_ACCOUNTS_BUCKET}.x") for a in allowed
     )
     assert any(subjects.matches(a, f"{subjects.org_inbox(org, 'crm')}.x") for a in allowed)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 26): JetStream answers at any reply "
+    "subject; the fix is an account per organisation (docs/architecture.md)",
+)
+@pytest.mark.parametrize("kind", ["subscriber", "integration", "console"])
+async def test_a_jetstream_answer_cannot_write_into_another_organisation(
+    kinds: dict[str, As], org: str, other_org: str, nc: Client, kind: str
+) -> None:
+    """Each kind asks JetStream about its own feed, naming another organisation's registry
+    record as where the answer goes. Strict: when the hole is closed this passes, and the
+    mark must go."""
+    registry = await nc.jetstream().key_value(topology.REGISTRY_BUCKET)
+    before = await registry.get(other_org)
+    durable = SENDERS[kind] if kind != "console" else "feed"
+    await kinds[kind].nc.publish(
+        f"$JS.API.CONSUMER.INFO.{subjects.org_events_stream(org)}.{durable}", b"",
+        reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
+    )  # fmt: skip
+    await kinds[kind].nc.flush()
+    await asyncio.sleep(0.3)
+    after = await registry.get(other_org)
+    assert (after.revision, after.value) == (before.revision, before.value)
