@@ -67,12 +67,9 @@ def _consumer_reader(stream: str, durable: str) -> tuple[str, ...]:
     nothing else. Making consumers is not allowed: a consumer's maker chooses where a push
     consumer delivers, even to subjects the maker may not publish to (nats-server issue
     8274), so a reader could aim its events at command subjects."""
-    api = "$JS.API"
-    return (
-        f"{api}.CONSUMER.INFO.{stream}.{durable}",
-        f"{api}.CONSUMER.MSG.NEXT.{stream}.{durable}",
-        f"$JS.ACK.{stream}.{durable}.>",
-    )
+    # (Not even its consumer's information: JetStream answers that only to its own account's
+    # users, and a reader's credential is in its organisation's account: decision 0003.)
+    return (f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}", f"$JS.ACK.{stream}.{durable}.>")
 
 
 def _stream_reader(stream: str) -> tuple[str, ...]:
@@ -108,11 +105,8 @@ def org_permissions(org: str, kind: CredentialKind, name: str) -> Permissions:
     subjects, no bucket, no event publishing, no dead letters; replies on its own inbox,
     commands (if any) under its own name, which is how services know who sent them."""
     stream = subjects.org_events_stream(org)
-    if kind == "console":
-        publish: tuple[str, ...] = (
-            subjects.command(org, "*", "*", subjects.CONSOLE),
-            *_stream_reader(stream),
-        )
+    if kind == "console":  # (its read model reads with the console's own credential)
+        publish: tuple[str, ...] = (subjects.command(org, "*", "*", subjects.CONSOLE),)
     else:
         feed = _consumer_reader(stream, name)
         intake = tuple(
@@ -239,6 +233,10 @@ SERVICE_NEEDS: dict[str, Needs] = {
         # and its sessions, held so that signing out ends them (services/console/sessions.py)
         buckets=(topology.CONSOLE_ACCOUNTS_BUCKET, topology.CONSOLE_SESSIONS_BUCKET),
         answers=False,
+        # Its read model: each organisation's events stream, through consumers of its own
+        # (the organisations' accounts make none: docs/decisions/0003). Stream names are
+        # whole tokens, so this is every stream's; the console reads only EVENTS-<org>.
+        api=_stream_reader("*"),
     ),
 }
 
@@ -278,7 +276,7 @@ def service_permissions(service: str) -> Permissions:
         # Answers go to inboxes only, never to whatever reply subject a request names (NATS
         # checks no reply subject; ``allow_responses`` would let it write into a bucket);
         # ``commands.answerable`` keeps each to its sender's own.
-        publish += ["_INBOX.>", "_INBOX_org.>", "_INBOX_svc.>"]
+        publish += ["_INBOX.>", "_INBOX_org.>", "_INBOX_svc.>", "_R_.>"]
         subscribe.append(subjects.commands_of(service))
         # its own readiness probe, and the commands it gives itself (intake's retention)
         publish.append(subjects.commands_of(service, sender=service))
@@ -425,6 +423,33 @@ class AuthDir:
         except FileNotFoundError:
             raise AccessError(f"no {name} key in {self.path}: run `alongside auth init`") from None
 
+    def _org_seed(self, org: str) -> nkeys.KeyPair:
+        """The key of ``org``'s own account, made the first time it is needed."""
+        path = self.path / "orgs" / f"{org}.nk"
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            _write_secret(path, new_key(nkeys.PREFIX_BYTE_ACCOUNT).seed)
+        return nkeys.from_seed(path.read_bytes().strip())
+
+    def org_account_key(self, org: str) -> str:
+        return public(self._org_seed(org))
+
+    def org_account_jwt(self, org: str, revocations: Mapping[str, int], now: int) -> str:
+        """``org``'s own account, as the operator signs it: no JetStream, no stream or bucket
+        of its own, and importing from ``ALONGSIDE`` only its commands and its feed's reads
+        (``ORG_IMPORTS``). Its users' reply subjects live here, so nothing a reply names can
+        reach ours: a service import answers through a reply the server maps back."""
+        stream = subjects.org_events_stream(org)
+        imports = [
+            {"name": name, "subject": subject.format(org=org, stream=stream),
+             "account": self.account_key, "type": "service"}
+            for name, subject in ORG_IMPORTS
+        ]  # fmt: skip
+        nats: dict[str, object] = {"type": "account", "limits": _UNLIMITED, "imports": imports}
+        if revocations:
+            nats["revocations"] = dict(revocations)
+        return _jwt(self._seed("operator"), self.org_account_key(org), f"ORG_{org}", now, nats)
+
     @property
     def account_key(self) -> str:
         return public(self._seed("account"))
@@ -483,23 +508,45 @@ class AuthDir:
     def _write_user(self, user: str, issued: Issued) -> None:
         _write_secret(self.credentials(user), issued.text.encode())
 
-    def issue(self, name: str, permissions: Permissions, now: int) -> Issued:
-        """A new user of the account with these permissions (a fresh key each time)."""
+    def issue(
+        self, name: str, permissions: Permissions, now: int, org: str | None = None
+    ) -> Issued:
+        """A new user with these permissions (a fresh key each time): of ``org``'s own
+        account, or of ``ALONGSIDE``."""
         user = new_key(nkeys.PREFIX_BYTE_USER)
-        token = _jwt(self._seed("account"), public(user), name, now,
+        account = self._org_seed(org) if org is not None else self._seed("account")
+        token = _jwt(account, public(user), name, now,
                      {"type": "user", **_USER_LIMITS, **permissions.claims()})  # fmt: skip
         return Issued(credentials_text(token, user.seed), public(user), now)
 
     def account_jwt(self, revocations: Mapping[str, int], now: int) -> str:
         """The account as the operator signs it: JetStream on, these users revoked (each
         credential of that key issued at or before the time given)."""
-        nats: dict[str, object] = {"type": "account", "limits": {**_UNLIMITED, **_JETSTREAM}}
+        nats: dict[str, object] = {
+            "type": "account", "limits": {**_UNLIMITED, **_JETSTREAM}, "exports": EXPORTS,
+        }  # fmt: skip
         if revocations:
             nats["revocations"] = dict(revocations)
         return _jwt(self._seed("operator"), self.account_key, ACCOUNT_NAME, now, nats)
 
 
 _USER_LIMITS = {"subs": -1, "data": -1, "payload": -1}
+
+# What ``ALONGSIDE`` offers organisations' accounts, as services: an import is only ever
+# written by the operator, for an organisation's own subjects (``ORG_IMPORTS``). A pull's
+# messages are streamed replies.
+EXPORTS = [
+    {"name": "commands", "subject": "alongside.*.cmd.>", "type": "service",
+     "response_type": "Singleton"},
+    {"name": "consumer-next", "subject": "$JS.API.CONSUMER.MSG.NEXT.*.*", "type": "service",
+     "response_type": "Stream"},
+    {"name": "acks", "subject": "$JS.ACK.>", "type": "service", "response_type": "Singleton"},
+]  # fmt: skip
+ORG_IMPORTS = (
+    ("commands", "alongside.{org}.cmd.>"),
+    ("consumer-next", "$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
+    ("acks", "$JS.ACK.{stream}.>"),
+)
 
 
 def _write_secret(path: Path, data: bytes) -> None:

@@ -154,12 +154,15 @@ def _counted(handlers: Handlers[Any], subject: str, reply: Message, outcome: str
 
 def answerable(subject: str, reply: str) -> bool:
     """Whether a command's reply subject is an inbox its sender may read: the operator's,
-    a service's own, or the sending credential's own (``subjects.org_inbox``). NATS lets
-    anyone name any reply subject; the server keeps a service's answers to inboxes
+    a service's own, the sending credential's own (``subjects.org_inbox``), or one the
+    server made for a request from an organisation's account (``_R_``). NATS lets anyone
+    name any reply subject; the server keeps a service's answers to inboxes
     (``access.service_permissions``), and this keeps them to the sender's."""
     sender = subjects.sender_of(subject)
     if reply.startswith("_INBOX."):  # the operator's (or a deployment without auth)
         return True
+    if reply.startswith("_R_."):  # from an organisation's account: the server maps it back
+        return True  # there, where nothing of ours can be named (docs/decisions/0003)
     if sender in SERVICES:
         return reply.startswith(f"{subjects.service_inbox(sender)}.")
     try:

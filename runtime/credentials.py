@@ -65,14 +65,14 @@ class Credentials:
             revoked[current.public_key] = now
         if kind != "console":
             await self._feed(org, name)
-        issued = self.auth.issue(org_user(org, kind, name), org_permissions(org, kind, name), now)
+        issued = self.auth.issue(org_user(org, kind, name), org_permissions(org, kind, name), now,
+                                 org=org)  # fmt: skip
         record = CredentialRecord(
             org=org, name=name, kind=kind, public_key=issued.public_key,
             issued_at=datetime.fromtimestamp(now, UTC), revoked=revoked,
         )  # fmt: skip
         await self._save(key, record, revision)
-        if current is not None and current.public_key is not None:
-            await self.push()
+        await self.push(org)  # its account, made or brought up to date, and any revocation
         return issued
 
     async def _feed(self, org: str, name: str) -> None:
@@ -106,7 +106,7 @@ class Credentials:
             )
             done.append(current.name)
         if done:
-            await self.push()
+            await self.push(org)
         return done
 
     async def all(self, org: str = "*") -> list[CredentialRecord]:
@@ -117,12 +117,22 @@ class Credentials:
                 found.append(record)
         return found
 
-    async def push(self) -> None:
-        """The account, re-signed with every revocation, to the running server(s)."""
-        revocations: dict[str, int] = {}
+    async def push(self, org: str) -> None:
+        """``ALONGSIDE`` (its exports, and the revocations of credentials issued in it before
+        organisations had accounts) and ``org``'s own account, each re-signed with its
+        revocations, to the running server(s)."""
+        legacy: dict[str, int] = {}
+        own: dict[str, int] = {}
         for record in await self.all():
-            revocations.update(record.revoked)
-        token = self.auth.account_jwt(revocations, self._now())
+            if record.kind is None:
+                legacy.update(record.revoked)
+            if record.org == org:
+                own.update(record.revoked)
+        now = self._now()
+        await self._update(self.auth.account_jwt(legacy | own, now))
+        await self._update(self.auth.org_account_jwt(org, own, now))
+
+    async def _update(self, token: str) -> None:
         reply = await self.system.request(CLAIMS_UPDATE, token.encode(), timeout=5.0)
         answer = json.loads(reply.data)
         if "error" in answer:

@@ -52,7 +52,7 @@ from services.console.gate import (
     start_session,
 )
 from services.console.health import add_health
-from services.console.orgs import NoCredential, access_log
+from services.console.orgs import NoCredential
 from services.console.overview import as_csv
 from services.console.pages import add_pages
 from services.console.reference import Bodies, add_reference, document
@@ -199,8 +199,7 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         which (a supervisor's or an operator's)."""
 
         async def read() -> AccessLog:
-            asking = await deps.orgs.asking(org)
-            return AccessLog(org=org, entries=await access_log(asking.nc.jetstream(), org))
+            return AccessLog(org=org, entries=await deps.orgs.access_log(org))
 
         return await _org_read(deps, request, org, domain.ACCESS_LOG, read)
 

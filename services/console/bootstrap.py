@@ -34,7 +34,7 @@ async def bootstrap(
     return ConsoleDeps(
         accounts=Accounts(await js.key_value(topology.CONSOLE_ACCOUNTS_BUCKET), clock),
         sessions=Sessions(held, load_master_key(settings.master_key_path), clock, idle),
-        orgs=OrgConnections(url, credential, clock),
+        orgs=OrgConnections(url, credential, clock, js),
         settings=settings,
         clock=clock,
         throttle=SignInThrottle(clock),

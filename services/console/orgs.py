@@ -70,10 +70,16 @@ def _keep(path: Path, text: str) -> None:
 
 
 class OrgConnections:
-    def __init__(self, url: str, credential: CredentialFor, clock: Clock) -> None:
+    """``reader``: the console's own connection, which reads each organisation's events
+    stream; what is sent as an organisation goes on that organisation's connection."""
+
+    def __init__(
+        self, url: str, credential: CredentialFor, clock: Clock, reader: JetStreamContext
+    ) -> None:
         self.url = url
         self.credential = credential
         self.clock = clock
+        self.reader = reader
         self._open: dict[str, tuple[Client, Asking]] = {}
         self._following: dict[str, Following] = {}
         self._lock = asyncio.Lock()
@@ -89,13 +95,16 @@ class OrgConnections:
 
     async def overview(self, org: str) -> Overview:
         """The organisation's work lists and figures, as of now (``readmodel``)."""
-        js = (await self.asking(org)).nc.jetstream()
+        js = self.reader
         async with self._lock:
             following = self._following.get(org)
             if following is None:
                 following = self._following[org] = Following(org)
                 await following.start(js)
         return await following.current(js)
+
+    async def access_log(self, org: str) -> list[AccessLogEntry]:
+        return await access_log(self.reader, org)
 
     async def failed(self, org: str) -> None:
         """A command as ``org`` failed: if its connection is down (the server dropped it:

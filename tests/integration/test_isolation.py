@@ -24,7 +24,7 @@ from contracts import subjects
 from contracts.envelope import RawEnvelope, wrap
 from contracts.replies import CommandAccepted
 from contracts.views import CaseView, ViewCase
-from runtime import topology
+from runtime import commands, topology
 from runtime.access import AuthDir, principal, service_permissions
 from runtime.clock import SYSTEM
 from runtime.credentials import Credentials
@@ -138,14 +138,15 @@ def families(org: str, other_org: str, kind: str) -> dict[str, tuple[str, str, b
             "pub", subjects.command(other_org, "intake", "SubmitIntake", me), False),
         "an event, published": ("pub", subjects.event(org, "MatchActivated"), False),
         "a consumer of its own making": (
-            "pub", f"$JS.API.CONSUMER.CREATE.{stream}.mine.{subjects.events(org)}", console),
+            "pub", f"$JS.API.CONSUMER.CREATE.{stream}.mine.{subjects.events(org)}", False),
         "a durable consumer of its own making": (
-            "pub", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.mine", console),
-        "its feed": ("pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{me}", True),
+            "pub", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.mine", False),
+        # (the console's credential sends commands only: its read model is the console's)
+        "its feed": ("pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{me}", reader),
         "another credential's feed": (
-            "pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.other-feed", console),
-        "deleting a consumer": ("pub", f"$JS.API.CONSUMER.DELETE.{stream}.{me}", console),
-        "the stream's information": ("pub", f"$JS.API.STREAM.INFO.{stream}", console),
+            "pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.other-feed", False),
+        "deleting a consumer": ("pub", f"$JS.API.CONSUMER.DELETE.{stream}.{me}", False),
+        "the stream's information": ("pub", f"$JS.API.STREAM.INFO.{stream}", False),
         "a bucket": ("pub", f"$JS.API.DIRECT.GET.KV_{topology.CASES_BUCKET}.x", False),
         "a person's key": ("pub", f"$JS.API.DIRECT.GET.{topology.KEYS_STREAM}.x", False),
         "the decision log": ("pub", subjects.decision_log(org, "eligibility", "s1", "d1"),
@@ -386,58 +387,49 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
         await intake.nc.close()
 
 
-async def test_a_commands_answer_goes_only_to_its_senders_own_inbox(
+async def test_a_commands_answer_cannot_be_sent_into_anything_of_ours(
     kinds: dict[str, As], org: str, other_org: str, nc: Client
 ) -> None:
     """NATS checks no reply subject against the sender's permissions: a request may name a
-    bucket's subject, or another credential's inbox, as where its answer goes. A service
-    answers only its sender's own inbox, and the server lets it publish nowhere else."""
-    crm = kinds["integration"].nc
+    bucket's subject as where its answer goes. An organisation's credential sends from its
+    own account, so its reply subjects are there, where nothing of ours is; and a service
+    may answer nowhere but an inbox, or a reply the server made (``_R_``)."""
     registry = await nc.jetstream().key_value(topology.REGISTRY_BUCKET)
     before = await registry.get(other_org)
+    crm = kinds["integration"].nc
     body = wrap(sample.intake(random.Random(1), "c1"), org=org, source="crm",
                 time=SYSTEM()).model_dump_json().encode()  # fmt: skip
-    subject = subjects.command(org, "intake", "SubmitIntake", "crm")
-    eavesdropper = await nc.subscribe(f"{subjects.org_inbox(org, subjects.CONSOLE)}.>")
-    for elsewhere in (f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
-                      f"{subjects.org_inbox(org, subjects.CONSOLE)}.x"):  # fmt: skip
-        await crm.publish(subject, body, reply=elsewhere)
+    await crm.publish(subjects.command(org, "intake", "SubmitIntake", "crm"), body,
+                      reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}")  # fmt: skip
     await crm.flush()
-    # Its own inbox is answered: the same command, sent properly, is taken once.
-    reply = await AlongsideClient(crm, sender="crm").submit(org, sample.intake(
-        random.Random(1), "c1"))  # fmt: skip
-    assert isinstance(reply, CommandAccepted)
+    await AlongsideClient(nc, source="tests").events(org).__anext__()  # it was carried out
+    await asyncio.sleep(0.3)
     after = await registry.get(other_org)
     assert (after.revision, after.value) == (before.revision, before.value)
-    with pytest.raises(nats.errors.TimeoutError):
-        await eavesdropper.next_msg(timeout=0.5)
-    # (intake may write the registry, so that refusal was its own.) Where it may not write,
-    # the server refuses its answer too: it may answer nowhere but an inbox.
     allowed = service_permissions("intake").publish
     assert not any(
         subjects.matches(a, f"$KV.{topology.CONSOLE_ACCOUNTS_BUCKET}.x") for a in allowed
     )
-    assert any(subjects.matches(a, f"{subjects.org_inbox(org, 'crm')}.x") for a in allowed)
+    assert commands.answerable(subjects.command(org, "intake", "SubmitIntake", "crm"),
+                               f"{subjects.org_inbox(org, 'crm')}.x")  # fmt: skip
+    assert not commands.answerable(subjects.command(org, "intake", "SubmitIntake", "crm"),
+                                   f"$KV.{topology.REGISTRY_BUCKET}.{other_org}")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 26): JetStream answers at any reply "
-    "subject; the fix is an account per organisation (docs/architecture.md)",
-)
 @pytest.mark.parametrize("kind", ["subscriber", "integration", "console"])
 async def test_a_jetstream_answer_cannot_write_into_another_organisation(
     kinds: dict[str, As], org: str, other_org: str, nc: Client, kind: str
 ) -> None:
     """Each kind asks JetStream about its own feed, naming another organisation's registry
-    record as where the answer goes. Strict: when the hole is closed this passes, and the
-    mark must go."""
+    record as where the answer goes. NATS checks no reply subject, and JetStream answers
+    wherever one points; but a credential's reply subject is in its organisation's own
+    account, and the answer stays there (docs/decisions/0003)."""
     registry = await nc.jetstream().key_value(topology.REGISTRY_BUCKET)
     before = await registry.get(other_org)
     durable = SENDERS[kind] if kind != "console" else "feed"
-    await kinds[kind].nc.publish(
-        f"$JS.API.CONSUMER.INFO.{subjects.org_events_stream(org)}.{durable}", b"",
-        reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
+    await kinds[kind].nc.publish(  # a pull: its messages, or its status, go to the reply
+        f"$JS.API.CONSUMER.MSG.NEXT.{subjects.org_events_stream(org)}.{durable}",
+        b'{"batch": 1, "no_wait": true}', reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
     )  # fmt: skip
     await kinds[kind].nc.flush()
     await asyncio.sleep(0.3)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
+from typing import cast
 
 import pytest
+from nats.js import JetStreamContext
 from starlette.datastructures import Headers
 
 from contracts import catalogue
@@ -93,7 +95,8 @@ def test_the_schema_has_every_command_with_its_own_body_and_problem_details() ->
     deps = ConsoleDeps(
         accounts=Accounts(FakeKeyValue().as_kv(), clock),
         sessions=Sessions(FakeKeyValue().as_kv(), bytes(32), clock),
-        orgs=OrgConnections("nats://127.0.0.1:1", no_credential, clock), settings=Settings(),
+        orgs=OrgConnections("nats://127.0.0.1:1", no_credential, clock,
+                            cast(JetStreamContext, None)), settings=Settings(),
         clock=clock, throttle=SignInThrottle(clock),
     )  # fmt: skip
     schema = create_app(deps).openapi()
