@@ -15,15 +15,13 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 
 from contracts import subjects
 from contracts.envelope import Command, Message, RawEnvelope, wrap
 from contracts.replies import CommandAccepted, CommandRejected, CommandUnavailable
 from runtime import bus
-from runtime.asking import parse_any_reply, parse_reply
+from runtime.asking import answered, parse_any_reply, parse_reply
 from runtime.clock import SYSTEM, Clock
 from runtime.logging import get_logger
 
@@ -32,8 +30,6 @@ log = get_logger(__name__)
 # How long a command is sent again while it is not carried out (or not answered) before the
 # client gives up; each call may say otherwise (``retry_for``; 0: send once).
 RETRY_FOR_S = 30.0
-# The wait before sending again after a timeout or no responders: doubling, up to the last.
-_UNANSWERED_WAITS_S = (0.25, 0.5, 1.0, 2.0)
 R = TypeVar("R", bound=Message)
 
 
@@ -99,10 +95,9 @@ class AlongsideClient:
     ) -> Message:  # fmt: skip
         """Send any command and parse whichever reply its service gives, as ``send_raw``."""
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
-        subject = subjects.command(org, command.service, command.type_name, self.sender)
-        reply = await self._answered(
-            subject, envelope.model_dump_json().encode(), timeout, bus.headers_of(envelope),
-            retry_for, parse_any_reply,
+        reply = await self.request_raw(
+            org, command.service, command.type_name, envelope.model_dump_json().encode(),
+            bus.headers_of(envelope), timeout, retry_for,
         )  # fmt: skip
         if isinstance(reply, CommandUnavailable):
             raise Unavailable(reply)
@@ -117,24 +112,17 @@ class AlongsideClient:
         ends within ``retry_for`` seconds; else the last reply (or error)."""
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + retry_for
-        unanswered = 0
         while True:
-            try:
-                response = await self.nc.request(subject, body, timeout=timeout, headers=headers)
-            except (NatsTimeoutError, NoRespondersError) as error:
-                wait = _UNANSWERED_WAITS_S[min(unanswered, len(_UNANSWERED_WAITS_S) - 1)]
-                unanswered += 1
-                if loop.time() + wait > give_up_at:
-                    raise
-                log.info("command_unanswered", subject=subject, error=type(error).__name__)
-            else:
-                reply = parse(response.data)
-                if not isinstance(reply, CommandUnavailable):
-                    return reply
-                wait = reply.retry_after_s
-                if loop.time() + wait > give_up_at:
-                    return reply
-                log.info("command_unavailable", subject=subject, retry_after_s=wait)
+            # Unanswered (a timeout, no responders): sent again there, within what is left.
+            raw = await answered(self.nc, subject, body, headers or {},
+                                 give_up_at - loop.time(), timeout)  # fmt: skip
+            reply = parse(raw)
+            if not isinstance(reply, CommandUnavailable):
+                return reply
+            wait = reply.retry_after_s
+            if loop.time() + wait > give_up_at:
+                return reply
+            log.info("command_unavailable", subject=subject, retry_after_s=wait)
             await asyncio.sleep(wait)
 
     async def events(
