@@ -23,8 +23,10 @@ SCHEMA = "compose/config/compose_spec.json"
 
 def main(compose_file: Path) -> int:
     with tempfile.TemporaryDirectory() as folder:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", folder,
-                        WHEEL], check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", folder, WHEEL],
+            check=True,
+        )
         [wheel] = Path(folder).glob("*.whl")
         schema = json.loads(zipfile.ZipFile(wheel).read(SCHEMA))
     document = yaml.safe_load(compose_file.read_text())

@@ -24,15 +24,20 @@ from services.scheduling.calendar import feed
 
 
 async def calendar_for(
-    js: JetStreamContext, org: str, vault: Vault, *, case: str | None = None,
+    js: JetStreamContext,
+    org: str,
+    vault: Vault,
+    *,
+    case: str | None = None,
     supporter: str | None = None,
     clock: Clock = SYSTEM,
-) -> bytes:  # fmt: skip
+) -> bytes:
     policy = await Policies(
         RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
     ).get(org)
-    schedules = await _records(await bound_store(js, topology.SCHEDULES_BUCKET, CaseSchedule,
-                                                 vault), org)  # fmt: skip
+    schedules = await _records(
+        await bound_store(js, topology.SCHEDULES_BUCKET, CaseSchedule, vault), org
+    )
     groups = await _records(await bound_store(js, topology.GROUPS_BUCKET, GroupSession), org)
     zone = ZoneInfo(policy.time_zone)
     if case is not None:
@@ -47,13 +52,21 @@ async def calendar_for(
     ).load(org, supporter)
     sessions = [s for s in schedules if s.supporter_id == supporter]
     facilitated = [g for g in groups if g.facilitator_id == supporter]
-    if not (sessions or facilitated or stored
-            or await _held(js, topology.SUPPORTERS_BUCKET, org, supporter)):  # fmt: skip
+    if not (
+        sessions
+        or facilitated
+        or stored
+        or await _held(js, topology.SUPPORTERS_BUCKET, org, supporter)
+    ):
         raise NotFound(f"no supporter {supporter!r} in {org}")
     return feed(
-        f"Peer support ({supporter})", zone, clock(), sessions,
-        supervision=stored.record if stored else None, groups=facilitated,
-    )  # fmt: skip
+        f"Peer support ({supporter})",
+        zone,
+        clock(),
+        sessions,
+        supervision=stored.record if stored else None,
+        groups=facilitated,
+    )
 
 
 R = TypeVar("R", bound=Record)

@@ -77,10 +77,16 @@ def _version(asked: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True,
-        help="Print this version and the contracts' version, and exit.")] = False,
-) -> None:  # fmt: skip
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print this version and the contracts' version, and exit.",
+        ),
+    ] = False,
+) -> None:
     pass
 
 
@@ -138,11 +144,19 @@ async def _up(settings: Settings, names: list[str]) -> None:
             # From before the services start, so readiness says "starting" meanwhile; held
             # here, since a task nothing refers to may be collected while it runs.
             process = health.Process(served, running.brokers, running.ready)
-            running.tasks.append(asyncio.create_task(
-                health.serve(process, settings.health_host, settings.health_port)))  # fmt: skip
+            running.tasks.append(
+                asyncio.create_task(
+                    health.serve(process, settings.health_host, settings.health_port)
+                )
+            )
         try:
-            await services.start(url, served, settings, running=running,
-                                 credentials=auth.credentials if auth else credentials)  # fmt: skip
+            await services.start(
+                url,
+                served,
+                settings,
+                running=running,
+                credentials=auth.credentials if auth else credentials,
+            )
             if console_cli.NAME in names:
                 load_master_key(settings.master_key_path)  # its sessions are signed with it
                 running.tasks.append(asyncio.create_task(console_cli.serve(url, settings, auth)))
@@ -150,9 +164,12 @@ async def _up(settings: Settings, names: list[str]) -> None:
             raise CliError(str(missing)) from None
         typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
         if console_cli.NAME in names:
-            typer.echo(f"alongside: console at http://{settings.http_host}:{settings.http_port} "
-                       "(accounts: alongside console account EMAIL --name NAME "
-                       "--role ORG=coordinator)", err=True)  # fmt: skip
+            typer.echo(
+                f"alongside: console at http://{settings.http_host}:{settings.http_port} "
+                "(accounts: alongside console account EMAIL --name NAME "
+                "--role ORG=coordinator)",
+                err=True,
+            )
         await stopping.wait()
     finally:
         await services.stop(running)  # what started, also when a later service failed to
@@ -214,10 +231,15 @@ def provision() -> None:
 @app.command()
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the sample population.")] = 7,
-    serve: Annotated[bool, typer.Option(
-        "--serve", help="Afterwards keep the console (ALONGSIDE_HTTP_PORT, 8000) and the "
-                        "services running with the demo's data, until Ctrl-C.")] = False,
-) -> None:  # fmt: skip
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Afterwards keep the console (ALONGSIDE_HTTP_PORT, 8000) and the "
+            "services running with the demo's data, until Ctrl-C.",
+        ),
+    ] = False,
+) -> None:
     """Walk the whole flow on a fresh embedded server with two organisations."""
     from alongside.demo import run_demo
 
@@ -236,10 +258,15 @@ def _command_body(
         return json.dumps(document).encode()
     model = catalogue.COMMANDS[command_type]
     envelope = {
-        "specversion": "1.0", "id": command_id or new_id(), "type": command_type,
-        "source": "alongside/cli", "org": org, "time": SYSTEM().isoformat(),
-        "schemaversion": model.schema_version, "data": document,
-    }  # fmt: skip
+        "specversion": "1.0",
+        "id": command_id or new_id(),
+        "type": command_type,
+        "source": "alongside/cli",
+        "org": org,
+        "time": SYSTEM().isoformat(),
+        "schemaversion": model.schema_version,
+        "data": document,
+    }
     return json.dumps(envelope).encode()
 
 
@@ -250,13 +277,23 @@ def submit(
         str, typer.Argument(help="JSON file with the payload or envelope; - for stdin.")
     ],
     org: OrgOpt,
-    command_id: Annotated[str | None, typer.Option(
-        "--id", help="The command's id for a bare payload (to send a command again: the "
-                     "service answers an id once in effect); default: a new one.")] = None,
-    retry_for: Annotated[float, typer.Option(
-        min=0, help="Seconds to keep sending it again, the same id, while the service "
-                    "cannot carry it out just now or does not answer; 0: once.")] = RETRY_FOR_S,
-) -> None:  # fmt: skip
+    command_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="The command's id for a bare payload (to send a command again: the "
+            "service answers an id once in effect); default: a new one.",
+        ),
+    ] = None,
+    retry_for: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to keep sending it again, the same id, while the service "
+            "cannot carry it out just now or does not answer; 0: once.",
+        ),
+    ] = RETRY_FOR_S,
+) -> None:
     """Send one command and print its reply: exit 1 when it is rejected, 75 when it could not
     be carried out just now (send the same command, with the same --id, again)."""
     settings = _settings()
@@ -277,15 +314,20 @@ def submit(
         try:
             client = AlongsideClient(nc, sender=connection.principal(settings).sender)
             reply: Message = await client.send_raw(
-                org, model.service, command_type, body, retry_for=retry_for)  # fmt: skip
+                org, model.service, command_type, body, retry_for=retry_for
+            )
         except Unavailable as unavailable:
             reply = unavailable.reply
         except (NatsTimeoutError, NoRespondersError) as error:
             said = "no answer" if isinstance(error, NatsTimeoutError) else "no service to answer"
-            again = ("the same envelope again" if "specversion" in document
-                     else f"the same command again with --id {json.loads(body)['id']}")  # fmt: skip
-            typer.echo(f"alongside: {model.service}: {said}; nothing refused it: send {again}",
-                       err=True)  # fmt: skip
+            again = (
+                "the same envelope again"
+                if "specversion" in document
+                else f"the same command again with --id {json.loads(body)['id']}"
+            )
+            typer.echo(
+                f"alongside: {model.service}: {said}; nothing refused it: send {again}", err=True
+            )
             return EXIT_UNAVAILABLE
         finally:
             await nc.close()
@@ -319,13 +361,16 @@ def events(
             def skipped(sequence: int, why: str) -> None:
                 typer.echo(f"alongside: skipped event {sequence}: {why}", err=True)
 
-            reading = AlongsideClient(nc).events(org, follow, on_unreadable=skipped,
-                                                 durable=durable)  # fmt: skip
+            reading = AlongsideClient(nc).events(
+                org, follow, on_unreadable=skipped, durable=durable
+            )
             async for envelope in reading:
                 typer.echo(json.dumps(summarise(envelope), default=str))
         except NotFoundError:
-            raise CliError(f"organisation {org!r} has no events stream here: is it "
-                           "registered? (alongside orgs list)") from None  # fmt: skip
+            raise CliError(
+                f"organisation {org!r} has no events stream here: is it "
+                "registered? (alongside orgs list)"
+            ) from None
         finally:
             await nc.close()
 
@@ -351,8 +396,7 @@ def import_(
     async def run() -> Any:
         nc = await connection.connect(settings, "alongside-import")
         try:
-            registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET),
-                                SYSTEM)  # fmt: skip
+            registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), SYSTEM)
             refusal = await registry.refusal(org)
             if refusal is not None:
                 raise CliError(refusal)
@@ -360,19 +404,21 @@ def import_(
                 sending = progress.add_task("intakes submitted", total=lines)
                 matching = progress.add_task("waiting for matching policies", total=None)
                 return await import_intakes(
-                    AlongsideClient(nc, source="alongside/import",
-                                    sender=connection.principal(settings).sender), org, text,
+                    AlongsideClient(
+                        nc, source="alongside/import", sender=connection.principal(settings).sender
+                    ),
+                    org,
+                    text,
                     submitted=lambda: progress.advance(sending),
                     ready=lambda said: progress.update(matching, description=said[:60]),
-                )  # fmt: skip
+                )
         finally:
             await nc.close()
 
     try:
         result = asyncio.run(run())
     except Unavailable as unavailable:  # matching could not assign the batch just now
-        typer.echo(f"alongside: {unavailable.reply.reason} (run the same import again)",
-                   err=True)  # fmt: skip
+        typer.echo(f"alongside: {unavailable.reply.reason} (run the same import again)", err=True)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     except (NatsTimeoutError, NoRespondersError):  # nor answered, sent again the same ids
         typer.echo("alongside: matching did not answer (run the same import again)", err=True)
@@ -385,12 +431,18 @@ def import_(
     assigned = result.assigned
     typer.echo(
         f"{result.submitted} intakes imported as {result.batch_id}; "
-        + (f"{assigned.proposed} given proposals, {assigned.waitlisted} waitlisted; "
-           if assigned else "")
+        + (
+            f"{assigned.proposed} given proposals, {assigned.waitlisted} waitlisted; "
+            if assigned
+            else ""
+        )
         + f"{len(result.refused)} lines refused"
-        + (f", {len(result.unavailable)} not carried out just now (run the same import "
-           "again)" if result.unavailable else "")
-    )  # fmt: skip
+        + (
+            f", {len(result.unavailable)} not carried out just now (run the same import again)"
+            if result.unavailable
+            else ""
+        )
+    )
     if result.refused:
         raise typer.Exit(1)
     if result.unavailable:
@@ -412,8 +464,9 @@ def proposals(
         nc = await connection.connect(settings, "alongside-proposals")
         try:
             js = nc.jetstream()
-            matches = await bound_store(js, topology.MATCHES_BUCKET, CaseMatch,
-                                        Vault.of(js, settings))  # fmt: skip
+            matches = await bound_store(
+                js, topology.MATCHES_BUCKET, CaseMatch, Vault.of(js, settings)
+            )
             stored, _ = await matches.load(org, case_id)
             return stored.record if stored else None
         finally:
@@ -423,11 +476,15 @@ def proposals(
     if match is None:
         typer.echo(f"no matching state for case {case_id} in {org}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{case_id}: {match.status}" + (f" ({match.waitlist_reason})"
-                                               if match.waitlist_reason else ""))  # fmt: skip
+    typer.echo(
+        f"{case_id}: {match.status}"
+        + (f" ({match.waitlist_reason})" if match.waitlist_reason else "")
+    )
     for offer in match.proposals:
-        typer.echo(f"  {offer.supporter_id}  score {offer.score:g}  held until "
-                   f"{offer.held_until:%Y-%m-%d %H:%M}  {offer.explanation}")  # fmt: skip
+        typer.echo(
+            f"  {offer.supporter_id}  score {offer.score:g}  held until "
+            f"{offer.held_until:%Y-%m-%d %H:%M}  {offer.explanation}"
+        )
 
 
 @app.command()
@@ -452,8 +509,9 @@ def calendar(
         nc = await connection.connect(settings, "alongside-calendar")
         try:
             js = nc.jetstream()
-            return await calendar_for(js, org, Vault.of(js, settings), case=case,
-                                      supporter=supporter)  # fmt: skip
+            return await calendar_for(
+                js, org, Vault.of(js, settings), case=case, supporter=supporter
+            )
         except NotFound as missing:  # an empty calendar would look like "no sessions yet"
             raise CliError(str(missing)) from None
         finally:
@@ -489,17 +547,20 @@ def _on_registry(
 
 @orgs_app.command("add")
 def orgs_add(
-    org: Annotated[str, typer.Argument(help="Organisation token, e.g. harbour-ombudsman.",
-                                       callback=valid_org)],
+    org: Annotated[
+        str, typer.Argument(help="Organisation token, e.g. harbour-ombudsman.", callback=valid_org)
+    ],
     name: Annotated[str, typer.Option(help="The organisation's name, as people say it.")],
     time_zone: Annotated[
         str | None,
-        typer.Option(help="Its IANA time zone (e.g. Pacific/Auckland), set through "
-                          "ConfigureScheduling by the scheduling service; if it is not "
-                          "running, the organisation is registered all the same, and the "
-                          "command to finish is printed (exit 75)."),
+        typer.Option(
+            help="Its IANA time zone (e.g. Pacific/Auckland), set through "
+            "ConfigureScheduling by the scheduling service; if it is not "
+            "running, the organisation is registered all the same, and the "
+            "command to finish is printed (exit 75)."
+        ),
     ] = None,
-) -> None:  # fmt: skip
+) -> None:
     """Register an organisation (or enable a disabled one): its commands are accepted."""
     settings = _settings()
     policy = None
@@ -550,9 +611,13 @@ class _ZoneNotSet(Exception):
     ) -> None:
         self.said = said
         payload = json.dumps({"policy": {"time_zone": policy.time_zone}})
-        why = ("no scheduling service answered" if isinstance(error, NoRespondersError)
-               else "the scheduling service did not answer" if isinstance(error, NatsTimeoutError)
-               else "the scheduling service could not set it just now")  # fmt: skip
+        why = (
+            "no scheduling service answered"
+            if isinstance(error, NoRespondersError)
+            else "the scheduling service did not answer"
+            if isinstance(error, NatsTimeoutError)
+            else "the scheduling service could not set it just now"
+        )
         super().__init__(
             f"{org}'s time zone is not set yet: {why}. Once it runs, set it with\n"
             f"  echo '{payload}' | alongside submit ConfigureScheduling - --org {org} "
@@ -563,9 +628,13 @@ class _ZoneNotSet(Exception):
 @orgs_app.command("audit")
 def orgs_audit(
     org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
-    days: Annotated[int, typer.Argument(help="Days each decision is kept in the decision "
-                                              "log (default 2557: seven years).")],
-) -> None:  # fmt: skip
+    days: Annotated[
+        int,
+        typer.Argument(
+            help="Days each decision is kept in the decision log (default 2557: seven years)."
+        ),
+    ],
+) -> None:
     """Set how long the organisation's rules decisions are kept in the decision log (its
     audit period), for every decision from now on."""
 
@@ -579,9 +648,10 @@ def orgs_audit(
 @orgs_app.command("retention")
 def orgs_retention(
     org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
-    days: Annotated[int, typer.Argument(help="Days a closed case is kept (default 2557: "
-                                              "seven years).")],
-) -> None:  # fmt: skip
+    days: Annotated[
+        int, typer.Argument(help="Days a closed case is kept (default 2557: seven years).")
+    ],
+) -> None:
     """Set how long the organisation's closed cases are kept: intake's sweep then erases the
     client (as EraseClient does), keeping ids, dates and outcomes."""
 
@@ -614,11 +684,14 @@ async def _on_credentials(settings: Settings, act: Callable[[Credentials], Await
     keys (signing) and as the system user (pushing the account to the server)."""
     auth = AuthDir(settings.auth_path)
     if not auth.exists():
-        raise CliError(f"no operator keys in {auth.path}: set ALONGSIDE_AUTH_DIR to the folder "
-                       "`alongside auth init` made (`alongside up` makes its own)")  # fmt: skip
+        raise CliError(
+            f"no operator keys in {auth.path}: set ALONGSIDE_AUTH_DIR to the folder "
+            "`alongside auth init` made (`alongside up` makes its own)"
+        )
     nc = await connection.connect(settings, "alongside-orgs")
-    system = await bus.connect(connection.resolve_url(settings), "alongside-orgs-system",
-                               auth.credentials(SYSTEM_USER))  # fmt: skip
+    system = await bus.connect(
+        connection.resolve_url(settings), "alongside-orgs-system", auth.credentials(SYSTEM_USER)
+    )
     try:
         js = nc.jetstream()
         kv = await js.key_value(topology.CREDENTIALS_BUCKET)
@@ -631,10 +704,15 @@ async def _on_credentials(settings: Settings, act: Callable[[Credentials], Await
 
 
 CredentialName = Annotated[
-    str | None, typer.Option("--name", help="Which of the organisation's credentials (one "
-                             "per subscriber or system), e.g. billing-feed; the console's is "
-                             "always `console`.", callback=valid_name),
-]  # fmt: skip
+    str | None,
+    typer.Option(
+        "--name",
+        help="Which of the organisation's credentials (one "
+        "per subscriber or system), e.g. billing-feed; the console's is "
+        "always `console`.",
+        callback=valid_name,
+    ),
+]
 
 
 class Kind(StrEnum):
@@ -647,13 +725,17 @@ class Kind(StrEnum):
 def orgs_credentials(
     org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .creds.")],
-    kind: Annotated[Kind, typer.Option(
-        "--kind", help="subscriber: read the organisation's events, nothing else; "
-        "integration: also send its intake commands (no view, export or erasure); "
-        "console: the console's own, every command, the sensitive reads among them.",
-    )],
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            "--kind",
+            help="subscriber: read the organisation's events, nothing else; "
+            "integration: also send its intake commands (no view, export or erasure); "
+            "console: the console's own, every command, the sensitive reads among them.",
+        ),
+    ],
     name: CredentialName = None,
-) -> None:  # fmt: skip
+) -> None:
     """Write a NATS credentials file confined to this organisation and to its kind's job
     (docs/subscribers.md, "Credentials"). A subscriber or an integration reads the events
     through the durable consumer named as it, made here; its inbox prefix is
@@ -686,10 +768,15 @@ def orgs_credentials(
 @orgs_app.command("revoke")
 def orgs_revoke(
     org: Annotated[str, typer.Argument(help="Organisation token.", callback=valid_org)],
-    name: Annotated[str | None, typer.Option(
-        "--name", help="One credential; every one of the organisation's without it.",
-        callback=valid_name)] = None,
-) -> None:  # fmt: skip
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="One credential; every one of the organisation's without it.",
+            callback=valid_name,
+        ),
+    ] = None,
+) -> None:
     """Revoke credentials now: the server drops their connections and refuses them."""
     revoked = asyncio.run(_on_credentials(_settings(), lambda store: store.revoke(org, name)))
     typer.echo(f"revoked {org}: {', '.join(revoked)}" if revoked else f"{org}: nothing to revoke")
@@ -697,21 +784,28 @@ def orgs_revoke(
 
 @orgs_app.command("issued")
 def orgs_issued(
-    org: Annotated[str | None, typer.Argument(
-        help="One organisation; every one without it.",
-        callback=lambda value: value if value is None else valid_org(value))] = None,
-) -> None:  # fmt: skip
+    org: Annotated[
+        str | None,
+        typer.Argument(
+            help="One organisation; every one without it.",
+            callback=lambda value: value if value is None else valid_org(value),
+        ),
+    ] = None,
+) -> None:
     """Every credential issued, one JSON line each: its organisation, name, kind and whether
     it is valid now. A credential issued before kinds (contracts 2.0) may still send every
     command of its organisation: issue it again with --kind, then revoke what is left."""
 
     def line(record: CredentialRecord) -> str:
-        return json.dumps({
-            "org": record.org, "name": record.name,
-            "kind": record.kind or "none: issued before kinds, issue it again with --kind",
-            "valid": record.public_key is not None,
-            "issued_at": record.issued_at.isoformat() if record.issued_at else None,
-        })  # fmt: skip
+        return json.dumps(
+            {
+                "org": record.org,
+                "name": record.name,
+                "kind": record.kind or "none: issued before kinds, issue it again with --kind",
+                "valid": record.public_key is not None,
+                "issued_at": record.issued_at.isoformat() if record.issued_at else None,
+            }
+        )
 
     records = asyncio.run(_on_credentials(_settings(), lambda store: store.all(org or "*")))
     typer.echo("\n".join(line(record) for record in records) or "no credentials issued")
@@ -738,9 +832,11 @@ def auth_init(
         auth = AuthDir.init(directory, SERVICE_NEEDS, int(SYSTEM().timestamp()))
     except AccessError as error:
         raise CliError(str(error)) from None
-    typer.echo(f"wrote {auth.conf} and {len(SERVICE_NEEDS) + 2} credentials in "
-               f"{auth.path / 'creds'}; set ALONGSIDE_AUTH_DIR={auth.path} where you run "
-               "`alongside orgs credentials`")  # fmt: skip
+    typer.echo(
+        f"wrote {auth.conf} and {len(SERVICE_NEEDS) + 2} credentials in "
+        f"{auth.path / 'creds'}; set ALONGSIDE_AUTH_DIR={auth.path} where you run "
+        "`alongside orgs credentials`"
+    )
 
 
 @auth_app.command("services")

@@ -44,9 +44,12 @@ class Unavailable(Exception):
 
 class AlongsideClient:
     def __init__(
-        self, nc: Nats, source: str = "alongside/cli", clock: Clock = SYSTEM,
+        self,
+        nc: Nats,
+        source: str = "alongside/cli",
+        clock: Clock = SYSTEM,
         sender: str = subjects.OPERATOR,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``sender``: the name the connection's credential sends commands under, the
         operator's by default; an organisation's credential's is its name
         (``runtime.access.principal``), and the server refuses any other."""
@@ -56,9 +59,15 @@ class AlongsideClient:
         self.sender = sender
 
     async def send_raw(
-        self, org: str, service: str, command_type: str, body: bytes, timeout: float = 10.0,
-        headers: dict[str, str] | None = None, retry_for: float = RETRY_FOR_S,
-    ) -> CommandAccepted | CommandRejected:  # fmt: skip
+        self,
+        org: str,
+        service: str,
+        command_type: str,
+        body: bytes,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+        retry_for: float = RETRY_FOR_S,
+    ) -> CommandAccepted | CommandRejected:
         """``body`` (an envelope) sent until it is answered for good, again and again the
         same bytes for up to ``retry_for`` seconds (module docstring); ``Unavailable`` if the
         service still could not carry it out then."""
@@ -69,44 +78,72 @@ class AlongsideClient:
         return reply
 
     async def request_raw(
-        self, org: str, service: str, command_type: str, body: bytes,
-        headers: dict[str, str] | None = None, timeout: float = 10.0,
+        self,
+        org: str,
+        service: str,
+        command_type: str,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
         retry_for: float = RETRY_FOR_S,
-    ) -> Message:  # fmt: skip
+    ) -> Message:
         """``body`` as it is (a command kept as it was sent, a dead letter replayed), sent as
         ``send_raw`` sends it; whatever its service answers, ``CommandUnavailable`` included."""
         subject = subjects.command(org, service, command_type, self.sender)
         return await self._answered(subject, body, timeout, headers, retry_for, parse_any_reply)
 
     async def submit(
-        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0,
+        self,
+        org: str,
+        command: Command,
+        command_id: str | None = None,
+        timeout: float = 10.0,
         retry_for: float = RETRY_FOR_S,
-    ) -> CommandAccepted | CommandRejected:  # fmt: skip
+    ) -> CommandAccepted | CommandRejected:
         """The command in a new envelope (``command_id``, else a new id), as ``send_raw``."""
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         return await self.send_raw(
-            org, command.service, command.type_name, envelope.model_dump_json().encode(), timeout,
-            bus.headers_of(envelope), retry_for,
-        )  # fmt: skip
+            org,
+            command.service,
+            command.type_name,
+            envelope.model_dump_json().encode(),
+            timeout,
+            bus.headers_of(envelope),
+            retry_for,
+        )
 
     async def request(
-        self, org: str, command: Command, command_id: str | None = None, timeout: float = 10.0,
+        self,
+        org: str,
+        command: Command,
+        command_id: str | None = None,
+        timeout: float = 10.0,
         retry_for: float = RETRY_FOR_S,
-    ) -> Message:  # fmt: skip
+    ) -> Message:
         """Send any command and parse whichever reply its service gives, as ``send_raw``."""
         envelope = wrap(command, org=org, source=self.source, id=command_id, time=self.clock())
         reply = await self.request_raw(
-            org, command.service, command.type_name, envelope.model_dump_json().encode(),
-            bus.headers_of(envelope), timeout, retry_for,
-        )  # fmt: skip
+            org,
+            command.service,
+            command.type_name,
+            envelope.model_dump_json().encode(),
+            bus.headers_of(envelope),
+            timeout,
+            retry_for,
+        )
         if isinstance(reply, CommandUnavailable):
             raise Unavailable(reply)
         return reply
 
     async def _answered(
-        self, subject: str, body: bytes, timeout: float, headers: dict[str, str] | None,
-        retry_for: float, parse: Callable[[bytes], R],
-    ) -> R:  # fmt: skip
+        self,
+        subject: str,
+        body: bytes,
+        timeout: float,
+        headers: dict[str, str] | None,
+        retry_for: float,
+        parse: Callable[[bytes], R],
+    ) -> R:
         """The first reply that is not ``CommandUnavailable``, sending ``body`` again after
         the wait the reply asks for (or after a timeout or no responders) while that wait
         ends within ``retry_for`` seconds; else the last reply (or error)."""
@@ -114,8 +151,9 @@ class AlongsideClient:
         give_up_at = loop.time() + retry_for
         while True:
             # Unanswered (a timeout, no responders): sent again there, within what is left.
-            raw = await answered(self.nc, subject, body, headers or {},
-                                 give_up_at - loop.time(), timeout)  # fmt: skip
+            raw = await answered(
+                self.nc, subject, body, headers or {}, give_up_at - loop.time(), timeout
+            )
             reply = parse(raw)
             if not isinstance(reply, CommandUnavailable):
                 return reply
@@ -126,9 +164,13 @@ class AlongsideClient:
             await asyncio.sleep(wait)
 
     async def events(
-        self, org: str, follow: bool = False, idle_s: float = 0.5,
-        on_unreadable: Callable[[int, str], None] | None = None, durable: str | None = None,
-    ) -> AsyncIterator[RawEnvelope]:  # fmt: skip
+        self,
+        org: str,
+        follow: bool = False,
+        idle_s: float = 0.5,
+        on_unreadable: Callable[[int, str], None] | None = None,
+        durable: str | None = None,
+    ) -> AsyncIterator[RawEnvelope]:
         """The organisation's events from the start (its own stream); with ``follow``, then
         wait for more. With ``durable``, through that durable consumer instead, from where
         it stopped, each event acknowledged once yielded: how a subscriber's or an
@@ -137,8 +179,11 @@ class AlongsideClient:
         put one there) is passed over and reported with its stream sequence and why
         (``on_unreadable``, else a warning): one such message used to end every later
         run of ``alongside events``."""
-        messages = (self._pulled(org, durable, follow, idle_s) if durable is not None
-                    else self._ordered(org, follow, idle_s))  # fmt: skip
+        messages = (
+            self._pulled(org, durable, follow, idle_s)
+            if durable is not None
+            else self._ordered(org, follow, idle_s)
+        )
         async for msg in messages:
             try:
                 envelope = RawEnvelope.model_validate_json(msg.data)
@@ -157,9 +202,11 @@ class AlongsideClient:
     async def _ordered(self, org: str, follow: bool, idle_s: float) -> AsyncIterator[Msg]:
         js = self.nc.jetstream()
         sub = await js.subscribe(
-            subjects.events(org), stream=subjects.org_events_stream(org),
-            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
-        )  # fmt: skip
+            subjects.events(org),
+            stream=subjects.org_events_stream(org),
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
         try:
             while True:
                 try:

@@ -41,11 +41,19 @@ def _role(value: str) -> tuple[str, Role]:
 def account(
     email: Annotated[str, typer.Argument(help="The person's email: what they sign in with.")],
     name: Annotated[str, typer.Option("--name", help="Their name, as the console shows it.")],
-    roles: Annotated[list[str], typer.Option(
-        "--role", help="ORG=ROLE (coordinator, supervisor or operator); repeat for each.")],
-    password_stdin: Annotated[bool, typer.Option(
-        "--password-stdin", help="Read the password from standard input, not a prompt.")] = False,
-) -> None:  # fmt: skip
+    roles: Annotated[
+        list[str],
+        typer.Option(
+            "--role", help="ORG=ROLE (coordinator, supervisor or operator); repeat for each."
+        ),
+    ],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from standard input, not a prompt."
+        ),
+    ] = False,
+) -> None:
     """Make a console account, or give one a new password, name and roles."""
     settings = Settings()
     configure(settings.log_level, settings.log_json)
@@ -145,18 +153,23 @@ async def serve(url: str, settings: Settings, auth: AuthDir | None) -> None:
     ``<state_dir>/console``; on a deployment's, read from ``console_credentials_dir``."""
     if auth is None:
         assert settings.console_credentials_dir is not None
-        await bootstrap.run(url, settings, SYSTEM, from_folder(settings.console_credentials_dir),
-                            settings.nats_credentials)  # fmt: skip
+        await bootstrap.run(
+            url,
+            settings,
+            SYSTEM,
+            from_folder(settings.console_credentials_dir),
+            settings.nats_credentials,
+        )
         return
     admin = await bus.connect(url, "alongside-console-issuer", auth.credentials(ADMIN))
     system = await bus.connect(url, "alongside-console-system", auth.credentials(SYSTEM_USER))
     try:
         js = admin.jetstream()
-        store = Credentials(await js.key_value(topology.CREDENTIALS_BUCKET), js, auth, system,
-                            SYSTEM)  # fmt: skip
+        store = Credentials(
+            await js.key_value(topology.CREDENTIALS_BUCKET), js, auth, system, SYSTEM
+        )
         folder: Path = settings.state_dir / "console"
-        await bootstrap.run(url, settings, SYSTEM, issued_by(store, folder),
-                            auth.credentials(NAME))  # fmt: skip
+        await bootstrap.run(url, settings, SYSTEM, issued_by(store, folder), auth.credentials(NAME))
     finally:
         await system.close()
         await admin.close()

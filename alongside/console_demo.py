@@ -41,13 +41,16 @@ class Browser:
         self.base = base
         self._open = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
 
-    async def call(self, method: str, path: str, body: Any = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+    async def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            self.base + path, data=data, method=method,
+            self.base + path,
+            data=data,
+            method=method,
             headers={"Content-Type": "application/json", **(headers or {})},
-        )  # fmt: skip
+        )
 
         def send() -> tuple[int, Any]:
             try:
@@ -66,9 +69,17 @@ def free_port() -> int:
 
 
 async def show(
-    say: Callable[[str], None], nc: Nats, url: str, auth: AuthDir, credentials: Credentials,
-    state: Path, settings: Settings, clock: Clock, org: str, port: int | None,
-) -> Callable[[], Any]:  # fmt: skip
+    say: Callable[[str], None],
+    nc: Nats,
+    url: str,
+    auth: AuthDir,
+    credentials: Credentials,
+    state: Path,
+    settings: Settings,
+    clock: Clock,
+    org: str,
+    port: int | None,
+) -> Callable[[], Any]:
     """Serve the console (on ``port``, or any free one), make a coordinator of ``org``, and
     send an intake through it; returns what stops the console."""
     serving = port is not None  # after the demo too (`alongside demo --serve`)
@@ -77,10 +88,15 @@ async def show(
     await accounts.put(EMAIL, "Demo Coordinator", password, {org: "coordinator"})
     port = port or free_port()
     served = settings.model_copy(update={"http_port": port, "http_host": "127.0.0.1"})
-    task = asyncio.create_task(bootstrap.run(
-        url, served, clock, issued_by(credentials, state / "console"),
-        auth.credentials("console"),
-    ))  # fmt: skip
+    task = asyncio.create_task(
+        bootstrap.run(
+            url,
+            served,
+            clock,
+            issued_by(credentials, state / "console"),
+            auth.credentials("console"),
+        )
+    )
     browser = Browser(f"http://127.0.0.1:{port}")
     for _ in range(200):
         with contextlib.suppress(OSError):
@@ -90,59 +106,79 @@ async def show(
         await asyncio.sleep(0.05)
     commands = [p for p in schema["paths"] if "/commands/" in p]
     at = f" at http://127.0.0.1:{port}" if serving else ""  # else gone when the demo ends
-    say(f"  the console's HTTP API{at}: {len(commands)} commands "
-        f"(OpenAPI {schema['openapi']} at /openapi.json and /docs)")  # fmt: skip
+    say(
+        f"  the console's HTTP API{at}: {len(commands)} commands "
+        f"(OpenAPI {schema['openapi']} at /openapi.json and /docs)"
+    )
 
-    status, signed = await browser.call("POST", "/api/session",
-                                        {"email": EMAIL, "password": password})  # fmt: skip
+    status, signed = await browser.call(
+        "POST", "/api/session", {"email": EMAIL, "password": password}
+    )
     if status != 200:
         raise RuntimeError(f"the demo coordinator could not sign in: {status} {signed}")
-    say(f"  {EMAIL} signs in (argon2id; an HTTP-only cookie for a session held on the "
-        f"server, and a CSRF token), a coordinator of {org}")  # fmt: skip
+    say(
+        f"  {EMAIL} signs in (argon2id; an HTTP-only cookie for a session held on the "
+        f"server, and a CSRF token), a coordinator of {org}"
+    )
     headers = {CSRF_HEADER: signed["csrf_token"], "Idempotency-Key": "demo-http-intake"}
     intake = json.loads(sample.intake(random.Random(99), "case-http").model_dump_json())
     broken = {**intake, "client": {**intake["client"], "birth_year": 1850}}
     status, problem = await browser.call(
         "POST", f"/api/orgs/{org}/commands/SubmitIntake", broken, headers
     )
-    say(f"  POST SubmitIntake with a wrong year of birth: {status} {problem['title']}: "
-        f"{problem['detail']}")  # fmt: skip
+    say(
+        f"  POST SubmitIntake with a wrong year of birth: {status} {problem['title']}: "
+        f"{problem['detail']}"
+    )
     path = f"/api/orgs/{org}/commands/SubmitIntake"
     status, reply = await browser.call("POST", path, intake, headers)
     again_status, again = await browser.call("POST", path, intake, headers)
     if status != 200 or again != reply:
         raise RuntimeError(f"the intake over HTTP was not accepted once: {reply} / {again}")
-    say(f"  POST SubmitIntake case-http: {status} {reply['status']} (command {reply['command_id']}"
-        f" from the Idempotency-Key); sent again: {again_status}, the same reply")  # fmt: skip
+    say(
+        f"  POST SubmitIntake case-http: {status} {reply['status']} (command {reply['command_id']}"
+        f" from the Idempotency-Key); sent again: {again_status}, the same reply"
+    )
     status, view = await browser.call("GET", f"/api/orgs/{org}/cases/case-http")
-    last = await nc.jetstream().get_last_msg(topology.EVENTS_STREAM,
-                                             subjects.event(org, "CaseViewed"))  # fmt: skip
+    last = await nc.jetstream().get_last_msg(
+        topology.EVENTS_STREAM, subjects.event(org, "CaseViewed")
+    )
     viewed = RawEnvelope.model_validate_json(last.data or b"")
     if status != 200 or viewed.data["command_id"] != view["command_id"]:
         raise RuntimeError(f"the case view was not answered and recorded: {status} {view}")
     parties = len(view["case"]["intake"]["other_parties"])
-    say(f"  GET /api/orgs/{org}/cases/case-http: {status}, stage {view['case']['stage']}, "
+    say(
+        f"  GET /api/orgs/{org}/cases/case-http: {status}, stage {view['case']['stage']}, "
         f"{parties} other part{'y' if parties == 1 else 'ies'}; recorded as {viewed.type} by "
-        f"{viewed.data['viewed_by']}")  # fmt: skip
-    status, _ = await browser.call("POST", "/api/orgs/other-org/commands/SubmitIntake", intake,
-                                   headers)  # fmt: skip
+        f"{viewed.data['viewed_by']}"
+    )
+    status, _ = await browser.call(
+        "POST", "/api/orgs/other-org/commands/SubmitIntake", intake, headers
+    )
     say(f"  the same for an organisation the account has no role in: {status}")
     status, today = await browser.call("GET", f"/api/orgs/{org}/today")
     if status != 200:
         raise RuntimeError(f"today's lists were not answered: {status} {today}")
-    listed = ", ".join(f"{name.replace('_', ' ')} {count}"
-                       for name, count in today["counts"].items())  # fmt: skip
+    listed = ", ".join(
+        f"{name.replace('_', ' ')} {count}" for name, count in today["counts"].items()
+    )
     say(f"  GET /api/orgs/{org}/today (folded from {org}'s own events, ids only): {listed}")
     month = today["as_of"][:7]
     status, report = await browser.call("GET", f"/api/orgs/{org}/reports/{month}")
     first_s = (report["intake_to_first_proposal"]["median_hours"] or 0) * 3600
-    say(f"  GET /api/orgs/{org}/reports/{month}: {report['intakes']} intakes, first proposal "
+    say(
+        f"  GET /api/orgs/{org}/reports/{month}: {report['intakes']} intakes, first proposal "
         f"after {first_s:.1f} s (median), acceptance rate {report['acceptance_rate']}, "
-        f"waitlist {report['waitlist_size']}; every month as CSV at reports.csv")  # fmt: skip
+        f"waitlist {report['waitlist_size']}; every month as CSV at reports.csv"
+    )
     if serving:
-        say(f"  the console's pages (no script needed): http://127.0.0.1:{port}/orgs/{org} - "
-            f"sign in as {EMAIL}, password {password}")  # fmt: skip
+        say(
+            f"  the console's pages (no script needed): http://127.0.0.1:{port}/orgs/{org} - "
+            f"sign in as {EMAIL}, password {password}"
+        )
     else:
-        say("  the console's pages (no script needed) stop with the demo: "
-            "`alongside demo --serve` keeps them, with its data, and says where")  # fmt: skip
+        say(
+            "  the console's pages (no script needed) stop with the demo: "
+            "`alongside demo --serve` keeps them, with its data, and says where"
+        )
     return task.cancel

@@ -58,13 +58,17 @@ OrgFilter = Annotated[
     str | None, typer.Option("--org", help="One organisation's letters only.", show_default=False)
 ]
 ServiceFilter = Annotated[
-    str | None, typer.Option(help="One service's letters only (intake, rules, ...).",
-                             show_default=False),
-]  # fmt: skip
+    str | None,
+    typer.Option(help="One service's letters only (intake, rules, ...).", show_default=False),
+]
 PersonalData = Annotated[
-    bool, typer.Option("--personal-data", help="Also print the reason's words, the headers "
-                       "and the original as sent, which may hold a person's data (logged).")
-]  # fmt: skip
+    bool,
+    typer.Option(
+        "--personal-data",
+        help="Also print the reason's words, the headers "
+        "and the original as sent, which may hold a person's data (logged).",
+    ),
+]
 
 
 @app.callback()
@@ -104,16 +108,24 @@ class Letter:
 
     def summary(self, personal_data: bool = False) -> dict[str, Any]:
         said: dict[str, Any] = {
-            "sequence": self.sequence, "time": self.envelope.time.isoformat(),
-            "stored": self.stored.isoformat(), "org": self.org, "service": self.letter.service,
-            "subject": self.letter.subject, "failure": self.failure,
-            "deliveries": self.letter.deliveries, "size": self.letter.original_size,
+            "sequence": self.sequence,
+            "time": self.envelope.time.isoformat(),
+            "stored": self.stored.isoformat(),
+            "org": self.org,
+            "service": self.letter.service,
+            "subject": self.letter.subject,
+            "failure": self.failure,
+            "deliveries": self.letter.deliveries,
+            "size": self.letter.original_size,
             "kept_whole": not self.letter.original_truncated,
             "sha256": self.letter.original_sha256,
-        }  # fmt: skip
+        }
         if personal_data:
-            said |= {"reason": self.letter.reason, "headers": self.letter.headers,
-                     "original": self.letter.original}  # fmt: skip
+            said |= {
+                "reason": self.letter.reason,
+                "headers": self.letter.headers,
+                "original": self.letter.original,
+            }
         return said
 
 
@@ -171,8 +183,14 @@ async def replay(nc: Client, letter: Letter, keep: bool = False, timeout: float 
             return Replayed(letter, "not replayable: the event is not kept whole", False)
         body, headers = found
         headers[REPLAYED_HEADER] = f"{topology.DEADLETTER_STREAM}/{letter.sequence}"
-        await bus.publish_durably(js, letter.letter.subject, body, f"replay-{letter.envelope.id}",
-                                  topology.EVENTS_STREAM, headers)  # fmt: skip
+        await bus.publish_durably(
+            js,
+            letter.letter.subject,
+            body,
+            f"replay-{letter.envelope.id}",
+            topology.EVENTS_STREAM,
+            headers,
+        )
         outcome = "published"
     elif kind == ["cmd"]:
         sent = letter.original_bytes()
@@ -181,8 +199,13 @@ async def replay(nc: Client, letter: Letter, keep: bool = False, timeout: float 
         tokens = letter.letter.subject.split(".")
         try:
             reply = await AlongsideClient(nc).request_raw(
-                letter.org, tokens[3], subjects.command_type_of(letter.letter.subject), sent,
-                _sent_again(letter.letter.headers), timeout=timeout)  # fmt: skip
+                letter.org,
+                tokens[3],
+                subjects.command_type_of(letter.letter.subject),
+                sent,
+                _sent_again(letter.letter.headers),
+                timeout=timeout,
+            )
         except (NatsTimeoutError, NoRespondersError) as error:
             return Replayed(letter, f"not answered ({type(error).__name__}): kept", False)
         except ValidationError:
@@ -215,9 +238,14 @@ async def _event_of(js: JetStreamContext, letter: Letter) -> tuple[bytes, dict[s
 
 
 async def purge(
-    js: JetStreamContext, vault: Vault, sealer: Sealer, before: datetime,
-    org: str | None = None, service: str | None = None, by: str = "",
-) -> tuple[int, int]:  # fmt: skip
+    js: JetStreamContext,
+    vault: Vault,
+    sealer: Sealer,
+    before: datetime,
+    org: str | None = None,
+    service: str | None = None,
+    by: str = "",
+) -> tuple[int, int]:
     """Take every letter stored before ``before`` (of one organisation, one service) out of
     the stream; with no service named, also erase the keys of the days whose letters are
     all gone, so no copy of them (a backup) can be read after. The letters purged, and the
@@ -227,8 +255,9 @@ async def purge(
     if gone:
         # The stream keeps its letters in the order they were stored: all up to the last
         # one stored before ``before`` are older.
-        await js.purge_stream(topology.DEADLETTER_STREAM, subject=_subject(org, service),
-                              seq=gone[-1].sequence + 1)  # fmt: skip
+        await js.purge_stream(
+            topology.DEADLETTER_STREAM, subject=_subject(org, service), seq=gone[-1].sequence + 1
+        )
     erased = 0
     if service is None:
         left = {(letter.org, _day(letter.envelope.time)) for letter in kept[len(gone) :]}
@@ -284,8 +313,14 @@ def list_(
         return await letters_in(nc.jetstream(), _sealer(nc, settings), org, service)
 
     found = _run(listed)
-    log.info("deadletters_listed", org=org, service=service, count=len(found),
-             personal_data=personal_data, by=_who())  # fmt: skip
+    log.info(
+        "deadletters_listed",
+        org=org,
+        service=service,
+        count=len(found),
+        personal_data=personal_data,
+        by=_who(),
+    )
     for letter in found:
         typer.echo(json.dumps(letter.summary(personal_data)))
 
@@ -302,22 +337,33 @@ def show(
         return await letter_at(nc.jetstream(), _sealer(nc, settings), sequence)
 
     letter = _run(shown)
-    log.info("deadletter_shown", sequence=sequence, org=letter.org,
-             service=letter.letter.service, personal_data=personal_data, by=_who())  # fmt: skip
+    log.info(
+        "deadletter_shown",
+        sequence=sequence,
+        org=letter.org,
+        service=letter.letter.service,
+        personal_data=personal_data,
+        by=_who(),
+    )
     typer.echo(json.dumps(letter.summary(personal_data), indent=2))
 
 
 @app.command("replay")
 def replay_(
-    sequences: Annotated[list[int] | None, typer.Argument(
-        help="The letters' sequences (from `list`).", show_default=False)] = None,
-    every: Annotated[bool, typer.Option(
-        "--all", help="Every letter kept (of --org, --service), oldest first.")] = False,
+    sequences: Annotated[
+        list[int] | None,
+        typer.Argument(help="The letters' sequences (from `list`).", show_default=False),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every letter kept (of --org, --service), oldest first.")
+    ] = False,
     org: OrgFilter = None,
     service: ServiceFilter = None,
-    keep: Annotated[bool, typer.Option(
-        "--keep", help="Keep the letters in the stream after sending them again.")] = False,
-) -> None:  # fmt: skip
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Keep the letters in the stream after sending them again."),
+    ] = False,
+) -> None:
     """Send dead letters' messages again once what failed them is fixed: an event is
     published to EVENTS again, whole and with its own id (every consumer gets it again and
     handles its id once in effect); a command is sent again as it was, its reply printed.
@@ -330,22 +376,40 @@ def replay_(
 
     async def replayed(nc: Client, settings: Settings) -> list[Replayed]:
         js, sealer = nc.jetstream(), _sealer(nc, settings)
-        chosen = ([await letter_at(js, sealer, n) for n in sequences] if sequences
-                  else await letters_in(js, sealer, org, service))  # fmt: skip
+        chosen = (
+            [await letter_at(js, sealer, n) for n in sequences]
+            if sequences
+            else await letters_in(js, sealer, org, service)
+        )
         done = []
         for letter in chosen:
             result = await replay(nc, letter, keep)
-            log.info("deadletter_replayed", sequence=letter.sequence, org=letter.org,
-                     service=letter.letter.service, subject=letter.letter.subject,
-                     outcome=result.outcome, sent=result.sent, kept=keep, by=_who())  # fmt: skip
+            log.info(
+                "deadletter_replayed",
+                sequence=letter.sequence,
+                org=letter.org,
+                service=letter.letter.service,
+                subject=letter.letter.subject,
+                outcome=result.outcome,
+                sent=result.sent,
+                kept=keep,
+                by=_who(),
+            )
             done.append(result)
         return done
 
     results = _run(replayed)
     for result in results:
-        typer.echo(json.dumps({"sequence": result.letter.sequence, "org": result.letter.org,
-                               "subject": result.letter.letter.subject,
-                               "outcome": result.outcome}))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {
+                    "sequence": result.letter.sequence,
+                    "org": result.letter.org,
+                    "subject": result.letter.letter.subject,
+                    "outcome": result.outcome,
+                }
+            )
+        )
     unsent = sum(not result.sent for result in results)
     typer.echo(f"{len(results) - unsent} sent again, {unsent} not", err=True)
     if unsent:
@@ -354,12 +418,16 @@ def replay_(
 
 @app.command("purge")
 def purge_(
-    before: Annotated[datetime, typer.Option(
-        help="Purge the letters stored before this day (or moment, UTC unless it says).",
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"])],
+    before: Annotated[
+        datetime,
+        typer.Option(
+            help="Purge the letters stored before this day (or moment, UTC unless it says).",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        ),
+    ],
     org: OrgFilter = None,
     service: ServiceFilter = None,
-) -> None:  # fmt: skip
+) -> None:
     """Take the dead letters stored before a day out of the stream (of one organisation, one
     service); with no --service, also erase the keys their days were sealed with, so no
     copy of them can be read after. (The stream drops letters older than
@@ -370,11 +438,21 @@ def purge_(
     async def purged(nc: Client, settings: Settings) -> tuple[int, int]:
         js = nc.jetstream()
         vault = Vault.of(js, settings)
-        return await purge(js, vault, _sealer(nc, settings), moment, org, service,
-                           by=f"deadletters purge by {by}")  # fmt: skip
+        return await purge(
+            js, vault, _sealer(nc, settings), moment, org, service, by=f"deadletters purge by {by}"
+        )
 
     count, keys = _run(purged)
-    log.info("deadletters_purged", before=moment.isoformat(), org=org, service=service,
-             count=count, day_keys_erased=keys, by=by)  # fmt: skip
-    typer.echo(f"purged {count} dead letters stored before {moment.isoformat()}"
-               + (f"; erased {keys} day keys" if keys else ""))  # fmt: skip
+    log.info(
+        "deadletters_purged",
+        before=moment.isoformat(),
+        org=org,
+        service=service,
+        count=count,
+        day_keys_erased=keys,
+        by=by,
+    )
+    typer.echo(
+        f"purged {count} dead letters stored before {moment.isoformat()}"
+        + (f"; erased {keys} day keys" if keys else "")
+    )

@@ -151,16 +151,24 @@ async def _demo(
         # Spans kept here to show in step 8; a deployment sends them over OTLP.
         spans = InMemorySpanExporter()
         running = await services.start(
-            server.url, list(services.SERVICES), settings, clock,
-            credentials=auth.credentials, span_exporter=spans,
-        )  # fmt: skip
+            server.url,
+            list(services.SERVICES),
+            settings,
+            clock,
+            credentials=auth.credentials,
+            span_exporter=spans,
+        )
         console.print(f"Services running: {', '.join(services.SERVICES)}\n")
         client = AlongsideClient(nc, source="alongside/demo", clock=clock)
         vault = Vault.of(nc.jetstream(), settings)  # to read what the services sealed
-        decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET),
-                                   vault)  # fmt: skip
-        credentials = Credentials(await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET),
-                                  nc.jetstream(), auth, system, clock)  # fmt: skip
+        decisions = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET), vault)
+        credentials = Credentials(
+            await nc.jetstream().key_value(topology.CREDENTIALS_BUCKET),
+            nc.jetstream(),
+            auth,
+            system,
+            clock,
+        )
         try:
             await _organisations(client, nc, credentials, state, clock)
             await _register_everyone(client, rng, today)
@@ -176,15 +184,25 @@ async def _demo(
             console.print("\n[bold]11. The console: HTTP API, today's lists, reports, pages[/]")
             try:
                 stop_console = await console_demo.show(
-                    console.print, nc, server.url, auth, credentials, state, settings, clock,
-                    ORGS[0], serve_port,
-                )  # fmt: skip
+                    console.print,
+                    nc,
+                    server.url,
+                    auth,
+                    credentials,
+                    state,
+                    settings,
+                    clock,
+                    ORGS[0],
+                    serve_port,
+                )
             except RuntimeError as failure:
                 raise DemoFailed(str(failure)) from None
             console.rule("[bold green]demo complete")
             if serve_port is not None:
-                console.print("The console and the services keep running with the demo's "
-                              "data; Ctrl-C to stop.")  # fmt: skip
+                console.print(
+                    "The console and the services keep running with the demo's "
+                    "data; Ctrl-C to stop."
+                )
                 stopping = asyncio.Event()
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
                 await stopping.wait()  # or Ctrl-C, which cancels this
@@ -203,8 +221,10 @@ async def _organisations(
         await register(nc.jetstream(), org, name, Settings(), clock)
         issued = await credentials.issue(org, "subscriber", FEED)
         _creds_file(state, org).write_text(issued.text)
-        console.print(f"  registered {org} ({name}); its subscriber credential: "
-                      f"{_creds_file(state, org).name} (its events only)")  # fmt: skip
+        console.print(
+            f"  registered {org} ({name}); its subscriber credential: "
+            f"{_creds_file(state, org).name} (its events only)"
+        )
     typo = "harbor-ombudsman"
     reply = await client.submit(typo, sample.intake(random.Random(0), "case-typo"))
     expect(isinstance(reply, CommandRejected), "an intake for an unregistered org was accepted")
@@ -239,9 +259,12 @@ async def _register_everyone(client: AlongsideClient, rng: random.Random, today:
 
 
 async def _wait_for_decision(
-    decisions: DecisionReader, org: str, kind: Kind, subject_id: str,
+    decisions: DecisionReader,
+    org: str,
+    kind: Kind,
+    subject_id: str,
     until: Callable[[RulesDecision], bool] = lambda _: True,
-) -> RulesDecision:  # fmt: skip
+) -> RulesDecision:
     for _ in range(200):
         decision, _ = await decisions.get(org, kind, subject_id)
         if decision is not None and until(decision):
@@ -263,9 +286,12 @@ async def _eligibility(decisions: DecisionReader) -> set[str]:
         if n < 6:
             why = "; ".join(f.reason for f in decision.fired) or "every vetting requirement holds"
             table.add_row(
-                supporter_id, decision.outcome, escape(why), str(decision.lapses_on or "-"),
+                supporter_id,
+                decision.outcome,
+                escape(why),
+                str(decision.lapses_on or "-"),
                 decision.ruleset.version,
-            )  # fmt: skip
+            )
     console.print(table)
     console.print(f"  {len(eligible)} of {SUPPORTERS_PER_ORG} supporters eligible")
     expect(len(eligible) < SUPPORTERS_PER_ORG, "the vetting gaps made no one ineligible")
@@ -298,9 +324,21 @@ async def _matching(
     # Two English-speaking clients open to any method: enough supporters to show the choices.
     for case_id in ("case-a", "case-b"):
         story = sample.intake(random.Random(case_id), case_id)
-        await _accepted(client, org, story.model_copy(update={"client": story.client.model_copy(
-            update={"languages": ["en"], "methods": list(Method), "gender_preference": None}
-        )}))  # fmt: skip
+        await _accepted(
+            client,
+            org,
+            story.model_copy(
+                update={
+                    "client": story.client.model_copy(
+                        update={
+                            "languages": ["en"],
+                            "methods": list(Method),
+                            "gender_preference": None,
+                        }
+                    )
+                }
+            ),
+        )
     first, second = [await state(c, lambda m: m.status in settled) for c in ("case-a", "case-b")]
     proposed = [m for m in cases if m.status == "proposed" and m.case_id != "case-01"]
     expect(bool(proposed) and first.status == second.status == "proposed", "no proposals")
@@ -315,25 +353,37 @@ async def _matching(
 
     chosen = again.proposals[0].supporter_id
     await _accepted(client, org, AcceptProposal(case_id=first.case_id, supporter_id=chosen))
-    console.print(f"  {first.case_id}: the client chooses {chosen}; matching names them as the "
-                  "support person and waits for every party's consent")  # fmt: skip
+    console.print(
+        f"  {first.case_id}: the client chooses {chosen}; matching names them as the "
+        "support person and waits for every party's consent"
+    )
     await _wait_for_named(client, org, first.case_id)
     awaited: dict[str, Callable[[RulesDecision], bool]] = {
         "client": lambda d: d.fired[0].reason.endswith("from respondent."),
         "respondent": lambda d: d.outcome == "active",
     }
     for party, until in awaited.items():
-        await _accepted(client, org, GiveConsent(
-            case_id=first.case_id, party_id=party, stages=[Stage.ENTRY, Stage.INVESTIGATION],
-            given_on=today,
-        ))  # fmt: skip
+        await _accepted(
+            client,
+            org,
+            GiveConsent(
+                case_id=first.case_id,
+                party_id=party,
+                stages=[Stage.ENTRY, Stage.INVESTIGATION],
+                given_on=today,
+            ),
+        )
         decision = await _wait_for_decision(decisions, org, Kind.CONSENT, first.case_id, until)
         colour = "green" if decision.outcome == "active" else "yellow"
-        console.print(f"  {first.case_id}: {party} consents -> [{colour}]{decision.outcome}[/]: "
-                      f"{escape(decision.fired[0].reason)}")  # fmt: skip
+        console.print(
+            f"  {first.case_id}: {party} consents -> [{colour}]{decision.outcome}[/]: "
+            f"{escape(decision.fired[0].reason)}"
+        )
     await state(first.case_id, lambda m: m.status == "active")
-    console.print(f"  {first.case_id}: match with {chosen} [green]active[/]; scheduling is asked "
-                  "for a first meeting (MatchActivated)")  # fmt: skip
+    console.print(
+        f"  {first.case_id}: match with {chosen} [green]active[/]; scheduling is asked "
+        "for a first meeting (MatchActivated)"
+    )
     await _accepted(client, org, ChangeCaseStage(case_id=first.case_id, stage=Stage.INVESTIGATION))
     console.print(f"  {first.case_id}: moves from entry to investigation (consent covers it)")
 
@@ -346,15 +396,19 @@ async def _matching(
 
     await _accepted(client, org, RefuseService(case_id=third.case_id))
     refused = await state(third.case_id, lambda m: m.status == "refused")
-    console.print(f"  {refused.case_id}: the client refuses the service -> case closed, "
-                  f"{len(third.proposals)} holds released")  # fmt: skip
+    console.print(
+        f"  {refused.case_id}: the client refuses the service -> case closed, "
+        f"{len(third.proposals)} holds released"
+    )
 
     niue = sample.intake(random.Random(4), "case-niue")
     niue = niue.model_copy(update={"client": niue.client.model_copy(update={"languages": ["niu"]})})
     await _accepted(client, org, niue)
     waiting = await state("case-niue", lambda m: m.status == "waitlisted")
-    console.print(f"  case-niue: speaks only Niuean -> [yellow]waitlisted[/]: "
-                  f"{escape(waiting.waitlist_reason or '')}")  # fmt: skip
+    console.print(
+        f"  case-niue: speaks only Niuean -> [yellow]waitlisted[/]: "
+        f"{escape(waiting.waitlist_reason or '')}"
+    )
 
     family = FamilyOrFriend(
         kind="family", display_name="Aunt of the client", contact=Contact(phone="+64 21 555 0101")
@@ -400,18 +454,21 @@ def _show(match: CaseMatch, what: str) -> None:
 async def _scheduling(client: AlongsideClient, nc: Nats, vault: Vault, clock: Clock) -> None:
     org, case_id = ORGS[0], "case-a"
     console.print(f"\n[bold]4. Scheduling: first meeting, sessions, boundaries[/] ({org})")
-    journey = await scheduling_journey(client, nc, vault, org, case_id, clock,
-                                       say=console.print)  # fmt: skip
+    journey = await scheduling_journey(client, nc, vault, org, case_id, clock, say=console.print)
     zone = journey.zone
     reminder = await _next_event(client, org, "SessionReminderDue")
     expect(reminder.data["session_id"] == journey.extra.session_id, "another session's reminder")
-    console.print(f"  a day before it, the server publishes SessionReminderDue for "
-                  f"{reminder.data['session_id']} (a NATS message schedule: it fires even if "
-                  "no service is running)")  # fmt: skip
+    console.print(
+        f"  a day before it, the server publishes SessionReminderDue for "
+        f"{reminder.data['session_id']} (a NATS message schedule: it fires even if "
+        "no service is running)"
+    )
     ics = await calendar_for(nc.jetstream(), org, vault, case=case_id, clock=clock)
     sessions = ics.count(b"BEGIN:VEVENT")
-    console.print(f"  `alongside calendar --case {case_id}`: an iCalendar file of {sessions} "
-                  f"sessions, times in {zone.key}, no names")  # fmt: skip
+    console.print(
+        f"  `alongside calendar --case {case_id}`: an iCalendar file of {sessions} "
+        f"sessions, times in {zone.key}, no names"
+    )
 
 
 @dataclass(frozen=True)
@@ -426,9 +483,15 @@ class Journey:
 
 
 async def scheduling_journey(
-    client: AlongsideClient, nc: Nats, vault: Vault, org: str, case_id: str, clock: Clock,
-    say: Callable[[str], None] = lambda _: None, notes: str = "Wants to talk through the hearing.",
-) -> Journey:  # fmt: skip
+    client: AlongsideClient,
+    nc: Nats,
+    vault: Vault,
+    org: str,
+    case_id: str,
+    clock: Clock,
+    say: Callable[[str], None] = lambda _: None,
+    notes: str = "Wants to talk through the hearing.",
+) -> Journey:
     """From an active match: the first meeting (moved to moments from now, confirmed, held),
     the go-ahead with weekly sessions to the funded end, then session requests judged by the
     boundaries rules. Runs the same at any moment ``clock`` says it is: the tests run it on
@@ -438,24 +501,37 @@ async def scheduling_journey(
     zone = ZoneInfo(SchedulingPolicy().time_zone)
     offered = next((s for s in schedule.sessions if s.kind == "initial_meeting"), None)
     if offered is not None:
-        say(f"  {case_id}: first meeting offered at a time both are free: "
-            f"{_when(offered.start, zone)} by {offered.method.value}")  # fmt: skip
+        say(
+            f"  {case_id}: first meeting offered at a time both are free: "
+            f"{_when(offered.start, zone)} by {offered.method.value}"
+        )
     else:
         say(f"  {case_id}: their weekly availability does not overlap")
     start = clock() + timedelta(seconds=2)
     await _accepted(client, org, ProposeMeetingTime(case_id=case_id, by="supporter", start=start))
     await _accepted(client, org, ConfirmMeeting(case_id=case_id, by="client"))
-    say(f"  the supporter proposes {_when(start, zone)} instead (moments from now, for the "
-        "demo); the client confirms -> booked")  # fmt: skip
-    booked = await _until(lambda: _load(schedules, org, case_id, lambda s: any(
-        x.kind == "initial_meeting" and x.status == "booked" for x in s.sessions
-    )), "the meeting was not booked")  # fmt: skip
+    say(
+        f"  the supporter proposes {_when(start, zone)} instead (moments from now, for the "
+        "demo); the client confirms -> booked"
+    )
+    booked = await _until(
+        lambda: _load(
+            schedules,
+            org,
+            case_id,
+            lambda s: any(x.kind == "initial_meeting" and x.status == "booked" for x in s.sessions),
+        ),
+        "the meeting was not booked",
+    )
     meeting = next(
         s for s in booked.sessions if s.kind == "initial_meeting" and s.status == "booked"
     )
     await clock.sleep_until(meeting.start + timedelta(seconds=0.2))
-    await _accepted(client, org, RecordAttendance(case_id=case_id, session_id=meeting.session_id,
-                                                  outcome="completed"))  # fmt: skip
+    await _accepted(
+        client,
+        org,
+        RecordAttendance(case_id=case_id, session_id=meeting.session_id, outcome="completed"),
+    )
     next_week = (clock().astimezone(zone) + timedelta(days=7)).replace(
         hour=18, minute=0, second=0, microsecond=0
     )
@@ -473,11 +549,13 @@ async def scheduling_journey(
     soon = clock() + timedelta(days=1, seconds=3)
     method = going.method or Method.PHONE
 
-    def book(start: datetime, minutes: int = 60, purposes: tuple[str, ...] = (),
-             notes: str | None = None) -> BookSession:  # fmt: skip
+    def book(
+        start: datetime, minutes: int = 60, purposes: tuple[str, ...] = (), notes: str | None = None
+    ) -> BookSession:
         extra = {"purposes": list(purposes)} if purposes else {}
-        return BookSession(case_id=case_id, start=start, minutes=minutes, method=method,
-                           notes=notes, **extra)  # fmt: skip
+        return BookSession(
+            case_id=case_id, start=start, minutes=minutes, method=method, notes=notes, **extra
+        )
 
     refused: dict[str, list[str]] = {}
 
@@ -495,15 +573,23 @@ async def scheduling_journey(
     say("  both agree to meet up to twice a week (RecordFrequencyAgreement)")
     await refusal("help with a legal letter", book(soon, purposes=("legal_advice",)))
     # Not on the peer role's list, in whatever words: the boundaries allow only what is.
-    await refusal("someone to speak for me at the hearing",
-                  book(soon, purposes=("listening", "represent_me_at_the_hearing")))  # fmt: skip
+    await refusal(
+        "someone to speak for me at the hearing",
+        book(soon, purposes=("listening", "represent_me_at_the_hearing")),
+    )
     await refusal("a 20-minute session", book(soon, minutes=20))
     await _accepted(client, org, book(soon, notes=notes))
     say("  the extra session tomorrow: booked, its notes kept sealed with the client's key")
     await refusal("a third session within a week", book(soon + timedelta(hours=2)))
-    final = await _until(lambda: _load(schedules, org, case_id, lambda s: any(
-        x.kind == "extra" and x.status == "booked" for x in s.sessions
-    )), "the extra session was not booked")  # fmt: skip
+    final = await _until(
+        lambda: _load(
+            schedules,
+            org,
+            case_id,
+            lambda s: any(x.kind == "extra" and x.status == "booked" for x in s.sessions),
+        ),
+        "the extra session was not booked",
+    )
     extra = next(s for s in final.sessions if s.kind == "extra" and s.status == "booked")
     return Journey(final, extra, refused, zone)
 
@@ -518,9 +604,11 @@ async def _next_event(client: AlongsideClient, org: str, event_type: str) -> Raw
 
 
 async def _load(
-    store: RecordStore[CaseSchedule], org: str, case_id: str,
+    store: RecordStore[CaseSchedule],
+    org: str,
+    case_id: str,
     until: Callable[[CaseSchedule], bool] = lambda _: True,
-) -> CaseSchedule | None:  # fmt: skip
+) -> CaseSchedule | None:
     stored, _ = await store.load(org, case_id)
     return stored.record if stored and stored.outbox is None and until(stored.record) else None
 
@@ -540,9 +628,13 @@ def _when(moment: datetime, zone: ZoneInfo, day: bool = False) -> str:
 
 
 async def _publish_live(
-    client: AlongsideClient, nc: Nats, decisions: DecisionReader, eligible_before: set[str],
-    clock: Clock, vault: Vault,
-) -> None:  # fmt: skip
+    client: AlongsideClient,
+    nc: Nats,
+    decisions: DecisionReader,
+    eligible_before: set[str],
+    clock: Clock,
+    vault: Vault,
+) -> None:
     org = ORGS[0]
     console.print(f"\n[bold]5. An ops person publishes {org}'s eligibility override, live[/]")
     console.print(
@@ -585,9 +677,11 @@ async def _publish_live(
 
 
 async def _withdrawn(
-    client: AlongsideClient, matches: RecordStore[CaseMatch], open_before: dict[str, CaseMatch],
+    client: AlongsideClient,
+    matches: RecordStore[CaseMatch],
+    open_before: dict[str, CaseMatch],
     unfit: set[str],
-) -> None:  # fmt: skip
+) -> None:
     """Nobody unsafe is chosen: the open proposals naming a supporter who is no longer
     eligible are withdrawn, and each client is offered someone else (or waitlisted, saying
     why); a choice of a withdrawn supporter is refused with the rules' reason."""
@@ -617,8 +711,10 @@ async def _withdrawn(
             waitlisted += 1
             instead = f"[yellow]waitlisted[/]: {escape(match.waitlist_reason or '')}"
         console.print(f"  {case_id}: {', '.join(gone)} withdrawn (no longer eligible) -> {instead}")
-    console.print(f"  proposals withdrawn in {len(affected)} cases: {reoffered} clients offered "
-                  f"others at once, {waitlisted} waitlisted with the reason")  # fmt: skip
+    console.print(
+        f"  proposals withdrawn in {len(affected)} cases: {reoffered} clients offered "
+        f"others at once, {waitlisted} waitlisted with the reason"
+    )
     case_id, gone = sorted(affected.items())[0]
     reply = await client.submit(org, AcceptProposal(case_id=case_id, supporter_id=gone[0]))
     expect(isinstance(reply, CommandRejected), "a withdrawn supporter was accepted")
@@ -673,8 +769,11 @@ async def _refusals(client: AlongsideClient, nc: Nats, vault: Vault, clock: Cloc
     expect(isinstance(reply, CommandRejected), "a deeply nested message went unanswered")
     _print_rejection("a message nested 20,000 deep", reply)
 
-    unkeyable = json.loads(wrap(sample.intake(random.Random(5), "case-odd-id"), org=org,
-                                source="demo", time=clock()).model_dump_json())  # fmt: skip
+    unkeyable = json.loads(
+        wrap(
+            sample.intake(random.Random(5), "case-odd-id"), org=org, source="demo", time=clock()
+        ).model_dump_json()
+    )
     unkeyable["id"] = "retry:1"
     reply = await client.send_raw(org, "intake", "SubmitIntake", json.dumps(unkeyable).encode())
     expect(isinstance(reply, CommandRejected), "a command id the store cannot key was accepted")
@@ -722,8 +821,10 @@ def _creds_file(state: Path, org: str) -> Path:
 
 
 async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -> None:
-    console.print("\n[bold]7. Outside subscribers that know only contracts/ and their "
-                  "organisation's credentials[/]")  # fmt: skip
+    console.print(
+        "\n[bold]7. Outside subscribers that know only contracts/ and their "
+        "organisation's credentials[/]"
+    )
     table = Table("organisation", "event", "count")
     refusals = []
     for org, other in zip(ORGS, reversed(ORGS), strict=True):
@@ -733,9 +834,11 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
             said.append(str(error))
 
         nc = await nats.connect(
-            url, user_credentials=str(_creds_file(state, org)),
-            inbox_prefix=subjects.org_inbox(org, FEED), error_cb=on_error,
-        )  # fmt: skip
+            url,
+            user_credentials=str(_creds_file(state, org)),
+            inbox_prefix=subjects.org_inbox(org, FEED),
+            error_cb=on_error,
+        )
         try:
             counts: Counter[str] = Counter()
             # through the durable consumer the operator made for it, named as it
@@ -749,13 +852,15 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
             with contextlib.suppress(NatsTimeoutError):
                 await nc.jetstream(timeout=1).stream_info(subjects.org_events_stream(other))
             with contextlib.suppress(NatsTimeoutError):
-                await nc.request(subjects.command(other, "intake", "SubmitIntake", FEED), b"{}",
-                                 timeout=1)  # fmt: skip
+                await nc.request(
+                    subjects.command(other, "intake", "SubmitIntake", FEED), b"{}", timeout=1
+                )
             # Nor, being a subscriber, its own organisation's commands, or a consumer of its
             # own making (one could aim its events anywhere).
             with contextlib.suppress(NatsTimeoutError):
-                await nc.request(subjects.command(org, "intake", "ViewCase", FEED), b"{}",
-                                 timeout=1)  # fmt: skip
+                await nc.request(
+                    subjects.command(org, "intake", "ViewCase", FEED), b"{}", timeout=1
+                )
             with contextlib.suppress(NatsTimeoutError):
                 await nc.jetstream(timeout=1).add_consumer(
                     subjects.org_events_stream(org), durable_name="mine"
@@ -764,17 +869,21 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
             await asyncio.sleep(0.2)
         finally:
             await nc.close()
-        expect(len(refused) >= 5, f"{org}'s subscriber credential reached more than its "
-               f"feed: {refused}")  # fmt: skip
+        expect(
+            len(refused) >= 5,
+            f"{org}'s subscriber credential reached more than its feed: {refused}",
+        )
         refusals.append((org, other, refused))
     console.print(table)
     console.print(
         "  each organisation's feed holds only its own events; none carries names or contacts"
     )
     for org, other, refused in refusals:
-        console.print(f"  {org}'s subscriber credential on {other}'s subjects, its own "
-                      "organisation's commands and a consumer of its own, refused by the "
-                      "server:")  # fmt: skip
+        console.print(
+            f"  {org}'s subscriber credential on {other}'s subjects, its own "
+            "organisation's commands and a consumer of its own, refused by the "
+            "server:"
+        )
         for said in refused:
             console.print(f"    {escape(said)}")
     # A credential revoked is refused at once, with no restart of anything.
@@ -785,21 +894,29 @@ async def _outside_subscriber(url: str, state: Path, credentials: Credentials) -
         pass
 
     try:
-        late = await nats.connect(url, user_credentials=str(_creds_file(state, org)),
-                                  allow_reconnect=False, max_reconnect_attempts=0,
-                                  error_cb=said_below)  # fmt: skip
+        late = await nats.connect(
+            url,
+            user_credentials=str(_creds_file(state, org)),
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            error_cb=said_below,
+        )
     except nats.errors.Error as error:
-        console.print(f"  {org}'s credential revoked (alongside orgs revoke); connecting "
-                      f"with it now: {escape(str(error))}")  # fmt: skip
+        console.print(
+            f"  {org}'s credential revoked (alongside orgs revoke); connecting "
+            f"with it now: {escape(str(error))}"
+        )
     else:
         await late.close()
         raise DemoFailed(f"{org}'s revoked credential still connects")
 
 
 async def _operators_view(
-    client: AlongsideClient, running: services.Running, spans: InMemorySpanExporter,
+    client: AlongsideClient,
+    running: services.Running,
+    spans: InMemorySpanExporter,
     vault: Vault,
-) -> None:  # fmt: skip
+) -> None:
     """What an operator follows: one intake's trace across services, and the counters."""
     console.print("\n[bold]8. What an operator sees: one trace, and /metrics[/]")
     org = ORGS[0]
@@ -807,16 +924,20 @@ async def _operators_view(
     expect(bool(trail) and trail[0].traceparent is not None, "case-00 has no traced events")
     trace = str(trail[0].traceparent).split("-")[1]
     same = [e.type for e in trail if e.traceparent and e.traceparent.split("-")[1] == trace]
-    console.print(f"  trace {trace[:12]}… of case-00's intake, through intake, rules and "
-                  f"matching: {', '.join(dict.fromkeys(same))}")  # fmt: skip
+    console.print(
+        f"  trace {trace[:12]}… of case-00's intake, through intake, rules and "
+        f"matching: {', '.join(dict.fromkeys(same))}"
+    )
     proposed = next((e for e in trail if e.type == MatchProposed.type_name), None)
     if proposed is None or proposed.traceparent is None:
         raise DemoFailed("case-00 has no traced proposal")
     running.flush_spans()
     lineage = tracing.lineage(spans.get_finished_spans(), proposed.traceparent)
     expect(len(lineage) >= 3, f"the proposal's spans do not lead back to the intake: {lineage}")
-    console.print("  its OpenTelemetry spans, from the proposal back to the intake "
-                  "(each the parent of the one above):")  # fmt: skip
+    console.print(
+        "  its OpenTelemetry spans, from the proposal back to the intake "
+        "(each the parent of the one above):"
+    )
     for span in lineage:
         console.print(f"    {tracing.service_of(span):<22} {span.name.split('.', 2)[-1]}")
     await _decision_logged(client, org, vault)
@@ -835,8 +956,10 @@ async def _subject_access(client: AlongsideClient) -> None:
     if not isinstance(reply, PersonData):
         raise DemoFailed(f"ExportPersonData was not answered with the data: {reply}")
     kept = ", ".join(name for name, value in reply.held.items() if value is not None)
-    console.print(f"  ExportPersonData for case-00: {len(json.dumps(reply.held))} bytes of JSON "
-                  f"from {kept}; nothing of it stored again")  # fmt: skip
+    console.print(
+        f"  ExportPersonData for case-00: {len(json.dumps(reply.held))} bytes of JSON "
+        f"from {kept}; nothing of it stored again"
+    )
     recorded = await _next_event(client, org, PersonDataExported.type_name)
     console.print(
         f"  recorded as {recorded.type}: {recorded.data['person']} "
@@ -855,23 +978,29 @@ async def _erasure(client: AlongsideClient, nc: Nats, vault: Vault) -> None:
     before = states[case_id]
     await _accepted(client, org, EraseClient(case_id=case_id))
     erased = await _next_event(client, org, ClientErased.type_name)
-    console.print(f"  EraseClient {case_id}: its key destroyed, its case record removed, "
-                  f"{erased.type} published")  # fmt: skip
+    console.print(
+        f"  EraseClient {case_id}: its key destroyed, its case record removed, "
+        f"{erased.type} published"
+    )
     for _ in range(100):
         after = await _match_state(nc, vault, org, case_id)
         if after.status == "erased":
             break
         await asyncio.sleep(0.05)
     expect(after.status == "erased", f"matching did not end {case_id}")
-    console.print(f"  matching's record of {case_id}: {before.status} -> {after.status}, "
-                  f"{len(before.proposals)} explained proposals -> {len(after.proposals)}; "
-                  f"the slots it held are free again")  # fmt: skip
+    console.print(
+        f"  matching's record of {case_id}: {before.status} -> {after.status}, "
+        f"{len(before.proposals)} explained proposals -> {len(after.proposals)}; "
+        f"the slots it held are free again"
+    )
     again = await client.request(org, ExportPersonData(person="client", subject_id=case_id))
     expect(isinstance(again, CommandRejected), "an erased client's data was exported")
     assert isinstance(again, CommandRejected)
     console.print(f"  ExportPersonData for {case_id} now: {again.errors[0].reason}")
-    console.print("  a closed case goes the same way when its organisation's retention ends "
-                  "(`alongside orgs retention ORG DAYS`; seven years unless set)")  # fmt: skip
+    console.print(
+        "  a closed case goes the same way when its organisation's retention ends "
+        "(`alongside orgs retention ORG DAYS`; seven years unless set)"
+    )
 
 
 async def _match_state(nc: Nats, vault: Vault, org: str, case_id: str) -> CaseMatch:
@@ -885,8 +1014,11 @@ async def _match_state(nc: Nats, vault: Vault, org: str, case_id: str) -> CaseMa
 async def _decision_logged(client: AlongsideClient, org: str, vault: Vault) -> None:
     """Why a supporter was found ineligible: the public event names no rule; its decision
     id resolves in the decision log, which only operators read."""
-    latest = {e.data["supporter_id"]: e async for e in client.events(org)
-              if e.type == SupporterEligibilityDecided.type_name}  # fmt: skip
+    latest = {
+        e.data["supporter_id"]: e
+        async for e in client.events(org)
+        if e.type == SupporterEligibilityDecided.type_name
+    }
     refused = [e for e in latest.values() if not e.data["eligible"]]
     expect(bool(refused), "no supporter is ineligible")
     event = refused[0]
@@ -895,18 +1027,22 @@ async def _decision_logged(client: AlongsideClient, org: str, vault: Vault) -> N
     if logged is None:
         raise DemoFailed(f"decision {event.data['decision_id']} is not in the decision log")
     decision = logged.decision
-    console.print(f"  the decision log (operators only; kept for the organisation's audit "
-                  f"period): {event.type} for {decision.subject_id} names no rule; its "
-                  f"decision_id {decision.decision_id} resolves to "
-                  f"(alongside rules explain --decision ID):")  # fmt: skip
+    console.print(
+        f"  the decision log (operators only; kept for the organisation's audit "
+        f"period): {event.type} for {decision.subject_id} names no rule; its "
+        f"decision_id {decision.decision_id} resolves to "
+        f"(alongside rules explain --decision ID):"
+    )
     for fired in decision.fired:
         console.print(f"    {fired.rule}: {escape(fired.reason)}")
 
 
 def _metric_samples() -> list[tuple[str, str, str]]:
-    wanted = {"alongside_events_published_total": {"IntakeReceived", "MatchProposed",
-                                                   "ClientWaitlisted"},
-              "alongside_dead_letters_total": None, "alongside_commands_total": None}  # fmt: skip
+    wanted = {
+        "alongside_events_published_total": {"IntakeReceived", "MatchProposed", "ClientWaitlisted"},
+        "alongside_dead_letters_total": None,
+        "alongside_commands_total": None,
+    }
     rows = []
     for family in metrics.REGISTRY.collect():
         for sample_ in family.samples:

@@ -59,9 +59,12 @@ def parse(text: str, result: Imported) -> list[tuple[int, SubmitIntake]]:
 
 
 async def import_intakes(
-    client: AlongsideClient, org: str, text: str,
-    submitted: Callable[[], None] = lambda: None, ready: Callable[[str], None] = lambda _: None,
-) -> Imported:  # fmt: skip
+    client: AlongsideClient,
+    org: str,
+    text: str,
+    submitted: Callable[[], None] = lambda: None,
+    ready: Callable[[str], None] = lambda _: None,
+) -> Imported:
     """Submit every intake of ``text`` (JSON lines), then have matching assign them together.
     ``submitted`` is called after each intake, ``ready`` with matching's progress."""
     result = Imported(batch_id_of(text))

@@ -125,10 +125,15 @@ def explain(
     org: OrgOpt,
     kind: Annotated[Kind | None, typer.Argument(help="Which ruleset.")] = None,
     file: Annotated[str | None, typer.Argument(help="JSON facts; - for standard input.")] = None,
-    decision_id: Annotated[str | None, typer.Option(
-        "--decision", help="Explain a past decision by the id its event carries, from the "
-                           "decision log, instead.")] = None,
-) -> None:  # fmt: skip
+    decision_id: Annotated[
+        str | None,
+        typer.Option(
+            "--decision",
+            help="Explain a past decision by the id its event carries, from the "
+            "decision log, instead.",
+        ),
+    ] = None,
+) -> None:
     """Evaluate one fact on the live ruleset and say which rules fired and why; or, with
     --decision, say why a past decision came out as it did."""
     settings = Settings()
@@ -179,12 +184,16 @@ async def _explain_logged(settings: Settings, org: str, decision_id: str) -> Non
     finally:
         await nc.close()
     if logged is None:
-        raise CliError(f"no decision {decision_id} of {org} in the decision log (ids are on "
-                       "decision events; entries past the audit period are gone)")  # fmt: skip
+        raise CliError(
+            f"no decision {decision_id} of {org} in the decision log (ids are on "
+            "decision events; entries past the audit period are gone)"
+        )
     decision = logged.decision
-    typer.echo(f"{decision.kind.value} of {decision.subject_id}, decided "
-               f"{decision.decided_at.isoformat()}"
-               + (f" after message {logged.cause_id}" if logged.cause_id else ""))  # fmt: skip
+    typer.echo(
+        f"{decision.kind.value} of {decision.subject_id}, decided "
+        f"{decision.decided_at.isoformat()}"
+        + (f" after message {logged.cause_id}" if logged.cause_id else "")
+    )
     _say(decision)
 
 
@@ -208,8 +217,10 @@ def decisions(
             typer.echo(f"no logged decision about {subject_id} in {org}")
         for logged in found:
             d = logged.decision
-            typer.echo(f"{d.decided_at.isoformat()}  {d.kind.value:<16} {d.outcome:<10} "
-                       f"{d.ruleset.id}  {d.decision_id}")  # fmt: skip
+            typer.echo(
+                f"{d.decided_at.isoformat()}  {d.kind.value:<16} {d.outcome:<10} "
+                f"{d.ruleset.id}  {d.decision_id}"
+            )
 
     asyncio.run(run())
 

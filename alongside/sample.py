@@ -47,9 +47,15 @@ FIRST_NAMES = [
     "Mia",
 ]
 LIVED_EXPERIENCE = [
-    "tenancy_dispute", "homelessness", "addiction", "mental_health", "prison",
-    "domestic_violence", "employment_dispute", "benefits_dispute",
-]  # fmt: skip
+    "tenancy_dispute",
+    "homelessness",
+    "addiction",
+    "mental_health",
+    "prison",
+    "domestic_violence",
+    "employment_dispute",
+    "benefits_dispute",
+]
 LANGUAGES = ["en", "en", "en", "mi", "sm", "to", "zh", "hi", "ar"]
 REGIONS = ["north", "central", "south"]
 SCHEMES = ["tenancy_tribunal", "banking_ombudsman", "employment_relations"]
@@ -96,7 +102,9 @@ def vetting(rng: random.Random, supporter_id: str, today: date) -> list[RecordVe
     issued = today - timedelta(days=rng.randint(30, 700))
     evidence = [
         RecordCheck(
-            issued_on=issued, expires_on=issued + timedelta(days=730), clear=True,
+            issued_on=issued,
+            expires_on=issued + timedelta(days=730),
+            clear=True,
             reference=f"RC-{rng.randint(100000, 999999)}",
         ),
         Interview(held_on=issued, passed=True),
@@ -105,7 +113,7 @@ def vetting(rng: random.Random, supporter_id: str, today: date) -> list[RecordVe
         Recovery(since=issued - timedelta(days=rng.randint(200, 3000))),
         Training(course="peer_support_foundations", completed_on=issued + timedelta(days=14)),
         Supervision(session="supervision", attended_on=today - timedelta(days=rng.randint(1, 40))),
-    ]  # fmt: skip
+    ]
     return [RecordVettingEvidence(supporter_id=supporter_id, evidence=e) for e in evidence]
 
 

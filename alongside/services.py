@@ -99,10 +99,14 @@ class Running:
 
 
 async def start(
-    url: str, names: list[str], settings: Settings | None = None, clock: Clock = SYSTEM,
+    url: str,
+    names: list[str],
+    settings: Settings | None = None,
+    clock: Clock = SYSTEM,
     credentials: Callable[[str], Path | None] = lambda service: None,
-    span_exporter: SpanExporter | None = None, running: Running | None = None,
-) -> Running:  # fmt: skip
+    span_exporter: SpanExporter | None = None,
+    running: Running | None = None,
+) -> Running:
     """Start the named services; each gets its own broker (connection), as the user
     ``credentials(name)`` names (its own, allowed only what it needs). Every service, its
     sweeps included, reads the time from ``clock``. Spans of every message handled go to
@@ -140,8 +144,9 @@ async def _from_zero(broker: NatsBroker, name: str, clock: Clock) -> None:
     organisations registered now among them: dashboards show 0, not "no data"."""
     try:
         js = broker.connection.jetstream()
-        orgs = [r.org for r in await Registry(await js.key_value(topology.REGISTRY_BUCKET),
-                                               clock).all()]  # fmt: skip
+        orgs = [
+            r.org for r in await Registry(await js.key_value(topology.REGISTRY_BUCKET), clock).all()
+        ]
     except Exception as error:  # never what stops a service: the rest still start at zero
         log.warning("registry_unread_for_metrics", service=name, error=type(error).__name__)
         orgs = []

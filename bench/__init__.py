@@ -44,21 +44,31 @@ def master_key_env(folder: Path) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def console_serving(
-    url: str, auth: AuthDir, state: Path, settings: Settings, admin: Client,
-    credentials: Credentials, org: str,
-) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
+    url: str,
+    auth: AuthDir,
+    state: Path,
+    settings: Settings,
+    admin: Client,
+    credentials: Credentials,
+    org: str,
+) -> AsyncIterator[httpx.AsyncClient]:
     """The console served by uvicorn on a loopback port, as ``alongside up`` serves it (the
     organisation's own credential), and an HTTP client signed in as a coordinator of
     ``org`` (its CSRF token in every request's headers)."""
-    accounts = Accounts(await admin.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET),
-                        SYSTEM)  # fmt: skip
+    accounts = Accounts(await admin.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), SYSTEM)
     password = "a long benchmark password"
     await accounts.put("bench@example.org", "Bench", password, {org: "coordinator"})
     port = free_port()
     served = settings.model_copy(update={"http_port": port})
-    console = asyncio.create_task(bootstrap.run(url, served, SYSTEM,
-                                                issued_by(credentials, state / "console"),
-                                                auth.credentials("console")))  # fmt: skip
+    console = asyncio.create_task(
+        bootstrap.run(
+            url,
+            served,
+            SYSTEM,
+            issued_by(credentials, state / "console"),
+            auth.credentials("console"),
+        )
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             for _ in range(200):
@@ -66,8 +76,9 @@ async def console_serving(
                     if (await http.get("/sign-in")).status_code == 200:
                         break
                 await asyncio.sleep(0.05)
-            signed = await http.post("/api/session", json={"email": "bench@example.org",
-                                                           "password": password})  # fmt: skip
+            signed = await http.post(
+                "/api/session", json={"email": "bench@example.org", "password": password}
+            )
             http.headers[CSRF_HEADER] = signed.json()["csrf_token"]
             yield http
     finally:
@@ -87,8 +98,9 @@ async def register_vetted(
     for n in range(count):
         command = sample.supporter(rng, f"s{n}")
         profile = command.profile.model_copy(update={"caseload_cap": cap})
-        people.append([command.model_copy(update={"profile": profile}),
-                       *sample.vetting(rng, f"s{n}", today)])  # fmt: skip
+        people.append(
+            [command.model_copy(update={"profile": profile}), *sample.vetting(rng, f"s{n}", today)]
+        )
     queue = iter(people)
 
     async def worker() -> None:
@@ -101,9 +113,10 @@ async def register_vetted(
 
 
 async def settled(
-    nc: Client, consumers: Sequence[topology.ConsumerSpec] = topology.CONSUMERS,
+    nc: Client,
+    consumers: Sequence[topology.ConsumerSpec] = topology.CONSUMERS,
     timeout_s: float = 600,
-) -> None:  # fmt: skip
+) -> None:
     """Until the services' consumers have taken in every event (two seconds with nothing
     pending): a bench measures its steps, not the backlog of its setup."""
     js, quiet = nc.jetstream(), 0

@@ -70,8 +70,13 @@ async def measure(
     await topology.provision(admin.jetstream(), settings)
     await register(admin.jetstream(), ORG)
     running = await services.start(url, ["intake"], settings, credentials=auth.credentials)
-    credentials = Credentials(await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),
-                              admin.jetstream(), auth, system, SYSTEM)  # fmt: skip
+    credentials = Credentials(
+        await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),
+        admin.jetstream(),
+        auth,
+        system,
+        SYSTEM,
+    )
     org_creds = state / "org.creds"
     org_creds.write_text((await credentials.issue(ORG, "integration", "bench-cli")).text)
     as_org = await bus.connect(url, "bench-org", org_creds)
@@ -89,9 +94,10 @@ async def measure(
                 i = next(count)
                 body = json.loads(sample.intake(rng, f"h{i}").model_dump_json())
                 response = await http.post(
-                    f"/api/orgs/{ORG}/commands/SubmitIntake", json=body,
+                    f"/api/orgs/{ORG}/commands/SubmitIntake",
+                    json=body,
                     headers={"Idempotency-Key": f"bench-{i}"},
-                )  # fmt: skip
+                )
                 assert response.status_code == 200, response.text
 
             timings: dict[str, list[float]] = {"nats": [], "http": []}
@@ -110,10 +116,12 @@ async def measure(
         await system.close()
         await admin.close()
     figures: dict[str, object] = {
-        "seed": SEED, "n_per_round": n, "rounds": rounds,
+        "seed": SEED,
+        "n_per_round": n,
+        "rounds": rounds,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-    }  # fmt: skip
+        f"Python {platform.python_version()}",
+    }
     for name, values in timings.items():
         figures[f"{name}_p50_ms"] = round(statistics.median(values), 3)
         figures[f"{name}_p99_ms"] = round(percentile(values, 0.99), 3)
@@ -132,8 +140,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     figures = asyncio.run(run(args.n, args.rounds))
-    print(f"p50 {figures['nats_p50_ms']} ms over NATS, {figures['http_p50_ms']} ms over HTTP "
-          f"(x{figures['http_to_nats_p50_ratio']})", file=sys.stderr)  # fmt: skip
+    print(
+        f"p50 {figures['nats_p50_ms']} ms over NATS, {figures['http_p50_ms']} ms over HTTP "
+        f"(x{figures['http_to_nats_p50_ratio']})",
+        file=sys.stderr,
+    )
     print(json.dumps(figures))
 
 

@@ -99,71 +99,157 @@ def history(supporters: int, cases: int, now: datetime) -> list[tuple[Event, dat
             (SupporterRegistered(supporter_id=sid, region="auckland", caseload_cap=3), at)
         )
         for kind in ("record_check", "interview", "training"):
-            events.append((VettingEvidenceRecorded(supporter_id=sid, kind=kind,
-                                                   recorded_for=at.date()), at))  # fmt: skip
+            events.append(
+                (VettingEvidenceRecorded(supporter_id=sid, kind=kind, recorded_for=at.date()), at)
+            )
         lapses = now.date() + timedelta(days=rng.randint(-30, 400))
-        events.append((SupporterEligibilityDecided(supporter_id=sid, eligible=True,
-                                                   lapses_on=lapses, ruleset=ref), at))  # fmt: skip
+        events.append(
+            (
+                SupporterEligibilityDecided(
+                    supporter_id=sid, eligible=True, lapses_on=lapses, ruleset=ref
+                ),
+                at,
+            )
+        )
         for k, kind in enumerate(("supervision", "team_debrief")):
             start = now + timedelta(days=rng.uniform(-20, 20))
-            events.append((SupervisionScheduled(supporter_id=sid, session_id=f"v{k}-{sid}",
-                                                kind=kind, start=start), at))  # fmt: skip
+            events.append(
+                (
+                    SupervisionScheduled(
+                        supporter_id=sid, session_id=f"v{k}-{sid}", kind=kind, start=start
+                    ),
+                    at,
+                )
+            )
             if start < now and rng.random() < 0.8:
-                attended = SupervisionAttended(supporter_id=sid, session_id=f"v{k}-{sid}",
-                                               kind=kind, attended_on=start.date())  # fmt: skip
+                attended = SupervisionAttended(
+                    supporter_id=sid, session_id=f"v{k}-{sid}", kind=kind, attended_on=start.date()
+                )
                 events.append((attended, start))
     for n in range(cases):
         cid, at = f"c{n}", now - YEAR + timedelta(seconds=rng.uniform(0, 360 * 86400))
-        events.append((IntakeReceived(case_id=cid, scheme="tenancy", stage=Stage.ENTRY,
-                                      party_ids=["p1"], has_other_support=False), at))  # fmt: skip
-        events.append((ConsentDecided(case_id=cid, stage="entry", status="pending",
-                                      missing_party_ids=["client", "p1"],
-                                      ruleset=consent_ref), at))  # fmt: skip
+        events.append(
+            (
+                IntakeReceived(
+                    case_id=cid,
+                    scheme="tenancy",
+                    stage=Stage.ENTRY,
+                    party_ids=["p1"],
+                    has_other_support=False,
+                ),
+                at,
+            )
+        )
+        events.append(
+            (
+                ConsentDecided(
+                    case_id=cid,
+                    stage="entry",
+                    status="pending",
+                    missing_party_ids=["client", "p1"],
+                    ruleset=consent_ref,
+                ),
+                at,
+            )
+        )
         fate = rng.random()
         if fate < 0.15:
             events.append((ClientWaitlisted(case_id=cid, constraint="region"), at))
             continue
         chosen = [f"s{rng.randrange(supporters)}" for _ in range(3)]
         proposed = at + timedelta(seconds=rng.uniform(1, 30))
-        events.append((MatchProposed(case_id=cid, round=1, proposals=[
-            ProposedSupporter(supporter_id=s, score=0.9, matched_on=["languages"],
-                              held_until=proposed + timedelta(hours=72)) for s in chosen
-        ]), proposed))  # fmt: skip
+        events.append(
+            (
+                MatchProposed(
+                    case_id=cid,
+                    round=1,
+                    proposals=[
+                        ProposedSupporter(
+                            supporter_id=s,
+                            score=0.9,
+                            matched_on=["languages"],
+                            held_until=proposed + timedelta(hours=72),
+                        )
+                        for s in chosen
+                    ],
+                ),
+                proposed,
+            )
+        )
         answered = proposed + timedelta(hours=rng.uniform(1, 70))
         if answered > now:
             continue  # still choosing
         if fate < 0.25:
             events.append((ProposalsDeclined(case_id=cid, supporter_ids=chosen), answered))
             continue
-        events.append((ProposalAccepted(case_id=cid, supporter_id=chosen[0],
-                                        released_supporter_ids=chosen[1:]), answered))  # fmt: skip
+        events.append(
+            (
+                ProposalAccepted(
+                    case_id=cid, supporter_id=chosen[0], released_supporter_ids=chosen[1:]
+                ),
+                answered,
+            )
+        )
         active = answered + timedelta(hours=rng.uniform(2, 96))
-        consented = ConsentDecided(case_id=cid, stage="entry", status="active",
-                                   missing_party_ids=[], ruleset=consent_ref)  # fmt: skip
+        consented = ConsentDecided(
+            case_id=cid, stage="entry", status="active", missing_party_ids=[], ruleset=consent_ref
+        )
         events.append((consented, active))
         events.append((MatchActivated(case_id=cid, supporter_id=chosen[0]), active))
         meeting = active + timedelta(days=3)
-        events.append((InitialMeetingProposed(
-            case_id=cid, supporter_id=chosen[0], session_id=f"{cid}-m", start=meeting,
-            end=meeting + timedelta(hours=1), method=Method.PHONE, proposed_by="scheduling",
-        ), active))  # fmt: skip
-        events.append((SessionBooked(
-            case_id=cid, supporter_id=chosen[0], session_id=f"{cid}-m", kind="initial_meeting",
-            start=meeting, end=meeting + timedelta(hours=1), method=Method.PHONE,
-        ), active + timedelta(hours=5)))  # fmt: skip
+        events.append(
+            (
+                InitialMeetingProposed(
+                    case_id=cid,
+                    supporter_id=chosen[0],
+                    session_id=f"{cid}-m",
+                    start=meeting,
+                    end=meeting + timedelta(hours=1),
+                    method=Method.PHONE,
+                    proposed_by="scheduling",
+                ),
+                active,
+            )
+        )
+        events.append(
+            (
+                SessionBooked(
+                    case_id=cid,
+                    supporter_id=chosen[0],
+                    session_id=f"{cid}-m",
+                    kind="initial_meeting",
+                    start=meeting,
+                    end=meeting + timedelta(hours=1),
+                    method=Method.PHONE,
+                ),
+                active + timedelta(hours=5),
+            )
+        )
         starts = [meeting + timedelta(weeks=k + 1) for k in range(12)]
         ids = [f"{cid}-{k}" for k in range(12)]
-        events.append((SessionsScheduled(
-            case_id=cid, supporter_id=chosen[0], session_ids=ids, starts=starts,
-            weekday="Tuesday", local_time="18:00", time_zone="Pacific/Auckland",
-            service_ends_on=(starts[-1] + timedelta(days=1)).date(),
-        ), meeting + timedelta(hours=1)))  # fmt: skip
+        events.append(
+            (
+                SessionsScheduled(
+                    case_id=cid,
+                    supporter_id=chosen[0],
+                    session_ids=ids,
+                    starts=starts,
+                    weekday="Tuesday",
+                    local_time="18:00",
+                    time_zone="Pacific/Auckland",
+                    service_ends_on=(starts[-1] + timedelta(days=1)).date(),
+                ),
+                meeting + timedelta(hours=1),
+            )
+        )
         for session_id, start in zip(ids, starts, strict=True):
             if start < now:
-                outcome = rng.choices(["completed", "client_no_show", "supporter_no_show"],
-                                      [0.9, 0.07, 0.03])[0]  # fmt: skip
-                events.append((SessionAttended(case_id=cid, session_id=session_id,
-                                               outcome=outcome), start))  # fmt: skip
+                outcome = rng.choices(
+                    ["completed", "client_no_show", "supporter_no_show"], [0.9, 0.07, 0.03]
+                )[0]
+                events.append(
+                    (SessionAttended(case_id=cid, session_id=session_id, outcome=outcome), start)
+                )
     return sorted((e for e in events if e[1] <= now), key=lambda e: e[1])
 
 
@@ -171,10 +257,12 @@ async def publish(js: JetStreamContext, events: list[tuple[Event, datetime]]) ->
     """Pipelined, a window at a time; each event as the services publish it."""
     window = 256
     for first in range(0, len(events), window):
-        await asyncio.gather(*(
-            bus.publish_event(js, wrap(event, org=ORG, source="bench", time=at))
-            for event, at in events[first:first + window]
-        ))  # fmt: skip
+        await asyncio.gather(
+            *(
+                bus.publish_event(js, wrap(event, org=ORG, source="bench", time=at))
+                for event, at in events[first : first + window]
+            )
+        )
 
 
 async def run(supporters: int, cases: int, n: int) -> dict[str, object]:
@@ -187,9 +275,14 @@ async def run(supporters: int, cases: int, n: int) -> dict[str, object]:
 
 
 async def measure(
-    url: str, auth: AuthDir, state: Path, settings: Settings, supporters: int, cases: int,
+    url: str,
+    auth: AuthDir,
+    state: Path,
+    settings: Settings,
+    supporters: int,
+    cases: int,
     n: int,
-) -> dict[str, object]:  # fmt: skip
+) -> dict[str, object]:
     admin = await bus.connect(url, "bench-admin", auth.credentials(ADMIN))
     system = await bus.connect(url, "bench-system", auth.credentials(SYSTEM_USER))
     await topology.provision(admin.jetstream(), settings)
@@ -203,14 +296,22 @@ async def measure(
     while stream.state.messages < len(events):  # sourced into the organisation's stream
         await asyncio.sleep(0.2)
         stream = await admin.jetstream().stream_info(f"EVENTS-{ORG}")
-    credentials = Credentials(await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),
-                              admin.jetstream(), auth, system, SYSTEM)  # fmt: skip
+    credentials = Credentials(
+        await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),
+        admin.jetstream(),
+        auth,
+        system,
+        SYSTEM,
+    )
     month = f"{now:%Y-%m}"
     paths = {
-        "signin_page": "/sign-in", "today_json": f"/api/orgs/{ORG}/today",
-        "today_page": f"/orgs/{ORG}", "report_json": f"/api/orgs/{ORG}/reports/{month}",
-        "reports_page": f"/orgs/{ORG}/reports", "rules_page": f"/orgs/{ORG}/rules",
-    }  # fmt: skip
+        "signin_page": "/sign-in",
+        "today_json": f"/api/orgs/{ORG}/today",
+        "today_page": f"/orgs/{ORG}",
+        "report_json": f"/api/orgs/{ORG}/reports/{month}",
+        "reports_page": f"/orgs/{ORG}/reports",
+        "rules_page": f"/orgs/{ORG}/rules",
+    }
     timings: dict[str, list[float]] = {name: [] for name in paths}
     try:
         async with console_serving(url, auth, state, settings, admin, credentials, ORG) as http:
@@ -234,14 +335,20 @@ async def measure(
         await system.close()
         await admin.close()
     figures: dict[str, object] = {
-        "seed": SEED, "supporters": supporters, "cases": cases, "events": len(events),
-        "reads_per_path": n, "publish_events_per_s": round(len(events) / publish_s),
-        "fold_s": round(fold_s, 2), "fold_events_per_s": round(len(events) / fold_s),
-        "rss_before_fold_mb": round(before_mb), "rss_after_fold_mb": round(after_mb),
+        "seed": SEED,
+        "supporters": supporters,
+        "cases": cases,
+        "events": len(events),
+        "reads_per_path": n,
+        "publish_events_per_s": round(len(events) / publish_s),
+        "fold_s": round(fold_s, 2),
+        "fold_events_per_s": round(len(events) / fold_s),
+        "rss_before_fold_mb": round(before_mb),
+        "rss_after_fold_mb": round(after_mb),
         "today_counts": counts,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-    }  # fmt: skip
+        f"Python {platform.python_version()}",
+    }
     base = statistics.median(timings["signin_page"])
     for name, values in timings.items():
         figures[f"{name}_p50_ms"] = round(statistics.median(values), 2)
@@ -259,9 +366,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50, help="warm reads per path")
     args = parser.parse_args()
     figures = asyncio.run(run(args.supporters, args.cases, args.n))
-    print(f"{figures['events']} events folded in {figures['fold_s']} s; today page p50 "
-          f"{figures['today_page_p50_ms']} ms, reports page p50 {figures['reports_page_p50_ms']}"
-          f" ms (sign-in page {figures['signin_page_p50_ms']} ms)", file=sys.stderr)  # fmt: skip
+    print(
+        f"{figures['events']} events folded in {figures['fold_s']} s; today page p50 "
+        f"{figures['today_page_p50_ms']} ms, reports page p50 {figures['reports_page_p50_ms']}"
+        f" ms (sign-in page {figures['signin_page_p50_ms']} ms)",
+        file=sys.stderr,
+    )
     print(json.dumps(figures))
 
 

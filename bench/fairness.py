@@ -241,10 +241,15 @@ def supporter_commands(count: int, cap: int) -> list[list[Command]]:
     for n in range(count):
         supporter_id = f"s{n:03d}"
         command = sample.supporter(rng, supporter_id)
-        profile = command.profile.model_copy(update={
-            "caseload_cap": cap, "methods": list(Method), "affiliations": [],
-            "youth_cleared": True, "languages": sorted({"en", *command.profile.languages}),
-        })  # fmt: skip
+        profile = command.profile.model_copy(
+            update={
+                "caseload_cap": cap,
+                "methods": list(Method),
+                "affiliations": [],
+                "youth_cleared": True,
+                "languages": sorted({"en", *command.profile.languages}),
+            }
+        )
         vetting = []
         for item in sample.vetting(rng, supporter_id, today):
             if isinstance(item.evidence, Recovery):  # long enough for every supporter
@@ -262,10 +267,15 @@ def intakes(count: int) -> list[SubmitIntake]:
     made = []
     for i in range(count):
         command = sample.intake(rng, f"c{i:04d}")
-        client = command.client.model_copy(update={
-            "languages": ["en"], "birth_year": min(command.client.birth_year, 1995),
-            "gender_preference": None, "cultural_preference": None, "safety_concerns": [],
-        })  # fmt: skip
+        client = command.client.model_copy(
+            update={
+                "languages": ["en"],
+                "birth_year": min(command.client.birth_year, 1995),
+                "gender_preference": None,
+                "cultural_preference": None,
+                "safety_concerns": [],
+            }
+        )
         made.append(command.model_copy(update={"client": client}))
     return made
 
@@ -300,8 +310,14 @@ class Follower:
     consumer, made again from the next sequence whenever it has said nothing for 3 s (the
     server may have restarted and taken it away)."""
 
-    def __init__(self, js: JetStreamContext, stream: str, subject: str,
-                 take: Callable[[Msg], None], count_gaps: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        subject: str,
+        take: Callable[[Msg], None],
+        count_gaps: bool = False,
+    ) -> None:
         self.js, self.stream, self.subject, self.take = js, stream, subject, take
         self.count_gaps = count_gaps
         self.next_seq = 1
@@ -311,10 +327,12 @@ class Follower:
         while True:
             sub = None
             try:
-                config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                        opt_start_seq=self.next_seq)  # fmt: skip
-                sub = await self.js.subscribe(self.subject, stream=self.stream,
-                                              ordered_consumer=True, config=config)  # fmt: skip
+                config = ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.next_seq
+                )
+                sub = await self.js.subscribe(
+                    self.subject, stream=self.stream, ordered_consumer=True, config=config
+                )
                 idle = 0
                 while idle < 3:
                     try:
@@ -362,8 +380,12 @@ class Observer:
 
     def take_event(self, msg: Msg) -> None:
         envelope = json.loads(msg.data)
-        event = Event(msg.metadata.sequence.stream, msg.metadata.timestamp.timestamp(),
-                      envelope["type"], envelope["data"])  # fmt: skip
+        event = Event(
+            msg.metadata.sequence.stream,
+            msg.metadata.timestamp.timestamp(),
+            envelope["type"],
+            envelope["data"],
+        )
         self.events.append(event)
         self.last_event_wall = wall()
         if event.type in (PROPOSED, WAITLISTED):
@@ -386,8 +408,9 @@ class Observer:
         caseload = None if operation or not msg.data else Caseload.model_validate_json(msg.data)
         at = msg.metadata.timestamp
         taken = caseload.taken(at) if caseload else 0
-        self.caseloads.append(CaseloadUpdate(msg.metadata.sequence.stream, at.timestamp(),
-                                             supporter_id, taken))  # fmt: skip
+        self.caseloads.append(
+            CaseloadUpdate(msg.metadata.sequence.stream, at.timestamp(), supporter_id, taken)
+        )
         self.live[supporter_id] = taken
 
 
@@ -409,8 +432,15 @@ async def submit(client: AlongsideClient, command: Command) -> Sent:
     while True:
         sent.attempts += 1
         try:
-            sent.reply = await client.send_raw(ORG, command.service, command.type_name, body,
-                                               REQUEST_TIMEOUT_S, headers, retry_for=0)  # fmt: skip
+            sent.reply = await client.send_raw(
+                ORG,
+                command.service,
+                command.type_name,
+                body,
+                REQUEST_TIMEOUT_S,
+                headers,
+                retry_for=0,
+            )
             if not says_retry(sent.reply):
                 return sent
         except RETRYABLE:
@@ -435,8 +465,11 @@ class Answers:
 
     def on_proposed(self, event: Event) -> None:
         case_id, round_ = str(event.data["case_id"]), int(event.data["round"])
-        if (case_id not in self.answering or case_id in self.accepted
-                or (case_id, round_) in self._asked):  # fmt: skip
+        if (
+            case_id not in self.answering
+            or case_id in self.accepted
+            or (case_id, round_) in self._asked
+        ):
             return
         self._asked.add((case_id, round_))
         supporter_id = str(event.data["proposals"][0]["supporter_id"])
@@ -447,8 +480,7 @@ class Answers:
     async def _accept(self, case_id: str, supporter_id: str) -> None:
         await asyncio.sleep(self.delay_s)
         self.sent += 1
-        sent = await submit(self.client, AcceptProposal(case_id=case_id,
-                                                        supporter_id=supporter_id))  # fmt: skip
+        sent = await submit(self.client, AcceptProposal(case_id=case_id, supporter_id=supporter_id))
         if isinstance(sent.reply, CommandAccepted):
             self.accepted.add(case_id)
         elif isinstance(sent.reply, CommandRejected):
@@ -480,8 +512,11 @@ async def start_world(root: Path, options: Options) -> tuple[World, Client]:
     admin = await bus.connect(server.url, "bench-fairness", auth.credentials(ADMIN))
     await topology.provision(admin.jetstream(), Settings())
     await register(admin.jetstream(), ORG)
-    env = {"ALONGSIDE_NATS_URL": server.url, "ALONGSIDE_LOG_LEVEL": options.log_level,
-           "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key")}  # fmt: skip
+    env = {
+        "ALONGSIDE_NATS_URL": server.url,
+        "ALONGSIDE_LOG_LEVEL": options.log_level,
+        "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key"),
+    }
     if options.sweep_interval_s is not None:
         env["ALONGSIDE_SWEEP_INTERVAL_S"] = options.sweep_interval_s
     for name in SERVICES:
@@ -489,7 +524,7 @@ async def start_world(root: Path, options: Options) -> tuple[World, Client]:
             [sys.executable, "-m", "alongside.cli", "up", name],
             env={**env, "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(name))},
             log=root / f"{name}.log",
-        )  # fmt: skip
+        )
     probe = subjects.command(ORG, "intake", "SubmitIntake", subjects.OPERATOR)
     await wait_for_responder(admin, probe, b"{}", world.processes["intake"])
     return world, admin
@@ -515,8 +550,9 @@ async def until(ready: Callable[[], bool], timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def restart(world: World, options: Options, when: asyncio.Event, notes: dict[str, Any],
-                  observer: Observer) -> None:  # fmt: skip
+async def restart(
+    world: World, options: Options, when: asyncio.Event, notes: dict[str, Any], observer: Observer
+) -> None:
     await when.wait()
     notes["outcomes_at_restart"] = len(observer.outcomes)
     sig = signal.SIGKILL if options.restart_signal == "kill" else signal.SIGTERM
@@ -528,8 +564,12 @@ async def restart(world: World, options: Options, when: asyncio.Event, notes: di
     notes["restarted_after_s"] = round(wall() - notes["restart_at_wall"], 2)
 
 
-async def burst(client: AlongsideClient, commands: Sequence[SubmitIntake], options: Options,
-                trigger: asyncio.Event | None) -> dict[str, Sent]:  # fmt: skip
+async def burst(
+    client: AlongsideClient,
+    commands: Sequence[SubmitIntake],
+    options: Options,
+    trigger: asyncio.Event | None,
+) -> dict[str, Sent]:
     """Every intake, ``in_flight`` at a time; the trigger fires once ``restart_at`` of them
     are accepted."""
     results: dict[str, Sent] = {}
@@ -547,14 +587,18 @@ async def burst(client: AlongsideClient, commands: Sequence[SubmitIntake], optio
     return results
 
 
-async def until_quiet(js: JetStreamContext, observer: Observer, answers: Answers,
-                      options: Options) -> bool:  # fmt: skip
+async def until_quiet(
+    js: JetStreamContext, observer: Observer, answers: Answers, options: Options
+) -> bool:
     """No new event for ``quiet_s``, no answer pending, every durable consumer idle."""
     deadline = time.monotonic() + options.quiet_timeout_s
     while time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        if (wall() - observer.last_event_wall >= options.quiet_s and not answers.tasks
-                and await consumers_idle(js)):  # fmt: skip
+        if (
+            wall() - observer.last_event_wall >= options.quiet_s
+            and not answers.tasks
+            and await consumers_idle(js)
+        ):
             return True
     return False
 
@@ -588,7 +632,8 @@ async def at_quiet(js: JetStreamContext, observer: Observer) -> dict[str, Any]:
             entry = await caseloads.get(name)
             if entry.value:
                 taken[name.removeprefix(f"{ORG}.")] = Caseload.model_validate_json(
-                    entry.value).taken(now)  # fmt: skip
+                    entry.value
+                ).taken(now)
     free = {s: max(observer.caps[s] - taken.get(s, 0), 0) for s in observer.fitting}
     places = sum(free.values())
     return {
@@ -620,28 +665,40 @@ async def run_once(scenario: Scenario, options: Options, run: int) -> dict[str, 
                 await admin.close()
             world.stop()
             if options.keep is not None:
-                shutil.copytree(root, options.keep / f"{scenario.name}-{run}", dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("jetstream", "ports", "auth",
-                                                              "*.key"))  # fmt: skip
+                shutil.copytree(
+                    root,
+                    options.keep / f"{scenario.name}-{run}",
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("jetstream", "ports", "auth", "*.key"),
+                )
         figures["log_warnings"] = log_warnings(root)
     figures["run_s"] = round(time.perf_counter() - started, 1)
     return {"scenario": scenario.name, "run": run, **figures}
 
 
-async def exercise(scenario: Scenario, options: Options, world: World, admin: Client,
-                   tasks: list[asyncio.Task[None]]) -> dict[str, Any]:  # fmt: skip
+async def exercise(
+    scenario: Scenario,
+    options: Options,
+    world: World,
+    admin: Client,
+    tasks: list[asyncio.Task[None]],
+) -> dict[str, Any]:
     js = admin.jetstream()
     client = AlongsideClient(admin, source=SOURCE)
     people = supporter_commands(scenario.supporters, scenario.cap)
     observer = Observer({f"s{n:03d}": scenario.cap for n in range(scenario.supporters)})
     events = Follower(js, topology.EVENTS_STREAM, subjects.events(ORG), observer.take_event)
-    loads = Follower(js, CASELOADS_STREAM, f"{CASELOADS_PREFIX}{ORG}.>", observer.take_caseload,
-                     count_gaps=True)  # fmt: skip
+    loads = Follower(
+        js, CASELOADS_STREAM, f"{CASELOADS_PREFIX}{ORG}.>", observer.take_caseload, count_gaps=True
+    )
     tasks += [asyncio.create_task(events.run()), asyncio.create_task(loads.run())]
     setup = time.perf_counter()
     await register_supporters(client, people)
-    await until(lambda: sum(observer.eligible.values()) >= scenario.supporters, 300,
-                "every supporter decided eligible")  # fmt: skip
+    await until(
+        lambda: sum(observer.eligible.values()) >= scenario.supporters,
+        300,
+        "every supporter decided eligible",
+    )
     await settled(admin)
     observer.fitting = {s for s, eligible in observer.eligible.items() if eligible}
     watches_before = await consumers(js)
@@ -660,8 +717,9 @@ async def exercise(scenario: Scenario, options: Options, world: World, admin: Cl
     if trigger is not None and options.restart_on == "outcomes":
         observer.restart_when = (max(1, int(len(commands) * options.restart_at)), trigger)
     burst_start, burst_start_wall = time.perf_counter(), wall()
-    results = await burst(client, commands, options,
-                          trigger if options.restart_on == "accepted" else None)  # fmt: skip
+    results = await burst(
+        client, commands, options, trigger if options.restart_on == "accepted" else None
+    )
     burst_end, burst_end_wall = time.perf_counter(), wall()
     say(f"  burst answered in {burst_end - burst_start:.1f} s")
     if restarting is not None:
@@ -676,26 +734,29 @@ async def exercise(scenario: Scenario, options: Options, world: World, admin: Cl
     state["watch_consumers_at_quiet"] = await consumers(js)
     figures: dict[str, Any] = analyse(observer, results, commands, options)
     figures.update(state)
-    figures.update({
-        "quiet_reached": quiet,
-        "to_quiet_s": round(last_before_quiet - burst_end_wall, 2),
-        "quiet_after_burst_s": round(quiet_wall - burst_end_wall, 1),
-        "events_in_final_wait": len(observer.events) - events_before_wait,
-        "answering_clients": len(answering),
-        "answers_sent": answers.sent,
-        "answers_accepted": len(answers.accepted),
-        "answers_refused": sum(answers.refused.values()),
-        "answers_unanswered": answers.unanswered,
-        "caseload_updates": len(observer.caseloads),
-        "caseload_updates_missed": loads.gaps,
-        "eligible_supporters": len(observer.fitting),
-        "places": scenario.cap * len(observer.fitting),
-        "setup_s": round(setup_s, 1),
-        "burst_s": round(burst_end - burst_start, 1),
-    })  # fmt: skip
+    figures.update(
+        {
+            "quiet_reached": quiet,
+            "to_quiet_s": round(last_before_quiet - burst_end_wall, 2),
+            "quiet_after_burst_s": round(quiet_wall - burst_end_wall, 1),
+            "events_in_final_wait": len(observer.events) - events_before_wait,
+            "answering_clients": len(answering),
+            "answers_sent": answers.sent,
+            "answers_accepted": len(answers.accepted),
+            "answers_refused": sum(answers.refused.values()),
+            "answers_unanswered": answers.unanswered,
+            "caseload_updates": len(observer.caseloads),
+            "caseload_updates_missed": loads.gaps,
+            "eligible_supporters": len(observer.fitting),
+            "places": scenario.cap * len(observer.fitting),
+            "setup_s": round(setup_s, 1),
+            "burst_s": round(burst_end - burst_start, 1),
+        }
+    )
     if "restart_at_wall" in notes:
-        figures["restart_after_burst_start_s"] = round(notes["restart_at_wall"]
-                                                       - burst_start_wall, 2)  # fmt: skip
+        figures["restart_after_burst_start_s"] = round(
+            notes["restart_at_wall"] - burst_start_wall, 2
+        )
         figures["restarted_after_s"] = notes["restarted_after_s"]
         figures["outcomes_at_restart"] = notes["outcomes_at_restart"]
     if options.keep is not None:  # the timeline, for reading a case's story afterwards
@@ -749,8 +810,9 @@ class FreePlaces:
         return min(self.values[first:])
 
 
-def analyse(observer: Observer, results: dict[str, Sent], commands: Sequence[SubmitIntake],
-            options: Options) -> dict[str, Any]:  # fmt: skip
+def analyse(
+    observer: Observer, results: dict[str, Sent], commands: Sequence[SubmitIntake], options: Options
+) -> dict[str, Any]:
     ours = {c.case_id for c in commands}
     timeline: list[tuple[float, int, int, Event | CaseloadUpdate]] = [
         *((u.at, 0, u.seq, u) for u in observer.caseloads),
@@ -845,23 +907,55 @@ def log_warnings(root: Path) -> dict[str, int]:
 # Main ---------------------------------------------------------------------------------------
 
 KEY_FIGURES = (
-    "false_waitlistings", "false_waitlistings_whole_window", "false_waitlisted_clients",
-    "max_free_at_waitlisting", "taken_meanwhile", "taken_meanwhile_false", "order_inversions",
-    "passed_over_clients", "still_waiting_with_free_places_at_quiet", "free_places_at_quiet",
-    "waitlisted_at_quiet", "waitlistings", "accepted", "lost", "to_quiet_s", "wait_s_p50",
-    "wait_s_max", "run_s",
-)  # fmt: skip
+    "false_waitlistings",
+    "false_waitlistings_whole_window",
+    "false_waitlisted_clients",
+    "max_free_at_waitlisting",
+    "taken_meanwhile",
+    "taken_meanwhile_false",
+    "order_inversions",
+    "passed_over_clients",
+    "still_waiting_with_free_places_at_quiet",
+    "free_places_at_quiet",
+    "waitlisted_at_quiet",
+    "waitlistings",
+    "accepted",
+    "lost",
+    "to_quiet_s",
+    "wait_s_p50",
+    "wait_s_max",
+    "run_s",
+)
 
 
 def report(figures: dict[str, Any], margin: int) -> None:
-    said = ", ".join(f"{k}={figures.get(k)}" for k in (
-        "accepted", "lost", "proposals", "waitlistings", "false_waitlistings",
-        f"false_waitlistings_over_{margin}", "false_waitlistings_whole_window",
-        "false_waitlistings_as_seen_live", "max_free_at_waitlisting", "taken_meanwhile",
-        "taken_meanwhile_false", "order_inversions", "passed_over_clients",
-        "waitlisted_at_quiet", "still_waiting_with_free_places_at_quiet",
-        "free_places_at_quiet", "to_quiet_s", "wait_s_p50", "wait_s_max",
-        "caseload_updates_missed", "events_in_final_wait", "run_s"))  # fmt: skip
+    said = ", ".join(
+        f"{k}={figures.get(k)}"
+        for k in (
+            "accepted",
+            "lost",
+            "proposals",
+            "waitlistings",
+            "false_waitlistings",
+            f"false_waitlistings_over_{margin}",
+            "false_waitlistings_whole_window",
+            "false_waitlistings_as_seen_live",
+            "max_free_at_waitlisting",
+            "taken_meanwhile",
+            "taken_meanwhile_false",
+            "order_inversions",
+            "passed_over_clients",
+            "waitlisted_at_quiet",
+            "still_waiting_with_free_places_at_quiet",
+            "free_places_at_quiet",
+            "to_quiet_s",
+            "wait_s_p50",
+            "wait_s_max",
+            "caseload_updates_missed",
+            "events_in_final_wait",
+            "run_s",
+        )
+    )
     say(f"  {said}")
     for what, n in list(figures.get("log_warnings", {}).items())[:8]:
         say(f"    logged {n} x {what}")
@@ -901,18 +995,34 @@ def parse(argv: list[str] | None = None) -> tuple[list[Scenario], int, Options, 
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     sizes: dict[str, int] = dict(QUICK) if args.quick else {}
-    sizes.update({k: v for k, v in (("supporters", args.supporters), ("intakes", args.intakes),
-                                    ("cap", args.cap)) if v})  # fmt: skip
+    sizes.update(
+        {
+            k: v
+            for k, v in (
+                ("supporters", args.supporters),
+                ("intakes", args.intakes),
+                ("cap", args.cap),
+            )
+            if v
+        }
+    )
     scenarios = [Scenario(**{**SCENARIOS[n].__dict__, **sizes}) for n in names]
     options = Options(
-        in_flight=args.in_flight, answer_delay_s=args.answer_delay_s,
+        in_flight=args.in_flight,
+        answer_delay_s=args.answer_delay_s,
         answer_share=args.answer_share,
-        restart_at=args.restart_at, restart_on=args.restart_on, down_s=args.down_s,
+        restart_at=args.restart_at,
+        restart_on=args.restart_on,
+        down_s=args.down_s,
         restart_signal=args.restart_signal,
-        quiet_s=args.quiet_s, final_wait_s=args.final_wait_s, window_s=args.window_s,
-        margin=args.margin, log_level=args.log_level, sweep_interval_s=args.sweep_interval_s,
+        quiet_s=args.quiet_s,
+        final_wait_s=args.final_wait_s,
+        window_s=args.window_s,
+        margin=args.margin,
+        log_level=args.log_level,
+        sweep_interval_s=args.sweep_interval_s,
         keep=args.keep,
-    )  # fmt: skip
+    )
     return scenarios, args.runs, options, args.quick
 
 
@@ -939,13 +1049,22 @@ def main() -> None:
     result = {
         "scenarios": {name: dict(of) for name, of in by_scenario.items()},
         "runs": done,
-        "sizes": {s.name: {"supporters": s.supporters, "cap": s.cap, "intakes": s.intakes,
-                           "restart": s.restart} for s in scenarios},
-        "quick": quick, "seed": SEED, "options": {**options.__dict__, "keep": None},
+        "sizes": {
+            s.name: {
+                "supporters": s.supporters,
+                "cap": s.cap,
+                "intakes": s.intakes,
+                "restart": s.restart,
+            }
+            for s in scenarios
+        },
+        "quick": quick,
+        "seed": SEED,
+        "options": {**options.__dict__, "keep": None},
         "elapsed_s": round(time.perf_counter() - start, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-    }  # fmt: skip
+        f"Python {platform.python_version()}",
+    }
     print(json.dumps(result, default=str))
 
 

@@ -165,9 +165,11 @@ SETTINGS = {
 # What the services' sweeps log (at error level, with a count) when they completed work that
 # events alone should have done: outboxes, announcements, decisions, matching outcomes.
 SAFETY_NETS = (
-    "intake_outboxes_finished", "decision_announcements_recovered", "case_decisions_recovered",
+    "intake_outboxes_finished",
+    "decision_announcements_recovered",
+    "case_decisions_recovered",
     "matching_outcomes_recovered",
-)  # fmt: skip
+)
 REQUEST_TIMEOUT_S = 5.0
 RETRYABLE = (nats.errors.Error, TimeoutError, OSError, ValidationError)
 
@@ -239,8 +241,9 @@ class NatsNode:
         with (self.root / "nats-server.log").open("ab") as log:
             return subprocess.Popen(
                 [server_binary(), "-c", str(conf), "--ports_file_dir", str(ports)],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -263,8 +266,13 @@ async def connect(url: str) -> Client:
     async def quiet(_: Exception) -> None:
         return None
 
-    return await nats.connect(bus.servers(url), name="bench-faults", max_reconnect_attempts=-1,
-                              reconnect_time_wait=0.5, error_cb=quiet)  # fmt: skip
+    return await nats.connect(
+        bus.servers(url),
+        name="bench-faults",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=quiet,
+    )
 
 
 def alongside_command() -> list[str]:
@@ -287,9 +295,11 @@ class ServiceProcess:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*alongside_command(), "up", self.name], env=self.env,
-                stdout=subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
+                [*alongside_command(), "up", self.name],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
 
     async def ready(self, timeout_s: float = 120.0) -> float:
         """Seconds until it said it is running (it answers commands by then)."""
@@ -297,8 +307,9 @@ class ServiceProcess:
         while time.perf_counter() - start < timeout_s:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see "
-                                   f"{self.log_path}")  # fmt: skip
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
+                )
             with self.log_path.open("rb") as log:
                 log.seek(self._offset)
                 said = log.read()
@@ -332,9 +343,12 @@ async def provision(env: dict[str, str], timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         process = await asyncio.create_subprocess_exec(
-            *alongside_command(), "provision", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            *alongside_command(),
+            "provision",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await process.communicate()
         if process.returncode == 0:
             break
@@ -342,9 +356,16 @@ async def provision(env: dict[str, str], timeout_s: float = 90.0) -> None:
             raise RuntimeError(f"alongside provision failed: {err.decode()[-2000:]}")
         await asyncio.sleep(1.0)
     process = await asyncio.create_subprocess_exec(
-        *alongside_command(), "orgs", "add", ORG, "--name", "Fault benchmark", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *alongside_command(),
+        "orgs",
+        "add",
+        ORG,
+        "--name",
+        "Fault benchmark",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"alongside orgs add failed: {err.decode()[-2000:]}")
@@ -390,9 +411,16 @@ class EventLog:
                 meta = msg.metadata
                 if meta.sequence.stream >= self.next_seq:
                     envelope = json.loads(msg.data)
-                    self.events.append(Seen(meta.sequence.stream, envelope["type"],
-                                            envelope["id"], envelope["data"],
-                                            time.perf_counter(), meta.timestamp))  # fmt: skip
+                    self.events.append(
+                        Seen(
+                            meta.sequence.stream,
+                            envelope["type"],
+                            envelope["id"],
+                            envelope["data"],
+                            time.perf_counter(),
+                            meta.timestamp,
+                        )
+                    )
                     self.next_seq = meta.sequence.stream + 1
                 if not meta.num_pending:
                     return
@@ -440,12 +468,14 @@ def says_retry(reply: CommandAccepted | CommandRejected) -> bool:
 
 
 def envelope_of(command: Command, command_id: str) -> bytes:
-    return wrap(command, org=ORG, source=SOURCE, id=command_id, time=SYSTEM()).model_dump_json(
-    ).encode()  # fmt: skip
+    return (
+        wrap(command, org=ORG, source=SOURCE, id=command_id, time=SYSTEM())
+        .model_dump_json()
+        .encode()
+    )
 
 
-async def submit(client: AlongsideClient, command: Command, body: bytes, give_up_at: float
-                 ) -> Sent:  # fmt: skip
+async def submit(client: AlongsideClient, command: Command, body: bytes, give_up_at: float) -> Sent:
     """Send one command until it is answered for good, every attempt with the same envelope:
     again after a timeout, no responders, or a reply that asks for a retry (counted here, so
     the client sends each once)."""
@@ -454,8 +484,14 @@ async def submit(client: AlongsideClient, command: Command, body: bytes, give_up
     while True:
         attempts += 1
         try:
-            reply = await client.send_raw(ORG, command.service, command.type_name, body,
-                                          timeout=REQUEST_TIMEOUT_S, retry_for=0)  # fmt: skip
+            reply = await client.send_raw(
+                ORG,
+                command.service,
+                command.type_name,
+                body,
+                timeout=REQUEST_TIMEOUT_S,
+                retry_for=0,
+            )
             if not says_retry(reply):
                 return Sent(reply, attempts, retry_later, SYSTEM())
             retry_later += 1
@@ -564,10 +600,13 @@ class World:
 
     def env(self, replicas: int, settings: dict[str, str]) -> dict[str, str]:
         return {
-            **os.environ, **settings, "ALONGSIDE_NATS_URL": self.url,
-            "ALONGSIDE_REPLICAS": str(replicas), "ALONGSIDE_STATE_DIR": str(self.root / "state"),
+            **os.environ,
+            **settings,
+            "ALONGSIDE_NATS_URL": self.url,
+            "ALONGSIDE_REPLICAS": str(replicas),
+            "ALONGSIDE_STATE_DIR": str(self.root / "state"),
             **master_key_env(self.root),
-        }  # fmt: skip
+        }
 
     def stop(self) -> None:
         for service in self.services.values():
@@ -582,10 +621,11 @@ async def build_world(fault: str, root: Path, options: Options) -> World:
     if fault == "cluster_leader":
         cluster_ports = [free_port() for _ in range(3)]
         nodes = [
-            NatsNode(f"n{i + 1}", root / f"n{i + 1}", cluster_port=port,
-                     routes=tuple(cluster_ports))
+            NatsNode(
+                f"n{i + 1}", root / f"n{i + 1}", cluster_port=port, routes=tuple(cluster_ports)
+            )
             for i, port in enumerate(cluster_ports)
-        ]  # fmt: skip
+        ]
     else:
         nodes = [NatsNode("n1", root / "n1")]
     world = World(root, nodes)
@@ -600,8 +640,9 @@ async def build_world(fault: str, root: Path, options: Options) -> World:
     return world
 
 
-async def inject(fault: str, world: World, js: JetStreamContext, options: Options,
-                 when: asyncio.Event) -> None:  # fmt: skip
+async def inject(
+    fault: str, world: World, js: JetStreamContext, options: Options, when: asyncio.Event
+) -> None:
     """Wait for the moment, then break something and, later, mend it."""
     await when.wait()
     start = time.perf_counter()
@@ -623,8 +664,10 @@ async def inject(fault: str, world: World, js: JetStreamContext, options: Option
         name = leader.leader if leader else None
         node = next(n for n in world.nodes if n.name == name)
         node.kill()
-        say(f"  SIGKILL {node.name}, the EVENTS stream leader; restart in "
-            f"{options.cluster_down_s} s")  # fmt: skip
+        say(
+            f"  SIGKILL {node.name}, the EVENTS stream leader; restart in "
+            f"{options.cluster_down_s} s"
+        )
         await asyncio.sleep(options.cluster_down_s)
         await node.start()
         world.notes["killed_leader"] = node.name
@@ -632,8 +675,12 @@ async def inject(fault: str, world: World, js: JetStreamContext, options: Option
     say(f"  healed {world.notes['healed_after_s']:.1f} s after the fault")
 
 
-async def burst(client: AlongsideClient, commands: Sequence[tuple[str, Command, bytes]],
-                options: Options, trigger: asyncio.Event) -> dict[str, Sent]:  # fmt: skip
+async def burst(
+    client: AlongsideClient,
+    commands: Sequence[tuple[str, Command, bytes]],
+    options: Options,
+    trigger: asyncio.Event,
+) -> dict[str, Sent]:
     """Every intake, ``concurrency`` in flight; the trigger fires once ``kill_at`` of them
     are answered (so the fault comes mid-burst, whatever the concurrency)."""
     results: dict[str, Sent] = {}
@@ -658,8 +705,9 @@ class Settled:
     intake_at_deadline: set[str]
 
 
-async def settle(js: JetStreamContext, log: EventLog, accepted: set[str], ended: float,
-                 options: Options) -> Settled:  # fmt: skip
+async def settle(
+    js: JetStreamContext, log: EventLog, accepted: set[str], ended: float, options: Options
+) -> Settled:
     """Poll the events until every accepted case has an outcome, or the settle deadline
     (then the grace period). See the module docstring."""
     quiet_s = options.setting("settle_s") + 2 * options.setting("sweep_interval_s") + 2
@@ -680,8 +728,10 @@ async def settle(js: JetStreamContext, log: EventLog, accepted: set[str], ended:
         await asyncio.sleep(0.5)
     at_deadline = set(missing)
     with_intake = at_deadline & log.cases_with(RECEIVED)
-    say(f"  settle deadline: {len(at_deadline)} accepted cases without an outcome "
-        f"({len(with_intake)} with IntakeReceived); grace {options.grace_s} s")  # fmt: skip
+    say(
+        f"  settle deadline: {len(at_deadline)} accepted cases without an outcome "
+        f"({len(with_intake)} with IntakeReceived); grace {options.grace_s} s"
+    )
     grace_end = time.perf_counter() + options.grace_s
     while time.perf_counter() < grace_end and accepted - log.cases_with(*OUTCOMES):
         await asyncio.sleep(1.0)
@@ -733,16 +783,19 @@ def _matching_duplicates(events: list[Seen]) -> list[tuple[str, str]]:
         case_id = str(e.data["case_id"])
         before = last.get(case_id)
         if e.type == PROPOSED:
-            same = before is not None and before.type == e.type and _supporters(
-                before) == _supporters(e)  # fmt: skip
+            same = (
+                before is not None
+                and before.type == e.type
+                and _supporters(before) == _supporters(e)
+            )
             if int(e.data["round"]) in rounds[case_id] or same:
-                found.append(("MatchProposed again for one round or the same supporters",
-                              case_id))  # fmt: skip
+                found.append(("MatchProposed again for one round or the same supporters", case_id))
             rounds[case_id].add(int(e.data["round"]))
         elif e.type == WAITLISTED and (
-            before is not None and before.type == e.type
+            before is not None
+            and before.type == e.type
             and before.data["constraint"] == e.data["constraint"] != POLICY
-        ):  # fmt: skip
+        ):
             found.append(("ClientWaitlisted again for the same constraint", case_id))
         last[case_id] = e
     return found
@@ -759,12 +812,17 @@ async def diagnose(js: JetStreamContext, log: EventLog, cases: list[str], root: 
         with contextlib.suppress(Exception):
             buckets[bucket] = await js.key_value(bucket)
     for case_id in cases[:10]:
-        said = [f"{e.seq}:{e.type}" + (f"(r{e.data['round']})" if "round" in e.data else "")
-                for e in log.events if e.data.get("case_id") == case_id]  # fmt: skip
+        said = [
+            f"{e.seq}:{e.type}" + (f"(r{e.data['round']})" if "round" in e.data else "")
+            for e in log.events
+            if e.data.get("case_id") == case_id
+        ]
         say(f"    {case_id}: events {said}")
-        for bucket, key in ((topology.CASES_BUCKET, f"{ORG}.{case_id}"),
-                            (topology.DECISIONS_BUCKET, f"{ORG}.matching_policy.{case_id}"),
-                            (topology.MATCHES_BUCKET, f"{ORG}.{case_id}")):  # fmt: skip
+        for bucket, key in (
+            (topology.CASES_BUCKET, f"{ORG}.{case_id}"),
+            (topology.DECISIONS_BUCKET, f"{ORG}.matching_policy.{case_id}"),
+            (topology.MATCHES_BUCKET, f"{ORG}.{case_id}"),
+        ):
             say(f"      {bucket}: {await _kv_summary(buckets.get(bucket), key)}")
         for line in log_lines(root, case_id):
             say(f"      {line}")
@@ -785,8 +843,7 @@ def log_lines(root: Path, case_id: str, per_log: int = 4) -> list[str]:
     """The first lines of each service's log that name the case."""
     found = []
     for path in sorted(root.glob("*.log")):
-        lines = [line for line in path.read_text(errors="replace").splitlines()
-                 if case_id in line]  # fmt: skip
+        lines = [line for line in path.read_text(errors="replace").splitlines() if case_id in line]
         found += [f"{path.stem}: {line[:300]}" for line in lines[:per_log]]
     return found
 
@@ -801,9 +858,11 @@ async def _kv_summary(kv: Any, key: str) -> str:
     value = json.loads(entry.value)
     record = value.get("record") or value.get("decision") or {}
     state = record.get("status") or record.get("stage") or record.get("outcome")
-    return (f"rev {entry.revision}, {state}, "
-            f"outbox={'yes' if value.get('outbox') else 'no'}, "
-            f"announce={'yes' if value.get('announce') else 'no'}")  # fmt: skip
+    return (
+        f"rev {entry.revision}, {state}, "
+        f"outbox={'yes' if value.get('outbox') else 'no'}, "
+        f"announce={'yes' if value.get('announce') else 'no'}"
+    )
 
 
 async def dead_letters(js: JetStreamContext) -> Counter[str]:
@@ -813,14 +872,17 @@ async def dead_letters(js: JetStreamContext) -> Counter[str]:
         info = await js.stream_info(topology.DEADLETTER_STREAM)
         if not info.state.messages:
             return found
-        sub = await js.subscribe(subjects.dead_letters(ORG), ordered_consumer=True,
-                                 deliver_policy=DeliverPolicy.ALL)  # fmt: skip
+        sub = await js.subscribe(
+            subjects.dead_letters(ORG), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
         try:
             while True:
                 msg = await sub.next_msg(timeout=1.0)
                 letter = json.loads(msg.data)["data"]
-                found[f"{letter['service']} {subjects.last_token(letter['subject'])}: "
-                      f"{letter['reason'][:120]}"] += 1  # fmt: skip
+                found[
+                    f"{letter['service']} {subjects.last_token(letter['subject'])}: "
+                    f"{letter['reason'][:120]}"
+                ] += 1
                 if not msg.metadata.num_pending:
                     break
         finally:
@@ -830,8 +892,9 @@ async def dead_letters(js: JetStreamContext) -> Counter[str]:
     return found
 
 
-def count(fault: str, results: dict[str, Sent], log: EventLog, settled: Settled
-          ) -> tuple[dict[str, Any], list[str], list[tuple[str, str]]]:  # fmt: skip
+def count(
+    fault: str, results: dict[str, Sent], log: EventLog, settled: Settled
+) -> tuple[dict[str, Any], list[str], list[tuple[str, str]]]:
     """The figures of one fault, the troubled cases and the duplicates."""
     accepted = {c for c, s in results.items() if isinstance(s.reply, CommandAccepted)}
     done = log.cases_with(*OUTCOMES)
@@ -873,13 +936,18 @@ def count(fault: str, results: dict[str, Sent], log: EventLog, settled: Settled
     return {f"{fault}_{k}": v for k, v in figures.items()}, troubled, dups
 
 
-def tell(results: dict[str, Sent], letters: Counter[str], swept: Counter[str],
-         dups: list[tuple[str, str]]) -> None:  # fmt: skip
+def tell(
+    results: dict[str, Sent],
+    letters: Counter[str],
+    swept: Counter[str],
+    dups: list[tuple[str, str]],
+) -> None:
     """What went on besides the counts: refusals, dead letters, sweeps, duplicates."""
     refusals = Counter(
         "; ".join(f"{e.field}: {e.reason}" for e in s.reply.errors)
-        for s in results.values() if isinstance(s.reply, CommandRejected)
-    )  # fmt: skip
+        for s in results.values()
+        if isinstance(s.reply, CommandRejected)
+    )
     for reason, n in refusals.most_common(5):
         say(f"    refused {n} x: {reason[:200]}")
     for letter, n in letters.most_common(5):
@@ -906,8 +974,12 @@ async def run_fault(fault: str, options: Options) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await nc.close()
             if options.keep is not None:
-                shutil.copytree(root, options.keep / fault, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("jetstream", "ports"))  # fmt: skip
+                shutil.copytree(
+                    root,
+                    options.keep / fault,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("jetstream", "ports"),
+                )
     figures[f"{fault}_run_s"] = round(time.perf_counter() - started, 1)
     return figures
 
@@ -916,14 +988,18 @@ async def exercise(fault: str, world: World, nc: Client, options: Options) -> di
     js = nc.jetstream()
     client = AlongsideClient(nc, source=SOURCE)
     log = EventLog()
-    say(f"  services up in {max(world.notes.values()):.1f} s; registering "
-        f"{options.supporters} supporters")  # fmt: skip
+    say(
+        f"  services up in {max(world.notes.values()):.1f} s; registering "
+        f"{options.supporters} supporters"
+    )
     refused = await register_supporters(client, options.supporters, options.concurrency)
     await until_idle(js, timeout_s=120)
     await log.poll(js)
     eligible = eligible_count(log)
-    say(f"  {eligible} supporters eligible ({refused} commands refused); burst of "
-        f"{options.intakes} intakes")  # fmt: skip
+    say(
+        f"  {eligible} supporters eligible ({refused} commands refused); burst of "
+        f"{options.intakes} intakes"
+    )
     rng = random.Random(SEED + 1)
     commands = []
     for i in range(options.intakes):
@@ -948,9 +1024,13 @@ async def exercise(fault: str, world: World, nc: Client, options: Options) -> di
     figures[f"{fault}_swept"] = sum(swept.values())
     figures[f"{fault}_burst_s"] = round(ended - start, 2)
     figures[f"{fault}_eligible_supporters"] = eligible
-    figures.update({f"{fault}_{k}": round(v, 2) if isinstance(v, float) else v
-                    for k, v in world.notes.items()
-                    if k in ("restart_ready_s", "healed_after_s", "killed_leader")})  # fmt: skip
+    figures.update(
+        {
+            f"{fault}_{k}": round(v, 2) if isinstance(v, float) else v
+            for k, v in world.notes.items()
+            if k in ("restart_ready_s", "healed_after_s", "killed_leader")
+        }
+    )
     say("  " + ", ".join(f"{k.removeprefix(fault + '_')}={v}" for k, v in figures.items()))
     tell(results, letters, swept, dups)
     if troubled:
@@ -988,14 +1068,23 @@ def parse(argv: list[str] | None = None) -> tuple[list[str], Options]:
     if unknown:
         parser.error(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
     return faults, Options(
-        intakes=args.intakes, supporters=args.supporters or max(60, args.intakes * 2 // 5),
-        concurrency=args.concurrency, kill_at=args.kill_at, down_s=args.down_s,
-        cluster_down_s=args.cluster_down_s, settle_timeout_s=args.settle_timeout,
-        grace_s=args.grace, command_deadline_s=args.command_deadline, keep=args.keep,
-        settings={**SETTINGS, "ALONGSIDE_SETTLE_S": args.settle_s,
-                  "ALONGSIDE_SWEEP_INTERVAL_S": args.sweep_interval_s,
-                  "ALONGSIDE_LOG_LEVEL": args.log_level},
-    )  # fmt: skip
+        intakes=args.intakes,
+        supporters=args.supporters or max(60, args.intakes * 2 // 5),
+        concurrency=args.concurrency,
+        kill_at=args.kill_at,
+        down_s=args.down_s,
+        cluster_down_s=args.cluster_down_s,
+        settle_timeout_s=args.settle_timeout,
+        grace_s=args.grace,
+        command_deadline_s=args.command_deadline,
+        keep=args.keep,
+        settings={
+            **SETTINGS,
+            "ALONGSIDE_SETTLE_S": args.settle_s,
+            "ALONGSIDE_SWEEP_INTERVAL_S": args.sweep_interval_s,
+            "ALONGSIDE_LOG_LEVEL": args.log_level,
+        },
+    )
 
 
 async def run(faults: list[str], options: Options) -> dict[str, Any]:
@@ -1013,20 +1102,31 @@ def totals(faults: list[str], figures: dict[str, Any]) -> Iterator[tuple[str, in
 def main() -> None:
     faults, options = parse()
     settings = options.settings
-    say("settings: " + " ".join(f"{k}={v}" for k, v in settings.items())
-        + f"; nats-server {server_binary()}; faults {', '.join(faults)}")  # fmt: skip
+    say(
+        "settings: "
+        + " ".join(f"{k}={v}" for k, v in settings.items())
+        + f"; nats-server {server_binary()}; faults {', '.join(faults)}"
+    )
     start = time.perf_counter()
     figures = asyncio.run(run(faults, options))
     result: dict[str, Any] = {
-        **figures, **dict(totals(faults, figures)),
-        "seed": SEED, "intakes": options.intakes, "supporters": options.supporters,
-        "concurrency": options.concurrency, "kill_at": options.kill_at,
-        "settings": settings, "elapsed_s": round(time.perf_counter() - start, 1),
-        "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        **figures,
+        **dict(totals(faults, figures)),
+        "seed": SEED,
+        "intakes": options.intakes,
+        "supporters": options.supporters,
+        "concurrency": options.concurrency,
+        "kill_at": options.kill_at,
+        "settings": settings,
+        "elapsed_s": round(time.perf_counter() - start, 1),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
         "python": platform.python_version(),
-    }  # fmt: skip
-    say(f"total lost {result['total_lost']}, duplicated {result['total_duplicated']}, "
-        f"stuck {result['total_stuck']} in {result['elapsed_s']} s")  # fmt: skip
+    }
+    say(
+        f"total lost {result['total_lost']}, duplicated {result['total_duplicated']}, "
+        f"stuck {result['total_stuck']} in {result['elapsed_s']} s"
+    )
     print(json.dumps(result))
 
 

@@ -217,18 +217,32 @@ def load_contracts(directory: Path) -> list[Contract]:
         is_command = name in catalogue.COMMANDS
         service = catalogue.COMMANDS[name].service if is_command else ""
         kind: Literal["command", "event"] = "command" if is_command else "event"
-        contracts.append(Contract(name, kind, service, model.schema_version, whole,
-                                  whole["properties"]["data"]))  # fmt: skip
+        contracts.append(
+            Contract(name, kind, service, model.schema_version, whole, whole["properties"]["data"])
+        )
     rules = next(c for c in contracts if c.name == EvaluateRules.type_name)
     for fact_kind, facts in FACTS.items():  # EvaluateRules takes any facts: generate real ones
         facts_schema = facts.model_json_schema()
         data = {
-            "type": "object", "additionalProperties": False, "required": ["kind", "facts"],
-            "properties": {"kind": {"const": fact_kind.value},
-                           "facts": inline(facts_schema, facts_schema.get("$defs", {}))},
-        }  # fmt: skip
-        contracts.append(Contract(rules.name, "command", rules.service, rules.schemaversion,
-                                  rules.envelope, data, fact_kind.value))  # fmt: skip
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["kind", "facts"],
+            "properties": {
+                "kind": {"const": fact_kind.value},
+                "facts": inline(facts_schema, facts_schema.get("$defs", {})),
+            },
+        }
+        contracts.append(
+            Contract(
+                rules.name,
+                "command",
+                rules.service,
+                rules.schemaversion,
+                rules.envelope,
+                data,
+                fact_kind.value,
+            )
+        )
     return contracts
 
 
@@ -327,8 +341,11 @@ def strategy(schema: Json) -> st.SearchStrategy[Json]:
         return _object(schema)
     if schema.get("type") == "array":
         limit = schema.get("maxItems", 4)
-        return st.lists(strategy(schema.get("items", {})), min_size=schema.get("minItems", 0),
-                        max_size=min(limit, max(4, schema.get("minItems", 0))))  # fmt: skip
+        return st.lists(
+            strategy(schema.get("items", {})),
+            min_size=schema.get("minItems", 0),
+            max_size=min(limit, max(4, schema.get("minItems", 0))),
+        )
     if "type" not in schema:
         return ANY_JSON
     return _leaf(schema)
@@ -352,8 +369,13 @@ def examples(values: st.SearchStrategy[Json], count: int, salt: int) -> list[Jso
     found: list[Json] = []
 
     @seed(SEED + salt)
-    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(values)
     def collect(value: Json) -> None:
         found.append(value)
@@ -374,8 +396,10 @@ class NotPools:
     def draw(self, leaf: Doc, rng: random.Random) -> Json | None:
         key = json.dumps(leaf, sort_keys=True)
         if key not in self._pools:
-            anti: dict[str, Any] = {"type": list(self.SCALARS),
-                    "not": {k: v for k, v in leaf.items() if k not in LEAF_NOISE}}  # fmt: skip
+            anti: dict[str, Any] = {
+                "type": list(self.SCALARS),
+                "not": {k: v for k, v in leaf.items() if k not in LEAF_NOISE},
+            }
             try:
                 self._pools[key] = examples(from_schema(anti), 8, len(self._pools))
             except Exception:  # a schema hypothesis-jsonschema cannot negate
@@ -452,13 +476,27 @@ def out_of_range(schema: Doc, value: Json, rng: random.Random) -> Json:
         options.append([])
     fmt = schema.get("format")
     if fmt in ("date", "date-time", "time"):
-        options.extend(["2024-02-30", "2024-01-01T10:00:00", "2024-01-01T25:00:00Z",
-                        "10:00:00+25:00", "yesterday", "0000-00-00"])  # fmt: skip
+        options.extend(
+            [
+                "2024-02-30",
+                "2024-01-01T10:00:00",
+                "2024-01-01T25:00:00Z",
+                "10:00:00+25:00",
+                "yesterday",
+                "0000-00-00",
+            ]
+        )
     return rng.choice(options) if options else wrong_type(value, rng)
 
 
-MUTATIONS = ("missing_required", "unknown_field", "wrong_type", "out_of_range", "null",
-             "not_schema")  # fmt: skip
+MUTATIONS = (
+    "missing_required",
+    "unknown_field",
+    "wrong_type",
+    "out_of_range",
+    "null",
+    "not_schema",
+)
 
 
 def mutate(schema: Doc, doc: Doc, under: JsonPath, rng: random.Random) -> tuple[Doc, str]:
@@ -500,9 +538,13 @@ def mutate(schema: Doc, doc: Doc, under: JsonPath, rng: random.Random) -> tuple[
 
 ABSURD_DATES = ("0001-01-01", "9999-12-31", "1970-01-01", "2000-02-29")
 ABSURD_DATE_TIMES = (
-    "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00Z",
-    "9999-12-31T23:59:59.999999Z", "1970-01-01T00:00:00+00:00", "2199-12-31T23:59:59-23:59",
-)  # fmt: skip
+    "0001-01-01T00:00:00+23:59",
+    "9999-12-31T23:59:59-23:59",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59.999999Z",
+    "1970-01-01T00:00:00+00:00",
+    "2199-12-31T23:59:59-23:59",
+)
 ABSURD_TIMES = ("23:59:59.999999", "00:00:00", "12:00:00+14:00", "12:00:00-23:59")
 ABSURD_INTS = (2**63, -(2**63), 2**53 + 1, 10**30, -1, 0)
 ABSURD_NUMBERS = (1e308, -1e308, 5e-324, 0.0, -0.0)
@@ -520,10 +562,12 @@ class Real:
 
     def ids_for(self, name: str) -> tuple[str, ...] | None:
         return {
-            "case_id": self.case_ids, "supporter_id": self.supporter_ids,
-            "facilitator_id": self.supporter_ids, "session_id": self.session_ids,
+            "case_id": self.case_ids,
+            "supporter_id": self.supporter_ids,
+            "facilitator_id": self.supporter_ids,
+            "session_id": self.session_ids,
             "group_id": self.group_ids,
-        }.get(name)  # fmt: skip
+        }.get(name)
 
 
 def absurd_leaf(schema: Doc, value: Json, name: str, real: Real, rng: random.Random) -> Json:
@@ -533,8 +577,10 @@ def absurd_leaf(schema: Doc, value: Json, name: str, real: Real, rng: random.Ran
         return rng.choice(ids)
     fmt = schema.get("format")
     choices: dict[str | None, tuple[Json, ...]] = {
-        "date": ABSURD_DATES, "date-time": ABSURD_DATE_TIMES, "time": ABSURD_TIMES,
-    }  # fmt: skip
+        "date": ABSURD_DATES,
+        "date-time": ABSURD_DATE_TIMES,
+        "time": ABSURD_TIMES,
+    }
     if fmt in choices:
         return rng.choice(choices[fmt])
     kind = schema.get("type")
@@ -599,10 +645,16 @@ class Probe:
 
 def envelope_of(contract: Contract, data: Json, org: str = ORG, **fields: Json) -> Doc:
     return {
-        "specversion": "1.0", "id": fields.pop("id", "pending"), "type": contract.name,
-        "source": SOURCE, "org": org, "time": SYSTEM().isoformat(),
-        "schemaversion": contract.schemaversion, "data": data, **fields,
-    }  # fmt: skip
+        "specversion": "1.0",
+        "id": fields.pop("id", "pending"),
+        "type": contract.name,
+        "source": SOURCE,
+        "org": org,
+        "time": SYSTEM().isoformat(),
+        "schemaversion": contract.schemaversion,
+        "data": data,
+        **fields,
+    }
 
 
 def encode(doc: Json, ascii_only: bool = True) -> bytes:
@@ -624,9 +676,11 @@ async def judge(probe: Probe, contract: Contract) -> None:
     except (ValueError, RecursionError):
         doc = None
     probe.schema_valid = (
-        isinstance(doc, dict) and VALIDATORS.valid(contract.envelope, doc)
-        and doc.get("org") == org and re.match(subjects.ORG_PATTERN, org) is not None
-    )  # fmt: skip
+        isinstance(doc, dict)
+        and VALIDATORS.valid(contract.envelope, doc)
+        and doc.get("org") == org
+        and re.match(subjects.ORG_PATTERN, org) is not None
+    )
     if isinstance(doc, dict):
         probe.envelope_ok = VALIDATORS.valid(shell(contract), doc) and doc.get("org") == org
         probe.envelope_type = doc.get("type") if isinstance(doc.get("type"), str) else None
@@ -647,9 +701,11 @@ def shell(contract: Contract) -> Doc:
     """The envelope schema with any type, schema version and payload: the envelope alone."""
     if contract.name not in SHELLS:
         properties = {
-            **contract.envelope["properties"], "data": {}, "type": {"type": "string"},
+            **contract.envelope["properties"],
+            "data": {},
+            "type": {"type": "string"},
             "schemaversion": {"type": "string", "pattern": r"^\d+\.\d+$"},
-        }  # fmt: skip
+        }
         SHELLS[contract.name] = {**contract.envelope, "properties": properties}
     return SHELLS[contract.name]
 
@@ -660,8 +716,9 @@ class KeepingJetStream:
     def __init__(self) -> None:
         self.subjects: list[str] = []
 
-    async def publish(self, subject: str, payload: bytes = b"", stream: str = "", **_: Any
-                      ) -> PubAck:  # fmt: skip
+    async def publish(
+        self, subject: str, payload: bytes = b"", stream: str = "", **_: Any
+    ) -> PubAck:
         if stream == topology.DEADLETTER_STREAM:  # not the key its sealing makes
             self.subjects.append(subject)
         return PubAck(stream=stream, seq=len(self.subjects))
@@ -677,9 +734,14 @@ async def command_oracle(probe: Probe) -> str:
     js = KeepingJetStream()
     try:
         received = await commands.receive(
-            cast(Any, js), HANDLERS[probe.service], probe.subject, probe.body,
-            {"Fuzz-Id": probe.fuzz_id}, SYSTEM, bus.DeadLetters(Settings()),
-        )  # fmt: skip
+            cast(Any, js),
+            HANDLERS[probe.service],
+            probe.subject,
+            probe.body,
+            {"Fuzz-Id": probe.fuzz_id},
+            SYSTEM,
+            bus.DeadLetters(Settings()),
+        )
     except Exception as error:
         return f"raises {type(error).__name__}"
     if isinstance(received, CommandRejected):
@@ -731,8 +793,11 @@ def _big_string_doc(contract: Contract, base: Doc, where: str, size: int = MAX_B
     if where == "source":
         doc["source"] = "s" * room
     else:
-        strings = [p for p, s, v in nodes(contract.envelope, doc)
-                   if len(p) > 1 and p[0] == "data" and isinstance(v, str)]  # fmt: skip
+        strings = [
+            p
+            for p, s, v in nodes(contract.envelope, doc)
+            if len(p) > 1 and p[0] == "data" and isinstance(v, str)
+        ]
         if strings:
             put(doc, strings[0], "m" * room)
         else:
@@ -753,9 +818,11 @@ def _with_raw_data(base: Doc, raw_data: str) -> bytes:
 def _raw_number(base: Doc, contract: Contract, literal: str) -> bytes:
     """The payload with its first number (or a new field) written as ``literal``."""
     doc = copy.deepcopy(base)
-    numbers = [p for p, _, v in nodes(contract.envelope, doc)
-               if len(p) > 1 and p[0] == "data" and isinstance(v, int | float)
-               and not isinstance(v, bool)]  # fmt: skip
+    numbers = [
+        p
+        for p, _, v in nodes(contract.envelope, doc)
+        if len(p) > 1 and p[0] == "data" and isinstance(v, int | float) and not isinstance(v, bool)
+    ]
     if numbers:
         put(doc, numbers[0], "@@NUMBER@@")
     else:
@@ -765,9 +832,17 @@ def _raw_number(base: Doc, contract: Contract, literal: str) -> bytes:
 
 def _surrogate(base: Doc, contract: Contract) -> bytes:
     doc = copy.deepcopy(base)
-    strings = [p for p, s, v in nodes(contract.envelope, doc)
-               if len(p) > 1 and p[0] == "data" and isinstance(v, str) and "pattern" not in s
-               and "enum" not in s and "format" not in s and "const" not in s]  # fmt: skip
+    strings = [
+        p
+        for p, s, v in nodes(contract.envelope, doc)
+        if len(p) > 1
+        and p[0] == "data"
+        and isinstance(v, str)
+        and "pattern" not in s
+        and "enum" not in s
+        and "format" not in s
+        and "const" not in s
+    ]
     target = strings[0] if strings else ("data", "zz_text")
     put(doc, target, "@@TEXT@@")
     return encode(doc).replace(b'"@@TEXT@@"', b'"lone \\ud800 surrogate"')
@@ -795,17 +870,29 @@ def handmade(contract: Contract, base: Doc, other: Doc | None) -> list[HandMade]
         ("string_over_size_limit", subject, _big_string_doc(contract, base, "data", limit + 64)),
         ("wrong_org_in_envelope", subject, encode({**base, "org": OTHER_ORG})),
         ("unknown_org", subject_for(contract, UNKNOWN_ORG), encode({**base, "org": UNKNOWN_ORG})),
-        ("invalid_org_on_subject", subject_for(contract, BAD_SUBJECT_ORG),
-         encode({**base, "org": BAD_SUBJECT_ORG})),
+        (
+            "invalid_org_on_subject",
+            subject_for(contract, BAD_SUBJECT_ORG),
+            encode({**base, "org": BAD_SUBJECT_ORG}),
+        ),
         ("invalid_org_in_envelope", subject, encode({**base, "org": "Not An Org!"})),
-        ("envelope_time_year_1_plus_23_59", subject,
-         encode({**base, "time": "0001-01-01T00:00:00+23:59"})),
-        ("envelope_time_year_9999_minus_23_59", subject,
-         encode({**base, "time": "9999-12-31T23:59:59-23:59"})),
+        (
+            "envelope_time_year_1_plus_23_59",
+            subject,
+            encode({**base, "time": "0001-01-01T00:00:00+23:59"}),
+        ),
+        (
+            "envelope_time_year_9999_minus_23_59",
+            subject,
+            encode({**base, "time": "9999-12-31T23:59:59-23:59"}),
+        ),
         ("envelope_time_feb_30", subject, encode({**base, "time": "2024-02-30T10:00:00Z"})),
         ("envelope_time_naive", subject, encode({**base, "time": "2024-01-01T10:00:00"})),
-        ("envelope_time_offset_25h", subject,
-         encode({**base, "time": "2024-01-01T10:00:00+25:00"})),
+        (
+            "envelope_time_offset_25h",
+            subject,
+            encode({**base, "time": "2024-01-01T10:00:00+25:00"}),
+        ),
         ("envelope_time_number", subject, encode({**base, "time": 1e20})),
         ("envelope_unknown_field", subject, encode({**base, "zz_unknown": True})),
         ("envelope_without_data", subject, encode({k: v for k, v in base.items() if k != "data"})),
@@ -821,9 +908,12 @@ def handmade(contract: Contract, base: Doc, other: Doc | None) -> list[HandMade]
         ("number_1e999", subject, _raw_number(base, contract, "1e999")),
         ("number_400_digits", subject, _raw_number(base, contract, "9" * 400)),
         ("lone_surrogate_in_text", subject, _surrogate(base, contract)),
-        ("raw_utf8_emoji_and_rtl", subject,
-         encode({**base, "source": "bench/\U0001f600\u202e"}, ascii_only=False)),
-    ]  # fmt: skip
+        (
+            "raw_utf8_emoji_and_rtl",
+            subject,
+            encode({**base, "source": "bench/\U0001f600\u202e"}, ascii_only=False),
+        ),
+    ]
     if other is not None:
         made.append(("envelope_type_not_the_subjects", subject, encode(other)))
     return made
@@ -848,29 +938,67 @@ def absurd_scheduling(real: Real) -> list[tuple[str, str, Doc]]:
     made: list[tuple[str, str, Doc]] = []
     for moment in daylight_saving_edges(SchedulingPolicy().time_zone):
         made += [
-            ("absurd_daylight_saving_live_record", "BookSession",
-             {"case_id": case, "start": moment, "minutes": 60, "method": "phone"}),
-            ("absurd_daylight_saving_live_record", "RescheduleSession",
-             {"case_id": case, "session_id": session, "start": moment}),
-        ]  # fmt: skip
+            (
+                "absurd_daylight_saving_live_record",
+                "BookSession",
+                {"case_id": case, "start": moment, "minutes": 60, "method": "phone"},
+            ),
+            (
+                "absurd_daylight_saving_live_record",
+                "RescheduleSession",
+                {"case_id": case, "session_id": session, "start": moment},
+            ),
+        ]
     for moment in ABSURD_DATE_TIMES[:4]:
         made += [
-            ("absurd_date_live_record", "BookSession",
-             {"case_id": case, "start": moment, "minutes": 60, "method": "phone"}),
-            ("absurd_date_live_record", "RescheduleSession",
-             {"case_id": case, "session_id": session, "start": moment}),
-            ("absurd_date_live_record", "ProposeMeetingTime",
-             {"case_id": case, "by": "client", "start": moment}),
+            (
+                "absurd_date_live_record",
+                "BookSession",
+                {"case_id": case, "start": moment, "minutes": 60, "method": "phone"},
+            ),
+            (
+                "absurd_date_live_record",
+                "RescheduleSession",
+                {"case_id": case, "session_id": session, "start": moment},
+            ),
+            (
+                "absurd_date_live_record",
+                "ProposeMeetingTime",
+                {"case_id": case, "by": "client", "start": moment},
+            ),
             ("absurd_date_live_record", "GoAhead", {"case_id": case, "first_session": moment}),
-            ("absurd_date_live_record", "CreateGroupSession",
-             {"group_id": f"g{len(made)}", "facilitator_id": supporter, "start": moment,
-              "minutes": 60, "method": "video", "capacity": 5}),
-        ]  # fmt: skip
-    made += [("absurd_date_live_record", "ExtendService", {"case_id": case, "until": day})
-             for day in ("9999-12-31", "0001-01-01", "2200-01-01")]  # fmt: skip
-    zones = ("Mars/Olympus_Mons", "", "../../../../etc/passwd", "UTC", "Etc/GMT+12",
-             "Pacific/Kiritimati", "Europe/London\u0000", "America", "localtime", "Factory",
-             "posixrules", "EST5EDT", "x" * 5000)  # fmt: skip
+            (
+                "absurd_date_live_record",
+                "CreateGroupSession",
+                {
+                    "group_id": f"g{len(made)}",
+                    "facilitator_id": supporter,
+                    "start": moment,
+                    "minutes": 60,
+                    "method": "video",
+                    "capacity": 5,
+                },
+            ),
+        ]
+    made += [
+        ("absurd_date_live_record", "ExtendService", {"case_id": case, "until": day})
+        for day in ("9999-12-31", "0001-01-01", "2200-01-01")
+    ]
+    zones = (
+        "Mars/Olympus_Mons",
+        "",
+        "../../../../etc/passwd",
+        "UTC",
+        "Etc/GMT+12",
+        "Pacific/Kiritimati",
+        "Europe/London\u0000",
+        "America",
+        "localtime",
+        "Factory",
+        "posixrules",
+        "EST5EDT",
+        "x" * 5000,
+    )
     for zone in zones:
         made.append(("absurd_time_zone", "ConfigureScheduling", {"policy": {"time_zone": zone}}))
         soon = (SYSTEM() + timedelta(days=3)).isoformat()
@@ -922,10 +1050,23 @@ class Builder:
         valid = [d for d in pool if VALIDATORS.valid(contract.envelope, d)] or pool
         return copy.deepcopy(self.rng.choice(valid))
 
-    def probe(self, contract: Contract, recipe: str, body: bytes, subject: str | None = None,
-              fuzz_id: str | None = None) -> Probe:  # fmt: skip
-        probe = Probe(fuzz_id or self.next_id(), contract.kind, contract.name, contract.service,
-                      subject or subject_for(contract), body, recipe)  # fmt: skip
+    def probe(
+        self,
+        contract: Contract,
+        recipe: str,
+        body: bytes,
+        subject: str | None = None,
+        fuzz_id: str | None = None,
+    ) -> Probe:
+        probe = Probe(
+            fuzz_id or self.next_id(),
+            contract.kind,
+            contract.name,
+            contract.service,
+            subject or subject_for(contract),
+            body,
+            recipe,
+        )
         if probe.kind == "event":
             probe.msg_id = probe.fuzz_id
         return probe
@@ -987,15 +1128,23 @@ class Builder:
         for i in range(4):
             pairs.append((sample.intake(rng, f"dup-case-{i}"), sample.intake(rng, f"dup-case-{i}")))
             pairs.append((sample.supporter(rng, f"dup-s{i}"), sample.supporter(rng, f"dup-s{i}x")))
-        pairs.append((ConfigureScheduling(policy=SchedulingPolicy()),
-                      ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=20))))  # fmt: skip
+        pairs.append(
+            (
+                ConfigureScheduling(policy=SchedulingPolicy()),
+                ConfigureScheduling(policy=SchedulingPolicy(funded_weeks=20)),
+            )
+        )
         for one, other in pairs:
             contract = named[one.type_name]
-            first = self.from_doc(contract, "handmade:duplicate_id_of_accepted",
-                                  envelope_of(contract, one.model_dump(mode="json")))  # fmt: skip
+            first = self.from_doc(
+                contract,
+                "handmade:duplicate_id_of_accepted",
+                envelope_of(contract, one.model_dump(mode="json")),
+            )
             again = envelope_of(contract, other.model_dump(mode="json"), id=first.fuzz_id)
-            first.follows = self.probe(contract, "handmade:duplicate_id_of_accepted_second",
-                                       encode(again))  # fmt: skip
+            first.follows = self.probe(
+                contract, "handmade:duplicate_id_of_accepted_second", encode(again)
+            )
             yield first
 
     def duplicate(self, contract: Contract) -> Probe:
@@ -1035,8 +1184,10 @@ async def build(contracts: list[Contract], real: Real, n: int) -> Plan:
     started = time.perf_counter()
     for contract in contracts:
         builder.pool(contract)
-    say(f"generated {sum(map(len, builder.pools.values()))} schema-valid payloads for "
-        f"{len(contracts)} message types in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    say(
+        f"generated {sum(map(len, builder.pools.values()))} schema-valid payloads for "
+        f"{len(contracts)} message types in {time.perf_counter() - started:.1f} s"
+    )
     probes = builder.handmade(int(n * HANDMADE_SHARE))
     used = sum(1 + (p.follows is not None) for p in probes)
     commands = [c for c in contracts if c.kind == "command"]
@@ -1044,8 +1195,7 @@ async def build(contracts: list[Contract], real: Real, n: int) -> Plan:
     remaining = n - used
     command_count = int(remaining * COMMAND_SHARE)
     probes += [builder.generated(commands[i % len(commands)]) for i in range(command_count)]
-    probes += [builder.generated(events[i % len(events)])
-               for i in range(remaining - command_count)]  # fmt: skip
+    probes += [builder.generated(events[i % len(events)]) for i in range(remaining - command_count)]
     named = {c.name: c for c in contracts if not c.variant}
     for probe in probes:
         for one in (probe, probe.follows):
@@ -1053,8 +1203,10 @@ async def build(contracts: list[Contract], real: Real, n: int) -> Plan:
                 await judge(one, named[one.name])
     rng.shuffle(probes)
     probes.sort(key=lambda p: not on_live_records(p))  # stable: those first, in their order
-    say(f"built {sum(1 + (p.follows is not None) for p in probes)} messages in "
-        f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+    say(
+        f"built {sum(1 + (p.follows is not None) for p in probes)} messages in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     return Plan(probes, named)
 
 
@@ -1085,13 +1237,19 @@ class Fleet:
     def start(self, service: str) -> None:
         path = self.logs / f"{service}-{len(self.log_files[service])}.log"
         self.log_files[service].append(path)
-        env = {**os.environ, "ALONGSIDE_NATS_URL": self.url, "ALONGSIDE_LOG_LEVEL": "WARNING",
-               **master_key_env(self.logs)}  # fmt: skip
+        env = {
+            **os.environ,
+            "ALONGSIDE_NATS_URL": self.url,
+            "ALONGSIDE_LOG_LEVEL": "WARNING",
+            **master_key_env(self.logs),
+        }
         with path.open("wb") as log:
             self.processes[service] = subprocess.Popen(
                 [str(Path(sys.executable).parent / "alongside"), "up", service],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def rss_mb(self, service: str) -> float:
         status = Path(f"/proc/{self.processes[service].pid}/status")
@@ -1127,8 +1285,9 @@ class Fleet:
 
     def kill(self, service: str) -> None:
         process = self.processes[service]
-        self.crashes.append(Crash(service, None, "hung", list(self.recent[service]),
-                                  self.tail(service)))  # fmt: skip
+        self.crashes.append(
+            Crash(service, None, "hung", list(self.recent[service]), self.tail(service))
+        )
         process.kill()
         process.wait()
         self.restarted.add(service)
@@ -1233,15 +1392,24 @@ async def arrange(nc: Nats) -> tuple[Real, bool]:
     today = SYSTEM().astimezone(ZoneInfo(SchedulingPolicy().time_zone)).date()
     supporter_ids = [f"fuzz-s{i}" for i in range(6)]
     story = sample.intake(rng, "fuzz-case")
-    client_profile = story.client.model_copy(update={
-        "languages": ["en"], "methods": list(Method), "gender_preference": None,
-    })  # fmt: skip
+    client_profile = story.client.model_copy(
+        update={
+            "languages": ["en"],
+            "methods": list(Method),
+            "gender_preference": None,
+        }
+    )
     for supporter_id in supporter_ids:
         registered = sample.supporter(rng, supporter_id)
-        profile = registered.profile.model_copy(update={
-            "languages": ["en"], "methods": list(Method), "region": client_profile.region,
-            "caseload_cap": 5, "affiliations": [],
-        })  # fmt: skip
+        profile = registered.profile.model_copy(
+            update={
+                "languages": ["en"],
+                "methods": list(Method),
+                "region": client_profile.region,
+                "caseload_cap": 5,
+                "affiliations": [],
+            }
+        )
         await accepted(client, registered.model_copy(update={"profile": profile}))
         for evidence in sample.vetting(rng, supporter_id, today):
             await accepted(client, evidence)
@@ -1266,8 +1434,10 @@ async def arrange(nc: Nats) -> tuple[Real, bool]:
 
     await until(named, "no support person named")
     for party in ("client", *[p.party_id for p in story.other_parties]):
-        await accepted(client, GiveConsent(case_id="fuzz-case", party_id=party,
-                                           stages=list(Stage), given_on=today))  # fmt: skip
+        await accepted(
+            client,
+            GiveConsent(case_id="fuzz-case", party_id=party, stages=list(Stage), given_on=today),
+        )
 
     async def scheduled() -> bool:
         stored, _ = await schedules.load(ORG, "fuzz-case")
@@ -1276,9 +1446,17 @@ async def arrange(nc: Nats) -> tuple[Real, bool]:
     await until(scheduled, "no schedule for fuzz-case")
     journey = await scheduling_journey(client, nc, vault, ORG, "fuzz-case", SYSTEM)
     start = SYSTEM() + timedelta(days=10)
-    await accepted(client, CreateGroupSession(group_id="fuzz-group", facilitator_id=chosen,
-                                              start=start, minutes=60, method=Method.VIDEO,
-                                              capacity=5))  # fmt: skip
+    await accepted(
+        client,
+        CreateGroupSession(
+            group_id="fuzz-group",
+            facilitator_id=chosen,
+            start=start,
+            minutes=60,
+            method=Method.VIDEO,
+            capacity=5,
+        ),
+    )
     sessions = tuple(s.session_id for s in journey.schedule.sessions)
     return Real(("fuzz-case",), (chosen, *supporter_ids), sessions, ("fuzz-group",)), True
 
@@ -1295,8 +1473,10 @@ def read_reply(probe: Probe, data: bytes) -> None:
         reply = json.loads(data)
         probe.status = str(reply["status"])
         if probe.status == "rejected":
-            probe.errors = [(str(e.get("field", "")), str(e.get("reason", "")))
-                            for e in reply.get("errors") or []]  # fmt: skip
+            probe.errors = [
+                (str(e.get("field", "")), str(e.get("reason", "")))
+                for e in reply.get("errors") or []
+            ]
         elif probe.status == "unavailable":
             probe.reason = str(reply.get("reason", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -1308,8 +1488,9 @@ async def send_command(nc: Nats, probe: Probe, gate: Gate, fleet: Fleet) -> None
     fleet.recent[probe.service].append(f"{probe.fuzz_id} {probe.recipe} {probe.subject}")
     started = time.perf_counter()
     try:
-        response = await nc.request(probe.subject, probe.body, timeout=REPLY_TIMEOUT_S,
-                                    headers={"Fuzz-Id": probe.fuzz_id})  # fmt: skip
+        response = await nc.request(
+            probe.subject, probe.body, timeout=REPLY_TIMEOUT_S, headers={"Fuzz-Id": probe.fuzz_id}
+        )
     except nats.errors.TimeoutError:
         probe.status = "no_reply"
         gate.timed_out(probe.service)
@@ -1426,8 +1607,9 @@ async def dead_letters(nc: Nats) -> list[Letter]:
     if not total:
         return letters
     sealer = bus.DeadLetters(Settings()).sealer(js)
-    sub = await js.subscribe(subjects.dead_letters("*"), ordered_consumer=True,
-                             deliver_policy=DeliverPolicy.ALL)  # fmt: skip
+    sub = await js.subscribe(
+        subjects.dead_letters("*"), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
     try:
         while len(letters) < total:
             try:
@@ -1436,8 +1618,15 @@ async def dead_letters(nc: Nats) -> list[Letter]:
                 break
             kept = RawEnvelope.model_validate_json(msg.data)
             data = await bus.read_dead_letter(sealer, kept)
-            letters.append(Letter(data.service, data.reason, data.headers.get("Fuzz-Id"),
-                                  data.headers.get("Nats-Msg-Id"), data.subject))  # fmt: skip
+            letters.append(
+                Letter(
+                    data.service,
+                    data.reason,
+                    data.headers.get("Fuzz-Id"),
+                    data.headers.get("Nats-Msg-Id"),
+                    data.subject,
+                )
+            )
     finally:
         await sub.unsubscribe()
     return letters
@@ -1484,10 +1673,17 @@ async def still_serving(nc: Nats) -> dict[str, bool]:
 
     policy = ConfigureScheduling(policy=SchedulingPolicy())
     await ask("scheduling", lambda: client.submit(ORG, policy), CommandAccepted)
-    await ask("intake", lambda: client.submit(ORG, sample.intake(rng, "after-fuzz")),
-              CommandAccepted)  # fmt: skip
-    facts = {"case_id": "after-fuzz", "stage": "entry", "support_person_named": False,
-             "parties": [], "missing_parties": [], "withdrawn_parties": []}  # fmt: skip
+    await ask(
+        "intake", lambda: client.submit(ORG, sample.intake(rng, "after-fuzz")), CommandAccepted
+    )
+    facts = {
+        "case_id": "after-fuzz",
+        "stage": "entry",
+        "support_person_named": False,
+        "parties": [],
+        "missing_parties": [],
+        "withdrawn_parties": [],
+    }
     evaluate = EvaluateRules(kind=Kind.CONSENT, facts=facts)
     await ask("rules", lambda: client.request(ORG, evaluate), RulesEvaluated)
     js = nc.jetstream()
@@ -1523,15 +1719,24 @@ class Findings:
         rows = []
         for (failure, recipe), probes in sorted(self.classes.items(), key=lambda i: -len(i[1])):
             example = probes[0]
-            rows.append({
-                "failure": failure, "recipe": recipe, "count": len(probes),
-                "types": sorted({p.name for p in probes})[:12],
-                "example": {"subject": example.subject, "body": example.short(300),
-                            "oracle": example.oracle, "status": example.status,
-                            "errors": example.errors[:3],
-                            "dead_letters": [f"{d.service}: {d.reason[:200]}"
-                                             for d in example.dead_letters[:3]]},
-            })  # fmt: skip
+            rows.append(
+                {
+                    "failure": failure,
+                    "recipe": recipe,
+                    "count": len(probes),
+                    "types": sorted({p.name for p in probes})[:12],
+                    "example": {
+                        "subject": example.subject,
+                        "body": example.short(300),
+                        "oracle": example.oracle,
+                        "status": example.status,
+                        "errors": example.errors[:3],
+                        "dead_letters": [
+                            f"{d.service}: {d.reason[:200]}" for d in example.dead_letters[:3]
+                        ],
+                    },
+                }
+            )
         return rows
 
 
@@ -1610,8 +1815,13 @@ def reason_kind(reason: str) -> str:
     return failed.group(1) if failed else reason.split(":")[0][:60]
 
 
-def judge_events(probes: list[Probe], letters: list[Letter], advisories: Advisories,
-                 logged: set[int], findings: Findings) -> dict[str, int]:  # fmt: skip
+def judge_events(
+    probes: list[Probe],
+    letters: list[Letter],
+    advisories: Advisories,
+    logged: set[int],
+    findings: Findings,
+) -> dict[str, int]:
     kept = letters_by_probe(letters)
     counts: Counter[str] = Counter()
     for probe in every(probes):
@@ -1651,8 +1861,7 @@ def model_accepts(probe: Probe) -> bool:
     return not any(word in probe.oracle for word in ("dead_letter", "unroutable", "raises"))
 
 
-def event_failures(probe: Probe, advisories: Advisories, logged: set[int]
-                   ) -> list[tuple[str, str]]:  # fmt: skip
+def event_failures(probe: Probe, advisories: Advisories, logged: set[int]) -> list[tuple[str, str]]:
     failures = []
     by = {letter.service for letter in probe.dead_letters}
     missing = probe.expected_dead_letters - by
@@ -1758,8 +1967,9 @@ async def fuzz(n: int, state: Path, report: Path) -> dict[str, Any]:
             await nc.close()
 
 
-async def _run(nc: Nats, fleet: Fleet, contracts: list[Contract], n: int, started: float,
-               report: Path) -> dict[str, Any]:  # fmt: skip
+async def _run(
+    nc: Nats, fleet: Fleet, contracts: list[Contract], n: int, started: float, report: Path
+) -> dict[str, Any]:
     for service in catalogue_services():
         if not await answering(nc, service, 60.0):
             raise RuntimeError(f"{service} did not start")
@@ -1802,7 +2012,8 @@ async def _run(nc: Nats, fleet: Fleet, contracts: list[Contract], n: int, starte
     c, e = Counter(command_counts), Counter(event_counts)
     unanswered = c["no_reply"] + c["no_responders"] + c["unsent"]
     figures = {
-        "n": n, "seed": SEED,
+        "n": n,
+        "seed": SEED,
         "fuzz_messages": plan.count(),
         "fuzz_schema_invalid_messages": sum(not p.schema_valid for p in every(plan.probes)),
         "fuzz_commands": sum(1 for _ in every(command_probes)),
@@ -1842,28 +2053,40 @@ async def _run(nc: Nats, fleet: Fleet, contracts: list[Contract], n: int, starte
         "restarted_services": sorted(fleet.restarted),
         **{f"fuzz_rss_mb_start_{s}": v for s, v in rss_start.items()},
         **{f"fuzz_rss_growth_mb_{s}": round(rss_end[s] - rss_start[s], 1) for s in rss_start},
-        **{f"fuzz_rss_growth_events_phase_mb_{s}": round(rss_end[s] - rss_mid[s], 1)
-           for s in rss_start},
+        **{
+            f"fuzz_rss_growth_events_phase_mb_{s}": round(rss_end[s] - rss_mid[s], 1)
+            for s in rss_start
+        },
         "commands_phase_s": round(commands_s, 1),
         "duration_s": round(time.perf_counter() - started, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
-    }  # fmt: skip
+    }
     write_report(report, figures, findings, fleet, errors, plan)
     return figures
 
 
-def write_report(report: Path, figures: dict[str, Any], findings: Findings, fleet: Fleet,
-                 errors: dict[str, list[tuple[str, int]]], plan: Plan) -> None:  # fmt: skip
+def write_report(
+    report: Path,
+    figures: dict[str, Any],
+    findings: Findings,
+    fleet: Fleet,
+    errors: dict[str, list[tuple[str, int]]],
+    plan: Plan,
+) -> None:
     outcomes: dict[str, Counter[str]] = defaultdict(Counter)
     for probe in every(plan.probes):
         outcomes[f"{probe.kind} {probe.recipe}"][probe.outcome] += 1
     live = [
         {"subject": p.subject, "body": p.short(400), "outcome": p.outcome, "errors": p.errors[:2]}
-        for p in every(plan.probes) if on_live_records(p)
-    ]  # fmt: skip
-    pairs = Counter(f"{p.outcome} -> {p.follows.outcome}" for p in plan.probes
-                    if p.follows is not None and p.kind == "command")  # fmt: skip
+        for p in every(plan.probes)
+        if on_live_records(p)
+    ]
+    pairs = Counter(
+        f"{p.outcome} -> {p.follows.outcome}"
+        for p in plan.probes
+        if p.follows is not None and p.kind == "command"
+    )
     logs = report.with_name(report.stem + "-logs")
     logs.mkdir(parents=True, exist_ok=True)
     for paths in fleet.log_files.values():

@@ -466,17 +466,24 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(run(args.n))
     keys = (
-        "intake_accepted_per_s", "intake_p50_ms", "intake_p99_ms",
-        "raw_request_reply_p99_ms", "raw_jetstream_publish_per_s", "permission_violations",
-        "intake_nats_errors", "intake_service_cpu_ms_per_command",
-    )  # fmt: skip
+        "intake_accepted_per_s",
+        "intake_p50_ms",
+        "intake_p99_ms",
+        "raw_request_reply_p99_ms",
+        "raw_jetstream_publish_per_s",
+        "permission_violations",
+        "intake_nats_errors",
+        "intake_service_cpu_ms_per_command",
+    )
     off = [f"{k}_metrics_off" for k in keys if k.startswith("intake_")]
     costs = [f"metrics_cost_{figure}_ratio" for figure in ("p50", "p99", "throughput", "cpu")]
     traced = [f"{k}_tracing" for k in keys if k.startswith("intake_")] + [
         *(f"tracing_cost_{figure}_ratio" for figure in ("p50", "p99", "accepted_per_s", "cpu")),
-        "otlp_requests_received", "otlp_bytes_received", "otlp_spans_received",
+        "otlp_requests_received",
+        "otlp_bytes_received",
+        "otlp_spans_received",
         "otlp_export_warnings",
-    ]  # fmt: skip
+    ]
     for label, figures in (
         ("sync_interval: always", result),
         ("NATS default", result["default_sync"]),

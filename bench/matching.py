@@ -168,8 +168,10 @@ async def end_to_end(intakes: int, supporters: int = 300) -> dict[str, float]:
             await _until_answering(client)
             for n in range(supporters):
                 supporter_id = f"s{n:04d}"
-                for command in (sample.supporter(rng, supporter_id),
-                                *sample.vetting(rng, supporter_id, today)):  # fmt: skip
+                for command in (
+                    sample.supporter(rng, supporter_id),
+                    *sample.vetting(rng, supporter_id, today),
+                ):
                     assert isinstance(await client.submit(ORG, command), CommandAccepted)
             arrived: dict[str, float] = {}
             seen = asyncio.Event()
@@ -279,11 +281,17 @@ async def import_end_to_end(intakes: int, supporters: int | None = None) -> dict
         nc = await bus.connect(server.url, "bench")
         await topology.provision(nc.jetstream(), Settings())
         await register(nc.jetstream(), IMPORT_ORG)
-        env = {"ALONGSIDE_NATS_URL": server.url, "ALONGSIDE_LOG_LEVEL": "WARNING",
-               **master_key_env(folder)}  # fmt: skip
+        env = {
+            "ALONGSIDE_NATS_URL": server.url,
+            "ALONGSIDE_LOG_LEVEL": "WARNING",
+            **master_key_env(folder),
+        }
         times, log = folder / "batch-times.jsonl", folder / "services.log"
-        services = spawn([sys.executable, "-c", TIMED_UP, "up", "intake", "rules", "matching"],
-                         env={**env, BATCH_TIMES: str(times)}, log=log)  # fmt: skip
+        services = spawn(
+            [sys.executable, "-c", TIMED_UP, "up", "intake", "rules", "matching"],
+            env={**env, BATCH_TIMES: str(times)},
+            log=log,
+        )
         try:
             client = AlongsideClient(nc, source="bench")
             await _until_answering(client)
@@ -295,18 +303,26 @@ async def import_end_to_end(intakes: int, supporters: int | None = None) -> dict
             watch = ImportWatch()
             for model in (MatchProposed, ClientWaitlisted):
                 await nc.subscribe(subjects.event(IMPORT_ORG, model.type_name), cb=watch.on_outcome)
-            await nc.subscribe(subjects.event(IMPORT_ORG, MatchingPolicyDecided.type_name),
-                               cb=watch.on_policy)  # fmt: skip
+            await nc.subscribe(
+                subjects.event(IMPORT_ORG, MatchingPolicyDecided.type_name), cb=watch.on_policy
+            )
             assigning = subjects.commands_of(AssignBatch.service, IMPORT_ORG, AssignBatch.type_name)
             await nc.subscribe(assigning, cb=watch.on_assign)
             await nc.flush()
             times.unlink(missing_ok=True)  # only the import's calls
             started_wall, started = SYSTEM().timestamp(), time.perf_counter()
             cli = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "alongside.cli", "import", str(file), "--org", IMPORT_ORG,
-                env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "alongside.cli",
+                "import",
+                str(file),
+                "--org",
+                IMPORT_ORG,
+                env={**os.environ, **env},
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            )
             out, err = await cli.communicate()
             exited = time.perf_counter()
             await watch.until_outcomes(intakes, DRAIN_S)
@@ -320,14 +336,19 @@ async def import_end_to_end(intakes: int, supporters: int | None = None) -> dict
             in_import = [c for c in calls if c[0] >= started_wall]
             kinds = [kind for _, kind in watch.outcomes.values()]
             lost = intakes - len(watch.outcomes)
-            errors = [line for line in log.read_text(errors="replace").splitlines()
-                      if '"level": "error"' in line or '"level": "critical"' in line]  # fmt: skip
+            errors = [
+                line
+                for line in log.read_text(errors="replace").splitlines()
+                if '"level": "error"' in line or '"level": "critical"' in line
+            ]
             for line in errors[:5]:
                 entry = json.loads(line)
                 trace = entry.get("exception", "").strip().splitlines()
-                print(f"services logged at {entry.get('timestamp')}: "
-                      f"{entry.get('event', '').splitlines()[0]} {trace[-1] if trace else ''}",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"services logged at {entry.get('timestamp')}: "
+                    f"{entry.get('event', '').splitlines()[0]} {trace[-1] if trace else ''}",
+                    file=sys.stderr,
+                )
             if lost or cli.returncode:
                 print(last_lines(log), file=sys.stderr)
             arrivals = [at for at, _ in watch.outcomes.values()]
@@ -375,8 +396,12 @@ def main() -> None:
     configure("WARNING")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--e2e-intakes", type=int, default=300)
-    parser.add_argument("--import-intakes", type=int, default=1_000,
-                        help="intakes in the import file (#15: 5000); 0 skips it")  # fmt: skip
+    parser.add_argument(
+        "--import-intakes",
+        type=int,
+        default=1_000,
+        help="intakes in the import file (#15: 5000); 0 skips it",
+    )
     parser.add_argument("--batch-runs", type=int, default=5)
     args = parser.parse_args()
     rng = random.Random(SEED)
@@ -441,8 +466,7 @@ def main() -> None:
     figures.update({k: round(v, 3) for k, v in asyncio.run(end_to_end(args.e2e_intakes)).items()})
     if args.import_intakes > 0:
         imported = asyncio.run(import_end_to_end(args.import_intakes))
-        figures.update({k: round(v, 3) if isinstance(v, float) else v
-                        for k, v in imported.items()})  # fmt: skip
+        figures.update({k: round(v, 3) if isinstance(v, float) else v for k, v in imported.items()})
     print(
         f"one intake p95 {p95:.3f} ms; batch 5k x 20k min {batch_s:.2f} s "
         f"(median {statistics.median(runs):.2f}, max {max(runs):.2f}); gap {gap:.4f} %; "

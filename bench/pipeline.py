@@ -125,8 +125,10 @@ class Outcomes:
 
 async def written(admin: Client) -> dict[str, int]:
     """Every stream's last sequence: what the server has stored so far, by stream."""
-    return {info.config.name or "": info.state.last_seq
-            for info in await admin.jetstream().streams_info()}  # fmt: skip
+    return {
+        info.config.name or "": info.state.last_seq
+        for info in await admin.jetstream().streams_info()
+    }
 
 
 async def raw_pipelined_publish_per_s(admin: Client, n: int = 20_000) -> float:
@@ -135,8 +137,9 @@ async def raw_pipelined_publish_per_s(admin: Client, n: int = 20_000) -> float:
     payload, window = b"x" * 600, 256
     started = time.perf_counter()
     for first in range(0, n, window):
-        await asyncio.gather(*(js.publish("benchraw.a", payload)
-                               for _ in range(min(window, n - first))))  # fmt: skip
+        await asyncio.gather(
+            *(js.publish("benchraw.a", payload) for _ in range(min(window, n - first)))
+        )
     rate = n / (time.perf_counter() - started)
     await js.delete_stream("BENCHRAW")
     return rate
@@ -152,9 +155,14 @@ async def supporters(client: AlongsideClient, outcomes: Outcomes, count: int) ->
 
 
 async def step(
-    client: AlongsideClient, outcomes: Outcomes, admin: Client, rate: int, seconds: float,
-    first: int, pids: dict[str, int],
-) -> dict[str, Any]:  # fmt: skip
+    client: AlongsideClient,
+    outcomes: Outcomes,
+    admin: Client,
+    rate: int,
+    seconds: float,
+    first: int,
+    pids: dict[str, int],
+) -> dict[str, Any]:
     """Intakes offered at ``rate`` a second for ``seconds``, open loop."""
     rng = random.Random(SEED + rate)
     count = int(rate * seconds)
@@ -220,8 +228,11 @@ async def measure(
     await topology.provision(admin.jetstream(), Settings())
     await register(admin.jetstream(), ORG)
     raw = await raw_pipelined_publish_per_s(admin)
-    env = {"ALONGSIDE_NATS_URL": url, "ALONGSIDE_LOG_LEVEL": "WARNING",
-           "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key")}  # fmt: skip
+    env = {
+        "ALONGSIDE_NATS_URL": url,
+        "ALONGSIDE_LOG_LEVEL": "WARNING",
+        "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key"),
+    }
     processes = {
         name: spawn(
             [sys.executable, "-m", "alongside.cli", "up", name],
@@ -233,12 +244,15 @@ async def measure(
     outcomes = Outcomes()
     for event in (MatchProposed, ClientWaitlisted):
         await admin.subscribe(subjects.event(ORG, event.type_name), cb=outcomes.on_outcome)
-    await admin.subscribe(subjects.event(ORG, SupporterEligibilityDecided.type_name),
-                          cb=outcomes.on_eligibility)  # fmt: skip
-    await admin.subscribe(subjects.event(ORG, IntakeReceived.type_name),
-                          cb=outcomes.on_intake_received)  # fmt: skip
-    await admin.subscribe(subjects.event(ORG, MatchingPolicyDecided.type_name),
-                          cb=outcomes.on_policy_decided)  # fmt: skip
+    await admin.subscribe(
+        subjects.event(ORG, SupporterEligibilityDecided.type_name), cb=outcomes.on_eligibility
+    )
+    await admin.subscribe(
+        subjects.event(ORG, IntakeReceived.type_name), cb=outcomes.on_intake_received
+    )
+    await admin.subscribe(
+        subjects.event(ORG, MatchingPolicyDecided.type_name), cb=outcomes.on_policy_decided
+    )
     client = AlongsideClient(admin, source="bench/pipeline")
     steps: list[dict[str, Any]] = []
     try:
@@ -251,10 +265,12 @@ async def measure(
             result = await step(client, outcomes, admin, rate, step_s, first, pids)
             first += result["intakes"]
             steps.append(result)
-            print(f"{rate}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, lost "
-                  f"{result['lost']}, {result['synced_writes_per_intake']} writes/intake, "
-                  f"hops {result['stage_p50_ms']}, cpu {result['cpu_ms_per_intake']}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{rate}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, lost "
+                f"{result['lost']}, {result['synced_writes_per_intake']} writes/intake, "
+                f"hops {result['stage_p50_ms']}, cpu {result['cpu_ms_per_intake']}",
+                file=sys.stderr,
+            )
             if result["lost"] or result["refused"] or result["p99_ms"] > P99_SATURATED_MS:
                 break
     finally:
@@ -265,8 +281,9 @@ async def measure(
         await admin.close()
     held = [s for s in steps if s["held"]]
     best = held[-1] if held else None
-    coping = [s for s in steps if not s["lost"] and not s["refused"]
-              and s["p99_ms"] <= P99_SATURATED_MS]  # fmt: skip
+    coping = [
+        s for s in steps if not s["lost"] and not s["refused"] and s["p99_ms"] <= P99_SATURATED_MS
+    ]
     return {
         "pipeline_sustained_intakes_per_s": best["offered_per_s"] if best else 0,
         "pipeline_p50_ms": best["p50_ms"] if best else None,
@@ -274,11 +291,13 @@ async def measure(
         "synced_writes_per_intake": (best or steps[0])["synced_writes_per_intake"],
         "raw_jetstream_pipelined_publish_per_s": round(raw),
         "pipeline_max_intakes_per_s_p99_under_1s": coping[-1]["offered_per_s"] if coping else 0,
-        "supporters": supporter_count, "step_s": step_s, "seed": SEED,
+        "supporters": supporter_count,
+        "step_s": step_s,
+        "seed": SEED,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
         "steps": steps,
-    }  # fmt: skip
+    }
 
 
 async def run(supporters: int, rates: list[int], step_s: float) -> dict[str, Any]:
@@ -297,10 +316,13 @@ def main() -> None:
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     figures = asyncio.run(run(args.supporters, rates, args.step_s))
-    print(f"sustained {figures['pipeline_sustained_intakes_per_s']} intakes/s (p99 "
-          f"{figures['pipeline_p99_ms']} ms); {figures['synced_writes_per_intake']} synced "
-          f"writes an intake; raw pipelined publish "
-          f"{figures['raw_jetstream_pipelined_publish_per_s']}/s", file=sys.stderr)  # fmt: skip
+    print(
+        f"sustained {figures['pipeline_sustained_intakes_per_s']} intakes/s (p99 "
+        f"{figures['pipeline_p99_ms']} ms); {figures['synced_writes_per_intake']} synced "
+        f"writes an intake; raw pipelined publish "
+        f"{figures['raw_jetstream_pipelined_publish_per_s']}/s",
+        file=sys.stderr,
+    )
     print(json.dumps(figures))
 
 

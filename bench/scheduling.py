@@ -51,32 +51,42 @@ def main() -> None:
     found = []
     for client, supporter in pairs:
         method = domain.meeting_method(client.methods, supporter.methods, client.safety_concerns)
-        slot = domain.first_common_time(client.availability, supporter.availability, 60, after,
-                                        ZONE)  # fmt: skip
+        slot = domain.first_common_time(
+            client.availability, supporter.availability, 60, after, ZONE
+        )
         found.append((method, slot))
     slots_s = time.perf_counter() - start
     with_slot = sum(1 for method, slot in found if method and slot)
 
     # Every match gets a weekly series, from its meeting if it has one, else next Tuesday 18:00.
-    firsts = [slot or domain.at(after.date(), datetime.min.time().replace(hour=18), ZONE)
-              for _, slot in found]  # fmt: skip
+    firsts = [
+        slot or domain.at(after.date(), datetime.min.time().replace(hour=18), ZONE)
+        for _, slot in found
+    ]
     start = time.perf_counter()
     built = 0
     for i, first in enumerate(firsts):
         until = first.date() + timedelta(weeks=WEEKS + 1)
         starts = domain.weekly(domain.next_week(first, ZONE), until, ZONE)
         sessions = [
-            Session(session_id=f"c{i}-{k}", kind="regular", start=s, end=s + timedelta(hours=1),
-                    method="phone", status="booked")
+            Session(
+                session_id=f"c{i}-{k}",
+                kind="regular",
+                start=s,
+                end=s + timedelta(hours=1),
+                method="phone",
+                status="booked",
+            )
             for k, s in enumerate(starts)
-        ]  # fmt: skip
+        ]
         built += len(sessions)
     build_s = time.perf_counter() - start
 
     start = time.perf_counter()
     for first in firsts:  # the date arithmetic alone, without building records
-        domain.weekly(domain.next_week(first, ZONE), first.date() + timedelta(weeks=WEEKS + 1),
-                      ZONE)  # fmt: skip
+        domain.weekly(
+            domain.next_week(first, ZONE), first.date() + timedelta(weeks=WEEKS + 1), ZONE
+        )
     series_only_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -85,10 +95,16 @@ def main() -> None:
         utc = first.astimezone(UTC) + timedelta(weeks=1)
         starts = [utc + timedelta(weeks=k) for k in range(WEEKS)]
         sessions = [
-            Session(session_id=f"c{i}-{k}", kind="regular", start=s, end=s + timedelta(hours=1),
-                    method="phone", status="booked")
+            Session(
+                session_id=f"c{i}-{k}",
+                kind="regular",
+                start=s,
+                end=s + timedelta(hours=1),
+                method="phone",
+                status="booked",
+            )
             for k, s in enumerate(starts)
-        ]  # fmt: skip
+        ]
         local_times = {s.start.astimezone(ZONE).time() for s in sessions}
         naive_moved += len(local_times) > 1
     naive_s = time.perf_counter() - start

@@ -53,8 +53,9 @@ NOW = datetime(2026, 11, 29, 9, tzinfo=UTC)
 
 def case(i: int, prefix: str) -> CaseRecord:
     intake = sample.intake(random.Random(SEED + i), f"{prefix}{i}")
-    return CaseRecord(case_id=f"{prefix}{i}", intake=intake, stage=Stage.ENTRY, opened_at=NOW,
-                      updated_at=NOW)  # fmt: skip
+    return CaseRecord(
+        case_id=f"{prefix}{i}", intake=intake, stage=Stage.ENTRY, opened_at=NOW, updated_at=NOW
+    )
 
 
 async def timed(n: int, step: Callable[[int], Awaitable[None]]) -> tuple[float, float]:
@@ -74,20 +75,28 @@ async def one_round(
         records = [case(i, prefix) for i in range(n)]
         revisions: dict[int, int] = {}
 
-        async def create(i: int, store: RecordStore[CaseRecord] = store,
-                         records: list[CaseRecord] = records,
-                         revisions: dict[int, int] = revisions) -> None:  # fmt: skip
+        async def create(
+            i: int,
+            store: RecordStore[CaseRecord] = store,
+            records: list[CaseRecord] = records,
+            revisions: dict[int, int] = revisions,
+        ) -> None:
             revisions[i] = await store.save(ORG, records[i].case_id, store.stored(records[i]), 0)
 
-        async def update(i: int, store: RecordStore[CaseRecord] = store,
-                         records: list[CaseRecord] = records,
-                         revisions: dict[int, int] = revisions) -> None:  # fmt: skip
+        async def update(
+            i: int,
+            store: RecordStore[CaseRecord] = store,
+            records: list[CaseRecord] = records,
+            revisions: dict[int, int] = revisions,
+        ) -> None:
             changed = records[i].model_copy(update={"stage": Stage.EARLY_RESOLUTION})
-            revisions[i] = await store.save(ORG, records[i].case_id, store.stored(changed),
-                                            revisions[i])  # fmt: skip
+            revisions[i] = await store.save(
+                ORG, records[i].case_id, store.stored(changed), revisions[i]
+            )
 
-        async def load(i: int, store: RecordStore[CaseRecord] = store,
-                       records: list[CaseRecord] = records) -> None:  # fmt: skip
+        async def load(
+            i: int, store: RecordStore[CaseRecord] = store, records: list[CaseRecord] = records
+        ) -> None:
             stored, _ = await store.load(ORG, records[i].case_id)
             assert stored is not None
             assert stored.record.intake == records[i].intake
@@ -135,10 +144,12 @@ async def run(n: int, rounds: int) -> dict[str, object]:
         return statistics.median(r[name][index] for r in per_round)
 
     figures: dict[str, object] = {
-        "seed": SEED, "n_per_round": n, "rounds": rounds,
+        "seed": SEED,
+        "n_per_round": n,
+        "rounds": rounds,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-    }  # fmt: skip
+        f"Python {platform.python_version()}",
+    }
     for step in ("create", "update", "load"):
         for unit, index in (("ms", 0), ("cpu_ms", 1)):
             base, cost = median(f"plain_{step}", index), median(f"sealed_{step}", index)
@@ -156,9 +167,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     figures = asyncio.run(run(args.n, args.rounds))
-    print(f"create x{figures['create_ms_ratio']}, update x{figures['update_ms_ratio']}, "
-          f"load x{figures['load_ms_ratio']} (wall, sealed / plain); a new key "
-          f"{figures['new_key_ms']} ms", file=sys.stderr)  # fmt: skip
+    print(
+        f"create x{figures['create_ms_ratio']}, update x{figures['update_ms_ratio']}, "
+        f"load x{figures['load_ms_ratio']} (wall, sealed / plain); a new key "
+        f"{figures['new_key_ms']} ms",
+        file=sys.stderr,
+    )
     print(json.dumps(figures))
 
 

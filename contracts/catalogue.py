@@ -75,25 +75,47 @@ OTHERS: dict[str, type[Message]] = {DeadLetter.type_name: DeadLetter}
 # its handlers handle, so the server sends it nothing it would only skip.
 CONSUMED_BY: dict[str, tuple[type[Event], ...]] = {
     "rules": (
-        intake.SupporterRegistered, intake.SupporterUpdated, intake.VettingEvidenceRecorded,
-        intake.IntakeReceived, intake.SupportPersonNamed, intake.ConsentGiven,
-        intake.ConsentWithdrawn, intake.CaseStageChanged, intake.ClientErased,
-        intake.SupporterErased, matching.ProposalAccepted, matching.MatchEnded,
+        intake.SupporterRegistered,
+        intake.SupporterUpdated,
+        intake.VettingEvidenceRecorded,
+        intake.IntakeReceived,
+        intake.SupportPersonNamed,
+        intake.ConsentGiven,
+        intake.ConsentWithdrawn,
+        intake.CaseStageChanged,
+        intake.ClientErased,
+        intake.SupporterErased,
+        matching.ProposalAccepted,
+        matching.MatchEnded,
         matching.ServiceRefused,
     ),
     "matching": (
-        rules.MatchingPolicyDecided, rules.ConsentDecided, rules.SupporterEligibilityDecided,
-        scheduling.ServiceEnded, intake.ClientErased, intake.SupporterErased,
-        intake.SupporterRegistered, intake.SupporterUpdated, matching.ClientWaitlisted,
-        matching.ProposalAccepted, matching.ProposalsDeclined, matching.ProposalsExpired,
-        matching.MatchEnded, matching.ServiceRefused,
+        rules.MatchingPolicyDecided,
+        rules.ConsentDecided,
+        rules.SupporterEligibilityDecided,
+        scheduling.ServiceEnded,
+        intake.ClientErased,
+        intake.SupporterErased,
+        intake.SupporterRegistered,
+        intake.SupporterUpdated,
+        matching.ClientWaitlisted,
+        matching.ProposalAccepted,
+        matching.ProposalsDeclined,
+        matching.ProposalsExpired,
+        matching.MatchEnded,
+        matching.ServiceRefused,
     ),
     "scheduling": (
-        matching.MatchActivated, matching.MatchPaused, matching.MatchResumed,
-        matching.MatchEnded, matching.ServiceRefused, rules.ConsentDecided,
-        rules.SupporterEligibilityDecided, intake.ClientErased,
+        matching.MatchActivated,
+        matching.MatchPaused,
+        matching.MatchResumed,
+        matching.MatchEnded,
+        matching.ServiceRefused,
+        rules.ConsentDecided,
+        rules.SupporterEligibilityDecided,
+        intake.ClientErased,
     ),
-}  # fmt: skip
+}
 
 
 def all_messages() -> dict[str, type[Message]]:
@@ -143,10 +165,13 @@ def _discriminators(node: Any, as_name: bool) -> Any:
 def json_schemas() -> dict[str, dict[str, Any]]:
     """A JSON Schema (draft 2020-12) per message, with its ``$id``."""
     return {
-        name: {"$schema": JSON_SCHEMA, "$id": schema_id(name),
-               **_discriminators(wire_schema(model), as_name=False)}
+        name: {
+            "$schema": JSON_SCHEMA,
+            "$id": schema_id(name),
+            **_discriminators(wire_schema(model), as_name=False),
+        }
         for name, model in all_messages().items()
-    }  # fmt: skip
+    }
 
 
 _ORG_PARAMETER = {

@@ -52,13 +52,17 @@ _OUR_ERA = "^(19|20|21)[0-9]{2}-"  # the same bound, as the exported schemas sta
 
 # The days and moments messages carry.
 Day = Annotated[
-    date, BeforeValidator(_written_out), AfterValidator(_in_our_era),
+    date,
+    BeforeValidator(_written_out),
+    AfterValidator(_in_our_era),
     WithJsonSchema({"type": "string", "format": "date", "pattern": _OUR_ERA}),
-]  # fmt: skip
+]
 Moment = Annotated[
-    AwareDatetime, BeforeValidator(_written_out), AfterValidator(_in_our_era),
+    AwareDatetime,
+    BeforeValidator(_written_out),
+    AfterValidator(_in_our_era),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _OUR_ERA}),
-]  # fmt: skip
+]
 
 OrgId = Annotated[str, Field(pattern=ORG_PATTERN, description="Organisation token")]
 EntityId = Annotated[
@@ -67,9 +71,12 @@ EntityId = Annotated[
 # Ids become KV keys (a command's reply is kept under <org>.<id>): letters, digits, - and _,
 # in tokens joined by single dots.
 TraceParent = Annotated[
-    str, Field(pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
-               description="W3C trace context: version-traceid-parentid-flags")
-]  # fmt: skip
+    str,
+    Field(
+        pattern=r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        description="W3C trace context: version-traceid-parentid-flags",
+    ),
+]
 MessageId = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 ]
@@ -136,8 +143,10 @@ def unreadable_version(schemaversion: str, model: type[Message]) -> str | None:
     """Why a message of ``schemaversion`` cannot be read as ``model``, if it cannot: another
     major version means another shape (a newer minor only adds optional fields)."""
     if schemaversion.split(".")[0] != model.schema_version.split(".")[0]:
-        return (f"{model.type_name} {schemaversion} is not readable here; this version reads "
-                f"{model.schema_version.split('.')[0]}.x")  # fmt: skip
+        return (
+            f"{model.type_name} {schemaversion} is not readable here; this version reads "
+            f"{model.schema_version.split('.')[0]}.x"
+        )
     return None
 
 

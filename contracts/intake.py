@@ -71,14 +71,18 @@ def _local(value: time) -> time:
 
 
 LocalTime = Annotated[
-    time, AfterValidator(_local),
+    time,
+    AfterValidator(_local),
     # Said as it is: not RFC 3339's `time` format, which requires an offset.
-    WithJsonSchema({
-        "type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$",
-        "description": "A local wall-clock time in the organisation's time zone, without "
-                       "a UTC offset, e.g. 17:00:00",
-    }),
-]  # fmt: skip
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$",
+            "description": "A local wall-clock time in the organisation's time zone, without "
+            "a UTC offset, e.g. 17:00:00",
+        }
+    ),
+]
 
 
 class Slot(Part):

@@ -243,9 +243,14 @@ class SessionCancelled(Event):
     case_id: EntityId
     session_id: EntityId
     reason: Literal[
-        "cancelled_by_client", "cancelled_by_supporter", "consent_not_active",
-        "supporter_changed", "supporter_ineligible", "service_refused", "client_erased",
-    ]  # fmt: skip
+        "cancelled_by_client",
+        "cancelled_by_supporter",
+        "consent_not_active",
+        "supporter_changed",
+        "supporter_ineligible",
+        "service_refused",
+        "client_erased",
+    ]
 
 
 class SessionsResumed(Event):

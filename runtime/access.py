@@ -36,9 +36,15 @@ SYSTEM_USER = "system"
 
 _JWT_HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 _UNLIMITED = {
-    "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True,
-    "conn": -1, "leaf": -1,
-}  # fmt: skip
+    "subs": -1,
+    "data": -1,
+    "payload": -1,
+    "imports": -1,
+    "exports": -1,
+    "wildcards": True,
+    "conn": -1,
+    "leaf": -1,
+}
 _JETSTREAM = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
 
 
@@ -79,13 +85,17 @@ def _stream_reader(stream: str) -> tuple[str, ...]:
     api = "$JS.API"
     return (
         f"{api}.STREAM.INFO.{stream}",
-        f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
+        f"{api}.CONSUMER.CREATE.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}.>",
         f"{api}.CONSUMER.DURABLE.CREATE.{stream}.*",
-        f"{api}.CONSUMER.INFO.{stream}.*", f"{api}.CONSUMER.DELETE.{stream}.*",
-        f"{api}.CONSUMER.NAMES.{stream}", f"{api}.CONSUMER.LIST.{stream}",
+        f"{api}.CONSUMER.INFO.{stream}.*",
+        f"{api}.CONSUMER.DELETE.{stream}.*",
+        f"{api}.CONSUMER.NAMES.{stream}",
+        f"{api}.CONSUMER.LIST.{stream}",
         f"{api}.CONSUMER.MSG.NEXT.{stream}.*",
-        f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>",
-    )  # fmt: skip
+        f"$JS.ACK.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    )
 
 
 # The kinds of an organisation's credential, each allowed only its job:
@@ -119,8 +129,18 @@ def org_permissions(org: str, kind: CredentialKind, name: str) -> Permissions:
 # Names an organisation's credential may not take: they are the senders the server vouches
 # for as the services, the console and the operator (``subjects.sender_of``), and those dead
 # letters are kept under when they come from no credential (an event, a subject unread).
-RESERVED_NAMES = frozenset({"intake", "rules", "matching", "scheduling", subjects.CONSOLE,
-                            subjects.OPERATOR, subjects.EVENTS_SENDER, "unknown"})  # fmt: skip
+RESERVED_NAMES = frozenset(
+    {
+        "intake",
+        "rules",
+        "matching",
+        "scheduling",
+        subjects.CONSOLE,
+        subjects.OPERATOR,
+        subjects.EVENTS_SENDER,
+        "unknown",
+    }
+)
 
 
 def credential_name(kind: CredentialKind, name: str | None) -> str:
@@ -133,8 +153,10 @@ def credential_name(kind: CredentialKind, name: str | None) -> str:
     if name is None:
         raise AccessError(f"a {kind} credential needs a name (--name), e.g. billing-feed")
     if name in RESERVED_NAMES:
-        raise AccessError(f"{name!r} is reserved (the services, the console and the operator "
-                          "send under it); choose another name")  # fmt: skip
+        raise AccessError(
+            f"{name!r} is reserved (the services, the console and the operator "
+            "send under it); choose another name"
+        )
     return name
 
 
@@ -246,31 +268,46 @@ def _bucket(bucket: str) -> tuple[str, ...]:
     line, which nats-server caps at 4 KiB by default.)"""
     stream, api = f"KV_{bucket}", "$JS.API"
     return (
-        f"$KV.{bucket}.>", f"{api}.DIRECT.GET.{stream}.>", f"{api}.STREAM.INFO.{stream}",
-        f"{api}.STREAM.MSG.GET.{stream}", f"{api}.CONSUMER.CREATE.{stream}",
-        f"{api}.CONSUMER.*.{stream}.>", f"$JS.FC.{stream}.>",
-    )  # fmt: skip
+        f"$KV.{bucket}.>",
+        f"{api}.DIRECT.GET.{stream}.>",
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.STREAM.MSG.GET.{stream}",
+        f"{api}.CONSUMER.CREATE.{stream}",
+        f"{api}.CONSUMER.*.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    )
 
 
 def service_permissions(service: str) -> Permissions:
     """A service's own credential, allowed only what it needs (``SERVICE_NEEDS``)."""
     needs = SERVICE_NEEDS[service]
-    publish: list[str] = ["$JS.API.INFO", subjects.events(), subjects.dead_letters_of(service),
-                          *needs.publishes, *needs.api]  # fmt: skip
+    publish: list[str] = [
+        "$JS.API.INFO",
+        subjects.events(),
+        subjects.dead_letters_of(service),
+        *needs.publishes,
+        *needs.api,
+    ]
     for bucket in needs.buckets:
         publish.extend(_bucket(bucket))
     for bucket in needs.reads:
         stream = f"KV_{bucket}"
-        publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}",
-                    f"$JS.API.DIRECT.GET.{stream}.>"]  # fmt: skip
+        publish += [
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>",
+        ]
     if needs.consumer is not None:
         api, stream = "$JS.API", topology.EVENTS_STREAM
-        publish += [f"{api}.CONSUMER.INFO.{stream}.{needs.consumer}",
-                    f"{api}.CONSUMER.MSG.NEXT.{stream}.{needs.consumer}",
-                    f"$JS.ACK.{stream}.{needs.consumer}.>"]  # fmt: skip
+        publish += [
+            f"{api}.CONSUMER.INFO.{stream}.{needs.consumer}",
+            f"{api}.CONSUMER.MSG.NEXT.{stream}.{needs.consumer}",
+            f"$JS.ACK.{stream}.{needs.consumer}.>",
+        ]
     for asked in needs.asks:  # under its own name (``subjects.sender_of``)
-        publish.append(subjects.commands_of(COMMANDS[asked].service, command_type=asked,
-                                            sender=service))  # fmt: skip
+        publish.append(
+            subjects.commands_of(COMMANDS[asked].service, command_type=asked, sender=service)
+        )
     subscribe = [f"{subjects.service_inbox(service)}.>"]
     if needs.answers:
         # Answers go to inboxes only, never to whatever reply subject a request names (NATS
@@ -302,13 +339,17 @@ def public(key: nkeys.KeyPair) -> str:
     return str(key.public_key.decode())
 
 
-def _jwt(issuer: nkeys.KeyPair, subject: str, name: str, issued_at: int,
-         nats: Mapping[str, object]) -> str:  # fmt: skip
+def _jwt(
+    issuer: nkeys.KeyPair, subject: str, name: str, issued_at: int, nats: Mapping[str, object]
+) -> str:
     """A NATS JWT (version 2), signed with the issuer's nkey."""
     claims: dict[str, object] = {
-        "iat": issued_at, "iss": public(issuer), "name": name, "sub": subject,
+        "iat": issued_at,
+        "iss": public(issuer),
+        "name": name,
+        "sub": subject,
         "nats": {**nats, "version": 2},
-    }  # fmt: skip
+    }
     digest = hashlib.sha512(json.dumps(claims, sort_keys=True).encode()).digest()
     claims["jti"] = base64.b32encode(digest[:32]).decode().rstrip("=")
     signed = f"{_b64(json.dumps(_JWT_HEADER).encode())}.{_b64(json.dumps(claims).encode())}"
@@ -441,10 +482,14 @@ class AuthDir:
         reach ours: a service import answers through a reply the server maps back."""
         stream = subjects.org_events_stream(org)
         imports = [
-            {"name": name, "subject": subject.format(org=org, stream=stream),
-             "account": self.account_key, "type": "service"}
+            {
+                "name": name,
+                "subject": subject.format(org=org, stream=stream),
+                "account": self.account_key,
+                "type": "service",
+            }
             for name, subject in ORG_IMPORTS
-        ]  # fmt: skip
+        ]
         nats: dict[str, object] = {"type": "account", "limits": _UNLIMITED, "imports": imports}
         if revocations:
             nats["revocations"] = dict(revocations)
@@ -474,10 +519,16 @@ class AuthDir:
         for name, key in keys.items():
             _write_secret(path / f"{name}.nk", key.seed)
         operator, system = keys["operator"], keys["system"]
-        operator_jwt = _jwt(operator, public(operator), "alongside", now,
-                            {"type": "operator", "system_account": public(system)})  # fmt: skip
-        system_jwt = _jwt(operator, public(system), "SYS", now,
-                          {"type": "account", "limits": _UNLIMITED})  # fmt: skip
+        operator_jwt = _jwt(
+            operator,
+            public(operator),
+            "alongside",
+            now,
+            {"type": "operator", "system_account": public(system)},
+        )
+        system_jwt = _jwt(
+            operator, public(system), "SYS", now, {"type": "account", "limits": _UNLIMITED}
+        )
         # The trusted keys, and the two accounts as they start; a resolver folder per node
         # keeps later versions (revocations) pushed to it.
         auth.conf.write_text(
@@ -490,8 +541,13 @@ class AuthDir:
         )
         auth._write_user(ADMIN, auth.issue(ADMIN, EVERYTHING, now))
         system_user = new_key(nkeys.PREFIX_BYTE_USER)
-        token = _jwt(system, public(system_user), SYSTEM_USER, now, {"type": "user", **_USER_LIMITS,
-                                                               **EVERYTHING.claims()})  # fmt: skip
+        token = _jwt(
+            system,
+            public(system_user),
+            SYSTEM_USER,
+            now,
+            {"type": "user", **_USER_LIMITS, **EVERYTHING.claims()},
+        )
         _write_secret(
             auth.credentials(SYSTEM_USER), credentials_text(token, system_user.seed).encode()
         )
@@ -502,8 +558,9 @@ class AuthDir:
         """Each service's credential, with the permissions this version gives it (again
         after an upgrade: a service that needs more than its old credential allowed)."""
         for service in services:
-            self._write_user(service, self.issue(service_user(service),
-                                                 service_permissions(service), now))  # fmt: skip
+            self._write_user(
+                service, self.issue(service_user(service), service_permissions(service), now)
+            )
 
     def _write_user(self, user: str, issued: Issued) -> None:
         _write_secret(self.credentials(user), issued.text.encode())
@@ -515,16 +572,23 @@ class AuthDir:
         account, or of ``ALONGSIDE``."""
         user = new_key(nkeys.PREFIX_BYTE_USER)
         account = self._org_seed(org) if org is not None else self._seed("account")
-        token = _jwt(account, public(user), name, now,
-                     {"type": "user", **_USER_LIMITS, **permissions.claims()})  # fmt: skip
+        token = _jwt(
+            account,
+            public(user),
+            name,
+            now,
+            {"type": "user", **_USER_LIMITS, **permissions.claims()},
+        )
         return Issued(credentials_text(token, user.seed), public(user), now)
 
     def account_jwt(self, revocations: Mapping[str, int], now: int) -> str:
         """The account as the operator signs it: JetStream on, these users revoked (each
         credential of that key issued at or before the time given)."""
         nats: dict[str, object] = {
-            "type": "account", "limits": {**_UNLIMITED, **_JETSTREAM}, "exports": EXPORTS,
-        }  # fmt: skip
+            "type": "account",
+            "limits": {**_UNLIMITED, **_JETSTREAM},
+            "exports": EXPORTS,
+        }
         if revocations:
             nats["revocations"] = dict(revocations)
         return _jwt(self._seed("operator"), self.account_key, ACCOUNT_NAME, now, nats)
@@ -536,12 +600,20 @@ _USER_LIMITS = {"subs": -1, "data": -1, "payload": -1}
 # written by the operator, for an organisation's own subjects (``ORG_IMPORTS``). A pull's
 # messages are streamed replies.
 EXPORTS = [
-    {"name": "commands", "subject": "alongside.*.cmd.>", "type": "service",
-     "response_type": "Singleton"},
-    {"name": "consumer-next", "subject": "$JS.API.CONSUMER.MSG.NEXT.*.*", "type": "service",
-     "response_type": "Stream"},
+    {
+        "name": "commands",
+        "subject": "alongside.*.cmd.>",
+        "type": "service",
+        "response_type": "Singleton",
+    },
+    {
+        "name": "consumer-next",
+        "subject": "$JS.API.CONSUMER.MSG.NEXT.*.*",
+        "type": "service",
+        "response_type": "Stream",
+    },
     {"name": "acks", "subject": "$JS.ACK.>", "type": "service", "response_type": "Singleton"},
-]  # fmt: skip
+]
 ORG_IMPORTS = (
     ("commands", "alongside.{org}.cmd.>"),
     ("consumer-next", "$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),

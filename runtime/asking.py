@@ -120,22 +120,41 @@ class Asking:
         return await _until_carried_out(org, command, send)
 
     async def _request(
-        self, org: str, command: Command, command_id: str | None, cause: RawEnvelope | None,
-        source: str | None = None, within_s: float = 0.0,
-    ) -> bytes:  # fmt: skip
+        self,
+        org: str,
+        command: Command,
+        command_id: str | None,
+        cause: RawEnvelope | None,
+        source: str | None = None,
+        within_s: float = 0.0,
+    ) -> bytes:
         envelope = wrap(
-            command, org=org, source=source or self.source, id=command_id, time=self.clock(),
-            cause=cause, traceparent=tracing.current(),
-        )  # fmt: skip
+            command,
+            org=org,
+            source=source or self.source,
+            id=command_id,
+            time=self.clock(),
+            cause=cause,
+            traceparent=tracing.current(),
+        )
         subject = subjects.command(org, command.service, command.type_name, self.sender)
-        return await answered(self.nc, subject, envelope.model_dump_json().encode(),
-                              bus.headers_of(envelope), within_s)  # fmt: skip
+        return await answered(
+            self.nc,
+            subject,
+            envelope.model_dump_json().encode(),
+            bus.headers_of(envelope),
+            within_s,
+        )
 
 
 async def answered(
-    nc: Nats, subject: str, body: bytes, headers: dict[str, str], within_s: float,
+    nc: Nats,
+    subject: str,
+    body: bytes,
+    headers: dict[str, str],
+    within_s: float,
     timeout_s: float | None = None,
-) -> bytes:  # fmt: skip
+) -> bytes:
     """The reply to ``body``, sent again (the very same bytes) after a timeout or no
     responders while another attempt fits in ``within_s`` seconds from the first (each
     waits at most what is left; 0: send once); then the last error. Each attempt waits
@@ -155,8 +174,12 @@ async def answered(
             unanswered += 1
             if give_up_at - loop.time() - pause < _UNANSWERED_WAITS_S[0]:
                 raise
-            log.info("command_unanswered", subject=subject, error=type(error).__name__,
-                     attempt=unanswered)  # fmt: skip
+            log.info(
+                "command_unanswered",
+                subject=subject,
+                error=type(error).__name__,
+                attempt=unanswered,
+            )
             await asyncio.sleep(pause)
 
 
@@ -170,9 +193,15 @@ async def _until_carried_out(
         reply = await send()
         if not isinstance(reply, CommandUnavailable):
             return reply
-        log.info("command_unavailable", org=org, command_type=command.type_name,
-                 attempt=attempt, retry_after_s=reply.retry_after_s)  # fmt: skip
+        log.info(
+            "command_unavailable",
+            org=org,
+            command_type=command.type_name,
+            attempt=attempt,
+            retry_after_s=reply.retry_after_s,
+        )
         if attempt < ATTEMPTS:
             await asyncio.sleep(min(reply.retry_after_s, MAX_WAIT_S))
-    raise NotYet(f"{command.service} could not carry out {command.type_name} "
-                 f"after {ATTEMPTS} attempts")  # fmt: skip
+    raise NotYet(
+        f"{command.service} could not carry out {command.type_name} after {ATTEMPTS} attempts"
+    )

@@ -52,8 +52,10 @@ def _auth(credentials: Path | None) -> dict[str, Any]:
     """Connect as the user in a ``.creds`` file, with the inbox prefix its permissions allow."""
     if credentials is None:
         return {}
-    return {"user_credentials": str(credentials),
-            "inbox_prefix": principal(credentials).inbox_prefix}  # fmt: skip
+    return {
+        "user_credentials": str(credentials),
+        "inbox_prefix": principal(credentials).inbox_prefix,
+    }
 
 
 def _errors(name: str, seen: list[Exception] | None = None) -> Any:
@@ -68,9 +70,12 @@ def _errors(name: str, seen: list[Exception] | None = None) -> Any:
 
 
 def make_broker(
-    url: str, service: str, credentials: Path | None = None, metrics_on: bool = True,
+    url: str,
+    service: str,
+    credentials: Path | None = None,
+    metrics_on: bool = True,
     spans: TracerProvider | None = None,
-) -> NatsBroker:  # fmt: skip
+) -> NatsBroker:
     """A FastStream broker; per-message logs go to DEBUG (INFO would halve throughput).
     With ``spans``, every message handled is traced (``runtime.tracing``)."""
 
@@ -112,8 +117,13 @@ async def connect(
     connection) rather than nats-py's "no servers available"."""
     seen: list[Exception] = []
     try:
-        return await nats.connect(servers(url), name=name, max_reconnect_attempts=attempts,
-                                  error_cb=_errors(name, seen), **_auth(credentials))  # fmt: skip
+        return await nats.connect(
+            servers(url),
+            name=name,
+            max_reconnect_attempts=attempts,
+            error_cb=_errors(name, seen),
+            **_auth(credentials),
+        )
     except NoServersError:
         # The server's word on the user if it gave one: a refused user's connection may
         # also be reset before the refusal reaches the client.
@@ -277,8 +287,13 @@ async def dead_letter(
     metrics.DEAD_LETTERS.labels(org, service).inc()
     # The kind of failure only ("invalid SubmitIntake", "org mismatch"): the whole reason,
     # which may quote what was sent, stays in the dead letter (``alongside deadletters``).
-    log.warning("dead_lettered", org=org, service=service, failure=reason.split(":", 1)[0][:80],
-                subject=subject)  # fmt: skip
+    log.warning(
+        "dead_lettered",
+        org=org,
+        service=service,
+        failure=reason.split(":", 1)[0][:80],
+        subject=subject,
+    )
 
 
 async def every_message(js: JetStreamContext, stream: str, subject: str) -> list[Msg]:
@@ -286,8 +301,9 @@ async def every_message(js: JetStreamContext, stream: str, subject: str) -> list
     Exact however slowly they come: the consumer says how many there are, and each says how
     many are left. (nats-py's KV history ends early when its first message is slower than
     the consumer's info: an empty history of a key that has one.)"""
-    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True,
-                             deliver_policy=DeliverPolicy.ALL)  # fmt: skip
+    sub = await js.subscribe(
+        subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
     try:
         info = await sub.consumer_info()
         if not info.num_pending and not (info.delivered and info.delivered.consumer_seq):

@@ -57,29 +57,42 @@ def rejected(command_type: str, command_id: str | None, field: str, reason: str)
 
 
 def unavailable(
-    command_type: str, command_id: str | None, reason: str = NOT_CARRIED_OUT,
+    command_type: str,
+    command_id: str | None,
+    reason: str = NOT_CARRIED_OUT,
     retry_after_s: float = 1.0,
-) -> CommandUnavailable:  # fmt: skip
+) -> CommandUnavailable:
     """Not carried out just now, and not a refusal: the client sends the same command (same
     id) again after ``retry_after_s``. ``reason``: plain words for a person."""
-    return CommandUnavailable(command_id=command_id, command_type=command_type, reason=reason,
-                              retry_after_s=retry_after_s)  # fmt: skip
+    return CommandUnavailable(
+        command_id=command_id, command_type=command_type, reason=reason, retry_after_s=retry_after_s
+    )
 
 
 def unavailable_for(
     error: Exception, command_type: str, command_id: str | None, retry_after_s: float
 ) -> CommandUnavailable:
     """The reply to a command whose handler raised ``error``, in words fit for a person."""
-    reason = (BUSY if isinstance(error, Contended)
-              else NOT_READY if isinstance(error, NotYet) else NOT_CARRIED_OUT)  # fmt: skip
+    reason = (
+        BUSY
+        if isinstance(error, Contended)
+        else NOT_READY
+        if isinstance(error, NotYet)
+        else NOT_CARRIED_OUT
+    )
     return unavailable(command_type, command_id, reason, retry_after_s)
 
 
 async def receive(
-    js: JetStreamContext, handlers: Handlers[Any], subject: str, body: bytes,
-    headers: Mapping[str, str], clock: Clock, letters: bus.DeadLetters,
+    js: JetStreamContext,
+    handlers: Handlers[Any],
+    subject: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    clock: Clock,
+    letters: bus.DeadLetters,
     registry: Registry | None = None,
-) -> Received | CommandRejected:  # fmt: skip
+) -> Received | CommandRejected:
     """``registry``: refuse organisations not registered (or disabled) before anything else;
     None only where no registry applies (a test of parsing alone). ``letters`` seals what a
     malformed command is dead-lettered with."""
@@ -109,24 +122,34 @@ async def receive(
         )
         reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
         await letters.keep(
-            js, org=org, service=service, sender=subjects.sender_of(subject) or "unknown",
+            js,
+            org=org,
+            service=service,
+            sender=subjects.sender_of(subject) or "unknown",
             reason=f"malformed envelope: {reason}",
-            subject=subject, body=body, headers=headers, time=clock(),
+            subject=subject,
+            body=body,
+            headers=headers,
+            time=clock(),
             kept=DeadLetter.MALFORMED_KEPT,  # answered with its field errors: not kept whole
-        )  # fmt: skip
+        )
         return CommandRejected(command_id=None, command_type=command_type, errors=errors)
 
     if envelope.org != org:
         log.warning("org_mismatch", subject_org=org, command_type=command_type)
         return rejected(
-            command_type, envelope.id, "org",
+            command_type,
+            envelope.id,
+            "org",
             f"the subject is for organisation {org!r} but the message says {envelope.org!r}",
-        )  # fmt: skip
+        )
     if envelope.type != command_type:
         return rejected(
-            command_type, envelope.id, "type",
+            command_type,
+            envelope.id,
+            "type",
             f"the subject is for {command_type} but the message says {envelope.type}",
-        )  # fmt: skip
+        )
 
     unreadable = unreadable_version(envelope.schemaversion, route.model)
     if unreadable is not None:
@@ -172,9 +195,13 @@ def answerable(subject: str, reply: str) -> bool:
 
 
 def serve(
-    broker: NatsBroker, handlers: Handlers[D], deps: D, workers: int, clock: Clock,
+    broker: NatsBroker,
+    handlers: Handlers[D],
+    deps: D,
+    workers: int,
+    clock: Clock,
     settings: Settings,
-) -> None:  # fmt: skip
+) -> None:
     """Answer every command of the service with its handler, in a queue group so that
     replicas share them, ``workers`` at a time (KV revisions keep commands on one record
     serial in effect)."""
@@ -194,16 +221,27 @@ def serve(
         if not answerable(raw.subject, raw.reply):
             # Not its sender's own inbox: an answer there would write into whatever subject
             # the sender named (a bucket, an event). Nothing is done, nothing answered.
-            log.warning("reply_refused", service=handlers.service,
-                        sender=subjects.sender_of(raw.subject)[:64])  # fmt: skip
+            log.warning(
+                "reply_refused",
+                service=handlers.service,
+                sender=subjects.sender_of(raw.subject)[:64],
+            )
             cast(NatsMessage, message).reply_to = ""  # so FastStream publishes nothing
             return b""
         try:
             js = broker.connection.jetstream()
             if not registries:
                 registries.append(Registry(await js.key_value(topology.REGISTRY_BUCKET), clock))
-            received = await receive(js, handlers, raw.subject, raw.data, raw.headers or {},
-                                     clock, letters, registries[0])  # fmt: skip
+            received = await receive(
+                js,
+                handlers,
+                raw.subject,
+                raw.data,
+                raw.headers or {},
+                clock,
+                letters,
+                registries[0],
+            )
         except Exception as error:  # the registry or the dead letters not reachable just now
             command_type = subjects.command_type_of(raw.subject)
             failed = _failed(handlers.service, error, command_type, None, settings.retry_after_s)
@@ -237,15 +275,22 @@ async def carry_out(
 
 
 def _failed(
-    service: str, error: Exception, command_type: str, command_id: str | None,
+    service: str,
+    error: Exception,
+    command_type: str,
+    command_id: str | None,
     retry_after_s: float,
-) -> CommandUnavailable:  # fmt: skip
+) -> CommandUnavailable:
     """The exception is for the log only, never for the person reading the reply."""
     failed = type(error).__name__
     if isinstance(error, NotYet):  # a busy record, a replica behind: no traceback
-        log.warning("command_not_yet", service=service, command_type=command_type,
-                    error=failed, why=str(error))  # fmt: skip
+        log.warning(
+            "command_not_yet",
+            service=service,
+            command_type=command_type,
+            error=failed,
+            why=str(error),
+        )
     else:
-        log.exception("command_failed", service=service, command_type=command_type,
-                      error=failed)  # fmt: skip
+        log.exception("command_failed", service=service, command_type=command_type, error=failed)
     return unavailable_for(error, command_type, command_id, retry_after_s)

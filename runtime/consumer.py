@@ -103,29 +103,42 @@ def subscribe(
             org = subjects.org_of(raw.subject)
         except subjects.SubjectError:
             # No organisation to keep a dead letter under; the message stays in its stream.
-            log.error("unroutable_event", service=spec.service, subject=raw.subject,
-                      stream_sequence=raw.metadata.sequence.stream)  # fmt: skip
+            log.error(
+                "unroutable_event",
+                service=spec.service,
+                subject=raw.subject,
+                stream_sequence=raw.metadata.sequence.stream,
+            )
             return
 
         async def give_up(reason: str) -> None:
             await letters.keep(
-                broker.connection.jetstream(), org=org, service=spec.service,
-                sender=subjects.EVENTS_SENDER, reason=reason,
-                subject=raw.subject, body=raw.data, headers=raw.headers, deliveries=deliveries,
+                broker.connection.jetstream(),
+                org=org,
+                service=spec.service,
+                sender=subjects.EVENTS_SENDER,
+                reason=reason,
+                subject=raw.subject,
+                body=raw.data,
+                headers=raw.headers,
+                deliveries=deliveries,
                 # One letter per event and service, however often this runs.
-                msg_id=f"{spec.service}-{raw.metadata.sequence.stream}", time=clock(),
-            )  # fmt: skip
+                msg_id=f"{spec.service}-{raw.metadata.sequence.stream}",
+                time=clock(),
+            )
 
         try:
             if len(raw.data) > MAX_EVENT_BYTES:
-                raise ValueError(f"{len(raw.data)} bytes; an event may have at most "
-                                 f"{MAX_EVENT_BYTES}")  # fmt: skip
+                raise ValueError(
+                    f"{len(raw.data)} bytes; an event may have at most {MAX_EVENT_BYTES}"
+                )
             envelope = RawEnvelope.model_validate_json(raw.data)
         except (ValueError, ValidationError) as error:
             said = (
                 "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error))
-                if isinstance(error, ValidationError) else str(error)
-            )  # fmt: skip
+                if isinstance(error, ValidationError)
+                else str(error)
+            )
             await give_up(f"malformed envelope: {said}")
             return
         if envelope.org != org:
@@ -146,8 +159,9 @@ def subscribe(
         except (ValidationError, TypeError, ArithmeticError) as error:
             said = (
                 "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error, "data"))
-                if isinstance(error, ValidationError) else f"cannot be read: {error}"
-            )  # fmt: skip
+                if isinstance(error, ValidationError)
+                else f"cannot be read: {error}"
+            )
             await give_up(f"invalid {envelope.type}: {said}")
             return
         # Looked at again after 1, 2, 4, 8 ... s (capped at ack_wait): long enough for a
@@ -168,8 +182,13 @@ def subscribe(
             if deliveries >= settings.max_deliver:
                 await give_up(f"failed {deliveries} times; last: {type(error).__name__}: {error}")
                 return
-            log.warning("redelivering", service=spec.service, deliveries=deliveries,
-                        error=type(error).__name__, delay_s=delay)  # fmt: skip
+            log.warning(
+                "redelivering",
+                service=spec.service,
+                deliveries=deliveries,
+                error=type(error).__name__,
+                delay_s=delay,
+            )
             await message.nack(delay=delay)
 
 

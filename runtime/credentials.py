@@ -65,12 +65,17 @@ class Credentials:
             revoked[current.public_key] = now
         if kind != "console":
             await self._feed(org, name)
-        issued = self.auth.issue(org_user(org, kind, name), org_permissions(org, kind, name), now,
-                                 org=org)  # fmt: skip
+        issued = self.auth.issue(
+            org_user(org, kind, name), org_permissions(org, kind, name), now, org=org
+        )
         record = CredentialRecord(
-            org=org, name=name, kind=kind, public_key=issued.public_key,
-            issued_at=datetime.fromtimestamp(now, UTC), revoked=revoked,
-        )  # fmt: skip
+            org=org,
+            name=name,
+            kind=kind,
+            public_key=issued.public_key,
+            issued_at=datetime.fromtimestamp(now, UTC),
+            revoked=revoked,
+        )
         await self._save(key, record, revision)
         await self.push(org)  # its account, made or brought up to date, and any revocation
         return issued
@@ -82,10 +87,15 @@ class Credentials:
         try:
             await self.js.consumer_info(stream, name)
         except NotFoundError:
-            await self.js.add_consumer(stream, ConsumerConfig(
-                durable_name=name, ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL, description=f"{org}'s credential {name}",
-            ))  # fmt: skip
+            await self.js.add_consumer(
+                stream,
+                ConsumerConfig(
+                    durable_name=name,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    description=f"{org}'s credential {name}",
+                ),
+            )
 
     async def revoke(self, org: str, name: str | None = None) -> list[str]:
         """Revoke ``org``'s credential ``name`` (every one of ``org``'s, without a name); the

@@ -74,9 +74,12 @@ class EmbeddedNats:
     """
 
     def __init__(
-        self, state_dir: Path, port: int = -1, sync_always: bool = True,
+        self,
+        state_dir: Path,
+        port: int = -1,
+        sync_always: bool = True,
         auth: AuthDir | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.state_dir = state_dir
         self.port = port
         self.sync_always = sync_always

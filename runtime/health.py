@@ -108,9 +108,14 @@ async def watch_queues(brokers: Mapping[str, NatsBroker], every_s: float = QUEUE
 async def serve(process: Process, host: str, port: int) -> None:
     """The endpoints, and the queue depths behind ``/metrics``."""
     config = uvicorn.Config(
-        health_app(process), host=host, port=port, lifespan="off", access_log=False,
-        log_config=None, log_level="warning",
-    )  # fmt: skip
+        health_app(process),
+        host=host,
+        port=port,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+    )
     watching = asyncio.create_task(watch_queues(process.brokers))
     try:
         await uvicorn.Server(config).serve()

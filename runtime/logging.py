@@ -20,9 +20,17 @@ from contracts.privacy import marked
 # Keys whose values could hold personal data: every field the contracts mark personal or
 # sensitive (contracts/privacy.py), by its name, and whole messages.
 PERSONAL_KEYS = frozenset(
-    {*(path.rsplit(".", 1)[-1] for model in all_messages().values() for path in marked(model)),
-     "body", "payload", "data", "original", "profile", "client", "evidence"}
-)  # fmt: skip
+    {
+        *(path.rsplit(".", 1)[-1] for model in all_messages().values() for path in marked(model)),
+        "body",
+        "payload",
+        "data",
+        "original",
+        "profile",
+        "client",
+        "evidence",
+    }
+)
 
 
 def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -102,14 +110,16 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
     )
     handler = _Stderr()
     handler.addFilter(RoutineTimeouts())
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-    ))  # fmt: skip
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     # Libraries speak up from warnings on (their INFO is lifecycle chatter).

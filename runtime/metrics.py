@@ -21,74 +21,104 @@ from contracts import catalogue, subjects
 REGISTRY = CollectorRegistry()
 
 EVENTS_PUBLISHED = Counter(
-    "alongside_events_published", "Events stored in the event stream, by type (intakes "
+    "alongside_events_published",
+    "Events stored in the event stream, by type (intakes "
     "accepted are IntakeReceived, proposals MatchProposed, waitlistings ClientWaitlisted)",
-    ["org", "type"], registry=REGISTRY,
-)  # fmt: skip
+    ["org", "type"],
+    registry=REGISTRY,
+)
 COMMANDS = Counter(
-    "alongside_commands", "Commands answered, by outcome (accepted, rejected, failed)",
-    ["service", "type", "outcome"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_commands",
+    "Commands answered, by outcome (accepted, rejected, failed)",
+    ["service", "type", "outcome"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
-    "alongside_dead_letters", "Messages a service gave up on, kept with the reason",
-    ["org", "service"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_dead_letters",
+    "Messages a service gave up on, kept with the reason",
+    ["org", "service"],
+    registry=REGISTRY,
+)
 REDELIVERIES = Counter(
-    "alongside_redeliveries", "Events handled again after a failed or unacknowledged attempt",
-    ["service"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_redeliveries",
+    "Events handled again after a failed or unacknowledged attempt",
+    ["service"],
+    registry=REGISTRY,
+)
 DECISIONS = Counter(
-    "alongside_rules_decisions", "Rules decisions, by kind and outcome",
-    ["org", "kind", "outcome"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_rules_decisions",
+    "Rules decisions, by kind and outcome",
+    ["org", "kind", "outcome"],
+    registry=REGISTRY,
+)
 DECISION_SECONDS = Histogram(
-    "alongside_rules_decision_seconds", "Time to decide one case with the live ruleset",
-    ["kind"], registry=REGISTRY,
+    "alongside_rules_decision_seconds",
+    "Time to decide one case with the live ruleset",
+    ["kind"],
+    registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-)  # fmt: skip
+)
 QUEUE_PENDING = Gauge(
-    "alongside_consumer_pending", "Events waiting for a service's durable consumer (its "
-    "queue depth), as the server last said", ["service"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_consumer_pending",
+    "Events waiting for a service's durable consumer (its queue depth), as the server last said",
+    ["service"],
+    registry=REGISTRY,
+)
 QUEUE_UNACKED = Gauge(
-    "alongside_consumer_unacknowledged", "Events delivered to a service and not yet "
-    "acknowledged", ["service"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_consumer_unacknowledged",
+    "Events delivered to a service and not yet acknowledged",
+    ["service"],
+    registry=REGISTRY,
+)
 # Matching's state as its last look found it (every ``figures_interval_s``); replicas each
 # look, so aggregate across them with max, never sum.
 WAITLISTED = Gauge(
     "alongside_waitlisted_clients", "Clients nobody can serve yet", ["org"], registry=REGISTRY
-)  # fmt: skip
+)
 LONGEST_WAIT = Gauge(
-    "alongside_waitlist_longest_wait_seconds", "How long the longest-waiting waitlisted "
-    "client has waited", ["org"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_waitlist_longest_wait_seconds",
+    "How long the longest-waiting waitlisted client has waited",
+    ["org"],
+    registry=REGISTRY,
+)
 AWAITING_CHOICE = Gauge(
-    "alongside_proposals_awaiting_choice", "Cases with proposals out that the client has not "
-    "chosen from", ["org"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_proposals_awaiting_choice",
+    "Cases with proposals out that the client has not chosen from",
+    ["org"],
+    registry=REGISTRY,
+)
 HOLDS_ENDING_SOON = Gauge(
-    "alongside_holds_ending_within_day", "Cases awaiting the client's choice whose held "
-    "slots end within a day", ["org"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_holds_ending_within_day",
+    "Cases awaiting the client's choice whose held slots end within a day",
+    ["org"],
+    registry=REGISTRY,
+)
 CONSENTS_PENDING = Gauge(
-    "alongside_consents_pending", "Matches the client chose that wait for every party's "
-    "consent", ["org"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_consents_pending",
+    "Matches the client chose that wait for every party's consent",
+    ["org"],
+    registry=REGISTRY,
+)
 RECONCILED = Counter(
-    "alongside_reconciliation_finds", "What a sweep found left undone and finished (in a "
-    "healthy run, none)", ["service", "what"], registry=REGISTRY,
-)  # fmt: skip
+    "alongside_reconciliation_finds",
+    "What a sweep found left undone and finished (in a healthy run, none)",
+    ["service", "what"],
+    registry=REGISTRY,
+)
 # What each service's sweep reports finding (``RECONCILED``'s ``what``).
 SWEEP_FINDS = {
-    "intake": ("outboxes_finished",), "rules": ("case_without_decision",),
-    "matching": ("case_without_matching_outcome",), "scheduling": ("outboxes_finished",),
-}  # fmt: skip
+    "intake": ("outboxes_finished",),
+    "rules": ("case_without_decision",),
+    "matching": ("case_without_matching_outcome",),
+    "scheduling": ("outboxes_finished",),
+}
 CONSOLE_REQUESTS = Counter(
-    "alongside_console_requests", "Requests the console answered, by kind (command, read, "
-    "session, page) and status class (2xx, 3xx, 4xx, 5xx)", ["kind", "status"],
+    "alongside_console_requests",
+    "Requests the console answered, by kind (command, read, "
+    "session, page) and status class (2xx, 3xx, 4xx, 5xx)",
+    ["kind", "status"],
     registry=REGISTRY,
-)  # fmt: skip
+)
 CONSOLE_KINDS = ("command", "read", "session", "page")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 COMMAND_OUTCOMES = ("accepted", "rejected", "failed")
@@ -150,5 +180,6 @@ def _provider(msg: Msg | Sequence[Msg] | None) -> _Provider | None:
 def faststream_middleware(service: str) -> Any:
     """FastStream's Prometheus middleware (received, processed, published, their sizes
     and times, per subscriber), labelled by subject pattern."""
-    return PrometheusMiddleware(settings_provider_factory=_provider, registry=REGISTRY,
-                                app_name=service)  # fmt: skip
+    return PrometheusMiddleware(
+        settings_provider_factory=_provider, registry=REGISTRY, app_name=service
+    )

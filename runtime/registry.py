@@ -59,9 +59,12 @@ class Registry:
             raise RegistryError(f"organisation {org!r} is already registered ({current.name})")
         now = self.clock()
         record = OrganisationRecord(
-            org=org, name=name, status="active",
-            registered_at=current.registered_at if current else now, updated_at=now,
-        )  # fmt: skip
+            org=org,
+            name=name,
+            status="active",
+            registered_at=current.registered_at if current else now,
+            updated_at=now,
+        )
         await self._save(record, revision)
         return record
 
@@ -92,8 +95,9 @@ class Registry:
 
     async def _save(self, record: OrganisationRecord, revision: int) -> None:
         try:
-            await compare_and_set(self.kv, self.key(record.org),
-                                  record.model_dump_json().encode(), revision)  # fmt: skip
+            await compare_and_set(
+                self.kv, self.key(record.org), record.model_dump_json().encode(), revision
+            )
         except Conflict:
             changed = f"organisation {record.org!r} changed meanwhile; try again"
             raise RegistryError(changed) from None

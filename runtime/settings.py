@@ -107,8 +107,15 @@ class Settings(BaseSettings):
     def master_key_path(self) -> Path:
         return self.master_key_file or self.auth_path / "master.key"
 
-    @field_validator("nats_url", "nats_credentials", "auth_dir", "master_key_file",
-                     "console_credentials_dir", "http_secure_cookies", mode="before")  # fmt: skip
+    @field_validator(
+        "nats_url",
+        "nats_credentials",
+        "auth_dir",
+        "master_key_file",
+        "console_credentials_dir",
+        "http_secure_cookies",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str):

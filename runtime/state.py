@@ -152,8 +152,10 @@ class RecordReader:
 
     async def every_case(self) -> list[tuple[str, str]]:
         """(org, case_id) of every case, across organisations."""
-        return [(org, case_id) for org, case_id in
-                (key.split(".", 1) for key in await keys(self._cases, "*.*"))]  # fmt: skip
+        return [
+            (org, case_id)
+            for org, case_id in (key.split(".", 1) for key in await keys(self._cases, "*.*"))
+        ]
 
 
 class CaseloadReader:

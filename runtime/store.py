@@ -120,8 +120,7 @@ class RecordStore(Generic[R]):
             value = self._adapter.dump_json(stored)
         else:
             raw = self._adapter.dump_python(stored, mode="json")
-            raw["record"] = await self.sealer.seal(org, entity_id, raw["record"],
-                                                   new=revision == 0)  # fmt: skip
+            raw["record"] = await self.sealer.seal(org, entity_id, raw["record"], new=revision == 0)
             value = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
         return await compare_and_set(self.kv, key(org, entity_id), value, revision)
 
@@ -235,17 +234,24 @@ class ReplyStore:
 
 
 def repeated(
-    command_type: str, command_id: str, stored_fingerprint: str, reply: CommandAccepted | None,
+    command_type: str,
+    command_id: str,
+    stored_fingerprint: str,
+    reply: CommandAccepted | None,
     fingerprint_now: str,
-) -> CommandAccepted | CommandRejected | None:  # fmt: skip
+) -> CommandAccepted | CommandRejected | None:
     """The answer to a command id seen before: the same reply, unless the payload differs
     (None: the same command, not answered yet)."""
     if stored_fingerprint != fingerprint_now:
         return CommandRejected(
-            command_id=command_id, command_type=command_type,
-            errors=[FieldError(field="id",
-                               reason="this command id was already used for another command")],
-        )  # fmt: skip
+            command_id=command_id,
+            command_type=command_type,
+            errors=[
+                FieldError(
+                    field="id", reason="this command id was already used for another command"
+                )
+            ],
+        )
     return reply
 
 
@@ -264,9 +270,14 @@ def fingerprint(data: BaseModel) -> str:
 
 
 async def flush(
-    org: str, entity_id: str, store: RecordStore[R], stored: Stored[R], revision: int,
-    events: EventPublisher, replies: ReplyStore,
-) -> None:  # fmt: skip
+    org: str,
+    entity_id: str,
+    store: RecordStore[R],
+    stored: Stored[R],
+    revision: int,
+    events: EventPublisher,
+    replies: ReplyStore,
+) -> None:
     """Publish the outbox's events, then keep its reply, then clear it. In that order: a
     kept reply is what a retried command is answered with, so it must never stand for
     events not yet published (while a cluster elected a leader, retries were told
@@ -333,18 +344,23 @@ class Changer(Generic[R]):
     event_id: Callable[[EventKey], str] | None = None
 
     async def change(
-        self, org: str, entity_id: str, decide: Decide[R], command: Received | None = None,
+        self,
+        org: str,
+        entity_id: str,
+        decide: Decide[R],
+        command: Received | None = None,
         on_conflict: Callable[[], Awaitable[None]] | None = None,
         loaded: tuple[Stored[R] | None, int] | None = None,
-    ) -> CommandAccepted | CommandRejected | None:  # fmt: skip
+    ) -> CommandAccepted | CommandRejected | None:
         """``loaded``: the record and revision the caller just read (``settled``), so the
         first attempt does not read it again."""
         print_ = fingerprint(command.command) if command else ""
         if command is not None:
             held = await self.replies.claim(command, print_)
             if held is not None:
-                return repeated(command.envelope.type, command.envelope.id, held.fingerprint,
-                                held.reply, print_)  # fmt: skip
+                return repeated(
+                    command.envelope.type, command.envelope.id, held.fingerprint, held.reply, print_
+                )
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 await backoff(attempt)
@@ -352,8 +368,9 @@ class Changer(Generic[R]):
                 stored, revision = loaded
             else:
                 stored, revision = await self.store.load(org, entity_id)
-            answer, stored, revision = await self._carry_out(org, entity_id, stored, revision,
-                                                             command)  # fmt: skip
+            answer, stored, revision = await self._carry_out(
+                org, entity_id, stored, revision, command
+            )
             if answer is not None:
                 return answer
             try:
@@ -361,9 +378,10 @@ class Changer(Generic[R]):
             except Refused as refused:
                 assert command is not None, "only a command can be refused"
                 return CommandRejected(
-                    command_id=command.envelope.id, command_type=command.envelope.type,
+                    command_id=command.envelope.id,
+                    command_type=command.envelope.type,
                     errors=refused.errors,
-                )  # fmt: skip
+                )
             if change is None:
                 return None
             try:
@@ -374,9 +392,13 @@ class Changer(Generic[R]):
         raise _kept_changing(f"{org}.{entity_id} kept changing")
 
     async def _carry_out(
-        self, org: str, entity_id: str, stored: Stored[R] | None, revision: int,
+        self,
+        org: str,
+        entity_id: str,
+        stored: Stored[R] | None,
+        revision: int,
         command: Received | None,
-    ) -> tuple[CommandAccepted | None, Stored[R] | None, int]:  # fmt: skip
+    ) -> tuple[CommandAccepted | None, Stored[R] | None, int]:
         """Carry out what the record's last change left (so a decision sees a record with
         nothing pending), and the command's reply if that change was this command's (the id's
         claim makes it the same command) or it was answered meanwhile."""
@@ -395,26 +417,39 @@ class Changer(Generic[R]):
         return None, stored, revision
 
     async def _commit(
-        self, org: str, entity_id: str, revision: int, change: Change[R],
-        command: Received | None, print_: str,
-    ) -> CommandAccepted | None:  # fmt: skip
+        self,
+        org: str,
+        entity_id: str,
+        revision: int,
+        change: Change[R],
+        command: Received | None,
+        print_: str,
+    ) -> CommandAccepted | None:
         now = self.clock()
         cause = command.envelope if command else CAUSE.get()
         events = [
             wrap(
-                event, org=org, source=self.source, time=now,
+                event,
+                org=org,
+                source=self.source,
+                time=now,
                 id=(self.event_id or self._by_revision)(
                     EventKey(org, entity_id, revision, cause.id if cause else None, i)
                 ),
-                cause=cause, traceparent=tracing.current(),
+                cause=cause,
+                traceparent=tracing.current(),
             )
             for i, event in enumerate(change.events)
-        ]  # fmt: skip
+        ]
         reply = (
-            CommandAccepted(command_id=command.envelope.id, command_type=command.envelope.type,
-                            event_ids=[e.id for e in events])
-            if command else None
-        )  # fmt: skip
+            CommandAccepted(
+                command_id=command.envelope.id,
+                command_type=command.envelope.type,
+                event_ids=[e.id for e in events],
+            )
+            if command
+            else None
+        )
         outbox = Outbox(
             events=[e.model_dump_json() for e in events],
             command_id=command.envelope.id if command else None,
@@ -436,10 +471,14 @@ class Changer(Generic[R]):
         return stored, revision
 
     async def gather_and_change(
-        self, org: str, entity_id: str, gather: Callable[[R | None], Awaitable[In]],
-        decide: Callable[[R | None, In], Change[R] | None], command: Received | None = None,
+        self,
+        org: str,
+        entity_id: str,
+        gather: Callable[[R | None], Awaitable[In]],
+        decide: Callable[[R | None, In], Change[R] | None],
+        command: Received | None = None,
         on_conflict: Callable[[], Awaitable[None]] | None = None,
-    ) -> CommandAccepted | CommandRejected | None:  # fmt: skip
+    ) -> CommandAccepted | CommandRejected | None:
         """Gather what a decision needs besides its record (other records, another service's
         judgement), then decide purely and commit (``change``). A conflict decides again on
         the new record with the same inputs, with no I/O in between; a decision that finds its
@@ -452,9 +491,10 @@ class Changer(Generic[R]):
                 if command is None:
                     raise
                 return CommandRejected(
-                    command_id=command.envelope.id, command_type=command.envelope.type,
+                    command_id=command.envelope.id,
+                    command_type=command.envelope.type,
                     errors=refused.errors,
-                )  # fmt: skip
+                )
 
             async def pure(record: R | None, inputs: In = inputs) -> Change[R] | None:
                 return decide(record, inputs)
@@ -483,9 +523,10 @@ class Changer(Generic[R]):
         many."""
         settled = self.clock() - timedelta(seconds=settle_s)
         pending = [
-            (o, i, s, r) for o, i, s, r in await self.store.each(org)
+            (o, i, s, r)
+            for o, i, s, r in await self.store.each(org)
             if s.outbox and (s.outbox.written_at is None or s.outbox.written_at <= settled)
-        ]  # fmt: skip
+        ]
         for record_org, entity_id, stored, revision in pending:
             await self.flush(record_org, entity_id, stored, revision)
         return len(pending)

@@ -92,11 +92,13 @@ def _consumer_of(service: str) -> ConsumerSpec:
     """A service's durable consumer on EVENTS: every organisation's events of the types it
     handles (``catalogue.CONSUMED_BY``)."""
     return ConsumerSpec(
-        service=service, durable=service, stream=EVENTS_STREAM,
+        service=service,
+        durable=service,
+        stream=EVENTS_STREAM,
         filter_subjects=tuple(
             subjects.events("*", event.type_name) for event in catalogue.CONSUMED_BY[service]
         ),
-    )  # fmt: skip
+    )
 
 
 RULES_CONSUMER = _consumer_of("rules")
@@ -114,16 +116,23 @@ def topology(settings: Settings) -> Topology:
         name: str, description: str, history: int, ttl: float | None = None
     ) -> KeyValueConfig:
         return KeyValueConfig(
-            bucket=name, description=description, history=history, ttl=ttl,
-            storage=StorageType.FILE, replicas=replicas, max_value_size=MAX_RECORD_BYTES,
-        )  # fmt: skip
+            bucket=name,
+            description=description,
+            history=history,
+            ttl=ttl,
+            storage=StorageType.FILE,
+            replicas=replicas,
+            max_value_size=MAX_RECORD_BYTES,
+        )
 
     def stream(**config: Any) -> StreamConfig:
         """A stream on file with the deployment's replicas, kept by its limits."""
         return StreamConfig(
-            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
             **config,
-        )  # fmt: skip
+        )
 
     return Topology(
         streams=(

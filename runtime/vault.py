@@ -115,8 +115,12 @@ class Vault:
 
     def _org_key(self, org: str) -> AESGCM:
         if org not in self._org_keys:
-            derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                          info=b"alongside organisation key " + org.encode())  # fmt: skip
+            derive = HKDF(
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=None,
+                info=b"alongside organisation key " + org.encode(),
+            )
             self._org_keys[org] = AESGCM(derive.derive(self._master))
         return self._org_keys[org]
 
@@ -159,8 +163,12 @@ class Vault:
         key, nonce = AESGCM.generate_key(bit_length=256), secrets.token_bytes(_NONCE)
         wrapped = nonce + self._org_key(org).encrypt(nonce, key, subject.encode())
         try:
-            await self.js.publish(subject, wrapped, stream=topology.KEYS_STREAM,
-                                  headers={"Nats-Expected-Last-Subject-Sequence": "0"})  # fmt: skip
+            await self.js.publish(
+                subject,
+                wrapped,
+                stream=topology.KEYS_STREAM,
+                headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+            )
         except APIError:  # someone made it first (theirs is the key), or they were erased
             again = await self.key(org, person, person_id)
             assert again is not None
@@ -183,8 +191,9 @@ class Vault:
             assert msg.seq is not None
             # Deleted with erasure (JetStream's default): the bytes are overwritten on disk.
             await self.js.delete_msg(topology.KEYS_STREAM, msg.seq)
-        await self.js.publish(subject, _ERASED, stream=topology.KEYS_STREAM,
-                              headers={_ERASED_BY: by})  # fmt: skip
+        await self.js.publish(
+            subject, _ERASED, stream=topology.KEYS_STREAM, headers={_ERASED_BY: by}
+        )
         return msg is not None
 
 
@@ -219,9 +228,13 @@ class Sealer:
     fields blank (an empty list, or None) instead of raising ``Erased``."""
 
     def __init__(
-        self, vault: Vault, person: Holder, model: type[BaseModel], place: str,
+        self,
+        vault: Vault,
+        person: Holder,
+        model: type[BaseModel],
+        place: str,
         forget: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.vault, self.person, self.place, self.forget = vault, person, place, forget
         marked = sorted(privacy.marked(model))
         # The outermost marked paths: a sealed object is sealed whole.

@@ -49,8 +49,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def auth(tmp_path_factory: pytest.TempPathFactory) -> AuthDir:
     """The operator's keys and every built-in credential, as ``alongside up`` makes them."""
-    return AuthDir.init(tmp_path_factory.mktemp("auth") / "auth", SERVICE_NEEDS,
-                        int(SYSTEM().timestamp()))  # fmt: skip
+    return AuthDir.init(
+        tmp_path_factory.mktemp("auth") / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp())
+    )
 
 
 @pytest.fixture(scope="session")
@@ -138,9 +139,12 @@ async def start(provisioned: str, clock: ManualClock, auth: AuthDir) -> AsyncIte
         *names: str, clock: Clock = clock, span_exporter: SpanExporter | None = None
     ) -> services.Running:
         running = await services.start(
-            provisioned, list(names or services.SERVICES), clock=clock,
-            credentials=auth.credentials, span_exporter=span_exporter,
-        )  # fmt: skip
+            provisioned,
+            list(names or services.SERVICES),
+            clock=clock,
+            credentials=auth.credentials,
+            span_exporter=span_exporter,
+        )
         started.append(running)
         return running
 
@@ -175,15 +179,21 @@ CONSOLE_PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 async def console_deps(
-    provisioned: str, auth: AuthDir, credentials: Credentials, clock: ManualClock,
-    tmp_path: Path, org: str, other_org: str,
-) -> AsyncIterator[ConsoleDeps]:  # fmt: skip
+    provisioned: str,
+    auth: AuthDir,
+    credentials: Credentials,
+    clock: ManualClock,
+    tmp_path: Path,
+    org: str,
+    other_org: str,
+) -> AsyncIterator[ConsoleDeps]:
     """The console as ``alongside up`` wires it, its own NATS user for its accounts; three
     people: Ana, a coordinator of ``org``, Sam, its supervisor, and Oli, a coordinator of
     ``other_org`` (each with ``CONSOLE_PASSWORD``)."""
     own = await bus.connect(provisioned, "console", auth.credentials("console"))
-    deps = await bootstrap(own, provisioned, Settings(), clock,
-                           issued_by(credentials, tmp_path / "console"))  # fmt: skip
+    deps = await bootstrap(
+        own, provisioned, Settings(), clock, issued_by(credentials, tmp_path / "console")
+    )
     people: list[tuple[str, str, dict[str, Role]]] = [
         ("ana@example.org", "Ana", {org: "coordinator"}),
         ("sam@example.org", "Sam", {org: "supervisor"}),

@@ -233,8 +233,9 @@ def _raw(envelope: Envelope[Any]) -> RawEnvelope:
 
 def received(command: Command, org: str = "org-1", command_id: str = "cmd-1") -> Received:
     """A command as the command subscription hands it to a handler."""
-    envelope = wrap(command, org=org, source="test", time=datetime(2027, 1, 1, tzinfo=UTC),
-                    id=command_id)  # fmt: skip
+    envelope = wrap(
+        command, org=org, source="test", time=datetime(2027, 1, 1, tzinfo=UTC), id=command_id
+    )
     return Received(org, _raw(envelope), command, subjects.CONSOLE)
 
 

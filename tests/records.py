@@ -28,8 +28,12 @@ def supporter(supporter_id: str, today: date, now: datetime, **profile: Any) -> 
     free every evening, by phone or video, speaking English, with no tie to anyone."""
     rng = random.Random(supporter_id)
     registered = sample.supporter(rng, supporter_id)
-    defaults = {"methods": [Method.PHONE, Method.VIDEO], "availability": EVENINGS,
-                "languages": ["en"], "affiliations": []}  # fmt: skip
+    defaults = {
+        "methods": [Method.PHONE, Method.VIDEO],
+        "availability": EVENINGS,
+        "languages": ["en"],
+        "affiliations": [],
+    }
     changed = registered.profile.model_copy(update={**defaults, **profile})
     ctx = intake.Context(now=now)
     record = intake.register_supporter(
@@ -45,11 +49,15 @@ def case(case_id: str, now: datetime, **client: Any) -> CaseRecord:
     an adult, with no hard preference beyond language."""
     submitted = sample.intake(random.Random(case_id), case_id)
     defaults = {
-        "languages": ["en"], "methods": [Method.PHONE], "safety_concerns": [], "birth_year": 1980,
-        "gender_preference": None, "cultural_preference": None,
+        "languages": ["en"],
+        "methods": [Method.PHONE],
+        "safety_concerns": [],
+        "birth_year": 1980,
+        "gender_preference": None,
+        "cultural_preference": None,
         "lived_experience_preference": Preference(values=["tenancy_dispute"]),
         "availability": [Slot(day=Weekday.TUE, start=time(18), end=time(20))],
-    }  # fmt: skip
+    }
     changed = submitted.client.model_copy(update={**defaults, **client})
     return intake.submit_intake(
         submitted.model_copy(update={"client": changed}), None, intake.Context(now=now)

@@ -63,9 +63,12 @@ async def accepted(client: AlongsideClient, org: str, command: Any) -> CommandAc
 
 
 async def event_where(
-    client: AlongsideClient, org: str, event_type: str, matches: Callable[[dict[str, Any]], bool],
+    client: AlongsideClient,
+    org: str,
+    event_type: str,
+    matches: Callable[[dict[str, Any]], bool],
     timeout: float = 15,
-) -> RawEnvelope:  # fmt: skip
+) -> RawEnvelope:
     """The first event of that type whose data ``matches``: for a state that may be reached
     in more or fewer steps (each handler reads the latest state, not the event's)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -112,11 +115,17 @@ async def wait_for(
 
 
 async def supporter(
-    client: AlongsideClient, org: str, supporter_id: str, languages: list[str], cap: int = 2,
-    lived: list[str] | None = None, affiliated_with: str | None = None,
-    supervised_days_ago: int | None = None, methods: list[Method] | None = None,
+    client: AlongsideClient,
+    org: str,
+    supporter_id: str,
+    languages: list[str],
+    cap: int = 2,
+    lived: list[str] | None = None,
+    affiliated_with: str | None = None,
+    supervised_days_ago: int | None = None,
+    methods: list[Method] | None = None,
     today: date | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """A vetted supporter, vetted as of ``today`` (by default the organisation's date now):
     eligible once the rules service has decided."""
     today = today or org_today(SYSTEM)
@@ -124,14 +133,16 @@ async def supporter(
     command = sample.supporter(rng, supporter_id)
     profile = command.profile.model_copy(
         update={
-            "languages": languages, "caseload_cap": cap,
+            "languages": languages,
+            "caseload_cap": cap,
             "methods": methods or [Method.PHONE, Method.VIDEO],
             "availability": [Slot(day=d, start=time(17), end=time(21)) for d in Weekday],
             "lived_experience": lived or ["employment_dispute"],
             "affiliations": [Affiliation(name=affiliated_with, relationship="former employee")]
-            if affiliated_with else [],
+            if affiliated_with
+            else [],
         }
-    )  # fmt: skip
+    )
     await accepted(client, org, command.model_copy(update={"profile": profile}))
     for evidence in sample.vetting(rng, supporter_id, today):
         if supervised_days_ago is not None and isinstance(evidence.evidence, Supervision):
@@ -146,13 +157,17 @@ def intake(case_id: str, languages: list[str]) -> SubmitIntake:
     command = sample.intake(random.Random(case_id), case_id)
     client = command.client.model_copy(
         update={
-            "languages": languages, "methods": [Method.PHONE], "gender_preference": None,
+            "languages": languages,
+            "methods": [Method.PHONE],
+            "gender_preference": None,
             "lived_experience_preference": Preference(values=["tenancy_dispute"]),
-            "safety_concerns": [], "birth_year": 1980,
-            "availability": [Slot(day=d, start=time(18), end=time(20))
-                             for d in (Weekday.TUE, Weekday.THU)],
+            "safety_concerns": [],
+            "birth_year": 1980,
+            "availability": [
+                Slot(day=d, start=time(18), end=time(20)) for d in (Weekday.TUE, Weekday.THU)
+            ],
         }
-    )  # fmt: skip
+    )
     parties = [p.model_copy(update={"name": RESPONDENT}) for p in command.other_parties]
     return command.model_copy(update={"client": client, "other_parties": parties})
 
@@ -185,55 +200,74 @@ async def register(nc: Client, *orgs: str) -> None:
 # A person's data that can be found anywhere it leaks: one distinctive marker per personal
 # or sensitive field (contracts/privacy.py), lower-case where the field takes tags.
 MARKERS = {
-    "supporter_name": "Quillon Marker-Supporter", "supporter_email": "quillon.marker@example.org",
-    "supporter_gender": "Marker-Gender-Quillon", "affiliation": "Marker-Affiliation-Quillon",
-    "relationship": "Marker-Relationship-Quillon", "lived": "marker_lived_quillon",
-    "culture": "marker_culture_quillon", "check_reference": "Marker-Check-Quillon",
-    "client_name": "Wrenna Marker-Client", "client_email": "wrenna.marker@example.org",
-    "access": "marker_access_wrenna", "safety": "marker_safety_wrenna",
-    "other_factors": "Marker-Factors-Wrenna", "summary": "Marker-Dispute-Wrenna",
-    "party": "Marker-Party-Wrenna", "preference": "marker_preference_wrenna",
+    "supporter_name": "Quillon Marker-Supporter",
+    "supporter_email": "quillon.marker@example.org",
+    "supporter_gender": "Marker-Gender-Quillon",
+    "affiliation": "Marker-Affiliation-Quillon",
+    "relationship": "Marker-Relationship-Quillon",
+    "lived": "marker_lived_quillon",
+    "culture": "marker_culture_quillon",
+    "check_reference": "Marker-Check-Quillon",
+    "client_name": "Wrenna Marker-Client",
+    "client_email": "wrenna.marker@example.org",
+    "access": "marker_access_wrenna",
+    "safety": "marker_safety_wrenna",
+    "other_factors": "Marker-Factors-Wrenna",
+    "summary": "Marker-Dispute-Wrenna",
+    "party": "Marker-Party-Wrenna",
+    "preference": "marker_preference_wrenna",
     "notes": "Marker-Notes-Wrenna",
-}  # fmt: skip
+}
 
 
 def marked_supporter(supporter_id: str) -> RegisterSupporter:
     """A supporter whose every personal and sensitive field holds a marker."""
     command = sample.supporter(random.Random(supporter_id), supporter_id)
-    profile = command.profile.model_copy(update={
-        "display_name": MARKERS["supporter_name"],
-        "contact": Contact(email=MARKERS["supporter_email"], phone="+99 (0) 7731 3377"),
-        "gender_identity": MARKERS["supporter_gender"],
-        "affiliations": [Affiliation(name=MARKERS["affiliation"],
-                                     relationship=MARKERS["relationship"])],
-        "lived_experience": [MARKERS["lived"]],
-        "cultural_background": [MARKERS["culture"]],
-    })  # fmt: skip
+    profile = command.profile.model_copy(
+        update={
+            "display_name": MARKERS["supporter_name"],
+            "contact": Contact(email=MARKERS["supporter_email"], phone="+99 (0) 7731 3377"),
+            "gender_identity": MARKERS["supporter_gender"],
+            "affiliations": [
+                Affiliation(name=MARKERS["affiliation"], relationship=MARKERS["relationship"])
+            ],
+            "lived_experience": [MARKERS["lived"]],
+            "cultural_background": [MARKERS["culture"]],
+        }
+    )
     return command.model_copy(update={"profile": profile})
 
 
 def marked_record_check(supporter_id: str, today: date) -> RecordVettingEvidence:
-    return RecordVettingEvidence(supporter_id=supporter_id, evidence=RecordCheck(
-        issued_on=today - timedelta(days=10), expires_on=today + timedelta(days=700), clear=True,
-        reference=MARKERS["check_reference"],
-    ))  # fmt: skip
+    return RecordVettingEvidence(
+        supporter_id=supporter_id,
+        evidence=RecordCheck(
+            issued_on=today - timedelta(days=10),
+            expires_on=today + timedelta(days=700),
+            clear=True,
+            reference=MARKERS["check_reference"],
+        ),
+    )
 
 
 def marked_intake(case_id: str) -> SubmitIntake:
     """An intake whose every personal and sensitive field holds a marker."""
     command = sample.intake(random.Random(case_id), case_id)
-    client = command.client.model_copy(update={
-        "display_name": MARKERS["client_name"],
-        "contact": Contact(email=MARKERS["client_email"]),
-        "access_needs": [MARKERS["access"]],
-        "safety_concerns": [MARKERS["safety"]],
-        "other_factors": MARKERS["other_factors"],
-        "cultural_preference": Preference(values=[MARKERS["preference"]]),
-    })  # fmt: skip
+    client = command.client.model_copy(
+        update={
+            "display_name": MARKERS["client_name"],
+            "contact": Contact(email=MARKERS["client_email"]),
+            "access_needs": [MARKERS["access"]],
+            "safety_concerns": [MARKERS["safety"]],
+            "other_factors": MARKERS["other_factors"],
+            "cultural_preference": Preference(values=[MARKERS["preference"]]),
+        }
+    )
     dispute = command.dispute.model_copy(update={"summary": MARKERS["summary"]})
     parties = [p.model_copy(update={"name": MARKERS["party"]}) for p in command.other_parties]
-    return command.model_copy(update={"client": client, "dispute": dispute,
-                                      "other_parties": parties})  # fmt: skip
+    return command.model_copy(
+        update={"client": client, "dispute": dispute, "other_parties": parties}
+    )
 
 
 async def opened_letter(nc: Client, letter: RawEnvelope) -> RawEnvelope:

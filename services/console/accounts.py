@@ -39,8 +39,9 @@ class Accounts:
         found, _ = await read(self.kv, account, ConsoleAccount)
         return found
 
-    async def put(self, email: str, name: str, password: str, roles: dict[str, Role]
-                  ) -> ConsoleAccount:  # fmt: skip
+    async def put(
+        self, email: str, name: str, password: str, roles: dict[str, Role]
+    ) -> ConsoleAccount:
         """Make the account, or give it a new password, name and roles."""
         if not roles:
             raise AccountError("an account needs a role in at least one organisation")
@@ -51,9 +52,15 @@ class Accounts:
         now = self.clock()
         hashed = await asyncio.to_thread(_HASHER.hash, password)
         account = ConsoleAccount(
-            account_id=key, email=email.strip(), name=name, password_hash=hashed, roles=roles,
-            status="active", created_at=current.created_at if current else now, updated_at=now,
-        )  # fmt: skip
+            account_id=key,
+            email=email.strip(),
+            name=name,
+            password_hash=hashed,
+            roles=roles,
+            status="active",
+            created_at=current.created_at if current else now,
+            updated_at=now,
+        )
         await compare_and_set(self.kv, key, account.model_dump_json().encode(), revision)
         return account
 

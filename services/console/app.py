@@ -63,68 +63,97 @@ log = get_logger(__name__)
 OrgPath = Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)]
 IdPath = Annotated[str, PathParam(pattern=subjects.ID_PATTERN)]
 # A month the reports can be computed for in any time zone (year 1 or 9999 cannot).
-MonthPath = Annotated[str, PathParam(pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$",
-                                     description="YYYY-MM, from 1900-01 to 2999-12")]  # fmt: skip
+MonthPath = Annotated[
+    str,
+    PathParam(
+        pattern=r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$",
+        description="YYYY-MM, from 1900-01 to 2999-12",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-IdempotencyKey = Annotated[MessageId | None, Header(
-    alias="Idempotency-Key",
-    description="The command's id, so that sending it again (after a time-out or a 503) "
-                "carries it out once: the same key with the same body is answered as the "
-                "first time; with another body, 409.",
-)]  # fmt: skip
+IdempotencyKey = Annotated[
+    MessageId | None,
+    Header(
+        alias="Idempotency-Key",
+        description="The command's id, so that sending it again (after a time-out or a 503) "
+        "carries it out once: the same key with the same body is answered as the "
+        "first time; with another body, 409.",
+    ),
+]
 
 
-_RETRY_AFTER = {"Retry-After": {
-    "description": "Whole seconds to wait before sending the same request again (with the same "
-                   "Idempotency-Key: it takes effect once).",
-    "schema": {"type": "integer", "minimum": 1},
-}}  # fmt: skip
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds to wait before sending the same request again (with the same "
+        "Idempotency-Key: it takes effect once).",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """Problem details for each status; a 429 or 503 may say when to try again."""
     return {
-        status: {"model": Problem, "content": {PROBLEM: {}},
-                 **({"headers": _RETRY_AFTER} if status in (429, 503) else {})}
+        status: {
+            "model": Problem,
+            "content": {PROBLEM: {}},
+            **({"headers": _RETRY_AFTER} if status in (429, 503) else {}),
+        }
         for status in statuses
-    }  # fmt: skip
+    }
 
 
 def create_app(deps: ConsoleDeps) -> FastAPI:
     app = FastAPI(
-        title="Alongside", version=catalogue.VERSION,
+        title="Alongside",
+        version=catalogue.VERSION,
         description="Every command of Alongside's services, sent as a signed-in person of "
-                    "one organisation; refusals are RFC 9457 problem details.",
-        docs_url=None, redoc_url=None,  # /docs is served offline (``reference``)
-    )  # fmt: skip
+        "one organisation; refusals are RFC 9457 problem details.",
+        docs_url=None,
+        redoc_url=None,  # /docs is served offline (``reference``)
+    )
     app.openapi = document(app)  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [FieldError(field=_place(e), reason=e["msg"]) for e in error.errors()]
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-        return problem(Problem(title="Invalid request", status=422, detail=detail,
-                               errors=errors))  # fmt: skip
+        return problem(Problem(title="Invalid request", status=422, detail=detail, errors=errors))
 
     @app.exception_handler(HTTPException)
     async def refused(request: Request, error: HTTPException) -> JSONResponse:
         """Starlette's own refusals (no such route or method, a body that cannot be read)."""
         headers = dict(error.headers or {})
         if error.status_code == 405:  # every method of the path, not one route's alone
-            headers["Allow"] = ", ".join(sorted({
-                method for route in app.router.routes if isinstance(route, Route)
-                and route.matches(request.scope)[0] is not Match.NONE
-                for method in route.methods or ()}))  # fmt: skip
-        said = Problem(title=HTTPStatus(error.status_code).phrase, status=error.status_code,
-                       detail=str(error.detail))  # fmt: skip
+            headers["Allow"] = ", ".join(
+                sorted(
+                    {
+                        method
+                        for route in app.router.routes
+                        if isinstance(route, Route)
+                        and route.matches(request.scope)[0] is not Match.NONE
+                        for method in route.methods or ()
+                    }
+                )
+            )
+        said = Problem(
+            title=HTTPStatus(error.status_code).phrase,
+            status=error.status_code,
+            detail=str(error.detail),
+        )
         return problem(said, headers)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
         # Only the kind: an exception's text may hold what a person sent.
         log.error("console_failed", method=request.method, error=type(error).__name__)
-        return problem(Problem(title="Internal Server Error", status=500,
-                               detail="the console failed to answer; it is logged"))  # fmt: skip
+        return problem(
+            Problem(
+                title="Internal Server Error",
+                status=500,
+                detail="the console failed to answer; it is logged",
+            )
+        )
 
     guard(app, deps.settings)  # headers, body size, origin, proxies: before anything else
     add_health(app, deps)  # /healthz, /readyz, /metrics
@@ -140,8 +169,9 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
 
 def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
-    @app.post("/api/session", response_model=SignedIn, responses=_problems(401, 429),
-              tags=["session"])  # fmt: skip
+    @app.post(
+        "/api/session", response_model=SignedIn, responses=_problems(401, 429), tags=["session"]
+    )
     async def sign_in(
         body: SignIn, request: Request, response: Response
     ) -> SignedIn | JSONResponse:
@@ -155,8 +185,7 @@ def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         log.info("console_signed_in", account_id=account.account_id)
         return _signed_in(account, session)
 
-    @app.get("/api/session", response_model=SignedIn, responses=_problems(401),
-             tags=["session"])  # fmt: skip
+    @app.get("/api/session", response_model=SignedIn, responses=_problems(401), tags=["session"])
     async def who(request: Request) -> SignedIn | JSONResponse:
         found = await signed_in(deps, request)
         if found is None:
@@ -192,8 +221,12 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
             return problem(reply)
         return JSONResponse(reply.model_dump(mode="json"))
 
-    @app.get("/api/orgs/{org}/access-log", response_model=AccessLog,
-             responses=_problems(401, 403, 503), tags=["views"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/access-log",
+        response_model=AccessLog,
+        responses=_problems(401, 403, 503),
+        tags=["views"],
+    )
     async def read_access_log(request: Request, org: OrgPath) -> Response:
         """Every view of the organisation's cases and supporters, oldest first: who, when,
         which (a supervisor's or an operator's)."""
@@ -203,24 +236,36 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
         return await _org_read(deps, request, org, domain.ACCESS_LOG, read)
 
-    @app.get("/api/orgs/{org}/cases/{case_id}", response_model=CaseView,
-             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/cases/{case_id}",
+        response_model=CaseView,
+        responses=_problems(401, 403, 404, 503),
+        tags=["views"],
+    )
     async def view_case(request: Request, org: OrgPath, case_id: IdPath) -> Response:
         """The case as its services hold it now: the client, the dispute, each party's
         consent per stage, proposals with their explanations and hold ends, the schedule.
         Every view is recorded (``CaseViewed``: who, which case, when)."""
         return await viewed(request, org, ViewCase(case_id=case_id))
 
-    @app.get("/api/orgs/{org}/supporters/{supporter_id}", response_model=SupporterView,
-             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/supporters/{supporter_id}",
+        response_model=SupporterView,
+        responses=_problems(401, 403, 404, 503),
+        tags=["views"],
+    )
     async def view_supporter(request: Request, org: OrgPath, supporter_id: IdPath) -> Response:
         """The supporter as their services hold them now: profile, vetting on file (kinds
         and dates, never what a record check said), eligibility and the day it lapses,
         caseload, supervision. Every view is recorded (``SupporterViewed``)."""
         return await viewed(request, org, ViewSupporter(supporter_id=supporter_id))
 
-    @app.get("/api/orgs/{org}/decisions/{decision_id}", response_model=DecisionView,
-             responses=_problems(401, 403, 404, 503), tags=["views"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/decisions/{decision_id}",
+        response_model=DecisionView,
+        responses=_problems(401, 403, 404, 503),
+        tags=["views"],
+    )
     async def view_decision(request: Request, org: OrgPath, decision_id: IdPath) -> Response:
         """Why a rules decision came out as it did (a supervisor's or an operator's): the
         ruleset, each fired rule with its reason, the hash of the facts. The id is on the
@@ -229,8 +274,12 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
 
 def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:
-    @app.get("/api/orgs/{org}/today", response_model=Today,
-             responses=_problems(401, 403, 503), tags=["overview"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/today",
+        response_model=Today,
+        responses=_problems(401, 403, 503),
+        tags=["overview"],
+    )
     async def today(request: Request, org: OrgPath, limit: Limit = DEFAULT_LIMIT) -> Response:
         """The work lists, most urgent first: who waits and why, proposals awaiting the
         client's choice, consents missing and from whom, first meetings to confirm, this
@@ -242,8 +291,12 @@ def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
         return await _org_read(deps, request, org, domain.OVERVIEW, read)
 
-    @app.get("/api/orgs/{org}/reports/{month}", response_model=MonthReport,
-             responses=_problems(401, 403, 503), tags=["overview"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/reports/{month}",
+        response_model=MonthReport,
+        responses=_problems(401, 403, 503),
+        tags=["overview"],
+    )
     async def month_report(request: Request, org: OrgPath, month: MonthPath) -> Response:
         """One month's figures (in the organisation's time zone): time to a first proposal
         and to an active match, answers to proposals, changes, refusals and drop-outs,
@@ -254,8 +307,11 @@ def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
         return await _org_read(deps, request, org, domain.OVERVIEW, read)
 
-    @app.get("/api/orgs/{org}/reports.csv", responses={**_problems(401, 403, 503),
-             200: {"content": {"text/csv": {}}}}, tags=["overview"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/reports.csv",
+        responses={**_problems(401, 403, 503), 200: {"content": {"text/csv": {}}}},
+        tags=["overview"],
+    )
     async def reports_csv(request: Request, org: OrgPath) -> Response:
         """Every month's figures from the first intake to now, one row a month."""
 
@@ -265,8 +321,12 @@ def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
         return await _org_read(deps, request, org, domain.OVERVIEW, read)
 
-    @app.get("/api/orgs/{org}/rules", response_model=RulesHistory,
-             responses=_problems(401, 403, 503), tags=["overview"])  # fmt: skip
+    @app.get(
+        "/api/orgs/{org}/rules",
+        response_model=RulesHistory,
+        responses=_problems(401, 403, 503),
+        tags=["overview"],
+    )
     async def rules(request: Request, org: OrgPath) -> Response:
         """Each kind's live ruleset and every publication before it, newest first."""
 
@@ -277,9 +337,12 @@ def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
 
 async def _org_read(
-    deps: ConsoleDeps, request: Request, org: str, what: str,
+    deps: ConsoleDeps,
+    request: Request,
+    org: str,
+    what: str,
     read: Callable[[], Awaitable[BaseModel | str]],
-) -> Response:  # fmt: skip
+) -> Response:
     """A read of the organisation as a whole, through its own connection."""
     found = await signed_in(deps, request)
     refused = domain.refusal(found[1] if found else None, org, what)
@@ -288,8 +351,9 @@ async def _org_read(
     try:
         answer = await read()
     except NoCredential as missing:
-        return problem(Problem(title="Organisation not served here", status=503,
-                               detail=str(missing)))  # fmt: skip
+        return problem(
+            Problem(title="Organisation not served here", status=503, detail=str(missing))
+        )
     except (NatsError, TimeoutError) as error:
         await deps.orgs.failed(org)
         unread = f"{what} could not be read ({type(error).__name__})"
@@ -304,8 +368,9 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, bodies
     path = f"/api/orgs/{{org}}/commands/{type_name}"
     # What a 200 carries: a rejection is a 4xx, and not carried out just now a 503.
     not_ok = (CommandRejected.type_name, CommandUnavailable.type_name)
-    replies = [catalogue.REPLIES[name] for name in catalogue.REPLIES_TO[type_name]
-               if name not in not_ok]  # fmt: skip
+    replies = [
+        catalogue.REPLIES[name] for name in catalogue.REPLIES_TO[type_name] if name not in not_ok
+    ]
 
     async def send(
         request: Request,
@@ -332,16 +397,22 @@ def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, bodies
 
     # FastAPI reads the body's schema from the signature: this command's own model.
     signature = inspect.signature(send)
-    send.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
-        p.replace(annotation=model) if p.name == "command" else p
-        for p in signature.parameters.values()
-    ])  # fmt: skip
+    send.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(annotation=model) if p.name == "command" else p
+            for p in signature.parameters.values()
+        ]
+    )
     app.add_api_route(
-        path, send, methods=["POST"],
-        name=type_name, summary=(model.__doc__ or type_name).split("\n")[0],
-        tags=[model.service], response_model=replies[0] if len(replies) == 1 else None,
+        path,
+        send,
+        methods=["POST"],
+        name=type_name,
+        summary=(model.__doc__ or type_name).split("\n")[0],
+        tags=[model.service],
+        response_model=replies[0] if len(replies) == 1 else None,
         responses=_problems(401, 403, 409, 422, 503),
-    )  # fmt: skip
+    )
 
 
 def _place(error: Mapping[str, Any]) -> str:
@@ -352,8 +423,13 @@ def _place(error: Mapping[str, Any]) -> str:
 
 
 def _signed_in(account: ConsoleAccount, session: Session) -> SignedIn:
-    return SignedIn(email=account.email, name=account.name, roles=account.roles,
-                    csrf_token=session.csrf_token, expires_at=session.expires_at)  # fmt: skip
+    return SignedIn(
+        email=account.email,
+        name=account.name,
+        roles=account.roles,
+        csrf_token=session.csrf_token,
+        expires_at=session.expires_at,
+    )
 
 
 def _csrf_refused() -> Problem:
@@ -376,7 +452,15 @@ class _Embedded(uvicorn.Server):
 async def serve(app: FastAPI, host: str, port: int) -> None:
     # No proxy_headers: forwarded headers are believed only from the configured proxies
     # (``edge``), never from whoever connects from 127.0.0.1 (uvicorn's default).
-    config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
-                            log_config=None, log_level="warning", proxy_headers=False,
-                            server_header=False)  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
     await _Embedded(config).serve()

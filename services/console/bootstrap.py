@@ -42,9 +42,12 @@ async def bootstrap(
 
 
 async def run(
-    url: str, settings: Settings, clock: Clock, credential: CredentialFor,
+    url: str,
+    settings: Settings,
+    clock: Clock,
+    credential: CredentialFor,
     own_credential: Path | None,
-) -> None:  # fmt: skip
+) -> None:
     """Serve the console at ``settings.http_host:http_port`` until cancelled."""
     nc = await bus.connect(url, "alongside-console", own_credential)
     deps = await bootstrap(nc, url, settings, clock, credential)

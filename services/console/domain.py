@@ -13,10 +13,16 @@ from contracts.replies import CommandRejected, CommandUnavailable, FieldError
 # (or an operator's), never a coordinator's alone.
 ACCESS_LOG = "ReadAccessLog"  # who saw which case or supporter: not a command, a read
 OVERVIEW = "ReadOverview"  # the work lists, reports and rules history: ids and dates only
-SUPERVISORS_ONLY = frozenset({
-    "ExportPersonData", "EraseClient", "EraseSupporter", "ConfigureScheduling", "ViewDecision",
-    ACCESS_LOG,
-})  # fmt: skip
+SUPERVISORS_ONLY = frozenset(
+    {
+        "ExportPersonData",
+        "EraseClient",
+        "EraseSupporter",
+        "ConfigureScheduling",
+        "ViewDecision",
+        ACCESS_LOG,
+    }
+)
 
 
 TRY_AGAIN = "Try again shortly"
@@ -26,26 +32,37 @@ RETRY_AFTER_S = 5  # a service that did not answer: when to try again
 def try_again(detail: str, command_id: str | None = None) -> Problem:
     """A 503: nothing was done (or it may have been: the same Idempotency-Key is safe);
     ``command_id``: the id it was sent with, to send it again with."""
-    return Problem(title=TRY_AGAIN, status=503, detail=detail, command_id=command_id,
-                   retry_after_s=RETRY_AFTER_S)  # fmt: skip
+    return Problem(
+        title=TRY_AGAIN,
+        status=503,
+        detail=detail,
+        command_id=command_id,
+        retry_after_s=RETRY_AFTER_S,
+    )
 
 
 NOT_JUST_NOW = "Could not be done just now"
-NOT_JUST_NOW_DETAIL = ("This could not be done just now, and nothing refused it: try again "
-                       "in a moment.")  # fmt: skip
+NOT_JUST_NOW_DETAIL = (
+    "This could not be done just now, and nothing refused it: try again in a moment."
+)
 
 
 def unavailable(reply: CommandUnavailable) -> Problem:
     """A command its service could not carry out just now, even after the console sent it
     again: a 503 saying when to try again (whole seconds, as Retry-After takes them) and the
     id it was sent with (the Idempotency-Key to send again, so it takes effect once)."""
-    return Problem(title=NOT_JUST_NOW, status=503, detail=NOT_JUST_NOW_DETAIL,
-                   command_id=reply.command_id,
-                   retry_after_s=max(1, math.ceil(reply.retry_after_s)))  # fmt: skip
+    return Problem(
+        title=NOT_JUST_NOW,
+        status=503,
+        detail=NOT_JUST_NOW_DETAIL,
+        command_id=reply.command_id,
+        retry_after_s=max(1, math.ceil(reply.retry_after_s)),
+    )
 
 
-NOT_SIGNED_IN = Problem(title="Not signed in", status=401,
-                        detail="sign in first (POST /api/session)")  # fmt: skip
+NOT_SIGNED_IN = Problem(
+    title="Not signed in", status=401, detail="sign in first (POST /api/session)"
+)
 
 
 def refusal(account: ConsoleAccount | None, org: str, command_type: str) -> Problem | None:
@@ -54,11 +71,15 @@ def refusal(account: ConsoleAccount | None, org: str, command_type: str) -> Prob
         return NOT_SIGNED_IN
     role = account.roles.get(org)
     if role is None:
-        return Problem(title="Not your organisation", status=403,
-                       detail=f"this account has no role in {org}")  # fmt: skip
+        return Problem(
+            title="Not your organisation", status=403, detail=f"this account has no role in {org}"
+        )
     if role == "coordinator" and command_type in SUPERVISORS_ONLY:
-        return Problem(title="Needs a supervisor", status=403,
-                       detail=f"{command_type} is for a supervisor of {org}")  # fmt: skip
+        return Problem(
+            title="Needs a supervisor",
+            status=403,
+            detail=f"{command_type} is for a supervisor of {org}",
+        )
     return None
 
 
@@ -67,8 +88,9 @@ def problem_of(reply: CommandRejected) -> Problem:
     (``client.contact.email``), with the service's reason. The status says what to do:
     409 the id was used for another command, 503 retry later, 403 the organisation is not
     served, else 422 fix the request."""
-    errors = [FieldError(field=e.field.removeprefix("data."), reason=e.reason)
-              for e in reply.errors]  # fmt: skip
+    errors = [
+        FieldError(field=e.field.removeprefix("data."), reason=e.reason) for e in reply.errors
+    ]
     fields = {e.field for e in reply.errors}
     reasons = " ".join(e.reason for e in reply.errors)
     if fields == {"id"} and "retry" in reasons:
@@ -81,6 +103,11 @@ def problem_of(reply: CommandRejected) -> Problem:
     else:
         status, title = 422, f"{reply.command_type} refused"
     detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-    return Problem(title=title, status=status, detail=detail, errors=errors,
-                   command_id=reply.command_id,
-                   retry_after_s=RETRY_AFTER_S if status == 503 else None)  # fmt: skip
+    return Problem(
+        title=title,
+        status=status,
+        detail=detail,
+        errors=errors,
+        command_id=reply.command_id,
+        retry_after_s=RETRY_AFTER_S if status == 503 else None,
+    )

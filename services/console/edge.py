@@ -37,11 +37,19 @@ from runtime.settings import Settings
 from services.console.gate import problem
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSP = "; ".join((
-    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-    "font-src 'self'", "connect-src 'self'", "form-action 'self'", "frame-ancestors 'none'",
-    "base-uri 'none'",
-))  # fmt: skip
+CSP = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    )
+)
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -185,6 +193,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        too_big = Problem(title="Request too large", status=413,
-                          detail=f"a request body may have at most {self.limit} bytes")  # fmt: skip
+        too_big = Problem(
+            title="Request too large",
+            status=413,
+            detail=f"a request body may have at most {self.limit} bytes",
+        )
         await problem(too_big, {"Connection": "close"})(scope, receive, send)

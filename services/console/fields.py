@@ -63,8 +63,11 @@ def limited(reply: Any, role: Role | None) -> Any:
     field: it cannot be given in part (it answers a subject access request)."""
     paths = WITHHELD[role or "coordinator"]
     if isinstance(reply, PersonData) and not sees_everything(role):
-        return Problem(title="Needs a supervisor", status=403,
-                       detail="everything held about a person is for a supervisor")  # fmt: skip
+        return Problem(
+            title="Needs a supervisor",
+            status=403,
+            detail="everything held about a person is for a supervisor",
+        )
     withheld = paths.get(type(reply), ())
     if not withheld or not isinstance(reply, BaseModel):
         return reply

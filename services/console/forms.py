@@ -16,9 +16,18 @@ from contracts.intake import Method, Stage, Weekday
 from contracts.replies import FieldError
 
 Kind = Literal[
-    "text", "email", "tel", "number", "date", "time", "textarea", "select", "checks", "list",
+    "text",
+    "email",
+    "tel",
+    "number",
+    "date",
+    "time",
+    "textarea",
+    "select",
+    "checks",
+    "list",
     "checkbox",
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -59,69 +68,129 @@ TAGS = "comma separated, lower case: tenancy_dispute, employment_dispute"
 
 
 def _availability(prefix: str) -> Fieldset:
-    return Fieldset("A time they are usually free (in the organisation's time zone)", (
-        Input(f"{prefix}.availability.0.day", "Day", "select", DAYS, required=True),
-        Input(f"{prefix}.availability.0.start", "From", "time", required=True),
-        Input(f"{prefix}.availability.0.end", "To", "time", required=True),
-    ))  # fmt: skip
+    return Fieldset(
+        "A time they are usually free (in the organisation's time zone)",
+        (
+            Input(f"{prefix}.availability.0.day", "Day", "select", DAYS, required=True),
+            Input(f"{prefix}.availability.0.start", "From", "time", required=True),
+            Input(f"{prefix}.availability.0.end", "To", "time", required=True),
+        ),
+    )
 
 
-INTAKE = Form("SubmitIntake", "New intake", (
-    Fieldset("The case", (
-        Input("case_id", "Case reference", required=True,
-              hint="letters, digits, - and _, e.g. C-2026-0042"),
-        Input("dispute.scheme", "Scheme", required=True, hint="e.g. tenancy"),
-        Input("dispute.stage", "Stage", "select", STAGES, required=True),
-        Input("dispute.summary", "What the dispute is about", "textarea", required=True),
-        Input("has_other_support", "The client already has other support", "checkbox"),
-    )),
-    Fieldset("The client", (
-        Input("client.display_name", "Name", required=True),
-        Input("client.contact.email", "Email", "email", hint="an email or a phone number"),
-        Input("client.contact.phone", "Phone", "tel"),
-        Input("client.birth_year", "Year of birth", "number", required=True),
-        Input("client.languages", "Languages", "list", required=True,
-              hint="language codes, comma separated: en, mi, sm"),
-        Input("client.methods", "Ways to meet", "checks", METHODS, required=True),
-        Input("client.region", "Region", required=True, hint="e.g. auckland"),
-        Input("client.lived_experience_preference.values",
-              "A supporter who has been through", "list", hint=TAGS),
-        Input("client.access_needs", "Access needs", "list", hint=TAGS),
-        Input("client.safety_concerns", "Safety concerns", "list",
-              hint="kept on the case record only, e.g. family_violence"),
-        Input("client.other_factors", "Anything else that matters for matching", "textarea"),
-    )),
-    _availability("client"),
-    Fieldset("The other party", (
-        Input("other_parties.0.party_id", "Party reference", required=True, hint="e.g. p1"),
-        Input("other_parties.0.kind", "Kind", "select", ("organisation", "person"),
-              required=True),
-        Input("other_parties.0.name", "Name", required=True),
-        Input("other_parties.0.role", "Role", "select", ("respondent", "co_complainant",
-                                                          "other"), required=True),
-    )),
-))  # fmt: skip
+INTAKE = Form(
+    "SubmitIntake",
+    "New intake",
+    (
+        Fieldset(
+            "The case",
+            (
+                Input(
+                    "case_id",
+                    "Case reference",
+                    required=True,
+                    hint="letters, digits, - and _, e.g. C-2026-0042",
+                ),
+                Input("dispute.scheme", "Scheme", required=True, hint="e.g. tenancy"),
+                Input("dispute.stage", "Stage", "select", STAGES, required=True),
+                Input("dispute.summary", "What the dispute is about", "textarea", required=True),
+                Input("has_other_support", "The client already has other support", "checkbox"),
+            ),
+        ),
+        Fieldset(
+            "The client",
+            (
+                Input("client.display_name", "Name", required=True),
+                Input("client.contact.email", "Email", "email", hint="an email or a phone number"),
+                Input("client.contact.phone", "Phone", "tel"),
+                Input("client.birth_year", "Year of birth", "number", required=True),
+                Input(
+                    "client.languages",
+                    "Languages",
+                    "list",
+                    required=True,
+                    hint="language codes, comma separated: en, mi, sm",
+                ),
+                Input("client.methods", "Ways to meet", "checks", METHODS, required=True),
+                Input("client.region", "Region", required=True, hint="e.g. auckland"),
+                Input(
+                    "client.lived_experience_preference.values",
+                    "A supporter who has been through",
+                    "list",
+                    hint=TAGS,
+                ),
+                Input("client.access_needs", "Access needs", "list", hint=TAGS),
+                Input(
+                    "client.safety_concerns",
+                    "Safety concerns",
+                    "list",
+                    hint="kept on the case record only, e.g. family_violence",
+                ),
+                Input(
+                    "client.other_factors", "Anything else that matters for matching", "textarea"
+                ),
+            ),
+        ),
+        _availability("client"),
+        Fieldset(
+            "The other party",
+            (
+                Input("other_parties.0.party_id", "Party reference", required=True, hint="e.g. p1"),
+                Input(
+                    "other_parties.0.kind",
+                    "Kind",
+                    "select",
+                    ("organisation", "person"),
+                    required=True,
+                ),
+                Input("other_parties.0.name", "Name", required=True),
+                Input(
+                    "other_parties.0.role",
+                    "Role",
+                    "select",
+                    ("respondent", "co_complainant", "other"),
+                    required=True,
+                ),
+            ),
+        ),
+    ),
+)
 
-SUPPORTER = Form("RegisterSupporter", "Register a supporter", (
-    Fieldset("The supporter", (
-        Input("supporter_id", "Supporter reference", required=True, hint="e.g. S-0042"),
-        Input("profile.display_name", "Name", required=True),
-        Input("profile.contact.email", "Email", "email", hint="an email or a phone number"),
-        Input("profile.contact.phone", "Phone", "tel"),
-        Input("profile.birth_year", "Year of birth", "number", required=True),
-        Input("profile.gender_identity", "Gender identity"),
-        Input("profile.languages", "Languages", "list", required=True,
-              hint="language codes, comma separated: en, mi, sm"),
-        Input("profile.lived_experience", "Has been through", "list", required=True,
-              hint=TAGS),
-        Input("profile.skills", "Skills", "list", hint="comma separated"),
-        Input("profile.methods", "Ways to meet", "checks", METHODS, required=True),
-        Input("profile.region", "Region", required=True, hint="e.g. auckland"),
-        Input("profile.caseload_cap", "Clients at a time, at most", "number", required=True),
-        Input("profile.youth_cleared", "Cleared to support clients under 18", "checkbox"),
-    )),
-    _availability("profile"),
-))  # fmt: skip
+SUPPORTER = Form(
+    "RegisterSupporter",
+    "Register a supporter",
+    (
+        Fieldset(
+            "The supporter",
+            (
+                Input("supporter_id", "Supporter reference", required=True, hint="e.g. S-0042"),
+                Input("profile.display_name", "Name", required=True),
+                Input("profile.contact.email", "Email", "email", hint="an email or a phone number"),
+                Input("profile.contact.phone", "Phone", "tel"),
+                Input("profile.birth_year", "Year of birth", "number", required=True),
+                Input("profile.gender_identity", "Gender identity"),
+                Input(
+                    "profile.languages",
+                    "Languages",
+                    "list",
+                    required=True,
+                    hint="language codes, comma separated: en, mi, sm",
+                ),
+                Input(
+                    "profile.lived_experience", "Has been through", "list", required=True, hint=TAGS
+                ),
+                Input("profile.skills", "Skills", "list", hint="comma separated"),
+                Input("profile.methods", "Ways to meet", "checks", METHODS, required=True),
+                Input("profile.region", "Region", required=True, hint="e.g. auckland"),
+                Input(
+                    "profile.caseload_cap", "Clients at a time, at most", "number", required=True
+                ),
+                Input("profile.youth_cleared", "Cleared to support clients under 18", "checkbox"),
+            ),
+        ),
+        _availability("profile"),
+    ),
+)
 
 
 def body_of(form: Form, sent: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -195,8 +264,7 @@ def errors_by_input(form: Form, errors: Sequence[FieldError]) -> dict[str, str]:
     placed: dict[str, str] = {}
     names = [i.name for i in form.inputs]
     for error in errors:
-        at = next((n for n in names if n == error.field or n.startswith(f"{error.field}.")),
-                  None)  # fmt: skip
+        at = next((n for n in names if n == error.field or n.startswith(f"{error.field}.")), None)
         if at is not None and at not in placed:
             placed[at] = error.reason
     return placed

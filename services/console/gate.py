@@ -51,8 +51,9 @@ def problem(found: Problem, headers: dict[str, str] | None = None) -> JSONRespon
     """Problem details as HTTP; a 503 says when to try again."""
     if found.retry_after_s is not None:
         headers = {"Retry-After": str(found.retry_after_s), **(headers or {})}
-    return JSONResponse(found.model_dump(mode="json"), status_code=found.status,
-                        media_type=PROBLEM, headers=headers)  # fmt: skip
+    return JSONResponse(
+        found.model_dump(mode="json"), status_code=found.status, media_type=PROBLEM, headers=headers
+    )
 
 
 async def signing_in(
@@ -65,14 +66,21 @@ async def signing_in(
     if wait is not None:
         log.info("console_sign_in_throttled")
         seconds = int(wait.total_seconds()) + 1
-        return Problem(title="Too many wrong passwords", status=429,
-                       detail=f"try again in {seconds} seconds", retry_after_s=seconds)  # fmt: skip
+        return Problem(
+            title="Too many wrong passwords",
+            status=429,
+            detail=f"try again in {seconds} seconds",
+            retry_after_s=seconds,
+        )
     account = await deps.accounts.signing_in(email, password)
     if account is None:
         deps.throttle.failed(email, address)
         log.info("console_sign_in_refused")
-        return Problem(title="Not signed in", status=401,
-                       detail="that email and password do not match an account")  # fmt: skip
+        return Problem(
+            title="Not signed in",
+            status=401,
+            detail="that email and password do not match an account",
+        )
     deps.throttle.succeeded(email, address)
     return account
 
@@ -98,16 +106,29 @@ def cookie_name(deps: ConsoleDeps, request: Request, name: str = COOKIE) -> str:
     return secure_name(name, secure(deps, request))
 
 
-def set_cookie(deps: ConsoleDeps, request: Request, response: Response, name: str, value: str,
-               max_age: int) -> None:  # fmt: skip
+def set_cookie(
+    deps: ConsoleDeps, request: Request, response: Response, name: str, value: str, max_age: int
+) -> None:
     """HTTP-only, same-site strict, for the whole site; Secure as ``secure`` says."""
-    response.set_cookie(cookie_name(deps, request, name), value, max_age=max_age, path="/",
-                        httponly=True, samesite="strict", secure=secure(deps, request))  # fmt: skip
+    response.set_cookie(
+        cookie_name(deps, request, name),
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure(deps, request),
+    )
 
 
 def delete_cookie(deps: ConsoleDeps, request: Request, response: Response, name: str) -> None:
-    response.delete_cookie(cookie_name(deps, request, name), path="/", httponly=True,
-                           samesite="strict", secure=secure(deps, request))  # fmt: skip
+    response.delete_cookie(
+        cookie_name(deps, request, name),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure(deps, request),
+    )
 
 
 async def start_session(
@@ -144,9 +165,12 @@ async def signed_in(deps: ConsoleDeps, request: Request) -> tuple[Session, Conso
 
 
 async def send_as(
-    deps: ConsoleDeps, org: str, command: Command, command_id: str | None,
+    deps: ConsoleDeps,
+    org: str,
+    command: Command,
+    command_id: str | None,
     account: ConsoleAccount,
-) -> AnyReply | Problem:  # fmt: skip
+) -> AnyReply | Problem:
     """The command sent as ``org``, in the account's name (its source), and the service's
     reply, limited to what the account's role there may read (``fields``); problem details
     when it could not be sent, was not answered, or could not be carried out just now even
@@ -160,17 +184,27 @@ async def send_as(
         attempt += 1
         try:
             asking = await deps.orgs.asking(org)
-            reply = await asking.any(org, command, command_id,
-                                     source=f"{SOURCE}/{account.account_id}")  # fmt: skip
+            reply = await asking.any(
+                org, command, command_id, source=f"{SOURCE}/{account.account_id}"
+            )
         except NoCredential as missing:
             return Problem(title="Organisation not served here", status=503, detail=str(missing))
         except (NatsError, TimeoutError) as error:
-            log.warning("console_command_unanswered", org=org, command_type=command.type_name,
-                        error=type(error).__name__)  # fmt: skip
+            log.warning(
+                "console_command_unanswered",
+                org=org,
+                command_type=command.type_name,
+                error=type(error).__name__,
+            )
             await deps.orgs.failed(org)
             return try_again(f"{command.service} did not answer", command_id)
-        log.info("console_command", org=org, command_type=command.type_name,
-                 status=reply.status, account_id=account.account_id)  # fmt: skip
+        log.info(
+            "console_command",
+            org=org,
+            command_type=command.type_name,
+            status=reply.status,
+            account_id=account.account_id,
+        )
         if not isinstance(reply, CommandUnavailable):
             limited: AnyReply | Problem = fields.limited(reply, account.roles.get(org))
             return limited

@@ -131,12 +131,13 @@ class OrgConnections:
 
 
 # Each kind of view in the access log: its event, and the id of what was seen.
-_VIEWS: tuple[tuple[type[CaseViewed | SupporterViewed | DecisionViewed], Viewed,
-                    Callable[[Any], str]], ...] = (
+_VIEWS: tuple[
+    tuple[type[CaseViewed | SupporterViewed | DecisionViewed], Viewed, Callable[[Any], str]], ...
+] = (
     (CaseViewed, "case", lambda viewed: viewed.case_id),
     (SupporterViewed, "supporter", lambda viewed: viewed.supporter_id),
     (DecisionViewed, "decision", lambda viewed: viewed.decision_id),
-)  # fmt: skip
+)
 
 
 async def access_log(js: JetStreamContext, org: str) -> list[AccessLogEntry]:
@@ -147,7 +148,13 @@ async def access_log(js: JetStreamContext, org: str) -> list[AccessLogEntry]:
         for msg in await bus.every_message(js, stream, subjects.event(org, model.type_name)):
             envelope = RawEnvelope.model_validate_json(msg.data)
             event = model.model_validate(envelope.data)
-            entries.append(AccessLogEntry(viewed=viewed, subject_id=subject_of(event),
-                                          viewed_by=event.viewed_by, viewed_at=envelope.time,
-                                          command_id=event.command_id))  # fmt: skip
+            entries.append(
+                AccessLogEntry(
+                    viewed=viewed,
+                    subject_id=subject_of(event),
+                    viewed_by=event.viewed_by,
+                    viewed_at=envelope.time,
+                    command_id=event.command_id,
+                )
+            )
     return sorted(entries, key=lambda entry: entry.viewed_at)

@@ -72,14 +72,34 @@ SUPERVISION_AHEAD = timedelta(days=7)
 # The events the fold reads; the others are skipped unread (``readmodel`` checks the
 # subject's type before parsing).
 FOLDED: tuple[type[Event], ...] = (
-    IntakeReceived, ClientErased, SupporterErased, ClientWaitlisted, MatchProposed,
-    ProposalAccepted, ProposalsDeclined, ProposalsExpired, MatchActivated, MatchEnded,
-    MatchPaused, MatchResumed, ServiceRefused, ConsentDecided, SupporterEligibilityDecided,
+    IntakeReceived,
+    ClientErased,
+    SupporterErased,
+    ClientWaitlisted,
+    MatchProposed,
+    ProposalAccepted,
+    ProposalsDeclined,
+    ProposalsExpired,
+    MatchActivated,
+    MatchEnded,
+    MatchPaused,
+    MatchResumed,
+    ServiceRefused,
+    ConsentDecided,
+    SupporterEligibilityDecided,
     RulesetPublished,
-    InitialMeetingProposed, SessionBooked, SessionsScheduled, ServiceExtended,
-    SessionRescheduled, SessionCancelled, SessionsResumed, SessionAttended,
-    SupervisionScheduled, SupervisionAttended, SchedulingConfigured,
-)  # fmt: skip
+    InitialMeetingProposed,
+    SessionBooked,
+    SessionsScheduled,
+    ServiceExtended,
+    SessionRescheduled,
+    SessionCancelled,
+    SessionsResumed,
+    SessionAttended,
+    SupervisionScheduled,
+    SupervisionAttended,
+    SchedulingConfigured,
+)
 
 
 @dataclass
@@ -200,12 +220,21 @@ class Overview:
                 if case.first_proposed_at is None:
                     case.first_proposed_at = at
                     self._on(at).first_proposals.append(event.case_id)
-                holds = [Hold(supporter_id=p.supporter_id, held_until=_utc(p.held_until))
-                         for p in event.proposals]  # fmt: skip
-                case.proposal = AwaitingChoice(
-                    case_id=event.case_id, round=event.round, proposed_at=at, holds=holds,
-                    first_hold_ends=min(h.held_until for h in holds),
-                ) if holds else None  # fmt: skip
+                holds = [
+                    Hold(supporter_id=p.supporter_id, held_until=_utc(p.held_until))
+                    for p in event.proposals
+                ]
+                case.proposal = (
+                    AwaitingChoice(
+                        case_id=event.case_id,
+                        round=event.round,
+                        proposed_at=at,
+                        holds=holds,
+                        first_hold_ends=min(h.held_until for h in holds),
+                    )
+                    if holds
+                    else None
+                )
             case ProposalAccepted():
                 self._answered(event.case_id, at, "accepted")
             case ProposalsDeclined():
@@ -246,22 +275,29 @@ class Overview:
                 else:
                     since = case.consent.since if case.consent else at
                     case.consent = ConsentMissing(
-                        case_id=event.case_id, stage=event.stage, status=event.status,
-                        missing_party_ids=event.missing_party_ids, since=since,
-                    )  # fmt: skip
+                        case_id=event.case_id,
+                        stage=event.stage,
+                        status=event.status,
+                        missing_party_ids=event.missing_party_ids,
+                        since=since,
+                    )
             case InitialMeetingProposed():
                 self._case(event.case_id).meeting = MeetingToConfirm(
-                    case_id=event.case_id, supporter_id=event.supporter_id,
-                    session_id=event.session_id, start=_utc(event.start),
+                    case_id=event.case_id,
+                    supporter_id=event.supporter_id,
+                    session_id=event.session_id,
+                    start=_utc(event.start),
                     proposed_by=event.proposed_by,
-                )  # fmt: skip
+                )
             case SessionBooked():
                 case = self._case(event.case_id)
                 case.supporter_id = event.supporter_id
                 if event.kind == "initial_meeting":
                     case.meeting = None
-                self._place(event.session_id, _Session(
-                    event.case_id, event.supporter_id, event.kind, _utc(event.start)))  # fmt: skip
+                self._place(
+                    event.session_id,
+                    _Session(event.case_id, event.supporter_id, event.kind, _utc(event.start)),
+                )
             case SessionsScheduled():
                 self._case(event.case_id).supporter_id = event.supporter_id
                 self._book(event.case_id, event.session_ids, event.starts)
@@ -308,10 +344,14 @@ class Overview:
                         self.unattended.drop(session_id)
                         self._on(gone.start).supervision.discard(session_id)
             case RulesetPublished():
-                self.rulesets.append(LiveRuleset(
-                    ruleset=event.ruleset, revision=event.revision, published_at=at,
-                    rolled_back_to=event.rolled_back_to,
-                ))  # fmt: skip
+                self.rulesets.append(
+                    LiveRuleset(
+                        ruleset=event.ruleset,
+                        revision=event.revision,
+                        published_at=at,
+                        rolled_back_to=event.rolled_back_to,
+                    )
+                )
             case SchedulingConfigured():
                 self.zone_name = event.policy.time_zone
 
@@ -370,50 +410,89 @@ class Overview:
             for day in self._days_between(week_start, week_end)
             for session_id in day.sessions
             if not (s := self.sessions[session_id]).cancelled
-            and week_start <= s.start < week_end and not self._erased(s.case_id)
-        ]  # fmt: skip
+            and week_start <= s.start < week_end
+            and not self._erased(s.case_id)
+        ]
         horizon = local_today + LAPSING_WITHIN
         lapsing = self.lapses.until(horizon)
-        due = [(start, k, self.supervision[k])
-               for start, k in self.unattended.until(now + SUPERVISION_AHEAD)]  # fmt: skip
-        counts = {"waiting": len(waiting), "matches_to_review": len(to_review),
-                  "awaiting_choice": len(awaiting),
-                  "consents_missing": len(consents), "meetings_to_confirm": len(meetings),
-                  "sessions_this_week": len(sessions), "vetting_lapsing": len(lapsing),
-                  "supervision_due": len(due)}  # fmt: skip
+        due = [
+            (start, k, self.supervision[k])
+            for start, k in self.unattended.until(now + SUPERVISION_AHEAD)
+        ]
+        counts = {
+            "waiting": len(waiting),
+            "matches_to_review": len(to_review),
+            "awaiting_choice": len(awaiting),
+            "consents_missing": len(consents),
+            "meetings_to_confirm": len(meetings),
+            "sessions_this_week": len(sessions),
+            "vetting_lapsing": len(lapsing),
+            "supervision_due": len(due),
+        }
         return Today(
-            org=self.org, as_of=now, time_zone=self.zone_name, week_starts=monday,
+            org=self.org,
+            as_of=now,
+            time_zone=self.zone_name,
+            week_starts=monday,
             counts=counts,
-            waiting=[Waiting(case_id=k, constraint=why, since=since)
-                     for since, k, why in heapq.nsmallest(limit, waiting)],
+            waiting=[
+                Waiting(case_id=k, constraint=why, since=since)
+                for since, k, why in heapq.nsmallest(limit, waiting)
+            ],
             matches_to_review=heapq.nsmallest(limit, to_review, key=lambda r: r.since),
             awaiting_choice=heapq.nsmallest(limit, awaiting, key=lambda p: p.first_hold_ends),
             consents_missing=heapq.nsmallest(limit, consents, key=lambda m: m.since),
             meetings_to_confirm=heapq.nsmallest(limit, meetings, key=lambda m: m.start),
             sessions_this_week=[
-                ScheduledSession(case_id=s.case_id, supporter_id=s.supporter_id, session_id=k,
-                                kind=s.kind, start=s.start, outcome=s.outcome)
-                for _, k, s in heapq.nsmallest(limit, sessions, key=lambda row: row[:2])],
+                ScheduledSession(
+                    case_id=s.case_id,
+                    supporter_id=s.supporter_id,
+                    session_id=k,
+                    kind=s.kind,
+                    start=s.start,
+                    outcome=s.outcome,
+                )
+                for _, k, s in heapq.nsmallest(limit, sessions, key=lambda row: row[:2])
+            ],
             vetting_lapsing=[
                 VettingLapse(supporter_id=k, lapses_on=day, days_left=(day - local_today).days)
-                for day, k in lapsing[:limit]],
+                for day, k in lapsing[:limit]
+            ],
             supervision_due=[
-                SupervisionDue(supporter_id=sv.supporter_id, session_id=k, kind=sv.kind,
-                               start=sv.start, overdue=sv.start <= now)
-                for _, k, sv in due[:limit]],
-        )  # fmt: skip
+                SupervisionDue(
+                    supporter_id=sv.supporter_id,
+                    session_id=k,
+                    kind=sv.kind,
+                    start=sv.start,
+                    overdue=sv.start <= now,
+                )
+                for _, k, sv in due[:limit]
+            ],
+        )
 
     def sessions_of(self, supporter_id: str, now: datetime, days: int) -> list[ScheduledSession]:
         """A supporter's sessions with clients from now to ``days`` ahead, soonest first."""
         start, end = _utc(now), _utc(now) + timedelta(days=days)
         found = sorted(
-            (s.start, k, s) for day in self._days_between(start, end) for k in day.sessions
-            if (s := self.sessions[k]).supporter_id == supporter_id and not s.cancelled
-            and start <= s.start < end and not self._erased(s.case_id)
-        )  # fmt: skip
-        return [ScheduledSession(case_id=s.case_id, supporter_id=s.supporter_id, session_id=k,
-                                 kind=s.kind, start=s.start, outcome=s.outcome)
-                for _, k, s in found]  # fmt: skip
+            (s.start, k, s)
+            for day in self._days_between(start, end)
+            for k in day.sessions
+            if (s := self.sessions[k]).supporter_id == supporter_id
+            and not s.cancelled
+            and start <= s.start < end
+            and not self._erased(s.case_id)
+        )
+        return [
+            ScheduledSession(
+                case_id=s.case_id,
+                supporter_id=s.supporter_id,
+                session_id=k,
+                kind=s.kind,
+                start=s.start,
+                outcome=s.outcome,
+            )
+            for _, k, s in found
+        ]
 
     def _erased(self, case_id: str) -> bool:
         case = self.cases.get(case_id)
@@ -443,14 +522,21 @@ class Overview:
         days = self._days_between(start, end)
         cases = self.cases
         outcomes = [kind for day in days for at, kind in day.outcomes if within(at)]
-        accepted, declined, expired = (outcomes.count(k)
-                                       for k in ("accepted", "declined", "expired"))  # fmt: skip
-        sessions = [s for day in days for k in day.sessions
-                    if within((s := self.sessions[k]).start) and not s.cancelled]  # fmt: skip
+        accepted, declined, expired = (
+            outcomes.count(k) for k in ("accepted", "declined", "expired")
+        )
+        sessions = [
+            s
+            for day in days
+            for k in day.sessions
+            if within((s := self.sessions[k]).start) and not s.cancelled
+        ]
         supervision = [
-            sv for day in days for k in day.supervision
+            sv
+            for day in days
+            for k in day.supervision
             if within((sv := self.supervision[k]).start) and sv.start <= now
-        ]  # fmt: skip
+        ]
         attended = sum(sv.attended for sv in supervision)
         at_end = min(end, now)
         waited = (self.cases[k] for k in self.waitlisted)
@@ -458,29 +544,38 @@ class Overview:
         proposed = [cases[k] for day in days for k in day.first_proposals]
         activated = [cases[k] for day in days for k in day.activations]
         return MonthReport(
-            org=self.org, month=month, time_zone=self.zone_name,
+            org=self.org,
+            month=month,
+            time_zone=self.zone_name,
             intakes=sum(within(cases[k].intake_at) for day in days for k in day.intakes),
             intake_to_first_proposal=_durations(
-                c.first_proposed_at - c.intake_at for c in proposed
-                if c.intake_at and c.first_proposed_at and within(c.first_proposed_at)),
+                c.first_proposed_at - c.intake_at
+                for c in proposed
+                if c.intake_at and c.first_proposed_at and within(c.first_proposed_at)
+            ),
             intake_to_active_match=_durations(
-                c.activated_at - c.intake_at for c in activated
-                if c.intake_at and c.activated_at and within(c.activated_at)),
-            proposals_accepted=accepted, proposals_declined=declined,
+                c.activated_at - c.intake_at
+                for c in activated
+                if c.intake_at and c.activated_at and within(c.activated_at)
+            ),
+            proposals_accepted=accepted,
+            proposals_declined=declined,
             proposals_expired=expired,
             acceptance_rate=_ratio(accepted, accepted + declined + expired),
             changes_of_supporter=outcomes.count("changed_supporter"),
-            refusals=outcomes.count("refused"), drop_outs=outcomes.count("dropped_out"),
+            refusals=outcomes.count("refused"),
+            drop_outs=outcomes.count("dropped_out"),
             sessions_booked=len(sessions),
             sessions_held=sum(s.outcome == "completed" for s in sessions),
             client_no_shows=sum(s.outcome == "client_no_show" for s in sessions),
             supporter_no_shows=sum(s.outcome == "supporter_no_show" for s in sessions),
-            supervision_due=len(supervision), supervision_attended=attended,
+            supervision_due=len(supervision),
+            supervision_attended=attended,
             supervision_compliance=_ratio(attended, len(supervision)),
             waitlist_size=len(ages),
             waitlist_median_days=round(statistics.median(ages), 1) if ages else None,
             waitlist_oldest_days=round(max(ages), 1) if ages else None,
-        )  # fmt: skip
+        )
 
     def months(self, now: datetime) -> list[str]:
         """Every month from the first intake to now, oldest first."""
@@ -501,9 +596,11 @@ class Overview:
         live: dict[str, LiveRuleset] = {}
         for published in newest:
             live.setdefault(published.ruleset.kind.value, published)
-        return RulesHistory(org=self.org, live=sorted(live.values(),
-                                                      key=lambda r: r.ruleset.kind.value),
-                            history=newest)  # fmt: skip
+        return RulesHistory(
+            org=self.org,
+            live=sorted(live.values(), key=lambda r: r.ruleset.kind.value),
+            history=newest,
+        )
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -517,8 +614,12 @@ def _utc(at: datetime) -> datetime:
 
 def _waiting_at(cases: Iterable[_Case], at: datetime) -> list[datetime]:
     """When each client waiting at ``at`` began to wait."""
-    return [start for c in cases for start, end in c.waitlisted
-            if start is not None and start <= at and (end is None or end > at)]  # fmt: skip
+    return [
+        start
+        for c in cases
+        for start, end in c.waitlisted
+        if start is not None and start <= at and (end is None or end > at)
+    ]
 
 
 def _durations(spans: Iterable[timedelta]) -> Durations:
@@ -527,8 +628,9 @@ def _durations(spans: Iterable[timedelta]) -> Durations:
         return Durations(cases=0)
     p90 = hours[min(len(hours) - 1, max(0, -(-9 * len(hours) // 10) - 1))]  # nearest rank
     # Four places: a proposal within a second still reads as more than nothing.
-    return Durations(cases=len(hours), median_hours=round(statistics.median(hours), 4),
-                     p90_hours=round(p90, 4))  # fmt: skip
+    return Durations(
+        cases=len(hours), median_hours=round(statistics.median(hours), 4), p90_hours=round(p90, 4)
+    )
 
 
 def _ratio(part: int, whole: int) -> float | None:

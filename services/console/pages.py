@@ -63,17 +63,33 @@ templates.env.globals["explanation"] = explanation
 templates.env.filters["when"] = lambda at, zone: at.astimezone(zone).strftime("%a %d %b %Y, %H:%M")
 
 # Each path parameter a page takes, and what it must look like.
-_PATHS = {"org": re.compile(subjects.ORG_PATTERN), "case_id": re.compile(subjects.ID_PATTERN),
-          "supporter_id": re.compile(subjects.ID_PATTERN),
-          "type_name": re.compile(r"^[A-Za-z]{1,64}$")}  # fmt: skip
+_PATHS = {
+    "org": re.compile(subjects.ORG_PATTERN),
+    "case_id": re.compile(subjects.ID_PATTERN),
+    "supporter_id": re.compile(subjects.ID_PATTERN),
+    "type_name": re.compile(r"^[A-Za-z]{1,64}$"),
+}
 Page = Callable[[Request, ConsoleAccount, Session], Awaitable[Response]]
 
 # What a case's and a supporter's pages may send, with the id from the page's path.
-CASE_ACTIONS = frozenset({
-    "AcceptProposal", "DeclineProposals", "ChangeSupporter", "RefuseService", "GiveConsent",
-    "WithdrawConsent", "ConfirmMeeting", "ProposeMeetingTime", "GoAhead", "BookSession",
-    "CancelSession", "RecordAttendance", "ChangeCaseStage", "ResumeMatch",
-})  # fmt: skip
+CASE_ACTIONS = frozenset(
+    {
+        "AcceptProposal",
+        "DeclineProposals",
+        "ChangeSupporter",
+        "RefuseService",
+        "GiveConsent",
+        "WithdrawConsent",
+        "ConfirmMeeting",
+        "ProposeMeetingTime",
+        "GoAhead",
+        "BookSession",
+        "CancelSession",
+        "RecordAttendance",
+        "ChangeCaseStage",
+        "ResumeMatch",
+    }
+)
 SUPPORTER_ACTIONS = frozenset({"RecordSupervisionAttendance"})
 UPCOMING_DAYS = 14  # a supporter's sessions shown ahead
 # Form fields that carry several values, and those that are moments in the org's time zone.
@@ -95,12 +111,18 @@ def add_pages(app: FastAPI, deps: ConsoleDeps) -> None:
         ("/orgs/{org}/supporters/new", "GET", pages.form_page(forms.SUPPORTER)),
         ("/orgs/{org}/supporters/new", "POST", pages.form_sent(forms.SUPPORTER)),
         ("/orgs/{org}/cases/{case_id}", "GET", pages.case),
-        ("/orgs/{org}/cases/{case_id}/act/{type_name}", "POST",
-         pages.acting(pages.case, CASE_ACTIONS, "case_id")),
+        (
+            "/orgs/{org}/cases/{case_id}/act/{type_name}",
+            "POST",
+            pages.acting(pages.case, CASE_ACTIONS, "case_id"),
+        ),
         ("/orgs/{org}/supporters/{supporter_id}", "GET", pages.supporter),
-        ("/orgs/{org}/supporters/{supporter_id}/act/{type_name}", "POST",
-         pages.acting(pages.supporter, SUPPORTER_ACTIONS, "supporter_id")),
-    ]:  # fmt: skip
+        (
+            "/orgs/{org}/supporters/{supporter_id}/act/{type_name}",
+            "POST",
+            pages.acting(pages.supporter, SUPPORTER_ACTIONS, "supporter_id"),
+        ),
+    ]:
         app.add_api_route(path, pages.signed(handler), methods=[method], include_in_schema=False)
     app.add_api_route("/sign-in", pages.sign_in_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/sign-in", pages.sign_in, methods=["POST"], include_in_schema=False)
@@ -124,8 +146,9 @@ class Pages:
     def refused(
         self, request: Request, problem: Problem, org: str | None, account: ConsoleAccount | None
     ) -> Response:
-        return self.render(request, "problem.html", problem.status, problem=problem, org=org,
-                           account=account)  # fmt: skip
+        return self.render(
+            request, "problem.html", problem.status, problem=problem, org=org, account=account
+        )
 
     def signed(self, handler: Page) -> Callable[[Request], Awaitable[Response]]:
         """Signed in, or sent to sign in and brought back."""
@@ -133,8 +156,9 @@ class Pages:
         async def signed(request: Request) -> Response:
             odd = [k for k, v in request.path_params.items() if not _PATHS[k].match(v)]
             if odd:
-                missing = Problem(title="Not found", status=404,
-                                  detail=f"{odd[0]} is not one this console knows")  # fmt: skip
+                missing = Problem(
+                    title="Not found", status=404, detail=f"{odd[0]} is not one this console knows"
+                )
                 return self.refused(request, missing, None, None)
             found = await signed_in(self.deps, request)
             if found is None:
@@ -176,9 +200,15 @@ class Pages:
         (login CSRF: no other site can sign this browser in to an account of its own)."""
         sessions, name = self.deps.sessions, cookie_name(self.deps, request, SIGN_IN_COOKIE)
         nonce = sessions.sign_in_nonce(request.cookies.get(name))
-        response = self.render(request, "sign_in.html", problem.status if problem else 200,
-                               next=goto, problem=problem, email=email,
-                               token=sessions.sign_in_token(nonce))  # fmt: skip
+        response = self.render(
+            request,
+            "sign_in.html",
+            problem.status if problem else 200,
+            next=goto,
+            problem=problem,
+            email=email,
+            token=sessions.sign_in_token(nonce),
+        )
         set_cookie(self.deps, request, response, SIGN_IN_COOKIE, nonce, SIGN_IN_LASTS_S)
         return response
 
@@ -188,9 +218,11 @@ class Pages:
         goto = same_site(str(sent.get("next", "/")))
         nonce = request.cookies.get(cookie_name(self.deps, request, SIGN_IN_COOKIE))
         if not self.deps.sessions.sign_in_allows(nonce, str(sent.get("csrf_token", ""))):
-            stale = Problem(title="Sign in from this page", status=403,
-                            detail="the sign-in form was not this console's, or it expired: "
-                                   "sign in again")  # fmt: skip
+            stale = Problem(
+                title="Sign in from this page",
+                status=403,
+                detail="the sign-in form was not this console's, or it expired: sign in again",
+            )
             return self.sign_in_form(request, goto, stale, email)
         account = await signing_in(self.deps, email, password, request)
         if isinstance(account, Problem):
@@ -217,22 +249,34 @@ class Pages:
         return self.render(request, "orgs.html", account=account, session=session, org=None)
 
     async def _overview_page(
-        self, request: Request, account: ConsoleAccount, session: Session, template: str,
+        self,
+        request: Request,
+        account: ConsoleAccount,
+        session: Session,
+        template: str,
         context: Callable[[Overview], dict[str, Any]],
-    ) -> Response:  # fmt: skip
+    ) -> Response:
         org = request.path_params["org"]
         if (no := self.refusal(request, account, domain.OVERVIEW)) is not None:
             return no
         found = await self.overview(org)
         if isinstance(found, Problem):
             return self.refused(request, found, org, account)
-        return self.render(request, template, org=org, account=account, session=session,
-                           zone=found.zone, **context(found))  # fmt: skip
+        return self.render(
+            request,
+            template,
+            org=org,
+            account=account,
+            session=session,
+            zone=found.zone,
+            **context(found),
+        )
 
     async def today(self, request: Request, account: ConsoleAccount, session: Session) -> Response:
         now = self.deps.clock()
-        return await self._overview_page(request, account, session, "today.html",
-                                         lambda found: {"today": found.today(now, 50)})  # fmt: skip
+        return await self._overview_page(
+            request, account, session, "today.html", lambda found: {"today": found.today(now, 50)}
+        )
 
     async def reports(
         self, request: Request, account: ConsoleAccount, session: Session
@@ -256,12 +300,22 @@ class Pages:
         refused: Problem | None = None
         if asked and may_explain:
             outcome = await self._explain(org, asked, account)
-            explained, refused = (outcome, None) if isinstance(outcome, DecisionView) else (
-                None, outcome)  # fmt: skip
-        return await self._overview_page(request, account, session, "rules.html", lambda found: {
-            "rules": found.rules(), "may_explain": may_explain, "asked": asked,
-            "explained": explained, "refused": refused,
-        })  # fmt: skip
+            explained, refused = (
+                (outcome, None) if isinstance(outcome, DecisionView) else (None, outcome)
+            )
+        return await self._overview_page(
+            request,
+            account,
+            session,
+            "rules.html",
+            lambda found: {
+                "rules": found.rules(),
+                "may_explain": may_explain,
+                "asked": asked,
+                "explained": explained,
+                "refused": refused,
+            },
+        )
 
     async def _explain(
         self, org: str, decision_id: str, account: ConsoleAccount
@@ -270,8 +324,9 @@ class Pages:
             asking = ViewDecision(decision_id=decision_id)
         except ValidationError as error:
             errors = [FieldError(field=e.field, reason=e.reason) for e in field_errors(error)]
-            return Problem(title="Not a decision id", status=422, errors=errors,
-                           detail=errors[0].reason)  # fmt: skip
+            return Problem(
+                title="Not a decision id", status=422, errors=errors, detail=errors[0].reason
+            )
         reply = await send_as(self.deps, org, asking, None, account)
         if isinstance(reply, DecisionView | Problem):
             return reply
@@ -282,9 +337,12 @@ class Pages:
     # A case and a supporter ------------------------------------------------------------
 
     async def case(
-        self, request: Request, account: ConsoleAccount, session: Session,
+        self,
+        request: Request,
+        account: ConsoleAccount,
+        session: Session,
         refused: Problem | None = None,
-    ) -> Response:  # fmt: skip
+    ) -> Response:
         org, case_id = request.path_params["org"], request.path_params["case_id"]
         if (no := self.refusal(request, account, ViewCase.type_name)) is not None:
             return no
@@ -294,16 +352,30 @@ class Pages:
         zone = await self.zone(org)
         parties = [CLIENT_PARTY_ID, *(p.party_id for p in reply.case.intake.other_parties)]
         return self.render(
-            request, "case.html", _status(refused), org=org, account=account,
-            session=session, view=reply, zone=zone, parties=parties, stages=forms.STAGES,
-            methods=forms.METHODS, refused=refused, done=request.query_params.get("done"),
-            today=self.deps.clock().astimezone(zone).date(), now=self.deps.clock(),
-        )  # fmt: skip
+            request,
+            "case.html",
+            _status(refused),
+            org=org,
+            account=account,
+            session=session,
+            view=reply,
+            zone=zone,
+            parties=parties,
+            stages=forms.STAGES,
+            methods=forms.METHODS,
+            refused=refused,
+            done=request.query_params.get("done"),
+            today=self.deps.clock().astimezone(zone).date(),
+            now=self.deps.clock(),
+        )
 
     async def supporter(
-        self, request: Request, account: ConsoleAccount, session: Session,
+        self,
+        request: Request,
+        account: ConsoleAccount,
+        session: Session,
         refused: Problem | None = None,
-    ) -> Response:  # fmt: skip
+    ) -> Response:
         org, supporter_id = request.path_params["org"], request.path_params["supporter_id"]
         if (no := self.refusal(request, account, ViewSupporter.type_name)) is not None:
             return no
@@ -318,26 +390,39 @@ class Pages:
         else:
             zone, upcoming = ZoneInfo("UTC"), []
         return self.render(
-            request, "supporter.html", _status(refused), org=org, account=account,
-            session=session, view=reply, refused=refused, zone=zone,
-            done=request.query_params.get("done"), upcoming=upcoming, days=UPCOMING_DAYS,
-        )  # fmt: skip
+            request,
+            "supporter.html",
+            _status(refused),
+            org=org,
+            account=account,
+            session=session,
+            view=reply,
+            refused=refused,
+            zone=zone,
+            done=request.query_params.get("done"),
+            upcoming=upcoming,
+            days=UPCOMING_DAYS,
+        )
 
     def _unviewed(
         self, request: Request, reply: Any, org: str, account: ConsoleAccount
     ) -> Response:
         if isinstance(reply, CommandRejected):
             said = domain.problem_of(reply)
-            return self.refused(request, said.model_copy(update={"status": 404,
-                                                                 "title": "Not held here"}),
-                                org, account)  # fmt: skip
+            return self.refused(
+                request,
+                said.model_copy(update={"status": 404, "title": "Not held here"}),
+                org,
+                account,
+            )
         if isinstance(reply, Problem):
             return self.refused(request, reply, org, account)
         odd = Problem(title="Unexpected answer", status=502, detail=type(reply).__name__)
         return self.refused(request, odd, org, account)
 
-    def acting(self, shown: Callable[..., Awaitable[Response]], allowed: frozenset[str],
-               id_name: str) -> Page:  # fmt: skip
+    def acting(
+        self, shown: Callable[..., Awaitable[Response]], allowed: frozenset[str], id_name: str
+    ) -> Page:
         """A form on a case's (supporter's) page: sent as its command with the page's id,
         then the page again, saying what was done, or what was refused and why."""
 
@@ -347,8 +432,9 @@ class Pages:
             if not session.allows(str(sent.get("csrf_token", ""))):
                 return self.refused(request, _csrf(), org, account)
             if type_name not in allowed:
-                unknown = Problem(title="No such action", status=404,
-                                  detail=f"{type_name} is not sent from here")  # fmt: skip
+                unknown = Problem(
+                    title="No such action", status=404, detail=f"{type_name} is not sent from here"
+                )
                 return self.refused(request, unknown, org, account)
             if (no := self.refusal(request, account, type_name)) is not None:
                 return no
@@ -374,9 +460,17 @@ class Pages:
         async def show(request: Request, account: ConsoleAccount, session: Session) -> Response:
             if (no := self.refusal(request, account, form.command_type)) is not None:
                 return no
-            return self.render(request, "form.html", org=request.path_params["org"],
-                               account=account, session=session, form=form, values={},
-                               errors={}, refused=None)  # fmt: skip
+            return self.render(
+                request,
+                "form.html",
+                org=request.path_params["org"],
+                account=account,
+                session=session,
+                form=form,
+                values={},
+                errors={},
+                refused=None,
+            )
 
         return show
 
@@ -392,12 +486,20 @@ class Pages:
             outcome = await _command(self.deps, org, form.command_type, body, account)
             if isinstance(outcome, Problem):
                 return self.render(
-                    request, "form.html", _status(outcome), org=org, account=account,
-                    session=session, form=form, values=forms.values_of(body), refused=outcome,
+                    request,
+                    "form.html",
+                    _status(outcome),
+                    org=org,
+                    account=account,
+                    session=session,
+                    form=form,
+                    values=forms.values_of(body),
+                    refused=outcome,
                     errors=forms.errors_by_input(form, outcome.errors),
-                )  # fmt: skip
-            return RedirectResponse(_THEN[form.command_type].format(org=org, **body),
-                                    status_code=303)  # fmt: skip
+                )
+            return RedirectResponse(
+                _THEN[form.command_type].format(org=org, **body), status_code=303
+            )
 
         return sent
 
@@ -411,8 +513,12 @@ async def _command(
         command: Command = catalogue.COMMANDS[type_name].model_validate(body)
     except ValidationError as error:
         errors = [FieldError(field=e.field, reason=e.reason) for e in field_errors(error)]
-        return Problem(title=f"{type_name} refused", status=422, errors=errors,
-                       detail="; ".join(f"{e.field}: {e.reason}" for e in errors))  # fmt: skip
+        return Problem(
+            title=f"{type_name} refused",
+            status=422,
+            errors=errors,
+            detail="; ".join(f"{e.field}: {e.reason}" for e in errors),
+        )
     reply = await send_as(deps, org, command, None, account)
     if isinstance(reply, Problem):
         return reply
@@ -445,9 +551,11 @@ def _moment(value: str, zone: ZoneInfo) -> str:
 
 
 def _csrf() -> Problem:
-    return Problem(title="Missing or wrong CSRF token", status=403,
-                   detail="the form was not sent from this session's page: reload it and "
-                          "send it again")  # fmt: skip
+    return Problem(
+        title="Missing or wrong CSRF token",
+        status=403,
+        detail="the form was not sent from this session's page: reload it and send it again",
+    )
 
 
 def _charts(reports: list[MonthReport]) -> list[dict[str, Any]]:
@@ -460,11 +568,15 @@ def _charts(reports: list[MonthReport]) -> list[dict[str, Any]]:
 
     return [
         series("Intakes", lambda r: r.intakes),
-        series("Median hours from intake to first proposal",
-               lambda r: r.intake_to_first_proposal.median_hours),
-        series("Median hours from intake to an active match",
-               lambda r: r.intake_to_active_match.median_hours),
+        series(
+            "Median hours from intake to first proposal",
+            lambda r: r.intake_to_first_proposal.median_hours,
+        ),
+        series(
+            "Median hours from intake to an active match",
+            lambda r: r.intake_to_active_match.median_hours,
+        ),
         series("Acceptance rate", lambda r: r.acceptance_rate),
         series("Sessions held", lambda r: r.sessions_held),
         series("Waitlist at month end", lambda r: r.waitlist_size),
-    ]  # fmt: skip
+    ]

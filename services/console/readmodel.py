@@ -41,10 +41,13 @@ class Following:
 
     async def start(self, js: JetStreamContext) -> None:
         self._sub = await js.subscribe(
-            subjects.events(self.org), stream=subjects.org_events_stream(self.org),
-            ordered_consumer=True, deliver_policy=DeliverPolicy.ALL, cb=self._take,
+            subjects.events(self.org),
+            stream=subjects.org_events_stream(self.org),
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            cb=self._take,
             pending_msgs_limit=-1,
-        )  # fmt: skip
+        )
 
     async def _take(self, msg: Msg) -> None:
         type_name = msg.subject.rsplit(".", 1)[-1]
@@ -54,8 +57,12 @@ class Following:
                 event = catalogue.EVENTS[type_name].model_validate(envelope.data)
                 self.overview.apply(event, envelope.time)
             except ValueError as error:  # not ours to dead-letter: the services did
-                log.warning("console_event_unread", org=self.org, event_type=type_name,
-                            error=type(error).__name__)  # fmt: skip
+                log.warning(
+                    "console_event_unread",
+                    org=self.org,
+                    event_type=type_name,
+                    error=type(error).__name__,
+                )
         async with self._moved:
             self.applied = msg.metadata.sequence.stream
             self._moved.notify_all()
@@ -65,8 +72,7 @@ class Following:
         info = await js.stream_info(subjects.org_events_stream(self.org))
         last = info.state.last_seq
         async with self._moved:
-            await asyncio.wait_for(self._moved.wait_for(lambda: self.applied >= last),
-                                   CATCH_UP_S)  # fmt: skip
+            await asyncio.wait_for(self._moved.wait_for(lambda: self.applied >= last), CATCH_UP_S)
         if not self._replayed:
             # A replayed fold is some millions of long-lived objects: left to the collector,
             # each full collection would scan them all again, a pause of a second on a large

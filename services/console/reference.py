@@ -42,16 +42,20 @@ from services.console.sessions import COOKIE, CSRF_HEADER
 PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
 SECURITY_SCHEMES = {
     "session": {
-        "type": "apiKey", "in": "cookie", "name": COOKIE,
+        "type": "apiKey",
+        "in": "cookie",
+        "name": COOKIE,
         "description": "The session, set by `POST /api/session` (HTTP-only; named "
-                       f"`__Host-{COOKIE}` when served over HTTPS).",
+        f"`__Host-{COOKIE}` when served over HTTPS).",
     },
     "csrf": {
-        "type": "apiKey", "in": "header", "name": CSRF_HEADER,
+        "type": "apiKey",
+        "in": "header",
+        "name": CSRF_HEADER,
         "description": "The session's `csrf_token` (from `POST /api/session` or "
-                       "`GET /api/session`), sent with every request that changes something.",
+        "`GET /api/session`), sent with every request that changes something.",
     },
-}  # fmt: skip
+}
 SIGNED_IN: list[dict[str, list[str]]] = [{"session": []}]
 CHANGING: list[dict[str, list[str]]] = [{"session": [], "csrf": []}]
 # Statuses every operation may answer besides its own, and those of one with a body.
@@ -86,8 +90,11 @@ def refined(found: dict[str, Any]) -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     for path, method, operation in _operations(found):
         responses = operation["responses"]
-        extra = {**ANY_OPERATION, **(WITH_BODY if "requestBody" in operation else {}),
-                 **(CHANGING_ANY if method not in ("get", "head", "options") else {})}  # fmt: skip
+        extra = {
+            **ANY_OPERATION,
+            **(WITH_BODY if "requestBody" in operation else {}),
+            **(CHANGING_ANY if method not in ("get", "head", "options") else {}),
+        }
         for status, description in extra.items():
             responses.setdefault(status, {"description": description})
         for status, response in responses.items():
@@ -127,8 +134,10 @@ def _require_tags(node: Any, schemas: dict[str, Any]) -> None:
         discriminator = node.get("discriminator")
         if isinstance(discriminator, dict):
             tag = discriminator["propertyName"]
-            refs = {*discriminator.get("mapping", {}).values(),
-                    *(v["$ref"] for v in node.get("oneOf", []) if "$ref" in v)}  # fmt: skip
+            refs = {
+                *discriminator.get("mapping", {}).values(),
+                *(v["$ref"] for v in node.get("oneOf", []) if "$ref" in v),
+            }
             for ref in refs:
                 variant = schemas.get(ref.rsplit("/", 1)[-1], {})
                 required = variant.setdefault("required", [])
@@ -156,14 +165,17 @@ class Bodies:
             document = self.app.openapi()
             body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
             check = jsonschema_rs.Draft202012Validator(
-                {"components": document["components"], **body["schema"]})  # fmt: skip
+                {"components": document["components"], **body["schema"]}
+            )
             self._checks[path] = check
         try:
             sent = json.loads(await request.body())
         except ValueError:
             raise RequestValidationError([{"loc": ("body",), "msg": "not JSON"}]) from None
-        refused = [{"loc": ("body", *error.instance_path), "msg": _reason(error)}
-                   for error in check.iter_errors(sent)]  # fmt: skip
+        refused = [
+            {"loc": ("body", *error.instance_path), "msg": _reason(error)}
+            for error in check.iter_errors(sent)
+        ]
         if refused:
             raise RequestValidationError(refused)
 

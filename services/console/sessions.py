@@ -78,10 +78,12 @@ def _b64(digest: bytes) -> str:
 
 
 class Sessions:
-    def __init__(self, kv: KeyValue, master_key: bytes, clock: Clock, idle: timedelta = IDLE
-                 ) -> None:  # fmt: skip
-        derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                      info=b"alongside console sign-in")  # fmt: skip
+    def __init__(
+        self, kv: KeyValue, master_key: bytes, clock: Clock, idle: timedelta = IDLE
+    ) -> None:
+        derive = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"alongside console sign-in"
+        )
         self._sign_in_key = derive.derive(master_key)
         self.kv = kv
         self.clock = clock
@@ -92,8 +94,9 @@ class Sessions:
         secret = secrets.token_urlsafe(32)
         key = self._key(account_id, secret)
         now = self.clock()
-        record = ConsoleSession(account_id=account_id, started_at=now, seen_at=now,
-                                ends_at=now + LASTS)  # fmt: skip
+        record = ConsoleSession(
+            account_id=account_id, started_at=now, seen_at=now, ends_at=now + LASTS
+        )
         await compare_and_set(self.kv, key, record.model_dump_json().encode(), 0)
         return f"{account_id}.{secret}", self._session(key, secret, record)
 

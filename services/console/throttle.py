@@ -58,5 +58,4 @@ class SignInThrottle:
 
     def _forget_old(self, now: datetime) -> None:
         if len(self._tries) > 10_000:  # bounded: an attacker cannot grow it without end
-            self._tries = {k: t for k, t in self._tries.items()
-                           if now - t.last <= FORGOTTEN_AFTER}  # fmt: skip
+            self._tries = {k: t for k, t in self._tries.items() if now - t.last <= FORGOTTEN_AFTER}

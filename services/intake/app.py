@@ -32,8 +32,11 @@ async def run(deps: IntakeDeps) -> None:
             metrics.RECONCILED.labels("intake", "outboxes_finished").inc(finished)
         swept = await retention.sweep(deps)
         if swept.cases_erased or swept.dead_letter_days_erased:
-            log.info("retention_swept", cases_erased=swept.cases_erased,
-                     dead_letter_days_erased=swept.dead_letter_days_erased)  # fmt: skip
+            log.info(
+                "retention_swept",
+                cases_erased=swept.cases_erased,
+                dead_letter_days_erased=swept.dead_letter_days_erased,
+            )
 
     await asyncio.sleep(deps.settings.sweep_interval_s)
     await periodic.every(deps.settings.sweep_interval_s, sweep, "intake_sweep")

@@ -23,10 +23,16 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
     js = nc.jetstream()
     # Bind to buckets the topology provisioned; never declare them here.
     vault = Vault.of(js, settings)
-    supporters = RecordStore(await js.key_value(topology.SUPPORTERS_BUCKET), SupporterRecord,
-                             sealer_of(vault, topology.SUPPORTERS_BUCKET))  # fmt: skip
-    cases = RecordStore(await js.key_value(topology.CASES_BUCKET), CaseRecord,
-                        sealer_of(vault, topology.CASES_BUCKET))  # fmt: skip
+    supporters = RecordStore(
+        await js.key_value(topology.SUPPORTERS_BUCKET),
+        SupporterRecord,
+        sealer_of(vault, topology.SUPPORTERS_BUCKET),
+    )
+    cases = RecordStore(
+        await js.key_value(topology.CASES_BUCKET),
+        CaseRecord,
+        sealer_of(vault, topology.CASES_BUCKET),
+    )
     replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
     events = EventPublisher(js)
     deps = IntakeDeps(

@@ -130,18 +130,22 @@ def record_vetting_evidence(
         update={"vetting": [*record.vetting, evidence], "updated_at": ctx.now}
     )
     on_file = evidence_on_file(evidence)
-    event = VettingEvidenceRecorded(supporter_id=cmd.supporter_id, kind=on_file.kind,
-                                    recorded_for=on_file.recorded_for,
-                                    valid_until=on_file.valid_until)  # fmt: skip
+    event = VettingEvidenceRecorded(
+        supporter_id=cmd.supporter_id,
+        kind=on_file.kind,
+        recorded_for=on_file.recorded_for,
+        valid_until=on_file.valid_until,
+    )
     return Change(updated, [event])
 
 
 def evidence_on_file(evidence: VettingEvidence) -> EvidenceOnFile:
     """What may be said of a piece of evidence: its kind and dates, never its content."""
     return EvidenceOnFile(
-        kind=evidence.kind, recorded_for=_evidence_date(evidence),
+        kind=evidence.kind,
+        recorded_for=_evidence_date(evidence),
         valid_until=evidence.expires_on if isinstance(evidence, RecordCheck) else None,
-    )  # fmt: skip
+    )
 
 
 def _evidence_date(evidence: VettingEvidence) -> date:
@@ -206,8 +210,9 @@ def change_case_stage(
         raise reject("stage", f"the case is already at stage {case.stage.value}")
     event = CaseStageChanged(case_id=case.case_id, from_stage=case.stage, to_stage=cmd.stage)
     closed_at = ctx.now if cmd.stage == Stage.CLOSED else None
-    record = case.model_copy(update={"stage": cmd.stage, "updated_at": ctx.now,
-                                     "closed_at": closed_at})  # fmt: skip
+    record = case.model_copy(
+        update={"stage": cmd.stage, "updated_at": ctx.now, "closed_at": closed_at}
+    )
     return Change(record, [event])
 
 
@@ -284,8 +289,9 @@ def withdraw_consent(
     given = case.consents.get(cmd.party_id)
     if given is None or given.status != "given":
         raise reject("party_id", f"{cmd.party_id} has no consent in force to withdraw")
-    happened(cmd.withdrawn_on, "withdrawn_on",
-             "a withdrawal holds at once, from the day it is made", ctx)  # fmt: skip
+    happened(
+        cmd.withdrawn_on, "withdrawn_on", "a withdrawal holds at once, from the day it is made", ctx
+    )
     withdrawn = given.model_copy(update={"status": "withdrawn", "on": cmd.withdrawn_on})
     updated = case.model_copy(
         update={"consents": {**case.consents, cmd.party_id: withdrawn}, "updated_at": ctx.now}

@@ -39,9 +39,12 @@ class Holdings:
 
     @classmethod
     async def bind(
-        cls, js: JetStreamContext, cases: RecordStore[CaseRecord],
-        supporters: RecordStore[SupporterRecord], vault: Vault,
-    ) -> Holdings:  # fmt: skip
+        cls,
+        js: JetStreamContext,
+        cases: RecordStore[CaseRecord],
+        supporters: RecordStore[SupporterRecord],
+        vault: Vault,
+    ) -> Holdings:
         return cls(
             cases=cases,
             supporters=supporters,
@@ -90,8 +93,11 @@ class Holdings:
             decision, _ = await self.decisions.get(org, kind, subject_id)
             found[f"decisions.{kind.value}"] = _json(decision)
         logged = await self.log.of_subject(org, subject_id)
-        found["decision_log"] = [entry.decision.model_dump(mode="json") for entry in logged
-                                 if entry.decision.kind in kinds]  # fmt: skip
+        found["decision_log"] = [
+            entry.decision.model_dump(mode="json")
+            for entry in logged
+            if entry.decision.kind in kinds
+        ]
         return found
 
 

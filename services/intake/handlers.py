@@ -111,8 +111,9 @@ async def decide_command(command: Command, received: Received, deps: IntakeDeps)
 
     async def decide(record: Any) -> Change[Any]:
         now = deps.clock()
-        ctx = domain.Context(now=now, referenced_supporter=supporter,
-                             local_today=now.astimezone(zone).date())  # fmt: skip
+        ctx = domain.Context(
+            now=now, referenced_supporter=supporter, local_today=now.astimezone(zone).date()
+        )
         return route.decide(command, record, ctx)
 
     try:
@@ -123,8 +124,12 @@ async def decide_command(command: Command, received: Received, deps: IntakeDeps)
         return rejected(command.type_name, received.envelope.id, field, reason)
     assert reply is not None  # a command is always answered
     if isinstance(reply, CommandAccepted):
-        log.info("command_accepted", org=received.org, command_type=reply.command_type,
-                 command_id=reply.command_id)  # fmt: skip
+        log.info(
+            "command_accepted",
+            org=received.org,
+            command_type=reply.command_type,
+            command_id=reply.command_id,
+        )
     return reply
 
 
@@ -147,19 +152,36 @@ async def export_person_data(
             await deps.vault.key(org, command.person, subject_id)  # Erased, if they were
     except Erased:
         erased = f"this {command.person} was erased: nothing is held about them"
-        return rejected(ExportPersonData.type_name, received.envelope.id, "data.subject_id",
-                        erased)  # fmt: skip
+        return rejected(ExportPersonData.type_name, received.envelope.id, "data.subject_id", erased)
     if not held:
-        return rejected(ExportPersonData.type_name, received.envelope.id, "data.subject_id",
-                        f"no {command.person} {subject_id} is held here")  # fmt: skip
-    exported = PersonDataExported(person=command.person, subject_id=subject_id,
-                                  command_id=received.envelope.id,
-                                  requested_by=received.acted_by)  # fmt: skip
+        return rejected(
+            ExportPersonData.type_name,
+            received.envelope.id,
+            "data.subject_id",
+            f"no {command.person} {subject_id} is held here",
+        )
+    exported = PersonDataExported(
+        person=command.person,
+        subject_id=subject_id,
+        command_id=received.envelope.id,
+        requested_by=received.acted_by,
+    )
     await recorded(exported, received, deps)
-    log.info("person_data_exported", org=org, person=command.person, subject_id=subject_id,
-             command_id=received.envelope.id, requested_by=received.acted_by)  # fmt: skip
-    return PersonData(command_id=received.envelope.id, person=command.person,
-                      subject_id=subject_id, exported_at=deps.clock(), held=held)  # fmt: skip
+    log.info(
+        "person_data_exported",
+        org=org,
+        person=command.person,
+        subject_id=subject_id,
+        command_id=received.envelope.id,
+        requested_by=received.acted_by,
+    )
+    return PersonData(
+        command_id=received.envelope.id,
+        person=command.person,
+        subject_id=subject_id,
+        exported_at=deps.clock(),
+        held=held,
+    )
 
 
 @handlers.on(ViewCase)
@@ -174,14 +196,18 @@ async def view_case(
         return case
     matching, _ = await deps.holdings.matches.load(org, case_id)
     schedule, _ = await deps.holdings.schedules.load(org, case_id)
-    viewed = CaseViewed(case_id=case_id, command_id=command_id,
-                        viewed_by=received.acted_by)  # fmt: skip
+    viewed = CaseViewed(case_id=case_id, command_id=command_id, viewed_by=received.acted_by)
     await recorded(viewed, received, deps)
-    log.info("case_viewed", org=org, case_id=case_id, command_id=command_id,
-             viewed_by=received.acted_by)  # fmt: skip
-    return CaseView(command_id=command_id, viewed_at=deps.clock(), case=case,
-                    matching=matching.record if matching else None,
-                    schedule=schedule.record if schedule else None)  # fmt: skip
+    log.info(
+        "case_viewed", org=org, case_id=case_id, command_id=command_id, viewed_by=received.acted_by
+    )
+    return CaseView(
+        command_id=command_id,
+        viewed_at=deps.clock(),
+        case=case,
+        matching=matching.record if matching else None,
+        schedule=schedule.record if schedule else None,
+    )
 
 
 @handlers.on(ViewSupporter)
@@ -197,20 +223,30 @@ async def view_supporter(
     decision, _ = await deps.holdings.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
     caseload, _ = await deps.holdings.caseloads.load(org, supporter_id)
     supervision, _ = await deps.holdings.supervision.load(org, supporter_id)
-    viewed = SupporterViewed(supporter_id=supporter_id, command_id=command_id,
-                             viewed_by=received.acted_by)  # fmt: skip
+    viewed = SupporterViewed(
+        supporter_id=supporter_id, command_id=command_id, viewed_by=received.acted_by
+    )
     await recorded(viewed, received, deps)
-    log.info("supporter_viewed", org=org, supporter_id=supporter_id, command_id=command_id,
-             viewed_by=received.acted_by)  # fmt: skip
+    log.info(
+        "supporter_viewed",
+        org=org,
+        supporter_id=supporter_id,
+        command_id=command_id,
+        viewed_by=received.acted_by,
+    )
     return SupporterView(
-        command_id=command_id, viewed_at=deps.clock(), supporter_id=supporter_id,
-        profile=supporter.profile, suspended=supporter.suspended,
+        command_id=command_id,
+        viewed_at=deps.clock(),
+        supporter_id=supporter_id,
+        profile=supporter.profile,
+        suspended=supporter.suspended,
         registered_at=supporter.registered_at,
         vetting=[domain.evidence_on_file(e) for e in supporter.vetting],
         eligible=decision.outcome == "eligible" if decision else None,
-        lapses_on=decision.lapses_on if decision else None, caseload=caseload.holds,
+        lapses_on=decision.lapses_on if decision else None,
+        caseload=caseload.holds,
         supervision=supervision.record if supervision else None,
-    )  # fmt: skip
+    )
 
 
 @handlers.on(ViewDecision)
@@ -222,16 +258,29 @@ async def view_decision(
     org, command_id = received.org, received.envelope.id
     logged = await deps.holdings.log.find(org, command.decision_id)
     if logged is None:
-        return rejected(ViewDecision.type_name, command_id, "data.decision_id",
-                        f"no decision {command.decision_id} is in the decision log (entries "
-                        "past the audit period are gone)")  # fmt: skip
+        return rejected(
+            ViewDecision.type_name,
+            command_id,
+            "data.decision_id",
+            f"no decision {command.decision_id} is in the decision log (entries "
+            "past the audit period are gone)",
+        )
     decision = logged.decision
-    viewed = DecisionViewed(decision_id=command.decision_id, kind=decision.kind,
-                            subject_id=decision.subject_id, command_id=command_id,
-                            viewed_by=received.acted_by)  # fmt: skip
+    viewed = DecisionViewed(
+        decision_id=command.decision_id,
+        kind=decision.kind,
+        subject_id=decision.subject_id,
+        command_id=command_id,
+        viewed_by=received.acted_by,
+    )
     await recorded(viewed, received, deps)
-    log.info("decision_viewed", org=org, decision_id=command.decision_id,
-             command_id=command_id, viewed_by=received.acted_by)  # fmt: skip
+    log.info(
+        "decision_viewed",
+        org=org,
+        decision_id=command.decision_id,
+        command_id=command_id,
+        viewed_by=received.acted_by,
+    )
     return DecisionView(command_id=command_id, viewed_at=deps.clock(), logged=logged)
 
 
@@ -246,11 +295,19 @@ async def held(
         if stored is None:
             await deps.vault.key(received.org, person, subject_id)  # Erased, if they were
     except Erased:
-        return rejected(received.envelope.type, received.envelope.id, field,
-                        f"this {person} was erased: nothing is held about them")  # fmt: skip
+        return rejected(
+            received.envelope.type,
+            received.envelope.id,
+            field,
+            f"this {person} was erased: nothing is held about them",
+        )
     if stored is None:
-        return rejected(received.envelope.type, received.envelope.id, field,
-                        f"no {what} {subject_id} is held here")  # fmt: skip
+        return rejected(
+            received.envelope.type,
+            received.envelope.id,
+            field,
+            f"no {what} {subject_id} is held here",
+        )
     return stored.record
 
 
@@ -258,15 +315,22 @@ async def recorded(event: Event, received: Received, deps: IntakeDeps) -> None:
     """Publish that something was read (an export, a view), before it is answered: its id
     derives from the command's, so a retry records it once."""
     org, command = received.org, received.envelope
-    envelope = wrap(event, org=org, source=SOURCE, time=deps.clock(), cause=command,
-                    id=event_id(org, command.id, 0))  # fmt: skip
+    envelope = wrap(
+        event,
+        org=org,
+        source=SOURCE,
+        time=deps.clock(),
+        cause=command,
+        id=event_id(org, command.id, 0),
+    )
     await deps.events.publish([envelope.model_dump_json()])
 
 
 @handlers.on(EraseClient)
 async def erase_client(command: EraseClient, received: Received, deps: IntakeDeps) -> Reply:
-    erased = ClientErased(case_id=command.case_id, command_id=received.envelope.id,
-                          requested_by=received.acted_by)  # fmt: skip
+    erased = ClientErased(
+        case_id=command.case_id, command_id=received.envelope.id, requested_by=received.acted_by
+    )
     return await erase(received, deps.cases, "client", command.case_id, erased, deps)
 
 
@@ -275,18 +339,29 @@ async def erase_supporter(command: EraseSupporter, received: Received, deps: Int
     caseload, _ = await deps.holdings.caseloads.load(received.org, command.supporter_id)
     held = caseload.taken(deps.clock())
     if held:
-        return rejected(EraseSupporter.type_name, received.envelope.id, "data.supporter_id",
-                        f"{held} client(s) are proposed to or supported by this supporter: "
-                        "change their supporter first")  # fmt: skip
-    erased = SupporterErased(supporter_id=command.supporter_id, command_id=received.envelope.id,
-                             requested_by=received.acted_by)  # fmt: skip
+        return rejected(
+            EraseSupporter.type_name,
+            received.envelope.id,
+            "data.supporter_id",
+            f"{held} client(s) are proposed to or supported by this supporter: "
+            "change their supporter first",
+        )
+    erased = SupporterErased(
+        supporter_id=command.supporter_id,
+        command_id=received.envelope.id,
+        requested_by=received.acted_by,
+    )
     return await erase(received, deps.supporters, "supporter", command.supporter_id, erased, deps)
 
 
 async def erase(
-    received: Received, records: Changer[Any], person: Person, subject_id: str, erased: Event,
+    received: Received,
+    records: Changer[Any],
+    person: Person,
+    subject_id: str,
+    erased: Event,
     deps: IntakeDeps,
-) -> Reply:  # fmt: skip
+) -> Reply:
     """Destroy the person's key (every copy of their data, sealed with it, is unreadable from
     then on), remove their record, then announce it. Each step may be repeated, so a retry
     of the same command after a crash finishes the job; another command is refused."""
@@ -311,14 +386,28 @@ async def erase(
             return rejected(command_type, command_id, field, f"this {person} was already erased")
     await deps.vault.erase(org, person, subject_id, by=command_id)
     await records.store.kv.purge(key(org, subject_id))
-    envelope = wrap(erased, org=org, source=SOURCE, time=deps.clock(), cause=received.envelope,
-                    id=event_id(org, command_id, 0), traceparent=tracing.current())  # fmt: skip
+    envelope = wrap(
+        erased,
+        org=org,
+        source=SOURCE,
+        time=deps.clock(),
+        cause=received.envelope,
+        id=event_id(org, command_id, 0),
+        traceparent=tracing.current(),
+    )
     await deps.events.publish([envelope.model_dump_json()])
-    reply = CommandAccepted(command_id=command_id, command_type=command_type,
-                            event_ids=[envelope.id])  # fmt: skip
+    reply = CommandAccepted(
+        command_id=command_id, command_type=command_type, event_ids=[envelope.id]
+    )
     await records.replies.put(org, command_id, StoredReply(fingerprint=print_, reply=reply))
-    log.info("person_erased", org=org, person=person, subject_id=subject_id,
-             command_id=command_id, requested_by=received.acted_by)  # fmt: skip
+    log.info(
+        "person_erased",
+        org=org,
+        person=person,
+        subject_id=subject_id,
+        command_id=command_id,
+        requested_by=received.acted_by,
+    )
     return reply
 
 
@@ -327,5 +416,6 @@ async def finish_outboxes(deps: IntakeDeps, settle_s: float = 0.0) -> int:
     those younger than ``settle_s`` to the handler still on them): a case committed but never
     announced gets its ``IntakeReceived`` even if nobody touches it again. Returns how many;
     in a healthy run, none."""
-    return (await deps.supporters.flush_pending(settle_s=settle_s)
-            + await deps.cases.flush_pending(settle_s=settle_s))  # fmt: skip
+    return await deps.supporters.flush_pending(settle_s=settle_s) + await deps.cases.flush_pending(
+        settle_s=settle_s
+    )

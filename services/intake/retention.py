@@ -62,10 +62,19 @@ async def _closed_cases(organisation: OrganisationRecord, now: datetime, deps: I
         if case is None or not expired(case, organisation.retention_days, now):
             continue
         command = EraseClient(case_id=case_id)
-        envelope = wrap(command, org=org, source=f"{SOURCE}/retention", time=now,
-                        id=uuid.uuid5(_NAMESPACE, f"{org}:{case_id}").hex)  # fmt: skip
-        received = Received(org, RawEnvelope.model_validate_json(envelope.model_dump_json()),
-                            command, sender="intake")  # fmt: skip
+        envelope = wrap(
+            command,
+            org=org,
+            source=f"{SOURCE}/retention",
+            time=now,
+            id=uuid.uuid5(_NAMESPACE, f"{org}:{case_id}").hex,
+        )
+        received = Received(
+            org,
+            RawEnvelope.model_validate_json(envelope.model_dump_json()),
+            command,
+            sender="intake",
+        )
         reply = await erase_client(command, received, deps)
         done = isinstance(reply, CommandAccepted)
         log.info("retention_erased", org=org, case_id=case_id, erased=done)

@@ -64,9 +64,14 @@ class CaseloadStore(CaseloadReader):
         raise Contended(f"caseload {org}.{supporter_id} kept changing")
 
     async def hold(
-        self, org: str, supporter_id: str, case_id: str, until: datetime | None, cap: int,
+        self,
+        org: str,
+        supporter_id: str,
+        case_id: str,
+        until: datetime | None,
+        cap: int,
         now: datetime,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """Hold one of the supporter's slots for the case (``until`` None: for good); False
         when every slot is taken by other cases. A case already holding one just changes
         its term."""
@@ -74,9 +79,13 @@ class CaseloadStore(CaseloadReader):
         return case_id in held
 
     async def hold_each(
-        self, org: str, supporter_id: str, wanted: Mapping[str, datetime | None], cap: int,
+        self,
+        org: str,
+        supporter_id: str,
+        wanted: Mapping[str, datetime | None],
+        cap: int,
         now: datetime,
-    ) -> tuple[set[str], Caseload | None, Caseload, int]:  # fmt: skip
+    ) -> tuple[set[str], Caseload | None, Caseload, int]:
         """``hold`` for several cases in one write: a slot for each case of ``wanted`` (case
         -> until), in its order, while slots last. The cases that hold a slot, the caseload
         written (None when none was held), and the caseload as it now stands with its
@@ -161,9 +170,15 @@ class Supporters:
         record = await self.records.supporter(org, supporter_id)
         decision, decided = await self.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
         caseload, revision = await self.caseloads.load(org, supporter_id)
-        self._update(org, supporter_id, record=record, eligible=_eligible(decision),
-                     decision_revision=decided, caseload=caseload,
-                     caseload_revision=revision)  # fmt: skip
+        self._update(
+            org,
+            supporter_id,
+            record=record,
+            eligible=_eligible(decision),
+            decision_revision=decided,
+            caseload=caseload,
+            caseload_revision=revision,
+        )
 
     def caseload_seen(self, org: str, supporter_id: str, caseload: Caseload, revision: int) -> None:
         """A caseload as read or written here just now: the index knows it at once."""
@@ -253,8 +268,10 @@ async def match_records(
     matches: RecordStore[CaseMatch], org: str = "*"
 ) -> list[tuple[str, Stored[CaseMatch], int]]:
     """Every case's matching state in one organisation (or all), with its org and revision."""
-    return [(record_org, stored, revision)
-            for record_org, _, stored, revision in await matches.each(org)]  # fmt: skip
+    return [
+        (record_org, stored, revision)
+        for record_org, _, stored, revision in await matches.each(org)
+    ]
 
 
 class Standings:

@@ -36,8 +36,9 @@ async def run(deps: MatchingDeps) -> None:
         if expired:
             log.info("holds_expired", count=expired)
         orgs = await handlers.waitlisted_orgs(deps)
-        await periodic.each(orgs, lambda org: handlers.retry_waitlist(org, deps, read_all=True),
-                            "waitlist_retry")  # fmt: skip
+        await periodic.each(
+            orgs, lambda org: handlers.retry_waitlist(org, deps, read_all=True), "waitlist_retry"
+        )
 
     async def observe() -> None:
         await handlers.observe(deps)

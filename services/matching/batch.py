@@ -49,9 +49,11 @@ WIDE = 500  # for the clients the first solve left out
 
 
 def assign(
-    index: SupporterIndex, requests: Sequence[Request], per_client: int = PER_CLIENT,
+    index: SupporterIndex,
+    requests: Sequence[Request],
+    per_client: int = PER_CLIENT,
     in_order: bool = False,
-) -> Assignment:  # fmt: skip
+) -> Assignment:
     """``in_order``: the requests' order (the order clients asked) comes before the scores,
     as the waitlist is served: a client who asked later never takes a place from one who
     asked earlier, whatever fits either better. Otherwise (an import, asked at once) the
@@ -60,9 +62,10 @@ def assign(
     # Clients alike share their best candidates: some may be left out though others who fit
     # them still have room. They are offered the remaining room from their whole pool.
     left = [
-        r for r in requests
+        r
+        for r in requests
         if r.client_id not in first.chosen and first.candidate_counts[r.client_id] > 0
-    ]  # fmt: skip
+    ]
     if not left:
         return first
     room = index.free.astype(np.int64)
@@ -88,9 +91,12 @@ def weights_key(policy: Policy) -> WeightsKey:
 
 
 def _solve(
-    index: SupporterIndex, requests: Sequence[Request], per_client: int,
-    room: npt.NDArray[np.int64], in_order: bool = False,
-) -> Assignment:  # fmt: skip
+    index: SupporterIndex,
+    requests: Sequence[Request],
+    per_client: int,
+    room: npt.NDArray[np.int64],
+    in_order: bool = False,
+) -> Assignment:
     n = len(requests)
     # Supporter positions and their scores, per client (every one is filled in below).
     heads: list[npt.NDArray[np.intp]] = [np.zeros(0, dtype=np.intp)] * n
@@ -137,8 +143,12 @@ def _solve(
     if in_order:
         span = int(score_cost.max() - score_cost.min()) + 1
         tier = len(requests) * span
-        value = (2 * tier + tier * scarce[clients].astype(np.int64)
-                 + seniority * span + (score_cost - score_cost.min()))  # fmt: skip
+        value = (
+            2 * tier
+            + tier * scarce[clients].astype(np.int64)
+            + seniority * span
+            + (score_cost - score_cost.min())
+        )
     else:
         value = (bonus + score_cost) * max(len(requests), 1) + seniority
 
@@ -146,9 +156,11 @@ def _solve(
     one, none = np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     flow.add_arcs_with_capacity_and_unit_cost(none, np.arange(1, n + 1), one, none)
     pair_arcs = flow.add_arcs_with_capacity_and_unit_cost(
-        clients + 1, len(requests) + 1 + supporter_rank, np.ones(clients.size, dtype=np.int64),
+        clients + 1,
+        len(requests) + 1 + supporter_rank,
+        np.ones(clients.size, dtype=np.int64),
         -value.astype(np.int64),
-    )  # fmt: skip
+    )
     supporter_nodes = len(requests) + 1 + np.arange(used.size)
     flow.add_arcs_with_capacity_and_unit_cost(
         supporter_nodes, np.full(used.size, sink), room[used], np.zeros(used.size, dtype=np.int64)

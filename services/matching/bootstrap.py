@@ -20,9 +20,13 @@ from services.matching.adapters import CaseloadStore, Standings, Supporters
 from services.matching.handlers import SOURCE, MatchingDeps, Turns, holds_releaser
 
 BUCKETS = (
-    topology.SUPPORTERS_BUCKET, topology.DECISIONS_BUCKET, topology.CASES_BUCKET,
-    topology.CASELOADS_BUCKET, topology.MATCHES_BUCKET, topology.REPLIES_BUCKET,
-)  # fmt: skip
+    topology.SUPPORTERS_BUCKET,
+    topology.DECISIONS_BUCKET,
+    topology.CASES_BUCKET,
+    topology.CASELOADS_BUCKET,
+    topology.MATCHES_BUCKET,
+    topology.REPLIES_BUCKET,
+)
 
 
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDeps:
@@ -30,8 +34,14 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDep
     from what the buckets hold (the watch that keeps it current starts here too)."""
     js = nc.jetstream()
     buckets = {name: await js.key_value(name) for name in BUCKETS}
-    deps = wire(buckets, EventPublisher(js), Asking(nc, SOURCE, clock, SERVICE), settings, clock,
-                Vault.of(js, settings))  # fmt: skip
+    deps = wire(
+        buckets,
+        EventPublisher(js),
+        Asking(nc, SOURCE, clock, SERVICE),
+        settings,
+        clock,
+        Vault.of(js, settings),
+    )
     await deps.supporters.load(
         buckets[topology.SUPPORTERS_BUCKET], buckets[topology.DECISIONS_BUCKET]
     )
@@ -40,17 +50,22 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> MatchingDep
 
 
 def wire(
-    buckets: Mapping[str, KeyValue], events: EventPublisher, asking: Asking, settings: Settings,
-    clock: Clock, vault: Vault,
-) -> MatchingDeps:  # fmt: skip
+    buckets: Mapping[str, KeyValue],
+    events: EventPublisher,
+    asking: Asking,
+    settings: Settings,
+    clock: Clock,
+    vault: Vault,
+) -> MatchingDeps:
     """Matching's dependencies from its adapters: NATS in production, fakes in the tests."""
     records = RecordReader(
         buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET], vault
     )
     decisions = DecisionReader(buckets[topology.DECISIONS_BUCKET], vault)
     caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET])
-    matches = RecordStore(buckets[topology.MATCHES_BUCKET], CaseMatch,
-                          sealer_of(vault, topology.MATCHES_BUCKET))  # fmt: skip
+    matches = RecordStore(
+        buckets[topology.MATCHES_BUCKET], CaseMatch, sealer_of(vault, topology.MATCHES_BUCKET)
+    )
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
     supporters = Supporters(records, decisions, caseloads, clock)
     caseloads.observers.append(supporters.caseload_seen)

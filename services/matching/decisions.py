@@ -71,10 +71,13 @@ class Offered:
 
 def offer_of(proposal: Proposal, until: datetime) -> Offer:
     return Offer(
-        supporter_id=proposal.supporter_id, score=round(proposal.score, 3),
-        matched=list(proposal.matched), unmatched=list(proposal.unmatched),
-        matched_on=list(proposal.matched_on), held_until=until,
-    )  # fmt: skip
+        supporter_id=proposal.supporter_id,
+        score=round(proposal.score, 3),
+        matched=list(proposal.matched),
+        unmatched=list(proposal.unmatched),
+        matched_on=list(proposal.matched_on),
+        held_until=until,
+    )
 
 
 def holding(match: CaseMatch | None) -> set[str]:
@@ -102,9 +105,14 @@ def first_state(case_id: str, client: Client, now: datetime) -> CaseMatch:
     """A case's matching state before anything was proposed; an imported case waits for its
     batch to be assigned together."""
     batch = client.case.intake.import_batch
-    return CaseMatch(case_id=case_id, status="awaiting_batch" if batch else "proposed",
-                     import_batch=batch, since=now, asked_at=client.case.opened_at,
-                     updated_at=now)  # fmt: skip
+    return CaseMatch(
+        case_id=case_id,
+        status="awaiting_batch" if batch else "proposed",
+        import_batch=batch,
+        since=now,
+        asked_at=client.case.opened_at,
+        updated_at=now,
+    )
 
 
 def wants_offers(match: CaseMatch | None) -> bool:
@@ -113,9 +121,12 @@ def wants_offers(match: CaseMatch | None) -> bool:
 
 
 def on_policy(
-    match: CaseMatch | None, case_id: str, client: Client | None, offered: Offered | None,
+    match: CaseMatch | None,
+    case_id: str,
+    client: Client | None,
+    offered: Offered | None,
     now: datetime,
-) -> Decision | None:  # fmt: skip
+) -> Decision | None:
     """A client's first proposals; a waitlisted client whose policy changed tries again."""
     if not wants_offers(match) or client is None:
         return None
@@ -134,18 +145,28 @@ def offers_or_waitlist(match: CaseMatch, offered: Offered, now: datetime) -> Dec
 
 def proposed(match: CaseMatch, offers: list[Offer], now: datetime) -> Decision:
     record = match.model_copy(
-        update={"status": "proposed", "round": match.round + 1, "proposals": offers,
-                "waitlist_reason": None, "since": now, "released": []}
-    )  # fmt: skip
+        update={
+            "status": "proposed",
+            "round": match.round + 1,
+            "proposals": offers,
+            "waitlist_reason": None,
+            "since": now,
+            "released": [],
+        }
+    )
     event = MatchProposed(
         case_id=match.case_id,
         round=record.round,
         proposals=[
-            ProposedSupporter(supporter_id=o.supporter_id, score=o.score,
-                              matched_on=o.matched_on, held_until=o.held_until)
+            ProposedSupporter(
+                supporter_id=o.supporter_id,
+                score=o.score,
+                matched_on=o.matched_on,
+                held_until=o.held_until,
+            )
             for o in offers
         ],
-    )  # fmt: skip
+    )
     return Change(record, [event])
 
 
@@ -154,9 +175,14 @@ def waitlisted(match: CaseMatch, why: domain.Waitlisted, now: datetime) -> Decis
         return None  # still waiting for the same reason: nothing new to say
     since = match.since if match.status == "waitlisted" else now
     record = match.model_copy(
-        update={"status": "waitlisted", "proposals": [], "waitlist_reason": why.reason,
-                "since": since, "released": []}
-    )  # fmt: skip
+        update={
+            "status": "waitlisted",
+            "proposals": [],
+            "waitlist_reason": why.reason,
+            "since": since,
+            "released": [],
+        }
+    )
     return Change(record, [ClientWaitlisted(case_id=match.case_id, constraint=why.constraint)])
 
 
@@ -182,9 +208,13 @@ def expire(match: CaseMatch | None, now: datetime) -> Decision | None:
 
 
 def accept(
-    match: CaseMatch | None, command: AcceptProposal, held_for_good: bool, consented: bool,
-    unfit: list[FieldError], now: datetime,
-) -> Decision:  # fmt: skip
+    match: CaseMatch | None,
+    command: AcceptProposal,
+    held_for_good: bool,
+    consented: bool,
+    unfit: list[FieldError],
+    now: datetime,
+) -> Decision:
     """``unfit``: why the chosen supporter may not be bound to anyone now (the rules'
     reasons), checked at the moment of the choice, not only when the list was made."""
     match = must_be(match, "proposed", "expired")
@@ -197,13 +227,19 @@ def accept(
         raise Refused("supporter_id", "the proposal expired and the supporter has no free slot now")
     others = [o.supporter_id for o in match.proposals if o is not offer]
     record = match.model_copy(
-        update={"status": "accepted", "supporter_id": offer.supporter_id, "proposals": [offer],
-                "since": now, "released": others}
-    )  # fmt: skip
+        update={
+            "status": "accepted",
+            "supporter_id": offer.supporter_id,
+            "proposals": [offer],
+            "since": now,
+            "released": others,
+        }
+    )
     events: list[Event] = [
-        ProposalAccepted(case_id=match.case_id, supporter_id=offer.supporter_id,
-                         released_supporter_ids=others)
-    ]  # fmt: skip
+        ProposalAccepted(
+            case_id=match.case_id, supporter_id=offer.supporter_id, released_supporter_ids=others
+        )
+    ]
     if consented:
         record = record.model_copy(update={"status": "active"})
         events.append(MatchActivated(case_id=match.case_id, supporter_id=offer.supporter_id))
@@ -213,9 +249,13 @@ def accept(
 def moving_on(match: CaseMatch, leaving: list[str]) -> CaseMatch:
     """The state new proposals are sought for: never again naming who the client leaves."""
     return match.model_copy(
-        update={"excluded": [*match.excluded, *leaving], "supporter_id": None, "proposals": [],
-                "status": "expired"}
-    )  # fmt: skip
+        update={
+            "excluded": [*match.excluded, *leaving],
+            "supporter_id": None,
+            "proposals": [],
+            "status": "expired",
+        }
+    )
 
 
 def declining(match: CaseMatch | None) -> tuple[CaseMatch, list[str]]:
@@ -232,25 +272,30 @@ def changing(match: CaseMatch | None) -> tuple[CaseMatch, list[str]]:
     return moving_on(match, [match.supporter_id]), [match.supporter_id]
 
 
-def decline(match: CaseMatch | None, client: Client | None, offered: Offered | None,
-            now: datetime) -> Decision:  # fmt: skip
+def decline(
+    match: CaseMatch | None, client: Client | None, offered: Offered | None, now: datetime
+) -> Decision:
     moved, leaving = declining(match)
     event = ProposalsDeclined(case_id=moved.case_id, supporter_ids=leaving)
     return _again(moved, leaving, event, client, offered, now)
 
 
-def change_supporter(match: CaseMatch | None, client: Client | None, offered: Offered | None,
-                     now: datetime) -> Decision:  # fmt: skip
+def change_supporter(
+    match: CaseMatch | None, client: Client | None, offered: Offered | None, now: datetime
+) -> Decision:
     moved, leaving = changing(match)
-    event = MatchEnded(case_id=moved.case_id, supporter_id=leaving[0],
-                       reason="change_of_supporter")  # fmt: skip
+    event = MatchEnded(case_id=moved.case_id, supporter_id=leaving[0], reason="change_of_supporter")
     return _again(moved, leaving, event, client, offered, now)
 
 
 def _again(
-    moved: CaseMatch, leaving: list[str], event: Event, client: Client | None,
-    offered: Offered | None, now: datetime,
-) -> Decision:  # fmt: skip
+    moved: CaseMatch,
+    leaving: list[str],
+    event: Event,
+    client: Client | None,
+    offered: Offered | None,
+    now: datetime,
+) -> Decision:
     if client is None or offered is None:
         raise Refused("case_id", "the case or its matching policy is no longer available")
     change = offers_or_waitlist(moved, offered, now)
@@ -273,13 +318,21 @@ def refuse(match: CaseMatch | None, case_id: str, case_exists: bool, now: dateti
         released.append(match.supporter_id)
     events: list[Event] = []
     if match.supporter_id:
-        events.append(MatchEnded(case_id=match.case_id, supporter_id=match.supporter_id,
-                                 reason="service_refused"))  # fmt: skip
+        events.append(
+            MatchEnded(
+                case_id=match.case_id, supporter_id=match.supporter_id, reason="service_refused"
+            )
+        )
     events.append(ServiceRefused(case_id=match.case_id, released_supporter_ids=released))
     record = match.model_copy(
-        update={"status": "refused", "proposals": [], "supporter_id": None, "since": now,
-                "released": released}
-    )  # fmt: skip
+        update={
+            "status": "refused",
+            "proposals": [],
+            "supporter_id": None,
+            "since": now,
+            "released": released,
+        }
+    )
     return Change(record, events)
 
 
@@ -300,8 +353,11 @@ def activate(match: CaseMatch | None, consented: bool, fit: bool, now: datetime)
 def complete(match: CaseMatch | None, supporter_id: str) -> Decision | None:
     """The funded service ended (paused or not): the supporter's slot is free for someone
     else."""
-    if (match is None or match.status not in ("active", "paused")
-            or match.supporter_id != supporter_id):  # fmt: skip
+    if (
+        match is None
+        or match.status not in ("active", "paused")
+        or match.supporter_id != supporter_id
+    ):
         return None
     event = MatchEnded(case_id=match.case_id, supporter_id=supporter_id, reason="service_completed")
     record = match.model_copy(update={"status": "completed", "released": [supporter_id]})
@@ -316,12 +372,20 @@ def erase(match: CaseMatch | None, now: datetime) -> Decision | None:
     released = sorted(holding(match))
     events: list[Event] = []
     if match.status in BOUND and match.supporter_id:
-        events.append(MatchEnded(case_id=match.case_id, supporter_id=match.supporter_id,
-                                 reason="client_erased"))  # fmt: skip
+        events.append(
+            MatchEnded(
+                case_id=match.case_id, supporter_id=match.supporter_id, reason="client_erased"
+            )
+        )
     record = match.model_copy(
-        update={"status": "erased", "proposals": [], "waitlist_reason": None, "since": now,
-                "released": released}
-    )  # fmt: skip
+        update={
+            "status": "erased",
+            "proposals": [],
+            "waitlist_reason": None,
+            "since": now,
+            "released": released,
+        }
+    )
     return Change(record, events)
 
 
@@ -354,10 +418,7 @@ def withdraw(
         return Change(moved.model_copy(update={"released": [supporter_id]}), [withdrawn])
     assert fresh is not None
     offers = [*moved.proposals, *fresh.offers]
-    change = (
-        proposed(moved, offers, now) if offers
-        else waitlisted(moved, fresh.why_none, now)
-    )  # fmt: skip
+    change = proposed(moved, offers, now) if offers else waitlisted(moved, fresh.why_none, now)
     assert change is not None  # from "proposed", either is news
     record = change.record.model_copy(update={"released": [supporter_id]})
     return Change(record, [withdrawn, *change.events])
@@ -372,7 +433,7 @@ def pause(match: CaseMatch | None, supporter_id: str, now: datetime) -> Decision
         return None
     record = match.model_copy(
         update={"status": "paused", "paused_from": match.status, "since": now, "released": []}
-    )  # fmt: skip
+    )
     return Change(record, [MatchPaused(case_id=match.case_id, supporter_id=supporter_id)])
 
 
@@ -393,5 +454,5 @@ def resume(
         events.append(MatchActivated(case_id=match.case_id, supporter_id=match.supporter_id))
     record = match.model_copy(
         update={"status": status, "paused_from": None, "since": now, "released": []}
-    )  # fmt: skip
+    )
     return Change(record, events)

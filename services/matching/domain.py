@@ -182,8 +182,10 @@ class Policy:
         for f in fired:
             effect = f.effect or {}
             if "proposals" in effect:
-                offer = {"proposals": int(effect["proposals"]),
-                         "hold_days": int(effect["hold_days"])}  # fmt: skip
+                offer = {
+                    "proposals": int(effect["proposals"]),
+                    "hold_days": int(effect["hold_days"]),
+                }
             elif "filter" in effect:
                 values: tuple[object, ...] = (
                     (effect["equals"],) if "equals" in effect else tuple(effect.get("values", ()))
@@ -241,9 +243,12 @@ def _words(values: Iterable[object]) -> str:
 
 
 def candidates(
-    index: SupporterIndex, policy: Policy, party_names: Iterable[str] = (),
-    excluded: Iterable[str] = (), funnel: list[tuple[str, int]] | None = None,
-) -> Bools:  # fmt: skip
+    index: SupporterIndex,
+    policy: Policy,
+    party_names: Iterable[str] = (),
+    excluded: Iterable[str] = (),
+    funnel: list[tuple[str, int]] | None = None,
+) -> Bools:
     """Who may be proposed at all; ``funnel``, if given, gets how many each constraint left."""
 
     def step(constraint: str) -> None:
@@ -281,9 +286,12 @@ def scores(
 
 
 def propose(
-    index: SupporterIndex, policy: Policy, k: int, party_names: Iterable[str] = (),
+    index: SupporterIndex,
+    policy: Policy,
+    k: int,
+    party_names: Iterable[str] = (),
     excluded: Iterable[str] = (),
-) -> list[Proposal] | Waitlisted:  # fmt: skip
+) -> list[Proposal] | Waitlisted:
     """Up to ``k`` proposals, best first, each explained; or the reason nobody fits."""
     funnel: list[tuple[str, int]] = []
     pool = np.flatnonzero(candidates(index, policy, party_names, excluded, funnel))

@@ -227,8 +227,7 @@ async def client_of(
     again later)."""
     decision: RulesDecision | None
     if announced_at is not None:
-        decision = await deps.decisions.announced(org, Kind.MATCHING_POLICY, case_id,
-                                                  announced_at)  # fmt: skip
+        decision = await deps.decisions.announced(org, Kind.MATCHING_POLICY, case_id, announced_at)
     else:
         decision, _ = await deps.decisions.get(org, Kind.MATCHING_POLICY, case_id)
     case = await unless_erased(deps.records.case(org, case_id))
@@ -259,9 +258,14 @@ async def unfit(org: str, supporter_id: str, deps: MatchingDeps) -> list[FieldEr
 
 
 async def offer(
-    org: str, match: CaseMatch, client: Client, deps: MatchingDeps, now: datetime,
-    want: int | None = None, besides: Collection[str] = (),
-) -> Offered:  # fmt: skip
+    org: str,
+    match: CaseMatch,
+    client: Client,
+    deps: MatchingDeps,
+    now: datetime,
+    want: int | None = None,
+    besides: Collection[str] = (),
+) -> Offered:
     """Up to ``want`` (K) proposals, each holding a slot (the reservation), never naming
     ``besides``; or why there are none. A slot taken meanwhile by another client is made
     up from the next in line, as the index then knows it, until enough are held or the index
@@ -283,10 +287,12 @@ async def offer(
             # The holds are taken at once (each is its own supporter's write); a refused one
             # marks that supporter full in the index, so the next round passes them by.
             outcomes = await asyncio.gather(
-                *(hold(org, p.supporter_id, match.case_id, until, deps, now, index)
-                  for p in result),
+                *(
+                    hold(org, p.supporter_id, match.case_id, until, deps, now, index)
+                    for p in result
+                ),
                 return_exceptions=True,
-            )  # fmt: skip
+            )
             tried.update(p.supporter_id for p in result)
             won = [p for p, held in zip(result, outcomes, strict=True) if held is True]
             offers += [decisions.offer_of(p, until) for p in won]
@@ -303,17 +309,26 @@ async def offer(
 
 
 async def hold(
-    org: str, supporter_id: str, case_id: str, until: datetime | None, deps: MatchingDeps,
-    now: datetime, index: SupporterIndex | None = None,
-) -> bool:  # fmt: skip
+    org: str,
+    supporter_id: str,
+    case_id: str,
+    until: datetime | None,
+    deps: MatchingDeps,
+    now: datetime,
+    index: SupporterIndex | None = None,
+) -> bool:
     """Hold a slot; the index deciding who comes next learns of it at once."""
     return case_id in await hold_each(org, supporter_id, {case_id: until}, deps, now, index)
 
 
 async def hold_each(
-    org: str, supporter_id: str, wanted: Mapping[str, datetime | None], deps: MatchingDeps,
-    now: datetime, index: SupporterIndex | None = None,
-) -> set[str]:  # fmt: skip
+    org: str,
+    supporter_id: str,
+    wanted: Mapping[str, datetime | None],
+    deps: MatchingDeps,
+    now: datetime,
+    index: SupporterIndex | None = None,
+) -> set[str]:
     """Hold one of the supporter's slots for each case of ``wanted`` (case -> until) while
     they last, in one write; the cases held. The index learns of it at once."""
     cap = deps.supporters.cap(org, supporter_id)
@@ -370,11 +385,13 @@ def holds_releaser(
 
 
 async def on_case(
-    org: str, case_id: str, deps: MatchingDeps,
+    org: str,
+    case_id: str,
+    deps: MatchingDeps,
     gather: Callable[[CaseMatch | None], Awaitable[tuple[In, list[str]]]],
     decide: Callable[[CaseMatch | None, In], Change[CaseMatch] | None],
     received: Received | None = None,
-) -> Reply | None:  # fmt: skip
+) -> Reply | None:
     """Gather (and reserve) for the case's state as it is, decide purely, commit: only on
     that very state, else what was reserved goes back and it is gathered again. ``gather``
     returns its inputs and the holds it took."""
@@ -387,16 +404,22 @@ async def on_case(
         held: list[str] = []
         made: CaseMatch | None = None  # the record the decision made, once it made one
 
-        async def pure(current: CaseMatch | None, inputs: In, seen: CaseMatch | None = seen,
-                       opened: int = opened) -> Change[CaseMatch] | None:  # fmt: skip
+        async def pure(
+            current: CaseMatch | None,
+            inputs: In,
+            seen: CaseMatch | None = seen,
+            opened: int = opened,
+        ) -> Change[CaseMatch] | None:
             nonlocal made
             if current != seen:
                 raise Regather  # another change came first: what was reserved may not fit
             change = decide(current, inputs)
             if change is None:
                 return None
-            if (any(isinstance(e, ClientWaitlisted) for e in change.events)
-                    and deps.supporters.index(org).opened != opened):  # fmt: skip
+            if (
+                any(isinstance(e, ClientWaitlisted) for e in change.events)
+                and deps.supporters.index(org).opened != opened
+            ):
                 raise Regather  # a place may have opened since the index said none was free
             record = made = change.record.model_copy(update={"updated_at": deps.clock()})
             log.info("matching_changed", org=org, case_id=case_id, status=record.status)
@@ -405,8 +428,9 @@ async def on_case(
         try:
             inputs, held = await gather(seen)
 
-            async def decided(current: CaseMatch | None, inputs: In = inputs
-                              ) -> Change[CaseMatch] | None:  # fmt: skip
+            async def decided(
+                current: CaseMatch | None, inputs: In = inputs
+            ) -> Change[CaseMatch] | None:
                 return await pure(current, inputs)
 
             reply = await deps.changer.change(org, case_id, decided, received, loaded=loaded)
@@ -452,8 +476,9 @@ async def first_offer(
     now = deps.clock()
     index = deps.supporters.index(org)
 
-    async def gather(seen: CaseMatch | None) -> tuple[tuple[Client | None, Offered | None, int],
-                                                      list[str]]:  # fmt: skip
+    async def gather(
+        seen: CaseMatch | None,
+    ) -> tuple[tuple[Client | None, Offered | None, int], list[str]]:
         if not decisions.wants_offers(seen):
             return (None, None, index.opened), []
         # Never act on a policy older than the event that announced it.
@@ -477,8 +502,9 @@ async def first_offer(
             offered = await offer(org, match, client, deps, now)
         return (client, offered, served), offered.held
 
-    def decide(match: CaseMatch | None, got: tuple[Client | None, Offered | None, int]
-               ) -> Change[CaseMatch] | None:  # fmt: skip
+    def decide(
+        match: CaseMatch | None, got: tuple[Client | None, Offered | None, int]
+    ) -> Change[CaseMatch] | None:
         client, offered, served = got
         if (
             offered
@@ -536,9 +562,9 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: MatchingDe
         agreed = await consented(org, seen.case_id, seen.supporter_id, deps)
         return (agreed, not await unfit(org, seen.supporter_id, deps)), []
 
-    await on_case(org, event.case_id, deps, gather, lambda m, got: (
-        decisions.activate(m, got[0], got[1], now)
-    ))  # fmt: skip
+    await on_case(
+        org, event.case_id, deps, gather, lambda m, got: decisions.activate(m, got[0], got[1], now)
+    )
 
 
 @handlers.on(ServiceEnded)
@@ -586,8 +612,9 @@ async def on_supporter_eligibility_decided(
     event: SupporterEligibilityDecided, meta: Meta, deps: MatchingDeps
 ) -> None:
     org, supporter_id = meta.org, event.supporter_id
-    decision = await deps.decisions.announced(org, Kind.ELIGIBILITY, supporter_id,
-                                              meta.envelope.time)  # fmt: skip
+    decision = await deps.decisions.announced(
+        org, Kind.ELIGIBILITY, supporter_id, meta.envelope.time
+    )
     await supporters_changed(org, [supporter_id], deps)
     if not fit_to_support(decision):
         await no_longer_fit(org, supporter_id, deps)
@@ -686,20 +713,24 @@ async def name_support_person(event: ProposalAccepted, meta: Meta, deps: Matchin
     command_id = uuid.uuid5(_NAMESPACE, meta.envelope.id).hex
     reply = await deps.asking.command(meta.org, command, command_id, cause=meta.envelope)
     if isinstance(reply, CommandRejected):
-        log.warning("support_person_not_named", org=meta.org, case_id=command.case_id,
-                    fields=[e.field for e in reply.errors])  # fmt: skip
+        log.warning(
+            "support_person_not_named",
+            org=meta.org,
+            case_id=command.case_id,
+            fields=[e.field for e in reply.errors],
+        )
 
 
 # The client's choices ---------------------------------------------------------------------
 
 
 @handlers.on(AcceptProposal)
-async def accept_proposal(command: AcceptProposal, received: Received, deps: MatchingDeps
-                          ) -> Reply:  # fmt: skip
+async def accept_proposal(command: AcceptProposal, received: Received, deps: MatchingDeps) -> Reply:
     org, case_id, now = received.org, command.case_id, deps.clock()
 
-    async def gather(seen: CaseMatch | None
-                     ) -> tuple[tuple[bool, bool, list[FieldError]], list[str]]:  # fmt: skip
+    async def gather(
+        seen: CaseMatch | None,
+    ) -> tuple[tuple[bool, bool, list[FieldError]], list[str]]:
         proposed = (
             seen is not None
             and seen.status in ("proposed", "expired")
@@ -716,22 +747,34 @@ async def accept_proposal(command: AcceptProposal, received: Received, deps: Mat
         held = await hold(org, command.supporter_id, case_id, None, deps, now)
         return (held, agreed, []), [command.supporter_id] if held else []
 
-    return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
-        decisions.accept(m, command, got[0], got[1], got[2], now)
-    ), received))  # fmt: skip
+    return answered(
+        await on_case(
+            org,
+            case_id,
+            deps,
+            gather,
+            lambda m, got: decisions.accept(m, command, got[0], got[1], got[2], now),
+            received,
+        )
+    )
 
 
 async def _new_proposals(
-    org: str, case_id: str, deps: MatchingDeps, received: Received,
+    org: str,
+    case_id: str,
+    deps: MatchingDeps,
+    received: Received,
     moving: Callable[[CaseMatch | None], tuple[CaseMatch, list[str]]],
-    decide: Callable[[CaseMatch | None, Client | None, Offered | None, datetime],
-                     Change[CaseMatch]],
-) -> Reply:  # fmt: skip
+    decide: Callable[
+        [CaseMatch | None, Client | None, Offered | None, datetime], Change[CaseMatch]
+    ],
+) -> Reply:
     """A decline or a change of supporter: new proposals, never again those left."""
     now = deps.clock()
 
-    async def gather(seen: CaseMatch | None) -> tuple[tuple[Client | None, Offered | None],
-                                                      list[str]]:  # fmt: skip
+    async def gather(
+        seen: CaseMatch | None,
+    ) -> tuple[tuple[Client | None, Offered | None], list[str]]:
         try:
             moved, _ = moving(seen)
         except Refused:
@@ -744,25 +787,34 @@ async def _new_proposals(
             offered = await offer(org, moved, client, deps, now)
         return (client, offered), offered.held
 
-    return answered(await on_case(org, case_id, deps, gather, lambda m, got: (
-        decide(m, got[0], got[1], now)
-    ), received))  # fmt: skip
+    return answered(
+        await on_case(
+            org, case_id, deps, gather, lambda m, got: decide(m, got[0], got[1], now), received
+        )
+    )
 
 
 @handlers.on(DeclineProposals)
 async def decline_proposals(
     command: DeclineProposals, received: Received, deps: MatchingDeps
 ) -> Reply:
-    return await _new_proposals(received.org, command.case_id, deps, received,
-                                decisions.declining, decisions.decline)  # fmt: skip
+    return await _new_proposals(
+        received.org, command.case_id, deps, received, decisions.declining, decisions.decline
+    )
 
 
 @handlers.on(ChangeSupporter)
 async def change_supporter(
     command: ChangeSupporter, received: Received, deps: MatchingDeps
 ) -> Reply:
-    return await _new_proposals(received.org, command.case_id, deps, received,
-                                decisions.changing, decisions.change_supporter)  # fmt: skip
+    return await _new_proposals(
+        received.org,
+        command.case_id,
+        deps,
+        received,
+        decisions.changing,
+        decisions.change_supporter,
+    )
 
 
 @handlers.on(RefuseService)
@@ -772,9 +824,16 @@ async def refuse_service(command: RefuseService, received: Received, deps: Match
     async def gather(seen: CaseMatch | None) -> tuple[bool, list[str]]:
         return seen is not None or await deps.records.case(org, command.case_id) is not None, []
 
-    return answered(await on_case(org, command.case_id, deps, gather, lambda m, exists: (
-        decisions.refuse(m, command.case_id, exists, now)
-    ), received))  # fmt: skip
+    return answered(
+        await on_case(
+            org,
+            command.case_id,
+            deps,
+            gather,
+            lambda m, exists: decisions.refuse(m, command.case_id, exists, now),
+            received,
+        )
+    )
 
 
 @handlers.on(ResumeMatch)
@@ -787,9 +846,16 @@ async def resume_match(command: ResumeMatch, received: Received, deps: MatchingD
         why_not = await unfit(org, seen.supporter_id, deps)
         return (why_not, await consented(org, seen.case_id, seen.supporter_id, deps)), []
 
-    return answered(await on_case(org, command.case_id, deps, gather, lambda m, got: (
-        decisions.resume(m, got[0], got[1], now)
-    ), received))  # fmt: skip
+    return answered(
+        await on_case(
+            org,
+            command.case_id,
+            deps,
+            gather,
+            lambda m, got: decisions.resume(m, got[0], got[1], now),
+            received,
+        )
+    )
 
 
 # Many clients at once: imports and the waitlist ---------------------------------------------
@@ -807,10 +873,12 @@ async def assign_batch(
     ]
     if len(cases) < command.expected:
         return rejected(
-            received.envelope.type, received.envelope.id, "expected",
+            received.envelope.type,
+            received.envelope.id,
+            "expected",
             f"{len(cases)} of {command.expected} cases of batch {command.import_batch} are "
             "ready (policies still being decided); retry shortly",
-        )  # fmt: skip
+        )
     waiting = [(s, r) for s, r in cases if s.record.status == "awaiting_batch"]
     await offer_together(org, waiting, deps)
     statuses = [
@@ -819,16 +887,20 @@ async def assign_batch(
         if stored.record.import_batch == command.import_batch
     ]
     return BatchAssigned(
-        command_id=received.envelope.id, import_batch=command.import_batch, clients=len(statuses),
+        command_id=received.envelope.id,
+        import_batch=command.import_batch,
+        clients=len(statuses),
         proposed=sum(s != "waitlisted" and s != "awaiting_batch" for s in statuses),
         waitlisted=statuses.count("waitlisted"),
-    )  # fmt: skip
+    )
 
 
 async def offer_together(
-    org: str, cases: Sequence[tuple[Stored[CaseMatch], int]], deps: MatchingDeps,
+    org: str,
+    cases: Sequence[tuple[Stored[CaseMatch], int]],
+    deps: MatchingDeps,
     in_order: bool = False,
-) -> None:  # fmt: skip
+) -> None:
     """Every client a first proposal before anyone gets a second: one global assignment
     (``batch.assign``) per round, scarce needs first; the rest are offered one by one,
     longest waiting first. ``in_order`` (the waitlist): the cases' order, as they asked, comes
@@ -850,12 +922,15 @@ async def offer_together(
 
     for round_ in range(max((c.policy.proposals for c in clients.values() if c), default=0)):
         requests = [
-            batch.Request(case_id, client.policy, client.party_names,
-                          frozenset(matches[case_id].excluded)
-                          | {o.supporter_id for o in chosen[case_id]})
+            batch.Request(
+                case_id,
+                client.policy,
+                client.party_names,
+                frozenset(matches[case_id].excluded) | {o.supporter_id for o in chosen[case_id]},
+            )
             for case_id, client in clients.items()
             if client and len(chosen[case_id]) == round_ < client.policy.proposals
-        ]  # fmt: skip
+        ]
         # The index may lag the caseloads (its watch): a refused hold marks that supporter
         # full and the clients it left out are assigned again.
         for _ in range(ROUND_ATTEMPTS):
@@ -865,11 +940,14 @@ async def offer_together(
             by_supporter: dict[str, list[str]] = defaultdict(list)
             for case_id, supporter_id in assignment.chosen.items():
                 by_supporter[supporter_id].append(case_id)
-            wanted = {supporter_id: {c: until(c) for c in case_ids}
-                      for supporter_id, case_ids in by_supporter.items()}  # fmt: skip
-            held = await _each(list(wanted.items()), lambda item: hold_each(
-                org, item[0], item[1], deps, now, index
-            ))  # fmt: skip
+            wanted = {
+                supporter_id: {c: until(c) for c in case_ids}
+                for supporter_id, case_ids in by_supporter.items()
+            }
+            held = await _each(
+                list(wanted.items()),
+                lambda item: hold_each(org, item[0], item[1], deps, now, index),
+            )
             refused = set()
             for supporter_id, held_for in zip(wanted, held, strict=True):
                 for case_id in by_supporter[supporter_id]:
@@ -878,8 +956,12 @@ async def offer_together(
                         continue
                     client = clients[case_id]
                     assert client is not None
-                    proposal = domain.explain(index, client.policy, index.position[supporter_id],
-                                              assignment.scores[case_id])  # fmt: skip
+                    proposal = domain.explain(
+                        index,
+                        client.policy,
+                        index.position[supporter_id],
+                        assignment.scores[case_id],
+                    )
                     chosen[case_id].append(decisions.offer_of(proposal, until(case_id)))
             requests = [r for r in requests if r.client_id in refused]
     offered = [stored.record for stored, _ in cases if chosen.get(stored.record.case_id)]
@@ -889,9 +971,9 @@ async def offer_together(
         for match in offered:
             await _settle(org, match, Offered(chosen[match.case_id]), deps, now)
     else:
-        await _each(offered, lambda match: _settle(
-            org, match, Offered(chosen[match.case_id]), deps, now
-        ))  # fmt: skip
+        await _each(
+            offered, lambda match: _settle(org, match, Offered(chosen[match.case_id]), deps, now)
+        )
     opened = index_of.opened
     for stored, _ in cases:
         client = clients[stored.record.case_id]
@@ -901,8 +983,9 @@ async def offer_together(
                 # the list is gone through again from the top.
                 deps.turns.again.add(org)
                 return
-            await _settle(org, stored.record, await offer(org, stored.record, client, deps, now),
-                          deps, now)  # fmt: skip
+            await _settle(
+                org, stored.record, await offer(org, stored.record, client, deps, now), deps, now
+            )
 
 
 async def _each(items: Sequence[T], work: Callable[[T], Awaitable[U]]) -> list[U]:
@@ -935,9 +1018,15 @@ async def _settle(
             return None, []
         return offered, offered.held
 
-    await on_case(org, gathered_for.case_id, deps, reserved, lambda m, got: (
-        decisions.offers_or_waitlist(m, got, now) if m is not None and got is not None else None
-    ))  # fmt: skip
+    await on_case(
+        org,
+        gathered_for.case_id,
+        deps,
+        reserved,
+        lambda m, got: (
+            decisions.offers_or_waitlist(m, got, now) if m is not None and got is not None else None
+        ),
+    )
 
 
 async def serve_the_waiting(org: str, deps: MatchingDeps) -> None:
@@ -1046,8 +1135,9 @@ async def _retry(org: str, case_id: str, deps: MatchingDeps) -> None:
 async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
     """Proposals the client did not answer in time give their slots back. Returns how many."""
     moment = now or deps.clock()
-    await periodic.attempt(lambda: deps.changer.flush_pending(settle_s=deps.settings.settle_s),
-                           "outbox_flush")  # fmt: skip
+    await periodic.attempt(
+        lambda: deps.changer.flush_pending(settle_s=deps.settings.settle_s), "outbox_flush"
+    )
     due = [
         (org, stored.record.case_id)
         for org, stored, _ in await match_records(deps.matches)

@@ -65,9 +65,13 @@ def client(rng: random.Random) -> Policy:
     no_home = rng.random() < 0.2
     filters = [
         Filter("shared-language", "shares a language", "languages", languages),
-        Filter("shared-method", "offers an accepted method", "methods",
-               tuple(m for m in methods if not (no_home and m == "home_visit")) or ("phone",)),
-    ]  # fmt: skip
+        Filter(
+            "shared-method",
+            "offers an accepted method",
+            "methods",
+            tuple(m for m in methods if not (no_home and m == "home_visit")) or ("phone",),
+        ),
+    ]
     if rng.random() < 0.25:
         filters.append(
             Filter("must-gender", "the gender asked for", "gender_identity", (rng.choice(GENDERS),))

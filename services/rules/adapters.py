@@ -64,12 +64,15 @@ class DecisionLog(DecisionLogReader):
         raw = logged.model_dump(mode="json")
         raw["decision"] = await self.sealer.seal(logged.org, raw["decision"])
         await bus.publish_durably(
-            self.js, subjects.decision_log(logged.org, decision.kind.value,
-                                           decision.subject_id, decision.decision_id),
+            self.js,
+            subjects.decision_log(
+                logged.org, decision.kind.value, decision.subject_id, decision.decision_id
+            ),
             json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode(),
             msg_id=decision.decision_id,
-            stream=topology.DECISION_LOG_STREAM, headers={"Nats-TTL": f"{days * 24}h"},
-        )  # fmt: skip
+            stream=topology.DECISION_LOG_STREAM,
+            headers={"Nats-TTL": f"{days * 24}h"},
+        )
 
 
 class RulesStore:
@@ -102,10 +105,12 @@ class RulesStore:
         # Read as a stream, not with nats-py's KV history: that can end before its first
         # entry arrives, and rollback then found no earlier version.
         # (nats-py 2.16 (pinned) keeps the bucket's JetStream context in this attribute.)
-        kept = await bus.every_message(self.kv._js, f"KV_{topology.RULES_BUCKET}",
-                                       f"$KV.{topology.RULES_BUCKET}.{key}")  # fmt: skip
-        documents = (self.readable(key, m.data, m.metadata.sequence.stream) for m in kept
-                     if m.data)  # (not a delete or purge marker)  # fmt: skip
+        kept = await bus.every_message(
+            self.kv._js, f"KV_{topology.RULES_BUCKET}", f"$KV.{topology.RULES_BUCKET}.{key}"
+        )
+        documents = (
+            self.readable(key, m.data, m.metadata.sequence.stream) for m in kept if m.data
+        )  # (not a delete or purge marker)
         return [d for d in documents if d is not None]
 
     async def all(self) -> list[PublishedRuleset]:

@@ -22,9 +22,12 @@ LAPSE_HORIZON_DAYS = 3 * 366
 
 
 def decide(
-    loaded: Loaded, subject_id: str, facts: dict[str, Any], now: datetime,
+    loaded: Loaded,
+    subject_id: str,
+    facts: dict[str, Any],
+    now: datetime,
     lapses_on: date | None = None,
-) -> RulesDecision:  # fmt: skip
+) -> RulesDecision:
     outcome, fired = loaded.decide(facts)
     if loaded.ref.kind == Kind.MATCHING_POLICY:
         fired = [_with_values(rule, facts) for rule in fired]

@@ -100,11 +100,16 @@ async def evaluate_rules(
             command_type=EvaluateRules.type_name,
             errors=field_errors(error, "data.facts"),
         )
-    decision = deciding(deps, received.org, command.kind, lambda loaded: domain.decide(
-        loaded, subject_of(command.kind, fact), fact, deps.clock()))  # fmt: skip
+    decision = deciding(
+        deps,
+        received.org,
+        command.kind,
+        lambda loaded: domain.decide(loaded, subject_of(command.kind, fact), fact, deps.clock()),
+    )
     # Logged before it is answered: nothing acts on a decision the log does not hold.
-    await deps.log.append(LoggedDecision(org=received.org, decision=decision,
-                                         cause_id=received.envelope.id))  # fmt: skip
+    await deps.log.append(
+        LoggedDecision(org=received.org, decision=decision, cause_id=received.envelope.id)
+    )
     return RulesEvaluated(command_id=received.envelope.id, decision=decision)
 
 
@@ -259,8 +264,12 @@ async def decide_consent(org: str, case_id: str, deps: RulesDeps) -> RulesDecisi
     if case is None:
         return None
     fact = facts.consent(case)
-    decision = deciding(deps, org, Kind.CONSENT, lambda loaded: domain.decide(
-        loaded, case_id, fact.model_dump(mode="json"), deps.clock()))  # fmt: skip
+    decision = deciding(
+        deps,
+        org,
+        Kind.CONSENT,
+        lambda loaded: domain.decide(loaded, case_id, fact.model_dump(mode="json"), deps.clock()),
+    )
     event = ConsentDecided(
         case_id=case_id,
         stage=fact.stage,
@@ -323,9 +332,15 @@ async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDe
         # to an earlier state is a new event.
         digest = hashlib.sha256(repr(_announced(decision)).encode()).hexdigest()
         key = f"{org}:{decision.kind.value}:{decision.subject_id}:{revision}:{digest}"
-        envelope = wrap(event, org=org, source=SOURCE, id=uuid.uuid5(_NAMESPACE, key).hex,
-                        time=decision.decided_at, cause=CAUSE.get(),
-                        traceparent=tracing.current())  # fmt: skip
+        envelope = wrap(
+            event,
+            org=org,
+            source=SOURCE,
+            id=uuid.uuid5(_NAMESPACE, key).hex,
+            time=decision.decided_at,
+            cause=CAUSE.get(),
+            traceparent=tracing.current(),
+        )
         announce = envelope.model_dump_json()
     cause = CAUSE.get()
     logged = LoggedDecision(org=org, decision=decision, cause_id=cause.id if cause else None)
@@ -334,8 +349,13 @@ async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDe
         revision = await deps.decisions.put(org, new, revision)
     except Conflict:
         return False  # another replica stored a decision meanwhile; it announces its own
-    log.info("decided", org=org, kind=decision.kind.value, outcome=decision.outcome,
-             ruleset=decision.ruleset.id)  # fmt: skip
+    log.info(
+        "decided",
+        org=org,
+        kind=decision.kind.value,
+        outcome=decision.outcome,
+        ruleset=decision.ruleset.id,
+    )
     await _announce(org, new, revision, deps)
     return True
 
@@ -373,8 +393,7 @@ async def announce_pending(deps: RulesDeps) -> int:
     for kind in Kind:
         for org, subject_id in await deps.decisions.subjects(kind):
             stored, revision = await deps.decisions.load(org, kind, subject_id)
-            if (stored is not None and stored.unpublished
-                    and stored.decision.decided_at <= settled):  # fmt: skip
+            if stored is not None and stored.unpublished and stored.decision.decided_at <= settled:
                 await _announce(org, stored, revision, deps)
                 published += 1
     return published
@@ -401,8 +420,10 @@ async def reconcile(deps: RulesDeps) -> int:
     settled_before = deps.clock() - timedelta(seconds=deps.settings.settle_s)
     missing = 0
     for org, case_id in await deps.records.every_case():
-        for kind, decide in ((Kind.MATCHING_POLICY, decide_matching_policy),
-                             (Kind.CONSENT, decide_consent)):  # fmt: skip
+        for kind, decide in (
+            (Kind.MATCHING_POLICY, decide_matching_policy),
+            (Kind.CONSENT, decide_consent),
+        ):
             decision, _ = await deps.decisions.get(org, kind, case_id)
             if decision is not None:
                 continue
@@ -438,6 +459,11 @@ async def refresh_rulesets(deps: RulesDeps) -> list[tuple[str, Kind]]:
             if deps.live.apply(document):
                 changed.append((document.org, document.kind))
         except Exception as error:  # a bad publication never replaces a working version
-            log.error("ruleset_refused", org=document.org, kind=document.kind.value,
-                      version=document.version, error=str(error))  # fmt: skip
+            log.error(
+                "ruleset_refused",
+                org=document.org,
+                kind=document.kind.value,
+                version=document.version,
+                error=str(error),
+            )
     return changed

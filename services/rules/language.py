@@ -339,8 +339,9 @@ def _parse_field(
             if len(value) > MAX_LIST_VALUES:
                 # durable_rules hangs on one of more than about 500 values (every org's
                 # rules stop with it); far fewer is already a sign of a missing field.
-                raise doc.error(op_at, f"{op} takes at most {MAX_LIST_VALUES} values, "
-                                       f"not {len(value)}")  # fmt: skip
+                raise doc.error(
+                    op_at, f"{op} takes at most {MAX_LIST_VALUES} values, not {len(value)}"
+                )
             item_spec = FieldSpec("text") if spec.type == "tags" else spec
             checked: Any = [
                 _check_scalar(doc, item_spec, v, (*op_at, i), name) for i, v in enumerate(value)
@@ -459,9 +460,15 @@ def _ruleset(doc: Located) -> RawRuleset:
         raise doc.error(("params",), "params is a mapping of name: value")
     rules = _raw_rules(doc, raw["rules"], ("rules",))
     return RawRuleset(
-        doc, kind, _version(doc, raw["version"]), str(raw.get("description", "")).strip(),
-        tuple(outcomes), raw["default"], dict(params), rules,
-    )  # fmt: skip
+        doc,
+        kind,
+        _version(doc, raw["version"]),
+        str(raw.get("description", "")).strip(),
+        tuple(outcomes),
+        raw["default"],
+        dict(params),
+        rules,
+    )
 
 
 def _raw_rules(
@@ -505,9 +512,13 @@ def _override(doc: Located) -> Override:
     if not isinstance(params, dict):
         raise doc.error(("params",), "params is a mapping of name: value")
     return Override(
-        doc, _kind(doc, raw["ruleset"]), _version(doc, raw["version"]), dict(params),
-        tuple(disable), _raw_rules(doc, raw.get("rules") or [], ("rules",)),
-    )  # fmt: skip
+        doc,
+        _kind(doc, raw["ruleset"]),
+        _version(doc, raw["version"]),
+        dict(params),
+        tuple(disable),
+        _raw_rules(doc, raw.get("rules") or [], ("rules",)),
+    )
 
 
 def build(base: RawRuleset, override: Override | None = None) -> Ruleset:
@@ -554,17 +565,26 @@ def build(base: RawRuleset, override: Override | None = None) -> Ruleset:
         compared.update(comparisons(rule.when))
         crowded = [name for name, count in compared.items() if count > MAX_COMPARISONS_PER_FIELD]
         if crowded:
-            raise doc.error(where, (
-                f"the ruleset compares {crowded[0]} with {compared[crowded[0]]} values by this "
-                f"rule; at most {MAX_COMPARISONS_PER_FIELD} per field in a ruleset "
-                "(more hang the rules engine)"))  # fmt: skip
+            raise doc.error(
+                where,
+                (
+                    f"the ruleset compares {crowded[0]} with {compared[crowded[0]]} values by this "
+                    f"rule; at most {MAX_COMPARISONS_PER_FIELD} per field in a ruleset "
+                    "(more hang the rules engine)"
+                ),
+            )
     return Ruleset(base.kind, version, base.description, base.outcomes, base.default, built, params)
 
 
 def _rule(
-    doc: Located, where: tuple[Any, ...], raw: dict[str, Any], specs: dict[str, FieldSpec],
-    params: dict[str, Any], outcomes: tuple[str, ...], kind: Kind,
-) -> Rule:  # fmt: skip
+    doc: Located,
+    where: tuple[Any, ...],
+    raw: dict[str, Any],
+    specs: dict[str, FieldSpec],
+    params: dict[str, Any],
+    outcomes: tuple[str, ...],
+    kind: Kind,
+) -> Rule:
     for key in ("description", "when", "outcome", "reason"):
         if key not in raw:
             raise doc.error(where, f"rule {raw['id']!r} is missing {key!r}")
@@ -666,7 +686,12 @@ def read_cases(path: Path, kind: Kind) -> list[Case]:
         ):
             raise doc.error((i, "expect", "fired"), "fired is a list of rule ids")
         cases.append(
-            Case(_text(doc, raw["name"], (i, "name")), facts, str(expect["outcome"]),
-                 tuple(sorted(fired)) if fired is not None else None, doc.lines.get((i,), 0))
-        )  # fmt: skip
+            Case(
+                _text(doc, raw["name"], (i, "name")),
+                facts,
+                str(expect["outcome"]),
+                tuple(sorted(fired)) if fired is not None else None,
+                doc.lines.get((i,), 0),
+            )
+        )
     return cases

@@ -126,8 +126,11 @@ class LiveRulesets:
                 self._published[key] = previous
             failed.unload()  # deleted once the last lease on it ends
         log.error(
-            "ruleset_withdrawn", org=org, kind=kind.value, version=document.version,
+            "ruleset_withdrawn",
+            org=org,
+            kind=kind.value,
+            version=document.version,
             error=f"{type(error).__name__}: {error}"[:500],
             now_deciding=previous[0].version if previous else "default",
-        )  # fmt: skip
+        )
         return True

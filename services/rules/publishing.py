@@ -91,23 +91,31 @@ async def publish(
     document = document.model_copy(update={"revision": revision})
     event = RulesetPublished(
         ruleset=RulesetRef(
-            org=document.org, kind=document.kind, version=document.version,
+            org=document.org,
+            kind=document.kind,
+            version=document.version,
             content_hash=document.content_hash,
         ),
         revision=revision,
         rolled_back_to=rolled_back_to,
-    )  # fmt: skip
+    )
     await bus.publish_event(js, wrap(event, org=document.org, source=SOURCE, time=now))
     return document
 
 
 async def rollback(
-    js: JetStreamContext, store: RulesStore, org: str, kind: Kind, to_version: str | None = None,
-    *, clock: Clock,
-) -> PublishedRuleset:  # fmt: skip
+    js: JetStreamContext,
+    store: RulesStore,
+    org: str,
+    kind: Kind,
+    to_version: str | None = None,
+    *,
+    clock: Clock,
+) -> PublishedRuleset:
     live = await store.current(org, kind)  # None when unreadable: any readable one is earlier
-    earlier = [d for d in await store.history(org, kind)
-               if live is None or d.revision < live.revision]  # fmt: skip
+    earlier = [
+        d for d in await store.history(org, kind) if live is None or d.revision < live.revision
+    ]
     if not earlier and to_version is None:
         raise PublishRefused([f"{org}.{kind.value} has no earlier version to roll back to"])
     candidates = [d for d in earlier if to_version in (None, d.version)]

@@ -42,20 +42,30 @@ class Reminders:
             case_id=case_id, session_id=session.session_id, start=session.start
         )
         envelope = wrap(
-            event, org=org, source=SOURCE, time=at,
+            event,
+            org=org,
+            source=SOURCE,
+            time=at,
             id=uuid.uuid5(NAMESPACE, f"{org}:{session.session_id}:{session.start}").hex,
-        )  # fmt: skip
+        )
         headers = {
             "Nats-Schedule": f"@at {at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
             "Nats-Schedule-Target": subjects.event(org, SessionReminderDue.type_name),
         }
-        await self.js.publish(subject, envelope.model_dump_json().encode(), headers=headers,
-                              stream=topology.EVENTS_STREAM)  # fmt: skip
+        await self.js.publish(
+            subject,
+            envelope.model_dump_json().encode(),
+            headers=headers,
+            stream=topology.EVENTS_STREAM,
+        )
 
     async def clear(self, org: str, session_id: str) -> None:
         """Cancel the session's reminder: the last message on a schedule's subject is its
         schedule (ADR-51), so a message with none stands in its place. (Purging the subject
         would need the right to purge the whole events stream: a purge request names its
         subject in the body, which permissions cannot check.)"""
-        await self.js.publish(subjects.schedule(org, "reminder", session_id), b'{"cancelled":true}',
-                              stream=topology.EVENTS_STREAM)  # fmt: skip
+        await self.js.publish(
+            subjects.schedule(org, "reminder", session_id),
+            b'{"cancelled":true}',
+            stream=topology.EVENTS_STREAM,
+        )

@@ -30,10 +30,15 @@ R = TypeVar("R", bound=Record)
 Before = Callable[[str, str, R], Awaitable[None]]
 
 BUCKETS = (
-    topology.REPLIES_BUCKET, topology.ORGANISATIONS_BUCKET, topology.SCHEDULES_BUCKET,
-    topology.SUPERVISION_BUCKET, topology.GROUPS_BUCKET, topology.SUPPORTERS_BUCKET,
-    topology.CASES_BUCKET, topology.DECISIONS_BUCKET,
-)  # fmt: skip
+    topology.REPLIES_BUCKET,
+    topology.ORGANISATIONS_BUCKET,
+    topology.SCHEDULES_BUCKET,
+    topology.SUPERVISION_BUCKET,
+    topology.GROUPS_BUCKET,
+    topology.SUPPORTERS_BUCKET,
+    topology.CASES_BUCKET,
+    topology.DECISIONS_BUCKET,
+)
 
 
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> SchedulingDeps:
@@ -41,15 +46,25 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> SchedulingD
     js = nc.jetstream()
     buckets = {name: await js.key_value(name) for name in BUCKETS}
     return wire(
-        buckets, EventPublisher(js), Asking(nc, SOURCE, clock, SERVICE), Reminders(js),
-        settings, clock, Vault.of(js, settings),
-    )  # fmt: skip
+        buckets,
+        EventPublisher(js),
+        Asking(nc, SOURCE, clock, SERVICE),
+        Reminders(js),
+        settings,
+        clock,
+        Vault.of(js, settings),
+    )
 
 
 def wire(
-    buckets: Mapping[str, KeyValue], events: EventPublisher, asking: Asking,
-    reminders: Reminders, settings: Settings, clock: Clock, vault: Vault,
-) -> SchedulingDeps:  # fmt: skip
+    buckets: Mapping[str, KeyValue],
+    events: EventPublisher,
+    asking: Asking,
+    reminders: Reminders,
+    settings: Settings,
+    clock: Clock,
+    vault: Vault,
+) -> SchedulingDeps:
     """Scheduling's dependencies from its adapters: NATS in production, fakes in the tests."""
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
     policies = Policies(RecordStore(buckets[topology.ORGANISATIONS_BUCKET], SchedulingSettings))
@@ -57,8 +72,11 @@ def wire(
     def changer(bucket: str, record: type[R], before: Before[R] | None = None) -> Changer[R]:
         return Changer(RecordStore(buckets[bucket], record), replies, events, SOURCE, clock, before)
 
-    schedules = RecordStore(buckets[topology.SCHEDULES_BUCKET], CaseSchedule,
-                            sealer_of(vault, topology.SCHEDULES_BUCKET))  # fmt: skip
+    schedules = RecordStore(
+        buckets[topology.SCHEDULES_BUCKET],
+        CaseSchedule,
+        sealer_of(vault, topology.SCHEDULES_BUCKET),
+    )
     keep_reminders = reminders_keeper(reminders, policies, schedules, clock)
     return SchedulingDeps(
         settings_store=Changer(policies.store, replies, events, SOURCE, clock),

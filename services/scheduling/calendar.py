@@ -27,9 +27,13 @@ STATUS = {"proposed": "TENTATIVE", "cancelled": "CANCELLED"}
 
 
 def feed(
-    name: str, zone: ZoneInfo, stamp: datetime, schedules: Iterable[CaseSchedule] = (),
-    supervision: SupporterSupervision | None = None, groups: Iterable[GroupSession] = (),
-) -> bytes:  # fmt: skip
+    name: str,
+    zone: ZoneInfo,
+    stamp: datetime,
+    schedules: Iterable[CaseSchedule] = (),
+    supervision: SupporterSupervision | None = None,
+    groups: Iterable[GroupSession] = (),
+) -> bytes:
     calendar = Calendar()
     calendar.add("prodid", "-//Alongside//peer support//EN")
     calendar.add("version", "2.0")
@@ -37,25 +41,49 @@ def feed(
     calendar.add("x-wr-timezone", zone.key)
     for schedule in schedules:
         for session in schedule.sessions:
-            calendar.add_component(_event(
-                session.session_id, KIND[session.kind], session.start, session.end, zone,
-                stamp, method=session.method.value, status=session.status,
-            ))  # fmt: skip
+            calendar.add_component(
+                _event(
+                    session.session_id,
+                    KIND[session.kind],
+                    session.start,
+                    session.end,
+                    zone,
+                    stamp,
+                    method=session.method.value,
+                    status=session.status,
+                )
+            )
     for held in supervision.sessions if supervision else ():
         end = held.start + timedelta(hours=1)
-        calendar.add_component(_event(held.session_id, KIND[held.kind], held.start, end, zone,
-                                      stamp))  # fmt: skip
+        calendar.add_component(
+            _event(held.session_id, KIND[held.kind], held.start, end, zone, stamp)
+        )
     for group in groups:
-        calendar.add_component(_event(group.group_id, KIND["group"], group.start, group.end,
-                                      zone, stamp, method=group.method.value))  # fmt: skip
+        calendar.add_component(
+            _event(
+                group.group_id,
+                KIND["group"],
+                group.start,
+                group.end,
+                zone,
+                stamp,
+                method=group.method.value,
+            )
+        )
     calendar.add_missing_timezones()
     return bytes(calendar.to_ical())
 
 
 def _event(
-    uid: str, summary: str, start: datetime, end: datetime, zone: ZoneInfo, stamp: datetime,
-    method: str | None = None, status: str = "booked",
-) -> CalendarEvent:  # fmt: skip
+    uid: str,
+    summary: str,
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+    stamp: datetime,
+    method: str | None = None,
+    status: str = "booked",
+) -> CalendarEvent:
     event = CalendarEvent()
     event.add("uid", f"{uid}@alongside")
     event.add("summary", f"{summary} ({method.replace('_', ' ')})" if method else summary)

@@ -72,9 +72,13 @@ def _minutes(t: time) -> int:
 
 
 def first_common_time(
-    a: Sequence[Slot], b: Sequence[Slot], minutes: int, after: datetime, zone: ZoneInfo,
+    a: Sequence[Slot],
+    b: Sequence[Slot],
+    minutes: int,
+    after: datetime,
+    zone: ZoneInfo,
     horizon_days: int = 28,
-) -> datetime | None:  # fmt: skip
+) -> datetime | None:
     """The earliest start, no sooner than ``after``, when both are free for ``minutes``."""
     windows = common_windows(a, b, minutes)
     first_day = after.astimezone(zone).date()
@@ -130,11 +134,19 @@ def sessions_within_a_week(sessions: Iterable[Session], start: datetime, zone: Z
 
 
 def boundaries_facts(
-    case: CaseRecord, *, start: datetime, minutes: int, method: Method,
-    agreed_methods: Iterable[Method], per_week: int, agreed_per_week: int,
-    service_ends_on: date | None, consent_active: bool, zone: ZoneInfo,
+    case: CaseRecord,
+    *,
+    start: datetime,
+    minutes: int,
+    method: Method,
+    agreed_methods: Iterable[Method],
+    per_week: int,
+    agreed_per_week: int,
+    service_ends_on: date | None,
+    consent_active: bool,
+    zone: ZoneInfo,
     purposes: Sequence[str] = ("peer_support",),
-) -> SessionFacts:  # fmt: skip
+) -> SessionFacts:
     """What the boundaries ruleset judges about one booking."""
     day = start.astimezone(zone).date()
     return SessionFacts(

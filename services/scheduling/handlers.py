@@ -70,9 +70,16 @@ log = get_logger(__name__)
 Reply = CommandAccepted | CommandRejected
 # Commands about one case's schedule.
 CaseCommand = (
-    ConfirmMeeting | ProposeMeetingTime | RecordAttendance | GoAhead | RecordFrequencyAgreement
-    | BookSession | RescheduleSession | CancelSession | ExtendService
-)  # fmt: skip
+    ConfirmMeeting
+    | ProposeMeetingTime
+    | RecordAttendance
+    | GoAhead
+    | RecordFrequencyAgreement
+    | BookSession
+    | RescheduleSession
+    | CancelSession
+    | ExtendService
+)
 
 
 @dataclass(frozen=True)
@@ -90,9 +97,11 @@ class SchedulingDeps:
 
 
 def reminders_keeper(
-    reminders: Reminders, policies: Policies, schedules: RecordStore[CaseSchedule],
+    reminders: Reminders,
+    policies: Policies,
+    schedules: RecordStore[CaseSchedule],
     clock: Clock,
-) -> Callable[[str, str, CaseSchedule], Awaitable[None]]:  # fmt: skip
+) -> Callable[[str, str, CaseSchedule], Awaitable[None]]:
     """What a committed schedule change does besides its events: set or clear the reminders of
     the sessions it touched (run on every flush, so a crash in between is completed). It acts
     on the sessions as they stand now, so a late flush cannot revive a cancelled reminder."""
@@ -129,11 +138,13 @@ async def parties(org: str, case_id: str, supporter_id: str, deps: SchedulingDep
     case = await deps.records.case(org, case_id)
     supporter = await deps.records.supporter(org, supporter_id)
     return Parties(
-        supporter_id=supporter_id, case=case, supporter=supporter,
+        supporter_id=supporter_id,
+        case=case,
+        supporter=supporter,
         # A full caseload stops new matches, not the sessions of current ones.
         supporter_unfit=await unfit(org, supporter_id, deps),
         consent_active=await consent_active(org, case_id, deps),
-    )  # fmt: skip
+    )
 
 
 async def unfit(org: str, supporter_id: str, deps: SchedulingDeps) -> list[FieldError]:
@@ -167,15 +178,20 @@ class Inputs:
     verdicts: Verdicts
 
 
-NOBODY = Parties(supporter_id="", case=None, supporter=None, supporter_unfit=[],
-                 consent_active=False)  # fmt: skip
+NOBODY = Parties(
+    supporter_id="", case=None, supporter=None, supporter_unfit=[], consent_active=False
+)
 
 
 async def on_schedule(
-    org: str, case_id: str, deps: SchedulingDeps,
+    org: str,
+    case_id: str,
+    deps: SchedulingDeps,
     decide: Callable[[CaseSchedule | None, Inputs], Change[CaseSchedule] | None],
-    received: Received | None = None, supporter_id: str | None = None, judged: bool = False,
-) -> Reply | None:  # fmt: skip
+    received: Received | None = None,
+    supporter_id: str | None = None,
+    judged: bool = False,
+) -> Reply | None:
     """Gather, then decide on one case's schedule and commit. ``judged`` decisions get the
     case, its supporter (``supporter_id``, else the schedule's) and the boundaries' verdicts."""
     verdicts = Verdicts()
@@ -194,13 +210,16 @@ async def on_schedule(
 
 
 async def on_case_command(
-    command: CaseCommand, received: Received, deps: SchedulingDeps,
+    command: CaseCommand,
+    received: Received,
+    deps: SchedulingDeps,
     decide: Callable[[CaseSchedule | None, Inputs], Change[CaseSchedule] | None],
     judged: bool = False,
-) -> Reply:  # fmt: skip
+) -> Reply:
     """A command on one case's schedule, answered."""
-    return answered(await on_schedule(received.org, command.case_id, deps, decide, received,
-                                      judged=judged))  # fmt: skip
+    return answered(
+        await on_schedule(received.org, command.case_id, deps, decide, received, judged=judged)
+    )
 
 
 # Reacting to events ----------------------------------------------------------------------
@@ -221,23 +240,29 @@ async def on_match_activated(event: MatchActivated, meta: Meta, deps: Scheduling
             log.warning("no_common_time", org=meta.org, case_id=event.case_id)
         return change
 
-    await on_schedule(meta.org, event.case_id, deps, arrange, supporter_id=event.supporter_id,
-                      judged=True)  # fmt: skip
+    await on_schedule(
+        meta.org, event.case_id, deps, arrange, supporter_id=event.supporter_id, judged=True
+    )
 
 
 @handlers.on(ConsentDecided)
 async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: SchedulingDeps) -> None:
-    decision = await deps.decisions.announced(meta.org, Kind.CONSENT, event.case_id,
-                                              meta.envelope.time)  # fmt: skip
+    decision = await deps.decisions.announced(
+        meta.org, Kind.CONSENT, event.case_id, meta.envelope.time
+    )
     reason = sessions.CONSENT_NOT_ACTIVE
     if decision.outcome == "active":
         # (A paused match stays paused: its schedule is suspended for that, not for consent.)
-        await on_schedule(meta.org, event.case_id, deps,
-                          lambda s, got: sessions.resume(s, reason, got.ctx))  # fmt: skip
+        await on_schedule(
+            meta.org, event.case_id, deps, lambda s, got: sessions.resume(s, reason, got.ctx)
+        )
     else:
-        await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
-            s, reason, "suspended", got.ctx
-        ))  # fmt: skip
+        await on_schedule(
+            meta.org,
+            event.case_id,
+            deps,
+            lambda s, got: sessions.stop(s, reason, "suspended", got.ctx),
+        )
 
 
 @handlers.on(MatchEnded)
@@ -246,9 +271,12 @@ async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) ->
         return  # scheduling ended it itself, or ends it on ClientErased
     await on_record_case(meta.org, event.case_id, deps)
     reason = "supporter_changed" if event.reason == "change_of_supporter" else "service_refused"
-    await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
-        s, reason, "ended", got.ctx, event.supporter_id
-    ))  # fmt: skip
+    await on_schedule(
+        meta.org,
+        event.case_id,
+        deps,
+        lambda s, got: sessions.stop(s, reason, "ended", got.ctx, event.supporter_id),
+    )
 
 
 @handlers.on(MatchPaused)
@@ -257,9 +285,12 @@ async def on_match_paused(event: MatchPaused, meta: Meta, deps: SchedulingDeps) 
     arranged or booked until a coordinator reviews the match (``MatchResumed``). The same as
     scheduling does on the eligibility decision itself, whichever comes first."""
     await on_record_case(meta.org, event.case_id, deps)
-    await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
-        s, sessions.PAUSED, "suspended", got.ctx, event.supporter_id
-    ))  # fmt: skip
+    await on_schedule(
+        meta.org,
+        event.case_id,
+        deps,
+        lambda s, got: sessions.stop(s, sessions.PAUSED, "suspended", got.ctx, event.supporter_id),
+    )
 
 
 @handlers.on(MatchResumed)
@@ -272,11 +303,13 @@ async def on_match_resumed(event: MatchResumed, meta: Meta, deps: SchedulingDeps
 
     def resume(schedule: CaseSchedule | None, got: Inputs) -> Change[CaseSchedule] | None:
         still = None if got.parties.consent_active else sessions.CONSENT_NOT_ACTIVE
-        return sessions.resume(schedule, sessions.PAUSED, got.ctx,
-                               supporter_id=event.supporter_id, still=still)  # fmt: skip
+        return sessions.resume(
+            schedule, sessions.PAUSED, got.ctx, supporter_id=event.supporter_id, still=still
+        )
 
-    await on_schedule(org, event.case_id, deps, resume, supporter_id=event.supporter_id,
-                      judged=True)  # fmt: skip
+    await on_schedule(
+        org, event.case_id, deps, resume, supporter_id=event.supporter_id, judged=True
+    )
 
 
 @handlers.on(ServiceRefused)
@@ -294,9 +327,12 @@ async def on_service_refused(event: ServiceRefused, meta: Meta, deps: Scheduling
 async def on_client_erased(event: ClientErased, meta: Meta, deps: SchedulingDeps) -> None:
     """Every future session is cancelled (their reminders with them); the schedule keeps its
     ids and dates, and its session notes are unreadable from now on."""
-    await on_schedule(meta.org, event.case_id, deps, lambda s, got: sessions.stop(
-        s, "client_erased", "ended", got.ctx
-    ))  # fmt: skip
+    await on_schedule(
+        meta.org,
+        event.case_id,
+        deps,
+        lambda s, got: sessions.stop(s, "client_erased", "ended", got.ctx),
+    )
 
 
 @handlers.on(SupporterEligibilityDecided)
@@ -305,8 +341,9 @@ async def on_supporter_eligibility_decided(
 ) -> None:
     org, supporter_id = meta.org, event.supporter_id
     # The decision as stored (an event about a supporter nobody decided on is not acted on).
-    decision = await deps.decisions.announced(org, Kind.ELIGIBILITY, supporter_id,
-                                              meta.envelope.time)  # fmt: skip
+    decision = await deps.decisions.announced(
+        org, Kind.ELIGIBILITY, supporter_id, meta.envelope.time
+    )
     # Supervision is booked whatever the eligibility: attending it is how a supporter whose
     # supervision lapsed becomes eligible again.
     await plan_supervision(org, supporter_id, deps)
@@ -318,17 +355,21 @@ async def on_supporter_eligibility_decided(
     for _, case_id, stored, _ in await deps.schedules.store.each(org):
         if stored.record.supporter_id != supporter_id:
             continue
-        await on_schedule(org, case_id, deps, lambda s, got: sessions.stop(
-            s, sessions.PAUSED, "suspended", got.ctx, supporter_id
-        ))  # fmt: skip
+        await on_schedule(
+            org,
+            case_id,
+            deps,
+            lambda s, got: sessions.stop(s, sessions.PAUSED, "suspended", got.ctx, supporter_id),
+        )
 
 
 # Commands on a case's schedule -----------------------------------------------------------
 
 
 @handlers.on(ConfirmMeeting)
-async def confirm_meeting(command: ConfirmMeeting, received: Received, deps: SchedulingDeps
-                          ) -> Reply:  # fmt: skip
+async def confirm_meeting(
+    command: ConfirmMeeting, received: Received, deps: SchedulingDeps
+) -> Reply:
     return await on_case_command(
         command,
         received,
@@ -352,8 +393,9 @@ async def propose_meeting_time(
 
 
 @handlers.on(RecordAttendance)
-async def record_attendance(command: RecordAttendance, received: Received, deps: SchedulingDeps
-                            ) -> Reply:  # fmt: skip
+async def record_attendance(
+    command: RecordAttendance, received: Received, deps: SchedulingDeps
+) -> Reply:
     return await on_case_command(
         command, received, deps, lambda s, got: sessions.attendance(s, command, got.ctx)
     )
@@ -408,16 +450,14 @@ async def reschedule_session(
 
 
 @handlers.on(CancelSession)
-async def cancel_session(command: CancelSession, received: Received, deps: SchedulingDeps
-                         ) -> Reply:  # fmt: skip
+async def cancel_session(command: CancelSession, received: Received, deps: SchedulingDeps) -> Reply:
     return await on_case_command(
         command, received, deps, lambda s, got: sessions.cancel(s, command, got.ctx)
     )
 
 
 @handlers.on(ExtendService)
-async def extend_service(command: ExtendService, received: Received, deps: SchedulingDeps
-                         ) -> Reply:  # fmt: skip
+async def extend_service(command: ExtendService, received: Received, deps: SchedulingDeps) -> Reply:
     return await on_case_command(
         command,
         received,
@@ -466,10 +506,15 @@ async def record_supervision_attendance(
         command_id = uuid.uuid5(NAMESPACE, f"{org}:{command.session_id}:attended").hex
         return ctx, await deps.asking.command(org, evidence, command_id, received.envelope)
 
-    return answered(await deps.supervision.gather_and_change(
-        org, command.supporter_id, gather,
-        lambda record, got: supervision.attended(record, command, got[0], got[1]), received,
-    ))  # fmt: skip
+    return answered(
+        await deps.supervision.gather_and_change(
+            org,
+            command.supporter_id,
+            gather,
+            lambda record, got: supervision.attended(record, command, got[0], got[1]),
+            received,
+        )
+    )
 
 
 async def finish_outboxes(deps: SchedulingDeps) -> int:
@@ -485,8 +530,9 @@ async def finish_outboxes(deps: SchedulingDeps) -> int:
 
 async def plan_all_supervision(deps: SchedulingDeps) -> None:
     supporters = await deps.decisions.subjects(Kind.ELIGIBILITY)
-    await periodic.each(supporters, lambda item: plan_supervision(*item, deps),
-                        "supervision_planning")  # fmt: skip
+    await periodic.each(
+        supporters, lambda item: plan_supervision(*item, deps), "supervision_planning"
+    )
 
 
 async def plan_supervision(org: str, supporter_id: str, deps: SchedulingDeps) -> None:
@@ -513,10 +559,15 @@ async def create_group_session(
     async def gather(group: GroupSession | None) -> tuple[Context, list[FieldError]]:
         return await context(org, deps), await unfit(org, command.facilitator_id, deps)
 
-    return answered(await deps.groups.gather_and_change(
-        org, command.group_id, gather,
-        lambda group, got: groups.create(group, command, got[0], got[1]), received,
-    ))  # fmt: skip
+    return answered(
+        await deps.groups.gather_and_change(
+            org,
+            command.group_id,
+            gather,
+            lambda group, got: groups.create(group, command, got[0], got[1]),
+            received,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -549,12 +600,23 @@ async def join_group_session(
             verdicts=verdicts,
         )
 
-    return answered(await deps.groups.gather_and_change(
-        org, command.group_id, gather, lambda group, got: groups.join(
-            group, command, got.ctx, got.case, got.consent_active, got.facilitator_unfit,
-            got.verdicts,
-        ), received,
-    ))  # fmt: skip
+    return answered(
+        await deps.groups.gather_and_change(
+            org,
+            command.group_id,
+            gather,
+            lambda group, got: groups.join(
+                group,
+                command,
+                got.ctx,
+                got.case,
+                got.consent_active,
+                got.facilitator_unfit,
+                got.verdicts,
+            ),
+            received,
+        )
+    )
 
 
 # The clock ------------------------------------------------------------------------------
@@ -563,8 +625,11 @@ async def join_group_session(
 async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int:
     """Cases whose funded period is over (and not extended) end: ``ServiceEnded``. Returns how
     many ended."""
-    live = [(org, case_id) for org, case_id, stored, _ in await deps.schedules.store.each()
-            if stored.record.status in ("going_ahead", "suspended")]  # fmt: skip
+    live = [
+        (org, case_id)
+        for org, case_id, stored, _ in await deps.schedules.store.each()
+        if stored.record.status in ("going_ahead", "suspended")
+    ]
     ended: set[str] = set()
 
     async def end_one(item: tuple[str, str]) -> None:

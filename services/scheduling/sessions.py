@@ -55,8 +55,8 @@ PAUSED = "supporter_ineligible"
 SUSPENDED = {
     CONSENT_NOT_ACTIVE: "sessions are suspended until every party's consent is active again",
     PAUSED: "the match is paused until a coordinator reviews it (its supporter became "
-            "ineligible): no meeting or session is arranged, booked or moved meanwhile",
-}  # fmt: skip
+    "ineligible): no meeting or session is arranged, booked or moved meanwhile",
+}
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,13 @@ class Verdicts:
 
 def refuse_unless_allowed(decision: RulesDecision) -> None:
     if decision.outcome == "refused":
-        raise Refused.each([
-            FieldError(field=f"rules.boundaries.{f.rule}", reason=f.reason)
-            for f in decision.fired if f.outcome == "refused"
-        ])  # fmt: skip
+        raise Refused.each(
+            [
+                FieldError(field=f"rules.boundaries.{f.rule}", reason=f.reason)
+                for f in decision.fired
+                if f.outcome == "refused"
+            ]
+        )
 
 
 def bindable(schedule: CaseSchedule, parties: Parties) -> tuple[CaseRecord, SupporterRecord]:
@@ -116,23 +119,35 @@ def bindable(schedule: CaseSchedule, parties: Parties) -> tuple[CaseRecord, Supp
 
 
 def judge(
-    schedule: CaseSchedule, ctx: Context, parties: Parties, verdicts: Verdicts, *,
-    start: datetime, minutes: int, method: Method, purposes: list[str] | None = None,
-    moving: str | None = None, service_ends_on: date | None = None,
-) -> None:  # fmt: skip
+    schedule: CaseSchedule,
+    ctx: Context,
+    parties: Parties,
+    verdicts: Verdicts,
+    *,
+    start: datetime,
+    minutes: int,
+    method: Method,
+    purposes: list[str] | None = None,
+    moving: str | None = None,
+    service_ends_on: date | None = None,
+) -> None:
     """Refuse a booking the boundaries ruleset refuses (or that may not bind the client to
     the supporter at all: ``bindable``)."""
     case, supporter = bindable(schedule, parties)
     others = [s for s in schedule.sessions if s.session_id != moving]
     facts = domain.boundaries_facts(
-        case, start=start, minutes=minutes, method=method,
+        case,
+        start=start,
+        minutes=minutes,
+        method=method,
         agreed_methods=set(case.intake.client.methods) & set(supporter.profile.methods),
         per_week=domain.sessions_within_a_week(others, start, ctx.zone),
         agreed_per_week=schedule.sessions_per_week_agreed,
         service_ends_on=service_ends_on or schedule.service_ends_on,
-        consent_active=parties.consent_active, zone=ctx.zone,
+        consent_active=parties.consent_active,
+        zone=ctx.zone,
         purposes=purposes or ["peer_support"],
-    )  # fmt: skip
+    )
     refuse_unless_allowed(verdicts.on(facts))
 
 
@@ -142,12 +157,16 @@ def judge(
 def room_for(schedule: CaseSchedule, more: int, field: str) -> None:
     """A case's record holds at most ``MAX_SESSIONS`` sessions (cancelled ones included)."""
     if len(schedule.sessions) + more > domain.MAX_SESSIONS:
-        raise Refused(field, f"a case holds at most {domain.MAX_SESSIONS} sessions; "
-                      "close this service and open another")  # fmt: skip
+        raise Refused(
+            field,
+            f"a case holds at most {domain.MAX_SESSIONS} sessions; "
+            "close this service and open another",
+        )
 
 
-def changed(schedule: CaseSchedule, ctx: Context, touched: list[str], **update: object
-            ) -> CaseSchedule:  # fmt: skip
+def changed(
+    schedule: CaseSchedule, ctx: Context, touched: list[str], **update: object
+) -> CaseSchedule:
     """The schedule with ``update``; ``touched`` names the sessions whose reminders change."""
     return schedule.model_copy(update={**update, "touched": touched, "updated_at": ctx.now})
 
@@ -164,8 +183,10 @@ def must_have(schedule: CaseSchedule | None, *statuses: str) -> CaseSchedule:
     if schedule.status not in statuses:
         wanted = " or ".join(statuses)
         why = SUSPENDED.get(schedule.suspended_because or "")
-        raise Refused("case_id", f"the case's schedule is {schedule.status}, not {wanted}"
-                      + (f": {why}" if why else ""))  # fmt: skip
+        raise Refused(
+            "case_id",
+            f"the case's schedule is {schedule.status}, not {wanted}" + (f": {why}" if why else ""),
+        )
     return schedule
 
 
@@ -200,28 +221,42 @@ def minutes_of(session: Session) -> int:
 
 def _booked(schedule: CaseSchedule, session: Session) -> SessionBooked:
     return SessionBooked(
-        case_id=schedule.case_id, supporter_id=schedule.supporter_id,
-        session_id=session.session_id, kind=session.kind, start=session.start,
-        end=session.end, method=session.method,
-    )  # fmt: skip
+        case_id=schedule.case_id,
+        supporter_id=schedule.supporter_id,
+        session_id=session.session_id,
+        kind=session.kind,
+        start=session.start,
+        end=session.end,
+        method=session.method,
+    )
 
 
 def _meeting_proposed(schedule: CaseSchedule, meeting: Session, by: str) -> InitialMeetingProposed:
     return InitialMeetingProposed(
-        case_id=schedule.case_id, supporter_id=schedule.supporter_id,
-        session_id=meeting.session_id, start=meeting.start, end=meeting.end,
-        method=meeting.method, proposed_by=by,
-    )  # fmt: skip
+        case_id=schedule.case_id,
+        supporter_id=schedule.supporter_id,
+        session_id=meeting.session_id,
+        start=meeting.start,
+        end=meeting.end,
+        method=meeting.method,
+        proposed_by=by,
+    )
 
 
 def _regular(
     schedule: CaseSchedule, starts: list[datetime], minutes: int, method: Method
 ) -> list[Session]:
     return [
-        Session(session_id=session_id(schedule, k), kind="regular", start=start,
-                end=start + timedelta(minutes=minutes), method=method, status="booked")
+        Session(
+            session_id=session_id(schedule, k),
+            kind="regular",
+            start=start,
+            end=start + timedelta(minutes=minutes),
+            method=method,
+            status="booked",
+        )
         for k, start in enumerate(starts)
-    ]  # fmt: skip
+    ]
 
 
 # An active match ----------------------------------------------------------------------
@@ -240,9 +275,13 @@ def arrange(
     if parties.case is None or parties.supporter is None:
         return None
     earlier = schedule.earlier_sessions + len(schedule.sessions) if schedule else 0
-    fresh = CaseSchedule(case_id=case_id, supporter_id=parties.supporter_id,
-                         status="arranging", earlier_sessions=earlier,
-                         updated_at=ctx.now)  # fmt: skip
+    fresh = CaseSchedule(
+        case_id=case_id,
+        supporter_id=parties.supporter_id,
+        status="arranging",
+        earlier_sessions=earlier,
+        updated_at=ctx.now,
+    )
     meeting = _meeting_offer(fresh, parties.case, parties.supporter, ctx)
     if meeting is None:
         return Change(fresh, [])  # no common time: either side proposes one
@@ -258,22 +297,31 @@ def _meeting_offer(
         client.methods, supporter.profile.methods, client.safety_concerns
     )
     start = domain.first_common_time(
-        client.availability, supporter.profile.availability, ctx.policy.session_minutes,
-        ctx.now + timedelta(hours=ctx.policy.lead_hours), ctx.zone,
-    )  # fmt: skip
+        client.availability,
+        supporter.profile.availability,
+        ctx.policy.session_minutes,
+        ctx.now + timedelta(hours=ctx.policy.lead_hours),
+        ctx.zone,
+    )
     if method is None or start is None:
         return None
     return Session(
-        session_id=session_id(schedule), kind="initial_meeting", start=start,
-        end=start + timedelta(minutes=ctx.policy.session_minutes), method=method,
+        session_id=session_id(schedule),
+        kind="initial_meeting",
+        start=start,
+        end=start + timedelta(minutes=ctx.policy.session_minutes),
+        method=method,
         status="proposed",
-    )  # fmt: skip
+    )
 
 
 def stop(
-    schedule: CaseSchedule | None, reason: str, status: str, ctx: Context,
+    schedule: CaseSchedule | None,
+    reason: str,
+    status: str,
+    ctx: Context,
     supporter_id: str | None = None,
-) -> Decision | None:  # fmt: skip
+) -> Decision | None:
     """Cancel every future session at once, with the reason (only with ``supporter_id``, if
     given: a late event about an earlier supporter changes nothing)."""
     if schedule is None or schedule.status == "ended":
@@ -288,22 +336,28 @@ def stop(
         return None
     sessions = [
         s.model_copy(update={"status": "cancelled", "cancel_reason": reason})
-        if s.session_id in upcoming else s
+        if s.session_id in upcoming
+        else s
         for s in schedule.sessions
-    ]  # fmt: skip
+    ]
     events = [
         SessionCancelled(case_id=schedule.case_id, session_id=s, reason=reason)
         for s in sorted(upcoming)
     ]
-    record = changed(schedule, ctx, sorted(upcoming), sessions=sessions, status=status,
-                     suspended_because=because)  # fmt: skip
+    record = changed(
+        schedule, ctx, sorted(upcoming), sessions=sessions, status=status, suspended_because=because
+    )
     return Change(record, events)
 
 
 def resume(
-    schedule: CaseSchedule | None, because: str, ctx: Context, *,
-    supporter_id: str | None = None, still: str | None = None,
-) -> Decision | None:  # fmt: skip
+    schedule: CaseSchedule | None,
+    because: str,
+    ctx: Context,
+    *,
+    supporter_id: str | None = None,
+    still: str | None = None,
+) -> Decision | None:
     """What suspended the schedule has passed: its future sessions cancelled while suspended
     are booked again (each is still judged by the boundaries when it is moved or a new one is
     booked). Unless another reason to suspend it holds now (``still``: consent not active when
@@ -321,11 +375,13 @@ def resume(
         if s.status == "cancelled" and s.cancel_reason in SUSPENDED and s.start > ctx.now
     ]
     ids = {s.session_id for s in back}
-    sessions = [next((b for b in back if b.session_id == s.session_id), s)
-                for s in schedule.sessions]  # fmt: skip
+    sessions = [
+        next((b for b in back if b.session_id == s.session_id), s) for s in schedule.sessions
+    ]
     status = "going_ahead" if schedule.service_ends_on else "arranging"
-    record = changed(schedule, ctx, sorted(ids), sessions=sessions, status=status,
-                     suspended_because=None)  # fmt: skip
+    record = changed(
+        schedule, ctx, sorted(ids), sessions=sessions, status=status, suspended_because=None
+    )
     return Change(record, [SessionsResumed(case_id=schedule.case_id, session_ids=sorted(ids))])
 
 
@@ -336,8 +392,11 @@ def end_service(schedule: CaseSchedule | None, ctx: Context) -> Decision | None:
         return None
     if ctx.today < schedule.service_ends_on:
         return None
-    event = ServiceEnded(case_id=schedule.case_id, supporter_id=schedule.supporter_id,
-                         ended_on=schedule.service_ends_on)  # fmt: skip
+    event = ServiceEnded(
+        case_id=schedule.case_id,
+        supporter_id=schedule.supporter_id,
+        ended_on=schedule.service_ends_on,
+    )
     return Change(changed(schedule, ctx, [], status="ended"), [event])
 
 
@@ -345,9 +404,12 @@ def end_service(schedule: CaseSchedule | None, ctx: Context) -> Decision | None:
 
 
 def confirm(
-    schedule: CaseSchedule | None, command: ConfirmMeeting, ctx: Context, parties: Parties,
+    schedule: CaseSchedule | None,
+    command: ConfirmMeeting,
+    ctx: Context,
+    parties: Parties,
     verdicts: Verdicts,
-) -> Decision:  # fmt: skip
+) -> Decision:
     schedule = binding(schedule, parties, "arranging")
     meeting = _meeting(schedule)
     if meeting.status != "proposed":
@@ -356,8 +418,16 @@ def confirm(
     if len(confirmed) < 2:
         meeting = meeting.model_copy(update={"confirmed_by": confirmed})
         return Change(changed(schedule, ctx, [], sessions=_replace(schedule, meeting)), [])
-    judge(schedule, ctx, parties, verdicts, start=meeting.start, minutes=minutes_of(meeting),
-          method=meeting.method, moving=meeting.session_id)  # fmt: skip
+    judge(
+        schedule,
+        ctx,
+        parties,
+        verdicts,
+        start=meeting.start,
+        minutes=minutes_of(meeting),
+        method=meeting.method,
+        moving=meeting.session_id,
+    )
     meeting = meeting.model_copy(update={"confirmed_by": confirmed, "status": "booked"})
     record = changed(schedule, ctx, [meeting.session_id], sessions=_replace(schedule, meeting))
     return Change(record, [_booked(schedule, meeting)])
@@ -375,17 +445,25 @@ def propose_time(
         raise Refused("case_id", "the initial meeting has already taken place")
     minutes = minutes_of(old) if old else ctx.policy.session_minutes
     client = case.intake.client
-    method = old.method if old else domain.meeting_method(
-        client.methods, supporter.profile.methods, client.safety_concerns
-    )  # fmt: skip
+    method = (
+        old.method
+        if old
+        else domain.meeting_method(
+            client.methods, supporter.profile.methods, client.safety_concerns
+        )
+    )
     if method is None:
         raise Refused("case_id", "the client and supporter share no safe method to meet by")
     start = command.start.astimezone(ctx.zone)
     meeting = Session(
-        session_id=session_id(schedule), kind="initial_meeting", start=start,
-        end=start + timedelta(minutes=minutes), method=method, status="proposed",
+        session_id=session_id(schedule),
+        kind="initial_meeting",
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        method=method,
+        status="proposed",
         confirmed_by=[command.by],
-    )  # fmt: skip
+    )
     sessions = [*schedule.sessions, meeting]
     touched = []
     if old is not None and old.status in domain.LIVE:  # a missed meeting stays on record
@@ -407,8 +485,9 @@ def attendance(schedule: CaseSchedule | None, command: RecordAttendance, ctx: Co
         raise Refused("session_id", "the session has not started yet")
     done = session.model_copy(update={"status": command.outcome})
     record = changed(schedule, ctx, [done.session_id], sessions=_replace(schedule, done))
-    event = SessionAttended(case_id=schedule.case_id, session_id=done.session_id,
-                            outcome=command.outcome)  # fmt: skip
+    event = SessionAttended(
+        case_id=schedule.case_id, session_id=done.session_id, outcome=command.outcome
+    )
     return Change(record, [event])
 
 
@@ -416,9 +495,12 @@ def attendance(schedule: CaseSchedule | None, command: RecordAttendance, ctx: Co
 
 
 def go_ahead(
-    schedule: CaseSchedule | None, command: GoAhead, ctx: Context, parties: Parties,
+    schedule: CaseSchedule | None,
+    command: GoAhead,
+    ctx: Context,
+    parties: Parties,
     verdicts: Verdicts,
-) -> Decision:  # fmt: skip
+) -> Decision:
     schedule = binding(schedule, parties, "arranging")
     meeting = _meeting(schedule)
     if meeting.status != "completed":
@@ -434,28 +516,46 @@ def go_ahead(
     starts = domain.weekly(first, ends_on, ctx.zone)
     if not starts:
         raise Refused("case_id", "the funded service period has already ended")
-    judge(schedule, ctx, parties, verdicts, start=starts[0],
-          minutes=ctx.policy.session_minutes, method=method,
-          service_ends_on=ends_on)  # fmt: skip
+    judge(
+        schedule,
+        ctx,
+        parties,
+        verdicts,
+        start=starts[0],
+        minutes=ctx.policy.session_minutes,
+        method=method,
+        service_ends_on=ends_on,
+    )
     sessions = _regular(schedule, starts, ctx.policy.session_minutes, method)
     record = changed(
-        schedule, ctx, [s.session_id for s in sessions], status="going_ahead", method=method,
-        sessions=[*schedule.sessions, *sessions], service_ends_on=ends_on,
-    )  # fmt: skip
+        schedule,
+        ctx,
+        [s.session_id for s in sessions],
+        status="going_ahead",
+        method=method,
+        sessions=[*schedule.sessions, *sessions],
+        service_ends_on=ends_on,
+    )
     local = starts[0].astimezone(ctx.zone)
     event = SessionsScheduled(
-        case_id=schedule.case_id, supporter_id=schedule.supporter_id,
-        session_ids=[s.session_id for s in sessions], starts=[s.start for s in sessions],
+        case_id=schedule.case_id,
+        supporter_id=schedule.supporter_id,
+        session_ids=[s.session_id for s in sessions],
+        starts=[s.start for s in sessions],
         weekday=f"{local:%A}",
-        local_time=f"{local:%H:%M}", time_zone=ctx.policy.time_zone, service_ends_on=ends_on,
-    )  # fmt: skip
+        local_time=f"{local:%H:%M}",
+        time_zone=ctx.policy.time_zone,
+        service_ends_on=ends_on,
+    )
     return Change(record, [event])
 
 
 def agree_frequency(
-    schedule: CaseSchedule | None, command: RecordFrequencyAgreement, ctx: Context,
+    schedule: CaseSchedule | None,
+    command: RecordFrequencyAgreement,
+    ctx: Context,
     parties: Parties,
-) -> Decision:  # fmt: skip
+) -> Decision:
     schedule = binding(schedule, parties, "arranging", "going_ahead")
     record = changed(schedule, ctx, [], sessions_per_week_agreed=command.sessions_per_week)
     event = FrequencyAgreed(case_id=schedule.case_id, sessions_per_week=command.sessions_per_week)
@@ -463,33 +563,51 @@ def agree_frequency(
 
 
 def book(
-    schedule: CaseSchedule | None, command: BookSession, ctx: Context, parties: Parties,
+    schedule: CaseSchedule | None,
+    command: BookSession,
+    ctx: Context,
+    parties: Parties,
     verdicts: Verdicts,
-) -> Decision:  # fmt: skip
+) -> Decision:
     # Booked while suspended for consent, so the boundaries' consent rule says why it is not.
     schedule = binding(schedule, parties, "going_ahead", "suspended")
     start = command.start.astimezone(ctx.zone)
     if start <= ctx.now:
         raise Refused("start", "a session must be booked in the future")
-    judge(schedule, ctx, parties, verdicts, start=start, minutes=command.minutes,
-          method=command.method, purposes=command.purposes)  # fmt: skip
+    judge(
+        schedule,
+        ctx,
+        parties,
+        verdicts,
+        start=start,
+        minutes=command.minutes,
+        method=command.method,
+        purposes=command.purposes,
+    )
     if any(s.start == start for s in domain.future(schedule.sessions, ctx.now)):
         raise Refused("start", "a session already starts at that time")
     room_for(schedule, 1, "case_id")
     session = Session(
-        session_id=session_id(schedule), kind="extra", start=start,
-        end=start + timedelta(minutes=command.minutes), method=command.method, status="booked",
-        purposes=command.purposes, notes=command.notes,
-    )  # fmt: skip
-    record = changed(schedule, ctx, [session.session_id],
-                     sessions=[*schedule.sessions, session])  # fmt: skip
+        session_id=session_id(schedule),
+        kind="extra",
+        start=start,
+        end=start + timedelta(minutes=command.minutes),
+        method=command.method,
+        status="booked",
+        purposes=command.purposes,
+        notes=command.notes,
+    )
+    record = changed(schedule, ctx, [session.session_id], sessions=[*schedule.sessions, session])
     return Change(record, [_booked(schedule, session)])
 
 
 def reschedule(
-    schedule: CaseSchedule | None, command: RescheduleSession, ctx: Context, parties: Parties,
+    schedule: CaseSchedule | None,
+    command: RescheduleSession,
+    ctx: Context,
+    parties: Parties,
     verdicts: Verdicts,
-) -> Decision:  # fmt: skip
+) -> Decision:
     schedule = binding(schedule, parties, "arranging", "going_ahead")
     session = schedule.session(command.session_id)
     if session is None or session.status != "booked":
@@ -497,14 +615,23 @@ def reschedule(
     start = command.start.astimezone(ctx.zone)
     if start <= ctx.now:
         raise Refused("start", "a session can only move to a future time")
-    judge(schedule, ctx, parties, verdicts, start=start, minutes=minutes_of(session),
-          method=session.method, moving=session.session_id)  # fmt: skip
+    judge(
+        schedule,
+        ctx,
+        parties,
+        verdicts,
+        start=start,
+        minutes=minutes_of(session),
+        method=session.method,
+        moving=session.session_id,
+    )
     moved = session.model_copy(
         update={"start": start, "end": start + (session.end - session.start)}
     )
     record = changed(schedule, ctx, [moved.session_id], sessions=_replace(schedule, moved))
-    event = SessionRescheduled(case_id=schedule.case_id, session_id=moved.session_id,
-                               start=moved.start, end=moved.end)  # fmt: skip
+    event = SessionRescheduled(
+        case_id=schedule.case_id, session_id=moved.session_id, start=moved.start, end=moved.end
+    )
     return Change(record, [event])
 
 
@@ -516,8 +643,7 @@ def cancel(schedule: CaseSchedule | None, command: CancelSession, ctx: Context) 
     reason = f"cancelled_by_{command.by}"
     gone = session.model_copy(update={"status": "cancelled", "cancel_reason": reason})
     record = changed(schedule, ctx, [gone.session_id], sessions=_replace(schedule, gone))
-    event = SessionCancelled(case_id=schedule.case_id, session_id=gone.session_id,
-                             reason=reason)  # fmt: skip
+    event = SessionCancelled(case_id=schedule.case_id, session_id=gone.session_id, reason=reason)
     return Change(record, [event])
 
 
@@ -531,16 +657,26 @@ def extend(
         raise Refused("until", f"the service already runs to {schedule.service_ends_on}")
     furthest = schedule.service_ends_on + timedelta(weeks=domain.MAX_EXTENSION_WEEKS)
     if command.until > furthest:
-        raise Refused("until", f"a service is extended by at most {domain.MAX_EXTENSION_WEEKS} "
-                      f"weeks at a time (to {furthest} at the latest)")  # fmt: skip
+        raise Refused(
+            "until",
+            f"a service is extended by at most {domain.MAX_EXTENSION_WEEKS} "
+            f"weeks at a time (to {furthest} at the latest)",
+        )
     last = max(s.start for s in schedule.sessions if s.kind == "regular")
     starts = domain.weekly(domain.next_week(last, ctx.zone), command.until, ctx.zone)
     sessions = _regular(schedule, starts, ctx.policy.session_minutes, schedule.method)
     room_for(schedule, len(sessions), "until")
-    record = changed(schedule, ctx, [s.session_id for s in sessions],
-                     sessions=[*schedule.sessions, *sessions],
-                     service_ends_on=command.until)  # fmt: skip
-    event = ServiceExtended(case_id=schedule.case_id, service_ends_on=command.until,
-                            session_ids=[s.session_id for s in sessions],
-                            starts=[s.start for s in sessions])  # fmt: skip
+    record = changed(
+        schedule,
+        ctx,
+        [s.session_id for s in sessions],
+        sessions=[*schedule.sessions, *sessions],
+        service_ends_on=command.until,
+    )
+    event = ServiceExtended(
+        case_id=schedule.case_id,
+        service_ends_on=command.until,
+        session_ids=[s.session_id for s in sessions],
+        starts=[s.start for s in sessions],
+    )
     return Change(record, [event])

@@ -31,8 +31,10 @@ def plan(
     """Book the next supervision and team debrief, each unless one is already ahead."""
     record = record or SupporterSupervision(supporter_id=supporter_id, updated_at=ctx.now)
     added, events = [], []
-    for kind, every in (("supervision", ctx.policy.supervision_every_days),
-                        ("team_debrief", ctx.policy.debrief_every_days)):  # fmt: skip
+    for kind, every in (
+        ("supervision", ctx.policy.supervision_every_days),
+        ("team_debrief", ctx.policy.debrief_every_days),
+    ):
         mine = [s for s in record.sessions if s.kind == kind]
         if any(not s.attended and s.start > ctx.now for s in mine):
             continue
@@ -41,17 +43,19 @@ def plan(
         day = max(last + timedelta(days=every), ctx.today + timedelta(days=1))
         start = domain.at(day, time(SUPERVISION_HOUR), ctx.zone)
         session = SupervisionSession(
-            session_id=f"{kind.replace('_', '-')}-{supporter_id}-{day:%Y%m%d}", kind=kind,
+            session_id=f"{kind.replace('_', '-')}-{supporter_id}-{day:%Y%m%d}",
+            kind=kind,
             start=start,
-        )  # fmt: skip
+        )
         added.append(session)
-        events.append(SupervisionScheduled(supporter_id=supporter_id,
-                                           session_id=session.session_id, kind=kind,
-                                           start=start))  # fmt: skip
+        events.append(
+            SupervisionScheduled(
+                supporter_id=supporter_id, session_id=session.session_id, kind=kind, start=start
+            )
+        )
     if not added:
         return None
-    new = record.model_copy(update={"sessions": [*record.sessions, *added],
-                                    "updated_at": ctx.now})  # fmt: skip
+    new = record.model_copy(update={"sessions": [*record.sessions, *added], "updated_at": ctx.now})
     return Change(new, events)
 
 
@@ -73,9 +77,11 @@ def _attended_on(session: SupervisionSession, ctx: Context) -> date:
 
 
 def attended(
-    record: SupporterSupervision | None, command: RecordSupervisionAttendance, ctx: Context,
+    record: SupporterSupervision | None,
+    command: RecordSupervisionAttendance,
+    ctx: Context,
     intake_reply: CommandAccepted | CommandRejected | None,
-) -> Change[SupporterSupervision]:  # fmt: skip
+) -> Change[SupporterSupervision]:
     """The supporter attended; intake's reply says whether it kept the evidence."""
     session = _session(record, command)
     if record is None or session is None:
@@ -84,17 +90,24 @@ def attended(
         raise Refused("session_id", "this attendance is already recorded")
     if session.start > ctx.now:
         local = session.start.astimezone(ctx.zone)
-        raise Refused("session_id", "this session has not started yet: attendance counts once "
-                      f"it has happened (it starts {local:%Y-%m-%d %H:%M} here)")  # fmt: skip
+        raise Refused(
+            "session_id",
+            "this session has not started yet: attendance counts once "
+            f"it has happened (it starts {local:%Y-%m-%d %H:%M} here)",
+        )
     if isinstance(intake_reply, CommandRejected):
         said = "; ".join(f"{e.field}: {e.reason}" for e in intake_reply.errors)
         raise Refused("session_id", f"intake did not record the attendance ({said})")
-    sessions = [s.model_copy(update={"attended": True}) if s is session else s
-                for s in record.sessions]  # fmt: skip
+    sessions = [
+        s.model_copy(update={"attended": True}) if s is session else s for s in record.sessions
+    ]
     new = record.model_copy(update={"sessions": sessions, "updated_at": ctx.now})
-    event = SupervisionAttended(supporter_id=command.supporter_id, session_id=session.session_id,
-                                kind=session.kind,
-                                attended_on=_attended_on(session, ctx))  # fmt: skip
+    event = SupervisionAttended(
+        supporter_id=command.supporter_id,
+        session_id=session.session_id,
+        kind=session.kind,
+        attended_on=_attended_on(session, ctx),
+    )
     return Change(new, [event])
 
 

@@ -44,8 +44,11 @@ SCREENSHOTS = Path(
 
 @pytest.fixture
 def needs_a_browser() -> None:
-    missing = [what for what, there in (("chromium", Path(CHROMIUM).exists()),
-                                        ("axe-core", AXE.exists())) if not there]  # fmt: skip
+    missing = [
+        what
+        for what, there in (("chromium", Path(CHROMIUM).exists()), ("axe-core", AXE.exists()))
+        if not there
+    ]
     if missing:
         why = f"{' and '.join(missing)} not installed (apt-get install chromium; npm ci --prefix tests/browser)"
         if os.environ.get("ALONGSIDE_REQUIRE_BROWSER"):
@@ -98,8 +101,14 @@ class Visits:
         context = await browser.new_context()
         await context.add_init_script(path=str(AXE))
         page = await context.new_page()
-        page.on("console", lambda message: self.blocked.append(message.text)
-                if "Content Security Policy" in message.text else None)  # fmt: skip
+        page.on(
+            "console",
+            lambda message: (
+                self.blocked.append(message.text)
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
         return page
 
     async def check(self, page: Page, name: str) -> None:
@@ -111,8 +120,10 @@ class Visits:
         for violation in found["violations"]:
             if violation["impact"] in ("serious", "critical"):
                 targets = [node["target"] for node in violation["nodes"]][:3]
-                self.violations.append(f"{name}: {violation['id']} ({violation['impact']}) "
-                                       f"{violation['help']} at {targets}")  # fmt: skip
+                self.violations.append(
+                    f"{name}: {violation['id']} ({violation['impact']}) "
+                    f"{violation['help']} at {targets}"
+                )
         await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
@@ -135,9 +146,14 @@ async def reload_until(page: Page, text: str, timeout_s: float = 20) -> None:
 
 
 async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_none_of_it(
-    start: Start, console_url: str, browser: Browser, client: AlongsideClient, org: str,
-    other_org: str, clock: ManualClock,
-) -> None:  # fmt: skip
+    start: Start,
+    console_url: str,
+    browser: Browser,
+    client: AlongsideClient,
+    org: str,
+    other_org: str,
+    clock: ManualClock,
+) -> None:
     await start()
     visits = Visits()
     page = await visits.open(browser)
@@ -151,12 +167,17 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     # A supporter, registered from the form; vetted as intake's evidence arrives.
     await page.click("a:text('Register a supporter')")
     for field, value in {
-        "supporter_id": "S-1", "profile-display_name": "Tama Supporter",
-        "profile-contact-email": "tama@example.org", "profile-birth_year": "1975",
-        "profile-languages": "en", "profile-lived_experience": "tenancy_dispute",
-        "profile-region": "auckland", "profile-caseload_cap": "3",
-        "profile-availability-0-start": "17:00", "profile-availability-0-end": "21:00",
-    }.items():  # fmt: skip
+        "supporter_id": "S-1",
+        "profile-display_name": "Tama Supporter",
+        "profile-contact-email": "tama@example.org",
+        "profile-birth_year": "1975",
+        "profile-languages": "en",
+        "profile-lived_experience": "tenancy_dispute",
+        "profile-region": "auckland",
+        "profile-caseload_cap": "3",
+        "profile-availability-0-start": "17:00",
+        "profile-availability-0-end": "21:00",
+    }.items():
         await page.fill(f"#f-{field}", value)
     await page.select_option("#f-profile-availability-0-day", "tue")
     await page.check("input[name='profile.methods'][value='phone']")
@@ -173,13 +194,20 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     # An intake from the form: first with a mistake, said at the field, then whole.
     await page.click("a:text('New intake')")
     for field, value in {
-        "case_id": "C-1", "dispute-scheme": "tenancy", "dispute-summary": "Bond not returned",
-        "client-display_name": "Mere Client", "client-contact-email": "mere@example.org",
-        "client-birth_year": "1980", "client-languages": "en", "client-region": "auckland",
+        "case_id": "C-1",
+        "dispute-scheme": "tenancy",
+        "dispute-summary": "Bond not returned",
+        "client-display_name": "Mere Client",
+        "client-contact-email": "mere@example.org",
+        "client-birth_year": "1980",
+        "client-languages": "en",
+        "client-region": "auckland",
         "client-lived_experience_preference-values": "tenancy_dispute",
-        "client-availability-0-start": "18:00", "client-availability-0-end": "20:00",
-        "other_parties-0-party_id": "p1", "other_parties-0-name": "Harbour Housing Ltd",
-    }.items():  # fmt: skip
+        "client-availability-0-start": "18:00",
+        "client-availability-0-end": "20:00",
+        "other_parties-0-party_id": "p1",
+        "other_parties-0-name": "Harbour Housing Ltd",
+    }.items():
         await page.fill(f"#f-{field}", value)
     await page.select_option("#f-client-availability-0-day", "tue")
     await page.click("button:text('New intake')")  # no way to meet chosen

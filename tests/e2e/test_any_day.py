@@ -45,9 +45,16 @@ async def test_the_scheduling_journey_runs_the_same_at_any_moment(
     await accepted(client, org, AcceptProposal(case_id="c1", supporter_id="s1"))
     await wait_for(client, org, "SupportPersonNamed")
     for party in (CLIENT_PARTY_ID, "respondent"):
-        await accepted(client, org, GiveConsent(
-            case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=today,
-        ))  # fmt: skip
+        await accepted(
+            client,
+            org,
+            GiveConsent(
+                case_id="c1",
+                party_id=party,
+                stages=[Stage.ENTRY],
+                given_on=today,
+            ),
+        )
     await wait_for(client, org, "MatchActivated")
 
     vault = Vault.of(client.nc.jetstream(), Settings())

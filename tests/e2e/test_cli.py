@@ -100,8 +100,17 @@ async def test_submit_with_no_service_to_answer_exits_75_naming_the_id_to_send_a
 ) -> None:
     payload = tmp_path / "intake.json"
     payload.write_text(sample.intake(random.Random(4), "c4").model_dump_json())
-    args = ["submit", "SubmitIntake", str(payload), "--org", org, "--id", "c4-first",
-            "--retry-for", "0.5"]  # fmt: skip
+    args = [
+        "submit",
+        "SubmitIntake",
+        str(payload),
+        "--org",
+        org,
+        "--id",
+        "c4-first",
+        "--retry-for",
+        "0.5",
+    ]
     result = await asyncio.to_thread(runner.invoke, app, args, env=env)
     assert result.exit_code == 75, result.output
     assert "no service to answer" in result.output
@@ -150,9 +159,20 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
             for evidence in sample.vetting(rng, f"s{n}", org_today(SYSTEM)):
                 await accepted(client, org, evidence)
         intakes = [sample.intake(rng, f"c{n}") for n in range(3)]
-        english = [i.model_copy(update={"client": i.client.model_copy(
-            update={"languages": ["en"], "methods": list(Method), "gender_preference": None})})
-            for i in intakes]  # fmt: skip
+        english = [
+            i.model_copy(
+                update={
+                    "client": i.client.model_copy(
+                        update={
+                            "languages": ["en"],
+                            "methods": list(Method),
+                            "gender_preference": None,
+                        }
+                    )
+                }
+            )
+            for i in intakes
+        ]
         lines = [i.model_dump_json() for i in english] + ['{"case_id": 5}']
         file = tmp_path / "intakes.jsonl"
         file.write_text("\n".join(lines) + "\n")
@@ -189,8 +209,9 @@ async def test_calendar_writes_an_icalendar_file_and_needs_one_person(
         assert str(unknown.exception) == f"no {who[0][2:]} {who[1]!r} in {org}"
         assert not out.exists()
     await accepted(client, org, sample.intake(random.Random(1), "c1"))  # no sessions yet
-    written = await asyncio.to_thread(invoke, "calendar", "--org", org, "--case", "c1", "-o",
-                                      str(out))  # fmt: skip
+    written = await asyncio.to_thread(
+        invoke, "calendar", "--org", org, "--case", "c1", "-o", str(out)
+    )
     assert written.exit_code == 0, written.output
     text = out.read_text()
     assert text.startswith("BEGIN:VCALENDAR")
@@ -205,8 +226,14 @@ async def test_events_passes_over_what_is_not_an_event_and_goes_on(
 ) -> None:
     """Anyone who may publish into EVENTS could once stop every later `alongside events`."""
     js = nc.jetstream()
-    first = wrap(IntakeReceived(case_id="c1", scheme="s", stage=Stage.ENTRY, party_ids=[],
-                                has_other_support=False), org=org, source="t", time=SYSTEM())  # fmt: skip
+    first = wrap(
+        IntakeReceived(
+            case_id="c1", scheme="s", stage=Stage.ENTRY, party_ids=[], has_other_support=False
+        ),
+        org=org,
+        source="t",
+        time=SYSTEM(),
+    )
     await bus.publish_event(js, first)
     await js.publish(subjects.event(org, "IntakeReceived"), b"\xff not an envelope")
     mislabelled = first.model_copy(update={"id": "mislabelled"}).model_dump_json()
@@ -223,8 +250,10 @@ async def test_events_passes_over_what_is_not_an_event_and_goes_on(
     ]
     assert listed.stderr.count("alongside: skipped event") == 2
     skipped: list[tuple[int, str]] = []
-    seen = [e.id async for e in client.events(org, on_unreadable=lambda n, why:
-                                              skipped.append((n, why)))]  # fmt: skip
+    seen = [
+        e.id
+        async for e in client.events(org, on_unreadable=lambda n, why: skipped.append((n, why)))
+    ]
     assert seen == [first.id, "after-them"]
     assert [why.split(":")[0] for _, why in skipped] == ["not an event envelope"] * 2
 
@@ -234,8 +263,9 @@ ALONGSIDE = str(Path(sys.executable).parent / "alongside")
 
 def run_cli(*args: str, state_dir: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ALONGSIDE_STATE_DIR": str(state_dir), "ALONGSIDE_NATS_URL": ""}
-    return subprocess.run([ALONGSIDE, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [ALONGSIDE, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -274,10 +304,15 @@ def test_a_second_up_on_the_same_state_folder_is_refused_and_the_first_is_found(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    env = {**os.environ, "ALONGSIDE_STATE_DIR": str(state), "ALONGSIDE_NATS_URL": "",
-           "ALONGSIDE_LOG_LEVEL": "ERROR"}  # fmt: skip
-    first = subprocess.Popen([ALONGSIDE, "up", "intake"], env=env, stderr=subprocess.PIPE,
-                             text=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "ALONGSIDE_STATE_DIR": str(state),
+        "ALONGSIDE_NATS_URL": "",
+        "ALONGSIDE_LOG_LEVEL": "ERROR",
+    }
+    first = subprocess.Popen(
+        [ALONGSIDE, "up", "intake"], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert first.stderr is not None
         # Auth is on from the first start: the operator's keys are made in the state folder.
@@ -297,8 +332,15 @@ def test_a_second_up_on_the_same_state_folder_is_refused_and_the_first_is_found(
         # Any directory: the state folder, not the working one, says where `up` runs, and
         # holds the operator's credentials the command connects with.
         def found(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([ALONGSIDE, *args], env=env, cwd="/", capture_output=True,
-                                  text=True, timeout=30, check=False)  # fmt: skip
+            return subprocess.run(
+                [ALONGSIDE, *args],
+                env=env,
+                cwd="/",
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
 
         unknown = found("events", "--org", "acme")
         assert unknown.returncode == 2
@@ -357,8 +399,9 @@ async def test_an_organisation_added_with_a_time_zone_works_in_it(
 
     assert added.exit_code == 0, added.output
     assert added.stdout.strip() == f"{new} registered (Tz Scheme), time zone Europe/London"
-    store = RecordStore(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET),
-                        SchedulingSettings)  # fmt: skip
+    store = RecordStore(
+        await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings
+    )
     assert (await Policies(store).get(new)).time_zone == "Europe/London"
 
     args = ["orgs", "add", f"{org}-mars", "--name", "M", "--time-zone", "Mars/Olympus"]
@@ -381,8 +424,12 @@ def test_up_keeps_the_data_of_a_state_folder_from_before_auth(tmp_path: Path) ->
     state = tmp_path / "state"
     asyncio.run(_as_before_auth(state))
 
-    env = {**os.environ, "ALONGSIDE_STATE_DIR": str(state), "ALONGSIDE_NATS_URL": "",
-           "ALONGSIDE_LOG_LEVEL": "ERROR"}  # fmt: skip
+    env = {
+        **os.environ,
+        "ALONGSIDE_STATE_DIR": str(state),
+        "ALONGSIDE_NATS_URL": "",
+        "ALONGSIDE_LOG_LEVEL": "ERROR",
+    }
     up = subprocess.Popen([ALONGSIDE, "up", "intake"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         assert up.stderr is not None
@@ -406,10 +453,13 @@ async def test_a_revoked_credential_is_told_in_one_line_not_retried_forever(
 
     def invoke() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [ALONGSIDE, "events", "--org", org], env={**os.environ, **env,
-            "ALONGSIDE_NATS_CREDENTIALS": str(path)}, capture_output=True, text=True,
-            timeout=60, check=False,
-        )  # fmt: skip
+            [ALONGSIDE, "events", "--org", org],
+            env={**os.environ, **env, "ALONGSIDE_NATS_CREDENTIALS": str(path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     result = await asyncio.to_thread(invoke)
     assert result.returncode == 2
@@ -424,10 +474,13 @@ async def test_a_service_will_not_start_without_the_deployments_master_key(
     # A key of its own would seal what no other process could open: it refuses, saying why.
     missing = tmp_path / "nowhere" / "master.key"
     result = await asyncio.to_thread(
-        subprocess.run, [str(Path(sys.executable).parent / "alongside"), "up", "intake"],
+        subprocess.run,
+        [str(Path(sys.executable).parent / "alongside"), "up", "intake"],
         env={**os.environ, **env, "ALONGSIDE_MASTER_KEY_FILE": str(missing)},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert f"no master key at {missing}" in result.stderr
     assert "ALONGSIDE_MASTER_KEY_FILE" in result.stderr
@@ -439,11 +492,19 @@ async def test_console_accounts_are_made_and_changed_from_the_command_line(
     env: dict[str, str], nc: Client, org: str
 ) -> None:
     def invoke(*args: str, stdin: str) -> Result:
-        return runner.invoke(app, ["console", "account", *args, "--password-stdin"],
-                             input=stdin, env=env)  # fmt: skip
+        return runner.invoke(
+            app, ["console", "account", *args, "--password-stdin"], input=stdin, env=env
+        )
 
-    made = await asyncio.to_thread(invoke, "ana@example.org", "--name", "Ana", "--role",
-                                   f"{org}=coordinator", stdin="correct horse battery\n")  # fmt: skip
+    made = await asyncio.to_thread(
+        invoke,
+        "ana@example.org",
+        "--name",
+        "Ana",
+        "--role",
+        f"{org}=coordinator",
+        stdin="correct horse battery\n",
+    )
     assert made.exit_code == 0, made.output
     # (and, if another test's browser had signed in as ana, "; 1 session(s) ended")
     assert made.output.strip().split(";")[0] == f"ana@example.org: coordinator of {org}"
@@ -451,23 +512,39 @@ async def test_console_accounts_are_made_and_changed_from_the_command_line(
     assert await accounts.signing_in("ana@example.org", "correct horse battery") is not None
     assert await accounts.signing_in("ana@example.org", "wrong horse battery") is None
 
-    changed = await asyncio.to_thread(invoke, "ana@example.org", "--name", "Ana", "--role",
-                                      f"{org}=supervisor", stdin="a new long password\n")  # fmt: skip
+    changed = await asyncio.to_thread(
+        invoke,
+        "ana@example.org",
+        "--name",
+        "Ana",
+        "--role",
+        f"{org}=supervisor",
+        stdin="a new long password\n",
+    )
     assert changed.exit_code == 0, changed.output
     ana = await accounts.signing_in("ANA@example.org ", "a new long password")  # as typed
     assert ana is not None
     assert ana.roles == {org: "supervisor"}
 
-    short = await asyncio.to_thread(invoke, "bo@example.org", "--name", "Bo", "--role",
-                                    f"{org}=coordinator", stdin="short\n")  # fmt: skip
+    short = await asyncio.to_thread(
+        invoke, "bo@example.org", "--name", "Bo", "--role", f"{org}=coordinator", stdin="short\n"
+    )
     assert short.exit_code == 1
     assert "at least 12 characters" in str(short.exception)
-    stopped = await asyncio.to_thread(runner.invoke, app, ["console", "disable", "ana@example.org"],
-                                      env=env)  # fmt: skip
+    stopped = await asyncio.to_thread(
+        runner.invoke, app, ["console", "disable", "ana@example.org"], env=env
+    )
     assert stopped.exit_code == 0, stopped.output
     assert await accounts.signing_in("ana@example.org", "a new long password") is None
-    unknown = await asyncio.to_thread(invoke, "bo@example.org", "--name", "Bo", "--role",
-                                      f"{org}=boss", stdin="correct horse battery\n")  # fmt: skip
+    unknown = await asyncio.to_thread(
+        invoke,
+        "bo@example.org",
+        "--name",
+        "Bo",
+        "--role",
+        f"{org}=boss",
+        stdin="correct horse battery\n",
+    )
     assert unknown.exit_code == 2
     assert f"{org}=boss" in unknown.output
 
@@ -482,26 +559,39 @@ async def test_credentials_of_each_kind_are_issued_listed_and_held_to_their_job(
 
     crm, feed = tmp_path / "crm.creds", tmp_path / "feed.creds"
     for kind, name, path in (("integration", "crm", crm), ("subscriber", "feed", feed)):
-        issued = await asyncio.to_thread(invoke, "orgs", "credentials", org, "--kind", kind,
-                                         "--name", name, "-o", str(path))  # fmt: skip
+        issued = await asyncio.to_thread(
+            invoke, "orgs", "credentials", org, "--kind", kind, "--name", name, "-o", str(path)
+        )
         assert issued.exit_code == 0, issued.output
         assert f"{org}'s {kind} credential '{name}'" in issued.output
-    reserved = await asyncio.to_thread(invoke, "orgs", "credentials", org, "--kind",
-                                       "integration", "--name", "console", "-o",
-                                       str(tmp_path / "x.creds"))  # fmt: skip
+    reserved = await asyncio.to_thread(
+        invoke,
+        "orgs",
+        "credentials",
+        org,
+        "--kind",
+        "integration",
+        "--name",
+        "console",
+        "-o",
+        str(tmp_path / "x.creds"),
+    )
     assert isinstance(reserved.exception, CliError)
     assert "'console' is reserved" in str(reserved.exception)
     listed = await asyncio.to_thread(invoke, "orgs", "issued", org)
     assert listed.exit_code == 0, listed.output
-    kinds = {(line["name"], line["kind"], line["valid"])
-             for line in map(json.loads, listed.output.splitlines())}  # fmt: skip
+    kinds = {
+        (line["name"], line["kind"], line["valid"])
+        for line in map(json.loads, listed.output.splitlines())
+    }
     assert kinds == {("crm", "integration", True), ("feed", "subscriber", True)}
 
     # The integration sends an intake as itself; the subscriber reads it from its feed.
     payload = tmp_path / "intake.json"
     payload.write_text(sample.intake(random.Random(1), "c1").model_dump_json())
-    sent = await asyncio.to_thread(invoke, "submit", "SubmitIntake", str(payload), "--org", org,
-                                   creds=crm)  # fmt: skip
+    sent = await asyncio.to_thread(
+        invoke, "submit", "SubmitIntake", str(payload), "--org", org, creds=crm
+    )
     assert sent.exit_code == 0, sent.output
     read = await asyncio.to_thread(invoke, "events", "--org", org, creds=feed)
     assert read.exit_code == 0, read.output
@@ -512,7 +602,8 @@ async def test_credentials_of_each_kind_are_issued_listed_and_held_to_their_job(
     # A view is the console's: the server refuses the integration's, so nothing answers.
     view = tmp_path / "view.json"
     view.write_text(json.dumps({"case_id": "c1"}))
-    refused = await asyncio.to_thread(invoke, "submit", "ViewCase", str(view), "--org", org,
-                                      "--retry-for", "0", creds=crm)  # fmt: skip
+    refused = await asyncio.to_thread(
+        invoke, "submit", "ViewCase", str(view), "--org", org, "--retry-for", "0", creds=crm
+    )
     assert refused.exit_code != 0
     assert "case" not in refused.stdout

@@ -38,9 +38,20 @@ def test_version_names_the_package_and_the_contracts() -> None:
 async def test_an_account_for_an_organisation_not_registered_is_refused(
     env: dict[str, str], nc: Client, org: str
 ) -> None:
-    refused = await cli(env, "console", "account", "bo@example.org", "--name", "Bo", "--role",
-                        f"{org}=coordinator", "--role", "nowhere-org=supervisor",
-                        "--password-stdin", stdin="correct horse battery\n")  # fmt: skip
+    refused = await cli(
+        env,
+        "console",
+        "account",
+        "bo@example.org",
+        "--name",
+        "Bo",
+        "--role",
+        f"{org}=coordinator",
+        "--role",
+        "nowhere-org=supervisor",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
 
     assert refused.exit_code != 0
     assert str(refused.exception) == (
@@ -49,8 +60,18 @@ async def test_an_account_for_an_organisation_not_registered_is_refused(
     )
     accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), SYSTEM)
     assert await accounts.signing_in("bo@example.org", "correct horse battery") is None
-    made = await cli(env, "console", "account", "bo@example.org", "--name", "Bo", "--role",
-                     f"{org}=coordinator", "--password-stdin", stdin="correct horse battery\n")  # fmt: skip
+    made = await cli(
+        env,
+        "console",
+        "account",
+        "bo@example.org",
+        "--name",
+        "Bo",
+        "--role",
+        f"{org}=coordinator",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
     assert made.exit_code == 0, made.output
 
 
@@ -64,18 +85,23 @@ async def test_an_organisation_is_registered_without_the_scheduling_service_and_
     assert added.stdout.strip() == f"{new} registered (Later)"
     listed = await cli(env, "orgs", "list")
     assert f'"org":"{new}"' in listed.stdout.replace(" ", "")
-    told = re.search(r"echo '(.*)' \| alongside submit ConfigureScheduling - --org (\S+) "
-                     r"--id (\S+)", added.stderr)  # fmt: skip
+    told = re.search(
+        r"echo '(.*)' \| alongside submit ConfigureScheduling - --org (\S+) "
+        r"--id (\S+)",
+        added.stderr,
+    )
     assert told is not None, added.stderr
     assert "no scheduling service answered" in added.stderr
 
     await start("scheduling")
-    finished = await cli(env, "submit", "ConfigureScheduling", "-", "--org", told[2], "--id",
-                         told[3], stdin=told[1])  # fmt: skip
+    finished = await cli(
+        env, "submit", "ConfigureScheduling", "-", "--org", told[2], "--id", told[3], stdin=told[1]
+    )
 
     assert finished.exit_code == 0, finished.output
-    store = RecordStore(await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET),
-                        SchedulingSettings)  # fmt: skip
+    store = RecordStore(
+        await nc.jetstream().key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings
+    )
     assert (await Policies(store).get(new)).time_zone == "Europe/Paris"
     # Adding it again once scheduling runs is refused as registered, as ever.
     again = await cli(env, "orgs", "add", new, "--name", "Later")

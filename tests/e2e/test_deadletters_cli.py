@@ -46,9 +46,16 @@ def lines(result: Result) -> list[dict[str, Any]]:
 def malformed(org: str, case_id: str, padding: int = 0) -> bytes:
     """A SubmitIntake whose envelope cannot be read (its time is no time), with a person's
     name in it, after ``padding`` bytes of notes."""
-    body = {"specversion": "1.0", "id": f"id-{case_id}", "type": "SubmitIntake",
-            "source": "tests", "org": org, "time": "not a time", "schemaversion": "1.0",
-            "data": {"notes": "n" * padding, "client": {"display_name": MARKER}}}  # fmt: skip
+    body = {
+        "specversion": "1.0",
+        "id": f"id-{case_id}",
+        "type": "SubmitIntake",
+        "source": "tests",
+        "org": org,
+        "time": "not a time",
+        "schemaversion": "1.0",
+        "data": {"notes": "n" * padding, "client": {"display_name": MARKER}},
+    }
     return json.dumps(body).encode()
 
 
@@ -81,8 +88,9 @@ async def test_dead_letters_are_listed_and_shown_without_personal_data_unless_as
     assert json.loads(shown.stdout)["subject"].startswith(f"alongside.{org}.cmd.intake.")
 
     # An operator asks for the words and the original: they get them, and it is logged.
-    opened = await cli(env, "deadletters", "show", str(found[0]["sequence"]), "--personal-data",
-                       log_level="INFO")  # fmt: skip
+    opened = await cli(
+        env, "deadletters", "show", str(found[0]["sequence"]), "--personal-data", log_level="INFO"
+    )
     assert opened.exit_code == 0, opened.output
     letter = json.loads(opened.stdout)
     assert MARKER in letter["original"]
@@ -91,8 +99,7 @@ async def test_dead_letters_are_listed_and_shown_without_personal_data_unless_as
     assert [(e["event"], e["sequence"], e["personal_data"]) for e in logged] == [
         ("deadletter_shown", found[0]["sequence"], True)
     ]
-    truncated = await cli(env, "deadletters", "show", str(found[1]["sequence"]),
-                          "--personal-data")  # fmt: skip
+    truncated = await cli(env, "deadletters", "show", str(found[1]["sequence"]), "--personal-data")
     assert len(json.loads(truncated.stdout)["original"]) <= 1024
 
     missing = await cli(env, "deadletters", "show", "999999999")
@@ -165,8 +172,7 @@ async def test_an_event_a_service_gave_up_on_is_replayed_after_the_fix(
     listed = lines(await cli(env, "deadletters", "list", "--org", org, "--service", "rules"))
     assert [(f["failure"], f["kept_whole"]) for f in listed] == [("failed 1 times; last", True)]
 
-    replayed = await cli(env, "deadletters", "replay", str(listed[0]["sequence"]),
-                         log_level="INFO")  # fmt: skip
+    replayed = await cli(env, "deadletters", "replay", str(listed[0]["sequence"]), log_level="INFO")
 
     assert replayed.exit_code == 0, replayed.output
     assert [r["outcome"] for r in lines(replayed)] == ["published"]
@@ -197,15 +203,17 @@ async def test_letters_stored_before_a_day_are_purged_with_their_days_keys(
 ) -> None:
     client = AlongsideClient(nc, source="tests")
     for owner in (org, other_org):
-        await client.request_raw(owner, "intake", "SubmitIntake", malformed(owner, "c1"),
-                                 retry_for=0)  # fmt: skip
+        await client.request_raw(
+            owner, "intake", "SubmitIntake", malformed(owner, "c1"), retry_for=0
+        )
     today = SYSTEM().astimezone(UTC).date()
 
     kept = await cli(env, "deadletters", "purge", "--before", today.isoformat(), "--org", org)
     assert kept.stdout.strip().startswith("purged 0 dead letters")
     tomorrow = (today + timedelta(days=1)).isoformat()
-    purged = await cli(env, "deadletters", "purge", "--before", tomorrow, "--org", org,
-                       log_level="INFO")  # fmt: skip
+    purged = await cli(
+        env, "deadletters", "purge", "--before", tomorrow, "--org", org, log_level="INFO"
+    )
 
     assert purged.exit_code == 0, purged.output
     assert purged.stdout.strip().startswith(f"purged 1 dead letters stored before {tomorrow}")

@@ -30,8 +30,15 @@ async def main(url: str, credentials: str, org: str, name: str, expected: int) -
         for msg in await sub.fetch(expected - received, timeout=10):
             envelope = RawEnvelope.model_validate_json(msg.data)
             event = catalogue.EVENTS[envelope.type].model_validate(envelope.data)
-            print(json.dumps({"org": envelope.org, "type": envelope.type,
-                              "event": event.model_dump(mode="json")}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "org": envelope.org,
+                        "type": envelope.type,
+                        "event": event.model_dump(mode="json"),
+                    }
+                )
+            )
             await msg.ack_sync()
             received += 1
     await nc.close()

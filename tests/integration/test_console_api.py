@@ -89,8 +89,9 @@ async def test_a_coordinator_sends_an_intake_and_a_retry_with_its_key_is_answere
     url = f"/api/orgs/{org}/commands/SubmitIntake"
 
     problem_of(await console.post(url, json=body), 401)  # not signed in
-    wrong = await console.post("/api/session", json={"email": "ana@example.org",
-                                                     "password": "not it at all"})  # fmt: skip
+    wrong = await console.post(
+        "/api/session", json={"email": "ana@example.org", "password": "not it at all"}
+    )
     problem_of(wrong, 401)
     csrf = await sign_in(console, "ana@example.org")
     assert secure_name(COOKIE, True) in console.cookies  # over HTTPS: Secure, __Host-
@@ -113,10 +114,15 @@ async def test_a_coordinator_sends_an_intake_and_a_retry_with_its_key_is_answere
     reused = problem_of(await console.post(url, json=other, headers=headers), 409)
     assert reused["command_id"] == "intake-c1"
 
-    problem_of(await console.post(f"/api/orgs/{other_org}/commands/SubmitIntake", json=body,
-                                  headers={CSRF_HEADER: csrf}), 403)  # fmt: skip
-    erase = await console.post(f"/api/orgs/{org}/commands/EraseClient",
-                               json={"case_id": "c1"}, headers={CSRF_HEADER: csrf})  # fmt: skip
+    problem_of(
+        await console.post(
+            f"/api/orgs/{other_org}/commands/SubmitIntake", json=body, headers={CSRF_HEADER: csrf}
+        ),
+        403,
+    )
+    erase = await console.post(
+        f"/api/orgs/{org}/commands/EraseClient", json={"case_id": "c1"}, headers={CSRF_HEADER: csrf}
+    )
     assert "supervisor" in str(problem_of(erase, 403)["detail"])
 
 
@@ -130,8 +136,9 @@ async def test_not_carried_out_just_now_is_sent_again_then_answered_503_with_ret
 
     # Failing twice: the console sends it again itself, the same id, and it is carried out.
     with flaky(intake_handlers, "SubmitIntake", fail=2) as calls:
-        sent = await console.post(url, json=body,
-                                  headers={CSRF_HEADER: csrf, "Idempotency-Key": "intake-c1"})  # fmt: skip
+        sent = await console.post(
+            url, json=body, headers={CSRF_HEADER: csrf, "Idempotency-Key": "intake-c1"}
+        )
     assert sent.status_code == 200, sent.text
     assert sent.json()["command_id"] == "intake-c1"
     assert calls.ids == ["intake-c1"] * 3
@@ -149,8 +156,9 @@ async def test_not_carried_out_just_now_is_sent_again_then_answered_503_with_ret
     assert "NoStreamResponseError" not in busy.text
     assert len(calls.ids) == 3  # a couple of attempts within about 3 s
     assert set(calls.ids) == {said["command_id"]}  # one id made for them all
-    again = await console.post(url, json=other, headers={
-        CSRF_HEADER: csrf, "Idempotency-Key": str(said["command_id"])})  # fmt: skip
+    again = await console.post(
+        url, json=other, headers={CSRF_HEADER: csrf, "Idempotency-Key": str(said["command_id"])}
+    )
     assert again.status_code == 200, again.text
     assert again.json()["command_id"] == said["command_id"]
     assert len(await wait_for(client, org, "IntakeReceived", count=2)) == 2
@@ -163,11 +171,13 @@ async def test_a_supervisor_may_erase_and_a_signed_out_session_sends_nothing(
     csrf = await sign_in(console, "sam@example.org")
     headers = {CSRF_HEADER: csrf}
     body = json.loads(intake("c1", ["en"]).model_dump_json())
-    submitted = await console.post(f"/api/orgs/{org}/commands/SubmitIntake", json=body,
-                                   headers=headers)  # fmt: skip
+    submitted = await console.post(
+        f"/api/orgs/{org}/commands/SubmitIntake", json=body, headers=headers
+    )
     assert submitted.status_code == 200, submitted.text
-    erased = await console.post(f"/api/orgs/{org}/commands/EraseClient", json={"case_id": "c1"},
-                                headers=headers)  # fmt: skip
+    erased = await console.post(
+        f"/api/orgs/{org}/commands/EraseClient", json={"case_id": "c1"}, headers=headers
+    )
     assert erased.status_code == 200, erased.text
     await wait_for(client, org, "ClientErased")
     who = await console.get("/api/session")
@@ -175,23 +185,35 @@ async def test_a_supervisor_may_erase_and_a_signed_out_session_sends_nothing(
 
     assert (await console.delete("/api/session", headers=headers)).status_code == 204
     problem_of(await console.get("/api/session"), 401)
-    problem_of(await console.post(f"/api/orgs/{org}/commands/SubmitIntake", json=body,
-                                  headers=headers), 401)  # fmt: skip
+    problem_of(
+        await console.post(f"/api/orgs/{org}/commands/SubmitIntake", json=body, headers=headers),
+        401,
+    )
 
 
 async def test_the_console_sends_as_the_organisation_so_the_server_refuses_it_any_other(
-    nc: Client, auth: AuthDir, credentials: Credentials, clock: ManualClock, provisioned: str,
-    tmp_path: Path, org: str, other_org: str,
-) -> None:  # fmt: skip
+    nc: Client,
+    auth: AuthDir,
+    credentials: Credentials,
+    clock: ManualClock,
+    provisioned: str,
+    tmp_path: Path,
+    org: str,
+    other_org: str,
+) -> None:
     own = await bus.connect(provisioned, "console", auth.credentials("console"))
-    deps = await bootstrap(own, provisioned, Settings(), clock,
-                           issued_by(credentials, tmp_path / "console"))  # fmt: skip
+    deps = await bootstrap(
+        own, provisioned, Settings(), clock, issued_by(credentials, tmp_path / "console")
+    )
     try:
         asking = await deps.orgs.asking(org)
         # Were a page to get the organisation wrong, its connection could not reach another.
         with pytest.raises((NatsError, TimeoutError)):
-            await asking.nc.request(subjects.command(other_org, "intake", "SubmitIntake", subjects.CONSOLE),
-                                    b"{}", timeout=1.0)  # fmt: skip
+            await asking.nc.request(
+                subjects.command(other_org, "intake", "SubmitIntake", subjects.CONSOLE),
+                b"{}",
+                timeout=1.0,
+            )
         assert (tmp_path / "console" / f"{org}.creds").stat().st_mode & 0o077 == 0
     finally:
         await deps.orgs.close()
@@ -204,8 +226,9 @@ async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
     await start("intake")
     csrf = await sign_in(console, "ana@example.org")
     body = json.loads(intake("c1", ["en"]).model_dump_json())
-    sent = await console.post(f"/api/orgs/{org}/commands/SubmitIntake", json=body,
-                              headers={CSRF_HEADER: csrf})  # fmt: skip
+    sent = await console.post(
+        f"/api/orgs/{org}/commands/SubmitIntake", json=body, headers={CSRF_HEADER: csrf}
+    )
     assert sent.status_code == 200, sent.text
 
     viewed = await console.get(f"/api/orgs/{org}/cases/c1")
@@ -256,8 +279,11 @@ async def test_a_supporter_is_viewed_with_their_vetting_by_kind_and_date_never_i
     headers = {CSRF_HEADER: csrf}
     today = org_today(SYSTEM)
     for command in (marked_supporter("s1"), marked_record_check("s1", today)):
-        sent = await console.post(f"/api/orgs/{org}/commands/{command.type_name}",
-                                  json=json.loads(command.model_dump_json()), headers=headers)  # fmt: skip
+        sent = await console.post(
+            f"/api/orgs/{org}/commands/{command.type_name}",
+            json=json.loads(command.model_dump_json()),
+            headers=headers,
+        )
         assert sent.status_code == 200, sent.text
     await wait_for(client, org, "SupporterEligibilityDecided")
 
@@ -265,10 +291,13 @@ async def test_a_supporter_is_viewed_with_their_vetting_by_kind_and_date_never_i
     assert viewed.status_code == 200, viewed.text
     view = viewed.json()
     assert view["profile"]["display_name"] == MARKERS["supporter_name"]
-    assert view["vetting"] == [{
-        "kind": "record_check", "recorded_for": str(today - timedelta(days=10)),
-        "valid_until": str(today + timedelta(days=700)),
-    }]  # fmt: skip
+    assert view["vetting"] == [
+        {
+            "kind": "record_check",
+            "recorded_for": str(today - timedelta(days=10)),
+            "valid_until": str(today + timedelta(days=700)),
+        }
+    ]
     assert MARKERS["check_reference"] not in viewed.text  # what the check said stays held
     assert view["eligible"] is False  # one check alone does not make a supporter eligible
     [recorded] = await wait_for(client, org, "SupporterViewed")
@@ -282,9 +311,11 @@ async def test_a_supervisor_reads_who_saw_which_case_and_supporter(
     await start("intake")
     csrf = await sign_in(console, "ana@example.org")
     for command in (intake("c1", ["en"]), marked_supporter("s1")):
-        sent = await console.post(f"/api/orgs/{org}/commands/{command.type_name}",
-                                  json=json.loads(command.model_dump_json()),
-                                  headers={CSRF_HEADER: csrf})  # fmt: skip
+        sent = await console.post(
+            f"/api/orgs/{org}/commands/{command.type_name}",
+            json=json.loads(command.model_dump_json()),
+            headers={CSRF_HEADER: csrf},
+        )
         assert sent.status_code == 200, sent.text
     case = (await console.get(f"/api/orgs/{org}/cases/c1")).json()
     supporter = (await console.get(f"/api/orgs/{org}/supporters/s1")).json()
@@ -295,11 +326,13 @@ async def test_a_supervisor_reads_who_saw_which_case_and_supporter(
     read = await console.get(f"/api/orgs/{org}/access-log")
     assert read.status_code == 200, read.text
     ana = f"alongside/console/{account_id('ana@example.org')}"
-    assert [(e["viewed"], e["subject_id"], e["viewed_by"], e["command_id"])
-            for e in read.json()["entries"]] == [
+    assert [
+        (e["viewed"], e["subject_id"], e["viewed_by"], e["command_id"])
+        for e in read.json()["entries"]
+    ] == [
         ("case", "c1", ana, case["command_id"]),
         ("supporter", "s1", ana, supporter["command_id"]),
-    ]  # fmt: skip
+    ]
 
 
 async def test_today_lists_who_waits_and_who_chooses_and_the_month_counts_the_answer(
@@ -311,9 +344,11 @@ async def test_today_lists_who_waits_and_who_chooses_and_the_month_counts_the_an
     await eligible(client, org, 2)
     csrf = await sign_in(console, "ana@example.org")
     for command in (intake("c-en", ["en"]), intake("c-rare", ["niu"])):
-        sent = await console.post(f"/api/orgs/{org}/commands/SubmitIntake",
-                                  json=json.loads(command.model_dump_json()),
-                                  headers={CSRF_HEADER: csrf})  # fmt: skip
+        sent = await console.post(
+            f"/api/orgs/{org}/commands/SubmitIntake",
+            json=json.loads(command.model_dump_json()),
+            headers={CSRF_HEADER: csrf},
+        )
         assert sent.status_code == 200, sent.text
     [waitlisted] = await wait_for(client, org, "ClientWaitlisted")
     await wait_for(client, org, "MatchProposed")
@@ -329,9 +364,11 @@ async def test_today_lists_who_waits_and_who_chooses_and_the_month_counts_the_an
     assert MARKERS["client_name"] not in json.dumps(today)  # ids and dates, never names
 
     chosen = choosing["holds"][0]["supporter_id"]
-    sent = await console.post(f"/api/orgs/{org}/commands/AcceptProposal",
-                              json={"case_id": "c-en", "supporter_id": chosen},
-                              headers={CSRF_HEADER: csrf})  # fmt: skip
+    sent = await console.post(
+        f"/api/orgs/{org}/commands/AcceptProposal",
+        json={"case_id": "c-en", "supporter_id": chosen},
+        headers={CSRF_HEADER: csrf},
+    )
     assert sent.status_code == 200, sent.text
     await until_listed(console, org, lambda t: t["counts"]["awaiting_choice"] == 0)
 
@@ -396,8 +433,7 @@ async def test_guessing_a_password_is_slowed_and_a_right_one_signs_in_after_the_
     console: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     def attempt(password: str) -> Awaitable[httpx.Response]:
-        return console.post("/api/session", json={"email": "ana@example.org",
-                                                  "password": password})  # fmt: skip
+        return console.post("/api/session", json={"email": "ana@example.org", "password": password})
 
     for _ in range(5):
         problem_of(await attempt("a wrong guess"), 401)
@@ -418,8 +454,11 @@ async def http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Another console over the same deployment (its settings changed by ``settings``, its
     own sign-in throttle), called from ``base_url``."""
-    changed = dataclasses.replace(deps, settings=deps.settings.model_copy(update=settings),
-                                  throttle=SignInThrottle(deps.clock))  # fmt: skip
+    changed = dataclasses.replace(
+        deps,
+        settings=deps.settings.model_copy(update=settings),
+        throttle=SignInThrottle(deps.clock),
+    )
     transport = httpx.ASGITransport(app=create_app(changed))
     async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
         client.headers["Accept"] = "application/json"
@@ -428,8 +467,9 @@ async def http(
 
 def hardened(response: httpx.Response, cached: bool = False) -> None:
     """The headers every answer carries; ``no-store`` on all but the static files."""
-    policy = {d.split(" ", 1)[0]: d for d in response.headers["content-security-policy"]
-              .split("; ")}  # fmt: skip
+    policy = {
+        d.split(" ", 1)[0]: d for d in response.headers["content-security-policy"].split("; ")
+    }
     assert policy["default-src"] == "default-src 'none'", policy
     assert policy["script-src"] == "script-src 'self'"  # no inline script, no CDN
     assert policy["style-src"] == "style-src 'self'"
@@ -438,8 +478,11 @@ def hardened(response: httpx.Response, cached: bool = False) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "same-origin"
     assert response.headers["x-frame-options"] == "DENY"
-    assert ("cache-control" not in response.headers) if cached else (
-        response.headers["cache-control"] == "no-store")  # fmt: skip
+    assert (
+        ("cache-control" not in response.headers)
+        if cached
+        else (response.headers["cache-control"] == "no-store")
+    )
 
 
 async def test_every_answer_carries_the_headers_of_a_public_web_app(
@@ -456,8 +499,14 @@ async def test_every_answer_carries_the_headers_of_a_public_web_app(
     await sign_in(console, "ana@example.org")
     answer = await console.get("/api/session")  # who is signed in: a name, an email
     assert answer.status_code == 200
-    for response in (page, await console.get(f"/api/orgs/{org}/today"), answer, unknown,
-                     too_big, await console.get("/api/orgs/Not_An_Org/today")):  # fmt: skip
+    for response in (
+        page,
+        await console.get(f"/api/orgs/{org}/today"),
+        answer,
+        unknown,
+        too_big,
+        await console.get("/api/orgs/Not_An_Org/today"),
+    ):
         hardened(response)
     style = await console.get("/static/console.css")
     assert style.status_code == 200
@@ -495,16 +544,27 @@ async def test_a_signed_out_session_is_over_and_a_copy_of_its_cookie_opens_nothi
 async def test_an_operator_ends_every_session_of_an_account_at_once(
     console_deps: ConsoleDeps, provisioned: str, auth: AuthDir, tmp_path: Path, org: str
 ) -> None:
-    async with (http(console_deps) as ana_at_work, http(console_deps) as ana_at_home,
-                http(console_deps) as sam):  # fmt: skip
-        for browser, email in ((ana_at_work, "ana@example.org"), (ana_at_home, "ana@example.org"),
-                               (sam, "sam@example.org")):  # fmt: skip
+    async with (
+        http(console_deps) as ana_at_work,
+        http(console_deps) as ana_at_home,
+        http(console_deps) as sam,
+    ):
+        for browser, email in (
+            (ana_at_work, "ana@example.org"),
+            (ana_at_home, "ana@example.org"),
+            (sam, "sam@example.org"),
+        ):
             await sign_in(browser, email)
-        env = {"ALONGSIDE_NATS_URL": provisioned, "ALONGSIDE_AUTH_DIR": str(auth.path),
-               "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(ADMIN)),
-               "ALONGSIDE_STATE_DIR": str(tmp_path), "ALONGSIDE_LOG_LEVEL": "ERROR"}  # fmt: skip
-        ended = await asyncio.to_thread(CliRunner().invoke, cli, [
-            "console", "sign-out", "ana@example.org"], env=env)  # fmt: skip
+        env = {
+            "ALONGSIDE_NATS_URL": provisioned,
+            "ALONGSIDE_AUTH_DIR": str(auth.path),
+            "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(ADMIN)),
+            "ALONGSIDE_STATE_DIR": str(tmp_path),
+            "ALONGSIDE_LOG_LEVEL": "ERROR",
+        }
+        ended = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["console", "sign-out", "ana@example.org"], env=env
+        )
         assert ended.exit_code == 0, ended.output
         said = re.fullmatch(r"ana@example.org: (\d+) session\(s\) ended\n", ended.output)
         assert said, ended.output
@@ -528,21 +588,25 @@ async def test_a_session_unused_for_half_an_hour_ends(
     problem_of(await console.get("/api/session"), 401)
 
 
-@pytest.mark.parametrize(("base_url", "settings", "secure"), [
-    ("https://console", {}, True),
-    ("http://console.example.org", {}, True),  # plain HTTP from afar: Secure all the same
-    ("http://127.0.0.1:8000", {}, False),  # development on one's own machine
-    ("http://localhost:8000", {}, False),
-    ("http://[::1]:8000", {}, False),
-    ("http://127.0.0.1:8000", {"http_secure_cookies": True}, True),
-    ("https://console", {"http_secure_cookies": False}, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("base_url", "settings", "secure"),
+    [
+        ("https://console", {}, True),
+        ("http://console.example.org", {}, True),  # plain HTTP from afar: Secure all the same
+        ("http://127.0.0.1:8000", {}, False),  # development on one's own machine
+        ("http://localhost:8000", {}, False),
+        ("http://[::1]:8000", {}, False),
+        ("http://127.0.0.1:8000", {"http_secure_cookies": True}, True),
+        ("https://console", {"http_secure_cookies": False}, False),
+    ],
+)
 async def test_the_session_cookie_is_secure_unless_over_plain_http_to_a_loopback_address(
     console_deps: ConsoleDeps, base_url: str, settings: dict[str, Any], secure: bool
 ) -> None:
     async with http(console_deps, base_url, **settings) as browser:
-        signed = await browser.post("/api/session", json={"email": "ana@example.org",
-                                                          "password": PASSWORD})  # fmt: skip
+        signed = await browser.post(
+            "/api/session", json={"email": "ana@example.org", "password": PASSWORD}
+        )
         assert signed.status_code == 200, signed.text
         cookie = signed.headers["set-cookie"]
         attributes = {a.strip().split("=")[0].lower(): a.strip() for a in cookie.split(";")[1:]}
@@ -560,8 +624,11 @@ async def wrong_guesses(browser: httpx.AsyncClient, addresses: list[str]) -> lis
     """A wrong password for Ana from each address in turn (as X-Forwarded-For says)."""
     said = []
     for address in addresses:
-        guess = await browser.post("/api/session", headers={"X-Forwarded-For": address},
-                                   json={"email": "ana@example.org", "password": "a wrong one"})  # fmt: skip
+        guess = await browser.post(
+            "/api/session",
+            headers={"X-Forwarded-For": address},
+            json={"email": "ana@example.org", "password": "a wrong one"},
+        )
         said.append(guess.status_code)
     return said
 
@@ -623,9 +690,11 @@ async def test_served_by_uvicorn_huge_bodies_are_refused_unread_and_forwarded_he
             assert await wrong_guesses(browser, addresses) == [401] * 5 + [429]
         # 50 MB announced: the answer comes from the headers alone, no byte of it read.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"POST /api/orgs/{org}/commands/SubmitIntake HTTP/1.1\r\n"
-                     "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {50 * 2**20}\r\n\r\n".encode())  # fmt: skip
+        writer.write(
+            f"POST /api/orgs/{org}/commands/SubmitIntake HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {50 * 2**20}\r\n\r\n".encode()
+        )
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(65536), 5)
         writer.close()
@@ -647,32 +716,54 @@ async def test_a_change_sent_from_another_site_is_refused_behind_the_csrf_token(
     csrf = await sign_in(console, "ana@example.org")
     url = f"/api/orgs/{org}/commands/SubmitIntake"
     body = json.loads(intake("c1", ["en"]).model_dump_json())
-    for elsewhere in ({"Origin": "https://evil.example"}, {"Origin": "null"},
-                      {"Origin": "https://console.evil.example"}, {"Origin": "https://console:8443"},
-                      {"Referer": "https://evil.example/a-page"},
-                      {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):  # fmt: skip
+    for elsewhere in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "https://console.evil.example"},
+        {"Origin": "https://console:8443"},
+        {"Referer": "https://evil.example/a-page"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
         refused = await console.post(url, json=body, headers={CSRF_HEADER: csrf, **elsewhere})
         assert problem_of(refused, 403)["title"] == "Sent from another site", elsewhere
         hardened(refused)
     evil = {"Origin": "https://evil.example"}
     problem_of(await console.delete("/api/session", headers={CSRF_HEADER: csrf, **evil}), 403)
-    problem_of(await console.post("/api/session", headers=evil,
-                                  json={"email": "sam@example.org", "password": PASSWORD}), 403)  # fmt: skip
+    problem_of(
+        await console.post(
+            "/api/session", headers=evil, json={"email": "sam@example.org", "password": PASSWORD}
+        ),
+        403,
+    )
     assert (await console.get("/api/session", headers=evil)).status_code == 200  # a read
-    own = {CSRF_HEADER: csrf, "Origin": "https://console", "Sec-Fetch-Site": "same-origin",
-           "Referer": "https://console/orgs"}  # fmt: skip
+    own = {
+        CSRF_HEADER: csrf,
+        "Origin": "https://console",
+        "Sec-Fetch-Site": "same-origin",
+        "Referer": "https://console/orgs",
+    }
     assert (await console.post(url, json=body, headers=own)).status_code == 200
 
     # Behind a proxy that does not pass the Host on, the console's origin is configured.
-    async with http(console_deps, "https://10.0.0.5:8000",
-                    http_origins="https://console.example.org") as proxied:  # fmt: skip
+    async with http(
+        console_deps, "https://10.0.0.5:8000", http_origins="https://console.example.org"
+    ) as proxied:
         sent_from = {"Origin": "https://console.example.org"}
-        signed = await proxied.post("/api/session", headers=sent_from,
-                                    json={"email": "ana@example.org", "password": PASSWORD})  # fmt: skip
+        signed = await proxied.post(
+            "/api/session",
+            headers=sent_from,
+            json={"email": "ana@example.org", "password": PASSWORD},
+        )
         assert signed.status_code == 200, signed.text
-        problem_of(await proxied.post("/api/session", headers=evil,
-                                      json={"email": "ana@example.org", "password": PASSWORD}),
-                   403)  # fmt: skip
+        problem_of(
+            await proxied.post(
+                "/api/session",
+                headers=evil,
+                json={"email": "ana@example.org", "password": PASSWORD},
+            ),
+            403,
+        )
 
 
 async def test_the_api_signs_in_from_json_only(console: httpx.AsyncClient) -> None:
@@ -680,8 +771,9 @@ async def test_the_api_signs_in_from_json_only(console: httpx.AsyncClient) -> No
     asking first, never JSON: the API's sign-in takes only JSON, so it needs no token."""
     signing = json.dumps({"email": "ana@example.org", "password": PASSWORD})
     for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
-        problem_of(await console.post("/api/session", content=signing,
-                                      headers={"Content-Type": kind}), 422)  # fmt: skip
+        problem_of(
+            await console.post("/api/session", content=signing, headers={"Content-Type": kind}), 422
+        )
     assert not console.cookies
 
 
@@ -691,12 +783,15 @@ async def test_each_role_reads_only_its_fields_in_the_api_and_its_exports(
     await start("intake", "rules")
     csrf = await sign_in(console, "ana@example.org")
     for command in (marked_intake("c1"), marked_supporter("s1")):
-        sent = await console.post(f"/api/orgs/{org}/commands/{command.type_name}",
-                                  json=json.loads(command.model_dump_json()),
-                                  headers={CSRF_HEADER: csrf})  # fmt: skip
+        sent = await console.post(
+            f"/api/orgs/{org}/commands/{command.type_name}",
+            json=json.loads(command.model_dump_json()),
+            headers={CSRF_HEADER: csrf},
+        )
         assert sent.status_code == 200, sent.text
-    withheld = [MARKERS[k] for k in ("safety", "summary", "preference", "other_factors", "lived",
-                                     "culture")]  # fmt: skip
+    withheld = [
+        MARKERS[k] for k in ("safety", "summary", "preference", "other_factors", "lived", "culture")
+    ]
 
     # A coordinator: the case and the supporter without what is a supervisor's, and told so.
     case = await console.get(f"/api/orgs/{org}/cases/c1")
@@ -705,25 +800,32 @@ async def test_each_role_reads_only_its_fields_in_the_api_and_its_exports(
     assert (client["safety_concerns"], client["cultural_preference"]) == ([], None)
     assert case.json()["case"]["intake"]["dispute"]["summary"] == "withheld"  # required
     assert case.json()["withheld"] == [
-        "case.intake.client.safety_concerns", "case.intake.dispute.summary",
+        "case.intake.client.safety_concerns",
+        "case.intake.dispute.summary",
         "case.intake.client.lived_experience_preference",
-        "case.intake.client.cultural_preference", "case.intake.client.other_factors",
-    ]  # fmt: skip
+        "case.intake.client.cultural_preference",
+        "case.intake.client.other_factors",
+    ]
     assert client["lived_experience_preference"] is None
     assert client["display_name"] == MARKERS["client_name"]  # what their work needs
     assert client["access_needs"] == [MARKERS["access"]]
-    sent_as_command = await console.post(f"/api/orgs/{org}/commands/ViewCase",
-                                         json={"case_id": "c1"}, headers={CSRF_HEADER: csrf})  # fmt: skip
+    sent_as_command = await console.post(
+        f"/api/orgs/{org}/commands/ViewCase", json={"case_id": "c1"}, headers={CSRF_HEADER: csrf}
+    )
     supporter_view = await console.get(f"/api/orgs/{org}/supporters/s1")
     assert supporter_view.json()["profile"]["lived_experience"] == ["withheld"]  # required
-    assert supporter_view.json()["withheld"] == ["profile.lived_experience",
-                                                 "profile.cultural_background"]  # fmt: skip
+    assert supporter_view.json()["withheld"] == [
+        "profile.lived_experience",
+        "profile.cultural_background",
+    ]
     for answer in (case, sent_as_command, supporter_view):
         assert answer.status_code == 200, answer.text
         assert not [m for m in withheld if m in answer.text], answer.text
-    export = await console.post(f"/api/orgs/{org}/commands/ExportPersonData",
-                                json={"person": "client", "subject_id": "c1"},
-                                headers={CSRF_HEADER: csrf})  # fmt: skip
+    export = await console.post(
+        f"/api/orgs/{org}/commands/ExportPersonData",
+        json={"person": "client", "subject_id": "c1"},
+        headers={CSRF_HEADER: csrf},
+    )
     problem_of(export, 403)
     figures = await console.get(f"/api/orgs/{org}/reports.csv")
     assert figures.status_code == 200
@@ -736,9 +838,11 @@ async def test_each_role_reads_only_its_fields_in_the_api_and_its_exports(
     assert case.json()["withheld"] == []
     assert case.json()["case"]["intake"]["client"]["safety_concerns"] == [MARKERS["safety"]]
     supporter_view = await console.get(f"/api/orgs/{org}/supporters/s1")
-    export = await console.post(f"/api/orgs/{org}/commands/ExportPersonData",
-                                json={"person": "client", "subject_id": "c1"},
-                                headers={CSRF_HEADER: csrf})  # fmt: skip
+    export = await console.post(
+        f"/api/orgs/{org}/commands/ExportPersonData",
+        json={"person": "client", "subject_id": "c1"},
+        headers={CSRF_HEADER: csrf},
+    )
     assert export.status_code == 200, export.text
     hardened(export)
     for marker in (MARKERS["safety"], MARKERS["summary"], MARKERS["other_factors"]):
@@ -749,9 +853,12 @@ async def test_each_role_reads_only_its_fields_in_the_api_and_its_exports(
 
 
 async def test_what_held_when_tried_still_holds(
-    start: Start, console: httpx.AsyncClient, console_deps: ConsoleDeps, org: str,
+    start: Start,
+    console: httpx.AsyncClient,
+    console_deps: ConsoleDeps,
+    org: str,
     other_org: str,
-) -> None:  # fmt: skip
+) -> None:
     """Cross-organisation ids and paths refused, the CSRF token required: tried again as the
     console grows."""
     await start("intake")
@@ -768,7 +875,10 @@ async def test_what_held_when_tried_still_holds(
     await sign_in(console, "oli@example.org")  # a coordinator of the other organisation
     problem_of(await console.get(f"/api/orgs/{org}/cases/c1"), 403)
     problem_of(await console.get(f"/api/orgs/{other_org}/cases/c1"), 404)  # not theirs to hold
-    for odd in (f"/api/orgs/{org}.*/cases/c1", f"/api/orgs/{other_org}/cases/c1.>",
-                f"/api/orgs/{other_org}/cases/..%2F..%2F{org}%2Fcases%2Fc1",
-                f"/api/orgs/{other_org}%2F..%2F{org}/cases/c1"):  # fmt: skip
+    for odd in (
+        f"/api/orgs/{org}.*/cases/c1",
+        f"/api/orgs/{other_org}/cases/c1.>",
+        f"/api/orgs/{other_org}/cases/..%2F..%2F{org}%2Fcases%2Fc1",
+        f"/api/orgs/{other_org}%2F..%2F{org}/cases/c1",
+    ):
         assert (await console.get(odd)).status_code in (404, 422), odd

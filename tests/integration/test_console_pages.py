@@ -24,15 +24,24 @@ from tests.support import MARKERS, marked_intake, marked_supporter, seen, wait_f
 pytestmark = pytest.mark.nats
 
 INTAKE = {
-    "case_id": "C-1", "dispute.scheme": "tenancy", "dispute.stage": "entry",
-    "dispute.summary": "Bond not returned", "client.display_name": "Mere Client",
-    "client.contact.email": "mere@example.org", "client.birth_year": "1980",
-    "client.languages": "en, mi", "client.methods": ["phone", "video"],
-    "client.region": "auckland", "client.availability.0.day": "tue",
-    "client.availability.0.start": "18:00", "client.availability.0.end": "20:00",
-    "other_parties.0.party_id": "p1", "other_parties.0.kind": "organisation",
-    "other_parties.0.name": "Harbour Housing Ltd", "other_parties.0.role": "respondent",
-}  # fmt: skip
+    "case_id": "C-1",
+    "dispute.scheme": "tenancy",
+    "dispute.stage": "entry",
+    "dispute.summary": "Bond not returned",
+    "client.display_name": "Mere Client",
+    "client.contact.email": "mere@example.org",
+    "client.birth_year": "1980",
+    "client.languages": "en, mi",
+    "client.methods": ["phone", "video"],
+    "client.region": "auckland",
+    "client.availability.0.day": "tue",
+    "client.availability.0.start": "18:00",
+    "client.availability.0.end": "20:00",
+    "other_parties.0.party_id": "p1",
+    "other_parties.0.kind": "organisation",
+    "other_parties.0.name": "Harbour Housing Ltd",
+    "other_parties.0.role": "respondent",
+}
 
 
 @pytest.fixture
@@ -42,12 +51,14 @@ async def browser(console_deps: ConsoleDeps) -> AsyncIterator[httpx.AsyncClient]
         yield http
 
 
-async def signed_in(browser: httpx.AsyncClient, email: str, goto: str = "/",
-                    password: str = CONSOLE_PASSWORD) -> httpx.Response:  # fmt: skip
+async def signed_in(
+    browser: httpx.AsyncClient, email: str, goto: str = "/", password: str = CONSOLE_PASSWORD
+) -> httpx.Response:
     """Signed in from the sign-in page, as a browser does: its form carries a token."""
     token = csrf_of(await browser.get("/sign-in"))
-    return await browser.post("/sign-in", data={"email": email, "password": password,
-                                                "next": goto, "csrf_token": token})  # fmt: skip
+    return await browser.post(
+        "/sign-in", data={"email": email, "password": password, "next": goto, "csrf_token": token}
+    )
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -93,9 +104,15 @@ async def test_a_coordinator_signs_in_sends_an_intake_from_the_form_and_sees_the
     assert case.status_code == 200, case.text
     assert "Mere Client" in case.text
     assert "Done: SubmitIntake" in case.text
-    consent = await browser.post(f"/orgs/{org}/cases/C-1/act/GiveConsent", data={
-        "csrf_token": csrf, "party_id": "p1", "stages": ["entry"], "given_on": "2026-11-01",
-    })  # fmt: skip
+    consent = await browser.post(
+        f"/orgs/{org}/cases/C-1/act/GiveConsent",
+        data={
+            "csrf_token": csrf,
+            "party_id": "p1",
+            "stages": ["entry"],
+            "given_on": "2026-11-01",
+        },
+    )
     # No support person is named yet: the service refuses, and the page says why.
     assert consent.status_code == 422
     assert "GiveConsent refused" in consent.text
@@ -108,8 +125,13 @@ async def test_another_organisations_coordinator_sees_none_of_it(
 ) -> None:
     await start("intake")
     await signed_in(browser, "oli@example.org")
-    for path in (f"/orgs/{org}", f"/orgs/{org}/cases/C-1", f"/orgs/{org}/intake",
-                 f"/orgs/{org}/reports", f"/orgs/{org}/rules"):  # fmt: skip
+    for path in (
+        f"/orgs/{org}",
+        f"/orgs/{org}/cases/C-1",
+        f"/orgs/{org}/intake",
+        f"/orgs/{org}/reports",
+        f"/orgs/{org}/rules",
+    ):
         page = await browser.get(path)
         assert page.status_code == 403, path
         assert "Not your organisation" in page.text
@@ -168,12 +190,14 @@ async def test_signing_out_ends_the_session_and_a_copy_of_its_cookie_opens_no_pa
     out = await browser.post("/sign-out", data={"csrf_token": csrf})
     assert (out.status_code, out.headers["location"]) == (303, "/sign-in")
     transport = httpx.ASGITransport(app=browser._transport.app)  # type: ignore[attr-defined]
-    async with httpx.AsyncClient(transport=transport, base_url="https://console",
-                                 cookies=copied) as replayed:  # fmt: skip
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://console", cookies=copied
+    ) as replayed:
         for path in (f"/orgs/{org}", f"/orgs/{org}/intake", f"/orgs/{org}/cases/C-1"):
             away = await replayed.get(path)
-            assert (away.status_code, away.headers["location"]) == (
-                303, f"/sign-in?next={path}"), path  # fmt: skip
+            assert (away.status_code, away.headers["location"]) == (303, f"/sign-in?next={path}"), (
+                path
+            )
         sent = await replayed.post(f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf})
         assert sent.status_code == 303
         assert sent.headers["location"].startswith("/sign-in")
@@ -187,16 +211,20 @@ async def test_a_form_sent_from_another_site_is_refused_even_with_the_token(
     await signed_in(browser, "ana@example.org")
     csrf = csrf_of(await browser.get(f"/orgs/{org}/intake"))
     for elsewhere in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
-        refused = await browser.post(f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf},
-                                     headers=elsewhere)  # fmt: skip
+        refused = await browser.post(
+            f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf}, headers=elsewhere
+        )
         assert refused.status_code == 403
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.headers["cache-control"] == "no-store"
     page = await browser.get(f"/orgs/{org}/intake")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
-    own = await browser.post(f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf},
-                             headers={"Origin": "https://console", "Sec-Fetch-Site": "same-origin"})  # fmt: skip
+    own = await browser.post(
+        f"/orgs/{org}/intake",
+        data={**INTAKE, "csrf_token": csrf},
+        headers={"Origin": "https://console", "Sec-Fetch-Site": "same-origin"},
+    )
     assert own.status_code == 303, own.text
 
 
@@ -207,12 +235,15 @@ async def test_each_role_sees_only_its_fields_on_the_pages(
     await signed_in(browser, "ana@example.org")
     csrf = csrf_of(await browser.get(f"/orgs/{org}/intake"))
     for command in (marked_intake("c1"), marked_supporter("s1")):  # sent as a script would
-        sent = await browser.post(f"/api/orgs/{org}/commands/{command.type_name}",
-                                  json=json.loads(command.model_dump_json()),
-                                  headers={CSRF_HEADER: csrf})  # fmt: skip
+        sent = await browser.post(
+            f"/api/orgs/{org}/commands/{command.type_name}",
+            json=json.loads(command.model_dump_json()),
+            headers={CSRF_HEADER: csrf},
+        )
         assert sent.status_code == 200, sent.text
-    withheld = [MARKERS[k] for k in ("safety", "summary", "preference", "other_factors", "lived",
-                                     "culture")]  # fmt: skip
+    withheld = [
+        MARKERS[k] for k in ("safety", "summary", "preference", "other_factors", "lived", "culture")
+    ]
     case = await browser.get(f"/orgs/{org}/cases/c1")
     supporter = await browser.get(f"/orgs/{org}/supporters/s1")
     for page in (case, supporter):
@@ -241,8 +272,13 @@ async def test_stored_and_reflected_text_is_escaped(
     script = '"><script>alert(1)</script>'
     await signed_in(browser, "ana@example.org")
     csrf = csrf_of(await browser.get(f"/orgs/{org}/intake"))
-    stored = {**INTAKE, "csrf_token": csrf, "case_id": "C-9",
-              "client.display_name": f"Mere {script}", "client.access_needs": "x"}  # fmt: skip
+    stored = {
+        **INTAKE,
+        "csrf_token": csrf,
+        "case_id": "C-9",
+        "client.display_name": f"Mere {script}",
+        "client.access_needs": "x",
+    }
     refused = await browser.post(f"/orgs/{org}/intake", data=stored)  # shown again, as sent
     assert refused.status_code == 422
     sent = await browser.post(f"/orgs/{org}/intake", data={**stored, "client.access_needs": ""})
@@ -252,8 +288,10 @@ async def test_stored_and_reflected_text_is_escaped(
         assert "<script>alert" not in page.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
     await browser.post("/sign-out", data={"csrf_token": csrf_of(case)})
-    reflected = [await browser.get("/sign-in", params={"next": f"/{script}"}),
-                 await signed_in(browser, f"x{script}@example.org", password="wrong")]  # fmt: skip
+    reflected = [
+        await browser.get("/sign-in", params={"next": f"/{script}"}),
+        await signed_in(browser, f"x{script}@example.org", password="wrong"),
+    ]
     for page in reflected:
         assert "<script>alert" not in page.text, page.text
     assert "&lt;script&gt;" in reflected[1].text

@@ -63,8 +63,7 @@ SESSION, CSRF = "coordinators-session", "coordinators-csrf-token"
 
 def sign_in(url: str) -> tuple[str, str]:
     """A new session of the coordinator: its cookie and CSRF token."""
-    response = httpx.post(f"{url}/api/session", json={"email": EMAIL,
-                                                      "password": CONSOLE_PASSWORD})  # fmt: skip
+    response = httpx.post(f"{url}/api/session", json={"email": EMAIL, "password": CONSOLE_PASSWORD})
     response.raise_for_status()
     return response.cookies[COOKIE], str(response.json()["csrf_token"])
 
@@ -96,13 +95,20 @@ def served(
         try:
             await register(nc, ORG)
             js = nc.jetstream()
-            credentials = Credentials(await js.key_value(topology.CREDENTIALS_BUCKET), js, auth,
-                                      system, SYSTEM)  # fmt: skip
-            deps = await bootstrap(own, provisioned, Settings(), SYSTEM,
-                                   issued_by(credentials, Path(folder)))  # fmt: skip
+            credentials = Credentials(
+                await js.key_value(topology.CREDENTIALS_BUCKET), js, auth, system, SYSTEM
+            )
+            deps = await bootstrap(
+                own, provisioned, Settings(), SYSTEM, issued_by(credentials, Path(folder))
+            )
             await deps.accounts.put(EMAIL, "Fuzz", CONSOLE_PASSWORD, {ORG: "coordinator"})
-            await services.start(provisioned, list(services.SERVICES), clock=SYSTEM,
-                                 credentials=auth.credentials, running=running)  # fmt: skip
+            await services.start(
+                provisioned,
+                list(services.SERVICES),
+                clock=SYSTEM,
+                credentials=auth.credentials,
+                running=running,
+            )
             port = free_port()
             serving = asyncio.create_task(serve(create_app(deps), "127.0.0.1", port))
             url = f"http://127.0.0.1:{port}"
@@ -200,15 +206,22 @@ def test_the_document_tested_is_the_one_served(served: Served) -> None:
     assert httpx.get(f"{served.url}/openapi.json").json() == schema.raw_schema
 
 
-@pytest.mark.parametrize(("month", "status"), [
-    ("0000-01", 422), ("0001-01", 422), ("9999-12", 422),  # as a new user tried them
-    ("1900-01", 200), ("2999-12", 200),  # the first and last the document takes
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("month", "status"),
+    [
+        ("0000-01", 422),
+        ("0001-01", 422),
+        ("9999-12", 422),  # as a new user tried them
+        ("1900-01", 200),
+        ("2999-12", 200),  # the first and last the document takes
+    ],
+)
 def test_a_month_report_is_a_report_or_a_documented_refusal_never_a_500(
     served: Served, month: str, status: int
 ) -> None:
-    answer = httpx.get(f"{served.url}/api/orgs/{ORG}/reports/{month}",
-                       cookies={COOKIE: served.cookie})  # fmt: skip
+    answer = httpx.get(
+        f"{served.url}/api/orgs/{ORG}/reports/{month}", cookies={COOKIE: served.cookie}
+    )
     assert answer.status_code == status, answer.text
     documented = schema.raw_schema["paths"]["/api/orgs/{org}/reports/{month}"]["get"]
     content = documented["responses"][str(status)]["content"]
@@ -219,16 +232,21 @@ def test_a_month_report_is_a_report_or_a_documented_refusal_never_a_500(
         assert answer.json()["errors"][0]["field"] == "month"
 
 
-def refused_only_by_a_rule(ctx: schemathesis.CheckContext, response: schemathesis.Response,
-                           case: AnyCase) -> bool | None:  # fmt: skip
+def refused_only_by_a_rule(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: AnyCase
+) -> bool | None:
     """Schema-valid data is taken (schemathesis's ``positive_data_acceptance``), but for what
     the document says of a command: it may still be refused (422) for a rule its schema cannot
     say (an end after its start: the reason is the rule's ``Value error``), or by its service,
     for the organisation's state (no such case: the problem has the command's id). A request
     the document takes and a validator refuses otherwise is a failure."""
     meta = case.meta
-    if (meta is not None and meta.generation.mode.is_positive and response.status_code == 422
-            and case.path.startswith(COMMANDS)):  # fmt: skip
+    if (
+        meta is not None
+        and meta.generation.mode.is_positive
+        and response.status_code == 422
+        and case.path.startswith(COMMANDS)
+    ):
         said = response.json()
         reasons = [error["reason"] for error in said["errors"]]
         assert reasons, f"refused without a reason: {response.text}"
@@ -239,8 +257,13 @@ def refused_only_by_a_rule(ctx: schemathesis.CheckContext, response: schemathesi
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))  # fmt: skip
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_every_answer_agrees_with_the_document(case: AnyCase, served: Served) -> None:
     cookie, csrf = served.cookie, served.csrf
     if case.method == "DELETE" and case.path == "/api/session":
@@ -254,6 +277,8 @@ def test_every_answer_agrees_with_the_document(case: AnyCase, served: Served) ->
         # Each a command of its own (a key used again is test_console_api's), so that it
         # reaches its service rather than being answered 409.
         case.headers[IDEMPOTENCY_KEY] = f"fuzz-{next(_keys)}"
-    case.call_and_validate(base_url=served.url,
-                           excluded_checks=[schemathesis.checks.positive_data_acceptance],
-                           additional_checks=[refused_only_by_a_rule])  # fmt: skip
+    case.call_and_validate(
+        base_url=served.url,
+        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        additional_checks=[refused_only_by_a_rule],
+    )

@@ -41,9 +41,11 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
 ) -> None:
     settings = Settings(max_deliver=3, ack_wait_s=1.0)
     spec = topology.ConsumerSpec(
-        service="probe", durable=f"probe-{org}", stream=topology.EVENTS_STREAM,
+        service="probe",
+        durable=f"probe-{org}",
+        stream=topology.EVENTS_STREAM,
         filter_subjects=(subjects.events(org),),
-    )  # fmt: skip
+    )
     js = nc.jetstream()
     await topology.provision_consumer(js, spec, settings)
     calls: dict[str, int] = {}
@@ -73,13 +75,19 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
         invalid = wrap(event, org=org, source="test", time=SYSTEM()).model_dump(mode="json")
         del invalid["data"]["case_id"]
         await bus.publish_durably(
-            js, subjects.event(org, "CaseStageChanged"), json.dumps(invalid).encode(), "raw-0",
+            js,
+            subjects.event(org, "CaseStageChanged"),
+            json.dumps(invalid).encode(),
+            "raw-0",
             stream=topology.EVENTS_STREAM,
-        )  # fmt: skip
+        )
         await bus.publish_durably(
-            js, subjects.event(org, "CaseStageChanged"), b"not an envelope", "raw-1",
+            js,
+            subjects.event(org, "CaseStageChanged"),
+            b"not an envelope",
+            "raw-1",
             stream=topology.EVENTS_STREAM,
-        )  # fmt: skip
+        )
         # What the fuzz found acknowledged with no trace, or retried to exhaustion:
         good = wrap(event, org=org, source="test", time=SYSTEM()).model_dump(mode="json")
         mislabelled = {**good, "id": "raw-2", "type": "SupporterRegistered"}
@@ -91,8 +99,13 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
             ("raw-4", json.dumps(unkeyable).encode()),  # an id no store can key
             ("raw-5", b"[" * 20_000 + b"]" * 20_000),  # FastStream's decoder raised on it
         ]:
-            await bus.publish_durably(js, subjects.event(org, "CaseStageChanged"), body, raw_id,
-                                      stream=topology.EVENTS_STREAM)  # fmt: skip
+            await bus.publish_durably(
+                js,
+                subjects.event(org, "CaseStageChanged"),
+                body,
+                raw_id,
+                stream=topology.EVENTS_STREAM,
+            )
         letters = await dead_letters(nc, org, expected=7)
         for _ in range(100):  # the good ones may still be in flight
             if {"good", "after"} <= calls.keys():
@@ -120,9 +133,11 @@ async def test_an_event_whose_state_is_not_readable_yet_is_looked_at_again_later
 ) -> None:
     settings = Settings(max_deliver=4, ack_wait_s=5.0, not_yet_delay_s=0.05)
     spec = topology.ConsumerSpec(
-        service="probe", durable=f"probe-later-{org}", stream=topology.EVENTS_STREAM,
+        service="probe",
+        durable=f"probe-later-{org}",
+        stream=topology.EVENTS_STREAM,
         filter_subjects=(subjects.events(org),),
-    )  # fmt: skip
+    )
     js = nc.jetstream()
     await topology.provision_consumer(js, spec, settings)
     seen: dict[str, int] = {}
@@ -160,9 +175,11 @@ async def test_a_consumer_is_sent_only_the_events_it_handles_and_an_old_filter_i
 ) -> None:
     js = nc.jetstream()
     wide = topology.ConsumerSpec(
-        service="probe", durable=f"probe-filter-{org}", stream=topology.EVENTS_STREAM,
+        service="probe",
+        durable=f"probe-filter-{org}",
+        stream=topology.EVENTS_STREAM,
         filter_subjects=(subjects.events(org),),
-    )  # fmt: skip
+    )
     # As a deployment made before consumers were filtered by type: every event.
     await topology.provision_consumer(js, wide, Settings())
     handled = [event.type_name for event in catalogue.CONSUMED_BY["rules"]]

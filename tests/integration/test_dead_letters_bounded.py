@@ -48,9 +48,18 @@ async def provisioned(nats_server: EmbeddedNats, auth: AuthDir) -> str:
 def junk(org: str, n: int) -> bytes:
     """A command that is no envelope (its time is no time), about 4 kB, as a careless or
     hostile client sends it."""
-    return json.dumps({"specversion": "1.0", "id": f"junk-{n}", "type": "SubmitIntake",
-                       "source": "flood", "org": org, "time": "never", "schemaversion": "1.0",
-                       "data": {"notes": "x" * 4000}}).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"junk-{n}",
+            "type": "SubmitIntake",
+            "source": "flood",
+            "org": org,
+            "time": "never",
+            "schemaversion": "1.0",
+            "data": {"notes": "x" * 4000},
+        }
+    ).encode()
 
 
 async def letters_on(nc: Client, subject: str) -> int:
@@ -60,9 +69,13 @@ async def letters_on(nc: Client, subject: str) -> int:
 
 @pytest.mark.usefixtures("intake")
 async def test_a_flood_from_one_sender_does_not_push_out_anothers_letter(
-    nc: Client, org: str, other_org: str, credentials: Credentials, tmp_path: Path,
+    nc: Client,
+    org: str,
+    other_org: str,
+    credentials: Credentials,
+    tmp_path: Path,
     provisioned: str,
-) -> None:  # fmt: skip
+) -> None:
     client = AlongsideClient(nc, source="tests")
     js = nc.jetstream()
     genuine = junk(other_org, 0)
@@ -71,15 +84,17 @@ async def test_a_flood_from_one_sender_does_not_push_out_anothers_letter(
     path = tmp_path / "crm.creds"
     path.write_text((await credentials.issue(org, "integration", "crm")).text)
     crm = await bus.connect(provisioned, "tests-crm", path)
-    await AlongsideClient(crm, sender="crm").request_raw(org, "intake", "SubmitIntake",
-                                                         junk(org, -1), retry_for=0)  # fmt: skip
+    await AlongsideClient(crm, sender="crm").request_raw(
+        org, "intake", "SubmitIntake", junk(org, -1), retry_for=0
+    )
     await crm.close()
     slots = asyncio.Semaphore(32)
 
     async def flood(n: int) -> None:
         async with slots:
-            reply = await client.request_raw(org, "intake", "SubmitIntake", junk(org, n),
-                                             retry_for=0)  # fmt: skip
+            reply = await client.request_raw(
+                org, "intake", "SubmitIntake", junk(org, n), retry_for=0
+            )
             assert reply.status == "rejected"  # type: ignore[attr-defined]
 
     await asyncio.gather(*(flood(n) for n in range(FLOOD)))
@@ -91,8 +106,9 @@ async def test_a_flood_from_one_sender_does_not_push_out_anothers_letter(
     assert await letters_on(nc, subjects.dead_letter(org, "intake", "crm")) == 1
     kept = await js.get_last_msg(topology.DEADLETTER_STREAM, theirs)
     assert kept.data is not None
-    letter = await bus.read_dead_letter(bus.DeadLetters(Settings()).sealer(js),
-                                        RawEnvelope.model_validate_json(kept.data))  # fmt: skip
+    letter = await bus.read_dead_letter(
+        bus.DeadLetters(Settings()).sealer(js), RawEnvelope.model_validate_json(kept.data)
+    )
     assert letter.original_sha256 == hashlib.sha256(genuine).hexdigest()
     # The cap per subject is what kept it: the flood's letters alone outgrow the stream.
     info = await js.stream_info(topology.DEADLETTER_STREAM)
@@ -115,8 +131,9 @@ async def test_junk_answered_with_field_errors_is_kept_as_its_first_bytes_and_a_
     )
     assert kept.data is not None
     assert len(kept.data) < 3000  # the whole would be over 5 kB sealed
-    letter = await bus.read_dead_letter(bus.DeadLetters(Settings()).sealer(js),
-                                        RawEnvelope.model_validate_json(kept.data))  # fmt: skip
+    letter = await bus.read_dead_letter(
+        bus.DeadLetters(Settings()).sealer(js), RawEnvelope.model_validate_json(kept.data)
+    )
     assert letter.original.encode() == body[: DeadLetter.MALFORMED_KEPT]
     assert letter.original_truncated
     assert letter.original_size == len(body)

@@ -72,12 +72,21 @@ async def test_each_decision_event_resolves_in_the_log_with_the_rules_that_fired
 async def test_an_evaluation_is_logged_before_it_is_answered(
     client: AlongsideClient, nc: Client, org: str
 ) -> None:
-    facts = {"case_id": "c9", "sessions_per_week": 1, "both_agreed_more_often": False,
-             "duration_minutes": 60, "method": "phone", "method_agreed": True,
-             "safety_concerns": [], "days_past_service_end": -30, "consent_active": True,
-             "purposes": ["negotiate_with_the_company"]}  # fmt: skip
-    reply = await client.request(org, EvaluateRules(kind=Kind.BOUNDARIES, facts=facts),
-                                 command_id="evaluation-1")  # fmt: skip
+    facts = {
+        "case_id": "c9",
+        "sessions_per_week": 1,
+        "both_agreed_more_often": False,
+        "duration_minutes": 60,
+        "method": "phone",
+        "method_agreed": True,
+        "safety_concerns": [],
+        "days_past_service_end": -30,
+        "consent_active": True,
+        "purposes": ["negotiate_with_the_company"],
+    }
+    reply = await client.request(
+        org, EvaluateRules(kind=Kind.BOUNDARIES, facts=facts), command_id="evaluation-1"
+    )
     assert isinstance(reply, RulesEvaluated)
     assert reply.decision.decision_id is not None
     logged = await DecisionLogReader(nc.jetstream(), Vault.of(nc.jetstream(), Settings())).find(

@@ -36,8 +36,9 @@ ROOT = Path(__file__).parents[2]
 ORG = "harbour-ombudsman"
 
 
-def node_config(shipped: str, client: int, http: int, cluster: int,
-                routes: list[int], data: Path) -> str:  # fmt: skip
+def node_config(
+    shipped: str, client: int, http: int, cluster: int, routes: list[int], data: Path
+) -> str:
     """A shipped node configuration with this machine's loopback ports and folders."""
     config = shipped.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{client}")
     config = config.replace("http: 0.0.0.0:8222", f"http: 127.0.0.1:{http}")
@@ -61,8 +62,9 @@ class Cluster:
             folder.mkdir(parents=True)
             shutil.copy(auth.conf, folder / "auth.conf")  # mounted beside it in compose
             shipped = (ROOT / "deploy" / "nats" / f"nats-{n + 1}.conf").read_text()
-            (folder / "nats.conf").write_text(node_config(
-                shipped, self.clients[n], self.https[n], routes[n], routes, folder))  # fmt: skip
+            (folder / "nats.conf").write_text(
+                node_config(shipped, self.clients[n], self.https[n], routes[n], routes, folder)
+            )
             self.folders.append(folder)
 
     @property
@@ -72,9 +74,13 @@ class Cluster:
     def start(self) -> None:
         for folder in self.folders:
             log = (folder / "server.log").open("ab")
-            self.processes.append(subprocess.Popen(
-                [server_binary(), "-c", str(folder / "nats.conf")], stdout=log,
-                stderr=subprocess.STDOUT))  # fmt: skip
+            self.processes.append(
+                subprocess.Popen(
+                    [server_binary(), "-c", str(folder / "nats.conf")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
 
     async def healthy(self, timeout_s: float = 60.0) -> None:
         """Every node answers its JetStream health check, as compose waits for."""
@@ -171,14 +177,16 @@ async def test_the_deployment_runs_as_processes_and_survives_losing_a_node(
     nodes, auth = cluster
     # The shipped configuration admits only the operator's credentials.
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-        await nats.connect(f"nats://127.0.0.1:{nodes.clients[1]}", allow_reconnect=False,
-                           max_reconnect_attempts=0)  # fmt: skip
+        await nats.connect(
+            f"nats://127.0.0.1:{nodes.clients[1]}", allow_reconnect=False, max_reconnect_attempts=0
+        )
     settings = Settings(replicas=3)
     await provisioned(operator, settings)
     info = await operator.jetstream().stream_info(topology.EVENTS_STREAM)
     assert info.config.num_replicas == 3
-    running = await services.start(nodes.url, list(services.SERVICES), settings,
-                                   credentials=auth.credentials)  # fmt: skip
+    running = await services.start(
+        nodes.url, list(services.SERVICES), settings, credentials=auth.credentials
+    )
     try:
         client = AlongsideClient(operator, source="tests")
         for n in range(3):
@@ -203,8 +211,10 @@ def test_the_compose_file_gives_every_service_its_own_credential_and_health_chec
     for name in [*services.SERVICES, "console"]:
         service = compose["services"][name]
         assert service["command"] == ["up", name]
-        assert [secret["source"] for secret in service["secrets"]] == [f"{name}.creds",
-                                                                      "master.key"]  # fmt: skip
+        assert [secret["source"] for secret in service["secrets"]] == [
+            f"{name}.creds",
+            "master.key",
+        ]
         assert service["environment"]["ALONGSIDE_NATS_CREDENTIALS"] == f"/run/secrets/{name}.creds"
         probe = "/ready" if name in services.SERVICES else ":8000/readyz"
         assert probe in " ".join(service["healthcheck"]["test"])

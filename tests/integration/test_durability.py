@@ -80,7 +80,8 @@ async def test_a_command_sent_while_the_service_restarts_is_sent_again_and_carri
         try:
             # No intake replica yet: no responders, sent again (the same bytes) meanwhile.
             sending = asyncio.create_task(
-                client.submit(org, sample.intake(random.Random(9), "c9"), command_id="c9-1"))  # fmt: skip
+                client.submit(org, sample.intake(random.Random(9), "c9"), command_id="c9-1")
+            )
             await asyncio.sleep(1.5)
             assert not sending.done()
             brokers = await services.start(server.url, ["intake"])
@@ -113,9 +114,11 @@ async def _crashed_after_commit(
         command_id=envelope.id, command_type="SubmitIntake", event_ids=[e.id for e in events]
     )
     outbox = Outbox(
-        command_id=envelope.id, fingerprint=fingerprint(command), reply=reply,
+        command_id=envelope.id,
+        fingerprint=fingerprint(command),
+        reply=reply,
         events=[e.model_dump_json() for e in events],
-    )  # fmt: skip
+    )
     cases = deps.cases.store
     await cases.save(org, "c1", cases.stored(decision.record, outbox), 0)
     return deps, command, reply

@@ -69,10 +69,16 @@ def everywhere(server: EmbeddedNats, needle: bytes) -> list[str]:
 
 
 async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_in_logs(
-    start: Start, clock: ManualClock, client: AlongsideClient, nc: Client, org: str,
-    other_org: str, nats_server: EmbeddedNats, capsys: pytest.CaptureFixture[str],  # noqa: F811
+    start: Start,
+    clock: ManualClock,
+    client: AlongsideClient,
+    nc: Client,
+    org: str,
+    other_org: str,
+    nats_server: EmbeddedNats,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     configure("DEBUG", json=True)
     try:
         await start()
@@ -80,10 +86,14 @@ async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_
         # A supporter and a client who match on a marked lived experience, so matching's
         # explanation holds it too; the client's notes on a session hold another marker.
         registered = marked_supporter("s1")
-        profile = registered.profile.model_copy(update={
-            "languages": ["en"], "methods": [Method.PHONE], "caseload_cap": 2,
-            "availability": [Slot(day=d, start=time(17), end=time(21)) for d in Weekday],
-        })  # fmt: skip
+        profile = registered.profile.model_copy(
+            update={
+                "languages": ["en"],
+                "methods": [Method.PHONE],
+                "caseload_cap": 2,
+                "availability": [Slot(day=d, start=time(17), end=time(21)) for d in Weekday],
+            }
+        )
         await accepted(client, org, registered.model_copy(update={"profile": profile}))
         for evidence in sample.vetting(random.Random("s1"), "s1", today):
             if isinstance(evidence.evidence, RecordCheck):
@@ -91,21 +101,31 @@ async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_
             await accepted(client, org, evidence)
         await eligible(client, org, 1)
         story = marked_intake("c1")
-        wishes = story.client.model_copy(update={
-            "languages": ["en"], "methods": [Method.PHONE], "gender_preference": None,
-            "lived_experience_preference": Preference(values=[MARKERS["lived"]]),
-            "availability": [Slot(day=d, start=time(18), end=time(20))
-                             for d in (Weekday.TUE, Weekday.THU)],
-        })  # fmt: skip
+        wishes = story.client.model_copy(
+            update={
+                "languages": ["en"],
+                "methods": [Method.PHONE],
+                "gender_preference": None,
+                "lived_experience_preference": Preference(values=[MARKERS["lived"]]),
+                "availability": [
+                    Slot(day=d, start=time(18), end=time(20)) for d in (Weekday.TUE, Weekday.THU)
+                ],
+            }
+        )
         await accepted(client, org, story.model_copy(update={"client": wishes}))
         await wait_for(client, org, "MatchProposed")
-        assert any("marker lived quillon" in m for m in (await match_of(nc, org, "c1"))
-                   .proposals[0].matched)  # fmt: skip
+        assert any(
+            "marker lived quillon" in m
+            for m in (await match_of(nc, org, "c1")).proposals[0].matched
+        )
         await accepted(client, org, AcceptProposal(case_id="c1", supporter_id="s1"))
         await wait_for(client, org, "SupportPersonNamed")
         for party in (CLIENT_PARTY_ID, "respondent"):
-            await accepted(client, org, GiveConsent(case_id="c1", party_id=party,
-                                                    stages=[Stage.ENTRY], given_on=today))  # fmt: skip
+            await accepted(
+                client,
+                org,
+                GiveConsent(case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=today),
+            )
         await wait_for(client, org, "MatchActivated")
         vault = Vault.of(nc.jetstream(), Settings())
         await scheduling_journey(client, nc, vault, org, "c1", clock, notes=MARKERS["notes"])
@@ -113,9 +133,15 @@ async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_
         await supporter(client, other_org, "s1", ["en"])
         await accepted(client, other_org, intake("c1", ["en"]))
         await wait_for(client, other_org, "MatchProposed")
-        keys = {person: (await nc.jetstream().get_last_msg(
-            topology.KEYS_STREAM, subjects.person_key(org, person, subject), direct=True
-        )).data or b"" for person, subject in (("client", "c1"), ("supporter", "s1"))}  # fmt: skip
+        keys = {
+            person: (
+                await nc.jetstream().get_last_msg(
+                    topology.KEYS_STREAM, subjects.person_key(org, person, subject), direct=True
+                )
+            ).data
+            or b""
+            for person, subject in (("client", "c1"), ("supporter", "s1"))
+        }
         assert all(everywhere(nats_server, wrapped) for wrapped in keys.values())
 
         # The supporter still supports the client: erasing them now is refused.
@@ -135,8 +161,9 @@ async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_
         assert ended.data["reason"] == "client_erased"
         cancelled = await wait_for(client, org, "SessionCancelled")
         assert "client_erased" in {c.data["reason"] for c in cancelled}
-        assert isinstance(await client.submit(org, EraseSupporter(supporter_id="s1")),
-                          CommandAccepted)  # fmt: skip
+        assert isinstance(
+            await client.submit(org, EraseSupporter(supporter_id="s1")), CommandAccepted
+        )
         await wait_for(client, org, "SupporterErased")
 
         # Nothing of theirs can be asked for or used again; what stays still reads.
@@ -146,9 +173,12 @@ async def test_an_erased_client_and_supporter_leave_nothing_readable_on_disk_or_
         reused = await client.submit(org, story)
         assert isinstance(reused, CommandRejected)
         assert reused.errors[0].reason == "this case was erased: nothing more is kept for them"
-        for bucket, key in ((topology.CASES_BUCKET, "c1"), (topology.SUPPORTERS_BUCKET, "s1"),
-                            (topology.DECISIONS_BUCKET, "consent.c1"),
-                            (topology.DECISIONS_BUCKET, "eligibility.s1")):  # fmt: skip
+        for bucket, key in (
+            (topology.CASES_BUCKET, "c1"),
+            (topology.SUPPORTERS_BUCKET, "s1"),
+            (topology.DECISIONS_BUCKET, "consent.c1"),
+            (topology.DECISIONS_BUCKET, "eligibility.s1"),
+        ):
             with pytest.raises(KeyNotFoundError):  # purged, every revision
                 await (await nc.jetstream().key_value(bucket)).get(f"{org}.{key}")
         match = await match_of(nc, org, "c1")

@@ -78,8 +78,9 @@ async def test_a_service_is_ready_once_it_answers_and_while_it_reaches_nats(
         assert await get(port, "/ready") == (503, "intake: starting\nrules: starting")
         assert await status(port, "/health/intake") == 503
         try:
-            await services.start(provisioned, ["intake"], running=running,
-                                 credentials=auth.credentials)  # fmt: skip
+            await services.start(
+                provisioned, ["intake"], running=running, credentials=auth.credentials
+            )
             assert await status(port, "/ready/intake") == 204
             assert await get(port, "/ready") == (503, "rules: starting")
             assert await status(port, "/ready/nosuch") == 404
@@ -95,8 +96,9 @@ async def test_metrics_count_what_an_operator_watches(
 ) -> None:
     running: services.Running = await start("intake", "rules")
     async with serving(running) as port:
-        assert isinstance(await client.submit(org, sample.intake(random.Random(1), "c1")),
-                          CommandAccepted)  # fmt: skip
+        assert isinstance(
+            await client.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted
+        )
         await wait_for(client, org, "MatchingPolicyDecided")
         await client.send_raw(org, "intake", "NoSuchCommand", b"{}")
         _, text = await get(port, "/metrics")
@@ -109,13 +111,18 @@ async def test_metrics_count_what_an_operator_watches(
         raise AssertionError(f"no {name}{{{wanted}}} in /metrics")
 
     assert value("alongside_events_published_total", org=org, type="IntakeReceived") == 1
-    assert value("alongside_rules_decisions_total", org=org, kind="matching_policy",
-                 outcome="policy") >= 1  # fmt: skip
-    assert value("alongside_commands_total", service="intake", type="SubmitIntake",
-                 outcome="accepted") >= 1  # fmt: skip
+    assert (
+        value("alongside_rules_decisions_total", org=org, kind="matching_policy", outcome="policy")
+        >= 1
+    )
+    assert (
+        value("alongside_commands_total", service="intake", type="SubmitIntake", outcome="accepted")
+        >= 1
+    )
     # A made-up command type is counted, but never becomes a label of its own.
-    assert value("alongside_commands_total", service="intake", type="unknown",
-                 outcome="rejected") >= 1  # fmt: skip
+    assert (
+        value("alongside_commands_total", service="intake", type="unknown", outcome="rejected") >= 1
+    )
     assert "NoSuchCommand" not in text
     assert "faststream_received_messages_total" in text  # FastStream's own, per subscriber
     assert 'alongside_rules_decision_seconds_bucket{kind="matching_policy"' in text
@@ -126,8 +133,9 @@ async def test_matching_figures_show_who_waits_and_for_what(
 ) -> None:
     running: services.Running = await start()
     for case_id in ("c1", "c2"):  # nobody is vetted: each client waits
-        assert isinstance(await client.submit(org, sample.intake(random.Random(1), case_id)),
-                          CommandAccepted)  # fmt: skip
+        assert isinstance(
+            await client.submit(org, sample.intake(random.Random(1), case_id)), CommandAccepted
+        )
     await wait_for(client, org, "ClientWaitlisted", 2)
     await matching_handlers.observe(running.deps["matching"])
     async with serving(running) as port:

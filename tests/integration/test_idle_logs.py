@@ -59,12 +59,18 @@ async def consumed_after(
 ) -> list[bytes]:
     """A broker as every service makes it, pulling from ``subject``; its fetch fails once
     with ``error``; then a message is published: what the subscriber received."""
-    broker: NatsBroker = bus.make_broker(provisioned, "idlelogs", auth.credentials(ADMIN),
-                                         metrics_on=False)  # fmt: skip
+    broker: NatsBroker = bus.make_broker(
+        provisioned, "idlelogs", auth.credentials(ADMIN), metrics_on=False
+    )
     received: list[bytes] = []
 
-    @broker.subscriber(subject, stream=JStream(STREAM, declare=False), durable="idle",
-                       pull_sub=PullSub(batch_size=10, timeout=0.5), decoder=bus.the_message)  # fmt: skip
+    @broker.subscriber(
+        subject,
+        stream=JStream(STREAM, declare=False),
+        durable="idle",
+        pull_sub=PullSub(batch_size=10, timeout=0.5),
+        decoder=bus.the_message,
+    )
     async def handle(message: Any) -> None:
         received.append(message.raw_message.data)
 

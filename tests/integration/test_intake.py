@@ -118,23 +118,32 @@ async def test_evidence_and_consent_after_the_organisations_today_are_refused(
     await accepted(client, org, sample.supporter(random.Random(1), "s1"))
     here, elsewhere = SYSTEM().astimezone(behind).date(), SYSTEM().astimezone(ahead).date()
 
-    reply = await client.submit(org, RecordVettingEvidence(
-        supporter_id="s1", evidence=Interview(held_on=elsewhere, passed=True)))  # fmt: skip
+    reply = await client.submit(
+        org,
+        RecordVettingEvidence(
+            supporter_id="s1", evidence=Interview(held_on=elsewhere, passed=True)
+        ),
+    )
 
     assert isinstance(reply, CommandRejected)
-    assert [(e.field, e.reason) for e in reply.errors] == [(
-        "data.evidence.held_on", "cannot be in the future: evidence counts once it has "
-        f"happened (today is {here} here)",
-    )]  # fmt: skip
+    assert [(e.field, e.reason) for e in reply.errors] == [
+        (
+            "data.evidence.held_on",
+            f"cannot be in the future: evidence counts once it has happened (today is {here} here)",
+        )
+    ]
     held_today = Interview(held_on=here, passed=True)
-    assert isinstance(await client.submit(org, RecordVettingEvidence(
-        supporter_id="s1", evidence=held_today)), CommandAccepted)  # fmt: skip
+    assert isinstance(
+        await client.submit(org, RecordVettingEvidence(supporter_id="s1", evidence=held_today)),
+        CommandAccepted,
+    )
 
     await accepted(client, org, sample.intake(random.Random(1), "c1"))
     aunt = FamilyOrFriend(kind="family", display_name="Aunt", contact=Contact(phone="+64 21 555"))
     await accepted(client, org, NameSupportPerson(case_id="c1", support_person=aunt))
-    early = await client.submit(org, GiveConsent(case_id="c1", party_id="client",
-                                                 stages=[Stage.ENTRY], given_on=elsewhere))  # fmt: skip
+    early = await client.submit(
+        org, GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=elsewhere)
+    )
     assert isinstance(early, CommandRejected)
     assert [e.field for e in early.errors] == ["data.given_on"]
 
@@ -183,13 +192,19 @@ async def test_one_id_with_two_payloads_at_once_is_accepted_once_on_two_replicas
     # Both used to pass the reply check before either committed: 20 of 20 pairs made 40 cases.
     second_replica = await services.start(provisioned, ["intake"], credentials=auth.credentials)
     try:
-        pairs = await asyncio.gather(*(
-            asyncio.gather(
-                client.submit(org, sample.intake(random.Random(n), f"a{n}"), command_id=f"id-{n}"),
-                client.submit(org, sample.intake(random.Random(n), f"b{n}"), command_id=f"id-{n}"),
+        pairs = await asyncio.gather(
+            *(
+                asyncio.gather(
+                    client.submit(
+                        org, sample.intake(random.Random(n), f"a{n}"), command_id=f"id-{n}"
+                    ),
+                    client.submit(
+                        org, sample.intake(random.Random(n), f"b{n}"), command_id=f"id-{n}"
+                    ),
+                )
+                for n in range(20)
             )
-            for n in range(20)
-        ))  # fmt: skip
+        )
     finally:
         await services.stop(second_replica)
 
@@ -325,8 +340,9 @@ async def test_an_organisation_not_registered_or_disabled_is_refused_naming_it(
 
     later = f"{org}-later"
     await register(nc, later)  # added while the services run: works at once
-    assert isinstance(await client.submit(later, sample.intake(random.Random(1), "c1")),
-                      CommandAccepted)  # fmt: skip
+    assert isinstance(
+        await client.submit(later, sample.intake(random.Random(1), "c1")), CommandAccepted
+    )
 
     gone = f"{org}-gone"
     await register(nc, gone)

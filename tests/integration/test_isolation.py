@@ -66,9 +66,13 @@ async def connect_as(url: str, credentials: Path) -> As:
     async def on_error(error: Exception) -> None:
         user.refused.append(str(error))
 
-    user.nc = await nats.connect(url, user_credentials=str(credentials),
-                                 inbox_prefix=principal(credentials).inbox_prefix, error_cb=on_error,
-                                 max_reconnect_attempts=0)  # fmt: skip
+    user.nc = await nats.connect(
+        url,
+        user_credentials=str(credentials),
+        inbox_prefix=principal(credentials).inbox_prefix,
+        error_cb=on_error,
+        max_reconnect_attempts=0,
+    )
     return user
 
 
@@ -112,57 +116,96 @@ def families(org: str, other_org: str, kind: str) -> dict[str, tuple[str, str, b
     me, stream = SENDERS[kind], subjects.org_events_stream(org)
     console, reader = kind == "console", kind != "console"
     return {
-        "its intake command": ("pub", subjects.command(org, "intake", "SubmitIntake", me),
-                               kind != "subscriber"),
+        "its intake command": (
+            "pub",
+            subjects.command(org, "intake", "SubmitIntake", me),
+            kind != "subscriber",
+        ),
         "a view of a case": ("pub", subjects.command(org, "intake", "ViewCase", me), console),
-        "a view of a decision": ("pub", subjects.command(org, "intake", "ViewDecision", me),
-                                 console),
-        "a person's export": ("pub", subjects.command(org, "intake", "ExportPersonData", me),
-                              console),
+        "a view of a decision": (
+            "pub",
+            subjects.command(org, "intake", "ViewDecision", me),
+            console,
+        ),
+        "a person's export": (
+            "pub",
+            subjects.command(org, "intake", "ExportPersonData", me),
+            console,
+        ),
         "an erasure": ("pub", subjects.command(org, "intake", "EraseClient", me), console),
-        "a matching command": ("pub", subjects.command(org, "matching", "AcceptProposal", me),
-                               console),
-        "a scheduling command": ("pub", subjects.command(org, "scheduling", "BookSession", me),
-                                 console),
-        "a rules evaluation": ("pub", subjects.command(org, "rules", "EvaluateRules", me),
-                               console),
+        "a matching command": (
+            "pub",
+            subjects.command(org, "matching", "AcceptProposal", me),
+            console,
+        ),
+        "a scheduling command": (
+            "pub",
+            subjects.command(org, "scheduling", "BookSession", me),
+            console,
+        ),
+        "a rules evaluation": ("pub", subjects.command(org, "rules", "EvaluateRules", me), console),
         "a command as the console": (
-            "pub", subjects.command(org, "intake", "SubmitIntake", subjects.CONSOLE), console),
+            "pub",
+            subjects.command(org, "intake", "SubmitIntake", subjects.CONSOLE),
+            console,
+        ),
         "a command as another credential": (
-            "pub", subjects.command(org, "intake", "SubmitIntake", "other-crm"), False),
+            "pub",
+            subjects.command(org, "intake", "SubmitIntake", "other-crm"),
+            False,
+        ),
         "a command as the operator": (
-            "pub", subjects.command(org, "intake", "ViewCase", subjects.OPERATOR), False),
+            "pub",
+            subjects.command(org, "intake", "ViewCase", subjects.OPERATOR),
+            False,
+        ),
         "a command as a service": (
-            "pub", subjects.command(org, "intake", "NameSupportPerson", "matching"), False),
+            "pub",
+            subjects.command(org, "intake", "NameSupportPerson", "matching"),
+            False,
+        ),
         "another organisation's command": (
-            "pub", subjects.command(other_org, "intake", "SubmitIntake", me), False),
+            "pub",
+            subjects.command(other_org, "intake", "SubmitIntake", me),
+            False,
+        ),
         "an event, published": ("pub", subjects.event(org, "MatchActivated"), False),
         "a consumer of its own making": (
-            "pub", f"$JS.API.CONSUMER.CREATE.{stream}.mine.{subjects.events(org)}", False),
+            "pub",
+            f"$JS.API.CONSUMER.CREATE.{stream}.mine.{subjects.events(org)}",
+            False,
+        ),
         "a durable consumer of its own making": (
-            "pub", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.mine", False),
+            "pub",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.mine",
+            False,
+        ),
         # (the console's credential sends commands only: its read model is the console's)
         "its feed": ("pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{me}", reader),
         "another credential's feed": (
-            "pub", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.other-feed", False),
+            "pub",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.other-feed",
+            False,
+        ),
         "deleting a consumer": ("pub", f"$JS.API.CONSUMER.DELETE.{stream}.{me}", False),
         "the stream's information": ("pub", f"$JS.API.STREAM.INFO.{stream}", False),
         "a bucket": ("pub", f"$JS.API.DIRECT.GET.KV_{topology.CASES_BUCKET}.x", False),
         "a person's key": ("pub", f"$JS.API.DIRECT.GET.{topology.KEYS_STREAM}.x", False),
-        "the decision log": ("pub", subjects.decision_log(org, "eligibility", "s1", "d1"),
-                             False),
+        "the decision log": ("pub", subjects.decision_log(org, "eligibility", "s1", "d1"), False),
         "the system account": ("pub", "$SYS.REQ.CLAIMS.UPDATE", False),
         "its replies": ("sub", f"{subjects.org_inbox(org, me)}.>", True),
         "another credential's replies": (
-            "sub", f"{subjects.org_inbox(org, 'other-crm' if reader else 'crm')}.>", False),
-        "the console's replies": ("sub", f"{subjects.org_inbox(org, subjects.CONSOLE)}.>",
-                                  console),
+            "sub",
+            f"{subjects.org_inbox(org, 'other-crm' if reader else 'crm')}.>",
+            False,
+        ),
+        "the console's replies": ("sub", f"{subjects.org_inbox(org, subjects.CONSOLE)}.>", console),
         "the organisation's every reply": ("sub", f"_INBOX_org.{org}.>", False),
         "the operator's and services' replies": ("sub", "_INBOX.>", False),
         "the commands": ("sub", subjects.commands(org), False),
         "the events, unstored": ("sub", subjects.events(org), False),
         "the dead letters": ("sub", subjects.dead_letters(org), False),
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("kind", ["subscriber", "integration", "console"])
@@ -176,12 +219,18 @@ async def test_each_kind_of_credential_is_held_to_its_job_by_the_server(
             await user.tries_to_publish(subject)
         else:
             await user.tries_to_subscribe(subject)
-    refused = [f'{"publish to" if how == "pub" else "subscription to"} "{subject}"'
-               for how, subject, allowed in tried.values() if not allowed]  # fmt: skip
+    refused = [
+        f'{"publish to" if how == "pub" else "subscription to"} "{subject}"'
+        for how, subject, allowed in tried.values()
+        if not allowed
+    ]
     await user.refuses(*refused)
     said = " ".join(user.refused)
-    allowed_refused = [family for family, (_, subject, allowed) in tried.items()
-                       if allowed and f'"{subject}"' in said]  # fmt: skip
+    allowed_refused = [
+        family
+        for family, (_, subject, allowed) in tried.items()
+        if allowed and f'"{subject}"' in said
+    ]
     assert allowed_refused == []
     assert len(user.refused) == len(refused)  # each refusal once, and nothing else
 
@@ -191,8 +240,7 @@ async def test_each_kind_does_its_job(
 ) -> None:
     # An integration sends intake under its own name, and reads the feed made for it.
     crm = AlongsideClient(kinds["integration"].nc, sender="crm")
-    assert isinstance(await crm.submit(org, sample.intake(random.Random(1), "c1")),
-                      CommandAccepted)  # fmt: skip
+    assert isinstance(await crm.submit(org, sample.intake(random.Random(1), "c1")), CommandAccepted)
     assert [e.type async for e in crm.events(org, durable="crm")] == ["IntakeReceived"]
     # A subscriber reads its own feed, durably: acked events are not read again.
     feed = AlongsideClient(kinds["subscriber"].nc, sender="feed")
@@ -200,8 +248,9 @@ async def test_each_kind_does_its_job(
     assert [e.type async for e in feed.events(org, durable="feed")] == []
     # The console reads a case, and the access log names whom the console said, as only
     # the console's credential may send a view.
-    console = AlongsideClient(kinds["console"].nc, source="alongside/console/acc-1",
-                              sender=subjects.CONSOLE)  # fmt: skip
+    console = AlongsideClient(
+        kinds["console"].nc, source="alongside/console/acc-1", sender=subjects.CONSOLE
+    )
     view = await console.request(org, ViewCase(case_id="c1"))
     assert isinstance(view, CaseView)
     by_operator = await client.request(org, ViewCase(case_id="c1"))
@@ -214,9 +263,13 @@ async def test_each_kind_does_its_job(
 
 async def test_who_acted_is_the_server_vouched_sender_never_the_envelope_alone() -> None:
     envelope = RawEnvelope.model_validate_json(
-        wrap(ViewCase(case_id="c1"), org="acme", source="alongside/console/acc-1",
-             time=datetime(2026, 1, 1, tzinfo=UTC)).model_dump_json()
-    )  # fmt: skip
+        wrap(
+            ViewCase(case_id="c1"),
+            org="acme",
+            source="alongside/console/acc-1",
+            time=datetime(2026, 1, 1, tzinfo=UTC),
+        ).model_dump_json()
+    )
 
     def by(sender: str) -> str:
         return Received("acme", envelope, ViewCase(case_id="c1"), sender).acted_by
@@ -322,8 +375,9 @@ async def dropped_and_refused(url: str, user: As, credentials: Path) -> None:
         await asyncio.sleep(0.01)
     assert not user.nc.is_connected
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
-        await nats.connect(url, user_credentials=str(credentials), max_reconnect_attempts=0,
-                           allow_reconnect=False)  # fmt: skip
+        await nats.connect(
+            url, user_credentials=str(credentials), max_reconnect_attempts=0, allow_reconnect=False
+        )
 
 
 async def test_an_organisation_added_while_the_services_run_works_at_once(
@@ -380,8 +434,9 @@ async def test_a_service_is_allowed_only_what_it_needs(provisioned: str, auth: A
         erasing = ("STREAM.PURGE", "STREAM.MSG.DELETE", "STREAM.DELETE")
         for api in erasing:
             await scheduling.tries_to_publish(f"$JS.API.{api}.{topology.EVENTS_STREAM}")
-        await scheduling.refuses(*(f'publish to "$JS.API.{api}.{topology.EVENTS_STREAM}"'
-                                   for api in erasing))  # fmt: skip
+        await scheduling.refuses(
+            *(f'publish to "$JS.API.{api}.{topology.EVENTS_STREAM}"' for api in erasing)
+        )
         await scheduling.nc.close()
     finally:
         await intake.nc.close()
@@ -397,10 +452,16 @@ async def test_a_commands_answer_cannot_be_sent_into_anything_of_ours(
     registry = await nc.jetstream().key_value(topology.REGISTRY_BUCKET)
     before = await registry.get(other_org)
     crm = kinds["integration"].nc
-    body = wrap(sample.intake(random.Random(1), "c1"), org=org, source="crm",
-                time=SYSTEM()).model_dump_json().encode()  # fmt: skip
-    await crm.publish(subjects.command(org, "intake", "SubmitIntake", "crm"), body,
-                      reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}")  # fmt: skip
+    body = (
+        wrap(sample.intake(random.Random(1), "c1"), org=org, source="crm", time=SYSTEM())
+        .model_dump_json()
+        .encode()
+    )
+    await crm.publish(
+        subjects.command(org, "intake", "SubmitIntake", "crm"),
+        body,
+        reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
+    )
     await crm.flush()
     await AlongsideClient(nc, source="tests").events(org).__anext__()  # it was carried out
     await asyncio.sleep(0.3)
@@ -410,10 +471,14 @@ async def test_a_commands_answer_cannot_be_sent_into_anything_of_ours(
     assert not any(
         subjects.matches(a, f"$KV.{topology.CONSOLE_ACCOUNTS_BUCKET}.x") for a in allowed
     )
-    assert commands.answerable(subjects.command(org, "intake", "SubmitIntake", "crm"),
-                               f"{subjects.org_inbox(org, 'crm')}.x")  # fmt: skip
-    assert not commands.answerable(subjects.command(org, "intake", "SubmitIntake", "crm"),
-                                   f"$KV.{topology.REGISTRY_BUCKET}.{other_org}")  # fmt: skip
+    assert commands.answerable(
+        subjects.command(org, "intake", "SubmitIntake", "crm"),
+        f"{subjects.org_inbox(org, 'crm')}.x",
+    )
+    assert not commands.answerable(
+        subjects.command(org, "intake", "SubmitIntake", "crm"),
+        f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
+    )
 
 
 @pytest.mark.parametrize("kind", ["subscriber", "integration", "console"])
@@ -429,8 +494,9 @@ async def test_a_jetstream_answer_cannot_write_into_another_organisation(
     durable = SENDERS[kind] if kind != "console" else "feed"
     await kinds[kind].nc.publish(  # a pull: its messages, or its status, go to the reply
         f"$JS.API.CONSUMER.MSG.NEXT.{subjects.org_events_stream(org)}.{durable}",
-        b'{"batch": 1, "no_wait": true}', reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
-    )  # fmt: skip
+        b'{"batch": 1, "no_wait": true}',
+        reply=f"$KV.{topology.REGISTRY_BUCKET}.{other_org}",
+    )
     await kinds[kind].nc.flush()
     await asyncio.sleep(0.3)
     after = await registry.get(other_org)

@@ -118,9 +118,10 @@ async def test_decline_change_and_refuse_never_offer_a_supporter_again(
     await wait_for(client, org, "SupportPersonNamed")
     for party in (CLIENT_PARTY_ID, "respondent"):
         await accepted(
-            client, org,
+            client,
+            org,
             GiveConsent(case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=TODAY),
-        )  # fmt: skip
+        )
     [active] = await wait_for(client, org, "MatchActivated")
     assert active.data == {"case_id": "c1", "supporter_id": chosen}
     assert await holds(nc, org, chosen) == {"c1": None}  # held for good
@@ -180,8 +181,9 @@ async def test_a_waitlisted_client_is_offered_a_supporter_once_one_is_eligible(
     assert waiting.data["constraint"] == "matching-policy"  # not which requirement
     assert "niu" not in waiting.model_dump_json()  # what the client asked for stays out
     reason = (await match_of(nc, org, "c-rare")).waitlist_reason
-    assert reason == ("no supporter left after: "
-                      "The supporter must speak one of the client's languages (niu).")  # fmt: skip
+    assert reason == (
+        "no supporter left after: The supporter must speak one of the client's languages (niu)."
+    )
 
     await supporter(client, org, "s-niu", ["niu", "en"])
     [proposed] = await wait_for(client, org, "MatchProposed")
@@ -275,9 +277,11 @@ async def test_an_import_gives_every_client_a_first_proposal_before_anyone_a_sec
 
 
 async def test_no_case_is_dropped_when_decisions_read_here_lag_behind_their_events(
-    running: services.Running, client: AlongsideClient, org: str,
+    running: services.Running,
+    client: AlongsideClient,
+    org: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """The race that dropped clients: matching woke by MatchingPolicyDecided and found no
     decision (then, because the event came first; now, as a lagging replica would). Every
     first read of a policy here comes back empty; every case must still get its outcome."""
@@ -300,8 +304,11 @@ async def test_no_case_is_dropped_when_decisions_read_here_lag_behind_their_even
     await asyncio.gather(*(accepted(client, org, intake(case_id, ["sm"])) for case_id in cases))
     deadline = asyncio.get_running_loop().time() + 30
     while True:
-        outcomes = [e async for e in client.events(org, idle_s=0.2)
-                    if e.type in ("MatchProposed", "ClientWaitlisted")]  # fmt: skip
+        outcomes = [
+            e
+            async for e in client.events(org, idle_s=0.2)
+            if e.type in ("MatchProposed", "ClientWaitlisted")
+        ]
         if len(outcomes) >= len(cases) or asyncio.get_running_loop().time() > deadline:
             break
 
@@ -324,17 +331,24 @@ async def test_a_suspended_supporter_is_withdrawn_refused_and_their_match_paused
     # c2 chooses the supporter who is about to be suspended.
     c2 = await match_of(nc, org, "c2")
     if gone not in {o.supporter_id for o in c2.proposals}:
-        gone = next(o.supporter_id for o in first.proposals
-                    if o.supporter_id in {p.supporter_id for p in c2.proposals})  # fmt: skip
+        gone = next(
+            o.supporter_id
+            for o in first.proposals
+            if o.supporter_id in {p.supporter_id for p in c2.proposals}
+        )
     await accepted(client, org, AcceptProposal(case_id="c2", supporter_id=gone))
     await wait_for(client, org, "ProposalAccepted")
 
-    await accepted(client, org, UpdateSupporter(supporter_id=gone,
-                                                changes=SupporterChanges(suspended=True)))  # fmt: skip
+    await accepted(
+        client, org, UpdateSupporter(supporter_id=gone, changes=SupporterChanges(suspended=True))
+    )
 
     [withdrawn] = await wait_for(client, org, "ProposalsWithdrawn")
-    assert withdrawn.data == {"case_id": "c1", "supporter_ids": [gone],
-                              "reason": "supporter_ineligible"}  # fmt: skip
+    assert withdrawn.data == {
+        "case_id": "c1",
+        "supporter_ids": [gone],
+        "reason": "supporter_ineligible",
+    }
     [paused] = await wait_for(client, org, "MatchPaused")
     assert paused.data == {"case_id": "c2", "supporter_id": gone, "reason": "supporter_ineligible"}
     again = await match_of(nc, org, "c1")
@@ -350,8 +364,9 @@ async def test_a_suspended_supporter_is_withdrawn_refused_and_their_match_paused
     assert [(e.field, e.reason) for e in refused.errors] == [
         ("rules.eligibility.suspended", "The supporter is suspended.")
     ]
-    await accepted(client, org, UpdateSupporter(supporter_id=gone,
-                                                changes=SupporterChanges(suspended=False)))  # fmt: skip
+    await accepted(
+        client, org, UpdateSupporter(supporter_id=gone, changes=SupporterChanges(suspended=False))
+    )
     await wait_for(client, org, "SupporterEligibilityDecided", 6)
     for _ in range(100):  # eligible again, as decided (its event on its way to matching)
         decision, _ = await deps_of(running).decisions.get(org, Kind.ELIGIBILITY, gone)

@@ -29,16 +29,27 @@ def node_example() -> Path:
         # The quick start needs only Python; CI machines have Node, so there it runs.
         pytest.skip("Node.js is not installed here")
     if not (EXAMPLE / "node_modules" / "nats").is_dir():
-        subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=EXAMPLE,
-                       check=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            ["npm", "ci", "--silent", "--no-audit", "--no-fund"],
+            cwd=EXAMPLE,
+            check=True,
+            timeout=300,
+        )
     return EXAMPLE
 
 
 async def node_subscriber(example: Path, url: str, creds: Path, org: str, count: int) -> list[Any]:
     process = await asyncio.create_subprocess_exec(
-        "node", str(example / "subscriber.mjs"), url, str(creds), org, "node", str(count),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        "node",
+        str(example / "subscriber.mjs"),
+        url,
+        str(creds),
+        org,
+        "node",
+        str(count),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     return [json.loads(line) for line in out.decode().splitlines()]
@@ -46,9 +57,14 @@ async def node_subscriber(example: Path, url: str, creds: Path, org: str, count:
 
 @pytest.mark.usefixtures("intake")
 async def test_the_node_subscriber_reads_its_organisations_events_durably(
-    node_example: Path, client: AlongsideClient, provisioned: str, org: str, other_org: str,
-    credentials: Credentials, tmp_path: Path,
-) -> None:  # fmt: skip
+    node_example: Path,
+    client: AlongsideClient,
+    provisioned: str,
+    org: str,
+    other_org: str,
+    credentials: Credentials,
+    tmp_path: Path,
+) -> None:
     for each, case_id in ((other_org, "x1"), (org, "c1"), (other_org, "x2"), (org, "c2")):
         command = sample.intake(random.Random(case_id), case_id)
         assert isinstance(await client.submit(each, command), CommandAccepted)
@@ -58,9 +74,11 @@ async def test_the_node_subscriber_reads_its_organisations_events_durably(
     first = await node_subscriber(node_example, provisioned, creds, org, 2)
 
     assert [(e["org"], e["type"], e["data"]["case_id"]) for e in first] == [
-        (org, "IntakeReceived", "c1"), (org, "IntakeReceived", "c2"),
-    ]  # fmt: skip
-    assert isinstance(await client.submit(org, sample.intake(random.Random(3), "c3")),
-                      CommandAccepted)  # fmt: skip
+        (org, "IntakeReceived", "c1"),
+        (org, "IntakeReceived", "c2"),
+    ]
+    assert isinstance(
+        await client.submit(org, sample.intake(random.Random(3), "c3")), CommandAccepted
+    )
     second = await node_subscriber(node_example, provisioned, creds, org, 1)
     assert [e["data"]["case_id"] for e in second] == ["c3"]  # went on after its acks

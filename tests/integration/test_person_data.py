@@ -38,8 +38,9 @@ async def test_everything_held_about_a_client_and_a_supporter_is_exported_and_re
     await wait_for(client, org, "MatchingPolicyDecided")
     await wait_for(client, org, "ConsentDecided")
 
-    about_client = await client.request(org, ExportPersonData(person="client", subject_id="c1"),
-                                        command_id="sar-1")  # fmt: skip
+    about_client = await client.request(
+        org, ExportPersonData(person="client", subject_id="c1"), command_id="sar-1"
+    )
     assert isinstance(about_client, PersonData)
     held = about_client.held
     assert held["case"]["intake"]["client"]["display_name"] == MARKERS["client_name"]
@@ -66,7 +67,9 @@ async def test_everything_held_about_a_client_and_a_supporter_is_exported_and_re
     # Each export is recorded, by id, with who asked; the data itself is kept nowhere new.
     recorded = await wait_for(client, org, "PersonDataExported", 2)
     assert [(e.data["person"], e.data["subject_id"], e.data["requested_by"]) for e in recorded] == [
-        ("client", "c1", "operator (tests)"), ("supporter", "s1", "operator (tests)")]  # fmt: skip
+        ("client", "c1", "operator (tests)"),
+        ("supporter", "s1", "operator (tests)"),
+    ]
     replies = await nc.jetstream().key_value(topology.REPLIES_BUCKET)
     with pytest.raises(KeyNotFoundError):
         await replies.get(f"{org}.sar-1")

@@ -25,9 +25,12 @@ from tests.support import (
 
 @pytest.mark.nats
 async def test_a_journey_with_a_marker_in_every_personal_field_logs_none_of_them(
-    start: Start, client: AlongsideClient, org: str, capsys: pytest.CaptureFixture[str],
+    start: Start,
+    client: AlongsideClient,
+    org: str,
+    capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     configure("DEBUG", json=True)
     try:
         await start()

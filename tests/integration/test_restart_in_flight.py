@@ -37,8 +37,9 @@ Send = Callable[[Client], Coroutine[Any, Any, Any]]
 
 def by_cli(nc: Client) -> Coroutine[Any, Any, Any]:
     client = AlongsideClient(nc, source="tests")
-    return client.submit(ORG, sample.intake(random.Random(1), "c1"), command_id="in-flight-1",
-                         timeout=2.0)  # fmt: skip
+    return client.submit(
+        ORG, sample.intake(random.Random(1), "c1"), command_id="in-flight-1", timeout=2.0
+    )
 
 
 def by_console(nc: Client) -> Coroutine[Any, Any, Any]:

@@ -33,9 +33,13 @@ async def held(client: AlongsideClient, org: str, case_id: str) -> bool:
 
 
 async def test_a_closed_case_is_erased_once_its_organisations_retention_runs_out(
-    start: Start, clock: ManualClock, client: AlongsideClient, nc: Client, org: str,
+    start: Start,
+    clock: ManualClock,
+    client: AlongsideClient,
+    nc: Client,
+    org: str,
     other_org: str,
-) -> None:  # fmt: skip
+) -> None:
     running = await start("intake")
     deps: IntakeDeps = running.deps["intake"]
     registry = Registry(await nc.jetstream().key_value(topology.REGISTRY_BUCKET), clock)

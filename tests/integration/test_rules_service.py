@@ -301,8 +301,10 @@ async def test_a_decision_is_readable_before_its_event_reaches_anyone(
     """Publishing the event first let matching read no policy, acknowledge and drop the
     client (issue 10): a subscriber reading the decision the moment its event arrives must
     find it, every time."""
-    reader = DecisionReader(await nc.jetstream().key_value(topology.DECISIONS_BUCKET),
-                            Vault.of(nc.jetstream(), Settings()))  # fmt: skip
+    reader = DecisionReader(
+        await nc.jetstream().key_value(topology.DECISIONS_BUCKET),
+        Vault.of(nc.jetstream(), Settings()),
+    )
     found: list[bool] = []
 
     async def on_decided(msg: Any) -> None:
@@ -337,8 +339,9 @@ async def test_a_log_entry_and_announcement_a_crash_left_unpublished_are_publish
     event = MatchingPolicyDecided(case_id="c1", ruleset=again.ruleset, decision_id="d-again")
     kept = wrap(event, org=org, source="alongside/rules", id="crash-left-this", time=SYSTEM())
     entry = LoggedDecision(org=org, decision=again).model_dump_json()
-    await deps.decisions.put(org, StoredDecision(decision=again, announce=kept.model_dump_json(),
-                                                 log=entry), revision)  # fmt: skip
+    await deps.decisions.put(
+        org, StoredDecision(decision=again, announce=kept.model_dump_json(), log=entry), revision
+    )
 
     await handlers.announce_pending(deps)
     young, _ = await deps.decisions.load(org, Kind.MATCHING_POLICY, "c1")
@@ -398,7 +401,8 @@ async def test_an_unreadable_entry_in_a_rulesets_history_breaks_neither_rollback
     assert [d.version for d in await store.history(org, Kind.ELIGIBILITY)] == [first.version]
     assert (org, Kind.ELIGIBILITY) not in {(d.org, d.kind) for d in await store.all()}
     await handlers.refresh_rulesets(deps_of(rules))  # every other organisation still loads
-    back = await publishing.rollback(nc.jetstream(), store, org, Kind.ELIGIBILITY,
-                                     to_version=first.version, clock=SYSTEM)  # fmt: skip
+    back = await publishing.rollback(
+        nc.jetstream(), store, org, Kind.ELIGIBILITY, to_version=first.version, clock=SYSTEM
+    )
     assert back.version == first.version
     assert (await store.current(org, Kind.ELIGIBILITY)) is not None

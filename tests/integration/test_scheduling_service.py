@@ -61,8 +61,11 @@ from tests.support import (
     wait_for,
 )
 
-PAUSED = ("case_id", "the match is paused until a coordinator reviews it (its supporter became "
-                     "ineligible): no meeting or session is arranged, booked or moved meanwhile")  # fmt: skip
+PAUSED = (
+    "case_id",
+    "the match is paused until a coordinator reviews it (its supporter became "
+    "ineligible): no meeting or session is arranged, booked or moved meanwhile",
+)
 
 
 def soon(clock: Clock, seconds: float) -> datetime:
@@ -79,9 +82,16 @@ async def active_match(client: AlongsideClient, org: str, clock: Clock, case_id:
     await accepted(client, org, AcceptProposal(case_id=case_id, supporter_id=chosen))
     await wait_for(client, org, "SupportPersonNamed")
     for party in (CLIENT_PARTY_ID, "respondent"):
-        await accepted(client, org, GiveConsent(
-            case_id=case_id, party_id=party, stages=[Stage.ENTRY], given_on=org_today(clock),
-        ))  # fmt: skip
+        await accepted(
+            client,
+            org,
+            GiveConsent(
+                case_id=case_id,
+                party_id=party,
+                stages=[Stage.ENTRY],
+                given_on=org_today(clock),
+            ),
+        )
     await wait_for(client, org, "MatchActivated")
     return str(chosen)
 
@@ -99,8 +109,9 @@ async def after_meeting(
     [booked] = await wait_for(client, org, "SessionBooked")
     await clock.sleep_until(start + timedelta(seconds=0.2))
     meeting = booked.data["session_id"]
-    await accepted(client, org, RecordAttendance(case_id=case_id, session_id=meeting,
-                                                 outcome="completed"))  # fmt: skip
+    await accepted(
+        client, org, RecordAttendance(case_id=case_id, session_id=meeting, outcome="completed")
+    )
     first = datetime.fromisoformat(booked.data["start"]) + timedelta(weeks=first_in_weeks)
     await accepted(client, org, GoAhead(case_id=case_id, first_session=first))
     [scheduled] = await wait_for(client, org, "SessionsScheduled")
@@ -175,8 +186,11 @@ async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_s
     assert ended.data["ended_on"] == str(ends_on + timedelta(weeks=2))
     # Matching ends the match and the supporter's slot is free again.
     [match_ended] = await wait_for(client, org, "MatchEnded")
-    assert match_ended.data == {"case_id": "c1", "supporter_id": chosen,
-                                "reason": "service_completed"}  # fmt: skip
+    assert match_ended.data == {
+        "case_id": "c1",
+        "supporter_id": chosen,
+        "reason": "service_completed",
+    }
     assert await holds(nc, org, chosen) == {}
 
 
@@ -219,15 +233,25 @@ async def test_every_boundary_refusal_names_the_rule_and_its_reason(
 
     # Moving a session is judged too: a third that week is more than the two agreed.
     [*_, extra] = await wait_for(client, org, "SessionBooked", 3)
-    moved = await client.submit(org, RescheduleSession(
-        case_id="c1", session_id=scheduled.data["session_ids"][0],
-        start=tomorrow + timedelta(hours=6),
-    ))  # fmt: skip
+    moved = await client.submit(
+        org,
+        RescheduleSession(
+            case_id="c1",
+            session_id=scheduled.data["session_ids"][0],
+            start=tomorrow + timedelta(hours=6),
+        ),
+    )
     assert isinstance(moved, CommandRejected)
     assert moved.errors[0].field == "rules.boundaries.more-than-weekly-without-agreement"
-    await accepted(client, org, RescheduleSession(
-        case_id="c1", session_id=extra.data["session_id"], start=tomorrow + timedelta(hours=6),
-    ))  # fmt: skip
+    await accepted(
+        client,
+        org,
+        RescheduleSession(
+            case_id="c1",
+            session_id=extra.data["session_id"],
+            start=tomorrow + timedelta(hours=6),
+        ),
+    )
     [rescheduled] = await wait_for(client, org, "SessionRescheduled")
     assert datetime.fromisoformat(rescheduled.data["start"]) == tomorrow + timedelta(hours=6)
 
@@ -242,18 +266,34 @@ async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_uns
     await supporter(client, org, "s1", ["sm"], methods=both, today=org_today(clock))
     await eligible(client, org, 1)
     unsafe_at_home = intake("c1", ["sm"])
-    await accepted(client, org, unsafe_at_home.model_copy(update={"client": (
-        unsafe_at_home.client.model_copy(
-            update={"methods": both, "safety_concerns": ["no_home_visits"]})
-    )}))  # fmt: skip
+    await accepted(
+        client,
+        org,
+        unsafe_at_home.model_copy(
+            update={
+                "client": (
+                    unsafe_at_home.client.model_copy(
+                        update={"methods": both, "safety_concerns": ["no_home_visits"]}
+                    )
+                )
+            }
+        ),
+    )
     [proposed] = await wait_for(client, org, "MatchProposed")
     assert [p["supporter_id"] for p in proposed.data["proposals"]] == ["s1"]
     await accepted(client, org, AcceptProposal(case_id="c1", supporter_id="s1"))
     await wait_for(client, org, "SupportPersonNamed")
     for party in (CLIENT_PARTY_ID, "respondent"):
-        await accepted(client, org, GiveConsent(
-            case_id="c1", party_id=party, stages=[Stage.ENTRY], given_on=org_today(clock),
-        ))  # fmt: skip
+        await accepted(
+            client,
+            org,
+            GiveConsent(
+                case_id="c1",
+                party_id=party,
+                stages=[Stage.ENTRY],
+                given_on=org_today(clock),
+            ),
+        )
     [offered] = await wait_for(client, org, "InitialMeetingProposed")
     assert offered.data["method"] == Method.PHONE  # the client's first method is not safe
 
@@ -264,9 +304,15 @@ async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_uns
         await accepted(client, org, ConfirmMeeting(case_id="c1", by="supporter"))
         booked = await wait_for(client, org, "SessionBooked", 2 if outcome == "completed" else 1)
         await clock.sleep_until(start + timedelta(seconds=0.2))
-        await accepted(client, org, RecordAttendance(
-            case_id="c1", session_id=booked[-1].data["session_id"], outcome=outcome,
-        ))  # fmt: skip
+        await accepted(
+            client,
+            org,
+            RecordAttendance(
+                case_id="c1",
+                session_id=booked[-1].data["session_id"],
+                outcome=outcome,
+            ),
+        )
         if outcome == "client_no_show":
             refused = await client.submit(org, GoAhead(case_id="c1"))
             assert isinstance(refused, CommandRejected)  # not until a meeting took place
@@ -276,8 +322,10 @@ async def test_a_missed_first_meeting_is_arranged_again_and_home_visits_stay_uns
 
     # Both agree to meet more often, so that only the safety rule is left to refuse it.
     await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
-    home = await client.submit(org, BookSession(case_id="c1", start=soon(clock, 86400),
-                                                minutes=60, method=Method.HOME_VISIT))  # fmt: skip
+    home = await client.submit(
+        org,
+        BookSession(case_id="c1", start=soon(clock, 86400), minutes=60, method=Method.HOME_VISIT),
+    )
     assert isinstance(home, CommandRejected)
     assert [e.field for e in home.errors] == ["rules.boundaries.home-visit-not-safe"]
 
@@ -292,20 +340,29 @@ async def test_withdrawn_consent_and_a_change_of_supporter_cancel_future_session
     *_, scheduled = await after_meeting(client, org, clock)
     future = set(scheduled.data["session_ids"])
 
-    await accepted(client, org, WithdrawConsent(case_id="c1", party_id="respondent",
-                                                withdrawn_on=org_today(clock)))  # fmt: skip
+    await accepted(
+        client,
+        org,
+        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=org_today(clock)),
+    )
     cancelled = await wait_for(client, org, "SessionCancelled", len(future))
     assert {e.data["session_id"] for e in cancelled} == future
     assert {e.data["reason"] for e in cancelled} == {"consent_not_active"}
     # And nothing new can be booked while consent is not active.
-    reply = await client.submit(org, BookSession(case_id="c1", start=soon(clock, 86400), minutes=60,
-                                                 method=Method.PHONE))  # fmt: skip
+    reply = await client.submit(
+        org, BookSession(case_id="c1", start=soon(clock, 86400), minutes=60, method=Method.PHONE)
+    )
     assert isinstance(reply, CommandRejected)
     assert "rules.boundaries.consent-not-active" in [e.field for e in reply.errors]
 
     # The respondent consents again: the same sessions are booked again.
-    await accepted(client, org, GiveConsent(case_id="c1", party_id="respondent",
-                                            stages=[Stage.ENTRY], given_on=org_today(clock)))  # fmt: skip
+    await accepted(
+        client,
+        org,
+        GiveConsent(
+            case_id="c1", party_id="respondent", stages=[Stage.ENTRY], given_on=org_today(clock)
+        ),
+    )
     [resumed] = await wait_for(client, org, "SessionsResumed")
     assert set(resumed.data["session_ids"]) == future
 
@@ -336,8 +393,9 @@ async def test_a_reminder_is_delivered_even_while_the_service_is_down(
         at = soon(clock, 3600 + 3)  # its reminder is due in three seconds
         # An hour after the first meeting: more than weekly, so both agree to it first.
         await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
-        await accepted(client, org, BookSession(case_id="c1", start=at, minutes=60,
-                                                method=Method.PHONE))  # fmt: skip
+        await accepted(
+            client, org, BookSession(case_id="c1", start=at, minutes=60, method=Method.PHONE)
+        )
         [*_, booked] = await wait_for(client, org, "SessionBooked", 2)
     finally:
         await running.stop()
@@ -357,16 +415,19 @@ async def test_a_cancelled_session_sends_no_reminder(
     await after_meeting(client, org, clock)
     at = soon(clock, 3600 + 2)
     await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
-    await accepted(client, org, BookSession(case_id="c1", start=at, minutes=60,
-                                            method=Method.PHONE))  # fmt: skip
+    await accepted(
+        client, org, BookSession(case_id="c1", start=at, minutes=60, method=Method.PHONE)
+    )
     [*_, booked] = await wait_for(client, org, "SessionBooked", 2)
-    await accepted(client, org, CancelSession(case_id="c1", session_id=booked.data["session_id"],
-                                              by="client"))  # fmt: skip
+    await accepted(
+        client, org, CancelSession(case_id="c1", session_id=booked.data["session_id"], by="client")
+    )
     await asyncio.sleep(3)
     assert await seen(client, org, "SessionReminderDue") == []
     # The time is free again: booking it anew gives a new session.
-    again = await accepted(client, org, BookSession(case_id="c1", start=at, minutes=60,
-                                                    method=Method.PHONE))  # fmt: skip
+    again = await accepted(
+        client, org, BookSession(case_id="c1", start=at, minutes=60, method=Method.PHONE)
+    )
     [*_, rebooked] = await wait_for(client, org, "SessionBooked", 3)
     assert rebooked.id in again.event_ids
     assert rebooked.data["session_id"] != booked.data["session_id"]
@@ -389,8 +450,9 @@ async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_atte
     planned = await wait_for(client, org, "SupervisionScheduled", 2)
     assert {e.data["kind"] for e in planned} == {"supervision", "team_debrief"}
     supervision = next(e for e in planned if e.data["kind"] == "supervision")
-    attend = RecordSupervisionAttendance(supporter_id="s1",
-                                         session_id=supervision.data["session_id"])  # fmt: skip
+    attend = RecordSupervisionAttendance(
+        supporter_id="s1", session_id=supervision.data["session_id"]
+    )
     # Not before it has started: evidence counts once it has happened.
     early = await client.submit(org, attend)
     assert isinstance(early, CommandRejected)
@@ -417,15 +479,31 @@ async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
     aunt = FamilyOrFriend(kind="family", display_name="Aunt", contact=Contact(phone="+64 21 555"))
     await accepted(client, org, NameSupportPerson(case_id="c2", support_person=aunt))
     for party in (CLIENT_PARTY_ID, "respondent"):
-        await accepted(client, org, GiveConsent(
-            case_id="c2", party_id=party, stages=[Stage.ENTRY], given_on=org_today(clock),
-        ))  # fmt: skip
-    await event_where(client, org, "ConsentDecided",
-                      lambda d: (d["case_id"], d["status"]) == ("c2", "active"))  # fmt: skip
-    await accepted(client, org, CreateGroupSession(
-        group_id="g1", facilitator_id=chosen, start=soon(clock, 86400), minutes=90,
-        method=Method.PHONE, capacity=2,
-    ))  # fmt: skip
+        await accepted(
+            client,
+            org,
+            GiveConsent(
+                case_id="c2",
+                party_id=party,
+                stages=[Stage.ENTRY],
+                given_on=org_today(clock),
+            ),
+        )
+    await event_where(
+        client, org, "ConsentDecided", lambda d: (d["case_id"], d["status"]) == ("c2", "active")
+    )
+    await accepted(
+        client,
+        org,
+        CreateGroupSession(
+            group_id="g1",
+            facilitator_id=chosen,
+            start=soon(clock, 86400),
+            minutes=90,
+            method=Method.PHONE,
+            capacity=2,
+        ),
+    )
 
     refused = await client.submit(org, JoinGroupSession(group_id="g1", case_id="c3"))
     assert isinstance(refused, CommandRejected)
@@ -456,30 +534,39 @@ async def test_an_ineligible_supporters_sessions_wait_for_a_coordinators_review(
     *_, scheduled = await after_meeting(client, org, clock)
     future = set(scheduled.data["session_ids"])
     await accepted(client, org, RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
-    extra = BookSession(case_id="c1", start=soon(clock, 2 * 86400), minutes=60,
-                        method=Method.PHONE)  # fmt: skip
+    extra = BookSession(case_id="c1", start=soon(clock, 2 * 86400), minutes=60, method=Method.PHONE)
 
     # Suspended: the rules decide them ineligible, matching pauses the match and scheduling
     # cancels every future session.
-    await accepted(client, org, UpdateSupporter(supporter_id=chosen,
-                                                changes=SupporterChanges(suspended=True)))  # fmt: skip
+    await accepted(
+        client, org, UpdateSupporter(supporter_id=chosen, changes=SupporterChanges(suspended=True))
+    )
     [paused] = await wait_for(client, org, "MatchPaused")
-    assert paused.data == {"case_id": "c1", "supporter_id": chosen,
-                           "reason": "supporter_ineligible"}  # fmt: skip
+    assert paused.data == {
+        "case_id": "c1",
+        "supporter_id": chosen,
+        "reason": "supporter_ineligible",
+    }
     cancelled = await wait_for(client, org, "SessionCancelled", len(future))
     assert {e.data["session_id"] for e in cancelled} == future
     assert {e.data["reason"] for e in cancelled} == {"supporter_ineligible"}
     refused = await client.submit(org, extra)
     assert isinstance(refused, CommandRejected)
     assert [(e.field, e.reason) for e in refused.errors] == [
-        ("rules.eligibility.suspended", "The supporter is suspended."), PAUSED,
-    ]  # fmt: skip
+        ("rules.eligibility.suspended", "The supporter is suspended."),
+        PAUSED,
+    ]
 
     # Eligible again: the sessions still wait for the review.
-    await accepted(client, org, UpdateSupporter(supporter_id=chosen,
-                                                changes=SupporterChanges(suspended=False)))  # fmt: skip
-    await event_where(client, org, "SupporterEligibilityDecided",
-                      lambda d: d["supporter_id"] == chosen and d["eligible"])  # fmt: skip
+    await accepted(
+        client, org, UpdateSupporter(supporter_id=chosen, changes=SupporterChanges(suspended=False))
+    )
+    await event_where(
+        client,
+        org,
+        "SupporterEligibilityDecided",
+        lambda d: d["supporter_id"] == chosen and d["eligible"],
+    )
     refused = await client.submit(org, extra)
     assert isinstance(refused, CommandRejected)
     assert [(e.field, e.reason) for e in refused.errors] == [PAUSED]

@@ -29,16 +29,19 @@ async def test_a_submitted_intake_and_everything_it_causes_share_its_trace(
     envelope = wrap(command, org=org, source="tests", time=SYSTEM())
     assert envelope.traceparent is not None
     trace = envelope.traceparent.split("-")[1]
-    reply = await client.send_raw(org, "intake", "SubmitIntake",
-                                  envelope.model_dump_json().encode())  # fmt: skip
+    reply = await client.send_raw(
+        org, "intake", "SubmitIntake", envelope.model_dump_json().encode()
+    )
     assert isinstance(reply, CommandAccepted)
     await wait_for(client, org, "MatchProposed", 1)
 
     # Every event about the case, from intake, rules and matching, as stored with headers.
     sub = await nc.jetstream().subscribe(
-        subjects.events(org), stream=subjects.org_events_stream(org), ordered_consumer=True,
+        subjects.events(org),
+        stream=subjects.org_events_stream(org),
+        ordered_consumer=True,
         deliver_policy=DeliverPolicy.ALL,
-    )  # fmt: skip
+    )
     seen: dict[str, tuple[RawEnvelope, dict[str, str]]] = {}
     while True:
         try:
@@ -74,8 +77,13 @@ async def test_spans_of_one_intake_form_one_trace_from_submit_intake_to_match_pr
     command = wrap(intake("c1", ["en"]), org=org, source="tests", time=SYSTEM())
     assert command.traceparent is not None
     _, trace, sender, _ = command.traceparent.split("-")
-    reply = await client.send_raw(org, "intake", "SubmitIntake", command.model_dump_json().encode(),
-                                  headers=bus.headers_of(command))  # fmt: skip
+    reply = await client.send_raw(
+        org,
+        "intake",
+        "SubmitIntake",
+        command.model_dump_json().encode(),
+        headers=bus.headers_of(command),
+    )
     assert isinstance(reply, CommandAccepted)
     [proposed] = await wait_for(client, org, "MatchProposed", 1)
     running.flush_spans()
@@ -85,7 +93,11 @@ async def test_spans_of_one_intake_form_one_trace_from_submit_intake_to_match_pr
         for span in exporter.get_finished_spans()
         if span.context is not None and f"{span.context.trace_id:032x}" == trace
     }
-    [root] = [s for s in spans.values() if s.name == f"{subjects.command(org, 'intake', 'SubmitIntake', subjects.OPERATOR)} process"]  # fmt: skip
+    [root] = [
+        s
+        for s in spans.values()
+        if s.name == f"{subjects.command(org, 'intake', 'SubmitIntake', subjects.OPERATOR)} process"
+    ]
     assert root.parent is not None
     assert root.parent.is_remote
     assert tracing.parent_id(root) == sender  # the client's span, named in its header
@@ -95,12 +107,18 @@ async def test_spans_of_one_intake_form_one_trace_from_submit_intake_to_match_pr
 
     # From the span that proposed the match, back to the intake, through the rules' policy.
     assert proposed.traceparent is not None
-    path = [(tracing.service_of(s),
-             f"{subjects.command_type_of(s.name.removesuffix(' process'))} process")
-            for s in tracing.lineage(spans.values(), proposed.traceparent)]  # fmt: skip
-    assert path == [("alongside-matching", "MatchingPolicyDecided process"),
-                    ("alongside-rules", "IntakeReceived process"),
-                    ("alongside-intake", "SubmitIntake process")]  # fmt: skip
+    path = [
+        (
+            tracing.service_of(s),
+            f"{subjects.command_type_of(s.name.removesuffix(' process'))} process",
+        )
+        for s in tracing.lineage(spans.values(), proposed.traceparent)
+    ]
+    assert path == [
+        ("alongside-matching", "MatchingPolicyDecided process"),
+        ("alongside-rules", "IntakeReceived process"),
+        ("alongside-intake", "SubmitIntake process"),
+    ]
     # The intake's event woke the one service that handles it (the others' consumers are not
     # sent it), in a span under the intake.
     woken = [s for s in spans.values() if s.name.endswith(".IntakeReceived process")]

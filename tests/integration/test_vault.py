@@ -37,8 +37,9 @@ async def test_a_persons_key_is_made_once_whoever_races_and_each_organisation_ha
 ) -> None:
     replicas = [Vault(nc.jetstream(), MASTER) for _ in range(4)]
     # Some as for a record being created (made without asking first), some not.
-    keys = await asyncio.gather(*(v.key_or_new(org, "client", "c1", fresh=n % 2 == 0)
-                                  for n, v in enumerate(replicas)))  # fmt: skip
+    keys = await asyncio.gather(
+        *(v.key_or_new(org, "client", "c1", fresh=n % 2 == 0) for n, v in enumerate(replicas))
+    )
     assert len(set(keys)) == 1
     assert (
         await Vault(nc.jetstream(), MASTER).key_or_new(org, "client", "c1", fresh=True) == (keys[0])

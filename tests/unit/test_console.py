@@ -34,37 +34,52 @@ NOW = datetime(2027, 3, 28, 1, 30, tzinfo=UTC)  # an hour daylight saving ends s
 
 
 def account(roles: dict[str, Role]) -> ConsoleAccount:
-    return ConsoleAccount(account_id="a1", email="ana@example.org", name="Ana",
-                          password_hash="x", roles=roles, status="active", created_at=NOW,
-                          updated_at=NOW)  # fmt: skip
+    return ConsoleAccount(
+        account_id="a1",
+        email="ana@example.org",
+        name="Ana",
+        password_hash="x",
+        roles=roles,
+        status="active",
+        created_at=NOW,
+        updated_at=NOW,
+    )
 
 
-@pytest.mark.parametrize(("roles", "command", "status"), [
-    (None, "SubmitIntake", 401),
-    ({"other": "supervisor"}, "SubmitIntake", 403),
-    ({"acme": "coordinator"}, "SubmitIntake", None),
-    ({"acme": "coordinator"}, "EraseClient", 403),
-    ({"acme": "coordinator"}, "ExportPersonData", 403),
-    ({"acme": "supervisor"}, "EraseClient", None),
-    ({"acme": "operator"}, "ConfigureScheduling", None),
-])  # fmt: skip
-def test_who_may_send_what(roles: dict[str, Role] | None, command: str, status: int | None
-                           ) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("roles", "command", "status"),
+    [
+        (None, "SubmitIntake", 401),
+        ({"other": "supervisor"}, "SubmitIntake", 403),
+        ({"acme": "coordinator"}, "SubmitIntake", None),
+        ({"acme": "coordinator"}, "EraseClient", 403),
+        ({"acme": "coordinator"}, "ExportPersonData", 403),
+        ({"acme": "supervisor"}, "EraseClient", None),
+        ({"acme": "operator"}, "ConfigureScheduling", None),
+    ],
+)
+def test_who_may_send_what(roles: dict[str, Role] | None, command: str, status: int | None) -> None:
     found = domain.refusal(account(roles) if roles is not None else None, "acme", command)
     assert (found.status if found else None) == status
 
 
-@pytest.mark.parametrize(("field", "reason", "status"), [
-    ("data.client.languages", "at least 1 item", 422),
-    ("id", "this command id was already used for another command", 409),
-    ("id", "could not be carried out (TimeoutError); retry later", 503),
-    ("org", "organisation 'acme' is disabled", 403),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "reason", "status"),
+    [
+        ("data.client.languages", "at least 1 item", 422),
+        ("id", "this command id was already used for another command", 409),
+        ("id", "could not be carried out (TimeoutError); retry later", 503),
+        ("org", "organisation 'acme' is disabled", 403),
+    ],
+)
 def test_a_refusal_reads_as_problem_details_relative_to_the_body(
     field: str, reason: str, status: int
 ) -> None:
-    rejected = CommandRejected(command_id="k1", command_type="SubmitIntake",
-                               errors=[FieldError(field=field, reason=reason)])  # fmt: skip
+    rejected = CommandRejected(
+        command_id="k1",
+        command_type="SubmitIntake",
+        errors=[FieldError(field=field, reason=reason)],
+    )
     found = domain.problem_of(rejected)
     assert found.status == status
     assert found.errors[0].field == field.removeprefix("data.")
@@ -72,8 +87,9 @@ def test_a_refusal_reads_as_problem_details_relative_to_the_body(
 
 
 def test_not_carried_out_just_now_reads_as_a_503_with_retry_after_in_whole_seconds() -> None:
-    reply = CommandUnavailable(command_id="k1", command_type="SubmitIntake",
-                               reason=NOT_CARRIED_OUT, retry_after_s=2.2)  # fmt: skip
+    reply = CommandUnavailable(
+        command_id="k1", command_type="SubmitIntake", reason=NOT_CARRIED_OUT, retry_after_s=2.2
+    )
     found = domain.unavailable(reply)
     assert (found.status, found.retry_after_s, found.command_id) == (503, 3, "k1")
     assert found.errors == []  # not a refusal: no field to fix
@@ -95,10 +111,13 @@ def test_the_schema_has_every_command_with_its_own_body_and_problem_details() ->
     deps = ConsoleDeps(
         accounts=Accounts(FakeKeyValue().as_kv(), clock),
         sessions=Sessions(FakeKeyValue().as_kv(), bytes(32), clock),
-        orgs=OrgConnections("nats://127.0.0.1:1", no_credential, clock,
-                            cast(JetStreamContext, None)), settings=Settings(),
-        clock=clock, throttle=SignInThrottle(clock),
-    )  # fmt: skip
+        orgs=OrgConnections(
+            "nats://127.0.0.1:1", no_credential, clock, cast(JetStreamContext, None)
+        ),
+        settings=Settings(),
+        clock=clock,
+        throttle=SignInThrottle(clock),
+    )
     schema = create_app(deps).openapi()
     assert schema["openapi"].startswith("3.1")
     for name, model in catalogue.COMMANDS.items():
@@ -134,8 +153,9 @@ class Bucket(FakeKeyValue):
         return True
 
 
-async def test_a_session_is_held_as_a_hash_and_ends_signed_out_idle_or_after_a_working_day(
-) -> None:  # fmt: skip
+async def test_a_session_is_held_as_a_hash_and_ends_signed_out_idle_or_after_a_working_day() -> (
+    None
+):
     clock = ManualClock(NOW)
     bucket = Bucket()
     sessions = Sessions(bucket.as_kv(), bytes(32), clock, idle=timedelta(minutes=30))
@@ -193,31 +213,47 @@ def test_the_sign_in_form_token_is_for_its_own_nonce_only() -> None:
 
 def test_a_coordinator_reads_no_field_that_is_a_supervisors() -> None:
     command = marked_intake("c1")
-    record = CaseRecord(case_id="c1", intake=command, stage=command.dispute.stage, opened_at=NOW,
-                        updated_at=NOW)  # fmt: skip
+    record = CaseRecord(
+        case_id="c1", intake=command, stage=command.dispute.stage, opened_at=NOW, updated_at=NOW
+    )
     view = CaseView(command_id="v1", viewed_at=NOW, case=record)
     seen = fields.limited(view, "coordinator")
     client = seen.case.intake.client
     assert (client.safety_concerns, client.other_factors, client.cultural_preference) == (
-        [], None, None)  # fmt: skip
+        [],
+        None,
+        None,
+    )
     assert seen.case.intake.dispute.summary == "withheld"  # required: valid, and nothing held
     # Still a valid answer to its documented schema: what the HTTP API answers is checked.
     CaseView.model_validate_json(seen.model_dump_json())
     assert seen.withheld == [
-        "case.intake.client.safety_concerns", "case.intake.dispute.summary",
+        "case.intake.client.safety_concerns",
+        "case.intake.dispute.summary",
         "case.intake.client.lived_experience_preference",
-        "case.intake.client.cultural_preference", "case.intake.client.other_factors",
-    ]  # fmt: skip
+        "case.intake.client.cultural_preference",
+        "case.intake.client.other_factors",
+    ]
     assert client.access_needs == [MARKERS["access"]]  # what arranging a meeting needs
     assert view.case.intake.client.safety_concerns == [MARKERS["safety"]]  # a copy, not changed
     for role in ("supervisor", "operator"):
         assert fields.limited(view, role) == view
-    nothing = record.model_copy(update={"intake": command.model_copy(update={
-        "client": command.client.model_copy(update={"safety_concerns": []})})})  # fmt: skip
+    nothing = record.model_copy(
+        update={
+            "intake": command.model_copy(
+                update={"client": command.client.model_copy(update={"safety_concerns": []})}
+            )
+        }
+    )
     unconcerned = fields.limited(view.model_copy(update={"case": nothing}), "coordinator")
     assert "case.intake.client.safety_concerns" not in unconcerned.withheld  # nothing to ask
-    export = PersonData(command_id="e1", person="client", subject_id="c1", exported_at=NOW,
-                        held={"case": record.model_dump(mode="json")})  # fmt: skip
+    export = PersonData(
+        command_id="e1",
+        person="client",
+        subject_id="c1",
+        exported_at=NOW,
+        held={"case": record.model_dump(mode="json")},
+    )
     refused = fields.limited(export, "coordinator")
     assert isinstance(refused, Problem)
     assert refused.status == 403
@@ -225,21 +261,24 @@ def test_a_coordinator_reads_no_field_that_is_a_supervisors() -> None:
     assert fields.limited(export, None).status == 403  # no role: as little as any
 
 
-@pytest.mark.parametrize(("headers", "refused"), [
-    ({}, False),  # a script: left to the CSRF token
-    ({"origin": "https://console"}, False),
-    ({"origin": "https://console:443"}, False),
-    ({"origin": "https://console.example.org"}, False),  # configured
-    ({"referer": "https://console/orgs/acme"}, False),
-    ({"sec-fetch-site": "same-origin", "origin": "https://console"}, False),
-    ({"origin": "https://evil.example"}, True),
-    ({"origin": "null"}, True),
-    ({"origin": "https://console:8443"}, True),
-    ({"origin": "https://console.evil.example"}, True),
-    ({"referer": "https://evil.example/"}, True),
-    ({"sec-fetch-site": "cross-site"}, True),
-    ({"sec-fetch-site": "same-site", "origin": "https://console"}, True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({}, False),  # a script: left to the CSRF token
+        ({"origin": "https://console"}, False),
+        ({"origin": "https://console:443"}, False),
+        ({"origin": "https://console.example.org"}, False),  # configured
+        ({"referer": "https://console/orgs/acme"}, False),
+        ({"sec-fetch-site": "same-origin", "origin": "https://console"}, False),
+        ({"origin": "https://evil.example"}, True),
+        ({"origin": "null"}, True),
+        ({"origin": "https://console:8443"}, True),
+        ({"origin": "https://console.evil.example"}, True),
+        ({"referer": "https://evil.example/"}, True),
+        ({"sec-fetch-site": "cross-site"}, True),
+        ({"sec-fetch-site": "same-site", "origin": "https://console"}, True),
+    ],
+)
 def test_a_change_must_come_from_the_consoles_own_pages(
     headers: dict[str, str], refused: bool
 ) -> None:

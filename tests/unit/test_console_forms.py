@@ -10,20 +10,28 @@ from services.console.pages import same_site
 
 def test_a_form_becomes_the_commands_body_nested_listed_and_without_empty_inputs() -> None:
     sent = {
-        "case_id": ["C-1"], "client.display_name": [" Mere "], "client.contact.email": [""],
-        "client.contact.phone": ["021 555 0101"], "client.birth_year": ["1980"],
-        "client.languages": ["en, mi,"], "client.methods": ["phone", "video"],
-        "client.availability.0.day": ["tue"], "client.availability.0.start": ["18:00"],
+        "case_id": ["C-1"],
+        "client.display_name": [" Mere "],
+        "client.contact.email": [""],
+        "client.contact.phone": ["021 555 0101"],
+        "client.birth_year": ["1980"],
+        "client.languages": ["en, mi,"],
+        "client.methods": ["phone", "video"],
+        "client.availability.0.day": ["tue"],
+        "client.availability.0.start": ["18:00"],
         "other_parties.0.party_id": ["p1"],
-    }  # fmt: skip
+    }
 
     body = forms.body_of(forms.INTAKE, sent)
 
     assert body["client"] == {
-        "display_name": "Mere", "contact": {"phone": "021 555 0101"}, "birth_year": 1980,
-        "languages": ["en", "mi"], "methods": ["phone", "video"],
+        "display_name": "Mere",
+        "contact": {"phone": "021 555 0101"},
+        "birth_year": 1980,
+        "languages": ["en", "mi"],
+        "methods": ["phone", "video"],
         "availability": [{"day": "tue", "start": "18:00"}],
-    }  # fmt: skip
+    }
     assert body["other_parties"] == [{"party_id": "p1"}]
     assert body["has_other_support"] is False  # an unticked box is sent as nothing
     assert forms.body_of(forms.INTAKE, {"client.birth_year": ["x"]})["client"] == {
@@ -43,9 +51,10 @@ def test_each_error_is_shown_at_the_input_it_names_or_the_first_inside_it() -> N
     placed = forms.errors_by_input(forms.INTAKE, errors)
 
     assert placed == {
-        "client.contact.email": "Field required", "client.birth_year": "too old",
+        "client.contact.email": "Field required",
+        "client.birth_year": "too old",
         "dispute.scheme": "elsewhere",
-    }  # fmt: skip
+    }
 
 
 def test_signing_in_leads_back_only_to_a_page_of_this_site() -> None:

@@ -37,8 +37,11 @@ async def console() -> AsyncIterator[httpx.AsyncClient]:
 
 def test_every_refusal_and_failure_is_documented_as_problem_details() -> None:
     document = unwired().openapi()
-    operations = [(path, method, operation) for path, item in document["paths"].items()
-                  for method, operation in item.items()]  # fmt: skip
+    operations = [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
     assert len(operations) > 40
     for path, method, operation in operations:
         responses = operation["responses"]
@@ -56,10 +59,18 @@ def test_every_refusal_and_failure_is_documented_as_problem_details() -> None:
 def test_the_document_says_how_a_request_is_signed_in() -> None:
     document = unwired().openapi()
     schemes = document["components"]["securitySchemes"]
-    assert schemes["session"] == {**schemes["session"], "type": "apiKey", "in": "cookie",
-                                  "name": "alongside_session"}  # fmt: skip
-    assert schemes["csrf"] == {**schemes["csrf"], "type": "apiKey", "in": "header",
-                               "name": "X-CSRF-Token"}  # fmt: skip
+    assert schemes["session"] == {
+        **schemes["session"],
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "alongside_session",
+    }
+    assert schemes["csrf"] == {
+        **schemes["csrf"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-CSRF-Token",
+    }
     paths = document["paths"]
     assert paths["/api/session"]["post"]["security"] == []
     assert paths["/api/session"]["get"]["security"] == [{"session": []}]
@@ -89,8 +100,11 @@ async def test_the_reference_page_loads_nothing_from_elsewhere(
     html = page.text
     assert not re.search(r"https?:|//", html), "a URL of another site"
     loaded = re.findall(r'(?:src|href)="([^"]*)"', html)
-    assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css",
-            "/docs/start.js"} <= set(loaded)  # fmt: skip
+    assert {
+        "/docs/assets/swagger-ui-bundle.js",
+        "/docs/assets/swagger-ui.css",
+        "/docs/start.js",
+    } <= set(loaded)
     # Every script is a file of this site: the Content-Security-Policy needs no exception.
     assert html.count("<script") == html.count("<script src=")
     assert "script-src 'self'" in page.headers["content-security-policy"]

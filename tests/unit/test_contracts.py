@@ -37,10 +37,22 @@ from runtime.settings import Settings
 
 # Fields that would carry personal or sensitive data if an event exposed them.
 SENSITIVE = {
-    "display_name", "contact", "email", "phone", "summary", "other_factors", "safety_concerns",
-    "birth_year", "gender_identity", "lived_experience", "access_needs", "affiliations", "name",
-    "clear", "reference",
-}  # fmt: skip
+    "display_name",
+    "contact",
+    "email",
+    "phone",
+    "summary",
+    "other_factors",
+    "safety_concerns",
+    "birth_year",
+    "gender_identity",
+    "lived_experience",
+    "access_needs",
+    "affiliations",
+    "name",
+    "clear",
+    "reference",
+}
 
 
 def test_org_is_the_second_token_of_every_subject() -> None:
@@ -117,8 +129,11 @@ def test_events_carry_no_personal_data() -> None:
 def test_every_message_has_a_unique_type_and_a_schema_version() -> None:
     messages = catalogue.all_messages()
     groups: list[dict[str, Any]] = [
-        catalogue.COMMANDS, catalogue.EVENTS, catalogue.REPLIES, catalogue.OTHERS
-    ]  # fmt: skip
+        catalogue.COMMANDS,
+        catalogue.EVENTS,
+        catalogue.REPLIES,
+        catalogue.OTHERS,
+    ]
     assert len(messages) == sum(len(group) for group in groups)
     assert all(m.schema_version.count(".") == 1 for m in messages.values())
 
@@ -171,11 +186,14 @@ def test_export_writes_a_schema_per_message_and_asyncapi(tmp_path: Path) -> None
 
 
 def test_a_reply_says_by_its_status_whether_it_was_refused_or_not_carried_out_just_now() -> None:
-    said = parse_reply(b'{"status": "unavailable", "command_id": "c1", '
-                       b'"command_type": "SubmitIntake", "reason": "not just now", '
-                       b'"retry_after_s": 2.5}')  # fmt: skip
-    assert said == CommandUnavailable(command_id="c1", command_type="SubmitIntake",
-                                      reason="not just now", retry_after_s=2.5)  # fmt: skip
+    said = parse_reply(
+        b'{"status": "unavailable", "command_id": "c1", '
+        b'"command_type": "SubmitIntake", "reason": "not just now", '
+        b'"retry_after_s": 2.5}'
+    )
+    assert said == CommandUnavailable(
+        command_id="c1", command_type="SubmitIntake", reason="not just now", retry_after_s=2.5
+    )
     assert isinstance(parse_any_reply(said.model_dump_json().encode()), CommandUnavailable)
     refused = CommandRejected(
         command_id="c1",
@@ -294,13 +312,16 @@ def test_a_service_whose_consumer_does_not_take_an_event_it_handles_does_not_sta
         consumer.subscribe(NatsBroker(), spec, Settings(), handlers, None, SYSTEM)
 
 
-@pytest.mark.parametrize(("pattern", "subject", "expected"), [
-    ("alongside.*.evt.IntakeReceived", "alongside.acme.evt.IntakeReceived", True),
-    ("alongside.*.evt.IntakeReceived", "alongside.acme.evt.ConsentGiven", False),
-    ("alongside.acme.>", "alongside.acme.evt.IntakeReceived", True),
-    ("alongside.acme.>", "alongside.acme", False),
-    ("alongside.*.evt.*", "alongside.acme.evt", False),
-    ("alongside.*.evt.*", "alongside.acme.evt.A.B", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("pattern", "subject", "expected"),
+    [
+        ("alongside.*.evt.IntakeReceived", "alongside.acme.evt.IntakeReceived", True),
+        ("alongside.*.evt.IntakeReceived", "alongside.acme.evt.ConsentGiven", False),
+        ("alongside.acme.>", "alongside.acme.evt.IntakeReceived", True),
+        ("alongside.acme.>", "alongside.acme", False),
+        ("alongside.*.evt.*", "alongside.acme.evt", False),
+        ("alongside.*.evt.*", "alongside.acme.evt.A.B", False),
+    ],
+)
 def test_subjects_match_as_nats_reads_wildcards(pattern: str, subject: str, expected: bool) -> None:
     assert subjects.matches(pattern, subject) is expected

@@ -25,8 +25,14 @@ from runtime.access import (
 def test_an_integration_sends_intake_and_never_a_view_an_export_or_an_erasure() -> None:
     assert {COMMANDS[c].service for c in INTEGRATION_COMMANDS} == {"intake"}
     assert "SubmitIntake" in INTEGRATION_COMMANDS
-    for sensitive in ("ViewCase", "ViewSupporter", "ViewDecision", "ExportPersonData",
-                      "EraseClient", "EraseSupporter"):  # fmt: skip
+    for sensitive in (
+        "ViewCase",
+        "ViewSupporter",
+        "ViewDecision",
+        "ExportPersonData",
+        "EraseClient",
+        "EraseSupporter",
+    ):
         assert sensitive not in INTEGRATION_COMMANDS
 
 
@@ -46,16 +52,21 @@ def test_the_names_the_server_vouches_for_cannot_be_taken() -> None:
 def test_a_credential_says_its_inbox_sender_and_kind(kind: str, tmp_path: Path) -> None:
     auth = AuthDir.init(tmp_path / "auth", [], 1_700_000_000)
     name = credential_name(kind, None if kind == "console" else "feed")  # type: ignore[arg-type]
-    issued = auth.issue(org_user("acme", kind, name),  # type: ignore[arg-type]
-                        org_permissions("acme", kind, name), 1_700_000_000)  # type: ignore[arg-type]  # fmt: skip
+    issued = auth.issue(
+        org_user("acme", kind, name),  # type: ignore[arg-type]
+        org_permissions("acme", kind, name),  # type: ignore[arg-type]
+        1_700_000_000,
+    )
     path = tmp_path / "one.creds"
     path.write_text(issued.text)
 
     found = principal(path)
 
     assert (found.inbox_prefix, found.sender, found.kind) == (
-        f"_INBOX_org.acme.{name}", name, kind,
-    )  # fmt: skip
+        f"_INBOX_org.acme.{name}",
+        name,
+        kind,
+    )
     # Small enough for nats-server's CONNECT line (4 KiB by default) with room to spare.
     assert len(issued.text) < 3000
 

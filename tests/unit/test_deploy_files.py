@@ -99,8 +99,11 @@ def test_the_image_user_is_read_from_the_last_stage(
 
 
 def control_line_bytes(config: str) -> int:
-    found = re.search(r"^\s*max_control_line:\s*(\d+)\s*(KB|K|MB|M)?\s*$", config,
-                      flags=re.MULTILINE | re.IGNORECASE)  # fmt: skip
+    found = re.search(
+        r"^\s*max_control_line:\s*(\d+)\s*(KB|K|MB|M)?\s*$",
+        config,
+        flags=re.MULTILINE | re.IGNORECASE,
+    )
     assert found is not None, "max_control_line is not set"
     scale = {"": 1, "K": 1000, "KB": 1024, "M": 1000**2, "MB": 1024**2}
     return int(found[1]) * scale[(found[2] or "").upper()]

@@ -212,21 +212,35 @@ def _dated(kind: str, day: date) -> VettingEvidence:
     """A piece of evidence of ``kind`` that happened on ``day``."""
     return TypeAdapter(VettingEvidence).validate_python(
         {
-            "record_check": {"kind": kind, "issued_on": day, "expires_on": date(2028, 12, 1),
-                             "clear": True, "reference": "RC-1"},
+            "record_check": {
+                "kind": kind,
+                "issued_on": day,
+                "expires_on": date(2028, 12, 1),
+                "clear": True,
+                "reference": "RC-1",
+            },
             "interview": {"kind": kind, "held_on": day, "passed": True},
-            "reference": {"kind": kind, "reference_type": "personal", "received_on": day,
-                          "satisfactory": True},
+            "reference": {
+                "kind": kind,
+                "reference_type": "personal",
+                "received_on": day,
+                "satisfactory": True,
+            },
             "recovery": {"kind": kind, "since": day},
             "training": {"kind": kind, "course": "peer_support_foundations", "completed_on": day},
             "supervision": {"kind": kind, "session": "team_debrief", "attended_on": day},
         }[kind]
-    )  # fmt: skip
+    )
 
 
-EVIDENCE_DATES = [("record_check", "issued_on"), ("interview", "held_on"),
-                  ("reference", "received_on"), ("recovery", "since"),
-                  ("training", "completed_on"), ("supervision", "attended_on")]  # fmt: skip
+EVIDENCE_DATES = [
+    ("record_check", "issued_on"),
+    ("interview", "held_on"),
+    ("reference", "received_on"),
+    ("recovery", "since"),
+    ("training", "completed_on"),
+    ("supervision", "attended_on"),
+]
 
 
 @pytest.mark.parametrize(("kind", "field"), EVIDENCE_DATES)
@@ -240,19 +254,22 @@ def test_evidence_dated_after_the_organisations_today_is_refused_naming_its_date
             RecordVettingEvidence(supporter_id="s1", evidence=tomorrow), supporter(), IN_AUCKLAND
         )
 
-    assert [(e.field, e.reason) for e in info.value.errors] == [(
-        f"data.evidence.{field}",
-        "cannot be in the future: evidence counts once it has happened "
-        "(today is 2026-12-08 here)",
-    )]  # fmt: skip
+    assert [(e.field, e.reason) for e in info.value.errors] == [
+        (
+            f"data.evidence.{field}",
+            "cannot be in the future: evidence counts once it has happened "
+            "(today is 2026-12-08 here)",
+        )
+    ]
     # Today where the organisation works counts, though it is tomorrow in UTC.
     today = RecordVettingEvidence(supporter_id="s1", evidence=_dated(kind, AUCKLAND_TODAY))
     assert domain.record_vetting_evidence(today, supporter(), IN_AUCKLAND).events
 
 
 def test_a_record_check_may_expire_in_the_future_but_not_be_issued_there() -> None:
-    check = RecordCheck(issued_on=AUCKLAND_TODAY, expires_on=date(2028, 12, 8), clear=True,
-                        reference="RC-1")  # fmt: skip
+    check = RecordCheck(
+        issued_on=AUCKLAND_TODAY, expires_on=date(2028, 12, 8), clear=True, reference="RC-1"
+    )
     recorded = domain.record_vetting_evidence(
         RecordVettingEvidence(supporter_id="s1", evidence=check), supporter(), IN_AUCKLAND
     )
@@ -271,28 +288,35 @@ def test_consent_given_or_withdrawn_in_the_future_is_refused() -> None:
     future = consent("respondent").model_copy(update={"given_on": later})
     with pytest.raises(Refused) as given:
         domain.give_consent(future, case(), IN_AUCKLAND)
-    assert [(e.field, e.reason) for e in given.value.errors] == [(
-        "data.given_on", "cannot be in the future: consent counts from the day it is given "
-        "(today is 2026-12-08 here)",
-    )]  # fmt: skip
+    assert [(e.field, e.reason) for e in given.value.errors] == [
+        (
+            "data.given_on",
+            "cannot be in the future: consent counts from the day it is given "
+            "(today is 2026-12-08 here)",
+        )
+    ]
 
     record = domain.give_consent(consent("respondent"), case(), IN_AUCKLAND).record
     assert isinstance(record, CaseRecord)
     withdrawal = WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=later)
     with pytest.raises(Refused) as withdrawn:
         domain.withdraw_consent(withdrawal, record, IN_AUCKLAND)
-    assert [(e.field, e.reason) for e in withdrawn.value.errors] == [(
-        "data.withdrawn_on", "cannot be in the future: a withdrawal holds at once, from the "
-        "day it is made (today is 2026-12-08 here)",
-    )]  # fmt: skip
+    assert [(e.field, e.reason) for e in withdrawn.value.errors] == [
+        (
+            "data.withdrawn_on",
+            "cannot be in the future: a withdrawal holds at once, from the "
+            "day it is made (today is 2026-12-08 here)",
+        )
+    ]
 
 
 def test_without_the_organisations_date_no_day_after_today_anywhere_is_accepted() -> None:
     # 20:00 UTC: 8 December in Auckland, 9 December nowhere yet (UTC+14 is at 10:00 on 8th).
     ctx = domain.Context(now=EVENING)
     assert ctx.today == AUCKLAND_TODAY
-    evidence = RecordVettingEvidence(supporter_id="s1",
-                                     evidence=_dated("interview", date(2026, 12, 9)))  # fmt: skip
+    evidence = RecordVettingEvidence(
+        supporter_id="s1", evidence=_dated("interview", date(2026, 12, 9))
+    )
     with pytest.raises(Refused):
         domain.record_vetting_evidence(evidence, supporter(), ctx)
 
@@ -305,6 +329,12 @@ def test_every_intake_command_has_a_handler_and_every_change_a_route() -> None:
     assert set(handlers.commands) == intake_commands
     # Every command but the reads (an export, the views) and erasure (no record is left)
     # changes a record through a route.
-    outside = {"ExportPersonData", "ViewCase", "ViewSupporter", "ViewDecision", "EraseClient",
-               "EraseSupporter"}  # fmt: skip
+    outside = {
+        "ExportPersonData",
+        "ViewCase",
+        "ViewSupporter",
+        "ViewDecision",
+        "EraseClient",
+        "EraseSupporter",
+    }
     assert {c.type_name for c in domain.ROUTES} == intake_commands - outside

@@ -75,11 +75,18 @@ def test_no_proposal_breaks_a_filter_exceeds_capacity_or_names_a_conflicted_or_d
 def test_proposals_explain_what_matched_and_what_did_not() -> None:
     rows = [
         population.supporters(random.Random(1), 1)[0].__class__(
-            supporter_id="ana", eligible=True, free_slots=1, languages=frozenset({"en", "sm"}),
-            lived_experience=frozenset({"tenancy"}), cultural_background=frozenset({"pasifika"}),
-            methods=frozenset({"phone", "video"}), gender_identity="woman", region="north", youth_cleared=False,
+            supporter_id="ana",
+            eligible=True,
+            free_slots=1,
+            languages=frozenset({"en", "sm"}),
+            lived_experience=frozenset({"tenancy"}),
+            cultural_background=frozenset({"pasifika"}),
+            methods=frozenset({"phone", "video"}),
+            gender_identity="woman",
+            region="north",
+            youth_cleared=False,
         )
-    ]  # fmt: skip
+    ]
     fired = [
         FiredRule(
             rule="shared-language",
@@ -197,8 +204,9 @@ def test_among_clients_alike_a_later_one_never_passes_an_earlier_one(
 
 
 def test_the_waitlist_in_order_serves_who_asked_first_whatever_fits_better() -> None:
-    row = dataclasses.replace(population.supporters(random.Random(3), 1)[0], eligible=True,
-                              free_slots=1)  # fmt: skip
+    row = dataclasses.replace(
+        population.supporters(random.Random(3), 1)[0], eligible=True, free_slots=1
+    )
     index = SupporterIndex([row])
     lived = sorted(row.lived_experience)[0]
     plain = Policy()  # asked first, hoped for nothing in particular
@@ -227,8 +235,9 @@ def test_a_live_index_kept_current_in_place_proposes_as_a_fresh_one_would(
         if rng.random() < 0.2:  # a profile change: rebuilt on the next read
             row = dataclasses.replace(row, languages=frozenset({rng.choice(population.LANGS)}))
         else:
-            row = dataclasses.replace(row, eligible=rng.random() < 0.8,
-                                      free_slots=rng.randint(0, 2))  # fmt: skip
+            row = dataclasses.replace(
+                row, eligible=rng.random() < 0.8, free_slots=rng.randint(0, 2)
+            )
         rows[row.supporter_id] = row
         live.put(row)
         policy = population.client(rng)
@@ -238,9 +247,10 @@ def test_a_live_index_kept_current_in_place_proposes_as_a_fresh_one_would(
 
 def test_the_offer_effect_sets_how_many_are_proposed_and_for_how_long() -> None:
     fired = [
-        FiredRule(rule="offer", outcome="policy", reason="r",
-                  effect={"proposals": 2, "hold_days": 5}),
-    ]  # fmt: skip
+        FiredRule(
+            rule="offer", outcome="policy", reason="r", effect={"proposals": 2, "hold_days": 5}
+        ),
+    ]
     policy = Policy.from_fired(fired)
     assert (policy.proposals, policy.hold_days) == (2, 5)
     assert (Policy.from_fired([]).proposals, Policy.from_fired([]).hold_days) == (3, 3)

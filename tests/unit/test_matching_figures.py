@@ -13,11 +13,20 @@ NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # an hour the clocks change some
 
 def match(status: MatchStatus, since: timedelta = timedelta(), *holds: timedelta) -> Standing:
     """A case's standing as read from its record as stored: JSON, with explanations sealed."""
-    offers = [Offer(supporter_id=f"s{n}", score=1.0, matched=["speaks sm"], unmatched=[],
-                    matched_on=["languages"], held_until=NOW + hold)
-              for n, hold in enumerate(holds)]  # fmt: skip
-    record = CaseMatch(case_id="c", status=status, proposals=offers, since=NOW - since,
-                       updated_at=NOW).model_dump(mode="json")  # fmt: skip
+    offers = [
+        Offer(
+            supporter_id=f"s{n}",
+            score=1.0,
+            matched=["speaks sm"],
+            unmatched=[],
+            matched_on=["languages"],
+            held_until=NOW + hold,
+        )
+        for n, hold in enumerate(holds)
+    ]
+    record = CaseMatch(
+        case_id="c", status=status, proposals=offers, since=NOW - since, updated_at=NOW
+    ).model_dump(mode="json")
     for offer in record["proposals"]:
         offer["matched"] = "sealed:not-readable-here"  # no key is needed for the figures
     return Standing.of_stored(record)

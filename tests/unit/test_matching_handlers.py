@@ -59,8 +59,13 @@ async def add_supporter(world: World, supporter_id: str, **profile: Any) -> None
     await world.keep(topology.SUPPORTERS_BUCKET, supporter_id, record)
     decision = await world.decide(Kind.ELIGIBILITY, supporter_id, facts.eligibility(record, today))
     assert decision.outcome == "eligible"
-    await world.on(SupporterRegistered(supporter_id=supporter_id, region=record.profile.region,
-                                       caseload_cap=record.profile.caseload_cap))  # fmt: skip
+    await world.on(
+        SupporterRegistered(
+            supporter_id=supporter_id,
+            region=record.profile.region,
+            caseload_cap=record.profile.caseload_cap,
+        )
+    )
 
 
 async def add_client(world: World, case_id: str, **client: Any) -> None:
@@ -211,8 +216,9 @@ async def test_a_choice_made_while_an_expiry_is_still_being_carried_out_keeps_it
     stored, revision = await world.deps.matches.load(ORG, "c1")
     assert stored is not None
     expired = stored.record.model_copy(update={"status": "expired", "released": ["s1"]})
-    await world.deps.matches.save(ORG, "c1", world.deps.matches.stored(expired, Outbox(events=[])),
-                                  revision)  # fmt: skip
+    await world.deps.matches.save(
+        ORG, "c1", world.deps.matches.stored(expired, Outbox(events=[])), revision
+    )
 
     reply = await world.send(AcceptProposal(case_id="c1", supporter_id="s1"))
 
@@ -227,8 +233,7 @@ async def test_an_announced_policy_not_yet_readable_is_looked_at_again_not_ackno
     await add_supporter(world, "s1")
     case = records.case("c1", world.clock())
     await world.keep(topology.CASES_BUCKET, "c1", case)
-    ruleset = RulesetRef(org=ORG, kind=Kind.MATCHING_POLICY, version="1.0.0",
-                         content_hash="0" * 64)  # fmt: skip
+    ruleset = RulesetRef(org=ORG, kind=Kind.MATCHING_POLICY, version="1.0.0", content_hash="0" * 64)
 
     # The event arrives before the decision it announces can be read here.
     with pytest.raises(NotYet):
@@ -277,5 +282,8 @@ async def test_holds_for_several_cases_take_one_write_and_stop_at_the_cap(world:
     assert (await caseloads.load(ORG, "s1"))[1] == revision + 1 == written  # one write
     assert stands == caseload
     assert await caseloads.hold_each(ORG, "s1", {"c": later}, 3, now) == (
-        set(), None, caseload, written
+        set(),
+        None,
+        caseload,
+        written,
     )  # full: nothing written, and the caseload as it stands is what the index learns

@@ -53,10 +53,12 @@ async def announce(world: World, supporter_id: str) -> None:
     assert decision is not None
     await world.on(
         SupporterEligibilityDecided(
-            supporter_id=supporter_id, eligible=decision.outcome == "eligible",
-            lapses_on=decision.lapses_on, ruleset=decision.ruleset,
+            supporter_id=supporter_id,
+            eligible=decision.outcome == "eligible",
+            lapses_on=decision.lapses_on,
+            ruleset=decision.ruleset,
         )
-    )  # fmt: skip
+    )
     await world.settle()
 
 
@@ -102,8 +104,11 @@ async def test_an_ineligible_supporters_proposals_are_withdrawn_and_the_client_o
     assert "c1" not in await holds(world, gone)
     assert "c1" in await holds(world, spare)
     [withdrawn] = world.events.of("ProposalsWithdrawn")
-    assert withdrawn.data == {"case_id": "c1", "supporter_ids": [gone],
-                              "reason": "supporter_ineligible"}  # fmt: skip
+    assert withdrawn.data == {
+        "case_id": "c1",
+        "supporter_ids": [gone],
+        "reason": "supporter_ineligible",
+    }
     proposed = world.events.of("MatchProposed")[-1]
     assert proposed.data["round"] == 2
 
@@ -193,8 +198,9 @@ async def test_a_full_caseload_alone_neither_withdraws_nor_pauses(world: World) 
 
 def test_an_unfit_supporter_is_never_activated() -> None:
     now = datetime(2027, 3, 3, tzinfo=UTC)
-    accepted = CaseMatch(case_id="c1", status="accepted", supporter_id="s0", since=now,
-                         updated_at=now)  # fmt: skip
+    accepted = CaseMatch(
+        case_id="c1", status="accepted", supporter_id="s0", since=now, updated_at=now
+    )
     assert decisions.activate(accepted, consented=True, fit=False, now=now) is None
     change = decisions.activate(accepted, consented=True, fit=True, now=now)
     assert change is not None

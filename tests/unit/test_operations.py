@@ -36,8 +36,12 @@ def queried() -> set[str]:
 
 def test_the_dashboard_asks_only_for_metrics_that_exist() -> None:
     families = exposed()
-    series = {*families} | {f"{n}_{s}" for n, t in families.items() if t == "histogram"
-                            for s in ("bucket", "sum", "count")}  # fmt: skip
+    series = {*families} | {
+        f"{n}_{s}"
+        for n, t in families.items()
+        if t == "histogram"
+        for s in ("bucket", "sum", "count")
+    }
     assert queried() <= series, queried() - series
 
 
@@ -49,8 +53,11 @@ def test_every_metric_of_ours_is_on_the_dashboard_and_in_the_guide() -> None:
 
 
 def test_the_dashboard_reads_one_prometheus_chosen_on_import() -> None:
-    sources = {json.dumps(p["datasource"], sort_keys=True) for p in DASHBOARD["panels"]
-               if "datasource" in p}  # fmt: skip
+    sources = {
+        json.dumps(p["datasource"], sort_keys=True)
+        for p in DASHBOARD["panels"]
+        if "datasource" in p
+    }
     assert sources == {'{"type": "prometheus", "uid": "${DS_PROMETHEUS}"}'}
     assert [i["name"] for i in DASHBOARD["__inputs"]] == ["DS_PROMETHEUS"]
 
@@ -60,8 +67,11 @@ def named_commands() -> list[str]:
     line break) or on a line of a shell block, its comment left out."""
     named = re.findall(r"`(alongside [^`]+)`", GUIDE)
     for block in re.findall(r"```sh\n(.*?)```", GUIDE, flags=re.DOTALL):
-        named += [line.split("#")[0].strip() for line in block.splitlines()
-                  if line.startswith("alongside ")]  # fmt: skip
+        named += [
+            line.split("#")[0].strip()
+            for line in block.splitlines()
+            if line.startswith("alongside ")
+        ]
     return [" ".join(line.split()) for line in named]
 
 

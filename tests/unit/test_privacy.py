@@ -35,8 +35,11 @@ NOT_PERSONAL = {
 
 def _models() -> dict[str, type[BaseModel]]:
     found: dict[str, type[BaseModel]] = dict(catalogue.all_messages())
-    found |= {name: model for name, model in vars(records).items()
-              if isinstance(model, type) and issubclass(model, records.Record)}  # fmt: skip
+    found |= {
+        name: model
+        for name, model in vars(records).items()
+        if isinstance(model, type) and issubclass(model, records.Record)
+    }
     return found
 
 

@@ -52,36 +52,74 @@ tags = st.lists(
 strength = st.sampled_from(["must", "prefer", "none"])
 
 FACT_STRATEGIES: dict[Kind, st.SearchStrategy[dict[str, Any]]] = {
-    Kind.ELIGIBILITY: st.fixed_dictionaries({
-        "supporter_id": st.just("s1"), "record_check_present": st.booleans(), "record_check_clear": st.booleans(),
-        "record_check_days_left": small_int, "interview_passed": st.booleans(),
-        "professional_references": st.integers(0, 3), "personal_references": st.integers(0, 3),
-        "recovery_days": st.integers(-1, 1000), "training_courses": tags,
-        "days_since_supervision": st.integers(0, 100), "caseload_room": st.integers(-1, 3), "suspended": st.booleans(),
-    }),
-    Kind.CONSENT: st.fixed_dictionaries({
-        "case_id": st.just("c1"), "stage": st.just("entry"), "support_person_named": st.booleans(),
-        "parties": st.lists(st.fixed_dictionaries({
-            "party_id": st.sampled_from(["client", "respondent", "other"]),
-            "status": st.sampled_from(["given", "withdrawn", "missing"]), "covers_stage": st.booleans(),
-        }), max_size=4),
-        "missing_parties": st.just([]), "withdrawn_parties": st.just([]),
-    }),
-    Kind.BOUNDARIES: st.fixed_dictionaries({
-        "case_id": st.just("c1"), "sessions_per_week": st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0]),
-        "both_agreed_more_often": st.booleans(), "duration_minutes": st.integers(15, 120),
-        "method": st.sampled_from(["phone", "home_visit", "video"]), "method_agreed": st.booleans(),
-        "safety_concerns": tags, "days_past_service_end": small_int, "consent_active": st.booleans(), "purposes": tags,
-    }),
-    Kind.MATCHING_POLICY: st.fixed_dictionaries({
-        "case_id": st.just("c1"), "age": st.integers(10, 90), "languages": tags,
-        "gender_preference_strength": strength, "gender_preference_values": tags,
-        "cultural_preference_strength": strength, "cultural_preference_values": tags,
-        "lived_experience_preference_strength": strength, "lived_experience_preference_values": tags,
-        "age_preference": st.sampled_from(["younger", "similar", "older", "any"]), "methods": tags,
-        "safety_concerns": tags, "access_needs": tags, "region": st.sampled_from(["north", "south"]),
-    }),
-}  # fmt: skip
+    Kind.ELIGIBILITY: st.fixed_dictionaries(
+        {
+            "supporter_id": st.just("s1"),
+            "record_check_present": st.booleans(),
+            "record_check_clear": st.booleans(),
+            "record_check_days_left": small_int,
+            "interview_passed": st.booleans(),
+            "professional_references": st.integers(0, 3),
+            "personal_references": st.integers(0, 3),
+            "recovery_days": st.integers(-1, 1000),
+            "training_courses": tags,
+            "days_since_supervision": st.integers(0, 100),
+            "caseload_room": st.integers(-1, 3),
+            "suspended": st.booleans(),
+        }
+    ),
+    Kind.CONSENT: st.fixed_dictionaries(
+        {
+            "case_id": st.just("c1"),
+            "stage": st.just("entry"),
+            "support_person_named": st.booleans(),
+            "parties": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "party_id": st.sampled_from(["client", "respondent", "other"]),
+                        "status": st.sampled_from(["given", "withdrawn", "missing"]),
+                        "covers_stage": st.booleans(),
+                    }
+                ),
+                max_size=4,
+            ),
+            "missing_parties": st.just([]),
+            "withdrawn_parties": st.just([]),
+        }
+    ),
+    Kind.BOUNDARIES: st.fixed_dictionaries(
+        {
+            "case_id": st.just("c1"),
+            "sessions_per_week": st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0]),
+            "both_agreed_more_often": st.booleans(),
+            "duration_minutes": st.integers(15, 120),
+            "method": st.sampled_from(["phone", "home_visit", "video"]),
+            "method_agreed": st.booleans(),
+            "safety_concerns": tags,
+            "days_past_service_end": small_int,
+            "consent_active": st.booleans(),
+            "purposes": tags,
+        }
+    ),
+    Kind.MATCHING_POLICY: st.fixed_dictionaries(
+        {
+            "case_id": st.just("c1"),
+            "age": st.integers(10, 90),
+            "languages": tags,
+            "gender_preference_strength": strength,
+            "gender_preference_values": tags,
+            "cultural_preference_strength": strength,
+            "cultural_preference_values": tags,
+            "lived_experience_preference_strength": strength,
+            "lived_experience_preference_values": tags,
+            "age_preference": st.sampled_from(["younger", "similar", "older", "any"]),
+            "methods": tags,
+            "safety_concerns": tags,
+            "access_needs": tags,
+            "region": st.sampled_from(["north", "south"]),
+        }
+    ),
+}
 
 
 def agree(loaded: bundle.Loaded, fact: dict[str, Any]) -> None:
@@ -118,7 +156,7 @@ rules:
   - {id: any, description: d, outcome: ineligible, reason: r, when: {any: [{suspended: {eq: true}}, {record_check_days_left: {lt: 0}}]}}
   - {id: nested, description: d, outcome: ineligible, reason: r, when: {any: [{all: [{suspended: {eq: false}}, {training_courses: {lacks: en}}]}, {personal_references: {gte: 2}}]}}
   - {id: always, description: d, outcome: ineligible, reason: r, when: always}
-"""  # fmt: skip
+"""
 OPERATORS = bundle.Loaded(
     ENGINE, language.build(language.read_ruleset_text("ops.yaml", EVERY_OPERATOR)), "ops"
 )
@@ -131,8 +169,14 @@ def test_every_operator_means_the_same_on_both_evaluators(fact: dict[str, Any]) 
 
 
 def test_consent_every_on_no_parties_is_not_consent() -> None:
-    fact = {"case_id": "c", "stage": "entry", "support_person_named": True, "parties": [],
-            "missing_parties": [], "withdrawn_parties": []}  # fmt: skip
+    fact = {
+        "case_id": "c",
+        "stage": "entry",
+        "support_person_named": True,
+        "parties": [],
+        "missing_parties": [],
+        "withdrawn_parties": [],
+    }
     assert LOADED[Kind.CONSENT].decide(fact)[0] == "pending"
     agree(LOADED[Kind.CONSENT], fact)
 
@@ -146,9 +190,18 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
     lenient = _versioned(
         strict.replace("min_duration_minutes: 60", "min_duration_minutes: 30"), f"{version}-lenient"
     )
-    fact = {"case_id": "c1", "sessions_per_week": 1.0, "both_agreed_more_often": False,
-            "duration_minutes": 45, "method": "phone", "method_agreed": True, "safety_concerns": [],
-            "days_past_service_end": -1, "consent_active": True, "purposes": []}  # fmt: skip
+    fact = {
+        "case_id": "c1",
+        "sessions_per_week": 1.0,
+        "both_agreed_more_often": False,
+        "duration_minutes": 45,
+        "method": "phone",
+        "method_agreed": True,
+        "safety_concerns": [],
+        "days_past_service_end": -1,
+        "consent_active": True,
+        "purposes": [],
+    }
     expected = {version: "refused", f"{version}-lenient": "allowed"}
     wrong: list[str] = []
     stop = threading.Event()
@@ -175,10 +228,17 @@ def test_hot_swaps_under_concurrent_evaluation_give_no_wrong_answer(tmp_path: Pa
         for swap in range(200):
             text = lenient if swap % 2 == 0 else strict
             ruleset = bundle.Source(Kind.BOUNDARIES, "acme", text).resolve()
-            live.apply(PublishedRuleset(
-                org="acme", kind=Kind.BOUNDARIES, version=ruleset.version, content_hash=bundle.content_hash(ruleset),
-                default_text=text, override_text=None, published_at=datetime(2026, 11, 28, tzinfo=UTC),
-            ))  # fmt: skip
+            live.apply(
+                PublishedRuleset(
+                    org="acme",
+                    kind=Kind.BOUNDARIES,
+                    version=ruleset.version,
+                    content_hash=bundle.content_hash(ruleset),
+                    default_text=text,
+                    override_text=None,
+                    published_at=datetime(2026, 11, 28, tzinfo=UTC),
+                )
+            )
     finally:
         stop.set()
         for thread in threads:
@@ -195,9 +255,14 @@ def test_many_evaluations_leave_no_sessions_behind() -> None:
     loaded = bundle.Loaded(
         engine, bundle.read_source(bundle.DEFAULT_ROOT, Kind.CONSENT).resolve(), "x"
     )
-    fact = {"case_id": "c", "stage": "entry", "support_person_named": True,
-            "parties": [{"party_id": "client", "status": "given", "covers_stage": True}],
-            "missing_parties": [], "withdrawn_parties": []}  # fmt: skip
+    fact = {
+        "case_id": "c",
+        "stage": "entry",
+        "support_person_named": True,
+        "parties": [{"party_id": "client", "status": "given", "covers_stage": True}],
+        "missing_parties": [],
+        "withdrawn_parties": [],
+    }
     # Far more than the engine's 1024 live sessions per ruleset: each one is deleted.
     outcomes = {loaded.decide(fact)[0] for _ in range(3000)}
     assert outcomes == {"active"}
@@ -206,10 +271,14 @@ def test_many_evaluations_leave_no_sessions_behind() -> None:
 def _published(org: str, text: str) -> PublishedRuleset:
     ruleset = bundle.Source(Kind.BOUNDARIES, org, text).resolve()
     return PublishedRuleset(
-        org=org, kind=Kind.BOUNDARIES, version=ruleset.version,
-        content_hash=bundle.content_hash(ruleset), default_text=text, override_text=None,
+        org=org,
+        kind=Kind.BOUNDARIES,
+        version=ruleset.version,
+        content_hash=bundle.content_hash(ruleset),
+        default_text=text,
+        override_text=None,
         published_at=datetime(2026, 11, 28, tzinfo=UTC),
-    )  # fmt: skip
+    )
 
 
 def _versioned(text: str, version: str) -> str:
@@ -227,9 +296,18 @@ def test_a_version_that_fails_while_deciding_is_withdrawn_for_its_organisation_a
     for org in ("acme", "other"):
         live.apply(_published(org, v11))
         live.apply(_published(org, v12))
-    fact = {"case_id": "c1", "sessions_per_week": 1.0, "both_agreed_more_often": False,
-            "duration_minutes": 60, "method": "phone", "method_agreed": True, "safety_concerns": [],
-            "days_past_service_end": -1, "consent_active": True, "purposes": []}  # fmt: skip
+    fact = {
+        "case_id": "c1",
+        "sessions_per_week": 1.0,
+        "both_agreed_more_often": False,
+        "duration_minutes": 60,
+        "method": "phone",
+        "method_agreed": True,
+        "safety_concerns": [],
+        "days_past_service_end": -1,
+        "consent_active": True,
+        "purposes": [],
+    }
 
     def boom(facts: dict[str, object]) -> None:
         raise RuntimeError("the engine failed on these facts")
@@ -258,14 +336,27 @@ def test_a_version_that_fails_while_deciding_is_withdrawn_for_its_organisation_a
 def test_numbers_json_writes_with_an_exponent_decide_like_any_other() -> None:
     # 1e+16 or 1e-07 in a fact failed the evaluation ("Could not delete state", 309).
     loaded = LOADED[Kind.BOUNDARIES]
-    fact = {"case_id": "c1", "both_agreed_more_often": False, "duration_minutes": 60,
-            "method": "phone", "method_agreed": True, "safety_concerns": [],
-            "days_past_service_end": -1, "consent_active": True, "purposes": []}  # fmt: skip
+    fact = {
+        "case_id": "c1",
+        "both_agreed_more_often": False,
+        "duration_minutes": 60,
+        "method": "phone",
+        "method_agreed": True,
+        "safety_concerns": [],
+        "days_past_service_end": -1,
+        "consent_active": True,
+        "purposes": [],
+    }
     outcomes = {
         value: loaded.decide({**fact, "sessions_per_week": value})[0]
         for value in (1e-300, 1e-7, 1.0, 1e16, 1e300)
     }
-    assert outcomes == {1e-300: "allowed", 1e-7: "allowed", 1.0: "allowed", 1e16: "refused",
-                        1e300: "refused"}  # fmt: skip
+    assert outcomes == {
+        1e-300: "allowed",
+        1e-7: "allowed",
+        1.0: "allowed",
+        1e16: "refused",
+        1e300: "refused",
+    }
     with pytest.raises(ValidationError, match="finite number"):
         FACTS[Kind.BOUNDARIES].model_validate({**fact, "sessions_per_week": float("nan")})

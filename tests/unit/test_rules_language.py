@@ -47,22 +47,82 @@ def test_every_shipped_ruleset_passes_its_cases_on_both_evaluators() -> None:
 
 # (what to change, into what, the error's words, text on the line the error must name)
 BROKEN = [
-    ("    outcome: ineligible\n    reason: No police", "    outcome: ineligible\n    reson: x\n    reason: No police", "unknown key 'reson'", "reson: x"),
-    ("{record_check_present: {eq: false}}", "{record_check_present: {equals: false}}", "unknown operator 'equals'", "equals: false"),
-    ("{interview_passed: {eq: false}}", "{interview_passed: {lt: false}}", "operator not valid for bool", "{lt: false}"),
-    ("{caseload_room: {lte: 0}}", '{caseload_room: {lte: "0"}}', "caseload_room is a number; '0' is not", 'lte: "0"'),
+    (
+        "    outcome: ineligible\n    reason: No police",
+        "    outcome: ineligible\n    reson: x\n    reason: No police",
+        "unknown key 'reson'",
+        "reson: x",
+    ),
+    (
+        "{record_check_present: {eq: false}}",
+        "{record_check_present: {equals: false}}",
+        "unknown operator 'equals'",
+        "equals: false",
+    ),
+    (
+        "{interview_passed: {eq: false}}",
+        "{interview_passed: {lt: false}}",
+        "operator not valid for bool",
+        "{lt: false}",
+    ),
+    (
+        "{caseload_room: {lte: 0}}",
+        '{caseload_room: {lte: "0"}}',
+        "caseload_room is a number; '0' is not",
+        'lte: "0"',
+    ),
     ("{suspended: {eq: true}}", "{suspnded: {eq: true}}", "unknown field 'suspnded'", "suspnded"),
-    ("{param: min_recovery_days}", "{param: min_recovery}", "unknown param 'min_recovery'", "min_recovery}"),
-    ("    outcome: ineligible\n    reason: The supporter is suspended.", "    outcome: maybe\n    reason: The supporter is suspended.", "outcome must be one of", "outcome: maybe"),
-    ("  - id: suspended\n", "  - id: caseload-full\n", "rule id 'caseload-full' is used twice", "- id: caseload-full"),
+    (
+        "{param: min_recovery_days}",
+        "{param: min_recovery}",
+        "unknown param 'min_recovery'",
+        "min_recovery}",
+    ),
+    (
+        "    outcome: ineligible\n    reason: The supporter is suspended.",
+        "    outcome: maybe\n    reason: The supporter is suspended.",
+        "outcome must be one of",
+        "outcome: maybe",
+    ),
+    (
+        "  - id: suspended\n",
+        "  - id: caseload-full\n",
+        "rule id 'caseload-full' is used twice",
+        "- id: caseload-full",
+    ),
     ('version: "1.0.0"', "version: 1.0", "version is MAJOR.MINOR.PATCH", "version: 1.0"),
-    ("outcomes: [ineligible, eligible]", "outcomes: [ineligible, eligible, maybe]", "eligibility outcomes are eligible, ineligible", "outcomes:"),
-    ("reason: The supporter is suspended.", "reason: The supporter is {suspension}.", "placeholders", "{suspension}"),
+    (
+        "outcomes: [ineligible, eligible]",
+        "outcomes: [ineligible, eligible, maybe]",
+        "eligibility outcomes are eligible, ineligible",
+        "outcomes:",
+    ),
+    (
+        "reason: The supporter is suspended.",
+        "reason: The supporter is {suspension}.",
+        "placeholders",
+        "{suspension}",
+    ),
     # A format width once passed check, test and publish, then made decisions too big to store.
-    ("reason: The supporter is suspended.", "reason: Suspended {days_since_supervision:>1100000}.", "not {days_since_supervision:>1100000}", "1100000"),
-    ("reason: The supporter is suspended.", "reason: Suspended {suspended!r}.", "not {suspended!r}", "{suspended!r}"),
-    ("reason: The supporter is suspended.", "reason: " + "x" * 301, "at most 300 characters", "x" * 301),
-]  # fmt: skip
+    (
+        "reason: The supporter is suspended.",
+        "reason: Suspended {days_since_supervision:>1100000}.",
+        "not {days_since_supervision:>1100000}",
+        "1100000",
+    ),
+    (
+        "reason: The supporter is suspended.",
+        "reason: Suspended {suspended!r}.",
+        "not {suspended!r}",
+        "{suspended!r}",
+    ),
+    (
+        "reason: The supporter is suspended.",
+        "reason: " + "x" * 301,
+        "at most 300 characters",
+        "x" * 301,
+    ),
+]
 
 
 @pytest.mark.parametrize(("old", "new", "message", "on_line"), BROKEN)
@@ -202,11 +262,17 @@ def test_an_override_cannot_grow_a_ruleset_past_its_limit(tree: Path) -> None:
 def test_a_filled_in_reason_is_capped_whatever_the_facts() -> None:
     loaded = bundle.Loaded(Engine(), bundle.read_source(ROOT, Kind.BOUNDARIES).resolve(), "t")
     facts = {
-        "case_id": "c1", "sessions_per_week": 1.0, "both_agreed_more_often": False,
-        "duration_minutes": 60, "method": "phone", "method_agreed": True,
-        "safety_concerns": [], "days_past_service_end": -5, "consent_active": True,
+        "case_id": "c1",
+        "sessions_per_week": 1.0,
+        "both_agreed_more_often": False,
+        "duration_minutes": 60,
+        "method": "phone",
+        "method_agreed": True,
+        "safety_concerns": [],
+        "days_past_service_end": -5,
+        "consent_active": True,
         "purposes": ["legal_advice", *(f"purpose_{n:02d}_{'x' * 40}" for n in range(40))],
-    }  # fmt: skip
+    }
     try:
         outcome, fired = loaded.decide(facts)
     finally:
@@ -233,12 +299,21 @@ def test_an_organisation_allows_another_session_purpose_by_listing_them_all_agai
     purposes = [*default.params["peer_support_purposes"], "court_day_companionship"]
     override = tree / "orgs" / "harbour-ombudsman" / "boundaries" / "override.yaml"
     override.parent.mkdir()
-    override.write_text('ruleset: boundaries\nversion: "2.0.0-h"\n'
-                        f"params: {{peer_support_purposes: [{', '.join(purposes)}]}}\n")  # fmt: skip
+    override.write_text(
+        'ruleset: boundaries\nversion: "2.0.0-h"\n'
+        f"params: {{peer_support_purposes: [{', '.join(purposes)}]}}\n"
+    )
     extended = bundle.read_source(tree, Kind.BOUNDARIES, "harbour-ombudsman").resolve()
-    session = {"sessions_per_week": 1, "both_agreed_more_often": False, "duration_minutes": 60,
-               "method": "phone", "method_agreed": True, "safety_concerns": [],
-               "days_past_service_end": -30, "consent_active": True}  # fmt: skip
+    session = {
+        "sessions_per_week": 1,
+        "both_agreed_more_often": False,
+        "duration_minutes": 60,
+        "method": "phone",
+        "method_agreed": True,
+        "safety_concerns": [],
+        "days_past_service_end": -30,
+        "consent_active": True,
+    }
     asked = {**session, "purposes": ["listening", "court_day_companionship"]}
     assert reference.fired(default, asked) == ["outside-peer-role"]
     assert reference.fired(extended, asked) == []
@@ -249,8 +324,11 @@ def test_an_organisation_allows_another_session_purpose_by_listing_them_all_agai
 
 def test_an_allow_list_is_for_lists_only(tree: Path) -> None:
     path = tree / "default" / "boundaries" / "ruleset.yaml"
-    replace(path, "{duration_minutes: {lt: {param: min_duration_minutes}}}",
-            "{duration_minutes: {contains_other_than: [60, 90]}}")  # fmt: skip
+    replace(
+        path,
+        "{duration_minutes: {lt: {param: min_duration_minutes}}}",
+        "{duration_minutes: {contains_other_than: [60, 90]}}",
+    )
     with pytest.raises(language.RulesFileError) as info:
         check(tree)
     assert "operator not valid for integer" in info.value.message

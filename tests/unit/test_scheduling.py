@@ -84,9 +84,14 @@ def test_every_weekly_session_is_seven_days_apart_at_the_same_wall_clock_time(
 
 
 def _session(start: datetime, status: str = "booked") -> Session:
-    return Session(session_id=f"s{start:%d%H}", kind="regular", start=start,
-                   end=start + timedelta(hours=1), method=Method.PHONE,
-                   status=status)  # fmt: skip
+    return Session(
+        session_id=f"s{start:%d%H}",
+        kind="regular",
+        start=start,
+        end=start + timedelta(hours=1),
+        method=Method.PHONE,
+        status=status,
+    )
 
 
 def test_a_week_is_any_seven_consecutive_local_days_not_a_calendar_week() -> None:
@@ -101,8 +106,11 @@ def test_a_week_is_any_seven_consecutive_local_days_not_a_calendar_week() -> Non
 
 def test_held_sessions_count_and_cancelled_or_missed_ones_do_not() -> None:
     monday = datetime(2026, 11, 23, 10, tzinfo=AUCKLAND)
-    sessions = [_session(monday, "completed"), _session(monday + timedelta(days=1), "cancelled"),
-                _session(monday + timedelta(days=2), "client_no_show")]  # fmt: skip
+    sessions = [
+        _session(monday, "completed"),
+        _session(monday + timedelta(days=1), "cancelled"),
+        _session(monday + timedelta(days=2), "client_no_show"),
+    ]
     assert domain.sessions_within_a_week(sessions, monday + timedelta(days=3), AUCKLAND) == 2
     assert domain.sessions_within_a_week(sessions, monday + timedelta(days=7), AUCKLAND) == 1
 
@@ -128,12 +136,20 @@ def test_more_than_weekly_is_agreed_only_as_often_as_both_sides_agreed(
     case_intake = sample.intake(random.Random(1), "c1")
 
     moment = datetime(2026, 11, 28, 22, 11, tzinfo=UTC)
-    case = CaseRecord(case_id="c1", intake=case_intake, stage=Stage.ENTRY,
-                      opened_at=moment, updated_at=moment)  # fmt: skip
+    case = CaseRecord(
+        case_id="c1", intake=case_intake, stage=Stage.ENTRY, opened_at=moment, updated_at=moment
+    )
     facts = domain.boundaries_facts(
-        case, start=moment, minutes=60, method=Method.PHONE,
-        agreed_methods=[Method.PHONE], per_week=per_week, agreed_per_week=agreed,
-        service_ends_on=None, consent_active=True, zone=AUCKLAND,
-    )  # fmt: skip
+        case,
+        start=moment,
+        minutes=60,
+        method=Method.PHONE,
+        agreed_methods=[Method.PHONE],
+        per_week=per_week,
+        agreed_per_week=agreed,
+        service_ends_on=None,
+        consent_active=True,
+        zone=AUCKLAND,
+    )
     assert facts.both_agreed_more_often is expected
     assert facts.days_past_service_end == -1

@@ -104,17 +104,22 @@ async def world() -> World:
 async def _held_meeting_and_weekly_sessions(world: World) -> CaseSchedule:
     await world.on(MatchActivated(case_id="c1", supporter_id="s1"))
     start = world.clock() + timedelta(hours=2)
-    assert isinstance(await world.send(ProposeMeetingTime(case_id="c1", by="client",
-                                                          start=start)), CommandAccepted)  # fmt: skip
-    assert isinstance(await world.send(ConfirmMeeting(case_id="c1", by="supporter")),
-                      CommandAccepted)  # fmt: skip
+    assert isinstance(
+        await world.send(ProposeMeetingTime(case_id="c1", by="client", start=start)),
+        CommandAccepted,
+    )
+    assert isinstance(
+        await world.send(ConfirmMeeting(case_id="c1", by="supporter")), CommandAccepted
+    )
     meeting = next(s for s in (await schedule_of(world)).sessions if s.status == "booked")
-    early = await world.send(RecordAttendance(case_id="c1", session_id=meeting.session_id,
-                                              outcome="completed"))  # fmt: skip
+    early = await world.send(
+        RecordAttendance(case_id="c1", session_id=meeting.session_id, outcome="completed")
+    )
     assert isinstance(early, CommandRejected)  # not before it has started
     await world.clock.sleep_until(start + timedelta(minutes=5))
-    await world.send(RecordAttendance(case_id="c1", session_id=meeting.session_id,
-                                      outcome="completed"))  # fmt: skip
+    await world.send(
+        RecordAttendance(case_id="c1", session_id=meeting.session_id, outcome="completed")
+    )
     assert isinstance(await world.send(GoAhead(case_id="c1")), CommandAccepted)
     return await schedule_of(world)
 
@@ -151,8 +156,11 @@ async def test_a_booking_the_boundaries_refuse_names_each_rule_and_changes_nothi
     before = await _held_meeting_and_weekly_sessions(world)
     soon = world.clock() + timedelta(days=2)  # its reminder is due a day ahead
 
-    reply = await world.send(BookSession(case_id="c1", start=soon, minutes=20,
-                                         method=Method.PHONE, purposes=["legal_advice"]))  # fmt: skip
+    reply = await world.send(
+        BookSession(
+            case_id="c1", start=soon, minutes=20, method=Method.PHONE, purposes=["legal_advice"]
+        )
+    )
 
     assert isinstance(reply, CommandRejected)
     assert sorted(e.field for e in reply.errors) == [
@@ -163,8 +171,9 @@ async def test_a_booking_the_boundaries_refuse_names_each_rule_and_changes_nothi
     assert await schedule_of(world) == before
     # Once both agree to meet twice a week, a proper extra session is booked.
     await world.send(RecordFrequencyAgreement(case_id="c1", sessions_per_week=2))
-    booked = await world.send(BookSession(case_id="c1", start=soon, minutes=60,
-                                          method=Method.PHONE))  # fmt: skip
+    booked = await world.send(
+        BookSession(case_id="c1", start=soon, minutes=60, method=Method.PHONE)
+    )
     assert isinstance(booked, CommandAccepted)
     assert len(world.reminders.due) == 12 + 1
 
@@ -178,17 +187,24 @@ async def test_withdrawn_consent_suspends_future_sessions_then_consent_resumes_t
     assert stored is not None
     today: date = world.clock().astimezone(AUCKLAND).date()
     withdrawn = intake.withdraw_consent(
-        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=today), stored,
+        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=today),
+        stored,
         intake.Context(now=world.clock()),
-    ).record  # fmt: skip
+    ).record
     await world.keep(topology.CASES_BUCKET, "c1", withdrawn)
     assert (await world.decide(Kind.CONSENT, "c1", facts.consent(withdrawn))).outcome == (
         "suspended"
     )
 
-    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="suspended",
-                                  missing_party_ids=["respondent"],
-                                  ruleset=_ruleset_ref(world)))  # fmt: skip
+    await world.on(
+        ConsentDecided(
+            case_id="c1",
+            stage=Stage.ENTRY,
+            status="suspended",
+            missing_party_ids=["respondent"],
+            ruleset=_ruleset_ref(world),
+        )
+    )
 
     suspended = await schedule_of(world)
     assert suspended.status == "suspended"
@@ -198,19 +214,34 @@ async def test_withdrawn_consent_suspends_future_sessions_then_consent_resumes_t
 
     # An "active" event the stored decision does not stand behind changes nothing: scheduling
     # acts on the decision as stored, never on an event's copy of it.
-    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="active",
-                                  missing_party_ids=[], ruleset=_ruleset_ref(world)))  # fmt: skip
+    await world.on(
+        ConsentDecided(
+            case_id="c1",
+            stage=Stage.ENTRY,
+            status="active",
+            missing_party_ids=[],
+            ruleset=_ruleset_ref(world),
+        )
+    )
     assert (await schedule_of(world)).status == "suspended"
 
     world.clock.advance(timedelta(minutes=1))
     given = intake.give_consent(
         GiveConsent(case_id="c1", party_id="respondent", stages=[Stage.ENTRY], given_on=today),
-        withdrawn, intake.Context(now=world.clock()),
-    ).record  # fmt: skip
+        withdrawn,
+        intake.Context(now=world.clock()),
+    ).record
     await world.keep(topology.CASES_BUCKET, "c1", given)
     assert (await world.decide(Kind.CONSENT, "c1", facts.consent(given))).outcome == "active"
-    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="active",
-                                  missing_party_ids=[], ruleset=_ruleset_ref(world)))  # fmt: skip
+    await world.on(
+        ConsentDecided(
+            case_id="c1",
+            stage=Stage.ENTRY,
+            status="active",
+            missing_party_ids=[],
+            ruleset=_ruleset_ref(world),
+        )
+    )
     assert (await schedule_of(world)).status == "going_ahead"
     [resumed] = world.events.of("SessionsResumed")
     assert set(resumed.data["session_ids"]) == future
@@ -228,12 +259,18 @@ async def test_a_judgement_the_rules_service_refuses_is_answered_not_dropped(
     await _held_meeting_and_weekly_sessions(world)
 
     async def refuse(org: str, command: EvaluateRules) -> CommandRejected:
-        return CommandRejected(command_id=None, command_type="EvaluateRules",
-                               errors=[FieldError(field="data.facts", reason="unreadable")])  # fmt: skip
+        return CommandRejected(
+            command_id=None,
+            command_type="EvaluateRules",
+            errors=[FieldError(field="data.facts", reason="unreadable")],
+        )
 
     monkeypatch.setattr(world.asking, "evaluate", refuse)
-    reply = await world.send(BookSession(case_id="c1", start=world.clock() + timedelta(days=2),
-                                         minutes=60, method=Method.PHONE))  # fmt: skip
+    reply = await world.send(
+        BookSession(
+            case_id="c1", start=world.clock() + timedelta(days=2), minutes=60, method=Method.PHONE
+        )
+    )
 
     assert isinstance(reply, CommandRejected)
     assert [(e.field, e.reason) for e in reply.errors] == [("data.facts", "unreadable")]
@@ -243,12 +280,22 @@ async def test_events_about_what_is_not_on_record_are_not_acted_on(world: World)
     # 5,000 forged eligibility events once made 5,004 supervision records for nobody.
     ruleset = _ruleset_ref(world)
     forged = [
-        SupporterEligibilityDecided(supporter_id="nobody", eligible=True,
-                                    caseload_full_only=False, lapses_on=None, ruleset=ruleset),
+        SupporterEligibilityDecided(
+            supporter_id="nobody",
+            eligible=True,
+            caseload_full_only=False,
+            lapses_on=None,
+            ruleset=ruleset,
+        ),
         MatchActivated(case_id="no-case", supporter_id="nobody"),
-        ConsentDecided(case_id="no-case", stage=Stage.ENTRY, status="active",
-                       missing_party_ids=[], ruleset=ruleset),
-    ]  # fmt: skip
+        ConsentDecided(
+            case_id="no-case",
+            stage=Stage.ENTRY,
+            status="active",
+            missing_party_ids=[],
+            ruleset=ruleset,
+        ),
+    ]
     for event in forged:
         with pytest.raises(NotYet, match=r"no .* on record|decision on no"):
             await world.on(event)
@@ -264,14 +311,19 @@ async def test_the_sweep_finishes_a_schedule_change_a_crash_left_unannounced(
     schedule = await _held_meeting_and_weekly_sessions(world)
     announced = len(world.events.published)
     # A change committed with its outbox, then the process died before publishing it.
-    event = SessionCancelled(case_id="c1", session_id=schedule.sessions[-1].session_id,
-                             reason="cancelled_by_client")  # fmt: skip
+    event = SessionCancelled(
+        case_id="c1", session_id=schedule.sessions[-1].session_id, reason="cancelled_by_client"
+    )
     envelope = wrap(event, org=ORG, source="test", time=world.clock(), id="crashed-1")
     store = world.deps.schedules.store
     current, revision = await store.load(ORG, "c1")
     assert current is not None
-    await store.save(ORG, "c1", store.stored(current.record, Outbox(
-        events=[envelope.model_dump_json()])), revision)  # fmt: skip
+    await store.save(
+        ORG,
+        "c1",
+        store.stored(current.record, Outbox(events=[envelope.model_dump_json()])),
+        revision,
+    )
 
     assert await finish_outboxes(world.deps) == 1
     assert await finish_outboxes(world.deps) == 0
@@ -286,11 +338,21 @@ async def test_notes_on_a_booking_are_kept_but_never_widen_what_it_may_be_for(
     soon = world.clock() + timedelta(days=2)
 
     def booking(purposes: list[str], notes: str) -> BookSession:
-        return BookSession(case_id="c1", start=soon, minutes=60, method=Method.PHONE,
-                           purposes=purposes, notes=notes)  # fmt: skip
+        return BookSession(
+            case_id="c1",
+            start=soon,
+            minutes=60,
+            method=Method.PHONE,
+            purposes=purposes,
+            notes=notes,
+        )
 
-    for asked in (["represent_me_at_the_hearing"], ["draft_my_submission"],
-                  ["negotiate_with_the_company"], ["tell_me_if_i_will_win"]):  # fmt: skip
+    for asked in (
+        ["represent_me_at_the_hearing"],
+        ["draft_my_submission"],
+        ["negotiate_with_the_company"],
+        ["tell_me_if_i_will_win"],
+    ):
         refused = await world.send(booking(asked, "it is really only listening, promise"))
         assert isinstance(refused, CommandRejected), asked
         assert [e.field for e in refused.errors] == ["rules.boundaries.outside-peer-role"]
@@ -306,8 +368,11 @@ async def test_notes_on_a_booking_are_kept_but_never_widen_what_it_may_be_for(
 
 # Eligibility where people are bound; paused matches -------------------------------------------
 
-PAUSED = ("case_id", "the match is paused until a coordinator reviews it (its supporter became "
-                     "ineligible): no meeting or session is arranged, booked or moved meanwhile")  # fmt: skip
+PAUSED = (
+    "case_id",
+    "the match is paused until a coordinator reviews it (its supporter became "
+    "ineligible): no meeting or session is arranged, booked or moved meanwhile",
+)
 
 
 async def _supporter_decided(world: World, *, suspended: bool) -> None:
@@ -316,21 +381,30 @@ async def _supporter_decided(world: World, *, suspended: bool) -> None:
     stored = await world.deps.records.supporter(ORG, "s1")
     assert stored is not None
     changes = SupporterChanges(suspended=suspended)
-    record = intake.update_supporter(UpdateSupporter(supporter_id="s1", changes=changes), stored,
-                                     intake.Context(now=world.clock())).record  # fmt: skip
+    record = intake.update_supporter(
+        UpdateSupporter(supporter_id="s1", changes=changes),
+        stored,
+        intake.Context(now=world.clock()),
+    ).record
     await world.keep(topology.SUPPORTERS_BUCKET, "s1", record)
     today = world.clock().astimezone(AUCKLAND).date()
     decision = await world.decide(Kind.ELIGIBILITY, "s1", facts.eligibility(record, today))
     assert (decision.outcome == "eligible") is not suspended
-    await world.on(SupporterEligibilityDecided(
-        supporter_id="s1", eligible=not suspended, caseload_full_only=False,
-        lapses_on=decision.lapses_on, ruleset=decision.ruleset,
-    ))  # fmt: skip
+    await world.on(
+        SupporterEligibilityDecided(
+            supporter_id="s1",
+            eligible=not suspended,
+            caseload_full_only=False,
+            lapses_on=decision.lapses_on,
+            ruleset=decision.ruleset,
+        )
+    )
 
 
 def _extra(world: World) -> BookSession:
-    return BookSession(case_id="c1", start=world.clock() + timedelta(days=2), minutes=60,
-                       method=Method.PHONE)  # fmt: skip
+    return BookSession(
+        case_id="c1", start=world.clock() + timedelta(days=2), minutes=60, method=Method.PHONE
+    )
 
 
 async def test_an_ineligible_supporters_sessions_wait_for_a_coordinators_review_not_eligibility(
@@ -355,8 +429,9 @@ async def test_an_ineligible_supporters_sessions_wait_for_a_coordinators_review_
     refused = await world.send(_extra(world))
     assert isinstance(refused, CommandRejected)
     assert [(e.field, e.reason) for e in refused.errors] == [
-        ("rules.eligibility.suspended", "The supporter is suspended."), PAUSED,
-    ]  # fmt: skip
+        ("rules.eligibility.suspended", "The supporter is suspended."),
+        PAUSED,
+    ]
 
     # Eligible again: still paused, until a coordinator reviews the match.
     await _supporter_decided(world, suspended=False)
@@ -387,14 +462,21 @@ async def test_a_paused_match_reviewed_while_consent_is_withdrawn_resumes_with_c
     assert stored is not None
     today: date = world.clock().astimezone(AUCKLAND).date()
     withdrawn = intake.withdraw_consent(
-        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=today), stored,
+        WithdrawConsent(case_id="c1", party_id="respondent", withdrawn_on=today),
+        stored,
         intake.Context(now=world.clock()),
-    ).record  # fmt: skip
+    ).record
     await world.keep(topology.CASES_BUCKET, "c1", withdrawn)
     await world.decide(Kind.CONSENT, "c1", facts.consent(withdrawn))
-    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="suspended",
-                                  missing_party_ids=["respondent"],
-                                  ruleset=_ruleset_ref(world)))  # fmt: skip
+    await world.on(
+        ConsentDecided(
+            case_id="c1",
+            stage=Stage.ENTRY,
+            status="suspended",
+            missing_party_ids=["respondent"],
+            ruleset=_ruleset_ref(world),
+        )
+    )
 
     # The coordinator's review: the pause is over, but consent is not active.
     await world.on(MatchResumed(case_id="c1", supporter_id="s1"))
@@ -405,12 +487,20 @@ async def test_a_paused_match_reviewed_while_consent_is_withdrawn_resumes_with_c
     world.clock.advance(timedelta(minutes=1))
     given = intake.give_consent(
         GiveConsent(case_id="c1", party_id="respondent", stages=[Stage.ENTRY], given_on=today),
-        withdrawn, intake.Context(now=world.clock()),
-    ).record  # fmt: skip
+        withdrawn,
+        intake.Context(now=world.clock()),
+    ).record
     await world.keep(topology.CASES_BUCKET, "c1", given)
     await world.decide(Kind.CONSENT, "c1", facts.consent(given))
-    await world.on(ConsentDecided(case_id="c1", stage=Stage.ENTRY, status="active",
-                                  missing_party_ids=[], ruleset=_ruleset_ref(world)))  # fmt: skip
+    await world.on(
+        ConsentDecided(
+            case_id="c1",
+            stage=Stage.ENTRY,
+            status="active",
+            missing_party_ids=[],
+            ruleset=_ruleset_ref(world),
+        )
+    )
     [resumed] = world.events.of("SessionsResumed")
     assert set(resumed.data["session_ids"]) == future
 
@@ -419,9 +509,14 @@ async def test_a_group_needs_its_facilitator_fit_when_made_and_when_each_client_
     world: World,
 ) -> None:
     def group(group_id: str) -> CreateGroupSession:
-        return CreateGroupSession(group_id=group_id, facilitator_id="s1",
-                                  start=world.clock() + timedelta(days=3), minutes=90,
-                                  method=Method.PHONE, capacity=4)  # fmt: skip
+        return CreateGroupSession(
+            group_id=group_id,
+            facilitator_id="s1",
+            start=world.clock() + timedelta(days=3),
+            minutes=90,
+            method=Method.PHONE,
+            capacity=4,
+        )
 
     await _supporter_decided(world, suspended=True)
     refused = await world.send(group("g0"))
@@ -439,8 +534,9 @@ async def test_a_group_needs_its_facilitator_fit_when_made_and_when_each_client_
         ("rules.eligibility.suspended", "The supporter is suspended.")
     ]
     await _supporter_decided(world, suspended=False)
-    assert isinstance(await world.send(JoinGroupSession(group_id="g1", case_id="c1")),
-                      CommandAccepted)  # fmt: skip
+    assert isinstance(
+        await world.send(JoinGroupSession(group_id="g1", case_id="c1")), CommandAccepted
+    )
 
 
 async def test_a_supervision_is_attended_only_once_it_has_started(world: World) -> None:
@@ -448,17 +544,21 @@ async def test_a_supervision_is_attended_only_once_it_has_started(world: World) 
     planned = world.events.of("SupervisionScheduled")
     supervision = next(e for e in planned if e.data["kind"] == "supervision")
     start = datetime.fromisoformat(supervision.data["start"])
-    attend = RecordSupervisionAttendance(supporter_id="s1",
-                                         session_id=supervision.data["session_id"])  # fmt: skip
+    attend = RecordSupervisionAttendance(
+        supporter_id="s1", session_id=supervision.data["session_id"]
+    )
 
     early = await world.send(attend)
 
     assert isinstance(early, CommandRejected)
     local = start.astimezone(AUCKLAND)
-    assert [(e.field, e.reason) for e in early.errors] == [(
-        "session_id", "this session has not started yet: attendance counts once it has "
-        f"happened (it starts {local:%Y-%m-%d %H:%M} here)",
-    )]  # fmt: skip
+    assert [(e.field, e.reason) for e in early.errors] == [
+        (
+            "session_id",
+            "this session has not started yet: attendance counts once it has "
+            f"happened (it starts {local:%Y-%m-%d %H:%M} here)",
+        )
+    ]
     assert world.asking.sent == []  # intake was not asked to keep it
     await world.clock.sleep_until(start + timedelta(minutes=50))
     assert isinstance(await world.send(attend), CommandAccepted)

@@ -21,20 +21,26 @@ NOW = datetime(2026, 4, 5, 2, 30, tzinfo=UTC)  # an hour daylight saving ends so
 
 def supporter_record() -> dict[str, Any]:
     command = marked_supporter("s1")
-    record = SupporterRecord(supporter_id="s1", profile=command.profile, registered_at=NOW,
-                             updated_at=NOW)  # fmt: skip
+    record = SupporterRecord(
+        supporter_id="s1", profile=command.profile, registered_at=NOW, updated_at=NOW
+    )
     return record.model_dump(mode="json")
 
 
 def case_record() -> dict[str, Any]:
-    record = CaseRecord(case_id="c1", intake=marked_intake("c1"), stage=Stage.ENTRY,
-                        opened_at=NOW, updated_at=NOW)  # fmt: skip
+    record = CaseRecord(
+        case_id="c1", intake=marked_intake("c1"), stage=Stage.ENTRY, opened_at=NOW, updated_at=NOW
+    )
     return record.model_dump(mode="json")
 
 
-@pytest.mark.parametrize(("person", "model", "record"), [
-    ("supporter", SupporterRecord, supporter_record), ("client", CaseRecord, case_record),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("person", "model", "record"),
+    [
+        ("supporter", SupporterRecord, supporter_record),
+        ("client", CaseRecord, case_record),
+    ],
+)
 async def test_a_sealed_record_holds_no_marker_and_opens_to_what_it_was(
     person: Person, model: type[Any], record: Any
 ) -> None:
@@ -71,11 +77,22 @@ async def test_an_erased_persons_record_cannot_be_opened_and_an_unsealed_one_ope
 
 
 def match_record() -> dict[str, Any]:
-    offer = Offer(supporter_id="s1", score=0.9, matched=[f"has been through {MARKERS['lived']}"],
-                  unmatched=["a maori cultural background"], matched_on=["lived_experience"],
-                  held_until=NOW)  # fmt: skip
-    match = CaseMatch(case_id="c1", status="waitlisted", proposals=[offer], since=NOW,
-                      updated_at=NOW, waitlist_reason=f"no one speaks {MARKERS['lived']}")  # fmt: skip
+    offer = Offer(
+        supporter_id="s1",
+        score=0.9,
+        matched=[f"has been through {MARKERS['lived']}"],
+        unmatched=["a maori cultural background"],
+        matched_on=["lived_experience"],
+        held_until=NOW,
+    )
+    match = CaseMatch(
+        case_id="c1",
+        status="waitlisted",
+        proposals=[offer],
+        since=NOW,
+        updated_at=NOW,
+        waitlist_reason=f"no one speaks {MARKERS['lived']}",
+    )
     return match.model_dump(mode="json")
 
 
@@ -101,13 +118,18 @@ async def test_a_record_that_outlives_its_person_opens_blank_once_they_are_erase
 async def test_a_decision_written_several_times_is_sealed_once_and_a_changed_one_again() -> None:
     vault = FakeVault()
     sealer = DecisionSealer(vault)
-    fired = FiredRule(rule="r", outcome="policy", reason="Wants Te Reo Māori",
-                      effect={"values": ["mi"]})  # fmt: skip
+    fired = FiredRule(
+        rule="r", outcome="policy", reason="Wants Te Reo Māori", effect={"values": ["mi"]}
+    )
     decision = RulesDecision(
-        kind=Kind.MATCHING_POLICY, subject_id="c1", outcome="policy", fired=[fired],
+        kind=Kind.MATCHING_POLICY,
+        subject_id="c1",
+        outcome="policy",
+        fired=[fired],
         ruleset=RulesetRef(org="acme", kind=Kind.MATCHING_POLICY, version="1", content_hash="h"),
-        decided_at=NOW, decision_id="d1",
-    )  # fmt: skip
+        decided_at=NOW,
+        decision_id="d1",
+    )
 
     first = await sealer.seal("acme", decision.model_dump(mode="json"))
     again = await sealer.seal("acme", decision.model_dump(mode="json"))

@@ -31,8 +31,9 @@ async def test_a_record_that_keeps_changing_is_looked_at_again_later_not_failed(
     matches = RecordStore(kv.as_kv(), CaseMatch)
     first = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
     await matches.save("o", "c1", matches.stored(first), 0)
-    changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), FakePublisher(), "test",
-                      ManualClock(NOW))  # fmt: skip
+    changer = Changer(
+        matches, ReplyStore(FakeKeyValue().as_kv()), FakePublisher(), "test", ManualClock(NOW)
+    )
     decided = 0
 
     async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
@@ -57,10 +58,12 @@ async def test_a_command_whose_record_keeps_changing_is_not_refused_but_sent_aga
     matches = RecordStore(kv.as_kv(), CaseMatch)
     first = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
     await matches.save("org-1", "c1", matches.stored(first), 0)
-    changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), FakePublisher(), "test",
-                      ManualClock(NOW))  # fmt: skip
-    command = received(GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY],
-                                   given_on=NOW.date()))  # fmt: skip
+    changer = Changer(
+        matches, ReplyStore(FakeKeyValue().as_kv()), FakePublisher(), "test", ManualClock(NOW)
+    )
+    command = received(
+        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=NOW.date())
+    )
 
     async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
         assert match is not None
@@ -92,13 +95,16 @@ async def test_a_reply_is_kept_only_once_its_events_are_published() -> None:
     matches = RecordStore(FakeKeyValue().as_kv(), CaseMatch)
     clock = ManualClock(NOW)
     changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), publisher, "test", clock)
-    command = received(GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY],
-                                   given_on=NOW.date()))  # fmt: skip
+    command = received(
+        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=NOW.date())
+    )
 
     async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
         opened = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
-        return Change(opened, [ClientWaitlisted(case_id="c1", constraint="no-free-supporter",
-                                                reason="none free")])  # fmt: skip
+        return Change(
+            opened,
+            [ClientWaitlisted(case_id="c1", constraint="no-free-supporter", reason="none free")],
+        )
 
     with pytest.raises(TimeoutError):
         await changer.change("org-1", "c1", decide, command)
@@ -121,8 +127,10 @@ async def test_the_sweep_leaves_an_outbox_younger_than_the_settle_time_to_its_ha
 
     async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
         opened = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
-        return Change(opened, [ClientWaitlisted(case_id="c1", constraint="no-free-supporter",
-                                                reason="none free")])  # fmt: skip
+        return Change(
+            opened,
+            [ClientWaitlisted(case_id="c1", constraint="no-free-supporter", reason="none free")],
+        )
 
     with pytest.raises(TimeoutError):
         await changer.change("org-1", "c1", decide)

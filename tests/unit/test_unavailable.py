@@ -48,12 +48,16 @@ async def test_a_handler_that_raises_is_answered_unavailable_in_plain_words() ->
     # During a nats-server restart intakes were answered "rejected ... (NoStreamResponseError)".
     failing = raising(RuntimeError("NoStreamResponseError: no response from stream"))
 
-    reply, outcome = await commands.carry_out(failing, received(COMMAND, command_id="k7"), None,
-                                              2.5)  # fmt: skip
+    reply, outcome = await commands.carry_out(
+        failing, received(COMMAND, command_id="k7"), None, 2.5
+    )
 
     assert isinstance(reply, CommandUnavailable)
-    assert (reply.status, reply.command_id, reply.command_type) == ("unavailable", "k7",
-                                                                    "SubmitIntake")  # fmt: skip
+    assert (reply.status, reply.command_id, reply.command_type) == (
+        "unavailable",
+        "k7",
+        "SubmitIntake",
+    )
     assert reply.retry_after_s == 2.5
     assert reply.reason == commands.NOT_CARRIED_OUT
     assert "Error" not in reply.reason  # the exception is for the log only
@@ -61,11 +65,14 @@ async def test_a_handler_that_raises_is_answered_unavailable_in_plain_words() ->
     assert outcome == "failed"  # the metric's label, as before
 
 
-@pytest.mark.parametrize(("error", "reason"), [
-    (Contended("org-1.c1 kept changing"), commands.BUSY),
-    (NotYet("no decision on record"), commands.NOT_READY),
-    (KeyError("c1"), commands.NOT_CARRIED_OUT),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (Contended("org-1.c1 kept changing"), commands.BUSY),
+        (NotYet("no decision on record"), commands.NOT_READY),
+        (KeyError("c1"), commands.NOT_CARRIED_OUT),
+    ],
+)
 async def test_each_transient_cause_says_so_and_none_is_a_rejection(
     error: Exception, reason: str
 ) -> None:
@@ -88,8 +95,9 @@ async def test_a_handlers_own_reply_passes_through_with_its_status() -> None:
 
     @handlers.on(SubmitIntake)
     async def submit(command: SubmitIntake, meta: Received, deps: None) -> Message:
-        return CommandAccepted(command_id=meta.envelope.id, command_type="SubmitIntake",
-                               event_ids=["e1"])  # fmt: skip
+        return CommandAccepted(
+            command_id=meta.envelope.id, command_type="SubmitIntake", event_ids=["e1"]
+        )
 
     reply, outcome = await commands.carry_out(handlers, received(COMMAND), None, 1.0)
     assert isinstance(reply, CommandAccepted)
@@ -108,8 +116,13 @@ class Scripted:
         self.sent: list[bytes] = []
         self.at: list[float] = []
 
-    async def request(self, subject: str, payload: bytes, timeout: float = 1.0,
-                      headers: dict[str, str] | None = None) -> Any:  # fmt: skip
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        timeout: float = 1.0,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         self.sent.append(payload)
         self.at.append(asyncio.get_running_loop().time())
         answer = self.answers.pop(0)
@@ -122,8 +135,12 @@ class Scripted:
 
 
 def unavailable(after_s: float, command_id: str | None = "k1") -> CommandUnavailable:
-    return CommandUnavailable(command_id=command_id, command_type="SubmitIntake",
-                              reason=commands.NOT_CARRIED_OUT, retry_after_s=after_s)  # fmt: skip
+    return CommandUnavailable(
+        command_id=command_id,
+        command_type="SubmitIntake",
+        reason=commands.NOT_CARRIED_OUT,
+        retry_after_s=after_s,
+    )
 
 
 ACCEPTED = CommandAccepted(command_id="k1", command_type="SubmitIntake", event_ids=["e1"])
@@ -134,8 +151,9 @@ def client_over(nc: Scripted) -> AlongsideClient:
 
 
 async def test_the_client_sends_the_same_bytes_again_until_it_is_carried_out() -> None:
-    nc = Scripted([unavailable(0.05), NatsTimeoutError(), NoRespondersError(),
-                   unavailable(0.05), ACCEPTED])  # fmt: skip
+    nc = Scripted(
+        [unavailable(0.05), NatsTimeoutError(), NoRespondersError(), unavailable(0.05), ACCEPTED]
+    )
 
     reply = await client_over(nc).submit("org-1", COMMAND, command_id="k1", retry_for=10)
 
@@ -168,8 +186,11 @@ async def test_with_no_time_to_retry_the_client_sends_once() -> None:
 
 
 async def test_a_rejection_is_not_sent_again() -> None:
-    rejected = CommandRejected(command_id="k1", command_type="SubmitIntake",
-                               errors=[FieldError(field="data.case_id", reason="no")])  # fmt: skip
+    rejected = CommandRejected(
+        command_id="k1",
+        command_type="SubmitIntake",
+        errors=[FieldError(field="data.case_id", reason="no")],
+    )
     nc = Scripted([rejected])
     assert await client_over(nc).submit("org-1", COMMAND, retry_for=10) == rejected
     assert len(nc.sent) == 1
