@@ -38,13 +38,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from alongside import sample
+from bench import deployment
 from contracts.intake import Stage
 from contracts.records import CaseRecord
 from runtime import bus, topology
 from runtime.embedded import EmbeddedNats
-from runtime.settings import Settings
 from runtime.store import RecordStore
-from runtime.vault import Vault, load_master_key, sealer_of
+from runtime.vault import Vault, sealer_of
 
 SEED = 20261129
 ORG = "bench"
@@ -81,7 +81,9 @@ async def one_round(
             records: list[CaseRecord] = records,
             revisions: dict[int, int] = revisions,
         ) -> None:
-            revisions[i] = await store.save(ORG, records[i].case_id, store.stored(records[i]), 0)
+            written = await store.save(ORG, records[i].case_id, store.stored(records[i]), 0)
+            assert isinstance(written, int), "a fresh key"
+            revisions[i] = written
 
         async def update(
             i: int,
@@ -90,9 +92,9 @@ async def one_round(
             revisions: dict[int, int] = revisions,
         ) -> None:
             changed = records[i].model_copy(update={"stage": Stage.EARLY_RESOLUTION})
-            revisions[i] = await store.save(
-                ORG, records[i].case_id, store.stored(changed), revisions[i]
-            )
+            written = await store.save(ORG, records[i].case_id, store.stored(changed), revisions[i])
+            assert isinstance(written, int), "one writer per record"
+            revisions[i] = written
 
         async def load(
             i: int, store: RecordStore[CaseRecord] = store, records: list[CaseRecord] = records
@@ -127,10 +129,11 @@ async def sealing_alone(n: int, vault: Vault) -> tuple[float, float]:
 
 async def run(n: int, rounds: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as state, EmbeddedNats(Path(state) / "nats") as server:
+        settings = deployment(Path(state))
         nc = await bus.connect(server.url, "bench-sealing")
         js = nc.jetstream()
-        await topology.provision(js, Settings())
-        vault = Vault(js, load_master_key(Path(state) / "master.key", create=True))
+        await topology.provision(js, settings)
+        vault = Vault.of(js, settings)
         kv = await js.key_value(topology.CASES_BUCKET)
         plain = RecordStore(kv, CaseRecord)
         sealed = RecordStore(kv, CaseRecord, sealer_of(vault, topology.CASES_BUCKET))

@@ -1,6 +1,7 @@
-"""What a decision returns: a record's new state and the events it announces, or a refusal.
+"""What a decision returns: a record's new state and the events it announces, a removal,
+"gather again", or a refusal.
 
-Pure values, no I/O: every service's domain decides with these, and ``store.Changer``
+Pure values, no I/O: every service's domain decides with these, and ``runtime.unit``
 commits them.
 """
 
@@ -8,40 +9,67 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
+from pydantic import BaseModel
+
 from contracts.envelope import Event
-from contracts.records import Record
 from contracts.replies import FieldError
 
-R = TypeVar("R", bound=Record)
+R = TypeVar("R", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class Change(Generic[R]):
-    """A record's new state and the events it announces."""
+    """A record's new state and the events it announces (at ``at``: default, the commit)."""
 
     record: R
+    events: Sequence[Event] = ()
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Removal:
+    """The record goes (an erasure): ``first`` (repeatable) is done before it is removed,
+    then the events are announced."""
+
     events: Sequence[Event]
+    first: Callable[[], Awaitable[None]] | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Stale:
+    """What was gathered for the decision no longer fits the record as it now stands
+    (another supporter, a place that opened): gather again, then decide."""
+
+    why: str
+
+
+def command_field(name: str) -> str:
+    """Where a command's field is, as every refusal names it: in the message's ``data``."""
+    return f"data.{name}"
 
 
 class Refused(Exception):
-    """A command that cannot apply to the record as it stands; answered naming each field."""
+    """A command that cannot apply to the record as it stands; answered naming each field
+    of the command (``data.<field>``, as the edge's validation names them)."""
 
-    def __init__(self, field: str, reason: str, *more: FieldError) -> None:
-        self.errors = [FieldError(field=field, reason=reason), *more]
-        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in self.errors))
+    def __init__(self, field: str, reason: str) -> None:
+        self.errors = [FieldError(field=command_field(field), reason=reason)]
+        super().__init__(f"{self.errors[0].field}: {reason}")
 
     @classmethod
     def each(cls, errors: Sequence[FieldError]) -> Refused:
-        return cls(errors[0].field, errors[0].reason, *errors[1:])
-
-
-class Regather(Exception):
-    """A decision found that what was gathered for it no longer fits the record as it now
-    stands (another supporter, a judgement of other facts): gather again, then decide."""
+        """Refused for errors already named: fields of the command, or rules
+        (``rules.<kind>.<rule>``)."""
+        refused = cls.__new__(cls)
+        refused.errors = list(errors)
+        Exception.__init__(refused, "; ".join(f"{e.field}: {e.reason}" for e in errors))
+        return refused
 
 
 class NotYet(Exception):

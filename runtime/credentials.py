@@ -152,10 +152,9 @@ class Credentials:
         return await read(self.kv, key, CredentialRecord)
 
     async def _save(self, key: str, record: CredentialRecord, revision: int) -> None:
-        try:
-            await compare_and_set(self.kv, key, record.model_dump_json().encode(), revision)
-        except Conflict:
-            raise AccessError(f"credential {key} changed meanwhile; try again") from None
+        value = record.model_dump_json().encode()
+        if isinstance(await compare_and_set(self.kv, key, value, revision), Conflict):
+            raise AccessError(f"credential {key} changed meanwhile; try again")
 
     def _now(self) -> int:
         return int(self.clock().timestamp())

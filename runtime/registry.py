@@ -94,11 +94,10 @@ class Registry:
         return record
 
     async def _save(self, record: OrganisationRecord, revision: int) -> None:
-        try:
-            await compare_and_set(
-                self.kv, self.key(record.org), record.model_dump_json().encode(), revision
-            )
-        except Conflict:
+        value = record.model_dump_json().encode()
+        if isinstance(
+            await compare_and_set(self.kv, self.key(record.org), value, revision), Conflict
+        ):
             changed = f"organisation {record.org!r} changed meanwhile; try again"
             raise RegistryError(changed) from None
 

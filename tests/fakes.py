@@ -32,7 +32,7 @@ from runtime.asking import Asking
 from runtime.clock import Clock, ManualClock
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.state import StoredDecision
-from runtime.store import EventPublisher
+from runtime.unit import EventPublisher
 from runtime.vault import Erased, Holder, Vault
 from services.rules import domain as rules_domain
 from services.rules.adapters import DecisionStore

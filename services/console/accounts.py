@@ -13,7 +13,7 @@ from nats.js.kv import KeyValue
 from contracts.console import Role
 from contracts.records import ConsoleAccount
 from runtime.clock import Clock
-from runtime.store import compare_and_set, read
+from runtime.store import Conflict, compare_and_set, read
 
 _HASHER = PasswordHasher()  # argon2id, the library's defaults (RFC 9106's second choice)
 # Verified against when no account has the email, so that a wrong email takes as long to
@@ -61,8 +61,13 @@ class Accounts:
             created_at=current.created_at if current else now,
             updated_at=now,
         )
-        await compare_and_set(self.kv, key, account.model_dump_json().encode(), revision)
+        await self._save(key, account, revision)
         return account
+
+    async def _save(self, key: str, account: ConsoleAccount, revision: int) -> None:
+        value = account.model_dump_json().encode()
+        if isinstance(await compare_and_set(self.kv, key, value, revision), Conflict):
+            raise AccountError(f"the account {account.email} changed meanwhile; try again")
 
     async def disable(self, email: str) -> ConsoleAccount:
         """The account can no longer sign in, and its sessions end at their next request."""
@@ -71,7 +76,7 @@ class Accounts:
         if current is None:
             raise AccountError(f"no account for {email}")
         disabled = current.model_copy(update={"status": "disabled", "updated_at": self.clock()})
-        await compare_and_set(self.kv, key, disabled.model_dump_json().encode(), revision)
+        await self._save(key, disabled, revision)
         return disabled
 
     async def signing_in(self, email: str, password: str) -> ConsoleAccount | None:

@@ -37,7 +37,7 @@ from nats.js.kv import KeyValue
 from contracts.records import ConsoleSession
 from runtime import topology
 from runtime.clock import Clock
-from runtime.store import compare_and_set, keys, read
+from runtime.store import Conflict, compare_and_set, keys, read
 
 COOKIE = "alongside_session"
 SIGN_IN_COOKIE = "alongside_sign_in"
@@ -97,7 +97,9 @@ class Sessions:
         record = ConsoleSession(
             account_id=account_id, started_at=now, seen_at=now, ends_at=now + LASTS
         )
-        await compare_and_set(self.kv, key, record.model_dump_json().encode(), 0)
+        made = await compare_and_set(self.kv, key, record.model_dump_json().encode(), 0)
+        if isinstance(made, Conflict):  # 256 random bits met an existing session: never
+            raise RuntimeError("a new session's key was taken")
         return f"{account_id}.{secret}", self._session(key, secret, record)
 
     async def read(self, cookie: str | None) -> Session | None:

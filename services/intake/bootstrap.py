@@ -11,7 +11,8 @@ from runtime.logging import get_logger
 from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.state import Policies
-from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from runtime.store import RecordStore
+from runtime.unit import EventPublisher, ReplyStore, UnitOfWork
 from runtime.vault import Vault, sealer_of
 from services.intake.exports import Holdings
 from services.intake.handlers import SOURCE, IntakeDeps, event_id_of, finish_outboxes
@@ -36,8 +37,8 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> IntakeDeps:
     replies = ReplyStore(await js.key_value(topology.REPLIES_BUCKET))
     events = EventPublisher(js)
     deps = IntakeDeps(
-        supporters=Changer(supporters, replies, events, SOURCE, clock, event_id=event_id_of),
-        cases=Changer(cases, replies, events, SOURCE, clock, event_id=event_id_of),
+        supporters=UnitOfWork(supporters, clock, SOURCE, replies, events, event_id=event_id_of),
+        cases=UnitOfWork(cases, clock, SOURCE, replies, events, event_id=event_id_of),
         holdings=await Holdings.bind(js, cases, supporters, vault),
         events=events,
         vault=vault,

@@ -44,7 +44,7 @@ from runtime.changes import Change, Refused
 
 
 def reject(field: str, reason: str) -> Refused:
-    return Refused(f"data.{field}", reason)
+    return Refused(field, reason)
 
 
 @dataclass(frozen=True)

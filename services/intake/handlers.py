@@ -2,8 +2,8 @@
 
 Every command of intake decides on one record (a supporter or a case) through
 ``domain.ROUTES`` and is committed exactly once in effect by that record's
-``Changer`` (record and outbox in one compare-and-set write, then the outbox
-flushed). What a decision needs besides its own record (the supporter a command
+unit of work (``runtime.unit``: record and outbox in one compare-and-set write, then
+the outbox flushed). What a decision needs besides its own record (the supporter a command
 names, the organisation's time zone, for its date now) is read first, outside the retry
 loop; the decision itself is pure.
 """
@@ -40,8 +40,7 @@ from contracts.views import (
     ViewDecision,
     ViewSupporter,
 )
-from runtime import tracing
-from runtime.changes import Change
+from runtime.changes import Change, Refused, Removal, command_field
 from runtime.clock import Clock
 from runtime.commands import rejected
 from runtime.dispatch import Handlers, Received
@@ -49,16 +48,8 @@ from runtime.logging import get_logger
 from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.state import Policies
-from runtime.store import (
-    Changer,
-    EventKey,
-    EventPublisher,
-    R,
-    StoredReply,
-    fingerprint,
-    key,
-    repeated,
-)
+from runtime.store import R
+from runtime.unit import EventKey, EventPublisher, UnitOfWork
 from runtime.vault import Erased, Person, Vault
 from services.intake import domain
 from services.intake.exports import Holdings
@@ -73,8 +64,8 @@ Reply = CommandAccepted | CommandRejected
 
 @dataclass(frozen=True)
 class IntakeDeps:
-    supporters: Changer[SupporterRecord]
-    cases: Changer[CaseRecord]
+    supporters: UnitOfWork[SupporterRecord]
+    cases: UnitOfWork[CaseRecord]
     holdings: Holdings
     events: EventPublisher
     vault: Vault
@@ -100,7 +91,7 @@ handlers: Handlers[IntakeDeps] = Handlers(SERVICE)
 async def decide_command(command: Command, received: Received, deps: IntakeDeps) -> Reply:
     """Every intake command: gather what the decision needs, then decide and commit."""
     route = domain.ROUTES[type(command)]
-    changer: Changer[Any] = deps.supporters if route.aggregate == "supporter" else deps.cases
+    records: UnitOfWork[Any] = deps.supporters if route.aggregate == "supporter" else deps.cases
     supporter_id = route.references_supporter(command)
     supporter = None
     if supporter_id is not None:
@@ -109,7 +100,7 @@ async def decide_command(command: Command, received: Received, deps: IntakeDeps)
     # Dates of evidence and consent are the organisation's: its today, in its zone.
     zone = ZoneInfo((await deps.policies.get(received.org)).time_zone)
 
-    async def decide(record: Any) -> Change[Any]:
+    def decide(record: Any, _: None) -> Change[Any]:
         now = deps.clock()
         ctx = domain.Context(
             now=now, referenced_supporter=supporter, local_today=now.astimezone(zone).date()
@@ -117,12 +108,12 @@ async def decide_command(command: Command, received: Received, deps: IntakeDeps)
         return route.decide(command, record, ctx)
 
     try:
-        reply = await changer.change(received.org, route.key(command), decide, received)
+        outcome = await records.change(received.org, route.key(command), decide, command=received)
     except Erased:
         field = "data.supporter_id" if route.aggregate == "supporter" else "data.case_id"
         reason = f"this {route.aggregate} was erased: nothing more is kept for them"
         return rejected(command.type_name, received.envelope.id, field, reason)
-    assert reply is not None  # a command is always answered
+    reply = outcome.answer
     if isinstance(reply, CommandAccepted):
         log.info(
             "command_accepted",
@@ -285,7 +276,7 @@ async def view_decision(
 
 
 async def held(
-    records: Changer[R], person: Person, subject_id: str, received: Received, deps: IntakeDeps
+    records: UnitOfWork[R], person: Person, subject_id: str, received: Received, deps: IntakeDeps
 ) -> R | CommandRejected:
     """The person's record for a view, or the refusal: erased, or not held here."""
     field = "data.case_id" if person == "client" else "data.supporter_id"
@@ -356,7 +347,7 @@ async def erase_supporter(command: EraseSupporter, received: Received, deps: Int
 
 async def erase(
     received: Received,
-    records: Changer[Any],
+    records: UnitOfWork[Any],
     person: Person,
     subject_id: str,
     erased: Event,
@@ -366,48 +357,36 @@ async def erase(
     then on), remove their record, then announce it. Each step may be repeated, so a retry
     of the same command after a crash finishes the job; another command is refused."""
     org, command_id, command_type = received.org, received.envelope.id, received.envelope.type
-    field = "data.case_id" if person == "client" else "data.supporter_id"
-    print_ = fingerprint(received.command)
-    held = await records.replies.claim(received, print_)
-    if held is not None:
-        answer = repeated(command_type, command_id, held.fingerprint, held.reply, print_)
-        if answer is not None:
-            return answer
+    field = "case_id" if person == "client" else "supporter_id"
     try:
-        stored, revision = await records.store.load(org, subject_id)
-        if stored is None and await deps.vault.key(org, person, subject_id) is None:
-            return rejected(
-                command_type, command_id, field, f"no {person} {subject_id} is held here"
-            )
-        if stored is not None and stored.outbox is not None:
-            await records.flush(org, subject_id, stored, revision)  # its news goes out first
+        known = await deps.vault.key(org, person, subject_id) is not None
     except Erased as gone:
         if gone.by != command_id:
-            return rejected(command_type, command_id, field, f"this {person} was already erased")
-    await deps.vault.erase(org, person, subject_id, by=command_id)
-    await records.store.kv.purge(key(org, subject_id))
-    envelope = wrap(
-        erased,
-        org=org,
-        source=SOURCE,
-        time=deps.clock(),
-        cause=received.envelope,
-        id=event_id(org, command_id, 0),
-        traceparent=tracing.current(),
-    )
-    await deps.events.publish([envelope.model_dump_json()])
-    reply = CommandAccepted(
-        command_id=command_id, command_type=command_type, event_ids=[envelope.id]
-    )
-    await records.replies.put(org, command_id, StoredReply(fingerprint=print_, reply=reply))
-    log.info(
-        "person_erased",
-        org=org,
-        person=person,
-        subject_id=subject_id,
-        command_id=command_id,
-        requested_by=received.acted_by,
-    )
+            why = f"this {person} was already erased"
+            return rejected(command_type, command_id, command_field(field), why)
+        # This very command destroyed the key before a crash: its record, unreadable now,
+        # goes too, and the command finishes.
+        await records.store.remove(org, subject_id)
+        known = True
+
+    async def destroy_key() -> None:
+        await deps.vault.erase(org, person, subject_id, by=command_id)
+
+    def decide(record: Any, _: None) -> Removal:
+        if record is None and not known:
+            raise Refused(field, f"no {person} {subject_id} is held here")
+        return Removal([erased], first=destroy_key)
+
+    reply = (await records.change(org, subject_id, decide, command=received)).answer
+    if isinstance(reply, CommandAccepted):
+        log.info(
+            "person_erased",
+            org=org,
+            person=person,
+            subject_id=subject_id,
+            command_id=command_id,
+            requested_by=received.acted_by,
+        )
     return reply
 
 

@@ -55,7 +55,7 @@ def expired(case: dict[str, object], days: int, now: datetime) -> bool:
 
 
 async def _closed_cases(organisation: OrganisationRecord, now: datetime, deps: IntakeDeps) -> int:
-    org, store, erased = organisation.org, deps.cases.store, 0
+    org, store, erased = organisation.org, deps.holdings.cases, 0
     for name in await keys(store.kv, f"{org}.*"):
         case_id = name.split(".", 1)[1]
         case = await store.plain(org, case_id)

@@ -22,46 +22,48 @@ from nats.js.kv import KeyValue
 
 from contracts.records import Caseload, CaseMatch, SupporterRecord
 from contracts.rules import Kind, RulesDecision
-from runtime.changes import Contended, backoff
+from runtime.changes import Change
+from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.state import CaseloadReader, DecisionReader, RecordReader
-from runtime.store import Conflict, RecordStore, Stored, compare_and_set
+from runtime.store import PlainStore, RecordStore, Stored
+from runtime.unit import UnitOfWork
 from services.matching.domain import LiveIndex, SupporterRow, normalise
 from services.matching.figures import Standing
 
 log = get_logger(__name__)
 
 Apply = Callable[[str, str, bytes | None, int], Awaitable[None]]
-MAX_CONFLICT_RETRIES = 20
+# Many replicas and many clients contend for one supporter's slots at busy moments.
+CASELOAD_CONFLICT_RETRIES = 20
 
 
 class CaseloadStore(CaseloadReader):
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, clock: Clock, source: str) -> None:
         super().__init__(kv)
+        # A caseload change announces nothing: one write, no outbox.
+        self.unit = UnitOfWork(
+            PlainStore(kv, Caseload), clock, source, conflict_retries=CASELOAD_CONFLICT_RETRIES
+        )
         # Told of every caseload as written or found here (the index), before any watch is.
         self.observers: list[Callable[[str, str, Caseload, int], None]] = []
 
     async def _change(
         self, org: str, supporter_id: str, change: Callable[[Caseload], Caseload | None]
     ) -> tuple[Caseload | None, Caseload, int]:
-        """Apply ``change`` by compare-and-set: its result (``None``: refused, left as is),
-        the caseload as it now stands and its revision."""
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            if attempt:
-                await backoff(attempt)
-            caseload, revision = await self.load(org, supporter_id)
-            new = change(caseload)
-            if new is None or new == caseload:
-                self._tell(org, supporter_id, caseload, revision)
-                return new, caseload, revision
-            value = new.model_dump_json().encode()
-            try:
-                revision = await compare_and_set(self.kv, f"{org}.{supporter_id}", value, revision)
-            except Conflict:
-                continue
-            self._tell(org, supporter_id, new, revision)
-            return new, new, revision
-        raise Contended(f"caseload {org}.{supporter_id} kept changing")
+        """Apply ``change`` through the unit of work: its result (``None``: refused, left as
+        is), the caseload as it now stands and its revision."""
+        result: list[Caseload | None] = [None]
+
+        def decide(current: Caseload | None, _: None) -> Change[Caseload] | None:
+            caseload = current or Caseload(supporter_id=supporter_id)
+            result[0] = new = change(caseload)
+            return None if new is None or new == caseload else Change(new)
+
+        outcome = await self.unit.change(org, supporter_id, decide)
+        now_stands = outcome.record or Caseload(supporter_id=supporter_id)
+        self._tell(org, supporter_id, now_stands, outcome.revision)
+        return result[0], now_stands, outcome.revision
 
     async def hold(
         self,

@@ -14,7 +14,8 @@ from runtime.asking import Asking
 from runtime.clock import Clock
 from runtime.settings import Settings
 from runtime.state import DecisionReader, RecordReader
-from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from runtime.store import RecordStore
+from runtime.unit import EventPublisher, ReplyStore, UnitOfWork
 from runtime.vault import Vault, sealer_of
 from services.matching.adapters import CaseloadStore, Standings, Supporters
 from services.matching.handlers import SOURCE, MatchingDeps, Turns, holds_releaser
@@ -62,7 +63,7 @@ def wire(
         buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET], vault
     )
     decisions = DecisionReader(buckets[topology.DECISIONS_BUCKET], vault)
-    caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET])
+    caseloads = CaseloadStore(buckets[topology.CASELOADS_BUCKET], clock, SOURCE)
     matches = RecordStore(
         buckets[topology.MATCHES_BUCKET], CaseMatch, sealer_of(vault, topology.MATCHES_BUCKET)
     )
@@ -79,8 +80,8 @@ def wire(
         decisions=decisions,
         replies=replies,
         events=events,
-        changer=Changer(
-            matches, replies, events, SOURCE, clock, holds_releaser(caseloads, matches, turns)
+        unit=UnitOfWork(
+            matches, clock, SOURCE, replies, events, holds_releaser(caseloads, matches, turns)
         ),
         asking=asking,
         settings=settings,

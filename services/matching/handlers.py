@@ -27,7 +27,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from prometheus_client import Gauge
 
@@ -67,16 +67,17 @@ from contracts.rules import (
     unfit_reasons,
 )
 from contracts.scheduling import ServiceEnded
-from runtime import metrics, periodic, store
+from runtime import metrics, periodic
 from runtime.asking import Asking
-from runtime.changes import Change, Contended, Refused, Regather, on_record
+from runtime.changes import Change, Contended, Refused, Stale, on_record
 from runtime.clock import Clock
 from runtime.commands import rejected
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.state import DecisionReader, RecordReader
-from runtime.store import EventPublisher, RecordStore, ReplyStore, Stored, answered
+from runtime.store import RecordStore, Stored
+from runtime.unit import EventPublisher, Outcome, ReplyStore, UnitOfWork, answered
 from runtime.vault import unless_erased
 from services.matching import batch, decisions, domain
 from services.matching.adapters import CaseloadStore, Standings, Supporters, match_records
@@ -97,7 +98,6 @@ PLENTY = 256
 # or the sweep asks again).
 MAX_WAITLIST_ROUNDS = 5
 ROUND_ATTEMPTS = 5
-MAX_GATHERS = 5
 # Cases (and supporters) a batch reads, holds or commits at once.
 BATCH_IN_FLIGHT = 32
 
@@ -117,7 +117,7 @@ class MatchingDeps:
     decisions: DecisionReader
     replies: ReplyStore
     events: EventPublisher
-    changer: store.Changer[CaseMatch]
+    unit: UnitOfWork[CaseMatch]
     asking: Asking
     settings: Settings
     clock: Clock
@@ -362,13 +362,14 @@ async def give_back(org: str, case_id: str, held: Sequence[str], deps: MatchingD
 
 def holds_releaser(
     caseloads: CaseloadStore, matches: RecordStore[CaseMatch], turns: Turns
-) -> Callable[[str, str, CaseMatch], Awaitable[None]]:
+) -> Callable[[str, str, Stored[CaseMatch]], Awaitable[None]]:
     """What a committed change does besides its events: give up the holds it released (run on
     every flush of its outbox, so a crash in between is completed). A hold the case has taken
     again since (an expired proposal accepted after all) is kept. Places open in a turn of
     their own: never while a client is being offered places or waitlisted."""
 
-    async def release_holds(org: str, case_id: str, match: CaseMatch) -> None:
+    async def release_holds(org: str, case_id: str, stored: Stored[CaseMatch]) -> None:
+        match = stored.record
         if not match.released:
             return
         latest, _ = await matches.load(org, case_id)
@@ -384,72 +385,61 @@ def holds_releaser(
 # Committing -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Gathered(Generic[In]):
+    """What a matching decision was gathered for: the case's state as seen, the places the
+    index had opened by then, the inputs, and the slots held for them."""
+
+    seen: CaseMatch | None
+    opened: int
+    inputs: In
+    held: list[str]
+
+
 async def on_case(
     org: str,
     case_id: str,
     deps: MatchingDeps,
     gather: Callable[[CaseMatch | None], Awaitable[tuple[In, list[str]]]],
-    decide: Callable[[CaseMatch | None, In], Change[CaseMatch] | None],
+    decide: Callable[[CaseMatch | None, In], Change[CaseMatch] | Stale | None],
     received: Received | None = None,
 ) -> Reply | None:
     """Gather (and reserve) for the case's state as it is, decide purely, commit: only on
     that very state, else what was reserved goes back and it is gathered again. ``gather``
     returns its inputs and the holds it took."""
-    for _ in range(MAX_GATHERS):
-        # Gather for a state with nothing left to carry out: a pending flush would otherwise
-        # release, afterwards, a hold taken here for a supporter that state gave up.
-        loaded = await deps.changer.settled(org, case_id)
-        seen = loaded[0].record if loaded[0] else None
+
+    async def gathering(seen: CaseMatch | None) -> Gathered[In]:
         opened = deps.supporters.index(org).opened
-        held: list[str] = []
-        made: CaseMatch | None = None  # the record the decision made, once it made one
+        inputs, held = await gather(seen)
+        return Gathered(seen, opened, inputs, held)
 
-        async def pure(
-            current: CaseMatch | None,
-            inputs: In,
-            seen: CaseMatch | None = seen,
-            opened: int = opened,
-        ) -> Change[CaseMatch] | None:
-            nonlocal made
-            if current != seen:
-                raise Regather  # another change came first: what was reserved may not fit
-            change = decide(current, inputs)
-            if change is None:
-                return None
-            if (
-                any(isinstance(e, ClientWaitlisted) for e in change.events)
-                and deps.supporters.index(org).opened != opened
-            ):
-                raise Regather  # a place may have opened since the index said none was free
-            record = made = change.record.model_copy(update={"updated_at": deps.clock()})
-            log.info("matching_changed", org=org, case_id=case_id, status=record.status)
-            return Change(record, change.events)
+    async def release(gathered: Gathered[In]) -> None:
+        # Nothing holds a slot for a decision that was not committed (give_back keeps what
+        # the case's current state holds).
+        await give_back(org, case_id, gathered.held, deps)
 
-        try:
-            inputs, held = await gather(seen)
+    def pure(current: CaseMatch | None, got: Gathered[In]) -> Change[CaseMatch] | Stale | None:
+        if current != got.seen:
+            return Stale("another change came first: what was reserved may not fit")
+        change = decide(current, got.inputs)
+        if change is None or isinstance(change, Stale):
+            return change
+        if (
+            any(isinstance(e, ClientWaitlisted) for e in change.events)
+            and deps.supporters.index(org).opened != got.opened
+        ):
+            return Stale("a place may have opened since the index said none was free")
+        record = change.record.model_copy(update={"updated_at": deps.clock()})
+        log.info("matching_changed", org=org, case_id=case_id, status=record.status)
+        return Change(record, change.events)
 
-            async def decided(
-                current: CaseMatch | None, inputs: In = inputs
-            ) -> Change[CaseMatch] | None:
-                return await pure(current, inputs)
-
-            reply = await deps.changer.change(org, case_id, decided, received, loaded=loaded)
-        except Regather:
-            await give_back(org, case_id, held, deps)
-            continue
-        except BaseException:
-            # Whatever failed, nothing holds a slot for a decision that was not committed
-            # (give_back keeps what the case's current state holds).
-            await give_back(org, case_id, held, deps)
-            raise
-        if made is None or isinstance(reply, CommandRejected):
-            await give_back(org, case_id, held, deps)
-        else:
-            # Known here at once, before the watch says so: who waits, and since when.
-            deps.standings.note(org, case_id, made)
-        return reply
-    # An event is looked at again later; a command is answered "unavailable", to be resent.
-    raise Contended(f"{org}.{case_id} kept changing")
+    outcome: Outcome[CaseMatch] = await deps.unit.change(
+        org, case_id, pure, gather=gathering, release=release, command=received
+    )
+    if outcome.committed and outcome.record is not None:
+        # Known here at once, before the watch says so: who waits, and since when.
+        deps.standings.note(org, case_id, outcome.record)
+    return outcome.reply
 
 
 async def nothing(_: CaseMatch | None) -> tuple[None, list[str]]:
@@ -504,7 +494,7 @@ async def first_offer(
 
     def decide(
         match: CaseMatch | None, got: tuple[Client | None, Offered | None, int]
-    ) -> Change[CaseMatch] | None:
+    ) -> Change[CaseMatch] | Stale | None:
         client, offered, served = got
         if (
             offered
@@ -512,7 +502,7 @@ async def first_offer(
             and index.opened != served
             and deps.standings.anyone_waiting(org)
         ):
-            raise Regather  # a place opened meanwhile: the waiting have their turn at it first
+            return Stale("a place opened meanwhile: the waiting have their turn at it first")
         return decisions.on_policy(match, case_id, client, offered, now)
 
     if not _owed(org, deps) and _free_places(org, deps) >= PLENTY:
@@ -1136,7 +1126,7 @@ async def expire_holds(deps: MatchingDeps, now: datetime | None = None) -> int:
     """Proposals the client did not answer in time give their slots back. Returns how many."""
     moment = now or deps.clock()
     await periodic.attempt(
-        lambda: deps.changer.flush_pending(settle_s=deps.settings.settle_s), "outbox_flush"
+        lambda: deps.unit.flush_pending(settle_s=deps.settings.settle_s), "outbox_flush"
     )
     due = [
         (org, stored.record.case_id)

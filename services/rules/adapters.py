@@ -19,31 +19,94 @@ from pydantic import ValidationError
 
 from contracts import subjects
 from contracts.records import DEFAULT_AUDIT_DAYS
-from contracts.rules import Kind, LoggedDecision, PublishedRuleset
+from contracts.rules import Kind, LoggedDecision, PublishedRuleset, RulesDecision
 from runtime import bus, store, topology
 from runtime.logging import get_logger
 from runtime.registry import Registry
 from runtime.state import DecisionLogReader, DecisionReader, StoredDecision, each_decision
+from runtime.store import Conflict, Outbox, Stored
 from runtime.vault import Vault
 
 log = get_logger(__name__)
 
 
+def decision_key(kind: Kind, subject_id: str) -> str:
+    """A decision's place in the unit of work's terms: ``<kind>.<subject_id>`` (its KV key
+    is ``<org>.<kind>.<subject_id>``)."""
+    return f"{kind.value}.{subject_id}"
+
+
 class DecisionStore(DecisionReader):
-    async def put(self, org: str, stored: StoredDecision, revision: int) -> int:
-        """Store a decision (and its announcement, while unpublished) by compare-and-set on
-        the revision it was decided after; returns the new revision."""
+    async def put(self, org: str, stored: StoredDecision, revision: int) -> int | Conflict:
+        """Store a decision in its stored form by compare-and-set on the revision it was
+        decided after."""
         decision = stored.decision
-        key = f"{org}.{decision.kind.value}.{decision.subject_id}"
+        key = f"{org}.{decision_key(decision.kind, decision.subject_id)}"
         raw = stored.model_dump(mode="json", exclude_none=True)
         sealed = await each_decision(raw, partial(self.sealer.seal, org))
         value = json.dumps(sealed, separators=(",", ":"), ensure_ascii=False).encode()
         return await store.compare_and_set(self._kv, key, value, revision)
 
-    async def forget(self, org: str, kind: Kind, subject_id: str) -> None:
+    async def purge(self, org: str, entity_id: str) -> None:
+        await self._kv.purge(f"{org}.{entity_id}")
+
+
+class DecisionRecords:
+    """The latest decisions as the unit of work keeps them (``runtime.unit.Store``), keyed
+    ``<kind>.<subject_id>``. Their stored form is the one every reader knows
+    (``runtime.state.StoredDecision``): the outbox is the announcement and the decision log
+    entry, while they are unpublished."""
+
+    kind = "RulesDecision"
+
+    def __init__(self, decisions: DecisionStore) -> None:
+        self.decisions = decisions
+
+    def stored(self, record: RulesDecision, outbox: Outbox | None = None) -> Stored[RulesDecision]:
+        return Stored[RulesDecision](record=record, outbox=outbox)
+
+    async def load(self, org: str, entity_id: str) -> tuple[Stored[RulesDecision] | None, int]:
+        kind, subject_id = entity_id.split(".", 1)
+        found, revision = await self.decisions.load(org, Kind(kind), subject_id)
+        if found is None:
+            return None, revision
+        outbox = None
+        if found.unpublished:
+            logged = LoggedDecision.model_validate_json(found.log) if found.log else None
+            outbox = Outbox(
+                events=[found.announce] if found.announce else [],
+                cause_id=logged.cause_id if logged else None,
+                written_at=found.decision.decided_at,
+            )
+        return self.stored(found.decision, outbox), revision
+
+    async def save(
+        self, org: str, entity_id: str, stored: Stored[RulesDecision], revision: int
+    ) -> int | Conflict:
+        decision, outbox = stored.record, stored.outbox
+        kept = StoredDecision(decision=decision)
+        if outbox is not None:
+            logged = LoggedDecision(org=org, decision=decision, cause_id=outbox.cause_id)
+            announce = outbox.events[0] if outbox.events else None
+            kept = kept.model_copy(update={"announce": announce, "log": logged.model_dump_json()})
+        return await self.decisions.put(org, kept, revision)
+
+    async def remove(self, org: str, entity_id: str) -> None:
         """Remove the latest decision about someone erased, every revision of it (the
         decision log keeps what was decided, by id, for the audit period)."""
-        await self._kv.purge(f"{org}.{kind.value}.{subject_id}")
+        await self.decisions.purge(org, entity_id)
+
+    async def each(self, org: str = "*") -> list[tuple[str, str, Stored[RulesDecision], int]]:
+        found = []
+        for kind in Kind:
+            for subject_org, subject_id in await self.decisions.subjects(kind):
+                if org not in ("*", subject_org):
+                    continue
+                entity_id = decision_key(kind, subject_id)
+                stored, revision = await self.load(subject_org, entity_id)
+                if stored is not None:
+                    found.append((subject_org, entity_id, stored, revision))
+        return found
 
 
 class DecisionLog(DecisionLogReader):

@@ -11,21 +11,24 @@ from runtime.registry import Registry
 from runtime.settings import Settings
 from runtime.state import CaseloadReader, Policies, RecordReader
 from runtime.store import RecordStore
+from runtime.unit import EventPublisher, UnitOfWork
 from runtime.vault import Vault
 from services.rules import handlers
-from services.rules.adapters import DecisionLog, DecisionStore, RulesStore
+from services.rules.adapters import DecisionLog, DecisionRecords, DecisionStore, RulesStore
 from services.rules.engine import Engine
-from services.rules.handlers import RulesDeps
+from services.rules.handlers import SOURCE, RulesDeps
 from services.rules.live import LiveRulesets
 
 
 async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
     js = nc.jetstream()
     vault = Vault.of(js, settings)
+    decisions = DecisionStore(await js.key_value(topology.DECISIONS_BUCKET), vault)
+    log = DecisionLog(js, vault, Registry(await js.key_value(topology.REGISTRY_BUCKET), clock))
     deps = RulesDeps(
         js=js,
         live=LiveRulesets(Engine()),
-        decisions=DecisionStore(await js.key_value(topology.DECISIONS_BUCKET), vault),
+        decisions=decisions,
         records=RecordReader(
             await js.key_value(topology.SUPPORTERS_BUCKET),
             await js.key_value(topology.CASES_BUCKET),
@@ -36,9 +39,17 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
             RecordStore(await js.key_value(topology.ORGANISATIONS_BUCKET), SchedulingSettings)
         ),
         published=RulesStore(await js.key_value(topology.RULES_BUCKET)),
-        log=DecisionLog(js, vault, Registry(await js.key_value(topology.REGISTRY_BUCKET), clock)),
+        log=log,
         settings=settings,
         clock=clock,
+        decided=UnitOfWork(
+            DecisionRecords(decisions),
+            clock,
+            SOURCE,
+            events=EventPublisher(js),
+            after_commit=handlers.decision_logger(log),
+            event_id=handlers.announcement_id,
+        ),
     )
     await handlers.refresh_rulesets(deps)
     return deps

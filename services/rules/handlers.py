@@ -8,11 +8,10 @@ that reach the same decision at once publish it once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from contracts.envelope import Event, RawEnvelope, new_id, wrap
+from contracts.envelope import Event, new_id
 from contracts.intake import (
     CaseStageChanged,
     ClientErased,
@@ -47,17 +46,18 @@ from contracts.rules import (
     RulesEvaluated,
     SupporterEligibilityDecided,
 )
-from runtime import bus, metrics, tracing
-from runtime.changes import on_record
+from runtime import metrics
+from runtime.changes import Change, Removal, on_record
 from runtime.clock import Clock
-from runtime.dispatch import CAUSE, Handlers, Meta, Received
+from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
-from runtime.state import CaseloadReader, Policies, RecordReader, StoredDecision
-from runtime.store import Conflict
+from runtime.state import CaseloadReader, Policies, RecordReader
+from runtime.store import Stored
+from runtime.unit import EventKey, UnitOfWork
 from runtime.vault import unless_erased
 from services.rules import domain, facts
-from services.rules.adapters import DecisionLog, DecisionStore, RulesStore
+from services.rules.adapters import DecisionLog, DecisionStore, RulesStore, decision_key
 from services.rules.bundle import Loaded
 from services.rules.live import LiveRulesets
 
@@ -79,6 +79,8 @@ class RulesDeps:
     log: DecisionLog
     settings: Settings
     clock: Clock
+    # How a decision is stored, logged and announced (``runtime.unit``).
+    decided: UnitOfWork[RulesDecision]
 
 
 def subject_of(kind: Kind, fact: Mapping[str, Any]) -> str:
@@ -174,9 +176,9 @@ async def on_supporter_erased(event: SupporterErased, meta: Meta, deps: RulesDep
 
 
 async def _forget(org: str, kinds: tuple[Kind, ...], subject_id: str, deps: RulesDeps) -> None:
+    # What a decision announced is logged and published first (the unit settles it).
     for kind in kinds:
-        await _settled(org, kind, subject_id, deps)  # what it announced is logged first
-        await deps.decisions.forget(org, kind, subject_id)
+        await deps.decided.change(org, decision_key(kind, subject_id), lambda _, __: Removal(()))
 
 
 # A supporter's caseload changed: eligibility looks at the room left.
@@ -314,89 +316,69 @@ def _announced(decision: RulesDecision) -> tuple[object, ...]:
 
 
 async def _record(org: str, decision: RulesDecision, event: Event, deps: RulesDeps) -> bool:
-    """Keep a decision that says something new, then announce it if its event would.
+    """Keep a decision that says something new, and announce it if its event would say
+    something new. Through the unit of work: stored first, with its announcement and its
+    decision log entry, in one write; logged and published second; then cleared. A consumer
+    woken by the event therefore always reads the decision it announces. If another replica
+    stored a decision meanwhile, it announces its own."""
 
-    Stored first, with its announcement, in one write; published second; then the
-    announcement is cleared. A consumer woken by the event therefore always reads the
-    decision it announces (publishing first let matching read no decision, acknowledge,
-    and drop the client). If the process dies in between, whoever next decides this
-    subject, or the sweep, publishes the kept announcement under the same id."""
-    stored, revision = await _settled(org, decision.kind, decision.subject_id, deps)
-    previous = stored.decision if stored else None
-    if domain.same_decision(previous, decision):
-        return False
-    announce = None
-    if previous is None or _announced(previous) != _announced(decision):
-        # The id names the transition (from which stored revision, to what), so replicas
-        # making the same change share it and JetStream keeps one, while a later return
-        # to an earlier state is a new event.
-        digest = hashlib.sha256(repr(_announced(decision)).encode()).hexdigest()
-        key = f"{org}:{decision.kind.value}:{decision.subject_id}:{revision}:{digest}"
-        envelope = wrap(
-            event,
+    async def as_read(current: RulesDecision | None) -> RulesDecision | None:
+        return current
+
+    def decide(
+        current: RulesDecision | None, read: RulesDecision | None
+    ) -> Change[RulesDecision] | None:
+        if current != read or domain.same_decision(current, decision):
+            return None
+        said = current is None or _announced(current) != _announced(decision)
+        return Change(decision, [event] if said else [], at=decision.decided_at)
+
+    key = decision_key(decision.kind, decision.subject_id)
+    committed = (await deps.decided.change(org, key, decide, gather=as_read)).committed
+    if committed:
+        log.info(
+            "decided",
             org=org,
-            source=SOURCE,
-            id=uuid.uuid5(_NAMESPACE, key).hex,
-            time=decision.decided_at,
-            cause=CAUSE.get(),
-            traceparent=tracing.current(),
+            kind=decision.kind.value,
+            outcome=decision.outcome,
+            ruleset=decision.ruleset.id,
         )
-        announce = envelope.model_dump_json()
-    cause = CAUSE.get()
-    logged = LoggedDecision(org=org, decision=decision, cause_id=cause.id if cause else None)
-    new = StoredDecision(decision=decision, announce=announce, log=logged.model_dump_json())
-    try:
-        revision = await deps.decisions.put(org, new, revision)
-    except Conflict:
-        return False  # another replica stored a decision meanwhile; it announces its own
-    log.info(
-        "decided",
-        org=org,
-        kind=decision.kind.value,
-        outcome=decision.outcome,
-        ruleset=decision.ruleset.id,
-    )
-    await _announce(org, new, revision, deps)
-    return True
+    return committed
 
 
-async def _settled(
-    org: str, kind: Kind, subject_id: str, deps: RulesDeps
-) -> tuple[StoredDecision | None, int]:
-    """The stored decision with its announcement, if a crash left one, published first."""
-    stored, revision = await deps.decisions.load(org, kind, subject_id)
-    if stored is not None and stored.unpublished:
-        await _announce(org, stored, revision, deps)
-        stored, revision = await deps.decisions.load(org, kind, subject_id)
-    return stored, revision
+def announcement_id(key: EventKey) -> str:
+    """The id names the transition (from which stored revision, to what), so replicas making
+    the same change share it and JetStream keeps one, while a later return to an earlier
+    state is a new event."""
+    decision = key.record
+    assert isinstance(decision, RulesDecision)
+    digest = hashlib.sha256(repr(_announced(decision)).encode()).hexdigest()
+    kind, subject = key.entity_id.split(".", 1)
+    return uuid.uuid5(_NAMESPACE, f"{key.org}:{kind}:{subject}:{key.revision}:{digest}").hex
 
 
-async def _announce(org: str, stored: StoredDecision, revision: int, deps: RulesDeps) -> None:
-    """Write a kept decision log entry, then publish a kept announcement (each idempotent:
-    its id is fixed), then clear them."""
-    if not stored.unpublished:
-        return
-    if stored.log is not None:
-        await deps.log.append(LoggedDecision.model_validate_json(stored.log))
-    if stored.announce is not None:
-        await bus.publish_event(deps.js, RawEnvelope.model_validate_json(stored.announce))
-    with contextlib.suppress(Conflict):  # someone else cleared it, or moved on after it
-        await deps.decisions.put(org, StoredDecision(decision=stored.decision), revision)
+def decision_logger(
+    log_: DecisionLog,
+) -> Callable[[str, str, Stored[RulesDecision]], Awaitable[None]]:
+    """What a stored decision does besides its announcement: its decision log entry
+    (idempotent: the decision id is the message id), written before it is announced."""
+
+    async def write(org: str, _: str, stored: Stored[RulesDecision]) -> None:
+        outbox = stored.outbox
+        await log_.append(
+            LoggedDecision(
+                org=org, decision=stored.record, cause_id=outbox.cause_id if outbox else None
+            )
+        )
+
+    return write
 
 
 async def announce_pending(deps: RulesDeps) -> int:
     """Publish every log entry and announcement a crash left stored but unpublished (the
     sweep calls this), leaving those decided within ``settle_s`` to the handler still
     publishing them. Returns how many."""
-    published = 0
-    settled = deps.clock() - timedelta(seconds=deps.settings.settle_s)
-    for kind in Kind:
-        for org, subject_id in await deps.decisions.subjects(kind):
-            stored, revision = await deps.decisions.load(org, kind, subject_id)
-            if stored is not None and stored.unpublished and stored.decision.decided_at <= settled:
-                await _announce(org, stored, revision, deps)
-                published += 1
-    return published
+    return await deps.decided.flush_pending(settle_s=deps.settings.settle_s)
 
 
 async def sweep(deps: RulesDeps, today: date | None = None) -> int:

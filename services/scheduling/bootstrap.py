@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TypeVar
 
 from nats.aio.client import Client
@@ -21,13 +21,13 @@ from runtime.asking import Asking
 from runtime.clock import Clock
 from runtime.settings import Settings
 from runtime.state import DecisionReader, Policies, RecordReader
-from runtime.store import Changer, EventPublisher, RecordStore, ReplyStore
+from runtime.store import RecordStore
+from runtime.unit import EventPublisher, ReplyStore, UnitOfWork
 from runtime.vault import Vault, sealer_of
 from services.scheduling.adapters import SOURCE, Reminders
 from services.scheduling.handlers import SchedulingDeps, reminders_keeper
 
 R = TypeVar("R", bound=Record)
-Before = Callable[[str, str, R], Awaitable[None]]
 
 BUCKETS = (
     topology.REPLIES_BUCKET,
@@ -69,8 +69,8 @@ def wire(
     replies = ReplyStore(buckets[topology.REPLIES_BUCKET])
     policies = Policies(RecordStore(buckets[topology.ORGANISATIONS_BUCKET], SchedulingSettings))
 
-    def changer(bucket: str, record: type[R], before: Before[R] | None = None) -> Changer[R]:
-        return Changer(RecordStore(buckets[bucket], record), replies, events, SOURCE, clock, before)
+    def unit(bucket: str, record: type[R]) -> UnitOfWork[R]:
+        return UnitOfWork(RecordStore(buckets[bucket], record), clock, SOURCE, replies, events)
 
     schedules = RecordStore(
         buckets[topology.SCHEDULES_BUCKET],
@@ -79,10 +79,10 @@ def wire(
     )
     keep_reminders = reminders_keeper(reminders, policies, schedules, clock)
     return SchedulingDeps(
-        settings_store=Changer(policies.store, replies, events, SOURCE, clock),
-        schedules=Changer(schedules, replies, events, SOURCE, clock, keep_reminders),
-        supervision=changer(topology.SUPERVISION_BUCKET, SupporterSupervision),
-        groups=changer(topology.GROUPS_BUCKET, GroupSession),
+        settings_store=UnitOfWork(policies.store, clock, SOURCE, replies, events),
+        schedules=UnitOfWork(schedules, clock, SOURCE, replies, events, keep_reminders),
+        supervision=unit(topology.SUPERVISION_BUCKET, SupporterSupervision),
+        groups=unit(topology.GROUPS_BUCKET, GroupSession),
         policies=policies,
         records=RecordReader(
             buckets[topology.SUPPORTERS_BUCKET], buckets[topology.CASES_BUCKET], vault

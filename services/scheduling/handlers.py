@@ -3,8 +3,9 @@
 Every handler gathers what its decision needs (the organisation's policy and the time,
 the case and its supporter, consent, the boundaries ruleset's verdict from the rules
 service), then hands a pure decision (``sessions``, ``supervision``, ``groups``) to a
-``Changer``, which commits the record with its outbox. A decision that needs a verdict
-not yet gathered, or finds the case's supporter changed, asks for a regather. Reminders
+unit of work (``runtime.unit``), which commits the record with its outbox. A decision
+that needs a verdict not yet gathered, or finds the case's supporter changed, is gathered
+again. Reminders
 are set and cleared as message schedules when a change's outbox is flushed.
 """
 
@@ -14,7 +15,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
 
 from contracts.intake import ClientErased
 from contracts.matching import MatchActivated, MatchEnded, MatchPaused, MatchResumed, ServiceRefused
@@ -53,13 +57,14 @@ from contracts.scheduling import (
 )
 from runtime import metrics, periodic
 from runtime.asking import Asking
-from runtime.changes import Change, Refused, on_record
+from runtime.changes import Change, Refused, Stale, on_record
 from runtime.clock import Clock
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.settings import Settings
 from runtime.state import SETTINGS_KEY, DecisionReader, Policies, RecordReader
-from runtime.store import Changer, RecordStore, answered
+from runtime.store import RecordStore, Stored
+from runtime.unit import UnitOfWork, answered
 from services.scheduling import groups, sessions, supervision
 from services.scheduling.adapters import NAMESPACE, Reminders
 from services.scheduling.domain import Context
@@ -84,10 +89,10 @@ CaseCommand = (
 
 @dataclass(frozen=True)
 class SchedulingDeps:
-    settings_store: Changer[SchedulingSettings]
-    schedules: Changer[CaseSchedule]
-    supervision: Changer[SupporterSupervision]
-    groups: Changer[GroupSession]
+    settings_store: UnitOfWork[SchedulingSettings]
+    schedules: UnitOfWork[CaseSchedule]
+    supervision: UnitOfWork[SupporterSupervision]
+    groups: UnitOfWork[GroupSession]
     policies: Policies
     records: RecordReader
     decisions: DecisionReader
@@ -101,12 +106,13 @@ def reminders_keeper(
     policies: Policies,
     schedules: RecordStore[CaseSchedule],
     clock: Clock,
-) -> Callable[[str, str, CaseSchedule], Awaitable[None]]:
+) -> Callable[[str, str, Stored[CaseSchedule]], Awaitable[None]]:
     """What a committed schedule change does besides its events: set or clear the reminders of
     the sessions it touched (run on every flush, so a crash in between is completed). It acts
     on the sessions as they stand now, so a late flush cannot revive a cancelled reminder."""
 
-    async def keep_reminders(org: str, case_id: str, schedule: CaseSchedule) -> None:
+    async def keep_reminders(org: str, case_id: str, stored: Stored[CaseSchedule]) -> None:
+        schedule = stored.record
         policy = await policies.get(org)
         now = clock()
         latest, _ = await schedules.load(org, case_id)
@@ -123,6 +129,8 @@ def reminders_keeper(
 
 
 handlers: Handlers[SchedulingDeps] = Handlers(SERVICE)
+R = TypeVar("R", bound=BaseModel)
+In = TypeVar("In")
 
 
 # Gathering -----------------------------------------------------------------------------
@@ -183,6 +191,26 @@ NOBODY = Parties(
 )
 
 
+async def changed(
+    unit: UnitOfWork[R],
+    org: str,
+    entity_id: str,
+    decide: Callable[[R | None, In], Change[R] | None],
+    gather: Callable[[R | None], Awaitable[In]] | None = None,
+    received: Received | None = None,
+) -> Reply | None:
+    """Scheduling's way into the unit of work: a decision that finds a verdict not asked for
+    yet, or the case's supporter changed (``sessions.GatherAgain``), is gathered again."""
+
+    def pure(record: R | None, inputs: In) -> Change[R] | Stale | None:
+        try:
+            return decide(record, inputs)
+        except sessions.GatherAgain as again:
+            return Stale(str(again))
+
+    return (await unit.change(org, entity_id, pure, gather=gather, command=received)).reply
+
+
 async def on_schedule(
     org: str,
     case_id: str,
@@ -206,7 +234,7 @@ async def on_schedule(
             verdicts,
         )
 
-    return await deps.schedules.gather_and_change(org, case_id, gather, decide, received)
+    return await changed(deps.schedules, org, case_id, decide, gather, received)
 
 
 async def on_case_command(
@@ -476,12 +504,12 @@ async def configure_scheduling(
 ) -> Reply:
     now = deps.clock()
 
-    async def configure(_: SchedulingSettings | None) -> Change[SchedulingSettings]:
+    def configure(_: SchedulingSettings | None, __: None) -> Change[SchedulingSettings]:
         record = SchedulingSettings(policy=command.policy, updated_at=now)
         return Change(record, [SchedulingConfigured(policy=command.policy)])
 
     return answered(
-        await deps.settings_store.change(received.org, SETTINGS_KEY, configure, received)
+        await changed(deps.settings_store, received.org, SETTINGS_KEY, configure, None, received)
     )
 
 
@@ -507,11 +535,12 @@ async def record_supervision_attendance(
         return ctx, await deps.asking.command(org, evidence, command_id, received.envelope)
 
     return answered(
-        await deps.supervision.gather_and_change(
+        await changed(
+            deps.supervision,
             org,
             command.supporter_id,
-            gather,
             lambda record, got: supervision.attended(record, command, got[0], got[1]),
+            gather,
             received,
         )
     )
@@ -520,8 +549,14 @@ async def record_supervision_attendance(
 async def finish_outboxes(deps: SchedulingDeps) -> int:
     """Carry out every outbox a crash left behind; in a healthy run, none. Returns how many."""
     finished = 0
-    for changer in (deps.schedules, deps.supervision, deps.groups, deps.settings_store):
-        finished += await changer.flush_pending(settle_s=deps.settings.settle_s)
+    units: list[UnitOfWork[Any]] = [
+        deps.schedules,
+        deps.supervision,
+        deps.groups,
+        deps.settings_store,
+    ]
+    for unit in units:
+        finished += await unit.flush_pending(settle_s=deps.settings.settle_s)
     if finished:
         log.error("scheduling_outboxes_finished", count=finished)
         metrics.RECONCILED.labels("scheduling", "outboxes_finished").inc(finished)
@@ -542,8 +577,12 @@ async def plan_supervision(org: str, supporter_id: str, deps: SchedulingDeps) ->
     async def gather(_: SupporterSupervision | None) -> Context:
         return await context(org, deps)
 
-    await deps.supervision.gather_and_change(
-        org, supporter_id, gather, lambda record, ctx: supervision.plan(record, supporter_id, ctx)
+    await changed(
+        deps.supervision,
+        org,
+        supporter_id,
+        lambda record, ctx: supervision.plan(record, supporter_id, ctx),
+        gather,
     )
 
 
@@ -560,11 +599,12 @@ async def create_group_session(
         return await context(org, deps), await unfit(org, command.facilitator_id, deps)
 
     return answered(
-        await deps.groups.gather_and_change(
+        await changed(
+            deps.groups,
             org,
             command.group_id,
-            gather,
             lambda group, got: groups.create(group, command, got[0], got[1]),
+            gather,
             received,
         )
     )
@@ -601,10 +641,10 @@ async def join_group_session(
         )
 
     return answered(
-        await deps.groups.gather_and_change(
+        await changed(
+            deps.groups,
             org,
             command.group_id,
-            gather,
             lambda group, got: groups.join(
                 group,
                 command,
@@ -614,6 +654,7 @@ async def join_group_session(
                 got.facilitator_unfit,
                 got.verdicts,
             ),
+            gather,
             received,
         )
     )
@@ -644,7 +685,7 @@ async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int
                 ended.add(f"{org}.{case_id}")
             return change
 
-        await deps.schedules.gather_and_change(org, case_id, gather, end)
+        await changed(deps.schedules, org, case_id, end, gather)
 
     await periodic.each(live, end_one, "service_end")
     return len(ended)

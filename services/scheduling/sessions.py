@@ -41,7 +41,7 @@ from contracts.scheduling import (
     SessionsResumed,
     SessionsScheduled,
 )
-from runtime.changes import Change, Refused, Regather
+from runtime.changes import Change, Refused
 from services.scheduling import domain
 from services.scheduling.domain import Context
 
@@ -57,6 +57,12 @@ SUSPENDED = {
     PAUSED: "the match is paused until a coordinator reviews it (its supporter became "
     "ineligible): no meeting or session is arranged, booked or moved meanwhile",
 }
+
+
+class GatherAgain(Exception):
+    """A decision found it needs what was not gathered (a verdict not asked for yet) or that
+    what was gathered no longer fits (the case changed supporter). Raised from deep in a
+    decision; ``handlers.changed`` turns it into the unit of work's ``Stale``."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class Verdicts:
         decision = self.known.get(facts.model_dump_json())
         if decision is None:
             self.missing.append(facts)
-            raise Regather
+            raise GatherAgain("a boundaries verdict not asked for yet")
         return decision
 
     def add(self, facts: SessionFacts, decision: RulesDecision) -> None:
@@ -107,7 +113,7 @@ def bindable(schedule: CaseSchedule, parties: Parties) -> tuple[CaseRecord, Supp
     eligibility rule's reason while the supporter may not support anyone, and while the match
     is paused (whatever their eligibility now: only a coordinator's review lifts a pause)."""
     if parties.supporter_id != schedule.supporter_id:
-        raise Regather  # the case changed supporter since they were read
+        raise GatherAgain("the case changed supporter since they were read")
     if parties.case is None or parties.supporter is None:
         raise Refused("case_id", "the case or its supporter is no longer on record")
     errors = list(parties.supporter_unfit)

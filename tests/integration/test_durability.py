@@ -19,7 +19,8 @@ from runtime import bus, topology
 from runtime.clock import SYSTEM
 from runtime.embedded import EmbeddedNats
 from runtime.settings import Settings
-from runtime.store import Outbox, fingerprint
+from runtime.store import Outbox
+from runtime.unit import fingerprint
 from services.intake.bootstrap import bootstrap
 from services.intake.domain import Context, submit_intake
 from services.intake.handlers import IntakeDeps, event_id, finish_outboxes
@@ -153,6 +154,7 @@ async def test_a_crash_nobody_retries_is_finished_by_the_sweep(
     stored, _ = await deps.cases.store.load(org, "c1")
     assert stored is not None
     assert stored.outbox is None
+    assert deps.supporters.replies is not None
     previous = await deps.supporters.replies.get(org, "cmd-abandoned")
     assert previous is not None
     assert previous.reply == reply

@@ -167,7 +167,7 @@ async def test_declined_supporters_are_never_proposed_to_that_client_again(world
     # Nothing to choose from any more: a choice of a declined supporter is refused.
     refused = await world.send(AcceptProposal(case_id="c1", supporter_id=sorted(first)[0]))
     assert isinstance(refused, CommandRejected)
-    assert refused.errors[0].field == "supporter_id"
+    assert refused.errors[0].field == "data.supporter_id"
 
 
 async def test_what_was_reserved_for_a_state_that_moved_on_goes_back_and_is_gathered_again(
@@ -184,7 +184,7 @@ async def test_what_was_reserved_for_a_state_that_moved_on_goes_back_and_is_gath
             return False, []
         # A hold taken for this state; then another replica changes the case first.
         assert await world.deps.caseloads.hold(ORG, "s9", "c1", None, 1, world.clock())
-        await world.deps.changer.change(ORG, "c1", _declined_elsewhere)
+        await world.deps.unit.change(ORG, "c1", _declined_elsewhere)
         return True, ["s9"]
 
     def decide(match: CaseMatch | None, go: bool) -> Change[CaseMatch] | None:
@@ -201,7 +201,7 @@ async def test_what_was_reserved_for_a_state_that_moved_on_goes_back_and_is_gath
     assert (await match_of(world, "c1")).round == 7  # the other change stands, alone
 
 
-async def _declined_elsewhere(match: CaseMatch | None) -> Change[CaseMatch] | None:
+def _declined_elsewhere(match: CaseMatch | None, _: None) -> Change[CaseMatch] | None:
     assert match is not None
     return Change(match.model_copy(update={"round": 7}), [])
 

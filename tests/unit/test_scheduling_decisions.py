@@ -26,10 +26,10 @@ from contracts.scheduling import (
     SchedulingPolicy,
     SessionsResumed,
 )
-from runtime.changes import Refused, Regather
+from runtime.changes import Refused
 from services.scheduling import sessions
 from services.scheduling.domain import Context
-from services.scheduling.sessions import Parties, Verdicts
+from services.scheduling.sessions import GatherAgain, Parties, Verdicts
 from tests import records
 from tests.support import AUCKLAND
 
@@ -85,7 +85,7 @@ def test_a_booking_asks_for_its_verdict_first_and_decides_nothing_without_it() -
     )
     verdicts = Verdicts()
 
-    with pytest.raises(Regather):
+    with pytest.raises(GatherAgain):
         sessions.book(schedule, tomorrow, CTX, parties, verdicts)
 
     [facts] = verdicts.missing
@@ -105,7 +105,7 @@ def test_a_refusing_verdict_names_each_rule_and_its_reason() -> None:
         case_id="c1", start=NOW + timedelta(days=1), minutes=20, method=Method.PHONE
     )
     verdicts = Verdicts()
-    with pytest.raises(Regather):
+    with pytest.raises(GatherAgain):
         sessions.book(schedule, command, CTX, parties, verdicts)
     verdicts.add(verdicts.missing.pop(), _verdict("refused", "too-short", "more-than-weekly"))
 
@@ -124,7 +124,7 @@ def test_what_was_gathered_for_another_supporter_is_gathered_again() -> None:
     command = BookSession(
         case_id="c1", start=NOW + timedelta(days=3), minutes=60, method=Method.PHONE
     )
-    with pytest.raises(Regather):
+    with pytest.raises(GatherAgain):
         sessions.book(schedule, command, CTX, earlier, Verdicts())
 
 
@@ -247,7 +247,7 @@ def test_an_unfit_supporter_is_refused_with_the_eligibility_rules_reasons_before
 ) -> None:
     schedule, decide = _binding(command)
     _, parties = _going_ahead()
-    with suppress(Regather):  # a fit supporter's goes ahead, or asks for its verdict
+    with suppress(GatherAgain):  # a fit supporter's goes ahead, or asks for its verdict
         decide(schedule, parties)
     unfit = replace(parties, supporter_unfit=unfit_reasons(UNFIT))
 
@@ -264,7 +264,7 @@ def test_a_full_caseload_alone_holds_up_nothing_for_the_clients_already_matched(
     schedule, decide = _binding(command)
     _, parties = _going_ahead()
     full = UNFIT.model_copy(update={"fired": UNFIT.fired[:1], "caseload_full_only": True})
-    with suppress(Regather):  # goes ahead, or asks for its verdict: not refused
+    with suppress(GatherAgain):  # goes ahead, or asks for its verdict: not refused
         decide(schedule, replace(parties, supporter_unfit=unfit_reasons(full)))
 
 
@@ -372,7 +372,7 @@ def test_an_extension_is_bounded_and_so_is_the_record() -> None:
     # To the year 2100 once made 3,815 sessions in an 825 kB record.
     with pytest.raises(Refused) as too_far:
         sessions.extend(schedule, ExtendService(case_id="c1", until=date(2100, 1, 1)), CTX, parties)
-    assert too_far.value.errors[0].field == "until"
+    assert too_far.value.errors[0].field == "data.until"
     assert "at most 104 weeks" in too_far.value.errors[0].reason
 
     longest = schedule.service_ends_on + timedelta(weeks=104)

@@ -554,7 +554,7 @@ async def test_a_supervision_is_attended_only_once_it_has_started(world: World) 
     local = start.astimezone(AUCKLAND)
     assert [(e.field, e.reason) for e in early.errors] == [
         (
-            "session_id",
+            "data.session_id",
             "this session has not started yet: attendance counts once it has "
             f"happened (it starts {local:%Y-%m-%d %H:%M} here)",
         )

@@ -1,4 +1,4 @@
-"""The commit idiom over the in-memory KV: conflicts retried with backoff, then Contended."""
+"""The unit of work over the in-memory KV: conflicts retried with backoff, then Contended."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted
 from runtime.changes import Change, Contended, NotYet
 from runtime.clock import ManualClock
-from runtime.store import Changer, RecordStore, ReplyStore, StoredReply, fingerprint
+from runtime.store import RecordStore
+from runtime.unit import ReplyStore, StoredReply, UnitOfWork, fingerprint
 from tests.fakes import FakeKeyValue, FakePublisher, received
 
 NOW = datetime(2027, 3, 3, 9, tzinfo=UTC)
@@ -31,19 +32,19 @@ async def test_a_record_that_keeps_changing_is_looked_at_again_later_not_failed(
     matches = RecordStore(kv.as_kv(), CaseMatch)
     first = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
     await matches.save("o", "c1", matches.stored(first), 0)
-    changer = Changer(
-        matches, ReplyStore(FakeKeyValue().as_kv()), FakePublisher(), "test", ManualClock(NOW)
+    unit = UnitOfWork(
+        matches, ManualClock(NOW), "test", ReplyStore(FakeKeyValue().as_kv()), FakePublisher()
     )
     decided = 0
 
-    async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
+    def decide(match: CaseMatch | None, _: None) -> Change[CaseMatch]:
         nonlocal decided
         decided += 1
         assert match is not None
         return Change(match.model_copy(update={"round": match.round + 1}), [])
 
     with pytest.raises(Contended) as busy:
-        await changer.change("o", "c1", decide)
+        await unit.change("o", "c1", decide)
 
     assert isinstance(busy.value, NotYet)  # the consumer redelivers it later, no traceback
     assert decided == 10  # decided again on each retry, never committed on stale state
@@ -58,24 +59,23 @@ async def test_a_command_whose_record_keeps_changing_is_not_refused_but_sent_aga
     matches = RecordStore(kv.as_kv(), CaseMatch)
     first = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
     await matches.save("org-1", "c1", matches.stored(first), 0)
-    changer = Changer(
-        matches, ReplyStore(FakeKeyValue().as_kv()), FakePublisher(), "test", ManualClock(NOW)
-    )
+    replies = ReplyStore(FakeKeyValue().as_kv())
+    unit = UnitOfWork(matches, ManualClock(NOW), "test", replies, FakePublisher())
     command = received(
         GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=NOW.date())
     )
 
-    async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
+    def decide(match: CaseMatch | None, _: None) -> Change[CaseMatch]:
         assert match is not None
         return Change(match.model_copy(update={"round": match.round + 1}), [])
 
     with pytest.raises(Contended):  # answered CommandUnavailable by commands.serve
-        await changer.change("org-1", "c1", decide, command)
+        await unit.change("org-1", "c1", decide, command=command)
     # The id is claimed for this command, unanswered: the same command sent again goes on.
-    assert await changer.replies.get("org-1", command.envelope.id) == StoredReply(
+    assert await replies.get("org-1", command.envelope.id) == StoredReply(
         fingerprint=fingerprint(command.command)
     )
-    assert await changer.replies.claim(command, fingerprint(command.command)) is None
+    assert await replies.claim(command, fingerprint(command.command)) is None
 
 
 class FailingPublisher(FakePublisher):
@@ -94,12 +94,13 @@ async def test_a_reply_is_kept_only_once_its_events_are_published() -> None:
     publisher = FailingPublisher()
     matches = RecordStore(FakeKeyValue().as_kv(), CaseMatch)
     clock = ManualClock(NOW)
-    changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), publisher, "test", clock)
+    replies = ReplyStore(FakeKeyValue().as_kv())
+    unit = UnitOfWork(matches, clock, "test", replies, publisher)
     command = received(
         GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=NOW.date())
     )
 
-    async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
+    def decide(match: CaseMatch | None, _: None) -> Change[CaseMatch]:
         opened = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
         return Change(
             opened,
@@ -107,14 +108,14 @@ async def test_a_reply_is_kept_only_once_its_events_are_published() -> None:
         )
 
     with pytest.raises(TimeoutError):
-        await changer.change("org-1", "c1", decide, command)
+        await unit.change("org-1", "c1", decide, command=command)
     assert publisher.published == []
-    assert await changer.replies.get("org-1", command.envelope.id) == StoredReply(
+    assert await replies.get("org-1", command.envelope.id) == StoredReply(
         fingerprint=fingerprint(command.command)
     )  # claimed, not answered
 
     publisher.down = False
-    reply = await changer.change("org-1", "c1", decide, command)  # the client's retry
+    reply = (await unit.change("org-1", "c1", decide, command=command)).reply  # a retry
     assert isinstance(reply, CommandAccepted)
     assert [e.id for e in publisher.published] == reply.event_ids
 
@@ -123,9 +124,9 @@ async def test_the_sweep_leaves_an_outbox_younger_than_the_settle_time_to_its_ha
     publisher = FailingPublisher()
     matches = RecordStore(FakeKeyValue().as_kv(), CaseMatch)
     clock = ManualClock(NOW)
-    changer = Changer(matches, ReplyStore(FakeKeyValue().as_kv()), publisher, "test", clock)
+    unit = UnitOfWork(matches, clock, "test", ReplyStore(FakeKeyValue().as_kv()), publisher)
 
-    async def decide(match: CaseMatch | None) -> Change[CaseMatch]:
+    def decide(match: CaseMatch | None, _: None) -> Change[CaseMatch]:
         opened = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
         return Change(
             opened,
@@ -133,10 +134,10 @@ async def test_the_sweep_leaves_an_outbox_younger_than_the_settle_time_to_its_ha
         )
 
     with pytest.raises(TimeoutError):
-        await changer.change("org-1", "c1", decide)
+        await unit.change("org-1", "c1", decide)
     publisher.down = False
 
-    assert await changer.flush_pending(settle_s=60) == 0  # its handler may still be on it
+    assert await unit.flush_pending(settle_s=60) == 0  # its handler may still be on it
     clock.advance(timedelta(seconds=61))
-    assert await changer.flush_pending(settle_s=60) == 1
+    assert await unit.flush_pending(settle_s=60) == 1
     assert len(publisher.published) == 1
