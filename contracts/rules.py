@@ -8,11 +8,12 @@ services send them with ``EvaluateRules``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
 from contracts.envelope import Command, EntityId, Event, Message, Part
 from contracts.privacy import SENSITIVE
@@ -149,6 +150,80 @@ class OfferEffect(Part):
 EFFECTS: tuple[type[Part], ...] = (FilterEffect, WeightEffect, ExcludeMethodEffect, OfferEffect)
 
 
+# The applied forms: an effect as a decision carries it (``FiredRule.effect``), the rules
+# service having filled in ``values`` from the fact ``values_from`` names. Exclusions and
+# offers take nothing from the facts: their applied form is their declared form.
+
+# A fact's value as an effect carries it (facts are flat apart from lists).
+EffectValue = str | int | float | bool
+
+
+class _ValuesFilledIn(Part):
+    # The values are the client's wishes: an error names where it is, never what they are.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    values_from: str | None = None
+    values: list[EffectValue] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _filled_in(self) -> Self:
+        if self.values_from is not None and "values" not in self.model_fields_set:
+            raise ValueError(f"values_from {self.values_from!r} was not filled in as values")
+        return self
+
+
+class AppliedFilterEffect(_ValuesFilledIn):
+    """A ``FilterEffect`` applied: keep supporters whose ``filter`` field shares any (or all)
+    of ``values``, or equals ``equals``."""
+
+    filter: str
+    match: Literal["any", "all"] = "any"
+    equals: bool | str | None = None
+
+
+class AppliedWeightEffect(_ValuesFilledIn):
+    """A ``WeightEffect`` applied: ``points`` for each of ``values`` the supporter's
+    ``weight`` field shares."""
+
+    weight: str
+    points: float
+
+
+# Which form an effect is, by the key that names it (in this order, should several appear).
+_FORMS = ("proposals", "filter", "weight", "exclude_method")
+
+
+def _form(effect: Any) -> str | None:
+    if isinstance(effect, Mapping):
+        return next((key for key in _FORMS if key in effect), None)
+    return next((key for key in _FORMS if hasattr(effect, key)), None)
+
+
+AppliedEffect = Annotated[
+    Annotated[AppliedFilterEffect, Tag("filter")]
+    | Annotated[AppliedWeightEffect, Tag("weight")]
+    | Annotated[ExcludeMethodEffect, Tag("exclude_method")]
+    | Annotated[OfferEffect, Tag("proposals")],
+    Discriminator(
+        _form,
+        custom_error_type="effect_form",
+        custom_error_message="an effect names one of: filter, weight, exclude_method or proposals",
+    ),
+]
+_APPLIED_EFFECT: TypeAdapter[AppliedEffect] = TypeAdapter(
+    AppliedEffect, config=ConfigDict(title="applied effect", hide_input_in_errors=True)
+)
+
+
+def read_effect(effect: Mapping[str, Any] | None) -> AppliedEffect | None:
+    """A fired rule's effect in its applied form; None for none (``{}`` included). Raises
+    ``pydantic.ValidationError`` for an effect of no known form or with wrong fields, which
+    names the fields at fault but not their values (they may be the client's wishes)."""
+    if not effect:
+        return None
+    return _APPLIED_EFFECT.validate_python(effect)
+
+
 class FiredRule(Part):
     rule: str
     outcome: str
@@ -156,6 +231,11 @@ class FiredRule(Part):
     reason: Annotated[str, SENSITIVE]
     # A policy's effect carries values drawn from the facts (what the client hoped for).
     effect: Annotated[dict[str, Any] | None, SENSITIVE] = None
+
+    @property
+    def applied_effect(self) -> AppliedEffect | None:
+        """``effect`` read as its applied form (see ``read_effect``)."""
+        return read_effect(self.effect)
 
 
 class RulesetRef(Part):

@@ -16,13 +16,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 import numpy as np
 import numpy.typing as npt
 
 from contracts.records import explanation
-from contracts.rules import FiredRule
+from contracts.rules import (
+    AppliedFilterEffect,
+    AppliedWeightEffect,
+    ExcludeMethodEffect,
+    FiredRule,
+    OfferEffect,
+)
 
 # Supporter attributes a policy may filter or weigh on, and whether each holds several values.
 MEMO_SIZE = 4096
@@ -171,40 +177,42 @@ class Policy:
 
     @classmethod
     def from_fired(cls, fired: Sequence[FiredRule]) -> Policy:
-        """The policy a MatchingPolicyDecided decision carries (effects with values filled in)."""
+        """The policy a MatchingPolicyDecided decision carries (effects with values filled in).
+        Raises ``pydantic.ValidationError`` for an effect of no known form."""
+        effects = [(f, f.applied_effect) for f in fired]
         excluded = frozenset(
-            str(f.effect["exclude_method"])
-            for f in fired
-            if f.effect and "exclude_method" in f.effect
+            effect.exclude_method
+            for _, effect in effects
+            if isinstance(effect, ExcludeMethodEffect)
         )
         filters, weights = [], []
-        offer: dict[str, Any] = {}
-        for f in fired:
-            effect = f.effect or {}
-            if "proposals" in effect:
-                offer = {
-                    "proposals": int(effect["proposals"]),
-                    "hold_days": int(effect["hold_days"]),
-                }
-            elif "filter" in effect:
-                values: tuple[object, ...] = (
-                    (effect["equals"],) if "equals" in effect else tuple(effect.get("values", ()))
-                )
-                if effect["filter"] == "methods":
-                    values = tuple(v for v in values if v not in excluded)
-                filters.append(
-                    Filter(f.rule, f.reason, effect["filter"], values, effect.get("match", "any"))
-                )
-            elif "weight" in effect:
-                weights.append(
-                    Weight(
-                        f.rule,
-                        effect["weight"],
-                        float(effect["points"]),
-                        tuple(map(str, effect.get("values", ()))),
-                    )
-                )
-        return cls(tuple(filters), tuple(weights), excluded, **offer)
+        offer: OfferEffect | None = None
+        for f, effect in effects:
+            match effect:
+                case OfferEffect():
+                    offer = effect
+                case AppliedFilterEffect():
+                    filters.append(_filter(f, effect, excluded))
+                case AppliedWeightEffect():
+                    values = tuple(map(str, effect.values))
+                    weights.append(Weight(f.rule, effect.weight, effect.points, values))
+                case ExcludeMethodEffect() | None:
+                    pass
+                case _:
+                    assert_never(effect)
+        if offer is None:
+            return cls(tuple(filters), tuple(weights), excluded)
+        return cls(tuple(filters), tuple(weights), excluded, offer.proposals, offer.hold_days)
+
+
+def _filter(fired: FiredRule, effect: AppliedFilterEffect, excluded: frozenset[str]) -> Filter:
+    values: tuple[object, ...] = (
+        # ``equals`` given (even as null) is what the field must equal.
+        (effect.equals,) if "equals" in effect.model_fields_set else tuple(effect.values)
+    )
+    if effect.filter == "methods":
+        values = tuple(v for v in values if v not in excluded)
+    return Filter(fired.rule, fired.reason, effect.filter, values, effect.match)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from contracts.rules import FiredRule, Kind, RulesDecision
+from contracts.rules import FiredRule, Kind, RulesDecision, read_effect
 from services.rules.bundle import Loaded
 
 ELIGIBLE = "eligible"
@@ -56,6 +56,8 @@ def _with_values(rule: FiredRule, facts: dict[str, Any]) -> FiredRule:
     if source is not None:
         value = facts[source]
         effect["values"] = value if isinstance(value, list) else [value]
+    # Matching reads it in this form: one it could not read fails here, with the ruleset.
+    read_effect(effect)
     return rule.model_copy(update={"effect": effect})
 
 
