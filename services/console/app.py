@@ -53,7 +53,7 @@ from services.console.gate import (
 )
 from services.console.health import add_health
 from services.console.orgs import NoCredential
-from services.console.overview import as_csv
+from services.console.overview_month import as_csv
 from services.console.pages import add_pages
 from services.console.reference import Bodies, add_reference, document
 from services.console.sessions import CSRF_HEADER, Session

@@ -20,7 +20,8 @@ from nats.js.api import DeliverPolicy
 from contracts import catalogue, subjects
 from contracts.envelope import RawEnvelope
 from runtime.logging import get_logger
-from services.console.overview import FOLDED, Overview
+from services.console.overview import Overview
+from services.console.overview_events import FOLDED
 
 log = get_logger(__name__)
 

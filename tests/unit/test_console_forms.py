@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contracts.replies import FieldError
 from services.console import forms
-from services.console.pages import same_site
+from services.console.pages_sign_in import same_site
 
 
 def test_a_form_becomes_the_commands_body_nested_listed_and_without_empty_inputs() -> None:

@@ -39,7 +39,8 @@ from contracts.scheduling import (
     SupervisionAttended,
     SupervisionScheduled,
 )
-from services.console.overview import Overview, as_csv
+from services.console.overview import Overview
+from services.console.overview_month import as_csv
 
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 # A Wednesday, 10:00 in Auckland: its week runs from Monday 2 November.
