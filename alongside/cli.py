@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from alongside import connection, console_cli, deadletters_cli, rules_cli, services
+from alongside import connection, console_cli, deadletters_cli, diagram, rules_cli, services
 from alongside.client import RETRY_FOR_S, AlongsideClient, Unavailable, summarise
 from alongside.options import (
     EXIT_UNAVAILABLE,
@@ -859,6 +859,32 @@ def contracts_export(
     """Write a JSON Schema per message and the AsyncAPI 3 document."""
     written = catalogue.export(directory)
     typer.echo(f"wrote {len(written)} files to {directory}")
+
+
+@contracts_app.command("diagram")
+def contracts_diagram(
+    write: Annotated[
+        Path | None, typer.Option("--write", help="Write the diagrams to this file.")
+    ] = None,
+    check: Annotated[
+        Path | None,
+        typer.Option("--check", help="Fail if this file is not what the contracts give now."),
+    ] = None,
+) -> None:
+    """Print each service's commands and events as Mermaid flowcharts in Markdown, drawn from
+    the contracts (docs/messages.md)."""
+    if write is not None and check is not None:
+        raise CliError("give --write or --check, not both")
+    if check is not None:
+        problem = diagram.stale(check)
+        if problem is not None:
+            raise CliError(problem)
+        typer.echo(f"{check} is current")
+    elif write is not None:
+        write.write_text(diagram.markdown(), encoding="utf-8")
+        typer.echo(f"wrote {write}")
+    else:
+        typer.echo(diagram.markdown(), nl=False)
 
 
 def main() -> None:
