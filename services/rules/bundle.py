@@ -23,7 +23,10 @@ from typing import Any
 
 from contracts.rules import FACTS, FiredRule, Kind, RulesetRef
 from services.rules import compiler, language, reference
+from services.rules.cases import Case, read_cases
 from services.rules.engine import Engine
+from services.rules.fields import FieldSpec, field_specs
+from services.rules.located import RulesFileError
 
 
 def _default_root() -> Path:
@@ -58,16 +61,14 @@ class Source:
             else None
         )
         if base.kind != self.kind:
-            raise language.RulesFileError(
-                self.default_label, 1, f"expected a {self.kind.value} ruleset"
-            )
+            raise RulesFileError(self.default_label, 1, f"expected a {self.kind.value} ruleset")
         return language.build(base, override)
 
 
 def read_source(root: Path, kind: Kind, org: str | None = None) -> Source:
     default = root / "default" / kind.value / "ruleset.yaml"
     if not default.exists():
-        raise language.RulesFileError(default, None, f"no default {kind.value} ruleset")
+        raise RulesFileError(default, None, f"no default {kind.value} ruleset")
     override = root / "orgs" / org / kind.value / "override.yaml" if org else None
     return Source(
         kind=kind,
@@ -185,13 +186,13 @@ class Target:
     kind: Kind
     org: str | None
     source: Source
-    cases: list[language.Case]
+    cases: list[Case]
 
 
 def _expect_files(folder: Path, allowed: set[str]) -> None:
     for path in sorted(folder.iterdir()):
         if path.name not in allowed:
-            raise language.RulesFileError(
+            raise RulesFileError(
                 path,
                 None,
                 f"unexpected file; a {folder.name} folder holds {', '.join(sorted(allowed))}",
@@ -200,37 +201,47 @@ def _expect_files(folder: Path, allowed: set[str]) -> None:
 
 def targets(root: Path) -> list[Target]:
     """Every ruleset under ``root``, each with its cases; strict about what lies where."""
+    found = _default_targets(root)
+    default_cases = {target.kind: target.cases for target in found}
+    orgs = root / "orgs"
+    for org_folder in sorted(orgs.iterdir()) if orgs.is_dir() else []:
+        for folder in sorted(org_folder.iterdir()):
+            found.append(_org_target(root, org_folder.name, folder, default_cases))
+    return found
+
+
+def _default_targets(root: Path) -> list[Target]:
     found: list[Target] = []
-    default_cases: dict[Kind, list[language.Case]] = {}
     for kind in Kind:
         folder = root / "default" / kind.value
         if not folder.is_dir():
             continue
         _expect_files(folder, {"ruleset.yaml", "cases.yaml"})
-        cases_path = folder / "cases.yaml"
-        default_cases[kind] = language.read_cases(cases_path, kind) if cases_path.exists() else []
-        found.append(Target(kind, None, read_source(root, kind), default_cases[kind]))
-    orgs = root / "orgs"
-    for org_folder in sorted(orgs.iterdir()) if orgs.is_dir() else []:
-        for folder in sorted(org_folder.iterdir()):
-            try:
-                kind = Kind(folder.name)
-            except ValueError:
-                raise language.RulesFileError(
-                    folder, None, f"not a kind of ruleset: {', '.join(k.value for k in Kind)}"
-                ) from None
-            _expect_files(folder, {"override.yaml", "cases.yaml"})
-            own = (
-                language.read_cases(folder / "cases.yaml", kind)
-                if (folder / "cases.yaml").exists()
-                else []
-            )
-            names = {c.name for c in own}
-            cases = [c for c in default_cases.get(kind, []) if c.name not in names] + own
-            found.append(
-                Target(kind, org_folder.name, read_source(root, kind, org_folder.name), cases)
-            )
+        cases = _cases_in(folder, kind)
+        found.append(Target(kind, None, read_source(root, kind), cases))
     return found
+
+
+def _org_target(
+    root: Path, org: str, folder: Path, default_cases: dict[Kind, list[Case]]
+) -> Target:
+    """An organisation's override of one kind: its own cases, and the default's it does not
+    replace (a case of the same name replaces the default's)."""
+    try:
+        kind = Kind(folder.name)
+    except ValueError:
+        raise RulesFileError(
+            folder, None, f"not a kind of ruleset: {', '.join(k.value for k in Kind)}"
+        ) from None
+    _expect_files(folder, {"override.yaml", "cases.yaml"})
+    own = _cases_in(folder, kind)
+    names = {c.name for c in own}
+    cases = [c for c in default_cases.get(kind, []) if c.name not in names] + own
+    return Target(kind, org, read_source(root, kind, org), cases)
+
+
+def _cases_in(folder: Path, kind: Kind) -> list[Case]:
+    return read_cases(folder / "cases.yaml", kind) if (folder / "cases.yaml").exists() else []
 
 
 @dataclass(frozen=True)
@@ -246,57 +257,56 @@ def run_cases(engine: Engine, target: Target) -> list[CaseResult]:
     label = f"{target.org or 'default'}/{target.kind.value}"
     if not target.cases:
         return [CaseResult(label, "(none)", False, "a ruleset without cases fails: add cases.yaml")]
-    ruleset = target.source.resolve()
-    loaded = Loaded(engine, ruleset, target.org or "default")
-    results = []
+    loaded = Loaded(engine, target.source.resolve(), target.org or "default")
     try:
-        for case in target.cases:
-            outcome, fired = loaded.decide(case.facts)
-            fired_ids = tuple(sorted(f.rule for f in fired))
-            oracle = tuple(sorted(reference.fired(ruleset, case.facts)))
-            problems = []
-            if outcome != case.outcome:
-                problems.append(f"outcome {outcome}, expected {case.outcome}")
-            if case.fired is not None and fired_ids != case.fired:
-                problems.append(f"fired {list(fired_ids)}, expected {list(case.fired)}")
-            if oracle != fired_ids:
-                problems.append(
-                    f"engine fired {list(fired_ids)} but the reference evaluator {list(oracle)}"
-                )
-            results.append(
-                CaseResult(label, case.name, not problems, "; ".join(problems) or outcome)
-            )
+        results = [_run_case(loaded, case, label) for case in target.cases]
         results.append(_at_the_extremes(loaded, label))
     finally:
         loaded.unload()
     return results
 
 
-def extreme_facts(specs: dict[str, language.FieldSpec]) -> dict[str, Any]:
+def _run_case(loaded: Loaded, case: Case, label: str) -> CaseResult:
+    outcome, fired = loaded.decide(case.facts)
+    fired_ids = tuple(sorted(f.rule for f in fired))
+    oracle = tuple(sorted(reference.fired(loaded.ruleset, case.facts)))
+    problems = []
+    if outcome != case.outcome:
+        problems.append(f"outcome {outcome}, expected {case.outcome}")
+    if case.fired is not None and fired_ids != case.fired:
+        problems.append(f"fired {list(fired_ids)}, expected {list(case.fired)}")
+    if oracle != fired_ids:
+        problems.append(
+            f"engine fired {list(fired_ids)} but the reference evaluator {list(oracle)}"
+        )
+    return CaseResult(label, case.name, not problems, "; ".join(problems) or outcome)
+
+
+def extreme_facts(specs: dict[str, FieldSpec]) -> dict[str, Any]:
     """A fact with every field as large as it comes: long texts, long lists, huge numbers."""
-    extreme: dict[str, Any] = {}
-    for name, spec in specs.items():
-        match spec.type:
-            case "bool":
-                extreme[name] = True
-            case "integer":
-                extreme[name] = 2**53
-            case "number":
-                extreme[name] = 1e300
-            case "text":
-                extreme[name] = spec.choices[-1] if spec.choices else "x" * 10_000
-            case "tags":
-                extreme[name] = [f"tag-{n:03d}-{'x' * 56}" for n in range(400)]
-            case "objects":
-                assert spec.item_fields is not None
-                extreme[name] = [extreme_facts(spec.item_fields)] * 50
-    return extreme
+    return {name: _extreme(spec) for name, spec in specs.items()}
+
+
+def _extreme(spec: FieldSpec) -> Any:
+    match spec.type:
+        case "bool":
+            return True
+        case "integer":
+            return 2**53
+        case "number":
+            return 1e300
+        case "text":
+            return spec.choices[-1] if spec.choices else "x" * 10_000
+        case "tags":
+            return [f"tag-{n:03d}-{'x' * 56}" for n in range(400)]
+    assert spec.item_fields is not None  # objects
+    return [extreme_facts(spec.item_fields)] * 50
 
 
 def _at_the_extremes(loaded: Loaded, label: str) -> CaseResult:
     """Decide once on the largest facts there can be: what would fail at run time fails
     here, and every reason, filled in, stays within its size."""
-    facts = extreme_facts(language.field_specs(FACTS[loaded.ruleset.kind]))
+    facts = extreme_facts(field_specs(FACTS[loaded.ruleset.kind]))
     name = "(every fact field at its extreme)"
     try:
         outcome, fired = loaded.decide(facts)

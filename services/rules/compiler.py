@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from services.rules.language import AllOf, Always, AnyOf, Compare, Condition, Quantified
+from services.rules.conditions import AllOf, Always, AnyOf, Compare, Condition, Quantified
 
 # ANDed into every rule, and set on every asserted fact: the session state the
 # engine re-asserts after an action lacks it, so it never matches a rule.
@@ -29,6 +29,15 @@ def compile_condition(condition: Condition, prefix: str = "") -> dict[str, Any]:
             return {"$and": [compile_condition(c, prefix) for c in items]}
         case AnyOf(items):
             return {"$or": [compile_condition(c, prefix) for c in items]}
+        case Quantified():
+            return _quantified(condition, prefix)
+        case Compare(field, op, value):
+            return _compare(prefix + field, op, value, field, prefix)
+    raise ValueError(f"cannot compile {condition!r}")
+
+
+def _quantified(condition: Quantified, prefix: str) -> dict[str, Any]:
+    match condition:
         case Quantified(field, "some", AnyOf(options)):
             # durable_rules ignores all but one branch of an $or inside $iany (seen here):
             # "some item matches a or b" is compiled as "some matches a, or some matches b".
@@ -40,8 +49,6 @@ def compile_condition(condition: Condition, prefix: str = "") -> dict[str, Any]:
                 raise ValueError("'any' inside every/some is not supported by the engine")
             operator = "$iall" if quantifier == "every" else "$iany"
             return {operator: {prefix + field: compile_condition(inner, "$i.")}}
-        case Compare(field, op, value):
-            return _compare(prefix + field, op, value, field, prefix)
     raise ValueError(f"cannot compile {condition!r}")
 
 
@@ -53,16 +60,21 @@ def _compare(name: str, op: str, value: Any, field: str, prefix: str) -> dict[st
         return {_ORDER[op]: {name: value}}
     if op == "in":
         return _one_of([{name: v} for v in value])
+    if op == "lacks":
+        if prefix:
+            raise ValueError("lacks is not supported inside every/some")
+        return {flag_name(field, value): False}
+    return _some_item(name, op, value)
+
+
+def _some_item(name: str, op: str, value: Any) -> dict[str, Any]:
+    """The operators on a list of tags that some item of it matches."""
     if op == "contains":
         return {"$iany": {name: {"$i": value}}}
     if op == "contains_any":
         return {"$iany": {name: _one_of([{"$i": v} for v in value])}}
     if op == "contains_other_than":
         return {"$iany": {name: {"$and": [{"$neq": {"$i": v}} for v in value]}}}
-    if op == "lacks":
-        if prefix:
-            raise ValueError("lacks is not supported inside every/some")
-        return {flag_name(field, value): False}
     raise ValueError(f"cannot compile the operator {op!r}")
 
 

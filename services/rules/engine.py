@@ -42,7 +42,7 @@ import durable_rules_engine  # type: ignore[import-not-found]
 from durable.engine import Host
 
 from services.rules.compiler import DISCRIMINATOR
-from services.rules.language import ENGINE_NUMBERS
+from services.rules.conditions import ENGINE_NUMBERS
 
 
 def engine_number(value: Any) -> Any:

@@ -11,7 +11,8 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.rules.language import AllOf, Always, AnyOf, Compare, Condition, Quantified, Ruleset
+from services.rules.conditions import AllOf, Always, AnyOf, Compare, Condition, Quantified
+from services.rules.language import Ruleset
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
@@ -36,14 +37,18 @@ def holds(condition: Condition, fact: Mapping[str, Any]) -> bool:
             return all(holds(c, fact) for c in items)
         case AnyOf(items):
             return any(holds(c, fact) for c in items)
-        case Quantified(field, "every", inner):
-            # "every" needs at least one item: an empty list of parties has not consented.
-            return bool(fact[field]) and all(holds(inner, item) for item in fact[field])
-        case Quantified(field, _, inner):
-            return any(holds(inner, item) for item in fact[field])
+        case Quantified(field, quantifier, inner):
+            return _quantified(quantifier, inner, fact[field])
         case Compare(field, op, value):
             return _COMPARE[op](fact[field], value)
     raise ValueError(f"cannot evaluate {condition!r}")
+
+
+def _quantified(quantifier: str, inner: Condition, items: list[Mapping[str, Any]]) -> bool:
+    if quantifier == "every":
+        # "every" needs at least one item: an empty list of parties has not consented.
+        return bool(items) and all(holds(inner, item) for item in items)
+    return any(holds(inner, item) for item in items)
 
 
 def fired(ruleset: Ruleset, fact: Mapping[str, Any]) -> list[str]:
