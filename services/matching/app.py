@@ -1,4 +1,4 @@
-"""Matching's subscribers and background work. Thin: handlers hold the logic."""
+"""Matching's subscribers and background work. Thin: handlers and sweeps hold the logic."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from faststream.nats import NatsBroker
 
 from runtime import commands, consumer, periodic, topology
 from runtime.logging import get_logger
-from services.matching import handlers
-from services.matching.handlers import MatchingDeps
+from services.matching import handlers, sweeps, waitlist
+from services.matching.deps import MatchingDeps
 
 log = get_logger(__name__)
 
@@ -29,19 +29,19 @@ async def run(deps: MatchingDeps) -> None:
     waitlist, whatever events said."""
 
     async def sweep() -> None:
-        missing = await handlers.reconcile(deps)
+        missing = await sweeps.reconcile(deps)
         if missing:
             log.error("matching_outcomes_recovered", count=missing)
-        expired = await handlers.expire_holds(deps)
+        expired = await sweeps.expire_holds(deps)
         if expired:
             log.info("holds_expired", count=expired)
-        orgs = await handlers.waitlisted_orgs(deps)
+        orgs = await sweeps.waitlisted_orgs(deps)
         await periodic.each(
-            orgs, lambda org: handlers.retry_waitlist(org, deps, read_all=True), "waitlist_retry"
+            orgs, lambda org: waitlist.retry_waitlist(org, deps, read_all=True), "waitlist_retry"
         )
 
     async def observe() -> None:
-        await handlers.observe(deps)
+        await sweeps.observe(deps)
 
     await asyncio.gather(
         deps.supporters.follow(),

@@ -18,7 +18,10 @@ from runtime.store import RecordStore
 from runtime.unit import EventPublisher, ReplyStore, UnitOfWork
 from runtime.vault import Vault, sealer_of
 from services.matching.adapters import CaseloadStore, Standings, Supporters
-from services.matching.handlers import SOURCE, MatchingDeps, Turns, holds_releaser
+from services.matching.deps import MatchingDeps
+from services.matching.handlers import SOURCE
+from services.matching.offering import holds_releaser
+from services.matching.turns import Turns
 
 BUCKETS = (
     topology.SUPPORTERS_BUCKET,

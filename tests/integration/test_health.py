@@ -14,7 +14,7 @@ from alongside.client import AlongsideClient
 from contracts.replies import CommandAccepted
 from runtime import bus, health, metrics
 from runtime.access import AuthDir
-from services.matching import handlers as matching_handlers
+from services.matching import sweeps as matching_sweeps
 from tests.conftest import Start
 from tests.support import free_port, wait_for
 
@@ -137,7 +137,7 @@ async def test_matching_figures_show_who_waits_and_for_what(
             await client.submit(org, sample.intake(random.Random(1), case_id)), CommandAccepted
         )
     await wait_for(client, org, "ClientWaitlisted", 2)
-    await matching_handlers.observe(running.deps["matching"])
+    await matching_sweeps.observe(running.deps["matching"])
     async with serving(running) as port:
         _, text = await get(port, "/metrics")
     assert f'alongside_waitlisted_clients{{org="{org}"}} 2.0' in text

@@ -31,8 +31,8 @@ from contracts.replies import CommandRejected
 from contracts.rules import Kind
 from runtime.access import AuthDir
 from runtime.clock import SYSTEM
-from services.matching import handlers
-from services.matching.handlers import MatchingDeps
+from services.matching import sweeps
+from services.matching.deps import MatchingDeps
 from tests.conftest import Start
 from tests.support import (
     accepted,
@@ -147,7 +147,7 @@ async def test_decline_change_and_refuse_never_offer_a_supporter_again(
     assert (await match_of(nc, org, "c1")).status == "refused"
     again = await client.submit(org, RefuseService(case_id="c1"))
     assert isinstance(again, CommandRejected)
-    assert again.errors[0].field == "case_id"
+    assert again.errors[0].field == "data.case_id"
 
 
 async def test_commands_that_cannot_apply_are_refused_naming_the_field(
@@ -204,10 +204,10 @@ async def test_expired_holds_are_released_and_the_waitlist_served(
     assert waiting.data["constraint"] == "eligible-with-free-slot"
 
     deps = deps_of(running)
-    assert await handlers.expire_holds(deps, deps.clock() + timedelta(days=1)) == 0
+    assert await sweeps.expire_holds(deps, deps.clock() + timedelta(days=1)) == 0
     # Count only this test's organisation: other tests share the server.
     expired_at = deps.clock() + timedelta(days=3, minutes=1)
-    await handlers.expire_holds(deps, expired_at)
+    await sweeps.expire_holds(deps, expired_at)
     [expired] = await wait_for(client, org, "ProposalsExpired")
     assert expired.data == {"case_id": "c-first", "supporter_ids": ["s-only"]}
     proposed = await wait_for(client, org, "MatchProposed", 2)
@@ -216,7 +216,7 @@ async def test_expired_holds_are_released_and_the_waitlist_served(
     # The first client may still accept, but the supporter is full now.
     reply = await client.submit(org, AcceptProposal(case_id="c-first", supporter_id="s-only"))
     assert isinstance(reply, CommandRejected)
-    assert reply.errors[0].field == "supporter_id"
+    assert reply.errors[0].field == "data.supporter_id"
 
 
 async def test_replicas_share_the_work_and_never_overfill_a_supporter(

@@ -24,7 +24,10 @@ from runtime.clock import ManualClock
 from runtime.settings import Settings
 from runtime.store import Outbox
 from services.matching.bootstrap import BUCKETS, wire
-from services.matching.handlers import MatchingDeps, handlers, on_case, reconcile
+from services.matching.deps import MatchingDeps
+from services.matching.handlers import handlers
+from services.matching.offering import on_case
+from services.matching.sweeps import reconcile
 from services.rules import facts
 from tests import records
 from tests.fakes import (

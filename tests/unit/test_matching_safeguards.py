@@ -18,8 +18,9 @@ from contracts.replies import CommandAccepted, CommandRejected
 from contracts.rules import Kind, SupporterEligibilityDecided
 from runtime import topology
 from runtime.state import StoredDecision
-from services.matching import decisions, handlers
-from services.matching.handlers import MatchingDeps
+from services.matching import decisions, offering, waitlist
+from services.matching.deps import MatchingDeps
+from services.matching.turns import FIRST, InTurn
 from services.rules import facts
 from services.rules.adapters import DecisionStore
 from tests import records
@@ -220,12 +221,12 @@ async def test_waitlist_retries_asked_for_together_run_one_at_a_time_and_each_as
         await release.wait()
         running -= 1
 
-    monkeypatch.setattr(handlers, "_retry_waitlist_once", once)
+    monkeypatch.setattr(waitlist, "_retry_waitlist_once", once)
     # Someone waits, and no round has offered them the places open now.
     now = world.clock()
     waiting = CaseMatch(case_id="c9", status="waitlisted", since=now, updated_at=now)
     world.deps.standings.note(ORG, "c9", waiting)
-    asks = [asyncio.create_task(handlers.retry_waitlist(ORG, world.deps)) for _ in range(5)]
+    asks = [asyncio.create_task(waitlist.retry_waitlist(ORG, world.deps)) for _ in range(5)]
     await asyncio.sleep(0.01)
     assert not any(a.done() for a in asks)  # every asker waits for a round after its ask
     release.set()
@@ -249,7 +250,7 @@ async def test_a_place_given_back_by_a_change_not_made_goes_to_the_waiting_at_on
     assert (await match_of(world, "c2")).status == "waitlisted"
 
     # The failed change gives its hold back; no event will ever say so.
-    await handlers.give_back(ORG, "c1", ["s2"], world.deps)
+    await offering.give_back(ORG, "c1", ["s2"], world.deps)
     await asyncio.gather(*world.deps.turns.background)
 
     offered = await match_of(world, "c2")
@@ -258,7 +259,7 @@ async def test_a_place_given_back_by_a_change_not_made_goes_to_the_waiting_at_on
 
 
 async def test_turns_go_to_who_asked_first_not_to_who_came_to_the_lock_first() -> None:
-    turns = handlers.InTurn()
+    turns = InTurn()
     day = datetime(2027, 3, 3, tzinfo=UTC)
     order: list[int] = []
     holding = asyncio.Event()
@@ -286,7 +287,7 @@ async def test_turns_go_to_who_asked_first_not_to_who_came_to_the_lock_first() -
 
 
 async def test_a_turn_held_is_the_same_turn_within_it_and_no_one_elses() -> None:
-    turns = handlers.InTurn()
+    turns = InTurn()
     day = datetime(2027, 3, 3, tzinfo=UTC)
     order: list[str] = []
 
@@ -298,7 +299,7 @@ async def test_a_turn_held_is_the_same_turn_within_it_and_no_one_elses() -> None
         waiting = asyncio.create_task(other())
         await asyncio.sleep(0)
         # A release made by a change this turn commits: the same turn, not a deadlock.
-        async with turns.turn(handlers.FIRST):
+        async with turns.turn(FIRST):
             order.append("nested")
         await asyncio.sleep(0)
         assert not waiting.done()  # someone else still waits for the turn
