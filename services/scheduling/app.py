@@ -5,8 +5,8 @@ from __future__ import annotations
 from faststream.nats import NatsBroker
 
 from runtime import commands, consumer, periodic, topology
-from services.scheduling import handlers
-from services.scheduling.handlers import SchedulingDeps
+from services.scheduling import handlers, sweeps
+from services.scheduling.gathering import SchedulingDeps
 
 COMMAND_WORKERS = 16
 
@@ -25,8 +25,8 @@ async def run(deps: SchedulingDeps) -> None:
     a debrief booked."""
 
     async def sweep() -> None:
-        await periodic.attempt(lambda: handlers.finish_outboxes(deps), "outbox_flush")
-        await periodic.attempt(lambda: handlers.end_services(deps), "service_end")
-        await periodic.attempt(lambda: handlers.plan_all_supervision(deps), "supervision_planning")
+        await periodic.attempt(lambda: sweeps.finish_outboxes(deps), "outbox_flush")
+        await periodic.attempt(lambda: sweeps.end_services(deps), "service_end")
+        await periodic.attempt(lambda: sweeps.plan_all_supervision(deps), "supervision_planning")
 
     await periodic.every(deps.settings.sweep_interval_s, sweep, "scheduling_sweep")

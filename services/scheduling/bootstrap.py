@@ -25,7 +25,8 @@ from runtime.store import RecordStore
 from runtime.unit import EventPublisher, ReplyStore, UnitOfWork
 from runtime.vault import Vault, sealer_of
 from services.scheduling.adapters import SOURCE, Reminders
-from services.scheduling.handlers import SchedulingDeps, reminders_keeper
+from services.scheduling.gathering import SchedulingDeps
+from services.scheduling.reminders import reminders_keeper
 
 R = TypeVar("R", bound=Record)
 

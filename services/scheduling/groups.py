@@ -21,7 +21,7 @@ from contracts.scheduling import (
 from runtime.changes import Change, Refused
 from services.scheduling import domain
 from services.scheduling.domain import Context
-from services.scheduling.sessions import Verdicts, refuse_unless_allowed
+from services.scheduling.judging import Verdicts, refuse_unless_allowed
 
 
 def refuse_unless_fit(unfit: list[FieldError]) -> None:

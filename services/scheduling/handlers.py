@@ -5,20 +5,15 @@ the case and its supporter, consent, the boundaries ruleset's verdict from the r
 service), then hands a pure decision (``sessions``, ``supervision``, ``groups``) to a
 unit of work (``runtime.unit``), which commits the record with its outbox. A decision
 that needs a verdict not yet gathered, or finds the case's supporter changed, is gathered
-again. Reminders
-are set and cleared as message schedules when a change's outbox is flushed.
+again: how they gather is in ``gathering``. Reminders are set and cleared as message
+schedules when a change's outbox is flushed (``reminders``); work on the clock is in ``sweeps``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel
 
 from contracts.intake import ClientErased
 from contracts.matching import MatchActivated, MatchEnded, MatchPaused, MatchResumed, ServiceRefused
@@ -30,14 +25,7 @@ from contracts.records import (
     SupporterSupervision,
 )
 from contracts.replies import CommandAccepted, CommandRejected, FieldError
-from contracts.rules import (
-    ConsentDecided,
-    EvaluateRules,
-    Kind,
-    SupporterEligibilityDecided,
-    fit_to_support,
-    unfit_reasons,
-)
+from contracts.rules import ConsentDecided, Kind, SupporterEligibilityDecided, fit_to_support
 from contracts.scheduling import (
     SERVICE,
     BookSession,
@@ -55,24 +43,30 @@ from contracts.scheduling import (
     RescheduleSession,
     SchedulingConfigured,
 )
-from runtime import metrics, periodic
-from runtime.asking import Asking
-from runtime.changes import Change, Refused, Stale, on_record
-from runtime.clock import Clock
+from runtime.changes import Change, on_record
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
-from runtime.settings import Settings
-from runtime.state import SETTINGS_KEY, DecisionReader, Policies, RecordReader
-from runtime.store import RecordStore, Stored
-from runtime.unit import UnitOfWork, answered
-from services.scheduling import groups, sessions, supervision
-from services.scheduling.adapters import NAMESPACE, Reminders
+from runtime.state import SETTINGS_KEY
+from runtime.unit import answered
+from services.scheduling import groups, judging, sessions, supervision
+from services.scheduling.adapters import NAMESPACE
 from services.scheduling.domain import Context
-from services.scheduling.sessions import Parties, Verdicts
+from services.scheduling.gathering import (
+    Inputs,
+    Reply,
+    SchedulingDeps,
+    changed,
+    consent_active,
+    context,
+    judge_missing,
+    on_schedule,
+    unfit,
+)
+from services.scheduling.judging import Verdicts
+from services.scheduling.sweeps import plan_supervision
 
 log = get_logger(__name__)
 
-Reply = CommandAccepted | CommandRejected
 # Commands about one case's schedule.
 CaseCommand = (
     ConfirmMeeting
@@ -87,154 +81,7 @@ CaseCommand = (
 )
 
 
-@dataclass(frozen=True)
-class SchedulingDeps:
-    settings_store: UnitOfWork[SchedulingSettings]
-    schedules: UnitOfWork[CaseSchedule]
-    supervision: UnitOfWork[SupporterSupervision]
-    groups: UnitOfWork[GroupSession]
-    policies: Policies
-    records: RecordReader
-    decisions: DecisionReader
-    asking: Asking
-    settings: Settings
-    clock: Clock
-
-
-def reminders_keeper(
-    reminders: Reminders,
-    policies: Policies,
-    schedules: RecordStore[CaseSchedule],
-    clock: Clock,
-) -> Callable[[str, str, Stored[CaseSchedule]], Awaitable[None]]:
-    """What a committed schedule change does besides its events: set or clear the reminders of
-    the sessions it touched (run on every flush, so a crash in between is completed). It acts
-    on the sessions as they stand now, so a late flush cannot revive a cancelled reminder."""
-
-    async def keep_reminders(org: str, case_id: str, stored: Stored[CaseSchedule]) -> None:
-        schedule = stored.record
-        policy = await policies.get(org)
-        now = clock()
-        latest, _ = await schedules.load(org, case_id)
-        current = latest.record if latest else schedule
-        for session_id in schedule.touched:
-            session = current.session(session_id)
-            if session is not None and session.status == "booked":
-                due = session.start - timedelta(hours=policy.reminder_hours)
-                await reminders.set(org, case_id, session, due, now)
-            else:
-                await reminders.clear(org, session_id)
-
-    return keep_reminders
-
-
 handlers: Handlers[SchedulingDeps] = Handlers(SERVICE)
-R = TypeVar("R", bound=BaseModel)
-In = TypeVar("In")
-
-
-# Gathering -----------------------------------------------------------------------------
-
-
-async def context(org: str, deps: SchedulingDeps, now: datetime | None = None) -> Context:
-    """The organisation's policy, and the time now in its zone."""
-    policy = await deps.policies.get(org)
-    return Context(org, (now or deps.clock()).astimezone(ZoneInfo(policy.time_zone)), policy)
-
-
-async def parties(org: str, case_id: str, supporter_id: str, deps: SchedulingDeps) -> Parties:
-    case = await deps.records.case(org, case_id)
-    supporter = await deps.records.supporter(org, supporter_id)
-    return Parties(
-        supporter_id=supporter_id,
-        case=case,
-        supporter=supporter,
-        # A full caseload stops new matches, not the sessions of current ones.
-        supporter_unfit=await unfit(org, supporter_id, deps),
-        consent_active=await consent_active(org, case_id, deps),
-    )
-
-
-async def unfit(org: str, supporter_id: str, deps: SchedulingDeps) -> list[FieldError]:
-    """Why the supporter may not support anyone now, in the eligibility rules' words (their
-    decision as stored, as of now); empty when they may."""
-    fitness, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
-    return unfit_reasons(fitness)
-
-
-async def consent_active(org: str, case_id: str, deps: SchedulingDeps) -> bool:
-    consent, _ = await deps.decisions.get(org, Kind.CONSENT, case_id)
-    return consent is not None and consent.outcome == "active"
-
-
-async def judge_missing(org: str, verdicts: Verdicts, deps: SchedulingDeps) -> None:
-    """Ask the rules service for every verdict the last decision found missing."""
-    while verdicts.missing:
-        facts = verdicts.missing.pop()
-        reply = await deps.asking.evaluate(
-            org, EvaluateRules(kind=Kind.BOUNDARIES, facts=facts.model_dump(mode="json"))
-        )
-        if isinstance(reply, CommandRejected):
-            raise Refused.each(reply.errors)
-        verdicts.add(facts, reply.decision)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    ctx: Context
-    parties: Parties
-    verdicts: Verdicts
-
-
-NOBODY = Parties(
-    supporter_id="", case=None, supporter=None, supporter_unfit=[], consent_active=False
-)
-
-
-async def changed(
-    unit: UnitOfWork[R],
-    org: str,
-    entity_id: str,
-    decide: Callable[[R | None, In], Change[R] | None],
-    gather: Callable[[R | None], Awaitable[In]] | None = None,
-    received: Received | None = None,
-) -> Reply | None:
-    """Scheduling's way into the unit of work: a decision that finds a verdict not asked for
-    yet, or the case's supporter changed (``sessions.GatherAgain``), is gathered again."""
-
-    def pure(record: R | None, inputs: In) -> Change[R] | Stale | None:
-        try:
-            return decide(record, inputs)
-        except sessions.GatherAgain as again:
-            return Stale(str(again))
-
-    return (await unit.change(org, entity_id, pure, gather=gather, command=received)).reply
-
-
-async def on_schedule(
-    org: str,
-    case_id: str,
-    deps: SchedulingDeps,
-    decide: Callable[[CaseSchedule | None, Inputs], Change[CaseSchedule] | None],
-    received: Received | None = None,
-    supporter_id: str | None = None,
-    judged: bool = False,
-) -> Reply | None:
-    """Gather, then decide on one case's schedule and commit. ``judged`` decisions get the
-    case, its supporter (``supporter_id``, else the schedule's) and the boundaries' verdicts."""
-    verdicts = Verdicts()
-
-    async def gather(schedule: CaseSchedule | None) -> Inputs:
-        who = supporter_id or (schedule.supporter_id if schedule else None)
-        if judged:
-            await judge_missing(org, verdicts, deps)
-        return Inputs(
-            await context(org, deps),
-            await parties(org, case_id, who, deps) if judged and who else NOBODY,
-            verdicts,
-        )
-
-    return await changed(deps.schedules, org, case_id, decide, gather, received)
 
 
 async def on_case_command(
@@ -278,7 +125,7 @@ async def on_consent_decided(event: ConsentDecided, meta: Meta, deps: Scheduling
     decision = await deps.decisions.announced(
         meta.org, Kind.CONSENT, event.case_id, meta.envelope.time
     )
-    reason = sessions.CONSENT_NOT_ACTIVE
+    reason = judging.CONSENT_NOT_ACTIVE
     if decision.outcome == "active":
         # (A paused match stays paused: its schedule is suspended for that, not for consent.)
         await on_schedule(
@@ -317,7 +164,7 @@ async def on_match_paused(event: MatchPaused, meta: Meta, deps: SchedulingDeps) 
         meta.org,
         event.case_id,
         deps,
-        lambda s, got: sessions.stop(s, sessions.PAUSED, "suspended", got.ctx, event.supporter_id),
+        lambda s, got: sessions.stop(s, judging.PAUSED, "suspended", got.ctx, event.supporter_id),
     )
 
 
@@ -330,9 +177,9 @@ async def on_match_resumed(event: MatchResumed, meta: Meta, deps: SchedulingDeps
     org = meta.org
 
     def resume(schedule: CaseSchedule | None, got: Inputs) -> Change[CaseSchedule] | None:
-        still = None if got.parties.consent_active else sessions.CONSENT_NOT_ACTIVE
+        still = None if got.parties.consent_active else judging.CONSENT_NOT_ACTIVE
         return sessions.resume(
-            schedule, sessions.PAUSED, got.ctx, supporter_id=event.supporter_id, still=still
+            schedule, judging.PAUSED, got.ctx, supporter_id=event.supporter_id, still=still
         )
 
     await on_schedule(
@@ -387,7 +234,7 @@ async def on_supporter_eligibility_decided(
             org,
             case_id,
             deps,
-            lambda s, got: sessions.stop(s, sessions.PAUSED, "suspended", got.ctx, supporter_id),
+            lambda s, got: sessions.stop(s, judging.PAUSED, "suspended", got.ctx, supporter_id),
         )
 
 
@@ -546,46 +393,6 @@ async def record_supervision_attendance(
     )
 
 
-async def finish_outboxes(deps: SchedulingDeps) -> int:
-    """Carry out every outbox a crash left behind; in a healthy run, none. Returns how many."""
-    finished = 0
-    units: list[UnitOfWork[Any]] = [
-        deps.schedules,
-        deps.supervision,
-        deps.groups,
-        deps.settings_store,
-    ]
-    for unit in units:
-        finished += await unit.flush_pending(settle_s=deps.settings.settle_s)
-    if finished:
-        log.error("scheduling_outboxes_finished", count=finished)
-        metrics.RECONCILED.labels("scheduling", "outboxes_finished").inc(finished)
-    return finished
-
-
-async def plan_all_supervision(deps: SchedulingDeps) -> None:
-    supporters = await deps.decisions.subjects(Kind.ELIGIBILITY)
-    await periodic.each(
-        supporters, lambda item: plan_supervision(*item, deps), "supervision_planning"
-    )
-
-
-async def plan_supervision(org: str, supporter_id: str, deps: SchedulingDeps) -> None:
-    """A supporter always has their next supervision and team debrief booked, at the
-    organisation's cadence from the last one they attended (or from tomorrow)."""
-
-    async def gather(_: SupporterSupervision | None) -> Context:
-        return await context(org, deps)
-
-    await changed(
-        deps.supervision,
-        org,
-        supporter_id,
-        lambda record, ctx: supervision.plan(record, supporter_id, ctx),
-        gather,
-    )
-
-
 # Groups ----------------------------------------------------------------------------------
 
 
@@ -658,34 +465,3 @@ async def join_group_session(
             received,
         )
     )
-
-
-# The clock ------------------------------------------------------------------------------
-
-
-async def end_services(deps: SchedulingDeps, now: datetime | None = None) -> int:
-    """Cases whose funded period is over (and not extended) end: ``ServiceEnded``. Returns how
-    many ended."""
-    live = [
-        (org, case_id)
-        for org, case_id, stored, _ in await deps.schedules.store.each()
-        if stored.record.status in ("going_ahead", "suspended")
-    ]
-    ended: set[str] = set()
-
-    async def end_one(item: tuple[str, str]) -> None:
-        org, case_id = item
-
-        async def gather(_: CaseSchedule | None) -> Context:
-            return await context(org, deps, now)
-
-        def end(schedule: CaseSchedule | None, ctx: Context) -> Change[CaseSchedule] | None:
-            change = sessions.end_service(schedule, ctx)
-            if change is not None:
-                ended.add(f"{org}.{case_id}")
-            return change
-
-        await changed(deps.schedules, org, case_id, end, gather)
-
-    await periodic.each(live, end_one, "service_end")
-    return len(ended)

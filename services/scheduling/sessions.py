@@ -8,18 +8,15 @@ raises ``Refused`` naming each field and reason. Whatever binds the client to th
 needs the supporter fit to support them now, or is refused with each eligibility rule that
 refused (``rules.eligibility.<rule>``), and is refused while the match is paused; a booking
 or a move is then judged by the boundaries ruleset, a refusal naming each rule that refused
-(``rules.boundaries.<rule>``).
+(``rules.boundaries.<rule>``). How they are judged is in ``judging``; the helpers on the
+schedule record they share, in ``schedule_record``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 
-from contracts.intake import Method
 from contracts.records import CaseRecord, CaseSchedule, Session, SupporterRecord
-from contracts.replies import FieldError
-from contracts.rules import RulesDecision, SessionFacts
 from contracts.scheduling import (
     BookSession,
     CancelSession,
@@ -27,7 +24,6 @@ from contracts.scheduling import (
     ExtendService,
     FrequencyAgreed,
     GoAhead,
-    InitialMeetingProposed,
     ProposeMeetingTime,
     RecordAttendance,
     RecordFrequencyAgreement,
@@ -35,7 +31,6 @@ from contracts.scheduling import (
     ServiceEnded,
     ServiceExtended,
     SessionAttended,
-    SessionBooked,
     SessionCancelled,
     SessionRescheduled,
     SessionsResumed,
@@ -44,226 +39,22 @@ from contracts.scheduling import (
 from runtime.changes import Change, Refused
 from services.scheduling import domain
 from services.scheduling.domain import Context
-
-Decision = Change[CaseSchedule]
-
-
-# Why a schedule is suspended, and what lifts it: every party's consent active again; a
-# coordinator's review of the match its supporter's ineligibility paused (``MatchResumed``).
-CONSENT_NOT_ACTIVE = "consent_not_active"
-PAUSED = "supporter_ineligible"
-SUSPENDED = {
-    CONSENT_NOT_ACTIVE: "sessions are suspended until every party's consent is active again",
-    PAUSED: "the match is paused until a coordinator reviews it (its supporter became "
-    "ineligible): no meeting or session is arranged, booked or moved meanwhile",
-}
-
-
-class GatherAgain(Exception):
-    """A decision found it needs what was not gathered (a verdict not asked for yet) or that
-    what was gathered no longer fits (the case changed supporter). Raised from deep in a
-    decision; ``handlers.changed`` turns it into the unit of work's ``Stale``."""
-
-
-@dataclass(frozen=True)
-class Parties:
-    """What a schedule is judged on besides itself, read for one supporter: the case, the
-    supporter, why the supporter may not support anyone now (the eligibility rules that
-    refused; empty when they may), whether consent is active."""
-
-    supporter_id: str
-    case: CaseRecord | None
-    supporter: SupporterRecord | None
-    supporter_unfit: list[FieldError]
-    consent_active: bool
-
-
-@dataclass
-class Verdicts:
-    """The boundaries ruleset's verdicts the handler has gathered, by the facts they judged.
-    A decision needing a verdict not yet gathered notes its facts and asks to regather."""
-
-    known: dict[str, RulesDecision] = field(default_factory=dict)
-    missing: list[SessionFacts] = field(default_factory=list)
-
-    def on(self, facts: SessionFacts) -> RulesDecision:
-        decision = self.known.get(facts.model_dump_json())
-        if decision is None:
-            self.missing.append(facts)
-            raise GatherAgain("a boundaries verdict not asked for yet")
-        return decision
-
-    def add(self, facts: SessionFacts, decision: RulesDecision) -> None:
-        self.known[facts.model_dump_json()] = decision
-
-
-def refuse_unless_allowed(decision: RulesDecision) -> None:
-    if decision.outcome == "refused":
-        raise Refused.each(
-            [
-                FieldError(field=f"rules.boundaries.{f.rule}", reason=f.reason)
-                for f in decision.fired
-                if f.outcome == "refused"
-            ]
-        )
-
-
-def bindable(schedule: CaseSchedule, parties: Parties) -> tuple[CaseRecord, SupporterRecord]:
-    """The case and its supporter, if the client may be bound to them now: refused with each
-    eligibility rule's reason while the supporter may not support anyone, and while the match
-    is paused (whatever their eligibility now: only a coordinator's review lifts a pause)."""
-    if parties.supporter_id != schedule.supporter_id:
-        raise GatherAgain("the case changed supporter since they were read")
-    if parties.case is None or parties.supporter is None:
-        raise Refused("case_id", "the case or its supporter is no longer on record")
-    errors = list(parties.supporter_unfit)
-    if schedule.suspended_because == PAUSED:
-        errors.append(FieldError(field="case_id", reason=SUSPENDED[PAUSED]))
-    if errors:
-        raise Refused.each(errors)
-    return parties.case, parties.supporter
-
-
-def judge(
-    schedule: CaseSchedule,
-    ctx: Context,
-    parties: Parties,
-    verdicts: Verdicts,
-    *,
-    start: datetime,
-    minutes: int,
-    method: Method,
-    purposes: list[str] | None = None,
-    moving: str | None = None,
-    service_ends_on: date | None = None,
-) -> None:
-    """Refuse a booking the boundaries ruleset refuses (or that may not bind the client to
-    the supporter at all: ``bindable``)."""
-    case, supporter = bindable(schedule, parties)
-    others = [s for s in schedule.sessions if s.session_id != moving]
-    facts = domain.boundaries_facts(
-        case,
-        start=start,
-        minutes=minutes,
-        method=method,
-        agreed_methods=set(case.intake.client.methods) & set(supporter.profile.methods),
-        per_week=domain.sessions_within_a_week(others, start, ctx.zone),
-        agreed_per_week=schedule.sessions_per_week_agreed,
-        service_ends_on=service_ends_on or schedule.service_ends_on,
-        consent_active=parties.consent_active,
-        zone=ctx.zone,
-        purposes=purposes or ["peer_support"],
-    )
-    refuse_unless_allowed(verdicts.on(facts))
-
-
-# Records ------------------------------------------------------------------------------
-
-
-def room_for(schedule: CaseSchedule, more: int, field: str) -> None:
-    """A case's record holds at most ``MAX_SESSIONS`` sessions (cancelled ones included)."""
-    if len(schedule.sessions) + more > domain.MAX_SESSIONS:
-        raise Refused(
-            field,
-            f"a case holds at most {domain.MAX_SESSIONS} sessions; "
-            "close this service and open another",
-        )
-
-
-def changed(
-    schedule: CaseSchedule, ctx: Context, touched: list[str], **update: object
-) -> CaseSchedule:
-    """The schedule with ``update``; ``touched`` names the sessions whose reminders change."""
-    return schedule.model_copy(update={**update, "touched": touched, "updated_at": ctx.now})
-
-
-def session_id(schedule: CaseSchedule, added: int = 0) -> str:
-    """Sessions are numbered in the order they were added, across supporters; none is ever
-    removed."""
-    return f"{schedule.case_id}-{schedule.earlier_sessions + len(schedule.sessions) + added:03d}"
-
-
-def must_have(schedule: CaseSchedule | None, *statuses: str) -> CaseSchedule:
-    if schedule is None:
-        raise Refused("case_id", "this case has no active match to schedule for")
-    if schedule.status not in statuses:
-        wanted = " or ".join(statuses)
-        why = SUSPENDED.get(schedule.suspended_because or "")
-        raise Refused(
-            "case_id",
-            f"the case's schedule is {schedule.status}, not {wanted}" + (f": {why}" if why else ""),
-        )
-    return schedule
-
-
-def binding(schedule: CaseSchedule | None, parties: Parties, *statuses: str) -> CaseSchedule:
-    """``must_have``, for a decision that binds the client to the supporter: first, whether it
-    may (``bindable``), so a paused match or an unfit supporter is refused saying why."""
-    if schedule is not None:
-        bindable(schedule, parties)
-    return must_have(schedule, *statuses)
-
-
-def current_meeting(schedule: CaseSchedule) -> Session | None:
-    """The latest initial meeting (earlier times are kept: cancelled, or missed)."""
-    meetings = [s for s in schedule.sessions if s.kind == "initial_meeting"]
-    return next((s for s in reversed(meetings) if s.status != "cancelled"), None)
-
-
-def _meeting(schedule: CaseSchedule) -> Session:
-    meeting = current_meeting(schedule)
-    if meeting is None:
-        raise Refused("case_id", "no initial meeting has been proposed yet")
-    return meeting
-
-
-def _replace(schedule: CaseSchedule, session: Session) -> list[Session]:
-    return [session if s.session_id == session.session_id else s for s in schedule.sessions]
-
-
-def minutes_of(session: Session) -> int:
-    return int((session.end - session.start).total_seconds() // 60)
-
-
-def _booked(schedule: CaseSchedule, session: Session) -> SessionBooked:
-    return SessionBooked(
-        case_id=schedule.case_id,
-        supporter_id=schedule.supporter_id,
-        session_id=session.session_id,
-        kind=session.kind,
-        start=session.start,
-        end=session.end,
-        method=session.method,
-    )
-
-
-def _meeting_proposed(schedule: CaseSchedule, meeting: Session, by: str) -> InitialMeetingProposed:
-    return InitialMeetingProposed(
-        case_id=schedule.case_id,
-        supporter_id=schedule.supporter_id,
-        session_id=meeting.session_id,
-        start=meeting.start,
-        end=meeting.end,
-        method=meeting.method,
-        proposed_by=by,
-    )
-
-
-def _regular(
-    schedule: CaseSchedule, starts: list[datetime], minutes: int, method: Method
-) -> list[Session]:
-    return [
-        Session(
-            session_id=session_id(schedule, k),
-            kind="regular",
-            start=start,
-            end=start + timedelta(minutes=minutes),
-            method=method,
-            status="booked",
-        )
-        for k, start in enumerate(starts)
-    ]
-
+from services.scheduling.judging import PAUSED, SUSPENDED, Parties, Verdicts, bindable, judge
+from services.scheduling.schedule_record import (
+    Decision,
+    binding,
+    changed,
+    current_meeting,
+    meeting_proposed,
+    minutes_of,
+    must_have,
+    regular_sessions,
+    replaced,
+    required_meeting,
+    room_for,
+    session_booked,
+    session_id,
+)
 
 # An active match ----------------------------------------------------------------------
 
@@ -292,7 +83,7 @@ def arrange(
     if meeting is None:
         return Change(fresh, [])  # no common time: either side proposes one
     record = fresh.model_copy(update={"sessions": [meeting]})
-    return Change(record, [_meeting_proposed(record, meeting, "scheduling")])
+    return Change(record, [meeting_proposed(record, meeting, "scheduling")])
 
 
 def _meeting_offer(
@@ -417,13 +208,13 @@ def confirm(
     verdicts: Verdicts,
 ) -> Decision:
     schedule = binding(schedule, parties, "arranging")
-    meeting = _meeting(schedule)
+    meeting = required_meeting(schedule)
     if meeting.status != "proposed":
         raise Refused("case_id", f"the initial meeting is already {meeting.status}")
     confirmed = sorted({*meeting.confirmed_by, command.by})
     if len(confirmed) < 2:
         meeting = meeting.model_copy(update={"confirmed_by": confirmed})
-        return Change(changed(schedule, ctx, [], sessions=_replace(schedule, meeting)), [])
+        return Change(changed(schedule, ctx, [], sessions=replaced(schedule, meeting)), [])
     judge(
         schedule,
         ctx,
@@ -435,8 +226,8 @@ def confirm(
         moving=meeting.session_id,
     )
     meeting = meeting.model_copy(update={"confirmed_by": confirmed, "status": "booked"})
-    record = changed(schedule, ctx, [meeting.session_id], sessions=_replace(schedule, meeting))
-    return Change(record, [_booked(schedule, meeting)])
+    record = changed(schedule, ctx, [meeting.session_id], sessions=replaced(schedule, meeting))
+    return Change(record, [session_booked(schedule, meeting)])
 
 
 def propose_time(
@@ -474,10 +265,10 @@ def propose_time(
     touched = []
     if old is not None and old.status in domain.LIVE:  # a missed meeting stays on record
         moved = old.model_copy(update={"status": "cancelled", "cancel_reason": "another_time"})
-        sessions = [*_replace(schedule, moved), meeting]
+        sessions = [*replaced(schedule, moved), meeting]
         touched = [old.session_id]
     record = changed(schedule, ctx, touched, sessions=sessions)
-    return Change(record, [_meeting_proposed(record, meeting, command.by)])
+    return Change(record, [meeting_proposed(record, meeting, command.by)])
 
 
 def attendance(schedule: CaseSchedule | None, command: RecordAttendance, ctx: Context) -> Decision:
@@ -490,7 +281,7 @@ def attendance(schedule: CaseSchedule | None, command: RecordAttendance, ctx: Co
     if session.start > ctx.now:
         raise Refused("session_id", "the session has not started yet")
     done = session.model_copy(update={"status": command.outcome})
-    record = changed(schedule, ctx, [done.session_id], sessions=_replace(schedule, done))
+    record = changed(schedule, ctx, [done.session_id], sessions=replaced(schedule, done))
     event = SessionAttended(
         case_id=schedule.case_id, session_id=done.session_id, outcome=command.outcome
     )
@@ -508,7 +299,7 @@ def go_ahead(
     verdicts: Verdicts,
 ) -> Decision:
     schedule = binding(schedule, parties, "arranging")
-    meeting = _meeting(schedule)
+    meeting = required_meeting(schedule)
     if meeting.status != "completed":
         raise Refused("case_id", "the client decides after the initial meeting has taken place")
     method = command.method or meeting.method
@@ -532,7 +323,7 @@ def go_ahead(
         method=method,
         service_ends_on=ends_on,
     )
-    sessions = _regular(schedule, starts, ctx.policy.session_minutes, method)
+    sessions = regular_sessions(schedule, starts, ctx.policy.session_minutes, method)
     record = changed(
         schedule,
         ctx,
@@ -604,7 +395,7 @@ def book(
         notes=command.notes,
     )
     record = changed(schedule, ctx, [session.session_id], sessions=[*schedule.sessions, session])
-    return Change(record, [_booked(schedule, session)])
+    return Change(record, [session_booked(schedule, session)])
 
 
 def reschedule(
@@ -634,7 +425,7 @@ def reschedule(
     moved = session.model_copy(
         update={"start": start, "end": start + (session.end - session.start)}
     )
-    record = changed(schedule, ctx, [moved.session_id], sessions=_replace(schedule, moved))
+    record = changed(schedule, ctx, [moved.session_id], sessions=replaced(schedule, moved))
     event = SessionRescheduled(
         case_id=schedule.case_id, session_id=moved.session_id, start=moved.start, end=moved.end
     )
@@ -648,7 +439,7 @@ def cancel(schedule: CaseSchedule | None, command: CancelSession, ctx: Context) 
         raise Refused("session_id", "no upcoming session with this id in this case")
     reason = f"cancelled_by_{command.by}"
     gone = session.model_copy(update={"status": "cancelled", "cancel_reason": reason})
-    record = changed(schedule, ctx, [gone.session_id], sessions=_replace(schedule, gone))
+    record = changed(schedule, ctx, [gone.session_id], sessions=replaced(schedule, gone))
     event = SessionCancelled(case_id=schedule.case_id, session_id=gone.session_id, reason=reason)
     return Change(record, [event])
 
@@ -670,7 +461,7 @@ def extend(
         )
     last = max(s.start for s in schedule.sessions if s.kind == "regular")
     starts = domain.weekly(domain.next_week(last, ctx.zone), command.until, ctx.zone)
-    sessions = _regular(schedule, starts, ctx.policy.session_minutes, schedule.method)
+    sessions = regular_sessions(schedule, starts, ctx.policy.session_minutes, schedule.method)
     room_for(schedule, len(sessions), "until")
     record = changed(
         schedule,

@@ -45,8 +45,8 @@ from contracts.scheduling import (
 from runtime.clock import SYSTEM, Clock, ManualClock
 from runtime.settings import Settings
 from runtime.vault import Vault
-from services.scheduling import handlers
-from services.scheduling.handlers import SchedulingDeps
+from services.scheduling import sweeps
+from services.scheduling.gathering import SchedulingDeps
 from tests.conftest import Start
 from tests.support import (
     AUCKLAND,
@@ -175,13 +175,13 @@ async def test_the_organisation_extends_the_service_then_it_ends_and_frees_the_s
     assert extended.data["service_ends_on"] == str(ends_on + timedelta(weeks=2))
     shorter = await client.submit(org, ExtendService(case_id="c1", until=ends_on))
     assert isinstance(shorter, CommandRejected)
-    assert shorter.errors[0].field == "until"
+    assert shorter.errors[0].field == "data.until"
 
     deps = running.deps["scheduling"]
     assert isinstance(deps, SchedulingDeps)
-    assert await handlers.end_services(deps, clock()) == 0  # not over yet
+    assert await sweeps.end_services(deps, clock()) == 0  # not over yet
     later = clock() + timedelta(weeks=8)
-    assert await handlers.end_services(deps, later) >= 1
+    assert await sweeps.end_services(deps, later) >= 1
     [ended] = await wait_for(client, org, "ServiceEnded")
     assert ended.data["ended_on"] == str(ends_on + timedelta(weeks=2))
     # Matching ends the match and the supporter's slot is free again.
@@ -456,7 +456,7 @@ async def test_a_supervision_lapse_keeps_a_supporter_from_new_matches_until_atte
     # Not before it has started: evidence counts once it has happened.
     early = await client.submit(org, attend)
     assert isinstance(early, CommandRejected)
-    assert early.errors[0].field == "session_id"
+    assert early.errors[0].field == "data.session_id"
     assert "has not started yet" in early.errors[0].reason
     await clock.sleep_until(datetime.fromisoformat(supervision.data["start"]) + timedelta(hours=1))
     await accepted(client, org, attend)
@@ -517,7 +517,7 @@ async def test_a_group_session_takes_consented_clients_up_to_its_capacity(
     full = await client.submit(org, JoinGroupSession(group_id="g1", case_id="c3"))
     assert isinstance(full, CommandRejected)
     assert (full.errors[0].field, full.errors[0].reason) == (
-        "group_id",
+        "data.group_id",
         "the group session is full (2 places)",
     )
     joined = await wait_for(client, org, "GroupParticipantJoined", 2)

@@ -27,9 +27,9 @@ from contracts.scheduling import (
     SessionsResumed,
 )
 from runtime.changes import Refused
-from services.scheduling import sessions
+from services.scheduling import judging, sessions
 from services.scheduling.domain import Context
-from services.scheduling.sessions import GatherAgain, Parties, Verdicts
+from services.scheduling.judging import GatherAgain, Parties, Verdicts
 from tests import records
 from tests.support import AUCKLAND
 
@@ -274,7 +274,7 @@ def test_a_paused_match_is_refused_in_plain_words_even_once_its_supporter_is_fit
 ) -> None:
     schedule, decide = _binding(command)
     _, parties = _going_ahead()
-    paused = sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s1")
+    paused = sessions.stop(schedule, judging.PAUSED, "suspended", CTX, "s1")
     assert paused is not None
 
     with pytest.raises(Refused) as fit_again:
@@ -297,7 +297,7 @@ def test_attendance_and_cancelling_are_never_held_up_by_a_pause() -> None:
         status="booked",
     )
     schedule = schedule.model_copy(update={"sessions": [*schedule.sessions, held]})
-    paused = sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s1")
+    paused = sessions.stop(schedule, judging.PAUSED, "suspended", CTX, "s1")
     assert paused is not None
     assert paused.record.session("c1-009") == held  # under way: not cancelled
 
@@ -316,28 +316,28 @@ def test_a_pause_outlasts_consent_and_its_review_waits_for_consent() -> None:
     schedule, _ = _going_ahead()
     future = {s.session_id for s in schedule.sessions}
     # Consent withdrawn, then the supporter became ineligible: the match is paused.
-    withdrawn = sessions.stop(schedule, sessions.CONSENT_NOT_ACTIVE, "suspended", CTX)
+    withdrawn = sessions.stop(schedule, judging.CONSENT_NOT_ACTIVE, "suspended", CTX)
     assert withdrawn is not None
-    paused = sessions.stop(withdrawn.record, sessions.PAUSED, "suspended", CTX, "s1")
+    paused = sessions.stop(withdrawn.record, judging.PAUSED, "suspended", CTX, "s1")
     assert paused is not None
-    assert (paused.record.suspended_because, paused.events) == (sessions.PAUSED, [])
+    assert (paused.record.suspended_because, paused.events) == (judging.PAUSED, [])
     # Consent again is no review: nothing comes back, and consent withdrawn again changes
     # nothing either.
-    assert sessions.resume(paused.record, sessions.CONSENT_NOT_ACTIVE, CTX) is None
-    assert sessions.stop(paused.record, sessions.CONSENT_NOT_ACTIVE, "suspended", CTX) is None
+    assert sessions.resume(paused.record, judging.CONSENT_NOT_ACTIVE, CTX) is None
+    assert sessions.stop(paused.record, judging.CONSENT_NOT_ACTIVE, "suspended", CTX) is None
 
     # The coordinator's review while consent is not active: suspended for consent now.
     reviewed = sessions.resume(
-        paused.record, sessions.PAUSED, CTX, supporter_id="s1", still=sessions.CONSENT_NOT_ACTIVE
+        paused.record, judging.PAUSED, CTX, supporter_id="s1", still=judging.CONSENT_NOT_ACTIVE
     )
     assert reviewed is not None
     assert (reviewed.record.status, reviewed.record.suspended_because) == (
         "suspended",
-        sessions.CONSENT_NOT_ACTIVE,
+        judging.CONSENT_NOT_ACTIVE,
     )
     assert reviewed.events == []
     # Then consent: every session cancelled while suspended, for either reason, is back.
-    back = sessions.resume(reviewed.record, sessions.CONSENT_NOT_ACTIVE, CTX)
+    back = sessions.resume(reviewed.record, judging.CONSENT_NOT_ACTIVE, CTX)
     assert back is not None
     assert back.record.status == "going_ahead"
     [resumed] = back.events
@@ -347,10 +347,10 @@ def test_a_pause_outlasts_consent_and_its_review_waits_for_consent() -> None:
 
 def test_a_review_of_an_earlier_supporters_match_resumes_nothing() -> None:
     schedule, _ = _going_ahead()
-    paused = sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s1")
+    paused = sessions.stop(schedule, judging.PAUSED, "suspended", CTX, "s1")
     assert paused is not None
-    assert sessions.resume(paused.record, sessions.PAUSED, CTX, supporter_id="s0") is None
-    assert sessions.stop(schedule, sessions.PAUSED, "suspended", CTX, "s0") is None
+    assert sessions.resume(paused.record, judging.PAUSED, CTX, supporter_id="s0") is None
+    assert sessions.stop(schedule, judging.PAUSED, "suspended", CTX, "s0") is None
 
 
 def test_the_service_ends_on_its_end_day_in_the_organisations_zone() -> None:

@@ -49,7 +49,9 @@ from runtime.store import Outbox
 from services.intake import domain as intake
 from services.rules import facts
 from services.scheduling.bootstrap import BUCKETS, wire
-from services.scheduling.handlers import SchedulingDeps, finish_outboxes, handlers
+from services.scheduling.gathering import SchedulingDeps
+from services.scheduling.handlers import handlers
+from services.scheduling.sweeps import finish_outboxes
 from tests import records
 from tests.fakes import (
     ORG,
