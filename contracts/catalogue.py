@@ -14,7 +14,7 @@ from contracts import intake, matching, rules, scheduling, subjects, views
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, CommandUnavailable, DeadLetter
 
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c

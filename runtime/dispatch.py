@@ -35,7 +35,7 @@ C = TypeVar("C", bound=Command)
 
 
 # The message being handled in this task, if any: whatever a handler publishes carries its
-# correlation and trace (``store.Changer``, the rules' decisions) without every function
+# correlation and trace (``runtime.unit``) without every function
 # between the handler and the publish passing it on.
 CAUSE: ContextVar[RawEnvelope | None] = ContextVar("cause", default=None)
 
