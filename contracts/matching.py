@@ -219,11 +219,3 @@ EVENTS: tuple[type[Event], ...] = (
     MatchEnded,
     ServiceRefused,
 )
-# Events after which a supporter's slots or standing changed: the waitlist is tried again.
-RELEASING: tuple[type[Event], ...] = (
-    ProposalAccepted,
-    ProposalsDeclined,
-    ProposalsExpired,
-    MatchEnded,
-    ServiceRefused,
-)

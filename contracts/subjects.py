@@ -32,7 +32,6 @@ from __future__ import annotations
 import re
 
 PREFIX = "alongside"
-ORG_TOKEN_POSITION = 2  # 1-based, as NATS accounts count it
 
 # The org and id patterns keep every value a single, safe subject/KV token.
 ORG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,31}$"

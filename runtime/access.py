@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import nkeys
 
@@ -107,7 +107,6 @@ def _stream_reader(stream: str) -> tuple[str, ...]:
 #                the sensitive reads among them, which the console gives only behind its
 #                roles and its access log; and the feed, through consumers it makes itself.
 CredentialKind = Literal["subscriber", "integration", "console"]
-KINDS: tuple[CredentialKind, ...] = get_args(CredentialKind)
 
 
 def org_permissions(org: str, kind: CredentialKind, name: str) -> Permissions:

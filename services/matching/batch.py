@@ -51,14 +51,13 @@ WIDE = 500  # for the clients the first solve left out
 def assign(
     index: SupporterIndex,
     requests: Sequence[Request],
-    per_client: int = PER_CLIENT,
     in_order: bool = False,
 ) -> Assignment:
     """``in_order``: the requests' order (the order clients asked) comes before the scores,
     as the waitlist is served: a client who asked later never takes a place from one who
     asked earlier, whatever fits either better. Otherwise (an import, asked at once) the
     order only breaks ties."""
-    first = _solve(index, requests, per_client, index.free.astype(np.int64), in_order)
+    first = _solve(index, requests, PER_CLIENT, index.free.astype(np.int64), in_order)
     # Clients alike share their best candidates: some may be left out though others who fit
     # them still have room. They are offered the remaining room from their whole pool.
     left = [

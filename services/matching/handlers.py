@@ -4,11 +4,11 @@ Every handler gathers what its decision needs (the client and their policy, cons
 reserves what it must before committing: new proposals first *hold* their supporters'
 slots, by compare-and-set on each caseload, refused when every slot is taken, so no
 replica ever proposes a supporter beyond their free slots. Then a pure decision
-(``decisions``) is committed with its outbox by the unit of work (``runtime.unit``), only on the state it
-was gathered for: if the case moved on meanwhile, what was reserved goes back and it is
-gathered again (``offering``). Many clients at once, an import's batch or the waitlist, are
-offered places together (``batch_offers``); free places are taken in turn, the waiting
-first (``waitlist``).
+(``decisions``) is committed with its outbox by the unit of work (``runtime.unit``), only
+on the state it was gathered for: if the case moved on meanwhile, what was reserved goes
+back and it is gathered again (``offering``). Many clients at once, an import's batch or
+the waitlist, are offered places together (``batch_offers``); free places are taken in
+turn, the waiting first (``waitlist``).
 """
 
 from __future__ import annotations

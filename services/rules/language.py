@@ -20,10 +20,7 @@ from typing import Any, TypeAlias
 from contracts.rules import EFFECTS, FACTS, OUTCOMES, Kind
 from services.rules.conditions import Always, Condition, comparisons, parse_condition
 from services.rules.fields import FieldSpec, field_specs
-from services.rules.located import Located, expect_mapping, expect_text, read
-
-# Every reader here raises it: who reads rules files catches it as language.RulesFileError.
-from services.rules.located import RulesFileError as RulesFileError
+from services.rules.located import Located, expect_mapping, expect_text
 
 
 @dataclass(frozen=True)
@@ -90,16 +87,8 @@ class Override:
     rules: RawRules
 
 
-def read_ruleset(path: Path) -> RawRuleset:
-    return _ruleset(read(path))
-
-
 def read_ruleset_text(label: str, text: str) -> RawRuleset:
     return _ruleset(Located(Path(label), text))
-
-
-def read_override(path: Path) -> Override:
-    return _override(read(path))
 
 
 def read_override_text(label: str, text: str) -> Override:

@@ -13,18 +13,15 @@ import uuid
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from pydantic import TypeAdapter
 
 from contracts import subjects
 from contracts.envelope import wrap
 from contracts.records import Session
-from contracts.rules import RulesEvaluated
 from contracts.scheduling import SessionReminderDue
 from runtime import topology
 
 SOURCE = "alongside/scheduling"
 NAMESPACE = uuid.UUID("5c2f8a1e-7d3b-4e6a-9b0c-1f2e3d4c5b6a")
-_RULES_REPLY: TypeAdapter[RulesEvaluated] = TypeAdapter(RulesEvaluated)
 
 
 class Reminders:

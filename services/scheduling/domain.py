@@ -77,12 +77,11 @@ def first_common_time(
     minutes: int,
     after: datetime,
     zone: ZoneInfo,
-    horizon_days: int = 28,
 ) -> datetime | None:
     """The earliest start, no sooner than ``after``, when both are free for ``minutes``."""
     windows = common_windows(a, b, minutes)
     first_day = after.astimezone(zone).date()
-    for offset in range(horizon_days):
+    for offset in range(28):  # four weeks ahead, no further
         day = first_day + timedelta(days=offset)
         for weekday, start in windows:
             if WEEKDAYS.index(weekday) == day.weekday() and at(day, start, zone) >= after:

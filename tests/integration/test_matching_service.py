@@ -159,10 +159,10 @@ async def test_commands_that_cannot_apply_are_refused_naming_the_field(
     await wait_for(client, org, "MatchProposed")
 
     cases = [
-        (AcceptProposal(case_id="c1", supporter_id="nobody"), "supporter_id", "not proposed"),
-        (AcceptProposal(case_id="c-none", supporter_id="s1"), "case_id", "nothing has been"),
-        (ChangeSupporter(case_id="c1"), "case_id", "not accepted or active"),
-        (RefuseService(case_id="c-none"), "case_id", "no such case"),
+        (AcceptProposal(case_id="c1", supporter_id="nobody"), "data.supporter_id", "not proposed"),
+        (AcceptProposal(case_id="c-none", supporter_id="s1"), "data.case_id", "nothing has been"),
+        (ChangeSupporter(case_id="c1"), "data.case_id", "not accepted or active"),
+        (RefuseService(case_id="c-none"), "data.case_id", "no such case"),
     ]
     for command, field, reason in cases:
         reply = await client.submit(org, command)

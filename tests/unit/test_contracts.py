@@ -61,7 +61,7 @@ def test_org_is_the_second_token_of_every_subject() -> None:
         subjects.event("acme", "IntakeReceived"),
         subjects.dead_letter("acme", "intake", "crm"),
     ]
-    assert all(s.split(".")[subjects.ORG_TOKEN_POSITION - 1] == "acme" for s in built)
+    assert all(s.split(".")[1] == "acme" for s in built)
     assert all(subjects.org_of(s) == "acme" for s in built)
 
 

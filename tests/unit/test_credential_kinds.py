@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from contracts import subjects
 from contracts.catalogue import COMMANDS, INTEGRATION_COMMANDS
 from runtime.access import (
-    KINDS,
     OPERATOR_PRINCIPAL,
     RESERVED_NAMES,
     AccessError,
     AuthDir,
+    CredentialKind,
     credential_name,
     org_permissions,
     org_user,
@@ -48,7 +49,7 @@ def test_the_names_the_server_vouches_for_cannot_be_taken() -> None:
     assert credential_name("integration", "case-form") == "case-form"
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", get_args(CredentialKind))
 def test_a_credential_says_its_inbox_sender_and_kind(kind: str, tmp_path: Path) -> None:
     auth = AuthDir.init(tmp_path / "auth", [], 1_700_000_000)
     name = credential_name(kind, None if kind == "console" else "feed")  # type: ignore[arg-type]

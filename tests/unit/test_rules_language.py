@@ -10,6 +10,7 @@ import pytest
 from contracts.rules import Kind
 from services.rules import bundle, language, reference
 from services.rules.engine import Engine
+from services.rules.located import RulesFileError
 
 ROOT = bundle.DEFAULT_ROOT
 
@@ -131,7 +132,7 @@ def test_strict_check_names_file_line_and_reason(
 ) -> None:
     path = tree / "default" / "eligibility" / "ruleset.yaml"
     replace(path, old, new)
-    with pytest.raises(language.RulesFileError) as info:
+    with pytest.raises(RulesFileError) as info:
         check(tree)
     assert message in info.value.message
     assert info.value.path == str(path)
@@ -141,7 +142,7 @@ def test_strict_check_names_file_line_and_reason(
 def test_a_wrong_value_in_a_case_is_an_error_with_its_line(tree: Path) -> None:
     path = tree / "default" / "consent" / "cases.yaml"
     replace(path, "status: withdrawn", "status: withdrew")
-    with pytest.raises(language.RulesFileError) as info:
+    with pytest.raises(RulesFileError) as info:
         check(tree)
     assert "facts do not fit consent" in info.value.message
     assert info.value.path == str(path)
@@ -149,7 +150,7 @@ def test_a_wrong_value_in_a_case_is_an_error_with_its_line(tree: Path) -> None:
 
 def test_a_stray_file_is_an_error(tree: Path) -> None:
     (tree / "default" / "eligibility" / "rulset.yaml").write_text("ruleset: eligibility\n")
-    with pytest.raises(language.RulesFileError, match="unexpected file"):
+    with pytest.raises(RulesFileError, match="unexpected file"):
         check(tree)
 
 
@@ -199,7 +200,7 @@ def test_override_changes_params_disables_changes_and_adds_rules(tree: Path) -> 
 def test_override_errors_name_the_override(tree: Path) -> None:
     override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
     replace(override, "disable: [caseload-full]", "disable: [caseload-ful]")
-    with pytest.raises(language.RulesFileError) as info:
+    with pytest.raises(RulesFileError) as info:
         check(tree)
     assert info.value.path == str(override)
     assert "no rule 'caseload-ful' to disable" in info.value.message
@@ -211,7 +212,7 @@ def test_a_list_of_more_values_than_the_engine_takes_is_an_error_on_its_line(tre
     path = tree / "default" / "eligibility" / "ruleset.yaml"
     values = ", ".join(f"v{i}" for i in range(101))
     replace(path, "{suspended: {eq: true}}", "{training_courses: {contains_any: [" + values + "]}}")
-    with pytest.raises(language.RulesFileError) as info:
+    with pytest.raises(RulesFileError) as info:
         check(tree)
     assert "contains_any takes at most 100 values, not 101" in info.value.message
     assert info.value.line == line_of(path, "v100")
@@ -237,7 +238,7 @@ def test_lists_within_their_limit_that_together_would_hang_the_engine_are_an_err
     )  # 401 with the default's own recovery rule: compiles
     loaded.unload()
     override.write_text('ruleset: eligibility\nversion: "2.0.0-h"\nrules:\n' + rules(6))
-    with pytest.raises(language.RulesFileError) as info:
+    with pytest.raises(RulesFileError) as info:
         bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve()
     assert info.value.message == (
         "the ruleset compares recovery_days with 501 values by this rule; at most 500 per "
@@ -254,7 +255,7 @@ def test_an_override_cannot_grow_a_ruleset_past_its_limit(tree: Path) -> None:
         for n in range(language.MAX_RULES)
     )
     override.write_text('ruleset: eligibility\nversion: "2.0.0-h"\nrules:\n' + added)
-    with pytest.raises(language.RulesFileError, match="at most 200 rules") as info:
+    with pytest.raises(RulesFileError, match="at most 200 rules") as info:
         bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve()
     assert info.value.path.endswith("override.yaml")
 
@@ -286,7 +287,7 @@ def test_a_filled_in_reason_is_capped_whatever_the_facts() -> None:
 def test_a_number_the_engine_cannot_read_is_an_error_on_its_line(tree: Path) -> None:
     path = tree / "default" / "boundaries" / "ruleset.yaml"
     replace(path, "{gt: {param: max_sessions_per_week_without_agreement}}", "{lt: 1.0e-7}")
-    with pytest.raises(language.RulesFileError) as info:
+    with pytest.raises(RulesFileError) as info:
         check(tree)
     assert "sessions_per_week: a number in a rule is 0, or between 0.0001 and" in info.value.message
     assert info.value.line == line_of(path, "1.0e-7")
@@ -329,7 +330,7 @@ def test_an_allow_list_is_for_lists_only(tree: Path) -> None:
         "{duration_minutes: {lt: {param: min_duration_minutes}}}",
         "{duration_minutes: {contains_other_than: [60, 90]}}",
     )
-    with pytest.raises(language.RulesFileError) as info:
+    with pytest.raises(RulesFileError) as info:
         check(tree)
     assert "operator not valid for integer" in info.value.message
     assert "contains_other_than" in info.value.message
