@@ -34,7 +34,7 @@ from pathlib import Path
 
 from alongside import sample, services
 from alongside.client import AlongsideClient
-from bench import console_serving, register
+from bench import console_serving, deployment, register
 from contracts.replies import CommandAccepted
 from runtime import bus, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
@@ -57,7 +57,7 @@ async def run(n: int, rounds: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder)
         auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
-        settings = Settings(master_key_file=auth.path / "master.key", log_level="ERROR")
+        settings = deployment(state, log_level="ERROR")
         with EmbeddedNats(state / "nats", auth=auth) as server:
             return await measure(server.url, auth, state, settings, n, rounds)
 
@@ -68,7 +68,7 @@ async def measure(
     admin = await bus.connect(url, "bench-admin", auth.credentials(ADMIN))
     system = await bus.connect(url, "bench-system", auth.credentials(SYSTEM_USER))
     await topology.provision(admin.jetstream(), settings)
-    await register(admin.jetstream(), ORG)
+    await register(admin.jetstream(), ORG, settings=settings)
     running = await services.start(url, ["intake"], settings, credentials=auth.credentials)
     credentials = Credentials(
         await admin.jetstream().key_value(topology.CREDENTIALS_BUCKET),

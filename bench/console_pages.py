@@ -36,7 +36,7 @@ from pathlib import Path
 
 from nats.js import JetStreamContext
 
-from bench import console_serving, register
+from bench import console_serving, deployment, register
 from contracts.envelope import Event, wrap
 from contracts.intake import (
     IntakeReceived,
@@ -269,7 +269,7 @@ async def run(supporters: int, cases: int, n: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder)
         auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
-        settings = Settings(master_key_file=auth.path / "master.key", log_level="ERROR")
+        settings = deployment(state, log_level="ERROR")
         with EmbeddedNats(state / "nats", auth=auth) as server:
             return await measure(server.url, auth, state, settings, supporters, cases, n)
 
@@ -286,7 +286,7 @@ async def measure(
     admin = await bus.connect(url, "bench-admin", auth.credentials(ADMIN))
     system = await bus.connect(url, "bench-system", auth.credentials(SYSTEM_USER))
     await topology.provision(admin.jetstream(), settings)
-    await register(admin.jetstream(), ORG)
+    await register(admin.jetstream(), ORG, settings=settings)
     now = SYSTEM()
     events = history(supporters, cases, now)
     started = time.perf_counter()

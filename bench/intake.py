@@ -28,6 +28,7 @@ service logs, are counted (all should be 0). Fixed seed; the last line printed i
 JSON object.
 
     python -m bench.intake [--n 2000]
+    python -m bench.intake --quick --n 60    # each setting once: a smoke run
 """
 
 from __future__ import annotations
@@ -39,25 +40,31 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import nats
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from bench import register
+from bench import (
+    cpu_seconds,
+    deployment,
+    environment,
+    last_lines,
+    register,
+    spawn,
+    wait_for_responder,
+)
 from contracts import subjects
 from contracts.envelope import wrap
 from contracts.replies import CommandAccepted
@@ -71,7 +78,6 @@ from runtime.settings import Settings
 SEED = 20261123
 INTAKE = subjects.command("bench", "intake", "SubmitIntake", subjects.OPERATOR)
 IN_FLIGHT = 32
-START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ TRACING = Setting("_tracing", metrics=True, tracing=True)
 # Intake phases on each server: every setting's mean position is the same, so a linear
 # drift cancels, and shipped against either other setting is ordered A, B, B, A.
 PHASES = (SHIPPED, METRICS_OFF, TRACING, TRACING, METRICS_OFF, SHIPPED)
+QUICK_PHASES = (SHIPPED, METRICS_OFF, TRACING)  # ``--quick``: half the service starts
 ECHO = """
 import asyncio, sys, nats
 async def main():
@@ -116,71 +123,10 @@ async def timed(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
     return latencies
 
 
-def spawn(
-    args: list[str], env: dict[str, str] | None = None, log: Path | None = None
-) -> subprocess.Popen[bytes]:
-    """A responder in its own process; its stderr (its logs) to ``log``, else dropped."""
-    env = {**os.environ, **(env or {})}
-    if log is None:
-        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=stderr)
-
-
-def stop_all(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    """Ask every process to end, then wait for each (killed if it takes longer)."""
-    processes = list(processes)
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used so far (Linux: ``/proc``); NaN elsewhere."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return float("nan")
-    fields = stat.rsplit(")", 1)[1].split()  # from the state on: utime, stime are 11, 12
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def last_lines(path: Path, count: int = 20) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-count:])
-
-
 def count_lines(path: Path, needle: str) -> int:
     if not path.exists():
         return 0
     return sum(needle in line for line in path.read_text(errors="replace").splitlines())
-
-
-async def wait_for_responder(
-    nc: Any, subject: str, body: bytes, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Until ``subject`` answers. The intake service reads every record at start (to
-    finish any outbox a crash left), so it takes longer the more earlier phases stored:
-    wait as long as its ``process`` is alive, up to ``START_TIMEOUT_S``."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            await nc.request(subject, body, timeout=1)
-            return
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            if process is not None and process.poll() is not None:
-                raise RuntimeError(
-                    f"the responder on {subject} exited ({process.returncode})"
-                ) from None
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"no responder on {subject} within {START_TIMEOUT_S} s")
 
 
 class OtlpSink:
@@ -259,7 +205,7 @@ class Intake:
 
 async def intake_phase(
     nc: Any,
-    url: str,
+    settings: Settings,
     auth: AuthDir,
     log: Path,
     setting: Setting,
@@ -271,16 +217,15 @@ async def intake_phase(
     """Start the intake service as ``setting`` says (spans, if traced, to
     ``otlp_endpoint``), time ``n`` requests one at a time, then ``n`` with ``IN_FLIGHT``
     in flight, and stop it (which exports the spans still queued)."""
-    env = {
-        "ALONGSIDE_NATS_URL": url,
-        "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials("intake")),
-        "ALONGSIDE_LOG_LEVEL": "WARNING",
-        "ALONGSIDE_METRICS": "true" if setting.metrics else "false",
-        "ALONGSIDE_TRACING": "otlp" if setting.tracing else "off",
-        "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key"),  # made with the auth
-    }
-    if setting.tracing:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
+    phase = settings.model_copy(
+        update={
+            "nats_credentials": auth.credentials("intake"),
+            "metrics": setting.metrics,
+            "tracing": "otlp" if setting.tracing else "off",
+        }
+    )
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint} if setting.tracing else {}
+    env = environment(phase, **traced)
     service = spawn([sys.executable, "-m", "alongside.cli", "up", "intake"], env=env, log=log)
     try:
         client = AlongsideClient(nc, source="bench")
@@ -316,14 +261,16 @@ async def intake_phase(
 
 
 async def measure(
-    url: str, auth: AuthDir, logs: Path, n: int, phases: tuple[Setting, ...]
+    settings: Settings, auth: AuthDir, logs: Path, n: int, phases: tuple[Setting, ...]
 ) -> dict[str, float]:
     """Raw figures, then intake in ``phases`` (each setting ``n`` requests in all); the
     intake service's log for each setting in ``logs``."""
+    assert settings.nats_url is not None
+    url = settings.nats_url
     nc = await bus.connect(url, "bench", auth.credentials(ADMIN))
     js = nc.jetstream()
-    await topology.provision(js, Settings())
-    await register(js, "bench")
+    await topology.provision(js, settings)
+    await register(js, "bench", settings=settings)
     results: dict[str, float] = {}
 
     echo = spawn([sys.executable, "-c", ECHO, url, str(auth.credentials(ADMIN))])
@@ -362,7 +309,9 @@ async def measure(
                 tally = tallies.setdefault(setting, Intake())
                 log = logs / f"intake{setting.end}.log"
                 before = sink.requests
-                await intake_phase(nc, url, auth, log, setting, sink.endpoint, bodies, share, tally)
+                await intake_phase(
+                    nc, settings, auth, log, setting, sink.endpoint, bodies, share, tally
+                )
                 if setting.tracing and sink.requests == before:
                     raise RuntimeError(
                         f"tracing on, but the OTLP sink at {sink.endpoint} received nothing: "
@@ -417,18 +366,19 @@ def tracing_cost(figures: dict[str, float]) -> dict[str, float]:
     return cost(figures, "tracing", "_tracing", "", "accepted_per_s")
 
 
-async def run(n: int) -> dict[str, Any]:
+async def run(n: int, phases: tuple[Setting, ...] = PHASES) -> dict[str, Any]:
     figures: dict[str, dict[str, float]] = {}
     for label, sync_always in (("sync_always", True), ("nats_default", False)):
         with tempfile.TemporaryDirectory() as folder:
             state = Path(folder)
             auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
             with EmbeddedNats(state / "nats", sync_always=sync_always, auth=auth) as server:
-                figures[label] = await measure(server.url, auth, state, n, PHASES)
+                settings = deployment(state, nats_url=server.url, log_level="WARNING")
+                figures[label] = await measure(settings, auth, state, n, phases)
             figures[label]["permission_violations"] = count_lines(
                 state / "nats" / "nats-server.log", "Violation"
             )
-            for setting in dict.fromkeys(PHASES):
+            for setting in dict.fromkeys(phases):
                 end = setting.end
                 figures[label][f"intake_nats_errors{end}"] = count_lines(
                     state / f"intake{end}.log", "nats_error"
@@ -463,8 +413,9 @@ def main() -> None:
     configure("WARNING")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="each setting once, not twice")
     args = parser.parse_args()
-    result = asyncio.run(run(args.n))
+    result = asyncio.run(run(args.n, QUICK_PHASES if args.quick else PHASES))
     keys = (
         "intake_accepted_per_s",
         "intake_p50_ms",

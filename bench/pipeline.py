@@ -51,8 +51,17 @@ from nats.js.api import StreamConfig
 
 from alongside import sample
 from alongside.client import AlongsideClient
-from bench import register, register_vetted, settled
-from bench.intake import cpu_seconds, percentile, spawn, wait_for_responder
+from bench import (
+    cpu_seconds,
+    deployment,
+    environment,
+    register,
+    register_vetted,
+    settled,
+    spawn,
+    wait_for_responder,
+)
+from bench.intake import percentile
 from contracts import subjects
 from contracts.envelope import RawEnvelope
 from contracts.intake import IntakeReceived, SubmitIntake
@@ -222,75 +231,46 @@ async def step(
 
 
 async def measure(
-    url: str, auth: AuthDir, state: Path, supporter_count: int, rates: list[int], step_s: float
+    settings: Settings,
+    auth: AuthDir,
+    state: Path,
+    supporter_count: int,
+    rates: list[int],
+    step_s: float,
 ) -> dict[str, Any]:
-    admin = await bus.connect(url, "bench-admin", auth.credentials(ADMIN))
-    await topology.provision(admin.jetstream(), Settings())
-    await register(admin.jetstream(), ORG)
+    assert settings.nats_url is not None
+    admin = await bus.connect(settings.nats_url, "bench-admin", auth.credentials(ADMIN))
+    await topology.provision(admin.jetstream(), settings)
+    await register(admin.jetstream(), ORG, settings=settings)
     raw = await raw_pipelined_publish_per_s(admin)
-    env = {
-        "ALONGSIDE_NATS_URL": url,
-        "ALONGSIDE_LOG_LEVEL": "WARNING",
-        "ALONGSIDE_MASTER_KEY_FILE": str(auth.path / "master.key"),
-    }
     processes = {
         name: spawn(
             [sys.executable, "-m", "alongside.cli", "up", name],
-            env={**env, "ALONGSIDE_NATS_CREDENTIALS": str(auth.credentials(name))},
+            env=environment(
+                settings.model_copy(update={"nats_credentials": auth.credentials(name)})
+            ),
             log=state / f"{name}.log",
         )
         for name in SERVICES
     }
-    outcomes = Outcomes()
-    for event in (MatchProposed, ClientWaitlisted):
-        await admin.subscribe(subjects.event(ORG, event.type_name), cb=outcomes.on_outcome)
-    await admin.subscribe(
-        subjects.event(ORG, SupporterEligibilityDecided.type_name), cb=outcomes.on_eligibility
-    )
-    await admin.subscribe(
-        subjects.event(ORG, IntakeReceived.type_name), cb=outcomes.on_intake_received
-    )
-    await admin.subscribe(
-        subjects.event(ORG, MatchingPolicyDecided.type_name), cb=outcomes.on_policy_decided
-    )
+    outcomes = await following(admin)
     client = AlongsideClient(admin, source="bench/pipeline")
-    steps: list[dict[str, Any]] = []
     try:
         probe = subjects.command(ORG, "intake", "SubmitIntake", subjects.OPERATOR)
         await wait_for_responder(admin, probe, b"{}", processes["intake"])
         await supporters(client, outcomes, supporter_count)
         pids = {name: process.pid for name, process in processes.items()}
-        first = 0
-        for rate in rates:
-            result = await step(client, outcomes, admin, rate, step_s, first, pids)
-            first += result["intakes"]
-            steps.append(result)
-            print(
-                f"{rate}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, lost "
-                f"{result['lost']}, {result['synced_writes_per_intake']} writes/intake, "
-                f"hops {result['stage_p50_ms']}, cpu {result['cpu_ms_per_intake']}",
-                file=sys.stderr,
-            )
-            if result["lost"] or result["refused"] or result["p99_ms"] > P99_SATURATED_MS:
-                break
+        steps = await rising(client, outcomes, admin, rates, step_s, pids)
     finally:
         for process in processes.values():
             process.terminate()
         for process in processes.values():
             process.wait(timeout=30)
         await admin.close()
-    held = [s for s in steps if s["held"]]
-    best = held[-1] if held else None
-    coping = [
-        s for s in steps if not s["lost"] and not s["refused"] and s["p99_ms"] <= P99_SATURATED_MS
-    ]
     return {
-        "pipeline_sustained_intakes_per_s": best["offered_per_s"] if best else 0,
-        "pipeline_p50_ms": best["p50_ms"] if best else None,
-        "pipeline_p99_ms": best["p99_ms"] if best else None,
-        "synced_writes_per_intake": (best or steps[0])["synced_writes_per_intake"],
+        **sustained(steps),
         "raw_jetstream_pipelined_publish_per_s": round(raw),
-        "pipeline_max_intakes_per_s_p99_under_1s": coping[-1]["offered_per_s"] if coping else 0,
+        "pipeline_max_intakes_per_s_p99_under_1s": max_coping(steps),
         "supporters": supporter_count,
         "step_s": step_s,
         "seed": SEED,
@@ -300,12 +280,85 @@ async def measure(
     }
 
 
+async def following(admin: Client) -> Outcomes:
+    """``Outcomes`` subscribed to the organisation's outcomes, eligibility decisions,
+    intakes received and matching policies."""
+    outcomes = Outcomes()
+    for event in (MatchProposed, ClientWaitlisted):
+        await admin.subscribe(subjects.event(ORG, event.type_name), cb=outcomes.on_outcome)
+    for model, take in (
+        (SupporterEligibilityDecided, outcomes.on_eligibility),
+        (IntakeReceived, outcomes.on_intake_received),
+        (MatchingPolicyDecided, outcomes.on_policy_decided),
+    ):
+        await admin.subscribe(subjects.event(ORG, model.type_name), cb=take)
+    return outcomes
+
+
+async def rising(
+    client: AlongsideClient,
+    outcomes: Outcomes,
+    admin: Client,
+    rates: list[int],
+    step_s: float,
+    pids: dict[str, int],
+) -> list[dict[str, Any]]:
+    """A step at each rate in turn, until one loses or refuses an intake or its p99 passes
+    ``P99_SATURATED_MS``."""
+    steps: list[dict[str, Any]] = []
+    first = 0
+    for rate in rates:
+        result = await step(client, outcomes, admin, rate, step_s, first, pids)
+        first += result["intakes"]
+        steps.append(result)
+        print(
+            f"{rate}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, lost "
+            f"{result['lost']}, {result['synced_writes_per_intake']} writes/intake, "
+            f"hops {result['stage_p50_ms']}, cpu {result['cpu_ms_per_intake']}",
+            file=sys.stderr,
+        )
+        if not coping(result):
+            break
+    return steps
+
+
+def coping(step: dict[str, Any]) -> bool:
+    """The pipeline kept up at all: nothing lost or refused, the p99 under a second."""
+    return not step["lost"] and not step["refused"] and step["p99_ms"] <= P99_SATURATED_MS
+
+
+def sustained(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures at the highest step that held (zero and none if not even the first)."""
+    held = [s for s in steps if s["held"]]
+    if not held:
+        return {
+            "pipeline_sustained_intakes_per_s": 0,
+            "pipeline_p50_ms": None,
+            "pipeline_p99_ms": None,
+            "synced_writes_per_intake": steps[0]["synced_writes_per_intake"],
+        }
+    best = held[-1]
+    return {
+        "pipeline_sustained_intakes_per_s": best["offered_per_s"],
+        "pipeline_p50_ms": best["p50_ms"],
+        "pipeline_p99_ms": best["p99_ms"],
+        "synced_writes_per_intake": best["synced_writes_per_intake"],
+    }
+
+
+def max_coping(steps: list[dict[str, Any]]) -> int:
+    """The highest rate the pipeline kept up with at all (0: none)."""
+    kept = [s for s in steps if coping(s)]
+    return int(kept[-1]["offered_per_s"]) if kept else 0
+
+
 async def run(supporters: int, rates: list[int], step_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder)
         auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
         with EmbeddedNats(state / "nats", auth=auth) as server:
-            return await measure(server.url, auth, state, supporters, rates, step_s)
+            settings = deployment(state, nats_url=server.url, log_level="WARNING")
+            return await measure(settings, auth, state, supporters, rates, step_s)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import nats
 
 from alongside.client import AlongsideClient
-from bench import master_key_env, register
+from bench import RULES, deployment, environment, register
 from contracts.rules import EvaluateRules, Kind, RulesEvaluated
 from runtime import bus, topology
 from runtime.embedded import EmbeddedNats
@@ -121,16 +121,11 @@ def in_process(live: LiveRulesets, sample: list[dict[str, Any]]) -> float:
     return len(sample) / (time.perf_counter() - start)
 
 
-def start_service(url: str, state: Path) -> subprocess.Popen[bytes]:
+def start_service(settings: Settings) -> subprocess.Popen[bytes]:
     """The rules service in its own process, as it runs in production."""
     return subprocess.Popen(
         [sys.executable, "-m", "alongside.cli", "up", "rules"],
-        env={
-            **os.environ,
-            "ALONGSIDE_NATS_URL": url,
-            "ALONGSIDE_LOG_LEVEL": "WARNING",
-            **master_key_env(state),
-        },
+        env=environment(settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -138,10 +133,11 @@ def start_service(url: str, state: Path) -> subprocess.Popen[bytes]:
 
 async def request_reply(sample: list[dict[str, Any]], in_flight: int = 32) -> float:
     with tempfile.TemporaryDirectory() as state, EmbeddedNats(Path(state)) as server:
+        settings = deployment(Path(state), nats_url=server.url, log_level="WARNING")
         nc = await bus.connect(server.url, "bench")
-        await topology.provision(nc.jetstream(), Settings())
-        await register(nc.jetstream(), "bench")
-        service = start_service(server.url, Path(state))
+        await topology.provision(nc.jetstream(), settings)
+        await register(nc.jetstream(), "bench", settings=settings)
+        service = start_service(settings)
         client = AlongsideClient(nc, source="bench")
         try:
             for _ in range(200):
@@ -175,11 +171,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--rr", type=int, default=5_000, help="evaluations over request/reply")
     args = parser.parse_args()
-    ruleset = bundle.read_source(bundle.DEFAULT_ROOT, Kind.ELIGIBILITY).resolve()
+    ruleset = bundle.read_source(RULES, Kind.ELIGIBILITY).resolve()
     # A pool of distinct facts, cycled: memory then reflects the engine, not the sample.
     pool = facts(10_000)
     sample = [pool[i % len(pool)] for i in range(args.n)]
-    live = LiveRulesets(Engine())
+    live = LiveRulesets(Engine(), RULES)
     # Warm both paths, then alternate them so neither gets a cooler machine.
     bare_durable(ruleset, sample[:2000])
     in_process(live, sample[:2000])
