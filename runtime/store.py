@@ -10,6 +10,7 @@ Every key starts with the organisation token: ``<org>.<id>``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -133,27 +134,31 @@ class PlainStore(Generic[M]):
     command (a supporter's caseload, a console account), so each change is one write. Other
     services and earlier versions read these values as the bare model."""
 
-    def __init__(self, kv: KeyValue, record_type: type[M]) -> None:
+    def __init__(
+        self, kv: KeyValue, record_type: type[M], keyed: Callable[[str, str], str] | None = None
+    ) -> None:
         self.kv = kv
         self.kind = record_type.__name__
         self._type = record_type
+        # ``<org>.<id>``, unless the records are nobody's organisation's (console accounts).
+        self._key = keyed or key
 
     def stored(self, record: M, outbox: Outbox | None = None) -> Stored[M]:
         assert outbox is None, f"a {self.kind} change announces nothing and answers nothing"
         return Stored[Any](record=record)
 
     async def load(self, org: str, entity_id: str) -> tuple[Stored[M] | None, int]:
-        record, revision = await read(self.kv, key(org, entity_id), self._type)
+        record, revision = await read(self.kv, self._key(org, entity_id), self._type)
         return (None if record is None else Stored[Any](record=record)), revision
 
     async def save(
         self, org: str, entity_id: str, stored: Stored[M], revision: int
     ) -> int | Conflict:
         value = stored.record.model_dump_json().encode()
-        return await compare_and_set(self.kv, key(org, entity_id), value, revision)
+        return await compare_and_set(self.kv, self._key(org, entity_id), value, revision)
 
     async def remove(self, org: str, entity_id: str) -> None:
-        await self.kv.purge(key(org, entity_id))
+        await self.kv.purge(self._key(org, entity_id))
 
     async def each(self, org: str = "*") -> list[tuple[str, str, Stored[M], int]]:
         return []  # nothing is ever left to carry out: no outbox is kept

@@ -12,8 +12,10 @@ from nats.js.kv import KeyValue
 
 from contracts.console import Role
 from contracts.records import ConsoleAccount
+from runtime.changes import Change
 from runtime.clock import Clock
-from runtime.store import Conflict, compare_and_set, read
+from runtime.store import PlainStore, read
+from runtime.unit import UnitOfWork
 
 _HASHER = PasswordHasher()  # argon2id, the library's defaults (RFC 9106's second choice)
 # Verified against when no account has the email, so that a wrong email takes as long to
@@ -30,10 +32,16 @@ def account_id(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
 
 
+def _own_key(_: str, account: str) -> str:
+    return account  # an account is nobody's organisation's: its key is the account alone
+
+
 class Accounts:
     def __init__(self, kv: KeyValue, clock: Clock) -> None:
         self.kv = kv
         self.clock = clock
+        # Changed through the unit of work; an account's change announces nothing.
+        self.unit = UnitOfWork(PlainStore(kv, ConsoleAccount, _own_key), clock, "alongside/console")
 
     async def get(self, account: str) -> ConsoleAccount | None:
         found, _ = await read(self.kv, account, ConsoleAccount)
@@ -48,36 +56,40 @@ class Accounts:
         if len(password) < 12:
             raise AccountError("password: at least 12 characters")
         key = account_id(email)
-        current, revision = await read(self.kv, key, ConsoleAccount)
-        now = self.clock()
-        hashed = await asyncio.to_thread(_HASHER.hash, password)
-        account = ConsoleAccount(
-            account_id=key,
-            email=email.strip(),
-            name=name,
-            password_hash=hashed,
-            roles=roles,
-            status="active",
-            created_at=current.created_at if current else now,
-            updated_at=now,
-        )
-        await self._save(key, account, revision)
-        return account
 
-    async def _save(self, key: str, account: ConsoleAccount, revision: int) -> None:
-        value = account.model_dump_json().encode()
-        if isinstance(await compare_and_set(self.kv, key, value, revision), Conflict):
-            raise AccountError(f"the account {account.email} changed meanwhile; try again")
+        async def hashed(_: ConsoleAccount | None) -> str:
+            return await asyncio.to_thread(_HASHER.hash, password)
+
+        def made(current: ConsoleAccount | None, password_hash: str) -> Change[ConsoleAccount]:
+            now = self.clock()
+            account = ConsoleAccount(
+                account_id=key,
+                email=email.strip(),
+                name=name,
+                password_hash=password_hash,
+                roles=roles,
+                status="active",
+                created_at=current.created_at if current else now,
+                updated_at=now,
+            )
+            return Change(account)
+
+        outcome = await self.unit.change("", key, made, gather=hashed)
+        assert outcome.record is not None
+        return outcome.record
 
     async def disable(self, email: str) -> ConsoleAccount:
         """The account can no longer sign in, and its sessions end at their next request."""
-        key = account_id(email)
-        current, revision = await read(self.kv, key, ConsoleAccount)
-        if current is None:
-            raise AccountError(f"no account for {email}")
-        disabled = current.model_copy(update={"status": "disabled", "updated_at": self.clock()})
-        await self._save(key, disabled, revision)
-        return disabled
+
+        def disabled(current: ConsoleAccount | None, _: None) -> Change[ConsoleAccount]:
+            if current is None:
+                raise AccountError(f"no account for {email}")
+            update = {"status": "disabled", "updated_at": self.clock()}
+            return Change(current.model_copy(update=update))
+
+        outcome = await self.unit.change("", account_id(email), disabled)
+        assert outcome.record is not None
+        return outcome.record
 
     async def signing_in(self, email: str, password: str) -> ConsoleAccount | None:
         """The active account with this email and password; None otherwise, taking as long

@@ -31,13 +31,15 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.records import ConsoleSession
 from runtime import topology
+from runtime.changes import Change
 from runtime.clock import Clock
-from runtime.store import Conflict, compare_and_set, keys, read
+from runtime.store import PlainStore, keys, read
+from runtime.unit import UnitOfWork
 
 COOKIE = "alongside_session"
 SIGN_IN_COOKIE = "alongside_sign_in"
@@ -88,19 +90,26 @@ class Sessions:
         self.kv = kv
         self.clock = clock
         self.idle = idle
+        # Keys ``<account_id>.<sha256 of the secret>``; changed through the unit of work.
+        self.unit = UnitOfWork(PlainStore(kv, ConsoleSession), clock, "alongside/console")
 
     async def start(self, account_id: str) -> tuple[str, Session]:
         """A new session: the cookie's value, and the session it stands for."""
         secret = secrets.token_urlsafe(32)
-        key = self._key(account_id, secret)
         now = self.clock()
         record = ConsoleSession(
             account_id=account_id, started_at=now, seen_at=now, ends_at=now + LASTS
         )
-        made = await compare_and_set(self.kv, key, record.model_dump_json().encode(), 0)
-        if isinstance(made, Conflict):  # 256 random bits met an existing session: never
-            raise RuntimeError("a new session's key was taken")
-        return f"{account_id}.{secret}", self._session(key, secret, record)
+
+        def started(current: ConsoleSession | None, _: None) -> Change[ConsoleSession]:
+            if current is not None:  # 256 random bits met an existing session: never
+                raise RuntimeError("a new session's key was taken")
+            return Change(record)
+
+        await self.unit.change(account_id, _secret_hash(secret), started)
+        return f"{account_id}.{secret}", self._session(
+            self._key(account_id, secret), secret, record
+        )
 
     async def read(self, cookie: str | None) -> Session | None:
         """The session a cookie stands for, if it is held and has not ended; its use is
@@ -110,7 +119,7 @@ class Sessions:
             return None
         account_id, secret = found.groups()
         key = self._key(account_id, secret)
-        record, revision = await read(self.kv, key, ConsoleSession)
+        record, _ = await read(self.kv, key, ConsoleSession)
         now = self.clock()
         if record is None or record.account_id != account_id:
             return None
@@ -118,10 +127,14 @@ class Sessions:
             await self._forget(key)
             return None
         if now - record.seen_at >= TOUCH_EVERY:
-            seen = record.model_copy(update={"seen_at": now})
-            # Lost to another request, or to signing out: either way, left as it is.
-            with contextlib.suppress(KeyWrongLastSequenceError):
-                await self.kv.update(key, seen.model_dump_json().encode(), last=revision)
+
+            def touched(current: ConsoleSession | None, _: None) -> Change[ConsoleSession] | None:
+                # Another request touched it first, or it was signed out: left as it is.
+                if current is None or current.seen_at != record.seen_at:
+                    return None
+                return Change(current.model_copy(update={"seen_at": now}))
+
+            await self.unit.change(account_id, _secret_hash(secret), touched)
         return self._session(key, secret, record)
 
     async def end(self, session: Session) -> None:
@@ -152,10 +165,14 @@ class Sessions:
 
     @staticmethod
     def _key(account_id: str, secret: str) -> str:
-        return f"{account_id}.{hashlib.sha256(secret.encode()).hexdigest()}"
+        return f"{account_id}.{_secret_hash(secret)}"
 
     async def _forget(self, key: str) -> None:
         await _forget(self.kv, key)
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 async def end_all(kv: KeyValue, account_id: str) -> int:
