@@ -139,6 +139,17 @@ def repeated(
     return reply
 
 
+def accepted(command: Received | None, events: list[RawEnvelope]) -> CommandAccepted | None:
+    """A command's reply once its change is decided: accepted, naming its events' ids."""
+    if command is None:
+        return None
+    return CommandAccepted(
+        command_id=command.envelope.id,
+        command_type=command.envelope.type,
+        event_ids=[e.id for e in events],
+    )
+
+
 def refusal(command: Received, refused: Refused) -> CommandRejected:
     return CommandRejected(
         command_id=command.envelope.id,
@@ -331,13 +342,7 @@ class UnitOfWork(Generic[R]):
         print_: str,
     ) -> Outcome[R] | Conflict:
         events = self._envelopes(org, entity_id, revision, change, command)
-        reply = None
-        if command is not None:
-            reply = CommandAccepted(
-                command_id=command.envelope.id,
-                command_type=command.envelope.type,
-                event_ids=[e.id for e in events],
-            )
+        reply = accepted(command, events)
         if not events and reply is None and self.after_commit is None:
             # Nothing follows the write: no outbox, so the change is one write.
             written = await self.store.save(
@@ -379,13 +384,8 @@ class UnitOfWork(Generic[R]):
             await removal.first()
         await self.store.remove(org, entity_id)
         await self._publish([e.model_dump_json() for e in events])
-        reply = None
-        if command is not None:
-            reply = CommandAccepted(
-                command_id=command.envelope.id,
-                command_type=command.envelope.type,
-                event_ids=[e.id for e in events],
-            )
+        reply = accepted(command, events)
+        if command is not None and reply is not None:
             await self._keep(org, command.envelope.id, StoredReply(fingerprint=print_, reply=reply))
         return Outcome(reply, None, 0, committed=True)
 
