@@ -1,12 +1,15 @@
-"""Who may do what on NATS: one operator, one account, a user per service and per credential.
+"""Who may do what on NATS: one operator; the services' account, an account per
+organisation; a user per service and per credential.
 
 NATS's decentralised auth ("operator mode"): the server trusts an operator key; the
-operator signs the ``ALONGSIDE`` account (JetStream on) and the system account; the
-account signs users, each a JWT with its own publish and subscribe permissions. Nothing
+operator signs the ``ALONGSIDE`` account (JetStream on, the services' users), an
+``ORG_<org>`` account per organisation (its credentials, importing only its commands, its
+feed's pulls and its acks: docs/decisions/0003) and the system account; each account signs
+its users, each a JWT with its own publish and subscribe permissions. Nothing
 about a user is configured in the server, so a credential is issued without touching it
 and revoked by pushing a re-signed account to the running server (which drops the
 revoked user's connections at once). The reasons for this shape, and the permissions of
-each kind of user, are in docs/architecture.md ("Isolation").
+each kind of user, are in docs/decisions/0003 and 0023.
 
 Keys live in an auth folder: ``alongside up`` makes one in its state folder; a clustered
 deployment makes one with ``alongside auth init`` and keeps it with the operator.
@@ -105,7 +108,8 @@ def _stream_reader(stream: str) -> tuple[str, ...]:
 #                (``catalogue.INTEGRATION_COMMANDS``): no view, export or erasure;
 #   console:     the console's own, one per organisation: every command of the organisation,
 #                the sensitive reads among them, which the console gives only behind its
-#                roles and its access log; and the feed, through consumers it makes itself.
+#                roles and its access log. It reads no feed: the console service's own
+#                credential reads every organisation's stream for its pages.
 CredentialKind = Literal["subscriber", "integration", "console"]
 
 

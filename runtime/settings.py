@@ -44,9 +44,9 @@ class Settings(BaseSettings):
     retry_after_s: float = Field(default=1.0, gt=0, le=3600)
     # Past this size, the oldest dead letters go first.
     deadletters_max_bytes: int = Field(default=2**30, ge=2**20)
-    # Past this many on one subject (one organisation's letters from one service), that
-    # subject's oldest go first: a flood of one organisation's junk pushes out its own
-    # letters, never another's. (A malformed command's letter is about 2-5 kB, so each
+    # Past this many on one subject (one organisation's letters from one sender to one
+    # service), that subject's oldest go first: a flood of one sender's junk pushes out its
+    # own letters, never another's. (A malformed command's letter is about 2-5 kB, so each
     # subject holds at most some 50 MB of them.)
     deadletters_per_subject: int = Field(default=10_000, ge=1)
     # How long dead letters are kept: the stream drops older ones, and intake's sweep erases

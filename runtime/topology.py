@@ -182,7 +182,7 @@ def topology(settings: Settings) -> Topology:
                 max_age=settings.deadletters_days * DAY_S,
                 max_msg_size=4 * DeadLetter.ORIGINAL_KEPT,  # escaped or base64, with headers
                 max_bytes=settings.deadletters_max_bytes,
-                # Each subject (alongside.<org>.dlq.<service>) bounded on its own: one
+                # Each subject (alongside.<org>.dlq.<service>.<sender>) bounded on its own: one
                 # organisation's flood drops its own oldest letters, not another's.
                 max_msgs_per_subject=settings.deadletters_per_subject,
                 discard=DiscardPolicy.OLD,

@@ -4,11 +4,11 @@ Each person (a client, by their case; a supporter) has a data key of their own, 
 first time something of theirs is sealed. It is kept wrapped (AES-GCM) under their
 organisation's key, which is derived (HKDF) from the deployment's master key and never
 stored, in the stream ``KEYS``, one message per person. A personal field is sealed with
-the person's key where it is stored (so far intake's records, ``supporters`` and
-``cases``); erasing the person deletes that one message, and JetStream overwrites a deleted
-message's bytes on disk, so every copy sealed with it (any revision, any backup) can never
-be read again. A tombstone then
-stands in the key's place, so nothing new is sealed for someone erased.
+the person's key where it is stored (``SEALED_BUCKETS``: intake's records, matching's
+and scheduling's, each by whose data it holds); erasing the person deletes that one
+message, and JetStream overwrites a deleted message's bytes on disk, so every copy sealed
+with it (any revision, any backup) can never be read again. A tombstone then stands in the
+key's place, so nothing new is sealed for someone erased.
 
 Caveat: in a cluster, a stream's replication log also holds the wrapped key until the
 log is compacted (snapshots); the wrapped key alone, without the master key, opens nothing.

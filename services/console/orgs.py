@@ -142,7 +142,7 @@ _VIEWS: tuple[
 
 async def access_log(js: JetStreamContext, org: str) -> list[AccessLogEntry]:
     """Every view of the organisation's cases, supporters and decisions, oldest first, read
-    from its own events stream (its credential may read nothing else)."""
+    from its own events stream, with the console service's own credential."""
     stream, entries = subjects.org_events_stream(org), []
     for model, viewed, subject_of in _VIEWS:
         for msg in await bus.every_message(js, stream, subjects.event(org, model.type_name)):

@@ -1,6 +1,6 @@
-"""Each organisation's ``Overview``, kept by following its own events stream with its own
-credential (an ordered consumer from the first event: nothing is stored, so any number of
-console replicas each keep their own).
+"""Each organisation's ``Overview``, kept by following its own events stream with the
+console service's own credential (an ordered consumer from the first event: nothing is
+stored, so any number of console replicas each keep their own).
 
 A read waits until the fold has taken in every event the stream held when it was asked, so
 a list is never older than the request (an event that has not yet been copied from
