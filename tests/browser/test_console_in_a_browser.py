@@ -2,7 +2,8 @@
 over HTTP by uvicorn as ``alongside up`` serves it, against every service on the suite's
 nats-server: a coordinator's whole journey from registering a supporter to the first meeting,
 another organisation's coordinator seeing none of it, and axe-core finding no serious or
-critical accessibility violation on any page on the way.
+critical accessibility violation on any page on the way, as wide as a desktop's window and
+as a phone's (375 px, where no page may scroll sideways).
 
 Needs ``chromium`` (``apt-get install chromium``) and axe-core (``npm ci --prefix
 tests/browser``); ``.ci/run`` installs both and sets ``ALONGSIDE_REQUIRE_BROWSER`` so that,
@@ -40,6 +41,22 @@ CHROMIUM = os.environ.get("ALONGSIDE_CHROMIUM") or shutil.which("chromium") or "
 SCREENSHOTS = Path(
     os.environ.get("ALONGSIDE_SCREENSHOTS", HERE.parents[1] / "build" / "screenshots")
 )
+
+
+PHONE_WIDTH = 375
+# The page's width past the window, and the innermost elements reaching past its right edge.
+WIDER_THAN_THE_WINDOW = """() => {
+  const root = document.documentElement;
+  if (root.scrollWidth <= window.innerWidth) return [];
+  const out = [...document.querySelectorAll('body *')].filter(e => {
+    const r = e.getBoundingClientRect();
+    return r.right > window.innerWidth + 1 && ![...e.children].some(
+      c => c.getBoundingClientRect().right > window.innerWidth + 1);
+  });
+  return [`${root.scrollWidth}px`, ...out.slice(0, 4).map(
+    e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' "' +
+      (e.textContent || '').trim().slice(0, 30) + '"')];
+}"""
 
 
 @pytest.fixture
@@ -92,6 +109,7 @@ class Visits:
         self.violations: list[str] = []
         self.checked: list[str] = []
         self.blocked: list[str] = []  # what the console's Content-Security-Policy refused
+        self.too_wide: list[str] = []  # pages that scroll sideways on a phone
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     async def open(self, browser: Browser) -> Page:
@@ -112,11 +130,16 @@ class Visits:
         return page
 
     async def check(self, page: Page, name: str) -> None:
+        await self.axe(page, name)
+        self.checked.append(name)
+        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        await self.on_a_phone(page, name)
+
+    async def axe(self, page: Page, name: str) -> None:
         found: dict[str, Any] = await page.evaluate(
             "() => axe.run(document, {resultTypes: ['violations']})"
         )
         assert found["passes"], f"axe-core checked nothing on {name}"
-        self.checked.append(name)
         for violation in found["violations"]:
             if violation["impact"] in ("serious", "critical"):
                 targets = [node["target"] for node in violation["nodes"]][:3]
@@ -124,7 +147,19 @@ class Visits:
                     f"{name}: {violation['id']} ({violation['impact']}) "
                     f"{violation['help']} at {targets}"
                 )
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    async def on_a_phone(self, page: Page, name: str) -> None:
+        """The same page 375 px wide (a small phone) scrolls only down, never sideways; what
+        pokes out is named. The window's size is put back after."""
+        size = page.viewport_size
+        await page.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
+        wider: list[str] = await page.evaluate(WIDER_THAN_THE_WINDOW)
+        if wider:
+            self.too_wide.append(f"{name}: {', '.join(wider)}")
+        await self.axe(page, f"{name} on a phone")
+        await page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+        if size is not None:
+            await page.set_viewport_size(size)
 
 
 async def sign_in(page: Page, email: str) -> None:
@@ -289,3 +324,4 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     assert len(visits.checked) == 12
     assert visits.violations == []
     assert visits.blocked == []  # every page works under the Content-Security-Policy
+    assert not visits.too_wide, "\n".join(visits.too_wide)  # none scrolls sideways on a phone
