@@ -23,12 +23,14 @@ from contracts.records import ConsoleAccount, explanation
 from contracts.replies import CommandRejected, FieldError, field_errors
 from services.console import domain
 from services.console.gate import ConsoleDeps, send_as, signed_in
+from services.console.labels import plain
 from services.console.orgs import NoCredential
 from services.console.overview import Overview
 from services.console.sessions import Session
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals["explanation"] = explanation
+templates.env.filters["plain"] = plain
 templates.env.filters["when"] = lambda at, zone: at.astimezone(zone).strftime("%a %d %b %Y, %H:%M")
 
 # Each path parameter a page takes, and what it must look like.
