@@ -227,10 +227,18 @@ def read_effect(effect: Mapping[str, Any] | None) -> AppliedEffect | None:
 class FiredRule(Part):
     rule: str
     outcome: str
+    # The rule in plain words, from its ruleset ("Record check expired"): never about the
+    # person, so shown wherever the rule is named. None from a version without labels.
+    label: str | None = None
     # Filled in from the facts ("Length of recovery (200 days) is below the minimum").
     reason: Annotated[str, SENSITIVE]
     # A policy's effect carries values drawn from the facts (what the client hoped for).
     effect: Annotated[dict[str, Any] | None, SENSITIVE] = None
+
+    @property
+    def named(self) -> str:
+        """The label, or words made from the id for a version published without labels."""
+        return self.label or self.rule.replace("-", " ").capitalize()
 
     @property
     def applied_effect(self) -> AppliedEffect | None:
@@ -288,7 +296,7 @@ def unfit_reasons(decision: RulesDecision | None) -> list[FieldError]:
         reason = "no eligibility decision is on record for this supporter yet"
         return [FieldError(field="supporter_id", reason=reason)]
     return [
-        FieldError(field=f"rules.eligibility.{f.rule}", reason=f.reason)
+        FieldError(field=f"rules.eligibility.{f.rule}", reason=f.reason, label=f.named)
         for f in decision.fired
         if f.outcome != "eligible"
     ] or [FieldError(field="supporter_id", reason="this supporter is not eligible at present")]
@@ -381,9 +389,13 @@ class LoggedDecision(Part):
 
 class RulesetPublished(Event):
     type_name: ClassVar[str] = "RulesetPublished"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: labels
     ruleset: RulesetRef
     revision: int
     rolled_back_to: str | None = None
+    # Each rule's plain words by its id, for pages that name a rule ("caseload-full": "Caseload
+    # full"). Labels describe the rule, never a person.
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 COMMANDS: tuple[type[Command], ...] = (EvaluateRules,)

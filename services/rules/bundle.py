@@ -53,7 +53,9 @@ class Source:
     default_label: str = "ruleset.yaml"
     override_label: str = "override.yaml"
 
-    def resolve(self) -> language.Ruleset:
+    def resolve(self, *, strict: bool = True) -> language.Ruleset:
+        """The ruleset these texts make; ``strict=False`` for a version already published
+        (see ``language.build``)."""
         base = language.read_ruleset_text(self.default_label, self.default_text)
         override = (
             language.read_override_text(self.override_label, self.override_text)
@@ -62,7 +64,7 @@ class Source:
         )
         if base.kind != self.kind:
             raise RulesFileError(self.default_label, 1, f"expected a {self.kind.value} ruleset")
-        return language.build(base, override)
+        return language.build(base, override, strict=strict)
 
 
 def read_source(root: Path, kind: Kind, org: str | None = None) -> Source:
@@ -88,12 +90,18 @@ def content_hash(ruleset: language.Ruleset) -> str:
         "default": ruleset.default,
         "params": ruleset.params,
         "rules": [
-            {**asdict(rule), "when": compiler.compile_condition(rule.when)}
+            _hashed(asdict(rule)) | {"when": compiler.compile_condition(rule.when)}
             for rule in ruleset.rules
         ],
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _hashed(rule: dict[str, Any]) -> dict[str, Any]:
+    # A label is content (decisions carry it), but a version published before labels has
+    # none: it must hash as it did when published, or its replicas would refuse it.
+    return {k: v for k, v in rule.items() if k != "label" or v is not None}
 
 
 def _text(value: Any) -> str:
@@ -129,7 +137,11 @@ class Loaded:
         self._rank = {outcome: rank for rank, outcome in enumerate(ruleset.outcomes)}
         self._static = {
             rule.id: FiredRule(
-                rule=rule.id, outcome=rule.outcome, reason=rule.reason, effect=rule.effect
+                rule=rule.id,
+                outcome=rule.outcome,
+                reason=rule.reason,
+                effect=rule.effect,
+                label=rule.label,
             )
             for rule in ruleset.rules
             if not self._reason_fields[rule.id]
@@ -168,6 +180,7 @@ class Loaded:
                 outcome=rule.outcome,
                 reason=_capped(rule.reason.format_map(dict(zip(fields, texts, strict=True)))),
                 effect=rule.effect,
+                label=rule.label,
             )
             self._recent[key] = fired
         return fired

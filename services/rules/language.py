@@ -31,6 +31,9 @@ class Rule:
     outcome: str
     reason: str
     effect: dict[str, Any] | None = None
+    # What a coordinator reads in place of the id: plain words, never about a person. None
+    # only in a version published before labels were required (``build(strict=False)``).
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Ruleset:
 # What one organisation's rules may weigh: the engine is shared by every organisation.
 MAX_RULES = 200
 MAX_REASON_CHARS = 300
+MAX_LABEL_CHARS = 60
 # durable_rules hangs compiling a ruleset whose rules compare one field with 512 values or
 # more, all rules together (measured: 510 compile in 10 ms, 512 never finish); each
 # organisation's ruleset is its own, so this bounds one ruleset, not the engine.
@@ -56,7 +60,7 @@ MAX_COMPARISONS_PER_FIELD = 500
 # Rulesets and overrides, as written ---------------------------------------------
 
 RULESET_KEYS = {"ruleset", "version", "description", "outcomes", "default", "params", "rules"}
-RULE_KEYS = {"id", "description", "when", "outcome", "reason", "effect"}
+RULE_KEYS = {"id", "label", "description", "when", "outcome", "reason", "effect"}
 OVERRIDE_KEYS = {"ruleset", "version", "description", "params", "disable", "rules"}
 VERSION_PATTERN = r"^\d+\.\d+\.\d+(-[a-z0-9.-]+)?$"
 
@@ -194,8 +198,10 @@ def _raw_rules(doc: Located, value: Any, where: tuple[Any, ...]) -> RawRules:
 Placed: TypeAlias = tuple[Located, tuple[Any, ...], dict[str, Any]]
 
 
-def build(base: RawRuleset, override: Override | None = None) -> Ruleset:
-    """Apply an organisation's override to the defaults and check every rule strictly."""
+def build(base: RawRuleset, override: Override | None = None, *, strict: bool = True) -> Ruleset:
+    """Apply an organisation's override to the defaults and check every rule strictly.
+    ``strict=False`` only for a version already published: one published before labels
+    were required still runs, its rules named by their ids."""
     params = dict(base.params)
     rules: dict[str, Placed] = {
         rule_id: (base.doc, where, raw) for rule_id, (where, raw) in base.rules.items()
@@ -214,7 +220,7 @@ def build(base: RawRuleset, override: Override | None = None) -> Ruleset:
         raise doc.error(("rules",), f"a ruleset has at most {MAX_RULES} rules, not {len(rules)}")
     specs = field_specs(FACTS[base.kind])
     built = tuple(
-        _rule(doc, where, raw, specs, params, base.outcomes, base.kind)
+        _rule(doc, where, raw, specs, params, base.outcomes, base.kind, strict)
         for doc, where, raw in rules.values()
     )
     _check_comparisons(built, list(rules.values()))
@@ -273,10 +279,12 @@ def _rule(
     params: dict[str, Any],
     outcomes: tuple[str, ...],
     kind: Kind,
+    strict: bool = True,
 ) -> Rule:
-    for key in ("description", "when", "outcome", "reason"):
+    required = ("label", "description", "when", "outcome", "reason")
+    for key in required if strict else required[1:]:
         if key not in raw:
-            raise doc.error(where, f"rule {raw['id']!r} is missing {key!r}")
+            raise doc.error(where, f"rule {raw['id']!r} is missing {key!r}{_WHY.get(key, '')}")
     if raw["outcome"] not in outcomes:
         raise doc.error((*where, "outcome"), f"outcome must be one of {', '.join(outcomes)}")
     effect = _effect(doc, (*where, "effect"), raw.get("effect"), kind, specs)
@@ -293,7 +301,27 @@ def _rule(
         outcome=raw["outcome"],
         reason=reason,
         effect=effect,
+        label=_label(doc, raw["label"], (*where, "label")) if "label" in raw else None,
     )
+
+
+_WHY = {
+    "label": (
+        ": a few plain words a coordinator reads in place of the rule id, "
+        "e.g. label: Record check expired"
+    )
+}
+
+
+def _label(doc: Located, value: Any, where: tuple[Any, ...]) -> str:
+    """A label is shown to every coordinator wherever the rule is named: plain words, short,
+    and never a fact (no ``{field}``: what it says about a person belongs in the reason)."""
+    label = expect_text(doc, value, where)
+    if len(label) > MAX_LABEL_CHARS or "\n" in label:
+        raise doc.error(where, f"a label is one line of at most {MAX_LABEL_CHARS} characters")
+    if "{" in label or "}" in label:
+        raise doc.error(where, "a label names the rule for everyone: no {field} placeholders")
+    return label
 
 
 def _reason(doc: Located, value: Any, where: tuple[Any, ...], specs: dict[str, FieldSpec]) -> str:

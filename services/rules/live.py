@@ -89,7 +89,7 @@ class LiveRulesets:
             default_label=label,
             override_label=label,
         )
-        loaded = bundle.Loaded(self.engine, source.resolve(), document.org)
+        loaded = bundle.Loaded(self.engine, source.resolve(strict=False), document.org)
         if loaded.ref.content_hash != document.content_hash:
             loaded.unload()
             raise ValueError(f"{label}: content hash does not match")

@@ -98,9 +98,19 @@ async def publish(
         ),
         revision=revision,
         rolled_back_to=rolled_back_to,
+        labels=labels_of(document),
     )
     await bus.publish_event(js, wrap(event, org=document.org, source=SOURCE, time=now))
     return document
+
+
+def labels_of(document: PublishedRuleset) -> dict[str, str]:
+    """Each rule's label by its id, for the event pages read them from (a version published
+    before labels has none: pages then make words of the ids)."""
+    source = bundle.Source(
+        document.kind, document.org, document.default_text, document.override_text
+    )
+    return {rule.id: rule.label for rule in source.resolve(strict=False).rules if rule.label}
 
 
 async def rollback(

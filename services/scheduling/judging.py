@@ -73,7 +73,7 @@ def refuse_unless_allowed(decision: RulesDecision) -> None:
     if decision.outcome == "refused":
         raise Refused.each(
             [
-                FieldError(field=f"rules.boundaries.{f.rule}", reason=f.reason)
+                FieldError(field=f"rules.boundaries.{f.rule}", reason=f.reason, label=f.named)
                 for f in decision.fired
                 if f.outcome == "refused"
             ]

@@ -182,7 +182,7 @@ async def test_import_matches_a_file_of_intakes_and_proposals_explains_them(
 
         imported = await asyncio.to_thread(invoke, "import", str(file), "--org", org)
         assert imported.exit_code == 1  # one line refused
-        assert "intakes.jsonl:4: case_id: Input should be a valid string" in imported.output
+        assert "intakes.jsonl:4: case_id: must be text" in imported.output
         assert "3 intakes imported" in imported.output
         assert "3 given proposals, 0 waitlisted" in imported.output
 

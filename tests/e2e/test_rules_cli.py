@@ -69,12 +69,12 @@ async def test_publish_history_rollback_and_explain(
 
     published = await run("publish", "--org", org, "--kind", "eligibility", "--path", str(tree))
     assert published.exit_code == 0, published.output
-    assert f"{org}.eligibility@1.0.0-harbour.1 live" in published.output
+    assert f"{org}.eligibility@1.0.1-harbour.1 live" in published.output
 
     override = tree / "orgs" / org / "eligibility" / "override.yaml"
     override.write_text(
         override.read_text()
-        .replace('"1.0.0-harbour.1"', '"1.0.0-harbour.2"')
+        .replace('"1.0.1-harbour.1"', '"1.0.1-harbour.2"')
         .replace("supervision_interval_days: 30", "supervision_interval_days: 28")
     )
     assert (
@@ -94,12 +94,12 @@ async def test_publish_history_rollback_and_explain(
 
     rolled = await run("rollback", "--org", org, "eligibility")
     assert rolled.exit_code == 0, rolled.output
-    assert "1.0.0-harbour.1 live again" in rolled.output
+    assert "1.0.1-harbour.1 live again" in rolled.output
     history = await run("history", "--org", org, "eligibility")
     assert [line.split()[2] for line in history.output.splitlines()] == [
-        "1.0.0-harbour.1",
-        "1.0.0-harbour.2",
-        "1.0.0-harbour.1",
+        "1.0.1-harbour.1",
+        "1.0.1-harbour.2",
+        "1.0.1-harbour.1",
     ]
 
     facts = tmp_path / "facts.json"
@@ -123,11 +123,11 @@ async def test_publish_history_rollback_and_explain(
     )
     for _ in range(400):  # the service picks up the rollback within moments
         explained = await run("explain", "--org", org, "eligibility", str(facts))
-        if "1.0.0-harbour.1" in explained.output:
+        if "1.0.1-harbour.1" in explained.output:
             break
         await asyncio.sleep(0.05)
     assert explained.exit_code == 0, explained.output
-    assert explained.output.startswith(f"ineligible  (ruleset {org}.eligibility@1.0.0-harbour.1")
+    assert explained.output.startswith(f"ineligible  (ruleset {org}.eligibility@1.0.1-harbour.1")
     assert "record-check-expired: The record check has expired" in explained.output
     assert "supervision-overdue" not in explained.output  # 29 days is within harbour's 30
     # The evaluation is in the decision log: explained again by its id, listed by subject.

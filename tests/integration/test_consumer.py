@@ -118,10 +118,10 @@ async def test_failing_message_is_redelivered_then_dead_lettered(
     reasons = sorted(letter.data["reason"] for letter in letters)
     assert reasons[0] == "CaseStageChanged 2.0 is not readable here; this version reads 1.x"
     assert reasons[1].startswith("failed 3 times; last: RuntimeError: cannot handle this one")
-    assert reasons[2] == "invalid CaseStageChanged: data.case_id: Field required"
-    assert reasons[3].startswith("invalid CaseStageChanged: data.case_id: String should match")
-    assert reasons[4].startswith("malformed envelope: body: Invalid JSON: expected ident")
-    assert reasons[5].startswith("malformed envelope: body: Invalid JSON: recursion limit")
+    assert reasons[2] == "invalid CaseStageChanged: data.case_id: required: fill it in"
+    assert reasons[3].startswith("invalid CaseStageChanged: data.case_id: use only letters")
+    assert reasons[4].startswith("malformed envelope: body: is not JSON (expected ident")
+    assert reasons[5].startswith("malformed envelope: body: is not JSON (recursion limit")
     assert reasons[6].startswith("type mismatch: subject")
     assert {letter.data["service"] for letter in letters} == {"probe"}
     originals = {letter.data["original"] for letter in letters}

@@ -110,7 +110,7 @@ async def test_eligibility_is_decided_from_vetting_events_and_lapses_with_time(
             break
         await asyncio.sleep(0.05)
     assert events[-1].data["eligible"] is False
-    assert events[-1].data["ruleset"]["version"] == "1.0.0"
+    assert events[-1].data["ruleset"]["version"] == "1.0.1"
     assert "reason" not in str(events[-1].data)  # reasons stay in the decision record
 
 
@@ -208,7 +208,7 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
 
         document = publishing.prepare(tree, org, Kind.ELIGIBILITY, clock=SYSTEM)
         live = await publishing.publish(nc.jetstream(), store, document, clock=SYSTEM)
-        assert live.version == "1.0.0-harbour.1"
+        assert live.version == "1.0.1-harbour.1"
 
         async def versions() -> set[str]:
             return {
@@ -216,30 +216,30 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
             }
 
         for _ in range(400):
-            if await versions() == {"1.0.0-harbour.1"}:
+            if await versions() == {"1.0.1-harbour.1"}:
                 break
             await asyncio.sleep(0.05)
-        assert await versions() == {"1.0.0-harbour.1"}
+        assert await versions() == {"1.0.1-harbour.1"}
 
         # The supporter is decided again under the new version (supervision every 30 days).
         for _ in range(400):
             decision, _ = await deps_of(first).decisions.get(org, Kind.ELIGIBILITY, "s1")
-            if decision and decision.ruleset.version == "1.0.0-harbour.1":
+            if decision and decision.ruleset.version == "1.0.1-harbour.1":
                 break
             await asyncio.sleep(0.05)
         assert decision is not None
-        assert decision.ruleset.version == "1.0.0-harbour.1"
+        assert decision.ruleset.version == "1.0.1-harbour.1"
 
         # A broken file is refused at publish and the live version stays.
         override = tree / "orgs" / org / "eligibility" / "override.yaml"
         override.write_text(
             override.read_text()
-            .replace('version: "1.0.0-harbour.1"', 'version: "1.0.1"')
+            .replace('version: "1.0.1-harbour.1"', 'version: "1.0.2"')
             .replace("disable: [caseload-full]", "disable: [no-such-rule]")
         )
         with pytest.raises(publishing.PublishRefused, match="no rule 'no-such-rule'"):
             publishing.prepare(tree, org, Kind.ELIGIBILITY, clock=SYSTEM)
-        assert (await store.current(org, Kind.ELIGIBILITY)).version == "1.0.0-harbour.1"  # type: ignore[union-attr]
+        assert (await store.current(org, Kind.ELIGIBILITY)).version == "1.0.1-harbour.1"  # type: ignore[union-attr]
 
         # A second version, then a rollback to the first.
         override.write_text(
@@ -254,18 +254,18 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
             clock=SYSTEM,
         )
         back = await publishing.rollback(nc.jetstream(), store, org, Kind.ELIGIBILITY, clock=SYSTEM)
-        assert back.version == "1.0.0-harbour.1"
-        assert back.rolled_back_to == "1.0.0-harbour.1"
+        assert back.version == "1.0.1-harbour.1"
+        assert back.rolled_back_to == "1.0.1-harbour.1"
         assert [d.version for d in await store.history(org, Kind.ELIGIBILITY)] == [
-            "1.0.0-harbour.1",
-            "1.0.1",
-            "1.0.0-harbour.1",
+            "1.0.1-harbour.1",
+            "1.0.2",
+            "1.0.1-harbour.1",
         ]
         for _ in range(400):
-            if await versions() == {"1.0.0-harbour.1"}:
+            if await versions() == {"1.0.1-harbour.1"}:
                 break
             await asyncio.sleep(0.05)
-        assert await versions() == {"1.0.0-harbour.1"}
+        assert await versions() == {"1.0.1-harbour.1"}
 
         reply = await client.request(
             org,
@@ -288,7 +288,7 @@ async def test_published_version_reaches_every_replica_and_a_broken_one_is_refus
             ),
         )
         assert isinstance(reply, RulesEvaluated)
-        assert reply.decision.ruleset.version == "1.0.0-harbour.1"
+        assert reply.decision.ruleset.version == "1.0.1-harbour.1"
         assert [f.rule for f in reply.decision.fired] == ["supervision-overdue"]
     finally:
         await second.stop()

@@ -142,20 +142,20 @@ version: "0.0.1"
 outcomes: [ineligible, eligible]
 default: eligible
 rules:
-  - {id: eq, description: d, outcome: ineligible, reason: r, when: {suspended: {eq: true}}}
-  - {id: ne, description: d, outcome: ineligible, reason: r, when: {interview_passed: {ne: true}}}
-  - {id: lt, description: d, outcome: ineligible, reason: r, when: {caseload_room: {lt: 1}}}
-  - {id: lte, description: d, outcome: ineligible, reason: r, when: {caseload_room: {lte: 1}}}
-  - {id: gt, description: d, outcome: ineligible, reason: r, when: {recovery_days: {gt: 500}}}
-  - {id: gte, description: d, outcome: ineligible, reason: r, when: {recovery_days: {gte: 500}}}
-  - {id: in, description: d, outcome: ineligible, reason: r, when: {professional_references: {in: [0, 2]}}}
-  - {id: contains, description: d, outcome: ineligible, reason: r, when: {training_courses: {contains: en}}}
-  - {id: contains-any, description: d, outcome: ineligible, reason: r, when: {training_courses: {contains_any: [sm, woman]}}}
-  - {id: lacks, description: d, outcome: ineligible, reason: r, when: {training_courses: {lacks: listening}}}
-  - {id: all, description: d, outcome: ineligible, reason: r, when: {all: [{suspended: {eq: false}}, {caseload_room: {gt: 0}}]}}
-  - {id: any, description: d, outcome: ineligible, reason: r, when: {any: [{suspended: {eq: true}}, {record_check_days_left: {lt: 0}}]}}
-  - {id: nested, description: d, outcome: ineligible, reason: r, when: {any: [{all: [{suspended: {eq: false}}, {training_courses: {lacks: en}}]}, {personal_references: {gte: 2}}]}}
-  - {id: always, description: d, outcome: ineligible, reason: r, when: always}
+  - {id: eq, label: l, description: d, outcome: ineligible, reason: r, when: {suspended: {eq: true}}}
+  - {id: ne, label: l, description: d, outcome: ineligible, reason: r, when: {interview_passed: {ne: true}}}
+  - {id: lt, label: l, description: d, outcome: ineligible, reason: r, when: {caseload_room: {lt: 1}}}
+  - {id: lte, label: l, description: d, outcome: ineligible, reason: r, when: {caseload_room: {lte: 1}}}
+  - {id: gt, label: l, description: d, outcome: ineligible, reason: r, when: {recovery_days: {gt: 500}}}
+  - {id: gte, label: l, description: d, outcome: ineligible, reason: r, when: {recovery_days: {gte: 500}}}
+  - {id: in, label: l, description: d, outcome: ineligible, reason: r, when: {professional_references: {in: [0, 2]}}}
+  - {id: contains, label: l, description: d, outcome: ineligible, reason: r, when: {training_courses: {contains: en}}}
+  - {id: contains-any, label: l, description: d, outcome: ineligible, reason: r, when: {training_courses: {contains_any: [sm, woman]}}}
+  - {id: lacks, label: l, description: d, outcome: ineligible, reason: r, when: {training_courses: {lacks: listening}}}
+  - {id: all, label: l, description: d, outcome: ineligible, reason: r, when: {all: [{suspended: {eq: false}}, {caseload_room: {gt: 0}}]}}
+  - {id: any, label: l, description: d, outcome: ineligible, reason: r, when: {any: [{suspended: {eq: true}}, {record_check_days_left: {lt: 0}}]}}
+  - {id: nested, label: l, description: d, outcome: ineligible, reason: r, when: {any: [{all: [{suspended: {eq: false}}, {training_courses: {lacks: en}}]}, {personal_references: {gte: 2}}]}}
+  - {id: always, label: l, description: d, outcome: ineligible, reason: r, when: always}
 """
 OPERATORS = bundle.Loaded(
     ENGINE, language.build(language.read_ruleset_text("ops.yaml", EVERY_OPERATOR)), "ops"

@@ -91,7 +91,22 @@ BROKEN = [
         "rule id 'caseload-full' is used twice",
         "- id: caseload-full",
     ),
-    ('version: "1.0.0"', "version: 1.0", "version is MAJOR.MINOR.PATCH", "version: 1.0"),
+    ('version: "1.0.1"', "version: 1.0", "version is MAJOR.MINOR.PATCH", "version: 1.0"),
+    # Coordinators read a rule's label wherever the rule is named: every rule has one.
+    (
+        "  - id: suspended\n    label: Suspended\n",
+        "  - id: suspended\n",
+        "rule 'suspended' is missing 'label'",
+        "- id: suspended",
+    ),
+    ("label: Suspended", "label: ''", "expected non-empty text", "label: ''"),
+    (
+        "label: Suspended",
+        "label: Suspended {days_since_supervision} days",
+        "no {field} placeholders",
+        "label: Suspended {",
+    ),
+    ("label: Suspended", "label: " + "x" * 61, "at most 60 characters", "x" * 61),
     (
         "outcomes: [ineligible, eligible]",
         "outcomes: [ineligible, eligible, maybe]",
@@ -139,6 +154,88 @@ def test_strict_check_names_file_line_and_reason(
     assert info.value.line == line_of(path, on_line)
 
 
+def test_a_rule_an_override_adds_needs_a_label_and_one_it_changes_keeps_its_own(
+    tree: Path,
+) -> None:
+    override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
+    added = (
+        "rules:\n  - id: suspended\n    reason: Suspended by the scheme.\n"
+        "  - id: needs-two-references\n    description: Two professional references.\n"
+        "    when: {professional_references: {lt: 2}}\n    outcome: ineligible\n"
+        "    reason: Two are needed.\n"
+    )
+    override.write_text(override.read_text() + added)
+    with pytest.raises(RulesFileError) as info:
+        check(tree)
+    assert "rule 'needs-two-references' is missing 'label'" in info.value.message
+    assert info.value.path == str(override)
+    assert info.value.line == line_of(override, "- id: needs-two-references")
+    replace(
+        override,
+        "  - id: needs-two-references\n",
+        "  - id: needs-two-references\n    label: Two references\n",
+    )
+    rules = {
+        r.id: r
+        for r in bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve().rules
+    }
+    assert rules["needs-two-references"].label == "Two references"
+    assert rules["suspended"].label == "Suspended"  # changed in its reason only
+
+
+def test_every_shipped_rule_has_a_label() -> None:
+    for target in bundle.targets(ROOT):
+        for rule in target.source.resolve().rules:
+            assert (rule.label or "")[:1].isupper(), (target.kind, target.org, rule.id)
+
+
+def test_a_version_published_before_labels_still_loads_with_its_hash() -> None:
+    """Replicas compile what is live from its texts: one published before labels were
+    required still runs, and hashes as it did then (labels are in the hash only when set)."""
+    text = bundle.read_source(ROOT, Kind.ELIGIBILITY).default_text
+    unlabelled = "\n".join(line for line in text.splitlines() if not line.startswith("    label:"))
+    with pytest.raises(RulesFileError, match="missing 'label'"):
+        language.build(language.read_ruleset_text("old.yaml", unlabelled))
+    old = language.build(language.read_ruleset_text("old.yaml", unlabelled), strict=False)
+    assert {rule.label for rule in old.rules} == {None}
+    new = language.build(language.read_ruleset_text("new.yaml", text))
+    assert bundle.content_hash(old) != bundle.content_hash(new)  # a label is content
+    relabelled = text.replace("label: Suspended", "label: Suspended by the scheme")
+    assert bundle.content_hash(
+        language.build(language.read_ruleset_text("r.yaml", relabelled))
+    ) != bundle.content_hash(new)
+
+
+def test_a_decision_names_each_fired_rule_with_its_label() -> None:
+    engine = Engine()
+    source = bundle.read_source(ROOT, Kind.ELIGIBILITY)
+    loaded = bundle.Loaded(engine, source.resolve(), "test")
+    try:
+        facts = {
+            "supporter_id": "s1",
+            "record_check_present": True,
+            "record_check_clear": True,
+            "record_check_days_left": -3,
+            "interview_passed": True,
+            "professional_references": 1,
+            "personal_references": 1,
+            "recovery_days": 4000,
+            "training_courses": ["peer_support_foundations"],
+            "days_since_supervision": 90,
+            "caseload_room": 2,
+            "suspended": False,
+        }
+        outcome, fired = loaded.decide(facts)
+    finally:
+        loaded.unload()
+    assert outcome == "ineligible"
+    assert [(f.rule, f.label) for f in fired] == [
+        ("record-check-expired", "Record check expired"),
+        ("supervision-overdue", "Supervision overdue"),
+    ]
+    assert "90 days" in fired[1].reason
+
+
 def test_a_wrong_value_in_a_case_is_an_error_with_its_line(tree: Path) -> None:
     path = tree / "default" / "consent" / "cases.yaml"
     replace(path, "status: withdrawn", "status: withdrew")
@@ -182,7 +279,7 @@ def test_override_changes_params_disables_changes_and_adds_rules(tree: Path) -> 
         "disable: [caseload-full]\n"
         "rules:\n"
         "  - id: suspended\n    reason: Suspended by the scheme.\n"
-        "  - id: needs-two-references\n    description: Two professional references.\n"
+        "  - id: needs-two-references\n    label: Two references\n    description: Two professional references.\n"
         "    when: {professional_references: {lt: 2}}\n    outcome: ineligible\n    reason: Two are needed.\n"
     )
     ruleset = bundle.read_source(tree, Kind.ELIGIBILITY, "harbour-ombudsman").resolve()
@@ -227,7 +324,7 @@ def test_lists_within_their_limit_that_together_would_hang_the_engine_are_an_err
 
     def rules(count: int) -> str:
         return "".join(
-            f"  - id: band-{n}\n    description: d\n    outcome: ineligible\n    reason: r\n"
+            f"  - id: band-{n}\n    label: l\n    description: d\n    outcome: ineligible\n    reason: r\n"
             f"    when: {{recovery_days: {{in: [{', '.join(str(n * 1000 + v) for v in range(100))}]}}}}\n"
             for n in range(count)
         )
@@ -250,7 +347,7 @@ def test_lists_within_their_limit_that_together_would_hang_the_engine_are_an_err
 def test_an_override_cannot_grow_a_ruleset_past_its_limit(tree: Path) -> None:
     override = tree / "orgs" / "harbour-ombudsman" / "eligibility" / "override.yaml"
     added = "".join(
-        f"  - id: extra-{n}\n    description: d\n    when: {{suspended: {{eq: true}}}}\n"
+        f"  - id: extra-{n}\n    label: l\n    description: d\n    when: {{suspended: {{eq: true}}}}\n"
         "    outcome: ineligible\n    reason: r\n"
         for n in range(language.MAX_RULES)
     )
