@@ -14,7 +14,7 @@ from contracts import intake, matching, rules, scheduling, subjects, views
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, CommandUnavailable, DeadLetter
 
-VERSION = "2.1.0"
+VERSION = "2.2.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c
@@ -51,6 +51,7 @@ REPLIES: dict[str, type[Message]] = {
         views.CaseView,
         views.SupporterView,
         views.DecisionView,
+        views.Directory,
     )
 }
 # Which replies answer a command: every command may be rejected, or be unavailable just then
@@ -61,6 +62,7 @@ _ANSWERED: dict[str, str] = {
     views.ViewCase.type_name: "CaseView",
     views.ViewSupporter.type_name: "SupporterView",
     views.ViewDecision.type_name: "DecisionView",
+    views.ReadDirectory.type_name: "Directory",
     **{c.type_name: "RulesEvaluated" for c in rules.COMMANDS},
     **{c.type_name: "CommandAccepted" for c in matching.COMMANDS},
     matching.AssignBatch.type_name: "BatchAssigned",

@@ -436,9 +436,12 @@ class SupporterRegistered(Event):
 
 class SupporterUpdated(Event):
     type_name: ClassVar[str] = "SupporterUpdated"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: region and caseload_cap as they are now
     supporter_id: EntityId
     changed_fields: list[str]
     suspended: bool
+    region: str | None = None
+    caseload_cap: int | None = None
 
 
 class VettingEvidenceRecorded(Event):

@@ -11,12 +11,13 @@ command's source: the console names the signed-in account), is published first a
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from contracts.envelope import Command, EntityId, Event, Message, Part
 from contracts.intake import SERVICE, SupporterProfile
+from contracts.privacy import PERSONAL, SENSITIVE
 from contracts.records import CaseMatch, CaseRecord, CaseSchedule, SupporterSupervision
 from contracts.rules import Kind, LoggedDecision
 
@@ -73,12 +74,22 @@ class EvidenceOnFile(Part):
     valid_until: date | None = None
 
 
+class WhyIneligible(Part):
+    """One rule that keeps a supporter from new matches, as their latest eligibility decision
+    fired it: its id, its plain words, and why (about the person: sensitive, so answered
+    empty to a role that may not read it)."""
+
+    rule: str
+    label: str
+    reason: Annotated[str | None, SENSITIVE] = None
+
+
 class SupporterView(Message):
     """A supporter as their services hold them now: the profile, the vetting on file,
     eligibility and the day it lapses, who holds their slots, supervision."""
 
     type_name: ClassVar[str] = "SupporterView"
-    schema_version: ClassVar[str] = "1.1"  # 1.1: withheld
+    schema_version: ClassVar[str] = "1.2"  # 1.1: withheld; 1.2: ineligible_because
     status: Literal["supporter_viewed"] = "supporter_viewed"
     command_id: str
     viewed_at: datetime
@@ -89,6 +100,9 @@ class SupporterView(Message):
     vetting: list[EvidenceOnFile]
     eligible: bool | None = None  # None: not decided yet
     lapses_on: date | None = None
+    # Why not eligible: each rule of the latest decision that made it so, in the ruleset's
+    # order (empty while eligible). "Caseload full" alone: current matches go on.
+    ineligible_because: list[WhyIneligible] = Field(default_factory=list)
     # Each case holding one of their slots: until when (while proposed), or None (chosen).
     caseload: dict[str, datetime | None] = Field(default_factory=dict)
     supervision: SupporterSupervision | None = None
@@ -137,5 +151,55 @@ class DecisionViewed(Event):
     viewed_by: str
 
 
-COMMANDS: tuple[type[Command], ...] = (ViewCase, ViewSupporter, ViewDecision)
-EVENTS: tuple[type[Event], ...] = (CaseViewed, SupporterViewed, DecisionViewed)
+# The console's search: names and contact details, kept in the console's memory only -------
+
+DIRECTORY_BATCH = 500  # ids in one ReadDirectory, of each person
+
+
+class ReadDirectory(Command):
+    """The names and contact details of the given clients and supporters, for the console's
+    search (docs/decisions/0030): answered with ``Directory``. The console's own read,
+    sent when it first searches an organisation and again for each record new or changed
+    since; never served to a person or an integration."""
+
+    type_name: ClassVar[str] = "ReadDirectory"
+    service: ClassVar[str] = SERVICE
+    case_ids: list[EntityId] = Field(default_factory=list, max_length=DIRECTORY_BATCH)
+    supporter_ids: list[EntityId] = Field(default_factory=list, max_length=DIRECTORY_BATCH)
+
+
+class DirectoryEntry(Part):
+    """What a person is found by: their reference, name and contact details."""
+
+    person: Literal["client", "supporter"]
+    subject_id: str
+    display_name: Annotated[str, PERSONAL]
+    email: Annotated[str | None, PERSONAL] = None
+    phone: Annotated[str | None, PERSONAL] = None
+
+
+class Directory(Message):
+    """The entries asked for; those not held (never, or erased) are left out."""
+
+    type_name: ClassVar[str] = "Directory"
+    status: Literal["directory_read"] = "directory_read"
+    command_id: str
+    read_at: datetime
+    entries: list[DirectoryEntry]
+
+
+class DirectoryRead(Event):
+    """The console read names and contact details for its search: how many, by whom (the
+    access log; ids are not listed, the counts say how much was read)."""
+
+    type_name: ClassVar[str] = "DirectoryRead"
+    command_id: str
+    read_by: str
+    clients: int
+    supporters: int
+
+
+COMMANDS: tuple[type[Command], ...] = (ViewCase, ViewSupporter, ViewDecision, ReadDirectory)
+EVENTS: tuple[type[Event], ...] = (CaseViewed, SupporterViewed, DecisionViewed, DirectoryRead)
+# Reads only the console sends for itself: no HTTP route, no form (``catalogue``).
+CONSOLE_ONLY: tuple[type[Command], ...] = (ReadDirectory,)

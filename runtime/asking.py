@@ -27,7 +27,7 @@ from contracts.intake import PersonData
 from contracts.matching import BatchAssigned
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply, CommandUnavailable
 from contracts.rules import EvaluateRules, RulesEvaluated
-from contracts.views import CaseView, DecisionView, SupporterView
+from contracts.views import CaseView, DecisionView, Directory, SupporterView
 from runtime import bus, tracing
 from runtime.changes import NotYet
 from runtime.clock import Clock
@@ -62,6 +62,7 @@ AnyReply = (
     | CaseView
     | SupporterView
     | DecisionView
+    | Directory
 )
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 _EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected | CommandUnavailable] = TypeAdapter(

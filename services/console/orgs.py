@@ -24,8 +24,10 @@ from runtime.access import principal
 from runtime.asking import Asking
 from runtime.clock import Clock
 from runtime.credentials import Credentials
+from services.console.directory import SearchIndex
 from services.console.overview import Overview
 from services.console.readmodel import Following
+from services.console.search import Directories
 
 SOURCE = "alongside/console"
 CredentialFor = Callable[[str], Awaitable[Path]]
@@ -83,6 +85,7 @@ class OrgConnections:
         self._open: dict[str, tuple[Client, Asking]] = {}
         self._following: dict[str, Following] = {}
         self._lock = asyncio.Lock()
+        self._directories = Directories(f"{SOURCE}/search")
 
     async def asking(self, org: str) -> Asking:
         """Commands out as ``org`` (connected the first time it is asked for)."""
@@ -102,6 +105,12 @@ class OrgConnections:
                 following = self._following[org] = Following(org)
                 await following.start(js)
         return await following.current(js)
+
+    async def search_index(self, org: str) -> SearchIndex:
+        """The organisation's search index, with every record the fold knows of as of now
+        (``search``)."""
+        overview = await self.overview(org)
+        return await self._directories.current(org, overview, lambda: self.asking(org))
 
     async def access_log(self, org: str) -> list[AccessLogEntry]:
         return await access_log(self.reader, org)

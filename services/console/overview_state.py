@@ -11,9 +11,10 @@ import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from contracts.lists import CaseState
 from contracts.overview import (
     AwaitingChoice,
     ConsentMissing,
@@ -37,6 +38,21 @@ class FoldedCase:
     consent: ConsentMissing | None = None
     meeting: MeetingToConfirm | None = None
     erased: bool = False
+    stage: str | None = None
+    state: CaseState = "matching"
+    state_since: datetime | None = None
+    holders: tuple[str, ...] = ()  # supporters whose place this case holds now
+
+
+@dataclass
+class FoldedSupporter:
+    registered_at: datetime
+    region: str
+    caseload_cap: int
+    suspended: bool = False
+    eligible: bool | None = None
+    lapses_on: date | None = None
+    caseload: set[str] = field(default_factory=set)  # cases that chose them or hold a place
 
 
 @dataclass
@@ -109,6 +125,11 @@ class OverviewState:
         self.waitlisted: set[str] = set()  # every case that ever waited
         self.days: defaultdict[date, Day] = defaultdict(Day)
         self.rulesets: list[LiveRuleset] = []
+        self.supporters: dict[str, FoldedSupporter] = {}
+        # Whose name or contact details may have changed since the search last read them,
+        # and who was erased since (``directory``): (person, id).
+        self.directory_changed: set[tuple[Literal["client", "supporter"], str]] = set()
+        self.directory_erased: set[tuple[Literal["client", "supporter"], str]] = set()
 
     @property
     def zone(self) -> ZoneInfo:

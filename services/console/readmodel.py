@@ -20,8 +20,7 @@ from nats.js.api import DeliverPolicy
 from contracts import catalogue, subjects
 from contracts.envelope import RawEnvelope
 from runtime.logging import get_logger
-from services.console.overview import Overview
-from services.console.overview_events import FOLDED
+from services.console.overview import FOLDED, Overview
 
 log = get_logger(__name__)
 

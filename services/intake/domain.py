@@ -39,7 +39,7 @@ from contracts.intake import (
 )
 from contracts.records import CaseRecord, ConsentRecord, Record, SupporterRecord
 from contracts.replies import field_errors
-from contracts.views import EvidenceOnFile
+from contracts.views import DirectoryEntry, EvidenceOnFile
 from runtime.changes import Change, Refused
 
 
@@ -113,7 +113,11 @@ def update_supporter(
         update={"profile": profile, "suspended": suspended, "updated_at": ctx.now}
     )
     event = SupporterUpdated(
-        supporter_id=cmd.supporter_id, changed_fields=changed_fields, suspended=suspended
+        supporter_id=cmd.supporter_id,
+        changed_fields=changed_fields,
+        suspended=suspended,
+        region=profile.region,
+        caseload_cap=profile.caseload_cap,
     )
     return Change(updated, [event])
 
@@ -340,3 +344,26 @@ ROUTES: dict[type[Command], Route] = {
     GiveConsent: _case(give_consent),
     WithdrawConsent: _case(withdraw_consent),
 }
+
+
+def client_entry(case: CaseRecord) -> DirectoryEntry:
+    """What the client of ``case`` is found by in the console's search."""
+    client = case.intake.client
+    return DirectoryEntry(
+        person="client",
+        subject_id=case.case_id,
+        display_name=client.display_name,
+        email=client.contact.email,
+        phone=client.contact.phone,
+    )
+
+
+def supporter_entry(supporter: SupporterRecord) -> DirectoryEntry:
+    profile = supporter.profile
+    return DirectoryEntry(
+        person="supporter",
+        subject_id=supporter.supporter_id,
+        display_name=profile.display_name,
+        email=profile.contact.email,
+        phone=profile.contact.phone,
+    )

@@ -10,6 +10,7 @@ loop; the decision itself is pure.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +35,15 @@ from contracts.views import (
     CaseViewed,
     DecisionView,
     DecisionViewed,
+    Directory,
+    DirectoryRead,
+    ReadDirectory,
     SupporterView,
     SupporterViewed,
     ViewCase,
     ViewDecision,
     ViewSupporter,
+    WhyIneligible,
 )
 from runtime.changes import Change, Refused, Removal, command_field
 from runtime.clock import Clock
@@ -235,9 +240,44 @@ async def view_supporter(
         vetting=[domain.evidence_on_file(e) for e in supporter.vetting],
         eligible=decision.outcome == "eligible" if decision else None,
         lapses_on=decision.lapses_on if decision else None,
+        ineligible_because=[
+            WhyIneligible(rule=f.rule, label=f.named, reason=f.reason or None)
+            for f in (decision.fired if decision else [])
+            if f.outcome == "ineligible"
+        ],
         caseload=caseload.holds,
         supervision=supervision.record if supervision else None,
     )
+
+
+@handlers.on(ReadDirectory)
+async def read_directory(command: ReadDirectory, received: Received, deps: IntakeDeps) -> Directory:
+    """Names and contact details for the console's search; how many were read, and by
+    whom, is published first. A record not held (never, or erased) is left out."""
+    org, command_id = received.org, received.envelope.id
+    read = DirectoryRead(
+        command_id=command_id,
+        read_by=received.acted_by,
+        clients=len(command.case_ids),
+        supporters=len(command.supporter_ids),
+    )
+    await recorded(read, received, deps)
+    cases = await asyncio.gather(*(_stored(deps.cases, org, i) for i in command.case_ids))
+    supporters = await asyncio.gather(
+        *(_stored(deps.supporters, org, i) for i in command.supporter_ids)
+    )
+    entries = [domain.client_entry(c) for c in cases if c is not None]
+    entries += [domain.supporter_entry(s) for s in supporters if s is not None]
+    log.info("directory_read", org=org, command_id=command_id, read_by=received.acted_by)
+    return Directory(command_id=command_id, read_at=deps.clock(), entries=entries)
+
+
+async def _stored(records: UnitOfWork[R], org: str, subject_id: str) -> R | None:
+    try:
+        stored, _ = await records.store.load(org, subject_id)
+    except Erased:
+        return None
+    return stored.record if stored is not None else None
 
 
 @handlers.on(ViewDecision)

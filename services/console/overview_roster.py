@@ -1,0 +1,212 @@
+"""How events set each case's stage and state and each supporter's standing (eligibility,
+suspension, caseload), for the console's lists: a second fold beside ``overview_events``,
+one small function per event type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from contracts.envelope import Event
+from contracts.intake import (
+    CaseStageChanged,
+    ClientErased,
+    IntakeReceived,
+    SupporterErased,
+    SupporterRegistered,
+    SupporterUpdated,
+)
+from contracts.lists import CaseState
+from contracts.matching import (
+    ClientWaitlisted,
+    MatchActivated,
+    MatchEnded,
+    MatchPaused,
+    MatchProposed,
+    MatchResumed,
+    ProposalAccepted,
+    ProposalsDeclined,
+    ProposalsExpired,
+    ProposalsWithdrawn,
+    ServiceRefused,
+)
+from contracts.rules import SupporterEligibilityDecided
+from contracts.scheduling import ServiceEnded
+from services.console.overview_state import FoldedCase, FoldedSupporter, OverviewState, utc
+
+E = TypeVar("E", bound=Event)
+Fold = Callable[[OverviewState, E, datetime], None]
+_FOLDS: dict[type[Event], Fold[Any]] = {}
+# Changes to a supporter's profile that the search finds them by.
+_FOUND_BY = ("display_name", "contact")
+
+
+def apply(kept: OverviewState, event: Event, at: datetime) -> None:
+    fold = _FOLDS.get(type(event))
+    if fold is not None:
+        fold(kept, event, utc(at))
+
+
+def _folds(kind: type[E]) -> Callable[[Fold[E]], Fold[E]]:
+    def register(fold: Fold[E]) -> Fold[E]:
+        _FOLDS[kind] = fold
+        return fold
+
+    return register
+
+
+def _enter(case: FoldedCase, state: CaseState, at: datetime) -> None:
+    if case.state != state or case.state_since is None:
+        case.state, case.state_since = state, at
+
+
+def _hold(kept: OverviewState, case_id: str, holders: tuple[str, ...]) -> None:
+    """``case_id`` holds a place with exactly ``holders`` now."""
+    case = kept.case(case_id)
+    for supporter_id in case.holders:
+        if (supporter := kept.supporters.get(supporter_id)) is not None:
+            supporter.caseload.discard(case_id)
+    for supporter_id in holders:
+        if (supporter := kept.supporters.get(supporter_id)) is not None:
+            supporter.caseload.add(case_id)
+    case.holders = holders
+
+
+# Cases -------------------------------------------------------------------------------
+
+
+@_folds(IntakeReceived)
+def _intake(kept: OverviewState, event: IntakeReceived, at: datetime) -> None:
+    case = kept.case(event.case_id)
+    case.stage = event.stage.value
+    _enter(case, "matching", at)
+    kept.directory_changed.add(("client", event.case_id))
+
+
+@_folds(CaseStageChanged)
+def _stage(kept: OverviewState, event: CaseStageChanged, at: datetime) -> None:
+    kept.case(event.case_id).stage = event.to_stage.value
+
+
+@_folds(ClientWaitlisted)
+def _waitlisted(kept: OverviewState, event: ClientWaitlisted, at: datetime) -> None:
+    _hold(kept, event.case_id, ())
+    _enter(kept.case(event.case_id), "waiting", at)
+
+
+@_folds(MatchProposed)
+def _proposed(kept: OverviewState, event: MatchProposed, at: datetime) -> None:
+    _hold(kept, event.case_id, tuple(p.supporter_id for p in event.proposals))
+    _enter(kept.case(event.case_id), "proposed" if event.proposals else "matching", at)
+
+
+@_folds(ProposalAccepted)
+def _accepted(kept: OverviewState, event: ProposalAccepted, at: datetime) -> None:
+    _hold(kept, event.case_id, (event.supporter_id,))
+    _enter(kept.case(event.case_id), "chosen", at)
+
+
+def _unanswered(kept: OverviewState, case_id: str, at: datetime) -> None:
+    _hold(kept, case_id, ())
+    _enter(kept.case(case_id), "matching", at)
+
+
+@_folds(ProposalsDeclined)
+def _declined(kept: OverviewState, event: ProposalsDeclined, at: datetime) -> None:
+    _unanswered(kept, event.case_id, at)
+
+
+@_folds(ProposalsExpired)
+def _expired(kept: OverviewState, event: ProposalsExpired, at: datetime) -> None:
+    _unanswered(kept, event.case_id, at)
+
+
+@_folds(ProposalsWithdrawn)
+def _withdrawn(kept: OverviewState, event: ProposalsWithdrawn, at: datetime) -> None:
+    case = kept.case(event.case_id)
+    _hold(kept, event.case_id, tuple(h for h in case.holders if h not in event.supporter_ids))
+
+
+@_folds(MatchActivated)
+def _activated(kept: OverviewState, event: MatchActivated, at: datetime) -> None:
+    _hold(kept, event.case_id, (event.supporter_id,))
+    _enter(kept.case(event.case_id), "active", at)
+
+
+@_folds(MatchPaused)
+def _paused(kept: OverviewState, event: MatchPaused, at: datetime) -> None:
+    _enter(kept.case(event.case_id), "paused", at)
+
+
+@_folds(MatchResumed)
+def _resumed(kept: OverviewState, event: MatchResumed, at: datetime) -> None:
+    _enter(kept.case(event.case_id), "active", at)
+
+
+@_folds(MatchEnded)
+def _ended(kept: OverviewState, event: MatchEnded, at: datetime) -> None:
+    _hold(kept, event.case_id, ())
+    changing = event.reason == "change_of_supporter"
+    _enter(kept.case(event.case_id), "matching" if changing else "ended", at)
+
+
+@_folds(ServiceRefused)
+def _refused(kept: OverviewState, event: ServiceRefused, at: datetime) -> None:
+    _hold(kept, event.case_id, ())
+    _enter(kept.case(event.case_id), "ended", at)
+
+
+@_folds(ServiceEnded)
+def _service_ended(kept: OverviewState, event: ServiceEnded, at: datetime) -> None:
+    _hold(kept, event.case_id, ())
+    _enter(kept.case(event.case_id), "ended", at)
+
+
+@_folds(ClientErased)
+def _client_erased(kept: OverviewState, event: ClientErased, at: datetime) -> None:
+    _hold(kept, event.case_id, ())
+    _enter(kept.case(event.case_id), "erased", at)
+    kept.directory_changed.discard(("client", event.case_id))
+    kept.directory_erased.add(("client", event.case_id))
+
+
+# Supporters --------------------------------------------------------------------------
+
+
+@_folds(SupporterRegistered)
+def _registered(kept: OverviewState, event: SupporterRegistered, at: datetime) -> None:
+    if event.supporter_id not in kept.supporters:
+        kept.supporters[event.supporter_id] = FoldedSupporter(
+            registered_at=at, region=event.region, caseload_cap=event.caseload_cap
+        )
+    kept.directory_changed.add(("supporter", event.supporter_id))
+
+
+@_folds(SupporterUpdated)
+def _updated(kept: OverviewState, event: SupporterUpdated, at: datetime) -> None:
+    supporter = kept.supporters.get(event.supporter_id)
+    if supporter is None:
+        return
+    supporter.suspended = event.suspended
+    supporter.region = event.region or supporter.region
+    supporter.caseload_cap = event.caseload_cap or supporter.caseload_cap
+    if any(f.split(".")[-1] in _FOUND_BY or f in _FOUND_BY for f in event.changed_fields):
+        kept.directory_changed.add(("supporter", event.supporter_id))
+
+
+@_folds(SupporterEligibilityDecided)
+def _eligibility(kept: OverviewState, event: SupporterEligibilityDecided, at: datetime) -> None:
+    supporter = kept.supporters.get(event.supporter_id)
+    if supporter is not None:
+        supporter.eligible, supporter.lapses_on = event.eligible, event.lapses_on
+
+
+@_folds(SupporterErased)
+def _supporter_erased(kept: OverviewState, event: SupporterErased, at: datetime) -> None:
+    kept.supporters.pop(event.supporter_id, None)
+    kept.directory_changed.discard(("supporter", event.supporter_id))
+    kept.directory_erased.add(("supporter", event.supporter_id))
+
+
+FOLDED: tuple[type[Event], ...] = tuple(_FOLDS)
