@@ -156,6 +156,7 @@ class LiveRuleset(BaseModel):
     revision: int
     published_at: datetime
     rolled_back_to: str | None = None
+    labels: dict[str, str] = {}  # each rule's plain words by its id
 
 
 class RulesHistory(BaseModel):
@@ -164,3 +165,13 @@ class RulesHistory(BaseModel):
     org: OrgId
     live: list[LiveRuleset]
     history: list[LiveRuleset]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The live rules' labels by ``<kind>.<rule>`` (``eligibility.caseload-full``), as a
+        refusal names a rule after ``rules.``."""
+        return {
+            f"{live.ruleset.kind.value}.{rule}": label
+            for live in self.live
+            for rule, label in live.labels.items()
+        }
