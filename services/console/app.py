@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -19,17 +19,15 @@ from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from nats.errors import Error as NatsError
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from contracts import catalogue, subjects
+from contracts import catalogue, views
 from contracts.console import AccessLog, Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
 from contracts.overview import DEFAULT_LIMIT, MonthReport, RulesHistory, Today
 from contracts.records import ConsoleAccount
-from contracts.replies import CommandRejected, CommandUnavailable, FieldError
+from contracts.replies import CommandRejected, CommandUnavailable, FieldError, plain_reason
 from contracts.views import (
     CaseView,
     DecisionView,
@@ -40,9 +38,13 @@ from contracts.views import (
 )
 from runtime.logging import get_logger
 from services.console import domain
+from services.console.api_lists import add_list_routes
+from services.console.api_shared import IdPath, OrgPath, viewing
+from services.console.api_shared import org_read as _org_read
+from services.console.api_shared import problems as _problems
+from services.console.api_timeline import add_timeline_routes
 from services.console.edge import guard
 from services.console.gate import (
-    PROBLEM,
     ConsoleDeps,
     end_session,
     problem,
@@ -52,7 +54,6 @@ from services.console.gate import (
     start_session,
 )
 from services.console.health import add_health
-from services.console.orgs import NoCredential
 from services.console.overview_month import as_csv
 from services.console.pages import add_pages
 from services.console.reference import Bodies, add_reference, document
@@ -60,8 +61,6 @@ from services.console.sessions import CSRF_HEADER, Session
 
 log = get_logger(__name__)
 
-OrgPath = Annotated[str, PathParam(pattern=subjects.ORG_PATTERN)]
-IdPath = Annotated[str, PathParam(pattern=subjects.ID_PATTERN)]
 # A month the reports can be computed for in any time zone (year 1 or 9999 cannot).
 MonthPath = Annotated[
     str,
@@ -82,27 +81,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Whole seconds to wait before sending the same request again (with the same "
-        "Idempotency-Key: it takes effect once).",
-        "schema": {"type": "integer", "minimum": 1},
-    }
-}
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Problem details for each status; a 429 or 503 may say when to try again."""
-    return {
-        status: {
-            "model": Problem,
-            "content": {PROBLEM: {}},
-            **({"headers": _RETRY_AFTER} if status in (429, 503) else {}),
-        }
-        for status in statuses
-    }
-
-
 def create_app(deps: ConsoleDeps) -> FastAPI:
     app = FastAPI(
         title="Alongside",
@@ -116,7 +94,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(field=_place(e), reason=e["msg"]) for e in error.errors()]
+        errors = [FieldError(field=_place(e), reason=plain_reason(e)) for e in error.errors()]
         detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
         return problem(Problem(title="Invalid request", status=422, detail=detail, errors=errors))
 
@@ -162,8 +140,12 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
     add_reference(app)
     _view_routes(app, deps)
     _overview_routes(app, deps)
+    add_timeline_routes(app, deps)
+    add_list_routes(app, deps)
     bodies = Bodies(app)
     for model in catalogue.COMMANDS.values():
+        if model in views.CONSOLE_ONLY:
+            continue  # the console's own reads, never a person's
         _command_route(app, model, deps, bodies)
     return app
 
@@ -208,18 +190,8 @@ def _session_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
 def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
     async def viewed(request: Request, org: str, command: Command) -> Response:
-        found = await signed_in(deps, request)
-        refused = domain.refusal(found[1] if found else None, org, command.type_name)
-        if refused is not None:
-            return problem(refused)
-        assert found is not None
-        reply = await send_as(deps, org, command, None, found[1])
-        if isinstance(reply, CommandRejected):
-            said = domain.problem_of(reply)
-            return problem(said.model_copy(update={"status": 404, "title": "Not held here"}))
-        if isinstance(reply, Problem):
-            return problem(reply)
-        return JSONResponse(reply.model_dump(mode="json"))
+        seen = await viewing(deps, request, org, command)
+        return seen if isinstance(seen, Response) else JSONResponse(seen[0].model_dump(mode="json"))
 
     @app.get(
         "/api/orgs/{org}/access-log",
@@ -334,33 +306,6 @@ def _overview_routes(app: FastAPI, deps: ConsoleDeps) -> None:
             return (await deps.orgs.overview(org)).rules()
 
         return await _org_read(deps, request, org, domain.OVERVIEW, read)
-
-
-async def _org_read(
-    deps: ConsoleDeps,
-    request: Request,
-    org: str,
-    what: str,
-    read: Callable[[], Awaitable[BaseModel | str]],
-) -> Response:
-    """A read of the organisation as a whole, through its own connection."""
-    found = await signed_in(deps, request)
-    refused = domain.refusal(found[1] if found else None, org, what)
-    if refused is not None:
-        return problem(refused)
-    try:
-        answer = await read()
-    except NoCredential as missing:
-        return problem(
-            Problem(title="Organisation not served here", status=503, detail=str(missing))
-        )
-    except (NatsError, TimeoutError) as error:
-        await deps.orgs.failed(org)
-        unread = f"{what} could not be read ({type(error).__name__})"
-        return problem(domain.try_again(unread))
-    if isinstance(answer, str):
-        return Response(answer, media_type="text/csv; charset=utf-8")
-    return JSONResponse(answer.model_dump(mode="json"))
 
 
 def _command_route(app: FastAPI, model: type[Command], deps: ConsoleDeps, bodies: Bodies) -> None:

@@ -60,6 +60,9 @@ def unavailable(reply: CommandUnavailable) -> Problem:
     )
 
 
+# A command its service refused, as its title says it (the errors say why, field by field).
+REFUSED = "Not done: it was refused"
+
 NOT_SIGNED_IN = Problem(
     title="Not signed in", status=401, detail="sign in first (POST /api/session)"
 )
@@ -89,7 +92,8 @@ def problem_of(reply: CommandRejected) -> Problem:
     409 the id was used for another command, 503 retry later, 403 the organisation is not
     served, else 422 fix the request."""
     errors = [
-        FieldError(field=e.field.removeprefix("data."), reason=e.reason) for e in reply.errors
+        FieldError(field=e.field.removeprefix("data."), reason=e.reason, label=e.label)
+        for e in reply.errors
     ]
     fields = {e.field for e in reply.errors}
     reasons = " ".join(e.reason for e in reply.errors)
@@ -101,7 +105,7 @@ def problem_of(reply: CommandRejected) -> Problem:
     elif fields == {"org"}:
         status, title = 403, "Organisation not served"
     else:
-        status, title = 422, f"{reply.command_type} refused"
+        status, title = 422, REFUSED
     detail = "; ".join(f"{e.field}: {e.reason}" for e in errors)
     return Problem(
         title=title,

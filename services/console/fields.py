@@ -45,6 +45,9 @@ WITHHELD: dict[Role, dict[type[BaseModel], tuple[Path, ...]]] = {
         SupporterView: (
             ("profile", "lived_experience"),
             ("profile", "cultural_background"),
+            # Why a rule fired says what is on file (a record check's disclosure, months of
+            # recovery): the rule's label says enough to act on.
+            ("ineligible_because", "reason"),
         ),
     },
     "supervisor": {},
@@ -83,6 +86,10 @@ def _emptied(model: BaseModel, path: Path) -> tuple[BaseModel, bool]:
     """``model`` with the field at ``path`` empty; whether it held anything."""
     head, rest = path[0], path[1:]
     value = getattr(model, head)
+    if rest and isinstance(value, list):  # the field in each item of a list
+        items = [_emptied(item, rest) for item in value]
+        had_any = any(had for _, had in items)
+        return model.model_copy(update={head: [item for item, _ in items]}), had_any
     if rest:
         if value is None:
             return model, False

@@ -211,7 +211,7 @@ def body_of(form: Form, sent: Mapping[str, Sequence[str]]) -> dict[str, Any]:
         else:
             value = values[0] if values and values[0] else None
         if value is not None:
-            _put(body, field.name.split("."), value)
+            put(body, field.name.split("."), value)
     return body
 
 
@@ -222,14 +222,15 @@ def _number(text: str) -> int | str:
         return text  # the model names the field and says why
 
 
-def _put(into: Any, path: list[str], value: Any) -> None:
+def put(into: Any, path: list[str], value: Any) -> None:
+    """``value`` at the dotted ``path`` in ``into`` (a number: a list's index)."""
     head, rest = path[0], path[1:]
     if isinstance(into, list):
         index = int(head)
         while len(into) <= index:
             into.append({})
         if rest:
-            _put(into[index], rest, value)
+            put(into[index], rest, value)
         else:
             into[index] = value
         return
@@ -238,7 +239,7 @@ def _put(into: Any, path: list[str], value: Any) -> None:
         return
     if head not in into:
         into[head] = [] if rest[0].isdigit() else {}
-    _put(into[head], rest, value)
+    put(into[head], rest, value)
 
 
 def values_of(body: Mapping[str, Any] | list[Any], prefix: str = "") -> dict[str, Any]:

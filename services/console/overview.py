@@ -5,6 +5,7 @@ Events are the system of record and are never forgotten, so replaying an organis
 stream from the start rebuilds all of this; ``readmodel`` keeps one following each
 organisation. What is kept is in ``overview_state``, how each event changes it in
 ``overview_events``; the answers are read by ``overview_today`` and ``overview_month``.
+Each case's timeline is kept beside them, by ``timeline``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,43 @@ from datetime import datetime
 
 from contracts.envelope import Event
 from contracts.overview import LiveRuleset, MonthReport, RulesHistory, ScheduledSession, Today
-from services.console import overview_events, overview_month, overview_today
+from contracts.timeline import CaseTimeline
+from services.console import overview_events, overview_month, overview_roster, overview_today
 from services.console.overview_state import OverviewState
+from services.console.timeline import CaseTimelines, case_timeline
+from services.console.timeline_events import TOLD
+
+# Every event type any fold reads; the rest are skipped unread (``readmodel``).
+FOLDED: frozenset[type[Event]] = frozenset(
+    (*overview_events.FOLDED, *overview_roster.FOLDED, *TOLD)
+)
 
 
 class Overview(OverviewState):
     """One organisation's fold. ``apply`` each event in stream order."""
 
+    def __init__(self, org: str) -> None:
+        super().__init__(org)
+        self.timelines = CaseTimelines()
+
     def apply(self, event: Event, at: datetime) -> None:
         overview_events.apply(self, event, at)
+        overview_roster.apply(self, event, at)
+        self.timelines.apply(event, at)
+
+    def timeline(
+        self, case_id: str, *, reads_decisions: bool, reads_access_log: bool
+    ) -> CaseTimeline:
+        """Every event about the case, oldest first, as a reader may see it (``timeline``)."""
+        return case_timeline(
+            self.timelines,
+            self.org,
+            case_id,
+            self.zone,
+            erased=self.erased(case_id),
+            reads_decisions=reads_decisions,
+            reads_access_log=reads_access_log,
+        )
 
     def today(self, now: datetime, limit: int) -> Today:
         """Each list sorted by urgency; rows are made only for the first ``limit``."""

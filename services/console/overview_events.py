@@ -238,6 +238,7 @@ def _ruleset_published(kept: OverviewState, event: RulesetPublished, at: datetim
             revision=event.revision,
             published_at=at,
             rolled_back_to=event.rolled_back_to,
+            labels=event.labels,
         )
     )
 

@@ -69,6 +69,8 @@ class OverviewPages:
             "rules.html",
             lambda found: {
                 "rules": found.rules(),
+                # A decision logged before labels names its rules by the live labels.
+                "rule_labels": found.rules().labels,
                 "may_explain": may_explain,
                 "asked": asked,
                 "explained": explained,

