@@ -15,6 +15,7 @@ from collections.abc import Callable
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from nats.aio.client import Client as Nats
 
@@ -171,6 +172,7 @@ async def show(
         f"after {first_s:.1f} s (median), acceptance rate {report['acceptance_rate']}, "
         f"waitlist {report['waitlist_size']}; every month as CSV at reports.csv"
     )
+    await _lists(say, browser, org, intake["client"]["display_name"])
     if serving:
         say(
             f"  the console's pages (no script needed): http://127.0.0.1:{port}/orgs/{org} - "
@@ -182,3 +184,35 @@ async def show(
             "`alongside demo --serve` keeps them, with its data, and says where"
         )
     return task.cancel
+
+
+async def _lists(say: Callable[[str], None], browser: Browser, org: str, name: str) -> None:
+    """The lists a page at a time, and a search by a name the demo typed in."""
+    status, page = await browser.call("GET", f"/api/orgs/{org}/cases?limit=5")
+    if status != 200:
+        raise RuntimeError(f"the cases were not listed: {status} {page}")
+    pages = 1
+    cursor = page["next_cursor"]
+    while cursor:
+        status, more = await browser.call("GET", f"/api/orgs/{org}/cases?limit=5&cursor={cursor}")
+        pages, cursor = pages + 1, more["next_cursor"]
+    states = sorted({row["state"] for row in page["items"]})
+    say(
+        f"  GET /api/orgs/{org}/cases?limit=5: {page['total']} cases in {pages} pages, each "
+        f"page's cursor to the next (the first page's states: {', '.join(states)}); also "
+        f"supporters, proposals, and CSV of each"
+    )
+    word = name.split()[0]
+    status, found = await browser.call("GET", f"/api/orgs/{org}/search?q={quote(word)}")
+    if status != 200 or not any(f["subject_id"] == "case-http" for f in found["items"]):
+        raise RuntimeError(f"the search did not find case-http by its client's name: {found}")
+    say(
+        f"  GET /api/orgs/{org}/search?q={word}: {found['total']} found by name, "
+        "case-http among them (names held in the console's memory only)"
+    )
+    status, attention = await browser.call("GET", "/api/attention")
+    kinds = sorted({item["kind"].replace("_", " ") for item in attention["items"]})
+    say(
+        f"  GET /api/attention: {attention['total']} things need the coordinator "
+        f"({', '.join(kinds) or 'nothing overdue'}), the most overdue first"
+    )
