@@ -39,6 +39,7 @@ def add_pages(app: FastAPI, deps: ConsoleDeps) -> None:
         ("/orgs/{org}/attention", "GET", finding.attention),
         ("/orgs/{org}/search", "GET", finding.search),
         ("/orgs/{org}/cases", "GET", finding.cases),
+        ("/orgs/{org}/cases/bulk", "POST", finding.bulk),
         ("/orgs/{org}/supporters", "GET", finding.supporters),
         ("/orgs/{org}/proposals", "GET", finding.proposals),
         # Before /supporters/{supporter_id}: "new" is a valid id.

@@ -5,8 +5,13 @@ CSV (the API's)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar, get_args
 
 from fastapi import Request, Response
@@ -14,7 +19,7 @@ from fastapi import Request, Response
 from contracts.console import Problem
 from contracts.lists import LIST_LIMIT, CaseState, WaitsOn
 from contracts.records import ConsoleAccount
-from services.console import domain, forms, lists
+from services.console import bulk, domain, forms, lists
 from services.console.gate import ConsoleDeps
 from services.console.lists import (
     BadCursor,
@@ -25,7 +30,14 @@ from services.console.lists import (
     SupporterSort,
 )
 from services.console.overview import Overview
-from services.console.pages_shared import not_allowed, overview_of, problem_page, render
+from services.console.pages_shared import (
+    csrf_refused,
+    not_allowed,
+    overview_of,
+    problem_page,
+    render,
+    send_command,
+)
 from services.console.search import DirectoryUnread
 from services.console.sessions import Session
 
@@ -192,6 +204,43 @@ class ListPages:
             now=now,
         )
 
+    async def bulk(self, request: Request, account: ConsoleAccount, session: Session) -> Response:
+        """One action on the cases chosen in the list (``bulk``), each case's outcome shown."""
+        org, sent = request.path_params["org"], await request.form()
+        if not session.allows(str(sent.get("csrf_token", ""))):
+            return problem_page(request, csrf_refused(), org, account)
+        action = next((a for a in bulk.BULK_ACTIONS if a == sent.get("action")), None)
+        if action is None:
+            unknown = Problem(title="Choose an action", status=400, detail="choose what to do")
+            return problem_page(request, unknown, org, account)
+        if (no := not_allowed(request, account, action)) is not None:
+            return no
+        found = await overview_of(self.deps, org)
+        if isinstance(found, Problem):
+            return problem_page(request, found, org, account)
+        today = self.deps.clock().astimezone(found.zone).date()
+        given_on = _day(str(sent.get("given_on", ""))) or today
+        case_ids = [str(v) for v in sent.getlist("case_id")][: bulk.MOST]
+        stage = str(sent.get("stage", ""))
+        form_id = str(sent.get("bulk_id", ""))
+        done = []
+        for item in bulk.sendings(found, action, case_ids, stage, given_on):
+            said = json.dumps([form_id, item.type_name, item.body], sort_keys=True)
+            command_id = "bulk-" + hashlib.sha256(said.encode()).hexdigest()[:32]
+            refused = await send_command(
+                self.deps, org, item.type_name, item.body, account, command_id
+            )
+            done.append((item.case_id, item.what, bulk.outcome(refused)))
+        return render(
+            request,
+            "bulk_done.html",
+            org=org,
+            account=account,
+            session=session,
+            done=done,
+            chosen=len(case_ids),
+        )
+
     async def _list(
         self,
         request: Request,
@@ -215,10 +264,13 @@ class ListPages:
             page = lists.paged(rows(found, asked), listing, asked.cursor, LIST_LIMIT)
         except (Unfit, BadCursor) as error:
             unfit = str(error)
+        today = self.deps.clock().astimezone(found.zone).date()
         return render(
             request,
             template,
             400 if unfit else 200,
+            today=today,
+            bulk_id=secrets.token_urlsafe(12),  # a form sent twice acts once (``bulk``)
             org=org,
             account=account,
             session=session,
@@ -232,3 +284,9 @@ class ListPages:
             eligibility=ELIGIBILITY,
             now=self.deps.clock(),
         )
+
+
+def _day(text: str) -> date | None:
+    with contextlib.suppress(ValueError):
+        return date.fromisoformat(text)
+    return None

@@ -121,24 +121,31 @@ class OverviewPages:
 
 
 def _charts(reports: list[MonthReport]) -> list[dict[str, Any]]:
-    """Bars per month for the report page's charts (drawn as SVG in the template)."""
+    """Bars per month for the report page's charts (drawn as SVG in the template), each with
+    the unit of its axis; the page shows the same figures as a table too."""
 
-    def series(title: str, value: Callable[[MonthReport], float | None]) -> dict[str, Any]:
-        points = [(r.month, value(r)) for r in reports]
+    def series(
+        title: str, unit: str, value: Callable[[MonthReport], float | None], scale: float = 1
+    ) -> dict[str, Any]:
+        points = [
+            (r.month, None if (v := value(r)) is None else round(v * scale, 1)) for r in reports
+        ]
         top = max((v for _, v in points if v is not None), default=0.0) or 1.0
-        return {"title": title, "top": top, "points": points}
+        return {"title": title, "unit": unit, "top": top, "points": points}
 
     return [
-        series("Intakes", lambda r: r.intakes),
+        series("Intakes", "intakes", lambda r: r.intakes),
         series(
-            "Median hours from intake to first proposal",
+            "Median time from intake to first proposal",
+            "hours",
             lambda r: r.intake_to_first_proposal.median_hours,
         ),
         series(
-            "Median hours from intake to an active match",
+            "Median time from intake to an active match",
+            "hours",
             lambda r: r.intake_to_active_match.median_hours,
         ),
-        series("Acceptance rate", lambda r: r.acceptance_rate),
-        series("Sessions held", lambda r: r.sessions_held),
-        series("Waitlist at month end", lambda r: r.waitlist_size),
+        series("Proposals accepted", "% of answered", lambda r: r.acceptance_rate, 100),
+        series("Sessions held", "sessions", lambda r: r.sessions_held),
+        series("Waitlist at the month's end", "clients", lambda r: r.waitlist_size),
     ]

@@ -98,10 +98,16 @@ async def zone_of(deps: ConsoleDeps, org: str) -> ZoneInfo:
 
 
 async def send_command(
-    deps: ConsoleDeps, org: str, type_name: str, body: dict[str, Any], account: ConsoleAccount
+    deps: ConsoleDeps,
+    org: str,
+    type_name: str,
+    body: dict[str, Any],
+    account: ConsoleAccount,
+    command_id: str | None = None,
 ) -> Problem | None:
     """The command from a form, validated by its own model (the API's field errors), sent
-    as the organisation in the account's name; the refusal, if any."""
+    as the organisation in the account's name (with ``command_id``, if the form gave one:
+    sent twice, it takes effect once); the refusal, if any."""
     try:
         command: Command = catalogue.COMMANDS[type_name].model_validate(body)
     except ValidationError as error:
@@ -112,7 +118,7 @@ async def send_command(
             errors=errors,
             detail="; ".join(f"{e.field}: {e.reason}" for e in errors),
         )
-    reply = await send_as(deps, org, command, None, account)
+    reply = await send_as(deps, org, command, command_id, account)
     if isinstance(reply, Problem):
         return reply
     if isinstance(reply, CommandRejected):

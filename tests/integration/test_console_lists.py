@@ -225,3 +225,29 @@ async def test_the_list_pages_filter_page_on_and_find_without_a_script(
         for path in ("supporters", "proposals", "attention", "search"):
             page = await browser.get(f"/orgs/{org}/{path}")
             assert page.status_code == 200, path
+
+        # Two cases chosen in the list, moved to the next stage at once; the same form sent
+        # again (a double click) acts once.
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', first.text)
+        bulk_id = re.search(r'name="bulk_id" value="([^"]+)"', first.text)
+        assert csrf is not None
+        assert bulk_id is not None
+        chosen = {
+            "csrf_token": csrf.group(1),
+            "bulk_id": bulk_id.group(1),
+            "action": "ChangeCaseStage",
+            "stage": "conciliation",
+            "case_id": ["c00", "c01"],
+        }
+        for _ in range(2):
+            done = await browser.post(f"/orgs/{org}/cases/bulk", data=chosen)
+            assert done.status_code == 200, done.text
+            assert "2 of 2 done" in done.text
+            assert "Moved to the stage: Conciliation" in done.text
+        changed = await wait_for(client, org, "CaseStageChanged", 2)
+        assert sorted(e.data["case_id"] for e in changed) == ["c00", "c01"]
+        assert len(await wait_for(client, org, "CaseStageChanged", 0)) == 2  # not four
+        refused = await browser.post(
+            f"/orgs/{org}/cases/bulk", data={**chosen, "csrf_token": "forged"}
+        )
+        assert refused.status_code == 403

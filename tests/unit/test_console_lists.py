@@ -30,7 +30,7 @@ from contracts.matching import (
 from contracts.rules import ConsentDecided, Kind, RulesetRef, SupporterEligibilityDecided
 from contracts.scheduling import SupervisionScheduled
 from contracts.views import DirectoryEntry
-from services.console import lists
+from services.console import bulk, lists
 from services.console.directory import SearchIndex
 from services.console.lists import BadCursor, CaseFilters, SupporterFilters
 from services.console.overview import Overview
@@ -268,3 +268,19 @@ def test_search_forgets_a_person_dropped_or_changed() -> None:
     index.drop(("supporter", "S-1"))
     assert index.search("sam") == {}
     assert len(index) == 0
+
+
+def test_a_bulk_consent_records_each_missing_partys_and_nothing_else() -> None:
+    kept = a_day_of_work()
+    sent = bulk.sendings(kept, "GiveConsent", ["c-new", "c-chose", "c-unknown"], "", NOW.date())
+    assert [(s.case_id, s.type_name, s.body["party_id"]) for s in sent] == [
+        ("c-new", "GiveConsent", "p1")  # c-chose misses nothing; c-unknown is not held
+    ]
+    assert sent[0].body["stages"] == ["entry"]
+    assert "04 November 2026" in sent[0].what
+    moved = bulk.sendings(kept, "ChangeCaseStage", ["c-new", "c-old"], "conciliation", NOW.date())
+    assert [s.body for s in moved] == [
+        {"case_id": "c-new", "stage": "conciliation"},
+        {"case_id": "c-old", "stage": "conciliation"},
+    ]
+    assert moved[0].what == "Moved to the stage: Conciliation"
