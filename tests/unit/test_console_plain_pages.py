@@ -84,6 +84,10 @@ def test_today_says_why_no_one_and_what_kind_in_words() -> None:
         assert said in html
     for code in ("eligible-with-free-slot", "early_resolution", "initial_meeting", "no_show"):
         assert code not in html
+    # Each list leads to itself whole, a page at a time, and as a spreadsheet.
+    assert 'href="/orgs/harbour/cases?state=waiting">The whole list</a>' in html
+    assert 'href="/api/orgs/harbour/cases.csv?waits_on=consent" download>' in html
+    assert 'href="/api/orgs/harbour/supporters.csv?supervision_overdue=true" download>' in html
 
 
 def test_the_rules_page_names_kinds_and_rules_in_words() -> None:
