@@ -47,7 +47,7 @@ class OverviewPages:
             every = [found.month(month, now) for month in months]
             chosen = request.query_params.get("month", months[-1])
             report = every[months.index(chosen)] if chosen in months else every[-1]
-            return {"months": months, "report": report, "charts": _charts(every)}
+            return {"months": months, "report": report, "charts": month_charts(every)}
 
         return await self._overview_page(request, account, session, "reports.html", context)
 
@@ -120,7 +120,7 @@ class OverviewPages:
         return Problem(title="Unexpected answer", status=502, detail=type(reply).__name__)
 
 
-def _charts(reports: list[MonthReport]) -> list[dict[str, Any]]:
+def month_charts(reports: list[MonthReport]) -> list[dict[str, Any]]:
     """Bars per month for the report page's charts (drawn as SVG in the template), each with
     the unit of its axis; the page shows the same figures as a table too."""
 

@@ -67,7 +67,7 @@ class Visits:
     async def check(self, page: Page, name: str) -> None:
         await self.axe(page, name)
         self.checked.append(name)
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        await photograph(page, SCREENSHOTS / f"{name}.png")
         await self.on_a_phone(page, name)
 
     async def axe(self, page: Page, name: str) -> None:
@@ -92,7 +92,7 @@ class Visits:
         if wider:
             self.too_wide.append(f"{name}: {', '.join(wider)}")
         await self.axe(page, f"{name} on a phone")
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+        await photograph(page, SCREENSHOTS / f"{name}-phone.png")
         if size is not None:
             await page.set_viewport_size(size)
 
@@ -113,3 +113,17 @@ async def reload_until(page: Page, text: str, timeout_s: float = 20) -> None:
         await asyncio.sleep(0.25)
         await page.reload()
     raise AssertionError(f"{page.url} never said {text!r}")
+
+
+# Chromium captures at most 16,384 px: a longer page is photographed down to there.
+TALLEST_PX = 16_000
+
+
+async def photograph(page: Page, path: Path) -> None:
+    height: int = await page.evaluate("() => document.documentElement.scrollHeight")
+    width = (page.viewport_size or {"width": 1280})["width"]
+    if height <= TALLEST_PX:
+        await page.screenshot(path=str(path), full_page=True)
+    else:
+        clip = {"x": 0, "y": 0, "width": width, "height": TALLEST_PX}
+        await page.screenshot(path=str(path), full_page=True, clip=clip)  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ from contracts.overview import (
 from contracts.replies import FieldError
 from contracts.rules import FiredRule, Kind, LoggedDecision, RulesDecision, RulesetRef
 from contracts.views import DecisionView
+from services.console.overview import Overview
+from services.console.pages_overview import month_charts
 from services.console.pages_shared import templates
 
 LISTS = (
@@ -149,3 +151,17 @@ def test_a_refusal_names_the_rule_by_its_label_and_a_field_in_words() -> None:
     assert "<strong>Caseload full</strong>: The supporter&#39;s caseload is full." in html
     assert "<strong>Supporter id</strong>: required: fill it in" in html
     assert "rules.eligibility" not in html
+
+
+def test_each_chart_names_its_unit_and_its_figures_are_a_table_too() -> None:
+    reports = [
+        Overview("harbour").month(month, datetime(2026, 12, 31, tzinfo=UTC))
+        for month in ("2026-11", "2026-12")
+    ]
+    charts = month_charts(reports)
+    html = page("reports.html", months=["2026-11", "2026-12"], report=reports[-1], charts=charts)
+    assert html.count('<section aria-labelledby="trends">') == 1
+    assert "Median time from intake to first proposal (hours)" in html  # its axis's unit
+    assert '<th scope="col">Proposals accepted (% of answered)</th>' in html
+    assert '<th scope="row">2026-11</th>' in html  # a row a month, for a screen reader
+    assert 'aria-hidden="true"' in html  # the drawing itself says nothing the table does not
