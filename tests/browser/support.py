@@ -4,6 +4,7 @@ with axe-core at a desktop's width and a phone's, and photographed for docs/."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from pathlib import Path
@@ -45,6 +46,7 @@ class Visits:
         self.checked: list[str] = []
         self.blocked: list[str] = []  # what the console's Content-Security-Policy refused
         self.too_wide: list[str] = []  # pages that scroll sideways on a phone
+        self.counts: dict[str, tuple[int, int]] = {}  # each page: axe's rules passed, violated
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     async def open(self, browser: Browser) -> Page:
@@ -71,17 +73,19 @@ class Visits:
         await self.on_a_phone(page, name)
 
     async def axe(self, page: Page, name: str) -> None:
+        """axe-core's every rule (WCAG 2.2 A and AA, and its best practices) on the page:
+        any violation, whatever its impact, is one; how many each page had is counted."""
         found: dict[str, Any] = await page.evaluate(
             "() => axe.run(document, {resultTypes: ['violations']})"
         )
         assert found["passes"], f"axe-core checked nothing on {name}"
+        self.counts[name] = (len(found["passes"]), len(found["violations"]))
         for violation in found["violations"]:
-            if violation["impact"] in ("serious", "critical"):
-                targets = [node["target"] for node in violation["nodes"]][:3]
-                self.violations.append(
-                    f"{name}: {violation['id']} ({violation['impact']}) "
-                    f"{violation['help']} at {targets}"
-                )
+            targets = [node["target"] for node in violation["nodes"]][:3]
+            self.violations.append(
+                f"{name}: {violation['id']} ({violation['impact']}) "
+                f"{violation['help']} at {targets}"
+            )
 
     async def on_a_phone(self, page: Page, name: str) -> None:
         """The same page 375 px wide (a small phone) scrolls only down, never sideways; what
@@ -95,6 +99,11 @@ class Visits:
         await photograph(page, SCREENSHOTS / f"{name}-phone.png")
         if size is not None:
             await page.set_viewport_size(size)
+
+    def tally(self, journey: str) -> None:
+        """Each page's axe-core counts, written beside the screenshots (the closing notes')."""
+        said = {name: {"rules_passed": p, "violations": v} for name, (p, v) in self.counts.items()}
+        (SCREENSHOTS / f"axe-{journey}.json").write_text(json.dumps(said, indent=1))
 
 
 async def sign_in(page: Page, email: str) -> None:
@@ -127,3 +136,13 @@ async def photograph(page: Page, path: Path) -> None:
     else:
         clip = {"x": 0, "y": 0, "width": width, "height": TALLEST_PX}
         await page.screenshot(path=str(path), full_page=True, clip=clip)  # type: ignore[arg-type]
+
+
+async def tab_to(page: Page, selector: str, most: int = 60) -> None:
+    """Tab, as a keyboard does, until ``selector`` has the focus: it can be reached without
+    a mouse, in the page's order."""
+    for _ in range(most):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("(s) => document.activeElement?.matches(s) ?? false", selector):
+            return
+    raise AssertionError(f"{selector} was not reached by {most} presses of Tab on {page.url}")

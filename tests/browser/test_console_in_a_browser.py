@@ -182,6 +182,7 @@ async def test_a_coordinators_whole_journey_in_a_browser_and_another_org_sees_no
     [viewed, *_] = await wait_for(client, org, "CaseViewed")
     assert viewed.data["viewed_by"].startswith("alongside/console/")
     assert len(visits.checked) == 14
+    visits.tally("whole-journey")
     assert visits.violations == []
     assert visits.blocked == []  # every page works under the Content-Security-Policy
     assert not visits.too_wide, "\n".join(visits.too_wide)  # none scrolls sideways on a phone

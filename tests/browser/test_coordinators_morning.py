@@ -1,9 +1,10 @@
 """A coordinator's morning in a real browser (Debian's Chromium, through Playwright), against
-every service on the suite's nats-server: what needs attention, a client found by name, their
-case's timeline read, a missing consent chased and recorded, a session moved, a supporter
-suspended (asked first, naming what it does) and reinstated in one click, and a list
-exported as a spreadsheet. Another organisation's coordinator finds none of it. Every page on
-the way is checked with axe-core, as wide as a desktop and as a phone (``support.Visits``).
+every service on the suite's nats-server: what needs attention, a client found by name (with
+the keyboard alone), her case's timeline read, a missing consent chased and recorded, a
+session moved, a supporter suspended (asked first, naming what it does) and reinstated in one
+click, and a list exported as a spreadsheet. Another organisation's coordinator finds none of
+it. Every page on the way is checked with axe-core, as wide as a desktop and as a phone
+(``support.Visits``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from alongside.client import AlongsideClient
 from contracts.intake import CLIENT_PARTY_ID, GiveConsent, Stage
 from contracts.matching import AcceptProposal
 from runtime.clock import ManualClock
-from tests.browser.support import Visits, sign_in
+from tests.browser.support import Visits, sign_in, tab_to
 from tests.conftest import Start
 from tests.integration.test_scheduling_service import active_match, after_meeting
 from tests.support import AUCKLAND, accepted, intake, org_today, wait_for
@@ -75,13 +76,19 @@ async def test_a_coordinators_morning_in_a_browser_and_another_org_finds_none_of
     assert "Needs your attention" in await page.content()
     await visits.check(page, "attention")
 
-    # The client found by part of her name; her case's timeline, in plain words.
-    await page.click("nav a:text-is('Find')")
-    await page.fill("#f-q", "mere morn")
-    await page.click("button:text-is('Find')")
+    # The client found by part of her name, with the keyboard alone; her case's timeline,
+    # in plain words.
+    await tab_to(page, "nav a[href$='/search']")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"**/orgs/{org}/search")
+    await tab_to(page, "#f-q")
+    await page.keyboard.type("mere morn")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"**/orgs/{org}/search?q=mere*")
     assert NAME in await page.content()
     await visits.check(page, "search")
-    await page.click("a:text-is('C-8')")
+    await tab_to(page, f"a[href='/orgs/{org}/cases/C-8']")
+    await page.keyboard.press("Enter")
     await page.wait_for_url(f"**/orgs/{org}/cases/C-8")
     timeline = await page.text_content("section:has(h2:text('What happened'))") or ""
     assert "consent" in timeline.lower()
@@ -168,6 +175,7 @@ async def test_a_coordinators_morning_in_a_browser_and_another_org_finds_none_of
     assert "C-8" not in await other.content()
 
     assert len(visits.checked) == 7
+    visits.tally("morning")
     assert visits.violations == []
     assert visits.blocked == []
     assert not visits.too_wide, "\n".join(visits.too_wide)

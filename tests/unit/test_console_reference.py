@@ -129,7 +129,9 @@ async def test_what_cannot_be_read_or_routed_is_refused_as_problem_details(
     assert unreadable.status_code == 400
     not_json = await console.post(url, content=b"nope", headers=json)
     assert not_json.status_code == 422
-    assert not_json.json()["errors"] == [{"field": "body", "reason": "is not JSON", "label": None}]
+    assert not_json.json()["errors"] == [
+        {"field": "body", "reason": "is not JSON (Expecting value)", "label": None}
+    ]
     other_type = await console.post(url, content=b"nope", headers={"content-type": "text/plain"})
     assert other_type.status_code == 422
     nowhere = await console.get("/api/nowhere")
