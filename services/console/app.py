@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
 from contracts import catalogue, views
-from contracts.console import AccessLog, Problem, SignedIn, SignIn
+from contracts.console import AccessLog, AccessLogEntry, Problem, SignedIn, SignIn
 from contracts.envelope import Command, MessageId
 from contracts.overview import DEFAULT_LIMIT, MonthReport, RulesHistory, Today
 from contracts.records import ConsoleAccount
@@ -37,7 +37,7 @@ from contracts.views import (
     ViewSupporter,
 )
 from runtime.logging import get_logger
-from services.console import domain
+from services.console import domain, lists
 from services.console.api_lists import add_list_routes
 from services.console.api_shared import IdPath, OrgPath, viewing
 from services.console.api_shared import org_read as _org_read
@@ -205,6 +205,20 @@ def _view_routes(app: FastAPI, deps: ConsoleDeps) -> None:
 
         async def read() -> AccessLog:
             return AccessLog(org=org, entries=await deps.orgs.access_log(org))
+
+        return await _org_read(deps, request, org, domain.ACCESS_LOG, read)
+
+    @app.get(
+        "/api/orgs/{org}/access-log.csv",
+        responses={**_problems(401, 403, 503), 200: {"content": {"text/csv": {}}}},
+        tags=["views"],
+    )
+    async def access_log_csv(request: Request, org: OrgPath) -> Response:
+        """The access log as CSV, oldest first."""
+
+        async def read() -> str:
+            entries = await deps.orgs.access_log(org)
+            return lists.as_csv(entries, tuple(AccessLogEntry.model_fields))
 
         return await _org_read(deps, request, org, domain.ACCESS_LOG, read)
 

@@ -246,6 +246,7 @@ async def test_a_case_is_viewed_whole_and_every_view_is_recorded(
         {"field": "case_id", "reason": "no case c9 is held here", "label": None}
     ]
     problem_of(await console.get(f"/api/orgs/{org}/access-log"), 403)  # a supervisor's
+    problem_of(await console.get(f"/api/orgs/{org}/access-log.csv"), 403)
     assert (await console.delete("/api/session", headers={CSRF_HEADER: csrf})).status_code == 204
     await sign_in(console, "oli@example.org")  # a coordinator of the other organisation
     problem_of(await console.get(f"/api/orgs/{org}/cases/c1"), 403)
@@ -343,6 +344,9 @@ async def test_a_supervisor_reads_who_saw_which_case_and_supporter(
         ("case", "c1", ana, case["command_id"]),
         ("supporter", "s1", ana, supporter["command_id"]),
     ]
+    table = (await console.get(f"/api/orgs/{org}/access-log.csv")).text.splitlines()
+    assert table[0] == "viewed,subject_id,viewed_by,viewed_at,command_id"
+    assert [row.split(",")[:2] for row in table[1:]] == [["case", "c1"], ["supporter", "s1"]]
 
 
 async def test_today_lists_who_waits_and_who_chooses_and_the_month_counts_the_answer(
