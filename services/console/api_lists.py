@@ -16,23 +16,18 @@ from contracts.lists import (
     Attention,
     CaseRow,
     CasesPage,
-    CaseState,
     ProposalRow,
     ProposalsPage,
     SearchResults,
     SupporterRow,
     SupportersPage,
-    WaitsOn,
 )
 from services.console import domain, lists
 from services.console.api_shared import OrgPath, answered, org_read, problems
 from services.console.gate import ConsoleDeps, problem, signed_in
 from services.console.lists import (
     CaseFilters,
-    CaseSort,
-    Eligibility,
     SupporterFilters,
-    SupporterSort,
 )
 
 Cursor = Annotated[
@@ -44,7 +39,6 @@ Cursor = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX, description="Rows in a page")]
 Days = Annotated[int, Query(ge=0, le=3650)]
-Stage = Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")]
 
 CASE_COLUMNS = tuple(CaseRow.model_fields)
 SUPPORTER_COLUMNS = tuple(SupporterRow.model_fields)
@@ -68,10 +62,7 @@ def _case_routes(app: FastAPI, deps: ConsoleDeps) -> None:
     async def cases(
         request: Request,
         org: OrgPath,
-        stage: Stage = None,
-        state: CaseState | None = None,
-        waits_on: WaitsOn | None = None,
-        sort: CaseSort = "opened",
+        filters: Annotated[CaseFilters, Query()],
         cursor: Cursor = None,
         limit: Limit = LIST_LIMIT,
     ) -> Response:
@@ -80,8 +71,7 @@ def _case_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         the case's state, and what it waits on (a supporter, the client's choice, a
         party's consent, the first meeting, a coordinator's review). Ids, stages and dates
         only."""
-        filters = CaseFilters(stage=stage, state=state, waits_on=waits_on, sort=sort)
-        listing = lists.listing("cases", **vars(filters))
+        listing = lists.listing("cases", **filters.model_dump())
 
         async def read() -> CasesPage:
             rows = lists.case_rows(await deps.orgs.overview(org), filters)
@@ -98,15 +88,9 @@ def _case_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         tags=["lists"],
     )
     async def cases_csv(
-        request: Request,
-        org: OrgPath,
-        stage: Stage = None,
-        state: CaseState | None = None,
-        waits_on: WaitsOn | None = None,
-        sort: CaseSort = "opened",
+        request: Request, org: OrgPath, filters: Annotated[CaseFilters, Query()]
     ) -> Response:
         """Every case the same filters list, as CSV."""
-        filters = CaseFilters(stage=stage, state=state, waits_on=waits_on, sort=sort)
 
         async def read() -> str:
             return lists.as_csv(
@@ -126,22 +110,14 @@ def _supporter_routes(app: FastAPI, deps: ConsoleDeps) -> None:
     async def supporters(
         request: Request,
         org: OrgPath,
-        eligibility: Eligibility | None = None,
-        lapsing_within_days: Days | None = None,
-        with_room: bool | None = None,
-        supervision_overdue: bool | None = None,
-        suspended: bool | None = None,
-        sort: SupporterSort = "registered",
+        filters: Annotated[SupporterFilters, Query()],
         cursor: Cursor = None,
         limit: Limit = LIST_LIMIT,
     ) -> Response:
         """The organisation's supporters, by when they registered (``sort=lapses``: whose
         vetting lapses first; ``room``: the most places free first). Filters: eligibility,
         vetting lapsing within N days, a free place, supervision overdue, suspended."""
-        filters = SupporterFilters(
-            eligibility, lapsing_within_days, with_room, supervision_overdue, suspended, sort
-        )
-        listing = lists.listing("supporters", **vars(filters))
+        listing = lists.listing("supporters", **filters.model_dump())
 
         async def read() -> SupportersPage:
             overview = await deps.orgs.overview(org)
@@ -159,19 +135,9 @@ def _supporter_routes(app: FastAPI, deps: ConsoleDeps) -> None:
         tags=["lists"],
     )
     async def supporters_csv(
-        request: Request,
-        org: OrgPath,
-        eligibility: Eligibility | None = None,
-        lapsing_within_days: Days | None = None,
-        with_room: bool | None = None,
-        supervision_overdue: bool | None = None,
-        suspended: bool | None = None,
-        sort: SupporterSort = "registered",
+        request: Request, org: OrgPath, filters: Annotated[SupporterFilters, Query()]
     ) -> Response:
         """Every supporter the same filters list, as CSV."""
-        filters = SupporterFilters(
-            eligibility, lapsing_within_days, with_room, supervision_overdue, suspended, sort
-        )
 
         async def read() -> str:
             overview = await deps.orgs.overview(org)

@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.lists import (
     AttentionItem,
@@ -112,9 +112,11 @@ def _moment(at: datetime | None, descending: bool = False) -> float:
 CaseSort = Literal["opened", "-opened", "since", "-since"]
 
 
-@dataclass(frozen=True)
-class CaseFilters:
-    stage: str | None = None
+class CaseFilters(BaseModel):
+    """Which cases a list holds, and in which order (the API's query, and the page's)."""
+
+    model_config = ConfigDict(frozen=True)
+    stage: str | None = Field(None, max_length=40, pattern=r"^[a-z_]+$")
     state: CaseState | None = None
     waits_on: WaitsOn | None = None
     sort: CaseSort = "opened"
@@ -175,10 +177,12 @@ SupporterSort = Literal["registered", "lapses", "room"]
 Eligibility = Literal["eligible", "ineligible", "undecided"]
 
 
-@dataclass(frozen=True)
-class SupporterFilters:
+class SupporterFilters(BaseModel):
+    """Which supporters a list holds, and in which order."""
+
+    model_config = ConfigDict(frozen=True)
     eligibility: Eligibility | None = None
-    lapsing_within_days: int | None = None
+    lapsing_within_days: int | None = Field(None, ge=0, le=3650)
     with_room: bool | None = None
     supervision_overdue: bool | None = None
     suspended: bool | None = None

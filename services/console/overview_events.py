@@ -3,12 +3,9 @@ the event's type. ``FOLDED`` lists those types; any other event is skipped unrea
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
 
-from contracts.envelope import Event
 from contracts.intake import ClientErased, IntakeReceived, SupporterErased
 from contracts.matching import (
     ClientWaitlisted,
@@ -44,6 +41,7 @@ from contracts.scheduling import (
     SupervisionAttended,
     SupervisionScheduled,
 )
+from services.console.folds import Folds
 from services.console.overview_state import (
     FoldedCase,
     FoldedSession,
@@ -52,33 +50,14 @@ from services.console.overview_state import (
     utc,
 )
 
-E = TypeVar("E", bound=Event)
-Fold = Callable[[OverviewState, E, datetime], None]
-
-_FOLDS: dict[type[Event], Fold[Any]] = {}  # each event type's fold, registered by ``_folds``
-
-
-def apply(kept: OverviewState, event: Event, at: datetime) -> None:
-    """``event``, published at ``at``, taken into ``kept``; events in stream order."""
-    fold = _FOLDS.get(type(event))
-    if fold is not None:
-        fold(kept, event, utc(at))  # every time is kept in UTC (``overview_state``)
-
-
-def _folds(kind: type[E]) -> Callable[[Fold[E]], Fold[E]]:
-    """Registers the decorated function as how events of ``kind`` are taken in."""
-
-    def register(fold: Fold[E]) -> Fold[E]:
-        _FOLDS[kind] = fold
-        return fold
-
-    return register
+_folds = Folds()
+apply = _folds.apply
 
 
 # Intake and matching -----------------------------------------------------------------
 
 
-@_folds(IntakeReceived)
+@_folds.of(IntakeReceived)
 def _intake_received(kept: OverviewState, event: IntakeReceived, at: datetime) -> None:
     case = kept.case(event.case_id)
     if case.intake_at is None:
@@ -86,7 +65,7 @@ def _intake_received(kept: OverviewState, event: IntakeReceived, at: datetime) -
         kept.on(at).intakes.append(event.case_id)
 
 
-@_folds(ClientErased)
+@_folds.of(ClientErased)
 def _client_erased(kept: OverviewState, event: ClientErased, at: datetime) -> None:
     case = kept.case(event.case_id)
     _stop_waiting(case, at)
@@ -94,7 +73,7 @@ def _client_erased(kept: OverviewState, event: ClientErased, at: datetime) -> No
     case.erased = True
 
 
-@_folds(SupporterErased)
+@_folds.of(SupporterErased)
 def _supporter_erased(kept: OverviewState, event: SupporterErased, at: datetime) -> None:
     kept.lapses.drop(event.supporter_id)
     for session_id, gone in list(kept.supervision.items()):
@@ -104,7 +83,7 @@ def _supporter_erased(kept: OverviewState, event: SupporterErased, at: datetime)
             kept.on(gone.start).supervision.discard(session_id)
 
 
-@_folds(ClientWaitlisted)
+@_folds.of(ClientWaitlisted)
 def _client_waitlisted(kept: OverviewState, event: ClientWaitlisted, at: datetime) -> None:
     case = kept.case(event.case_id)
     since = case.waiting[1] if case.waiting else at
@@ -114,7 +93,7 @@ def _client_waitlisted(kept: OverviewState, event: ClientWaitlisted, at: datetim
         kept.waitlisted.add(event.case_id)
 
 
-@_folds(MatchProposed)
+@_folds.of(MatchProposed)
 def _match_proposed(kept: OverviewState, event: MatchProposed, at: datetime) -> None:
     case = kept.case(event.case_id)
     _stop_waiting(case, at)
@@ -139,22 +118,22 @@ def _awaiting_choice(event: MatchProposed, at: datetime) -> AwaitingChoice | Non
     )
 
 
-@_folds(ProposalAccepted)
+@_folds.of(ProposalAccepted)
 def _proposal_accepted(kept: OverviewState, event: ProposalAccepted, at: datetime) -> None:
     _answered(kept, event.case_id, at, "accepted")
 
 
-@_folds(ProposalsDeclined)
+@_folds.of(ProposalsDeclined)
 def _proposals_declined(kept: OverviewState, event: ProposalsDeclined, at: datetime) -> None:
     _answered(kept, event.case_id, at, "declined")
 
 
-@_folds(ProposalsExpired)
+@_folds.of(ProposalsExpired)
 def _proposals_expired(kept: OverviewState, event: ProposalsExpired, at: datetime) -> None:
     _answered(kept, event.case_id, at, "expired")
 
 
-@_folds(MatchActivated)
+@_folds.of(MatchActivated)
 def _match_activated(kept: OverviewState, event: MatchActivated, at: datetime) -> None:
     case = kept.case(event.case_id)
     if case.activated_at is None:
@@ -163,26 +142,26 @@ def _match_activated(kept: OverviewState, event: MatchActivated, at: datetime) -
     case.supporter_id = event.supporter_id
 
 
-@_folds(MatchEnded)
+@_folds.of(MatchEnded)
 def _match_ended(kept: OverviewState, event: MatchEnded, at: datetime) -> None:
     kept.case(event.case_id).paused = None
     if event.reason == "change_of_supporter":
         kept.on(at).outcomes.append((at, "changed_supporter"))
 
 
-@_folds(MatchPaused)
+@_folds.of(MatchPaused)
 def _match_paused(kept: OverviewState, event: MatchPaused, at: datetime) -> None:
     kept.case(event.case_id).paused = ToReview(
         case_id=event.case_id, supporter_id=event.supporter_id, since=at
     )
 
 
-@_folds(MatchResumed)
+@_folds.of(MatchResumed)
 def _match_resumed(kept: OverviewState, event: MatchResumed, at: datetime) -> None:
     kept.case(event.case_id).paused = None
 
 
-@_folds(ServiceRefused)
+@_folds.of(ServiceRefused)
 def _service_refused(kept: OverviewState, event: ServiceRefused, at: datetime) -> None:
     case = kept.case(event.case_id)
     _stop_waiting(case, at)
@@ -205,7 +184,7 @@ def _answered(kept: OverviewState, case_id: str, at: datetime, outcome: str) -> 
 # Rules -------------------------------------------------------------------------------
 
 
-@_folds(ConsentDecided)
+@_folds.of(ConsentDecided)
 def _consent_decided(kept: OverviewState, event: ConsentDecided, at: datetime) -> None:
     case = kept.case(event.case_id)
     if event.status == "active":
@@ -220,7 +199,7 @@ def _consent_decided(kept: OverviewState, event: ConsentDecided, at: datetime) -
     )
 
 
-@_folds(SupporterEligibilityDecided)
+@_folds.of(SupporterEligibilityDecided)
 def _eligibility_decided(
     kept: OverviewState, event: SupporterEligibilityDecided, at: datetime
 ) -> None:
@@ -230,7 +209,7 @@ def _eligibility_decided(
         kept.lapses.drop(event.supporter_id)
 
 
-@_folds(RulesetPublished)
+@_folds.of(RulesetPublished)
 def _ruleset_published(kept: OverviewState, event: RulesetPublished, at: datetime) -> None:
     kept.rulesets.append(
         LiveRuleset(
@@ -246,7 +225,7 @@ def _ruleset_published(kept: OverviewState, event: RulesetPublished, at: datetim
 # Scheduling --------------------------------------------------------------------------
 
 
-@_folds(InitialMeetingProposed)
+@_folds.of(InitialMeetingProposed)
 def _meeting_proposed(kept: OverviewState, event: InitialMeetingProposed, at: datetime) -> None:
     kept.case(event.case_id).meeting = MeetingToConfirm(
         case_id=event.case_id,
@@ -257,7 +236,7 @@ def _meeting_proposed(kept: OverviewState, event: InitialMeetingProposed, at: da
     )
 
 
-@_folds(SessionBooked)
+@_folds.of(SessionBooked)
 def _session_booked(kept: OverviewState, event: SessionBooked, at: datetime) -> None:
     case = kept.case(event.case_id)
     case.supporter_id = event.supporter_id
@@ -267,25 +246,25 @@ def _session_booked(kept: OverviewState, event: SessionBooked, at: datetime) -> 
     _place(kept, event.session_id, booked)
 
 
-@_folds(SessionsScheduled)
+@_folds.of(SessionsScheduled)
 def _sessions_scheduled(kept: OverviewState, event: SessionsScheduled, at: datetime) -> None:
     kept.case(event.case_id).supporter_id = event.supporter_id
     _book(kept, event.case_id, event.session_ids, event.starts)
 
 
-@_folds(ServiceExtended)
+@_folds.of(ServiceExtended)
 def _service_extended(kept: OverviewState, event: ServiceExtended, at: datetime) -> None:
     _book(kept, event.case_id, event.session_ids, event.starts)
 
 
-@_folds(SessionRescheduled)
+@_folds.of(SessionRescheduled)
 def _session_rescheduled(kept: OverviewState, event: SessionRescheduled, at: datetime) -> None:
     if event.session_id in kept.sessions:
         moved = kept.sessions[event.session_id]
         _place(kept, event.session_id, replace(moved, start=utc(event.start)))
 
 
-@_folds(SessionCancelled)
+@_folds.of(SessionCancelled)
 def _session_cancelled(kept: OverviewState, event: SessionCancelled, at: datetime) -> None:
     if event.session_id in kept.sessions:
         kept.sessions[event.session_id].cancelled = True
@@ -294,20 +273,20 @@ def _session_cancelled(kept: OverviewState, event: SessionCancelled, at: datetim
         case.meeting = None
 
 
-@_folds(SessionsResumed)
+@_folds.of(SessionsResumed)
 def _sessions_resumed(kept: OverviewState, event: SessionsResumed, at: datetime) -> None:
     for session_id in event.session_ids:
         if session_id in kept.sessions:
             kept.sessions[session_id].cancelled = False
 
 
-@_folds(SessionAttended)
+@_folds.of(SessionAttended)
 def _session_attended(kept: OverviewState, event: SessionAttended, at: datetime) -> None:
     if event.session_id in kept.sessions:
         kept.sessions[event.session_id].outcome = event.outcome
 
 
-@_folds(SupervisionScheduled)
+@_folds.of(SupervisionScheduled)
 def _supervision_scheduled(kept: OverviewState, event: SupervisionScheduled, at: datetime) -> None:
     start = utc(event.start)
     kept.supervision[event.session_id] = FoldedSupervision(event.supporter_id, event.kind, start)
@@ -315,14 +294,14 @@ def _supervision_scheduled(kept: OverviewState, event: SupervisionScheduled, at:
     kept.unattended.put(event.session_id, start)
 
 
-@_folds(SupervisionAttended)
+@_folds.of(SupervisionAttended)
 def _supervision_attended(kept: OverviewState, event: SupervisionAttended, at: datetime) -> None:
     if event.session_id in kept.supervision:
         kept.supervision[event.session_id].attended = True
         kept.unattended.drop(event.session_id)
 
 
-@_folds(SchedulingConfigured)
+@_folds.of(SchedulingConfigured)
 def _scheduling_configured(kept: OverviewState, event: SchedulingConfigured, at: datetime) -> None:
     kept.zone_name = event.policy.time_zone
 
@@ -347,4 +326,4 @@ def _place(kept: OverviewState, session_id: str, session: FoldedSession) -> None
 
 # The events the fold reads; the others are skipped unread (``readmodel`` checks the
 # subject's type before parsing).
-FOLDED: tuple[type[Event], ...] = tuple(_FOLDS)
+FOLDED = _folds.types

@@ -4,11 +4,8 @@ one small function per event type."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
 
-from contracts.envelope import Event
 from contracts.intake import (
     CaseStageChanged,
     ClientErased,
@@ -33,27 +30,14 @@ from contracts.matching import (
 )
 from contracts.rules import SupporterEligibilityDecided
 from contracts.scheduling import ServiceEnded
-from services.console.overview_state import FoldedCase, FoldedSupporter, OverviewState, utc
+from services.console.folds import Folds
+from services.console.overview_state import FoldedCase, FoldedSupporter, OverviewState
 
-E = TypeVar("E", bound=Event)
-Fold = Callable[[OverviewState, E, datetime], None]
-_FOLDS: dict[type[Event], Fold[Any]] = {}
+_folds = Folds()
+apply = _folds.apply
+
 # Changes to a supporter's profile that the search finds them by.
 _FOUND_BY = ("display_name", "contact")
-
-
-def apply(kept: OverviewState, event: Event, at: datetime) -> None:
-    fold = _FOLDS.get(type(event))
-    if fold is not None:
-        fold(kept, event, utc(at))
-
-
-def _folds(kind: type[E]) -> Callable[[Fold[E]], Fold[E]]:
-    def register(fold: Fold[E]) -> Fold[E]:
-        _FOLDS[kind] = fold
-        return fold
-
-    return register
 
 
 def _enter(case: FoldedCase, state: CaseState, at: datetime) -> None:
@@ -76,7 +60,7 @@ def _hold(kept: OverviewState, case_id: str, holders: tuple[str, ...]) -> None:
 # Cases -------------------------------------------------------------------------------
 
 
-@_folds(IntakeReceived)
+@_folds.of(IntakeReceived)
 def _intake(kept: OverviewState, event: IntakeReceived, at: datetime) -> None:
     case = kept.case(event.case_id)
     case.stage = event.stage.value
@@ -84,24 +68,24 @@ def _intake(kept: OverviewState, event: IntakeReceived, at: datetime) -> None:
     kept.directory_changed.add(("client", event.case_id))
 
 
-@_folds(CaseStageChanged)
+@_folds.of(CaseStageChanged)
 def _stage(kept: OverviewState, event: CaseStageChanged, at: datetime) -> None:
     kept.case(event.case_id).stage = event.to_stage.value
 
 
-@_folds(ClientWaitlisted)
+@_folds.of(ClientWaitlisted)
 def _waitlisted(kept: OverviewState, event: ClientWaitlisted, at: datetime) -> None:
     _hold(kept, event.case_id, ())
     _enter(kept.case(event.case_id), "waiting", at)
 
 
-@_folds(MatchProposed)
+@_folds.of(MatchProposed)
 def _proposed(kept: OverviewState, event: MatchProposed, at: datetime) -> None:
     _hold(kept, event.case_id, tuple(p.supporter_id for p in event.proposals))
     _enter(kept.case(event.case_id), "proposed" if event.proposals else "matching", at)
 
 
-@_folds(ProposalAccepted)
+@_folds.of(ProposalAccepted)
 def _accepted(kept: OverviewState, event: ProposalAccepted, at: datetime) -> None:
     _hold(kept, event.case_id, (event.supporter_id,))
     _enter(kept.case(event.case_id), "chosen", at)
@@ -112,58 +96,58 @@ def _unanswered(kept: OverviewState, case_id: str, at: datetime) -> None:
     _enter(kept.case(case_id), "matching", at)
 
 
-@_folds(ProposalsDeclined)
+@_folds.of(ProposalsDeclined)
 def _declined(kept: OverviewState, event: ProposalsDeclined, at: datetime) -> None:
     _unanswered(kept, event.case_id, at)
 
 
-@_folds(ProposalsExpired)
+@_folds.of(ProposalsExpired)
 def _expired(kept: OverviewState, event: ProposalsExpired, at: datetime) -> None:
     _unanswered(kept, event.case_id, at)
 
 
-@_folds(ProposalsWithdrawn)
+@_folds.of(ProposalsWithdrawn)
 def _withdrawn(kept: OverviewState, event: ProposalsWithdrawn, at: datetime) -> None:
     case = kept.case(event.case_id)
     _hold(kept, event.case_id, tuple(h for h in case.holders if h not in event.supporter_ids))
 
 
-@_folds(MatchActivated)
+@_folds.of(MatchActivated)
 def _activated(kept: OverviewState, event: MatchActivated, at: datetime) -> None:
     _hold(kept, event.case_id, (event.supporter_id,))
     _enter(kept.case(event.case_id), "active", at)
 
 
-@_folds(MatchPaused)
+@_folds.of(MatchPaused)
 def _paused(kept: OverviewState, event: MatchPaused, at: datetime) -> None:
     _enter(kept.case(event.case_id), "paused", at)
 
 
-@_folds(MatchResumed)
+@_folds.of(MatchResumed)
 def _resumed(kept: OverviewState, event: MatchResumed, at: datetime) -> None:
     _enter(kept.case(event.case_id), "active", at)
 
 
-@_folds(MatchEnded)
+@_folds.of(MatchEnded)
 def _ended(kept: OverviewState, event: MatchEnded, at: datetime) -> None:
     _hold(kept, event.case_id, ())
     changing = event.reason == "change_of_supporter"
     _enter(kept.case(event.case_id), "matching" if changing else "ended", at)
 
 
-@_folds(ServiceRefused)
+@_folds.of(ServiceRefused)
 def _refused(kept: OverviewState, event: ServiceRefused, at: datetime) -> None:
     _hold(kept, event.case_id, ())
     _enter(kept.case(event.case_id), "ended", at)
 
 
-@_folds(ServiceEnded)
+@_folds.of(ServiceEnded)
 def _service_ended(kept: OverviewState, event: ServiceEnded, at: datetime) -> None:
     _hold(kept, event.case_id, ())
     _enter(kept.case(event.case_id), "ended", at)
 
 
-@_folds(ClientErased)
+@_folds.of(ClientErased)
 def _client_erased(kept: OverviewState, event: ClientErased, at: datetime) -> None:
     _hold(kept, event.case_id, ())
     _enter(kept.case(event.case_id), "erased", at)
@@ -174,7 +158,7 @@ def _client_erased(kept: OverviewState, event: ClientErased, at: datetime) -> No
 # Supporters --------------------------------------------------------------------------
 
 
-@_folds(SupporterRegistered)
+@_folds.of(SupporterRegistered)
 def _registered(kept: OverviewState, event: SupporterRegistered, at: datetime) -> None:
     if event.supporter_id not in kept.supporters:
         kept.supporters[event.supporter_id] = FoldedSupporter(
@@ -183,7 +167,7 @@ def _registered(kept: OverviewState, event: SupporterRegistered, at: datetime) -
     kept.directory_changed.add(("supporter", event.supporter_id))
 
 
-@_folds(SupporterUpdated)
+@_folds.of(SupporterUpdated)
 def _updated(kept: OverviewState, event: SupporterUpdated, at: datetime) -> None:
     supporter = kept.supporters.get(event.supporter_id)
     if supporter is None:
@@ -195,18 +179,18 @@ def _updated(kept: OverviewState, event: SupporterUpdated, at: datetime) -> None
         kept.directory_changed.add(("supporter", event.supporter_id))
 
 
-@_folds(SupporterEligibilityDecided)
+@_folds.of(SupporterEligibilityDecided)
 def _eligibility(kept: OverviewState, event: SupporterEligibilityDecided, at: datetime) -> None:
     supporter = kept.supporters.get(event.supporter_id)
     if supporter is not None:
         supporter.eligible, supporter.lapses_on = event.eligible, event.lapses_on
 
 
-@_folds(SupporterErased)
+@_folds.of(SupporterErased)
 def _supporter_erased(kept: OverviewState, event: SupporterErased, at: datetime) -> None:
     kept.supporters.pop(event.supporter_id, None)
     kept.directory_changed.discard(("supporter", event.supporter_id))
     kept.directory_erased.add(("supporter", event.supporter_id))
 
 
-FOLDED: tuple[type[Event], ...] = tuple(_FOLDS)
+FOLDED = _folds.types

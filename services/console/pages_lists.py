@@ -97,8 +97,8 @@ class ListPages:
     async def cases(self, request: Request, account: ConsoleAccount, session: Session) -> Response:
         def rows(found: Overview, asked: Asked) -> list[tuple[lists.Key, lists.Made[Any]]]:
             filters = CaseFilters(
-                stage=asked.choice("stage", (*forms.STAGES, "closed"), "Stage"),
-                state=asked.choice("state", CASE_STATES, "State"),
+                stage=asked.choice("stage", (*forms.STAGES, "closed"), "Stage of the dispute"),
+                state=asked.choice("state", CASE_STATES, "Where the case is"),
                 waits_on=asked.choice("waits_on", WAITS_ON, "Waiting on"),
                 sort=asked.choice("sort", CASE_SORTS, "Order") or "opened",
             )
