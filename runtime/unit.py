@@ -394,11 +394,12 @@ class UnitOfWork(Generic[R]):
     ) -> tuple[Reply | None, Stored[R] | None, int]:
         """The record with nothing left to carry out (a crash's outbox, or another replica's
         mid-flush, flushed first); and the command's reply if that change was this command's
-        (the id's claim makes it the same command), or it was answered meanwhile."""
-        if command is not None and self.replies is not None:
-            previous = await self.replies.get(org, command.envelope.id)
-            if previous is not None and previous.reply is not None:
-                return previous.reply, None, 0
+        (the id's claim makes it the same command), or it was answered meanwhile.
+
+        The record is read before the kept replies, not after: the same command on another
+        replica keeps its reply before it clears its outbox, so a record read with its outbox
+        cleared means the reply read next is there (read the other way round, both could be
+        missed, and the command decided a second time on its own result)."""
         stored, revision = await self.store.load(org, entity_id)
         for _ in range(MAX_CONFLICT_RETRIES):
             if stored is None or stored.outbox is None:
@@ -408,6 +409,10 @@ class UnitOfWork(Generic[R]):
             if command and outbox.command_id == command.envelope.id and outbox.reply:
                 return outbox.reply, stored, revision
             stored, revision = await self.store.load(org, entity_id)
+        if command is not None and self.replies is not None:
+            previous = await self.replies.get(org, command.envelope.id)
+            if previous is not None and previous.reply is not None:
+                return previous.reply, None, 0
         return None, stored, revision
 
     async def settled(self, org: str, entity_id: str) -> tuple[Stored[R] | None, int]:

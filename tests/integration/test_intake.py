@@ -174,7 +174,7 @@ async def test_same_command_concurrently_on_two_replicas_has_one_effect(
     finally:
         await services.stop(second_replica)
 
-    assert all(r == replies[0] for r in replies)
+    assert all(r == replies[0] for r in replies), replies
     assert isinstance(replies[0], CommandAccepted)
     assert len(await events_of(client, org)) == 1
 

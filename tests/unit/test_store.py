@@ -11,10 +11,10 @@ from contracts.intake import GiveConsent, Stage
 from contracts.matching import ClientWaitlisted
 from contracts.records import CaseMatch
 from contracts.replies import CommandAccepted
-from runtime.changes import Change, Contended, NotYet
+from runtime.changes import Change, Contended, NotYet, Refused
 from runtime.clock import ManualClock
 from runtime.store import RecordStore
-from runtime.unit import ReplyStore, StoredReply, UnitOfWork, fingerprint
+from runtime.unit import Reply, ReplyStore, StoredReply, UnitOfWork, fingerprint
 from tests.fakes import FakeKeyValue, FakePublisher, received
 
 NOW = datetime(2027, 3, 3, 9, tzinfo=UTC)
@@ -140,4 +140,46 @@ async def test_the_sweep_leaves_an_outbox_younger_than_the_settle_time_to_its_ha
     assert await unit.flush_pending(settle_s=60) == 0  # its handler may still be on it
     clock.advance(timedelta(seconds=61))
     assert await unit.flush_pending(settle_s=60) == 1
+    assert len(publisher.published) == 1
+
+
+async def test_the_same_command_on_two_replicas_gets_one_reply_when_one_finishes_mid_read() -> None:
+    # Replica B, finding the id claimed and unanswered, read the kept replies (none yet) and
+    # then the record, by which time A had kept its reply and cleared the outbox: B decided
+    # again on the record A made and refused the command ("already there") (a CI run, once).
+    store_kv, replies_kv, publisher = (
+        FakeKeyValue().as_kv(),
+        FakeKeyValue().as_kv(),
+        FakePublisher(),
+    )
+    matches = RecordStore(store_kv, CaseMatch)
+    command = received(
+        GiveConsent(case_id="c1", party_id="client", stages=[Stage.ENTRY], given_on=NOW.date())
+    )
+
+    def decide(match: CaseMatch | None, _: None) -> Change[CaseMatch]:
+        if match is not None:
+            raise Refused("case_id", "already there")
+        opened = CaseMatch(case_id="c1", status="waitlisted", since=NOW, updated_at=NOW)
+        return Change(opened, [ClientWaitlisted(case_id="c1", constraint="none", reason="none")])
+
+    replica_a = UnitOfWork(matches, ManualClock(NOW), "a", ReplyStore(replies_kv), publisher)
+    finished_by_a: list[Reply | None] = []
+
+    class ReadJustBeforeAFinishes(ReplyStore):
+        async def get(self, org: str, command_id: str) -> StoredReply | None:
+            kept = await super().get(org, command_id)
+            if not finished_by_a:  # A runs to its end between B's read and B's next step
+                finished_by_a.append(
+                    (await replica_a.change("org-1", "c1", decide, command=command)).reply
+                )
+            return kept
+
+    replica_b = UnitOfWork(
+        matches, ManualClock(NOW), "b", ReadJustBeforeAFinishes(replies_kv), publisher
+    )
+    answered_by_b = (await replica_b.change("org-1", "c1", decide, command=command)).reply
+
+    assert isinstance(finished_by_a[0], CommandAccepted)
+    assert answered_by_b == finished_by_a[0]  # the same reply, not a refusal
     assert len(publisher.published) == 1
