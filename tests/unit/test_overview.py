@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from contracts.envelope import Event
-from contracts.intake import ClientErased, IntakeReceived, Method, Stage
+from contracts.intake import ClientErased, IntakeReceived, Method, Stage, SupporterErased
 from contracts.matching import (
     ClientWaitlisted,
     MatchActivated,
@@ -497,3 +497,25 @@ def test_a_supporters_coming_sessions_are_theirs_alone_soonest_first() -> None:
     )
 
     assert [s.session_id for s in overview.sessions_of("s1", NOW, days=14)] == ["b", "a"]
+
+
+def test_a_supervision_moved_then_its_supporter_erased_leaves_no_month_unreadable() -> None:
+    first, moved = NOW - timedelta(days=40), NOW - timedelta(days=5)
+    overview = folded(
+        (
+            SupervisionScheduled(
+                supporter_id="s1", session_id="v1", kind="supervision", start=first
+            ),
+            first - hours(1),
+        ),
+        (
+            SupervisionScheduled(
+                supporter_id="s1", session_id="v1", kind="supervision", start=moved
+            ),
+            first,
+        ),
+        (SupporterErased(supporter_id="s1", command_id="x", requested_by="sam"), NOW - hours(1)),
+    )
+    for when in (first, moved):  # each month the supervision was ever on
+        month = f"{when.astimezone(overview.zone):%Y-%m}"
+        assert overview.month(month, NOW).supervision_due == 0  # read, with no KeyError
