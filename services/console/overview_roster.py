@@ -1,6 +1,6 @@
-"""How events set each case's stage and state and each supporter's standing (eligibility,
-suspension, caseload), for the console's lists: a second fold beside ``overview_events``,
-one small function per event type."""
+"""How events set each case's stage and state, each supporter's standing (eligibility,
+suspension, caseload) and each group session's places, for the console's lists: a second
+fold beside ``overview_events``, one small function per event type."""
 
 from __future__ import annotations
 
@@ -29,9 +29,15 @@ from contracts.matching import (
     ServiceRefused,
 )
 from contracts.rules import SupporterEligibilityDecided
-from contracts.scheduling import ServiceEnded
+from contracts.scheduling import GroupParticipantJoined, GroupSessionCreated, ServiceEnded
 from services.console.folds import Folds
-from services.console.overview_state import FoldedCase, FoldedSupporter, OverviewState
+from services.console.overview_state import (
+    FoldedCase,
+    FoldedGroup,
+    FoldedSupporter,
+    OverviewState,
+    utc,
+)
 
 _folds = Folds()
 apply = _folds.apply
@@ -191,6 +197,27 @@ def _supporter_erased(kept: OverviewState, event: SupporterErased, at: datetime)
     kept.supporters.pop(event.supporter_id, None)
     kept.directory_changed.discard(("supporter", event.supporter_id))
     kept.directory_erased.add(("supporter", event.supporter_id))
+
+
+# Group sessions ----------------------------------------------------------------------
+
+
+@_folds.of(GroupSessionCreated)
+def _group_created(kept: OverviewState, event: GroupSessionCreated, at: datetime) -> None:
+    kept.groups[event.group_id] = FoldedGroup(
+        facilitator_id=event.facilitator_id,
+        start=utc(event.start),
+        end=utc(event.end),
+        method=event.method.value,
+        capacity=event.capacity,
+    )
+
+
+@_folds.of(GroupParticipantJoined)
+def _group_joined(kept: OverviewState, event: GroupParticipantJoined, at: datetime) -> None:
+    group = kept.groups.get(event.group_id)
+    if group is not None and event.case_id not in group.case_ids:
+        group.case_ids.append(event.case_id)
 
 
 FOLDED = _folds.types

@@ -45,6 +45,16 @@ class FoldedCase:
 
 
 @dataclass
+class FoldedGroup:
+    facilitator_id: str
+    start: datetime
+    end: datetime
+    method: str
+    capacity: int
+    case_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
 class FoldedSupporter:
     registered_at: datetime
     region: str
@@ -126,6 +136,7 @@ class OverviewState:
         self.days: defaultdict[date, Day] = defaultdict(Day)
         self.rulesets: list[LiveRuleset] = []
         self.supporters: dict[str, FoldedSupporter] = {}
+        self.groups: dict[str, FoldedGroup] = {}
         # Whose name or contact details may have changed since the search last read them,
         # and who was erased since (``directory``): (person, id).
         self.directory_changed: set[tuple[Literal["client", "supporter"], str]] = set()

@@ -149,6 +149,16 @@ class RecordPages:
         org = request.path_params["org"]
         if (no := not_allowed(request, account, "CreateGroupSession")) is not None:
             return no
+        found = await overview_of(self.deps, org)
+        now = self.deps.clock()
+        coming = (
+            sorted(
+                ((g.start, group_id, g) for group_id, g in found.groups.items() if g.end >= now),
+                key=lambda row: row[:2],
+            )
+            if isinstance(found, Overview)
+            else []
+        )
         return render(
             request,
             "groups.html",
@@ -157,6 +167,8 @@ class RecordPages:
             account=account,
             session=session,
             refused=refused,
+            coming=coming,
+            zone=found.zone if isinstance(found, Overview) else ZoneInfo("UTC"),
             labels=actions.field_label,
             said=said_of(request.query_params, account),
             methods=forms.METHODS,

@@ -548,3 +548,6 @@ async def test_sessions_are_cancelled_booked_again_and_moved_and_a_group_set_up_
     assert group.data["capacity"] == 6
     said = await browser.get(created.headers["location"])
     assert "The group session g1 was set up." in said.text
+    listed = said.text.split('id="coming-groups"')[1]  # the groups page lists it, coming
+    assert "<td>g1</td>" in listed
+    assert "<td>0 of 6</td>" in listed

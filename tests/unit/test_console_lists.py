@@ -16,6 +16,7 @@ from contracts.intake import (
     CaseStageChanged,
     ClientErased,
     IntakeReceived,
+    Method,
     Stage,
     SupporterRegistered,
     SupporterUpdated,
@@ -28,7 +29,7 @@ from contracts.matching import (
     ProposedSupporter,
 )
 from contracts.rules import ConsentDecided, Kind, RulesetRef, SupporterEligibilityDecided
-from contracts.scheduling import SupervisionScheduled
+from contracts.scheduling import GroupParticipantJoined, GroupSessionCreated, SupervisionScheduled
 from contracts.views import DirectoryEntry
 from services.console import bulk, lists
 from services.console.directory import SearchIndex
@@ -284,3 +285,19 @@ def test_a_bulk_consent_records_each_missing_partys_and_nothing_else() -> None:
         {"case_id": "c-old", "stage": "conciliation"},
     ]
     assert moved[0].what == "Moved to the stage: Conciliation"
+
+
+def test_a_group_session_keeps_who_joined_it_once_each() -> None:
+    start = NOW + days(1)
+    created = GroupSessionCreated(
+        group_id="g1",
+        facilitator_id="s1",
+        start=start,
+        end=start + hours(2),
+        method=Method.VIDEO,
+        capacity=6,
+    )
+    joined = GroupParticipantJoined(group_id="g1", case_id="c-new", places_left=5)
+    kept = folded((created, NOW), (joined, NOW), (joined, NOW))  # the second: redelivered
+    assert kept.groups["g1"].case_ids == ["c-new"]
+    assert (kept.groups["g1"].capacity, kept.groups["g1"].method) == (6, "video")
