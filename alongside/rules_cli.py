@@ -32,7 +32,10 @@ from services.rules.engine import Engine
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 
-PathArg = Annotated[Path, typer.Argument(help="The rules folder.")]
+PathArg = Annotated[
+    Path | None,
+    typer.Argument(help="The rules folder (default: ALONGSIDE_RULES_DIR, else the shipped one)."),
+]
 
 
 @app.callback()
@@ -47,10 +50,10 @@ def _fail(message: str) -> None:
 
 
 @app.command()
-def check(path: PathArg = bundle.DEFAULT_ROOT) -> None:
+def check(path: PathArg = None) -> None:
     """Check every ruleset, override and cases file strictly (errors name file and line)."""
     try:
-        found = bundle.targets(path)
+        found = bundle.targets(path or bundle.root_of(Settings()))
         for target in found:
             target.source.resolve()
     except ValueError as error:
@@ -60,10 +63,10 @@ def check(path: PathArg = bundle.DEFAULT_ROOT) -> None:
 
 
 @app.command("test")
-def run_cases(path: PathArg = bundle.DEFAULT_ROOT) -> None:
+def run_cases(path: PathArg = None) -> None:
     """Run every ruleset's cases on durable_rules and the reference evaluator."""
     try:
-        found = bundle.targets(path)
+        found = bundle.targets(path or bundle.root_of(Settings()))
     except ValueError as error:
         _fail(f"error: {error}")
     engine = Engine()
@@ -98,10 +101,14 @@ def publish(
     kind: Annotated[
         list[Kind] | None, typer.Option(help="Kinds to publish (default: all).")
     ] = None,
-    path: Annotated[Path, typer.Option(help="The rules folder.")] = bundle.DEFAULT_ROOT,
+    path: Annotated[
+        Path | None,
+        typer.Option(help="The rules folder (default: ALONGSIDE_RULES_DIR, else the shipped one)."),
+    ] = None,
 ) -> None:
     """Check and test, then publish the organisation's rulesets; running replicas swap live."""
     settings = Settings()
+    path = path or bundle.root_of(settings)
 
     async def run() -> None:
         async with _published(settings) as (nc, store):

@@ -403,22 +403,22 @@ async def run(args: argparse.Namespace, tracer: Tracer, rng: random.Random) -> R
     intake, traced until the services settle again."""
     from alongside import services
     from alongside.client import AlongsideClient
-    from bench import settled
+    from bench import deployment, settled
     from contracts.replies import CommandAccepted
     from contracts.scheduling import SchedulingPolicy
     from runtime import bus, registry, topology
     from runtime.access import ADMIN, SERVICE_NEEDS, AuthDir
     from runtime.clock import SYSTEM
     from runtime.embedded import EmbeddedNats
-    from runtime.settings import Settings
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="alongside-walk-") as folder:
         state = Path(folder)
         auth = AuthDir.init(state / "auth", SERVICE_NEEDS, int(SYSTEM().timestamp()))
-        # Everything explicit: nothing from ~/.alongside; a master key made for this run.
-        settings = Settings(
-            state_dir=state,
+        # Everything explicit: nothing from ~/.alongside or ALONGSIDE_*; the checkout's rules;
+        # a master key made for this run.
+        settings = deployment(
+            state,
             auth_dir=auth.path,
             master_key_file=auth.path / "master.key",
             log_level=args.log_level,

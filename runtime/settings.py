@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # people's data keys derives (runtime/vault.py). Every process of a deployment must
     # share it; default: <auth_dir>/master.key, which `auth init` and `up` make.
     master_key_file: Path | None = None
+    # The rules folder the rules service starts from (defaults, and each organisation's
+    # overrides); default: the checkout's rules/, else ./rules (an image's).
+    rules_dir: Path | None = None
     # 1 on a single embedded server; 3 in the clustered deployment.
     replicas: int = Field(default=1, ge=1, le=5)
     # Bounded redelivery before a message is dead-lettered: with the doubling delay from

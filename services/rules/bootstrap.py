@@ -13,7 +13,7 @@ from runtime.state import CaseloadReader, Policies, RecordReader
 from runtime.store import RecordStore
 from runtime.unit import EventPublisher, UnitOfWork
 from runtime.vault import Vault
-from services.rules import handlers
+from services.rules import bundle, handlers
 from services.rules.adapters import DecisionLog, DecisionRecords, DecisionStore, RulesStore
 from services.rules.engine import Engine
 from services.rules.handlers import SOURCE, RulesDeps
@@ -27,7 +27,7 @@ async def bootstrap(nc: Client, settings: Settings, clock: Clock) -> RulesDeps:
     log = DecisionLog(js, vault, Registry(await js.key_value(topology.REGISTRY_BUCKET), clock))
     deps = RulesDeps(
         js=js,
-        live=LiveRulesets(Engine()),
+        live=LiveRulesets(Engine(), bundle.root_of(settings)),
         decisions=decisions,
         records=RecordReader(
             await js.key_value(topology.SUPPORTERS_BUCKET),

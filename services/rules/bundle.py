@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from contracts.rules import FACTS, FiredRule, Kind, RulesetRef
+from runtime.settings import Settings
 from services.rules import compiler, language, reference
 from services.rules.cases import Case, read_cases
 from services.rules.engine import Engine
@@ -29,16 +29,20 @@ from services.rules.fields import FieldSpec, field_specs
 from services.rules.located import RulesFileError
 
 
-def _default_root() -> Path:
-    """The rules folder: ALONGSIDE_RULES_DIR, else the checkout's, else ./rules (an image)."""
-    configured = os.environ.get("ALONGSIDE_RULES_DIR")
-    if configured:
-        return Path(configured)
+def _shipped_root() -> Path:
+    """The rules shipped with the code: the checkout's, else ./rules (an image's)."""
     beside = Path(__file__).resolve().parents[2] / "rules"
     return beside if (beside / "default").is_dir() else Path.cwd() / "rules"
 
 
-DEFAULT_ROOT = _default_root()
+DEFAULT_ROOT = _shipped_root()
+
+
+def root_of(settings: Settings) -> Path:
+    """The deployment's rules folder (``ALONGSIDE_RULES_DIR``), else the shipped one."""
+    return settings.rules_dir or DEFAULT_ROOT
+
+
 _names = itertools.count()
 # Filled-in reasons kept per version (values like "35 days" repeat across supporters).
 RECENT_REASONS = 4096

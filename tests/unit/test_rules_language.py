@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from contracts.rules import Kind
+from runtime.settings import Settings
 from services.rules import bundle, language, reference
 from services.rules.engine import Engine
 from services.rules.located import RulesFileError
@@ -431,3 +432,13 @@ def test_an_allow_list_is_for_lists_only(tree: Path) -> None:
         check(tree)
     assert "operator not valid for integer" in info.value.message
     assert "contains_other_than" in info.value.message
+
+
+def test_the_rules_folder_is_a_setting_read_when_asked_not_on_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ALONGSIDE_RULES_DIR", raising=False)
+    assert bundle.root_of(Settings()) == bundle.DEFAULT_ROOT  # the shipped rules
+    monkeypatch.setenv("ALONGSIDE_RULES_DIR", str(tmp_path))
+    assert bundle.root_of(Settings()) == tmp_path  # a deployment's own, read now
+    assert tmp_path != bundle.DEFAULT_ROOT  # importing read no variable
