@@ -190,7 +190,7 @@ LABELS: dict[str, dict[str, str]] = {
         "ineligible": "Not eligible",
         "undecided": "Not decided yet",
     },
-    "yes_no": {"yes": "Yes", "no": "No"},
+    "yes_no": {"true": "Yes", "false": "No"},
     "matched_on": {
         "reference": "Reference",
         "name": "Name",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar, get_args
+from zoneinfo import ZoneInfo
 
 from fastapi import Request, Response
 
@@ -47,7 +48,7 @@ WAITS_ON: tuple[WaitsOn, ...] = get_args(WaitsOn)
 CASE_SORTS: tuple[CaseSort, ...] = get_args(CaseSort)
 ELIGIBILITY: tuple[Eligibility, ...] = get_args(Eligibility)
 SUPPORTER_SORTS: tuple[SupporterSort, ...] = get_args(SupporterSort)
-YES_NO = ("yes", "no")
+YES_NO = ("true", "false")  # as the API takes them: one query string for both
 Choice = TypeVar("Choice", bound=str)
 
 
@@ -79,7 +80,7 @@ class Asked:
 
     def yes_no(self, name: str, said: str) -> bool | None:
         value = self.choice(name, YES_NO, said)
-        return None if value is None else value == "yes"
+        return None if value is None else value == "true"
 
     def days(self, name: str, said: str) -> int | None:
         value = self.values.get(name)
@@ -174,12 +175,14 @@ class ListPages:
         org = request.path_params["org"]
         if (no := not_allowed(request, account, domain.OVERVIEW)) is not None:
             return no
-        now, rows = self.deps.clock(), []
+        now, rows, zone = self.deps.clock(), [], ZoneInfo("UTC")
         for each in sorted(account.roles):
             overview = await overview_of(self.deps, each)
             if isinstance(overview, Problem):
                 return problem_page(request, overview, org, account)
             rows += lists.attention(overview, now)
+            if each == org:
+                zone = overview.zone  # times as the page's organisation keeps them
         asked = Asked.of(request)
         try:
             listing = lists.listing("attention", orgs=sorted(account.roles))
@@ -191,7 +194,6 @@ class ListPages:
                 org,
                 account,
             )
-        zone = (await self.deps.orgs.overview(org)).zone
         return render(
             request,
             "attention.html",
