@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from contracts import catalogue, intake, matching, rules, scheduling, subjects, views
+from contracts import catalogue, intake, matching, notifications, rules, scheduling, subjects, views
 from contracts.envelope import Event
 
 WRITTEN_TO = "docs/messages.md"
@@ -31,6 +31,7 @@ _DECLARED: tuple[tuple[str, tuple[type[Event], ...]], ...] = (
     (rules.SERVICE, rules.EVENTS),
     (matching.SERVICE, matching.EVENTS),
     (scheduling.SERVICE, scheduling.EVENTS),
+    (notifications.SERVICE, notifications.EVENTS),
 )
 
 _SENDERS = {CONSOLE: "the console", INTEGRATION: "an integration"}

@@ -32,6 +32,8 @@ from services.intake import app as intake_app
 from services.intake import bootstrap as intake_bootstrap
 from services.matching import app as matching_app
 from services.matching import bootstrap as matching_bootstrap
+from services.notifications import app as notifications_app
+from services.notifications import bootstrap as notifications_bootstrap
 from services.rules import app as rules_app
 from services.rules import bootstrap as rules_bootstrap
 from services.scheduling import app as scheduling_app
@@ -57,6 +59,12 @@ SERVICES: dict[str, Service] = {
     ),
     "scheduling": Service(
         "scheduling", scheduling_bootstrap.bootstrap, scheduling_app.register, scheduling_app.run
+    ),
+    "notifications": Service(
+        "notifications",
+        notifications_bootstrap.bootstrap,
+        notifications_app.register,
+        notifications_app.run,
     ),
 }
 

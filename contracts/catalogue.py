@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from contracts import intake, matching, rules, scheduling, subjects, views
+from contracts import intake, matching, notifications, rules, scheduling, subjects, views
 from contracts.envelope import Command, Envelope, Event, Message
 from contracts.replies import CommandAccepted, CommandRejected, CommandUnavailable, DeadLetter
 
-VERSION = "2.2.0"
+VERSION = "2.3.0"
 
 COMMANDS: dict[str, type[Command]] = {
     c.type_name: c
@@ -24,11 +24,19 @@ COMMANDS: dict[str, type[Command]] = {
         *rules.COMMANDS,
         *matching.COMMANDS,
         *scheduling.COMMANDS,
+        *notifications.COMMANDS,
     )
 }
 EVENTS: dict[str, type[Event]] = {
     e.type_name: e
-    for e in (*intake.EVENTS, *views.EVENTS, *rules.EVENTS, *matching.EVENTS, *scheduling.EVENTS)
+    for e in (
+        *intake.EVENTS,
+        *views.EVENTS,
+        *rules.EVENTS,
+        *matching.EVENTS,
+        *scheduling.EVENTS,
+        *notifications.EVENTS,
+    )
 }
 # What an organisation's integration credential may send (``alongside orgs credentials
 # --kind integration``): its intake, and never a view, an export or an erasure, which are
@@ -52,6 +60,7 @@ REPLIES: dict[str, type[Message]] = {
         views.SupporterView,
         views.DecisionView,
         views.Directory,
+        notifications.LinkOpened,
     )
 }
 # Which replies answer a command: every command may be rejected, or be unavailable just then
@@ -67,6 +76,8 @@ _ANSWERED: dict[str, str] = {
     **{c.type_name: "CommandAccepted" for c in matching.COMMANDS},
     matching.AssignBatch.type_name: "BatchAssigned",
     **{c.type_name: "CommandAccepted" for c in scheduling.COMMANDS},
+    **{c.type_name: "CommandAccepted" for c in notifications.COMMANDS},
+    notifications.OpenLink.type_name: "LinkOpened",
 }
 REPLIES_TO: dict[str, tuple[str, ...]] = {
     name: (answer, CommandRejected.type_name, CommandUnavailable.type_name)
@@ -116,6 +127,24 @@ CONSUMED_BY: dict[str, tuple[type[Event], ...]] = {
         rules.ConsentDecided,
         rules.SupporterEligibilityDecided,
         intake.ClientErased,
+    ),
+    "notifications": (
+        matching.MatchProposed,
+        matching.ClientWaitlisted,
+        matching.ProposalsWithdrawn,
+        matching.ProposalAccepted,
+        rules.ConsentDecided,
+        rules.SupporterEligibilityDecided,
+        intake.ConsentGiven,
+        intake.ConsentWithdrawn,
+        intake.ClientErased,
+        intake.SupporterErased,
+        scheduling.InitialMeetingProposed,
+        scheduling.SessionBooked,
+        scheduling.SessionRescheduled,
+        scheduling.SessionCancelled,
+        scheduling.SessionReminderDue,
+        scheduling.SupervisionScheduled,
     ),
 }
 

@@ -112,6 +112,9 @@ class Contact(Part):
         | None
     ) = None
     phone: Annotated[str, PERSONAL, Field(pattern=r"^\+?[0-9 ()-]{6,20}$")] | None = None
+    # They agreed to be contacted here (messages, their personal links). Without it nothing
+    # is sent to them, and the coordinator sees why.
+    may_contact: bool = False
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Contact:
@@ -146,7 +149,7 @@ class RegisterSupporter(Command):
     """Register a new peer supporter of the organisation."""
 
     type_name: ClassVar[str] = "RegisterSupporter"
-    schema_version: ClassVar[str] = "1.1"  # 1.1: profile.youth_cleared
+    schema_version: ClassVar[str] = "1.2"  # 1.1: profile.youth_cleared; 1.2: contact.may_contact
     service: ClassVar[str] = SERVICE
     supporter_id: EntityId
     profile: SupporterProfile
@@ -187,7 +190,7 @@ class UpdateSupporter(Command):
     """Change a supporter's profile, affiliations or suspension."""
 
     type_name: ClassVar[str] = "UpdateSupporter"
-    schema_version: ClassVar[str] = "1.1"  # 1.1: changes.youth_cleared
+    schema_version: ClassVar[str] = "1.2"  # 1.1: changes.youth_cleared; 1.2: contact.may_contact
     service: ClassVar[str] = SERVICE
     supporter_id: EntityId
     changes: SupporterChanges
@@ -292,6 +295,8 @@ class OtherParty(Part):
     kind: Literal["organisation", "person"]
     name: Annotated[ShortText, PERSONAL]
     role: Literal["respondent", "co_complainant", "other"]
+    # Where their consent request and personal link go (none: the coordinator asks them).
+    contact: Annotated[Contact | None, PERSONAL] = None
 
 
 class Dispute(Part):
@@ -307,7 +312,8 @@ class SubmitIntake(Command):
     """Open a case from a client's intake interview."""
 
     type_name: ClassVar[str] = "SubmitIntake"
-    schema_version: ClassVar[str] = "1.1"  # 1.1: import_batch
+    # 1.1: import_batch; 1.2: contact.may_contact, other_parties[].contact
+    schema_version: ClassVar[str] = "1.2"
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     client: ClientProfile
@@ -354,6 +360,7 @@ class NameSupportPerson(Command):
     """Name the client's support person: a peer supporter, or family or a friend."""
 
     type_name: ClassVar[str] = "NameSupportPerson"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: support_person.contact.may_contact
     service: ClassVar[str] = SERVICE
     case_id: EntityId
     support_person: SupportPerson

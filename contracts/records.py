@@ -22,6 +22,7 @@ from contracts.intake import (
     SupportPerson,
     VettingEvidence,
 )
+from contracts.notifications import ChannelSettings, ContactPreferences, Person, Purpose
 from contracts.privacy import PERSONAL, SENSITIVE
 from contracts.scheduling import SchedulingPolicy
 
@@ -276,3 +277,91 @@ class ConsoleSession(Record):
     started_at: datetime
     seen_at: datetime  # its last request (written at most once a minute)
     ends_at: datetime
+
+
+# Notifications ---------------------------------------------------------------------------
+
+DeliveryStatus = Literal[
+    "queued",  # due now or at ``due_at``
+    "deferred",  # waits for the person's hours or for the channel to answer
+    "sending",  # an attempt is under way (a crash leaves it to the sweep, same Message-ID)
+    "sent",
+    "bounced",  # refused for good by the mail server
+    "failed",  # given up after the last attempt
+    "withheld",  # never to be sent: ``why`` says which safeguard
+]
+
+
+class Invitation(Record):
+    """A meeting's calendar invitation (iTIP): the same UID for every change of one meeting,
+    a higher SEQUENCE each time (its cause's time in seconds)."""
+
+    uid: str
+    method: Literal["REQUEST", "CANCEL"]
+    sequence: int
+    start: datetime
+    end: datetime
+    kind: str  # initial_meeting, regular, extra, supervision
+    by: Method | None = None
+
+
+class Delivery(Record):
+    """One message to one person, key ``<org>.<message_id>`` in ``deliveries``: what it is
+    about and how it went. No address and no words: those are read and written when it is
+    sent (the latest contact details; nothing to erase here)."""
+
+    message_id: str
+    person_key: str
+    person: Person
+    about: str  # the template's name
+    cause_id: str
+    essential: bool
+    facts: dict[str, str] = {}  # what the template may say: times, kinds; never personal
+    invitation: Invitation | None = None
+    purpose: Purpose | None = None  # the personal link it carries, if any
+    channel: str | None = None
+    status: DeliveryStatus
+    why: str | None = None
+    attempts: int = 0
+    due_at: datetime
+    link_hash: str | None = None  # the link this message carried (minted per attempt)
+    created_at: datetime
+    updated_at: datetime
+
+
+class PersonContact(Record):
+    """A person's contact preferences and what they have been sent lately, key
+    ``<org>.<person key>`` in ``contacts``."""
+
+    person_key: str
+    preferences: ContactPreferences = ContactPreferences()
+    set_by: Literal["person", "coordinator"] | None = None
+    waitlisted: bool = False  # their next proposals are "a place was found"
+    links: list[str] = []  # hashes of their open links, for revoking them
+    updated_at: datetime
+
+
+class PersonalLink(Record):
+    """A personal link, key ``_links.<hash>`` in ``links``: the SHA-256 of the token, never
+    the token. Bound to one person, one case (or supporter) and one purpose."""
+
+    org: str
+    link_ref: str  # public reference: the hash's first 16 hex digits
+    person: Person
+    person_key: str
+    purpose: Purpose
+    expires_at: datetime
+    revoked: bool = False
+    # A one-time code for actions that change consent: its hash, until when, tries left.
+    code_hash: str | None = None
+    code_until: datetime | None = None
+    code_tries: int = 0
+    code_checked_at: datetime | None = None  # a code was checked: the next action may go ahead
+    created_at: datetime
+
+
+class NotificationSettings(Record):
+    """An organisation's channels (``ChannelSettings``), key ``<org>.settings``."""
+
+    settings: ChannelSettings
+    updated_at: datetime

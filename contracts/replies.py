@@ -128,6 +128,11 @@ _PATTERNS: dict[str, str] = {
     "like 09:30",
     r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$": "must be a W3C traceparent, like "
     "00-<32 hex digits>-<16 hex digits>-01",
+    r"^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{22}$": "must be the whole personal link as it was "
+    "sent: copy it again from the message",
+    r"^[a-z_]{1,40}$": "use lower-case letters and _, at most 40 characters, like view",
+    r"^[0-9]{6}$": "must be the six digits of the code we sent",
+    r"^https?://": "must be a web address starting with https:// (or http://)",
 }
 _DATE = "must be a date, like 2026-12-31"
 _KINDS: dict[str, str] = {

@@ -138,6 +138,7 @@ RESERVED_NAMES = frozenset(
         "rules",
         "matching",
         "scheduling",
+        "notifications",
         subjects.CONSOLE,
         subjects.OPERATOR,
         subjects.EVENTS_SENDER,
@@ -252,11 +253,34 @@ SERVICE_NEEDS: dict[str, Needs] = {
         publishes=(subjects.schedules(), subjects.person_keys()),  # and it seals notes
         api=_READ_KEYS,
     ),
+    "notifications": Needs(
+        buckets=(
+            *_COMMON,
+            topology.DELIVERIES_BUCKET,
+            topology.CONTACTS_BUCKET,
+            topology.LINKS_BUCKET,
+            topology.CHANNELS_BUCKET,
+        ),
+        # People's contact details (sealed, read when a message is sent) and what a message
+        # or a person's page says: proposals, sessions, consent, the organisation's zone.
+        reads=(
+            topology.CASES_BUCKET,
+            topology.SUPPORTERS_BUCKET,
+            topology.MATCHES_BUCKET,
+            topology.SCHEDULES_BUCKET,
+            topology.ORGANISATIONS_BUCKET,
+            topology.DECISIONS_BUCKET,
+        ),
+        consumer=topology.NOTIFICATIONS_CONSUMER.durable,
+        api=_READ_KEYS,
+    ),
     # The console reads who may sign in; what it sends, it sends as each organisation, with
     # that organisation's own credential (``services/console/orgs.py``).
     "console": Needs(
         # and its sessions, held so that signing out ends them (services/console/sessions.py)
         buckets=(topology.CONSOLE_ACCOUNTS_BUCKET, topology.CONSOLE_SESSIONS_BUCKET),
+        # People's pages find a link by its hash before they know its organisation.
+        reads=(topology.LINKS_BUCKET,),
         answers=False,
         # Its read model: each organisation's events stream, through consumers of its own
         # (the organisations' accounts make none: docs/decisions/0003). Stream names are

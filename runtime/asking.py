@@ -25,6 +25,7 @@ from contracts import subjects
 from contracts.envelope import Command, RawEnvelope, wrap
 from contracts.intake import PersonData
 from contracts.matching import BatchAssigned
+from contracts.notifications import LinkOpened
 from contracts.replies import CommandAccepted, CommandRejected, CommandReply, CommandUnavailable
 from contracts.rules import EvaluateRules, RulesEvaluated
 from contracts.views import CaseView, DecisionView, Directory, SupporterView
@@ -63,6 +64,7 @@ AnyReply = (
     | SupporterView
     | DecisionView
     | Directory
+    | LinkOpened
 )
 _ANY_REPLY: TypeAdapter[AnyReply] = TypeAdapter(Annotated[AnyReply, Field(discriminator="status")])
 _EVALUATED: TypeAdapter[RulesEvaluated | CommandRejected | CommandUnavailable] = TypeAdapter(

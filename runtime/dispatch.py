@@ -29,7 +29,7 @@ from contracts.envelope import Command, Event, Message, RawEnvelope
 
 D = TypeVar("D")
 # The services that send commands under their own names (``runtime.access.RESERVED_NAMES``).
-SERVICES = frozenset({"intake", "rules", "matching", "scheduling"})
+SERVICES = frozenset({"intake", "rules", "matching", "scheduling", "notifications"})
 E = TypeVar("E", bound=Event)
 C = TypeVar("C", bound=Command)
 

@@ -111,6 +111,7 @@ SWEEP_FINDS = {
     "rules": ("case_without_decision",),
     "matching": ("case_without_matching_outcome",),
     "scheduling": ("outboxes_finished",),
+    "notifications": ("outboxes_finished",),
 }
 CONSOLE_REQUESTS = Counter(
     "alongside_console_requests",

@@ -98,6 +98,23 @@ class Settings(BaseSettings):
     # operator issued (`alongside orgs credentials ORG --kind console`). Unset under the
     # embedded `up`, which issues them itself.
     console_credentials_dir: Path | None = None
+    # The deployment's mail server (smtp://host:port, smtps://user:password@host:port), for
+    # organisations that name none of their own. Unset under `alongside up` and the demo,
+    # which start a mail catcher and save every message in `mail_dir`.
+    smtp_url: str | None = None
+    # Where `up`'s mail catcher saves each message as an .eml file; default <state_dir>/mail.
+    mail_dir: Path | None = None
+    # Organisations' own message templates, one folder per organisation (services/
+    # notifications/messages/README.md); unset: the plain defaults only.
+    messages_dir: Path | None = None
+    # A message whose channel does not answer is tried again after 30 s, then twice as long
+    # each time (at most an hour apart), and given up after this many attempts.
+    notify_first_retry_s: float = Field(default=30.0, gt=0)
+    notify_attempts: int = Field(default=10, ge=1, le=50)
+    # How often the notifications service sends what waited (quiet hours, a channel down).
+    notify_sweep_s: float = Field(default=5.0, gt=0)
+    # A supporter is told this many days before a check of theirs runs out.
+    check_lapsing_days: int = Field(default=30, ge=1, le=365)
     log_level: str = "INFO"
     # JSON lines; unset: JSON unless stderr is a terminal, where a person reads them.
     log_json: bool | None = None
@@ -105,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def auth_path(self) -> Path:
         return self.auth_dir or self.state_dir / "auth"
+
+    @property
+    def mail_path(self) -> Path:
+        return self.mail_dir or self.state_dir / "mail"
 
     @property
     def master_key_path(self) -> Path:
@@ -117,6 +138,9 @@ class Settings(BaseSettings):
         "master_key_file",
         "console_credentials_dir",
         "http_secure_cookies",
+        "smtp_url",
+        "mail_dir",
+        "messages_dir",
         mode="before",
     )
     @classmethod

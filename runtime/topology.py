@@ -52,6 +52,16 @@ REGISTRY_BUCKET = "registry"
 CREDENTIALS_BUCKET = "credentials"
 CONSOLE_ACCOUNTS_BUCKET = "console_accounts"
 CONSOLE_SESSIONS_BUCKET = "console_sessions"
+DELIVERIES_BUCKET = "deliveries"
+CONTACTS_BUCKET = "contacts"
+LINKS_BUCKET = "links"
+CHANNELS_BUCKET = "channels"
+# Personal links are keyed by their hash alone (a page knows no organisation until it reads
+# the link): ``_links.<hash>``, where ``_links`` can be no organisation's name.
+LINKS_SCOPE = "_links"
+LINK_LASTS_AT_MOST_S = 90 * 24 * 3600.0
+# What was sent to whom, and how it went, is kept this long (the person's console page).
+DELIVERIES_KEPT_S = 400 * 24 * 3600.0
 # A console session ends this long after signing in, whatever happens (a working day); the
 # bucket forgets a session this long after its last write.
 CONSOLE_SESSION_LASTS_S = 8 * 3600.0
@@ -104,9 +114,10 @@ def _consumer_of(service: str) -> ConsumerSpec:
 RULES_CONSUMER = _consumer_of("rules")
 MATCHING_CONSUMER = _consumer_of("matching")
 SCHEDULING_CONSUMER = _consumer_of("scheduling")
+NOTIFICATIONS_CONSUMER = _consumer_of("notifications")
 
 
-CONSUMERS = (RULES_CONSUMER, MATCHING_CONSUMER, SCHEDULING_CONSUMER)
+CONSUMERS = (RULES_CONSUMER, MATCHING_CONSUMER, SCHEDULING_CONSUMER, NOTIFICATIONS_CONSUMER)
 
 
 def topology(settings: Settings) -> Topology:
@@ -220,6 +231,22 @@ def topology(settings: Settings) -> Topology:
                 1,
                 ttl=CONSOLE_SESSION_LASTS_S,
             ),
+            bucket(
+                DELIVERIES_BUCKET,
+                "Each message to a person and how it went (no address, no words), "
+                "key <org>.<message_id>.",
+                1,
+                ttl=DELIVERIES_KEPT_S,
+            ),
+            bucket(CONTACTS_BUCKET, "Contact preferences, key <org>.<person key>.", 5),
+            bucket(
+                LINKS_BUCKET,
+                "Personal links: only a hash of each token, bound to one person and purpose; "
+                "key _links.<hash>.",
+                1,
+                ttl=LINK_LASTS_AT_MOST_S,
+            ),
+            bucket(CHANNELS_BUCKET, "How each organisation reaches people, key <org>.", 10),
             bucket(
                 REPLIES_BUCKET,
                 "Replies to accepted commands, key <org>.<command_id>.",

@@ -75,7 +75,7 @@ def test_every_secret_is_readable_by_the_images_user_and_no_one_else() -> None:
             assert not mode_of(secret["mode"]) & 0o007, (name, secret)  # not world-readable
             assert int(secret["uid"]) == uid, (name, secret)
             checked += 1
-    assert checked == 11  # provision's admin.creds; five services' own creds and the key
+    assert checked == 13  # provision's admin.creds; six services' own creds and the key
 
 
 @pytest.mark.parametrize(

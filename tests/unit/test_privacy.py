@@ -26,6 +26,8 @@ NOT_PERSONAL = {
     "suspended_because",  # consent_withdrawn and the like: said by our code
     "support_person_ref",  # an id
     "OrganisationRecord.name",  # an organisation's, not a person's
+    "from_name",  # the organisation's sender name on its messages
+    "person_key",  # c=<case>, s=<supporter>: ids
     "CredentialRecord.name",  # a credential's label, chosen by an operator
     "CommandRejected.errors.reason",  # said back to whoever sent the command, about it
     "CommandUnavailable.reason",  # our own words: not carried out just now, send it again

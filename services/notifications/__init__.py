@@ -1,0 +1,1 @@
+"""Notifications: what reaches people, by email or through the organisation's webhook."""
