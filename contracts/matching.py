@@ -54,6 +54,25 @@ class RefuseService(Command):
     case_id: EntityId
 
 
+class AcceptClient(Command):
+    """The supporter a client chose agrees to support them (from their own page)."""
+
+    type_name: ClassVar[str] = "AcceptClient"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    supporter_id: EntityId
+
+
+class DeclineClient(Command):
+    """The supporter a client chose cannot support them: the match ends, and the client is
+    offered others (never this supporter again), as with a change of supporter."""
+
+    type_name: ClassVar[str] = "DeclineClient"
+    service: ClassVar[str] = SERVICE
+    case_id: EntityId
+    supporter_id: EntityId
+
+
 class ResumeMatch(Command):
     """A coordinator's review of a match paused because its supporter became ineligible: the
     match goes on with the same supporter, refused (with the rules' reasons) unless they are
@@ -174,6 +193,14 @@ class ProposalsExpired(Event):
     supporter_ids: list[EntityId]
 
 
+class SupporterAgreed(Event):
+    """The chosen supporter agreed to support the client."""
+
+    type_name: ClassVar[str] = "SupporterAgreed"
+    case_id: EntityId
+    supporter_id: EntityId
+
+
 class MatchActivated(Event):
     """Every party has consented: the match is active and scheduling arranges a first meeting."""
 
@@ -186,8 +213,15 @@ class MatchEnded(Event):
     type_name: ClassVar[str] = "MatchEnded"
     case_id: EntityId
     supporter_id: EntityId
-    schema_version: ClassVar[str] = "1.1"  # 1.1: the reason client_erased
-    reason: Literal["change_of_supporter", "service_refused", "service_completed", "client_erased"]
+    # 1.1: the reason client_erased; 1.2: supporter_declined
+    schema_version: ClassVar[str] = "1.2"
+    reason: Literal[
+        "change_of_supporter",
+        "supporter_declined",
+        "service_refused",
+        "service_completed",
+        "client_erased",
+    ]
 
 
 class ServiceRefused(Event):
@@ -203,6 +237,8 @@ COMMANDS: tuple[type[Command], ...] = (
     DeclineProposals,
     ChangeSupporter,
     RefuseService,
+    AcceptClient,
+    DeclineClient,
     ResumeMatch,
     AssignBatch,
 )
@@ -213,6 +249,7 @@ EVENTS: tuple[type[Event], ...] = (
     ProposalAccepted,
     ProposalsDeclined,
     ProposalsExpired,
+    SupporterAgreed,
     MatchActivated,
     MatchPaused,
     MatchResumed,

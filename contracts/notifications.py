@@ -181,17 +181,80 @@ class CheckCode(Command):
 Purpose = Literal["choose_supporter", "consent", "supporter_offer", "schedule", "preferences"]
 
 
+class PageOffer(Part):
+    """A supporter proposed to the client, as their page shows them: nothing sensitive
+    (no lived experience, no background, no vetting), the first name and how they work."""
+
+    supporter_id: EntityId
+    first_name: Annotated[str, PERSONAL]
+    languages: list[str]
+    methods: list[str]
+    matched_on: list[str]  # which of the client's wishes they meet, by field name
+    held_until: datetime
+
+
+class PageSession(Part):
+    """A meeting or session on a person's page (``with_name``: the other side's first name)."""
+
+    case_id: EntityId
+    session_id: EntityId
+    kind: str
+    start: datetime
+    end: datetime
+    method: str
+    status: str
+    confirmed: bool  # by this person (the first meeting)
+    with_name: Annotated[str | None, PERSONAL] = None
+
+
+class PageConsent(Part):
+    """What a party is asked to consent to: a support person (by kind, never by name) for
+    the dispute's stages, and where their answer stands."""
+
+    party_id: EntityId
+    support_person: Literal["peer", "family", "friend"] | None
+    stage: str  # the dispute's stage now
+    status: Literal["given", "withdrawn", "missing"]
+    stages: list[str]  # those their consent covers
+    active: bool  # every party has consented for the stage
+
+
+class PageClient(Part):
+    """A client offered to a supporter: the first name and how they would meet; nothing of
+    the dispute, their safety or their wishes beyond that."""
+
+    case_id: EntityId
+    first_name: Annotated[str, PERSONAL]
+    languages: list[str]
+    methods: list[str]
+    region: str
+    status: str  # the match: accepted (waiting for consent), active, ended ...
+    supporter_accepted: bool
+
+
 class LinkOpened(Message):
-    """What an open link is bound to: one person, one case (or supporter) and one purpose."""
+    """What an open link is bound to (one person, one case or supporter, one purpose), and
+    what its page shows now."""
 
     type_name: ClassVar[str] = "LinkOpened"
     status: Literal["opened"] = "opened"
     command_id: str
     link_ref: str
     person: Person
+    case_id: EntityId | None
     purpose: Purpose
     expires_at: datetime
     time_zone: str
+    first_name: Annotated[str | None, PERSONAL] = None  # the person's own
+    match_status: str | None = None
+    offers: list[PageOffer] = Field(default_factory=list)
+    chosen_id: EntityId | None = None
+    consent: PageConsent | None = None
+    offered: PageClient | None = None
+    sessions: list[PageSession] = Field(default_factory=list)
+    preferences: ContactPreferences = ContactPreferences()
+    # A one-time code was checked within the last minutes: an action on consent may go ahead.
+    code_checked: bool = False
 
 
 # Events ------------------------------------------------------------------

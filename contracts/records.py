@@ -108,6 +108,7 @@ class CaseMatch(Record):
     round: int = 0  # proposal rounds so far
     proposals: list[Offer] = []
     supporter_id: str | None = None  # the chosen supporter, once accepted
+    supporter_accepted: bool = False  # the chosen supporter said yes (their page)
     paused_from: Literal["accepted", "active"] | None = None  # while paused: what it resumes to
     excluded: list[str] = []  # declined or changed from: never proposed again
     # Which requirement left no one, in words that may say what the client asked for.
@@ -319,6 +320,7 @@ class Delivery(Record):
     facts: dict[str, str] = {}  # what the template may say: times, kinds; never personal
     invitation: Invitation | None = None
     purpose: Purpose | None = None  # the personal link it carries, if any
+    case_id: str | None = None  # the case the link is bound to (a supporter's: the client's)
     channel: str | None = None
     status: DeliveryStatus
     why: str | None = None
@@ -349,6 +351,7 @@ class PersonalLink(Record):
     link_ref: str  # public reference: the hash's first 16 hex digits
     person: Person
     person_key: str
+    case_id: str | None  # the case it is bound to (none: a supporter's own schedule)
     purpose: Purpose
     expires_at: datetime
     revoked: bool = False

@@ -270,6 +270,7 @@ SERVICE_NEEDS: dict[str, Needs] = {
             topology.SCHEDULES_BUCKET,
             topology.ORGANISATIONS_BUCKET,
             topology.DECISIONS_BUCKET,
+            topology.CASELOADS_BUCKET,
         ),
         consumer=topology.NOTIFICATIONS_CONSUMER.durable,
         api=_READ_KEYS,

@@ -74,6 +74,7 @@ LABELS: dict[str, dict[str, str]] = {
         "service_refused": "The client refused the service",
         "client_erased": "The client was erased",
         "change_of_supporter": "The client asked for another supporter",
+        "supporter_declined": "The supporter could not take the client on",
         "service_completed": "The funded service was completed",
     },
     "method": {

@@ -145,7 +145,7 @@ def _match_activated(kept: OverviewState, event: MatchActivated, at: datetime) -
 @_folds.of(MatchEnded)
 def _match_ended(kept: OverviewState, event: MatchEnded, at: datetime) -> None:
     kept.case(event.case_id).paused = None
-    if event.reason == "change_of_supporter":
+    if event.reason in ("change_of_supporter", "supporter_declined"):
         kept.on(at).outcomes.append((at, "changed_supporter"))
 
 

@@ -137,7 +137,7 @@ def _resumed(kept: OverviewState, event: MatchResumed, at: datetime) -> None:
 @_folds.of(MatchEnded)
 def _ended(kept: OverviewState, event: MatchEnded, at: datetime) -> None:
     _hold(kept, event.case_id, ())
-    changing = event.reason == "change_of_supporter"
+    changing = event.reason in ("change_of_supporter", "supporter_declined")
     _enter(kept.case(event.case_id), "matching" if changing else "ended", at)
 
 

@@ -77,6 +77,7 @@ _CONSOLE = "alongside/console/"  # a command's source names the account that sen
 REASONS = {
     "supporter_ineligible": "the supporter is no longer eligible",
     "change_of_supporter": "the client asked for another supporter",
+    "supporter_declined": "the supporter could not take the client on",
     "service_refused": "the client refused the service",
     "service_completed": "the funded service ended",
     "client_erased": "the client was erased",

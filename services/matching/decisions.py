@@ -10,6 +10,7 @@ decision sets it); the flush of its outbox releases them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +29,7 @@ from contracts.matching import (
     ProposalsWithdrawn,
     ProposedSupporter,
     ServiceRefused,
+    SupporterAgreed,
 )
 from contracts.records import CaseMatch, CaseRecord, Offer
 from contracts.replies import FieldError
@@ -252,6 +254,7 @@ def moving_on(match: CaseMatch, leaving: list[str]) -> CaseMatch:
         update={
             "excluded": [*match.excluded, *leaving],
             "supporter_id": None,
+            "supporter_accepted": False,
             "proposals": [],
             "status": "expired",
         }
@@ -270,6 +273,43 @@ def changing(match: CaseMatch | None) -> tuple[CaseMatch, list[str]]:
     match = must_be(match, *BOUND)
     assert match.supporter_id is not None
     return moving_on(match, [match.supporter_id]), [match.supporter_id]
+
+
+def chosen_by(match: CaseMatch | None, supporter_id: str) -> CaseMatch:
+    """The match, if ``supporter_id`` is the supporter the client chose."""
+    match = must_be(match, *BOUND)
+    if match.supporter_id != supporter_id:
+        raise Refused("supporter_id", "this client is not matched with this supporter")
+    return match
+
+
+def supporter_agrees(match: CaseMatch | None, supporter_id: str, now: datetime) -> Decision:
+    match = chosen_by(match, supporter_id)
+    if match.supporter_accepted:
+        raise Refused("supporter_id", "you have already agreed to support this client")
+    agreed = SupporterAgreed(case_id=match.case_id, supporter_id=supporter_id)
+    return Change(
+        match.model_copy(update={"supporter_accepted": True, "updated_at": now}), [agreed]
+    )
+
+
+def declining_client(match: CaseMatch | None, supporter_id: str) -> tuple[CaseMatch, list[str]]:
+    return changing(chosen_by(match, supporter_id))
+
+
+def decline_client(
+    supporter_id: str,
+) -> Callable[[CaseMatch | None, Client | None, Offered | None, datetime], Decision]:
+    def decide(
+        match: CaseMatch | None, client: Client | None, offered: Offered | None, now: datetime
+    ) -> Decision:
+        moved, leaving = declining_client(match, supporter_id)
+        event = MatchEnded(
+            case_id=moved.case_id, supporter_id=leaving[0], reason="supporter_declined"
+        )
+        return _again(moved, leaving, event, client, offered, now)
+
+    return decide
 
 
 def decline(

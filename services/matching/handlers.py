@@ -27,11 +27,13 @@ from contracts.intake import (
 )
 from contracts.matching import (
     SERVICE,
+    AcceptClient,
     AcceptProposal,
     AssignBatch,
     BatchAssigned,
     ChangeSupporter,
     ClientWaitlisted,
+    DeclineClient,
     DeclineProposals,
     MatchEnded,
     ProposalAccepted,
@@ -361,6 +363,37 @@ async def change_supporter(
         received,
         decisions.changing,
         decisions.change_supporter,
+    )
+
+
+@handlers.on(AcceptClient)
+async def accept_client(command: AcceptClient, received: Received, deps: MatchingDeps) -> Reply:
+    now = deps.clock()
+
+    async def gather(seen: CaseMatch | None) -> tuple[None, list[str]]:
+        return None, []
+
+    return answered(
+        await on_case(
+            received.org,
+            command.case_id,
+            deps,
+            gather,
+            lambda m, _: decisions.supporter_agrees(m, command.supporter_id, now),
+            received,
+        )
+    )
+
+
+@handlers.on(DeclineClient)
+async def decline_client(command: DeclineClient, received: Received, deps: MatchingDeps) -> Reply:
+    return await _new_proposals(
+        received.org,
+        command.case_id,
+        deps,
+        received,
+        lambda m: decisions.declining_client(m, command.supporter_id),
+        decisions.decline_client(command.supporter_id),
     )
 
 

@@ -8,6 +8,7 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from contracts.records import (
+    CaseMatch,
     CaseSchedule,
     Delivery,
     NotificationSettings,
@@ -18,7 +19,7 @@ from contracts.records import (
 from runtime import topology
 from runtime.clock import Clock
 from runtime.settings import Settings
-from runtime.state import DecisionReader, Policies, RecordReader
+from runtime.state import CaseloadReader, DecisionReader, Policies, RecordReader
 from runtime.store import RecordStore
 from runtime.unit import EventPublisher, ReplyStore, UnitOfWork
 from runtime.vault import Vault, load_master_key, sealer_of
@@ -40,6 +41,8 @@ BUCKETS = (
     topology.SCHEDULES_BUCKET,
     topology.ORGANISATIONS_BUCKET,
     topology.DECISIONS_BUCKET,
+    topology.MATCHES_BUCKET,
+    topology.CASELOADS_BUCKET,
 )
 
 
@@ -103,6 +106,10 @@ def wire(
             CaseSchedule,
             sealer_of(vault, topology.SCHEDULES_BUCKET),
         ),
+        matches=RecordStore(
+            buckets[topology.MATCHES_BUCKET], CaseMatch, sealer_of(vault, topology.MATCHES_BUCKET)
+        ),
+        caseloads=CaseloadReader(buckets[topology.CASELOADS_BUCKET]),
         decisions=DecisionReader(buckets[topology.DECISIONS_BUCKET], vault),
         policies=Policies(RecordStore(buckets[topology.ORGANISATIONS_BUCKET], SchedulingSettings)),
         mail=mail,

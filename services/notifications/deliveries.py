@@ -46,6 +46,7 @@ def planned(plan: Plan, now: datetime) -> Delivery:
         facts=plan.facts,
         invitation=plan.invitation,
         purpose=plan.purpose,
+        case_id=plan.case_id or plan.person.case_id,
         status="queued",
         due_at=now,
         created_at=now,

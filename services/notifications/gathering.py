@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from contracts.intake import Contact, PeerSupporter
 from contracts.notifications import ChannelSettings, ContactPreferences, Person
 from contracts.records import (
+    CaseMatch,
     CaseRecord,
     CaseSchedule,
     Delivery,
@@ -25,7 +26,7 @@ from contracts.records import (
 )
 from runtime.clock import Clock
 from runtime.settings import Settings
-from runtime.state import DecisionReader, Policies, RecordReader
+from runtime.state import CaseloadReader, DecisionReader, Policies, RecordReader
 from runtime.store import RecordStore
 from runtime.unit import EventPublisher, UnitOfWork
 from runtime.vault import Erased
@@ -43,6 +44,8 @@ class NotificationsDeps:
     channels: UnitOfWork[NotificationSettings]
     records: RecordReader
     schedules: RecordStore[CaseSchedule]
+    matches: RecordStore[CaseMatch]
+    caseloads: CaseloadReader
     decisions: DecisionReader
     policies: Policies
     mail: SmtpSender

@@ -31,7 +31,7 @@ from runtime.changes import Change, Refused
 from runtime.dispatch import Received
 from runtime.logging import get_logger
 from runtime.unit import answered, refusal
-from services.notifications import links, render
+from services.notifications import links, pages, render
 from services.notifications.email import Outgoing, compose
 from services.notifications.gathering import (
     NotificationsDeps,
@@ -98,13 +98,18 @@ async def open_link(
         return refusal(received, refused)
     await _used(link, command.action, received, deps)
     zone = await zone_of(received.org, deps)
-    return LinkOpened(
-        command_id=received.envelope.id,
-        link_ref=link.link_ref,
-        person=link.person,
-        purpose=link.purpose,
-        expires_at=link.expires_at,
-        time_zone=zone.key,
+    shown = await pages.page(received.org, link, deps.clock(), deps)
+    return LinkOpened.model_validate(
+        {
+            "command_id": received.envelope.id,
+            "link_ref": link.link_ref,
+            "person": link.person,
+            "case_id": link.case_id,
+            "purpose": link.purpose,
+            "expires_at": link.expires_at,
+            "time_zone": zone.key,
+            **shown,
+        }
     )
 
 

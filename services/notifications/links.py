@@ -41,15 +41,19 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _signature(secret: bytes, nonce: str, person_key: str, purpose: str, ends: datetime) -> str:
-    bound = f"{nonce}|{person_key}|{purpose}|{ends.isoformat()}".encode()
+def _signature(
+    secret: bytes, nonce: str, person_key: str, case_id: str | None, purpose: str, ends: datetime
+) -> str:
+    bound = f"{nonce}|{person_key}|{case_id or ''}|{purpose}|{ends.isoformat()}".encode()
     return _b64(hmac.new(secret, bound, hashlib.sha256).digest()[:16])
 
 
-def mint(secret: bytes, person_key: str, purpose: str, ends: datetime) -> tuple[str, str]:
+def mint(
+    secret: bytes, person_key: str, case_id: str | None, purpose: str, ends: datetime
+) -> tuple[str, str]:
     """A new token and its hash (the only thing kept)."""
     nonce = _b64(secrets.token_bytes(TOKEN_BYTES))
-    token = f"{nonce}.{_signature(secret, nonce, person_key, purpose, ends)}"
+    token = f"{nonce}.{_signature(secret, nonce, person_key, case_id, purpose, ends)}"
     return token, hash_of(token)
 
 
@@ -70,7 +74,9 @@ def ref_of(token_hash: str) -> str:
 def signed(secret: bytes, token: str, link: PersonalLink) -> bool:
     """Whether the token was made for exactly this link."""
     nonce, _, signature = token.partition(".")
-    expected = _signature(secret, nonce, link.person_key, link.purpose, link.expires_at)
+    expected = _signature(
+        secret, nonce, link.person_key, link.case_id, link.purpose, link.expires_at
+    )
     return hmac.compare_digest(signature, expected)
 
 

@@ -44,6 +44,8 @@ class Plan:
     # What makes it one message, where that is not the event (a consent request is one per
     # party, support person and stage, however often consent is decided).
     once_per: str | None = None
+    # The case its link is bound to (a client's or party's own; a supporter's: the client's).
+    case_id: str | None = None
 
     @property
     def message_id(self) -> str:
@@ -86,7 +88,13 @@ def withdrawn(event: ProposalsWithdrawn, cause_id: str) -> list[Plan]:
 def offered(event: ProposalAccepted, cause_id: str) -> list[Plan]:
     """A client chose the supporter: the supporter hears, and may accept or decline."""
     return [
-        Plan(supporter(event.supporter_id), "client_offered", cause_id, purpose="supporter_offer")
+        Plan(
+            supporter(event.supporter_id),
+            "client_offered",
+            cause_id,
+            purpose="supporter_offer",
+            case_id=event.case_id,
+        )
     ]
 
 
@@ -163,6 +171,7 @@ def session_news(
             purpose="schedule",
             facts=facts,
             invitation=invitation,
+            case_id=event.case_id,
         )
         for person in people
     ]

@@ -121,12 +121,15 @@ async def _prepare(org: str, delivery: Delivery, deps: NotificationsDeps) -> Att
     if not isinstance(chosen, Reach) or delivery.purpose is None or channels is None:
         return Attempt(chosen, channels, zone)
     ends = now + timedelta(days=channels.link_days)
-    token, token_hash = links.mint(deps.secret, person.key, delivery.purpose, ends)
+    token, token_hash = links.mint(
+        deps.secret, person.key, delivery.case_id, delivery.purpose, ends
+    )
     link = PersonalLink(
         org=org,
         link_ref=links.ref_of(token_hash),
         person=person,
         person_key=person.key,
+        case_id=delivery.case_id,
         purpose=delivery.purpose,
         expires_at=ends,
         created_at=now,

@@ -145,7 +145,8 @@ async def on_match_ended(event: MatchEnded, meta: Meta, deps: SchedulingDeps) ->
     if event.reason in ("service_completed", "client_erased"):
         return  # scheduling ended it itself, or ends it on ClientErased
     await on_record_case(meta.org, event.case_id, deps)
-    reason = "supporter_changed" if event.reason == "change_of_supporter" else "service_refused"
+    changed = event.reason in ("change_of_supporter", "supporter_declined")
+    reason = "supporter_changed" if changed else "service_refused"
     await on_schedule(
         meta.org,
         event.case_id,

@@ -275,6 +275,9 @@ async def test_a_link_opens_once_bound_and_is_refused_when_tampered_revoked_or_e
     assert opened.type_name == "LinkOpened"
     assert opened.purpose == "choose_supporter"  # type: ignore[attr-defined]
     assert opened.person.case_id == "c7"  # type: ignore[attr-defined]
+    [offer] = opened.offers  # type: ignore[attr-defined]
+    assert offer.supporter_id == "s1"
+    assert offer.first_name  # the first name, and nothing sensitive: the model has no place
     used = await event_where(client, org, "LinkUsed", lambda d: d["person"]["case_id"] == "c7")
     assert token not in used.model_dump_json()
 
