@@ -22,8 +22,17 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from alongside import connection, console_cli, deadletters_cli, diagram, rules_cli, services
+from alongside import (
+    connection,
+    console_cli,
+    deadletters_cli,
+    diagram,
+    notifications_cli,
+    rules_cli,
+    services,
+)
 from alongside.client import RETRY_FOR_S, AlongsideClient, Unavailable, summarise
+from alongside.mailcatcher import MailCatcher
 from alongside.options import (
     EXIT_UNAVAILABLE,
     CliError,
@@ -60,6 +69,7 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(console_cli.app, name="console")
 app.add_typer(deadletters_cli.app, name="deadletters")
+app.add_typer(notifications_cli.app, name="notifications")
 orgs_app = typer.Typer(no_args_is_help=True, help="The organisations using this deployment.")
 app.add_typer(orgs_app, name="orgs")
 auth_app = typer.Typer(no_args_is_help=True, help="The operator's keys (NATS decentralised auth).")
@@ -139,6 +149,12 @@ async def _up(settings: Settings, names: list[str]) -> None:
         loop.add_signal_handler(sig, stopping.set)
     running = services.Running()
     served = [name for name in names if name in services.SERVICES]
+    catcher = None
+    if embedded is not None and settings.smtp_url is None and "notifications" in served:
+        # No mail server named: messages go to a catcher that keeps each as an .eml file.
+        catcher = MailCatcher(settings.mail_path)
+        catcher.start()
+        settings = settings.model_copy(update={"smtp_url": catcher.url})
     try:
         if settings.health_port is not None:
             # From before the services start, so readiness says "starting" meanwhile; held
@@ -163,6 +179,12 @@ async def _up(settings: Settings, names: list[str]) -> None:
         except NoMasterKey as missing:
             raise CliError(str(missing)) from None
         typer.echo(f"alongside: {', '.join(names)} running on {url}; Ctrl-C to stop", err=True)
+        if catcher is not None:
+            typer.echo(
+                f"alongside: mail to people is caught at {catcher.url}, each message saved "
+                f"in {catcher.folder} (set ALONGSIDE_SMTP_URL for a real mail server)",
+                err=True,
+            )
         if console_cli.NAME in names:
             typer.echo(
                 f"alongside: console at http://{settings.http_host}:{settings.http_port} "
@@ -173,6 +195,8 @@ async def _up(settings: Settings, names: list[str]) -> None:
         await stopping.wait()
     finally:
         await services.stop(running)  # what started, also when a later service failed to
+        if catcher is not None:
+            catcher.stop()
         if embedded is not None:
             connection.url_file(settings).unlink(missing_ok=True)
             embedded.stop()

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
+from contracts.console import EMAIL_PATTERN
 from contracts.envelope import Command, Day, EntityId, Event, Message, Part
 from contracts.privacy import PERSONAL, SENSITIVE
 
@@ -107,10 +108,7 @@ class Affiliation(Part):
 
 
 class Contact(Part):
-    email: (
-        Annotated[str, PERSONAL, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)]
-        | None
-    ) = None
+    email: Annotated[str, PERSONAL, Field(pattern=EMAIL_PATTERN, max_length=200)] | None = None
     phone: Annotated[str, PERSONAL, Field(pattern=r"^\+?[0-9 ()-]{6,20}$")] | None = None
     # They agreed to be contacted here (messages, their personal links). Without it nothing
     # is sent to them, and the coordinator sees why.

@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from contracts.console import EMAIL_PATTERN
 from contracts.envelope import Command, EntityId, Event, Message, Part
 from contracts.privacy import PERSONAL, SENSITIVE
 
@@ -100,7 +101,7 @@ class ChannelSettings(Part):
     unless ``smtp_url`` names the organisation's own; any other channel through one webhook,
     an Apprise URL (``json://``/``jsons://`` for a plain HTTPS POST, or a named SMS gateway)."""
 
-    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=200)
+    from_address: str = Field(pattern=EMAIL_PATTERN, max_length=200)
     # Shown as the sender: plain, never the scheme's name (a lock screen shows it).
     from_name: str = Field(default="Peer support", min_length=1, max_length=60)
     smtp_url: str | None = Field(default=None, max_length=500)

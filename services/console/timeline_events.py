@@ -38,6 +38,7 @@ from contracts.matching import (
     ProposalsExpired,
     ProposalsWithdrawn,
     ServiceRefused,
+    SupporterAgreed,
 )
 from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided
 from contracts.scheduling import (
@@ -335,6 +336,13 @@ def _activated(e: MatchActivated, at: datetime) -> Told:
 def _paused(e: MatchPaused, at: datetime) -> Told:
     what = "The match with {} was paused for a coordinator's review"
     return e.case_id, _entry(at, e, what, e.supporter_id, who=MATCHING, why=_reason(e.reason))
+
+
+@_tells(SupporterAgreed)
+def _agreed(e: SupporterAgreed, at: datetime) -> Told:
+    return e.case_id, _entry(
+        at, e, "{} agreed to support the client", e.supporter_id, who=SUPPORTER
+    )
 
 
 @_tells(MatchResumed)
