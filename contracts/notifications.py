@@ -274,6 +274,7 @@ class NotificationSent(Event):
     type_name: ClassVar[str] = "NotificationSent"
     message_id: EntityId
     person: Person
+    about: str  # the kind of message: proposals_ready, session_moved ...
     channel: Channel
     attempt: int
 
@@ -284,6 +285,7 @@ class NotificationDeferred(Event):
     type_name: ClassVar[str] = "NotificationDeferred"
     message_id: EntityId
     person: Person
+    about: str  # the kind of message: proposals_ready, session_moved ...
     until: datetime
     because: Literal["quiet_hours", "contact_window", "channel_unavailable"]
 
@@ -294,6 +296,7 @@ class NotificationBounced(Event):
     type_name: ClassVar[str] = "NotificationBounced"
     message_id: EntityId
     person: Person
+    about: str  # the kind of message: proposals_ready, session_moved ...
     channel: Channel
 
 
@@ -303,6 +306,7 @@ class NotificationFailed(Event):
     type_name: ClassVar[str] = "NotificationFailed"
     message_id: EntityId
     person: Person
+    about: str  # the kind of message: proposals_ready, session_moved ...
     channel: Channel
     attempts: int
 
@@ -313,6 +317,7 @@ class NotificationWithheld(Event):
     type_name: ClassVar[str] = "NotificationWithheld"
     message_id: EntityId
     person: Person
+    about: str  # the kind of message: proposals_ready, session_moved ...
     because: Withheld
 
 

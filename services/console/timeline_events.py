@@ -40,6 +40,13 @@ from contracts.matching import (
     ServiceRefused,
     SupporterAgreed,
 )
+from contracts.notifications import (
+    NotificationBounced,
+    NotificationDeferred,
+    NotificationFailed,
+    NotificationSent,
+    NotificationWithheld,
+)
 from contracts.rules import ConsentDecided, Kind, MatchingPolicyDecided
 from contracts.scheduling import (
     FrequencyAgreed,
@@ -57,6 +64,7 @@ from contracts.scheduling import (
 )
 from contracts.views import CaseViewed, DecisionViewed
 from services.console.labels import plain
+from services.console.timeline_reasons import REASONS
 
 # Who, by role.
 CLIENT = "the client"
@@ -74,23 +82,6 @@ SCHEDULING = "the scheduling service"
 SERVICE = "the service"
 
 _CONSOLE = "alongside/console/"  # a command's source names the account that sent it
-# A code an event gives as its reason, in words; any other is shown as words made from it.
-REASONS = {
-    "supporter_ineligible": "the supporter is no longer eligible",
-    "change_of_supporter": "the client asked for another supporter",
-    "supporter_declined": "the supporter could not take the client on",
-    "service_refused": "the client refused the service",
-    "service_completed": "the funded service ended",
-    "client_erased": "the client was erased",
-    "cancelled_by_client": "the client cancelled",
-    "cancelled_by_supporter": "the supporter cancelled",
-    "consent_not_active": "consent is not active",
-    "supporter_changed": "the client has another supporter",
-    "matching-policy": "none meets one of the client's requirements",
-    "eligible-with-free-slot": "no eligible supporter has a free slot",
-    "no-conflict": "every free supporter has a conflict of interest",
-    "not-declined": "the client declined every supporter who could",
-}
 _MOMENT = "%a %d %b %Y, %H:%M"  # as the pages' ``when`` shows a moment
 _DAY = "%a %d %b %Y"
 
@@ -458,4 +449,31 @@ def _joined_group(e: GroupParticipantJoined, at: datetime) -> Told:
 
 
 # The events a timeline tells; the others are about no one case.
+# Messages to people: on the case's timeline when they are about a case's client or party.
+_OUTCOMES: dict[type[Event], str] = {
+    NotificationSent: "Message to {} ({}) sent",
+    NotificationDeferred: "Message to {} ({}) waits",
+    NotificationBounced: "Message to {} ({}) bounced: the address does not exist",
+    NotificationFailed: "Message to {} ({}) could not be sent, after every try",
+    NotificationWithheld: "Message to {} ({}) not sent",
+}
+
+
+def _message(e: Any, at: datetime) -> Told:
+    person = e.person
+    if person.kind == "supporter" or person.case_id is None:
+        return None
+    whom = CLIENT if person.kind == "client" else _party(person.party_id)[0]
+    because = getattr(e, "because", None)
+    what = _OUTCOMES[type(e)] + (" until {}" if isinstance(e, NotificationDeferred) else "")
+    facts: tuple[Fact, ...] = (whom, e.about.replace("_", " "))
+    if isinstance(e, NotificationDeferred):
+        facts = (*facts, e.until)
+    why = _reason(because) if because else None
+    return person.case_id, _entry(at, e, what, *facts, who=SERVICE, why=why)
+
+
+for _kind in _OUTCOMES:
+    _tells(_kind)(_message)
+
 TOLD: tuple[type[Event], ...] = tuple(_TELLERS)

@@ -72,7 +72,10 @@ def attempt(
     if isinstance(route, Withhold):
         record = delivery.model_copy(update={**base, "status": "withheld", "why": route.because})
         event: Event = NotificationWithheld(
-            message_id=delivery.message_id, person=delivery.person, because=route.because
+            message_id=delivery.message_id,
+            person=delivery.person,
+            about=delivery.about,
+            because=route.because,
         )
         return Change(record, [event])
     if isinstance(route, Wait):
@@ -84,6 +87,7 @@ def attempt(
         event = NotificationDeferred(
             message_id=delivery.message_id,
             person=delivery.person,
+            about=delivery.about,
             until=route.until,
             because=route.because,
         )
@@ -114,26 +118,32 @@ def outcome(
     if delivery is None or delivery.status != "sending" or delivery.attempts != attempt_no:
         return None
     channel = Channel(delivery.channel or Channel.EMAIL)
-    person, message_id = delivery.person, delivery.message_id
+    person, message_id, about = delivery.person, delivery.message_id, delivery.about
     base = {"updated_at": now, "why": result.detail}
     if result.outcome == Outcome.SENT:
         record = delivery.model_copy(update={**base, "status": "sent", "why": None})
         event: Event = NotificationSent(
-            message_id=message_id, person=person, channel=channel, attempt=attempt_no
+            message_id=message_id, person=person, about=about, channel=channel, attempt=attempt_no
         )
     elif result.outcome == Outcome.BOUNCED:
         record = delivery.model_copy(update={**base, "status": "bounced"})
-        event = NotificationBounced(message_id=message_id, person=person, channel=channel)
+        event = NotificationBounced(
+            message_id=message_id, person=person, about=about, channel=channel
+        )
     elif attempt_no >= max_attempts:
         record = delivery.model_copy(update={**base, "status": "failed"})
         event = NotificationFailed(
-            message_id=message_id, person=person, channel=channel, attempts=attempt_no
+            message_id=message_id, person=person, about=about, channel=channel, attempts=attempt_no
         )
     else:
         wait = min(first_wait * 2 ** (attempt_no - 1), MAX_BACKOFF)
         until = now + wait
         record = delivery.model_copy(update={**base, "status": "deferred", "due_at": until})
         event = NotificationDeferred(
-            message_id=message_id, person=person, until=until, because="channel_unavailable"
+            message_id=message_id,
+            person=person,
+            about=about,
+            until=until,
+            because="channel_unavailable",
         )
     return Change(record, [event])
