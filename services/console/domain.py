@@ -19,12 +19,16 @@ SUPERVISORS_ONLY = frozenset(
         "EraseClient",
         "EraseSupporter",
         "ConfigureScheduling",
+        "ConfigureNotifications",
         "ViewDecision",
         ACCESS_LOG,
     }
 )
 
 
+# What a person does through their own link (``services/console/people.py``): never a
+# signed-in account's, whatever its role.
+PEOPLE_ONLY = frozenset({"OpenLink", "SendCode", "CheckCode", "StopNonEssential"})
 TRY_AGAIN = "Try again shortly"
 RETRY_AFTER_S = 5  # a service that did not answer: when to try again
 
@@ -76,6 +80,12 @@ def refusal(account: ConsoleAccount | None, org: str, command_type: str) -> Prob
     if role is None:
         return Problem(
             title="Not your organisation", status=403, detail=f"this account has no role in {org}"
+        )
+    if command_type in PEOPLE_ONLY:
+        return Problem(
+            title="Only the person can do this",
+            status=403,
+            detail=f"{command_type} is sent from the person's own page, through their link",
         )
     if role == "coordinator" and command_type in SUPERVISORS_ONLY:
         return Problem(
