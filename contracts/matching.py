@@ -9,11 +9,13 @@ coordinator).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from contracts.envelope import Command, EntityId, Event, Message, Part
+from contracts.intake import LongText
+from contracts.privacy import SENSITIVE
 
 SERVICE = "matching"
 
@@ -31,11 +33,15 @@ class AcceptProposal(Command):
 
 
 class DeclineProposals(Command):
-    """The client wants none of the supporters proposed; they are never proposed again."""
+    """The client wants none of the supporters proposed; they are never proposed again.
+    ``reason``, if they gave one, is kept with the case's matching (sealed), never in an
+    event."""
 
     type_name: ClassVar[str] = "DeclineProposals"
+    schema_version: ClassVar[str] = "1.1"  # 1.1: reason
     service: ClassVar[str] = SERVICE
     case_id: EntityId
+    reason: Annotated[LongText | None, SENSITIVE] = None
 
 
 class ChangeSupporter(Command):

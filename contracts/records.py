@@ -113,6 +113,8 @@ class CaseMatch(Record):
     excluded: list[str] = []  # declined or changed from: never proposed again
     # Which requirement left no one, in words that may say what the client asked for.
     waitlist_reason: Annotated[str | None, SENSITIVE] = None
+    # Why the client declined their last proposals, in their words, if they said.
+    declined_because: Annotated[str | None, SENSITIVE] = None
     import_batch: str | None = None
     # Holds the last change gave up; the change's flush removes them from the caseloads.
     released: list[str] = []

@@ -29,7 +29,6 @@ from contracts.matching import (
     ProposalsWithdrawn,
     ProposedSupporter,
     ServiceRefused,
-    SupporterAgreed,
 )
 from contracts.records import CaseMatch, CaseRecord, Offer
 from contracts.replies import FieldError
@@ -275,49 +274,18 @@ def changing(match: CaseMatch | None) -> tuple[CaseMatch, list[str]]:
     return moving_on(match, [match.supporter_id]), [match.supporter_id]
 
 
-def chosen_by(match: CaseMatch | None, supporter_id: str) -> CaseMatch:
-    """The match, if ``supporter_id`` is the supporter the client chose."""
-    match = must_be(match, *BOUND)
-    if match.supporter_id != supporter_id:
-        raise Refused("supporter_id", "this client is not matched with this supporter")
-    return match
-
-
-def supporter_agrees(match: CaseMatch | None, supporter_id: str, now: datetime) -> Decision:
-    match = chosen_by(match, supporter_id)
-    if match.supporter_accepted:
-        raise Refused("supporter_id", "you have already agreed to support this client")
-    agreed = SupporterAgreed(case_id=match.case_id, supporter_id=supporter_id)
-    return Change(
-        match.model_copy(update={"supporter_accepted": True, "updated_at": now}), [agreed]
-    )
-
-
-def declining_client(match: CaseMatch | None, supporter_id: str) -> tuple[CaseMatch, list[str]]:
-    return changing(chosen_by(match, supporter_id))
-
-
-def decline_client(
-    supporter_id: str,
+def decline(
+    reason: str | None,
 ) -> Callable[[CaseMatch | None, Client | None, Offered | None, datetime], Decision]:
     def decide(
         match: CaseMatch | None, client: Client | None, offered: Offered | None, now: datetime
     ) -> Decision:
-        moved, leaving = declining_client(match, supporter_id)
-        event = MatchEnded(
-            case_id=moved.case_id, supporter_id=leaving[0], reason="supporter_declined"
-        )
-        return _again(moved, leaving, event, client, offered, now)
+        moved, leaving = declining(match)
+        moved = moved.model_copy(update={"declined_because": reason})
+        event = ProposalsDeclined(case_id=moved.case_id, supporter_ids=leaving)
+        return again(moved, leaving, event, client, offered, now)
 
     return decide
-
-
-def decline(
-    match: CaseMatch | None, client: Client | None, offered: Offered | None, now: datetime
-) -> Decision:
-    moved, leaving = declining(match)
-    event = ProposalsDeclined(case_id=moved.case_id, supporter_ids=leaving)
-    return _again(moved, leaving, event, client, offered, now)
 
 
 def change_supporter(
@@ -325,10 +293,10 @@ def change_supporter(
 ) -> Decision:
     moved, leaving = changing(match)
     event = MatchEnded(case_id=moved.case_id, supporter_id=leaving[0], reason="change_of_supporter")
-    return _again(moved, leaving, event, client, offered, now)
+    return again(moved, leaving, event, client, offered, now)
 
 
-def _again(
+def again(
     moved: CaseMatch,
     leaving: list[str],
     event: Event,

@@ -58,7 +58,7 @@ from runtime.commands import rejected
 from runtime.dispatch import Handlers, Meta, Received
 from runtime.logging import get_logger
 from runtime.unit import answered
-from services.matching import decisions
+from services.matching import answers, decisions
 from services.matching.adapters import match_records
 from services.matching.batch_offers import offer_together
 from services.matching.decisions import Client, Offered
@@ -348,7 +348,12 @@ async def decline_proposals(
     command: DeclineProposals, received: Received, deps: MatchingDeps
 ) -> Reply:
     return await _new_proposals(
-        received.org, command.case_id, deps, received, decisions.declining, decisions.decline
+        received.org,
+        command.case_id,
+        deps,
+        received,
+        decisions.declining,
+        decisions.decline(command.reason),
     )
 
 
@@ -379,7 +384,7 @@ async def accept_client(command: AcceptClient, received: Received, deps: Matchin
             command.case_id,
             deps,
             gather,
-            lambda m, _: decisions.supporter_agrees(m, command.supporter_id, now),
+            lambda m, _: answers.supporter_agrees(m, command.supporter_id, now),
             received,
         )
     )
@@ -392,8 +397,8 @@ async def decline_client(command: DeclineClient, received: Received, deps: Match
         command.case_id,
         deps,
         received,
-        lambda m: decisions.declining_client(m, command.supporter_id),
-        decisions.decline_client(command.supporter_id),
+        lambda m: answers.declining_client(m, command.supporter_id),
+        answers.decline_client(command.supporter_id),
     )
 
 
