@@ -80,10 +80,12 @@ async def show(
     clock: Clock,
     org: str,
     port: int | None,
+    serving: bool | None = None,
 ) -> Callable[[], Any]:
     """Serve the console (on ``port``, or any free one), make a coordinator of ``org``, and
-    send an intake through it; returns what stops the console."""
-    serving = port is not None  # after the demo too (`alongside demo --serve`)
+    send an intake through it; returns what stops the console. ``serving``: it goes on
+    serving after the demo (`alongside demo --serve`); by default, when a port is given."""
+    serving = port is not None if serving is None else serving
     password = secrets.token_urlsafe(12)
     accounts = Accounts(await nc.jetstream().key_value(topology.CONSOLE_ACCOUNTS_BUCKET), clock)
     await accounts.put(EMAIL, "Demo Coordinator", password, {org: "coordinator"})

@@ -34,7 +34,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from alongside import console_demo, sample, services
+from alongside import console_demo, people_demo, sample, services
 from alongside.calendars import calendar_for
 from alongside.client import AlongsideClient
 from contracts import subjects
@@ -141,8 +141,19 @@ async def _demo(
             f"Embedded nats-server at {server.url} (JetStream, sync_interval: always;"
             " auth on: every service and organisation connects as its own user)"
         )
+        # People's mail is caught on loopback and kept in the working folder, after the demo.
+        catcher = people_demo.catcher(clock)
+        console.print(
+            f"Mail to people is caught at {catcher.url}; each message is kept as an .eml "
+            f"file in {catcher.folder}"
+        )
         # The services seal what they keep with the key made beside the demo's own auth.
-        settings = Settings(master_key_file=auth.path / "master.key")
+        settings = Settings(
+            master_key_file=auth.path / "master.key", smtp_url=catcher.url, notify_sweep_s=0.5
+        )
+        # The console (step 11) serves people's pages too: their links name its address.
+        port = serve_port or console_demo.free_port()
+        pages = f"http://127.0.0.1:{port}"
         if tap is not None:
             await tap(server.url, auth)
         nc = await bus.connect(server.url, "alongside-demo", auth.credentials(ADMIN))
@@ -171,6 +182,7 @@ async def _demo(
         )
         try:
             await _organisations(client, nc, credentials, state, clock)
+            await people_demo.configure(client, ORGS, pages, console.print)
             await _register_everyone(client, rng, today)
             eligible = await _eligibility(decisions)
             await _matching(client, nc, decisions, today, vault)
@@ -193,8 +205,11 @@ async def _demo(
                     settings,
                     clock,
                     ORGS[0],
-                    serve_port,
+                    port,
+                    serving=serve_port is not None,
                 )
+                console.print("\n[bold]12. People act for themselves, and hear about it[/]")
+                await people_demo.show(console.print, client, catcher, pages, ORGS[0], clock)
             except RuntimeError as failure:
                 raise DemoFailed(str(failure)) from None
             console.rule("[bold green]demo complete")
@@ -211,6 +226,7 @@ async def _demo(
             await running.stop()
             await system.close()
             await nc.close()
+            catcher.stop()
 
 
 async def _organisations(
@@ -243,13 +259,13 @@ async def _register_everyone(client: AlongsideClient, rng: random.Random, today:
             task = progress.add_task(f"  {org}", total=SUPPORTERS_PER_ORG + CLIENTS_PER_ORG)
             for n in range(SUPPORTERS_PER_ORG):
                 supporter_id = f"s{n:03d}"
-                await _accepted(client, org, sample.supporter(rng, supporter_id))
+                await _accepted(client, org, sample.supporter(rng, supporter_id, reachable=True))
                 for evidence in sample.vetting(rng, supporter_id, today):
                     if VETTING_GAPS.get(supporter_id) != evidence.evidence.kind:
                         await _accepted(client, org, evidence)
                 progress.advance(task)
             for n in range(CLIENTS_PER_ORG):
-                await _accepted(client, org, sample.intake(rng, f"case-{n:02d}"))
+                await _accepted(client, org, sample.intake(rng, f"case-{n:02d}", reachable=True))
                 progress.advance(task)
     for org in ORGS:
         console.print(
@@ -323,7 +339,7 @@ async def _matching(
     )
     # Two English-speaking clients open to any method: enough supporters to show the choices.
     for case_id in ("case-a", "case-b"):
-        story = sample.intake(random.Random(case_id), case_id)
+        story = sample.intake(random.Random(case_id), case_id, reachable=True)
         await _accepted(
             client,
             org,

@@ -72,13 +72,14 @@ def _slots(rng: random.Random) -> list[Slot]:
     return slots
 
 
-def supporter(rng: random.Random, supporter_id: str) -> RegisterSupporter:
+def supporter(rng: random.Random, supporter_id: str, reachable: bool = False) -> RegisterSupporter:
+    """``reachable``: they agreed to be emailed (the demo's people hear from us)."""
     name = rng.choice(FIRST_NAMES)
     return RegisterSupporter(
         supporter_id=supporter_id,
         profile=SupporterProfile(
             display_name=f"{name} {supporter_id}",
-            contact=Contact(email=f"{supporter_id}@peers.example.org"),
+            contact=Contact(email=f"{supporter_id}@peers.example.org", may_contact=reachable),
             lived_experience=rng.sample(LIVED_EXPERIENCE, k=rng.randint(1, 3)),
             skills=rng.sample(["listening", "writing", "te_reo", "sign_language"], k=1),
             languages=sorted({"en", rng.choice(LANGUAGES)}),
@@ -117,7 +118,32 @@ def vetting(rng: random.Random, supporter_id: str, today: date) -> list[RecordVe
     return [RecordVettingEvidence(supporter_id=supporter_id, evidence=e) for e in evidence]
 
 
-def intake(rng: random.Random, case_id: str) -> SubmitIntake:
+def intake(rng: random.Random, case_id: str, reachable: bool = False) -> SubmitIntake:
+    """``reachable``: the client and the other party agreed to be emailed (the demo's)."""
+    command = _intake(rng, case_id)
+    if not reachable:
+        return command
+    client = command.client
+    contact = Contact(
+        email=f"{case_id}@clients.example.org", phone=client.contact.phone, may_contact=True
+    )
+    parties = [
+        party.model_copy(
+            update={
+                "contact": Contact(
+                    email=f"complaints@{party.name.split()[0].lower()}.example.com",
+                    may_contact=True,
+                )
+            }
+        )
+        for party in command.other_parties
+    ]
+    return command.model_copy(
+        update={"client": client.model_copy(update={"contact": contact}), "other_parties": parties}
+    )
+
+
+def _intake(rng: random.Random, case_id: str) -> SubmitIntake:
     methods = rng.sample(list(Method), k=rng.randint(1, 3))
     return SubmitIntake(
         case_id=case_id,

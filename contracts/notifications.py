@@ -250,10 +250,14 @@ class LinkOpened(Message):
     match_status: str | None = None
     offers: list[PageOffer] = Field(default_factory=list)
     chosen_id: EntityId | None = None
+    chosen_name: Annotated[str | None, PERSONAL] = None  # the chosen supporter's first name
     consent: PageConsent | None = None
     offered: PageClient | None = None
     sessions: list[PageSession] = Field(default_factory=list)
     preferences: ContactPreferences = ContactPreferences()
+    # A coordinator set limits for the person's safety: the person may tighten them, never
+    # lift them (whoever holds the link may not be the person).
+    safety_locked: bool = False
     # A one-time code was checked within the last minutes: an action on consent may go ahead.
     code_checked: bool = False
 

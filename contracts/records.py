@@ -340,6 +340,9 @@ class PersonContact(Record):
     person_key: str
     preferences: ContactPreferences = ContactPreferences()
     set_by: Literal["person", "coordinator"] | None = None
+    # A coordinator set a safe-contact limit (do not contact, one channel, one window):
+    # only a coordinator lifts it.
+    safety_by_coordinator: bool = False
     waitlisted: bool = False  # their next proposals are "a place was found"
     links: list[str] = []  # hashes of their open links, for revoking them
     updated_at: datetime
@@ -361,6 +364,7 @@ class PersonalLink(Record):
     code_hash: str | None = None
     code_until: datetime | None = None
     code_tries: int = 0
+    code_sent_for: str | None = None  # the SendCode command that sent it: sent once
     code_checked_at: datetime | None = None  # a code was checked: the next action may go ahead
     created_at: datetime
 

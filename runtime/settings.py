@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     http_max_body_bytes: int = Field(default=128 * 1024, ge=1024)
     # A console session unused this long ends (and 8 hours after signing in, regardless).
     http_session_idle_s: float = Field(default=30 * 60.0, gt=0)
+    # People's pages (their personal links, /p/...): requests a minute from one address,
+    # beyond which they are answered 429 until the minute is out.
+    http_person_requests_per_minute: int = Field(default=60, ge=1)
     # A deployment's console: one `<org>.creds` per organisation it serves, which the
     # operator issued (`alongside orgs credentials ORG --kind console`). Unset under the
     # embedded `up`, which issues them itself.

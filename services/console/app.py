@@ -56,6 +56,7 @@ from services.console.gate import (
 from services.console.health import add_health
 from services.console.overview_month import as_csv
 from services.console.pages import add_pages
+from services.console.people import add_people
 from services.console.reference import Bodies, add_reference, document
 from services.console.sessions import CSRF_HEADER, Session
 
@@ -137,6 +138,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
     add_health(app, deps)  # /healthz, /readyz, /metrics
     _session_routes(app, deps)
     add_pages(app, deps)
+    add_people(app, deps)  # people's own pages, behind their personal links
     add_reference(app)
     _view_routes(app, deps)
     _overview_routes(app, deps)

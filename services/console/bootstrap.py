@@ -7,10 +7,12 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
+from contracts.records import PersonalLink
 from runtime import bus, topology
 from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
+from runtime.store import RecordStore
 from runtime.vault import load_master_key
 from services.console.accounts import Accounts
 from services.console.app import create_app, serve
@@ -38,6 +40,7 @@ async def bootstrap(
         settings=settings,
         clock=clock,
         throttle=SignInThrottle(clock),
+        links=RecordStore(await js.key_value(topology.LINKS_BUCKET), PersonalLink),
     )
 
 

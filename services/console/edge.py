@@ -13,7 +13,9 @@ public web app's would.
 - A request that changes something (not GET, HEAD or OPTIONS) sent from a page of another
   site is refused (403): its ``Origin`` (else its ``Referer``) must be this host, or one of
   ``http_origins``, and ``Sec-Fetch-Site`` must not say another site. A second line behind
-  the CSRF token; a request with neither header (a script) is left to the token.
+  the CSRF token; a request with neither header (a script) is left to the token. One path
+  is exempt: a person's one-click unsubscribe (RFC 8058), which their mail provider posts
+  from wherever it runs; it only ever stops messages that are not essential.
 - A request body larger than ``http_max_body_bytes`` is refused (413), by its
   Content-Length before a byte is read, else by counting what arrives; no route, sign-in or
   parser sees it. The body is read here, whole, before the app is called.
@@ -23,6 +25,7 @@ Refusals are problem details (RFC 9457), as every other refusal of the console.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
@@ -57,6 +60,8 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# RFC 8058's one-click unsubscribe: posted by a mail provider, not from our pages.
+ONE_CLICK = re.compile(r"/p/[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{22}/unsubscribe")
 CACHED = ("/static/", "/docs/assets/")  # stylesheets, the API reference's scripts: nobody's data
 
 
@@ -111,7 +116,11 @@ class SameOrigin:
         self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in SAFE_METHODS
+            and not (scope["method"] == "POST" and ONE_CLICK.fullmatch(str(scope.get("path", ""))))
+        ):
             why = cross_site(Headers(scope=scope), self.origins)
             if why is not None:
                 refused = Problem(title="Sent from another site", status=403, detail=why)

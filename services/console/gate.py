@@ -14,16 +14,17 @@ from nats.errors import Error as NatsError
 
 from contracts.console import Problem
 from contracts.envelope import Command, new_id
-from contracts.records import ConsoleAccount
+from contracts.records import ConsoleAccount, PersonalLink
 from contracts.replies import CommandUnavailable
 from runtime.asking import AnyReply
 from runtime.clock import Clock
 from runtime.logging import get_logger
 from runtime.settings import Settings
+from runtime.store import RecordStore
 from services.console import fields
 from services.console.accounts import Accounts
 from services.console.domain import try_again, unavailable
-from services.console.orgs import SOURCE, NoCredential, OrgConnections
+from services.console.orgs import PERSON_SOURCE, SOURCE, NoCredential, OrgConnections
 from services.console.sessions import COOKIE, LASTS, Session, Sessions, secure_name
 from services.console.throttle import SignInThrottle
 
@@ -45,6 +46,9 @@ class ConsoleDeps:
     settings: Settings
     clock: Clock
     throttle: SignInThrottle
+    # People's personal links (read only: the console finds a link's organisation by the
+    # token's hash; the notifications service decides what it opens). None: no people's pages.
+    links: RecordStore[PersonalLink] | None = None
 
 
 def problem(found: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -176,6 +180,34 @@ async def send_as(
     when it could not be sent, was not answered, or could not be carried out just now even
     when sent again (with the same id: ``command_id``, else one made here, so it takes
     effect once)."""
+    source = f"{SOURCE}/{account.account_id}"
+    reply = await _send(deps, org, command, command_id, source, {"account_id": account.account_id})
+    if isinstance(reply, Problem):
+        return reply
+    limited: AnyReply | Problem = fields.limited(reply, account.roles.get(org))
+    return limited
+
+
+async def send_as_person(
+    deps: ConsoleDeps, org: str, command: Command, command_id: str | None, purpose: str
+) -> AnyReply | Problem:
+    """The command sent as ``org`` for a person acting through their own link (no account:
+    the source says it came from a person's page, and for which purpose), sent again as
+    ``send_as`` does. The reply is what the link already allows them to see."""
+    source = f"{PERSON_SOURCE}/{purpose}"
+    return await _send(deps, org, command, command_id, source, {"purpose": purpose})
+
+
+async def _send(
+    deps: ConsoleDeps,
+    org: str,
+    command: Command,
+    command_id: str | None,
+    source: str,
+    said: dict[str, str],
+) -> AnyReply | Problem:
+    """The one way the console sends a command (``said``: who, for the log, never a
+    person's data)."""
     command_id = command_id or new_id()
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + AGAIN_FOR_S
@@ -184,9 +216,7 @@ async def send_as(
         attempt += 1
         try:
             asking = await deps.orgs.asking(org)
-            reply = await asking.any(
-                org, command, command_id, source=f"{SOURCE}/{account.account_id}"
-            )
+            reply = await asking.any(org, command, command_id, source=source)
         except NoCredential as missing:
             return Problem(title="Organisation not served here", status=503, detail=str(missing))
         except (NatsError, TimeoutError) as error:
@@ -199,15 +229,10 @@ async def send_as(
             await deps.orgs.failed(org)
             return try_again(f"{command.service} did not answer", command_id)
         log.info(
-            "console_command",
-            org=org,
-            command_type=command.type_name,
-            status=reply.status,
-            account_id=account.account_id,
+            "console_command", org=org, command_type=command.type_name, status=reply.status, **said
         )
         if not isinstance(reply, CommandUnavailable):
-            limited: AnyReply | Problem = fields.limited(reply, account.roles.get(org))
-            return limited
+            return reply
         wait = reply.retry_after_s
         if attempt == ATTEMPTS or loop.time() + wait > give_up_at:
             return unavailable(reply)

@@ -192,11 +192,20 @@ LABELS: dict[str, dict[str, str]] = {
         "undecided": "Not decided yet",
     },
     "yes_no": {"true": "Yes", "false": "No"},
+    # What a search matched (``contracts.lists.Found``), and which of a client's wishes a
+    # proposed supporter meets (the matching policy's fields, as a person's page says them).
     "matched_on": {
         "reference": "Reference",
         "name": "Name",
         "email": "Email",
         "phone": "Phone",
+        "languages": "Speaks your language",
+        "methods": "Can meet the way you asked",
+        "lived_experience": "Has been through something like what you are going through",
+        "cultural_background": "Shares the cultural background you asked for",
+        "gender_identity": "Is the gender you asked for",
+        "region": "Lives in your region",
+        "youth_cleared": "Cleared to support young people",
     },
 }
 

@@ -30,6 +30,9 @@ from services.console.readmodel import Following
 from services.console.search import Directories
 
 SOURCE = "alongside/console"
+# A person acting through their own link (``<PERSON_SOURCE>/<purpose>``): no account; the
+# notifications service tells it apart from a coordinator by this prefix.
+PERSON_SOURCE = f"{SOURCE}/person"
 CredentialFor = Callable[[str], Awaitable[Path]]
 
 

@@ -59,3 +59,33 @@ class SignInThrottle:
     def _forget_old(self, now: datetime) -> None:
         if len(self._tries) > 10_000:  # bounded: an attacker cannot grow it without end
             self._tries = {k: t for k, t in self._tries.items() if now - t.last <= FORGOTTEN_AFTER}
+
+
+WINDOW = timedelta(minutes=1)
+MOST_ADDRESSES = 10_000  # addresses remembered at once, before the quiet ones are dropped
+
+
+class RequestsPerMinute:
+    """At most ``limit`` requests a minute from one address (people's pages: a link's token
+    cannot be guessed, but each guess costs a lookup and a command). A fixed window per
+    address, started by its first request; in memory, per replica, on the console's clock."""
+
+    def __init__(self, clock: Clock, limit: int) -> None:
+        self.clock = clock
+        self.limit = limit
+        self._windows: dict[str, tuple[datetime, int]] = {}
+
+    def wait(self, address: str) -> timedelta | None:
+        """Counts this request: None if it may go ahead, else how long until it may."""
+        now = self.clock()
+        started, count = self._windows.get(address, (now, 0))
+        if now - started >= WINDOW:
+            started, count = now, 0
+        if count >= self.limit:
+            return started + WINDOW - now
+        if address not in self._windows and len(self._windows) >= MOST_ADDRESSES:
+            self._windows = {a: w for a, w in self._windows.items() if now - w[0] < WINDOW}
+            if len(self._windows) >= MOST_ADDRESSES:  # bounded, whatever the traffic
+                self._windows.clear()
+        self._windows[address] = (started, count + 1)
+        return None

@@ -21,6 +21,7 @@ from contracts.matching import (
 from contracts.notifications import (
     SERVICE,
     ConfigureNotifications,
+    ContactPreferences,
     ContactPreferencesSet,
     LinksRevoked,
     NotificationsConfigured,
@@ -274,13 +275,43 @@ async def set_contact_preferences(
 
     def choose(current: PersonContact | None, _: None) -> Change[PersonContact]:
         record = current or PersonContact(person_key=key, updated_at=now)
+        wishes, locked = safe(record, command.preferences, by)
         changed = record.model_copy(
-            update={"preferences": command.preferences, "set_by": by, "updated_at": now}
+            update={
+                "preferences": wishes,
+                "set_by": by,
+                "safety_by_coordinator": locked,
+                "updated_at": now,
+            }
         )
         return Change(changed, [chosen])
 
     outcome = await deps.contacts.change(received.org, key, choose, command=received)
     return answered(outcome.reply)
+
+
+def safe(
+    record: PersonContact, wished: ContactPreferences, by: str
+) -> tuple[ContactPreferences, bool]:
+    """The preferences to keep, and whether a coordinator's safety limits stand. A person
+    may add a limit but not lift one a coordinator set: whoever holds a link may not be the
+    person (a shared phone)."""
+    if by == "coordinator":
+        limited = wished.do_not_contact or wished.only_channel or wished.only_within
+        return wished, bool(limited)
+    if not record.safety_by_coordinator:
+        return wished, False
+    kept = record.preferences
+    return (
+        wished.model_copy(
+            update={
+                "do_not_contact": kept.do_not_contact or wished.do_not_contact,
+                "only_channel": kept.only_channel,
+                "only_within": kept.only_within,
+            }
+        ),
+        True,
+    )
 
 
 # What the console says when a person acts through their own link (``alongside/console/

@@ -122,6 +122,8 @@ async def send_code(
     org, now = received.org, deps.clock()
     try:
         token_hash, link = await _link(command.token, received, deps)
+        if link.purpose != "consent":
+            raise Refused("token", "A code is only needed to give or withdraw consent.")
         found = await reachable(org, link.person, deps)
         channels = await channels_of(org, deps)
         wishes = (await preferences_of(org, link.person, deps)).model_copy(
@@ -134,11 +136,16 @@ async def send_code(
             raise Refused("token", "We cannot send you a code just now. Please contact us.")
     except Refused as refused:
         return refusal(received, refused)
+    link_now, _ = await deps.links.store.load(topology.LINKS_SCOPE, token_hash)
+    if link_now is not None and link_now.record.code_sent_for == received.envelope.id:
+        return _accepted(received)  # the same request again: its code went already
     code = links.new_code()
     await deps.links.change(
         topology.LINKS_SCOPE,
         token_hash,
-        lambda current, _: _with_code(current, links.code_hash(deps.secret, token_hash, code), now),
+        lambda current, _: _with_code(
+            current, links.code_hash(deps.secret, token_hash, code), now, received.envelope.id
+        ),
     )
     words = render.words("code", {}, zone, org, channels.from_name, code=code)
     message_id = uuid.uuid5(_NAMESPACE, f"code:{org}:{received.envelope.id}").hex
@@ -167,14 +174,18 @@ async def send_code(
     return _accepted(received)
 
 
-def _with_code(current: PersonalLink | None, hashed: str, now: datetime) -> Change[PersonalLink]:
+def _with_code(
+    current: PersonalLink | None, hashed: str, now: datetime, command_id: str
+) -> Change[PersonalLink]:
     assert current is not None
     until = now + links.CODE_LASTS
-    return Change(
-        current.model_copy(
-            update={"code_hash": hashed, "code_until": until, "code_tries": links.CODE_TRIES}
-        )
-    )
+    update = {
+        "code_hash": hashed,
+        "code_until": until,
+        "code_tries": links.CODE_TRIES,
+        "code_sent_for": command_id,
+    }
+    return Change(current.model_copy(update=update))
 
 
 async def _record_code(

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from contracts.intake import CLIENT_PARTY_ID, PeerSupporter
 from contracts.notifications import (
+    ContactPreferences,
     PageClient,
     PageConsent,
     PageOffer,
@@ -22,7 +23,7 @@ from contracts.notifications import (
     Person,
 )
 from contracts.records import CaseMatch, CaseRecord, CaseSchedule, PersonalLink
-from services.notifications.gathering import NotificationsDeps, preferences_of
+from services.notifications.gathering import NotificationsDeps, preferences
 
 # An action on consent may follow a code checked this recently.
 CODE_HOLDS = timedelta(minutes=10)
@@ -32,10 +33,19 @@ def first_name(display_name: str) -> str:
     return display_name.split()[0] if display_name.split() else display_name
 
 
-def _match(match: CaseMatch | None, offers: list[PageOffer]) -> dict[str, object]:
+async def _match(org: str, match: CaseMatch | None, deps: NotificationsDeps) -> dict[str, object]:
     if match is None:
         return {}
-    return {"match_status": match.status, "offers": offers, "chosen_id": match.supporter_id}
+    chosen = None
+    if match.supporter_id is not None:
+        found = await deps.records.supporter(org, match.supporter_id)
+        chosen = first_name(found.profile.display_name) if found else None
+    return {
+        "match_status": match.status,
+        "offers": await _offers(org, match, deps),
+        "chosen_id": match.supporter_id,
+        "chosen_name": chosen,
+    }
 
 
 async def page(
@@ -43,8 +53,10 @@ async def page(
 ) -> dict[str, object]:
     """The page's fields (``LinkOpened``'s), for the link's purpose."""
     person, case_id = link.person, link.case_id
+    kept = await preferences(org, person, deps)
     shown: dict[str, object] = {
-        "preferences": await preferences_of(org, person, deps),
+        "preferences": kept.preferences if kept else ContactPreferences(),
+        "safety_locked": bool(kept and kept.safety_by_coordinator),
         "code_checked": link.code_checked_at is not None
         and link.code_checked_at + CODE_HOLDS > now,
     }
@@ -57,7 +69,7 @@ async def page(
         shown["first_name"] = _own_name(case, person)
     if link.purpose == "choose_supporter" and case_id:
         match = await _load_match(org, case_id, deps)
-        shown |= _match(match, await _offers(org, match, deps))
+        shown |= await _match(org, match, deps)
     elif link.purpose == "consent" and case is not None:
         shown["consent"] = _consent(case, person.party_id or CLIENT_PARTY_ID)
     elif link.purpose == "supporter_offer" and case is not None:

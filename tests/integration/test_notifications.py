@@ -3,10 +3,11 @@ real local HTTP server for the webhook: what reaches people, once, and what wait
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,10 +18,11 @@ import pytest
 from nats.aio.client import Client
 
 from alongside.client import AlongsideClient
-from alongside.mailcatcher import MailCatcher
+from alongside.mailcatcher import Caught, MailCatcher
 from contracts import subjects
 from contracts.envelope import RawEnvelope
 from contracts.intake import Contact, SubmitIntake
+from contracts.matching import AcceptProposal
 from contracts.notifications import (
     Channel,
     ChannelSettings,
@@ -29,6 +31,7 @@ from contracts.notifications import (
     OpenLink,
     Person,
     RevokeLinks,
+    SendCode,
     SetContactPreferences,
     Window,
 )
@@ -299,3 +302,50 @@ async def test_a_link_opens_once_bound_and_is_refused_when_tampered_revoked_or_e
     revoked = await client.request(org, OpenLink(token=token))
     assert isinstance(revoked, CommandRejected)
     assert "turned off" in revoked.errors[0].reason
+
+
+async def test_a_code_asked_for_twice_by_the_same_request_is_sent_once(
+    start: Start, client: AlongsideClient, org: str, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    await start()
+    await configure(client, org, catcher)
+    await proposed_to(client, org, clock, reachable_intake("c8"))
+    [proposals] = await catcher.arrived(1)
+    choose = LINK.search(text_of(proposals))
+    assert choose is not None
+    refused = await client.request(org, SendCode(token=choose.group(1)))
+    assert isinstance(refused, CommandRejected), "codes are for consent links only"
+    await accepted(client, org, AcceptProposal(case_id="c8", supporter_id="s1"))
+    [asked] = await mail_where(
+        catcher, lambda m: str(m.message["Subject"]) == "Please give your answer"
+    )
+    consent = LINK.search(text_of(asked))
+    assert consent is not None
+    token = consent.group(1)
+    for _ in range(2):  # the same request again (a page posted twice): one code
+        reply = await client.submit(org, SendCode(token=token), command_id="code-1")
+        assert reply.status == "accepted", reply
+    await mail_where(catcher, lambda m: str(m.message["Subject"]) == "Your code")
+    other = await client.submit(org, SendCode(token=token), command_id="code-2")
+    assert other.status == "accepted", other
+    codes = await mail_where(catcher, lambda m: str(m.message["Subject"]) == "Your code", count=2)
+    assert len(codes) == 2
+    await asyncio.sleep(1)
+    assert sum(str(m.message["Subject"]) == "Your code" for m in catcher.received) == 2
+
+
+def text_of(caught: Caught) -> str:
+    body = caught.message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+async def mail_where(
+    catcher: MailCatcher, wanted: Callable[[Caught], bool], count: int = 1
+) -> list[Caught]:
+    for _ in range(100):
+        found = [m for m in catcher.received if wanted(m)]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fewer than {count} such messages arrived")

@@ -268,3 +268,29 @@ def test_an_organisations_template_is_used_and_a_broken_one_falls_back(tmp_path:
         "session_booked", facts, AUCKLAND, "acme", "Peer support", folder=folder
     )
     assert fallback.subject == "Your session is booked"
+
+
+def test_a_person_may_tighten_but_never_lift_a_coordinators_safety_limits() -> None:
+    from contracts.records import PersonContact
+    from services.notifications.handlers import safe
+
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    window = Window(starts=time(10), ends=time(11))
+    set_by_coordinator = ContactPreferences(do_not_contact=True, only_within=window)
+    wishes, locked = safe(
+        PersonContact(person_key="c=c1", updated_at=now), set_by_coordinator, "coordinator"
+    )
+    assert locked
+    record = PersonContact(
+        person_key="c=c1", preferences=wishes, safety_by_coordinator=True, updated_at=now
+    )
+    lifted, still = safe(record, ContactPreferences(channel=Channel.SMS), "person")
+    assert still
+    assert lifted.do_not_contact
+    assert lifted.only_within == window
+    assert lifted.channel == Channel.SMS  # their own wishes stand
+    # Their own "do not contact", unlocked, they may lift themselves.
+    own = PersonContact(
+        person_key="c=c1", preferences=ContactPreferences(do_not_contact=True), updated_at=now
+    )
+    assert safe(own, ContactPreferences(), "person") == (ContactPreferences(), False)
