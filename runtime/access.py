@@ -280,8 +280,9 @@ SERVICE_NEEDS: dict[str, Needs] = {
     "console": Needs(
         # and its sessions, held so that signing out ends them (services/console/sessions.py)
         buckets=(topology.CONSOLE_ACCOUNTS_BUCKET, topology.CONSOLE_SESSIONS_BUCKET),
-        # People's pages find a link by its hash before they know its organisation.
-        reads=(topology.LINKS_BUCKET,),
+        # People's pages find a link by its hash before they know its organisation; a
+        # record's page shows how its person may be contacted.
+        reads=(topology.LINKS_BUCKET, topology.CONTACTS_BUCKET),
         answers=False,
         # Its read model: each organisation's events stream, through consumers of its own
         # (the organisations' accounts make none: docs/decisions/0003). Stream names are

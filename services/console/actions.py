@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # What a case's, a supporter's and the group sessions' pages may send.
 CASE_ACTIONS = frozenset(
@@ -30,6 +31,8 @@ CASE_ACTIONS = frozenset(
         "ExtendService",
         "ResumeMatch",
         "EraseClient",
+        "SetContactPreferences",
+        "RevokeLinks",
     }
 )
 SUPPORTER_ACTIONS = frozenset(
@@ -38,9 +41,13 @@ SUPPORTER_ACTIONS = frozenset(
         "RecordVettingEvidence",
         "RecordSupervisionAttendance",
         "EraseSupporter",
+        "SetContactPreferences",
+        "RevokeLinks",
     }
 )
 GROUP_ACTIONS = frozenset({"CreateGroupSession", "JoinGroupSession"})
+# About one person of the record's page: the page's id goes in their ``person``.
+ABOUT_A_PERSON = frozenset({"SetContactPreferences", "RevokeLinks"})
 # Once done, the record is gone: its page cannot be shown again.
 LEAVES = frozenset({"EraseClient", "EraseSupporter"})
 
@@ -96,6 +103,12 @@ CONFIRM: dict[str, Confirm] = {
         "is reminded of it. "
         "You can book the time again afterwards, if it is still free.",
         "Cancel the session",
+    ),
+    "RevokeLinks": Confirm(
+        "Turn off every link {name} has?",
+        "Every personal link already sent to {name} stops working at once (a lost or shared "
+        "phone, an inbox someone else reads). Their next message carries a new one.",
+        "Turn their links off",
     ),
     "ChangeSupporter": Confirm(
         "Change {name}'s supporter?",
@@ -193,12 +206,36 @@ DONE: dict[str, Done] = {
     "EraseSupporter": Done(
         "The supporter's personal data was erased for good; ids, dates and outcomes stay."
     ),
+    "SetContactPreferences": Done(
+        "How we may contact them was saved. A limit you set for their safety, they cannot "
+        "lift from their own page."
+    ),
+    "RevokeLinks": Done("Their links are turned off: none of them opens a page any more."),
     "CreateGroupSession": Done("The group session {group_id} was set up.", ("group_id",)),
     "JoinGroupSession": Done(
         "The client of case {case_id} joined the group session {group_id}.",
         ("case_id", "group_id"),
     ),
 }
+
+
+def placed(type_name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A command about one person (``ABOUT_A_PERSON``) names them in ``person``: the page's
+    id goes there (a supporter's page: the supporter; a case's: the client or, with
+    ``person.party_id``, another party)."""
+    if type_name not in ABOUT_A_PERSON:
+        return body
+    person = dict(body.get("person") or {})
+    for name in ("case_id", "supporter_id"):
+        if name in body:
+            person[name] = body.pop(name)
+    if "supporter_id" in person:
+        person["kind"] = "supporter"
+    else:
+        person["kind"] = "party" if person.get("party_id") not in (None, "client") else "client"
+        if person["kind"] == "client":
+            person.pop("party_id", None)
+    return {**body, "person": person}
 
 
 def done_key(type_name: str, sent: Mapping[str, str]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from contracts.records import PersonalLink
+from contracts.records import PersonalLink, PersonContact
 from runtime import bus, topology
 from runtime.clock import Clock
 from runtime.logging import get_logger
@@ -41,6 +41,7 @@ async def bootstrap(
         clock=clock,
         throttle=SignInThrottle(clock),
         links=RecordStore(await js.key_value(topology.LINKS_BUCKET), PersonalLink),
+        contacts=RecordStore(await js.key_value(topology.CONTACTS_BUCKET), PersonContact),
     )
 
 

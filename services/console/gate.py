@@ -14,7 +14,7 @@ from nats.errors import Error as NatsError
 
 from contracts.console import Problem
 from contracts.envelope import Command, new_id
-from contracts.records import ConsoleAccount, PersonalLink
+from contracts.records import ConsoleAccount, PersonalLink, PersonContact
 from contracts.replies import CommandUnavailable
 from runtime.asking import AnyReply
 from runtime.clock import Clock
@@ -49,6 +49,8 @@ class ConsoleDeps:
     # People's personal links (read only: the console finds a link's organisation by the
     # token's hash; the notifications service decides what it opens). None: no people's pages.
     links: RecordStore[PersonalLink] | None = None
+    # How each person may be contacted (read only; the notifications service keeps it).
+    contacts: RecordStore[PersonContact] | None = None
 
 
 def problem(found: Problem, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -137,7 +137,7 @@ class Acting:
                     fields=[(k, v) for k, vs in sent.items() if k not in _NOT_SENT for v in vs],
                     back=page,
                 )
-            body = body_of(sent, await zone_of(self.deps, org), ids)
+            body = actions.placed(type_name, body_of(sent, await zone_of(self.deps, org), ids))
             outcome = await send_command(self.deps, org, type_name, body, account)
             if isinstance(outcome, Problem):
                 return await shown(request, account, session, refused=outcome)

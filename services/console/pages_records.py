@@ -13,7 +13,8 @@ from fastapi import Request, Response
 
 from contracts.console import Problem
 from contracts.intake import CLIENT_PARTY_ID
-from contracts.records import ConsoleAccount
+from contracts.notifications import Person
+from contracts.records import ConsoleAccount, PersonContact
 from contracts.replies import CommandRejected
 from contracts.views import CaseView, SupporterView, ViewCase, ViewSupporter
 from services.console import actions, domain, forms
@@ -91,6 +92,10 @@ class RecordPages:
             may=_may(account, org),
             today=today,
             timeline=await timeline_shown(self.deps, org, case_id, account),
+            contacts={
+                party: await contact_of(self.deps, org, _person_key(case_id, party))
+                for party in names
+            },
             now=self.deps.clock(),
         )
 
@@ -136,6 +141,9 @@ class RecordPages:
             today=self.deps.clock().astimezone(zone).date(),
             upcoming=upcoming,
             days=UPCOMING_DAYS,
+            contact=await contact_of(
+                self.deps, org, Person(kind="supporter", supporter_id=supporter_id).key
+            ),
         )
 
     async def groups(
@@ -173,6 +181,21 @@ class RecordPages:
             said=said_of(request.query_params, account),
             methods=forms.METHODS,
         )
+
+
+def _person_key(case_id: str, party_id: str) -> str:
+    if party_id == CLIENT_PARTY_ID:
+        return Person(kind="client", case_id=case_id).key
+    return Person(kind="party", case_id=case_id, party_id=party_id).key
+
+
+async def contact_of(deps: ConsoleDeps, org: str, key: str) -> PersonContact | None:
+    """How a person may be contacted, as the notifications service keeps it (None: as yet
+    unchosen, or no bucket to read)."""
+    if deps.contacts is None:
+        return None
+    stored, _ = await deps.contacts.load(org, key)
+    return stored.record if stored else None
 
 
 def _may(account: ConsoleAccount, org: str) -> Callable[[str], bool]:

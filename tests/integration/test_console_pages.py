@@ -551,3 +551,55 @@ async def test_sessions_are_cancelled_booked_again_and_moved_and_a_group_set_up_
     listed = said.text.split('id="coming-groups"')[1]  # the groups page lists it, coming
     assert "<td>g1</td>" in listed
     assert "<td>0 of 6</td>" in listed
+
+
+async def test_a_coordinator_sets_safe_contact_for_a_client_and_a_party_and_turns_links_off(
+    start: Start, browser: httpx.AsyncClient, client: AlongsideClient, org: str
+) -> None:
+    await start("intake", "notifications")
+    csrf = await _case_page_signed_in(browser, org)
+    act = f"/orgs/{org}/cases/C-1/act/"
+    page = await browser.get(f"/orgs/{org}/cases/C-1")
+    assert "How we may contact the client" in page.text
+    assert "They have not chosen yet" in page.text
+    safe = {
+        "csrf_token": csrf,
+        "preferences.channel": "email",
+        "preferences.do_not_contact": "true",
+        "preferences.only_channel": "",
+        "preferences.only_within.starts": "",
+        "preferences.only_within.ends": "",
+    }
+    saved = await browser.post(f"{act}SetContactPreferences", data=safe)
+    assert saved.status_code == 303, saved.text
+    [chosen] = await wait_for(client, org, "ContactPreferencesSet")
+    assert chosen.data["person"]["kind"] == "client"
+    assert chosen.data["person"]["case_id"] == "C-1"
+    assert chosen.data["by"] == "coordinator"
+    shown = await browser.get(saved.headers["location"])
+    assert "How we may contact them was saved" in shown.text
+    assert re.search(r'name="preferences.do_not_contact" value="true" checked', shown.text)
+
+    # The other party, within one window, by text only.
+    party = {
+        "csrf_token": csrf,
+        "person.party_id": "p1",
+        "preferences.channel": "sms",
+        "preferences.only_channel": "sms",
+        "preferences.only_within.starts": "10:00",
+        "preferences.only_within.ends": "12:00",
+    }
+    assert (await browser.post(f"{act}SetContactPreferences", data=party)).status_code == 303
+    chosen_for_party = await wait_for(client, org, "ContactPreferencesSet", 2)
+    assert chosen_for_party[-1].data["person"]["party_id"] == "p1"
+    half_a_window = {**party, "preferences.only_within.ends": ""}
+    refused = await browser.post(f"{act}SetContactPreferences", data=half_a_window)
+    assert refused.status_code == 422, refused.text
+
+    asked = await browser.post(f"{act}RevokeLinks", data={"csrf_token": csrf})
+    assert asked.status_code == 200
+    assert "Turn off every link" in asked.text  # asked first
+    revoked = await browser.post(f"{act}RevokeLinks", data={"csrf_token": csrf, "confirmed": "yes"})
+    assert revoked.status_code == 303, revoked.text
+    [gone] = await wait_for(client, org, "LinksRevoked")
+    assert gone.data["person"]["case_id"] == "C-1"
