@@ -170,18 +170,9 @@ async def show(
     offer_token = token_of(offer)
     await browser.act(offer_token, "accept_client", await browser.get(f"/p/{offer_token}"))
     say(f"  the supporter is told by email {_seen(offer)} and agrees on their page")
-    respondent = next(
-        (
-            a
-            for found in caught.received[since:]
-            for a in found.rcpt_tos
-            if a.startswith("complaints@")
-        ),
-        None,
-    )
     for who, address in (("the other party", respondent), ("Rua", rua)):
         if address is None:
-            raise RuntimeError("the other party was not asked for consent")
+            raise RuntimeError("the other party has no address to be asked at")
         await _consent(say, browser, caught, who, address, since)
 
     # 3. Everyone agreed: a first meeting is proposed, with a calendar invitation.

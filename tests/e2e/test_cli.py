@@ -134,8 +134,13 @@ def test_contracts_export(tmp_path: Path) -> None:
 
 
 @pytest.mark.nats  # the demo starts its own embedded nats-server
-async def test_demo_runs_the_flow_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_demo_runs_the_flow_and_exits_zero(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the demo keeps people's mail in its working folder
     assert await run_demo(seed=7) == 0
+    kept = list((tmp_path / "alongside-demo-mail").glob("*/*.eml"))
+    assert len(kept) > 10, "the demo's mail is kept after it ends"
     # Without --serve the console stops with the demo: no address nothing serves.
     said = " ".join(capsys.readouterr().out.split())  # as one line, however it was wrapped
     assert "alongside demo --serve` keeps them" in said
