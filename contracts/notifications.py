@@ -257,7 +257,7 @@ class LinkOpened(Message):
     preferences: ContactPreferences = ContactPreferences()
     # A coordinator set limits for the person's safety: the person may tighten them, never
     # lift them (whoever holds the link may not be the person).
-    safety_locked: bool = False
+    safety_locked: Annotated[bool, SENSITIVE] = False
     # A one-time code was checked within the last minutes: an action on consent may go ahead.
     code_checked: bool = False
 

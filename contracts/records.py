@@ -342,7 +342,7 @@ class PersonContact(Record):
     set_by: Literal["person", "coordinator"] | None = None
     # A coordinator set a safe-contact limit (do not contact, one channel, one window):
     # only a coordinator lifts it.
-    safety_by_coordinator: bool = False
+    safety_by_coordinator: Annotated[bool, SENSITIVE] = False
     waitlisted: bool = False  # their next proposals are "a place was found"
     links: list[str] = []  # hashes of their open links, for revoking them
     updated_at: datetime
