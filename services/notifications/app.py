@@ -32,6 +32,7 @@ async def run(deps: NotificationsDeps) -> None:
         if elapsed >= RECOVER_EVERY_S:
             elapsed = 0.0
             await periodic.attempt(lambda: sweeps.recover(deps), "notifications_recovery")
+            await periodic.attempt(lambda: sweeps.checks_lapsing(deps), "checks_lapsing")
         elapsed += deps.settings.notify_sweep_s
         await periodic.attempt(lambda: sweeps.send_due(deps), "notifications_due")
 

@@ -3,10 +3,12 @@ waits after a restart."""
 
 from __future__ import annotations
 
+from contracts.rules import Kind
 from runtime import metrics, periodic
 from runtime.logging import get_logger
+from services.notifications import plans
 from services.notifications.gathering import NotificationsDeps
-from services.notifications.sending import attempt
+from services.notifications.sending import attempt, deliver
 
 log = get_logger(__name__)
 
@@ -33,3 +35,23 @@ async def recover(deps: NotificationsDeps) -> int:
             waiting += 1
     log.info("notifications_recovered", waiting=waiting, outboxes=finished)
     return waiting
+
+
+async def checks_lapsing(deps: NotificationsDeps) -> int:
+    """Tell each supporter whose vetting lapses within ``check_lapsing_days`` (once per lapse
+    date: a message already planned is not planned again; returns how many are within the
+    window). Decisions are made long before a
+    lapse, so this looks at them again as the days pass, not only when one is made."""
+    told = 0
+    now = deps.clock()
+    for org, supporter_id in await deps.decisions.subjects(Kind.ELIGIBILITY):
+        decision, _ = await deps.decisions.get(org, Kind.ELIGIBILITY, supporter_id)
+        if decision is None or decision.lapses_on is None:
+            continue
+        today = await deps.policies.today(org, now)
+        for plan in plans.check_lapsing(
+            supporter_id, decision.lapses_on, today, deps.settings.check_lapsing_days
+        ):
+            await deliver(org, plan, deps)
+            told += 1
+    return told

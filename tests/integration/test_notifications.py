@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -17,11 +18,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from nats.aio.client import Client
 
+from alongside import sample
 from alongside.client import AlongsideClient
 from alongside.mailcatcher import Caught, MailCatcher
 from contracts import subjects
 from contracts.envelope import RawEnvelope
-from contracts.intake import Contact, SubmitIntake
+from contracts.intake import Contact, SubmitIntake, Supervision
 from contracts.matching import AcceptProposal
 from contracts.notifications import (
     Channel,
@@ -349,3 +351,30 @@ async def mail_where(
             return found
         await asyncio.sleep(0.1)
     raise AssertionError(f"fewer than {count} such messages arrived")
+
+
+async def test_a_supporter_is_told_once_when_a_check_comes_within_a_month_of_lapsing(
+    start: Start, client: AlongsideClient, org: str, clock: ManualClock, catcher: MailCatcher
+) -> None:
+    running = await start("intake", "rules", "notifications")
+    await configure(client, org, catcher)
+    today = org_today(clock)
+    rng = random.Random("s-lapse")
+    await accepted(client, org, sample.supporter(rng, "s-lapse", reachable=True))
+    for evidence in sample.vetting(rng, "s-lapse", today):
+        if isinstance(evidence.evidence, Supervision):  # supervision 2 days ago: 40 days left
+            attended = evidence.evidence.model_copy(
+                update={"attended_on": today - timedelta(days=2)}
+            )
+            evidence = evidence.model_copy(update={"evidence": attended})
+        await accepted(client, org, evidence)
+    await eligible(client, org, 1)
+    deps = deps_of(running)
+    assert await sweeps.checks_lapsing(deps) == 0  # 40 days away: not yet
+    clock.advance(timedelta(days=15))
+    assert await sweeps.checks_lapsing(deps) == 1
+    [told] = await mail_where(catcher, lambda m: "runs out soon" in str(m.message["Subject"]))
+    assert told.rcpt_tos == ["s-lapse@peers.example.org"]
+    await sweeps.checks_lapsing(deps)  # an hour later: planned already, not sent again
+    await asyncio.sleep(1)
+    assert sum("runs out soon" in str(m.message["Subject"]) for m in catcher.received) == 1
