@@ -38,10 +38,10 @@ async def recover(deps: NotificationsDeps) -> int:
 
 
 async def checks_lapsing(deps: NotificationsDeps) -> int:
-    """Tell each supporter whose vetting lapses within ``check_lapsing_days`` (once per lapse
-    date: a message already planned is not planned again; returns how many are within the
-    window). Decisions are made long before a
-    lapse, so this looks at them again as the days pass, not only when one is made."""
+    """Tell each supporter whose vetting lapses within ``check_lapsing_days``, once per lapse
+    date (a message already planned is not planned again); returns how many are within the
+    window. Decisions are made long before a lapse, so this looks at them again as the days
+    pass, not only when one is made."""
     told = 0
     now = deps.clock()
     for org, supporter_id in await deps.decisions.subjects(Kind.ELIGIBILITY):
