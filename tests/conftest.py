@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from alongside import services
 from alongside.client import AlongsideClient
+from alongside.mailcatcher import MailCatcher
 from contracts.console import Role
 from runtime import bus, topology
 from runtime.access import ADMIN, SERVICE_NEEDS, SYSTEM_USER, AuthDir
@@ -204,3 +205,12 @@ async def console_deps(
     yield deps
     await deps.orgs.close()
     await own.close()
+
+
+@pytest.fixture
+def catcher(tmp_path: Path) -> Iterator[MailCatcher]:
+    """A real SMTP server (aiosmtpd) on loopback, keeping each message it accepts."""
+    caught = MailCatcher(tmp_path / "mail")
+    caught.start()
+    yield caught
+    caught.stop()

@@ -10,7 +10,6 @@ reached and sent from the keyboard. Screenshots: ``person-*.png``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,14 +34,6 @@ from tests.integration.test_people_pages import (
 from tests.support import accepted, event_where, org_today, wait_for
 
 pytestmark = pytest.mark.nats
-
-
-@pytest.fixture
-def catcher(tmp_path: Path) -> Iterator[MailCatcher]:
-    caught = MailCatcher(tmp_path / "mail")
-    caught.start()
-    yield caught
-    caught.stop()
 
 
 async def press(page: Page, form_action: str) -> None:

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,14 +47,6 @@ from tests.support import accepted, eligible, event_where, intake, org_today, su
 PAGES = "http://127.0.0.1:8000"
 LINK = re.compile(r"http://127\.0\.0\.1:8000/p/([A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{22})")
 CLIENT_EMAIL = "rua@clients.example.org"
-
-
-@pytest.fixture
-def catcher(tmp_path: Path) -> Iterator[MailCatcher]:
-    caught = MailCatcher(tmp_path / "mail")
-    caught.start()
-    yield caught
-    caught.stop()
 
 
 class _Hook(BaseHTTPRequestHandler):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, time, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -56,14 +55,6 @@ PARTY_EMAIL = "disputes@harbour.example.org"
 SUPPORTER_EMAIL = "s1@peers.example.org"
 # What a person's page never shows: a coordinator's navigation, ids, field paths.
 NEVER = ("Needs attention", "Sign out", "data.", "case_id", "supporter_id", "org-")
-
-
-@pytest.fixture
-def catcher(tmp_path: Path) -> Iterator[MailCatcher]:
-    caught = MailCatcher(tmp_path / "mail")
-    caught.start()
-    yield caught
-    caught.stop()
 
 
 @pytest.fixture
