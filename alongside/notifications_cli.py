@@ -20,6 +20,8 @@ from runtime.settings import Settings
 app = typer.Typer(no_args_is_help=True, help="How organisations reach people.")
 
 EXIT_UNAVAILABLE = 75
+# The options whose names are not their fields'.
+OPTIONS = {"from_address": "--from", "from_name": "--sender-name"}
 
 
 def _send(org: str, command: Command) -> str:
@@ -74,8 +76,9 @@ def configure(
         )
     except ValidationError as error:
         first = error.errors()[0]
-        option = str(first["loc"][0]).replace("_", "-")
-        raise CliError(f"--{option}: {plain_reason(first)}") from None
+        name = str(first["loc"][0])
+        option = OPTIONS.get(name, "--" + name.replace("_", "-"))
+        raise CliError(f"{option}: {plain_reason(first)}") from None
     _send(org, ConfigureNotifications(settings=settings))
     typer.echo(f"{org}: messages from {sender_name} <{from_address}>, pages at {pages_url}")
 
