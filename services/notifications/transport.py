@@ -38,10 +38,18 @@ class Result:
 
 class SmtpSender:
     """Sends to ``smtp://host:port`` (plain; ``?starttls=1`` to upgrade) or
-    ``smtps://user:pass@host:port`` (implicit TLS), user and password URL-encoded."""
+    ``smtps://user:pass@host:port`` (implicit TLS), user and password URL-encoded.
+
+    Connections are kept open between messages, a few a server (``POOL``), each for at most
+    ``IDLE_S`` idle: a connection, its greeting, TLS and login cost more than a message. A
+    kept connection the server has closed meanwhile is replaced once, at once."""
+
+    POOL = 4
+    IDLE_S = 30.0
 
     def __init__(self, timeout_s: float = 10.0) -> None:
         self._timeout_s = timeout_s
+        self._idle: dict[str, list[tuple[aiosmtplib.SMTP, float]]] = {}
 
     async def send(self, message: EmailMessage, smtp_url: str) -> Result:
         try:
@@ -49,16 +57,7 @@ class SmtpSender:
         except ValueError as error:
             return Result(Outcome.RETRY, f"the SMTP URL is not usable: {error}")
         try:
-            refused, _ = await aiosmtplib.send(
-                message,
-                hostname=server.host,
-                port=server.port,
-                username=server.username,
-                password=server.password,
-                use_tls=server.use_tls,
-                start_tls=server.start_tls,
-                timeout=self._timeout_s,
-            )
+            refused = await self._deliver(message, smtp_url, server)
         except aiosmtplib.SMTPRecipientsRefused as error:
             return _refused([each.code for each in error.recipients])
         except aiosmtplib.SMTPDataError as error:
@@ -87,6 +86,57 @@ class SmtpSender:
             # Only with several recipients does a refusal come back instead of raising.
             return _refused([answer.code for answer in refused.values()])
         return Result(Outcome.SENT, "accepted by the mail server")
+
+    async def _deliver(
+        self, message: EmailMessage, url: str, server: _SmtpServer
+    ) -> dict[str, aiosmtplib.SMTPResponse]:
+        """Send on a kept connection, or a new one; raises what ``aiosmtplib`` raises."""
+        kept = self._take(url)
+        if kept is not None:
+            try:
+                refused, _ = await kept.send_message(message)
+            except aiosmtplib.SMTPServerDisconnected:
+                kept.close()  # closed while idle: try once on a new connection
+            except BaseException:
+                kept.close()
+                raise
+            else:
+                self._keep(url, kept)
+                return refused
+        client = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.use_tls,
+            start_tls=server.start_tls,
+            timeout=self._timeout_s,
+        )
+        await client.connect()
+        try:
+            refused, _ = await client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        self._keep(url, client)
+        return refused
+
+    def _take(self, url: str) -> aiosmtplib.SMTP | None:
+        kept = self._idle.get(url, [])
+        now = asyncio.get_running_loop().time()
+        while kept:
+            client, since = kept.pop()
+            if client.is_connected and now - since < self.IDLE_S:
+                return client
+            client.close()
+        return None
+
+    def _keep(self, url: str, client: aiosmtplib.SMTP) -> None:
+        kept = self._idle.setdefault(url, [])
+        if len(kept) >= self.POOL or not client.is_connected:
+            client.close()
+            return
+        kept.append((client, asyncio.get_running_loop().time()))
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,22 @@ async def test_a_mail_server_that_is_down_is_tried_again_and_then_takes_the_mess
         assert CLIENT not in result.detail
 
 
+async def test_a_kept_connection_is_used_again_and_replaced_once_the_server_restarts(
+    catcher: MailCatcher,
+) -> None:
+    sender = SmtpSender(timeout_s=2)
+    first = await sender.send(compose(outgoing("msg-a")), catcher.url)
+    again = await sender.send(compose(outgoing("msg-b")), catcher.url)
+    assert (first.outcome, again.outcome) == (Outcome.SENT, Outcome.SENT)
+    assert len(sender._idle[catcher.url]) == 1, "one connection carried both"
+    catcher.stop()  # the kept connection dies with the server
+    catcher.start()
+    after = await sender.send(compose(outgoing("msg-c")), catcher.url)
+    assert after.outcome is Outcome.SENT
+    caught = await catcher.arrived(3, timeout_s=2)
+    assert [c.message["Message-ID"].split("@")[0] for c in caught] == ["<msg-a", "<msg-b", "<msg-c"]
+
+
 @pytest.mark.parametrize(
     ("to_address", "outcome"),
     [("gone@client.example", Outcome.BOUNCED), ("busy@client.example", Outcome.RETRY)],
