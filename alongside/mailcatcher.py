@@ -38,6 +38,9 @@ class Caught:
     rcpt_tos: list[str]
     message: EmailMessage
     path: Path
+    # When the server accepted it (``time.perf_counter``, this process's clock): the end of
+    # a send, for a benchmark's latency.
+    arrived_at: float | None = None
 
 
 class MailCatcher:
@@ -79,10 +82,7 @@ class MailCatcher:
         )
         logging.getLogger(_SMTPD_LOG).setLevel(logging.WARNING)
         # Bound here rather than by aiosmtpd, which cannot say which port 0 became.
-        # SO_REUSEADDR (set by create_server on POSIX) lets a restart take the same port
-        # while the last run's connections wait out TIME_WAIT.
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        listener = socket.create_server((self._host, self._port), family=family)
+        listener = _listener(self._host, self._port)
         self._port = listener.getsockname()[1]
         controller = _Controller(_Handler(self), listener)
         try:
@@ -116,6 +116,14 @@ class MailCatcher:
                 raise TimeoutError(self._short_of(count, timeout_s))
             await asyncio.sleep(0.01)
 
+    def take(self) -> list[Caught]:
+        """Every message arrived since the last ``take``, no longer held in ``received``: for
+        a long run that must not keep every message in memory. (The counts ``wait_for`` and
+        ``arrived`` wait on are of what ``received`` still holds.)"""
+        with self._arrival:
+            taken, self.received = self.received, []
+            return taken
+
     def _short_of(self, count: int, timeout_s: float) -> str:
         return f"{len(self.received)} of {count} messages arrived within {timeout_s}s"
 
@@ -123,6 +131,7 @@ class MailCatcher:
         return self._refuse(address) if self._refuse is not None else None
 
     def _keep(self, envelope: Envelope) -> None:
+        arrived_at = time.perf_counter()
         raw = envelope.original_content or b""
         message = email.message_from_bytes(raw, _class=EmailMessage, policy=default)
         local = str(message.get("Message-ID", "")).strip().strip("<>").partition("@")[0]
@@ -143,9 +152,31 @@ class MailCatcher:
                     rcpt_tos=list(envelope.rcpt_tos),
                     message=message,
                     path=path,
+                    arrived_at=arrived_at,
                 )
             )
             self._arrival.notify_all()
+
+
+def _listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket that names its protocol: asyncio turns Nagle's algorithm off
+    (TCP_NODELAY) only on a connection whose socket says it is TCP, and an accepted socket
+    takes the listener's (``socket.create_server`` names none). Without it aiosmtpd's EHLO
+    answer, written a line at a time, waits out the sender's delayed ACK: 40 ms on every
+    connection. SO_REUSEADDR lets a restart take the same port while the last run's
+    connections wait out TIME_WAIT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.bind((host, port))
+        listener.listen()
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 class _Handler:
