@@ -8,6 +8,7 @@ against the Compose Specification.)"""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import shutil
 import signal
@@ -158,9 +159,13 @@ async def provisioned(nc: Client, settings: Settings) -> None:
 async def accepted_soon(client: AlongsideClient, command: object, timeout_s: float = 60) -> None:
     """Accepted, perhaps after "retry later" answers or timeouts while leaders move."""
     deadline = asyncio.get_running_loop().time() + timeout_s
+    # One id for every try of this command, from what it says (an object's id() is reused
+    # once it is freed, and a second command under the first's id is refused for good).
+    payload = command.model_dump_json().encode()  # type: ignore[attr-defined]
+    command_id = f"id-{hashlib.sha256(payload).hexdigest()[:32]}"
     while True:
         try:
-            reply = await client.submit(ORG, command, command_id=f"id-{id(command)}")  # type: ignore[arg-type]
+            reply = await client.submit(ORG, command, command_id=command_id)  # type: ignore[arg-type]
             if isinstance(reply, CommandAccepted):
                 return
         except Exception:  # a timeout while the killed node's leaderships move
