@@ -152,7 +152,7 @@ async def _up(settings: Settings, names: list[str]) -> None:
     catcher = None
     if embedded is not None and settings.smtp_url is None and "notifications" in served:
         # No mail server named: messages go to a catcher that keeps each as an .eml file.
-        catcher = MailCatcher(settings.mail_path)
+        catcher = MailCatcher(settings.mail_path, remember=False)
         catcher.start()
         settings = settings.model_copy(update={"smtp_url": catcher.url})
     try:

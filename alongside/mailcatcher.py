@@ -50,10 +50,14 @@ class MailCatcher:
         host: str = "127.0.0.1",
         port: int = 0,
         refuse: Callable[[str], int | None] | None = None,
+        remember: bool = True,
     ) -> None:
         """``refuse`` is asked about each recipient: an SMTP code to answer RCPT with (550
-        for an address that bounces, 451 for one to try later), or None to accept it."""
+        for an address that bounces, 451 for one to try later), or None to accept it.
+        ``remember``: keep each message in ``received`` too (tests, the demo); ``alongside
+        up``, which runs for days, keeps them only as files."""
         self.folder = folder
+        self._remember = remember
         self.received: list[Caught] = []
         self._host = host
         self._port = port
@@ -146,15 +150,16 @@ class MailCatcher:
                     break
                 except FileExistsError:
                     continue
-            self.received.append(
-                Caught(
-                    mail_from=envelope.mail_from or "",
-                    rcpt_tos=list(envelope.rcpt_tos),
-                    message=message,
-                    path=path,
-                    arrived_at=arrived_at,
+            if self._remember:
+                self.received.append(
+                    Caught(
+                        mail_from=envelope.mail_from or "",
+                        rcpt_tos=list(envelope.rcpt_tos),
+                        message=message,
+                        path=path,
+                        arrived_at=arrived_at,
+                    )
                 )
-            )
             self._arrival.notify_all()
 
 
