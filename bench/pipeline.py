@@ -49,7 +49,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
-from alongside import sample
+from alongside import sample, services
 from alongside.client import AlongsideClient
 from bench import (
     cpu_seconds,
@@ -76,7 +76,9 @@ from runtime.settings import Settings
 
 SEED = 20261129
 ORG = "bench-pipeline"
-SERVICES = ("intake", "rules", "matching", "scheduling")
+# Every service a deployment runs, each in its own process (notifications among them: its
+# consumer takes the same events, and the bench waits for every consumer to settle).
+SERVICES = tuple(services.SERVICES)
 P99_GOAL_MS = 50.0
 # Steps go on past the goal, to show where the pipeline saturates: until one loses or
 # refuses an intake, or its p99 passes this.

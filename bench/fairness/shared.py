@@ -11,6 +11,7 @@ from typing import Any
 import nats
 from pydantic import ValidationError
 
+from alongside import services
 from alongside.client import Unavailable
 from contracts.intake import IntakeReceived
 from contracts.matching import ClientWaitlisted, MatchProposed
@@ -21,7 +22,8 @@ from runtime.clock import SYSTEM
 SEED = 20261130
 ORG = "bench-fairness"
 SOURCE = "bench/fairness"
-SERVICES = ("intake", "rules", "matching", "scheduling")
+# Every service a deployment runs (the bench waits for every consumer to settle).
+SERVICES = tuple(services.SERVICES)
 PROPOSED, WAITLISTED = MatchProposed.type_name, ClientWaitlisted.type_name
 RECEIVED, ELIGIBILITY = IntakeReceived.type_name, SupporterEligibilityDecided.type_name
 TAKEN_MEANWHILE = "taken-meanwhile"
