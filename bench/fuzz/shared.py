@@ -16,8 +16,12 @@ from runtime.clock import SYSTEM
 from runtime.dispatch import Handlers
 from services.intake.handlers import handlers as intake_handlers
 from services.matching.handlers import handlers as matching_handlers
+from services.notifications import link_commands
+from services.notifications.handlers import handlers as notifications_handlers
 from services.rules.handlers import handlers as rules_handlers
 from services.scheduling.handlers import handlers as scheduling_handlers
+
+assert link_commands.PERSON_SOURCE  # (the link commands' handlers register on import)
 
 SEED = 20261123
 ORG = "fuzz-org"
@@ -43,6 +47,7 @@ HANDLERS: dict[str, Handlers[Any]] = {
     "rules": rules_handlers,
     "matching": matching_handlers,
     "scheduling": scheduling_handlers,
+    "notifications": notifications_handlers,
 }
 CONSUMERS = {spec.service: spec for spec in topology.CONSUMERS}
 HANDLED_EVENTS = {t for s in CONSUMERS for t in HANDLERS[s].events}
