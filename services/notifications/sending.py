@@ -98,7 +98,7 @@ async def _attempt(
     if outcome.committed and record is not None:
         deps.waiting.keep(org, record)
         if record.status == "sending":
-            await _send_and_record(org, record, last.token if last else None, deps)
+            await _send_and_record(org, record, last, deps)
 
 
 async def _prepare(org: str, delivery: Delivery, deps: NotificationsDeps) -> Attempt:
@@ -147,10 +147,10 @@ async def _forget(got: Attempt | None, deps: NotificationsDeps) -> None:
 
 
 async def _send_and_record(
-    org: str, delivery: Delivery, token: str | None, deps: NotificationsDeps
+    org: str, delivery: Delivery, got: Attempt | None, deps: NotificationsDeps
 ) -> None:
     try:
-        result = await _send(org, delivery, token, deps)
+        result = await _send(org, delivery, got, deps)
     except Exception as error:  # a template or transport fault is an outcome, not a crash
         log.warning("notification_send_error", org=org, error=type(error).__name__)
         result = Result(Outcome.RETRY, "the message could not be made or sent")
@@ -180,12 +180,14 @@ async def _send_and_record(
     )
 
 
-async def _send(org: str, delivery: Delivery, token: str | None, deps: NotificationsDeps) -> Result:
-    channels = await channels_of(org, deps)
-    found = await reachable(org, delivery.person, deps)
-    if channels is None or found.contact is None:
+async def _send(
+    org: str, delivery: Delivery, got: Attempt | None, deps: NotificationsDeps
+) -> Result:
+    """Send on what the attempt read just before its commit (the channels, the address, the
+    zone): nothing is read twice."""
+    if got is None or not isinstance(got.route, Reach) or got.channels is None:
         return Result(Outcome.RETRY, "the channel or the contact is not there just now")
-    zone = await zone_of(org, deps)
+    channels, address, zone, token = got.channels, got.route.address, got.zone, got.token
     link = f"{channels.pages_url.rstrip('/')}/p/{token}" if token else ""
     words = render.words(
         delivery.about,
@@ -199,16 +201,14 @@ async def _send(org: str, delivery: Delivery, token: str | None, deps: Notificat
     now = deps.clock()
     if delivery.channel == Channel.SMS.value:
         assert channels.webhook_url is not None
-        assert found.contact.phone is not None
         return await deps.webhook.send(
-            channels.webhook_url, found.contact.phone, words.sms, delivery.message_id
+            channels.webhook_url, address, words.sms, delivery.message_id
         )
-    assert found.contact.email is not None
     url = smtp_url(channels, deps.settings)
     assert url is not None
     outgoing = Outgoing(
         message_id=delivery.message_id,
-        to_address=found.contact.email,
+        to_address=address,
         from_address=channels.from_address,
         from_name=channels.from_name,
         subject=words.subject,
